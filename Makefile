@@ -1,0 +1,42 @@
+# Herald: the two commands that matter are `make up` and `make test` (see README.md).
+SHELL := /bin/bash
+GO_TEST_FLAGS ?= -count=1 -timeout 20m
+
+.PHONY: up down status reset test test-unit test-stack build vet fmt
+
+## up: install what is missing, start the servers, migrate, start Herald (idempotent)
+up:
+	@stack/up.sh
+
+## down: stop everything make up started
+down:
+	@stack/down.sh
+
+## status: every server and Herald process with pid, port and health
+status:
+	@stack/status.sh
+
+## reset: stop everything and wipe all data
+reset:
+	@stack/reset.sh
+
+## build: build bin herald into .herald/bin
+build:
+	@stack/herald.sh build
+
+## test: every test, unit and integration, against the real servers (started if not up)
+test: vet
+	@stack/up.sh servers
+	@set -a && source .herald/stack.env && set +a && go test -tags integration $(GO_TEST_FLAGS) ./...
+	@stack/test-stack.sh
+
+## test-unit: the tests that need no server
+test-unit:
+	go test $(GO_TEST_FLAGS) ./...
+
+vet:
+	@files=$$(gofmt -l $$(find . -name '*.go' -not -path './.herald/*')); test -z "$$files" || { echo "gofmt needed: $$files"; exit 1; }
+	@go vet -tags integration ./...
+
+fmt:
+	gofmt -w $$(find . -name '*.go' -not -path './.herald/*')

@@ -1,0 +1,86 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestBadConfigStopsAtStartNamingTheKey(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		wantKey string
+	}{
+		{"region bad broker in file", []string{"region", "--config", write("r1.yaml", "name: eu-west-1\njurisdiction: EU\nkafka:\n  brokers: [nohostport]\n")}, nil, "kafka.brokers"},
+		{"region unknown key", []string{"region", "--config", write("r2.yaml", "name: eu-west-1\njurisdiction: EU\nkafak: {}\n")}, nil, "kafak"},
+		{"region bad name flag", []string{"region", "--name", "EU West", "--config", write("r3.yaml", "jurisdiction: EU\n")}, nil, "name"},
+		{"region unknown role flag", []string{"region", "--name", "eu-west-1", "--roles", "api,teleport", "--config", write("r4.yaml", "jurisdiction: EU\n")}, nil, "roles"},
+		{"region bad env value", []string{"region", "--config", write("r5.yaml", "name: eu-west-1\njurisdiction: EU\n")}, map[string]string{"HERALD_REDIS_ADDR": "redis"}, "redis.addr"},
+		{"gateway bad listen", []string{"gateway", "--config", write("g.yaml", "listen: everywhere\n")}, nil, "listen"},
+		{"analytics bad log level", []string{"analytics", "--config", write("a.yaml", "telemetry: {log_level: chatty}\n")}, nil, "telemetry.log_level"},
+		{"gateway wrong type", []string{"gateway", "--config", write("g2.yaml", "postgres:\n  max_conns: lots\n")}, nil, "postgres.max_conns"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// Flags of earlier cases are applied through the HERALD_REGION_* variables, and
+			// `make test` exports the store addresses, which would override the files' values.
+			for _, k := range []string{"HERALD_REGION_NAME", "HERALD_REGION_ROLES", "HERALD_REGION_LISTEN",
+				"HERALD_KAFKA_BROKERS", "HERALD_CASSANDRA_HOSTS", "HERALD_POSTGRES_URL", "HERALD_REDIS_ADDR"} {
+				t.Setenv(k, "")
+				os.Unsetenv(k)
+			}
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			var out, errb bytes.Buffer
+			code := run(tt.args, &out, &errb)
+			if code != 2 {
+				t.Fatalf("exit code %d, want 2; stderr: %s", code, errb.String())
+			}
+			if !strings.Contains(errb.String(), tt.wantKey) {
+				t.Fatalf("stderr does not name %q: %s", tt.wantKey, errb.String())
+			}
+		})
+	}
+}
+
+func TestCheckConfigAcceptsTheLocalConfigs(t *testing.T) {
+	files, _ := filepath.Glob("../../config/local/region-*.yaml")
+	if len(files) != 3 {
+		t.Fatalf("want 3 local region configs, found %v", files)
+	}
+	for _, f := range files {
+		var out, errb bytes.Buffer
+		if code := run([]string{"region", "--config", f, "--check-config"}, &out, &errb); code != 0 {
+			t.Fatalf("%s: exit %d: %s", f, code, errb.String())
+		}
+	}
+	for _, c := range []string{"gateway", "analytics"} {
+		var out, errb bytes.Buffer
+		if code := run([]string{c, "--config", "../../config/local/" + c + ".yaml", "--check-config"}, &out, &errb); code != 0 {
+			t.Fatalf("%s: exit %d: %s", c, code, errb.String())
+		}
+	}
+}
+
+func TestUnknownCommandIsAUsageError(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run([]string{"frobnicate"}, &out, &errb); code != 2 || !strings.Contains(errb.String(), "unknown command") {
+		t.Fatalf("code %d stderr %s", code, errb.String())
+	}
+	if code := run([]string{"version"}, &out, &errb); code != 0 || !strings.HasPrefix(out.String(), "herald ") {
+		t.Fatalf("version: code %d out %s", code, out.String())
+	}
+}

@@ -1,0 +1,131 @@
+// Package cassandra holds Herald's Cassandra session settings (gocql).
+package cassandra
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"time"
+
+	"github.com/gocql/gocql"
+
+	"github.com/herald-notify/herald/platform/config"
+)
+
+// Config is the Cassandra block of a region's config.
+type Config struct {
+	Hosts             []string      `yaml:"hosts" env:"HERALD_CASSANDRA_HOSTS"`
+	Keyspace          string        `yaml:"keyspace"`
+	ReplicationFactor int           `yaml:"replication_factor"`
+	ProtocolVersion   int           `yaml:"protocol_version"`
+	Consistency       string        `yaml:"consistency"`
+	Timeout           time.Duration `yaml:"timeout"`
+}
+
+// Defaults returns a Config for a local single node.
+func Defaults() Config {
+	return Config{Hosts: []string{"127.0.0.1:9042"}, ReplicationFactor: 1, ProtocolVersion: 4, Consistency: "LOCAL_QUORUM", Timeout: 5 * time.Second}
+}
+
+var identRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,47}$`)
+
+// ValidIdent reports whether s can be a keyspace or database name without quoting.
+func ValidIdent(s string) bool { return identRE.MatchString(s) }
+
+// Validate checks the block; keys are relative, callers prefix them.
+func (c Config) Validate() error {
+	if err := config.HostPorts("hosts", c.Hosts); err != nil {
+		return err
+	}
+	if !ValidIdent(c.Keyspace) {
+		return config.Errorf("keyspace", c.Keyspace, "must match %s", identRE)
+	}
+	if c.ReplicationFactor < 1 {
+		return config.Errorf("replication_factor", fmt.Sprint(c.ReplicationFactor), "must be at least 1")
+	}
+	if c.ProtocolVersion != 4 && c.ProtocolVersion != 5 {
+		return config.Errorf("protocol_version", fmt.Sprint(c.ProtocolVersion), "must be 4 or 5")
+	}
+	if _, err := parseConsistency(c.Consistency); err != nil {
+		return config.Errorf("consistency", c.Consistency, "%v", err)
+	}
+	if c.Timeout <= 0 {
+		return config.Errorf("timeout", c.Timeout.String(), "must be positive")
+	}
+	return nil
+}
+
+func parseConsistency(s string) (c gocql.Consistency, err error) {
+	defer func() {
+		if r := recover(); r != nil { // gocql.ParseConsistency panics on unknown names
+			err = fmt.Errorf("unknown consistency level")
+		}
+	}()
+	return gocql.ParseConsistency(s), nil
+}
+
+func (c Config) cluster(keyspace string) *gocql.ClusterConfig {
+	cl := gocql.NewCluster(c.Hosts...)
+	cl.Keyspace = keyspace
+	cl.ProtoVersion = c.ProtocolVersion
+	cl.Consistency, _ = parseConsistency(c.Consistency)
+	cl.Timeout = c.Timeout
+	cl.ConnectTimeout = c.Timeout
+	cl.DisableInitialHostLookup = len(c.Hosts) == 1 // a single local node advertises itself only
+	cl.RetryPolicy = &gocql.ExponentialBackoffRetryPolicy{NumRetries: 3, Min: 50 * time.Millisecond, Max: time.Second}
+	return cl
+}
+
+// Connect opens a session on the configured keyspace.
+func Connect(ctx context.Context, c Config) (*gocql.Session, error) {
+	return connect(ctx, c, c.Keyspace)
+}
+
+// ConnectSystem opens a session with no keyspace, for creating one.
+func ConnectSystem(ctx context.Context, c Config) (*gocql.Session, error) {
+	return connect(ctx, c, "")
+}
+
+func connect(ctx context.Context, c Config, keyspace string) (*gocql.Session, error) {
+	type result struct {
+		s   *gocql.Session
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		s, err := c.cluster(keyspace).CreateSession()
+		ch <- result{s, err}
+	}()
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			return nil, fmt.Errorf("connecting to cassandra %v keyspace %q: %w", c.Hosts, keyspace, r.err)
+		}
+		return r.s, nil
+	case <-ctx.Done():
+		go func() {
+			if r := <-ch; r.s != nil {
+				r.s.Close()
+			}
+		}()
+		return nil, ctx.Err()
+	}
+}
+
+// EnsureKeyspace creates the keyspace if missing. Locally SimpleStrategy; production configs
+// set a replication factor per data centre of the region, never outside it.
+func EnsureKeyspace(ctx context.Context, c Config) error {
+	if !ValidIdent(c.Keyspace) {
+		return fmt.Errorf("invalid keyspace name %q", c.Keyspace)
+	}
+	s, err := ConnectSystem(ctx, c)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	stmt := fmt.Sprintf(`CREATE KEYSPACE IF NOT EXISTS %s WITH replication = {'class': 'SimpleStrategy', 'replication_factor': %d}`, c.Keyspace, c.ReplicationFactor)
+	if err := s.Query(stmt).WithContext(ctx).Exec(); err != nil {
+		return fmt.Errorf("creating keyspace %s: %w", c.Keyspace, err)
+	}
+	return nil
+}

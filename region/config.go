@@ -1,0 +1,121 @@
+// Package region is one region's full stack: its API, fan-out, dispatch and scheduler roles over
+// the region's own Kafka, Cassandra, Postgres and Redis. Personal data handled by a region stays
+// in the region's stores; nothing here reaches another region's.
+package region
+
+import (
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/herald-notify/herald/platform/cassandra"
+	"github.com/herald-notify/herald/platform/config"
+	"github.com/herald-notify/herald/platform/discovery"
+	"github.com/herald-notify/herald/platform/kafka"
+	"github.com/herald-notify/herald/platform/postgres"
+	"github.com/herald-notify/herald/platform/redis"
+	"github.com/herald-notify/herald/platform/telemetry"
+)
+
+// Config is a region process's configuration.
+type Config struct {
+	Name         string   `yaml:"name" env:"HERALD_REGION_NAME"`
+	Jurisdiction string   `yaml:"jurisdiction" env:"HERALD_REGION_JURISDICTION"`
+	Listen       string   `yaml:"listen" env:"HERALD_REGION_LISTEN"`
+	Roles        []string `yaml:"roles" env:"HERALD_REGION_ROLES"`
+	// TopicPartitions is the partition count of each topic the region creates.
+	TopicPartitions int `yaml:"topic_partitions"`
+	// Replication is the replication factor of the region's Kafka topics.
+	Replication int `yaml:"replication"`
+
+	Kafka     kafka.Config     `yaml:"kafka"`
+	Cassandra cassandra.Config `yaml:"cassandra"`
+	Postgres  postgres.Config  `yaml:"postgres"`
+	Redis     redis.Config     `yaml:"redis"`
+	Discovery discovery.Config `yaml:"discovery"`
+	Telemetry telemetry.Config `yaml:"telemetry"`
+}
+
+// DefaultConfig returns the defaults for a local region; discoveryDir is the file backend's root.
+func DefaultConfig(discoveryDir string) Config {
+	return Config{
+		Listen:          "127.0.0.1:8101",
+		Roles:           AllRoles(),
+		TopicPartitions: 4,
+		Replication:     1,
+		Kafka:           kafka.Defaults(),
+		Cassandra:       cassandra.Defaults(),
+		Postgres:        postgres.Defaults(),
+		Redis:           redis.Defaults(),
+		Discovery:       discovery.Defaults(discoveryDir),
+		Telemetry:       telemetry.Defaults(),
+	}
+}
+
+var (
+	nameRE         = regexp.MustCompile(`^[a-z]{2}-[a-z]+-[0-9]$`)
+	jurisdictionRE = regexp.MustCompile(`^[A-Z]{2,8}$`)
+)
+
+// StoreName turns a region name into the name of its database and keyspace:
+// "eu-west-1" is "herald_eu_west_1".
+func StoreName(region string) string {
+	return "herald_" + strings.ReplaceAll(region, "-", "_")
+}
+
+// Validate fills the names derived from the region name and checks every key.
+func (c *Config) Validate() error {
+	if !nameRE.MatchString(c.Name) {
+		return config.Errorf("name", c.Name, "must be a region name like eu-west-1")
+	}
+	if !jurisdictionRE.MatchString(c.Jurisdiction) {
+		return config.Errorf("jurisdiction", c.Jurisdiction, "must be a jurisdiction code like EU or US")
+	}
+	if c.Cassandra.Keyspace == "" {
+		c.Cassandra.Keyspace = StoreName(c.Name)
+	}
+	if c.Postgres.Database == "" {
+		c.Postgres.Database = StoreName(c.Name)
+	}
+	if c.Redis.Prefix == "" {
+		c.Redis.Prefix = c.Name + ":"
+	}
+	if c.Kafka.ClientID == "" || c.Kafka.ClientID == "herald" {
+		c.Kafka.ClientID = "herald-" + c.Name
+	}
+	if err := config.HostPort("listen", c.Listen); err != nil {
+		return err
+	}
+	if len(c.Roles) == 0 {
+		return config.Errorf("roles", "", "must name at least one of %s", strings.Join(AllRoles(), ","))
+	}
+	for _, r := range c.Roles {
+		if !slices.Contains(AllRoles(), r) {
+			return config.Errorf("roles", r, "unknown role (known: %s)", strings.Join(AllRoles(), ","))
+		}
+	}
+	if c.TopicPartitions < 1 || c.TopicPartitions > 1024 {
+		return config.Errorf("topic_partitions", fmt.Sprint(c.TopicPartitions), "must be 1-1024")
+	}
+	if c.Replication < 1 {
+		return config.Errorf("replication", fmt.Sprint(c.Replication), "must be at least 1")
+	}
+	checks := []struct {
+		key string
+		err error
+	}{
+		{"kafka", c.Kafka.Validate()},
+		{"cassandra", c.Cassandra.Validate()},
+		{"postgres", c.Postgres.Validate()},
+		{"redis", c.Redis.Validate()},
+		{"discovery", c.Discovery.Validate()},
+		{"telemetry", c.Telemetry.Validate()},
+	}
+	for _, ch := range checks {
+		if ch.err != nil {
+			return config.Prefix(ch.key, ch.err)
+		}
+	}
+	return nil
+}

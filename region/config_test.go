@@ -1,0 +1,53 @@
+package region
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestConfigValidateDerivesStoreNamesFromTheRegion(t *testing.T) {
+	c := DefaultConfig("/tmp/d")
+	c.Name, c.Jurisdiction = "eu-west-1", "EU"
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if c.Postgres.Database != "herald_eu_west_1" || c.Cassandra.Keyspace != "herald_eu_west_1" || c.Redis.Prefix != "eu-west-1:" {
+		t.Fatalf("derived names: %s %s %s", c.Postgres.Database, c.Cassandra.Keyspace, c.Redis.Prefix)
+	}
+	if got := IngressTopic(c.Name, "transactional"); got != "eu-west-1.notify.transactional" {
+		t.Fatalf("topic %s", got)
+	}
+}
+
+func TestConfigValidateNamesTheBadKey(t *testing.T) {
+	tests := []struct {
+		name    string
+		mutate  func(*Config)
+		wantKey string
+	}{
+		{"bad region name", func(c *Config) { c.Name = "Europe" }, "name"},
+		{"bad jurisdiction", func(c *Config) { c.Jurisdiction = "eu" }, "jurisdiction"},
+		{"bad listen", func(c *Config) { c.Listen = "8101" }, "listen"},
+		{"unknown role", func(c *Config) { c.Roles = []string{"api", "coffee"} }, "roles"},
+		{"no roles", func(c *Config) { c.Roles = nil }, "roles"},
+		{"bad broker", func(c *Config) { c.Kafka.Brokers = []string{"localhost"} }, "kafka.brokers"},
+		{"old kafka protocol", func(c *Config) { c.Kafka.Version = "0.10.2.0" }, "kafka.version"},
+		{"bad protocol version", func(c *Config) { c.Cassandra.ProtocolVersion = 3 }, "cassandra.protocol_version"},
+		{"bad consistency", func(c *Config) { c.Cassandra.Consistency = "MOST" }, "cassandra.consistency"},
+		{"bad postgres url", func(c *Config) { c.Postgres.URL = "mysql://x" }, "postgres.url"},
+		{"bad redis prefix", func(c *Config) { c.Redis.Prefix = "nocolon" }, "redis.prefix"},
+		{"bad log level", func(c *Config) { c.Telemetry.LogLevel = "loud" }, "telemetry.log_level"},
+		{"zero partitions", func(c *Config) { c.TopicPartitions = 0 }, "topic_partitions"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := DefaultConfig("/tmp/d")
+			c.Name, c.Jurisdiction = "eu-west-1", "EU"
+			tt.mutate(&c)
+			err := c.Validate()
+			if err == nil || !strings.Contains(err.Error(), `"`+tt.wantKey+`"`) {
+				t.Fatalf("want error naming %q, got %v", tt.wantKey, err)
+			}
+		})
+	}
+}

@@ -1,0 +1,175 @@
+//go:build integration
+
+package region_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/herald-notify/herald/platform/discovery"
+	"github.com/herald-notify/herald/platform/testenv"
+	"github.com/herald-notify/herald/region"
+)
+
+// testRegion returns a config for a region private to this test: its own database, keyspace,
+// topics and key prefix on the shared local servers.
+func testRegion(t *testing.T) region.Config {
+	t.Helper()
+	suffix := strings.Map(func(r rune) rune { // region names take letters only in the middle part
+		if r >= '0' && r <= '9' {
+			return 'a' + (r - '0')
+		}
+		return r
+	}, testenv.Suffix())
+	c := region.DefaultConfig(t.TempDir())
+	c.Name = "zz-" + suffix + "-1"
+	c.Jurisdiction = "EU"
+	c.TopicPartitions = 1
+	c.Kafka = testenv.Kafka(t)
+	c.Cassandra = testenv.Cassandra(t)
+	c.Postgres = testenv.Postgres(t)
+	c.Redis = testenv.Redis(t)
+	c.Discovery.TTL = 5 * time.Second
+	c.Cassandra.Keyspace, c.Postgres.Database = "", "" // derived from the name by Validate
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		testenv.DropDatabase(t, c.Postgres)
+		testenv.DropKeyspace(t, c.Cassandra)
+	})
+	var topics []string
+	for _, tp := range c.Topics() {
+		topics = append(topics, tp.Name)
+	}
+	testenv.DeleteTopics(t, c.Kafka, topics...)
+	return c
+}
+
+func TestRegionMigrateIsIdempotentAndStoresAreNamedForTheRegion(t *testing.T) {
+	c := testRegion(t)
+	ctx := testenv.Context(t, 2*time.Minute)
+	log := slog.New(slog.DiscardHandler)
+	for i := 0; i < 2; i++ {
+		if err := region.Migrate(ctx, c, log); err != nil {
+			t.Fatalf("migrate run %d: %v", i+1, err)
+		}
+	}
+	if want := region.StoreName(c.Name); c.Postgres.Database != want || c.Cassandra.Keyspace != want {
+		t.Fatalf("stores %s / %s, want %s", c.Postgres.Database, c.Cassandra.Keyspace, want)
+	}
+	s, err := region.OpenStores(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	topics, err := s.Kafka.Topics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	have := map[string]bool{}
+	for _, tp := range topics {
+		have[tp] = true
+	}
+	for _, tp := range c.Topics() {
+		if !have[tp.Name] || !strings.HasPrefix(tp.Name, c.Name+".") {
+			t.Errorf("topic %s missing or not named for the region", tp.Name)
+		}
+	}
+}
+
+func TestRegionRefusesStoresOfAnotherRegion(t *testing.T) {
+	c := testRegion(t)
+	ctx := testenv.Context(t, 2*time.Minute)
+	if err := region.Migrate(ctx, c, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	other := c
+	other.Name = "zz-other-2" // same database and keyspace, recorded for c.Name
+	if _, err := region.OpenStores(ctx, other); !errors.Is(err, region.ErrWrongRegion) {
+		t.Fatalf("want ErrWrongRegion, got %v", err)
+	}
+	unmigrated := c
+	unmigrated.Postgres = testenv.Postgres(t)
+	if _, err := region.OpenStores(ctx, unmigrated); err == nil || !strings.Contains(err.Error(), "migrate") {
+		t.Fatalf("want a not-migrated error, got %v", err)
+	}
+}
+
+func freePort(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func TestRegionServesReadinessRegistersAndDrainsOnShutdown(t *testing.T) {
+	c := testRegion(t)
+	c.Listen = freePort(t)
+	ctx := testenv.Context(t, 2*time.Minute)
+	if err := region.Migrate(ctx, c, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- region.Run(runCtx, c, slog.New(slog.DiscardHandler), "test") }()
+
+	var rep struct {
+		Status string            `json:"status"`
+		Checks map[string]string `json:"checks"`
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get("http://" + c.Listen + "/readyz")
+		if err == nil {
+			_ = json.NewDecoder(resp.Body).Decode(&rep)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not ready: %v %+v", err, rep)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, dep := range []string{"postgres", "cassandra", "redis", "kafka"} {
+		if rep.Checks[dep] != "ok" {
+			t.Errorf("check %s = %q", dep, rep.Checks[dep])
+		}
+	}
+	disc, err := discovery.Open(c.Discovery)
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, err := disc.Instances(ctx, region.ServiceName)
+	if err != nil || len(list) != 1 || list[0].Meta["region"] != c.Name || list[0].Address != c.Listen {
+		t.Fatalf("discovery: %+v %v", list, err)
+	}
+
+	stop()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run returned %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("region did not stop within 30s of cancellation")
+	}
+	if list, _ := disc.Instances(ctx, region.ServiceName); len(list) != 0 {
+		t.Fatalf("still registered after shutdown: %+v", list)
+	}
+	if _, err := http.Get(fmt.Sprintf("http://%s/healthz", c.Listen)); err == nil {
+		t.Fatal("listener still open after shutdown")
+	}
+}

@@ -1,0 +1,31 @@
+package region
+
+import (
+	"github.com/herald-notify/herald/platform/kafka"
+)
+
+// Tiers are the priority tiers; each has its own ingress topic and consumer group, so a
+// marketing backlog never queues in front of an OTP.
+var Tiers = []string{"transactional", "social", "marketing"}
+
+// DispatchChannels are the channels with their own dispatch topic (in-app is written by fan-out).
+var DispatchChannels = []string{"push", "email", "sms"}
+
+// IngressTopic is the topic a tier's events are accepted into: "eu-west-1.notify.marketing".
+func IngressTopic(region, tier string) string { return region + ".notify." + tier }
+
+// DispatchTopic is a channel's task topic: "eu-west-1.dispatch.push".
+func DispatchTopic(region, channel string) string { return region + ".dispatch." + channel }
+
+// Topics lists every topic the region needs.
+func (c Config) Topics() []kafka.Topic {
+	var out []kafka.Topic
+	p := int32(c.TopicPartitions)
+	for _, t := range Tiers {
+		out = append(out, kafka.Topic{Name: IngressTopic(c.Name, t), Partitions: p})
+	}
+	for _, ch := range DispatchChannels {
+		out = append(out, kafka.Topic{Name: DispatchTopic(c.Name, ch), Partitions: p})
+	}
+	return out
+}

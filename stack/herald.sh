@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Builds the herald binary and runs the local Herald processes (three regions, gateway,
+# analytics), each with a pid file and a log, on top of the servers the other scripts start.
+#   stack/herald.sh build|start|stop|status
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+BIN="$HERALD_HOME/bin/herald"
+CONF="$HERALD_ROOT/config/local"
+
+# name|listen port|arguments
+PROCS=(
+  "region-eu-west-1|8101|region --config $CONF/region-eu-west-1.yaml"
+  "region-eu-central-1|8102|region --config $CONF/region-eu-central-1.yaml"
+  "region-us-east-1|8103|region --config $CONF/region-us-east-1.yaml"
+  "analytics|8090|analytics --config $CONF/analytics.yaml"
+  "gateway|8080|gateway --config $CONF/gateway.yaml"
+)
+
+# load_env: export the addresses the server scripts recorded.
+load_env() {
+  local f
+  for f in "$HERALD_HOME"/env/*.env; do
+    [[ -f $f ]] || continue
+    set -a; source "$f"; set +a
+  done
+}
+
+build() {
+  command -v go >/dev/null || die "Go is not installed"
+  local ver
+  ver=$(git -C "$HERALD_ROOT" describe --always --dirty 2>/dev/null || echo dev)
+  mkdir -p "$HERALD_HOME/bin"
+  (cd "$HERALD_ROOT" && go build -ldflags "-X main.version=$ver" -o "$BIN.new" ./cmd/herald)
+  # Replace only when it changed, so running processes are restarted only for a new build.
+  if [[ -f $BIN ]] && cmp -s "$BIN" "$BIN.new"; then rm -f "$BIN.new"; else mv "$BIN.new" "$BIN"; fi
+}
+
+ready() { curl -fsS -m 2 "http://127.0.0.1:$1/readyz" >/dev/null 2>&1; }
+
+start_one() {
+  local name=$1 port=$2 args=$3 sum pid
+  sum=$(sha256sum "$BIN" | cut -c1-16)
+  if pid=$(pid_of "herald-$name"); then
+    if [[ $(cat "$HERALD_HOME/run/herald-$name.build" 2>/dev/null) == "$sum" ]]; then
+      return 0
+    fi
+    log "restarting $name for the new build"
+    stop_pid "herald-$name" 30
+  fi
+  port_in_use "$port" && die "port $port for $name is taken by another process"
+  export HERALD_HOME
+  # shellcheck disable=SC2086 # args is a word list by design
+  setsid nohup "$BIN" $args >>"$HERALD_HOME/logs/herald-$name.log" 2>&1 </dev/null &
+  echo $! >"$HERALD_HOME/run/herald-$name.pid"
+  echo "$sum" >"$HERALD_HOME/run/herald-$name.build"
+}
+
+start() {
+  [[ -x $BIN ]] || build
+  load_env
+  local p name port args i
+  for p in "${PROCS[@]}"; do
+    IFS='|' read -r name port args <<<"$p"
+    start_one "$name" "$port" "$args"
+  done
+  # Wait for every process to be ready (each checks its stores, the gateway its regions).
+  for p in "${PROCS[@]}"; do
+    IFS='|' read -r name port args <<<"$p"
+    for ((i = 0; i < 300; i++)); do
+      ready "$port" && break
+      if ! pid_of "herald-$name" >/dev/null; then
+        tail -n 20 "$HERALD_HOME/logs/herald-$name.log" >&2
+        die "$name exited while starting (log: .herald/logs/herald-$name.log)"
+      fi
+      sleep 0.2
+    done
+    ready "$port" || die "$name not ready after 60s (log: .herald/logs/herald-$name.log)"
+  done
+}
+
+stop() {
+  local p name port args
+  # Gateway first, so nothing new is routed to regions that are stopping.
+  for ((i = ${#PROCS[@]} - 1; i >= 0; i--)); do
+    IFS='|' read -r name port args <<<"${PROCS[$i]}"
+    stop_pid "herald-$name" 30
+  done
+}
+
+status() {
+  local p name port args rc=0 pid state
+  for p in "${PROCS[@]}"; do
+    IFS='|' read -r name port args <<<"$p"
+    if pid=$(pid_of "herald-$name"); then
+      state="not ready"; ready "$port" && state=ready
+      printf '%-22s pid %-8s http://127.0.0.1:%-5s %s\n' "$name" "$pid" "$port" "$state"
+      [[ $state == ready ]] || rc=1
+    else
+      printf '%-22s %-12s http://127.0.0.1:%-5s stopped\n' "$name" "-" "$port"; rc=1
+    fi
+  done
+  return $rc
+}
+
+case "${1:-}" in
+  build) build ;;
+  start) start ;;
+  stop) stop ;;
+  status) status ;;
+  *) die "usage: $0 build|start|stop|status" ;;
+esac

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Our own Redis instance (Debian's package), data under .herald/redis, on 6379 or the next free
+# port. Append-only persistence so dedup keys and rate-limit state survive a restart.
+source "$(dirname "$0")/lib.sh"
+
+NAME=redis
+DIR="$HERALD_HOME/redis"
+
+install() {
+  apt_install redis-server
+  mkdir -p "$DIR/data"
+}
+
+start() {
+  local port
+  port=$(pick_port "$NAME" 6379)
+  if pid_of "$NAME" >/dev/null; then
+    write_env "$NAME" "HERALD_REDIS_ADDR=127.0.0.1:$port"; return 0
+  fi
+  install
+  cat >"$DIR/redis.conf" <<CONF
+bind 127.0.0.1
+port $port
+protected-mode yes
+daemonize no
+dir $DIR/data
+appendonly yes
+appendfsync everysec
+save 60 1000
+maxmemory 512mb
+maxmemory-policy noeviction
+logfile ""
+CONF
+  setsid nohup redis-server "$DIR/redis.conf" >>"$HERALD_HOME/logs/redis.log" 2>&1 </dev/null &
+  echo $! >"$HERALD_HOME/run/$NAME.pid"
+  wait_port "$port" 30 "$NAME"
+  write_env "$NAME" "HERALD_REDIS_ADDR=127.0.0.1:$port"
+  log "redis up on 127.0.0.1:$port"
+}
+
+stop() { stop_pid "$NAME" 30; }
+
+status() { status_line "$NAME" "$(cat "$DIR/port" 2>/dev/null || echo 6379)"; }
+
+case "${1:-}" in
+  install) install ;;
+  start) start ;;
+  stop) stop ;;
+  status) status ;;
+  *) die "usage: $0 install|start|stop|status" ;;
+esac

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# make up: install what is missing, start the servers, migrate, start Herald.
+#   stack/up.sh          everything
+#   stack/up.sh servers  only Postgres, Redis, Kafka, Cassandra, then migrate (what tests need)
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+S="$HERALD_ROOT/stack"
+t0=$SECONDS
+
+apt_install curl ca-certificates
+"$S/postgres.sh" start
+"$S/redis.sh" start
+# Kafka and Cassandra are JVMs that take seconds to start: start both at once.
+"$S/kafka.sh" start & kpid=$!
+"$S/cassandra.sh" start & cpid=$!
+wait $kpid || die "kafka did not start (log: .herald/logs/kafka.log)"
+wait $cpid || die "cassandra did not start (log: .herald/logs/cassandra.log)"
+cat "$HERALD_HOME"/env/{postgres,redis,kafka,cassandra}.env >"$HERALD_HOME/stack.env"
+
+"$S/herald.sh" build
+set -a; source "$HERALD_HOME/stack.env"; set +a
+"$HERALD_HOME/bin/herald" migrate --config-dir "$HERALD_ROOT/config/local" >>"$HERALD_HOME/logs/migrate.log" 2>&1 \
+  || { tail -n 30 "$HERALD_HOME/logs/migrate.log" >&2; die "migrate failed (log: .herald/logs/migrate.log)"; }
+
+if [[ ${1:-} == servers ]]; then
+  log "servers up and migrated in $((SECONDS - t0))s"
+  exit 0
+fi
+
+if [[ ! -s $HERALD_HOME/demo-api-key ]]; then
+  "$HERALD_HOME/bin/herald" apikey create --config "$HERALD_ROOT/config/local/gateway.yaml" \
+    --app demo --name demo --out "$HERALD_HOME/demo-api-key" >/dev/null
+fi
+"$S/herald.sh" start
+
+cat <<MSG
+
+Herald is up ($((SECONDS - t0))s).
+  gateway     http://127.0.0.1:8080   (GET /healthz, /readyz; API key in .herald/demo-api-key)
+  analytics   http://127.0.0.1:8090
+  regions     eu-west-1 http://127.0.0.1:8101, eu-central-1 :8102, us-east-1 :8103
+  servers     $(tr '\n' ' ' <"$HERALD_HOME/stack.env")
+  logs        .herald/logs/   (make status lists everything; make down stops it)
+MSG
