@@ -123,7 +123,10 @@ mvn_fetch() {
 # apt_install PKG...: install Debian packages that are missing.
 apt_install() {
   local missing=() p
-  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  for p in "$@"; do
+    # "install ok installed" only: a removed package keeps its config and still answers dpkg -s.
+    [[ $(dpkg-query -W -f='${Status}' "$p" 2>/dev/null) == "install ok installed" ]] || missing+=("$p")
+  done
   ((${#missing[@]})) || return 0
   log "apt-get install ${missing[*]}"
   if [[ ! -f $HERALD_HOME/.apt-updated ]]; then
