@@ -9,7 +9,10 @@ t0=$SECONDS
 apt_install curl ca-certificates
 "$S/postgres.sh" start
 "$S/redis.sh" start
-# Kafka and Cassandra are JVMs that take seconds to start: start both at once.
+# Resolve jars one server at a time (two Maven runs on one local repository can clash), then
+# start the two JVMs at once, since each takes seconds.
+"$S/kafka.sh" install
+"$S/cassandra.sh" install
 "$S/kafka.sh" start & kpid=$!
 "$S/cassandra.sh" start & cpid=$!
 wait $kpid || die "kafka did not start (log: .herald/logs/kafka.log)"
