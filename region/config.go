@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/herald-notify/herald/platform/cassandra"
 	"github.com/herald-notify/herald/platform/config"
@@ -28,6 +29,14 @@ type Config struct {
 	TopicPartitions int `yaml:"topic_partitions"`
 	// Replication is the replication factor of the region's Kafka topics.
 	Replication int `yaml:"replication"`
+	// InternalToken, when set, is required from callers (the gateway) as a Bearer token.
+	InternalToken string `yaml:"internal_token" env:"HERALD_REGION_INTERNAL_TOKEN"`
+	// LogTTL is how long inbox and delivery-log rows live in Cassandra.
+	LogTTL time.Duration `yaml:"log_ttl"`
+	// DedupTTL is how long a delivered recipient x channel is remembered.
+	DedupTTL  time.Duration   `yaml:"dedup_ttl"`
+	Fanout    FanoutConfig    `yaml:"fanout"`
+	Scheduler SchedulerConfig `yaml:"scheduler"`
 
 	Kafka     kafka.Config     `yaml:"kafka"`
 	Cassandra cassandra.Config `yaml:"cassandra"`
@@ -44,6 +53,10 @@ func DefaultConfig(discoveryDir string) Config {
 		Roles:           AllRoles(),
 		TopicPartitions: 4,
 		Replication:     1,
+		LogTTL:          90 * 24 * time.Hour,
+		DedupTTL:        24 * time.Hour,
+		Fanout:          DefaultFanoutConfig(),
+		Scheduler:       SchedulerConfig{Interval: 500 * time.Millisecond, Batch: 500},
 		Kafka:           kafka.Defaults(),
 		Cassandra:       cassandra.Defaults(),
 		Postgres:        postgres.Defaults(),
@@ -100,6 +113,21 @@ func (c *Config) Validate() error {
 	}
 	if c.Replication < 1 {
 		return config.Errorf("replication", fmt.Sprint(c.Replication), "must be at least 1")
+	}
+	if c.LogTTL < time.Hour {
+		return config.Errorf("log_ttl", c.LogTTL.String(), "must be at least 1h")
+	}
+	if c.DedupTTL < time.Minute {
+		return config.Errorf("dedup_ttl", c.DedupTTL.String(), "must be at least 1m")
+	}
+	if err := c.Fanout.validate(); err != nil {
+		return config.Prefix("fanout", err)
+	}
+	if c.Scheduler.Interval < 10*time.Millisecond {
+		return config.Errorf("scheduler.interval", c.Scheduler.Interval.String(), "must be at least 10ms")
+	}
+	if c.Scheduler.Batch < 1 || c.Scheduler.Batch > 10000 {
+		return config.Errorf("scheduler.batch", fmt.Sprint(c.Scheduler.Batch), "must be 1-10000")
 	}
 	checks := []struct {
 		key string

@@ -2,10 +2,13 @@ package region
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -17,13 +20,29 @@ import (
 	"github.com/herald-notify/herald/platform/httpserver"
 	"github.com/herald-notify/herald/platform/kafka"
 	"github.com/herald-notify/herald/platform/lifecycle"
+	"github.com/herald-notify/herald/region/api"
+	"github.com/herald-notify/herald/region/dedup"
+	"github.com/herald-notify/herald/region/deliverylog"
+	"github.com/herald-notify/herald/region/devices"
+	"github.com/herald-notify/herald/region/fanout"
+	"github.com/herald-notify/herald/region/inbox"
+	"github.com/herald-notify/herald/region/notify"
+	"github.com/herald-notify/herald/region/profiles"
+	"github.com/herald-notify/herald/region/scheduler"
+	"github.com/herald-notify/herald/region/templates"
+	"github.com/herald-notify/herald/region/topics"
+	"github.com/herald-notify/herald/region/users"
 )
 
 // ServiceName is the discovery name regions register under.
 const ServiceName = "herald-region"
 
+// ThresholdKey is the discovery key that changes the topic fan-out threshold at run time.
+func ThresholdKey(region string) string { return "herald/regions/" + region + "/topic_threshold" }
+
 // Run starts the region process with its configured roles and blocks until ctx ends, then
-// drains: readiness turns 503, the listener closes after in-flight requests finish.
+// drains: it leaves discovery, readiness turns 503, in-flight requests finish, consumers stop
+// after the event in hand and commit what they finished.
 func Run(ctx context.Context, c Config, log *slog.Logger, version string) error {
 	log = log.With("region", c.Name)
 	stores, err := OpenStores(ctx, c)
@@ -40,11 +59,27 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 	h.Add("redis", func(ctx context.Context) error { return stores.Redis.Ping(ctx).Err() })
 	h.Add("kafka", func(ctx context.Context) error { return kafka.Ping(ctx, stores.Kafka) })
 
+	producer, err := kafka.NewProducer(c.Kafka)
+	if err != nil {
+		return err
+	}
+	defer producer.Close()
+	dlog := deliverylog.New(stores.Cass, c.LogTTL)
+	sched := scheduler.New(stores.PG, c.Name)
+
 	ln, err := net.Listen("tcp", c.Listen)
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", c.Listen, err)
 	}
 	router := NewRouter(h)
+	if slices.Contains(c.Roles, RoleAPI) {
+		srv := &api.Server{
+			Region: c.Name, InternalToken: c.InternalToken, DB: stores.PG, Producer: producer,
+			Templates: templates.NewStore(stores.PG), Topics: topics.NewStore(stores.PG), Users: users.NewStore(stores.PG),
+			Devices: devices.NewStore(stores.PG), Log: dlog, Logger: log,
+		}
+		srv.Register(router)
+	}
 
 	disc, err := discovery.Open(c.Discovery)
 	if err != nil {
@@ -64,22 +99,82 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 		ln.Close()
 		return fmt.Errorf("registering in discovery: %w", err)
 	}
-	log.Info("region started", "addr", inst.Address, "roles", c.Roles)
+	defer stopDiscovery()
 
-	srv := &httpserver.Server{
+	httpSrv := &httpserver.Server{
 		Name: "region-http", Handler: router, Log: log, Listener: ln,
 		BeforeShutdown: func() { stopDiscovery(); h.Drain() },
 		ReadyDelay:     drainDelay,
 	}
-	err = lifecycle.Run(ctx, log, lifecycle.Task{Name: "http", Run: srv.Run})
-	stopDiscovery()
-	return err
+	tasks := []lifecycle.Task{{Name: "http", Run: httpSrv.Run}}
+
+	if slices.Contains(c.Roles, RoleFanout) {
+		fo := fanout.New(fanout.Settings{
+			Region: c.Name, ChunkSize: c.Fanout.ChunkSize, TopicPacePerSec: c.Fanout.TopicPacePerSec,
+			MaxAge: map[string]time.Duration{
+				notify.Transactional: c.Fanout.Tiers[notify.Transactional].MaxAge,
+				notify.Social:        c.Fanout.Tiers[notify.Social].MaxAge,
+				notify.Marketing:     c.Fanout.Tiers[notify.Marketing].MaxAge,
+			},
+		}, c.Fanout.TopicThreshold, fanout.Deps{
+			Profiles: profiles.New(stores.PG), Subscribers: topics.NewStore(stores.PG), Scheduler: sched, Producer: producer,
+			Inbox: inbox.New(stores.Cass, c.LogTTL), Log: dlog, Dedup: dedup.New(stores.Redis, c.Redis.Prefix, c.DedupTTL), Logger: log,
+		})
+		for _, tier := range notify.Tiers {
+			cons := &fanout.Consumer{
+				Tier: tier, Topic: IngressTopic(c.Name, tier), Group: c.Name + ".fanout." + tier,
+				Kafka: c.Kafka, Cfg: c.Fanout.Tiers[tier], Fanout: fo, Log: log,
+			}
+			tasks = append(tasks, lifecycle.Task{Name: "fanout-" + tier, Run: cons.Run})
+		}
+		tasks = append(tasks, lifecycle.Task{Name: "topic-threshold-watch", Run: func(ctx context.Context) error {
+			watchThreshold(ctx, disc, c.Name, fo, log)
+			return nil
+		}})
+	}
+	if slices.Contains(c.Roles, RoleScheduler) {
+		p := &scheduler.Poller{
+			Store: sched, Producer: producer, Interval: c.Scheduler.Interval, Batch: c.Scheduler.Batch, Log: log,
+			Topic: func(tier string) string { return IngressTopic(c.Name, tier) },
+		}
+		tasks = append(tasks, lifecycle.Task{Name: "scheduler", Run: p.Run})
+	}
+	log.Info("region started", "addr", inst.Address, "roles", c.Roles)
+	return lifecycle.Run(ctx, log, tasks...)
+}
+
+// watchThreshold applies changes of the topic threshold key until ctx ends.
+func watchThreshold(ctx context.Context, disc discovery.Backend, region string, fo *fanout.Fanout, log *slog.Logger) {
+	key := ThresholdKey(region)
+	var index uint64
+	for ctx.Err() == nil {
+		v, idx, err := disc.Watch(ctx, key, index)
+		if err != nil {
+			if ctx.Err() == nil && !errors.Is(err, context.Canceled) {
+				log.Warn("watching topic threshold", "err", err)
+				select {
+				case <-time.After(5 * time.Second):
+				case <-ctx.Done():
+				}
+			}
+			continue
+		}
+		if idx != index && v != nil {
+			n, perr := strconv.ParseInt(strings.TrimSpace(string(v)), 10, 64)
+			if perr != nil || n < 0 {
+				log.Warn("ignoring invalid topic threshold", "key", key, "value", string(v))
+			} else if old := fo.TopicThreshold.Swap(n); old != n {
+				log.Info("topic threshold changed", "from", old, "to", n)
+			}
+		}
+		index = idx
+	}
 }
 
 // drainDelay is how long readiness reports draining before the listener closes.
 var drainDelay = 500 * time.Millisecond
 
-// NewRouter builds the region's HTTP handler: health, metrics, and the API of the roles it runs.
+// NewRouter builds the region's HTTP handler: health and metrics; the API role adds its routes.
 func NewRouter(h *health.Health) *gin.Engine {
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()

@@ -3,8 +3,10 @@ package region
 // Role names. A region process runs any subset, so each stage scales on its own in production;
 // locally one process per region runs them all. Roles are listed here as their stages land.
 const (
-	RoleAPI = "api"
+	RoleAPI       = "api"
+	RoleFanout    = "fanout"
+	RoleScheduler = "scheduler"
 )
 
 // AllRoles lists every role a region process can run.
-func AllRoles() []string { return []string{RoleAPI} }
+func AllRoles() []string { return []string{RoleAPI, RoleFanout, RoleScheduler} }

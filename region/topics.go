@@ -2,20 +2,21 @@ package region
 
 import (
 	"github.com/herald-notify/herald/platform/kafka"
+	"github.com/herald-notify/herald/region/notify"
 )
 
 // Tiers are the priority tiers; each has its own ingress topic and consumer group, so a
 // marketing backlog never queues in front of an OTP.
-var Tiers = []string{"transactional", "social", "marketing"}
+var Tiers = notify.Tiers
 
 // DispatchChannels are the channels with their own dispatch topic (in-app is written by fan-out).
-var DispatchChannels = []string{"push", "email", "sms"}
+var DispatchChannels = []string{notify.Push, notify.Email, notify.SMS}
 
 // IngressTopic is the topic a tier's events are accepted into: "eu-west-1.notify.marketing".
-func IngressTopic(region, tier string) string { return region + ".notify." + tier }
+func IngressTopic(region, tier string) string { return notify.IngressTopic(region, tier) }
 
 // DispatchTopic is a channel's task topic: "eu-west-1.dispatch.push".
-func DispatchTopic(region, channel string) string { return region + ".dispatch." + channel }
+func DispatchTopic(region, channel string) string { return notify.DispatchTopic(region, channel) }
 
 // Topics lists every topic the region needs.
 func (c Config) Topics() []kafka.Topic {

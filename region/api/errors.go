@@ -1,0 +1,69 @@
+package api
+
+import (
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/herald-notify/herald/platform/apierr"
+)
+
+// Error codes of the regional API. They are stable: clients branch on them. Each is also the
+// label of herald_api_rejections_total.
+const (
+	CodeMalformedJSON        = "malformed_json"
+	CodeUnknownField         = "unknown_field"
+	CodePayloadTooLarge      = "payload_too_large"
+	CodeInvalidField         = "invalid_field"
+	CodeMissingField         = "missing_field"
+	CodeConflictingFields    = "conflicting_fields"
+	CodeInvalidType          = "invalid_type"
+	CodeUnknownTemplate      = "unknown_template"
+	CodeTemplateTypeMismatch = "template_type_mismatch"
+	CodeMissingVariable      = "missing_variable"
+	CodeInvalidTemplate      = "invalid_template"
+	CodeTooManyRecipients    = "too_many_recipients"
+	CodeInvalidChannel       = "invalid_channel"
+	CodeInvalidSendAt        = "invalid_send_at"
+	CodeDuplicateRequest     = "duplicate_idempotency_key"
+	CodeMissingApp           = "missing_app"
+	CodeUnauthenticated      = "unauthenticated"
+	CodeNotFound             = "not_found"
+	CodeUnavailable          = "unavailable"
+)
+
+var rejections = promauto.NewCounterVec(prometheus.CounterOpts{
+	Name: "herald_api_rejections_total",
+	Help: "Requests refused by the regional API, by error code.",
+}, []string{"code"})
+
+// Error is an API error with its HTTP status.
+type Error struct {
+	Status  int
+	Code    string
+	Message string
+	Field   string
+}
+
+func (e *Error) Error() string { return e.Code + ": " + e.Message }
+
+func badRequest(code, field, msg string) *Error {
+	return &Error{Status: http.StatusBadRequest, Code: code, Field: field, Message: msg}
+}
+
+func writeError(c *gin.Context, e *Error) {
+	rejections.WithLabelValues(e.Code).Inc()
+	apierr.Write(c.Writer, e.Status, e.Code, e.Message, e.Field)
+	c.Abort()
+}
+
+func notFound(c *gin.Context, what string) {
+	writeError(c, &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: what + " not found"})
+}
+
+func unavailable(c *gin.Context, msg string) {
+	c.Header("Retry-After", "2")
+	writeError(c, &Error{Status: http.StatusServiceUnavailable, Code: CodeUnavailable, Message: msg})
+}

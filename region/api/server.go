@@ -1,0 +1,310 @@
+// Package api is a region's HTTP API. Only the gateway calls it: the gateway authenticates the
+// app and passes its id in the X-Herald-App header (and, when configured, a shared internal
+// token), and everything here is scoped by that app.
+package api
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"go.opentelemetry.io/contrib/instrumentation/github.com/gin-gonic/gin/otelgin"
+
+	"github.com/herald-notify/herald/platform/kafka"
+	"github.com/herald-notify/herald/region/deliverylog"
+	"github.com/herald-notify/herald/region/devices"
+	"github.com/herald-notify/herald/region/notify"
+	"github.com/herald-notify/herald/region/templates"
+	"github.com/herald-notify/herald/region/topics"
+	"github.com/herald-notify/herald/region/users"
+)
+
+// AppHeader carries the caller's app id from the gateway.
+const AppHeader = "X-Herald-App"
+
+var acceptedTotal = promauto.NewCounterVec(prometheus.CounterOpts{
+	Name: "herald_api_accepted_total",
+	Help: "Notifications accepted (durably on Kafka), by tier.",
+}, []string{"region", "tier"})
+
+// Producer hands records durably to Kafka.
+type Producer interface {
+	Send(ctx context.Context, msgs ...kafka.Message) error
+}
+
+// Server holds the API's dependencies.
+type Server struct {
+	Region        string
+	InternalToken string
+	DB            *pgxpool.Pool
+	Producer      Producer
+	Templates     *templates.Store
+	Topics        *topics.Store
+	Users         *users.Store
+	Devices       *devices.Store
+	Log           *deliverylog.Log
+	Logger        *slog.Logger
+	Now           func() time.Time
+}
+
+// Register mounts the API's routes on r.
+func (s *Server) Register(r gin.IRouter) {
+	if s.Now == nil {
+		s.Now = time.Now
+	}
+	v1 := r.Group("/v1", otelgin.Middleware("herald-region-"+s.Region), s.authenticate)
+	v1.POST("/notifications", s.send)
+	v1.GET("/notifications/:id/status", s.status)
+	v1.PUT("/templates/:id", s.putTemplate)
+	v1.GET("/templates/:id", s.getTemplate)
+	v1.DELETE("/templates/:id", s.deleteTemplate)
+	v1.GET("/topics/:topic", s.topicInfo)
+	v1.PUT("/topics/:topic/subscribers/:user_id", s.subscribe)
+	v1.DELETE("/topics/:topic/subscribers/:user_id", s.unsubscribe)
+	v1.PUT("/users/:user_id", s.putUser)
+	v1.GET("/users/:user_id", s.getUser)
+	v1.POST("/users/:user_id/devices", s.registerDevice)
+	v1.GET("/users/:user_id/devices", s.listDevices)
+}
+
+func (s *Server) authenticate(c *gin.Context) {
+	if s.InternalToken != "" {
+		got, _ := strings.CutPrefix(c.GetHeader("Authorization"), "Bearer ")
+		if subtle.ConstantTimeCompare([]byte(got), []byte(s.InternalToken)) != 1 {
+			writeError(c, &Error{Status: http.StatusUnauthorized, Code: CodeUnauthenticated, Message: "regions accept calls from the gateway only", Field: "Authorization"})
+			return
+		}
+	}
+	app := c.GetHeader(AppHeader)
+	if !idRE.MatchString(app) {
+		writeError(c, badRequest(CodeMissingApp, AppHeader, "the app id header is missing or invalid"))
+		return
+	}
+	c.Set("app", app)
+}
+
+func appOf(c *gin.Context) string { return c.GetString("app") }
+
+// send accepts one notification. It answers 202 only after the event is on Kafka.
+func (s *Server) send(c *gin.Context) {
+	ctx := c.Request.Context()
+	app := appOf(c)
+	now := s.Now().UTC()
+	req, apiErr := DecodeSend(http.MaxBytesReader(c.Writer, c.Request.Body, MaxBodyBytes), now)
+	if apiErr != nil {
+		writeError(c, apiErr)
+		return
+	}
+	e := notify.Event{
+		ID: newID(), AppID: app, Tier: req.Type, Category: req.Category, Recipients: req.Recipients, Topic: req.Topic,
+		Channels: req.Channels, SendAt: req.sendAt, IdempotencyKey: req.IdempotencyKey, Metadata: req.Metadata, AcceptedAt: now,
+	}
+	if req.TemplateID != "" {
+		t, err := s.Templates.Get(ctx, app, req.TemplateID)
+		if errors.Is(err, templates.ErrNotFound) {
+			writeError(c, badRequest(CodeUnknownTemplate, "template_id", fmt.Sprintf("no template %q", req.TemplateID)))
+			return
+		}
+		if err != nil {
+			s.Logger.Error("reading template", "err", err)
+			unavailable(c, "templates cannot be read right now; retry")
+			return
+		}
+		if t.Type != req.Type {
+			writeError(c, badRequest(CodeTemplateTypeMismatch, "template_id", fmt.Sprintf("template %q is for %s notifications, not %s", t.ID, t.Type, req.Type)))
+			return
+		}
+		content, err := templates.Render(t, req.Data)
+		var fe *templates.FieldError
+		if errors.As(err, &fe) {
+			writeError(c, badRequest(CodeMissingVariable, fe.Field, fe.Msg))
+			return
+		}
+		if err != nil {
+			writeError(c, badRequest(CodeInvalidTemplate, "template_id", err.Error()))
+			return
+		}
+		e.TemplateID, e.Content = t.ID, content
+		if e.Category == "" {
+			e.Category = t.Category
+		}
+		if len(e.Channels) == 0 {
+			for _, ch := range notify.Channels {
+				if _, ok := content[ch]; ok {
+					e.Channels = append(e.Channels, ch)
+				}
+			}
+		}
+	} else {
+		e.Content = req.inlineContent()
+	}
+	raw, err := json.Marshal(e)
+	if err != nil {
+		s.Logger.Error("encoding event", "err", err)
+		unavailable(c, "the notification could not be encoded")
+		return
+	}
+	key := e.ID
+	if len(e.Recipients) == 1 {
+		key = e.Recipients[0] // one user's notifications stay in order
+	}
+	msg := kafka.Message{Topic: notify.IngressTopic(s.Region, e.Tier), Key: key, Value: raw}
+
+	if e.IdempotencyKey != "" {
+		original, err := s.sendOnce(ctx, e, msg)
+		if err != nil {
+			s.produceFailed(c, err)
+			return
+		}
+		if original != "" {
+			rejections.WithLabelValues(CodeDuplicateRequest).Inc()
+			c.JSON(http.StatusConflict, gin.H{
+				"error":           gin.H{"code": CodeDuplicateRequest, "message": "this idempotency_key was used in the last 24 hours", "field": "idempotency_key"},
+				"notification_id": original,
+			})
+			return
+		}
+	} else if err := s.Producer.Send(ctx, msg); err != nil {
+		s.produceFailed(c, err)
+		return
+	}
+	acceptedTotal.WithLabelValues(s.Region, e.Tier).Inc()
+	if err := s.Log.Accepted(ctx, e); err != nil {
+		// The event is durable; fan-out records it too.
+		s.Logger.Warn("recording accepted notification", "notification", e.ID, "err", err)
+	}
+	c.JSON(http.StatusAccepted, gin.H{"notification_id": e.ID})
+}
+
+func (s *Server) produceFailed(c *gin.Context, err error) {
+	s.Logger.Error("notification not accepted", "err", err)
+	unavailable(c, "the notification could not be made durable; it was not accepted, retry")
+}
+
+// sendOnce claims the idempotency key and produces in one transaction: the claim is committed
+// only if Kafka took the event, so a failed send leaves the key free for the retry. It returns
+// the original notification id when the key was used in the last 24 hours.
+func (s *Server) sendOnce(ctx context.Context, e notify.Event, msg kafka.Message) (original string, err error) {
+	err = pgx.BeginFunc(ctx, s.DB, func(tx pgx.Tx) error {
+		var existing string
+		var created time.Time
+		err := tx.QueryRow(ctx, `INSERT INTO idempotency_keys (app_id, idempotency_key, notification_id) VALUES ($1, $2, $3)
+			ON CONFLICT (app_id, idempotency_key) DO UPDATE SET app_id = idempotency_keys.app_id
+			RETURNING notification_id, created_at`, e.AppID, e.IdempotencyKey, e.ID).Scan(&existing, &created)
+		if err != nil {
+			return err
+		}
+		if existing != e.ID {
+			if time.Since(created) < 24*time.Hour {
+				original = existing
+				return nil
+			}
+			// Older than the window: the key is free again.
+			if _, err := tx.Exec(ctx, `UPDATE idempotency_keys SET notification_id = $3, created_at = now() WHERE app_id = $1 AND idempotency_key = $2`,
+				e.AppID, e.IdempotencyKey, e.ID); err != nil {
+				return err
+			}
+		}
+		return s.Producer.Send(ctx, msg)
+	})
+	return original, err
+}
+
+func newID() string {
+	id, err := uuid.NewV7()
+	if err != nil {
+		return uuid.NewString()
+	}
+	return id.String()
+}
+
+// status reports each recipient x channel of a notification, and its attempts.
+func (s *Server) status(c *gin.Context) {
+	ctx := c.Request.Context()
+	id := c.Param("id")
+	if _, err := uuid.Parse(id); err != nil {
+		notFound(c, "notification")
+		return
+	}
+	n, err := s.Log.Get(ctx, id)
+	if errors.Is(err, deliverylog.ErrNotFound) || (err == nil && n.AppID != appOf(c)) {
+		notFound(c, "notification")
+		return
+	}
+	if err != nil {
+		s.Logger.Error("reading status", "err", err)
+		unavailable(c, "status cannot be read right now; retry")
+		return
+	}
+	limit, apiErr := queryLimit(c, 500, 5000)
+	if apiErr != nil {
+		writeError(c, apiErr)
+		return
+	}
+	afterUser, afterChannel, _ := strings.Cut(c.Query("cursor"), "|")
+	states, err := s.Log.States(ctx, id, afterUser, afterChannel, limit)
+	if err != nil {
+		s.Logger.Error("reading status", "err", err)
+		unavailable(c, "status cannot be read right now; retry")
+		return
+	}
+	attempts, err := s.Log.Attempts(ctx, id, 1000)
+	if err != nil {
+		s.Logger.Error("reading attempts", "err", err)
+		unavailable(c, "status cannot be read right now; retry")
+		return
+	}
+	type channelState struct {
+		deliverylog.State
+		Attempts int `json:"attempts"`
+	}
+	type recipient struct {
+		UserID   string         `json:"user_id"`
+		Channels []channelState `json:"channels"`
+	}
+	counts := map[[2]string]int{}
+	for _, a := range attempts {
+		counts[[2]string{a.UserID, a.Channel}]++
+	}
+	var out []*recipient
+	byUser := map[string]*recipient{}
+	for _, st := range states {
+		r := byUser[st.UserID]
+		if r == nil {
+			r = &recipient{UserID: st.UserID}
+			byUser[st.UserID] = r
+			out = append(out, r)
+		}
+		r.Channels = append(r.Channels, channelState{State: st, Attempts: counts[[2]string{st.UserID, st.Channel}]})
+	}
+	body := gin.H{"notification": n, "recipients": out, "attempts": attempts}
+	if len(states) == limit {
+		last := states[len(states)-1]
+		body["next_cursor"] = last.UserID + "|" + last.Channel
+	}
+	c.JSON(http.StatusOK, body)
+}
+
+func queryLimit(c *gin.Context, def, maxLimit int) (int, *Error) {
+	raw := c.Query("limit")
+	if raw == "" {
+		return def, nil
+	}
+	var n int
+	if _, err := fmt.Sscanf(raw, "%d", &n); err != nil || n < 1 || n > maxLimit || fmt.Sprint(n) != raw {
+		return 0, badRequest(CodeInvalidField, "limit", fmt.Sprintf("limit must be 1-%d", maxLimit))
+	}
+	return n, nil
+}

@@ -1,0 +1,147 @@
+package fanout
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/IBM/sarama"
+
+	"github.com/herald-notify/herald/platform/kafka"
+	"github.com/herald-notify/herald/region/notify"
+)
+
+// TierConfig sizes one tier's consumer. Each tier has its own consumer group and its own
+// goroutines: a marketing backlog cannot take transactional capacity.
+type TierConfig struct {
+	// Concurrency caps the events of this tier processed at once by this process.
+	Concurrency int `yaml:"concurrency"`
+	// MaxPollRecords bounds how many records the consumer buffers per partition.
+	MaxPollRecords int `yaml:"max_poll_records"`
+	// MaxAge is how old a delivery may be before it is suppressed as expired (0: no limit).
+	MaxAge time.Duration `yaml:"max_age"`
+}
+
+// Consumer runs one tier's consumer group.
+type Consumer struct {
+	Tier   string
+	Topic  string
+	Group  string
+	Kafka  kafka.Config
+	Cfg    TierConfig
+	Fanout *Fanout
+	Log    *slog.Logger
+}
+
+// Run consumes until ctx ends. Offsets are committed only after an event was fully handled,
+// so a crash re-delivers and never loses.
+func (c *Consumer) Run(ctx context.Context) error {
+	sc, err := c.Kafka.Sarama()
+	if err != nil {
+		return err
+	}
+	sc.ClientID = c.Kafka.ClientID + "-fanout-" + c.Tier
+	sc.ChannelBufferSize = max(1, c.Cfg.MaxPollRecords)
+	sc.Consumer.MaxProcessingTime = 5 * time.Second
+	group, err := sarama.NewConsumerGroup(c.Kafka.Brokers, c.Group, sc)
+	if err != nil {
+		return fmt.Errorf("fan-out %s: joining group %s: %w", c.Tier, c.Group, err)
+	}
+	defer group.Close()
+	go func() {
+		for err := range group.Errors() {
+			c.Log.Warn("consumer group error", "tier", c.Tier, "err", err)
+		}
+	}()
+	h := &handler{c: c, sem: make(chan struct{}, max(1, c.Cfg.Concurrency))}
+	c.Log.Info("fan-out consuming", "tier", c.Tier, "topic", c.Topic, "group", c.Group, "concurrency", c.Cfg.Concurrency)
+	for ctx.Err() == nil {
+		if err := group.Consume(ctx, []string{c.Topic}, h); err != nil {
+			if errors.Is(err, sarama.ErrClosedConsumerGroup) || ctx.Err() != nil {
+				break
+			}
+			c.Log.Warn("consume failed; retrying", "tier", c.Tier, "err", err)
+			select {
+			case <-time.After(time.Second):
+			case <-ctx.Done():
+			}
+		}
+	}
+	return nil
+}
+
+type handler struct {
+	c   *Consumer
+	sem chan struct{} // the tier's concurrency cap, shared by its partitions
+}
+
+func (h *handler) Setup(sarama.ConsumerGroupSession) error   { return nil }
+func (h *handler) Cleanup(sarama.ConsumerGroupSession) error { return nil }
+
+// ConsumeClaim handles one partition's records in order (one user's events stay ordered) and
+// commits after each handled record, batched by time.
+func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
+	ctx := sess.Context()
+	lastCommit := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			sess.Commit()
+			return nil
+		case m, ok := <-claim.Messages():
+			if !ok {
+				sess.Commit()
+				return nil
+			}
+			consumerLag.WithLabelValues(h.c.Fanout.set.Region, h.c.Tier).Set(float64(claim.HighWaterMarkOffset() - m.Offset - 1))
+			if err := h.handle(ctx, m); err != nil {
+				// Not handed on: stop without marking, so the record is consumed again.
+				return nil
+			}
+			sess.MarkMessage(m, "")
+			if time.Since(lastCommit) > 200*time.Millisecond {
+				sess.Commit()
+				lastCommit = time.Now()
+			}
+		}
+	}
+}
+
+// handle processes one record, retrying with backoff while the stores are unavailable. It
+// returns an error only when ctx ended first.
+func (h *handler) handle(ctx context.Context, m *sarama.ConsumerMessage) error {
+	var e notify.Event
+	if err := json.Unmarshal(m.Value, &e); err != nil {
+		// The API only produces valid events; a record that does not decode is logged and
+		// counted, not retried forever.
+		eventsTotal.WithLabelValues(h.c.Fanout.set.Region, h.c.Tier, "poison").Inc()
+		h.c.Log.Error("undecodable event skipped", "tier", h.c.Tier, "partition", m.Partition, "offset", m.Offset, "err", err)
+		return nil
+	}
+	ctx = kafka.Extract(ctx, m)
+	backoff := 100 * time.Millisecond
+	for {
+		select {
+		case h.sem <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		err := h.c.Fanout.Handle(ctx, e)
+		<-h.sem
+		if err == nil {
+			eventsTotal.WithLabelValues(h.c.Fanout.set.Region, h.c.Tier, "ok").Inc()
+			return nil
+		}
+		eventsTotal.WithLabelValues(h.c.Fanout.set.Region, h.c.Tier, "retry").Inc()
+		h.c.Log.Warn("fan-out failed; retrying", "tier", h.c.Tier, "notification", e.ID, "err", err, "backoff", backoff)
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		backoff = min(backoff*2, 10*time.Second)
+	}
+}

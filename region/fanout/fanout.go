@@ -1,0 +1,463 @@
+// Package fanout turns an accepted event into deliveries: it resolves the recipients (a list,
+// or a topic's subscribers read in pages), applies each one's preferences, quiet hours, the
+// tier's maximum age and the dedup keys, writes in-app items to the inbox, and hands push,
+// email and SMS tasks to their dispatch topics. Every outcome is recorded in the delivery log.
+package fanout
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+
+	"github.com/herald-notify/herald/platform/kafka"
+	"github.com/herald-notify/herald/region/deliverylog"
+	"github.com/herald-notify/herald/region/inbox"
+	"github.com/herald-notify/herald/region/notify"
+	"github.com/herald-notify/herald/region/profiles"
+)
+
+// Fan-out paths, recorded on the notification.
+const (
+	PathList         = "list"
+	PathTopicWrite   = "topic_fanout_on_write"
+	PathTopicRead    = "topic_fanout_on_read"
+	PathScheduled    = "scheduled"
+	schedReasonAt    = "send_at"
+	schedReasonQuiet = "quiet_hours"
+)
+
+// The stage's dependencies, declared here as the small interfaces fan-out needs.
+type (
+	// ProfileLoader returns recipients' preferences, devices and contact points in one call.
+	ProfileLoader interface {
+		Load(ctx context.Context, appID string, users []string) (map[string]*profiles.Profile, error)
+	}
+	// Subscribers pages through a topic's subscribers.
+	Subscribers interface {
+		Count(ctx context.Context, appID, topic string) (int64, error)
+		Page(ctx context.Context, appID, topic, after string, limit int) ([]string, error)
+	}
+	// Scheduler stores an event durably until due.
+	Scheduler interface {
+		Schedule(ctx context.Context, due time.Time, e notify.Event, reason string) error
+	}
+	// Producer hands records durably to Kafka.
+	Producer interface {
+		Send(ctx context.Context, msgs ...kafka.Message) error
+	}
+	// Inbox writes in-app items.
+	Inbox interface {
+		Write(ctx context.Context, it inbox.Item) error
+		WriteTopicFeed(ctx context.Context, it inbox.Item) error
+	}
+	// Log records notifications, states and attempts.
+	Log interface {
+		Accepted(ctx context.Context, e notify.Event) error
+		FanoutDone(ctx context.Context, id, path string, recipients int, at time.Time) error
+		Write(ctx context.Context, states []deliverylog.State, attempts []deliverylog.Attempt) error
+	}
+	// Dedup checks and marks recipient x channel keys.
+	Dedup interface {
+		Key(notificationID, userID, channel string) string
+		Done(ctx context.Context, keys []string) ([]bool, error)
+		Mark(ctx context.Context, keys []string) error
+	}
+)
+
+// Settings tune fan-out; TopicThreshold can change at run time.
+type Settings struct {
+	Region    string
+	ChunkSize int
+	// MaxAge per tier: a delivery older than this is suppressed as expired.
+	MaxAge map[string]time.Duration
+	// TopicPacePerSec caps how fast a large topic's tasks are emitted, so one event never
+	// floods the dispatch topics.
+	TopicPacePerSec int
+}
+
+// Fanout processes events. It is safe for concurrent use.
+type Fanout struct {
+	set            Settings
+	TopicThreshold atomic.Int64
+
+	profiles ProfileLoader
+	subs     Subscribers
+	sched    Scheduler
+	prod     Producer
+	inbox    Inbox
+	log      Log
+	dedup    Dedup
+	logger   *slog.Logger
+	now      func() time.Time
+}
+
+// Deps are the stores fan-out uses.
+type Deps struct {
+	Profiles    ProfileLoader
+	Subscribers Subscribers
+	Scheduler   Scheduler
+	Producer    Producer
+	Inbox       Inbox
+	Log         Log
+	Dedup       Dedup
+	Logger      *slog.Logger
+}
+
+// New returns a Fanout.
+func New(s Settings, threshold int64, d Deps) *Fanout {
+	f := &Fanout{set: s, profiles: d.Profiles, subs: d.Subscribers, sched: d.Scheduler, prod: d.Producer,
+		inbox: d.Inbox, log: d.Log, dedup: d.Dedup, logger: d.Logger, now: time.Now}
+	if f.set.ChunkSize <= 0 {
+		f.set.ChunkSize = 500
+	}
+	f.TopicThreshold.Store(threshold)
+	return f
+}
+
+var tracer = otel.Tracer("herald/region/fanout")
+
+// Handle processes one event completely. An error means some work was not handed on: the
+// caller must not commit the event's offset, and the retry skips what was done (dedup keys,
+// idempotent inbox writes).
+func (f *Fanout) Handle(ctx context.Context, e notify.Event) error {
+	ctx, span := tracer.Start(ctx, "fanout.event")
+	defer span.End()
+	span.SetAttributes(attribute.String("notification.id", e.ID), attribute.String("notification.tier", e.Tier))
+
+	now := f.now()
+	if e.SendAt != nil && e.SendAt.After(now) && !e.Deferred {
+		if err := f.log.Accepted(ctx, e); err != nil {
+			return err
+		}
+		if err := f.sched.Schedule(ctx, *e.SendAt, e, schedReasonAt); err != nil {
+			return err
+		}
+		stageCounter.WithLabelValues(f.set.Region, e.Tier, "all", notify.StateDeferred, schedReasonAt).Inc()
+		return f.log.FanoutDone(ctx, e.ID, PathScheduled, len(e.Recipients), now)
+	}
+	if !e.Deferred {
+		if err := f.log.Accepted(ctx, e); err != nil {
+			return err
+		}
+	}
+	if e.Topic == "" {
+		for start := 0; start < len(e.Recipients); start += f.set.ChunkSize {
+			end := min(start+f.set.ChunkSize, len(e.Recipients))
+			if err := f.chunk(ctx, e, e.Recipients[start:end], e.Channels); err != nil {
+				return err
+			}
+		}
+		if e.Deferred {
+			return nil // the original event's fan-out was recorded already
+		}
+		return f.log.FanoutDone(ctx, e.ID, PathList, len(e.Recipients), f.now())
+	}
+	return f.topic(ctx, e)
+}
+
+// topic fans out to a topic's subscribers: on write below the threshold; above it, the inbox
+// gets one feed record (merged at read time) and the other channels' tasks go out paced.
+func (f *Fanout) topic(ctx context.Context, e notify.Event) error {
+	count, err := f.subs.Count(ctx, e.AppID, e.Topic)
+	if err != nil {
+		return err
+	}
+	path := PathTopicWrite
+	channels := e.Channels
+	if count > f.TopicThreshold.Load() {
+		path = PathTopicRead
+		if wants(e.Channels, notify.InApp) {
+			c := e.Content[notify.InApp]
+			if err := f.inbox.WriteTopicFeed(ctx, inbox.Item{AppID: e.AppID, Topic: e.Topic, NotificationID: e.ID, CreatedAt: e.AcceptedAt,
+				Tier: e.Tier, Category: e.Category, Title: c.Title, Body: c.Body, Link: c.Link, Metadata: e.Metadata}); err != nil {
+				return err
+			}
+		}
+		channels = withoutInApp(e)
+	}
+	pace := newPacer(f.set.TopicPacePerSec)
+	after := ""
+	total := 0
+	for {
+		page, err := f.subs.Page(ctx, e.AppID, e.Topic, after, f.set.ChunkSize)
+		if err != nil {
+			return err
+		}
+		if len(page) == 0 {
+			break
+		}
+		if len(channels) > 0 || path == PathTopicWrite {
+			if err := f.chunk(ctx, e, page, channels); err != nil {
+				return err
+			}
+		}
+		total += len(page)
+		after = page[len(page)-1]
+		if path == PathTopicRead {
+			if err := pace.wait(ctx, len(page)); err != nil {
+				return err
+			}
+		}
+	}
+	fanoutPath.WithLabelValues(f.set.Region, path).Inc()
+	return f.log.FanoutDone(ctx, e.ID, path, total, f.now())
+}
+
+// withoutInApp returns the channels a fan-out-on-read event still delivers per recipient.
+func withoutInApp(e notify.Event) []string {
+	chs := e.Channels
+	if len(chs) == 0 {
+		chs = notify.Channels
+	}
+	out := make([]string, 0, len(chs))
+	for _, c := range chs {
+		if c != notify.InApp {
+			out = append(out, c)
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+func wants(channels []string, ch string) bool {
+	return len(channels) == 0 || slices.Contains(channels, ch)
+}
+
+// delivery is one recipient x channel being decided.
+type delivery struct {
+	user, channel string
+	key           string
+	state, reason string
+	detail        string
+	task          *notify.Task
+	inbox         *inbox.Item
+}
+
+// chunk decides and hands on every recipient x channel of a chunk of users.
+func (f *Fanout) chunk(ctx context.Context, e notify.Event, users []string, channels []string) error {
+	profs, err := f.profiles.Load(ctx, e.AppID, users)
+	if err != nil {
+		return err
+	}
+	now := f.now()
+	due := e.AcceptedAt
+	if e.SendAt != nil && e.SendAt.After(due) {
+		due = *e.SendAt
+	}
+	expired := now.Sub(due) > f.set.MaxAge[e.Tier] && f.set.MaxAge[e.Tier] > 0
+
+	var ds []*delivery
+	deferred := map[string][]string{} // user -> channels deferred by quiet hours
+	deferUntil := map[string]time.Time{}
+	for _, u := range users {
+		p := profs[u]
+		for _, ch := range f.channelsFor(e, channels, p) {
+			d := &delivery{user: u, channel: ch}
+			ds = append(ds, d)
+			switch {
+			case p.Prefs.HardStop:
+				d.state, d.reason = notify.StateSuppressed, notify.ReasonHardStop
+			case expired:
+				d.state, d.reason = notify.StateSuppressed, notify.ReasonExpired
+			default:
+				if ok, reason := p.Prefs.Allows(ch, e.Category); !ok {
+					d.state, d.reason = notify.StateSuppressed, reason
+					continue
+				}
+				if e.Tier != notify.Transactional && !e.Deferred {
+					if until, quiet := p.Prefs.QuietUntil(now); quiet {
+						d.state, d.reason, d.detail = notify.StateDeferred, schedReasonQuiet, until.UTC().Format(time.RFC3339)
+						deferred[u] = append(deferred[u], ch)
+						deferUntil[u] = until
+						continue
+					}
+				}
+				f.prepare(e, d, p)
+			}
+		}
+	}
+
+	// Dedup: skip what an earlier attempt already handed on.
+	var keys []string
+	var pending []*delivery
+	for _, d := range ds {
+		if d.state == "" {
+			d.key = f.dedup.Key(e.ID, d.user, d.channel)
+			keys = append(keys, d.key)
+			pending = append(pending, d)
+		}
+	}
+	if done, err := f.dedup.Done(ctx, keys); err != nil {
+		// At-least-once beats silence: deliver without the check, and count it.
+		dedupUnavailable.WithLabelValues(f.set.Region).Inc()
+		f.logger.Warn("dedup unavailable; delivering without it", "err", err)
+	} else {
+		for i, d := range pending {
+			if done[i] {
+				d.state, d.reason = notify.StateSuppressed, notify.ReasonDuplicate
+				d.task, d.inbox = nil, nil
+			}
+		}
+	}
+
+	// Deferrals first: once stored they survive any restart.
+	for u, chs := range deferred {
+		de := e
+		de.Recipients, de.Topic, de.OnlyChannels, de.Deferred = []string{u}, "", chs, true
+		until := deferUntil[u]
+		de.SendAt = &until
+		if err := f.sched.Schedule(ctx, until, de, schedReasonQuiet); err != nil {
+			return err
+		}
+	}
+
+	// Hand on: in-app items to the inbox, tasks to the dispatch topics.
+	var msgs []kafka.Message
+	var attempts []deliverylog.Attempt
+	for _, d := range ds {
+		switch {
+		case d.inbox != nil:
+			if err := f.inbox.Write(ctx, *d.inbox); err != nil {
+				return err
+			}
+			d.state = notify.StateDelivered
+			attempts = append(attempts, deliverylog.Attempt{NotificationID: e.ID, At: f.now(), UserID: d.user, Channel: d.channel,
+				Outcome: notify.StateDelivered, Provider: "inbox"})
+		case d.task != nil:
+			raw, err := json.Marshal(d.task)
+			if err != nil {
+				return fmt.Errorf("encoding task: %w", err)
+			}
+			msgs = append(msgs, kafka.Message{Topic: notify.DispatchTopic(f.set.Region, d.channel), Key: d.user, Value: raw})
+			d.state = notify.StateQueued
+		}
+	}
+	if err := f.prod.Send(ctx, msgs...); err != nil {
+		return err
+	}
+
+	states := make([]deliverylog.State, 0, len(ds))
+	var marks []string
+	at := f.now()
+	for _, d := range ds {
+		states = append(states, deliverylog.State{NotificationID: e.ID, UserID: d.user, Channel: d.channel, State: d.state,
+			Reason: d.reason, Detail: d.detail, UpdatedAt: at})
+		stageCounter.WithLabelValues(f.set.Region, e.Tier, d.channel, d.state, d.reason).Inc()
+		if d.key != "" && (d.state == notify.StateDelivered || d.state == notify.StateQueued) {
+			marks = append(marks, d.key)
+		}
+	}
+	if err := f.log.Write(ctx, states, attempts); err != nil {
+		return err
+	}
+	if err := f.dedup.Mark(ctx, marks); err != nil {
+		dedupUnavailable.WithLabelValues(f.set.Region).Inc()
+		f.logger.Warn("could not mark dedup keys; a redelivery may repeat these", "err", err)
+	}
+	return nil
+}
+
+// channelsFor returns the channels to decide for a user: those the event names (narrowed for a
+// deferred event), or by default every channel the user has.
+func (f *Fanout) channelsFor(e notify.Event, requested []string, p *profiles.Profile) []string {
+	if len(e.OnlyChannels) > 0 {
+		return e.OnlyChannels
+	}
+	if len(requested) > 0 {
+		return requested
+	}
+	out := []string{notify.InApp}
+	if len(p.Devices) > 0 {
+		out = append(out, notify.Push)
+	}
+	if p.Email != "" {
+		out = append(out, notify.Email)
+	}
+	if p.Phone != "" {
+		out = append(out, notify.SMS)
+	}
+	return out
+}
+
+// prepare builds the inbox item or the dispatch task of a delivery, or suppresses it when the
+// user has no address for the channel.
+func (f *Fanout) prepare(e notify.Event, d *delivery, p *profiles.Profile) {
+	c := e.Content[d.channel]
+	if d.channel == notify.InApp {
+		d.inbox = &inbox.Item{AppID: e.AppID, UserID: d.user, NotificationID: e.ID, CreatedAt: e.AcceptedAt, Tier: e.Tier,
+			Category: e.Category, Title: c.Title, Body: c.Body, Link: c.Link, Metadata: e.Metadata}
+		return
+	}
+	var target notify.Target
+	switch d.channel {
+	case notify.Push:
+		if len(p.Devices) == 0 {
+			d.state, d.reason = notify.StateSuppressed, notify.ReasonNoDevice
+			return
+		}
+		target.Devices = p.Devices
+	case notify.Email:
+		if p.Email == "" {
+			d.state, d.reason = notify.StateSuppressed, notify.ReasonNoAddress
+			return
+		}
+		target.Email = p.Email
+	case notify.SMS:
+		if p.Phone == "" {
+			d.state, d.reason = notify.StateSuppressed, notify.ReasonNoAddress
+			return
+		}
+		target.Phone = p.Phone
+	}
+	expires := time.Time{}
+	if age := f.set.MaxAge[e.Tier]; age > 0 {
+		base := e.AcceptedAt
+		if e.SendAt != nil && e.SendAt.After(base) {
+			base = *e.SendAt
+		}
+		expires = base.Add(age)
+	}
+	d.task = &notify.Task{NotificationID: e.ID, AppID: e.AppID, Tier: e.Tier, Category: e.Category, UserID: d.user, Channel: d.channel,
+		Content: c, Target: target, Metadata: e.Metadata, AcceptedAt: e.AcceptedAt, ExpiresAt: expires}
+}
+
+// pacer spaces out batches so that at most perSec items go out each second.
+type pacer struct {
+	perSec int
+	start  time.Time
+	sent   int
+}
+
+func newPacer(perSec int) *pacer { return &pacer{perSec: perSec, start: time.Now()} }
+
+func (p *pacer) wait(ctx context.Context, n int) error {
+	if p.perSec <= 0 {
+		return nil
+	}
+	p.sent += n
+	ahead := time.Duration(float64(p.sent)/float64(p.perSec)*float64(time.Second)) - time.Since(p.start)
+	if ahead <= 0 {
+		return nil
+	}
+	t := time.NewTimer(ahead)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// ErrPoison marks a record that can never be processed (it does not decode).
+var ErrPoison = errors.New("undecodable event")

@@ -1,0 +1,79 @@
+package region
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/herald-notify/herald/platform/config"
+	"github.com/herald-notify/herald/region/fanout"
+	"github.com/herald-notify/herald/region/notify"
+)
+
+// FanoutConfig sizes the fan-out stage.
+type FanoutConfig struct {
+	// ChunkSize is how many recipients are decided together (one profile query, one batch).
+	ChunkSize int `yaml:"chunk_size"`
+	// TopicThreshold is the subscriber count above which a topic send fans out on read; it can
+	// also be changed at run time through the discovery key herald/regions/<name>/topic_threshold.
+	TopicThreshold  int64                        `yaml:"topic_threshold"`
+	TopicPacePerSec int                          `yaml:"topic_pace_per_sec"`
+	Tiers           map[string]fanout.TierConfig `yaml:"tiers"`
+}
+
+// SchedulerConfig sizes the scheduler.
+type SchedulerConfig struct {
+	Interval time.Duration `yaml:"interval"`
+	Batch    int           `yaml:"batch"`
+}
+
+// DefaultFanoutConfig returns the defaults: transactional gets the most concurrency and the
+// shortest maximum age; marketing is capped hard so a blast cannot crowd the others.
+func DefaultFanoutConfig() FanoutConfig {
+	return FanoutConfig{
+		ChunkSize:       500,
+		TopicThreshold:  10_000,
+		TopicPacePerSec: 25_000,
+		Tiers: map[string]fanout.TierConfig{
+			notify.Transactional: {Concurrency: 8, MaxPollRecords: 256, MaxAge: 10 * time.Minute},
+			notify.Social:        {Concurrency: 4, MaxPollRecords: 256, MaxAge: 6 * time.Hour},
+			notify.Marketing:     {Concurrency: 2, MaxPollRecords: 64, MaxAge: 72 * time.Hour},
+		},
+	}
+}
+
+func (f FanoutConfig) validate() error {
+	if f.ChunkSize < 1 || f.ChunkSize > 10_000 {
+		return config.Errorf("chunk_size", fmt.Sprint(f.ChunkSize), "must be 1-10000")
+	}
+	if f.TopicThreshold < 0 {
+		return config.Errorf("topic_threshold", fmt.Sprint(f.TopicThreshold), "must not be negative")
+	}
+	if f.TopicPacePerSec < 0 {
+		return config.Errorf("topic_pace_per_sec", fmt.Sprint(f.TopicPacePerSec), "must not be negative")
+	}
+	for name, t := range f.Tiers {
+		key := "tiers." + name
+		known := false
+		for _, tier := range notify.Tiers {
+			known = known || tier == name
+		}
+		if !known {
+			return config.Errorf(key, name, "unknown tier (transactional, social, marketing)")
+		}
+		if t.Concurrency < 1 || t.Concurrency > 1024 {
+			return config.Errorf(key+".concurrency", fmt.Sprint(t.Concurrency), "must be 1-1024")
+		}
+		if t.MaxPollRecords < 1 || t.MaxPollRecords > 100_000 {
+			return config.Errorf(key+".max_poll_records", fmt.Sprint(t.MaxPollRecords), "must be 1-100000")
+		}
+		if t.MaxAge < 0 {
+			return config.Errorf(key+".max_age", t.MaxAge.String(), "must not be negative")
+		}
+	}
+	for _, tier := range notify.Tiers {
+		if _, ok := f.Tiers[tier]; !ok {
+			return config.Errorf("tiers."+tier, "", "is required")
+		}
+	}
+	return nil
+}

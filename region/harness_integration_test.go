@@ -1,0 +1,160 @@
+//go:build integration
+
+package region_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/herald-notify/herald/platform/cassandra"
+	"github.com/herald-notify/herald/platform/postgres"
+	"github.com/herald-notify/herald/platform/testenv"
+	"github.com/herald-notify/herald/region"
+
+	"github.com/gocql/gocql"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// running is a region started in-process for a test, on its own stores.
+type running struct {
+	t    *testing.T
+	cfg  region.Config
+	base string
+	app  string
+	stop func()
+	pg   *pgxpool.Pool
+	cass *gocql.Session
+}
+
+// startRegion migrates a test-private region and runs it with every role until the test ends.
+func startRegion(t *testing.T, mutate ...func(*region.Config)) *running {
+	t.Helper()
+	c := testRegion(t)
+	c.Listen = freePort(t)
+	c.Scheduler.Interval = 100 * time.Millisecond
+	for _, m := range mutate {
+		m(&c)
+	}
+	ctx := testenv.Context(t, 5*time.Minute)
+	if err := region.Migrate(ctx, c, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	r := &running{t: t, cfg: c, base: "http://" + c.Listen, app: "app-" + testenv.Suffix()}
+	r.start()
+	pg, err := postgres.Connect(ctx, c.Postgres)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pg.Close)
+	sess, err := cassandra.Connect(ctx, c.Cassandra)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sess.Close)
+	r.pg, r.cass = pg, sess
+	return r
+}
+
+func (r *running) start() {
+	r.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if os.Getenv("HERALD_TEST_LOG") != "" {
+		logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	go func() { done <- region.Run(ctx, r.cfg, logger, "test") }()
+	r.stop = func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				r.t.Errorf("region stopped with %v", err)
+			}
+		case <-time.After(60 * time.Second):
+			r.t.Error("region did not stop within 60s")
+		}
+	}
+	r.t.Cleanup(func() {
+		if r.stop != nil {
+			r.stop()
+		}
+	})
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get(r.base + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	r.t.Fatal("region not ready after 60s")
+}
+
+// restart stops the region and starts it again.
+func (r *running) restart() {
+	r.stop()
+	r.stop = nil
+	r.start()
+}
+
+// call sends a JSON request as app and decodes the JSON answer.
+func (r *running) call(method, path string, body any, app string) (int, map[string]any) {
+	r.t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = bytes.NewBufferString(b)
+	default:
+		raw, err := json.Marshal(b)
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		rd = bytes.NewReader(raw)
+	}
+	req, err := http.NewRequest(method, r.base+path, rd)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	if app != "" {
+		req.Header.Set("X-Herald-App", app)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	raw, _ := io.ReadAll(resp.Body)
+	if len(raw) > 0 {
+		if err := json.Unmarshal(raw, &out); err != nil {
+			r.t.Fatalf("%s %s: non-JSON answer %d: %s", method, path, resp.StatusCode, raw)
+		}
+	}
+	return resp.StatusCode, out
+}
+
+// eventually retries check until it returns nil or d passes.
+func eventually(t *testing.T, d time.Duration, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = check(); err == nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("condition not met after %s: %v", d, err)
+}
