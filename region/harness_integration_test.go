@@ -47,6 +47,11 @@ func startRegion(t *testing.T, mutate ...func(*region.Config)) *running {
 		t.Fatal(err)
 	}
 	r := &running{t: t, cfg: c, base: "http://" + c.Listen, app: "app-" + testenv.Suffix()}
+	t.Cleanup(func() {
+		if r.stop != nil {
+			r.stop()
+		}
+	})
 	r.start()
 	pg, err := postgres.Connect(ctx, c.Postgres)
 	if err != nil {
@@ -72,6 +77,7 @@ func (r *running) start() {
 	}
 	go func() { done <- region.Run(ctx, r.cfg, logger, "test") }()
 	r.stop = func() {
+		r.stop = nil
 		cancel()
 		select {
 		case err := <-done:
@@ -82,11 +88,6 @@ func (r *running) start() {
 			r.t.Error("region did not stop within 60s")
 		}
 	}
-	r.t.Cleanup(func() {
-		if r.stop != nil {
-			r.stop()
-		}
-	})
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		if resp, err := http.Get(r.base + "/readyz"); err == nil {
@@ -103,7 +104,6 @@ func (r *running) start() {
 // restart stops the region and starts it again.
 func (r *running) restart() {
 	r.stop()
-	r.stop = nil
 	r.start()
 }
 

@@ -1,0 +1,305 @@
+package fanout
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/herald-notify/herald/platform/kafka"
+	"github.com/herald-notify/herald/region/deliverylog"
+	"github.com/herald-notify/herald/region/inbox"
+	"github.com/herald-notify/herald/region/notify"
+	"github.com/herald-notify/herald/region/prefs"
+	"github.com/herald-notify/herald/region/profiles"
+)
+
+// These are test doubles of fan-out's own small interfaces (not of any server); the stores
+// behind the real implementations are covered by the region's integration tests.
+
+type world struct {
+	profiles  map[string]*profiles.Profile
+	subs      []string
+	scheduled []notify.Event
+	dues      []time.Time
+	sent      []kafka.Message
+	inbox     []inbox.Item
+	feed      []inbox.Item
+	states    map[string]deliverylog.State
+	done      map[string]bool
+	dedupErr  error
+	sendErr   error
+}
+
+func newWorld() *world {
+	return &world{profiles: map[string]*profiles.Profile{}, states: map[string]deliverylog.State{}, done: map[string]bool{}}
+}
+
+func (w *world) Load(_ context.Context, _ string, users []string) (map[string]*profiles.Profile, error) {
+	out := map[string]*profiles.Profile{}
+	for _, u := range users {
+		if p, ok := w.profiles[u]; ok {
+			out[u] = p
+		} else {
+			out[u] = &profiles.Profile{}
+		}
+	}
+	return out, nil
+}
+func (w *world) Count(context.Context, string, string) (int64, error) { return int64(len(w.subs)), nil }
+func (w *world) Page(_ context.Context, _, _, after string, limit int) ([]string, error) {
+	var out []string
+	for _, s := range w.subs {
+		if s > after && len(out) < limit {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+func (w *world) Schedule(_ context.Context, due time.Time, e notify.Event, _ string) error {
+	w.scheduled, w.dues = append(w.scheduled, e), append(w.dues, due)
+	return nil
+}
+func (w *world) Send(_ context.Context, msgs ...kafka.Message) error {
+	if w.sendErr != nil {
+		return w.sendErr
+	}
+	w.sent = append(w.sent, msgs...)
+	return nil
+}
+func (w *world) Write(_ context.Context, it inbox.Item) error {
+	w.inbox = append(w.inbox, it)
+	return nil
+}
+func (w *world) WriteTopicFeed(_ context.Context, it inbox.Item) error {
+	w.feed = append(w.feed, it)
+	return nil
+}
+
+type logWriter struct{ w *world }
+
+func (l logWriter) Accepted(context.Context, notify.Event) error { return nil }
+func (l logWriter) FanoutDone(context.Context, string, string, int, time.Time) error {
+	return nil
+}
+func (l logWriter) Write(_ context.Context, states []deliverylog.State, _ []deliverylog.Attempt) error {
+	for _, s := range states {
+		l.w.states[s.UserID+"/"+s.Channel] = s
+	}
+	return nil
+}
+
+type dedupKeys struct{ w *world }
+
+func (d dedupKeys) Key(n, u, c string) string { return n + ":" + c + ":" + u }
+func (d dedupKeys) Done(_ context.Context, keys []string) ([]bool, error) {
+	if d.w.dedupErr != nil {
+		return nil, d.w.dedupErr
+	}
+	out := make([]bool, len(keys))
+	for i, k := range keys {
+		out[i] = d.w.done[k]
+	}
+	return out, nil
+}
+func (d dedupKeys) Mark(_ context.Context, keys []string) error {
+	for _, k := range keys {
+		d.w.done[k] = true
+	}
+	return nil
+}
+
+var now = time.Date(2026, 6, 10, 21, 30, 0, 0, time.UTC)
+
+func newFanout(w *world) *Fanout {
+	f := New(Settings{Region: "eu-west-1", ChunkSize: 2, MaxAge: map[string]time.Duration{notify.Transactional: 10 * time.Minute}},
+		10, Deps{Profiles: w, Subscribers: w, Scheduler: w, Producer: w, Inbox: w, Log: logWriter{w}, Dedup: dedupKeys{w},
+			Logger: slog.New(slog.DiscardHandler)})
+	f.now = func() time.Time { return now }
+	return f
+}
+
+func event(tier string, users ...string) notify.Event {
+	c := notify.Content{Title: "t", Body: "b"}
+	return notify.Event{ID: "n1", AppID: "app", Tier: tier, Category: "cat", Recipients: users, AcceptedAt: now,
+		Content: map[string]notify.Content{notify.InApp: c, notify.Push: c, notify.Email: c, notify.SMS: c}}
+}
+
+func (w *world) state(user, ch string) (string, string) {
+	s := w.states[user+"/"+ch]
+	return s.State, s.Reason
+}
+
+func TestHandleDecidesEachRecipientAndChannel(t *testing.T) {
+	w := newWorld()
+	w.profiles["full"] = &profiles.Profile{Email: "a@x", Phone: "+4915112345678", Devices: []notify.Device{{DeviceID: "d", Platform: "ios", Token: "t"}}}
+	w.profiles["stopped"] = &profiles.Profile{Email: "s@x", Prefs: prefs.Preferences{HardStop: true}}
+	w.profiles["nosms"] = &profiles.Profile{Phone: "+4915112345678", Prefs: prefs.Preferences{Channels: map[string]bool{notify.SMS: false}}}
+	f := newFanout(w)
+	if err := f.Handle(context.Background(), event(notify.Transactional, "full", "stopped", "nosms", "bare")); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][2]string{
+		"full/in_app": {notify.StateDelivered, ""}, "full/push": {notify.StateQueued, ""}, "full/email": {notify.StateQueued, ""}, "full/sms": {notify.StateQueued, ""},
+		"stopped/in_app": {notify.StateSuppressed, notify.ReasonHardStop}, "stopped/email": {notify.StateSuppressed, notify.ReasonHardStop},
+		"nosms/in_app": {notify.StateDelivered, ""}, "nosms/sms": {notify.StateSuppressed, notify.ReasonChannelOff},
+		"bare/in_app": {notify.StateDelivered, ""},
+	}
+	for k, v := range want {
+		if s := w.states[k]; s.State != v[0] || s.Reason != v[1] {
+			t.Errorf("%s: %s/%s, want %s/%s", k, s.State, s.Reason, v[0], v[1])
+		}
+	}
+	if len(w.states) != len(want) {
+		t.Errorf("decided %d deliveries, want %d", len(w.states), len(want))
+	}
+	var topics []string
+	for _, m := range w.sent {
+		topics = append(topics, m.Topic+"/"+m.Key)
+	}
+	sort.Strings(topics)
+	if len(topics) != 3 || topics[0] != "eu-west-1.dispatch.email/full" {
+		t.Fatalf("tasks %v", topics)
+	}
+}
+
+func TestRedeliveredEventSkipsWhatWasHandedOn(t *testing.T) {
+	w := newWorld()
+	w.profiles["a"] = &profiles.Profile{Email: "a@x"}
+	f := newFanout(w)
+	e := event(notify.Social, "a", "b")
+	e.Channels = []string{notify.InApp, notify.Email}
+	if err := f.Handle(context.Background(), e); err != nil {
+		t.Fatal(err)
+	}
+	sent := len(w.sent)
+	if err := f.Handle(context.Background(), e); err != nil {
+		t.Fatal(err)
+	}
+	if len(w.sent) != sent {
+		t.Fatalf("the redelivery emitted %d more tasks", len(w.sent)-sent)
+	}
+	if s, r := w.state("a", notify.Email); s != notify.StateSuppressed || r != notify.ReasonDuplicate {
+		t.Fatalf("a/email after redelivery: %s %s", s, r)
+	}
+}
+
+func TestFailedHandOffIsNotMarkedSoTheRetryDelivers(t *testing.T) {
+	w := newWorld()
+	w.profiles["a"] = &profiles.Profile{Email: "a@x"}
+	w.sendErr = errors.New("kafka down")
+	f := newFanout(w)
+	e := event(notify.Social, "a")
+	e.Channels = []string{notify.Email}
+	if err := f.Handle(context.Background(), e); err == nil {
+		t.Fatal("a failed hand-off must fail the event, so its offset is not committed")
+	}
+	w.sendErr = nil
+	if err := f.Handle(context.Background(), e); err != nil {
+		t.Fatal(err)
+	}
+	if len(w.sent) != 1 {
+		t.Fatalf("the retry sent %d tasks, want 1", len(w.sent))
+	}
+}
+
+func TestDedupOutageStillDelivers(t *testing.T) {
+	w := newWorld()
+	w.dedupErr = errors.New("redis down")
+	f := newFanout(w)
+	if err := f.Handle(context.Background(), event(notify.Social, "a")); err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := w.state("a", notify.InApp); s != notify.StateDelivered {
+		t.Fatalf("a/in_app %s", s)
+	}
+}
+
+func TestStaleTransactionalIsSuppressedAsExpired(t *testing.T) {
+	w := newWorld()
+	f := newFanout(w)
+	e := event(notify.Transactional, "a")
+	e.AcceptedAt = now.Add(-11 * time.Minute)
+	if err := f.Handle(context.Background(), e); err != nil {
+		t.Fatal(err)
+	}
+	if s, r := w.state("a", notify.InApp); s != notify.StateSuppressed || r != notify.ReasonExpired {
+		t.Fatalf("a/in_app %s %s", s, r)
+	}
+}
+
+func TestQuietHoursDeferNonTransactionalButNotTransactional(t *testing.T) {
+	w := newWorld()
+	quiet := prefs.Preferences{Timezone: "Europe/Paris", QuietHours: &prefs.QuietHours{Start: "22:00", End: "07:00"}} // 23:30 there
+	w.profiles["a"] = &profiles.Profile{Prefs: quiet}
+	f := newFanout(w)
+	if err := f.Handle(context.Background(), event(notify.Marketing, "a")); err != nil {
+		t.Fatal(err)
+	}
+	if s, r := w.state("a", notify.InApp); s != notify.StateDeferred || r != "quiet_hours" {
+		t.Fatalf("marketing: %s %s", s, r)
+	}
+	if len(w.scheduled) != 1 || !w.dues[0].Equal(time.Date(2026, 6, 11, 5, 0, 0, 0, time.UTC)) {
+		t.Fatalf("scheduled %v at %v", len(w.scheduled), w.dues)
+	}
+	d := w.scheduled[0]
+	if !d.Deferred || len(d.Recipients) != 1 || d.OnlyChannels[0] != notify.InApp {
+		t.Fatalf("deferred event %+v", d)
+	}
+	// When it fires it is delivered, not deferred again.
+	if err := f.Handle(context.Background(), d); err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := w.state("a", notify.InApp); s != notify.StateDelivered {
+		t.Fatalf("fired deferral: %s", s)
+	}
+	w2 := newWorld()
+	w2.profiles["a"] = &profiles.Profile{Prefs: quiet}
+	if err := newFanout(w2).Handle(context.Background(), event(notify.Transactional, "a")); err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := w2.state("a", notify.InApp); s != notify.StateDelivered {
+		t.Fatalf("transactional in quiet hours: %s", s)
+	}
+}
+
+func TestSendAtInTheFutureIsScheduledWhole(t *testing.T) {
+	w := newWorld()
+	f := newFanout(w)
+	e := event(notify.Social, "a", "b")
+	at := now.Add(time.Hour)
+	e.SendAt = &at
+	if err := f.Handle(context.Background(), e); err != nil {
+		t.Fatal(err)
+	}
+	if len(w.scheduled) != 1 || !w.dues[0].Equal(at) || len(w.states) != 0 {
+		t.Fatalf("scheduled %d, states %v", len(w.scheduled), w.states)
+	}
+}
+
+func TestTopicAboveThresholdWritesOneFeedRecordAndTasksPerSubscriber(t *testing.T) {
+	w := newWorld()
+	for _, u := range []string{"u01", "u02", "u03", "u04", "u05", "u06", "u07", "u08", "u09", "u10", "u11"} {
+		w.subs = append(w.subs, u)
+		w.profiles[u] = &profiles.Profile{Devices: []notify.Device{{DeviceID: "d" + u, Platform: "android", Token: "tok"}}}
+	}
+	f := newFanout(w) // threshold 10
+	e := event(notify.Social)
+	e.Topic, e.Channels = "news", []string{notify.InApp, notify.Push}
+	if err := f.Handle(context.Background(), e); err != nil {
+		t.Fatal(err)
+	}
+	if len(w.feed) != 1 || len(w.inbox) != 0 {
+		t.Fatalf("feed %d, inbox %d", len(w.feed), len(w.inbox))
+	}
+	if len(w.sent) != 11 {
+		t.Fatalf("push tasks %d, want 11", len(w.sent))
+	}
+	var task notify.Task
+	if err := json.Unmarshal(w.sent[0].Value, &task); err != nil || task.Channel != notify.Push || len(task.Target.Devices) != 1 {
+		t.Fatalf("task %+v %v", task, err)
+	}
+}
