@@ -28,8 +28,8 @@ func (k *Keys) Key(notificationID, userID, channel string) string {
 	return k.prefix + notificationID + ":" + channel + ":" + userID
 }
 
-// Done reports which of keys were already marked done.
-func (k *Keys) Done(ctx context.Context, keys []string) ([]bool, error) {
+// Done returns, for each key, the state it was handed on with ("" when it was not).
+func (k *Keys) Done(ctx context.Context, keys []string) ([]string, error) {
 	if len(keys) == 0 {
 		return nil, nil
 	}
@@ -37,22 +37,24 @@ func (k *Keys) Done(ctx context.Context, keys []string) ([]bool, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading dedup keys: %w", err)
 	}
-	out := make([]bool, len(keys))
+	out := make([]string, len(keys))
 	for i, v := range vals {
-		out[i] = v != nil
+		if s, ok := v.(string); ok {
+			out[i] = s
+		}
 	}
 	return out, nil
 }
 
-// Mark records keys as done, after their work was handed on. SET NX keeps the first mark's
-// expiry, so a repeat does not extend the window.
-func (k *Keys) Mark(ctx context.Context, keys []string) error {
+// Mark records keys as handed on, each with the state it reached. SET NX keeps the first
+// mark's value and expiry, so a repeat neither changes nor extends it.
+func (k *Keys) Mark(ctx context.Context, keys, states []string) error {
 	if len(keys) == 0 {
 		return nil
 	}
 	_, err := k.rdb.Pipelined(ctx, func(p goredis.Pipeliner) error {
-		for _, key := range keys {
-			p.SetNX(ctx, key, "1", k.ttl)
+		for i, key := range keys {
+			p.SetNX(ctx, key, states[i], k.ttl)
 		}
 		return nil
 	})

@@ -16,6 +16,7 @@ import (
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/herald-notify/herald/platform/kafka"
 	"github.com/herald-notify/herald/region/deliverylog"
@@ -23,6 +24,9 @@ import (
 	"github.com/herald-notify/herald/region/notify"
 	"github.com/herald-notify/herald/region/profiles"
 )
+
+// inboxWriters bounds the concurrent inbox writes of one chunk.
+const inboxWriters = 32
 
 // Fan-out paths, recorded on the notification.
 const (
@@ -67,8 +71,8 @@ type (
 	// Dedup checks and marks recipient x channel keys.
 	Dedup interface {
 		Key(notificationID, userID, channel string) string
-		Done(ctx context.Context, keys []string) ([]bool, error)
-		Mark(ctx context.Context, keys []string) error
+		Done(ctx context.Context, keys []string) ([]string, error)
+		Mark(ctx context.Context, keys, states []string) error
 	}
 )
 
@@ -241,6 +245,7 @@ type delivery struct {
 	detail        string
 	task          *notify.Task
 	inbox         *inbox.Item
+	dup           bool // handed on by an earlier attempt
 }
 
 // chunk decides and hands on every recipient x channel of a chunk of users.
@@ -287,7 +292,9 @@ func (f *Fanout) chunk(ctx context.Context, e notify.Event, users []string, chan
 		}
 	}
 
-	// Dedup: skip what an earlier attempt already handed on.
+	// Dedup: skip what an earlier attempt already handed on. Such a delivery keeps the state it
+	// was handed on with (written again, idempotently), so a crash between hand-off and the
+	// status write still leaves the right status; the repeat is counted as a duplicate.
 	var keys []string
 	var pending []*delivery
 	for _, d := range ds {
@@ -303,9 +310,9 @@ func (f *Fanout) chunk(ctx context.Context, e notify.Event, users []string, chan
 		f.logger.Warn("dedup unavailable; delivering without it", "err", err)
 	} else {
 		for i, d := range pending {
-			if done[i] {
-				d.state, d.reason = notify.StateSuppressed, notify.ReasonDuplicate
-				d.task, d.inbox = nil, nil
+			if done[i] != "" {
+				d.state, d.task, d.inbox, d.dup = done[i], nil, nil, true
+				stageCounter.WithLabelValues(f.set.Region, e.Tier, d.channel, notify.StateSuppressed, notify.ReasonDuplicate).Inc()
 			}
 		}
 	}
@@ -321,15 +328,18 @@ func (f *Fanout) chunk(ctx context.Context, e notify.Event, users []string, chan
 		}
 	}
 
-	// Hand on: in-app items to the inbox, tasks to the dispatch topics.
+	// Hand on: in-app items to the inbox (idempotent writes), tasks to the dispatch topics,
+	// then mark the dedup keys at once, so the window in which a crash can cause a repeat is
+	// one Redis round trip wide.
 	var msgs []kafka.Message
 	var attempts []deliverylog.Attempt
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(inboxWriters)
 	for _, d := range ds {
 		switch {
 		case d.inbox != nil:
-			if err := f.inbox.Write(ctx, *d.inbox); err != nil {
-				return err
-			}
+			it := *d.inbox
+			g.Go(func() error { return f.inbox.Write(gctx, it) })
 			d.state = notify.StateDelivered
 			attempts = append(attempts, deliverylog.Attempt{NotificationID: e.ID, At: f.now(), UserID: d.user, Channel: d.channel,
 				Outcome: notify.StateDelivered, Provider: "inbox"})
@@ -342,29 +352,33 @@ func (f *Fanout) chunk(ctx context.Context, e notify.Event, users []string, chan
 			d.state = notify.StateQueued
 		}
 	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
 	if err := f.prod.Send(ctx, msgs...); err != nil {
 		return err
 	}
+	var marks, markStates []string
+	for _, d := range ds {
+		if d.key != "" && !d.dup && (d.state == notify.StateDelivered || d.state == notify.StateQueued) {
+			marks, markStates = append(marks, d.key), append(markStates, d.state)
+		}
+	}
+	if err := f.dedup.Mark(ctx, marks, markStates); err != nil {
+		dedupUnavailable.WithLabelValues(f.set.Region).Inc()
+		f.logger.Warn("could not mark dedup keys; a redelivery may repeat these", "err", err)
+	}
 
 	states := make([]deliverylog.State, 0, len(ds))
-	var marks []string
 	at := f.now()
 	for _, d := range ds {
 		states = append(states, deliverylog.State{NotificationID: e.ID, UserID: d.user, Channel: d.channel, State: d.state,
 			Reason: d.reason, Detail: d.detail, UpdatedAt: at})
-		stageCounter.WithLabelValues(f.set.Region, e.Tier, d.channel, d.state, d.reason).Inc()
-		if d.key != "" && (d.state == notify.StateDelivered || d.state == notify.StateQueued) {
-			marks = append(marks, d.key)
+		if !d.dup {
+			stageCounter.WithLabelValues(f.set.Region, e.Tier, d.channel, d.state, d.reason).Inc()
 		}
 	}
-	if err := f.log.Write(ctx, states, attempts); err != nil {
-		return err
-	}
-	if err := f.dedup.Mark(ctx, marks); err != nil {
-		dedupUnavailable.WithLabelValues(f.set.Region).Inc()
-		f.logger.Warn("could not mark dedup keys; a redelivery may repeat these", "err", err)
-	}
-	return nil
+	return f.log.Write(ctx, states, attempts)
 }
 
 // channelsFor returns the channels to decide for a user: those the event names (narrowed for a

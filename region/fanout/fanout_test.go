@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"sort"
+	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 // behind the real implementations are covered by the region's integration tests.
 
 type world struct {
+	mu        sync.Mutex // inbox writes run concurrently
 	profiles  map[string]*profiles.Profile
 	subs      []string
 	scheduled []notify.Event
@@ -29,13 +31,13 @@ type world struct {
 	inbox     []inbox.Item
 	feed      []inbox.Item
 	states    map[string]deliverylog.State
-	done      map[string]bool
+	done      map[string]string
 	dedupErr  error
 	sendErr   error
 }
 
 func newWorld() *world {
-	return &world{profiles: map[string]*profiles.Profile{}, states: map[string]deliverylog.State{}, done: map[string]bool{}}
+	return &world{profiles: map[string]*profiles.Profile{}, states: map[string]deliverylog.State{}, done: map[string]string{}}
 }
 
 func (w *world) Load(_ context.Context, _ string, users []string) (map[string]*profiles.Profile, error) {
@@ -71,6 +73,8 @@ func (w *world) Send(_ context.Context, msgs ...kafka.Message) error {
 	return nil
 }
 func (w *world) Write(_ context.Context, it inbox.Item) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	w.inbox = append(w.inbox, it)
 	return nil
 }
@@ -95,19 +99,21 @@ func (l logWriter) Write(_ context.Context, states []deliverylog.State, _ []deli
 type dedupKeys struct{ w *world }
 
 func (d dedupKeys) Key(n, u, c string) string { return n + ":" + c + ":" + u }
-func (d dedupKeys) Done(_ context.Context, keys []string) ([]bool, error) {
+func (d dedupKeys) Done(_ context.Context, keys []string) ([]string, error) {
 	if d.w.dedupErr != nil {
 		return nil, d.w.dedupErr
 	}
-	out := make([]bool, len(keys))
+	out := make([]string, len(keys))
 	for i, k := range keys {
 		out[i] = d.w.done[k]
 	}
 	return out, nil
 }
-func (d dedupKeys) Mark(_ context.Context, keys []string) error {
-	for _, k := range keys {
-		d.w.done[k] = true
+func (d dedupKeys) Mark(_ context.Context, keys, states []string) error {
+	for i, k := range keys {
+		if d.w.done[k] == "" {
+			d.w.done[k] = states[i]
+		}
 	}
 	return nil
 }
@@ -182,7 +188,8 @@ func TestRedeliveredEventSkipsWhatWasHandedOn(t *testing.T) {
 	if len(w.sent) != sent {
 		t.Fatalf("the redelivery emitted %d more tasks", len(w.sent)-sent)
 	}
-	if s, r := w.state("a", notify.Email); s != notify.StateSuppressed || r != notify.ReasonDuplicate {
+	// The status keeps the state the first attempt reached.
+	if s, r := w.state("a", notify.Email); s != notify.StateQueued || r != "" {
 		t.Fatalf("a/email after redelivery: %s %s", s, r)
 	}
 }
