@@ -15,9 +15,11 @@ type FanoutConfig struct {
 	ChunkSize int `yaml:"chunk_size"`
 	// TopicThreshold is the subscriber count above which a topic send fans out on read; it can
 	// also be changed at run time through the discovery key herald/regions/<name>/topic_threshold.
-	TopicThreshold  int64                        `yaml:"topic_threshold"`
-	TopicPacePerSec int                          `yaml:"topic_pace_per_sec"`
-	Tiers           map[string]fanout.TierConfig `yaml:"tiers"`
+	TopicThreshold  int64 `yaml:"topic_threshold"`
+	TopicPacePerSec int   `yaml:"topic_pace_per_sec"`
+	// TopicChunksInFlight is how many chunks of one topic's subscribers are decided at once.
+	TopicChunksInFlight int                          `yaml:"topic_chunks_in_flight"`
+	Tiers               map[string]fanout.TierConfig `yaml:"tiers"`
 }
 
 // SchedulerConfig sizes the scheduler.
@@ -30,9 +32,10 @@ type SchedulerConfig struct {
 // shortest maximum age; marketing is capped hard so a blast cannot crowd the others.
 func DefaultFanoutConfig() FanoutConfig {
 	return FanoutConfig{
-		ChunkSize:       500,
-		TopicThreshold:  10_000,
-		TopicPacePerSec: 25_000,
+		ChunkSize:           500,
+		TopicThreshold:      10_000,
+		TopicPacePerSec:     25_000,
+		TopicChunksInFlight: 4,
 		Tiers: map[string]fanout.TierConfig{
 			notify.Transactional: {Concurrency: 8, MaxPollRecords: 256, MaxAge: 10 * time.Minute},
 			notify.Social:        {Concurrency: 4, MaxPollRecords: 256, MaxAge: 6 * time.Hour},
@@ -47,6 +50,9 @@ func (f FanoutConfig) validate() error {
 	}
 	if f.TopicThreshold < 0 {
 		return config.Errorf("topic_threshold", fmt.Sprint(f.TopicThreshold), "must not be negative")
+	}
+	if f.TopicChunksInFlight < 1 || f.TopicChunksInFlight > 64 {
+		return config.Errorf("topic_chunks_in_flight", fmt.Sprint(f.TopicChunksInFlight), "must be 1-64")
 	}
 	if f.TopicPacePerSec < 0 {
 		return config.Errorf("topic_pace_per_sec", fmt.Sprint(f.TopicPacePerSec), "must not be negative")

@@ -59,11 +59,34 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 	h.Add("redis", func(ctx context.Context) error { return stores.Redis.Ping(ctx).Err() })
 	h.Add("kafka", func(ctx context.Context) error { return kafka.Ping(ctx, stores.Kafka) })
 
-	producer, err := kafka.NewProducer(c.Kafka)
+	// Each path that produces has its own producer (its own connections and in-flight
+	// request), so a topic fan-out pumping a million tasks never queues an OTP's accept or its
+	// fan-out behind it.
+	var producers []*kafka.Producer
+	defer func() {
+		for _, p := range producers {
+			_ = p.Close()
+		}
+	}()
+	producerFor := func(role string) *kafka.Producer {
+		if !slices.Contains(c.Roles, role) || err != nil {
+			return nil
+		}
+		var p *kafka.Producer
+		if p, err = kafka.NewProducer(c.Kafka); err == nil {
+			producers = append(producers, p)
+		}
+		return p
+	}
+	apiProducer := producerFor(RoleAPI)
+	schedProducer := producerFor(RoleScheduler)
+	tierProducers := map[string]*kafka.Producer{}
+	for _, tier := range notify.Tiers {
+		tierProducers[tier] = producerFor(RoleFanout)
+	}
 	if err != nil {
 		return err
 	}
-	defer producer.Close()
 	dlog := deliverylog.New(stores.Cass, c.LogTTL)
 	sched := scheduler.New(stores.PG, c.Name)
 
@@ -74,7 +97,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 	router := NewRouter(h)
 	if slices.Contains(c.Roles, RoleAPI) {
 		srv := &api.Server{
-			Region: c.Name, InternalToken: c.InternalToken, DB: stores.PG, Producer: producer,
+			Region: c.Name, InternalToken: c.InternalToken, DB: stores.PG, Producer: apiProducer,
 			Templates: templates.NewStore(stores.PG), Topics: topics.NewStore(stores.PG), Users: users.NewStore(stores.PG),
 			Devices: devices.NewStore(stores.PG), Log: dlog, Logger: log,
 		}
@@ -109,18 +132,21 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 	tasks := []lifecycle.Task{{Name: "http", Run: httpSrv.Run}}
 
 	if slices.Contains(c.Roles, RoleFanout) {
-		fo := fanout.New(fanout.Settings{
-			Region: c.Name, ChunkSize: c.Fanout.ChunkSize, TopicPacePerSec: c.Fanout.TopicPacePerSec,
+		settings := fanout.Settings{
+			Region: c.Name, ChunkSize: c.Fanout.ChunkSize, TopicPacePerSec: c.Fanout.TopicPacePerSec, TopicChunksInFlight: c.Fanout.TopicChunksInFlight,
 			MaxAge: map[string]time.Duration{
 				notify.Transactional: c.Fanout.Tiers[notify.Transactional].MaxAge,
 				notify.Social:        c.Fanout.Tiers[notify.Social].MaxAge,
 				notify.Marketing:     c.Fanout.Tiers[notify.Marketing].MaxAge,
 			},
-		}, c.Fanout.TopicThreshold, fanout.Deps{
-			Profiles: profiles.New(stores.PG), Subscribers: topics.NewStore(stores.PG), Scheduler: sched, Producer: producer,
-			Inbox: inbox.New(stores.Cass, c.LogTTL), Log: dlog, Dedup: dedup.New(stores.Redis, c.Redis.Prefix, c.DedupTTL), Logger: log,
-		})
+		}
+		var fanouts []*fanout.Fanout
 		for _, tier := range notify.Tiers {
+			fo := fanout.New(settings, c.Fanout.TopicThreshold, fanout.Deps{
+				Profiles: profiles.New(stores.PG), Subscribers: topics.NewStore(stores.PG), Scheduler: sched, Producer: tierProducers[tier],
+				Inbox: inbox.New(stores.Cass, c.LogTTL), Log: dlog, Dedup: dedup.New(stores.Redis, c.Redis.Prefix, c.DedupTTL), Logger: log,
+			})
+			fanouts = append(fanouts, fo)
 			cons := &fanout.Consumer{
 				Tier: tier, Topic: IngressTopic(c.Name, tier), Group: c.Name + ".fanout." + tier,
 				Kafka: c.Kafka, Cfg: c.Fanout.Tiers[tier], Fanout: fo, Log: log,
@@ -128,13 +154,13 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 			tasks = append(tasks, lifecycle.Task{Name: "fanout-" + tier, Run: cons.Run})
 		}
 		tasks = append(tasks, lifecycle.Task{Name: "topic-threshold-watch", Run: func(ctx context.Context) error {
-			watchThreshold(ctx, disc, c.Name, fo, log)
+			watchThreshold(ctx, disc, c.Name, fanouts, log)
 			return nil
 		}})
 	}
 	if slices.Contains(c.Roles, RoleScheduler) {
 		p := &scheduler.Poller{
-			Store: sched, Producer: producer, Interval: c.Scheduler.Interval, Batch: c.Scheduler.Batch, Log: log,
+			Store: sched, Producer: schedProducer, Interval: c.Scheduler.Interval, Batch: c.Scheduler.Batch, Log: log,
 			Topic: func(tier string) string { return IngressTopic(c.Name, tier) },
 		}
 		tasks = append(tasks, lifecycle.Task{Name: "scheduler", Run: p.Run})
@@ -144,7 +170,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 }
 
 // watchThreshold applies changes of the topic threshold key until ctx ends.
-func watchThreshold(ctx context.Context, disc discovery.Backend, region string, fo *fanout.Fanout, log *slog.Logger) {
+func watchThreshold(ctx context.Context, disc discovery.Backend, region string, fos []*fanout.Fanout, log *slog.Logger) {
 	key := ThresholdKey(region)
 	var index uint64
 	for ctx.Err() == nil {
@@ -163,8 +189,12 @@ func watchThreshold(ctx context.Context, disc discovery.Backend, region string, 
 			n, perr := strconv.ParseInt(strings.TrimSpace(string(v)), 10, 64)
 			if perr != nil || n < 0 {
 				log.Warn("ignoring invalid topic threshold", "key", key, "value", string(v))
-			} else if old := fo.TopicThreshold.Swap(n); old != n {
-				log.Info("topic threshold changed", "from", old, "to", n)
+			} else {
+				for _, fo := range fos {
+					if old := fo.TopicThreshold.Swap(n); old != n {
+						log.Info("topic threshold changed", "from", old, "to", n)
+					}
+				}
 			}
 		}
 		index = idx

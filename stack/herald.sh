@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds the herald binary and runs the local Herald processes (three regions, gateway,
-# analytics), each with a pid file and a log, on top of the servers the other scripts start.
+# Builds the herald binary and runs the local Herald processes (provider simulators, three
+# regions, gateway, analytics), each with a pid file and a log, on top of the servers the other scripts start.
 #   stack/herald.sh build|start|stop|status
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -9,6 +9,7 @@ CONF="$HERALD_ROOT/config/local"
 
 # name|listen port|arguments
 PROCS=(
+  "sim|8446|sim --config $CONF/sim.yaml"
   "region-eu-west-1|8101|region --config $CONF/region-eu-west-1.yaml"
   "region-eu-central-1|8102|region --config $CONF/region-eu-central-1.yaml"
   "region-us-east-1|8103|region --config $CONF/region-us-east-1.yaml"

@@ -26,6 +26,8 @@ var commands = map[string]command{
 	"analytics": {"run central analytics", runAnalytics},
 	"migrate":   {"create and migrate databases, keyspaces and topics", runMigrate},
 	"apikey":    {"create, list and revoke API keys (create|list|revoke)", runAPIKey},
+	"sim":       {"run the provider simulators (APNs, FCM, SMTP, SMS)", runSim},
+	"bench":     {"run a benchmark and print its table (pipeline)", runBench},
 	"version":   {"print the version", runVersion},
 }
 

@@ -124,10 +124,25 @@ func Cassandra(t testing.TB) cassandra.Config {
 	return c
 }
 
-// Redis returns a Redis block with a key prefix private to this test.
+// Redis returns a Redis block with a key prefix private to this test; its keys are removed
+// when the test ends.
 func Redis(t testing.TB) redis.Config {
 	c := redis.Defaults()
 	c.Addr = require(t, "HERALD_REDIS_ADDR")
 	c.Prefix = "test-" + Suffix() + ":"
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		rdb, err := redis.Connect(ctx, c)
+		if err != nil {
+			t.Errorf("cleaning test keys: %v", err)
+			return
+		}
+		defer rdb.Close()
+		iter := rdb.Scan(ctx, 0, c.Prefix+"*", 1000).Iterator()
+		for iter.Next(ctx) {
+			rdb.Unlink(ctx, iter.Val())
+		}
+	})
 	return c
 }

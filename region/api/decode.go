@@ -54,17 +54,17 @@ var unknownFieldRE = regexp.MustCompile(`json: unknown field "([^"]+)"`)
 
 // decodeStrict reads one JSON object from r into dst: malformed JSON, unknown fields, a
 // wrong type, trailing data and oversized bodies are API errors naming the field.
-func decodeStrict(r io.Reader, dst any) *Error {
-	raw, err := io.ReadAll(io.LimitReader(r, MaxBodyBytes+1))
+func decodeStrict(r io.Reader, dst any, limit int64) *Error {
+	raw, err := io.ReadAll(io.LimitReader(r, limit+1))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return badRequest(CodePayloadTooLarge, "", fmt.Sprintf("the body is over %d bytes", MaxBodyBytes))
+			return badRequest(CodePayloadTooLarge, "", fmt.Sprintf("the body is over %d bytes", limit))
 		}
 		return badRequest(CodeMalformedJSON, "", "the body could not be read")
 	}
-	if len(raw) > MaxBodyBytes {
-		return badRequest(CodePayloadTooLarge, "", fmt.Sprintf("the body is over %d bytes", MaxBodyBytes))
+	if int64(len(raw)) > limit {
+		return badRequest(CodePayloadTooLarge, "", fmt.Sprintf("the body is over %d bytes", limit))
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
@@ -73,6 +73,9 @@ func decodeStrict(r io.Reader, dst any) *Error {
 			return badRequest(CodeUnknownField, m[1], fmt.Sprintf("unknown field %q", m[1]))
 		}
 		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) && te.Field == "" {
+			return badRequest(CodeInvalidField, "", "the body must be a JSON object")
+		}
 		if errors.As(err, &te) {
 			return badRequest(CodeInvalidField, te.Field, fmt.Sprintf("%s must be a %s", te.Field, jsonKind(te.Type.Kind().String())))
 		}
@@ -102,7 +105,7 @@ func jsonKind(goKind string) string {
 // DecodeSend decodes and validates a send request. now is the accept time.
 func DecodeSend(r io.Reader, now time.Time) (*SendRequest, *Error) {
 	var req SendRequest
-	if e := decodeStrict(r, &req); e != nil {
+	if e := decodeStrict(r, &req, MaxBodyBytes); e != nil {
 		return nil, e
 	}
 	if e := req.validate(now); e != nil {

@@ -15,6 +15,9 @@ import (
 	"github.com/herald-notify/herald/region/users"
 )
 
+// smallBodyBytes caps the bodies of the user and device endpoints.
+const smallBodyBytes = 16 << 10
+
 func (s *Server) failed(c *gin.Context, what string, err error) {
 	s.Logger.Error(what, "err", err)
 	unavailable(c, what+" failed; retry")
@@ -34,7 +37,7 @@ func (s *Server) putTemplate(c *gin.Context) {
 		return
 	}
 	var b templateBody
-	if e := decodeStrict(http.MaxBytesReader(c.Writer, c.Request.Body, MaxBodyBytes), &b); e != nil {
+	if e := decodeStrict(http.MaxBytesReader(c.Writer, c.Request.Body, MaxBodyBytes), &b, MaxBodyBytes); e != nil {
 		writeError(c, e)
 		return
 	}
@@ -166,7 +169,7 @@ func (s *Server) putUser(c *gin.Context) {
 		return
 	}
 	var b userBody
-	if e := decodeStrict(http.MaxBytesReader(c.Writer, c.Request.Body, 16<<10), &b); e != nil {
+	if e := decodeStrict(http.MaxBytesReader(c.Writer, c.Request.Body, smallBodyBytes), &b, smallBodyBytes); e != nil {
 		writeError(c, e)
 		return
 	}
@@ -228,7 +231,7 @@ func (s *Server) registerDevice(c *gin.Context) {
 		return
 	}
 	var b deviceBody
-	if e := decodeStrict(http.MaxBytesReader(c.Writer, c.Request.Body, 16<<10), &b); e != nil {
+	if e := decodeStrict(http.MaxBytesReader(c.Writer, c.Request.Body, smallBodyBytes), &b, smallBodyBytes); e != nil {
 		writeError(c, e)
 		return
 	}

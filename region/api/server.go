@@ -136,6 +136,12 @@ func (s *Server) send(c *gin.Context) {
 			writeError(c, badRequest(CodeInvalidTemplate, "template_id", err.Error()))
 			return
 		}
+		for i, ch := range e.Channels {
+			if _, ok := content[ch]; !ok {
+				writeError(c, badRequest(CodeInvalidChannel, fmt.Sprintf("channels[%d]", i), fmt.Sprintf("template %q has no content for channel %q", t.ID, ch)))
+				return
+			}
+		}
 		e.TemplateID, e.Content = t.ID, content
 		if e.Category == "" {
 			e.Category = t.Category
@@ -278,7 +284,7 @@ func (s *Server) status(c *gin.Context) {
 	for _, a := range attempts {
 		counts[[2]string{a.UserID, a.Channel}]++
 	}
-	var out []*recipient
+	out := []*recipient{}
 	byUser := map[string]*recipient{}
 	for _, st := range states {
 		r := byUser[st.UserID]
@@ -288,6 +294,9 @@ func (s *Server) status(c *gin.Context) {
 			out = append(out, r)
 		}
 		r.Channels = append(r.Channels, channelState{State: st, Attempts: counts[[2]string{st.UserID, st.Channel}]})
+	}
+	if attempts == nil {
+		attempts = []deliverylog.Attempt{}
 	}
 	body := gin.H{"notification": n, "recipients": out, "attempts": attempts}
 	if len(states) == limit {

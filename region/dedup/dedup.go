@@ -5,6 +5,8 @@ package dedup
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"fmt"
 	"time"
 
@@ -20,12 +22,19 @@ type Keys struct {
 
 // New returns Keys under prefix (the region's Redis prefix) kept for ttl (24 h by default).
 func New(rdb *goredis.Client, prefix string, ttl time.Duration) *Keys {
-	return &Keys{rdb: rdb, prefix: prefix + "dedup:", ttl: ttl}
+	return &Keys{rdb: rdb, prefix: prefix + "dd:", ttl: ttl}
 }
 
-// Key names one recipient x channel of a notification.
+// Key names one recipient x channel of a notification. It is a 128-bit hash rather than the
+// ids themselves: at tens of millions of keys a day, key length is most of Redis's memory.
 func (k *Keys) Key(notificationID, userID, channel string) string {
-	return k.prefix + notificationID + ":" + channel + ":" + userID
+	h := sha256.New()
+	h.Write([]byte(notificationID))
+	h.Write([]byte{0})
+	h.Write([]byte(channel))
+	h.Write([]byte{0})
+	h.Write([]byte(userID))
+	return k.prefix + base64.RawURLEncoding.EncodeToString(h.Sum(nil)[:16])
 }
 
 // Done returns, for each key, the state it was handed on with ("" when it was not).

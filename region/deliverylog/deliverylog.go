@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gocql/gocql"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/herald-notify/herald/region/notify"
 )
@@ -97,33 +98,50 @@ type Attempt struct {
 	Error             string    `json:"error,omitempty"`
 }
 
-// Write records states and attempts. Rows of one notification share a partition, so they go
-// in unlogged single-partition batches: one round trip per notification, not per row.
+// batchStatements bounds a batch: Cassandra refuses batches over batch_size_fail_threshold
+// (50 KiB by default); 40 rows of ours stay well under it.
+const batchStatements = 40
+
+// Write records states and attempts. Rows of one notification share a partition, so they go in
+// unlogged single-partition batches of up to batchStatements rows, a few in flight at once.
 func (l *Log) Write(ctx context.Context, states []State, attempts []Attempt) error {
-	byID := map[string]*gocql.Batch{}
-	batch := func(id string) *gocql.Batch {
-		b := byID[id]
-		if b == nil {
-			b = l.s.NewBatch(gocql.UnloggedBatch).WithContext(ctx)
-			byID[id] = b
-		}
-		return b
+	type stmt struct {
+		id   string
+		cql  string
+		args []any
 	}
+	var stmts []stmt
 	for _, s := range states {
-		batch(s.NotificationID).Query(`INSERT INTO delivery_status (notification_id, user_id, channel, state, reason, detail, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?) USING TTL ?`, s.NotificationID, s.UserID, s.Channel, s.State, nullable(s.Reason), nullable(s.Detail), s.UpdatedAt, l.ttl)
+		stmts = append(stmts, stmt{s.NotificationID, `INSERT INTO delivery_status (notification_id, user_id, channel, state, reason, detail, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?) USING TTL ?`, []any{s.NotificationID, s.UserID, s.Channel, s.State, nullable(s.Reason), nullable(s.Detail), s.UpdatedAt, l.ttl}})
 	}
 	for _, a := range attempts {
-		batch(a.NotificationID).Query(`INSERT INTO delivery_attempt (notification_id, attempt_at, user_id, channel, outcome, provider, provider_status, provider_message_id, error)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?`, a.NotificationID, gocql.UUIDFromTime(a.At), a.UserID, a.Channel, a.Outcome,
-			nullable(a.Provider), nullable(a.ProviderStatus), nullable(a.ProviderMessageID), nullable(a.Error), l.ttl)
+		stmts = append(stmts, stmt{a.NotificationID, `INSERT INTO delivery_attempt (notification_id, attempt_at, user_id, channel, outcome, provider, provider_status, provider_message_id, error)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?`, []any{a.NotificationID, gocql.UUIDFromTime(a.At), a.UserID, a.Channel, a.Outcome,
+			nullable(a.Provider), nullable(a.ProviderStatus), nullable(a.ProviderMessageID), nullable(a.Error), l.ttl}})
 	}
-	for id, b := range byID {
-		if err := l.s.ExecuteBatch(b); err != nil {
-			return fmt.Errorf("writing delivery log of %s: %w", id, err)
+	open := map[string]*gocql.Batch{}
+	var batches []*gocql.Batch
+	for _, st := range stmts {
+		b := open[st.id]
+		if b == nil || b.Size() >= batchStatements {
+			b = l.s.NewBatch(gocql.UnloggedBatch).WithContext(ctx)
+			open[st.id] = b
+			batches = append(batches, b)
 		}
+		b.Query(st.cql, st.args...)
 	}
-	return nil
+	g, _ := errgroup.WithContext(ctx)
+	g.SetLimit(8)
+	for _, b := range batches {
+		g.Go(func() error {
+			if err := l.s.ExecuteBatch(b); err != nil {
+				return fmt.Errorf("writing delivery log: %w", err)
+			}
+			return nil
+		})
+	}
+	return g.Wait()
 }
 
 // Get returns a notification row.

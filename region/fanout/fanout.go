@@ -85,6 +85,8 @@ type Settings struct {
 	// TopicPacePerSec caps how fast a large topic's tasks are emitted, so one event never
 	// floods the dispatch topics.
 	TopicPacePerSec int
+	// TopicChunksInFlight is how many chunks of a topic's subscribers are decided at once.
+	TopicChunksInFlight int
 }
 
 // Fanout processes events. It is safe for concurrent use.
@@ -155,7 +157,7 @@ func (f *Fanout) Handle(ctx context.Context, e notify.Event) error {
 	if e.Topic == "" {
 		for start := 0; start < len(e.Recipients); start += f.set.ChunkSize {
 			end := min(start+f.set.ChunkSize, len(e.Recipients))
-			if err := f.chunk(ctx, e, e.Recipients[start:end], e.Channels); err != nil {
+			if err := f.chunk(ctx, e, e.Recipients[start:end], ""); err != nil {
 				return err
 			}
 		}
@@ -175,7 +177,7 @@ func (f *Fanout) topic(ctx context.Context, e notify.Event) error {
 		return err
 	}
 	path := PathTopicWrite
-	channels := e.Channels
+	skip := "" // a channel this fan-out leaves out for every subscriber
 	if count > f.TopicThreshold.Load() {
 		path = PathTopicRead
 		if wants(e.Channels, notify.InApp) {
@@ -185,52 +187,49 @@ func (f *Fanout) topic(ctx context.Context, e notify.Event) error {
 				return err
 			}
 		}
-		channels = withoutInApp(e)
+		skip = notify.InApp // the feed record serves every subscriber's inbox
 	}
+	// Pages are read in order (keyset) and decided a few at a time: the users of different
+	// chunks are distinct, so their order does not matter, and the I/O of one chunk overlaps
+	// another's.
 	pace := newPacer(f.set.TopicPacePerSec)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(max(1, f.set.TopicChunksInFlight))
 	after := ""
 	total := 0
-	for {
-		page, err := f.subs.Page(ctx, e.AppID, e.Topic, after, f.set.ChunkSize)
+	for gctx.Err() == nil {
+		page, err := f.subs.Page(gctx, e.AppID, e.Topic, after, f.set.ChunkSize)
 		if err != nil {
-			return err
+			g.Go(func() error { return err })
+			break
 		}
 		if len(page) == 0 {
 			break
 		}
-		if len(channels) > 0 || path == PathTopicWrite {
-			if err := f.chunk(ctx, e, page, channels); err != nil {
-				return err
-			}
+		if skip == "" || !onlyChannel(e.Channels, skip) {
+			g.Go(func() error { return f.chunk(gctx, e, page, skip) })
 		}
 		total += len(page)
 		after = page[len(page)-1]
 		if path == PathTopicRead {
-			if err := pace.wait(ctx, len(page)); err != nil {
-				return err
+			if err := pace.wait(gctx, len(page)); err != nil {
+				break
 			}
 		}
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	fanoutPath.WithLabelValues(f.set.Region, path).Inc()
 	return f.log.FanoutDone(ctx, e.ID, path, total, f.now())
 }
 
-// withoutInApp returns the channels a fan-out-on-read event still delivers per recipient.
-func withoutInApp(e notify.Event) []string {
-	chs := e.Channels
-	if len(chs) == 0 {
-		chs = notify.Channels
-	}
-	out := make([]string, 0, len(chs))
-	for _, c := range chs {
-		if c != notify.InApp {
-			out = append(out, c)
-		}
-	}
-	if len(out) == 0 {
-		return nil
-	}
-	return out
+// onlyChannel reports whether channels names ch and nothing else.
+func onlyChannel(channels []string, ch string) bool {
+	return len(channels) == 1 && channels[0] == ch
 }
 
 func wants(channels []string, ch string) bool {
@@ -249,7 +248,7 @@ type delivery struct {
 }
 
 // chunk decides and hands on every recipient x channel of a chunk of users.
-func (f *Fanout) chunk(ctx context.Context, e notify.Event, users []string, channels []string) error {
+func (f *Fanout) chunk(ctx context.Context, e notify.Event, users []string, skip string) error {
 	profs, err := f.profiles.Load(ctx, e.AppID, users)
 	if err != nil {
 		return err
@@ -266,7 +265,10 @@ func (f *Fanout) chunk(ctx context.Context, e notify.Event, users []string, chan
 	deferUntil := map[string]time.Time{}
 	for _, u := range users {
 		p := profs[u]
-		for _, ch := range f.channelsFor(e, channels, p) {
+		for _, ch := range f.channelsFor(e, p) {
+			if ch == skip {
+				continue
+			}
 			d := &delivery{user: u, channel: ch}
 			ds = append(ds, d)
 			switch {
@@ -332,17 +334,15 @@ func (f *Fanout) chunk(ctx context.Context, e notify.Event, users []string, chan
 	// then mark the dedup keys at once, so the window in which a crash can cause a repeat is
 	// one Redis round trip wide.
 	var msgs []kafka.Message
-	var attempts []deliverylog.Attempt
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(inboxWriters)
 	for _, d := range ds {
 		switch {
 		case d.inbox != nil:
 			it := *d.inbox
+			// The inbox row is the delivery itself: delivery_attempt is for provider calls.
 			g.Go(func() error { return f.inbox.Write(gctx, it) })
 			d.state = notify.StateDelivered
-			attempts = append(attempts, deliverylog.Attempt{NotificationID: e.ID, At: f.now(), UserID: d.user, Channel: d.channel,
-				Outcome: notify.StateDelivered, Provider: "inbox"})
 		case d.task != nil:
 			raw, err := json.Marshal(d.task)
 			if err != nil {
@@ -378,17 +378,17 @@ func (f *Fanout) chunk(ctx context.Context, e notify.Event, users []string, chan
 			stageCounter.WithLabelValues(f.set.Region, e.Tier, d.channel, d.state, d.reason).Inc()
 		}
 	}
-	return f.log.Write(ctx, states, attempts)
+	return f.log.Write(ctx, states, nil)
 }
 
 // channelsFor returns the channels to decide for a user: those the event names (narrowed for a
 // deferred event), or by default every channel the user has.
-func (f *Fanout) channelsFor(e notify.Event, requested []string, p *profiles.Profile) []string {
+func (f *Fanout) channelsFor(e notify.Event, p *profiles.Profile) []string {
 	if len(e.OnlyChannels) > 0 {
 		return e.OnlyChannels
 	}
-	if len(requested) > 0 {
-		return requested
+	if len(e.Channels) > 0 {
+		return e.Channels
 	}
 	out := []string{notify.InApp}
 	if len(p.Devices) > 0 {

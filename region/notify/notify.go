@@ -41,15 +41,14 @@ const (
 
 // Suppression reasons. Each is also a metric label.
 const (
-	ReasonDuplicate     = "duplicate"
-	ReasonExpired       = "expired"
-	ReasonHardStop      = "hard_stop"
-	ReasonChannelOff    = "channel_disabled"
-	ReasonCategoryOff   = "category_disabled"
-	ReasonNoAddress     = "no_address"
-	ReasonNoDevice      = "no_device"
-	ReasonErased        = "erased"
-	ReasonNotSubscribed = "not_subscribed"
+	ReasonDuplicate   = "duplicate"
+	ReasonExpired     = "expired"
+	ReasonHardStop    = "hard_stop"
+	ReasonChannelOff  = "channel_disabled"
+	ReasonCategoryOff = "category_disabled"
+	ReasonNoAddress   = "no_address"
+	ReasonNoDevice    = "no_device"
+	ReasonErased      = "erased"
 )
 
 // Content is what one channel shows; which fields apply depends on the channel.

@@ -108,7 +108,7 @@ func parse(ch, name, text string) error {
 var missingKeyRE = regexp.MustCompile(`map has no entry for key "([^"]+)"`)
 
 // Render fills the template's content from data. A missing variable is a FieldError naming
-// data.<variable>.
+// data.<variable>; any other failure (say, indexing a string) is a plain error.
 func Render(t Template, data map[string]any) (map[string]notify.Content, error) {
 	out := make(map[string]notify.Content, len(t.Content))
 	for ch, c := range t.Content {
@@ -122,7 +122,7 @@ func Render(t Template, data map[string]any) (map[string]notify.Content, error) 
 				if m := missingKeyRE.FindStringSubmatch(err.Error()); m != nil {
 					return nil, &FieldError{"data." + m[1], fmt.Sprintf("template %s needs variable %q", t.ID, m[1])}
 				}
-				return nil, &FieldError{"data", fmt.Sprintf("rendering %s.%s: %v", ch, name, err)}
+				return nil, fmt.Errorf("rendering %s.%s of template %s: %w", ch, name, t.ID, err)
 			}
 			setField(&r, name, s)
 		}

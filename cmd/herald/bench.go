@@ -1,0 +1,40 @@
+package main
+
+import (
+	"context"
+	"io"
+	"time"
+
+	"github.com/herald-notify/herald/platform/telemetry"
+	"github.com/herald-notify/herald/region"
+	"github.com/herald-notify/herald/region/bench"
+)
+
+// runBench runs a benchmark and prints its table: herald bench pipeline [flags].
+func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "pipeline" {
+		return usageError("usage: herald bench pipeline [flags] (run against the servers `make up` starts)")
+	}
+	fs := newFlags("bench pipeline", stderr)
+	path := fs.String("config", "", "region config file for store settings (default: the local defaults and HERALD_* variables)")
+	var o bench.Options
+	fs.IntVar(&o.Events, "events", 200, "throughput phase: events")
+	fs.IntVar(&o.Recipients, "recipients", 500, "throughput phase: in-app recipients per event")
+	fs.IntVar(&o.RawRows, "raw-rows", 100_000, "raw Cassandra insert phase: rows")
+	fs.IntVar(&o.RawWriters, "raw-writers", 64, "raw Cassandra insert phase: concurrent writers")
+	fs.IntVar(&o.Probes, "probes", 100, "transactional probes in the idle phase (x10 at most while loaded)")
+	fs.DurationVar(&o.ProbeEvery, "probe-every", 50*time.Millisecond, "interval between transactional probes")
+	fs.IntVar(&o.Backlog, "backlog", 1_000_000, "marketing deliveries queued for the backlog phase (0 skips it)")
+	fs.IntVar(&o.TopicSubscribers, "topic-subscribers", 1_000_000, "subscribers of the large topic (0 skips the phase)")
+	fs.BoolVar(&o.Keep, "keep", false, "keep the bench region's stores afterwards")
+	if err := parse(fs, args[1:]); err != nil {
+		return err
+	}
+	cfg := region.DefaultConfig(discoveryDir())
+	cfg.Name, cfg.Jurisdiction = "zz-bench-1", "EU" // replaced by a private name; needed to validate
+	if err := loadConfig(*path, &cfg); err != nil {
+		return err
+	}
+	log := telemetry.Logger(telemetry.Config{LogLevel: "warn", LogFormat: "text"}, stderr, "bench")
+	return bench.Pipeline(ctx, cfg, o, stdout, log)
+}

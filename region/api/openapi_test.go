@@ -1,0 +1,521 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"maps"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/gin-gonic/gin"
+
+	"github.com/herald-notify/herald/region/deliverylog"
+	"github.com/herald-notify/herald/region/notify"
+	"github.com/herald-notify/herald/region/templates"
+	"github.com/herald-notify/herald/region/users"
+)
+
+// The tests in this file keep docs/openapi.yaml honest: the document must be valid OpenAPI,
+// describe exactly the routes the server mounts, list exactly the error codes of errors.go,
+// carry the patterns and limits of decode.go and resources.go, and judge sample bodies as the
+// server does.
+
+const openapiPath = "../../docs/openapi.yaml"
+
+func loadOpenAPI(t *testing.T) *openapi3.T {
+	t.Helper()
+	doc, err := openapi3.NewLoader().LoadFromFile(openapiPath)
+	if err != nil {
+		t.Fatalf("loading %s: %v", openapiPath, err)
+	}
+	return doc
+}
+
+func TestOpenAPIDocumentIsValid(t *testing.T) {
+	doc := loadOpenAPI(t)
+	// Validate checks the structure, the schemas, the path templates against their parameters,
+	// and every example against its schema.
+	if err := doc.Validate(context.Background()); err != nil {
+		t.Fatalf("%s is not valid OpenAPI: %v", openapiPath, err)
+	}
+}
+
+// ginPathRE matches gin's path parameters (:name and *name).
+var ginPathRE = regexp.MustCompile(`[:*]([A-Za-z0-9_]+)`)
+
+func openAPIPath(ginPath string) string { return ginPathRE.ReplaceAllString(ginPath, "{$1}") }
+
+func testEngine(s *Server) *gin.Engine {
+	gin.SetMode(gin.TestMode)
+	r := gin.New()
+	s.Register(r) // Register only mounts handlers: a Server without dependencies will do.
+	return r
+}
+
+// documented lists "METHOD path" for every operation in the document whose path has prefix.
+func documented(doc *openapi3.T, prefix string, wantPrefix bool) map[string]*openapi3.Operation {
+	out := map[string]*openapi3.Operation{}
+	for path, item := range doc.Paths.Map() {
+		if strings.HasPrefix(path, prefix) != wantPrefix {
+			continue
+		}
+		for method, op := range item.Operations() {
+			out[method+" "+path] = op
+		}
+	}
+	return out
+}
+
+func TestOpenAPIDocumentsEveryRouteAndNoOther(t *testing.T) {
+	doc := loadOpenAPI(t)
+	docOps := documented(doc, "/v1/", true)
+	routes := testEngine(&Server{}).Routes()
+	if len(routes) == 0 {
+		t.Fatal("Register mounted no routes")
+	}
+	mounted := map[string]bool{}
+	for _, r := range routes {
+		key := r.Method + " " + openAPIPath(r.Path)
+		mounted[key] = true
+		op := docOps[key]
+		if op == nil {
+			t.Errorf("route %s %s (%s) is not documented in %s", r.Method, r.Path, key, openapiPath)
+			continue
+		}
+		checkOperation(t, doc, key, op)
+	}
+	for key := range docOps {
+		if !mounted[key] {
+			t.Errorf("%s documents %s, which Register does not mount", openapiPath, key)
+		}
+	}
+}
+
+// checkOperation checks what every /v1 operation shares: the app header, the path parameters
+// of its template, and the responses of the authentication middleware and of unavailability.
+func checkOperation(t *testing.T, doc *openapi3.T, key string, op *openapi3.Operation) {
+	t.Helper()
+	path := strings.SplitN(key, " ", 2)[1]
+	params := map[string]*openapi3.Parameter{}
+	for _, p := range append(slices.Clone(doc.Paths.Find(path).Parameters), op.Parameters...) {
+		params[p.Value.In+":"+p.Value.Name] = p.Value
+	}
+	if p := params["header:"+AppHeader]; p == nil || !p.Required {
+		t.Errorf("%s: the %s header is not documented as required", key, AppHeader)
+	}
+	for _, m := range regexp.MustCompile(`\{([^}]+)\}`).FindAllStringSubmatch(path, -1) {
+		if p := params["path:"+m[1]]; p == nil || !p.Required {
+			t.Errorf("%s: path parameter %s is not documented", key, m[1])
+		}
+	}
+	for _, status := range []int{400, 401, 503} {
+		if op.Responses.Status(status) == nil {
+			t.Errorf("%s: response %d is not documented", key, status)
+		}
+	}
+	if r := op.Responses.Status(503); r != nil && r.Value.Headers["Retry-After"] == nil {
+		t.Errorf("%s: the 503 response does not document Retry-After", key)
+	}
+	if op.Security == nil || len(*op.Security) == 0 {
+		t.Errorf("%s: the internal token is not documented", key)
+	}
+}
+
+// TestOpenAPIHealthRoutesMatchNewRouter compares the document's paths outside /v1 with the
+// routes region.NewRouter mounts. The region package imports this one, so the test reads
+// region.go instead of calling NewRouter.
+func TestOpenAPIHealthRoutesMatchNewRouter(t *testing.T) {
+	doc := loadOpenAPI(t)
+	fset := token.NewFileSet()
+	f, err := parser.ParseFile(fset, "../region.go", nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mounted := map[string]bool{}
+	for _, d := range f.Decls {
+		fn, ok := d.(*ast.FuncDecl)
+		if !ok || fn.Name.Name != "NewRouter" {
+			continue
+		}
+		ast.Inspect(fn.Body, func(n ast.Node) bool {
+			call, ok := n.(*ast.CallExpr)
+			if !ok || len(call.Args) == 0 {
+				return true
+			}
+			sel, ok := call.Fun.(*ast.SelectorExpr)
+			if !ok || !slices.Contains([]string{"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"}, sel.Sel.Name) {
+				return true
+			}
+			lit, ok := call.Args[0].(*ast.BasicLit)
+			if !ok || lit.Kind != token.STRING {
+				t.Errorf("NewRouter mounts a route whose path is not a literal at %s", fset.Position(call.Pos()))
+				return true
+			}
+			p, _ := strconv.Unquote(lit.Value)
+			mounted[sel.Sel.Name+" "+openAPIPath(p)] = true
+			return true
+		})
+	}
+	if len(mounted) == 0 {
+		t.Fatal("found no route in region.NewRouter")
+	}
+	docOps := documented(doc, "/v1/", false)
+	for key := range mounted {
+		if docOps[key] == nil {
+			t.Errorf("region.NewRouter mounts %s, which %s does not document", key, openapiPath)
+		}
+	}
+	for key, op := range docOps {
+		if !mounted[key] {
+			t.Errorf("%s documents %s, which region.NewRouter does not mount", openapiPath, key)
+		}
+		if op.Security == nil || len(*op.Security) != 0 {
+			t.Errorf("%s: a health endpoint must be documented without security (security: [])", key)
+		}
+	}
+}
+
+// errorCodes are the Code* constants of errors.go. Add a new code here and to the ErrorCode
+// schema of the document.
+var errorCodes = []string{
+	CodeMalformedJSON, CodeUnknownField, CodePayloadTooLarge, CodeInvalidField, CodeMissingField,
+	CodeConflictingFields, CodeInvalidType, CodeUnknownTemplate, CodeTemplateTypeMismatch,
+	CodeMissingVariable, CodeInvalidTemplate, CodeTooManyRecipients, CodeInvalidChannel,
+	CodeInvalidSendAt, CodeDuplicateRequest, CodeMissingApp, CodeUnauthenticated, CodeNotFound,
+	CodeUnavailable,
+}
+
+func TestOpenAPIErrorCodesAreTheCodeConstants(t *testing.T) {
+	doc := loadOpenAPI(t)
+	var documented []string
+	s := schema(t, doc, "ErrorCode")
+	for _, v := range s.Enum {
+		documented = append(documented, fmt.Sprint(v))
+	}
+	want := slices.Sorted(slices.Values(errorCodes))
+	slices.Sort(documented)
+	if !slices.Equal(documented, want) {
+		t.Fatalf("ErrorCode enum in %s:\n  %v\nCode* constants of errors.go:\n  %v", openapiPath, documented, want)
+	}
+	for _, code := range errorCodes {
+		if !strings.Contains(s.Description, "`"+code+"`") {
+			t.Errorf("the ErrorCode description does not describe %s", code)
+		}
+	}
+}
+
+func schema(t *testing.T, doc *openapi3.T, name string) *openapi3.Schema {
+	t.Helper()
+	ref := doc.Components.Schemas[name]
+	if ref == nil || ref.Value == nil {
+		t.Fatalf("%s has no schema %s", openapiPath, name)
+	}
+	return ref.Value
+}
+
+func property(t *testing.T, doc *openapi3.T, schemaName, prop string) *openapi3.Schema {
+	t.Helper()
+	p := schema(t, doc, schemaName).Properties[prop]
+	if p == nil || p.Value == nil {
+		t.Fatalf("schema %s has no property %s", schemaName, prop)
+	}
+	return p.Value
+}
+
+func parameter(t *testing.T, doc *openapi3.T, name string) *openapi3.Schema {
+	t.Helper()
+	p := doc.Components.Parameters[name]
+	if p == nil || p.Value == nil || p.Value.Schema == nil {
+		t.Fatalf("%s has no parameter %s", openapiPath, name)
+	}
+	return p.Value.Schema.Value
+}
+
+// orEmpty is re's pattern accepting the empty string too, as the document writes it for fields
+// whose empty value means "absent".
+func orEmpty(re *regexp.Regexp) string {
+	inner := strings.TrimSuffix(strings.TrimPrefix(re.String(), "^"), "$")
+	return "^(" + inner + ")?$"
+}
+
+func TestOpenAPIPatternsAndLimitsAreTheCode(t *testing.T) {
+	doc := loadOpenAPI(t)
+	patterns := []struct {
+		where, got, want string
+	}{
+		{"parameter AppHeader", parameter(t, doc, "AppHeader").Pattern, idRE.String()},
+		{"parameter TemplateID", parameter(t, doc, "TemplateID").Pattern, idRE.String()},
+		{"parameter UserID", parameter(t, doc, "UserID").Pattern, idRE.String()},
+		{"parameter Topic", parameter(t, doc, "Topic").Pattern, topicRE.String()},
+		{"UserIDValue", schema(t, doc, "UserIDValue").Pattern, idRE.String()},
+		{"SendRequest.category", property(t, doc, "SendRequest", "category").Pattern, orEmpty(categoryRE)},
+		{"SendRequest.template_id", property(t, doc, "SendRequest", "template_id").Pattern, orEmpty(idRE)},
+		{"SendRequest.topic", property(t, doc, "SendRequest", "topic").Pattern, orEmpty(topicRE)},
+		{"TemplateRequest.category", property(t, doc, "TemplateRequest", "category").Pattern, categoryRE.String()},
+		{"Template.id", property(t, doc, "Template", "id").Pattern, idRE.String()},
+		{"UserRequest.phone", property(t, doc, "UserRequest", "phone").Pattern, orEmpty(phoneRE)},
+		{"APNsDeviceRequest.token", property(t, doc, "APNsDeviceRequest", "token").Pattern, apnsTokenRE.String()},
+		{"FCMDeviceRequest.token", property(t, doc, "FCMDeviceRequest", "token").Pattern, fcmTokenRE.String()},
+		{"APNsDeviceRequest.device_id", property(t, doc, "APNsDeviceRequest", "device_id").Pattern, idRE.String()},
+		{"FCMDeviceRequest.device_id", property(t, doc, "FCMDeviceRequest", "device_id").Pattern, idRE.String()},
+	}
+	for _, p := range patterns {
+		if p.got != p.want {
+			t.Errorf("%s: pattern %q in the document, %q in the code", p.where, p.got, p.want)
+		}
+	}
+	limits := []struct {
+		where string
+		got   *uint64
+		want  int
+	}{
+		{"SendRequest.recipients maxItems", property(t, doc, "SendRequest", "recipients").MaxItems, MaxRecipients},
+		{"SendRequest.metadata maxProperties", property(t, doc, "SendRequest", "metadata").MaxProps, maxMetadataKeys},
+		{"SendRequest.title maxLength", property(t, doc, "SendRequest", "title").MaxLength, maxTextBytes},
+		{"SendRequest.body maxLength", property(t, doc, "SendRequest", "body").MaxLength, maxTextBytes},
+		{"SendRequest.link maxLength", property(t, doc, "SendRequest", "link").MaxLength, maxTextBytes},
+	}
+	for _, l := range limits {
+		if l.got == nil || *l.got != uint64(l.want) {
+			t.Errorf("%s: %v in the document, %d in the code", l.where, l.got, l.want)
+		}
+	}
+	if !strings.Contains(schema(t, doc, "SendRequest").Description, strconv.Itoa(MaxBodyBytes)) {
+		t.Errorf("the SendRequest description does not state MaxBodyBytes (%d)", MaxBodyBytes)
+	}
+}
+
+// TestOpenAPISendRequestAgreesWithDecodeSend runs sample bodies through the SendRequest schema
+// and DecodeSend: both must accept, or both refuse. (Some rules, such as "template_id or
+// body", are stated in the schema's description only; samples here are ones the schema can
+// judge.)
+func TestOpenAPISendRequestAgreesWithDecodeSend(t *testing.T) {
+	doc := loadOpenAPI(t)
+	s := schema(t, doc, "SendRequest")
+	at := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	many := make([]string, MaxRecipients+1)
+	for i := range many {
+		many[i] = fmt.Sprintf("u%d", i)
+	}
+	manyJSON, _ := json.Marshal(many)
+	meta := map[string]string{}
+	for i := range maxMetadataKeys + 1 {
+		meta[fmt.Sprintf("k%d", i)] = "v"
+	}
+	metaJSON, _ := json.Marshal(meta)
+	tests := []struct {
+		name, body string
+		valid      bool
+	}{
+		{"template", `{"type":"transactional","template_id":"otp","data":{"code":"1"},"recipients":["u1","u1"]}`, true},
+		{"inline topic", `{"type":"social","category":"comment","title":"t","body":"b","link":"myapp://posts/7","topic":"news","channels":["in_app","push"],"send_at":"2026-12-01T09:00:00+01:00","idempotency_key":"k-1","metadata":{"a":"b"}}`, true},
+		{"empty strings and nulls mean absent", `{"type":"marketing","category":"","template_id":"promo","title":"","link":"","topic":"","recipients":["u"],"channels":[],"data":null,"metadata":null,"idempotency_key":""}`, true},
+		{"exactly the maximum", `{"type":"social","category":"c","body":"` + strings.Repeat("x", maxTextBytes) + `","recipients":` + string(manyJSON[:strings.LastIndex(string(manyJSON), ",")]) + `]}`, true},
+		{"unknown field", `{"type":"social","category":"c","body":"b","recipients":["u"],"priority":"high"}`, false},
+		{"missing type", `{"category":"c","body":"b","recipients":["u"]}`, false},
+		{"unknown type", `{"type":"urgent","category":"c","body":"b","recipients":["u"]}`, false},
+		{"type of the wrong JSON type", `{"type":1,"category":"c","body":"b","recipients":["u"]}`, false},
+		{"bad category", `{"type":"social","category":"Comment","body":"b","recipients":["u"]}`, false},
+		{"bad template id", `{"type":"social","template_id":"a b","recipients":["u"]}`, false},
+		{"body too long", `{"type":"social","category":"c","body":"` + strings.Repeat("x", maxTextBytes+1) + `","recipients":["u"]}`, false},
+		{"link without scheme", `{"type":"social","category":"c","body":"b","link":"example.com","recipients":["u"]}`, false},
+		{"bad recipient", `{"type":"social","category":"c","body":"b","recipients":["a b"]}`, false},
+		{"too many recipients", `{"type":"social","category":"c","body":"b","recipients":` + string(manyJSON) + `}`, false},
+		{"bad topic", `{"type":"social","category":"c","body":"b","topic":"a/b"}`, false},
+		{"unknown channel", `{"type":"social","category":"c","body":"b","recipients":["u"],"channels":["fax"]}`, false},
+		{"repeated channel", `{"type":"social","category":"c","body":"b","recipients":["u"],"channels":["sms","sms"]}`, false},
+		{"bad send_at", `{"type":"social","category":"c","body":"b","recipients":["u"],"send_at":"tomorrow"}`, false},
+		{"blank idempotency key", `{"type":"social","category":"c","body":"b","recipients":["u"],"idempotency_key":"   "}`, false},
+		{"long idempotency key", `{"type":"social","category":"c","body":"b","recipients":["u"],"idempotency_key":"` + strings.Repeat("k", 256) + `"}`, false},
+		{"metadata value not a string", `{"type":"social","category":"c","body":"b","recipients":["u"],"metadata":{"k":1}}`, false},
+		{"metadata value too long", `{"type":"social","category":"c","body":"b","recipients":["u"],"metadata":{"k":"` + strings.Repeat("v", 1025) + `"}}`, false},
+		{"too many metadata keys", `{"type":"social","category":"c","body":"b","recipients":["u"],"metadata":` + string(metaJSON) + `}`, false},
+	}
+	for _, tt := range tests {
+		var v any
+		if err := json.Unmarshal([]byte(tt.body), &v); err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		schemaErr := s.VisitJSON(v, openapi3.VisitAsRequest(), openapi3.EnableFormatValidation(), openapi3.MultiErrors())
+		_, decodeErr := DecodeSend(strings.NewReader(tt.body), at)
+		if (schemaErr == nil) != tt.valid {
+			t.Errorf("%s: the schema says %v, want valid=%v", tt.name, schemaErr, tt.valid)
+		}
+		if (decodeErr == nil) != tt.valid {
+			t.Errorf("%s: DecodeSend says %+v, want valid=%v", tt.name, decodeErr, tt.valid)
+		}
+	}
+}
+
+// TestOpenAPIResponseSchemasMatchTheTypes marshals fully populated values of the types the
+// handlers answer with, and checks each has exactly the properties of its schema and matches it.
+func TestOpenAPIResponseSchemasMatchTheTypes(t *testing.T) {
+	doc := loadOpenAPI(t)
+	at := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	id := "019ab3f0-6c1e-7d2a-9b4f-3e2d1c0b9a87"
+	state := deliverylog.State{NotificationID: id, UserID: "u1", Channel: notify.Push, State: notify.StateSuppressed,
+		Reason: notify.ReasonNoDevice, Detail: "d", UpdatedAt: at}
+	tests := []struct {
+		schema string
+		value  any
+	}{
+		{"Notification", deliverylog.Notification{ID: id, AppID: "app1", Tier: notify.Social, Category: "c", AcceptedAt: at, SendAt: &at,
+			RecipientCount: 1, Topic: "news", Channels: []string{notify.Push}, FanoutPath: "list", FanoutDoneAt: &at}},
+		// As status() in server.go builds it.
+		{"ChannelState", struct {
+			deliverylog.State
+			Attempts int `json:"attempts"`
+		}{state, 1}},
+		{"Attempt", deliverylog.Attempt{NotificationID: id, At: at, UserID: "u1", Channel: notify.Push, Outcome: notify.StateFailed,
+			Provider: "apns", ProviderStatus: "400", ProviderMessageID: "m1", Error: "BadDeviceToken"}},
+		{"Template", templates.Template{ID: "otp", Type: notify.Transactional, Category: "security",
+			Content: map[string]notify.Content{notify.SMS: {Text: "{{.code}}"}}, Version: 1, UpdatedAt: at}},
+		{"Contact", users.Contact{UserID: "u1", Email: "ada@example.com", Phone: "+4915112345678", Locale: "de-DE", UpdatedAt: at}},
+		{"Device", notify.Device{DeviceID: "d1", Platform: "ios", Token: strings.Repeat("ab", 32)}},
+	}
+	for _, tt := range tests {
+		raw, err := json.Marshal(tt.value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v map[string]any
+		if err := json.Unmarshal(raw, &v); err != nil {
+			t.Fatal(err)
+		}
+		s := schema(t, doc, tt.schema)
+		got, want := slices.Sorted(maps.Keys(v)), slices.Sorted(maps.Keys(s.Properties))
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: the type marshals %v, the schema has %v", tt.schema, got, want)
+		}
+		if err := s.VisitJSON(any(v), openapi3.VisitAsResponse(), openapi3.EnableFormatValidation()); err != nil {
+			t.Errorf("%s: %s does not match the schema: %v", tt.schema, raw, err)
+		}
+	}
+}
+
+// TestOpenAPIRequestSchemasAgreeWithHandlers sends sample bodies to the handlers (through the
+// engine, with no dependencies, so only bodies refused before any store is touched are sent)
+// and checks the schema judges each alike, and that each answer is documented.
+func TestOpenAPIRequestSchemasAgreeWithHandlers(t *testing.T) {
+	doc := loadOpenAPI(t)
+	engine := testEngine(&Server{})
+	apnsToken := strings.Repeat("ab", 32)
+	fcmToken := "dQw4w9WgXcQ:APA91bHun4MxP5egoKMwt2KZFBaFUH-1RYqx"
+	tests := []struct {
+		method, path, schema, body string // path is the gin route
+		code                       string // the handler's error code; "" for a body the server takes
+	}{
+		{"PUT", "/v1/templates/:id", "TemplateRequest", `{"type":"transactional","category":"security","content":{"sms":{"text":"{{.code}}"},"email":{"subject":"s","html":"<b>{{.code}}</b>"}}}`, ""},
+		{"PUT", "/v1/templates/:id", "TemplateRequest", `{"type":"transactional","category":"security","content":{"sms":{"text":"x","title":"t"}}}`, CodeInvalidTemplate},
+		{"PUT", "/v1/templates/:id", "TemplateRequest", `{"type":"transactional","category":"security","content":{"fax":{"text":"x"}}}`, CodeInvalidTemplate},
+		{"PUT", "/v1/templates/:id", "TemplateRequest", `{"type":"transactional","category":"security","content":{}}`, CodeInvalidTemplate},
+		{"PUT", "/v1/templates/:id", "TemplateRequest", `{"type":"transactional","category":"security","content":{"sms":{"text":"x","colour":"red"}}}`, CodeUnknownField},
+		{"PUT", "/v1/templates/:id", "TemplateRequest", `{"category":"security","content":{"sms":{"text":"x"}}}`, CodeInvalidType},
+		{"PUT", "/v1/templates/:id", "TemplateRequest", `{"type":"social","content":{"sms":{"text":"x"}}}`, CodeInvalidField},
+		{"PUT", "/v1/users/:user_id", "UserRequest", `{"email":"ada@example.com","phone":"+4915112345678","locale":"de-DE"}`, ""},
+		{"PUT", "/v1/users/:user_id", "UserRequest", `{}`, ""},
+		{"PUT", "/v1/users/:user_id", "UserRequest", `{"phone":"015112345678"}`, CodeInvalidField},
+		{"PUT", "/v1/users/:user_id", "UserRequest", `{"locale":"` + strings.Repeat("x", 36) + `"}`, CodeInvalidField},
+		{"PUT", "/v1/users/:user_id", "UserRequest", `{"email":"ada@example.com","name":"Ada"}`, CodeUnknownField},
+		{"POST", "/v1/users/:user_id/devices", "DeviceRequest", `{"platform":"ios","token":"` + apnsToken + `","device_id":"d1"}`, ""},
+		{"POST", "/v1/users/:user_id/devices", "DeviceRequest", `{"platform":"web","token":"` + fcmToken + `","device_id":"d1"}`, ""},
+		{"POST", "/v1/users/:user_id/devices", "DeviceRequest", `{"platform":"android","token":"` + apnsToken + `","device_id":"d1"}`, ""},
+		{"POST", "/v1/users/:user_id/devices", "DeviceRequest", `{"platform":"ios","token":"` + fcmToken + `","device_id":"d1"}`, CodeInvalidField},
+		{"POST", "/v1/users/:user_id/devices", "DeviceRequest", `{"platform":"android","token":"short","device_id":"d1"}`, CodeInvalidField},
+		{"POST", "/v1/users/:user_id/devices", "DeviceRequest", `{"platform":"blackberry","token":"` + fcmToken + `","device_id":"d1"}`, CodeInvalidField},
+		{"POST", "/v1/users/:user_id/devices", "DeviceRequest", `{"platform":"ios","token":"` + apnsToken + `"}`, CodeInvalidField},
+		{"POST", "/v1/users/:user_id/devices", "DeviceRequest", `{"platform":"ios","token":"` + apnsToken + `","device_id":"d1","model":"x"}`, CodeUnknownField},
+	}
+	for _, tt := range tests {
+		name := tt.method + " " + tt.path + " " + tt.body
+		var v any
+		if err := json.Unmarshal([]byte(tt.body), &v); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		schemaErr := schema(t, doc, tt.schema).VisitJSON(v, openapi3.VisitAsRequest(), openapi3.MultiErrors())
+		if (schemaErr == nil) != (tt.code == "") {
+			t.Errorf("%s: the schema says %v, the handler %q", name, schemaErr, tt.code)
+		}
+		if tt.code == "" {
+			continue // the handler would go on to the store
+		}
+		rec := serve(engine, tt.method, concrete(tt.path), tt.body, map[string]string{AppHeader: "app1"})
+		checkDocumentedError(t, doc, name, tt.method, tt.path, rec, http.StatusBadRequest, tt.code)
+	}
+}
+
+// TestOpenAPIAuthenticationAnswersAreDocumented calls every route without the app header, and
+// without the internal token, and checks the answers against the document.
+func TestOpenAPIAuthenticationAnswersAreDocumented(t *testing.T) {
+	doc := loadOpenAPI(t)
+	open := testEngine(&Server{})
+	guarded := testEngine(&Server{InternalToken: "s3cret"})
+	for _, r := range open.Routes() {
+		path := concrete(r.Path)
+		rec := serve(open, r.Method, path, `{}`, nil)
+		checkDocumentedError(t, doc, "without "+AppHeader, r.Method, r.Path, rec, http.StatusBadRequest, CodeMissingApp)
+		rec = serve(guarded, r.Method, path, `{}`, map[string]string{AppHeader: "app1", "Authorization": "Bearer wrong"})
+		checkDocumentedError(t, doc, "with a wrong token", r.Method, r.Path, rec, http.StatusUnauthorized, CodeUnauthenticated)
+	}
+}
+
+// concrete fills a gin route's parameters with valid values.
+func concrete(route string) string {
+	return strings.NewReplacer(":id", "019ab3f0-6c1e-7d2a-9b4f-3e2d1c0b9a87", ":topic", "news", ":user_id", "u1").Replace(route)
+}
+
+func serve(engine *gin.Engine, method, path, body string, headers map[string]string) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(method, path, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	rec := httptest.NewRecorder()
+	engine.ServeHTTP(rec, req)
+	return rec
+}
+
+// checkDocumentedError checks that rec is the wanted error, that the operation documents its
+// status, and that the body matches the documented schema.
+func checkDocumentedError(t *testing.T, doc *openapi3.T, name, method, ginPath string, rec *httptest.ResponseRecorder, status int, code string) {
+	t.Helper()
+	label := fmt.Sprintf("%s %s (%s)", method, ginPath, name)
+	var body struct {
+		Error struct{ Code string } `json:"error"`
+	}
+	if rec.Code != status || json.Unmarshal(rec.Body.Bytes(), &body) != nil || body.Error.Code != code {
+		t.Errorf("%s: got %d %s, want %d %s", label, rec.Code, rec.Body.String(), status, code)
+		return
+	}
+	item := doc.Paths.Find(openAPIPath(ginPath))
+	if item == nil || item.GetOperation(method) == nil {
+		t.Errorf("%s: not documented", label)
+		return
+	}
+	resp := item.GetOperation(method).Responses.Status(status)
+	if resp == nil {
+		t.Errorf("%s: status %d not documented", label, status)
+		return
+	}
+	mt := resp.Value.Content.Get("application/json")
+	if mt == nil || mt.Schema == nil {
+		t.Errorf("%s: status %d has no JSON schema", label, status)
+		return
+	}
+	var v any
+	_ = json.Unmarshal(rec.Body.Bytes(), &v)
+	if err := mt.Schema.Value.VisitJSON(v, openapi3.VisitAsResponse()); err != nil {
+		t.Errorf("%s: the body %s does not match the documented schema: %v", label, rec.Body.String(), err)
+	}
+}
