@@ -7,11 +7,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"time"
 
 	"github.com/gin-gonic/gin"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/herald-notify/herald/platform/config"
 	"github.com/herald-notify/herald/platform/discovery"
@@ -80,24 +78,17 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", c.Listen, err)
 	}
-	host, _ := os.Hostname()
-	inst := discovery.Instance{
-		Service: ServiceName, ID: fmt.Sprintf("analytics-%s-%d", host, ln.Addr().(*net.TCPAddr).Port),
-		Address: ln.Addr().String(), HealthURL: "http://" + ln.Addr().String() + "/readyz",
-	}
-	stopDiscovery, err := discovery.Keep(ctx, disc, inst, c.Discovery.TTL)
+	inst, stopDiscovery, err := discovery.RegisterListener(ctx, disc, ServiceName, "analytics", ln, nil, c.Discovery.TTL)
 	if err != nil {
 		ln.Close()
-		return fmt.Errorf("registering in discovery: %w", err)
+		return err
 	}
 	defer stopDiscovery()
 
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
 	r.Use(gin.Recovery())
-	r.GET("/healthz", gin.WrapF(h.Live))
-	r.GET("/readyz", gin.WrapF(h.Ready))
-	r.GET("/metrics", gin.WrapH(promhttp.Handler()))
+	h.Mount(r)
 
 	srv := &httpserver.Server{
 		Name: "analytics-http", Handler: r, Log: log, Listener: ln,

@@ -7,12 +7,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/herald-notify/herald/gateway/apikey"
 	"github.com/herald-notify/herald/gateway/schema"
@@ -34,24 +32,7 @@ const regionService = "herald-region"
 
 // Migrate creates and migrates the global database.
 func Migrate(ctx context.Context, c Config, log *slog.Logger) error {
-	migs, err := migrate.Load(schema.Postgres(), "sql")
-	if err != nil {
-		return err
-	}
-	if err := postgres.EnsureDatabase(ctx, c.Postgres); err != nil {
-		return err
-	}
-	pool, err := postgres.Connect(ctx, c.Postgres)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	res, err := migrate.Postgres(ctx, pool, migs)
-	if err != nil {
-		return fmt.Errorf("postgres %s: %w", c.Postgres.Database, err)
-	}
-	log.Info("postgres migrated", "database", c.Postgres.Database, "applied", res.Applied)
-	return nil
+	return migrate.Database(ctx, c.Postgres, schema.Postgres(), log)
 }
 
 // Run serves the gateway until ctx ends, then drains.
@@ -89,16 +70,10 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", c.Listen, err)
 	}
-	host, _ := os.Hostname()
-	inst := discovery.Instance{
-		Service: ServiceName, ID: fmt.Sprintf("gateway-%s-%d", host, ln.Addr().(*net.TCPAddr).Port),
-		Address: ln.Addr().String(), HealthURL: "http://" + ln.Addr().String() + "/readyz",
-		Meta: map[string]string{"jurisdiction": c.Jurisdiction},
-	}
-	stopDiscovery, err := discovery.Keep(ctx, disc, inst, c.Discovery.TTL)
+	inst, stopDiscovery, err := discovery.RegisterListener(ctx, disc, ServiceName, "gateway", ln, map[string]string{"jurisdiction": c.Jurisdiction}, c.Discovery.TTL)
 	if err != nil {
 		ln.Close()
-		return fmt.Errorf("registering in discovery: %w", err)
+		return err
 	}
 	defer stopDiscovery()
 
@@ -128,9 +103,7 @@ func newRouter(h *health.Health, keys keyVerifier, disc instanceLister) *gin.Eng
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
 	r.Use(gin.Recovery())
-	r.GET("/healthz", gin.WrapF(h.Live))
-	r.GET("/readyz", gin.WrapF(h.Ready))
-	r.GET("/metrics", gin.WrapH(promhttp.Handler()))
+	h.Mount(r)
 
 	v1 := r.Group("/v1", authenticate(keys))
 	v1.GET("/regions", func(c *gin.Context) {

@@ -6,14 +6,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/herald-notify/herald/platform/discovery"
 	"github.com/herald-notify/herald/platform/health"
@@ -109,18 +107,11 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 		ln.Close()
 		return err
 	}
-	host, _ := os.Hostname()
-	inst := discovery.Instance{
-		Service:   ServiceName,
-		ID:        fmt.Sprintf("%s-%s-%d", c.Name, host, ln.Addr().(*net.TCPAddr).Port),
-		Address:   ln.Addr().String(),
-		HealthURL: "http://" + ln.Addr().String() + "/readyz",
-		Meta:      map[string]string{"region": c.Name, "jurisdiction": c.Jurisdiction, "roles": strings.Join(c.Roles, ",")},
-	}
-	stopDiscovery, err := discovery.Keep(ctx, disc, inst, c.Discovery.TTL)
+	meta := map[string]string{"region": c.Name, "jurisdiction": c.Jurisdiction, "roles": strings.Join(c.Roles, ",")}
+	inst, stopDiscovery, err := discovery.RegisterListener(ctx, disc, ServiceName, c.Name, ln, meta, c.Discovery.TTL)
 	if err != nil {
 		ln.Close()
-		return fmt.Errorf("registering in discovery: %w", err)
+		return err
 	}
 	defer stopDiscovery()
 
@@ -209,8 +200,6 @@ func NewRouter(h *health.Health) *gin.Engine {
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
 	r.Use(gin.Recovery())
-	r.GET("/healthz", gin.WrapF(h.Live))
-	r.GET("/readyz", gin.WrapF(h.Ready))
-	r.GET("/metrics", gin.WrapH(promhttp.Handler()))
+	h.Mount(r)
 	return r
 }

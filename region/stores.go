@@ -111,16 +111,12 @@ func checkOwner(ctx context.Context, s *Stores, c Config) error {
 // Migrate creates and migrates the region's database, keyspace and topics, and records that
 // they belong to this region. It is idempotent.
 func Migrate(ctx context.Context, c Config, log *slog.Logger) error {
-	pgMigs, err := migrate.Load(schema.Postgres(), "sql")
-	if err != nil {
-		return err
-	}
 	cqlMigs, err := migrate.Load(schema.Cassandra(), "cql")
 	if err != nil {
 		return err
 	}
 
-	if err := postgres.EnsureDatabase(ctx, c.Postgres); err != nil {
+	if err := migrate.Database(ctx, c.Postgres, schema.Postgres(), log); err != nil {
 		return err
 	}
 	pool, err := postgres.Connect(ctx, c.Postgres)
@@ -128,11 +124,6 @@ func Migrate(ctx context.Context, c Config, log *slog.Logger) error {
 		return err
 	}
 	defer pool.Close()
-	res, err := migrate.Postgres(ctx, pool, pgMigs)
-	if err != nil {
-		return fmt.Errorf("postgres %s: %w", c.Postgres.Database, err)
-	}
-	log.Info("postgres migrated", "database", c.Postgres.Database, "applied", res.Applied)
 	if _, err := pool.Exec(ctx, `INSERT INTO region_info (region, jurisdiction) VALUES ($1, $2) ON CONFLICT DO NOTHING`, c.Name, c.Jurisdiction); err != nil {
 		return fmt.Errorf("recording region in postgres: %w", err)
 	}
@@ -145,7 +136,7 @@ func Migrate(ctx context.Context, c Config, log *slog.Logger) error {
 		return err
 	}
 	defer sess.Close()
-	res, err = migrate.Cassandra(ctx, sess, cqlMigs)
+	res, err := migrate.Cassandra(ctx, sess, cqlMigs)
 	if err != nil {
 		return fmt.Errorf("cassandra %s: %w", c.Cassandra.Keyspace, err)
 	}

@@ -7,6 +7,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"os"
 	"time"
 
 	"github.com/herald-notify/herald/platform/config"
@@ -115,4 +117,24 @@ func Keep(ctx context.Context, b Backend, in Instance, ttl time.Duration) (stop 
 		}
 	}()
 	return func() { cancel(); <-done }, nil
+}
+
+// RegisterListener registers the HTTP API listening on ln as an instance of service (its id
+// names the service, the host and the port; Consul polls its /readyz) and keeps the
+// registration fresh until stop is called or ctx ends.
+func RegisterListener(ctx context.Context, b Backend, service, idPrefix string, ln net.Listener, meta map[string]string, ttl time.Duration) (Instance, func(), error) {
+	host, _ := os.Hostname()
+	addr := ln.Addr().String()
+	in := Instance{
+		Service:   service,
+		ID:        fmt.Sprintf("%s-%s-%d", idPrefix, host, ln.Addr().(*net.TCPAddr).Port),
+		Address:   addr,
+		HealthURL: "http://" + addr + "/readyz",
+		Meta:      meta,
+	}
+	stop, err := Keep(ctx, b, in, ttl)
+	if err != nil {
+		return Instance{}, nil, fmt.Errorf("registering %s in discovery: %w", service, err)
+	}
+	return in, stop, nil
 }

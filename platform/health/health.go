@@ -11,6 +11,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // Check reports whether one dependency is usable.
@@ -106,4 +109,11 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// Mount serves /healthz, /readyz and the Prometheus /metrics on r.
+func (h *Health) Mount(r gin.IRoutes) {
+	r.GET("/healthz", gin.WrapF(h.Live))
+	r.GET("/readyz", gin.WrapF(h.Ready))
+	r.GET("/metrics", gin.WrapH(promhttp.Handler()))
 }

@@ -3,9 +3,13 @@ package migrate
 import (
 	"context"
 	"fmt"
+	"io/fs"
+	"log/slog"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/herald-notify/herald/platform/postgres"
 )
 
 // Postgres applies migrations to the database behind pool, one transaction per migration, under
@@ -66,4 +70,26 @@ func Postgres(ctx context.Context, pool *pgxpool.Pool, migrations []Migration) (
 		res.Applied = append(res.Applied, label(m))
 	}
 	return res, nil
+}
+
+// Database creates the database of c if missing and applies the migrations in fsys to it.
+func Database(ctx context.Context, c postgres.Config, fsys fs.FS, log *slog.Logger) error {
+	migs, err := Load(fsys, "sql")
+	if err != nil {
+		return err
+	}
+	if err := postgres.EnsureDatabase(ctx, c); err != nil {
+		return err
+	}
+	pool, err := postgres.Connect(ctx, c)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	res, err := Postgres(ctx, pool, migs)
+	if err != nil {
+		return fmt.Errorf("postgres %s: %w", c.Database, err)
+	}
+	log.Info("postgres migrated", "database", c.Database, "applied", res.Applied)
+	return nil
 }

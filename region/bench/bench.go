@@ -254,6 +254,34 @@ func (e *env) send(ctx context.Context, tier string, users []string, channels []
 	return out["notification_id"].(string), nil
 }
 
+// sendMany sends n in-app events of tier to recipients, 16 requests at a time, and returns
+// their ids.
+func (e *env) sendMany(ctx context.Context, n int, tier string, recipients []string) ([]string, error) {
+	ids := make([]string, n)
+	var wg sync.WaitGroup
+	var firstErr atomic.Value
+	sem := make(chan struct{}, 16)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			id, err := e.send(ctx, tier, recipients, []string{notify.InApp})
+			if err != nil {
+				firstErr.CompareAndSwap(nil, err)
+				return
+			}
+			ids[i] = id
+		}()
+	}
+	wg.Wait()
+	if err, _ := firstErr.Load().(error); err != nil {
+		return nil, err
+	}
+	return ids, nil
+}
+
 // rawInsert writes n inbox rows straight to Cassandra with the region's own writer.
 func (e *env) rawInsert(ctx context.Context, n, writers int) (float64, error) {
 	in := inbox.New(e.cass, time.Hour)
@@ -333,28 +361,9 @@ func users(prefix string, n int) []string {
 // throughput sends events of in-app recipients as fast as the API takes them and measures
 // deliveries per second from the first accept to the last fan-out completion.
 func (e *env) throughput(ctx context.Context, events, recipients int) (float64, error) {
-	us := users("tp", recipients)
-	ids := make([]string, events)
 	start := time.Now()
-	var wg sync.WaitGroup
-	var firstErr atomic.Value
-	sem := make(chan struct{}, 16)
-	for i := 0; i < events; i++ {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			id, err := e.send(ctx, notify.Social, us, []string{notify.InApp})
-			if err != nil {
-				firstErr.CompareAndSwap(nil, err)
-				return
-			}
-			ids[i] = id
-		}()
-	}
-	wg.Wait()
-	if err, _ := firstErr.Load().(error); err != nil {
+	ids, err := e.sendMany(ctx, events, notify.Social, users("tp", recipients))
+	if err != nil {
 		return 0, err
 	}
 	last, err := e.waitFanout(ctx, ids, 10*time.Minute)
@@ -412,28 +421,9 @@ func (e *env) probe(ctx context.Context, phase string, n int, every time.Duratio
 func (e *env) backlog(ctx context.Context, o Options) (string, []time.Duration, error) {
 	per := 1000
 	events := (o.Backlog + per - 1) / per
-	us := users("mk", per)
-	ids := make([]string, events)
 	start := time.Now()
-	var wg sync.WaitGroup
-	var firstErr atomic.Value
-	sem := make(chan struct{}, 16)
-	for i := 0; i < events; i++ {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			id, err := e.send(ctx, notify.Marketing, us, []string{notify.InApp})
-			if err != nil {
-				firstErr.CompareAndSwap(nil, err)
-				return
-			}
-			ids[i] = id
-		}()
-	}
-	wg.Wait()
-	if err, _ := firstErr.Load().(error); err != nil {
+	ids, err := e.sendMany(ctx, events, notify.Marketing, users("mk", per))
+	if err != nil {
 		return "", nil, err
 	}
 	queued := time.Since(start)
