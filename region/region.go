@@ -25,6 +25,7 @@ import (
 	"github.com/herald-notify/herald/region/fanout"
 	"github.com/herald-notify/herald/region/inbox"
 	"github.com/herald-notify/herald/region/notify"
+	"github.com/herald-notify/herald/region/prefs"
 	"github.com/herald-notify/herald/region/profiles"
 	"github.com/herald-notify/herald/region/scheduler"
 	"github.com/herald-notify/herald/region/templates"
@@ -97,7 +98,8 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 		srv := &api.Server{
 			Region: c.Name, InternalToken: c.InternalToken, DB: stores.PG, Producer: apiProducer,
 			Templates: templates.NewStore(stores.PG), Topics: topics.NewStore(stores.PG), Users: users.NewStore(stores.PG),
-			Devices: devices.NewStore(stores.PG), Log: dlog, Logger: log,
+			Devices: devices.NewStore(stores.PG), Prefs: prefs.NewStore(stores.PG), Inbox: inbox.New(stores.Cass, c.LogTTL),
+			Log: dlog, Logger: log,
 		}
 		srv.Register(router)
 	}

@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"sort"
 	"syscall"
+	_ "time/tzdata" // users' time zones resolve even on a machine without zoneinfo
 )
 
 // version is set at build time with -ldflags "-X main.version=...".

@@ -19,7 +19,9 @@ import (
 
 	"github.com/herald-notify/herald/platform/health"
 	"github.com/herald-notify/herald/region/deliverylog"
+	"github.com/herald-notify/herald/region/inbox"
 	"github.com/herald-notify/herald/region/notify"
+	"github.com/herald-notify/herald/region/prefs"
 	"github.com/herald-notify/herald/region/templates"
 	"github.com/herald-notify/herald/region/users"
 )
@@ -232,6 +234,8 @@ func TestOpenAPIPatternsAndLimitsAreTheCode(t *testing.T) {
 		{"parameter AppHeader", parameter(t, doc, "AppHeader").Pattern, idRE.String()},
 		{"parameter TemplateID", parameter(t, doc, "TemplateID").Pattern, idRE.String()},
 		{"parameter UserID", parameter(t, doc, "UserID").Pattern, idRE.String()},
+		{"parameter DeviceID", parameter(t, doc, "DeviceID").Pattern, idRE.String()},
+		{"UserRef.user_id", property(t, doc, "UserRef", "user_id").Pattern, idRE.String()},
 		{"parameter Topic", parameter(t, doc, "Topic").Pattern, topicRE.String()},
 		{"UserIDValue", schema(t, doc, "UserIDValue").Pattern, idRE.String()},
 		{"SendRequest.category", property(t, doc, "SendRequest", "category").Pattern, orEmpty(categoryRE)},
@@ -268,6 +272,24 @@ func TestOpenAPIPatternsAndLimitsAreTheCode(t *testing.T) {
 	}
 	if !strings.Contains(schema(t, doc, "SendRequest").Description, strconv.Itoa(MaxBodyBytes)) {
 		t.Errorf("the SendRequest description does not state MaxBodyBytes (%d)", MaxBodyBytes)
+	}
+	inboxLimit := parameter(t, doc, "InboxLimit")
+	if inboxLimit.Max == nil || *inboxLimit.Max != maxPage || fmt.Sprint(inboxLimit.Default) != strconv.Itoa(defaultPage) {
+		t.Errorf("parameter InboxLimit: maximum %v default %v in the document, %d and %d in the code", inboxLimit.Max, inboxLimit.Default, maxPage, defaultPage)
+	}
+	if m := property(t, doc, "UnreadCount", "unread_count").Max; m == nil || *m != maxUnreadSeen {
+		t.Errorf("UnreadCount.unread_count maximum: %v in the document, %d in the code", m, maxUnreadSeen)
+	}
+	if !strings.Contains(property(t, doc, "MarkedAllRead", "marked").Description, strconv.Itoa(maxReadAll)) {
+		t.Errorf("the MarkedAllRead.marked description does not state maxReadAll (%d)", maxReadAll)
+	}
+	if !strings.Contains(property(t, doc, "Preferences", "categories").Description, categoryRE.String()) {
+		t.Errorf("the Preferences.categories description does not state the category pattern %s", categoryRE)
+	}
+	for _, name := range []string{"UserRef", "Preferences"} {
+		if !strings.Contains(schema(t, doc, name).Description, strconv.Itoa(smallBodyBytes)) {
+			t.Errorf("the %s description does not state smallBodyBytes (%d)", name, smallBodyBytes)
+		}
 	}
 }
 
@@ -341,6 +363,8 @@ func TestOpenAPIResponseSchemasMatchTheTypes(t *testing.T) {
 	id := "019ab3f0-6c1e-7d2a-9b4f-3e2d1c0b9a87"
 	state := deliverylog.State{NotificationID: id, UserID: "u1", Channel: notify.Push, State: notify.StateSuppressed,
 		Reason: notify.ReasonNoDevice, Detail: "d", UpdatedAt: at}
+	item := inbox.Item{AppID: "app1", UserID: "u1", NotificationID: id, CreatedAt: at, Tier: notify.Social, Category: "comment", Title: "t", Body: "b",
+		Link: "myapp://posts/7", Metadata: map[string]string{"k": "v"}, ReadAt: &at, Topic: "news"}
 	tests := []struct {
 		schema string
 		value  any
@@ -358,6 +382,15 @@ func TestOpenAPIResponseSchemasMatchTheTypes(t *testing.T) {
 			Content: map[string]notify.Content{notify.SMS: {Text: "{{.code}}"}}, Version: 1, UpdatedAt: at}},
 		{"Contact", users.Contact{UserID: "u1", Email: "ada@example.com", Phone: "+4915112345678", Locale: "de-DE", UpdatedAt: at}},
 		{"Device", notify.Device{DeviceID: "d1", Platform: "ios", Token: strings.Repeat("ab", 32)}},
+		{"InboxItem", item},
+		{"Preferences", prefs.Preferences{Channels: map[string]bool{notify.SMS: false}, Categories: map[string]map[string]bool{"marketing.news": {notify.Email: false}},
+			QuietHours: &prefs.QuietHours{Start: "22:00", End: "07:00"}, Timezone: "Europe/Paris", ChannelOrder: []string{notify.Push, notify.Email}, HardStop: true}},
+		// As listInbox, unreadCount, markRead and readAll in inbox.go build them.
+		{"InboxPage", gin.H{"items": []inbox.Item{item}, "next_cursor": inbox.Cursor{At: at, ID: id}.Encode()}},
+		{"InboxPage", gin.H{"items": []inbox.Item{}, "next_cursor": nil}},
+		{"UnreadCount", gin.H{"user_id": "u1", "unread_count": maxUnreadSeen, "more": true}},
+		{"MarkedRead", gin.H{"notification_id": id, "user_id": "u1", "read": true}},
+		{"MarkedAllRead", gin.H{"user_id": "u1", "marked": maxReadAll}},
 	}
 	for _, tt := range tests {
 		raw, err := json.Marshal(tt.value)
@@ -384,6 +417,7 @@ func TestOpenAPIResponseSchemasMatchTheTypes(t *testing.T) {
 // and checks the schema judges each alike, and that each answer is documented.
 func TestOpenAPIRequestSchemasAgreeWithHandlers(t *testing.T) {
 	doc := loadOpenAPI(t)
+	const prefsRoute = "/v1/users/:user_id/preferences"
 	engine := testEngine(&Server{})
 	apnsToken := strings.Repeat("ab", 32)
 	fcmToken := "dQw4w9WgXcQ:APA91bHun4MxP5egoKMwt2KZFBaFUH-1RYqx"
@@ -411,6 +445,31 @@ func TestOpenAPIRequestSchemasAgreeWithHandlers(t *testing.T) {
 		{"POST", "/v1/users/:user_id/devices", "DeviceRequest", `{"platform":"blackberry","token":"` + fcmToken + `","device_id":"d1"}`, CodeInvalidField},
 		{"POST", "/v1/users/:user_id/devices", "DeviceRequest", `{"platform":"ios","token":"` + apnsToken + `"}`, CodeInvalidField},
 		{"POST", "/v1/users/:user_id/devices", "DeviceRequest", `{"platform":"ios","token":"` + apnsToken + `","device_id":"d1","model":"x"}`, CodeUnknownField},
+		{"PUT", prefsRoute, "Preferences", `{"channels":{"sms":false,"push":true},"categories":{"marketing.news":{"email":false},"comment":{}},"quiet_hours":{"start":"22:00","end":"07:00"},"timezone":"Europe/Paris","channel_order":["push","email"],"hard_stop":true}`, ""},
+		{"PUT", prefsRoute, "Preferences", `{}`, ""},
+		{"PUT", prefsRoute, "Preferences", `{"channels":null,"categories":null,"quiet_hours":null,"timezone":null,"channel_order":null,"hard_stop":null}`, ""},
+		{"PUT", prefsRoute, "Preferences", `{"timezone":"","channel_order":[],"quiet_hours":{"start":"00:00","end":"23:59"}}`, ""},
+		{"PUT", prefsRoute, "Preferences", `{"channels":{"fax":true}}`, CodeInvalidField},
+		{"PUT", prefsRoute, "Preferences", `{"channels":{"push":"off"}}`, CodeInvalidField},
+		{"PUT", prefsRoute, "Preferences", `{"categories":{"comment":{"fax":false}}}`, CodeInvalidField},
+		{"PUT", prefsRoute, "Preferences", `{"categories":{"comment":true}}`, CodeInvalidField},
+		{"PUT", prefsRoute, "Preferences", `{"quiet_hours":{"start":"24:00","end":"07:00"}}`, CodeInvalidField},
+		{"PUT", prefsRoute, "Preferences", `{"quiet_hours":{"start":"22:00","end":"7:00"}}`, CodeInvalidField},
+		{"PUT", prefsRoute, "Preferences", `{"quiet_hours":{"start":"22:00","end":"07:60"}}`, CodeInvalidField},
+		{"PUT", prefsRoute, "Preferences", `{"quiet_hours":{"start":"22:00"}}`, CodeInvalidField},
+		{"PUT", prefsRoute, "Preferences", `{"quiet_hours":{"start":"22:00","end":"07:00","days":[1]}}`, CodeUnknownField},
+		{"PUT", prefsRoute, "Preferences", `{"channel_order":["push","fax"]}`, CodeInvalidField},
+		{"PUT", prefsRoute, "Preferences", `{"channel_order":["push","push"]}`, CodeInvalidField},
+		{"PUT", prefsRoute, "Preferences", `{"hard_stop":"yes"}`, CodeInvalidField},
+		{"PUT", prefsRoute, "Preferences", `{"language":"de"}`, CodeUnknownField},
+		{"PATCH", "/v1/notifications/:id/read", "UserRef", `{"user_id":"u1"}`, ""},
+		{"PATCH", "/v1/notifications/:id/read", "UserRef", `{}`, CodeInvalidField},
+		{"PATCH", "/v1/notifications/:id/read", "UserRef", `{"user_id":"a b"}`, CodeInvalidField},
+		{"PATCH", "/v1/notifications/:id/read", "UserRef", `{"user_id":1}`, CodeInvalidField},
+		{"PATCH", "/v1/notifications/:id/read", "UserRef", `{"user_id":"u1","read":true}`, CodeUnknownField},
+		{"POST", "/v1/notifications/read-all", "UserRef", `{"user_id":"u1"}`, ""},
+		{"POST", "/v1/notifications/read-all", "UserRef", `{"user_id":""}`, CodeInvalidField},
+		{"POST", "/v1/notifications/read-all", "UserRef", `{"user_id":"u1","before":"2026-11-25T12:00:00Z"}`, CodeUnknownField},
 	}
 	for _, tt := range tests {
 		name := tt.method + " " + tt.path + " " + tt.body
@@ -427,6 +486,80 @@ func TestOpenAPIRequestSchemasAgreeWithHandlers(t *testing.T) {
 		}
 		rec := serve(engine, tt.method, concrete(tt.path), tt.body, map[string]string{AppHeader: "app1"})
 		checkDocumentedError(t, doc, name, tt.method, tt.path, rec, http.StatusBadRequest, tt.code)
+	}
+}
+
+// TestOpenAPIPreferencesErrorsNameDocumentedFields checks the field each refused preferences
+// document is named by, including rules the schema can only state in its description, against
+// the forms the PUT operation's 400 description lists.
+func TestOpenAPIPreferencesErrorsNameDocumentedFields(t *testing.T) {
+	doc := loadOpenAPI(t)
+	engine := testEngine(&Server{})
+	const route = "/v1/users/:user_id/preferences"
+	desc := *doc.Paths.Find(openAPIPath(route)).Put.Responses.Status(400).Value.Description
+	tests := []struct{ body, field, documented string }{
+		{`{"channels":{"fax":true}}`, "channels.fax", "channels.<channel>"},
+		{`{"categories":{"Comment":{"push":false}}}`, "categories.Comment", "categories.<category>"},
+		{`{"categories":{"comment":{"fax":false}}}`, "categories.comment.fax", "categories.<category>.<channel>"},
+		{`{"quiet_hours":{"start":"7:00","end":"08:00"}}`, "quiet_hours.start", "quiet_hours.start"},
+		{`{"quiet_hours":{"start":"07:00","end":"24:00"}}`, "quiet_hours.end", "quiet_hours.end"},
+		{`{"timezone":"Mars/Olympus_Mons"}`, "timezone", "timezone"},
+		{`{"timezone":"Local"}`, "timezone", "timezone"},
+		{`{"channel_order":["push","push"]}`, "channel_order[1]", "channel_order[i]"},
+		{`{"channel_order":["fax"]}`, "channel_order[0]", "channel_order[i]"},
+		// The documented order: channels, categories, quiet_hours, timezone, channel_order.
+		{`{"channel_order":["fax"],"timezone":"x","quiet_hours":{"start":"","end":""},"categories":{"c":{"fax":true}},"channels":{"fax":true}}`, "channels.fax", "channels.<channel>"},
+		{`{"channel_order":["fax"],"timezone":"x","quiet_hours":{"start":"","end":""}}`, "quiet_hours.start", "quiet_hours.start"},
+	}
+	for _, tt := range tests {
+		if !strings.Contains(desc, "`"+tt.documented+"`") {
+			t.Errorf("the 400 description of PUT %s does not list %s", route, tt.documented)
+		}
+		rec := serve(engine, "PUT", concrete(route), tt.body, map[string]string{AppHeader: "app1"})
+		var body struct {
+			Error struct{ Code, Field string } `json:"error"`
+		}
+		if rec.Code != http.StatusBadRequest || json.Unmarshal(rec.Body.Bytes(), &body) != nil || body.Error.Code != CodeInvalidField || body.Error.Field != tt.field {
+			t.Errorf("%s: got %d %s, want 400 invalid_field naming %s", tt.body, rec.Code, rec.Body.String(), tt.field)
+		}
+	}
+}
+
+// TestOpenAPIInboxQueryErrorsAreDocumented sends query parameters the inbox listing refuses
+// before touching a store, and checks that the parameter's schema refuses them too where it can.
+func TestOpenAPIInboxQueryErrorsAreDocumented(t *testing.T) {
+	doc := loadOpenAPI(t)
+	engine := testEngine(&Server{})
+	const route = "/v1/users/:user_id/notifications"
+	limit := parameter(t, doc, "InboxLimit")
+	for _, n := range []int{1, maxPage} {
+		if err := limit.VisitJSON(float64(n)); err != nil {
+			t.Errorf("limit=%d: the handler takes it, the schema says %v", n, err)
+		}
+	}
+	tests := []struct {
+		query, field string
+		schemaValue  any // what the parameter's schema must refuse too; nil when it cannot judge
+	}{
+		{"limit=0", "limit", float64(0)},
+		{"limit=101", "limit", float64(maxPage + 1)},
+		{"limit=ten", "limit", "ten"},
+		{"unread_only=maybe", "unread_only", nil},
+		{"cursor=not-a-cursor", "cursor", nil},
+		{"limit=101&unread_only=maybe&cursor=x", "limit", nil},
+	}
+	for _, tt := range tests {
+		if tt.schemaValue != nil && limit.VisitJSON(tt.schemaValue) == nil {
+			t.Errorf("%s: the handler refuses it, the InboxLimit schema takes it", tt.query)
+		}
+		rec := serve(engine, "GET", concrete(route)+"?"+tt.query, "", map[string]string{AppHeader: "app1"})
+		checkDocumentedError(t, doc, tt.query, "GET", route, rec, http.StatusBadRequest, CodeInvalidField)
+		var body struct {
+			Error struct{ Field string } `json:"error"`
+		}
+		if json.Unmarshal(rec.Body.Bytes(), &body) == nil && body.Error.Field != tt.field {
+			t.Errorf("%s: the error names %q, want %q", tt.query, body.Error.Field, tt.field)
+		}
 	}
 }
 
@@ -447,7 +580,7 @@ func TestOpenAPIAuthenticationAnswersAreDocumented(t *testing.T) {
 
 // concrete fills a gin route's parameters with valid values.
 func concrete(route string) string {
-	return strings.NewReplacer(":id", "019ab3f0-6c1e-7d2a-9b4f-3e2d1c0b9a87", ":topic", "news", ":user_id", "u1").Replace(route)
+	return strings.NewReplacer(":id", "019ab3f0-6c1e-7d2a-9b4f-3e2d1c0b9a87", ":topic", "news", ":user_id", "u1", ":device_id", "d1").Replace(route)
 }
 
 func serve(engine *gin.Engine, method, path, body string, headers map[string]string) *httptest.ResponseRecorder {

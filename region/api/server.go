@@ -25,7 +25,9 @@ import (
 	"github.com/herald-notify/herald/platform/kafka"
 	"github.com/herald-notify/herald/region/deliverylog"
 	"github.com/herald-notify/herald/region/devices"
+	"github.com/herald-notify/herald/region/inbox"
 	"github.com/herald-notify/herald/region/notify"
+	"github.com/herald-notify/herald/region/prefs"
 	"github.com/herald-notify/herald/region/templates"
 	"github.com/herald-notify/herald/region/topics"
 	"github.com/herald-notify/herald/region/users"
@@ -54,6 +56,8 @@ type Server struct {
 	Topics        *topics.Store
 	Users         *users.Store
 	Devices       *devices.Store
+	Prefs         *prefs.Store
+	Inbox         *inbox.Inbox
 	Log           *deliverylog.Log
 	Logger        *slog.Logger
 	Now           func() time.Time
@@ -77,6 +81,13 @@ func (s *Server) Register(r gin.IRouter) {
 	v1.GET("/users/:user_id", s.getUser)
 	v1.POST("/users/:user_id/devices", s.registerDevice)
 	v1.GET("/users/:user_id/devices", s.listDevices)
+	v1.DELETE("/users/:user_id/devices/:device_id", s.removeDevice)
+	v1.GET("/users/:user_id/preferences", s.getPrefs)
+	v1.PUT("/users/:user_id/preferences", s.putPrefs)
+	v1.GET("/users/:user_id/notifications", s.listInbox)
+	v1.GET("/users/:user_id/notifications/unread-count", s.unreadCount)
+	v1.PATCH("/notifications/:id/read", s.markRead)
+	v1.POST("/notifications/read-all", s.readAll)
 }
 
 func (s *Server) authenticate(c *gin.Context) {

@@ -48,3 +48,12 @@ func (s *Store) Active(ctx context.Context, appID, userID string) ([]notify.Devi
 		return d, err
 	})
 }
+
+// Remove deletes one of the user's devices and reports whether it existed.
+func (s *Store) Remove(ctx context.Context, appID, userID, deviceID string) (bool, error) {
+	tag, err := s.db.Exec(ctx, `DELETE FROM devices WHERE app_id = $1 AND user_id = $2 AND device_id = $3`, appID, userID, deviceID)
+	if err != nil {
+		return false, fmt.Errorf("removing device: %w", err)
+	}
+	return tag.RowsAffected() == 1, nil
+}

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -140,3 +141,63 @@ func (s *Store) Put(ctx context.Context, appID, userID string, p Preferences) er
 	}
 	return nil
 }
+
+// FieldError names the field of a preferences document that is invalid.
+type FieldError struct {
+	Field, Msg string
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
+
+// Validate checks every field and names the first bad one.
+func (p Preferences) Validate() error {
+	known := func(ch string) bool {
+		for _, c := range notify.Channels {
+			if c == ch {
+				return true
+			}
+		}
+		return false
+	}
+	for ch := range p.Channels {
+		if !known(ch) {
+			return &FieldError{"channels." + ch, "unknown channel (in_app, push, email, sms)"}
+		}
+	}
+	for cat, chans := range p.Categories {
+		if !categoryRE.MatchString(cat) {
+			return &FieldError{"categories." + cat, "categories must match " + categoryRE.String()}
+		}
+		for ch := range chans {
+			if !known(ch) {
+				return &FieldError{"categories." + cat + "." + ch, "unknown channel (in_app, push, email, sms)"}
+			}
+		}
+	}
+	if q := p.QuietHours; q != nil {
+		if _, err := ParseClock(q.Start); err != nil {
+			return &FieldError{"quiet_hours.start", err.Error()}
+		}
+		if _, err := ParseClock(q.End); err != nil {
+			return &FieldError{"quiet_hours.end", err.Error()}
+		}
+	}
+	if p.Timezone != "" {
+		if _, err := time.LoadLocation(p.Timezone); err != nil || p.Timezone == "Local" {
+			return &FieldError{"timezone", fmt.Sprintf("%q is not an IANA time zone like Europe/Paris", p.Timezone)}
+		}
+	}
+	seen := map[string]bool{}
+	for i, ch := range p.ChannelOrder {
+		if !known(ch) {
+			return &FieldError{fmt.Sprintf("channel_order[%d]", i), "unknown channel (in_app, push, email, sms)"}
+		}
+		if seen[ch] {
+			return &FieldError{fmt.Sprintf("channel_order[%d]", i), "channel listed twice"}
+		}
+		seen[ch] = true
+	}
+	return nil
+}
+
+var categoryRE = regexp.MustCompile(`^[a-z0-9_.-]{1,64}$`)

@@ -5,6 +5,7 @@ package topics
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -60,4 +61,23 @@ func (s *Store) IsSubscribed(ctx context.Context, appID, topic, userID string) (
 	var ok bool
 	err := s.db.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM topic_subscriptions WHERE app_id = $1 AND topic = $2 AND user_id = $3)`, appID, topic, userID).Scan(&ok)
 	return ok, err
+}
+
+// Subscription is a topic a user follows and since when.
+type Subscription struct {
+	Topic string
+	Since time.Time
+}
+
+// Of lists the topics a user subscribes to.
+func (s *Store) Of(ctx context.Context, appID, userID string) ([]Subscription, error) {
+	rows, err := s.db.Query(ctx, `SELECT topic, created_at FROM topic_subscriptions WHERE app_id = $1 AND user_id = $2 ORDER BY topic`, appID, userID)
+	if err != nil {
+		return nil, fmt.Errorf("reading subscriptions: %w", err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Subscription, error) {
+		var sub Subscription
+		err := r.Scan(&sub.Topic, &sub.Since)
+		return sub, err
+	})
 }

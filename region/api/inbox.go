@@ -1,0 +1,245 @@
+package api
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/gocql/gocql"
+	"github.com/google/uuid"
+
+	"github.com/herald-notify/herald/region/deliverylog"
+	"github.com/herald-notify/herald/region/inbox"
+)
+
+// Inbox limits.
+const (
+	defaultPage   = 20
+	maxPage       = 100
+	maxReadAll    = 10_000
+	maxUnreadSeen = 1_000
+)
+
+func userParam(c *gin.Context) (string, bool) {
+	u := c.Param("user_id")
+	if !idRE.MatchString(u) {
+		writeError(c, badRequest(CodeInvalidField, "user_id", "user ids must match "+idRE.String()))
+		return "", false
+	}
+	return u, true
+}
+
+func (s *Server) subscriptions(c *gin.Context, user string) ([]inbox.Subscription, error) {
+	subs, err := s.Topics.Of(c.Request.Context(), appOf(c), user)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]inbox.Subscription, len(subs))
+	for i, sub := range subs {
+		out[i] = inbox.Subscription{Topic: sub.Topic, Since: sub.Since}
+	}
+	return out, nil
+}
+
+// listInbox serves GET /v1/users/{user_id}/notifications.
+func (s *Server) listInbox(c *gin.Context) {
+	user, ok := userParam(c)
+	if !ok {
+		return
+	}
+	limit := defaultPage
+	if raw := c.Query("limit"); raw != "" {
+		n, err := strconv.Atoi(raw)
+		if err != nil || n < 1 || n > maxPage {
+			writeError(c, badRequest(CodeInvalidField, "limit", "limit must be 1-100"))
+			return
+		}
+		limit = n
+	}
+	unread := false
+	if raw := c.Query("unread_only"); raw != "" {
+		b, err := strconv.ParseBool(raw)
+		if err != nil {
+			writeError(c, badRequest(CodeInvalidField, "unread_only", "unread_only must be true or false"))
+			return
+		}
+		unread = b
+	}
+	cur, err := inbox.DecodeCursor(c.Query("cursor"))
+	if err != nil {
+		writeError(c, badRequest(CodeInvalidField, "cursor", "cursor is not one this API returned"))
+		return
+	}
+	subs, err := s.subscriptions(c, user)
+	if err != nil {
+		s.failed(c, "reading subscriptions", err)
+		return
+	}
+	items, next, err := s.Inbox.Page(c.Request.Context(), appOf(c), user, subs, cur, limit, unread, s.Now())
+	if err != nil {
+		s.failed(c, "reading the inbox", err)
+		return
+	}
+	if items == nil {
+		items = []inbox.Item{}
+	}
+	body := gin.H{"items": items, "next_cursor": nil}
+	if next != "" {
+		body["next_cursor"] = next
+	}
+	c.JSON(http.StatusOK, body)
+}
+
+// unreadCount serves GET /v1/users/{user_id}/notifications/unread-count. It counts up to 1,000
+// and says so when there are more.
+func (s *Server) unreadCount(c *gin.Context) {
+	user, ok := userParam(c)
+	if !ok {
+		return
+	}
+	subs, err := s.subscriptions(c, user)
+	if err != nil {
+		s.failed(c, "reading subscriptions", err)
+		return
+	}
+	n, more := 0, false
+	var cur *inbox.Cursor
+	for {
+		items, next, err := s.Inbox.Page(c.Request.Context(), appOf(c), user, subs, cur, maxPage, true, s.Now())
+		if err != nil {
+			s.failed(c, "counting unread items", err)
+			return
+		}
+		n += len(items)
+		if next == "" {
+			break
+		}
+		if n >= maxUnreadSeen {
+			more = true
+			break
+		}
+		cur, _ = inbox.DecodeCursor(next)
+	}
+	c.JSON(http.StatusOK, gin.H{"user_id": user, "unread_count": n, "more": more})
+}
+
+type userRef struct {
+	UserID string `json:"user_id"`
+}
+
+func decodeUserRef(c *gin.Context) (string, bool) {
+	var b userRef
+	if e := decodeStrict(http.MaxBytesReader(c.Writer, c.Request.Body, smallBodyBytes), &b, smallBodyBytes); e != nil {
+		writeError(c, e)
+		return "", false
+	}
+	if !idRE.MatchString(b.UserID) {
+		writeError(c, badRequest(CodeInvalidField, "user_id", "user_id is required and must match "+idRE.String()))
+		return "", false
+	}
+	return b.UserID, true
+}
+
+// markRead serves PATCH /v1/notifications/{id}/read with {"user_id": ...}: the item must be in
+// that user's inbox.
+func (s *Server) markRead(c *gin.Context) {
+	ctx := c.Request.Context()
+	user, ok := decodeUserRef(c)
+	if !ok {
+		return
+	}
+	id := c.Param("id")
+	if _, err := uuid.Parse(id); err != nil {
+		notFound(c, "notification")
+		return
+	}
+	n, err := s.Log.Get(ctx, id)
+	if errors.Is(err, deliverylog.ErrNotFound) || (err == nil && n.AppID != appOf(c)) {
+		notFound(c, "notification")
+		return
+	}
+	if err != nil {
+		s.failed(c, "reading the notification", err)
+		return
+	}
+	it := inbox.Item{NotificationID: id, CreatedAt: n.AcceptedAt}
+	if n.Topic != "" {
+		// A topic-feed item is the user's only if the user subscribed before it was sent.
+		subs, err := s.subscriptions(c, user)
+		if err != nil {
+			s.failed(c, "reading subscriptions", err)
+			return
+		}
+		for _, sub := range subs {
+			if sub.Topic != n.Topic || n.AcceptedAt.Before(sub.Since.Truncate(time.Millisecond)) {
+				continue
+			}
+			feed, err := s.Inbox.FeedItem(ctx, appOf(c), n.Topic, n.AcceptedAt, id)
+			switch {
+			case err == nil:
+				it = feed
+			case !errors.Is(err, gocql.ErrNotFound):
+				s.failed(c, "reading the topic feed", err)
+				return
+			}
+		}
+	}
+	found, err := s.Inbox.MarkRead(ctx, appOf(c), user, it, s.Now())
+	if err != nil {
+		s.failed(c, "marking read", err)
+		return
+	}
+	if !found {
+		notFound(c, "inbox item")
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"notification_id": id, "user_id": user, "read": true})
+}
+
+// readAll serves POST /v1/notifications/read-all with {"user_id": ...}.
+func (s *Server) readAll(c *gin.Context) {
+	ctx := c.Request.Context()
+	user, ok := decodeUserRef(c)
+	if !ok {
+		return
+	}
+	subs, err := s.subscriptions(c, user)
+	if err != nil {
+		s.failed(c, "reading subscriptions", err)
+		return
+	}
+	now := s.Now()
+	marked := 0
+	for marked < maxReadAll {
+		// Always the first unread page: marking moves items out of it.
+		items, _, err := s.Inbox.Page(ctx, appOf(c), user, subs, nil, maxPage, true, now.Add(time.Second))
+		if err != nil {
+			s.failed(c, "reading the inbox", err)
+			return
+		}
+		if len(items) == 0 {
+			break
+		}
+		progressed := false
+		for _, it := range items {
+			if marked >= maxReadAll {
+				break
+			}
+			done, err := s.Inbox.MarkRead(ctx, appOf(c), user, it, now)
+			if err != nil {
+				s.failed(c, "marking read", err)
+				return
+			}
+			if done {
+				marked++
+				progressed = true
+			}
+		}
+		if !progressed {
+			break
+		}
+	}
+	c.JSON(http.StatusOK, gin.H{"user_id": user, "marked": marked})
+}

@@ -1,0 +1,63 @@
+package api
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/herald-notify/herald/region/prefs"
+)
+
+func (s *Server) getPrefs(c *gin.Context) {
+	user, ok := userParam(c)
+	if !ok {
+		return
+	}
+	p, err := s.Prefs.Get(c.Request.Context(), appOf(c), user)
+	if err != nil {
+		s.failed(c, "reading preferences", err)
+		return
+	}
+	c.JSON(http.StatusOK, p)
+}
+
+// putPrefs replaces a user's preferences; fields left out take their defaults.
+func (s *Server) putPrefs(c *gin.Context) {
+	user, ok := userParam(c)
+	if !ok {
+		return
+	}
+	var p prefs.Preferences
+	if e := decodeStrict(http.MaxBytesReader(c.Writer, c.Request.Body, smallBodyBytes), &p, smallBodyBytes); e != nil {
+		writeError(c, e)
+		return
+	}
+	var fe *prefs.FieldError
+	if err := p.Validate(); errors.As(err, &fe) {
+		writeError(c, badRequest(CodeInvalidField, fe.Field, fe.Msg))
+		return
+	}
+	if err := s.Prefs.Put(c.Request.Context(), appOf(c), user, p); err != nil {
+		s.failed(c, "storing preferences", err)
+		return
+	}
+	c.JSON(http.StatusOK, p)
+}
+
+func (s *Server) removeDevice(c *gin.Context) {
+	user, ok := userParam(c)
+	if !ok {
+		return
+	}
+	removed, err := s.Devices.Remove(c.Request.Context(), appOf(c), user, c.Param("device_id"))
+	if err != nil {
+		s.failed(c, "removing the device", err)
+		return
+	}
+	if !removed {
+		notFound(c, "device")
+		return
+	}
+	c.Status(http.StatusNoContent)
+}

@@ -1,0 +1,222 @@
+package inbox
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/gocql/gocql"
+)
+
+// Buckets is how many month partitions a read looks back: rows live 90 days by default, so four
+// months cover every row; a page is a bounded merge of at most this many partitions.
+const Buckets = 4
+
+// Subscription is a topic the user follows, and since when: feed items older than the
+// subscription are not the user's.
+type Subscription struct {
+	Topic string
+	Since time.Time
+}
+
+// Cursor is the position after the last item of a page: items strictly older come next.
+// New items arriving meanwhile are newer, so they never shift a page.
+type Cursor struct {
+	At time.Time `json:"t"`
+	ID string    `json:"i"`
+}
+
+// ErrBadCursor means a cursor that this server did not produce.
+var ErrBadCursor = errors.New("invalid cursor")
+
+// Encode makes the opaque cursor string.
+func (c Cursor) Encode() string {
+	raw, _ := json.Marshal(c)
+	return base64.RawURLEncoding.EncodeToString(raw)
+}
+
+// DecodeCursor parses an opaque cursor.
+func DecodeCursor(s string) (*Cursor, error) {
+	if s == "" {
+		return nil, nil
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return nil, ErrBadCursor
+	}
+	var c Cursor
+	if err := json.Unmarshal(raw, &c); err != nil || c.ID == "" || c.At.IsZero() {
+		return nil, ErrBadCursor
+	}
+	return &c, nil
+}
+
+// before reports whether a sorts after b in the inbox order (newest first, then id descending).
+func before(a, b Item) bool {
+	if !a.CreatedAt.Equal(b.CreatedAt) {
+		return a.CreatedAt.After(b.CreatedAt)
+	}
+	return a.NotificationID > b.NotificationID
+}
+
+// Page returns up to limit items of the user's inbox older than cur (or the newest), merging the
+// feeds of the user's large topics, without duplicates, newest first, and the cursor of the next
+// page ("" at the end).
+func (in *Inbox) Page(ctx context.Context, appID, userID string, subs []Subscription, cur *Cursor, limit int, unreadOnly bool, now time.Time) ([]Item, string, error) {
+	// Each source is read in pages of `limit` (a filtered source may need several), and the
+	// merge keeps the newest `limit` overall.
+	var all []Item
+	seen := map[string]bool{}
+	own, err := in.collect(ctx, limit, cur, now, func(bucket int, after *Cursor, n int) *gocql.Iter {
+		q := `SELECT created_at, notification_id, tier, category, title, body, link, metadata, read_at FROM notification_log
+			WHERE app_id = ? AND user_id = ? AND bucket = ?`
+		args := []any{appID, userID, bucket}
+		if after != nil {
+			q += ` AND (created_at, notification_id) < (?, ?)`
+			args = append(args, after.At, after.ID)
+		}
+		return in.s.Query(q+` LIMIT ?`, append(args, n)...).WithContext(ctx).Iter()
+	}, scanOwn, func(it *Item) bool { return !unreadOnly || it.ReadAt == nil })
+	if err != nil {
+		return nil, "", fmt.Errorf("reading inbox of %s: %w", userID, err)
+	}
+	for _, it := range own {
+		it.AppID, it.UserID = appID, userID
+		seen[it.NotificationID] = true
+		all = append(all, it)
+	}
+	for _, sub := range subs {
+		feed, err := in.collect(ctx, limit, cur, now, func(bucket int, after *Cursor, n int) *gocql.Iter {
+			q := `SELECT created_at, notification_id, tier, category, title, body, link, metadata FROM topic_feed
+				WHERE app_id = ? AND topic = ? AND bucket = ?`
+			args := []any{appID, sub.Topic, bucket}
+			if after != nil {
+				q += ` AND (created_at, notification_id) < (?, ?)`
+				args = append(args, after.At, after.ID)
+			}
+			return in.s.Query(q+` LIMIT ?`, append(args, n)...).WithContext(ctx).Iter()
+		}, scanFeed, func(it *Item) bool { return !it.CreatedAt.Before(sub.Since.Truncate(time.Millisecond)) })
+		if err != nil {
+			return nil, "", fmt.Errorf("reading topic feed %s: %w", sub.Topic, err)
+		}
+		for _, it := range feed {
+			// A feed item the user has read was copied into the user's own partition, which
+			// then wins: no duplicates, and its read state shows.
+			if seen[it.NotificationID] {
+				continue
+			}
+			if unreadOnly {
+				read, err := in.hasOwnRow(ctx, appID, userID, it)
+				if err != nil {
+					return nil, "", err
+				}
+				if read {
+					continue
+				}
+			}
+			seen[it.NotificationID] = true
+			it.AppID, it.UserID, it.Topic = appID, userID, sub.Topic
+			all = append(all, it)
+		}
+	}
+	sort.Slice(all, func(i, j int) bool { return before(all[i], all[j]) })
+	// Each source returned up to limit+1 items, so more than limit in the merge means another
+	// page exists.
+	if len(all) <= limit {
+		return all, "", nil
+	}
+	all = all[:limit]
+	last := all[limit-1]
+	return all, Cursor{At: last.CreatedAt, ID: last.NotificationID}.Encode(), nil
+}
+
+// collect reads up to limit+1 items passing keep from one source, newest first, walking its
+// month buckets from the cursor's down to the oldest one kept.
+func (in *Inbox) collect(ctx context.Context, limit int, cur *Cursor, now time.Time, query func(bucket int, after *Cursor, n int) *gocql.Iter, scan func(*gocql.Iter, *Item) bool, keep func(*Item) bool) ([]Item, error) {
+	want := limit + 1
+	start := now
+	if cur != nil {
+		start = cur.At
+	}
+	var out []Item
+	for i := 0; i < Buckets && len(out) < want; i++ {
+		month := time.Date(start.UTC().Year(), start.UTC().Month()-time.Month(i), 1, 0, 0, 0, 0, time.UTC)
+		after := cur
+		for len(out) < want {
+			iter := query(Bucket(month), after, want)
+			n := 0
+			var it Item
+			for scan(iter, &it) {
+				n++
+				after = &Cursor{At: it.CreatedAt, ID: it.NotificationID}
+				if keep(&it) {
+					out = append(out, it)
+				}
+				it = Item{}
+			}
+			if err := iter.Close(); err != nil {
+				return nil, err
+			}
+			if n < want {
+				break // this bucket is exhausted
+			}
+		}
+	}
+	return out, nil
+}
+
+func scanOwn(iter *gocql.Iter, it *Item) bool {
+	return iter.Scan(&it.CreatedAt, &it.NotificationID, &it.Tier, &it.Category, &it.Title, &it.Body, &it.Link, &it.Metadata, &it.ReadAt)
+}
+
+func scanFeed(iter *gocql.Iter, it *Item) bool {
+	return iter.Scan(&it.CreatedAt, &it.NotificationID, &it.Tier, &it.Category, &it.Title, &it.Body, &it.Link, &it.Metadata)
+}
+
+func (in *Inbox) hasOwnRow(ctx context.Context, appID, userID string, it Item) (bool, error) {
+	var id string
+	err := in.s.Query(`SELECT notification_id FROM notification_log WHERE app_id = ? AND user_id = ? AND bucket = ? AND created_at = ? AND notification_id = ?`,
+		appID, userID, Bucket(it.CreatedAt), it.CreatedAt, it.NotificationID).WithContext(ctx).Scan(&id)
+	if errors.Is(err, gocql.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// MarkRead marks one item read for the user. An item that came from a topic feed is copied into
+// the user's own partition with its read time, so the merge shows it read. It reports false when
+// the user has no such item.
+func (in *Inbox) MarkRead(ctx context.Context, appID, userID string, it Item, at time.Time) (bool, error) {
+	ts := it.CreatedAt.UTC().Truncate(time.Millisecond)
+	applied, err := in.s.Query(`UPDATE notification_log USING TTL ? SET read_at = ? WHERE app_id = ? AND user_id = ? AND bucket = ? AND created_at = ? AND notification_id = ? IF EXISTS`,
+		in.ttl, at, appID, userID, Bucket(ts), ts, it.NotificationID).WithContext(ctx).MapScanCAS(map[string]any{})
+	if err != nil {
+		return false, fmt.Errorf("marking %s read: %w", it.NotificationID, err)
+	}
+	if applied {
+		return true, nil
+	}
+	if it.Topic == "" {
+		return false, nil
+	}
+	err = in.s.Query(`INSERT INTO notification_log (app_id, user_id, bucket, created_at, notification_id, tier, category, title, body, link, metadata, read_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?`,
+		appID, userID, Bucket(ts), ts, it.NotificationID, it.Tier, it.Category, it.Title, it.Body, it.Link, it.Metadata, at, in.ttl).WithContext(ctx).Exec()
+	if err != nil {
+		return false, fmt.Errorf("marking feed item %s read: %w", it.NotificationID, err)
+	}
+	return true, nil
+}
+
+// FeedItem returns a topic feed item, for marking it read.
+func (in *Inbox) FeedItem(ctx context.Context, appID, topic string, createdAt time.Time, id string) (Item, error) {
+	ts := createdAt.UTC().Truncate(time.Millisecond)
+	it := Item{AppID: appID, Topic: topic, CreatedAt: ts, NotificationID: id}
+	err := in.s.Query(`SELECT tier, category, title, body, link, metadata FROM topic_feed WHERE app_id = ? AND topic = ? AND bucket = ? AND created_at = ? AND notification_id = ?`,
+		appID, topic, Bucket(ts), ts, id).WithContext(ctx).Scan(&it.Tier, &it.Category, &it.Title, &it.Body, &it.Link, &it.Metadata)
+	return it, err
+}
