@@ -262,3 +262,49 @@ func TestPreferencesRoundTripAndInvalidFieldsAreNamed(t *testing.T) {
 		t.Fatalf("reason %q", reason)
 	}
 }
+
+func TestOptOutAppliesToTheVeryNextSendThroughEveryCache(t *testing.T) {
+	// The API runs here and fan-out in another process, so the fan-out's in-process cache
+	// learns of the opt-out only through the Redis eviction channel.
+	r := startRegion(t, func(c *region.Config) { c.Roles = []string{region.RoleAPI, region.RoleScheduler} })
+	startChild(t, r.cfg, "fanout.log")
+	r.call("PUT", "/v1/users/ada", map[string]any{"email": "ada@example.com"}, r.app)
+	send := func() string {
+		code, b := r.call("POST", "/v1/notifications", map[string]any{"type": "social", "category": "promo", "body": "Sale",
+			"recipients": []string{"ada"}, "channels": []string{"email"}}, r.app)
+		if code != 202 {
+			t.Fatalf("send: %d %v", code, b)
+		}
+		return b["notification_id"].(string)
+	}
+	// Warm every cache with the default preferences (email on).
+	r.waitState(send(), "ada", "email", "queued")
+	r.waitState(send(), "ada", "email", "queued")
+
+	start := time.Now()
+	if code, b := r.call("PUT", "/v1/users/ada/preferences", map[string]any{"categories": map[string]any{"promo": map[string]bool{"email": false}}}, r.app); code != 200 {
+		t.Fatalf("opt out: %d %v", code, b)
+	}
+	window := time.Since(start)
+	st := r.waitState(send(), "ada", "email", "suppressed")
+	if _, reason := stateOf(st, "ada", "email"); reason != "category_disabled" {
+		t.Fatalf("reason %q", reason)
+	}
+	t.Logf("opt-out applied to the next send; invalidation window (PUT to every cache evicted) %s", window.Round(100*time.Microsecond))
+	if window > time.Second {
+		t.Fatalf("invalidation took %s, over the one-second goal", window)
+	}
+	// The hard stop is read outside every cache.
+	if _, err := r.pg.Exec(t.Context(), `UPDATE preferences SET hard_stop = true WHERE app_id = $1 AND user_id = 'ada'`, r.app); err != nil {
+		t.Fatal(err)
+	}
+	code, b := r.call("POST", "/v1/notifications", map[string]any{"type": "transactional", "category": "otp", "body": "1",
+		"recipients": []string{"ada"}, "channels": []string{"in_app"}}, r.app)
+	if code != 202 {
+		t.Fatalf("send: %d %v", code, b)
+	}
+	st = r.waitState(b["notification_id"].(string), "ada", "in_app", "suppressed")
+	if _, reason := stateOf(st, "ada", "in_app"); reason != "hard_stop" {
+		t.Fatalf("hard stop reason %q", reason)
+	}
+}

@@ -87,6 +87,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 		return err
 	}
 	dlog := deliverylog.New(stores.Cass, c.LogTTL)
+	prefsCache := prefs.NewCache(stores.PG, stores.Redis, c.Redis.Prefix, 5*time.Minute, log)
 	sched := scheduler.New(stores.PG, c.Name)
 
 	ln, err := net.Listen("tcp", c.Listen)
@@ -98,7 +99,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 		srv := &api.Server{
 			Region: c.Name, InternalToken: c.InternalToken, DB: stores.PG, Producer: apiProducer,
 			Templates: templates.NewStore(stores.PG), Topics: topics.NewStore(stores.PG), Users: users.NewStore(stores.PG),
-			Devices: devices.NewStore(stores.PG), Prefs: prefs.NewStore(stores.PG), Inbox: inbox.New(stores.Cass, c.LogTTL),
+			Devices: devices.NewStore(stores.PG), Prefs: prefs.NewStore(stores.PG), PrefsCache: prefsCache, Inbox: inbox.New(stores.Cass, c.LogTTL),
 			Log: dlog, Logger: log,
 		}
 		srv.Register(router)
@@ -136,7 +137,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 		var fanouts []*fanout.Fanout
 		for _, tier := range notify.Tiers {
 			fo := fanout.New(settings, c.Fanout.TopicThreshold, fanout.Deps{
-				Profiles: profiles.New(stores.PG), Subscribers: topics.NewStore(stores.PG), Scheduler: sched, Producer: tierProducers[tier],
+				Profiles: profiles.New(stores.PG, prefsCache), Subscribers: topics.NewStore(stores.PG), Scheduler: sched, Producer: tierProducers[tier],
 				Inbox: inbox.New(stores.Cass, c.LogTTL), Log: dlog, Dedup: dedup.New(stores.Redis, c.Redis.Prefix, c.DedupTTL), Logger: log,
 			})
 			fanouts = append(fanouts, fo)
@@ -146,6 +147,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 			}
 			tasks = append(tasks, lifecycle.Task{Name: "fanout-" + tier, Run: cons.Run})
 		}
+		tasks = append(tasks, lifecycle.Task{Name: "prefs-evictions", Run: prefsCache.Listen})
 		tasks = append(tasks, lifecycle.Task{Name: "topic-threshold-watch", Run: func(ctx context.Context) error {
 			watchThreshold(ctx, disc, c.Name, fanouts, log)
 			return nil

@@ -42,6 +42,13 @@ func (s *Server) putPrefs(c *gin.Context) {
 		s.failed(c, "storing preferences", err)
 		return
 	}
+	// Write-invalidate: every cache drops the old preferences before this answer goes out.
+	if s.PrefsCache != nil {
+		if err := s.PrefsCache.Invalidate(c.Request.Context(), appOf(c), user); err != nil {
+			s.failed(c, "evicting cached preferences (the new ones are stored; retry to make sure every cache drops the old)", err)
+			return
+		}
+	}
 	c.JSON(http.StatusOK, p)
 }
 

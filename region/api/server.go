@@ -57,10 +57,13 @@ type Server struct {
 	Users         *users.Store
 	Devices       *devices.Store
 	Prefs         *prefs.Store
-	Inbox         *inbox.Inbox
-	Log           *deliverylog.Log
-	Logger        *slog.Logger
-	Now           func() time.Time
+	PrefsCache    interface {
+		Invalidate(ctx context.Context, app, user string) error
+	}
+	Inbox  *inbox.Inbox
+	Log    *deliverylog.Log
+	Logger *slog.Logger
+	Now    func() time.Time
 }
 
 // Register mounts the API's routes on r.

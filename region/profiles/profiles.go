@@ -5,7 +5,6 @@ package profiles
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -22,39 +21,47 @@ type Profile struct {
 	Phone   string
 }
 
-// Loader reads profiles from the region's Postgres database.
-type Loader struct{ db *pgxpool.Pool }
+// PrefsSource returns users' preferences, usually through the preferences cache.
+type PrefsSource interface {
+	Many(ctx context.Context, app string, users []string) (map[string]prefs.Preferences, error)
+}
+
+// Loader reads profiles from the region's Postgres database, preferences through src.
+type Loader struct {
+	db  *pgxpool.Pool
+	src PrefsSource
+}
 
 // New returns a Loader.
-func New(db *pgxpool.Pool) *Loader { return &Loader{db: db} }
+func New(db *pgxpool.Pool, src PrefsSource) *Loader { return &Loader{db: db, src: src} }
 
-// Load returns a profile for every user (defaults for users with nothing stored).
+// Load returns a profile for every user (defaults for users with nothing stored). The hard stop
+// is read from Postgres itself, outside every cache, on every call.
 func (l *Loader) Load(ctx context.Context, appID string, users []string) (map[string]*Profile, error) {
 	out := make(map[string]*Profile, len(users))
-	for _, u := range users {
-		out[u] = &Profile{}
-	}
-	rows, err := l.db.Query(ctx, `SELECT user_id, prefs, hard_stop FROM preferences WHERE app_id = $1 AND user_id = ANY($2)`, appID, users)
+	ps, err := l.src.Many(ctx, appID, users)
 	if err != nil {
-		return nil, fmt.Errorf("loading preferences: %w", err)
+		return nil, err
+	}
+	for _, u := range users {
+		p := ps[u]
+		p.HardStop = false
+		out[u] = &Profile{Prefs: p}
+	}
+	rows, err := l.db.Query(ctx, `SELECT user_id FROM preferences WHERE app_id = $1 AND user_id = ANY($2) AND hard_stop`, appID, users)
+	if err != nil {
+		return nil, fmt.Errorf("reading hard stops: %w", err)
 	}
 	for rows.Next() {
 		var u string
-		var raw []byte
-		var hard bool
-		if err := rows.Scan(&u, &raw, &hard); err != nil {
+		if err := rows.Scan(&u); err != nil {
 			rows.Close()
 			return nil, err
 		}
-		p := out[u]
-		if err := json.Unmarshal(raw, &p.Prefs); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("decoding preferences of %s: %w", u, err)
-		}
-		p.Prefs.HardStop = hard
+		out[u].Prefs.HardStop = true
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("loading preferences: %w", err)
+		return nil, fmt.Errorf("reading hard stops: %w", err)
 	}
 
 	rows, err = l.db.Query(ctx, `SELECT user_id, device_id, platform, token FROM devices WHERE app_id = $1 AND user_id = ANY($2) AND is_active ORDER BY user_id, device_id`, appID, users)
