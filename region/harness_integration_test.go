@@ -15,6 +15,7 @@ import (
 
 	"github.com/herald-notify/herald/platform/cassandra"
 	"github.com/herald-notify/herald/platform/postgres"
+	"github.com/herald-notify/herald/platform/redis"
 	"github.com/herald-notify/herald/platform/testenv"
 	"github.com/herald-notify/herald/region"
 
@@ -157,4 +158,14 @@ func eventually(t *testing.T, d time.Duration, check func() error) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Fatalf("condition not met after %s: %v", d, err)
+}
+
+// testRedisKeys lists the region's Redis keys matching pattern (after its prefix).
+func testRedisKeys(r *running, pattern string) ([]string, error) {
+	rdb, err := redis.Connect(r.t.Context(), r.cfg.Redis)
+	if err != nil {
+		return nil, err
+	}
+	defer rdb.Close()
+	return rdb.Keys(r.t.Context(), r.cfg.Redis.Prefix+pattern).Result()
 }

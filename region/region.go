@@ -22,6 +22,7 @@ import (
 	"github.com/herald-notify/herald/region/dedup"
 	"github.com/herald-notify/herald/region/deliverylog"
 	"github.com/herald-notify/herald/region/devices"
+	"github.com/herald-notify/herald/region/erasure"
 	"github.com/herald-notify/herald/region/fanout"
 	"github.com/herald-notify/herald/region/inbox"
 	"github.com/herald-notify/herald/region/notify"
@@ -88,6 +89,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 	}
 	dlog := deliverylog.New(stores.Cass, c.LogTTL)
 	prefsCache := prefs.NewCache(stores.PG, stores.Redis, c.Redis.Prefix, 5*time.Minute, log)
+	eraser := &erasure.Service{DB: stores.PG, Cass: stores.Cass, Prefs: prefsCache, Buckets: inboxBuckets(c.LogTTL), Log: log, Interval: time.Second}
 	sched := scheduler.New(stores.PG, c.Name)
 
 	ln, err := net.Listen("tcp", c.Listen)
@@ -99,7 +101,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 		srv := &api.Server{
 			Region: c.Name, InternalToken: c.InternalToken, DB: stores.PG, Producer: apiProducer,
 			Templates: templates.NewStore(stores.PG), Topics: topics.NewStore(stores.PG), Users: users.NewStore(stores.PG),
-			Devices: devices.NewStore(stores.PG), Prefs: prefs.NewStore(stores.PG), PrefsCache: prefsCache, Inbox: inbox.New(stores.Cass, c.LogTTL),
+			Devices: devices.NewStore(stores.PG), Prefs: prefs.NewStore(stores.PG), PrefsCache: prefsCache, Erasure: eraser, Inbox: inbox.New(stores.Cass, c.LogTTL),
 			Log: dlog, Logger: log,
 		}
 		srv.Register(router)
@@ -159,6 +161,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 			Topic: func(tier string) string { return IngressTopic(c.Name, tier) },
 		}
 		tasks = append(tasks, lifecycle.Task{Name: "scheduler", Run: p.Run})
+		tasks = append(tasks, lifecycle.Task{Name: "erasure", Run: eraser.Run})
 	}
 	log.Info("region started", "addr", inst.Address, "roles", c.Roles)
 	return lifecycle.Run(ctx, log, tasks...)
@@ -194,6 +197,17 @@ func watchThreshold(ctx context.Context, disc discovery.Backend, region string, 
 		}
 		index = idx
 	}
+}
+
+// inboxBuckets lists every month bucket an inbox row can still live in, given their TTL.
+func inboxBuckets(ttl time.Duration) []int {
+	now := time.Now().UTC()
+	months := int(ttl/(30*24*time.Hour)) + 2
+	out := make([]int, 0, months)
+	for i := 0; i < months; i++ {
+		out = append(out, inbox.Bucket(time.Date(now.Year(), now.Month()-time.Month(i), 1, 0, 0, 0, 0, time.UTC)))
+	}
+	return out
 }
 
 // drainDelay is how long readiness reports draining before the listener closes.

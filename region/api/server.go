@@ -25,6 +25,7 @@ import (
 	"github.com/herald-notify/herald/platform/kafka"
 	"github.com/herald-notify/herald/region/deliverylog"
 	"github.com/herald-notify/herald/region/devices"
+	"github.com/herald-notify/herald/region/erasure"
 	"github.com/herald-notify/herald/region/inbox"
 	"github.com/herald-notify/herald/region/notify"
 	"github.com/herald-notify/herald/region/prefs"
@@ -60,10 +61,11 @@ type Server struct {
 	PrefsCache    interface {
 		Invalidate(ctx context.Context, app, user string) error
 	}
-	Inbox  *inbox.Inbox
-	Log    *deliverylog.Log
-	Logger *slog.Logger
-	Now    func() time.Time
+	Inbox   *inbox.Inbox
+	Erasure *erasure.Service
+	Log     *deliverylog.Log
+	Logger  *slog.Logger
+	Now     func() time.Time
 }
 
 // Register mounts the API's routes on r.
@@ -85,6 +87,8 @@ func (s *Server) Register(r gin.IRouter) {
 	v1.POST("/users/:user_id/devices", s.registerDevice)
 	v1.GET("/users/:user_id/devices", s.listDevices)
 	v1.DELETE("/users/:user_id/devices/:device_id", s.removeDevice)
+	v1.DELETE("/users/:user_id", s.eraseUser)
+	v1.GET("/erasures/:id", s.getErasure)
 	v1.GET("/users/:user_id/preferences", s.getPrefs)
 	v1.PUT("/users/:user_id/preferences", s.putPrefs)
 	v1.GET("/users/:user_id/notifications", s.listInbox)

@@ -272,6 +272,8 @@ func (f *Fanout) chunk(ctx context.Context, e notify.Event, users []string, skip
 			d := &delivery{user: u, channel: ch}
 			ds = append(ds, d)
 			switch {
+			case p.Erased:
+				d.state, d.reason = notify.StateSuppressed, notify.ReasonErased
 			case p.Prefs.HardStop:
 				d.state, d.reason = notify.StateSuppressed, notify.ReasonHardStop
 			case expired:

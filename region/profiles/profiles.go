@@ -9,12 +9,14 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/herald-notify/herald/region/erasure"
 	"github.com/herald-notify/herald/region/notify"
 	"github.com/herald-notify/herald/region/prefs"
 )
 
 // Profile is one recipient's delivery profile.
 type Profile struct {
+	Erased  bool // the user was erased: nothing is sent
 	Prefs   prefs.Preferences
 	Devices []notify.Device
 	Email   string
@@ -47,6 +49,27 @@ func (l *Loader) Load(ctx context.Context, appID string, users []string) (map[st
 		p := ps[u]
 		p.HardStop = false
 		out[u] = &Profile{Prefs: p}
+	}
+	hashes := make([][]byte, len(users))
+	byHash := make(map[string]string, len(users))
+	for i, u := range users {
+		hashes[i] = erasure.Hash(appID, u)
+		byHash[string(hashes[i])] = u
+	}
+	erased, err := l.db.Query(ctx, `SELECT user_hash FROM erased_users WHERE app_id = $1 AND user_hash = ANY($2)`, appID, hashes)
+	if err != nil {
+		return nil, fmt.Errorf("reading erased users: %w", err)
+	}
+	for erased.Next() {
+		var h []byte
+		if err := erased.Scan(&h); err != nil {
+			erased.Close()
+			return nil, err
+		}
+		out[byHash[string(h)]].Erased = true
+	}
+	if err := erased.Err(); err != nil {
+		return nil, fmt.Errorf("reading erased users: %w", err)
 	}
 	rows, err := l.db.Query(ctx, `SELECT user_id FROM preferences WHERE app_id = $1 AND user_id = ANY($2) AND hard_stop`, appID, users)
 	if err != nil {
