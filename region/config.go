@@ -17,6 +17,7 @@ import (
 	"github.com/herald-notify/herald/platform/postgres"
 	"github.com/herald-notify/herald/platform/redis"
 	"github.com/herald-notify/herald/platform/telemetry"
+	"github.com/herald-notify/herald/region/dispatch"
 )
 
 // Config is a region process's configuration.
@@ -37,6 +38,7 @@ type Config struct {
 	DedupTTL  time.Duration   `yaml:"dedup_ttl"`
 	Fanout    FanoutConfig    `yaml:"fanout"`
 	Scheduler SchedulerConfig `yaml:"scheduler"`
+	Dispatch  dispatch.Config `yaml:"dispatch"`
 
 	Kafka     kafka.Config     `yaml:"kafka"`
 	Cassandra cassandra.Config `yaml:"cassandra"`
@@ -57,6 +59,7 @@ func DefaultConfig(discoveryDir string) Config {
 		DedupTTL:        24 * time.Hour,
 		Fanout:          DefaultFanoutConfig(),
 		Scheduler:       SchedulerConfig{Interval: 500 * time.Millisecond, Batch: 500},
+		Dispatch:        dispatch.DefaultConfig(),
 		Kafka:           kafka.Defaults(),
 		Cassandra:       cassandra.Defaults(),
 		Postgres:        postgres.Defaults(),
@@ -139,6 +142,7 @@ func (c *Config) Validate() error {
 		{"redis", c.Redis.Validate()},
 		{"discovery", c.Discovery.Validate()},
 		{"telemetry", c.Telemetry.Validate()},
+		{"dispatch", c.Dispatch.Validate()},
 	}
 	for _, ch := range checks {
 		if ch.err != nil {

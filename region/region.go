@@ -22,6 +22,7 @@ import (
 	"github.com/herald-notify/herald/region/dedup"
 	"github.com/herald-notify/herald/region/deliverylog"
 	"github.com/herald-notify/herald/region/devices"
+	"github.com/herald-notify/herald/region/dispatch"
 	"github.com/herald-notify/herald/region/erasure"
 	"github.com/herald-notify/herald/region/fanout"
 	"github.com/herald-notify/herald/region/inbox"
@@ -162,6 +163,15 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 		}
 		tasks = append(tasks, lifecycle.Task{Name: "scheduler", Run: p.Run})
 		tasks = append(tasks, lifecycle.Task{Name: "erasure", Run: eraser.Run})
+	}
+	if slices.Contains(c.Roles, RoleDispatch) {
+		d, err := dispatch.New(c.Dispatch, c.Name, dispatch.Deps{
+			Kafka: c.Kafka, Log: dlog, Devices: dispatch.NewDeviceStore(stores.PG), Logger: log,
+		})
+		if err != nil {
+			return err
+		}
+		tasks = append(tasks, lifecycle.Task{Name: "dispatch", Run: d.Run})
 	}
 	log.Info("region started", "addr", inst.Address, "roles", c.Roles)
 	return lifecycle.Run(ctx, log, tasks...)

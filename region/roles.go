@@ -6,7 +6,8 @@ const (
 	RoleAPI       = "api"
 	RoleFanout    = "fanout"
 	RoleScheduler = "scheduler"
+	RoleDispatch  = "dispatch"
 )
 
 // AllRoles lists every role a region process can run.
-func AllRoles() []string { return []string{RoleAPI, RoleFanout, RoleScheduler} }
+func AllRoles() []string { return []string{RoleAPI, RoleFanout, RoleScheduler, RoleDispatch} }

@@ -2,6 +2,7 @@ package region
 
 import (
 	"github.com/herald-notify/herald/platform/kafka"
+	"github.com/herald-notify/herald/region/dispatch"
 	"github.com/herald-notify/herald/region/notify"
 )
 
@@ -28,5 +29,5 @@ func (c Config) Topics() []kafka.Topic {
 	for _, ch := range DispatchChannels {
 		out = append(out, kafka.Topic{Name: DispatchTopic(c.Name, ch), Partitions: p})
 	}
-	return out
+	return append(out, dispatch.Topics(c.Name, p)...)
 }

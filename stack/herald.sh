@@ -56,26 +56,37 @@ start_one() {
   echo "$sum" >"$HERALD_HOME/run/herald-$name.build"
 }
 
+wait_ready() {
+  local name=$1 port=$2 i
+  for ((i = 0; i < 300; i++)); do
+    ready "$port" && return 0
+    if ! pid_of "herald-$name" >/dev/null; then
+      tail -n 20 "$HERALD_HOME/logs/herald-$name.log" >&2
+      die "$name exited while starting (log: .herald/logs/herald-$name.log)"
+    fi
+    sleep 0.2
+  done
+  die "$name not ready after 60s (log: .herald/logs/herald-$name.log)"
+}
+
 start() {
   [[ -x $BIN ]] || build
   load_env
-  local p name port args i
-  for p in "${PROCS[@]}"; do
+  # Config files name paths relative to the repository root.
+  cd "$HERALD_ROOT"
+  local p name port args
+  # The simulators first: they create the credentials the regions' dispatchers load.
+  IFS='|' read -r name port args <<<"${PROCS[0]}"
+  start_one "$name" "$port" "$args"
+  wait_ready "$name" "$port"
+  for p in "${PROCS[@]:1}"; do
     IFS='|' read -r name port args <<<"$p"
     start_one "$name" "$port" "$args"
   done
   # Wait for every process to be ready (each checks its stores, the gateway its regions).
   for p in "${PROCS[@]}"; do
     IFS='|' read -r name port args <<<"$p"
-    for ((i = 0; i < 300; i++)); do
-      ready "$port" && break
-      if ! pid_of "herald-$name" >/dev/null; then
-        tail -n 20 "$HERALD_HOME/logs/herald-$name.log" >&2
-        die "$name exited while starting (log: .herald/logs/herald-$name.log)"
-      fi
-      sleep 0.2
-    done
-    ready "$port" || die "$name not ready after 60s (log: .herald/logs/herald-$name.log)"
+    wait_ready "$name" "$port"
   done
 }
 

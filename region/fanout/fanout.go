@@ -296,9 +296,8 @@ func (f *Fanout) chunk(ctx context.Context, e notify.Event, users []string, skip
 		}
 	}
 
-	// Dedup: skip what an earlier attempt already handed on. Such a delivery keeps the state it
-	// was handed on with (written again, idempotently), so a crash between hand-off and the
-	// status write still leaves the right status; the repeat is counted as a duplicate.
+	// Dedup: skip what an earlier attempt already handed on; its state was written before it
+	// was marked, so it stays as it is. The repeat is counted as a duplicate.
 	var keys []string
 	var pending []*delivery
 	for _, d := range ds {
@@ -332,9 +331,9 @@ func (f *Fanout) chunk(ctx context.Context, e notify.Event, users []string, skip
 		}
 	}
 
-	// Hand on: in-app items to the inbox (idempotent writes), tasks to the dispatch topics,
-	// then mark the dedup keys at once, so the window in which a crash can cause a repeat is
-	// one Redis round trip wide.
+	// Hand on: in-app items to the inbox (idempotent writes), the states, tasks to the dispatch
+	// topics, then the dedup keys at once, so the window in which a crash can cause a repeat
+	// is one Redis round trip wide.
 	var msgs []kafka.Message
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(inboxWriters)
@@ -357,6 +356,23 @@ func (f *Fanout) chunk(ctx context.Context, e notify.Event, users []string, skip
 	if err := g.Wait(); err != nil {
 		return err
 	}
+
+	// The states go in before the tasks do: a dispatcher can deliver a task within
+	// milliseconds, and its later "delivered" must not be overwritten by our "queued". A
+	// repeat found in Redis writes nothing: its state was written before it was marked.
+	states := make([]deliverylog.State, 0, len(ds))
+	at := f.now()
+	for _, d := range ds {
+		if d.dup {
+			continue
+		}
+		states = append(states, deliverylog.State{NotificationID: e.ID, UserID: d.user, Channel: d.channel, State: d.state,
+			Reason: d.reason, Detail: d.detail, UpdatedAt: at})
+		stageCounter.WithLabelValues(f.set.Region, e.Tier, d.channel, d.state, d.reason).Inc()
+	}
+	if err := f.log.Write(ctx, states, nil); err != nil {
+		return err
+	}
 	if err := f.prod.Send(ctx, msgs...); err != nil {
 		return err
 	}
@@ -370,17 +386,7 @@ func (f *Fanout) chunk(ctx context.Context, e notify.Event, users []string, skip
 		dedupUnavailable.WithLabelValues(f.set.Region).Inc()
 		f.logger.Warn("could not mark dedup keys; a redelivery may repeat these", "err", err)
 	}
-
-	states := make([]deliverylog.State, 0, len(ds))
-	at := f.now()
-	for _, d := range ds {
-		states = append(states, deliverylog.State{NotificationID: e.ID, UserID: d.user, Channel: d.channel, State: d.state,
-			Reason: d.reason, Detail: d.detail, UpdatedAt: at})
-		if !d.dup {
-			stageCounter.WithLabelValues(f.set.Region, e.Tier, d.channel, d.state, d.reason).Inc()
-		}
-	}
-	return f.log.Write(ctx, states, nil)
+	return nil
 }
 
 // channelsFor returns the channels to decide for a user: those the event names (narrowed for a

@@ -1,0 +1,110 @@
+package dispatch
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+
+	"github.com/sony/gobreaker/v2"
+
+	"github.com/herald-notify/herald/region/notify"
+)
+
+// Receipt is what a provider answered to an accepted message.
+type Receipt struct {
+	// MessageID is the provider's id: apns-id, FCM message name, SMTP queue id (or our
+	// Message-ID), Twilio sid.
+	MessageID string
+	// Status is the provider's success status ("200", "250 2.0.0", "201").
+	Status string
+}
+
+// Provider sends one task to one recipient (a device token, an address, a number). Failures are
+// *SendError (classified); any other error is transient.
+type Provider interface {
+	Name() string
+	Send(ctx context.Context, t notify.Task, to string) (Receipt, error)
+}
+
+// errBreakerOpen marks a send refused by an open (or saturated half-open) breaker.
+var errBreakerOpen = errors.New("circuit breaker open")
+
+// guarded is a provider behind its circuit breaker.
+type guarded struct {
+	p  Provider
+	cb *gobreaker.CircuitBreaker[Receipt]
+}
+
+// breakerStateValue maps breaker states to the gauge: 0 closed, 1 half-open, 2 open.
+func breakerStateValue(s gobreaker.State) float64 {
+	switch s {
+	case gobreaker.StateHalfOpen:
+		return 1
+	case gobreaker.StateOpen:
+		return 2
+	}
+	return 0
+}
+
+func newGuarded(p Provider, c BreakerConfig, region string, log *slog.Logger) *guarded {
+	st := gobreaker.Settings{
+		Name:        p.Name(),
+		MaxRequests: c.HalfOpenProbes,
+		Interval:    c.Window,
+		Timeout:     c.OpenFor,
+		ReadyToTrip: func(n gobreaker.Counts) bool {
+			if n.ConsecutiveFailures >= c.ConsecutiveFailures {
+				return true
+			}
+			return c.FailureRatio > 0 && n.Requests >= c.MinRequests &&
+				float64(n.TotalFailures)/float64(n.Requests) >= c.FailureRatio
+		},
+		OnStateChange: func(name string, from, to gobreaker.State) {
+			log.Warn("provider circuit breaker changed state", "provider", name, "from", from.String(), "to", to.String())
+			breakerState.WithLabelValues(region, name).Set(breakerStateValue(to))
+		},
+		// A refused recipient is the provider working: only transient failures count.
+		IsSuccessful: func(err error) bool { return err == nil || classify(err).Class != Transient },
+	}
+	breakerState.WithLabelValues(region, p.Name()).Set(0)
+	return &guarded{p: p, cb: gobreaker.NewCircuitBreaker[Receipt](st)}
+}
+
+// send calls the provider through the breaker. A call cut short by our own shutdown is not the
+// provider's failure and is not counted.
+func (g *guarded) send(ctx context.Context, t notify.Task, to string) (Receipt, error) {
+	var shutdown bool
+	r, err := g.cb.Execute(func() (Receipt, error) {
+		r, err := g.p.Send(ctx, t, to)
+		if err != nil && ctx.Err() != nil {
+			shutdown = true
+			return r, nil // not the provider's fault; the caller still sees the error below
+		}
+		return r, err
+	})
+	if shutdown {
+		return Receipt{}, &SendError{Class: Transient, Reason: "shutdown", Err: ctx.Err()}
+	}
+	if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
+		return Receipt{}, &SendError{Class: Transient, Reason: "breaker_open", Err: errBreakerOpen}
+	}
+	return r, err
+}
+
+// route is a kind of provider for a channel: the primary and, optionally, a secondary used while
+// the primary's breaker is open.
+type route struct {
+	primary, secondary *guarded
+}
+
+// send delivers through the primary, or the secondary when the primary's breaker refuses. It
+// returns the name of the provider that answered.
+func (r *route) send(ctx context.Context, t notify.Task, to string) (string, Receipt, error) {
+	rc, err := r.primary.send(ctx, t, to)
+	if err != nil && r.secondary != nil && errors.Is(err, errBreakerOpen) {
+		failovers.WithLabelValues(t.Channel, r.primary.p.Name(), r.secondary.p.Name()).Inc()
+		rc, err = r.secondary.send(ctx, t, to)
+		return r.secondary.p.Name(), rc, err
+	}
+	return r.primary.p.Name(), rc, err
+}

@@ -1,0 +1,307 @@
+package dispatch
+
+import (
+	"fmt"
+	"net/url"
+	"time"
+
+	"github.com/herald-notify/herald/platform/config"
+)
+
+// Config is the dispatch role's block. A provider is configured when its endpoint (APNs, FCM,
+// Twilio) or address (SMTP) is set; a channel with no provider configured is not consumed.
+type Config struct {
+	Push  PushConfig  `yaml:"push"`
+	Email EmailConfig `yaml:"email"`
+	SMS   SMSConfig   `yaml:"sms"`
+	// Breaker applies to every provider; each provider has its own breaker.
+	Breaker BreakerConfig `yaml:"breaker"`
+	Retry   RetryConfig   `yaml:"retry"`
+	// SendTimeout bounds one provider call (including the client library's own retries).
+	SendTimeout time.Duration `yaml:"send_timeout"`
+}
+
+// PushConfig is the push channel: APNs for iOS devices, FCM for Android and web.
+type PushConfig struct {
+	// Concurrency caps the tasks of this channel handled at once by this process.
+	Concurrency int        `yaml:"concurrency"`
+	APNs        APNsConfig `yaml:"apns"`
+	FCM         FCMConfig  `yaml:"fcm"`
+}
+
+// EmailConfig is the email channel.
+type EmailConfig struct {
+	Concurrency int        `yaml:"concurrency"`
+	SMTP        SMTPConfig `yaml:"smtp"`
+}
+
+// SMSConfig is the SMS channel.
+type SMSConfig struct {
+	Concurrency int          `yaml:"concurrency"`
+	Twilio      TwilioConfig `yaml:"twilio"`
+}
+
+// APNsConfig is one APNs provider with token (.p8) authentication.
+type APNsConfig struct {
+	// Name labels the provider in attempts, metrics and logs (default "apns", "apns-secondary").
+	Name string `yaml:"name"`
+	// Endpoint is the APNs host: https://api.push.apple.com, or the simulator.
+	Endpoint string `yaml:"endpoint" env:"HERALD_DISPATCH_APNS_ENDPOINT"`
+	TeamID   string `yaml:"team_id" env:"HERALD_DISPATCH_APNS_TEAM_ID"`
+	KeyID    string `yaml:"key_id" env:"HERALD_DISPATCH_APNS_KEY_ID"`
+	// KeyFile is the .p8 signing key.
+	KeyFile string `yaml:"key_file" env:"HERALD_DISPATCH_APNS_KEY_FILE"`
+	// Topic is the app's bundle id (apns-topic).
+	Topic string `yaml:"topic" env:"HERALD_DISPATCH_APNS_TOPIC"`
+	// CAFile, when set, is the only CA trusted for the endpoint (the simulator's local CA).
+	CAFile    string      `yaml:"ca_file" env:"HERALD_DISPATCH_APNS_CA_FILE"`
+	Secondary *APNsConfig `yaml:"secondary"`
+}
+
+// FCMConfig is one FCM HTTP v1 provider with a service-account credential.
+type FCMConfig struct {
+	Name string `yaml:"name"`
+	// Endpoint replaces https://fcm.googleapis.com/v1 (the simulator's /v1 base).
+	Endpoint string `yaml:"endpoint" env:"HERALD_DISPATCH_FCM_ENDPOINT"`
+	// CredentialsFile is the service-account JSON; the project is read from it.
+	CredentialsFile string     `yaml:"credentials_file" env:"HERALD_DISPATCH_FCM_CREDENTIALS_FILE"`
+	Secondary       *FCMConfig `yaml:"secondary"`
+}
+
+// SMTPConfig is one SMTP relay reached with STARTTLS and AUTH PLAIN.
+type SMTPConfig struct {
+	Name     string `yaml:"name"`
+	Addr     string `yaml:"addr" env:"HERALD_DISPATCH_SMTP_ADDR"`
+	Username string `yaml:"username" env:"HERALD_DISPATCH_SMTP_USERNAME"`
+	Password string `yaml:"password" env:"HERALD_DISPATCH_SMTP_PASSWORD"`
+	// From is the sender address (envelope and header).
+	From string `yaml:"from" env:"HERALD_DISPATCH_SMTP_FROM"`
+	// CAFile, when set, is the only CA trusted for STARTTLS.
+	CAFile    string      `yaml:"ca_file" env:"HERALD_DISPATCH_SMTP_CA_FILE"`
+	Secondary *SMTPConfig `yaml:"secondary"`
+}
+
+// TwilioConfig is one Twilio-compatible SMS provider.
+type TwilioConfig struct {
+	Name string `yaml:"name"`
+	// BaseURL is https://api.twilio.com or the simulator.
+	BaseURL    string        `yaml:"base_url" env:"HERALD_DISPATCH_TWILIO_BASE_URL"`
+	AccountSID string        `yaml:"account_sid" env:"HERALD_DISPATCH_TWILIO_ACCOUNT_SID"`
+	AuthToken  string        `yaml:"auth_token" env:"HERALD_DISPATCH_TWILIO_AUTH_TOKEN"`
+	From       string        `yaml:"from" env:"HERALD_DISPATCH_TWILIO_FROM"`
+	Secondary  *TwilioConfig `yaml:"secondary"`
+}
+
+// BreakerConfig sizes the circuit breaker of each provider.
+type BreakerConfig struct {
+	// ConsecutiveFailures opens the breaker after this many provider failures in a row.
+	ConsecutiveFailures uint32 `yaml:"consecutive_failures"`
+	// FailureRatio opens it when this share of the calls in Window failed, once at least
+	// MinRequests were made (0 turns the ratio rule off).
+	FailureRatio float64       `yaml:"failure_ratio"`
+	MinRequests  uint32        `yaml:"min_requests"`
+	Window       time.Duration `yaml:"window"`
+	// OpenFor is how long the breaker stays open before half-opening.
+	OpenFor time.Duration `yaml:"open_for"`
+	// HalfOpenProbes is how many calls may probe a half-open provider.
+	HalfOpenProbes uint32 `yaml:"half_open_probes"`
+}
+
+// RetryConfig is the retry schedule of transient failures.
+type RetryConfig struct {
+	// Delays are the base delays of the first retries; retry k waits Delays[k-1] (the last
+	// delay doubled for each retry past the list), plus up to Jitter of it, and never less
+	// than the provider's Retry-After. Retry k goes through retry topic level min(k, len(Delays)).
+	Delays []time.Duration `yaml:"delays"`
+	// MaxDelay caps one delay.
+	MaxDelay time.Duration `yaml:"max_delay"`
+	// Jitter is the share (0..1) of a delay added at random, so retries spread out.
+	Jitter float64 `yaml:"jitter"`
+	// MaxAttempts counts the first attempt: after it the task is dead-lettered.
+	MaxAttempts int `yaml:"max_attempts"`
+}
+
+// RetryLevels is the number of retry topics per channel; Retry.Delays has at most this many.
+const RetryLevels = 3
+
+// DefaultConfig returns the defaults, with no provider configured.
+func DefaultConfig() Config {
+	return Config{
+		Push:  PushConfig{Concurrency: 64},
+		Email: EmailConfig{Concurrency: 8},
+		SMS:   SMSConfig{Concurrency: 16},
+		Breaker: BreakerConfig{ConsecutiveFailures: 5, FailureRatio: 0.5, MinRequests: 20, Window: 30 * time.Second,
+			OpenFor: 10 * time.Second, HalfOpenProbes: 1},
+		Retry:       RetryConfig{Delays: []time.Duration{5 * time.Second, 30 * time.Second, 2 * time.Minute}, MaxDelay: 10 * time.Minute, Jitter: 0.2, MaxAttempts: 6},
+		SendTimeout: 15 * time.Second,
+	}
+}
+
+// Validate checks the block; keys are relative ("push.apns.team_id"), callers prefix them.
+func (c Config) Validate() error {
+	for _, ch := range []struct {
+		key string
+		n   int
+	}{{"push.concurrency", c.Push.Concurrency}, {"email.concurrency", c.Email.Concurrency}, {"sms.concurrency", c.SMS.Concurrency}} {
+		if ch.n < 1 || ch.n > 4096 {
+			return config.Errorf(ch.key, fmt.Sprint(ch.n), "must be 1-4096")
+		}
+	}
+	for i, a := 0, &c.Push.APNs; a != nil; i, a = i+1, a.Secondary {
+		if err := config.Prefix("push.apns"+secondaryKey(i), a.validate(i)); err != nil {
+			return err
+		}
+	}
+	for i, f := 0, &c.Push.FCM; f != nil; i, f = i+1, f.Secondary {
+		if err := config.Prefix("push.fcm"+secondaryKey(i), f.validate(i)); err != nil {
+			return err
+		}
+	}
+	for i, s := 0, &c.Email.SMTP; s != nil; i, s = i+1, s.Secondary {
+		if err := config.Prefix("email.smtp"+secondaryKey(i), s.validate(i)); err != nil {
+			return err
+		}
+	}
+	for i, s := 0, &c.SMS.Twilio; s != nil; i, s = i+1, s.Secondary {
+		if err := config.Prefix("sms.twilio"+secondaryKey(i), s.validate(i)); err != nil {
+			return err
+		}
+	}
+	b := c.Breaker
+	if b.ConsecutiveFailures < 1 {
+		return config.Errorf("breaker.consecutive_failures", fmt.Sprint(b.ConsecutiveFailures), "must be at least 1")
+	}
+	if b.FailureRatio < 0 || b.FailureRatio > 1 {
+		return config.Errorf("breaker.failure_ratio", fmt.Sprint(b.FailureRatio), "must be between 0 and 1")
+	}
+	if b.Window <= 0 {
+		return config.Errorf("breaker.window", b.Window.String(), "must be positive")
+	}
+	if b.OpenFor <= 0 {
+		return config.Errorf("breaker.open_for", b.OpenFor.String(), "must be positive")
+	}
+	if b.HalfOpenProbes < 1 {
+		return config.Errorf("breaker.half_open_probes", fmt.Sprint(b.HalfOpenProbes), "must be at least 1")
+	}
+	r := c.Retry
+	if len(r.Delays) < 1 || len(r.Delays) > RetryLevels {
+		return config.Errorf("retry.delays", fmt.Sprint(r.Delays), "must list 1-%d delays (one retry topic each)", RetryLevels)
+	}
+	for i, d := range r.Delays {
+		if d <= 0 {
+			return config.Errorf(fmt.Sprintf("retry.delays[%d]", i), d.String(), "must be positive")
+		}
+	}
+	if r.MaxDelay < r.Delays[len(r.Delays)-1] {
+		return config.Errorf("retry.max_delay", r.MaxDelay.String(), "must be at least the last delay")
+	}
+	if r.Jitter < 0 || r.Jitter > 1 {
+		return config.Errorf("retry.jitter", fmt.Sprint(r.Jitter), "must be between 0 and 1")
+	}
+	if r.MaxAttempts < 1 || r.MaxAttempts > 100 {
+		return config.Errorf("retry.max_attempts", fmt.Sprint(r.MaxAttempts), "must be 1-100")
+	}
+	if c.SendTimeout <= 0 {
+		return config.Errorf("send_timeout", c.SendTimeout.String(), "must be positive")
+	}
+	return nil
+}
+
+func secondaryKey(depth int) string {
+	if depth == 0 {
+		return ""
+	}
+	if depth > 1 {
+		return ".secondary.secondary"
+	}
+	return ".secondary"
+}
+
+func checkURL(key, v string) error {
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return config.Errorf(key, v, "must be an http(s) URL")
+	}
+	return nil
+}
+
+func depthErr(depth int) error {
+	if depth > 1 {
+		return config.Errorf("secondary", "", "a secondary provider cannot have its own secondary")
+	}
+	return nil
+}
+
+func (a *APNsConfig) validate(depth int) error {
+	if err := depthErr(depth); err != nil {
+		return err
+	}
+	if a.Endpoint == "" {
+		if depth > 0 {
+			return config.Required("endpoint", a.Endpoint)
+		}
+		return nil // APNs not configured
+	}
+	if err := checkURL("endpoint", a.Endpoint); err != nil {
+		return err
+	}
+	for _, r := range []struct{ k, v string }{{"team_id", a.TeamID}, {"key_id", a.KeyID}, {"key_file", a.KeyFile}, {"topic", a.Topic}} {
+		if err := config.Required(r.k, r.v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (f *FCMConfig) validate(depth int) error {
+	if err := depthErr(depth); err != nil {
+		return err
+	}
+	if f.Endpoint == "" {
+		if depth > 0 {
+			return config.Required("endpoint", f.Endpoint)
+		}
+		return nil
+	}
+	if err := checkURL("endpoint", f.Endpoint); err != nil {
+		return err
+	}
+	return config.Required("credentials_file", f.CredentialsFile)
+}
+
+func (s *SMTPConfig) validate(depth int) error {
+	if err := depthErr(depth); err != nil {
+		return err
+	}
+	if s.Addr == "" {
+		if depth > 0 {
+			return config.Required("addr", s.Addr)
+		}
+		return nil
+	}
+	if err := config.HostPort("addr", s.Addr); err != nil {
+		return err
+	}
+	return config.Required("from", s.From)
+}
+
+func (s *TwilioConfig) validate(depth int) error {
+	if err := depthErr(depth); err != nil {
+		return err
+	}
+	if s.BaseURL == "" {
+		if depth > 0 {
+			return config.Required("base_url", s.BaseURL)
+		}
+		return nil
+	}
+	if err := checkURL("base_url", s.BaseURL); err != nil {
+		return err
+	}
+	for _, r := range []struct{ k, v string }{{"account_sid", s.AccountSID}, {"auth_token", s.AuthToken}, {"from", s.From}} {
+		if err := config.Required(r.k, r.v); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,498 @@
+package dispatch
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"mime"
+	"mime/multipart"
+	"net/http"
+	"net/mail"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sideshow/apns2"
+
+	"github.com/herald-notify/herald/platform/config"
+	"github.com/herald-notify/herald/platform/kafka"
+	"github.com/herald-notify/herald/region/deliverylog"
+	"github.com/herald-notify/herald/region/notify"
+)
+
+func TestClassifyAPNs(t *testing.T) {
+	for _, tc := range []struct {
+		status int
+		reason string
+		want   Class
+		ra     time.Duration
+	}{
+		{410, apns2.ReasonUnregistered, Gone, 0},
+		{400, apns2.ReasonBadDeviceToken, Gone, 0},
+		{400, apns2.ReasonBadTopic, Permanent, 0},
+		{400, apns2.ReasonPayloadEmpty, Permanent, 0},
+		{413, apns2.ReasonPayloadTooLarge, Permanent, 0},
+		{403, apns2.ReasonExpiredProviderToken, Transient, 0},
+		{403, apns2.ReasonInvalidProviderToken, Transient, 0},
+		{429, apns2.ReasonTooManyRequests, Transient, 3 * time.Second},
+		{500, apns2.ReasonInternalServerError, Transient, 3 * time.Second},
+		{503, apns2.ReasonServiceUnavailable, Transient, 3 * time.Second},
+	} {
+		se := classifyAPNs(tc.status, tc.reason, 3*time.Second)
+		if se == nil || se.Class != tc.want || se.RetryAfter != tc.ra {
+			t.Errorf("%d %s: got %+v, want %v retry-after %v", tc.status, tc.reason, se, tc.want, tc.ra)
+		}
+	}
+	if se := classifyAPNs(200, "", 0); se != nil {
+		t.Errorf("200: %v", se)
+	}
+}
+
+func TestClassifyFCM(t *testing.T) {
+	for _, tc := range []struct {
+		status int
+		code   string
+		want   Class
+		ra     bool
+	}{
+		{404, "UNREGISTERED", Gone, false},
+		{400, "INVALID_ARGUMENT", Gone, false},
+		{403, "SENDER_ID_MISMATCH", Permanent, false},
+		{429, "QUOTA_EXCEEDED", Transient, true},
+		{503, "UNAVAILABLE", Transient, true},
+		{500, "INTERNAL", Transient, true},
+		{401, "UNAUTHENTICATED", Transient, false},
+		{403, "PERMISSION_DENIED", Transient, false},
+		{401, "THIRD_PARTY_AUTH_ERROR", Transient, false},
+		{502, "", Transient, true},
+		{0, "", Transient, false},
+	} {
+		se := classifyFCM(tc.status, tc.code, 2*time.Second)
+		if se.Class != tc.want || (se.RetryAfter > 0) != tc.ra {
+			t.Errorf("%d %s: got %+v", tc.status, tc.code, se)
+		}
+	}
+}
+
+func TestClassifySMTP(t *testing.T) {
+	for _, tc := range []struct {
+		code     int
+		enhanced string
+		want     Class
+	}{
+		{550, "5.1.1", Permanent}, {550, "5.1.3", Permanent}, {553, "5.1.3", Permanent}, {552, "5.3.4", Permanent},
+		{421, "4.3.2", Transient}, {451, "4.7.1", Transient}, {451, "4.3.0", Transient},
+		{535, "5.7.8", Transient}, {530, "5.7.0", Transient}, {523, "5.7.10", Transient},
+	} {
+		if se := classifySMTPReply(tc.code, tc.enhanced, nil); se.Class != tc.want {
+			t.Errorf("%d %s: got %v, want %v", tc.code, tc.enhanced, se.Class, tc.want)
+		}
+	}
+	if se := classifySMTP(errors.New("connection refused")); se.Class != Transient {
+		t.Errorf("network error: %v", se.Class)
+	}
+}
+
+func TestClassifyTwilio(t *testing.T) {
+	for _, tc := range []struct {
+		status, code int
+		want         Class
+		ra           bool
+	}{
+		{400, 21211, Permanent, false}, {400, 21610, Permanent, false}, {400, 21604, Permanent, false},
+		{400, 21617, Permanent, false}, {401, 20003, Transient, false}, {404, 20404, Transient, false},
+		{429, 20429, Transient, true}, {503, 20503, Transient, true}, {500, 20500, Transient, true},
+	} {
+		se := classifyTwilio(tc.status, tc.code, time.Second)
+		if se.Class != tc.want || (se.RetryAfter > 0) != tc.ra {
+			t.Errorf("%d %d: got %+v", tc.status, tc.code, se)
+		}
+	}
+}
+
+func TestParseRetryAfter(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	for in, want := range map[string]time.Duration{
+		"": 0, "7": 7 * time.Second, "-1": 0, "soon": 0,
+		now.Add(90 * time.Second).Format(http.TimeFormat): 90 * time.Second, now.Add(-time.Minute).Format(http.TimeFormat): 0,
+	} {
+		if got := parseRetryAfter(in, now); got != want {
+			t.Errorf("%q: got %v, want %v", in, got, want)
+		}
+	}
+}
+
+func TestBackoffGrowsWithJitterAndHonoursRetryAfter(t *testing.T) {
+	r := RetryConfig{Delays: []time.Duration{5 * time.Second, 30 * time.Second, 2 * time.Minute}, MaxDelay: 5 * time.Minute, Jitter: 0.2, MaxAttempts: 6}
+	for _, tc := range []struct {
+		retry int
+		ra    time.Duration
+		rnd   float64
+		want  time.Duration
+		level int
+	}{
+		{1, 0, 0, 5 * time.Second, 1},
+		{1, 0, 0.5, 5500 * time.Millisecond, 1},
+		{2, 0, 0, 30 * time.Second, 2},
+		{3, 0, 0, 2 * time.Minute, 3},
+		{4, 0, 0, 4 * time.Minute, 3},
+		{5, 0, 0, 5 * time.Minute, 3},                           // capped
+		{5, 0, 0.99, 5*time.Minute + 59400*time.Millisecond, 3}, // jitter on top of the cap
+		{1, 20 * time.Second, 0.5, 20 * time.Second, 1},         // Retry-After wins
+	} {
+		if got := r.Backoff(tc.retry, tc.ra, tc.rnd); got != tc.want {
+			t.Errorf("retry %d ra %v rnd %v: got %v, want %v", tc.retry, tc.ra, tc.rnd, got, tc.want)
+		}
+		if got := r.Level(tc.retry); got != tc.level {
+			t.Errorf("retry %d: level %d, want %d", tc.retry, got, tc.level)
+		}
+	}
+}
+
+func sampleTask(ch string) notify.Task {
+	return notify.Task{NotificationID: "n1", AppID: "app", Tier: notify.Transactional, UserID: "ada", Channel: ch,
+		Content:  notify.Content{Title: "Hi", Body: "Your order shipped", Link: "https://example.com/o/1", Subject: "Order", Text: "Shipped ✓"},
+		Metadata: map[string]string{"order": "1", "from": "x", "aps": "y"}, ExpiresAt: time.Now().Add(time.Hour)}
+}
+
+func TestAPNsNotification(t *testing.T) {
+	task := sampleTask(notify.Push)
+	n := apnsNotification(task, "abcd", "com.herald.demo")
+	if n.Topic != "com.herald.demo" || n.DeviceToken != "abcd" || n.Priority != 10 || n.PushType != apns2.PushTypeAlert || n.Expiration.IsZero() {
+		t.Fatalf("notification: %+v", n)
+	}
+	raw, _ := json.Marshal(n.Payload)
+	var p map[string]any
+	_ = json.Unmarshal(raw, &p)
+	alert := p["aps"].(map[string]any)["alert"].(map[string]any)
+	if alert["title"] != "Hi" || alert["body"] != "Your order shipped" || p["link"] != "https://example.com/o/1" || p["order"] != "1" || p["notification_id"] != "n1" {
+		t.Fatalf("payload: %s", raw)
+	}
+	task.Tier = notify.Marketing
+	if apnsNotification(task, "abcd", "t").Priority != 5 {
+		t.Fatal("marketing should be priority 5")
+	}
+}
+
+func TestFCMMessage(t *testing.T) {
+	task := sampleTask(notify.Push)
+	now := time.Now()
+	m := fcmMessage(task, "tok", "android", now)
+	if m.Token != "tok" || m.Notification.Title != "Hi" || m.Android == nil || m.Android.Priority != "high" || m.Android.TTL == nil {
+		t.Fatalf("android: %+v", m)
+	}
+	if _, bad := m.Data["from"]; bad || m.Data["order"] != "1" || m.Data["link"] == "" || m.Data["notification_id"] != "n1" {
+		t.Fatalf("data: %v", m.Data)
+	}
+	w := fcmMessage(task, "tok", "web", now)
+	if w.Webpush == nil || w.Webpush.FCMOptions.Link != task.Content.Link || w.Android != nil {
+		t.Fatalf("web: %+v", w)
+	}
+}
+
+func TestBuildMailTextAndHTMLAlternative(t *testing.T) {
+	task := sampleTask(notify.Email)
+	raw, err := buildMail(task, "Herald <noreply@herald.local>", "ada@example.com", "<x@herald.local>", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := mail.ReadMessage(strings.NewReader(string(raw)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msg.Header.Get("Subject") != "Order" || msg.Header.Get("Message-ID") != "<x@herald.local>" || msg.Header.Get("Date") == "" {
+		t.Fatalf("headers: %v", msg.Header)
+	}
+	body, _ := io.ReadAll(msg.Body)
+	if !strings.Contains(string(body), "Shipped =E2=9C=93") {
+		t.Fatalf("text body: %s", body)
+	}
+	task.Content.HTML = "<p>Shipped</p>"
+	task.Content.Subject = "Commande expédiée"
+	raw, _ = buildMail(task, "noreply@herald.local", "ada@example.com", "<y@herald.local>", time.Now())
+	msg, _ = mail.ReadMessage(strings.NewReader(string(raw)))
+	dec := new(mime.WordDecoder)
+	if s, _ := dec.DecodeHeader(msg.Header.Get("Subject")); s != "Commande expédiée" {
+		t.Fatalf("subject %q", s)
+	}
+	mt, params, _ := mime.ParseMediaType(msg.Header.Get("Content-Type"))
+	if mt != "multipart/alternative" {
+		t.Fatalf("content type %s", mt)
+	}
+	mr := multipart.NewReader(msg.Body, params["boundary"])
+	var types []string
+	for {
+		p, err := mr.NextPart()
+		if err != nil {
+			break
+		}
+		types = append(types, p.Header.Get("Content-Type"))
+	}
+	if len(types) != 2 || !strings.HasPrefix(types[0], "text/plain") || !strings.HasPrefix(types[1], "text/html") {
+		t.Fatalf("parts %v", types)
+	}
+}
+
+func TestSMSForm(t *testing.T) {
+	f := smsForm(sampleTask(notify.SMS), "+15005550006", "+447700900123")
+	if f.Get("To") != "+447700900123" || f.Get("From") != "+15005550006" || f.Get("Body") != "Your order shipped https://example.com/o/1" {
+		t.Fatalf("form %v", f)
+	}
+}
+
+func TestConfigValidateNamesKeys(t *testing.T) {
+	if err := DefaultConfig().Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for key, mutate := range map[string]func(*Config){
+		"push.concurrency":  func(c *Config) { c.Push.Concurrency = 0 },
+		"push.apns.team_id": func(c *Config) { c.Push.APNs = APNsConfig{Endpoint: "https://x", KeyID: "k", KeyFile: "f", Topic: "t"} },
+		"push.apns.secondary.endpoint": func(c *Config) {
+			c.Push.APNs = APNsConfig{Endpoint: "https://x", TeamID: "t", KeyID: "k", KeyFile: "f", Topic: "t", Secondary: &APNsConfig{}}
+		},
+		"push.fcm.endpoint":            func(c *Config) { c.Push.FCM.Endpoint = "ftp://x" },
+		"email.smtp.addr":              func(c *Config) { c.Email.SMTP.Addr = "nohost" },
+		"email.smtp.from":              func(c *Config) { c.Email.SMTP.Addr = "127.0.0.1:25" },
+		"sms.twilio.auth_token":        func(c *Config) { c.SMS.Twilio = TwilioConfig{BaseURL: "http://x", AccountSID: "AC1", From: "+1"} },
+		"breaker.consecutive_failures": func(c *Config) { c.Breaker.ConsecutiveFailures = 0 },
+		"retry.delays":                 func(c *Config) { c.Retry.Delays = nil },
+		"retry.max_attempts":           func(c *Config) { c.Retry.MaxAttempts = 0 },
+	} {
+		c := DefaultConfig()
+		mutate(&c)
+		var ke *config.KeyError
+		if err := c.Validate(); !errors.As(err, &ke) || ke.Key != key {
+			t.Errorf("%s: got %v", key, err)
+		}
+	}
+}
+
+// Fakes of the dispatcher's interfaces.
+
+type fakeProvider struct {
+	name string
+	mu   sync.Mutex
+	errs []error // answered in turn; nil once exhausted
+	sent []string
+}
+
+func (f *fakeProvider) Name() string { return f.name }
+func (f *fakeProvider) Send(_ context.Context, _ notify.Task, to string) (Receipt, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.sent = append(f.sent, to)
+	if len(f.errs) > 0 {
+		err := f.errs[0]
+		f.errs = f.errs[1:]
+		if err != nil {
+			return Receipt{}, err
+		}
+	}
+	return Receipt{MessageID: f.name + "-" + to, Status: "200"}, nil
+}
+
+type fakeLog struct {
+	mu       sync.Mutex
+	states   []deliverylog.State
+	attempts []deliverylog.Attempt
+}
+
+func (l *fakeLog) Write(_ context.Context, s []deliverylog.State, a []deliverylog.Attempt) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.states, l.attempts = append(l.states, s...), append(l.attempts, a...)
+	return nil
+}
+
+type fakeDevices struct{ gone []string }
+
+func (d *fakeDevices) Deactivate(_ context.Context, _, platform, token string) error {
+	d.gone = append(d.gone, platform+":"+token)
+	return nil
+}
+
+type fakeProducer struct{ msgs []kafka.Message }
+
+func (p *fakeProducer) Send(_ context.Context, m ...kafka.Message) error {
+	p.msgs = append(p.msgs, m...)
+	return nil
+}
+
+type fixture struct {
+	d    *Dispatcher
+	log  *fakeLog
+	devs *fakeDevices
+	prod *fakeProducer
+}
+
+func newFixture(cfg Config, provs map[string][2]Provider) *fixture {
+	f := &fixture{log: &fakeLog{}, devs: &fakeDevices{}, prod: &fakeProducer{}}
+	f.d = newDispatcher(cfg, "zz-test-1", Deps{Log: f.log, Devices: f.devs, Producer: f.prod, Logger: slog.New(slog.DiscardHandler)}, provs)
+	f.d.rnd = func() float64 { return 0 }
+	return f
+}
+
+func (f *fixture) lastState() string {
+	if len(f.log.states) == 0 {
+		return ""
+	}
+	return f.log.states[len(f.log.states)-1].State
+}
+
+func TestProcessPushPerDeviceOutcomes(t *testing.T) {
+	apns := &fakeProvider{name: "apns", errs: []error{nil, classifyAPNs(410, "Unregistered", 0)}}
+	fcm := &fakeProvider{name: "fcm", errs: []error{classifyFCM(503, "UNAVAILABLE", 20*time.Second)}}
+	f := newFixture(DefaultConfig(), map[string][2]Provider{KindAPNs: {apns, nil}, KindFCM: {fcm, nil}})
+	task := sampleTask(notify.Push)
+	task.Target.Devices = []notify.Device{{DeviceID: "d1", Platform: "ios", Token: "aa"}, {DeviceID: "d2", Platform: "ios", Token: "bb"}, {DeviceID: "d3", Platform: "android", Token: "cc"}}
+	if err := f.d.process(context.Background(), task, nil); err != nil {
+		t.Fatal(err)
+	}
+	outcomes := map[string]string{}
+	for _, a := range f.log.attempts {
+		outcomes[a.Provider+":"+a.ProviderMessageID+":"+a.Outcome] = a.ProviderStatus
+	}
+	if len(f.log.attempts) != 3 || f.lastState() != notify.StateDelivered {
+		t.Fatalf("attempts %+v states %+v", f.log.attempts, f.log.states)
+	}
+	if len(f.devs.gone) != 1 || f.devs.gone[0] != "ios:bb" {
+		t.Fatalf("deactivated %v", f.devs.gone)
+	}
+	if len(f.prod.msgs) != 1 || f.prod.msgs[0].Topic != "zz-test-1.dispatch.push.retry.1" {
+		t.Fatalf("handoff %+v", f.prod.msgs)
+	}
+	var r Retry
+	_ = json.Unmarshal(f.prod.msgs[0].Value, &r)
+	if len(r.Task.Target.Devices) != 1 || r.Task.Target.Devices[0].Token != "cc" || r.Task.Attempt != 1 || !r.Delivered {
+		t.Fatalf("retry %+v", r)
+	}
+	if wait := time.Until(r.NotBefore); wait < 19*time.Second { // Retry-After 20s beats the 5s delay
+		t.Fatalf("not before in %v", wait)
+	}
+	// The retry delivers: state stays delivered, nothing more handed on.
+	if err := f.d.process(context.Background(), r.Task, &r); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.prod.msgs) != 1 || f.lastState() != notify.StateDelivered || fcm.sent[1] != "cc" {
+		t.Fatalf("after retry: %+v %+v", f.prod.msgs, f.log.states)
+	}
+}
+
+func TestProcessDeadLettersAfterMaxAttempts(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Retry.MaxAttempts = 2
+	sms := &fakeProvider{name: "twilio", errs: []error{classifyTwilio(500, 20500, 0), classifyTwilio(500, 20500, 0)}}
+	f := newFixture(cfg, map[string][2]Provider{KindSMS: {sms, nil}})
+	task := sampleTask(notify.SMS)
+	task.Target.Phone = "+447700900123"
+	_ = f.d.process(context.Background(), task, nil)
+	var r Retry
+	_ = json.Unmarshal(f.prod.msgs[0].Value, &r)
+	_ = f.d.process(context.Background(), r.Task, &r)
+	if len(f.prod.msgs) != 2 || f.prod.msgs[1].Topic != "zz-test-1.dispatch.sms.dlq" || f.lastState() != notify.StateDeadLettered {
+		t.Fatalf("msgs %+v states %+v", f.prod.msgs, f.log.states)
+	}
+	if a := f.log.attempts; a[0].Outcome != "retrying" || a[1].Outcome != notify.StateDeadLettered {
+		t.Fatalf("attempts %+v", a)
+	}
+}
+
+func TestProcessPermanentAndExpired(t *testing.T) {
+	smtp := &fakeProvider{name: "smtp", errs: []error{classifySMTPReply(550, "5.1.1", nil)}}
+	f := newFixture(DefaultConfig(), map[string][2]Provider{KindSMTP: {smtp, nil}})
+	task := sampleTask(notify.Email)
+	task.Target.Email = "gone@example.com"
+	_ = f.d.process(context.Background(), task, nil)
+	if f.lastState() != notify.StateFailed || len(f.prod.msgs) != 0 || f.log.attempts[0].ProviderStatus != "550 5.1.1" {
+		t.Fatalf("states %+v attempts %+v", f.log.states, f.log.attempts)
+	}
+	task.ExpiresAt = time.Now().Add(-time.Second)
+	_ = f.d.process(context.Background(), task, nil)
+	if s := f.log.states[len(f.log.states)-1]; s.State != notify.StateSuppressed || s.Reason != notify.ReasonExpired || len(smtp.sent) != 1 {
+		t.Fatalf("expired: %+v", s)
+	}
+}
+
+func TestBreakerOpensAndFailsOverToSecondary(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Breaker.ConsecutiveFailures = 2
+	cfg.Breaker.OpenFor = 200 * time.Millisecond
+	down := errors.New("connection refused")
+	primary := &fakeProvider{name: "smtp", errs: []error{down, down, nil}}
+	secondary := &fakeProvider{name: "smtp-secondary"}
+	f := newFixture(cfg, map[string][2]Provider{KindSMTP: {primary, secondary}})
+	task := sampleTask(notify.Email)
+	task.Target.Email = "ada@example.com"
+	for range 2 {
+		_ = f.d.process(context.Background(), task, nil)
+	}
+	// Open now: the next send goes to the secondary, the primary is not called.
+	_ = f.d.process(context.Background(), task, nil)
+	if len(primary.sent) != 2 || len(secondary.sent) != 1 {
+		t.Fatalf("primary %d secondary %d", len(primary.sent), len(secondary.sent))
+	}
+	if a := f.log.attempts[2]; a.Provider != "smtp-secondary" || a.Outcome != notify.StateDelivered {
+		t.Fatalf("attempt %+v", a)
+	}
+	// Half-open after open_for: a probe reaches the primary again and closes it.
+	time.Sleep(250 * time.Millisecond)
+	_ = f.d.process(context.Background(), task, nil)
+	if len(primary.sent) != 3 || f.d.routes[KindSMTP].primary.cb.State().String() != "closed" {
+		t.Fatalf("primary %d state %v", len(primary.sent), f.d.routes[KindSMTP].primary.cb.State())
+	}
+}
+
+func TestBreakerOpenWithoutSecondaryHandsToRetry(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Breaker.ConsecutiveFailures = 1
+	cfg.Breaker.OpenFor = time.Minute
+	p := &fakeProvider{name: "twilio", errs: []error{errors.New("timeout")}}
+	f := newFixture(cfg, map[string][2]Provider{KindSMS: {p, nil}})
+	task := sampleTask(notify.SMS)
+	task.Target.Phone = "+447700900123"
+	_ = f.d.process(context.Background(), task, nil)
+	_ = f.d.process(context.Background(), task, nil)
+	if len(p.sent) != 1 || len(f.prod.msgs) != 2 || !strings.Contains(f.log.attempts[1].Error, "breaker") {
+		t.Fatalf("sent %d handed on %d attempts %+v", len(p.sent), len(f.prod.msgs), f.log.attempts)
+	}
+}
+
+func TestPermanentFailuresDoNotTripTheBreaker(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Breaker.ConsecutiveFailures = 2
+	gone := classifyAPNs(410, "Unregistered", 0)
+	p := &fakeProvider{name: "apns", errs: []error{gone, gone, gone}}
+	f := newFixture(cfg, map[string][2]Provider{KindAPNs: {p, nil}})
+	task := sampleTask(notify.Push)
+	task.Target.Devices = []notify.Device{{DeviceID: "d", Platform: "ios", Token: "aa"}}
+	for range 3 {
+		_ = f.d.process(context.Background(), task, nil)
+	}
+	if len(p.sent) != 3 || f.d.routes[KindAPNs].primary.cb.State().String() != "closed" {
+		t.Fatalf("sent %d state %v", len(p.sent), f.d.routes[KindAPNs].primary.cb.State())
+	}
+}
+
+func TestTopics(t *testing.T) {
+	ts := Topics("eu-west-1", 3)
+	if len(ts) != len(Channels)*(RetryLevels+1) || ts[0].Name != "eu-west-1.dispatch.push.retry.1" || ts[RetryLevels].Name != "eu-west-1.dispatch.push.dlq" || ts[0].Partitions != 3 {
+		t.Fatalf("%+v", ts)
+	}
+}
+
+func TestReplayResetsAttempts(t *testing.T) {
+	p := &fakeProducer{}
+	task := sampleTask(notify.Email)
+	task.Attempt = 6
+	if err := Replay(context.Background(), p, "eu-west-1", Retry{Task: task}); err != nil {
+		t.Fatal(err)
+	}
+	var got notify.Task
+	_ = json.Unmarshal(p.msgs[0].Value, &got)
+	if p.msgs[0].Topic != "eu-west-1.dispatch.email" || got.Attempt != 0 || p.msgs[0].Key != "ada" {
+		t.Fatalf("%+v %+v", p.msgs[0], got)
+	}
+}

@@ -1,0 +1,496 @@
+// Package dispatch is the region's dispatch role: one consumer per channel (push, email, SMS)
+// hands each task to its provider through the real client library (APNs via sideshow/apns2,
+// FCM via the Firebase Admin SDK, SMTP, a Twilio-compatible API), records every attempt, and
+// retries transient failures through durable retry topics, then a dead-letter topic.
+//
+// Retry design: each channel has RetryLevels retry topics, <region>.dispatch.<channel>.retry.<n>,
+// and one dead-letter topic, <region>.dispatch.<channel>.dlq. Retry k of a task goes to level
+// min(k, len(retry.delays)), as a Retry record carrying its not-before time (the backoff with
+// jitter, never before the provider's Retry-After). Records of one level have about the same
+// delay, so their not-before times arrive nearly in order: the level's consumer holds each
+// partition at its head record until that record is due (sleeping, without committing), then
+// sends it. Nothing is in memory only: a crash while holding re-reads the record. A task ends
+// delivered, failed (a permanent refusal) or, after retry.max_attempts, on the dead-letter topic
+// as dead_lettered.
+//
+// At-least-once: a record's offset is marked only after its outcome is in the delivery log and,
+// for retries and dead letters, the Retry record was acknowledged by Kafka. Within a partition
+// up to the channel's concurrency tasks are in flight; offsets are marked in order, so a crash
+// re-sends at most that window.
+package dispatch
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/herald-notify/herald/platform/kafka"
+	"github.com/herald-notify/herald/region/deliverylog"
+	"github.com/herald-notify/herald/region/notify"
+)
+
+// Channels are the channels dispatch consumes.
+var Channels = []string{notify.Push, notify.Email, notify.SMS}
+
+// RetryTopic is a channel's retry topic of one level: "eu-west-1.dispatch.push.retry.1".
+func RetryTopic(region, channel string, level int) string {
+	return notify.DispatchTopic(region, channel) + ".retry." + strconv.Itoa(level)
+}
+
+// DLQTopic is a channel's dead-letter topic: "eu-west-1.dispatch.push.dlq".
+func DLQTopic(region, channel string) string { return notify.DispatchTopic(region, channel) + ".dlq" }
+
+// Topics lists the topics dispatch needs beyond the dispatch topics themselves: the retry
+// levels and the dead-letter topic of each channel.
+func Topics(region string, partitions int32) []kafka.Topic {
+	var out []kafka.Topic
+	for _, ch := range Channels {
+		for l := 1; l <= RetryLevels; l++ {
+			out = append(out, kafka.Topic{Name: RetryTopic(region, ch, l), Partitions: partitions})
+		}
+		out = append(out, kafka.Topic{Name: DLQTopic(region, ch), Partitions: partitions})
+	}
+	return out
+}
+
+// Retry is the record on the retry and dead-letter topics.
+type Retry struct {
+	// Task is what is left to deliver (for push, the devices still to try); Task.Attempt is
+	// the number of attempts made.
+	Task notify.Task `json:"task"`
+	// NotBefore is when the retry may be sent.
+	NotBefore time.Time `json:"not_before"`
+	// Delivered records that an earlier attempt delivered to another device of the task, so
+	// the recipient x channel state stays delivered.
+	Delivered bool      `json:"delivered,omitempty"`
+	LastError string    `json:"last_error,omitempty"`
+	At        time.Time `json:"at"`
+}
+
+// LogWriter records states and attempts (*deliverylog.Log).
+type LogWriter interface {
+	Write(ctx context.Context, states []deliverylog.State, attempts []deliverylog.Attempt) error
+}
+
+// Deactivator marks a device token inactive.
+type Deactivator interface {
+	Deactivate(ctx context.Context, appID, platform, token string) error
+}
+
+// Producer produces records durably (*kafka.Producer).
+type Producer interface {
+	Send(ctx context.Context, msgs ...kafka.Message) error
+}
+
+// Deps are what the dispatcher uses.
+type Deps struct {
+	Kafka   kafka.Config
+	Log     LogWriter
+	Devices Deactivator
+	// Producer is optional: Run opens a kafka.Producer on Kafka when it is nil.
+	Producer Producer
+	Logger   *slog.Logger
+}
+
+// DeviceStore deactivates device tokens in the region's Postgres database.
+type DeviceStore struct{ db *pgxpool.Pool }
+
+// NewDeviceStore returns a DeviceStore.
+func NewDeviceStore(db *pgxpool.Pool) *DeviceStore { return &DeviceStore{db: db} }
+
+// Deactivate marks the token inactive, so fan-out no longer targets it.
+func (s *DeviceStore) Deactivate(ctx context.Context, appID, platform, token string) error {
+	if _, err := s.db.Exec(ctx, `UPDATE devices SET is_active = false WHERE app_id = $1 AND platform = $2 AND token = $3`,
+		appID, platform, token); err != nil {
+		return fmt.Errorf("deactivating device token: %w", err)
+	}
+	return nil
+}
+
+// Dispatcher is the dispatch role of one region.
+type Dispatcher struct {
+	cfg    Config
+	region string
+	deps   Deps
+	log    *slog.Logger
+	// routes by provider kind: "apns", "fcm", "smtp", "sms".
+	routes map[string]*route
+	now    func() time.Time
+	rnd    func() float64
+}
+
+// Provider kinds.
+const (
+	KindAPNs = "apns"
+	KindFCM  = "fcm"
+	KindSMTP = "smtp"
+	KindSMS  = "sms"
+)
+
+// New builds the dispatcher and the provider clients (reading keys and CA files, so a bad file
+// fails the start).
+func New(cfg Config, region string, d Deps) (*Dispatcher, error) {
+	if d.Logger == nil {
+		d.Logger = slog.New(slog.DiscardHandler)
+	}
+	provs := map[string][2]Provider{}
+	name := func(n, kind string, secondary bool) string {
+		if n != "" {
+			return n
+		}
+		if secondary {
+			return kind + "-secondary"
+		}
+		return kind
+	}
+	if a := cfg.Push.APNs; a.Endpoint != "" {
+		var pair [2]Provider
+		for i, c := range []*APNsConfig{&a, a.Secondary} {
+			if c == nil {
+				continue
+			}
+			p, err := newAPNs(*c, name(c.Name, "apns", i == 1))
+			if err != nil {
+				return nil, err
+			}
+			pair[i] = p
+		}
+		provs[KindAPNs] = pair
+	}
+	if f := cfg.Push.FCM; f.Endpoint != "" {
+		var pair [2]Provider
+		for i, c := range []*FCMConfig{&f, f.Secondary} {
+			if c == nil {
+				continue
+			}
+			p, err := newFCM(*c, name(c.Name, "fcm", i == 1))
+			if err != nil {
+				return nil, err
+			}
+			pair[i] = p
+		}
+		provs[KindFCM] = pair
+	}
+	if s := cfg.Email.SMTP; s.Addr != "" {
+		var pair [2]Provider
+		for i, c := range []*SMTPConfig{&s, s.Secondary} {
+			if c == nil {
+				continue
+			}
+			p, err := newSMTP(*c, name(c.Name, "smtp", i == 1))
+			if err != nil {
+				return nil, err
+			}
+			pair[i] = p
+		}
+		provs[KindSMTP] = pair
+	}
+	if s := cfg.SMS.Twilio; s.BaseURL != "" {
+		var pair [2]Provider
+		for i, c := range []*TwilioConfig{&s, s.Secondary} {
+			if c != nil {
+				pair[i] = newTwilio(*c, name(c.Name, "twilio", i == 1))
+			}
+		}
+		provs[KindSMS] = pair
+	}
+	return newDispatcher(cfg, region, d, provs), nil
+}
+
+// newDispatcher wires providers (primary, optional secondary) by kind behind their breakers.
+func newDispatcher(cfg Config, region string, d Deps, provs map[string][2]Provider) *Dispatcher {
+	if d.Logger == nil {
+		d.Logger = slog.New(slog.DiscardHandler)
+	}
+	ds := &Dispatcher{cfg: cfg, region: region, deps: d, log: d.Logger.With("role", "dispatch"), routes: map[string]*route{},
+		now: time.Now, rnd: jitterRand}
+	for kind, pair := range provs {
+		if pair[0] == nil {
+			continue
+		}
+		r := &route{primary: newGuarded(pair[0], cfg.Breaker, region, ds.log)}
+		if pair[1] != nil {
+			r.secondary = newGuarded(pair[1], cfg.Breaker, region, ds.log)
+		}
+		ds.routes[kind] = r
+	}
+	return ds
+}
+
+// channelEnabled says whether any provider serves the channel.
+func (d *Dispatcher) channelEnabled(ch string) bool {
+	switch ch {
+	case notify.Push:
+		return d.routes[KindAPNs] != nil || d.routes[KindFCM] != nil
+	case notify.Email:
+		return d.routes[KindSMTP] != nil
+	case notify.SMS:
+		return d.routes[KindSMS] != nil
+	}
+	return false
+}
+
+func (d *Dispatcher) concurrency(ch string) int {
+	switch ch {
+	case notify.Push:
+		return d.cfg.Push.Concurrency
+	case notify.Email:
+		return d.cfg.Email.Concurrency
+	}
+	return d.cfg.SMS.Concurrency
+}
+
+// Run consumes every channel that has a provider, and its retry levels, until ctx ends; then
+// each consumer finishes or leaves uncommitted what it holds.
+func (d *Dispatcher) Run(ctx context.Context) error {
+	if d.deps.Producer == nil {
+		p, err := kafka.NewProducer(d.deps.Kafka)
+		if err != nil {
+			return err
+		}
+		defer p.Close()
+		d.deps.Producer = p
+	}
+	g, ctx := errgroup.WithContext(ctx)
+	// The role runs until the process stops, even with nothing to consume: a task that returns
+	// stops the whole process.
+	g.Go(func() error { <-ctx.Done(); return nil })
+	for _, ch := range Channels {
+		if !d.channelEnabled(ch) {
+			d.log.Info("dispatch channel has no provider; not consumed", "channel", ch)
+			continue
+		}
+		main := &consumer{d: d, channel: ch, topic: notify.DispatchTopic(d.region, ch), group: notify.DispatchTopic(d.region, ch),
+			concurrency: d.concurrency(ch)}
+		g.Go(func() error { return main.run(ctx) })
+		for l := 1; l <= len(d.cfg.Retry.Delays); l++ {
+			rc := &consumer{d: d, channel: ch, topic: RetryTopic(d.region, ch, l), group: RetryTopic(d.region, ch, l),
+				concurrency: d.concurrency(ch), level: l}
+			g.Go(func() error { return rc.run(ctx) })
+		}
+	}
+	return g.Wait()
+}
+
+// unit is one send: a device of a push task, or the address or number of the others.
+type unit struct {
+	kind   string
+	to     string
+	device *notify.Device
+}
+
+func (d *Dispatcher) units(t notify.Task) []unit {
+	switch t.Channel {
+	case notify.Push:
+		var out []unit
+		for i := range t.Target.Devices {
+			dev := t.Target.Devices[i]
+			kind := KindFCM
+			if dev.Platform == "ios" {
+				kind = KindAPNs
+			}
+			out = append(out, unit{kind: kind, to: dev.Token, device: &dev})
+		}
+		return out
+	case notify.Email:
+		if t.Target.Email != "" {
+			return []unit{{kind: KindSMTP, to: t.Target.Email}}
+		}
+	case notify.SMS:
+		if t.Target.Phone != "" {
+			return []unit{{kind: KindSMS, to: t.Target.Phone}}
+		}
+	}
+	return nil
+}
+
+// result of one unit.
+type result struct {
+	u        unit
+	provider string
+	receipt  Receipt
+	err      *SendError
+	at       time.Time
+}
+
+// process handles one task (from the dispatch topic, or due from a retry topic) to its durable
+// outcome. It returns an error only when ctx ended first; the record must then not be marked.
+func (d *Dispatcher) process(ctx context.Context, t notify.Task, prev *Retry) error {
+	now := d.now()
+	state := func(s, reason, detail string) deliverylog.State {
+		return deliverylog.State{NotificationID: t.NotificationID, UserID: t.UserID, Channel: t.Channel, State: s, Reason: reason, Detail: detail, UpdatedAt: d.now()}
+	}
+	if !t.ExpiresAt.IsZero() && now.After(t.ExpiresAt) {
+		tasksTotal.WithLabelValues(d.region, t.Channel, "expired").Inc()
+		return d.write(ctx, []deliverylog.State{state(notify.StateSuppressed, notify.ReasonExpired, "")}, nil)
+	}
+	units := d.units(t)
+	if len(units) == 0 {
+		reason := notify.ReasonNoAddress
+		if t.Channel == notify.Push {
+			reason = notify.ReasonNoDevice
+		}
+		tasksTotal.WithLabelValues(d.region, t.Channel, "no_target").Inc()
+		return d.write(ctx, []deliverylog.State{state(notify.StateSuppressed, reason, "")}, nil)
+	}
+	attemptNo := t.Attempt + 1
+	var results []result
+	for _, u := range units {
+		r := result{u: u}
+		rt := d.routes[u.kind]
+		if rt == nil {
+			r.provider = u.kind
+			r.err = &SendError{Class: Permanent, Reason: "no_provider", Err: fmt.Errorf("no %s provider configured", u.kind)}
+		} else {
+			sctx, cancel := context.WithTimeout(ctx, d.cfg.SendTimeout)
+			var err error
+			r.provider, r.receipt, err = rt.send(sctx, t, u.to)
+			cancel()
+			if err != nil {
+				r.err = classify(err)
+			}
+		}
+		if ctx.Err() != nil {
+			return ctx.Err() // shutting down mid-task: leave the record uncommitted
+		}
+		r.at = d.now()
+		results = append(results, r)
+	}
+
+	delivered := prev != nil && prev.Delivered
+	var retry []notify.Device
+	var retryAfter time.Duration
+	var lastErr string
+	var attempts []deliverylog.Attempt
+	permanentDetail := ""
+	dead := attemptNo >= d.cfg.Retry.MaxAttempts
+	for _, r := range results {
+		a := deliverylog.Attempt{NotificationID: t.NotificationID, At: r.at, UserID: t.UserID, Channel: t.Channel,
+			Provider: r.provider, ProviderMessageID: r.receipt.MessageID, ProviderStatus: r.receipt.Status}
+		switch {
+		case r.err == nil:
+			a.Outcome = notify.StateDelivered
+			delivered = true
+		case r.err.Class == Transient:
+			a.Outcome = "retrying"
+			if dead {
+				a.Outcome = notify.StateDeadLettered
+			}
+			a.ProviderStatus, a.Error = providerStatus(r.err), r.err.Error()
+			retryAfter = max(retryAfter, r.err.RetryAfter)
+			lastErr = a.Error
+			if r.u.device != nil {
+				retry = append(retry, *r.u.device)
+			} else {
+				retry = append(retry, notify.Device{})
+			}
+		default:
+			a.Outcome = notify.StateFailed
+			a.ProviderStatus, a.Error = providerStatus(r.err), r.err.Error()
+			permanentDetail = a.Error
+			if r.err.Class == Gone && r.u.device != nil {
+				dev := *r.u.device
+				if err := durably(ctx, "deactivating token", func() error {
+					return d.deps.Devices.Deactivate(ctx, t.AppID, dev.Platform, dev.Token)
+				}, d.warn("deactivating device token failed; retrying")); err != nil {
+					return err
+				}
+				deactivations.WithLabelValues(d.region, r.provider).Inc()
+				d.log.Info("device token deactivated after provider feedback", "app", t.AppID, "platform", dev.Platform,
+					"device", dev.DeviceID, "provider", r.provider, "reason", r.err.Reason)
+			}
+		}
+		attemptsTotal.WithLabelValues(d.region, t.Channel, r.provider, a.Outcome).Inc()
+		attempts = append(attempts, a)
+	}
+
+	var states []deliverylog.State
+	var handoff *kafka.Message
+	switch {
+	case len(retry) == 0 && delivered:
+		states = append(states, state(notify.StateDelivered, "", ""))
+		tasksTotal.WithLabelValues(d.region, t.Channel, "delivered").Inc()
+	case len(retry) == 0:
+		states = append(states, state(notify.StateFailed, "", permanentDetail))
+		tasksTotal.WithLabelValues(d.region, t.Channel, "failed").Inc()
+	default:
+		left := t
+		left.Attempt = attemptNo
+		if t.Channel == notify.Push {
+			left.Target.Devices = retry
+		}
+		rec := Retry{Task: left, Delivered: delivered, LastError: lastErr, At: d.now()}
+		topic := DLQTopic(d.region, t.Channel)
+		if dead {
+			if !delivered {
+				states = append(states, state(notify.StateDeadLettered, "", lastErr))
+			}
+			tasksTotal.WithLabelValues(d.region, t.Channel, "dead_lettered").Inc()
+		} else {
+			if delivered {
+				states = append(states, state(notify.StateDelivered, "", ""))
+			}
+			rec.NotBefore = d.now().Add(d.cfg.Retry.Backoff(attemptNo, retryAfter, d.rnd()))
+			topic = RetryTopic(d.region, t.Channel, d.cfg.Retry.Level(attemptNo))
+			tasksTotal.WithLabelValues(d.region, t.Channel, "retried").Inc()
+		}
+		raw, err := json.Marshal(rec)
+		if err != nil {
+			return fmt.Errorf("encoding retry: %w", err)
+		}
+		handoff = &kafka.Message{Topic: topic, Key: t.UserID, Value: raw}
+	}
+	if err := d.write(ctx, states, attempts); err != nil {
+		return err
+	}
+	if handoff != nil {
+		return durably(ctx, "handing task on", func() error { return d.deps.Producer.Send(ctx, *handoff) },
+			d.warn("producing retry failed; retrying"))
+	}
+	return nil
+}
+
+func providerStatus(se *SendError) string {
+	switch {
+	case se.Status != "" && se.Reason != "":
+		return se.Status + " " + se.Reason
+	case se.Status != "":
+		return se.Status
+	}
+	return se.Reason
+}
+
+func (d *Dispatcher) warn(msg string) func(error, time.Duration) {
+	return func(err error, backoff time.Duration) { d.log.Warn(msg, "err", err, "backoff", backoff) }
+}
+
+// write records states and attempts, retrying while the log is unavailable.
+func (d *Dispatcher) write(ctx context.Context, states []deliverylog.State, attempts []deliverylog.Attempt) error {
+	if len(states) == 0 && len(attempts) == 0 {
+		return nil
+	}
+	return durably(ctx, "writing delivery log", func() error { return d.deps.Log.Write(ctx, states, attempts) },
+		d.warn("writing delivery log failed; retrying"))
+}
+
+// errPoison marks a record that cannot be decoded; it is logged and skipped.
+var errPoison = errors.New("undecodable record")
+
+// Replay puts a dead letter back on its channel's dispatch topic as a fresh task (attempt
+// count reset), for `herald dispatch dlq replay`.
+func Replay(ctx context.Context, p Producer, region string, dead Retry) error {
+	t := dead.Task
+	t.Attempt = 0
+	raw, err := json.Marshal(t)
+	if err != nil {
+		return fmt.Errorf("encoding task: %w", err)
+	}
+	return p.Send(ctx, kafka.Message{Topic: notify.DispatchTopic(region, t.Channel), Key: t.UserID, Value: raw})
+}

@@ -1,0 +1,176 @@
+package dispatch
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	firebase "firebase.google.com/go/v4"
+	"firebase.google.com/go/v4/errorutils"
+	"firebase.google.com/go/v4/messaging"
+	"google.golang.org/api/option"
+
+	"github.com/herald-notify/herald/region/notify"
+)
+
+// fcmProvider sends through the Firebase Admin SDK (FCM HTTP v1) with a service-account
+// credential, pointed at the configured endpoint.
+type fcmProvider struct {
+	name   string
+	client *messaging.Client
+}
+
+func newFCM(c FCMConfig, name string) (*fcmProvider, error) {
+	sa, err := os.ReadFile(c.CredentialsFile)
+	if err != nil {
+		return nil, fmt.Errorf("fcm %s: credentials file: %w", name, err)
+	}
+	var acct struct {
+		ProjectID string `json:"project_id"`
+	}
+	if err := json.Unmarshal(sa, &acct); err != nil || acct.ProjectID == "" {
+		return nil, fmt.Errorf("fcm %s: credentials file %s: no project_id in the service-account JSON", name, c.CredentialsFile)
+	}
+	// The client refreshes OAuth2 tokens with this context, so it must outlive the client.
+	ctx := context.Background()
+	app, err := firebase.NewApp(ctx, &firebase.Config{ProjectID: acct.ProjectID},
+		option.WithAuthCredentialsJSON(option.ServiceAccount, sa),
+		option.WithEndpoint(strings.TrimRight(c.Endpoint, "/")))
+	if err != nil {
+		return nil, fmt.Errorf("fcm %s: %w", name, err)
+	}
+	client, err := app.Messaging(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("fcm %s: messaging client: %w", name, err)
+	}
+	return &fcmProvider{name: name, client: client}, nil
+}
+
+func (p *fcmProvider) Name() string { return p.name }
+
+// fcmReserved are data keys FCM refuses.
+func fcmReserved(k string) bool {
+	switch k {
+	case "from", "notification", "message_type", "collapse_key":
+		return true
+	}
+	return strings.HasPrefix(k, "google.") || strings.HasPrefix(k, "gcm.")
+}
+
+// fcmMessage builds the FCM message for one device (pure: tested on its own).
+func fcmMessage(t notify.Task, deviceToken, platform string, now time.Time) *messaging.Message {
+	body := t.Content.Body
+	if body == "" {
+		body = t.Content.Text
+	}
+	data := map[string]string{"notification_id": t.NotificationID}
+	for k, v := range t.Metadata {
+		if !fcmReserved(k) {
+			data[k] = v
+		}
+	}
+	if t.Content.Link != "" {
+		data["link"] = t.Content.Link
+	}
+	m := &messaging.Message{
+		Token:        deviceToken,
+		Notification: &messaging.Notification{Title: t.Content.Title, Body: body},
+		Data:         data,
+	}
+	var ttl *time.Duration
+	if !t.ExpiresAt.IsZero() {
+		d := max(t.ExpiresAt.Sub(now), 0).Truncate(time.Second)
+		ttl = &d
+	}
+	switch platform {
+	case "web":
+		m.Webpush = &messaging.WebpushConfig{Headers: map[string]string{}}
+		if ttl != nil {
+			m.Webpush.Headers["TTL"] = strconv.Itoa(int(ttl.Seconds()))
+		}
+		if strings.HasPrefix(t.Content.Link, "https://") {
+			m.Webpush.FCMOptions = &messaging.WebpushFCMOptions{Link: t.Content.Link}
+		}
+	default:
+		prio := "high"
+		if t.Tier == notify.Marketing {
+			prio = "normal"
+		}
+		m.Android = &messaging.AndroidConfig{Priority: prio, TTL: ttl}
+	}
+	return m
+}
+
+func (p *fcmProvider) Send(ctx context.Context, t notify.Task, to string) (Receipt, error) {
+	platform := "android"
+	for _, d := range t.Target.Devices {
+		if d.Token == to {
+			platform = d.Platform
+		}
+	}
+	name, err := p.client.Send(ctx, fcmMessage(t, to, platform, time.Now()))
+	if err == nil {
+		return Receipt{MessageID: name, Status: "200"}, nil
+	}
+	status, ra := 0, time.Duration(0)
+	if resp := errorutils.HTTPResponse(err); resp != nil {
+		status = resp.StatusCode
+		ra = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+	}
+	se := classifyFCM(status, fcmErrorCode(err), ra)
+	se.Err = err
+	return Receipt{}, se
+}
+
+// fcmErrorCode names the FCM error the Admin SDK recognised.
+func fcmErrorCode(err error) string {
+	switch {
+	case messaging.IsUnregistered(err):
+		return "UNREGISTERED"
+	case messaging.IsSenderIDMismatch(err):
+		return "SENDER_ID_MISMATCH"
+	case messaging.IsQuotaExceeded(err):
+		return "QUOTA_EXCEEDED"
+	case messaging.IsThirdPartyAuthError(err):
+		return "THIRD_PARTY_AUTH_ERROR"
+	case messaging.IsInvalidArgument(err):
+		return "INVALID_ARGUMENT"
+	case messaging.IsUnavailable(err):
+		return "UNAVAILABLE"
+	case messaging.IsInternal(err):
+		return "INTERNAL"
+	case errorutils.IsUnauthenticated(err):
+		return "UNAUTHENTICATED"
+	case errorutils.IsPermissionDenied(err):
+		return "PERMISSION_DENIED"
+	}
+	return ""
+}
+
+// classifyFCM maps an FCM error (HTTP status, FCM error code) to its SendError.
+func classifyFCM(status int, code string, retryAfter time.Duration) *SendError {
+	se := &SendError{Class: Transient, Reason: code}
+	if status != 0 {
+		se.Status = strconv.Itoa(status)
+	}
+	switch code {
+	case "UNREGISTERED", "INVALID_ARGUMENT":
+		// FCM answers INVALID_ARGUMENT for a malformed token too; Herald builds its messages
+		// within FCM's limits, so the token is what is wrong.
+		se.Class = Gone
+	case "SENDER_ID_MISMATCH":
+		se.Class = Permanent
+	case "QUOTA_EXCEEDED", "UNAVAILABLE", "INTERNAL":
+		se.RetryAfter = retryAfter
+	default:
+		if status == http.StatusTooManyRequests || status >= 500 {
+			se.RetryAfter = retryAfter
+		}
+	}
+	return se
+}

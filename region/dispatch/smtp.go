@@ -1,0 +1,215 @@
+package dispatch
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"mime"
+	"mime/multipart"
+	"mime/quotedprintable"
+	"net"
+	"net/mail"
+	"net/textproto"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	gosmtp "github.com/emersion/go-smtp"
+
+	"github.com/herald-notify/herald/region/notify"
+)
+
+// smtpProvider sends through an SMTP relay with STARTTLS (trusting the configured CA) and AUTH
+// PLAIN, one session per message. It uses go-smtp's client rather than net/smtp because it
+// returns the relay's reply to DATA, whose "queued as <id>" is the id to trace the message
+// by at the relay.
+type smtpProvider struct {
+	name      string
+	cfg       SMTPConfig
+	tlsConfig *tls.Config
+}
+
+func newSMTP(c SMTPConfig, name string) (*smtpProvider, error) {
+	host, _, _ := net.SplitHostPort(c.Addr)
+	tc := &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
+	if c.CAFile != "" {
+		pool, err := loadPool(c.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("smtp %s: %w", name, err)
+		}
+		tc.RootCAs = pool
+	}
+	if _, err := mail.ParseAddress(c.From); err != nil {
+		return nil, fmt.Errorf("smtp %s: from %q: %w", name, c.From, err)
+	}
+	return &smtpProvider{name: name, cfg: c, tlsConfig: tc}, nil
+}
+
+func (p *smtpProvider) Name() string { return p.name }
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// messageID returns a fresh Message-ID in the sender's domain.
+func messageID(t notify.Task, from string) string {
+	domain := "herald.local"
+	if a, err := mail.ParseAddress(from); err == nil {
+		if _, d, ok := strings.Cut(a.Address, "@"); ok {
+			domain = d
+		}
+	}
+	return "<" + t.NotificationID + "." + randomHex(6) + "@" + domain + ">"
+}
+
+// buildMail renders the MIME message (pure: tested on its own): text, and an HTML alternative
+// when the content has one.
+func buildMail(t notify.Task, from, to, msgID string, date time.Time) ([]byte, error) {
+	var b bytes.Buffer
+	subject := t.Content.Subject
+	if subject == "" {
+		subject = t.Content.Title
+	}
+	text := t.Content.Text
+	if text == "" {
+		text = t.Content.Body
+		if t.Content.Link != "" {
+			text += "\n\n" + t.Content.Link
+		}
+	}
+	hdr := func(k, v string) { fmt.Fprintf(&b, "%s: %s\r\n", k, v) }
+	hdr("From", from)
+	hdr("To", to)
+	hdr("Subject", mime.QEncoding.Encode("utf-8", subject))
+	hdr("Date", date.Format(time.RFC1123Z))
+	hdr("Message-ID", msgID)
+	hdr("MIME-Version", "1.0")
+	hdr("X-Herald-Notification-Id", t.NotificationID)
+	writeQP := func(w *bytes.Buffer, s string) error {
+		qp := quotedprintable.NewWriter(w)
+		if _, err := qp.Write([]byte(s)); err != nil {
+			return err
+		}
+		return qp.Close()
+	}
+	if t.Content.HTML == "" {
+		hdr("Content-Type", `text/plain; charset="utf-8"`)
+		hdr("Content-Transfer-Encoding", "quoted-printable")
+		b.WriteString("\r\n")
+		if err := writeQP(&b, text); err != nil {
+			return nil, err
+		}
+		return b.Bytes(), nil
+	}
+	var body bytes.Buffer
+	mw := multipart.NewWriter(&body)
+	hdr("Content-Type", `multipart/alternative; boundary="`+mw.Boundary()+`"`)
+	b.WriteString("\r\n")
+	for _, part := range []struct{ ctype, content string }{{"text/plain", text}, {"text/html", t.Content.HTML}} {
+		pw, err := mw.CreatePart(textproto.MIMEHeader{
+			"Content-Type":              {part.ctype + `; charset="utf-8"`},
+			"Content-Transfer-Encoding": {"quoted-printable"},
+		})
+		if err != nil {
+			return nil, err
+		}
+		var pb bytes.Buffer
+		if err := writeQP(&pb, part.content); err != nil {
+			return nil, err
+		}
+		if _, err := pw.Write(pb.Bytes()); err != nil {
+			return nil, err
+		}
+	}
+	if err := mw.Close(); err != nil {
+		return nil, err
+	}
+	b.Write(body.Bytes())
+	return b.Bytes(), nil
+}
+
+var queuedAs = regexp.MustCompile(`(?i)queued as ([A-Za-z0-9._-]+)`)
+
+func (p *smtpProvider) Send(ctx context.Context, t notify.Task, to string) (Receipt, error) {
+	msgID := messageID(t, p.cfg.From)
+	msg, err := buildMail(t, p.cfg.From, to, msgID, time.Now())
+	if err != nil {
+		return Receipt{}, &SendError{Class: Permanent, Err: err}
+	}
+	envFrom := p.cfg.From
+	if a, err := mail.ParseAddress(p.cfg.From); err == nil {
+		envFrom = a.Address
+	}
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", p.cfg.Addr)
+	if err != nil {
+		return Receipt{}, &SendError{Class: Transient, Err: err}
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
+	defer stop()
+	c, err := gosmtp.NewClientStartTLS(conn, p.tlsConfig)
+	if err != nil {
+		conn.Close()
+		return Receipt{}, classifySMTP(fmt.Errorf("starttls: %w", err))
+	}
+	defer c.Close()
+	if p.cfg.Username != "" {
+		if err := c.Auth(sasl.NewPlainClient("", p.cfg.Username, p.cfg.Password)); err != nil {
+			return Receipt{}, classifySMTP(fmt.Errorf("auth: %w", err))
+		}
+	}
+	if err := c.Mail(envFrom, nil); err != nil {
+		return Receipt{}, classifySMTP(fmt.Errorf("mail from: %w", err))
+	}
+	if err := c.Rcpt(to, nil); err != nil {
+		return Receipt{}, classifySMTP(fmt.Errorf("rcpt to: %w", err))
+	}
+	w, err := c.Data()
+	if err != nil {
+		return Receipt{}, classifySMTP(fmt.Errorf("data: %w", err))
+	}
+	if _, err := w.Write(msg); err != nil {
+		return Receipt{}, classifySMTP(fmt.Errorf("data: %w", err))
+	}
+	resp, err := w.CloseWithResponse()
+	if err != nil {
+		return Receipt{}, classifySMTP(fmt.Errorf("end of data: %w", err))
+	}
+	_ = c.Quit()
+	id := msgID
+	if m := queuedAs.FindStringSubmatch(resp.StatusText); m != nil {
+		id = m[1]
+	}
+	return Receipt{MessageID: id, Status: "250"}, nil
+}
+
+// classifySMTP maps an SMTP error: 5xx refuses the recipient or message for good (except the
+// authentication replies, which are our credentials); 4xx and connection errors are transient.
+func classifySMTP(err error) *SendError {
+	var se *gosmtp.SMTPError
+	if !errors.As(err, &se) {
+		return &SendError{Class: Transient, Err: err}
+	}
+	return classifySMTPReply(se.Code, fmt.Sprintf("%d.%d.%d", se.EnhancedCode[0], se.EnhancedCode[1], se.EnhancedCode[2]), err)
+}
+
+func classifySMTPReply(code int, enhanced string, err error) *SendError {
+	out := &SendError{Class: Transient, Status: fmt.Sprint(code), Reason: enhanced, Err: err}
+	switch {
+	case code == 530 || code == 535 || code == 523 || code == 538 || strings.HasPrefix(enhanced, "5.7.0") || strings.HasPrefix(enhanced, "5.7.8"):
+		// authentication required or refused: our configuration, not the recipient
+	case code >= 500:
+		out.Class = Permanent
+	}
+	return out
+}
