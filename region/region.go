@@ -167,6 +167,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 	if slices.Contains(c.Roles, RoleDispatch) {
 		d, err := dispatch.New(c.Dispatch, c.Name, dispatch.Deps{
 			Kafka: c.Kafka, Log: dlog, Devices: dispatch.NewDeviceStore(stores.PG), Logger: log,
+			Redis: stores.Redis, RedisPrefix: c.Redis.Prefix, // the shared provider rate limits
 		})
 		if err != nil {
 			return err

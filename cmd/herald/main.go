@@ -29,6 +29,7 @@ var commands = map[string]command{
 	"apikey":    {"create, list and revoke API keys (create|list|revoke)", runAPIKey},
 	"sim":       {"run the provider simulators (APNs, FCM, SMTP, SMS)", runSim},
 	"bench":     {"run a benchmark and print its table (pipeline)", runBench},
+	"dlq":       {"list or replay a region's dead letters (list|replay)", runDLQ},
 	"version":   {"print the version", runVersion},
 }
 

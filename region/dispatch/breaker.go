@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"time"
 
 	"github.com/sony/gobreaker/v2"
 
@@ -33,6 +34,10 @@ var errBreakerOpen = errors.New("circuit breaker open")
 type guarded struct {
 	p  Provider
 	cb *gobreaker.CircuitBreaker[Receipt]
+	// limit is the provider's shared rate limit (nil: unlimited).
+	limit *RateLimiter
+	// timeout bounds one provider call (0: ctx only); the rate-limit wait is not part of it.
+	timeout time.Duration
 }
 
 // breakerStateValue maps breaker states to the gauge: 0 closed, 1 half-open, 2 open.
@@ -73,17 +78,31 @@ func newGuarded(p Provider, c BreakerConfig, region string, log *slog.Logger) *g
 // send calls the provider through the breaker. A call cut short by our own shutdown is not the
 // provider's failure and is not counted.
 func (g *guarded) send(ctx context.Context, t notify.Task, to string) (Receipt, error) {
+	// An open breaker refuses without a call: no token is taken for it.
+	if g.limit != nil && g.cb.State() != gobreaker.StateOpen {
+		if err := g.limit.Wait(ctx); err != nil {
+			return Receipt{}, &SendError{Class: Transient, Reason: "shutdown", Err: err}
+		}
+	}
+	outer := ctx
+	if g.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, g.timeout)
+		defer cancel()
+	}
 	var shutdown bool
 	r, err := g.cb.Execute(func() (Receipt, error) {
 		r, err := g.p.Send(ctx, t, to)
-		if err != nil && ctx.Err() != nil {
+		// Only our own shutdown is not the provider's fault; a send that hit the send timeout
+		// is, and counts towards opening the breaker, so a hanging provider trips it.
+		if err != nil && outer.Err() != nil {
 			shutdown = true
-			return r, nil // not the provider's fault; the caller still sees the error below
+			return r, nil // the caller still sees the error below
 		}
 		return r, err
 	})
 	if shutdown {
-		return Receipt{}, &SendError{Class: Transient, Reason: "shutdown", Err: ctx.Err()}
+		return Receipt{}, &SendError{Class: Transient, Reason: "shutdown", Err: outer.Err()}
 	}
 	if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
 		return Receipt{}, &SendError{Class: Transient, Reason: "breaker_open", Err: errBreakerOpen}

@@ -54,8 +54,11 @@ type APNsConfig struct {
 	// Topic is the app's bundle id (apns-topic).
 	Topic string `yaml:"topic" env:"HERALD_DISPATCH_APNS_TOPIC"`
 	// CAFile, when set, is the only CA trusted for the endpoint (the simulator's local CA).
-	CAFile    string      `yaml:"ca_file" env:"HERALD_DISPATCH_APNS_CA_FILE"`
-	Secondary *APNsConfig `yaml:"secondary"`
+	CAFile string `yaml:"ca_file" env:"HERALD_DISPATCH_APNS_CA_FILE"`
+	// RateLimit is this provider's token bucket, shared by the region's dispatchers
+	// through Redis (unlimited by default).
+	RateLimit RateLimitConfig `yaml:"rate_limit"`
+	Secondary *APNsConfig     `yaml:"secondary"`
 }
 
 // FCMConfig is one FCM HTTP v1 provider with a service-account credential.
@@ -64,8 +67,11 @@ type FCMConfig struct {
 	// Endpoint replaces https://fcm.googleapis.com/v1 (the simulator's /v1 base).
 	Endpoint string `yaml:"endpoint" env:"HERALD_DISPATCH_FCM_ENDPOINT"`
 	// CredentialsFile is the service-account JSON; the project is read from it.
-	CredentialsFile string     `yaml:"credentials_file" env:"HERALD_DISPATCH_FCM_CREDENTIALS_FILE"`
-	Secondary       *FCMConfig `yaml:"secondary"`
+	CredentialsFile string `yaml:"credentials_file" env:"HERALD_DISPATCH_FCM_CREDENTIALS_FILE"`
+	// RateLimit is this provider's token bucket, shared by the region's dispatchers
+	// through Redis (unlimited by default).
+	RateLimit RateLimitConfig `yaml:"rate_limit"`
+	Secondary *FCMConfig      `yaml:"secondary"`
 }
 
 // SMTPConfig is one SMTP relay reached with STARTTLS and AUTH PLAIN.
@@ -77,19 +83,25 @@ type SMTPConfig struct {
 	// From is the sender address (envelope and header).
 	From string `yaml:"from" env:"HERALD_DISPATCH_SMTP_FROM"`
 	// CAFile, when set, is the only CA trusted for STARTTLS.
-	CAFile    string      `yaml:"ca_file" env:"HERALD_DISPATCH_SMTP_CA_FILE"`
-	Secondary *SMTPConfig `yaml:"secondary"`
+	CAFile string `yaml:"ca_file" env:"HERALD_DISPATCH_SMTP_CA_FILE"`
+	// RateLimit is this provider's token bucket, shared by the region's dispatchers
+	// through Redis (unlimited by default).
+	RateLimit RateLimitConfig `yaml:"rate_limit"`
+	Secondary *SMTPConfig     `yaml:"secondary"`
 }
 
 // TwilioConfig is one Twilio-compatible SMS provider.
 type TwilioConfig struct {
 	Name string `yaml:"name"`
 	// BaseURL is https://api.twilio.com or the simulator.
-	BaseURL    string        `yaml:"base_url" env:"HERALD_DISPATCH_TWILIO_BASE_URL"`
-	AccountSID string        `yaml:"account_sid" env:"HERALD_DISPATCH_TWILIO_ACCOUNT_SID"`
-	AuthToken  string        `yaml:"auth_token" env:"HERALD_DISPATCH_TWILIO_AUTH_TOKEN"`
-	From       string        `yaml:"from" env:"HERALD_DISPATCH_TWILIO_FROM"`
-	Secondary  *TwilioConfig `yaml:"secondary"`
+	BaseURL    string `yaml:"base_url" env:"HERALD_DISPATCH_TWILIO_BASE_URL"`
+	AccountSID string `yaml:"account_sid" env:"HERALD_DISPATCH_TWILIO_ACCOUNT_SID"`
+	AuthToken  string `yaml:"auth_token" env:"HERALD_DISPATCH_TWILIO_AUTH_TOKEN"`
+	From       string `yaml:"from" env:"HERALD_DISPATCH_TWILIO_FROM"`
+	// RateLimit is this provider's token bucket, shared by the region's dispatchers
+	// through Redis (unlimited by default).
+	RateLimit RateLimitConfig `yaml:"rate_limit"`
+	Secondary *TwilioConfig   `yaml:"secondary"`
 }
 
 // BreakerConfig sizes the circuit breaker of each provider.
@@ -236,6 +248,9 @@ func (a *APNsConfig) validate(depth int) error {
 	if err := depthErr(depth); err != nil {
 		return err
 	}
+	if err := config.Prefix("rate_limit", a.RateLimit.validate()); err != nil {
+		return err
+	}
 	if a.Endpoint == "" {
 		if depth > 0 {
 			return config.Required("endpoint", a.Endpoint)
@@ -257,6 +272,9 @@ func (f *FCMConfig) validate(depth int) error {
 	if err := depthErr(depth); err != nil {
 		return err
 	}
+	if err := config.Prefix("rate_limit", f.RateLimit.validate()); err != nil {
+		return err
+	}
 	if f.Endpoint == "" {
 		if depth > 0 {
 			return config.Required("endpoint", f.Endpoint)
@@ -273,6 +291,9 @@ func (s *SMTPConfig) validate(depth int) error {
 	if err := depthErr(depth); err != nil {
 		return err
 	}
+	if err := config.Prefix("rate_limit", s.RateLimit.validate()); err != nil {
+		return err
+	}
 	if s.Addr == "" {
 		if depth > 0 {
 			return config.Required("addr", s.Addr)
@@ -287,6 +308,9 @@ func (s *SMTPConfig) validate(depth int) error {
 
 func (s *TwilioConfig) validate(depth int) error {
 	if err := depthErr(depth); err != nil {
+		return err
+	}
+	if err := config.Prefix("rate_limit", s.RateLimit.validate()); err != nil {
 		return err
 	}
 	if s.BaseURL == "" {

@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	goredis "github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/herald-notify/herald/platform/kafka"
@@ -97,6 +98,11 @@ type Deps struct {
 	// Producer is optional: Run opens a kafka.Producer on Kafka when it is nil.
 	Producer Producer
 	Logger   *slog.Logger
+	// Redis, when set, holds the providers' token buckets shared by every dispatcher of the
+	// region (keys "<RedisPrefix>rl:<provider>"). Nil: no provider is rate limited.
+	Redis *goredis.Client
+	// RedisPrefix is the region's Redis key prefix (redis.Config.Prefix, ending in ":").
+	RedisPrefix string
 }
 
 // DeviceStore deactivates device tokens in the region's Postgres database.
@@ -141,15 +147,7 @@ func New(cfg Config, region string, d Deps) (*Dispatcher, error) {
 		d.Logger = slog.New(slog.DiscardHandler)
 	}
 	provs := map[string][2]Provider{}
-	name := func(n, kind string, secondary bool) string {
-		if n != "" {
-			return n
-		}
-		if secondary {
-			return kind + "-secondary"
-		}
-		return kind
-	}
+	name := providerName
 	if a := cfg.Push.APNs; a.Endpoint != "" {
 		var pair [2]Provider
 		for i, c := range []*APNsConfig{&a, a.Secondary} {
@@ -215,9 +213,20 @@ func newDispatcher(cfg Config, region string, d Deps, provs map[string][2]Provid
 		if pair[0] == nil {
 			continue
 		}
-		r := &route{primary: newGuarded(pair[0], cfg.Breaker, region, ds.log)}
+		limits := cfg.rateLimits()
+		guard := func(p Provider) *guarded {
+			g := newGuarded(p, cfg.Breaker, region, ds.log)
+			g.timeout = cfg.SendTimeout
+			g.limit = NewRateLimiter(d.Redis, d.RedisPrefix, region, p.Name(), limits[p.Name()], ds.log)
+			if g.limit != nil {
+				ds.log.Info("provider rate limited", "provider", p.Name(), "key", g.limit.Key(),
+					"per_second", limits[p.Name()].PerSecond, "burst", limits[p.Name()].Burst)
+			}
+			return g
+		}
+		r := &route{primary: guard(pair[0])}
 		if pair[1] != nil {
-			r.secondary = newGuarded(pair[1], cfg.Breaker, region, ds.log)
+			r.secondary = guard(pair[1])
 		}
 		ds.routes[kind] = r
 	}
@@ -349,10 +358,10 @@ func (d *Dispatcher) process(ctx context.Context, t notify.Task, prev *Retry) er
 			r.provider = u.kind
 			r.err = &SendError{Class: Permanent, Reason: "no_provider", Err: fmt.Errorf("no %s provider configured", u.kind)}
 		} else {
-			sctx, cancel := context.WithTimeout(ctx, d.cfg.SendTimeout)
+			// The send waits for its provider's rate-limit token (until ctx ends), then is bounded
+			// by send_timeout.
 			var err error
-			r.provider, r.receipt, err = rt.send(sctx, t, u.to)
-			cancel()
+			r.provider, r.receipt, err = rt.send(ctx, t, u.to)
 			if err != nil {
 				r.err = classify(err)
 			}

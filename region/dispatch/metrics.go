@@ -31,3 +31,15 @@ var (
 		Help: "Device tokens marked inactive after provider feedback, by provider.",
 	}, []string{"region", "provider"})
 )
+
+var (
+	rateLimitWait = promauto.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "herald_dispatch_ratelimit_wait_seconds",
+		Help:    "Time a send waited for its provider's shared rate-limit token, per provider.",
+		Buckets: []float64{0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30},
+	}, []string{"region", "provider"})
+	rateLimitUnavailable = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "herald_dispatch_ratelimit_unavailable_total",
+		Help: "Sends made without the shared rate limit because Redis was unavailable (fail open), per provider.",
+	}, []string{"region", "provider"})
+)

@@ -1,0 +1,71 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"text/tabwriter"
+
+	"github.com/herald-notify/herald/platform/kafka"
+	"github.com/herald-notify/herald/region"
+	"github.com/herald-notify/herald/region/dispatch"
+)
+
+// runDLQ inspects and replays a region's dead letters: herald dlq list|replay.
+func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || (args[0] != "list" && args[0] != "replay") {
+		return usageError("usage: herald dlq (list [--limit N] [--json] | replay) --config REGION.yaml --channel push|email|sms")
+	}
+	sub := args[0]
+	fs := newFlags("dlq "+sub, stderr)
+	path := fs.String("config", "", "region config file")
+	channel := fs.String("channel", "", "push, email or sms")
+	limit := fs.Int("limit", 100, "list at most this many")
+	asJSON := fs.Bool("json", false, "print JSON lines")
+	if err := parse(fs, args[1:]); err != nil {
+		return err
+	}
+	switch *channel {
+	case "push", "email", "sms":
+	default:
+		return usageError("--channel must be push, email or sms")
+	}
+	cfg := region.DefaultConfig(discoveryDir())
+	if err := loadConfig(*path, &cfg); err != nil {
+		return err
+	}
+	if sub == "list" {
+		letters, err := dispatch.ListDeadLetters(ctx, cfg.Kafka, cfg.Name, *channel, *limit)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			enc := json.NewEncoder(stdout)
+			for _, dl := range letters {
+				if err := enc.Encode(dl); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "PARTITION/OFFSET\tNOTIFICATION\tUSER\tATTEMPTS\tAT\tLAST ERROR")
+		for _, dl := range letters {
+			fmt.Fprintf(tw, "%d/%d\t%s\t%s\t%d\t%s\t%s\n", dl.Partition, dl.Offset, dl.Task.NotificationID, dl.Task.UserID, dl.Task.Attempt,
+				dl.At.UTC().Format("2006-01-02T15:04:05Z"), dl.LastError)
+		}
+		return tw.Flush()
+	}
+	p, err := kafka.NewProducer(cfg.Kafka)
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	n, err := dispatch.ReplayDeadLetters(ctx, cfg.Kafka, p, cfg.Name, *channel)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "replayed %d dead letters from %s onto %s.dispatch.%s\n", n, dispatch.DLQTopic(cfg.Name, *channel), cfg.Name, *channel)
+	return nil
+}
