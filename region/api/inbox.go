@@ -8,9 +8,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/gocql/gocql"
-	"github.com/google/uuid"
 
-	"github.com/herald-notify/herald/region/deliverylog"
 	"github.com/herald-notify/herald/region/inbox"
 )
 
@@ -150,20 +148,11 @@ func (s *Server) markRead(c *gin.Context) {
 	if !ok {
 		return
 	}
-	id := c.Param("id")
-	if _, err := uuid.Parse(id); err != nil {
-		notFound(c, "notification")
+	n, ok := s.notification(c)
+	if !ok {
 		return
 	}
-	n, err := s.Log.Get(ctx, id)
-	if errors.Is(err, deliverylog.ErrNotFound) || (err == nil && n.AppID != appOf(c)) {
-		notFound(c, "notification")
-		return
-	}
-	if err != nil {
-		s.failed(c, "reading the notification", err)
-		return
-	}
+	id := n.ID
 	it := inbox.Item{NotificationID: id, CreatedAt: n.AcceptedAt}
 	if n.Topic != "" {
 		// A topic-feed item is the user's only if the user subscribed before it was sent.

@@ -257,21 +257,11 @@ func newID() string {
 // status reports each recipient x channel of a notification, and its attempts.
 func (s *Server) status(c *gin.Context) {
 	ctx := c.Request.Context()
-	id := c.Param("id")
-	if _, err := uuid.Parse(id); err != nil {
-		notFound(c, "notification")
+	n, ok := s.notification(c)
+	if !ok {
 		return
 	}
-	n, err := s.Log.Get(ctx, id)
-	if errors.Is(err, deliverylog.ErrNotFound) || (err == nil && n.AppID != appOf(c)) {
-		notFound(c, "notification")
-		return
-	}
-	if err != nil {
-		s.Logger.Error("reading status", "err", err)
-		unavailable(c, "status cannot be read right now; retry")
-		return
-	}
+	id := n.ID
 	limit, apiErr := queryLimit(c, 500, 5000)
 	if apiErr != nil {
 		writeError(c, apiErr)
@@ -322,6 +312,26 @@ func (s *Server) status(c *gin.Context) {
 		body["next_cursor"] = last.UserID + "|" + last.Channel
 	}
 	c.JSON(http.StatusOK, body)
+}
+
+// notification returns the notification named by the :id parameter if it is the caller's app's;
+// otherwise it has answered 404 (or 503) and returns false.
+func (s *Server) notification(c *gin.Context) (deliverylog.Notification, bool) {
+	id := c.Param("id")
+	if _, err := uuid.Parse(id); err != nil {
+		notFound(c, "notification")
+		return deliverylog.Notification{}, false
+	}
+	n, err := s.Log.Get(c.Request.Context(), id)
+	if errors.Is(err, deliverylog.ErrNotFound) || (err == nil && n.AppID != appOf(c)) {
+		notFound(c, "notification")
+		return deliverylog.Notification{}, false
+	}
+	if err != nil {
+		s.failed(c, "reading the notification", err)
+		return deliverylog.Notification{}, false
+	}
+	return n, true
 }
 
 func queryLimit(c *gin.Context, def, maxLimit int) (int, *Error) {
