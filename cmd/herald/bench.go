@@ -10,10 +10,13 @@ import (
 	"github.com/herald-notify/herald/region/bench"
 )
 
-// runBench runs a benchmark and prints its table: herald bench pipeline [flags].
+// runBench runs a benchmark and prints its table: herald bench pipeline|dispatch [flags].
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "dispatch" {
+		return runBenchDispatch(ctx, args, stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "pipeline" {
-		return usageError("usage: herald bench pipeline [flags] (run against the servers `make up` starts)")
+		return usageError("usage: herald bench pipeline|dispatch [flags] (run against the servers `make up` starts)")
 	}
 	fs := newFlags("bench pipeline", stderr)
 	path := fs.String("config", "", "region config file for store settings (default: the local defaults and HERALD_* variables)")
@@ -37,4 +40,25 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	log := telemetry.Logger(telemetry.Config{LogLevel: "warn", LogFormat: "text"}, stderr, "bench")
 	return bench.Pipeline(ctx, cfg, o, stdout, log)
+}
+
+// runBenchDispatch is herald bench dispatch [--push N --email N --sms N --keep].
+func runBenchDispatch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("bench dispatch", stderr)
+	path := fs.String("config", "", "region config file for store settings (default: the local defaults and HERALD_* variables)")
+	o := bench.DispatchOptions{Probes: 200, ProbeEvery: 10 * time.Millisecond}
+	fs.IntVar(&o.Push, "push", 30_000, "iOS push tasks (one device each) in the throughput phase (0 skips push)")
+	fs.IntVar(&o.Email, "email", 2_000, "email tasks in the throughput phase (0 skips email)")
+	fs.IntVar(&o.SMS, "sms", 5_000, "SMS tasks in the throughput phase (0 skips SMS)")
+	fs.BoolVar(&o.Keep, "keep", false, "keep the bench region's stores afterwards")
+	if err := parse(fs, args[1:]); err != nil {
+		return err
+	}
+	cfg := region.DefaultConfig(discoveryDir())
+	cfg.Name, cfg.Jurisdiction = "zz-bench-1", "EU" // replaced by a private name; needed to validate
+	if err := loadConfig(*path, &cfg); err != nil {
+		return err
+	}
+	log := telemetry.Logger(telemetry.Config{LogLevel: "warn", LogFormat: "text"}, stderr, "bench")
+	return bench.Dispatch(ctx, cfg, o, stdout, log)
 }

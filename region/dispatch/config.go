@@ -139,7 +139,7 @@ const RetryLevels = 3
 // DefaultConfig returns the defaults, with no provider configured.
 func DefaultConfig() Config {
 	return Config{
-		Push:  PushConfig{Concurrency: 64},
+		Push:  PushConfig{Concurrency: 256},
 		Email: EmailConfig{Concurrency: 8},
 		SMS:   SMSConfig{Concurrency: 16},
 		Breaker: BreakerConfig{ConsecutiveFailures: 5, FailureRatio: 0.5, MinRequests: 20, Window: 30 * time.Second,
