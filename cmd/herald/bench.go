@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"io"
+	"log/slog"
 	"time"
 
 	"github.com/herald-notify/herald/platform/telemetry"
@@ -33,12 +34,10 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := parse(fs, args[1:]); err != nil {
 		return err
 	}
-	cfg := region.DefaultConfig(discoveryDir())
-	cfg.Name, cfg.Jurisdiction = "zz-bench-1", "EU" // replaced by a private name; needed to validate
-	if err := loadConfig(*path, &cfg); err != nil {
+	cfg, log, err := benchSetup(*path, stderr)
+	if err != nil {
 		return err
 	}
-	log := telemetry.Logger(telemetry.Config{LogLevel: "warn", LogFormat: "text"}, stderr, "bench")
 	return bench.Pipeline(ctx, cfg, o, stdout, log)
 }
 
@@ -54,11 +53,19 @@ func runBenchDispatch(ctx context.Context, args []string, stdout, stderr io.Writ
 	if err := parse(fs, args[1:]); err != nil {
 		return err
 	}
-	cfg := region.DefaultConfig(discoveryDir())
-	cfg.Name, cfg.Jurisdiction = "zz-bench-1", "EU" // replaced by a private name; needed to validate
-	if err := loadConfig(*path, &cfg); err != nil {
+	cfg, log, err := benchSetup(*path, stderr)
+	if err != nil {
 		return err
 	}
-	log := telemetry.Logger(telemetry.Config{LogLevel: "warn", LogFormat: "text"}, stderr, "bench")
 	return bench.Dispatch(ctx, cfg, o, stdout, log)
+}
+
+// benchSetup loads the region config a benchmark takes its store settings from.
+func benchSetup(path string, stderr io.Writer) (region.Config, *slog.Logger, error) {
+	cfg := region.DefaultConfig(discoveryDir())
+	cfg.Name, cfg.Jurisdiction = "zz-bench-1", "EU" // replaced by a private name; needed to validate
+	if err := loadConfig(path, &cfg); err != nil {
+		return region.Config{}, nil, err
+	}
+	return cfg, telemetry.Logger(telemetry.Config{LogLevel: "warn", LogFormat: "text"}, stderr, "bench"), nil
 }
