@@ -130,6 +130,7 @@ type Dispatcher struct {
 	routes map[string]*route
 	now    func() time.Time
 	rnd    func() float64
+	sent   *sentKeys // nil without Redis
 }
 
 // Provider kinds.
@@ -207,7 +208,7 @@ func newDispatcher(cfg Config, region string, d Deps, provs map[string][2]Provid
 	if d.Logger == nil {
 		d.Logger = slog.New(slog.DiscardHandler)
 	}
-	ds := &Dispatcher{cfg: cfg, region: region, deps: d, log: d.Logger.With("role", "dispatch"), routes: map[string]*route{},
+	ds := &Dispatcher{cfg: cfg, region: region, deps: d, log: d.Logger.With("role", "dispatch"), routes: map[string]*route{}, sent: newSentKeys(d.Redis, d.RedisPrefix),
 		now: time.Now, rnd: jitterRand}
 	for kind, pair := range provs {
 		if pair[0] == nil {
@@ -327,6 +328,7 @@ type result struct {
 	receipt  Receipt
 	err      *SendError
 	at       time.Time
+	already  bool // accepted by the provider before a crash; not sent again
 }
 
 // process handles one task (from the dispatch topic, or due from a retry topic) to its durable
@@ -354,6 +356,15 @@ func (d *Dispatcher) process(ctx context.Context, t notify.Task, prev *Retry) er
 	for _, u := range units {
 		r := result{u: u}
 		rt := d.routes[u.kind]
+		key := ""
+		if d.sent != nil {
+			key = d.sent.key(t.NotificationID, t.UserID, t.Channel, u.to)
+			if id, ok := d.sent.sent(ctx, key); ok {
+				r.already, r.receipt.MessageID, r.at = true, id, d.now()
+				results = append(results, r)
+				continue
+			}
+		}
 		if rt == nil {
 			r.provider = u.kind
 			r.err = &SendError{Class: Permanent, Reason: "no_provider", Err: fmt.Errorf("no %s provider configured", u.kind)}
@@ -364,6 +375,8 @@ func (d *Dispatcher) process(ctx context.Context, t notify.Task, prev *Retry) er
 			r.provider, r.receipt, err = rt.send(ctx, t, u.to)
 			if err != nil {
 				r.err = classify(err)
+			} else if key != "" {
+				d.sent.mark(ctx, key, r.receipt.MessageID)
 			}
 		}
 		if ctx.Err() != nil {
@@ -381,6 +394,10 @@ func (d *Dispatcher) process(ctx context.Context, t notify.Task, prev *Retry) er
 	permanentDetail := ""
 	dead := attemptNo >= d.cfg.Retry.MaxAttempts
 	for _, r := range results {
+		if r.already {
+			delivered = true // recorded when it was sent
+			continue
+		}
 		a := deliverylog.Attempt{NotificationID: t.NotificationID, At: r.at, UserID: t.UserID, Channel: t.Channel,
 			Provider: r.provider, ProviderMessageID: r.receipt.MessageID, ProviderStatus: r.receipt.Status}
 		switch {
