@@ -90,6 +90,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 	}
 	dlog := deliverylog.New(stores.Cass, c.LogTTL)
 	prefsCache := prefs.NewCache(stores.PG, stores.Redis, c.Redis.Prefix, 5*time.Minute, log)
+	hub := inbox.NewHub(stores.Redis, c.Redis.Prefix, log)
 	eraser := &erasure.Service{DB: stores.PG, Cass: stores.Cass, Prefs: prefsCache, Buckets: inboxBuckets(c.LogTTL), Log: log, Interval: time.Second}
 	sched := scheduler.New(stores.PG, c.Name)
 
@@ -102,7 +103,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 		srv := &api.Server{
 			Region: c.Name, InternalToken: c.InternalToken, DB: stores.PG, Producer: apiProducer,
 			Templates: templates.NewStore(stores.PG), Topics: topics.NewStore(stores.PG), Users: users.NewStore(stores.PG),
-			Devices: devices.NewStore(stores.PG), Prefs: prefs.NewStore(stores.PG), PrefsCache: prefsCache, Erasure: eraser, Inbox: inbox.New(stores.Cass, c.LogTTL),
+			Devices: devices.NewStore(stores.PG), Prefs: prefs.NewStore(stores.PG), PrefsCache: prefsCache, Erasure: eraser, Inbox: inbox.New(stores.Cass, c.LogTTL), Streams: hub,
 			Log: dlog, Logger: log,
 		}
 		srv.Register(router)
@@ -127,6 +128,9 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 		ReadyDelay:     drainDelay,
 	}
 	tasks := []lifecycle.Task{{Name: "http", Run: httpSrv.Run}}
+	if slices.Contains(c.Roles, RoleAPI) {
+		tasks = append(tasks, lifecycle.Task{Name: "inbox-streams", Run: hub.Run})
+	}
 
 	if slices.Contains(c.Roles, RoleFanout) {
 		settings := fanout.Settings{
@@ -141,7 +145,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 		for _, tier := range notify.Tiers {
 			fo := fanout.New(settings, c.Fanout.TopicThreshold, fanout.Deps{
 				Profiles: profiles.New(stores.PG, prefsCache), Subscribers: topics.NewStore(stores.PG), Scheduler: sched, Producer: tierProducers[tier],
-				Inbox: inbox.New(stores.Cass, c.LogTTL), Log: dlog, Dedup: dedup.New(stores.Redis, c.Redis.Prefix, c.DedupTTL), Logger: log,
+				Inbox: inbox.New(stores.Cass, c.LogTTL), Publisher: inbox.NewPublisher(stores.Redis, c.Redis.Prefix), Log: dlog, Dedup: dedup.New(stores.Redis, c.Redis.Prefix, c.DedupTTL), Logger: log,
 			})
 			fanouts = append(fanouts, fo)
 			cons := &fanout.Consumer{

@@ -62,6 +62,7 @@ type Server struct {
 		Invalidate(ctx context.Context, app, user string) error
 	}
 	Inbox   *inbox.Inbox
+	Streams *inbox.Hub
 	Erasure *erasure.Service
 	Log     *deliverylog.Log
 	Logger  *slog.Logger
@@ -93,6 +94,7 @@ func (s *Server) Register(r gin.IRouter) {
 	v1.PUT("/users/:user_id/preferences", s.putPrefs)
 	v1.GET("/users/:user_id/notifications", s.listInbox)
 	v1.GET("/users/:user_id/notifications/unread-count", s.unreadCount)
+	v1.GET("/users/:user_id/notifications/stream", s.stream)
 	v1.PATCH("/notifications/:id/read", s.markRead)
 	v1.POST("/notifications/read-all", s.readAll)
 }

@@ -68,6 +68,10 @@ type (
 		FanoutDone(ctx context.Context, id, path string, recipients int, at time.Time) error
 		Write(ctx context.Context, states []deliverylog.State, attempts []deliverylog.Attempt) error
 	}
+	// Publisher announces new inbox items to live streams.
+	Publisher interface {
+		Publish(ctx context.Context, items []inbox.Item) error
+	}
 	// Dedup checks and marks recipient x channel keys.
 	Dedup interface {
 		Key(notificationID, userID, channel string) string
@@ -101,6 +105,7 @@ type Fanout struct {
 	inbox    Inbox
 	log      Log
 	dedup    Dedup
+	pub      Publisher
 	logger   *slog.Logger
 	now      func() time.Time
 }
@@ -114,13 +119,14 @@ type Deps struct {
 	Inbox       Inbox
 	Log         Log
 	Dedup       Dedup
+	Publisher   Publisher // optional
 	Logger      *slog.Logger
 }
 
 // New returns a Fanout.
 func New(s Settings, threshold int64, d Deps) *Fanout {
 	f := &Fanout{set: s, profiles: d.Profiles, subs: d.Subscribers, sched: d.Scheduler, prod: d.Producer,
-		inbox: d.Inbox, log: d.Log, dedup: d.Dedup, logger: d.Logger, now: time.Now}
+		inbox: d.Inbox, log: d.Log, dedup: d.Dedup, pub: d.Publisher, logger: d.Logger, now: time.Now}
 	if f.set.ChunkSize <= 0 {
 		f.set.ChunkSize = 500
 	}
@@ -385,6 +391,17 @@ func (f *Fanout) chunk(ctx context.Context, e notify.Event, users []string, skip
 	if err := f.dedup.Mark(ctx, marks, markStates); err != nil {
 		dedupUnavailable.WithLabelValues(f.set.Region).Inc()
 		f.logger.Warn("could not mark dedup keys; a redelivery may repeat these", "err", err)
+	}
+	if f.pub != nil {
+		var fresh []inbox.Item
+		for _, d := range ds {
+			if d.inbox != nil && !d.dup {
+				fresh = append(fresh, *d.inbox)
+			}
+		}
+		if err := f.pub.Publish(ctx, fresh); err != nil {
+			f.logger.Warn("announcing inbox items to live streams", "err", err)
+		}
 	}
 	return nil
 }

@@ -220,3 +220,11 @@ func (in *Inbox) FeedItem(ctx context.Context, appID, topic string, createdAt ti
 		appID, topic, Bucket(ts), ts, id).WithContext(ctx).Scan(&it.Tier, &it.Category, &it.Title, &it.Body, &it.Link, &it.Metadata)
 	return it, err
 }
+
+// After reports whether c is newer than o in the inbox order.
+func (c Cursor) After(o Cursor) bool {
+	if !c.At.Equal(o.At) {
+		return c.At.After(o.At)
+	}
+	return c.ID > o.ID
+}
