@@ -16,8 +16,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if len(args) > 0 && args[0] == "dispatch" {
 		return runBenchDispatch(ctx, args, stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "inbox" {
+		return runBenchInbox(ctx, args, stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "pipeline" {
-		return usageError("usage: herald bench pipeline|dispatch [flags] (run against the servers `make up` starts)")
+		return usageError("usage: herald bench pipeline|dispatch|inbox [flags] (run against the servers `make up` starts)")
 	}
 	fs := newFlags("bench pipeline", stderr)
 	path := fs.String("config", "", "region config file for store settings (default: the local defaults and HERALD_* variables)")
@@ -58,6 +61,26 @@ func runBenchDispatch(ctx context.Context, args []string, stdout, stderr io.Writ
 		return err
 	}
 	return bench.Dispatch(ctx, cfg, o, stdout, log)
+}
+
+// runBenchInbox is herald bench inbox [--rows N --pages N --lookups N --streams N --keep].
+func runBenchInbox(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("bench inbox", stderr)
+	path := fs.String("config", "", "region config file for store settings (default: the local defaults and HERALD_* variables)")
+	var o bench.InboxOptions
+	fs.IntVar(&o.BigRows, "rows", 1_000_000, "inbox rows of the large user")
+	fs.IntVar(&o.Pages, "pages", 200, "pages read per user")
+	fs.IntVar(&o.Lookups, "lookups", 20_000, "preference lookups per phase")
+	fs.IntVar(&o.Streams, "streams", 10_000, "idle streams opened for the memory measure")
+	fs.BoolVar(&o.Keep, "keep", false, "keep the bench region's stores afterwards")
+	if err := parse(fs, args[1:]); err != nil {
+		return err
+	}
+	cfg, log, err := benchSetup(*path, stderr)
+	if err != nil {
+		return err
+	}
+	return bench.Inbox(ctx, cfg, o, stdout, log)
 }
 
 // benchSetup loads the region config a benchmark takes its store settings from.

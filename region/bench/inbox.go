@@ -1,0 +1,237 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime"
+	"sync"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/herald-notify/herald/platform/cassandra"
+	"github.com/herald-notify/herald/platform/postgres"
+	"github.com/herald-notify/herald/platform/redis"
+	"github.com/herald-notify/herald/region"
+	"github.com/herald-notify/herald/region/inbox"
+	"github.com/herald-notify/herald/region/notify"
+	"github.com/herald-notify/herald/region/prefs"
+)
+
+// InboxOptions size `herald bench inbox`.
+type InboxOptions struct {
+	BigRows int // rows of the large user's inbox
+	Pages   int // pages read per user
+	Lookups int // preference lookups per phase
+	Streams int // idle streams opened for the memory measure
+	Keep    bool
+}
+
+// Inbox measures inbox pages for a user with BigRows rows beside one with 10, preference
+// lookups through the cache, and the memory of idle streams, and prints a table.
+func Inbox(ctx context.Context, base region.Config, o InboxOptions, out io.Writer, log *slog.Logger) error {
+	c := base
+	c.Name = "zz-bench" + randLetters(6) + "-1"
+	c.Jurisdiction = "EU"
+	c.Cassandra.Keyspace, c.Postgres.Database, c.Redis.Prefix = "", "", ""
+	c.Roles = []string{region.RoleAPI}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	c.Listen = ln.Addr().String()
+	ln.Close()
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "bench inbox: private region %s\n", c.Name)
+	if err := region.Migrate(ctx, c, log); err != nil {
+		return err
+	}
+	if !o.Keep {
+		defer drop(c, log)
+	}
+	cass, err := cassandra.Connect(ctx, c.Cassandra)
+	if err != nil {
+		return err
+	}
+	defer cass.Close()
+	pg, err := postgres.Connect(ctx, c.Postgres)
+	if err != nil {
+		return err
+	}
+	defer pg.Close()
+	rdb, err := redis.Connect(ctx, c.Redis)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+
+	// Rows, newest last, one millisecond apart, all in this month's partition.
+	in := inbox.New(cass, 24*time.Hour)
+	load := func(user string, n int) error {
+		start := time.Now().Add(-time.Duration(n) * time.Millisecond)
+		var wg sync.WaitGroup
+		errc := make(chan error, 1)
+		sem := make(chan struct{}, 64)
+		for i := 0; i < n; i++ {
+			sem <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				it := inbox.Item{AppID: "bench", UserID: user, NotificationID: fmt.Sprintf("n-%09d", i), CreatedAt: start.Add(time.Duration(i) * time.Millisecond),
+					Tier: notify.Social, Category: "bench", Title: "Bench", Body: "An inbox row"}
+				if err := in.Write(ctx, it); err != nil {
+					select {
+					case errc <- err:
+					default:
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		select {
+		case err := <-errc:
+			return err
+		default:
+			return nil
+		}
+	}
+	t0 := time.Now()
+	if err := load("big", o.BigRows); err != nil {
+		return err
+	}
+	if err := load("small", 10); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "  loaded %d + 10 inbox rows in %s\n", o.BigRows, time.Since(t0).Round(time.Second))
+
+	rctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- region.Run(rctx, c, log, "bench") }()
+	defer func() { stop(); <-done }()
+	e := &env{cfg: c, base: "http://" + c.Listen, log: log, http: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 8}}}
+	if err := e.waitReady(ctx); err != nil {
+		return err
+	}
+
+	var rows []Result
+	for _, user := range []string{"big", "small"} {
+		lats, err := e.pages(ctx, user, o.Pages)
+		if err != nil {
+			return err
+		}
+		rows = append(rows, Result{fmt.Sprintf("inbox page (limit 20), user with %s rows, p50 / p99", map[string]string{"big": fmt.Sprint(o.BigRows), "small": "10"}[user]),
+			fmtLat(lats), "p99 < 20ms", fmt.Sprintf("%d pages, following cursors", len(lats))})
+	}
+
+	cache := prefs.NewCache(pg, rdb, c.Redis.Prefix, 5*time.Minute, log)
+	for _, phase := range []string{"postgres + redis fill (cold)", "in-process (warm)"} {
+		start := time.Now()
+		for i := 0; i < o.Lookups; i += 100 {
+			users := make([]string, 0, 100)
+			for j := i; j < i+100 && j < o.Lookups; j++ {
+				users = append(users, fmt.Sprintf("u%d", j))
+			}
+			if _, err := cache.Many(ctx, "bench", users); err != nil {
+				return err
+			}
+		}
+		rows = append(rows, Result{"preference lookups/s, " + phase, fmt.Sprintf("%.0f", float64(o.Lookups)/time.Since(start).Seconds()), "", "batches of 100 users, as fan-out asks"})
+	}
+
+	perStream, opened, err := e.streamMemory(ctx, o.Streams)
+	if err != nil {
+		return err
+	}
+	rows = append(rows, Result{"memory per idle stream (server and client sides together)", fmt.Sprintf("%.1f KiB", perStream/1024),
+		"", fmt.Sprintf("%d streams open; x10,000 = %.0f MiB", opened, perStream*10_000/(1<<20))})
+
+	fmt.Fprintln(out)
+	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "MEASURE\tVALUE\tTARGET\tNOTE")
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Name, r.Value, r.Target, r.Note)
+	}
+	return tw.Flush()
+}
+
+// pages reads n pages of a user's inbox, following cursors (wrapping at the end).
+func (e *env) pages(ctx context.Context, user string, n int) ([]time.Duration, error) {
+	var lats []time.Duration
+	cursor := ""
+	for i := 0; i < n; i++ {
+		url := e.base + "/v1/users/" + user + "/notifications?limit=20"
+		if cursor != "" {
+			url += "&cursor=" + cursor
+		}
+		req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+		req.Header.Set("X-Herald-App", "bench")
+		start := time.Now()
+		resp, err := e.http.Do(req)
+		if err != nil {
+			return nil, err
+		}
+		var body struct {
+			NextCursor *string `json:"next_cursor"`
+		}
+		err = jsonDecode(resp.Body, &body)
+		resp.Body.Close()
+		lats = append(lats, time.Since(start))
+		if err != nil || resp.StatusCode != 200 {
+			return nil, fmt.Errorf("page: %d %v", resp.StatusCode, err)
+		}
+		cursor = ""
+		if body.NextCursor != nil {
+			cursor = *body.NextCursor
+		}
+	}
+	return lats, nil
+}
+
+// streamMemory opens n idle streams and returns the heap and stack growth per stream.
+func (e *env) streamMemory(ctx context.Context, n int) (float64, int, error) {
+	var lim syscall.Rlimit
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim) == nil && lim.Cur < uint64(2*n+1000) {
+		lim.Cur = min(lim.Max, uint64(2*n+1000))
+		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
+		_ = syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim)
+		n = min(n, int(lim.Cur-1000)/2)
+	}
+	measure := func() uint64 {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapInuse + m.StackInuse
+	}
+	before := measure()
+	client := &http.Client{Transport: &http.Transport{MaxConnsPerHost: 0, MaxIdleConnsPerHost: 0, DisableCompression: true}}
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var bodies []io.Closer
+	defer func() {
+		for _, b := range bodies {
+			b.Close()
+		}
+	}()
+	for i := 0; i < n; i++ {
+		req, _ := http.NewRequestWithContext(sctx, "GET", fmt.Sprintf("%s/v1/users/s%d/notifications/stream", e.base, i), nil)
+		req.Header.Set("X-Herald-App", "bench")
+		resp, err := client.Do(req)
+		if err != nil {
+			return 0, i, fmt.Errorf("opening stream %d: %w", i, err)
+		}
+		bodies = append(bodies, resp.Body)
+	}
+	time.Sleep(time.Second)
+	after := measure()
+	return float64(after-before) / float64(n), n, nil
+}
+
+func jsonDecode(r io.Reader, v any) error { return json.NewDecoder(r).Decode(v) }
