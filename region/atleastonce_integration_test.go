@@ -19,7 +19,14 @@ import (
 // startChild runs a region process with only the fan-out role, from the test binary.
 func startChild(t *testing.T, c region.Config, logName string) *exec.Cmd {
 	t.Helper()
-	c.Roles = []string{region.RoleFanout}
+	return startRoleChild(t, c, []string{region.RoleFanout}, logName)
+}
+
+// startRoleChild runs a region process with the given roles, from the test binary (see
+// TestMain), so the test can kill it with SIGKILL.
+func startRoleChild(t *testing.T, c region.Config, roles []string, logName string) *exec.Cmd {
+	t.Helper()
+	c.Roles = roles
 	c.Listen = freePort(t)
 	raw, err := json.Marshal(c)
 	if err != nil {

@@ -9,9 +9,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"syscall"
 	"testing"
@@ -27,37 +24,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 )
-
-// startRoleChild runs a region process with the given roles, from the test binary (see
-// TestMain), so the test can kill it with SIGKILL.
-func startRoleChild(t *testing.T, c region.Config, roles []string, logName string) *exec.Cmd {
-	t.Helper()
-	c.Roles = roles
-	c.Listen = freePort(t)
-	raw, err := json.Marshal(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	logf, err := os.Create(filepath.Join(t.TempDir(), logName))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"="+string(raw))
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_, _ = cmd.Process.Wait()
-		if t.Failed() {
-			out, _ := os.ReadFile(logf.Name())
-			t.Logf("%s:\n%s", logName, tail(string(out), 3000))
-		}
-	})
-	return cmd
-}
 
 // startExtraSim runs one more in-process simulator (its own CA, credentials and ports), for a
 // secondary provider.

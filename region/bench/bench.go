@@ -65,19 +65,11 @@ type env struct {
 
 // Pipeline runs the benchmark and prints a table to out.
 func Pipeline(ctx context.Context, base region.Config, o Options, out io.Writer, log *slog.Logger) error {
-	suffix := randLetters(6)
-	c := base
-	c.Name = "zz-bench" + suffix + "-1"
-	c.Jurisdiction = "EU"
-	c.Cassandra.Keyspace, c.Postgres.Database, c.Redis.Prefix = "", "", ""
-	c.Roles = region.AllRoles()
-	c.Postgres.MaxConns = 30
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	c, err := privateRegion(base, region.AllRoles())
 	if err != nil {
 		return err
 	}
-	c.Listen = ln.Addr().String()
-	ln.Close()
+	c.Postgres.MaxConns = 30
 	if err := c.Validate(); err != nil {
 		return err
 	}
@@ -160,6 +152,23 @@ func Pipeline(ctx context.Context, base region.Config, o Options, out io.Writer,
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Name, r.Value, r.Target, r.Note)
 	}
 	return tw.Flush()
+}
+
+// privateRegion derives, from the store settings of base, a region of its own (name, database,
+// keyspace, topics, key prefix) listening on a free port, running roles.
+func privateRegion(base region.Config, roles []string) (region.Config, error) {
+	c := base
+	c.Name = "zz-bench" + randLetters(6) + "-1"
+	c.Jurisdiction = "EU"
+	c.Cassandra.Keyspace, c.Postgres.Database, c.Redis.Prefix = "", "", ""
+	c.Roles = roles
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return region.Config{}, err
+	}
+	c.Listen = ln.Addr().String()
+	ln.Close()
+	return c, nil
 }
 
 func randLetters(n int) string {

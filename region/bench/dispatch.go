@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"sync"
@@ -42,17 +41,10 @@ type dispatchChannel struct {
 // providers pointed at an in-process simulator on free ports, tasks produced straight to the
 // dispatch topics, and each measured at the simulator's record of it.
 func Dispatch(ctx context.Context, base region.Config, o DispatchOptions, out io.Writer, log *slog.Logger) error {
-	c := base
-	c.Name = "zz-bench" + randLetters(6) + "-1"
-	c.Jurisdiction = "EU"
-	c.Cassandra.Keyspace, c.Postgres.Database, c.Redis.Prefix = "", "", ""
-	c.Roles = []string{region.RoleDispatch}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	c, err := privateRegion(base, []string{region.RoleDispatch})
 	if err != nil {
 		return err
 	}
-	c.Listen = ln.Addr().String()
-	ln.Close()
 
 	// The simulators: free ports, fresh credentials, never the local stack's.
 	dir, err := os.MkdirTemp("", "herald-bench-sim-")

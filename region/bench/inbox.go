@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"runtime"
 	"sync"
@@ -35,17 +34,10 @@ type InboxOptions struct {
 // Inbox measures inbox pages for a user with BigRows rows beside one with 10, preference
 // lookups through the cache, and the memory of idle streams, and prints a table.
 func Inbox(ctx context.Context, base region.Config, o InboxOptions, out io.Writer, log *slog.Logger) error {
-	c := base
-	c.Name = "zz-bench" + randLetters(6) + "-1"
-	c.Jurisdiction = "EU"
-	c.Cassandra.Keyspace, c.Postgres.Database, c.Redis.Prefix = "", "", ""
-	c.Roles = []string{region.RoleAPI}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	c, err := privateRegion(base, []string{region.RoleAPI})
 	if err != nil {
 		return err
 	}
-	c.Listen = ln.Addr().String()
-	ln.Close()
 	if err := c.Validate(); err != nil {
 		return err
 	}
