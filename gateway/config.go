@@ -3,6 +3,11 @@
 package gateway
 
 import (
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
 	"github.com/herald-notify/herald/platform/config"
 	"github.com/herald-notify/herald/platform/discovery"
 	"github.com/herald-notify/herald/platform/postgres"
@@ -12,14 +17,50 @@ import (
 
 // Config is the gateway's configuration.
 type Config struct {
-	Listen       string `yaml:"listen" env:"HERALD_GATEWAY_LISTEN"`
+	Listen string `yaml:"listen" env:"HERALD_GATEWAY_LISTEN"`
+	// Jurisdiction is where this gateway runs. Requests for users of a jurisdiction that does
+	// not allow transit through other jurisdictions' gateways are redirected (307) to theirs.
 	Jurisdiction string `yaml:"jurisdiction" env:"HERALD_GATEWAY_JURISDICTION"`
+	// PolicyKey is the discovery key holding the residency policy.
+	PolicyKey string `yaml:"policy_key" env:"HERALD_GATEWAY_POLICY_KEY"`
+	// RegionToken is sent to regions as a Bearer token (their internal_token).
+	RegionToken string `yaml:"region_token" env:"HERALD_GATEWAY_REGION_TOKEN"`
 
-	// Postgres holds the global tier: apps and API keys (no user data).
+	Directory DirectoryConfig `yaml:"directory"`
+	Health    HealthConfig    `yaml:"health"`
+	RateLimit RateLimitConfig `yaml:"rate_limit"`
+
+	// Postgres holds the global tier: apps, API keys, the keyed-hash user directory and the
+	// parts of split sends (no user identifier).
 	Postgres  postgres.Config  `yaml:"postgres"`
 	Redis     redis.Config     `yaml:"redis"`
 	Discovery discovery.Config `yaml:"discovery"`
 	Telemetry telemetry.Config `yaml:"telemetry"`
+}
+
+// DirectoryConfig configures the user directory.
+type DirectoryConfig struct {
+	// SecretFile holds the HMAC secret that turns (app, user) into the directory's key
+	// (residency.UserKey). Losing it orphans every directory entry; rotating it needs a re-key.
+	SecretFile string `yaml:"secret_file" env:"HERALD_GATEWAY_DIRECTORY_SECRET_FILE"`
+	// CacheSize is how many lookups the gateway keeps in memory; CacheTTL how long.
+	CacheSize int           `yaml:"cache_size"`
+	CacheTTL  time.Duration `yaml:"cache_ttl"`
+}
+
+// HealthConfig says how the gateway follows the regions' health.
+type HealthConfig struct {
+	// Interval between two probes of every region endpoint (file backend), or two reads of the
+	// healthy set (Consul).
+	Interval time.Duration `yaml:"interval"`
+	// Timeout of one probe of /readyz.
+	Timeout time.Duration `yaml:"timeout"`
+}
+
+// RateLimitConfig is the per-key token bucket.
+type RateLimitConfig struct {
+	// PerMinute is the default for keys without their own limit.
+	PerMinute int `yaml:"per_minute" env:"HERALD_GATEWAY_RATE_LIMIT_PER_MINUTE"`
 }
 
 // DefaultConfig returns the defaults for a local gateway.
@@ -30,6 +71,10 @@ func DefaultConfig(discoveryDir string) Config {
 	rd.Prefix = "gateway:"
 	return Config{
 		Listen:    "127.0.0.1:8080",
+		PolicyKey: "herald/residency/policy",
+		Directory: DirectoryConfig{CacheSize: 100_000, CacheTTL: time.Minute},
+		Health:    HealthConfig{Interval: time.Second, Timeout: 800 * time.Millisecond},
+		RateLimit: RateLimitConfig{PerMinute: 1000},
 		Postgres:  pg,
 		Redis:     rd,
 		Discovery: discovery.Defaults(discoveryDir),
@@ -42,6 +87,30 @@ func (c *Config) Validate() error {
 	if err := config.HostPort("listen", c.Listen); err != nil {
 		return err
 	}
+	if c.Jurisdiction == "" || strings.ToUpper(c.Jurisdiction) != c.Jurisdiction {
+		return config.Errorf("jurisdiction", c.Jurisdiction, "must be the code of the jurisdiction this gateway runs in, like EU")
+	}
+	if err := config.Required("policy_key", c.PolicyKey); err != nil {
+		return err
+	}
+	if err := config.Required("directory.secret_file", c.Directory.SecretFile); err != nil {
+		return err
+	}
+	if c.Directory.CacheSize < 0 {
+		return config.Errorf("directory.cache_size", fmt.Sprint(c.Directory.CacheSize), "must not be negative")
+	}
+	if c.Directory.CacheTTL < 0 {
+		return config.Errorf("directory.cache_ttl", c.Directory.CacheTTL.String(), "must not be negative")
+	}
+	if c.Health.Interval < 100*time.Millisecond {
+		return config.Errorf("health.interval", c.Health.Interval.String(), "must be at least 100ms")
+	}
+	if c.Health.Timeout <= 0 || c.Health.Timeout > c.Health.Interval*10 {
+		return config.Errorf("health.timeout", c.Health.Timeout.String(), "must be positive and at most ten intervals")
+	}
+	if c.RateLimit.PerMinute <= 0 {
+		return config.Errorf("rate_limit.per_minute", fmt.Sprint(c.RateLimit.PerMinute), "must be positive")
+	}
 	if err := config.Prefix("postgres", c.Postgres.Validate()); err != nil {
 		return err
 	}
@@ -52,4 +121,17 @@ func (c *Config) Validate() error {
 		return err
 	}
 	return config.Prefix("telemetry", c.Telemetry.Validate())
+}
+
+// DirectorySecret reads the directory's HMAC secret, refusing one shorter than 32 bytes.
+func (c *Config) DirectorySecret() ([]byte, error) {
+	b, err := os.ReadFile(c.Directory.SecretFile)
+	if err != nil {
+		return nil, fmt.Errorf("directory.secret_file: %w", err)
+	}
+	s := []byte(strings.TrimSpace(string(b)))
+	if len(s) < 32 {
+		return nil, fmt.Errorf("directory.secret_file: %s holds %d bytes; at least 32 are required", c.Directory.SecretFile, len(s))
+	}
+	return s, nil
 }

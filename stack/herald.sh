@@ -75,6 +75,12 @@ start() {
   # Config files name paths relative to the repository root.
   cd "$HERALD_ROOT"
   local p name port args
+  # The gateway's directory secret: made once, kept across restarts (the directory's keys
+  # depend on it).
+  if [[ ! -s $HERALD_HOME/gateway/directory-secret ]]; then
+    mkdir -p "$HERALD_HOME/gateway"
+    (umask 077 && head -c 48 /dev/urandom | base64 -w0 >"$HERALD_HOME/gateway/directory-secret")
+  fi
   # The simulators first: they create the credentials the regions' dispatchers load.
   IFS='|' read -r name port args <<<"${PROCS[0]}"
   start_one "$name" "$port" "$args"
