@@ -1,0 +1,200 @@
+package kanon
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/herald-notify/herald/analytics/wire"
+)
+
+func recipients(prefix string, n int) map[string]struct{} {
+	m := make(map[string]struct{}, n)
+	for i := range n {
+		m[fmt.Sprintf("%s%d", prefix, i)] = struct{}{}
+	}
+	return m
+}
+
+func key(category, channel, country, stage, reason string) wire.Key {
+	return wire.Key{App: "shop", Tier: "transactional", Category: category, Channel: channel, Country: country, Stage: stage, Reason: reason}
+}
+
+func TestFoldKeepsCellsAtKFoldsSmallOnesCoarserAndWithholdsTheRest(t *testing.T) {
+	tests := []struct {
+		name     string
+		in       []Cell
+		want     []wire.Cell
+		withheld int64
+	}{
+		{
+			name: "a cell with exactly k recipients leaves as is",
+			in:   []Cell{{Key: key("orders", "email", "", "delivered", ""), Count: 12, Recipients: recipients("u", 10)}},
+			want: []wire.Cell{{Key: key("orders", "email", "", "delivered", ""), Count: 12, DistinctRecipients: 10}},
+		},
+		{
+			name: "two small categories fold into other when their union reaches k",
+			in: []Cell{
+				{Key: key("orders", "email", "", "delivered", ""), Count: 6, Recipients: recipients("a", 6)},
+				{Key: key("returns", "email", "", "delivered", ""), Count: 5, Recipients: recipients("b", 5)},
+			},
+			want: []wire.Cell{{Key: key("other", "email", "", "delivered", ""), Count: 11, DistinctRecipients: 11}},
+		},
+		{
+			name: "the union counts a recipient once, so overlapping small cells may stay below k",
+			in: []Cell{
+				{Key: key("orders", "email", "", "delivered", ""), Count: 6, Recipients: recipients("a", 6)},
+				{Key: key("returns", "email", "", "delivered", ""), Count: 6, Recipients: recipients("a", 6)},
+			},
+			withheld: 12,
+		},
+		{
+			name: "small category cells of two channels fold to channel all",
+			in: []Cell{
+				{Key: key("orders", "email", "", "failed", "permanent"), Count: 4, Recipients: recipients("a", 4)},
+				{Key: key("orders", "push", "", "failed", "permanent"), Count: 7, Recipients: recipients("b", 7)},
+			},
+			want: []wire.Cell{{Key: key("other", "all", "", "failed", "permanent"), Count: 11, DistinctRecipients: 11}},
+		},
+		{
+			name: "small SMS countries fold to no country before leaving the channel",
+			in: []Cell{
+				{Key: key("otp", "sms", "DE", "delivered", ""), Count: 5, Recipients: recipients("de", 5)},
+				{Key: key("otp", "sms", "FR", "delivered", ""), Count: 5, Recipients: recipients("fr", 5)},
+				{Key: key("otp", "sms", "US", "delivered", ""), Count: 30, Recipients: recipients("us", 30)},
+			},
+			want: []wire.Cell{
+				{Key: key("other", "sms", "", "delivered", ""), Count: 10, DistinctRecipients: 10},
+				{Key: key("otp", "sms", "US", "delivered", ""), Count: 30, DistinctRecipients: 30},
+			},
+		},
+		{
+			name: "a small cell joins a coarse cell that already passed",
+			in: []Cell{
+				{Key: key("other", "email", "", "delivered", ""), Count: 20, Recipients: recipients("o", 20)},
+				{Key: key("orders", "email", "", "delivered", ""), Count: 3, Recipients: recipients("a", 3)},
+			},
+			want: []wire.Cell{{Key: key("other", "email", "", "delivered", ""), Count: 23, DistinctRecipients: 23}},
+		},
+		{
+			name: "different reasons never merge, so small ones are withheld",
+			in: []Cell{
+				{Key: key("orders", "email", "", "suppressed", "no_address"), Count: 3, Recipients: recipients("a", 3)},
+				{Key: key("orders", "email", "", "suppressed", "hard_stop"), Count: 8, Recipients: recipients("b", 8)},
+				{Key: key("orders", "email", "", "delivered", ""), Count: 50, Recipients: recipients("c", 50)},
+			},
+			want:     []wire.Cell{{Key: key("orders", "email", "", "delivered", ""), Count: 50, DistinctRecipients: 50}},
+			withheld: 11,
+		},
+		{
+			name: "duplicate input keys merge before the threshold",
+			in: []Cell{
+				{Key: key("orders", "push", "", "read", ""), Count: 5, Recipients: recipients("a", 5)},
+				{Key: key("orders", "push", "", "read", ""), Count: 5, Recipients: recipients("b", 5)},
+			},
+			want: []wire.Cell{{Key: key("orders", "push", "", "read", ""), Count: 10, DistinctRecipients: 10}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := Fold(tt.in, 10)
+			if fmt.Sprint(got.Cells) != fmt.Sprint(tt.want) && !(len(got.Cells) == 0 && len(tt.want) == 0) {
+				t.Errorf("cells:\n got  %v\n want %v", got.Cells, tt.want)
+			}
+			if got.Withheld != tt.withheld {
+				t.Errorf("withheld = %d, want %d", got.Withheld, tt.withheld)
+			}
+		})
+	}
+}
+
+// Property: whatever the input, no output cell has fewer than k distinct recipients, no two
+// output cells share a key, and the output counts plus the withheld total equal the input.
+func TestFoldNeverEmitsACellBelowKAndLosesNoCount(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 11))
+	pick := func(xs ...string) string { return xs[rng.IntN(len(xs))] }
+	for round := range 500 {
+		k := 1 + rng.IntN(20)
+		var in []Cell
+		var total int64
+		for range rng.IntN(40) {
+			ch := pick("email", "push", "sms", "in_app", "all")
+			country := ""
+			if ch == "sms" {
+				country = pick("DE", "FR", "US")
+			}
+			n := rng.IntN(25)
+			r := map[string]struct{}{}
+			for range n {
+				r[fmt.Sprintf("u%d", rng.IntN(60))] = struct{}{} // shared pool: overlaps on purpose
+			}
+			count := int64(len(r) + rng.IntN(5))
+			total += count
+			in = append(in, Cell{
+				Key:   wire.Key{App: pick("a", "b"), Tier: pick(wire.Tiers...), Category: pick("x", "y", "z", "other"), Channel: ch, Country: country, Stage: pick("delivered", "read")},
+				Count: count, Recipients: r,
+			})
+		}
+		got := Fold(in, k)
+		sum := got.Withheld
+		seen := map[wire.Key]bool{}
+		for _, c := range got.Cells {
+			if c.DistinctRecipients < int64(k) {
+				t.Fatalf("round %d, k=%d: cell %+v has %d distinct recipients", round, k, c.Key, c.DistinctRecipients)
+			}
+			if seen[c.Key] {
+				t.Fatalf("round %d: key %+v emitted twice", round, c.Key)
+			}
+			seen[c.Key] = true
+			sum += c.Count
+		}
+		if sum != total {
+			t.Fatalf("round %d: output %d + withheld = %d, input %d", round, sum-got.Withheld, sum, total)
+		}
+	}
+}
+
+func TestFoldLatencyMergesSmallChannelsIntoAllAndWithholdsTheRest(t *testing.T) {
+	h := func(tier, ch string, n int64) wire.Histogram {
+		x := wire.NewHistogram(tier, ch)
+		x.Counts[3] = n
+		return x
+	}
+	out, withheld := FoldLatency([]wire.Histogram{
+		h("transactional", "email", 25), // stays
+		h("transactional", "push", 4),   // with sms: 10 in all
+		h("transactional", "sms", 6),
+		h("social", "push", 3), // alone: withheld
+	}, 10)
+	if withheld != 3 {
+		t.Errorf("withheld = %d, want 3", withheld)
+	}
+	var got []string
+	for _, x := range out {
+		got = append(got, fmt.Sprintf("%s/%s=%d", x.Tier, x.Channel, x.Total()))
+	}
+	if want := "[transactional/all=10 transactional/email=25]"; fmt.Sprint(got) != want {
+		t.Errorf("histograms = %v, want %s", got, want)
+	}
+}
+
+func TestHistogramObserveUsesInclusiveUpperBounds(t *testing.T) {
+	h := wire.NewHistogram("social", "push")
+	for _, ms := range []int64{0, 50, 51, 5000, 5001, 1 << 40} {
+		h.Observe(time.Duration(ms) * time.Millisecond)
+	}
+	want := map[int]int64{0: 2, 1: 1, 6: 1, 7: 1, len(wire.LatencyBoundsMS): 1}
+	for i, c := range h.Counts {
+		if c != want[i] {
+			t.Errorf("bucket %d (le %v) = %d, want %d", i, boundOr(i), c, want[i])
+		}
+	}
+}
+
+func boundOr(i int) any {
+	if i < len(wire.LatencyBoundsMS) {
+		return wire.LatencyBoundsMS[i]
+	}
+	return "+Inf"
+}
