@@ -1,5 +1,12 @@
 // Package analytics is Herald's central analytics service. It receives only anonymised,
 // thresholded aggregates from the regions, never a user id, token, address or content.
+//
+// Regions post batches in the format of package wire (POST /v1/aggregates, a bearer token
+// per region). The decoder accepts that closed schema only; a cell with fewer than k distinct
+// recipients, a category not registered in config, or any extra field is refused with a 400
+// naming the field. Batches are upserted by their key (region, window, seq), so a repeat
+// counts once. The query API (/v1/funnel, /v1/dropoff, /v1/latency, /v1/cost) and the
+// dashboard (/dashboard/) read the sums. docs/analytics.md has the whole contract.
 package analytics
 
 import (
@@ -9,55 +16,20 @@ import (
 	"net"
 	"time"
 
-	"github.com/gin-gonic/gin"
-
-	"github.com/herald-notify/herald/platform/config"
+	"github.com/herald-notify/herald/analytics/schema"
 	"github.com/herald-notify/herald/platform/discovery"
 	"github.com/herald-notify/herald/platform/health"
 	"github.com/herald-notify/herald/platform/httpserver"
+	"github.com/herald-notify/herald/platform/migrate"
 	"github.com/herald-notify/herald/platform/postgres"
-	"github.com/herald-notify/herald/platform/telemetry"
 )
 
 // ServiceName is the discovery name of central analytics.
 const ServiceName = "herald-analytics"
 
-// Config is the analytics service's configuration.
-type Config struct {
-	Listen    string           `yaml:"listen" env:"HERALD_ANALYTICS_LISTEN"`
-	Postgres  postgres.Config  `yaml:"postgres"`
-	Discovery discovery.Config `yaml:"discovery"`
-	Telemetry telemetry.Config `yaml:"telemetry"`
-}
-
-// DefaultConfig returns the defaults for local analytics.
-func DefaultConfig(discoveryDir string) Config {
-	pg := postgres.Defaults()
-	pg.Database = "herald_analytics"
-	return Config{Listen: "127.0.0.1:8090", Postgres: pg, Discovery: discovery.Defaults(discoveryDir), Telemetry: telemetry.Defaults()}
-}
-
-// Validate checks every key.
-func (c *Config) Validate() error {
-	if err := config.HostPort("listen", c.Listen); err != nil {
-		return err
-	}
-	if err := config.Prefix("postgres", c.Postgres.Validate()); err != nil {
-		return err
-	}
-	if err := config.Prefix("discovery", c.Discovery.Validate()); err != nil {
-		return err
-	}
-	return config.Prefix("telemetry", c.Telemetry.Validate())
-}
-
-// Migrate creates the analytics database.
+// Migrate creates and migrates the analytics database.
 func Migrate(ctx context.Context, c Config, log *slog.Logger) error {
-	if err := postgres.EnsureDatabase(ctx, c.Postgres); err != nil {
-		return err
-	}
-	log.Info("postgres ready", "database", c.Postgres.Database)
-	return nil
+	return migrate.Database(ctx, c.Postgres, schema.Postgres(), log)
 }
 
 // Run serves analytics until ctx ends, then drains.
@@ -85,16 +57,12 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 	}
 	defer stopDiscovery()
 
-	gin.SetMode(gin.ReleaseMode)
-	r := gin.New()
-	r.Use(gin.Recovery())
-	h.Mount(r)
-
+	a := newAPI(c, NewStore(pool), log)
 	srv := &httpserver.Server{
-		Name: "analytics-http", Handler: r, Log: log, Listener: ln,
+		Name: "analytics-http", Handler: a.router(h), Log: log, Listener: ln,
 		BeforeShutdown: func() { stopDiscovery(); h.Drain() },
 		ReadyDelay:     500 * time.Millisecond,
 	}
-	log.Info("analytics started", "addr", inst.Address)
+	log.Info("analytics started", "addr", inst.Address, "k", c.K, "regions", sortedKeys(c.Regions))
 	return srv.Run(ctx)
 }

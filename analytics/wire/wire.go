@@ -47,7 +47,7 @@ type Batch struct {
 	WindowStart time.Time   `json:"window_start"`
 	Seq         int         `json:"seq"`
 	Cells       []Cell      `json:"cells"`
-	Latency     []Histogram `json:"latency"`
+	Latency     []Histogram `json:"latency,omitempty"`
 	// Withheld is how many events were in cells still below k after folding: reported as a
 	// total only, so no dimension of a small group leaves the region.
 	Withheld int64 `json:"withheld"`

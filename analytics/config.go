@@ -1,0 +1,207 @@
+package analytics
+
+import (
+	"fmt"
+	"regexp"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/herald-notify/herald/analytics/wire"
+	"github.com/herald-notify/herald/platform/config"
+	"github.com/herald-notify/herald/platform/discovery"
+	"github.com/herald-notify/herald/platform/postgres"
+	"github.com/herald-notify/herald/platform/telemetry"
+)
+
+// Config is the analytics service's configuration.
+type Config struct {
+	Listen string `yaml:"listen" env:"HERALD_ANALYTICS_LISTEN"`
+	// K is the k-anonymity threshold central enforces: a cell with fewer distinct recipients
+	// is refused. Regions fold with their own k, which must not be lower.
+	K int `yaml:"k" env:"HERALD_ANALYTICS_K"`
+	// Regions are the regions allowed to post aggregates, each with its bearer token.
+	Regions map[string]RegionConfig `yaml:"regions"`
+	// Categories are the notification categories a cell may name: those of every app, and
+	// those of one app. Anything else is refused, so no free text reaches the store.
+	Categories CategoriesConfig `yaml:"categories"`
+	Prices     PriceConfig      `yaml:"prices"`
+	SLO        SLOConfig        `yaml:"slo"`
+	// MaxBodyBytes caps one ingest request.
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+
+	Postgres  postgres.Config  `yaml:"postgres"`
+	Discovery discovery.Config `yaml:"discovery"`
+	Telemetry telemetry.Config `yaml:"telemetry"`
+}
+
+// RegionConfig is one region's ingest credential.
+type RegionConfig struct {
+	// Token is the bearer token the region's exporter sends (at least 16 characters).
+	Token string `yaml:"token"`
+}
+
+// CategoriesConfig registers categories, for every app (Global) or one app (Apps).
+type CategoriesConfig struct {
+	Global []string            `yaml:"global"`
+	Apps   map[string][]string `yaml:"apps"`
+}
+
+// Allowed reports whether app may report category. "other" (a k-anonymity fold) always is.
+func (c CategoriesConfig) Allowed(app, category string) bool {
+	return category == wire.CategoryOther || slices.Contains(c.Global, category) || slices.Contains(c.Apps[app], category)
+}
+
+// PriceConfig is what a delivered message costs, per channel. Push and in-app are free.
+type PriceConfig struct {
+	Currency string `yaml:"currency"`
+	// EmailPerThousand is the price of 1,000 delivered emails.
+	EmailPerThousand float64   `yaml:"email_per_thousand"`
+	SMS              SMSPrices `yaml:"sms"`
+}
+
+// SMSPrices is the price of one delivered SMS by the country of the number, else Default.
+type SMSPrices struct {
+	Default    float64            `yaml:"default"`
+	PerCountry map[string]float64 `yaml:"per_country"`
+}
+
+// SLOConfig is the p99 accept-to-delivered latency target per tier (0: no target).
+type SLOConfig struct {
+	Transactional time.Duration `yaml:"transactional"`
+	Social        time.Duration `yaml:"social"`
+	Marketing     time.Duration `yaml:"marketing"`
+}
+
+// For returns the target of tier (0: none).
+func (s SLOConfig) For(tier string) time.Duration {
+	switch tier {
+	case "transactional":
+		return s.Transactional
+	case "social":
+		return s.Social
+	case "marketing":
+		return s.Marketing
+	}
+	return 0
+}
+
+// DefaultConfig returns the defaults for local analytics.
+func DefaultConfig(discoveryDir string) Config {
+	pg := postgres.Defaults()
+	pg.Database = "herald_analytics"
+	return Config{
+		Listen:       "127.0.0.1:8090",
+		K:            wire.DefaultK,
+		Prices:       PriceConfig{Currency: "USD"},
+		SLO:          SLOConfig{Transactional: 5 * time.Second, Social: 30 * time.Second},
+		MaxBodyBytes: 8 << 20,
+		Postgres:     pg,
+		Discovery:    discovery.Defaults(discoveryDir),
+		Telemetry:    telemetry.Defaults(),
+	}
+}
+
+var (
+	regionRE   = regexp.MustCompile(`^[a-z]{2}-[a-z]+-[0-9]{1,2}$`)
+	appRE      = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{1,62}$`)
+	categoryRE = regexp.MustCompile(`^[a-z0-9_.-]{1,64}$`)
+	countryRE  = regexp.MustCompile(`^[A-Z]{2}$`)
+	currencyRE = regexp.MustCompile(`^[A-Z]{3}$`)
+)
+
+// Validate checks every key.
+func (c *Config) Validate() error {
+	if err := config.HostPort("listen", c.Listen); err != nil {
+		return err
+	}
+	if c.K < 2 {
+		return config.Errorf("k", fmt.Sprint(c.K), "must be at least 2")
+	}
+	if len(c.Regions) == 0 {
+		return config.Errorf("regions", "", "must list at least one region with its token")
+	}
+	tokens := map[string]string{}
+	for _, name := range sortedKeys(c.Regions) {
+		key := "regions." + name
+		if !regionRE.MatchString(name) {
+			return config.Errorf(key, name, "must be a region name like eu-west-1")
+		}
+		tok := c.Regions[name].Token
+		if len(tok) < 16 {
+			return config.Errorf(key+".token", "", "must be at least 16 characters")
+		}
+		if other, dup := tokens[tok]; dup {
+			return config.Errorf(key+".token", "", "is also the token of %s: each region needs its own", other)
+		}
+		tokens[tok] = name
+	}
+	if err := checkCategories("categories.global", c.Categories.Global); err != nil {
+		return err
+	}
+	for _, app := range sortedKeys(c.Categories.Apps) {
+		if !appRE.MatchString(app) {
+			return config.Errorf("categories.apps."+app, app, "must be an app id")
+		}
+		if err := checkCategories("categories.apps."+app, c.Categories.Apps[app]); err != nil {
+			return err
+		}
+	}
+	if !currencyRE.MatchString(c.Prices.Currency) {
+		return config.Errorf("prices.currency", c.Prices.Currency, "must be an ISO 4217 code like USD")
+	}
+	if c.Prices.EmailPerThousand < 0 {
+		return config.Errorf("prices.email_per_thousand", fmt.Sprint(c.Prices.EmailPerThousand), "must not be negative")
+	}
+	if c.Prices.SMS.Default < 0 {
+		return config.Errorf("prices.sms.default", fmt.Sprint(c.Prices.SMS.Default), "must not be negative")
+	}
+	for _, cc := range sortedKeys(c.Prices.SMS.PerCountry) {
+		if !countryRE.MatchString(cc) {
+			return config.Errorf("prices.sms.per_country."+cc, cc, "must be an ISO 3166-1 alpha-2 code like DE")
+		}
+		if p := c.Prices.SMS.PerCountry[cc]; p < 0 {
+			return config.Errorf("prices.sms.per_country."+cc, fmt.Sprint(p), "must not be negative")
+		}
+	}
+	for _, s := range []struct {
+		key string
+		d   time.Duration
+	}{{"slo.transactional", c.SLO.Transactional}, {"slo.social", c.SLO.Social}, {"slo.marketing", c.SLO.Marketing}} {
+		if s.d < 0 {
+			return config.Errorf(s.key, s.d.String(), "must not be negative (0: no target)")
+		}
+	}
+	if c.MaxBodyBytes < 1024 {
+		return config.Errorf("max_body_bytes", fmt.Sprint(c.MaxBodyBytes), "must be at least 1024")
+	}
+	if err := config.Prefix("postgres", c.Postgres.Validate()); err != nil {
+		return err
+	}
+	if err := config.Prefix("discovery", c.Discovery.Validate()); err != nil {
+		return err
+	}
+	return config.Prefix("telemetry", c.Telemetry.Validate())
+}
+
+func checkCategories(key string, list []string) error {
+	for i, cat := range list {
+		k := fmt.Sprintf("%s[%d]", key, i)
+		if !categoryRE.MatchString(cat) {
+			return config.Errorf(k, cat, "must match %s", categoryRE)
+		}
+		if cat == wire.CategoryOther {
+			return config.Errorf(k, cat, "is reserved for cells folded for k-anonymity")
+		}
+	}
+	return nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,78 @@
+package analytics
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/herald-notify/herald/platform/config"
+)
+
+func validConfig() Config {
+	c := DefaultConfig("/tmp/discovery")
+	c.Regions = map[string]RegionConfig{"eu-west-1": {Token: "0123456789abcdef-eu"}, "us-east-1": {Token: "0123456789abcdef-us"}}
+	c.Categories = CategoriesConfig{Global: []string{"security"}, Apps: map[string][]string{"shop": {"order"}}}
+	c.Prices.SMS = SMSPrices{Default: 0.05, PerCountry: map[string]float64{"DE": 0.08}}
+	return c
+}
+
+func TestValidateNamesTheBadKey(t *testing.T) {
+	tests := []struct {
+		name string
+		edit func(c *Config)
+		key  string
+	}{
+		{"k below 2", func(c *Config) { c.K = 1 }, "k"},
+		{"no region", func(c *Config) { c.Regions = nil }, "regions"},
+		{"a region name that is not one", func(c *Config) { c.Regions["EU"] = RegionConfig{Token: "0123456789abcdef-xx"} }, "regions.EU"},
+		{"a short token", func(c *Config) { c.Regions["eu-west-1"] = RegionConfig{Token: "short"} }, "regions.eu-west-1.token"},
+		{"two regions sharing a token", func(c *Config) { c.Regions["us-east-1"] = c.Regions["eu-west-1"] }, "regions.us-east-1.token"},
+		{"other registered as a category", func(c *Config) { c.Categories.Global = append(c.Categories.Global, "other") }, "categories.global[1]"},
+		{"a category with spaces", func(c *Config) { c.Categories.Apps["shop"] = []string{"big sale"} }, "categories.apps.shop[0]"},
+		{"an app id that is not one", func(c *Config) { c.Categories.Apps["Shop!"] = nil }, "categories.apps.Shop!"},
+		{"a lowercase currency", func(c *Config) { c.Prices.Currency = "usd" }, "prices.currency"},
+		{"a negative email price", func(c *Config) { c.Prices.EmailPerThousand = -1 }, "prices.email_per_thousand"},
+		{"a country that is not a code", func(c *Config) { c.Prices.SMS.PerCountry["Germany"] = 0.1 }, "prices.sms.per_country.Germany"},
+		{"a negative SLO", func(c *Config) { c.SLO.Social = -time.Second }, "slo.social"},
+		{"a tiny body limit", func(c *Config) { c.MaxBodyBytes = 10 }, "max_body_bytes"},
+		{"a bad listen address", func(c *Config) { c.Listen = "8090" }, "listen"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := validConfig()
+			tt.edit(&c)
+			err := c.Validate()
+			ke, ok := err.(*config.KeyError)
+			if !ok {
+				t.Fatalf("err = %v, want a KeyError for %s", err, tt.key)
+			}
+			if ke.Key != tt.key {
+				t.Errorf("key = %q, want %q (%v)", ke.Key, tt.key, err)
+			}
+		})
+	}
+	c := validConfig()
+	if err := c.Validate(); err != nil {
+		t.Errorf("valid config refused: %v", err)
+	}
+}
+
+func TestLocalConfigLoadsStrictly(t *testing.T) {
+	c := DefaultConfig(t.TempDir())
+	if err := config.Load(filepath.Join("..", "config", "local", "analytics.yaml"), &c); err != nil {
+		t.Fatalf("config/local/analytics.yaml: %v", err)
+	}
+	if c.K != 10 || len(c.Regions) != 3 || c.SLO.Transactional != 5*time.Second || c.Prices.SMS.PerCountry["US"] == 0 {
+		t.Errorf("loaded %+v", c)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	if err := os.WriteFile(bad, []byte("prices:\n  push_per_message: 1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c = DefaultConfig(t.TempDir())
+	if err := config.Load(bad, &c); err == nil || !strings.Contains(err.Error(), "push_per_message") {
+		t.Errorf("unknown key: err = %v, want it named", err)
+	}
+}

@@ -1,0 +1,201 @@
+package analytics
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/herald-notify/herald/analytics/dashboard"
+	"github.com/herald-notify/herald/analytics/wire"
+	"github.com/herald-notify/herald/platform/apierr"
+	"github.com/herald-notify/herald/platform/health"
+)
+
+// api serves ingest, queries and the dashboard.
+type api struct {
+	cfg     Config
+	store   *Store
+	queries *Queries
+	rules   rules
+	log     *slog.Logger
+	now     func() time.Time
+}
+
+func newAPI(cfg Config, store *Store, log *slog.Logger) *api {
+	now := time.Now
+	return &api{
+		cfg: cfg, store: store, log: log, now: now,
+		queries: &Queries{store: store, slo: cfg.SLO, prices: cfg.Prices},
+		rules:   rules{k: cfg.K, categories: cfg.Categories, now: now},
+	}
+}
+
+func (a *api) router(h *health.Health) *gin.Engine {
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	r.Use(gin.Recovery())
+	h.Mount(r)
+	r.POST("/v1/aggregates", a.ingest)
+	r.GET("/v1/meta", a.meta)
+	r.GET("/v1/funnel", query(a, a.queries.Funnel))
+	r.GET("/v1/dropoff", query(a, a.queries.Dropoff))
+	r.GET("/v1/latency", query(a, a.queries.Latency))
+	r.GET("/v1/cost", query(a, a.queries.Cost))
+	r.GET("/", func(c *gin.Context) { c.Redirect(http.StatusFound, "/dashboard/") })
+	r.StaticFS("/dashboard", http.FS(dashboard.Files()))
+	return r
+}
+
+// region returns the region whose token the request carries, or "".
+func (a *api) region(r *http.Request) string {
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || tok == "" {
+		return ""
+	}
+	found := ""
+	for name, rc := range a.cfg.Regions {
+		// Compare with every token, in constant time each, so timing tells nothing.
+		if subtle.ConstantTimeCompare([]byte(tok), []byte(rc.Token)) == 1 {
+			found = name
+		}
+	}
+	return found
+}
+
+func (a *api) reject(c *gin.Context, status int, code, message, field string) {
+	metricRejections.WithLabelValues(code).Inc()
+	apierr.Write(c.Writer, status, code, message, field)
+	c.Abort()
+}
+
+// ingest is POST /v1/aggregates.
+func (a *api) ingest(c *gin.Context) {
+	region := a.region(c.Request)
+	if region == "" {
+		c.Header("WWW-Authenticate", `Bearer realm="herald-analytics"`)
+		a.reject(c, http.StatusUnauthorized, "unauthorized", "a region's bearer token is required", "")
+		return
+	}
+	body := http.MaxBytesReader(c.Writer, c.Request.Body, a.cfg.MaxBodyBytes)
+	b, err := DecodeBatch(body)
+	if err == nil {
+		if fe := a.rules.check(b, region); fe != nil {
+			err = fe
+		}
+	}
+	var fe *FieldError
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		a.reject(c, http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("the body exceeds %d bytes; split the window into batches", a.cfg.MaxBodyBytes), "")
+		return
+	case errors.As(err, &fe):
+		// The refused value is not logged: it may be what must not leave a region.
+		a.log.Warn("aggregate batch refused", "region", region, "code", fe.Code, "field", fe.Field)
+		a.reject(c, fe.Status, fe.Code, fe.Message, fe.Field)
+		return
+	case err != nil:
+		a.reject(c, http.StatusBadRequest, "invalid_json", "the body could not be read", "")
+		return
+	}
+	result, err := a.store.Save(c.Request.Context(), b)
+	if err != nil {
+		a.log.Error("storing aggregate batch", "region", region, "window_start", b.WindowStart, "seq", b.Seq, "err", err)
+		c.Header("Retry-After", "5")
+		a.reject(c, http.StatusServiceUnavailable, "store_unavailable", "the batch could not be stored; retry it", "")
+		return
+	}
+	metricBatches.WithLabelValues(region, result).Inc()
+	if result != Unchanged {
+		metricCells.WithLabelValues(region).Add(float64(len(b.Cells)))
+	}
+	c.JSON(http.StatusOK, gin.H{
+		"region": b.Region, "window_start": b.WindowStart.UTC(), "seq": b.Seq,
+		"result": result, "cells": len(b.Cells), "histograms": len(b.Latency),
+	})
+}
+
+// meta tells the dashboard which filter values exist.
+func (a *api) meta(c *gin.Context) {
+	c.JSON(http.StatusOK, gin.H{
+		"regions": sortedKeys(a.cfg.Regions), "tiers": wire.Tiers, "channels": wire.Channels,
+		"stages": wire.Stages, "k": a.cfg.K, "currency": a.cfg.Prices.Currency,
+		"latency_bounds_ms": wire.LatencyBoundsMS,
+	})
+}
+
+// maxRange bounds one query, so a dashboard cannot ask for years of minute cells.
+const maxRange = 93 * 24 * time.Hour
+
+// parseFilter reads the query string; an unknown parameter or a bad value is a 400 naming it.
+func (a *api) parseFilter(r *http.Request) (Filter, *FieldError) {
+	q := r.URL.Query()
+	for name := range q {
+		switch name {
+		case "region", "app", "tier", "channel", "from", "to":
+		default:
+			return Filter{}, fieldErr("unknown_parameter", name, "is not a filter; use region, app, tier, channel, from, to")
+		}
+	}
+	f := Filter{Region: q.Get("region"), App: q.Get("app"), Tier: q.Get("tier"), Channel: q.Get("channel")}
+	if _, ok := a.cfg.Regions[f.Region]; f.Region != "" && !ok {
+		return Filter{}, fieldErr("invalid_parameter", "region", "must be one of %s", strings.Join(sortedKeys(a.cfg.Regions), ", "))
+	}
+	if f.App != "" && !appRE.MatchString(f.App) {
+		return Filter{}, fieldErr("invalid_parameter", "app", "must be an app id")
+	}
+	if f.Tier != "" && !wire.ValidTier(f.Tier) {
+		return Filter{}, fieldErr("invalid_parameter", "tier", "must be one of %s", strings.Join(wire.Tiers, ", "))
+	}
+	if f.Channel != "" && (f.Channel == wire.ChannelAll || !wire.ValidChannel(f.Channel)) {
+		return Filter{}, fieldErr("invalid_parameter", "channel", "must be one of %s", strings.Join(wire.Channels, ", "))
+	}
+	f.To = a.now().UTC().Truncate(wire.Window).Add(wire.Window) // through the current window
+	if s := q.Get("to"); s != "" {
+		t, err := time.Parse(time.RFC3339, s)
+		if err != nil {
+			return Filter{}, fieldErr("invalid_parameter", "to", "must be an RFC 3339 time")
+		}
+		f.To = t.UTC()
+	}
+	f.From = f.To.Add(-time.Hour)
+	if s := q.Get("from"); s != "" {
+		t, err := time.Parse(time.RFC3339, s)
+		if err != nil {
+			return Filter{}, fieldErr("invalid_parameter", "from", "must be an RFC 3339 time")
+		}
+		f.From = t.UTC()
+	}
+	if !f.From.Before(f.To) {
+		return Filter{}, fieldErr("invalid_parameter", "from", "must be before to")
+	}
+	if f.To.Sub(f.From) > maxRange {
+		return Filter{}, fieldErr("invalid_parameter", "from", "the range must not exceed 93 days")
+	}
+	return f, nil
+}
+
+func query[T any](a *api, run func(ctx context.Context, f Filter) (T, error)) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		f, fe := a.parseFilter(c.Request)
+		if fe != nil {
+			a.reject(c, fe.Status, fe.Code, fe.Message, fe.Field)
+			return
+		}
+		res, err := run(c.Request.Context(), f)
+		if err != nil {
+			a.log.Error("analytics query", "path", c.Request.URL.Path, "err", err)
+			a.reject(c, http.StatusServiceUnavailable, "store_unavailable", "the query could not be answered; retry", "")
+			return
+		}
+		c.Header("Cache-Control", "no-store")
+		c.JSON(http.StatusOK, res)
+	}
+}
