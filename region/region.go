@@ -19,6 +19,7 @@ import (
 	"github.com/herald-notify/herald/platform/kafka"
 	"github.com/herald-notify/herald/platform/lifecycle"
 	"github.com/herald-notify/herald/region/api"
+	"github.com/herald-notify/herald/region/audit"
 	"github.com/herald-notify/herald/region/dedup"
 	"github.com/herald-notify/herald/region/deliverylog"
 	"github.com/herald-notify/herald/region/devices"
@@ -104,7 +105,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 			Region: c.Name, InternalToken: c.InternalToken, DB: stores.PG, Producer: apiProducer,
 			Templates: templates.NewStore(stores.PG), Topics: topics.NewStore(stores.PG), Users: users.NewStore(stores.PG),
 			Devices: devices.NewStore(stores.PG), Prefs: prefs.NewStore(stores.PG), PrefsCache: prefsCache, Erasure: eraser, Inbox: inbox.New(stores.Cass, c.LogTTL), Streams: hub,
-			Log: dlog, Logger: log,
+			Log: dlog, Audit: audit.NewStore(stores.PG), Logger: log,
 		}
 		srv.Register(router)
 	}

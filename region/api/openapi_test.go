@@ -80,6 +80,7 @@ func documented(doc *openapi3.T, prefix string, wantPrefix bool) map[string]*ope
 func TestOpenAPIDocumentsEveryRouteAndNoOther(t *testing.T) {
 	doc := loadOpenAPI(t)
 	docOps := documented(doc, "/v1/", true)
+	maps.Copy(docOps, documented(doc, "/internal/", true))
 	routes := testEngine(&Server{}).Routes()
 	if len(routes) == 0 {
 		t.Fatal("Register mounted no routes")
@@ -91,6 +92,10 @@ func TestOpenAPIDocumentsEveryRouteAndNoOther(t *testing.T) {
 		op := docOps[key]
 		if op == nil {
 			t.Errorf("route %s %s (%s) is not documented in %s", r.Method, r.Path, key, openapiPath)
+			continue
+		}
+		if strings.HasPrefix(r.Path, "/internal/") {
+			checkInternalOperation(t, key, op)
 			continue
 		}
 		checkOperation(t, doc, key, op)
@@ -132,6 +137,25 @@ func checkOperation(t *testing.T, doc *openapi3.T, key string, op *openapi3.Oper
 	}
 }
 
+// checkInternalOperation checks an /internal operation: the internal token and the responses
+// of the token check and of unavailability, and no app header (these routes are not app-scoped).
+func checkInternalOperation(t *testing.T, key string, op *openapi3.Operation) {
+	t.Helper()
+	for _, p := range op.Parameters {
+		if p.Value != nil && p.Value.Name == AppHeader {
+			t.Errorf("%s: an internal route documents the %s header", key, AppHeader)
+		}
+	}
+	for _, status := range []int{400, 401, 503} {
+		if op.Responses.Status(status) == nil {
+			t.Errorf("%s: response %d is not documented", key, status)
+		}
+	}
+	if op.Security == nil || len(*op.Security) == 0 {
+		t.Errorf("%s: the internal token is not documented", key)
+	}
+}
+
 // TestOpenAPIHealthRoutesMatchNewRouter compares the document's paths outside /v1 with the
 // routes every region serves besides its API: the ones health.Mount adds (region.NewRouter
 // mounts exactly those; the region package imports this one, so it cannot be called here).
@@ -148,6 +172,9 @@ func TestOpenAPIHealthRoutesMatchNewRouter(t *testing.T) {
 		t.Fatal("health.Mount mounted no route")
 	}
 	docOps := documented(doc, "/v1/", false)
+	for key := range documented(doc, "/internal/", true) {
+		delete(docOps, key) // mounted by Register, checked with the /v1 routes
+	}
 	for key := range mounted {
 		if docOps[key] == nil {
 			t.Errorf("region.NewRouter mounts %s, which %s does not document", key, openapiPath)
@@ -572,7 +599,12 @@ func TestOpenAPIAuthenticationAnswersAreDocumented(t *testing.T) {
 	for _, r := range open.Routes() {
 		path := concrete(r.Path)
 		rec := serve(open, r.Method, path, `{}`, nil)
-		checkDocumentedError(t, doc, "without "+AppHeader, r.Method, r.Path, rec, http.StatusBadRequest, CodeMissingApp)
+		if strings.HasPrefix(r.Path, "/internal/") {
+			// Not app-scoped: without the header the body's own checks answer.
+			checkDocumentedError(t, doc, "without "+AppHeader, r.Method, r.Path, rec, http.StatusBadRequest, CodeMissingField)
+		} else {
+			checkDocumentedError(t, doc, "without "+AppHeader, r.Method, r.Path, rec, http.StatusBadRequest, CodeMissingApp)
+		}
 		rec = serve(guarded, r.Method, path, `{}`, map[string]string{AppHeader: "app1", "Authorization": "Bearer wrong"})
 		checkDocumentedError(t, doc, "with a wrong token", r.Method, r.Path, rec, http.StatusUnauthorized, CodeUnauthenticated)
 	}

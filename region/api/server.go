@@ -65,6 +65,7 @@ type Server struct {
 	Streams *inbox.Hub
 	Erasure *erasure.Service
 	Log     *deliverylog.Log
+	Audit   AuditAppender
 	Logger  *slog.Logger
 	Now     func() time.Time
 }
@@ -97,6 +98,7 @@ func (s *Server) Register(r gin.IRouter) {
 	v1.GET("/users/:user_id/notifications/stream", s.stream)
 	v1.PATCH("/notifications/:id/read", s.markRead)
 	v1.POST("/notifications/read-all", s.readAll)
+	r.POST("/internal/v1/audit", otelgin.Middleware("herald-region-"+s.Region), s.authenticateInternal, s.appendAudit)
 }
 
 func (s *Server) authenticate(c *gin.Context) {
