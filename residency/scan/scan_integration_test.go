@@ -1,0 +1,309 @@
+//go:build integration
+
+package scan_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gocql/gocql"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/herald-notify/herald/platform/cassandra"
+	"github.com/herald-notify/herald/platform/kafka"
+	"github.com/herald-notify/herald/platform/postgres"
+	"github.com/herald-notify/herald/platform/redis"
+	"github.com/herald-notify/herald/platform/testenv"
+	"github.com/herald-notify/herald/region"
+	"github.com/herald-notify/herald/region/notify"
+	"github.com/herald-notify/herald/residency"
+	"github.com/herald-notify/herald/residency/scan"
+)
+
+// world is a private gateway directory and private regions, migrated as `herald migrate` does.
+type world struct {
+	secret  []byte
+	dirDB   *pgxpool.Pool
+	regions map[string]*regionStores
+}
+
+type regionStores struct {
+	cfg   region.Config
+	pg    *pgxpool.Pool
+	cass  *gocql.Session
+	rdb   *goredis.Client
+	kafka *kafka.Producer
+}
+
+func (r *regionStores) scanRegion() scan.Region {
+	return scan.Region{Name: r.cfg.Name, Jurisdiction: r.cfg.Jurisdiction, Postgres: r.cfg.Postgres, Cassandra: r.cfg.Cassandra, Redis: r.cfg.Redis, Kafka: r.cfg.Kafka}
+}
+
+// testingRegion migrates a region private to the test, of the given jurisdiction.
+func testingRegion(t *testing.T, jurisdiction string) region.Config {
+	t.Helper()
+	letters := strings.Map(func(r rune) rune {
+		if r >= '0' && r <= '9' {
+			return 'a' + (r - '0')
+		}
+		return r
+	}, testenv.Suffix())
+	c := region.DefaultConfig(t.TempDir())
+	c.Name = "zz-" + letters + "-1"
+	c.Jurisdiction = jurisdiction
+	c.TopicPartitions = 1
+	c.Kafka = testenv.Kafka(t)
+	c.Cassandra = testenv.Cassandra(t)
+	c.Postgres = testenv.Postgres(t)
+	c.Redis = testenv.Redis(t)
+	c.Cassandra.Keyspace, c.Postgres.Database = "", ""
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		testenv.DropDatabase(t, c.Postgres)
+		testenv.DropKeyspace(t, c.Cassandra)
+	})
+	var topics []string
+	for _, tp := range c.Topics() {
+		topics = append(topics, tp.Name)
+	}
+	testenv.DeleteTopics(t, c.Kafka, topics...)
+	if err := region.Migrate(testenv.Context(t, 3*time.Minute), c, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func newWorld(t *testing.T, jurisdictions ...string) *world {
+	t.Helper()
+	ctx := testenv.Context(t, 5*time.Minute)
+	w := &world{secret: []byte(strings.Repeat("s3cret-", 6)), regions: map[string]*regionStores{}}
+	gc := testenv.Postgres(t)
+	var err error
+	if w.dirDB, err = postgres.Connect(ctx, gc); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.dirDB.Close)
+	ddl, err := os.ReadFile(filepath.Join(testenv.Root(), "gateway/schema/postgres/0002_user_directory.sql"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.dirDB.Exec(ctx, string(ddl)); err != nil {
+		t.Fatal(err)
+	}
+	for _, j := range jurisdictions {
+		c := testingRegion(t, j)
+		rs := &regionStores{cfg: c}
+		if rs.pg, err = postgres.Connect(ctx, c.Postgres); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(rs.pg.Close)
+		if rs.cass, err = cassandra.Connect(ctx, c.Cassandra); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(rs.cass.Close)
+		if rs.rdb, err = redis.Connect(ctx, c.Redis); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { rs.rdb.Close() })
+		if rs.kafka, err = kafka.NewProducer(c.Kafka); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { rs.kafka.Close() })
+		w.regions[j] = rs
+	}
+	return w
+}
+
+// register puts a user in the directory with a jurisdiction and home region.
+func (w *world) register(t *testing.T, app, user, jurisdiction, home string) {
+	t.Helper()
+	_, err := w.dirDB.Exec(t.Context(), `INSERT INTO user_directory (user_key, jurisdiction, home_region, country) VALUES ($1, $2, $3, 'DE')`,
+		residency.UserKey(w.secret, app, user), jurisdiction, home)
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (w *world) scan(t *testing.T) *scan.Report {
+	t.Helper()
+	var regions []scan.Region
+	for _, j := range []string{"EU", "US"} {
+		regions = append(regions, w.regions[j].scanRegion())
+	}
+	rep, err := scan.Run(testenv.Context(t, 3*time.Minute), regions, scan.Options{
+		Secret: w.secret, Directory: scan.PostgresDirectory{DB: w.dirDB}, KafkaRecords: 100,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep
+}
+
+// planter writes one user's data into one kind of store of a region, as the region's code does.
+type planter struct {
+	store string // the store name the scan must report; %s is the region name
+	plant func(ctx context.Context, r *regionStores, app, user string) error
+}
+
+func pgExec(query string) func(ctx context.Context, r *regionStores, app, user string) error {
+	return func(ctx context.Context, r *regionStores, app, user string) error {
+		_, err := r.pg.Exec(ctx, query, app, user)
+		return err
+	}
+}
+
+func produce(topic func(region string) string, value func(app, user string) any) func(ctx context.Context, r *regionStores, app, user string) error {
+	return func(ctx context.Context, r *regionStores, app, user string) error {
+		raw, err := json.Marshal(value(app, user))
+		if err != nil {
+			return err
+		}
+		return r.kafka.Send(ctx, kafka.Message{Topic: topic(r.cfg.Name), Key: user, Value: raw})
+	}
+}
+
+func cql(ctx context.Context, r *regionStores, stmts ...string) func(args ...[]any) error {
+	return func(args ...[]any) error {
+		for i, s := range stmts {
+			if err := r.cass.Query(s, args[i]...).WithContext(ctx).Exec(); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
+var now = time.Now().UTC()
+
+var planters = []planter{
+	{"postgres:users", pgExec(`INSERT INTO users (app_id, user_id, email) VALUES ($1, $2, 'x@example.com')`)},
+	{"postgres:preferences", pgExec(`INSERT INTO preferences (app_id, user_id) VALUES ($1, $2)`)},
+	{"postgres:devices", pgExec(`INSERT INTO devices (app_id, device_id, user_id, platform, token) VALUES ($1, 'd-' || $2, $2, 'android', 'tok-' || $2)`)},
+	{"postgres:topic_subscriptions", pgExec(`INSERT INTO topic_subscriptions (app_id, topic, user_id) VALUES ($1, 'news', $2)`)},
+	{"postgres:scheduled_sends", func(ctx context.Context, r *regionStores, app, user string) error {
+		ev, _ := json.Marshal(notify.Event{ID: uuid.NewString(), AppID: app, Tier: notify.Social, Recipients: []string{user}, AcceptedAt: now})
+		_, err := r.pg.Exec(ctx, `INSERT INTO scheduled_sends (app_id, notification_id, tier, due_at, event, reason) VALUES ($1, 'n', 'social', now(), $2, 'send_at')`, app, ev)
+		return err
+	}},
+	{"postgres:erasures", func(ctx context.Context, r *regionStores, app, user string) error {
+		_, err := r.pg.Exec(ctx, `INSERT INTO erasures (erasure_id, app_id, user_id, user_hash, state) VALUES ($1, $2, $3, '\x00', 'pending')`, uuid.New(), app, user)
+		return err
+	}},
+	{"cassandra:notification_log", func(ctx context.Context, r *regionStores, app, user string) error {
+		return cql(ctx, r, `INSERT INTO notification_log (app_id, user_id, bucket, created_at, notification_id, body) VALUES (?, ?, 202611, ?, ?, 'hi')`)(
+			[]any{app, user, now, uuid.NewString()})
+	}},
+	{"cassandra:delivery_status", func(ctx context.Context, r *regionStores, app, user string) error {
+		id := uuid.NewString()
+		return cql(ctx, r, `INSERT INTO notifications (notification_id, app_id, tier) VALUES (?, ?, 'social')`,
+			`INSERT INTO delivery_status (notification_id, user_id, channel, state) VALUES (?, ?, 'push', 'queued')`)([]any{id, app}, []any{id, user})
+	}},
+	{"cassandra:delivery_attempt", func(ctx context.Context, r *regionStores, app, user string) error {
+		id := uuid.NewString()
+		return cql(ctx, r, `INSERT INTO notifications (notification_id, app_id, tier) VALUES (?, ?, 'social')`,
+			`INSERT INTO delivery_attempt (notification_id, attempt_at, user_id, channel, outcome) VALUES (?, now(), ?, 'email', 'delivered')`)([]any{id, app}, []any{id, user})
+	}},
+	{"redis:prefs", func(ctx context.Context, r *regionStores, app, user string) error {
+		return r.rdb.Set(ctx, r.cfg.Redis.Prefix+"prefs:"+app+":"+user, `{"hard_stop":false}`, time.Hour).Err()
+	}},
+	{"kafka:%s.notify.social", produce(func(r string) string { return notify.IngressTopic(r, notify.Social) }, func(app, user string) any {
+		return notify.Event{ID: uuid.NewString(), AppID: app, Tier: notify.Social, Recipients: []string{user}, AcceptedAt: now}
+	})},
+	{"kafka:%s.dispatch.push", produce(func(r string) string { return notify.DispatchTopic(r, notify.Push) }, func(app, user string) any {
+		return notify.Task{NotificationID: uuid.NewString(), AppID: app, UserID: user, Channel: notify.Push, AcceptedAt: now}
+	})},
+	// Dead letters wrap the task (region/dispatch.Retry).
+	{"kafka:%s.dispatch.email.dlq", produce(func(r string) string { return notify.DispatchTopic(r, notify.Email) + ".dlq" }, func(app, user string) any {
+		return map[string]any{"task": notify.Task{NotificationID: uuid.NewString(), AppID: app, UserID: user, Channel: notify.Email}, "last_error": "550"}
+	})},
+}
+
+func TestResidencyScanFindsUsersStoredOutsideTheirJurisdiction(t *testing.T) {
+	w := newWorld(t, "EU", "US")
+	eu, us := w.regions["EU"], w.regions["US"]
+	ctx := testenv.Context(t, 5*time.Minute)
+	// An app id with ':' in it: the Redis key <prefix>prefs:<app>:<user> is ambiguous, and the
+	// scan must try every split.
+	const app = "acme:mobile"
+
+	// A registered EU user with data in every store of the EU region, and nowhere else.
+	w.register(t, app, "ada", "EU", eu.cfg.Name)
+	for _, p := range planters {
+		if err := p.plant(ctx, eu, app, "ada"); err != nil {
+			t.Fatalf("planting %s: %v", p.store, err)
+		}
+	}
+	// A user the directory does not know, and a delivery-log row whose notification is gone.
+	if _, err := eu.pg.Exec(ctx, `INSERT INTO users (app_id, user_id) VALUES ($1, 'ghost')`, app); err != nil {
+		t.Fatal(err)
+	}
+	if err := eu.cass.Query(`INSERT INTO delivery_status (notification_id, user_id, channel, state) VALUES ('expired', 'orphan', 'sms', 'delivered')`).WithContext(ctx).Exec(); err != nil {
+		t.Fatal(err)
+	}
+
+	rep := w.scan(t)
+	if !rep.OK() {
+		t.Fatalf("EU data in the EU region reported misplaced: %+v", rep.Misplaced)
+	}
+	read := map[string]scan.StoreStat{}
+	for _, s := range rep.Stores {
+		if s.Region == eu.cfg.Name {
+			read[s.Store] = s
+		}
+	}
+	for _, p := range planters { // the pass means something only if every store was read
+		store := strings.ReplaceAll(p.store, "%s", eu.cfg.Name)
+		if read[store].Users < 1 {
+			t.Errorf("the scan found no user in %s of %s: %+v", store, eu.cfg.Name, read[store])
+		}
+	}
+	if rep.UnregisteredUsers != 1 || len(rep.Unregistered) != 1 || rep.Unregistered[0].User != "ghost" || rep.Unregistered[0].Store != "postgres:users" {
+		t.Errorf("unregistered: %d users, %+v; want ghost in postgres:users", rep.UnregisteredUsers, rep.Unregistered)
+	}
+	if len(rep.Unattributed) != 1 || rep.Unattributed[0].User != "orphan" {
+		t.Errorf("unattributed: %+v; want the orphan delivery-status row", rep.Unattributed)
+	}
+
+	// Now one registered EU user per kind of store, planted in the US region's store only.
+	for i, p := range planters {
+		user := fmt.Sprintf("eu-user-%d", i)
+		w.register(t, app, user, "EU", eu.cfg.Name)
+		if err := p.plant(ctx, us, app, user); err != nil {
+			t.Fatalf("planting %s: %v", p.store, err)
+		}
+	}
+	rep = w.scan(t)
+	if rep.OK() {
+		t.Fatal("the scan passed with EU users' data in the US region")
+	}
+	byUser := map[string][]scan.Finding{}
+	for _, f := range rep.Misplaced {
+		byUser[f.User] = append(byUser[f.User], f)
+	}
+	for i, p := range planters {
+		t.Run(p.store, func(t *testing.T) {
+			user := fmt.Sprintf("eu-user-%d", i)
+			want := scan.Finding{
+				Sighting:           scan.Sighting{Store: strings.ReplaceAll(p.store, "%s", us.cfg.Name), Region: us.cfg.Name, App: app, User: user},
+				RegionJurisdiction: "US", UserJurisdiction: "EU",
+			}
+			if got := byUser[user]; len(got) != 1 || got[0] != want {
+				t.Fatalf("findings for %s: %+v, want exactly %+v", user, got, want)
+			}
+		})
+	}
+	if len(rep.Misplaced) != len(planters) {
+		t.Errorf("%d findings, want %d (one per planted store): %+v", len(rep.Misplaced), len(planters), rep.Misplaced)
+	}
+}

@@ -1,0 +1,268 @@
+package scan
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/gocql/gocql"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/herald-notify/herald/platform/cassandra"
+	"github.com/herald-notify/herald/platform/postgres"
+	"github.com/herald-notify/herald/platform/redis"
+)
+
+// pgQueries list, per Postgres table holding user ids, its (app, user) pairs
+// (region/schema/postgres).
+var pgQueries = []struct{ table, query string }{
+	{"users", `SELECT DISTINCT app_id, user_id FROM users`},
+	{"preferences", `SELECT DISTINCT app_id, user_id FROM preferences`},
+	{"devices", `SELECT DISTINCT app_id, user_id FROM devices`},
+	{"topic_subscriptions", `SELECT DISTINCT app_id, user_id FROM topic_subscriptions`},
+	// A deferred send holds its event, recipients included.
+	{"scheduled_sends", `SELECT DISTINCT s.app_id, r.user_id FROM scheduled_sends s
+		CROSS JOIN LATERAL jsonb_array_elements_text(CASE WHEN jsonb_typeof(s.event->'recipients') = 'array' THEN s.event->'recipients' ELSE '[]'::jsonb END) AS r(user_id)`},
+	// The id is kept until the erasure completes.
+	{"erasures", `SELECT DISTINCT app_id, user_id FROM erasures WHERE user_id IS NOT NULL`},
+}
+
+func scanPostgres(ctx context.Context, r Region, c *collector) error {
+	pool, err := postgres.Connect(ctx, r.Postgres)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	var owner string
+	if err := pool.QueryRow(ctx, `SELECT region FROM region_info`).Scan(&owner); err != nil {
+		return fmt.Errorf("database %s: reading region_info: %w", r.Postgres.Database, err)
+	}
+	if owner != r.Name {
+		return fmt.Errorf("database %s belongs to region %s, not %s", r.Postgres.Database, owner, r.Name)
+	}
+	for _, q := range pgQueries {
+		store := "postgres:" + q.table
+		st := c.stat(store)
+		rows, err := pool.Query(ctx, q.query)
+		if err != nil {
+			return fmt.Errorf("%s: %w", store, err)
+		}
+		var app, user string
+		_, err = pgx.ForEachRow(rows, []any{&app, &user}, func() error {
+			st.Read++
+			c.add(store, [2]string{app, user})
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("%s: %w", store, err)
+		}
+	}
+	return nil
+}
+
+func scanCassandra(ctx context.Context, r Region, c *collector) error {
+	sess, err := cassandra.Connect(ctx, r.Cassandra)
+	if err != nil {
+		return err
+	}
+	defer sess.Close()
+	var owner string
+	if err := sess.Query(`SELECT region FROM region_info WHERE singleton = true`).WithContext(ctx).Scan(&owner); err != nil {
+		return fmt.Errorf("keyspace %s: reading region_info: %w", r.Cassandra.Keyspace, err)
+	}
+	if owner != r.Name {
+		return fmt.Errorf("keyspace %s belongs to region %s, not %s", r.Cassandra.Keyspace, owner, r.Name)
+	}
+
+	// The inbox: one partition per (app, user, month).
+	st := c.stat("cassandra:notification_log")
+	iter := sess.Query(`SELECT DISTINCT app_id, user_id, bucket FROM notification_log`).WithContext(ctx).Iter()
+	var app, user string
+	var bucket int
+	for iter.Scan(&app, &user, &bucket) {
+		st.Read++
+		c.add("cassandra:notification_log", [2]string{app, user})
+	}
+	if err := iter.Close(); err != nil {
+		return fmt.Errorf("cassandra:notification_log: %w", err)
+	}
+
+	// The delivery log names the user, and the app through the notification's row.
+	apps := map[string]string{}
+	appOf := func(id string) (string, error) {
+		if a, ok := apps[id]; ok {
+			return a, nil
+		}
+		var a string
+		err := sess.Query(`SELECT app_id FROM notifications WHERE notification_id = ?`, id).WithContext(ctx).Scan(&a)
+		if err != nil && !errors.Is(err, gocql.ErrNotFound) {
+			return "", fmt.Errorf("reading notification %s: %w", id, err)
+		}
+		apps[id] = a // "" once the notification row has expired
+		return a, nil
+	}
+	for _, table := range []string{"delivery_status", "delivery_attempt"} {
+		store := "cassandra:" + table
+		st := c.stat(store)
+		iter := sess.Query(`SELECT notification_id, user_id FROM ` + table).WithContext(ctx).Iter()
+		var id, user string
+		for iter.Scan(&id, &user) {
+			st.Read++
+			app, err := appOf(id)
+			if err != nil {
+				_ = iter.Close()
+				return fmt.Errorf("%s: %w", store, err)
+			}
+			c.add(store, [2]string{app, user})
+		}
+		if err := iter.Close(); err != nil {
+			return fmt.Errorf("%s: %w", store, err)
+		}
+	}
+	return nil
+}
+
+// scanRedis reads the keys that carry a user id: the preferences cache,
+// <prefix>prefs:<app>:<user> (region/prefs). Dedup and sent-task keys hold only hashes, and the
+// inbox's live updates are pub/sub channels, not keys.
+func scanRedis(ctx context.Context, r Region, c *collector) error {
+	rdb, err := redis.Connect(ctx, r.Redis)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	prefix := r.Redis.Prefix + "prefs:"
+	st := c.stat("redis:prefs")
+	iter := rdb.Scan(ctx, 0, globEscape(prefix)+"*", 1000).Iterator()
+	for iter.Next(ctx) {
+		st.Read++
+		rest := strings.TrimPrefix(iter.Val(), prefix)
+		if cands := splits(rest); len(cands) > 0 {
+			c.add("redis:prefs", cands...)
+		}
+	}
+	if err := iter.Err(); err != nil {
+		return fmt.Errorf("redis:prefs: %w", err)
+	}
+	return nil
+}
+
+// kafkaRecord is what the region's topics carry (region/notify): events on
+// <region>.notify.<tier> (app_id, recipients), tasks on <region>.dispatch.<channel> (app_id,
+// user_id), and retries and dead letters on their .retry.N and .dlq topics (the task under
+// "task").
+type kafkaRecord struct {
+	AppID      string   `json:"app_id"`
+	Recipients []string `json:"recipients"`
+	UserID     string   `json:"user_id"`
+	Task       *struct {
+		AppID  string `json:"app_id"`
+		UserID string `json:"user_id"`
+	} `json:"task"`
+}
+
+// kafkaIdle is how long a partition may give nothing before its read is declared stuck.
+const kafkaIdle = 15 * time.Second
+
+func scanKafka(ctx context.Context, r Region, c *collector, perPartition int, undecodable *int) error {
+	sc, err := r.Kafka.Sarama()
+	if err != nil {
+		return err
+	}
+	client, err := sarama.NewClient(r.Kafka.Brokers, sc)
+	if err != nil {
+		return fmt.Errorf("connecting to kafka %v: %w", r.Kafka.Brokers, err)
+	}
+	defer client.Close()
+	topics, err := client.Topics()
+	if err != nil {
+		return fmt.Errorf("listing topics: %w", err)
+	}
+	consumer, err := sarama.NewConsumerFromClient(client)
+	if err != nil {
+		return err
+	}
+	defer consumer.Close()
+	for _, topic := range topics {
+		if !strings.HasPrefix(topic, r.Name+".") { // every topic of the region is named <region>.…
+			continue
+		}
+		store := "kafka:" + topic
+		st := c.stat(store)
+		parts, err := client.Partitions(topic)
+		if err != nil {
+			return fmt.Errorf("%s: %w", store, err)
+		}
+		for _, p := range parts {
+			n, err := readPartition(ctx, client, consumer, topic, p, perPartition, func(value []byte) {
+				var rec kafkaRecord
+				if json.Unmarshal(value, &rec) != nil {
+					*undecodable++
+					return
+				}
+				if rec.Task != nil {
+					c.add(store, [2]string{rec.Task.AppID, rec.Task.UserID})
+				}
+				if rec.UserID != "" {
+					c.add(store, [2]string{rec.AppID, rec.UserID})
+				}
+				for _, u := range rec.Recipients {
+					c.add(store, [2]string{rec.AppID, u})
+				}
+			})
+			st.Read += n
+			if err != nil {
+				return fmt.Errorf("%s partition %d: %w", store, p, err)
+			}
+		}
+	}
+	return nil
+}
+
+// readPartition hands fn the values of the newest max records of a partition.
+func readPartition(ctx context.Context, client sarama.Client, consumer sarama.Consumer, topic string, p int32, limit int, fn func([]byte)) (int, error) {
+	newest, err := client.GetOffset(topic, p, sarama.OffsetNewest)
+	if err != nil {
+		return 0, err
+	}
+	oldest, err := client.GetOffset(topic, p, sarama.OffsetOldest)
+	if err != nil {
+		return 0, err
+	}
+	start := max(oldest, newest-int64(limit))
+	if start >= newest {
+		return 0, nil
+	}
+	pc, err := consumer.ConsumePartition(topic, p, start)
+	if err != nil {
+		return 0, err
+	}
+	defer pc.Close()
+	read := 0
+	idle := time.NewTimer(kafkaIdle)
+	defer idle.Stop()
+	for {
+		select {
+		case m, ok := <-pc.Messages():
+			if !ok {
+				return read, fmt.Errorf("consumer closed at %d of %d", start+int64(read), newest)
+			}
+			read++
+			fn(m.Value)
+			if m.Offset >= newest-1 {
+				return read, nil
+			}
+			idle.Reset(kafkaIdle)
+		case err := <-pc.Errors():
+			return read, err
+		case <-idle.C:
+			return read, fmt.Errorf("no record for %s while reading offsets %d to %d", kafkaIdle, start, newest-1)
+		case <-ctx.Done():
+			return read, ctx.Err()
+		}
+	}
+}
