@@ -75,7 +75,11 @@ func TestDecodeRefusesAnythingOutsideTheClosedSchemaNamingTheField(t *testing.T)
 		{"a string where a count goes", func() string { b := validBatch(); cell(b, 0)["count"] = "40"; return encode(t, b) }, "invalid_field", "cells[0].count", ""},
 		{"a fractional count", func() string { b := validBatch(); cell(b, 0)["count"] = 40.5; return encode(t, b) }, "invalid_field", "cells[0].count", ""},
 		{"a negative withheld", func() string { b := validBatch(); b["withheld"] = -1; return encode(t, b) }, "invalid_field", "withheld", ""},
-		{"an object where a category goes", func() string { b := validBatch(); cell(b, 0)["category"] = map[string]any{"id": "u-1"}; return encode(t, b) }, "invalid_field", "cells[0].category", ""},
+		{"an object where a category goes", func() string {
+			b := validBatch()
+			cell(b, 0)["category"] = map[string]any{"id": "u-1"}
+			return encode(t, b)
+		}, "invalid_field", "cells[0].category", ""},
 		{"a null app", func() string { b := validBatch(); cell(b, 0)["app"] = nil; return encode(t, b) }, "invalid_field", "cells[0].app", ""},
 		{"a field given twice", func() string {
 			return strings.Replace(encode(t, validBatch()), `"withheld":3`, `"withheld":3,"withheld":0`, 1)

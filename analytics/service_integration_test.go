@@ -1,0 +1,182 @@
+//go:build integration
+
+package analytics
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/herald-notify/herald/analytics/wire"
+	"github.com/herald-notify/herald/platform/apierr"
+	"github.com/herald-notify/herald/platform/postgres"
+	"github.com/herald-notify/herald/platform/testenv"
+)
+
+// Tokens of the test service's two regions.
+const (
+	euToken = "test-token-eu-west-1-0123456789"
+	usToken = "test-token-us-east-1-0123456789"
+)
+
+// service is central analytics running in-process on a free port, with a private database.
+type service struct {
+	base string
+	cfg  Config
+	db   *pgxpool.Pool
+}
+
+func startService(t *testing.T) *service {
+	t.Helper()
+	cfg := DefaultConfig(t.TempDir())
+	cfg.Listen = freeAddr(t)
+	cfg.Postgres = testenv.Postgres(t)
+	cfg.Regions = map[string]RegionConfig{"eu-west-1": {Token: euToken}, "us-east-1": {Token: usToken}}
+	cfg.Categories = CategoriesConfig{Global: []string{"security", "news"}, Apps: map[string][]string{"shop": {"order"}}}
+	cfg.Prices = PriceConfig{Currency: "USD", EmailPerThousand: 0.10, SMS: SMSPrices{Default: 0.05, PerCountry: map[string]float64{"DE": 0.08, "US": 0.0079}}}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	ctx := testenv.Context(t, 2*time.Minute)
+	log := slog.New(slog.DiscardHandler)
+	if os.Getenv("HERALD_TEST_LOG") != "" {
+		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	if err := Migrate(ctx, cfg, log); err != nil {
+		t.Fatal(err)
+	}
+	db, err := postgres.Connect(ctx, cfg.Postgres)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Run(runCtx, cfg, log, "test") }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("analytics stopped with %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("analytics did not stop within 30s")
+		}
+		db.Close()
+	})
+	s := &service{base: "http://" + cfg.Listen, cfg: cfg, db: db}
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get(s.base + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return s
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatal("analytics not ready after 30s")
+	return nil
+}
+
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// post sends body (a wire.Batch, a map, or raw bytes) to the ingest endpoint with token.
+func (s *service) post(t *testing.T, token string, body any) (int, map[string]any) {
+	t.Helper()
+	raw, ok := body.([]byte)
+	if !ok {
+		var err error
+		if raw, err = json.Marshal(body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	req, _ := http.NewRequest(http.MethodPost, s.base+"/v1/aggregates", bytes.NewReader(raw))
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	b, _ := io.ReadAll(resp.Body)
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatalf("ingest answered %d with %q", resp.StatusCode, b)
+	}
+	return resp.StatusCode, out
+}
+
+// mustPost posts a batch that must be accepted, and returns the result (stored, ...).
+func (s *service) mustPost(t *testing.T, token string, b wire.Batch) string {
+	t.Helper()
+	code, out := s.post(t, token, b)
+	if code != http.StatusOK {
+		t.Fatalf("batch %s/%s/%d refused: %d %v", b.Region, b.WindowStart.Format(time.RFC3339), b.Seq, code, out)
+	}
+	return out["result"].(string)
+}
+
+// get reads a query endpoint into dst and returns the status.
+func (s *service) get(t *testing.T, path string, dst any) int {
+	t.Helper()
+	resp, err := http.Get(s.base + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(dst); err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	return resp.StatusCode
+}
+
+func (s *service) count(t *testing.T, table string) int64 {
+	t.Helper()
+	var n int64
+	if err := s.db.QueryRow(context.Background(), "SELECT count(*) FROM "+table).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func apiError(out map[string]any) apierr.Detail {
+	e, _ := out["error"].(map[string]any)
+	d := apierr.Detail{}
+	d.Code, _ = e["code"].(string)
+	d.Field, _ = e["field"].(string)
+	d.Message, _ = e["message"].(string)
+	return d
+}
+
+// window is the start of the window mins minutes before now's.
+func window(mins int) time.Time {
+	return time.Now().UTC().Truncate(time.Minute).Add(-time.Duration(mins) * time.Minute)
+}
+
+func c(app, tier, category, channel, stage, reason string, count, distinct int64) wire.Cell {
+	return wire.Cell{Key: wire.Key{App: app, Tier: tier, Category: category, Channel: channel, Stage: stage, Reason: reason}, Count: count, DistinctRecipients: distinct}
+}
+
+func batch(region string, ws time.Time, seq int, cells ...wire.Cell) wire.Batch {
+	return wire.Batch{Version: wire.Version, Region: region, WindowStart: ws, Seq: seq, Cells: cells}
+}
