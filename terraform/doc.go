@@ -1,0 +1,6 @@
+// Package terraform holds Herald's infrastructure as Terraform (modules/, one root per region
+// under regions/, central/) and, in its tests, the static checks that stand in for
+// `terraform validate` where no terraform binary can be installed: every file parses and is
+// formatted, module calls match the modules' variables and outputs, providers and Terraform
+// itself are pinned, and each region root agrees with the residency policy. See README.md.
+package terraform

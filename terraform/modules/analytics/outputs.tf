@@ -1,0 +1,9 @@
+output "ingest_url" {
+  description = "Where the regions' exporters post aggregates."
+  value       = "https://${aws_lb.this.dns_name}"
+}
+
+output "config_secret_arn" {
+  description = "Secret holding analytics' YAML config (region tokens, categories); put it before the first start."
+  value       = aws_secretsmanager_secret.config.arn
+}

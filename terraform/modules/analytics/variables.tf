@@ -1,0 +1,66 @@
+variable "aws_region" {
+  description = "The AWS region central analytics runs in. It holds aggregates only, so any region will do."
+  type        = string
+}
+
+variable "vpc_id" {
+  description = "VPC to run in (central root's network module)."
+  type        = string
+}
+
+variable "public_subnet_ids" {
+  description = "Subnets for the ingest load balancer."
+  type        = list(string)
+}
+
+variable "private_subnet_ids" {
+  description = "Subnets for the tasks and the database."
+  type        = list(string)
+}
+
+variable "kms_key_arn" {
+  description = "KMS key for the database, secrets and logs."
+  type        = string
+}
+
+variable "herald_image" {
+  description = "The herald container image, pinned by digest."
+  type        = string
+
+  validation {
+    condition     = can(regex("@sha256:[0-9a-f]{64}$", var.herald_image))
+    error_message = "herald_image must be pinned by digest (...@sha256:<64 hex>), not a tag."
+  }
+}
+
+variable "certificate_arn" {
+  description = "ACM certificate of the ingest endpoint."
+  type        = string
+}
+
+variable "region_egress_cidrs" {
+  description = "The regions' NAT addresses (module.region.egress_ips of every region root, as /32s): only they may post aggregates."
+  type        = list(string)
+
+  validation {
+    condition     = length(var.region_egress_cidrs) > 0 && !contains(var.region_egress_cidrs, "0.0.0.0/0")
+    error_message = "region_egress_cidrs must list the regions' egress ranges; ingest is not public."
+  }
+}
+
+variable "k" {
+  description = "The k-anonymity threshold central enforces (HERALD_ANALYTICS_K): cells with fewer distinct recipients are refused."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.k >= 5
+    error_message = "k must be at least 5 in production: smaller cells come close to identifying users."
+  }
+}
+
+variable "tags" {
+  description = "Tags added to every resource."
+  type        = map(string)
+  default     = {}
+}

@@ -1,0 +1,126 @@
+package terraform_test
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/herald-notify/herald/residency"
+)
+
+// policyFile is the residency policy the region roots must follow; its regions and
+// jurisdictions are those of production (only the gateway URLs are local).
+const policyFile = "../config/local/residency-policy.yaml"
+
+func loadPolicy(t *testing.T, path string) *residency.Policy {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := residency.Parse(data)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return p
+}
+
+// checks are the static checks by name, each over a directory tree.
+func checks(policy *residency.Policy) map[string]func(root string) []string {
+	return map[string]func(string) []string{
+		"parse":      checkParse,
+		"format":     checkFormat,
+		"interfaces": checkModuleInterfaces,
+		"pinned":     checkPinned,
+		"residency":  func(root string) []string { return checkResidency(root, policy) },
+	}
+}
+
+func TestEveryCheckPassesOnTheTerraformTree(t *testing.T) {
+	policy := loadPolicy(t, policyFile)
+	for name, check := range checks(policy) {
+		t.Run(name, func(t *testing.T) {
+			for _, p := range check(".") {
+				t.Error(p)
+			}
+		})
+	}
+}
+
+// A check that silently looked at nothing would pass; this pins what the tree holds.
+func TestTheChecksSeeEveryModuleAndRoot(t *testing.T) {
+	dirs, err := moduleDirs(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"central",
+		"modules/analytics", "modules/gateway", "modules/global_tier", "modules/network",
+		"modules/region", "modules/residency",
+		"regions/eu-central-1", "regions/eu-west-1", "regions/in-south-1", "regions/us-east-1",
+	}
+	var got []string
+	for _, d := range dirs {
+		got = append(got, filepath.ToSlash(d))
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("module directories = %v, want %v", got, want)
+	}
+}
+
+// Each fixture under testdata/<check>/<case>/ is broken in one way; its check must say so,
+// with the words in want.
+func TestEveryCheckFindsTheProblemInItsBrokenFixture(t *testing.T) {
+	tests := []struct {
+		check, fixture string
+		want           string
+	}{
+		{"parse", "unclosed-block", "Unclosed configuration block"},
+		{"format", "misaligned-arguments", "not formatted"},
+		{"interfaces", "unknown-argument", `argument "size" is not a variable`},
+		{"interfaces", "required-variable-not-set", `required variable "name"`},
+		{"interfaces", "unknown-output", `has no output "address"`},
+		{"interfaces", "undeclared-variable", "var.zone is not declared"},
+		{"interfaces", "unknown-module", "module.netwrok is not a module call"},
+		{"interfaces", "unknown-resource", "resource aws_security_group.task is not declared"},
+		{"interfaces", "undefined-local", "local.tags is not defined"},
+		{"pinned", "open-provider-version", `version ">= 5.0" is not pinned`},
+		{"pinned", "no-required-version", "no required_version"},
+		{"pinned", "provider-not-required", `provider "random" is used but not in required_providers`},
+		{"residency", "region-in-wrong-jurisdiction", `declares jurisdiction "US", but the policy puts eu-west-1 in EU`},
+		{"residency", "aws-region-outside-jurisdiction", `AWS region "us-east-1" is outside EU`},
+		{"residency", "provider-in-another-region", `provider aws has region "eu-central-1"`},
+		{"residency", "policy-region-without-root", "regions/eu-central-1: missing"},
+		{"residency", "failover-order-drifted", "herald_regions[EU] is [eu-central-1 eu-west-1], the policy says [eu-west-1 eu-central-1]"},
+		{"residency", "shared-state", "each region needs its own state"},
+		{"residency", "second-gateway", "is not EU's first region: one gateway per jurisdiction"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.check+"/"+tt.fixture, func(t *testing.T) {
+			dir := filepath.Join("testdata", tt.check, tt.fixture)
+			// Residency fixtures carry their own, smaller policy.
+			policy := (*residency.Policy)(nil)
+			if tt.check == "residency" {
+				policy = loadPolicy(t, filepath.Join(dir, "policy.yaml"))
+			}
+			problems := checks(policy)[tt.check](dir)
+			for _, p := range problems {
+				if strings.Contains(p, tt.want) {
+					return
+				}
+			}
+			t.Errorf("check %s on %s: want a problem containing %q, got %q", tt.check, dir, tt.want, problems)
+		})
+	}
+}
+
+// The residency fixtures are the valid tree below with one thing changed; the valid one passes,
+// so each fixture's problem comes from its change.
+func TestResidencyCheckPassesOnTheValidFixture(t *testing.T) {
+	dir := filepath.Join("testdata", "residency", "valid")
+	for _, p := range checkResidency(dir, loadPolicy(t, filepath.Join(dir, "policy.yaml"))) {
+		t.Error(p)
+	}
+}

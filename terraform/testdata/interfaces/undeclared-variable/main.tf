@@ -1,0 +1,5 @@
+# var.zone is used but never declared.
+module "child" {
+  source = "./child"
+  name   = var.zone
+}

@@ -1,0 +1,18 @@
+terraform {
+  backend "s3" {
+    bucket = "state-eu-central-1"
+    key    = "regions/eu-central-1/terraform.tfstate"
+    region = "us-east-1"
+  }
+}
+
+provider "aws" {
+  region = "us-east-1"
+}
+
+module "region" {
+  source        = "../../modules/region"
+  herald_region = "eu-central-1"
+  jurisdiction  = "EU"
+  aws_region    = "us-east-1"
+}
