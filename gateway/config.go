@@ -21,6 +21,9 @@ type Config struct {
 	// Jurisdiction is where this gateway runs. Requests for users of a jurisdiction that does
 	// not allow transit through other jurisdictions' gateways are redirected (307) to theirs.
 	Jurisdiction string `yaml:"jurisdiction" env:"HERALD_GATEWAY_JURISDICTION"`
+	// PublicURL is this gateway's URL as clients reach it (default http://<listen>). A
+	// jurisdiction whose gateway_url in the policy is this URL is served here, not redirected.
+	PublicURL string `yaml:"public_url" env:"HERALD_GATEWAY_PUBLIC_URL"`
 	// PolicyKey is the discovery key holding the residency policy.
 	PolicyKey string `yaml:"policy_key" env:"HERALD_GATEWAY_POLICY_KEY"`
 	// RegionToken is sent to regions as a Bearer token (their internal_token).

@@ -7,36 +7,38 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
 	"time"
 
-	"github.com/gin-gonic/gin"
-
 	"github.com/herald-notify/herald/gateway/apikey"
+	"github.com/herald-notify/herald/gateway/directory"
+	"github.com/herald-notify/herald/gateway/regionset"
 	"github.com/herald-notify/herald/gateway/schema"
-	"github.com/herald-notify/herald/platform/apierr"
 	"github.com/herald-notify/herald/platform/discovery"
 	"github.com/herald-notify/herald/platform/health"
 	"github.com/herald-notify/herald/platform/httpserver"
+	"github.com/herald-notify/herald/platform/lifecycle"
 	"github.com/herald-notify/herald/platform/migrate"
 	"github.com/herald-notify/herald/platform/postgres"
 	"github.com/herald-notify/herald/platform/redis"
+	"github.com/herald-notify/herald/residency"
 )
 
 // ServiceName is the discovery name gateways register under.
 const ServiceName = "herald-gateway"
-
-// regionService is the discovery name regions register under (the gateway talks to regions
-// over HTTP only, so it names the service rather than importing the region package).
-const regionService = "herald-region"
 
 // Migrate creates and migrates the global database.
 func Migrate(ctx context.Context, c Config, log *slog.Logger) error {
 	return migrate.Database(ctx, c.Postgres, schema.Postgres(), log)
 }
 
+var drainDelay = 500 * time.Millisecond
+
 // Run serves the gateway until ctx ends, then drains.
 func Run(ctx context.Context, c Config, log *slog.Logger, version string) error {
+	secret, err := c.DirectorySecret()
+	if err != nil {
+		return err
+	}
 	pool, err := postgres.Connect(ctx, c.Postgres)
 	if err != nil {
 		return err
@@ -51,19 +53,31 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 	if err != nil {
 		return err
 	}
+	policy := &residency.Holder{}
+	if err := policy.Load(ctx, disc, c.PolicyKey); err != nil {
+		return err
+	}
+	log.Info("residency policy loaded", "version", policy.Current().Version, "key", c.PolicyKey)
 
+	regions := regionset.New(disc, c.Discovery.Backend != "consul", c.Health.Interval, c.Health.Timeout, log)
+	client := &http.Client{Transport: &http.Transport{
+		Proxy:                 nil,
+		DialContext:           (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:          1024,
+		MaxIdleConnsPerHost:   256,
+		IdleConnTimeout:       90 * time.Second,
+		ResponseHeaderTimeout: 30 * time.Second,
+	}}
 	h := health.New(map[string]string{"component": "gateway", "jurisdiction": c.Jurisdiction, "version": version})
 	h.Add("postgres", func(ctx context.Context) error { return pool.Ping(ctx) })
 	h.Add("redis", func(ctx context.Context) error { return rdb.Ping(ctx).Err() })
-	h.Add("regions", func(ctx context.Context) error {
-		list, err := disc.Instances(ctx, regionService)
-		if err != nil {
-			return err
+	h.Add("regions", func(context.Context) error {
+		for _, st := range regions.Statuses() {
+			if st.Healthy {
+				return nil
+			}
 		}
-		if len(list) == 0 {
-			return errors.New("no region is registered in discovery")
-		}
-		return nil
+		return errors.New("no region is healthy")
 	})
 
 	ln, err := net.Listen("tcp", c.Listen)
@@ -77,83 +91,35 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 	}
 	defer stopDiscovery()
 
-	router := newRouter(h, apikey.NewStore(pool), disc)
-	srv := &httpserver.Server{
-		Name: "gateway-http", Handler: router, Log: log, Listener: ln,
+	publicURL := c.PublicURL
+	if publicURL == "" {
+		publicURL = "http://" + ln.Addr().String()
+	}
+	audit := newAuditShipper(regions, client, c.RegionToken, log)
+	srv := &Server{
+		Jurisdiction: c.Jurisdiction, PublicURL: publicURL, RegionToken: c.RegionToken, DefaultLimit: c.RateLimit.PerMinute,
+		Keys: apikey.NewStore(pool), Directory: directory.New(pool, secret, c.Directory.CacheSize, c.Directory.CacheTTL),
+		Policy: policy, Regions: regions, Limiter: &limiter{rdb: rdb, prefix: c.Redis.Prefix},
+		Sends: &sendStore{db: pool}, Audit: audit, Health: h, Client: client, Log: log,
+		Templates: &templateSync{db: pool, regions: regions, policy: policy, client: client, token: c.RegionToken, log: log},
+	}
+	regions.Refresh(ctx)
+	httpSrv := &httpserver.Server{
+		Name: "gateway-http", Handler: srv.Handler(), Log: log, Listener: ln,
 		BeforeShutdown: func() { stopDiscovery(); h.Drain() },
 		ReadyDelay:     drainDelay,
 	}
-	log.Info("gateway started", "addr", inst.Address)
-	return srv.Run(ctx)
-}
-
-var drainDelay = 500 * time.Millisecond
-
-// keyVerifier is what the auth middleware needs from the key store.
-type keyVerifier interface {
-	Verify(ctx context.Context, plaintext string) (apikey.Key, error)
-}
-
-// instanceLister is what the router needs from discovery.
-type instanceLister interface {
-	Instances(ctx context.Context, service string) ([]discovery.Instance, error)
-}
-
-func newRouter(h *health.Health, keys keyVerifier, disc instanceLister) *gin.Engine {
-	gin.SetMode(gin.ReleaseMode)
-	r := gin.New()
-	r.Use(gin.Recovery())
-	h.Mount(r)
-
-	v1 := r.Group("/v1", authenticate(keys))
-	v1.GET("/regions", func(c *gin.Context) {
-		list, err := disc.Instances(c.Request.Context(), regionService)
-		if err != nil {
-			apierr.Write(c.Writer, http.StatusServiceUnavailable, "discovery_unavailable", "region discovery is unavailable", "")
-			c.Abort()
-			return
-		}
-		type region struct {
-			Region       string `json:"region"`
-			Jurisdiction string `json:"jurisdiction"`
-			Instances    int    `json:"instances"`
-		}
-		byName := map[string]*region{}
-		var out []*region
-		for _, in := range list {
-			name := in.Meta["region"]
-			if byName[name] == nil {
-				byName[name] = &region{Region: name, Jurisdiction: in.Meta["jurisdiction"]}
-				out = append(out, byName[name])
-			}
-			byName[name].Instances++
-		}
-		c.JSON(http.StatusOK, gin.H{"regions": out})
-	})
-	return r
-}
-
-// authenticate checks the Bearer API key and puts the caller's app id in the context.
-func authenticate(keys keyVerifier) gin.HandlerFunc {
-	return func(c *gin.Context) {
-		token, ok := strings.CutPrefix(c.GetHeader("Authorization"), "Bearer ")
-		if !ok || token == "" {
-			apierr.Write(c.Writer, http.StatusUnauthorized, "unauthenticated", "an API key is required: Authorization: Bearer <key>", "Authorization")
-			c.Abort()
-			return
-		}
-		k, err := keys.Verify(c.Request.Context(), token)
-		if errors.Is(err, apikey.ErrInvalid) {
-			apierr.Write(c.Writer, http.StatusUnauthorized, "invalid_api_key", "the API key is unknown or revoked", "Authorization")
-			c.Abort()
-			return
-		}
-		if err != nil {
-			apierr.Write(c.Writer, http.StatusServiceUnavailable, "auth_unavailable", "API keys cannot be checked right now; retry", "")
-			c.Abort()
-			return
-		}
-		c.Set("app_id", k.AppID)
-		c.Next()
-	}
+	log.Info("gateway started", "addr", inst.Address, "public_url", publicURL, "jurisdiction", c.Jurisdiction)
+	// The audit shipper outlives the HTTP server, so the decisions of the requests drained at
+	// shutdown are shipped too.
+	auditCtx, stopAudit := context.WithCancel(context.WithoutCancel(ctx))
+	auditDone := make(chan struct{})
+	go func() { defer close(auditDone); _ = audit.Run(auditCtx) }()
+	defer func() { stopAudit(); <-auditDone }()
+	return lifecycle.Run(ctx, log,
+		lifecycle.Task{Name: "http", Run: httpSrv.Run},
+		lifecycle.Task{Name: "region health", Run: regions.Run},
+		lifecycle.Task{Name: "policy watch", Run: func(ctx context.Context) error { policy.Watch(ctx, disc, c.PolicyKey, log); return nil }},
+		lifecycle.Task{Name: "template sync", Run: func(ctx context.Context) error { return srv.Templates.Run(ctx, 2*time.Second) }},
+	)
 }

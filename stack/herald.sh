@@ -81,6 +81,13 @@ start() {
     mkdir -p "$HERALD_HOME/gateway"
     (umask 077 && head -c 48 /dev/urandom | base64 -w0 >"$HERALD_HOME/gateway/directory-secret")
   fi
+  # The residency policy lives in discovery (the file backend's KV here). Seed it once from
+  # config/local; after that, edit it in discovery (the gateway follows changes live).
+  local policy="$HERALD_HOME/discovery/kv/herald/residency/policy"
+  if [[ ! -s $policy ]]; then
+    mkdir -p "$(dirname "$policy")"
+    cp "$CONF/residency-policy.yaml" "$policy.tmp" && mv "$policy.tmp" "$policy"
+  fi
   # The simulators first: they create the credentials the regions' dispatchers load.
   IFS='|' read -r name port args <<<"${PROCS[0]}"
   start_one "$name" "$port" "$args"

@@ -1,0 +1,443 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"sort"
+	"sync"
+
+	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+)
+
+// maxRecipients is the regions' limit per request, checked here before any lookup.
+const maxRecipients = 1000
+
+// part is the share of a send one region took.
+type part struct {
+	Region         string `json:"region"`
+	NotificationID string `json:"notification_id"`
+	Recipients     int    `json:"recipients"`
+}
+
+// sendStore records the parts of every send (counts and ids, no recipient) so the status
+// endpoint can find them.
+type sendStore struct{ db *pgxpool.Pool }
+
+func (st *sendStore) save(ctx context.Context, app, sendID string, parts []part) error {
+	b := &pgx.Batch{}
+	for _, p := range parts {
+		b.Queue(`INSERT INTO send_parts (app_id, send_id, region, notification_id, recipients) VALUES ($1, $2, $3, $4, $5)
+			ON CONFLICT (app_id, send_id, region) DO UPDATE SET notification_id = EXCLUDED.notification_id, recipients = EXCLUDED.recipients`,
+			app, sendID, p.Region, p.NotificationID, p.Recipients)
+	}
+	if err := st.db.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("recording send parts: %w", err)
+	}
+	return nil
+}
+
+// find returns the parts of send id, or the one part whose notification id is id.
+func (st *sendStore) find(ctx context.Context, app, id string) ([]part, error) {
+	rows, err := st.db.Query(ctx, `SELECT region, notification_id, recipients FROM send_parts
+		WHERE app_id = $1 AND (send_id = $2 OR notification_id = $2) ORDER BY region`, app, id)
+	if err != nil {
+		return nil, fmt.Errorf("reading send parts: %w", err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (part, error) {
+		var p part
+		err := r.Scan(&p.Region, &p.NotificationID, &p.Recipients)
+		return p, err
+	})
+}
+
+// send splits a notification by the recipients' home regions: each region receives the same
+// event with only its own users. A topic send goes to every region whose topic has subscribers.
+func (s *Server) send(c *gin.Context) {
+	p := s.Policy.Current()
+	if p == nil {
+		unavailable(c, "no_policy", "the gateway has no residency policy loaded yet")
+		return
+	}
+	body, ok := readBody(c, maxBody)
+	if !ok {
+		return
+	}
+	fields := map[string]json.RawMessage{}
+	if err := json.Unmarshal(body, &fields); err != nil {
+		abort(c, http.StatusBadRequest, "invalid_json", "the body must be one JSON object: "+err.Error(), "")
+		return
+	}
+	var recipients []string
+	if raw, ok := fields["recipients"]; ok {
+		if err := json.Unmarshal(raw, &recipients); err != nil {
+			abort(c, http.StatusBadRequest, "invalid_field", "recipients must be an array of user ids", "recipients")
+			return
+		}
+		if len(recipients) > maxRecipients {
+			abort(c, http.StatusBadRequest, "too_many_recipients", fmt.Sprintf("at most %d recipients per request (use a topic for more)", maxRecipients), "recipients")
+			return
+		}
+		for i, u := range recipients {
+			if !userIDRE.MatchString(u) {
+				abort(c, http.StatusBadRequest, "invalid_field", "user ids must match "+userIDRE.String(), fmt.Sprintf("recipients[%d]", i))
+				return
+			}
+		}
+	}
+	_, hasTopic := fields["topic"]
+	var targets map[string][]string // region -> its recipients; nil slice for a topic send
+	if len(recipients) > 0 && !hasTopic {
+		var ok bool
+		if targets, ok = s.splitRecipients(c, recipients); !ok {
+			return
+		}
+	} else if hasTopic && len(recipients) == 0 {
+		var ok bool
+		if targets, ok = s.topicRegions(c, fields["topic"]); !ok {
+			return
+		}
+	} else {
+		// Neither or both: the region's decoder gives the precise 400.
+		targets = map[string][]string{s.anyRegion(): nil}
+	}
+
+	sendID := uuid.NewString()
+	regions := make([]string, 0, len(targets))
+	for r := range targets {
+		regions = append(regions, r)
+	}
+	sort.Strings(regions)
+	bodyFor := func(region string) []byte {
+		if targets[region] == nil {
+			return body
+		}
+		f := make(map[string]json.RawMessage, len(fields))
+		for k, v := range fields {
+			f[k] = v
+		}
+		f["recipients"], _ = json.Marshal(targets[region])
+		b, _ := json.Marshal(f)
+		return b
+	}
+
+	// The first part alone: a request the regions refuse (400, 409) is refused once, before
+	// any other region accepted anything.
+	parts := make([]part, 0, len(regions))
+	type answer struct {
+		status int
+		raw    []byte
+		err    error
+	}
+	do := func(region string) answer {
+		resp, err := s.call(c.Request.Context(), c, region, http.MethodPost, "/v1/notifications", "", bodyFor(region))
+		if err != nil {
+			return answer{err: err}
+		}
+		defer resp.Body.Close()
+		raw, _ := io.ReadAll(resp.Body)
+		return answer{status: resp.StatusCode, raw: raw}
+	}
+	answers := make([]answer, len(regions))
+	answers[0] = do(regions[0])
+	if a := answers[0]; a.err == nil && a.status != http.StatusAccepted && a.status != http.StatusConflict {
+		c.Data(a.status, "application/json", a.raw)
+		return
+	}
+	var wg sync.WaitGroup
+	for i := 1; i < len(regions); i++ {
+		wg.Add(1)
+		go func() { defer wg.Done(); answers[i] = do(regions[i]) }()
+	}
+	wg.Wait()
+
+	conflicts := 0
+	var failed []string
+	for i, a := range answers {
+		var out struct {
+			NotificationID string `json:"notification_id"`
+		}
+		switch {
+		case a.err == nil && (a.status == http.StatusAccepted || a.status == http.StatusConflict):
+			// 409: this region took the same idempotency key before; its part stands.
+			_ = json.Unmarshal(a.raw, &out)
+			if a.status == http.StatusConflict {
+				conflicts++
+				if out.NotificationID == "" {
+					// A 409 for another reason than a reused key: relay it.
+					c.Data(a.status, "application/json", a.raw)
+					return
+				}
+			}
+			parts = append(parts, part{Region: regions[i], NotificationID: out.NotificationID, Recipients: len(targets[regions[i]])})
+		default:
+			if a.err != nil {
+				s.Log.Warn("send part failed", "region", regions[i], "err", a.err, "request_id", reqID(c))
+			} else {
+				s.Log.Warn("send part refused", "region", regions[i], "status", a.status, "body", string(a.raw), "request_id", reqID(c))
+			}
+			failed = append(failed, regions[i])
+		}
+	}
+	if conflicts == len(regions) && len(regions) > 0 {
+		// The whole send was accepted before: answer its id, as a region does.
+		if prev, err := s.Sends.find(c.Request.Context(), appOf(c), parts[0].NotificationID); err == nil && len(prev) > 0 {
+			c.JSON(http.StatusConflict, gin.H{"error": gin.H{"code": "duplicate_idempotency_key", "message": "this idempotency_key was used within 24 h", "field": "idempotency_key"},
+				"notification_id": s.sendIDOf(c, parts[0].NotificationID), "parts": prev})
+			return
+		}
+	}
+	if len(parts) > 0 {
+		if err := s.Sends.save(context.WithoutCancel(c.Request.Context()), appOf(c), sendID, parts); err != nil {
+			s.Log.Error("recording a send", "err", err, "request_id", reqID(c))
+		}
+	}
+	if len(failed) > 0 {
+		c.Header("Retry-After", "2")
+		c.JSON(http.StatusServiceUnavailable, gin.H{
+			"error":           gin.H{"code": "partially_accepted", "message": fmt.Sprintf("regions %v did not take their part; the parts listed were accepted. Retry with the same idempotency_key: accepted parts answer as duplicates, the rest is sent", failed)},
+			"notification_id": sendID, "parts": parts, "failed_regions": failed,
+		})
+		return
+	}
+	c.JSON(http.StatusAccepted, gin.H{"notification_id": sendID, "parts": parts})
+}
+
+func (s *Server) sendIDOf(c *gin.Context, partID string) string {
+	var id string
+	_ = s.Sends.db.QueryRow(c.Request.Context(), `SELECT send_id FROM send_parts WHERE app_id = $1 AND notification_id = $2 ORDER BY created_at LIMIT 1`, appOf(c), partID).Scan(&id)
+	if id == "" {
+		return partID
+	}
+	return id
+}
+
+// splitRecipients groups recipients by the region that serves them now. Every recipient must be
+// registered (404 names the first that is not) and routable (503 otherwise: nothing is sent).
+func (s *Server) splitRecipients(c *gin.Context, recipients []string) (map[string][]string, bool) {
+	p := s.Policy.Current()
+	found, missing, err := s.Directory.LookupMany(c.Request.Context(), appOf(c), recipients)
+	if err != nil {
+		s.Log.Error("directory lookup", "err", err)
+		unavailable(c, "directory_unavailable", "the user directory cannot be read right now; retry")
+		return nil, false
+	}
+	if len(missing) > 0 {
+		i := missing[0]
+		abort(c, http.StatusNotFound, "unknown_user", fmt.Sprintf("recipient %q is not registered (%d unregistered recipients)", recipients[i], len(missing)), fmt.Sprintf("recipients[%d]", i))
+		return nil, false
+	}
+	targets := map[string][]string{}
+	seen := make(map[string]bool, len(recipients))
+	for i, u := range recipients {
+		if seen[u] {
+			continue
+		}
+		seen[u] = true
+		d := s.decide(p, found[i])
+		s.record(c, u, d)
+		switch d.Reason {
+		case reasonRedirect:
+			c.Header("Location", d.RedirectTo+c.Request.URL.RequestURI())
+			abort(c, http.StatusTemporaryRedirect, "redirect_jurisdiction", fmt.Sprintf("recipient %q is in %s, whose requests must go through %s", u, d.Jurisdiction, d.RedirectTo), fmt.Sprintf("recipients[%d]", i))
+			return nil, false
+		case reasonRefused:
+			unavailable(c, "region_unavailable", fmt.Sprintf("no region of %s is healthy (recipient %q); nothing was sent", d.Jurisdiction, u))
+			return nil, false
+		}
+		targets[d.Region] = append(targets[d.Region], u)
+	}
+	return targets, true
+}
+
+// topicRegions asks every healthy region for the topic's subscriber count and returns those
+// with subscribers. A region that is down is skipped (its subscribers are served by nobody
+// else, by design); when no region has subscribers the send still goes to one region, which
+// records it (and its empty fan-out).
+func (s *Server) topicRegions(c *gin.Context, rawTopic json.RawMessage) (map[string][]string, bool) {
+	var topic string
+	if err := json.Unmarshal(rawTopic, &topic); err != nil || !userIDRE.MatchString(topic) {
+		abort(c, http.StatusBadRequest, "invalid_field", "topic must be a topic name", "topic")
+		return nil, false
+	}
+	counts, _ := s.topicCounts(c, topic)
+	targets := map[string][]string{}
+	for r, n := range counts {
+		if n > 0 {
+			targets[r] = nil
+		}
+	}
+	if len(targets) == 0 {
+		targets[s.anyRegion()] = nil
+	}
+	return targets, true
+}
+
+// anyRegion is a healthy region (the first by name), for requests that concern no user.
+func (s *Server) anyRegion() string {
+	for _, st := range s.Regions.Statuses() {
+		if st.Healthy {
+			return st.Region
+		}
+	}
+	return ""
+}
+
+// topicCounts asks every healthy region for a topic's subscribers; down lists those that did not
+// answer.
+func (s *Server) topicCounts(c *gin.Context, topic string) (counts map[string]int, down []string) {
+	counts = map[string]int{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, st := range s.Regions.Statuses() {
+		if !st.Healthy {
+			down = append(down, st.Region)
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := s.call(c.Request.Context(), c, st.Region, http.MethodGet, "/v1/topics/"+topic, "", nil)
+			var out struct {
+				Subscribers int `json:"subscribers"`
+			}
+			if err == nil {
+				defer resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					err = json.NewDecoder(resp.Body).Decode(&out)
+				} else {
+					err = fmt.Errorf("status %d", resp.StatusCode)
+				}
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				down = append(down, st.Region)
+				return
+			}
+			counts[st.Region] = out.Subscribers
+		}()
+	}
+	wg.Wait()
+	slices.Sort(down)
+	return counts, down
+}
+
+// topicInfo sums a topic's subscribers over the regions.
+func (s *Server) topicInfo(c *gin.Context) {
+	topic := c.Param("topic")
+	if !userIDRE.MatchString(topic) {
+		abort(c, http.StatusBadRequest, "invalid_field", "topic names must match "+userIDRE.String(), "topic")
+		return
+	}
+	counts, down := s.topicCounts(c, topic)
+	total := 0
+	for _, n := range counts {
+		total += n
+	}
+	out := gin.H{"topic": topic, "subscribers": total, "by_region": counts}
+	if len(down) > 0 {
+		out["regions_unavailable"] = down
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+// status merges the status of every part of a send (or answers one part's).
+func (s *Server) status(c *gin.Context) {
+	parts, err := s.Sends.find(c.Request.Context(), appOf(c), c.Param("id"))
+	if err != nil {
+		s.Log.Error("reading send parts", "err", err)
+		unavailable(c, "store_unavailable", "send records cannot be read right now; retry")
+		return
+	}
+	if len(parts) == 0 {
+		abort(c, http.StatusNotFound, "not_found", "no notification with this id", "id")
+		return
+	}
+	if len(parts) == 1 && parts[0].NotificationID == c.Param("id") {
+		resp, err := s.call(c.Request.Context(), c, parts[0].Region, http.MethodGet, "/v1/notifications/"+parts[0].NotificationID+"/status", "", nil)
+		if err != nil {
+			s.regionFailed(c, parts[0].Region, err)
+			return
+		}
+		relay(c, resp)
+		return
+	}
+	type partStatus struct {
+		part
+		Status any    `json:"status,omitempty"`
+		Error  string `json:"error,omitempty"`
+	}
+	out := make([]partStatus, len(parts))
+	var wg sync.WaitGroup
+	for i, p := range parts {
+		out[i].part = p
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := s.call(c.Request.Context(), c, p.Region, http.MethodGet, "/v1/notifications/"+p.NotificationID+"/status", "", nil)
+			if err != nil {
+				out[i].Error = "region unavailable"
+				return
+			}
+			defer resp.Body.Close()
+			var st any
+			if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&st) != nil {
+				out[i].Error = fmt.Sprintf("region answered %d", resp.StatusCode)
+				return
+			}
+			out[i].Status = st
+		}()
+	}
+	wg.Wait()
+	c.JSON(http.StatusOK, gin.H{"notification_id": c.Param("id"), "parts": out})
+}
+
+// firstFound asks every healthy region for path and relays the first 200 (ids are random and
+// carry no user data, so asking every region reveals nothing).
+func (s *Server) firstFound(c *gin.Context, path string) {
+	type answer struct {
+		status int
+		raw    []byte
+		ctype  string
+	}
+	var mu sync.Mutex
+	var best *answer
+	var wg sync.WaitGroup
+	for _, st := range s.Regions.Statuses() {
+		if !st.Healthy {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := s.call(c.Request.Context(), c, st.Region, http.MethodGet, path, "", nil)
+			if err != nil {
+				return
+			}
+			defer resp.Body.Close()
+			raw, _ := io.ReadAll(resp.Body)
+			mu.Lock()
+			defer mu.Unlock()
+			if resp.StatusCode == http.StatusOK || best == nil {
+				if best == nil || best.status != http.StatusOK {
+					best = &answer{resp.StatusCode, raw, resp.Header.Get("Content-Type")}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if best == nil {
+		unavailable(c, "region_unavailable", "no region answered; retry")
+		return
+	}
+	c.Data(best.status, best.ctype, best.raw)
+}
+

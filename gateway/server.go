@@ -1,0 +1,200 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"go.opentelemetry.io/contrib/instrumentation/github.com/gin-gonic/gin/otelgin"
+
+	"github.com/herald-notify/herald/gateway/apikey"
+	"github.com/herald-notify/herald/gateway/directory"
+	"github.com/herald-notify/herald/gateway/regionset"
+	"github.com/herald-notify/herald/platform/apierr"
+	"github.com/herald-notify/herald/platform/health"
+	"github.com/herald-notify/herald/residency"
+)
+
+// Headers the gateway sets on the requests it forwards (the region API reads X-Herald-App).
+const (
+	appHeader       = "X-Herald-App"
+	requestIDHeader = "X-Request-Id"
+)
+
+var (
+	metricRequests = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "herald_gateway_requests_total",
+		Help: "Requests answered by the gateway, by route and status class.",
+	}, []string{"route", "code"})
+	metricDecisions = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "herald_gateway_routing_decisions_total",
+		Help: "Routing decisions, by jurisdiction and reason (home, failover, redirect, refused).",
+	}, []string{"jurisdiction", "reason"})
+	metricRateLimited = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "herald_gateway_rate_limited_total",
+		Help: "Requests refused with 429 by the per-key limit.",
+	})
+	metricLimiterDown = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "herald_gateway_rate_limiter_unavailable_total",
+		Help: "Requests let through unlimited because Redis could not be asked.",
+	})
+)
+
+var errLimiterDown = errors.New("rate limiter unavailable")
+
+// keyVerifier is what the auth middleware needs from the key store.
+type keyVerifier interface {
+	Verify(ctx context.Context, plaintext string) (apikey.Key, error)
+}
+
+// Server is the gateway's HTTP API.
+type Server struct {
+	Jurisdiction string
+	PublicURL    string // this gateway's own URL: a jurisdiction whose gateway_url it is is served here
+	RegionToken  string
+	DefaultLimit int
+
+	Keys      keyVerifier
+	Directory *directory.Directory
+	Policy    *residency.Holder
+	Regions   *regionset.Set
+	Limiter   *limiter
+	Sends     *sendStore
+	Templates *templateSync
+	Audit     *auditShipper
+	Health    *health.Health
+	Client    *http.Client
+	Log       *slog.Logger
+}
+
+// Handler builds the router.
+func (s *Server) Handler() http.Handler {
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	r.Use(gin.Recovery(), requestID)
+	s.Health.Mount(r)
+
+	v1 := r.Group("/v1", otelgin.Middleware("herald-gateway"), s.authenticate, s.rateLimit)
+	v1.GET("/regions", s.listRegions)
+
+	v1.POST("/notifications", s.send)
+	v1.GET("/notifications/:id/status", s.status)
+	v1.PATCH("/notifications/:id/read", s.byBodyUser)
+	v1.POST("/notifications/read-all", s.byBodyUser)
+
+	v1.PUT("/templates/:id", s.putTemplate)
+	v1.GET("/templates/:id", s.getTemplate)
+	v1.DELETE("/templates/:id", s.deleteTemplate)
+
+	v1.GET("/topics/:topic", s.topicInfo)
+	v1.PUT("/topics/:topic/subscribers/:user_id", s.byPathUser)
+	v1.DELETE("/topics/:topic/subscribers/:user_id", s.byPathUser)
+
+	v1.PUT("/users/:user_id", s.putUser)
+	v1.GET("/users/:user_id", s.getUser)
+	v1.DELETE("/users/:user_id", s.eraseUser)
+	v1.GET("/erasures/:id", s.getErasure)
+	v1.POST("/users/:user_id/devices", s.byPathUser)
+	v1.GET("/users/:user_id/devices", s.byPathUser)
+	v1.DELETE("/users/:user_id/devices/:device_id", s.byPathUser)
+	v1.GET("/users/:user_id/preferences", s.byPathUser)
+	v1.PUT("/users/:user_id/preferences", s.byPathUser)
+	v1.GET("/users/:user_id/notifications", s.byPathUser)
+	v1.GET("/users/:user_id/notifications/unread-count", s.byPathUser)
+	v1.GET("/users/:user_id/notifications/stream", s.byPathUser)
+
+	r.NoRoute(func(c *gin.Context) {
+		apierr.Write(c.Writer, http.StatusNotFound, "not_found", "no such route: "+c.Request.Method+" "+c.Request.URL.Path, "")
+	})
+	return r
+}
+
+var requestIDRE = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
+
+// requestID gives every request an id (the caller's X-Request-Id when it is sane), answered in
+// the same header and passed to the region, the audit and the logs.
+func requestID(c *gin.Context) {
+	id := c.GetHeader(requestIDHeader)
+	if !requestIDRE.MatchString(id) {
+		id = uuid.NewString()
+	}
+	c.Set("request_id", id)
+	c.Header(requestIDHeader, id)
+	c.Next()
+	route := c.FullPath()
+	if route == "" {
+		route = "unmatched"
+	}
+	metricRequests.WithLabelValues(route, strconv.Itoa(c.Writer.Status()/100)+"xx").Inc()
+}
+
+func reqID(c *gin.Context) string { return c.GetString("request_id") }
+
+// authenticate checks the Bearer API key and puts the caller's app id in the context.
+func (s *Server) authenticate(c *gin.Context) {
+	token, ok := strings.CutPrefix(c.GetHeader("Authorization"), "Bearer ")
+	if !ok || token == "" {
+		abort(c, http.StatusUnauthorized, "unauthenticated", "an API key is required: Authorization: Bearer <key>", "Authorization")
+		return
+	}
+	k, err := s.Keys.Verify(c.Request.Context(), token)
+	if errors.Is(err, apikey.ErrInvalid) {
+		abort(c, http.StatusUnauthorized, "invalid_api_key", "the API key is unknown or revoked", "Authorization")
+		return
+	}
+	if err != nil {
+		s.Log.Error("verifying an API key", "err", err, "request_id", reqID(c))
+		unavailable(c, "auth_unavailable", "API keys cannot be checked right now; retry")
+		return
+	}
+	c.Set("app_id", k.AppID)
+	c.Set("key_id", k.ID)
+	limit := s.DefaultLimit
+	if k.RateLimitPerMin != nil {
+		limit = *k.RateLimitPerMin
+	}
+	c.Set("limit", limit)
+}
+
+func appOf(c *gin.Context) string { return c.GetString("app_id") }
+
+// rateLimit applies the key's requests-per-minute limit.
+func (s *Server) rateLimit(c *gin.Context) {
+	wait, err := s.Limiter.allow(c.Request.Context(), c.GetString("key_id"), c.GetInt("limit"), reqID(c))
+	if err != nil {
+		metricLimiterDown.Inc()
+		if !errors.Is(err, errLimiterDown) {
+			s.Log.Warn("rate limiter unavailable; letting requests through", "err", err)
+		}
+		return
+	}
+	if wait > 0 {
+		metricRateLimited.Inc()
+		c.Header("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
+		abort(c, http.StatusTooManyRequests, "rate_limited", "this API key sent more than "+strconv.Itoa(c.GetInt("limit"))+" requests in the last minute", "")
+	}
+}
+
+func (s *Server) listRegions(c *gin.Context) {
+	c.JSON(http.StatusOK, gin.H{"regions": s.Regions.Statuses(), "policy_version": s.Policy.Current().Version})
+}
+
+func abort(c *gin.Context, status int, code, msg, field string) {
+	apierr.Write(c.Writer, status, code, msg, field)
+	c.Abort()
+}
+
+// unavailable is a 503 the caller can retry as is.
+func unavailable(c *gin.Context, code, msg string) {
+	c.Header("Retry-After", "2")
+	abort(c, http.StatusServiceUnavailable, code, msg, "")
+}

@@ -1,0 +1,125 @@
+// Package regiontest runs real regions in-process for the tests of other parts (the gateway's
+// end-to-end tests): each on its own Postgres database, Cassandra keyspace, Redis prefix and
+// Kafka topics, dropped when the test ends. Only tests import it.
+package regiontest
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/herald-notify/herald/platform/testenv"
+	"github.com/herald-notify/herald/region"
+)
+
+// Config returns the config of a private region named name (it must match the region name
+// pattern, e.g. "zz-abcd-1") in jurisdiction, registering in the file discovery under dir.
+func Config(t testing.TB, name, jurisdiction, discoveryDir string) region.Config {
+	t.Helper()
+	c := region.DefaultConfig(discoveryDir)
+	c.Name = name
+	c.Jurisdiction = jurisdiction
+	c.TopicPartitions = 1
+	c.Kafka = testenv.Kafka(t)
+	c.Cassandra = testenv.Cassandra(t)
+	c.Postgres = testenv.Postgres(t)
+	c.Redis = testenv.Redis(t)
+	c.Redis.Prefix = name + ":"
+	c.Discovery.TTL = 3 * time.Second
+	c.Listen = FreePort(t)
+	c.Scheduler.Interval = 100 * time.Millisecond
+	c.Cassandra.Keyspace, c.Postgres.Database = "", "" // derived from the name by Validate
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		testenv.DropDatabase(t, c.Postgres)
+		testenv.DropKeyspace(t, c.Cassandra)
+	})
+	var topics []string
+	for _, tp := range c.Topics() {
+		topics = append(topics, tp.Name)
+	}
+	testenv.DeleteTopics(t, c.Kafka, topics...)
+	return c
+}
+
+// FreePort returns a loopback address no one listens on.
+func FreePort(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// Running is a region running in-process.
+type Running struct {
+	t    testing.TB
+	Cfg  region.Config
+	Base string
+	stop func()
+}
+
+// Start migrates the region and runs it with every role until Stop or the end of the test.
+func Start(t testing.TB, c region.Config) *Running {
+	t.Helper()
+	ctx := testenv.Context(t, 5*time.Minute)
+	if err := region.Migrate(ctx, c, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	r := &Running{t: t, Cfg: c, Base: "http://" + c.Listen}
+	t.Cleanup(r.Stop)
+	r.Start()
+	return r
+}
+
+// Start runs the region again after Stop, and waits until it is ready.
+func (r *Running) Start() {
+	r.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if os.Getenv("HERALD_TEST_LOG") != "" {
+		logger = slog.New(slog.NewTextHandler(os.Stderr, nil)).With("region", r.Cfg.Name)
+	}
+	go func() { done <- region.Run(ctx, r.Cfg, logger, "test") }()
+	r.stop = func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				r.t.Errorf("region %s stopped with %v", r.Cfg.Name, err)
+			}
+		case <-time.After(60 * time.Second):
+			r.t.Errorf("region %s did not stop within 60s", r.Cfg.Name)
+		}
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get(r.Base + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	r.t.Fatalf("region %s not ready after 60s", r.Cfg.Name)
+}
+
+// Stop stops the region (graceful: it deregisters from discovery); Stop twice is a no-op.
+func (r *Running) Stop() {
+	if r.stop != nil {
+		s := r.stop
+		r.stop = nil
+		s()
+	}
+}
