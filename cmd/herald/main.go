@@ -30,6 +30,7 @@ var commands = map[string]command{
 	"sim":       {"run the provider simulators (APNs, FCM, SMTP, SMS)", runSim},
 	"bench":     {"run a benchmark and print its table (pipeline)", runBench},
 	"dlq":       {"list or replay a region's dead letters (list|replay)", runDLQ},
+	"audit":     {"verify the routing audit, list a user's decisions, scan regions for misplaced users (verify|user|residency)", runAudit},
 	"version":   {"print the version", runVersion},
 }
 

@@ -223,7 +223,7 @@ func scanKafka(ctx context.Context, r Region, c *collector, perPartition int, un
 	return nil
 }
 
-// readPartition hands fn the values of the newest max records of a partition.
+// readPartition hands fn the values of the newest limit records of a partition.
 func readPartition(ctx context.Context, client sarama.Client, consumer sarama.Consumer, topic string, p int32, limit int, fn func([]byte)) (int, error) {
 	newest, err := client.GetOffset(topic, p, sarama.OffsetNewest)
 	if err != nil {

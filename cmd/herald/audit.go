@@ -1,0 +1,262 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"text/tabwriter"
+
+	"github.com/herald-notify/herald/gateway"
+	"github.com/herald-notify/herald/platform/postgres"
+	"github.com/herald-notify/herald/platform/telemetry"
+	"github.com/herald-notify/herald/region"
+	"github.com/herald-notify/herald/region/audit"
+	"github.com/herald-notify/herald/residency"
+	"github.com/herald-notify/herald/residency/scan"
+)
+
+const auditUsage = `usage:
+  herald audit verify [--region R] [--config-dir DIR]      verify a region's audit chain (every region without --region)
+  herald audit user --app A --user U [--config-dir DIR]    list a user's routing decisions from every region's audit
+  herald audit residency [--kafka-records N] [--config-dir DIR]
+                                                           check every region's stores hold only users of its jurisdiction`
+
+// runAudit verifies the routing audit and scans the regions' stores for misplaced users. It
+// reads gateway.yaml and region-*.yaml from the config directory. Exit code 1 means a finding
+// (a broken chain, data outside its jurisdiction) or a store that could not be read.
+func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return usageError("%s", auditUsage)
+	}
+	sub, args := args[0], args[1:]
+	fs := newFlags("audit "+sub, stderr)
+	dir := fs.String("config-dir", "config/local", "directory with gateway.yaml and region-*.yaml")
+	switch sub {
+	case "verify":
+		name := fs.String("region", "", "region to verify (default: every region-*.yaml)")
+		if err := parse(fs, args); err != nil {
+			return err
+		}
+		return auditVerify(ctx, *dir, *name, stdout)
+	case "user":
+		app := fs.String("app", "", "app id")
+		user := fs.String("user", "", "user id")
+		if err := parse(fs, args); err != nil {
+			return err
+		}
+		if *app == "" || *user == "" {
+			return usageError("audit user needs --app and --user")
+		}
+		return auditUser(ctx, *dir, *app, *user, stdout, stderr)
+	case "residency":
+		records := fs.Int("kafka-records", 1000, "newest records read per Kafka partition")
+		listMax := fs.Int("list", 100, "list at most this many unregistered or unattributed sightings")
+		if err := parse(fs, args); err != nil {
+			return err
+		}
+		if *records < 1 {
+			return usageError("--kafka-records must be at least 1")
+		}
+		return auditResidency(ctx, *dir, *records, *listMax, stdout, stderr)
+	}
+	return usageError("unknown audit command %q\n%s", sub, auditUsage)
+}
+
+// regionConfigs loads region-*.yaml from dir, or only region-<name>.yaml.
+func regionConfigs(dir, name string) ([]region.Config, error) {
+	paths, err := filepath.Glob(filepath.Join(dir, "region-*.yaml"))
+	if err != nil {
+		return nil, usageError("config dir %s: %v", dir, err)
+	}
+	if name != "" {
+		p := filepath.Join(dir, "region-"+name+".yaml")
+		if _, err := os.Stat(p); err != nil {
+			return nil, usageError("region %s: %v", name, err)
+		}
+		paths = []string{p}
+	}
+	if len(paths) == 0 {
+		return nil, usageError("no region-*.yaml in %s", dir)
+	}
+	sort.Strings(paths)
+	out := make([]region.Config, 0, len(paths))
+	for _, p := range paths {
+		cfg := region.DefaultConfig(discoveryDir())
+		if err := loadConfig(p, &cfg); err != nil {
+			return nil, err
+		}
+		out = append(out, cfg)
+	}
+	return out, nil
+}
+
+func gatewayConfig(dir string) (gateway.Config, error) {
+	cfg := gateway.DefaultConfig(discoveryDir())
+	p := filepath.Join(dir, "gateway.yaml")
+	if _, err := os.Stat(p); err != nil {
+		return cfg, usageError("gateway config: %v", err)
+	}
+	err := loadConfig(p, &cfg)
+	return cfg, err
+}
+
+func auditVerify(ctx context.Context, dir, name string, stdout io.Writer) error {
+	regions, err := regionConfigs(dir, name)
+	if err != nil {
+		return err
+	}
+	var broken []error
+	for _, cfg := range regions {
+		v, err := verifyRegion(ctx, cfg)
+		if err != nil {
+			return fmt.Errorf("region %s: %w", cfg.Name, err)
+		}
+		if v.Break != nil {
+			fmt.Fprintf(stdout, "%s: BROKEN: %v (%d entries read, head seq %d)\n", cfg.Name, v.Break, v.Entries, v.Head.Seq)
+			broken = append(broken, fmt.Errorf("region %s: %w", cfg.Name, v.Break))
+			continue
+		}
+		fmt.Fprintf(stdout, "%s: intact, %d entries, head seq %d hash %x\n", cfg.Name, v.Entries, v.Head.Seq, v.Head.Hash)
+	}
+	if len(broken) > 0 {
+		return &exitError{code: 1, err: errors.Join(broken...)}
+	}
+	return nil
+}
+
+func verifyRegion(ctx context.Context, cfg region.Config) (audit.Verification, error) {
+	pool, err := postgres.Connect(ctx, cfg.Postgres)
+	if err != nil {
+		return audit.Verification{}, err
+	}
+	defer pool.Close()
+	return audit.NewStore(pool).Verify(ctx)
+}
+
+func auditUser(ctx context.Context, dir, app, user string, stdout, stderr io.Writer) error {
+	gw, err := gatewayConfig(dir)
+	if err != nil {
+		return err
+	}
+	secret, err := gw.DirectorySecret()
+	if err != nil {
+		return err
+	}
+	regions, err := regionConfigs(dir, "")
+	if err != nil {
+		return err
+	}
+	key := residency.UserKey(secret, app, user)
+	fmt.Fprintf(stdout, "app %s, user key %s\n", app, key)
+	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "AUDIT OF\tSEQ\tAT\tJURISDICTION\tREASON\tROUTED TO\tPOLICY\tREQUEST")
+	var failed []error
+	total := 0
+	for _, cfg := range regions {
+		entries, err := userEntries(ctx, cfg, app, key)
+		if err != nil {
+			failed = append(failed, fmt.Errorf("region %s: %w", cfg.Name, err))
+			continue
+		}
+		for _, e := range entries {
+			to := e.Region
+			if to == "" {
+				to = "-"
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%d\t%s\n", cfg.Name, e.Seq, e.At.Format("2006-01-02T15:04:05.000000Z"), e.Jurisdiction, e.Reason, to, e.PolicyVersion, e.RequestID)
+		}
+		total += len(entries)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%d decisions in %d regions\n", total, len(regions)-len(failed))
+	if len(failed) > 0 {
+		return &exitError{code: 1, err: fmt.Errorf("the list is incomplete: %w", errors.Join(failed...))}
+	}
+	return nil
+}
+
+func userEntries(ctx context.Context, cfg region.Config, app, key string) ([]audit.Entry, error) {
+	pool, err := postgres.Connect(ctx, cfg.Postgres)
+	if err != nil {
+		return nil, err
+	}
+	defer pool.Close()
+	return audit.NewStore(pool).ForUser(ctx, app, key)
+}
+
+func auditResidency(ctx context.Context, dir string, records, listMax int, stdout, stderr io.Writer) error {
+	gw, err := gatewayConfig(dir)
+	if err != nil {
+		return err
+	}
+	secret, err := gw.DirectorySecret()
+	if err != nil {
+		return err
+	}
+	cfgs, err := regionConfigs(dir, "")
+	if err != nil {
+		return err
+	}
+	dirDB, err := postgres.Connect(ctx, gw.Postgres)
+	if err != nil {
+		return fmt.Errorf("the gateway's directory: %w", err)
+	}
+	defer dirDB.Close()
+	regions := make([]scan.Region, 0, len(cfgs))
+	for _, c := range cfgs {
+		regions = append(regions, scan.Region{Name: c.Name, Jurisdiction: c.Jurisdiction, Postgres: c.Postgres, Cassandra: c.Cassandra, Redis: c.Redis, Kafka: c.Kafka})
+	}
+	log := telemetry.Logger(telemetry.Config{LogLevel: "info", LogFormat: "text"}, stderr, "audit")
+	rep, err := scan.Run(ctx, regions, scan.Options{Secret: secret, Directory: scan.PostgresDirectory{DB: dirDB}, KafkaRecords: records, Log: log})
+	if err != nil {
+		return err
+	}
+	printReport(stdout, rep, listMax)
+	if !rep.OK() {
+		return &exitError{code: 1, err: fmt.Errorf("%d sightings of users' data in a region outside their jurisdiction", len(rep.Misplaced))}
+	}
+	return nil
+}
+
+func printReport(w io.Writer, rep *scan.Report, listMax int) {
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "REGION\tSTORE\tREAD\tUSERS")
+	for _, s := range rep.Stores {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\n", s.Region, s.Store, s.Read, s.Users)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "\nmisplaced (stored in a region outside the user's jurisdiction): %d\n", len(rep.Misplaced))
+	if len(rep.Misplaced) > 0 {
+		tw = tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "STORE\tREGION\tREGION JURISDICTION\tUSER JURISDICTION\tAPP\tUSER")
+		for _, f := range rep.Misplaced {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", f.Store, f.Region, f.RegionJurisdiction, f.UserJurisdiction, f.App, f.User)
+		}
+		tw.Flush()
+	}
+	list := func(title string, ss []scan.Sighting) {
+		fmt.Fprintf(w, "\n%s\n", title)
+		if len(ss) == 0 {
+			return
+		}
+		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "STORE\tREGION\tAPP\tUSER")
+		for i, s := range ss {
+			if i == listMax {
+				fmt.Fprintf(tw, "… and %d more\n", len(ss)-listMax)
+				break
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", s.Store, s.Region, s.App, s.User)
+		}
+		tw.Flush()
+	}
+	list(fmt.Sprintf("unregistered (not in the directory; not a failure): %d users, %d sightings", rep.UnregisteredUsers, len(rep.Unregistered)), rep.Unregistered)
+	list(fmt.Sprintf("unattributed (delivery-log rows whose notification has expired, app unknown): %d", len(rep.Unattributed)), rep.Unattributed)
+	fmt.Fprintf(w, "\nKafka records that are not an event or task: %d\n", rep.Undecodable)
+}
