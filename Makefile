@@ -27,6 +27,7 @@ build:
 ## test: every test, unit and integration, against the real servers (started if not up)
 test: vet
 	@stack/up.sh servers
+	@stack/browser.sh install
 	@set -a && source .herald/stack.env && set +a && go test -tags integration $(GO_TEST_FLAGS) ./...
 	@stack/test-stack.sh
 

@@ -74,7 +74,7 @@ async function refresh() {
     ]);
     $('withheld').textContent = fmt.format(funnel.withheld);
     draw('funnel-chart', 'bar', funnel.stages.map((s) => s.stage),
-      [{ label: 'count', data: funnel.stages.map((s) => s.count), backgroundColor: '#3b6fd8' }], { indexAxis: 'y' });
+      [{ label: 'count', data: funnel.stages.map((s) => s.count), backgroundColor: '#3b6fd8', maxBarThickness: 28 }], { indexAxis: 'y' });
 
     $('fanned-out').textContent = fmt.format(dropoff.fanned_out);
     rows($('dropoff').tBodies[0], dropoff.reasons, (r) => [
@@ -83,7 +83,7 @@ async function refresh() {
       { text: (r.share_of_fanned_out * 100).toFixed(2) + '%', cls: 'num' },
     ]);
     draw('dropoff-chart', 'bar', dropoff.reasons.map((r) => r.stage + (r.reason ? '/' + r.reason : '')),
-      [{ label: 'count', data: dropoff.reasons.map((r) => r.count), backgroundColor: '#d8793b' }], { indexAxis: 'y' });
+      [{ label: 'count', data: dropoff.reasons.map((r) => r.count), backgroundColor: '#d8793b', maxBarThickness: 28 }], { indexAxis: 'y' });
 
     window.lastBound = latency.bounds_ms[latency.bounds_ms.length - 1];
     rows($('latency').tBodies[0], latency.tiers, (t) => [
@@ -94,9 +94,9 @@ async function refresh() {
       { text: t.slo_met === null ? '—' : (t.slo_met ? 'yes' : 'no'), cls: t.slo_met === null ? '' : (t.slo_met ? 'ok' : 'bad') },
     ]);
     draw('latency-chart', 'bar', latency.tiers.map((t) => t.tier), [
-      { label: 'p99 (ms)', data: latency.tiers.map((t) => (t.count ? (t.p99_ms ?? window.lastBound) : 0)), backgroundColor: '#7a4fd1' },
-      { label: 'SLO p99 (ms)', data: latency.tiers.map((t) => t.slo_p99_ms ?? 0), backgroundColor: '#b9c2cf' },
-    ], { scales: { y: { type: 'logarithmic' } } });
+      { label: 'p99 (s)', data: latency.tiers.map((t) => (t.count ? (t.p99_ms ?? window.lastBound) / 1000 : 0)), backgroundColor: '#7a4fd1', maxBarThickness: 48 },
+      { label: 'SLO p99 (s)', data: latency.tiers.map((t) => (t.slo_p99_ms ?? 0) / 1000), backgroundColor: '#b9c2cf', maxBarThickness: 48 },
+    ]);
 
     const money = new Intl.NumberFormat('en-US', { style: 'currency', currency: cost.currency, maximumFractionDigits: 4 });
     rows($('cost').tBodies[0], cost.channels, (c) => [

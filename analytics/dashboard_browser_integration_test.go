@@ -1,0 +1,71 @@
+//go:build integration
+
+package analytics
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/herald-notify/herald/platform/testenv"
+)
+
+// The dashboard in headless Chromium shows the query API's funnel, follows the channel and
+// region filters, and fetches nothing from outside the service. stack/browser.sh install
+// (run by make test) provides Chromium and playwright-core.
+func TestDashboardInChromiumShowsTheAPIsFunnelAndFollowsFilters(t *testing.T) {
+	script := filepath.Join("dashboard", "test", "dashboard.mjs")
+	if _, err := os.Stat(filepath.Join("dashboard", "node_modules", "playwright-core")); err != nil {
+		t.Fatalf("playwright-core is not installed: run stack/browser.sh install (%v)", err)
+	}
+	if _, err := os.Stat("/usr/bin/chromium"); err != nil {
+		t.Fatalf("chromium is not installed: run stack/browser.sh install (%v)", err)
+	}
+	s := startService(t)
+	seedKnown(t, s)
+	shot := filepath.Join(testenv.Root(), ".herald", "analytics-dashboard.png")
+	if err := os.MkdirAll(filepath.Dir(shot), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_ = os.Remove(shot)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, "node", script, s.base, shot)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	t.Logf("page showed: %s", strings.TrimSpace(stdout.String()))
+	if err != nil {
+		t.Fatalf("browser test failed (%v):\n%s", err, stderr.String())
+	}
+
+	// What the page showed must also be what the seeded batches make (seedKnown).
+	var seen map[string]any
+	if err := json.Unmarshal(stdout.Bytes(), &seen); err != nil {
+		t.Fatalf("browser output: %v", err)
+	}
+	want := map[string]map[string]float64{
+		"all":                          {"accepted": 1400, "fanned_out": 3300, "delivered": 3615, "read": 700},
+		"channel=sms":                  {"accepted": 1400, "fanned_out": 700, "delivered": 1200, "read": 0},
+		"region=us-east-1&channel=sms": {"accepted": 400, "fanned_out": 400, "delivered": 1000, "suppressed": 20},
+	}
+	for view, stages := range want {
+		got, _ := seen[view].(map[string]any)
+		for stage, n := range stages {
+			if got[stage] != n {
+				t.Errorf("%s: the page showed %s = %v, want %v", view, stage, got[stage], n)
+			}
+		}
+	}
+	if fi, err := os.Stat(shot); err != nil || fi.Size() < 10_000 {
+		t.Errorf("screenshot %s missing or empty: %v", shot, err)
+	}
+	t.Logf("screenshot: %s", shot)
+}
