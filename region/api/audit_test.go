@@ -2,10 +2,13 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/getkin/kin-openapi/openapi3"
 
 	"github.com/herald-notify/herald/region/audit"
 )
@@ -83,5 +86,49 @@ func TestAuditEndpointNeedsTheInternalTokenButNoApp(t *testing.T) {
 	}
 	if len(rec.batches) != 1 || len(rec.batches[0]) != 1 || rec.batches[0][0].Reason != "home" {
 		t.Fatalf("appended %+v, want the one authenticated batch", rec.batches)
+	}
+}
+
+// TestOpenAPIAuditBatchAgreesWithDecodeAudit runs sample bodies through the AuditBatch schema
+// and DecodeAudit: both must accept, or both refuse.
+func TestOpenAPIAuditBatchAgreesWithDecodeAudit(t *testing.T) {
+	s := schema(t, loadOpenAPI(t), "AuditBatch")
+	with := func(old, new string) string {
+		return `{"entries":[` + strings.Replace(validAuditEntry, old, new, 1) + `]}`
+	}
+	tests := []struct {
+		name, body string
+		valid      bool
+	}{
+		{"home", with("", ""), true},
+		{"failover", with(`"reason":"home"`, `"reason":"failover-from-eu-west-1"`), true},
+		{"refused without region", with(`"region":"eu-west-1","reason":"home"`, `"reason":"refused"`), true},
+		{"redirect with empty region", with(`"region":"eu-west-1","reason":"home"`, `"region":"","reason":"redirect"`), true},
+		{"policy version 0", with(`"policy_version":3`, `"policy_version":0`), true},
+		{"no entries", `{"entries":[]}`, false},
+		{"unknown field", with(`"app":`, `"user":"ada","app":`), false},
+		{"missing request id", with(`,"request_id":"req-1"`, ``), false},
+		{"request id with a space", with(`"req-1"`, `"req 1"`), false},
+		{"upper-case user key", with(`"user_key":"5f0c`, `"user_key":"5F0C`), false},
+		{"bad region", with(`"region":"eu-west-1"`, `"region":"europe"`), false},
+		{"unknown reason", with(`"reason":"home"`, `"reason":"closest"`), false},
+		{"failover from nowhere", with(`"reason":"home"`, `"reason":"failover-from-"`), false},
+		{"negative policy version", with(`"policy_version":3`, `"policy_version":-1`), false},
+		{"time without zone", with(`04:00:00.123456789Z`, `04:00:00`), false},
+		{"id not a uuid", with(`"id":"019ab3f0-`, `"id":"x019ab3f0-`), false},
+	}
+	for _, tt := range tests {
+		var v any
+		if err := json.Unmarshal([]byte(tt.body), &v); err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		schemaErr := s.VisitJSON(v, openapi3.VisitAsRequest(), openapi3.EnableFormatValidation(), openapi3.MultiErrors())
+		_, decodeErr := DecodeAudit(strings.NewReader(tt.body))
+		if (schemaErr == nil) != tt.valid {
+			t.Errorf("%s: the schema says %v, want valid=%v", tt.name, schemaErr, tt.valid)
+		}
+		if (decodeErr == nil) != tt.valid {
+			t.Errorf("%s: DecodeAudit says %+v, want valid=%v", tt.name, decodeErr, tt.valid)
+		}
 	}
 }

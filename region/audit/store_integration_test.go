@@ -236,3 +236,35 @@ func TestVerifyFindsTheFirstBrokenLink(t *testing.T) {
 		})
 	}
 }
+
+func TestTheSameBatchSentConcurrentlyIsAppendedOnce(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := testenv.Context(t, time.Minute)
+	batch := make([]audit.Entry, 50)
+	for i := range batch {
+		batch[i] = entry(i, keyA)
+	}
+	var wg sync.WaitGroup
+	added := make(chan int, 4)
+	for range 4 { // a gateway that timed out and retried while the first try was still running
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n, err := s.Append(ctx, batch)
+			if err != nil {
+				t.Error(err)
+			}
+			added <- n
+		}()
+	}
+	wg.Wait()
+	close(added)
+	total := 0
+	for n := range added {
+		total += n
+	}
+	v := mustVerify(t, s)
+	if total != len(batch) || v.Entries != int64(len(batch)) || v.Break != nil {
+		t.Fatalf("appended %d in all, log holds %d (break %v); want %d once", total, v.Entries, v.Break, len(batch))
+	}
+}
