@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 GO_TEST_FLAGS ?= -count=1 -timeout 20m
 
-.PHONY: up down status reset test test-unit test-stack build vet fmt
+.PHONY: up down status reset test test-unit test-stack build vet fmt prometheus test-rules
 
 ## up: install what is missing, start the servers, migrate, start Herald (idempotent)
 up:
@@ -29,7 +29,16 @@ test: vet
 	@stack/up.sh servers
 	@stack/browser.sh install
 	@set -a && source .herald/stack.env && set +a && go test -tags integration $(GO_TEST_FLAGS) ./...
+	@stack/prometheus.sh check
 	@stack/test-stack.sh
+
+## prometheus: start a Prometheus scraping every Herald process, with the alert rules (ops/prometheus)
+prometheus:
+	@stack/prometheus.sh start
+
+## test-rules: promtool check and unit tests of the alert and recording rules
+test-rules:
+	@stack/prometheus.sh check
 
 ## test-unit: the tests that need no server
 test-unit:
