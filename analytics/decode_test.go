@@ -96,6 +96,9 @@ func TestDecodeRefusesAnythingOutsideTheClosedSchemaNamingTheField(t *testing.T)
 			if !errors.As(err, &fe) {
 				t.Fatalf("err = %v, want a FieldError", err)
 			}
+			if errorCodes[fe.Code] != fe.Status {
+				t.Errorf("code %s with status %d is not in the catalogue (errors.go)", fe.Code, fe.Status)
+			}
 			if fe.Code != tt.code || (tt.field != "" && fe.Field != tt.field) || fe.Status != 400 {
 				t.Errorf("got %d %s %q (%s), want 400 %s %q", fe.Status, fe.Code, fe.Field, fe.Message, tt.code, tt.field)
 			}
@@ -150,6 +153,9 @@ func TestCheckRefusesValuesOutsideTheVocabulariesBelowKOrUnregistered(t *testing
 			fe := testRules().check(b, region)
 			if fe == nil {
 				t.Fatal("accepted")
+			}
+			if errorCodes[fe.Code] != fe.Status {
+				t.Errorf("code %s with status %d is not in the catalogue (errors.go)", fe.Code, fe.Status)
 			}
 			if fe.Status != tt.status || fe.Code != tt.code || fe.Field != tt.field {
 				t.Errorf("got %d %s %q (%s), want %d %s %q", fe.Status, fe.Code, fe.Field, fe.Message, tt.status, tt.code, tt.field)

@@ -70,6 +70,9 @@ func (a *api) region(r *http.Request) string {
 }
 
 func (a *api) reject(c *gin.Context, status int, code, message, field string) {
+	if want, ok := errorCodes[code]; !ok || want != status {
+		a.log.Error("error code not in the catalogue (errors.go)", "code", code, "status", status)
+	}
 	metricRejections.WithLabelValues(code).Inc()
 	apierr.Write(c.Writer, status, code, message, field)
 	c.Abort()

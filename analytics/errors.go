@@ -1,0 +1,21 @@
+package analytics
+
+// errorCodes is the catalogue of the error codes analytics answers, with their HTTP status.
+// docs/openapi-analytics.yaml lists the same (TestOpenAPIListsExactlyTheErrorCatalogue).
+var errorCodes = map[string]int{
+	"unauthorized":        401, // no token, or not a region's
+	"region_mismatch":     403, // a region's token posting another region's batch
+	"body_too_large":      413,
+	"invalid_json":        400,
+	"unknown_field":       400, // a field the wire format does not define (a user_id, say)
+	"missing_field":       400,
+	"duplicate_field":     400,
+	"invalid_field":       400, // a wrong type, or a value outside the closed vocabularies
+	"unsupported_version": 400,
+	"unknown_category":    400, // not registered for the app in config
+	"below_k":             400, // fewer than k distinct recipients (or histogram observations)
+	"duplicate_cell":      400,
+	"unknown_parameter":   400,
+	"invalid_parameter":   400,
+	"store_unavailable":   503,
+}

@@ -1,0 +1,121 @@
+package analytics
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"reflect"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/getkin/kin-openapi/openapi3"
+
+	"github.com/herald-notify/herald/analytics/wire"
+	"github.com/herald-notify/herald/platform/health"
+)
+
+// These tests keep docs/openapi-analytics.yaml honest: valid, the routes the server mounts,
+// the error catalogue, the wire types' fields, and an example the server accepts.
+
+const openapiPath = "../docs/openapi-analytics.yaml"
+
+func loadOpenAPI(t *testing.T) *openapi3.T {
+	t.Helper()
+	doc, err := openapi3.NewLoader().LoadFromFile(openapiPath)
+	if err != nil {
+		t.Fatalf("loading %s: %v", openapiPath, err)
+	}
+	if err := doc.Validate(context.Background()); err != nil {
+		t.Fatalf("%s is not valid OpenAPI: %v", openapiPath, err)
+	}
+	return doc
+}
+
+func TestOpenAPIDocumentsEveryV1RouteAndNoOther(t *testing.T) {
+	doc := loadOpenAPI(t)
+	var documented []string
+	for path, item := range doc.Paths.Map() {
+		for method := range item.Operations() {
+			documented = append(documented, method+" "+path)
+		}
+	}
+	a := newAPI(validConfig(), nil, slog.New(slog.DiscardHandler))
+	var mounted []string
+	for _, r := range a.router(health.New(nil)).Routes() {
+		if strings.HasPrefix(r.Path, "/v1/") {
+			mounted = append(mounted, r.Method+" "+r.Path)
+		}
+	}
+	sort.Strings(documented)
+	sort.Strings(mounted)
+	if !slices.Equal(documented, mounted) {
+		t.Errorf("documented %v\nmounted    %v", documented, mounted)
+	}
+}
+
+func TestOpenAPIListsExactlyTheErrorCatalogue(t *testing.T) {
+	doc := loadOpenAPI(t)
+	var listed []string
+	for _, v := range doc.Components.Schemas["ErrorCode"].Value.Enum {
+		listed = append(listed, v.(string))
+	}
+	sort.Strings(listed)
+	if want := sortedKeys(errorCodes); !slices.Equal(listed, want) {
+		t.Errorf("ErrorCode enum %v\ncatalogue      %v", listed, want)
+	}
+}
+
+func TestOpenAPIBatchSchemasHaveTheWireTypesFields(t *testing.T) {
+	doc := loadOpenAPI(t)
+	for schema, typ := range map[string]reflect.Type{
+		"Batch": reflect.TypeOf(wire.Batch{}), "Cell": reflect.TypeOf(wire.Cell{}), "Histogram": reflect.TypeOf(wire.Histogram{}),
+	} {
+		var props []string
+		for name := range doc.Components.Schemas[schema].Value.Properties {
+			props = append(props, name)
+		}
+		sort.Strings(props)
+		if got := jsonFields(typ); !slices.Equal(props, got) {
+			t.Errorf("%s: documented %v, wire has %v", schema, props, got)
+		}
+	}
+	stages := doc.Components.Schemas["Stage"].Value.Enum
+	if len(stages) != len(wire.Stages) {
+		t.Errorf("Stage enum has %d values, wire %d", len(stages), len(wire.Stages))
+	}
+}
+
+func jsonFields(t reflect.Type) []string {
+	var out []string
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if f.Anonymous {
+			out = append(out, jsonFields(f.Type)...)
+			continue
+		}
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		out = append(out, name)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func TestOpenAPIIngestExampleIsAcceptedByTheServer(t *testing.T) {
+	doc := loadOpenAPI(t)
+	ex := doc.Paths.Value("/v1/aggregates").Post.RequestBody.Value.Content["application/json"].Example
+	raw, err := json.Marshal(ex)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := DecodeBatch(strings.NewReader(string(raw)))
+	if err != nil {
+		t.Fatalf("decoding the example: %v", err)
+	}
+	r := rules{k: 10, categories: CategoriesConfig{Global: []string{"security"}}, now: func() time.Time { return testNow }}
+	if fe := r.check(b, "eu-west-1"); fe != nil {
+		t.Fatalf("the example is refused: %v", fe)
+	}
+}
