@@ -101,6 +101,13 @@ check() {
   install
   promtool check rules "$RULES"/*.yml
   promtool test rules "$TESTS"/*.yml
+  # An alert without a unit test could be wrong in any way: each needs one.
+  local a missing=()
+  for a in $(sed -n 's/^ *- alert: *//p' "$RULES"/*.yml); do
+    grep -q "alertname: $a\$" "$TESTS"/*.yml || missing+=("$a")
+  done
+  ((${#missing[@]} == 0)) || die "alerts without a promtool test in ops/prometheus/tests: ${missing[*]}"
+  log "every alert has a unit test"
 }
 
 case "${1:-}" in
