@@ -33,6 +33,10 @@ func Migrate(ctx context.Context, c Config, log *slog.Logger) error {
 
 var drainDelay = 500 * time.Millisecond
 
+// keyCacheTTL is how long a verified API key is trusted without asking the database: the time a
+// revocation takes to apply.
+const keyCacheTTL = 2 * time.Second
+
 // Run serves the gateway until ctx ends, then drains.
 func Run(ctx context.Context, c Config, log *slog.Logger, version string) error {
 	secret, err := c.DirectorySecret()
@@ -98,7 +102,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 	audit := newAuditShipper(regions, client, c.RegionToken, log)
 	srv := &Server{
 		Jurisdiction: c.Jurisdiction, PublicURL: publicURL, RegionToken: c.RegionToken, DefaultLimit: c.RateLimit.PerMinute,
-		Keys: apikey.NewStore(pool), Directory: directory.New(pool, secret, c.Directory.CacheSize, c.Directory.CacheTTL),
+		Keys: newKeyCache(apikey.NewStore(pool), keyCacheTTL), Directory: directory.New(pool, secret, c.Directory.CacheSize, c.Directory.CacheTTL),
 		Policy: policy, Regions: regions, Limiter: &limiter{rdb: rdb, prefix: c.Redis.Prefix},
 		Sends: &sendStore{db: pool}, Audit: audit, Health: h, Client: client, Log: log,
 		Templates: &templateSync{db: pool, regions: regions, policy: policy, client: client, token: c.RegionToken, log: log},

@@ -212,13 +212,19 @@ func TestKeysAndRateLimits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.must(http.StatusOK, "GET", "/v1/regions", nil)
+	if code, _, _ := w.call(key, "GET", "/v1/regions", nil); code != http.StatusOK {
+		t.Fatalf("new key: %d", code)
+	}
 	if err := w.keys.Revoke(t.Context(), k.ID); err != nil {
 		t.Fatal(err)
 	}
-	if code, out, _ := w.call(key, "GET", "/v1/regions", nil); code != http.StatusUnauthorized || errorCode(out) != "invalid_api_key" {
-		t.Fatalf("revoked key: %d %v", code, out)
-	}
+	// A revocation applies within the key cache's TTL (2 s).
+	eventually(t, 5*time.Second, func() error {
+		if code, out, _ := w.call(key, "GET", "/v1/regions", nil); code != http.StatusUnauthorized || errorCode(out) != "invalid_api_key" {
+			return fmt.Errorf("revoked key: %d %v", code, out)
+		}
+		return nil
+	})
 
 	// 1,000 requests a minute pass; the 1,001st is refused with Retry-After.
 	limited, _, err := w.keys.Create(t.Context(), w.app, "limited", nil)

@@ -9,12 +9,12 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-
 )
 
 // maxRecipients is the regions' limit per request, checked here before any lookup.
@@ -188,13 +188,23 @@ func (s *Server) send(c *gin.Context) {
 	}
 	if conflicts == len(regions) && len(regions) > 0 {
 		// The whole send was accepted before: answer its id, as a region does.
-		if prev, err := s.Sends.find(c.Request.Context(), appOf(c), parts[0].NotificationID); err == nil && len(prev) > 0 {
-			c.JSON(http.StatusConflict, gin.H{"error": gin.H{"code": "duplicate_idempotency_key", "message": "this idempotency_key was used within 24 h", "field": "idempotency_key"},
-				"notification_id": s.sendIDOf(c, parts[0].NotificationID), "parts": prev})
-			return
-		}
+		c.JSON(http.StatusConflict, gin.H{"error": gin.H{"code": "duplicate_idempotency_key", "message": "this idempotency_key was used within 24 h", "field": "idempotency_key"},
+			"notification_id": s.sendIDOf(c, parts[0].NotificationID), "parts": parts})
+		return
 	}
-	if len(parts) > 0 {
+	if len(parts) == 1 && len(failed) == 0 {
+		// One region took it all: the send is that region's notification, and its record is
+		// written off the request path (the status endpoint asks the regions when a record is
+		// not there yet).
+		sendID = parts[0].NotificationID
+		go func(app string) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := s.Sends.save(ctx, app, sendID, parts); err != nil {
+				s.Log.Error("recording a send", "err", err)
+			}
+		}(appOf(c))
+	} else if len(parts) > 0 {
 		if err := s.Sends.save(context.WithoutCancel(c.Request.Context()), appOf(c), sendID, parts); err != nil {
 			s.Log.Error("recording a send", "err", err, "request_id", reqID(c))
 		}
@@ -358,7 +368,8 @@ func (s *Server) status(c *gin.Context) {
 		return
 	}
 	if len(parts) == 0 {
-		abort(c, http.StatusNotFound, "not_found", "no notification with this id", "id")
+		// Not recorded (yet): a single-region send's id is the region's own.
+		s.firstFound(c, "/v1/notifications/"+c.Param("id")+"/status")
 		return
 	}
 	if len(parts) == 1 && parts[0].NotificationID == c.Param("id") {
@@ -440,4 +451,3 @@ func (s *Server) firstFound(c *gin.Context, path string) {
 	}
 	c.Data(best.status, best.ctype, best.raw)
 }
-

@@ -16,11 +16,14 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if len(args) > 0 && args[0] == "dispatch" {
 		return runBenchDispatch(ctx, args, stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "gateway" {
+		return runBenchGateway(ctx, args, stdout, stderr)
+	}
 	if len(args) > 0 && args[0] == "inbox" {
 		return runBenchInbox(ctx, args, stdout, stderr)
 	}
 	if len(args) == 0 || args[0] != "pipeline" {
-		return usageError("usage: herald bench pipeline|dispatch|inbox [flags] (run against the servers `make up` starts)")
+		return usageError("usage: herald bench pipeline|dispatch|inbox|gateway [flags] (run against the servers `make up` starts)")
 	}
 	fs := newFlags("bench pipeline", stderr)
 	path := fs.String("config", "", "region config file for store settings (default: the local defaults and HERALD_* variables)")

@@ -1,0 +1,59 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/herald-notify/herald/gateway"
+	"github.com/herald-notify/herald/gateway/apikey"
+	gwbench "github.com/herald-notify/herald/gateway/bench"
+	"github.com/herald-notify/herald/platform/postgres"
+)
+
+// runBenchGateway is herald bench gateway: the running local gateway against the home region
+// called directly. It makes a key with a limit high enough for the run and revokes it after.
+func runBenchGateway(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("bench gateway", stderr)
+	path := fs.String("config", "config/local/gateway.yaml", "gateway config (for its database, to make the bench key)")
+	o := gwbench.Options{GatewayURL: "http://127.0.0.1:8080", RegionURL: "http://127.0.0.1:8101"}
+	fs.StringVar(&o.GatewayURL, "gateway", o.GatewayURL, "gateway URL")
+	fs.StringVar(&o.RegionURL, "region", o.RegionURL, "URL of the region DE users live in (eu-west-1 locally)")
+	fs.IntVar(&o.Requests, "requests", 4000, "requests per path, concurrency level and side")
+	fs.IntVar(&o.Rounds, "rounds", 8, "interleaved rounds")
+	levels := fs.String("concurrency", "1,16", "concurrency levels, comma separated")
+	if err := parse(fs, args[1:]); err != nil {
+		return err
+	}
+	for _, l := range strings.Split(*levels, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(l))
+		if err != nil || n < 1 {
+			return usageError("--concurrency: a comma-separated list of positive integers")
+		}
+		o.Levels = append(o.Levels, n)
+	}
+	cfg := gateway.DefaultConfig(discoveryDir())
+	if err := loadConfig(*path, &cfg); err != nil {
+		return err
+	}
+	pool, err := postgres.Connect(ctx, cfg.Postgres)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	keys := apikey.NewStore(pool)
+	o.App = "bench-gateway"
+	limit := 100_000_000
+	key, k, err := keys.Create(ctx, o.App, "herald bench gateway", &limit)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = keys.Revoke(context.WithoutCancel(ctx), k.ID) }()
+	o.Key = key
+	o.User = fmt.Sprintf("bench-%d", time.Now().UnixNano())
+	fmt.Fprintf(stdout, "herald bench gateway: %d requests per cell in %d interleaved rounds, gateway %s, region %s\n\n", o.Requests, o.Rounds, o.GatewayURL, o.RegionURL)
+	return gwbench.Run(ctx, o, stdout)
+}
