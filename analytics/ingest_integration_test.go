@@ -248,3 +248,48 @@ func TestCentralSchemaHasNoColumnBeyondCountsAndClosedDimensions(t *testing.T) {
 		t.Errorf("columns:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// An exporter that times out and retries may race its own first post: the key lock makes one
+// of them store and the others find it stored.
+func TestConcurrentPostsOfOneBatchStoreItOnce(t *testing.T) {
+	s := startService(t)
+	b := batch("eu-west-1", window(6), 0, c("shop", "transactional", "order", "email", "delivered", "", 50, 50))
+	const n = 8
+	results := make(chan string, n)
+	for range n {
+		go func() {
+			code, out := s.post(t, euToken, b)
+			if code != http.StatusOK {
+				results <- fmt.Sprintf("status %d %v", code, out)
+				return
+			}
+			results <- out["result"].(string)
+		}()
+	}
+	got := map[string]int{}
+	for range n {
+		got[<-results]++
+	}
+	if got[Stored] != 1 || got[Unchanged] != n-1 {
+		t.Errorf("results %v, want 1 stored and %d unchanged", got, n-1)
+	}
+	var f Funnel
+	s.get(t, "/v1/funnel", &f)
+	if d := stageMap(f)["delivered"]; d != 50 {
+		t.Errorf("delivered = %d, want 50", d)
+	}
+}
+
+func TestIngestRefusesABodyOverTheLimitWith413(t *testing.T) {
+	s := startService(t)
+	big := make([]byte, 0, s.cfg.MaxBodyBytes+1024)
+	big = append(big, `{"version":1,"region":"eu-west-1","window_start":"2026-11-25T04:00:00Z","seq":0,"withheld":0,"cells":[`...)
+	one := `{"app":"shop","tier":"social","category":"news","channel":"push","stage":"read","count":10,"distinct_recipients":10},`
+	for int64(len(big)) <= s.cfg.MaxBodyBytes {
+		big = append(big, one...)
+	}
+	code, out := s.post(t, euToken, big)
+	if code != http.StatusRequestEntityTooLarge || apiError(out).Code != "body_too_large" {
+		t.Errorf("%d %v, want 413 body_too_large", code, out)
+	}
+}

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
-	"time"
 
 	"github.com/herald-notify/herald/analytics/wire"
 )
@@ -177,24 +176,4 @@ func TestFoldLatencyMergesSmallChannelsIntoAllAndWithholdsTheRest(t *testing.T) 
 	if want := "[transactional/all=10 transactional/email=25]"; fmt.Sprint(got) != want {
 		t.Errorf("histograms = %v, want %s", got, want)
 	}
-}
-
-func TestHistogramObserveUsesInclusiveUpperBounds(t *testing.T) {
-	h := wire.NewHistogram("social", "push")
-	for _, ms := range []int64{0, 50, 51, 5000, 5001, 1 << 40} {
-		h.Observe(time.Duration(ms) * time.Millisecond)
-	}
-	want := map[int]int64{0: 2, 1: 1, 6: 1, 7: 1, len(wire.LatencyBoundsMS): 1}
-	for i, c := range h.Counts {
-		if c != want[i] {
-			t.Errorf("bucket %d (le %v) = %d, want %d", i, boundOr(i), c, want[i])
-		}
-	}
-}
-
-func boundOr(i int) any {
-	if i < len(wire.LatencyBoundsMS) {
-		return wire.LatencyBoundsMS[i]
-	}
-	return "+Inf"
 }
