@@ -10,6 +10,8 @@ import (
 	"sort"
 	"text/tabwriter"
 
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"github.com/herald-notify/herald/gateway"
 	"github.com/herald-notify/herald/platform/postgres"
 	"github.com/herald-notify/herald/platform/telemetry"
@@ -113,7 +115,7 @@ func auditVerify(ctx context.Context, dir, name string, stdout io.Writer) error 
 	for _, cfg := range regions {
 		v, err := verifyRegion(ctx, cfg)
 		if err != nil {
-			return fmt.Errorf("region %s: %w", cfg.Name, err)
+			return fmt.Errorf("region %s: %w", cfg.Name, migrateHint(err))
 		}
 		if v.Break != nil {
 			fmt.Fprintf(stdout, "%s: BROKEN: %v (%d entries read, head seq %d)\n", cfg.Name, v.Break, v.Entries, v.Head.Seq)
@@ -159,7 +161,7 @@ func auditUser(ctx context.Context, dir, app, user string, stdout, stderr io.Wri
 	for _, cfg := range regions {
 		entries, err := userEntries(ctx, cfg, app, key)
 		if err != nil {
-			failed = append(failed, fmt.Errorf("region %s: %w", cfg.Name, err))
+			failed = append(failed, fmt.Errorf("region %s: %w", cfg.Name, migrateHint(err)))
 			continue
 		}
 		for _, e := range entries {
@@ -215,13 +217,22 @@ func auditResidency(ctx context.Context, dir string, records, listMax int, stdou
 	log := telemetry.Logger(telemetry.Config{LogLevel: "info", LogFormat: "text"}, stderr, "audit")
 	rep, err := scan.Run(ctx, regions, scan.Options{Secret: secret, Directory: scan.PostgresDirectory{DB: dirDB}, KafkaRecords: records, Log: log})
 	if err != nil {
-		return err
+		return migrateHint(err)
 	}
 	printReport(stdout, rep, listMax)
 	if !rep.OK() {
 		return &exitError{code: 1, err: fmt.Errorf("%d sightings of users' data in a region outside their jurisdiction", len(rep.Misplaced))}
 	}
 	return nil
+}
+
+// migrateHint says what to do when a table of the audit or the directory does not exist yet.
+func migrateHint(err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "42P01" /* undefined_table */ {
+		return fmt.Errorf("%w (run herald migrate)", err)
+	}
+	return err
 }
 
 func printReport(w io.Writer, rep *scan.Report, listMax int) {

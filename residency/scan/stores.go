@@ -3,8 +3,8 @@ package scan
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -92,35 +92,68 @@ func scanCassandra(ctx context.Context, r Region, c *collector) error {
 	}
 
 	// The delivery log names the user, and the app through the notification's row.
-	apps := map[string]string{}
-	appOf := func(id string) (string, error) {
-		if a, ok := apps[id]; ok {
-			return a, nil
-		}
-		var a string
-		err := sess.Query(`SELECT app_id FROM notifications WHERE notification_id = ?`, id).WithContext(ctx).Scan(&a)
-		if err != nil && !errors.Is(err, gocql.ErrNotFound) {
-			return "", fmt.Errorf("reading notification %s: %w", id, err)
-		}
-		apps[id] = a // "" once the notification row has expired
-		return a, nil
-	}
+	apps := &appLookup{sess: sess, known: map[string]string{}}
 	for _, table := range []string{"delivery_status", "delivery_attempt"} {
 		store := "cassandra:" + table
 		st := c.stat(store)
+		var pending [][2]string // (notification id, user) waiting for their app
+		flush := func() error {
+			if err := apps.resolve(ctx, pending); err != nil {
+				return fmt.Errorf("%s: %w", store, err)
+			}
+			for _, p := range pending {
+				c.add(store, [2]string{apps.known[p[0]], p[1]})
+			}
+			pending = pending[:0]
+			return nil
+		}
 		iter := sess.Query(`SELECT notification_id, user_id FROM ` + table).WithContext(ctx).Iter()
 		var id, user string
 		for iter.Scan(&id, &user) {
 			st.Read++
-			app, err := appOf(id)
-			if err != nil {
-				_ = iter.Close()
-				return fmt.Errorf("%s: %w", store, err)
+			pending = append(pending, [2]string{id, user})
+			if len(pending) >= 500 {
+				if err := flush(); err != nil {
+					_ = iter.Close()
+					return err
+				}
 			}
-			c.add(store, [2]string{app, user})
 		}
 		if err := iter.Close(); err != nil {
 			return fmt.Errorf("%s: %w", store, err)
+		}
+		if err := flush(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// appLookup finds the app of notifications, a hundred ids per query.
+type appLookup struct {
+	sess  *gocql.Session
+	known map[string]string // "" once the notification row has expired
+}
+
+func (a *appLookup) resolve(ctx context.Context, pairs [][2]string) error {
+	if len(a.known) > 1_000_000 { // bound the memory of a long scan
+		clear(a.known)
+	}
+	var missing []string
+	for _, p := range pairs {
+		if _, ok := a.known[p[0]]; !ok {
+			a.known[p[0]] = ""
+			missing = append(missing, p[0])
+		}
+	}
+	for chunk := range slices.Chunk(missing, 100) {
+		iter := a.sess.Query(`SELECT notification_id, app_id FROM notifications WHERE notification_id IN ?`, chunk).WithContext(ctx).Iter()
+		var id, app string
+		for iter.Scan(&id, &app) {
+			a.known[id] = app
+		}
+		if err := iter.Close(); err != nil {
+			return fmt.Errorf("reading notifications: %w", err)
 		}
 	}
 	return nil
@@ -182,6 +215,7 @@ func scanKafka(ctx context.Context, r Region, c *collector, perPartition int, un
 	if err != nil {
 		return fmt.Errorf("listing topics: %w", err)
 	}
+	slices.Sort(topics)
 	consumer, err := sarama.NewConsumerFromClient(client)
 	if err != nil {
 		return err
