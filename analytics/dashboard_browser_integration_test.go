@@ -17,7 +17,8 @@ import (
 )
 
 // The dashboard in headless Chromium shows the query API's funnel, follows the channel and
-// region filters, and fetches nothing from outside the service. stack/browser.sh install
+// region filters, shows a new batch through its auto-refresh, and fetches nothing from outside
+// the service. stack/browser.sh install
 // (run by make test) provides Chromium and playwright-core.
 func TestDashboardInChromiumShowsTheAPIsFunnelAndFollowsFilters(t *testing.T) {
 	script := filepath.Join("dashboard", "test", "dashboard.mjs")
@@ -40,6 +41,7 @@ func TestDashboardInChromiumShowsTheAPIsFunnelAndFollowsFilters(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	cmd := exec.CommandContext(ctx, "node", script, s.base, shot)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd.Env = append(os.Environ(), "ANALYTICS_TOKEN="+usToken)
 	err := cmd.Run()
 	t.Logf("page showed: %s", strings.TrimSpace(stdout.String()))
 	if err != nil {
@@ -55,6 +57,7 @@ func TestDashboardInChromiumShowsTheAPIsFunnelAndFollowsFilters(t *testing.T) {
 		"all":                          {"accepted": 1400, "fanned_out": 3300, "delivered": 3615, "read": 700},
 		"channel=sms":                  {"accepted": 1400, "fanned_out": 700, "delivered": 1200, "read": 0},
 		"region=us-east-1&channel=sms": {"accepted": 400, "fanned_out": 400, "delivered": 1000, "suppressed": 20},
+		"after auto-refresh":           {"accepted": 400, "fanned_out": 400, "delivered": 1250, "suppressed": 20},
 	}
 	for view, stages := range want {
 		got, _ := seen[view].(map[string]any)

@@ -8,6 +8,8 @@ const charts = {};
 const fmt = new Intl.NumberFormat('en-US');
 let timer = null;
 let seq = 0;
+// ?refresh=N sets the auto-refresh period in seconds (default 10).
+const refreshSeconds = Math.max(1, Number(new URLSearchParams(location.search).get('refresh')) || 10);
 
 function filterQuery() {
   const q = new URLSearchParams();
@@ -123,12 +125,13 @@ async function refresh() {
 
 function schedule() {
   clearInterval(timer);
-  if ($('f-auto').checked) timer = setInterval(refresh, 10000);
+  if ($('f-auto').checked) timer = setInterval(refresh, refreshSeconds * 1000);
 }
 
 async function init() {
   const meta = await (await fetch('/v1/meta', { cache: 'no-store' })).json();
   $('k').textContent = meta.k;
+  $('auto-label').textContent = `auto-refresh (${refreshSeconds} s)`;
   for (const [id, values] of [['f-region', meta.regions], ['f-tier', meta.tiers], ['f-channel', meta.channels]]) {
     for (const v of values) $(id).add(new Option(v, v));
   }

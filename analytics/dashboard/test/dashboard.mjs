@@ -2,7 +2,9 @@
 // Loads the dashboard of a running analytics service in headless Chromium (Debian's, through
 // playwright-core), checks that the funnel on the page equals the query API's for the same
 // filters, switches the channel and then the region filter and checks again (and that the
-// numbers changed), checks that no request left the service (no CDN), and saves a screenshot.
+// numbers changed), posts one more batch (ANALYTICS_TOKEN, ANALYTICS_REGION in the environment)
+// and waits for the auto-refresh to show it without a reload, checks that no request left the
+// service (no CDN), and saves a screenshot.
 // Prints one JSON line with what the page showed; exits 1 on any mismatch.
 import { chromium } from 'playwright-core';
 
@@ -54,7 +56,7 @@ try {
     return seen[label];
   };
 
-  await page.goto(base + '/');
+  await page.goto(base + '/dashboard/?refresh=1');
   await loaded('from=');
   const all = await check('all');
 
@@ -67,6 +69,23 @@ try {
   await loaded('region=us-east-1');
   const us = await check('region=us-east-1&channel=sms');
   if (us.accepted === sms.accepted) fail(`the region filter did not change accepted (${us.accepted})`);
+
+  // Auto-refresh: a new batch shows up without a reload.
+  const token = process.env.ANALYTICS_TOKEN;
+  const window = new Date(Math.floor(Date.now() / 60000) * 60000 - 60000).toISOString().replace('.000Z', 'Z');
+  const post = await fetch(`${base}/v1/aggregates`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
+    body: JSON.stringify({
+      version: 1, region: 'us-east-1', window_start: window, seq: 7, withheld: 0,
+      cells: [{ app: 'shop', tier: 'transactional', category: 'order', channel: 'sms', country: 'US', stage: 'delivered', count: 250, distinct_recipients: 240 }],
+    }),
+  });
+  if (!post.ok) throw new Error(`posting the refresh batch: ${post.status} ${await post.text()}`);
+  await page.waitForFunction(
+    (want) => Number(document.querySelector('#funnel [data-stage="delivered"]').dataset.count) === want,
+    us.delivered + 250, { timeout: 15000 });
+  await check('after auto-refresh');
 
   // The other panels rendered from the same filters.
   const p99 = await page.textContent('[data-p99="transactional"]');
