@@ -101,13 +101,16 @@ check() {
   install
   promtool check rules "$RULES"/*.yml
   promtool test rules "$TESTS"/*.yml
-  # An alert without a unit test could be wrong in any way: each needs one.
-  local a missing=()
+  # An alert without a unit test could be wrong in any way, and one without a runbook entry
+  # leaves whoever is paged guessing: each needs both.
+  local a untested=() undocumented=()
   for a in $(sed -n 's/^ *- alert: *//p' "$RULES"/*.yml); do
-    grep -q "alertname: $a\$" "$TESTS"/*.yml || missing+=("$a")
+    grep -q "alertname: $a\$" "$TESTS"/*.yml || untested+=("$a")
+    grep -q "^### $a\$" "$HERALD_ROOT/docs/runbook.md" || undocumented+=("$a")
   done
-  ((${#missing[@]} == 0)) || die "alerts without a promtool test in ops/prometheus/tests: ${missing[*]}"
-  log "every alert has a unit test"
+  ((${#untested[@]} == 0)) || die "alerts without a promtool test in ops/prometheus/tests: ${untested[*]}"
+  ((${#undocumented[@]} == 0)) || die "alerts without a section in docs/runbook.md: ${undocumented[*]}"
+  log "every alert has a unit test and a runbook entry"
 }
 
 case "${1:-}" in
