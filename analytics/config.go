@@ -115,6 +115,16 @@ func (c *Config) Validate() error {
 	if err := config.HostPort("listen", c.Listen); err != nil {
 		return err
 	}
+	// The shared blocks first, as every component does, then analytics' own keys.
+	if err := config.Prefix("postgres", c.Postgres.Validate()); err != nil {
+		return err
+	}
+	if err := config.Prefix("discovery", c.Discovery.Validate()); err != nil {
+		return err
+	}
+	if err := config.Prefix("telemetry", c.Telemetry.Validate()); err != nil {
+		return err
+	}
 	if c.K < 2 {
 		return config.Errorf("k", fmt.Sprint(c.K), "must be at least 2")
 	}
@@ -175,13 +185,7 @@ func (c *Config) Validate() error {
 	if c.MaxBodyBytes < 1024 {
 		return config.Errorf("max_body_bytes", fmt.Sprint(c.MaxBodyBytes), "must be at least 1024")
 	}
-	if err := config.Prefix("postgres", c.Postgres.Validate()); err != nil {
-		return err
-	}
-	if err := config.Prefix("discovery", c.Discovery.Validate()); err != nil {
-		return err
-	}
-	return config.Prefix("telemetry", c.Telemetry.Validate())
+	return nil
 }
 
 func checkCategories(key string, list []string) error {
@@ -205,3 +209,6 @@ func sortedKeys[V any](m map[string]V) []string {
 	sort.Strings(keys)
 	return keys
 }
+
+// RegionNames lists the regions allowed to post, sorted.
+func (c *Config) RegionNames() []string { return sortedKeys(c.Regions) }

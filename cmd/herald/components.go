@@ -130,7 +130,7 @@ func runAnalytics(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return err
 	}
 	if *check {
-		fmt.Fprintf(stdout, "config ok: analytics on %s\n", cfg.Listen)
+		fmt.Fprintf(stdout, "config ok: analytics on %s, k=%d, regions %s\n", cfg.Listen, cfg.K, strings.Join(cfg.RegionNames(), ","))
 		return nil
 	}
 	return serve(ctx, cfg.Telemetry, stderr, "analytics", func(ctx context.Context, log *slog.Logger) error {
