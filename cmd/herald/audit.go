@@ -2,12 +2,15 @@ package main
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -22,7 +25,8 @@ import (
 )
 
 const auditUsage = `usage:
-  herald audit verify [--region R] [--config-dir DIR]      verify a region's audit chain (every region without --region)
+  herald audit verify [--region R [--anchor SEQ:HASH]] [--config-dir DIR]
+                                                           verify a region's audit chain (every region without --region)
   herald audit user --app A --user U [--config-dir DIR]    list a user's routing decisions from every region's audit
   herald audit residency [--kafka-records N] [--config-dir DIR]
                                                            check every region's stores hold only users of its jurisdiction`
@@ -40,10 +44,22 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	switch sub {
 	case "verify":
 		name := fs.String("region", "", "region to verify (default: every region-*.yaml)")
+		anchor := fs.String("anchor", "", "SEQ:HASH of a head printed by an earlier verify and kept elsewhere: the entry at SEQ must still have HASH (needs --region)")
 		if err := parse(fs, args); err != nil {
 			return err
 		}
-		return auditVerify(ctx, *dir, *name, stdout)
+		var anchors []audit.Head
+		if *anchor != "" {
+			a, err := parseAnchor(*anchor)
+			if err != nil {
+				return usageError("--anchor: %v", err)
+			}
+			if *name == "" {
+				return usageError("--anchor needs --region: an anchor belongs to one region's chain")
+			}
+			anchors = append(anchors, a)
+		}
+		return auditVerify(ctx, *dir, *name, anchors, stdout)
 	case "user":
 		app := fs.String("app", "", "app id")
 		user := fs.String("user", "", "user id")
@@ -106,14 +122,28 @@ func gatewayConfig(dir string) (gateway.Config, error) {
 	return cfg, err
 }
 
-func auditVerify(ctx context.Context, dir, name string, stdout io.Writer) error {
+// parseAnchor reads SEQ:HASH as verify prints a head.
+func parseAnchor(s string) (audit.Head, error) {
+	seqText, hashText, ok := strings.Cut(s, ":")
+	seq, err := strconv.ParseInt(seqText, 10, 64)
+	if !ok || err != nil || seq < 1 {
+		return audit.Head{}, fmt.Errorf("%q: want SEQ:HASH with SEQ a positive integer", s)
+	}
+	hash, err := hex.DecodeString(hashText)
+	if err != nil || len(hash) != 32 {
+		return audit.Head{}, fmt.Errorf("%q: HASH must be 64 hex digits", s)
+	}
+	return audit.Head{Seq: seq, Hash: hash}, nil
+}
+
+func auditVerify(ctx context.Context, dir, name string, anchors []audit.Head, stdout io.Writer) error {
 	regions, err := regionConfigs(dir, name)
 	if err != nil {
 		return err
 	}
 	var broken []error
 	for _, cfg := range regions {
-		v, err := verifyRegion(ctx, cfg)
+		v, err := verifyRegion(ctx, cfg, anchors)
 		if err != nil {
 			return fmt.Errorf("region %s: %w", cfg.Name, migrateHint(err))
 		}
@@ -122,7 +152,7 @@ func auditVerify(ctx context.Context, dir, name string, stdout io.Writer) error 
 			broken = append(broken, fmt.Errorf("region %s: %w", cfg.Name, v.Break))
 			continue
 		}
-		fmt.Fprintf(stdout, "%s: intact, %d entries, head seq %d hash %x\n", cfg.Name, v.Entries, v.Head.Seq, v.Head.Hash)
+		fmt.Fprintf(stdout, "%s: intact, %d entries, head seq %d hash %x (anchor: %d:%x)\n", cfg.Name, v.Entries, v.Head.Seq, v.Head.Hash, v.Head.Seq, v.Head.Hash)
 	}
 	if len(broken) > 0 {
 		return &exitError{code: 1, err: errors.Join(broken...)}
@@ -130,13 +160,13 @@ func auditVerify(ctx context.Context, dir, name string, stdout io.Writer) error 
 	return nil
 }
 
-func verifyRegion(ctx context.Context, cfg region.Config) (audit.Verification, error) {
+func verifyRegion(ctx context.Context, cfg region.Config, anchors []audit.Head) (audit.Verification, error) {
 	pool, err := postgres.Connect(ctx, cfg.Postgres)
 	if err != nil {
 		return audit.Verification{}, err
 	}
 	defer pool.Close()
-	return audit.NewStore(pool).Verify(ctx)
+	return audit.NewStore(pool).Verify(ctx, anchors...)
 }
 
 func auditUser(ctx context.Context, dir, app, user string, stdout, stderr io.Writer) error {

@@ -109,6 +109,16 @@ func TestAuditVerifyExitsOneNamingTheFirstBrokenLink(t *testing.T) {
 	if code != 0 || !strings.Contains(out, cfg.Name+": intact, 3 entries, head seq 3") {
 		t.Fatalf("intact chain: exit %d\n%s%s", code, out, errOut)
 	}
+	anchor := out[strings.Index(out, "(anchor: ")+len("(anchor: ") : strings.LastIndex(out, ")")]
+	if code, out, errOut = runHerald("audit", "verify", "--region", cfg.Name, "--anchor", anchor, "--config-dir", dir); code != 0 {
+		t.Fatalf("with the head as anchor: exit %d\n%s%s", code, out, errOut)
+	}
+	if code, out, errOut = runHerald("audit", "verify", "--region", cfg.Name, "--anchor", "3:"+strings.Repeat("00", 32), "--config-dir", dir); code != 1 || !strings.Contains(errOut, "seq 3: anchor-mismatch") {
+		t.Fatalf("with another hash as anchor: exit %d\n%s%s", code, out, errOut)
+	}
+	if code, _, errOut = runHerald("audit", "verify", "--anchor", anchor, "--config-dir", dir); code != 2 {
+		t.Fatalf("an anchor without --region: exit %d: %s", code, errOut)
+	}
 	if _, err := pool.Exec(ctx, `ALTER TABLE audit_log DISABLE TRIGGER USER`); err != nil {
 		t.Fatal(err)
 	}

@@ -140,6 +140,9 @@ const (
 	BrokenLink BreakKind = "broken-link"
 	// HeadMismatch: the last entry's hash is not the one the head recorded.
 	HeadMismatch BreakKind = "head-mismatch"
+	// AnchorMismatch: an entry's hash is not the one recorded outside the database (an anchor):
+	// the chain was rewritten consistently up to there.
+	AnchorMismatch BreakKind = "anchor-mismatch"
 )
 
 // Break is the first broken link of the chain.
@@ -164,15 +167,21 @@ type Verification struct {
 const verifyPage = 2000
 
 // Verify walks the chain in seq order, in one consistent snapshot, and returns its first
-// broken link, if any. The error is for failures to read, not for a broken chain.
-func (s *Store) Verify(ctx context.Context) (Verification, error) {
+// broken link, if any. Anchors are (seq, hash) pairs copied from the head earlier and kept
+// outside the database: each entry at an anchor's seq must still have its hash, which catches
+// a rewrite of the whole chain that the chain alone cannot. The error is for failures to read,
+// not for a broken chain.
+func (s *Store) Verify(ctx context.Context, anchors ...Head) (Verification, error) {
 	var v Verification
 	err := pgx.BeginTxFunc(ctx, s.db, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		v = Verification{}
 		if err := tx.QueryRow(ctx, `SELECT seq, hash FROM audit_head`).Scan(&v.Head.Seq, &v.Head.Hash); err != nil {
 			return fmt.Errorf("reading the audit head: %w", err)
 		}
-		w := walker{head: v.Head, expected: 1, prev: Genesis}
+		w := walker{head: v.Head, expected: 1, prev: Genesis, anchors: map[int64][]byte{}}
+		for _, a := range anchors {
+			w.anchors[a.Seq] = a.Hash
+		}
 		after := int64(-1 << 62)
 		for v.Break == nil {
 			rows, err := tx.Query(ctx, `SELECT `+entryColumns+` FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2`, after, verifyPage)
@@ -208,6 +217,7 @@ type walker struct {
 	expected int64
 	prev     []byte // the hash the next entry must link to
 	prevPrev []byte // the hash before it, to tell an inserted entry from a rewritten one
+	anchors  map[int64][]byte
 }
 
 func (w *walker) next(e Entry) *Break {
@@ -229,6 +239,9 @@ func (w *walker) next(e Entry) *Break {
 	if got := ComputeHash(e.PrevHash, e); !bytes.Equal(got, e.Hash) {
 		return &Break{Seq: e.Seq, Kind: Changed, Detail: fmt.Sprintf("its content hashes to %s, not the recorded %s", short(got), short(e.Hash))}
 	}
+	if a, ok := w.anchors[e.Seq]; ok && !bytes.Equal(a, e.Hash) {
+		return &Break{Seq: e.Seq, Kind: AnchorMismatch, Detail: fmt.Sprintf("its hash %s is not the anchored %s: the chain was rewritten up to here", short(e.Hash), short(a))}
+	}
 	w.prevPrev, w.prev = w.prev, e.Hash
 	w.expected++
 	return nil
@@ -236,6 +249,11 @@ func (w *walker) next(e Entry) *Break {
 
 func (w *walker) end() *Break {
 	last := w.expected - 1
+	for seq := range w.anchors {
+		if seq > last {
+			return &Break{Seq: last + 1, Kind: Missing, Detail: fmt.Sprintf("the log ends at seq %d but an anchor records seq %d", last, seq)}
+		}
+	}
 	switch {
 	case last < w.head.Seq:
 		return &Break{Seq: last + 1, Kind: Missing, Detail: fmt.Sprintf("the log ends at seq %d but the head records seq %d: the tail was truncated", last, w.head.Seq)}

@@ -268,3 +268,56 @@ func TestTheSameBatchSentConcurrentlyIsAppendedOnce(t *testing.T) {
 		t.Fatalf("appended %d in all, log holds %d (break %v); want %d once", total, v.Entries, v.Break, len(batch))
 	}
 }
+
+// A writer who recomputes every hash from some entry on and moves the head passes the chain's
+// own checks; a head copied elsewhere earlier (an anchor) catches it.
+func TestAnAnchoredHeadCatchesAConsistentRewriteThatTheChainAlonePasses(t *testing.T) {
+	s, pool := newStore(t)
+	ctx := testenv.Context(t, time.Minute)
+	batch := make([]audit.Entry, 5)
+	for i := range batch {
+		batch[i] = entry(i, keyA)
+	}
+	if _, err := s.Append(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	anchor, err := s.Head(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chain, err := s.ForUser(ctx, "app-1", keyA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `ALTER TABLE audit_log DISABLE TRIGGER USER`); err != nil {
+		t.Fatal(err)
+	}
+	prev := chain[1].Hash
+	for _, e := range chain[2:] { // entry 3 sent to another region, every later hash recomputed
+		if e.Seq == 3 {
+			e.Region = "us-east-1"
+		}
+		e = forge(e, e.Seq, prev)
+		if _, err := pool.Exec(ctx, `UPDATE audit_log SET region = $1, prev_hash = $2, hash = $3 WHERE seq = $4`, e.Region, e.PrevHash, e.Hash, e.Seq); err != nil {
+			t.Fatal(err)
+		}
+		prev = e.Hash
+	}
+	if _, err := pool.Exec(ctx, `UPDATE audit_head SET hash = $1`, prev); err != nil {
+		t.Fatal(err)
+	}
+	if v := mustVerify(t, s); v.Break != nil {
+		t.Fatalf("the chain alone: %v; this rewrite was expected to pass it", v.Break)
+	}
+	v, err := s.Verify(ctx, anchor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Break == nil || v.Break.Seq != 5 || v.Break.Kind != audit.AnchorMismatch {
+		t.Fatalf("with the anchor (seq %d): %v, want anchor-mismatch at seq 5", anchor.Seq, v.Break)
+	}
+	// An anchor beyond the log's end: the tail was cut and the head moved back.
+	if v, _ := s.Verify(ctx, audit.Head{Seq: 9, Hash: anchor.Hash}); v.Break == nil || v.Break.Seq != 6 || v.Break.Kind != audit.Missing {
+		t.Fatalf("anchor beyond the end: %v, want missing at seq 6", v.Break)
+	}
+}

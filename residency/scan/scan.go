@@ -171,7 +171,9 @@ func Run(ctx context.Context, regions []Region, opt Options) (*Report, error) {
 			{"postgres", scanPostgres},
 			{"cassandra", scanCassandra},
 			{"redis", scanRedis},
-			{"kafka", func(ctx context.Context, r Region, c *collector) error { return scanKafka(ctx, r, c, opt.KafkaRecords, &rep.Undecodable) }},
+			{"kafka", func(ctx context.Context, r Region, c *collector) error {
+				return scanKafka(ctx, r, c, opt.KafkaRecords, &rep.Undecodable)
+			}},
 		}
 		for _, s := range steps {
 			opt.Log.Info("scanning", "region", r.Name, "store", s.name)
