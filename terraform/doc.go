@@ -2,5 +2,6 @@
 // under regions/, central/) and, in its tests, the static checks that stand in for
 // `terraform validate` where no terraform binary can be installed: every file parses and is
 // formatted, module calls match the modules' variables and outputs, providers and Terraform
-// itself are pinned, and each region root agrees with the residency policy. See README.md.
+// itself are pinned, each region root agrees with the residency policy, and the variable
+// validations (the residency guards among them) hold for what each root passes. See README.md.
 package terraform

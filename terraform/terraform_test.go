@@ -124,3 +124,50 @@ func TestResidencyCheckPassesOnTheValidFixture(t *testing.T) {
 		t.Error(p)
 	}
 }
+
+func TestEveryModuleCallPassesItsVariableValidations(t *testing.T) {
+	problems, decided := checkValidations(".")
+	for _, p := range problems {
+		t.Error(p)
+	}
+	// The residency guards (region in jurisdiction, AWS region in jurisdiction, backup copies)
+	// of four region roots and three gateways are among them; far fewer means they were skipped.
+	if decided < 30 {
+		t.Errorf("only %d validations could be evaluated; want at least 30", decided)
+	}
+}
+
+// Each fixture under testdata/validations/ is a region root calling the real modules with one
+// residency guard broken; the valid one (backup copies inside the jurisdiction) passes.
+func TestResidencyGuardsRefuseEachMisdeclaredRoot(t *testing.T) {
+	tests := []struct {
+		fixture string
+		want    string // "" for no problem
+	}{
+		{"valid", ""},
+		{"region-in-wrong-jurisdiction", "var.jurisdiction: validation fails: herald_region is not a region of this jurisdiction"},
+		{"aws-region-outside-jurisdiction", "module.region: var.aws_region: validation fails: aws_region lies outside the jurisdiction"},
+		{"backup-copy-outside-jurisdiction", "var.backup_copy_vault_arns: validation fails"},
+		{"gateway-outside-jurisdiction", "module.gateway: var.aws_region: validation fails"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.fixture, func(t *testing.T) {
+			problems, decided := checkValidations(filepath.Join("testdata", "validations", tt.fixture))
+			if decided == 0 {
+				t.Fatal("no validation was evaluated")
+			}
+			if tt.want == "" {
+				for _, p := range problems {
+					t.Error(p)
+				}
+				return
+			}
+			for _, p := range problems {
+				if strings.Contains(p, tt.want) {
+					return
+				}
+			}
+			t.Errorf("want a problem containing %q, got %q", tt.want, problems)
+		})
+	}
+}
