@@ -188,6 +188,8 @@ resource "aws_ecs_task_definition" "this" {
     environment = [
       { name = "HERALD_GATEWAY_LISTEN", value = "0.0.0.0:8080" },
       { name = "HERALD_GATEWAY_JURISDICTION", value = var.jurisdiction },
+      # How the gateway recognises its own gateway_url in the policy (and does not 307 to itself).
+      { name = "HERALD_GATEWAY_PUBLIC_URL", value = "https://${var.jurisdiction_domain}" },
       { name = "HERALD_GATEWAY_DIRECTORY_SECRET_FILE", value = "/run/herald/directory-secret" },
       { name = "HERALD_GATEWAY_RATE_LIMIT_PER_MINUTE", value = tostring(var.rate_limit_per_minute) },
       { name = "HERALD_REDIS_ADDR", value = "${aws_elasticache_replication_group.this.primary_endpoint_address}:6379" },
