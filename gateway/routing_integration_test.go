@@ -4,6 +4,8 @@ package gateway_test
 
 import (
 	"fmt"
+
+	"github.com/jackc/pgx/v5"
 	"net/http"
 	"strings"
 	"testing"
@@ -164,6 +166,23 @@ func TestFailoverStaysInsideTheJurisdiction(t *testing.T) {
 		code, out, _ := w.call(w.key, "GET", "/v1/users/"+de, nil)
 		if code != http.StatusOK || out["served_by"] != w.eu1.Cfg.Name {
 			return fmt.Errorf("%d %v", code, out)
+		}
+		return nil
+	})
+	// The decisions taken while the home region was down reached its audit once it was back.
+	pg, _ := stores(t, w.eu1)
+	eventually(t, 15*time.Second, func() error {
+		rows, err := pg.Query(t.Context(), `SELECT DISTINCT reason FROM audit_log WHERE app_id = $1 ORDER BY reason`, w.app)
+		if err != nil {
+			return err
+		}
+		reasons, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return err
+		}
+		want := []string{"failover-from-" + w.eu1.Cfg.Name, "home", "refused"}
+		if fmt.Sprint(reasons) != fmt.Sprint(want) {
+			return fmt.Errorf("audit reasons %v, want %v", reasons, want)
 		}
 		return nil
 	})
