@@ -35,7 +35,7 @@ type service struct {
 	db   *pgxpool.Pool
 }
 
-func startService(t *testing.T) *service {
+func startService(t testing.TB) *service {
 	t.Helper()
 	cfg := DefaultConfig(t.TempDir())
 	cfg.Listen = freeAddr(t)
@@ -99,7 +99,7 @@ func freeAddr(t testing.TB) string {
 }
 
 // post sends body (a wire.Batch, a map, or raw bytes) to the ingest endpoint with token.
-func (s *service) post(t *testing.T, token string, body any) (int, map[string]any) {
+func (s *service) post(t testing.TB, token string, body any) (int, map[string]any) {
 	t.Helper()
 	raw, ok := body.([]byte)
 	if !ok {
@@ -127,7 +127,7 @@ func (s *service) post(t *testing.T, token string, body any) (int, map[string]an
 }
 
 // mustPost posts a batch that must be accepted, and returns the result (stored, ...).
-func (s *service) mustPost(t *testing.T, token string, b wire.Batch) string {
+func (s *service) mustPost(t testing.TB, token string, b wire.Batch) string {
 	t.Helper()
 	code, out := s.post(t, token, b)
 	if code != http.StatusOK {
@@ -137,7 +137,7 @@ func (s *service) mustPost(t *testing.T, token string, b wire.Batch) string {
 }
 
 // get reads a query endpoint into dst and returns the status.
-func (s *service) get(t *testing.T, path string, dst any) int {
+func (s *service) get(t testing.TB, path string, dst any) int {
 	t.Helper()
 	resp, err := http.Get(s.base + path)
 	if err != nil {
