@@ -76,6 +76,9 @@ start() {
   local port
   port=$(pick_port "$NAME" 9090)
   if pid_of "$NAME" >/dev/null; then
+    # Already running: pick up changed rules or processes without a restart.
+    write_config
+    curl -fsS -m 5 -X POST "http://127.0.0.1:$port/-/reload" >/dev/null || die "prometheus did not reload its config"
     write_env "$NAME" "HERALD_PROMETHEUS_URL=http://127.0.0.1:$port"; return 0
   fi
   install
