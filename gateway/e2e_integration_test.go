@@ -29,6 +29,7 @@ import (
 	"github.com/herald-notify/herald/platform/testenv"
 	"github.com/herald-notify/herald/region"
 	"github.com/herald-notify/herald/region/regiontest"
+	"github.com/herald-notify/herald/residency/scan"
 )
 
 // world is a gateway in front of three private regions: EU = [eu1, eu2] (failover order),
@@ -349,4 +350,29 @@ func kafkaMentions(t *testing.T, r *regiontest.Running, needles ...string) []str
 		}
 	}
 	return out
+}
+
+// scan runs the residency scan over the three regions against the gateway's directory.
+func (w *world) scan() *scan.Report {
+	w.t.Helper()
+	ctx := testenv.Context(w.t, 2*time.Minute)
+	pool, err := postgres.Connect(ctx, w.cfg.Postgres)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	defer pool.Close()
+	secret, err := w.cfg.DirectorySecret()
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	var regions []scan.Region
+	for _, r := range []*regiontest.Running{w.eu1, w.eu2, w.us1} {
+		c := r.Cfg
+		regions = append(regions, scan.Region{Name: c.Name, Jurisdiction: c.Jurisdiction, Postgres: c.Postgres, Cassandra: c.Cassandra, Redis: c.Redis, Kafka: c.Kafka})
+	}
+	rep, err := scan.Run(ctx, regions, scan.Options{Secret: secret, Directory: scan.PostgresDirectory{DB: pool}, KafkaRecords: 10_000})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return rep
 }

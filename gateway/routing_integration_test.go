@@ -107,6 +107,20 @@ func TestUsersLiveOnlyInTheirHomeRegionAndMixedSendsAreSplit(t *testing.T) {
 		t.Errorf("the EU region's topics should carry its users, found %v", got)
 	}
 
+	// The residency scan agrees: nothing outside its jurisdiction; then a row planted in the
+	// US region's Postgres for an EU user makes it fail, naming the store.
+	if rep := w.scan(); !rep.OK() {
+		t.Fatalf("residency scan after routed traffic: %+v", rep.Misplaced)
+	}
+	usPG, _ := stores(t, w.us1)
+	if _, err := usPG.Exec(t.Context(), `INSERT INTO users (app_id, user_id, email) VALUES ($1, $2, 'x@example.com')`, w.app, de); err != nil {
+		t.Fatal(err)
+	}
+	rep := w.scan()
+	if rep.OK() || len(rep.Misplaced) != 1 || rep.Misplaced[0].Store != "postgres:users" || rep.Misplaced[0].User != de || rep.Misplaced[0].Region != w.us1.Cfg.Name {
+		t.Fatalf("planted row: %+v", rep.Misplaced)
+	}
+
 	// An unknown user is a 404 naming the user, never a guess.
 	code, out2, _ := w.call(w.key, "POST", "/v1/notifications", map[string]any{"type": "transactional", "category": "otp", "title": "x", "body": "y", "recipients": []string{de, "nobody"}})
 	if code != http.StatusNotFound || errorCode(out2) != "unknown_user" || out2["error"].(map[string]any)["field"] != "recipients[1]" {
