@@ -507,8 +507,50 @@ func checkRegionRoot(dir string, policy *residency.Policy, facts residencyFacts)
 		problems = append(problems, fmt.Sprintf("%s: has a module \"gateway\" but is not %s's first region: one gateway per jurisdiction", where, want))
 	case hasGateway && literal(gw, "jurisdiction") != want:
 		problems = append(problems, fmt.Sprintf("%s: module.gateway.jurisdiction is %q, want %q", where, literal(gw, "jurisdiction"), want))
+	case hasGateway:
+		// The gateway answers DNS for exactly its jurisdiction's countries: another's would pull
+		// those users' requests through a gateway outside their jurisdiction.
+		got, ok := gatewayCountries(gw, facts)
+		wantCountries := slices.Sorted(slices.Values(policy.Jurisdictions[want].Countries))
+		if !ok || !slices.Equal(got, wantCountries) {
+			problems = append(problems, fmt.Sprintf("%s: module.gateway.countries is %v, want %s's countries %v", where, got, want, wantCountries))
+		}
 	}
 	return problems, stateKey
+}
+
+// gatewayCountries evaluates the gateway call's countries with module.residency's countries.
+func gatewayCountries(gw *hclsyntax.Block, facts residencyFacts) ([]string, bool) {
+	attr, ok := gw.Body.Attributes["countries"]
+	if !ok {
+		return nil, false
+	}
+	byJurisdiction := map[string]cty.Value{}
+	for j, cs := range facts.countries {
+		vals := make([]cty.Value, len(cs))
+		for i, c := range cs {
+			vals[i] = cty.StringVal(c)
+		}
+		byJurisdiction[j] = cty.ListVal(vals)
+	}
+	ctx := &hcl.EvalContext{Variables: map[string]cty.Value{
+		"module": cty.ObjectVal(map[string]cty.Value{
+			"residency": cty.ObjectVal(map[string]cty.Value{"countries": cty.MapVal(byJurisdiction)}),
+		}),
+	}}
+	v, diags := attr.Expr.Value(ctx)
+	if diags.HasErrors() || !v.IsWhollyKnown() || !v.CanIterateElements() {
+		return nil, false
+	}
+	var out []string
+	for _, e := range v.AsValueSlice() {
+		if e.Type() != cty.String {
+			return nil, false
+		}
+		out = append(out, e.AsString())
+	}
+	slices.Sort(out)
+	return out, true
 }
 
 // literal returns block's attribute name as a string if it is a constant one, else "".

@@ -96,6 +96,7 @@ func TestEveryCheckFindsTheProblemInItsBrokenFixture(t *testing.T) {
 		{"residency", "failover-order-drifted", "herald_regions[EU] is [eu-central-1 eu-west-1], the policy says [eu-west-1 eu-central-1]"},
 		{"residency", "shared-state", "each region needs its own state"},
 		{"residency", "second-gateway", "is not EU's first region: one gateway per jurisdiction"},
+		{"residency", "gateway-with-other-countries", "module.gateway.countries is [US], want EU's countries [DE FR]"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.check+"/"+tt.fixture, func(t *testing.T) {

@@ -20,4 +20,5 @@ module "region" {
 module "gateway" {
   source       = "../../modules/gateway"
   jurisdiction = "US"
+  countries    = module.residency.countries["US"]
 }

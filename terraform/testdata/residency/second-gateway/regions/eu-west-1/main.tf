@@ -20,4 +20,5 @@ module "region" {
 module "gateway" {
   source       = "../../modules/gateway"
   jurisdiction = "EU"
+  countries    = module.residency.countries["EU"]
 }
