@@ -207,6 +207,7 @@ func checkModuleDir(dir string) []string {
 			}
 		}
 
+		problems = append(problems, checkTemplateCalls(dir, body)...)
 		for _, tr := range traversals(body) {
 			switch root := tr.RootName(); root {
 			case "local":
@@ -231,6 +232,55 @@ func checkModuleDir(dir string) []string {
 			}
 		}
 	}
+	return problems
+}
+
+// checkTemplateCalls reports templatefile calls whose template is missing or does not parse,
+// or refers to a variable the call does not pass (terraform fails on both at plan time).
+func checkTemplateCalls(dir string, body *hclsyntax.Body) []string {
+	var problems []string
+	ctx := &hcl.EvalContext{Variables: map[string]cty.Value{
+		"path": cty.ObjectVal(map[string]cty.Value{"module": cty.StringVal(dir)}),
+	}}
+	hclsyntax.VisitAll(body, func(n hclsyntax.Node) hcl.Diagnostics {
+		call, ok := n.(*hclsyntax.FunctionCallExpr)
+		if !ok || call.Name != "templatefile" || len(call.Args) != 2 {
+			return nil
+		}
+		where := call.NameRange.String()
+		pathVal, diags := call.Args[0].Value(ctx)
+		if diags.HasErrors() || pathVal.Type() != cty.String {
+			problems = append(problems, fmt.Sprintf("%s: templatefile path must be built from path.module: %v", where, diags))
+			return nil
+		}
+		src, err := os.ReadFile(pathVal.AsString())
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("%s: template: %v", where, err))
+			return nil
+		}
+		tmpl, diags := hclsyntax.ParseTemplate(src, pathVal.AsString(), hcl.InitialPos)
+		if diags.HasErrors() {
+			problems = append(problems, fmt.Sprintf("%s: template does not parse: %v", where, diags))
+			return nil
+		}
+		passed := map[string]bool{}
+		items, diags := hcl.ExprMap(call.Args[1])
+		if diags.HasErrors() {
+			problems = append(problems, fmt.Sprintf("%s: templatefile variables must be an object literal", where))
+			return nil
+		}
+		for _, item := range items {
+			if k, diags := item.Key.Value(nil); !diags.HasErrors() && k.Type() == cty.String {
+				passed[k.AsString()] = true
+			}
+		}
+		for _, tr := range tmpl.Variables() {
+			if !passed[tr.RootName()] {
+				problems = append(problems, fmt.Sprintf("%s: template %s uses ${%s}, which the call does not pass", where, pathVal.AsString(), tr.RootName()))
+			}
+		}
+		return nil
+	})
 	return problems
 }
 

@@ -86,6 +86,7 @@ func TestEveryCheckFindsTheProblemInItsBrokenFixture(t *testing.T) {
 		{"interfaces", "unknown-module", "module.netwrok is not a module call"},
 		{"interfaces", "unknown-resource", "resource aws_security_group.task is not declared"},
 		{"interfaces", "undefined-local", "local.tags is not defined"},
+		{"interfaces", "template-variable-not-passed", "uses ${seeds}, which the call does not pass"},
 		{"pinned", "open-provider-version", `version ">= 5.0" is not pinned`},
 		{"pinned", "no-required-version", "no required_version"},
 		{"pinned", "provider-not-required", `provider "random" is used but not in required_providers`},
