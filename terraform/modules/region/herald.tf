@@ -10,7 +10,7 @@ locals {
     listen           = "0.0.0.0:8080"
     topic_partitions = 12
     replication      = 3
-    kafka            = { version = "3.9.0" }
+    kafka            = { version = replace(var.kafka.version, ".x", ".0") } # MSK's 3.9.x speaks 3.9.0
     cassandra        = { replication_factor = 3, consistency = "LOCAL_QUORUM" }
     telemetry        = { log_level = "info", log_format = "json" }
   })
