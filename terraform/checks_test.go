@@ -125,8 +125,9 @@ var metaArguments = []string{"source", "version", "count", "for_each", "provider
 
 // checkModuleInterfaces reports, in every module and root under root: module call arguments
 // that are not variables of the called module, required variables not set, references to
-// module.X.Y where X is no module call or Y no output of X, and references to variables,
-// locals, resources and data sources the module does not declare.
+// module.X.Y where X is no module call or Y no output of X, references to variables, locals,
+// resources and data sources the module does not declare, and templatefile calls that do not
+// pass what their template uses.
 func checkModuleInterfaces(root string) []string {
 	dirs, err := moduleDirs(root)
 	if err != nil {
