@@ -376,3 +376,5 @@ func (w *world) scan() *scan.Report {
 	}
 	return rep
 }
+
+func errorf(format string, args ...any) error { return fmt.Errorf(format, args...) }

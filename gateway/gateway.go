@@ -99,10 +99,11 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 	if publicURL == "" {
 		publicURL = "http://" + ln.Addr().String()
 	}
+	keyStore := apikey.NewStore(pool)
 	audit := newAuditShipper(regions, client, c.RegionToken, log)
 	srv := &Server{
 		Jurisdiction: c.Jurisdiction, PublicURL: publicURL, RegionToken: c.RegionToken, DefaultLimit: c.RateLimit.PerMinute,
-		Keys: newKeyCache(apikey.NewStore(pool), keyCacheTTL), Directory: directory.New(pool, secret, c.Directory.CacheSize, c.Directory.CacheTTL),
+		Keys: newKeyCache(keyStore, keyCacheTTL), TokenSecrets: newSecretCache(keyStore, keyCacheTTL), Directory: directory.New(pool, secret, c.Directory.CacheSize, c.Directory.CacheTTL),
 		Policy: policy, Regions: regions, Limiter: &limiter{rdb: rdb, prefix: c.Redis.Prefix},
 		Sends: &sendStore{db: pool}, Audit: audit, Health: h, Client: client, Log: log,
 		Templates: &templateSync{db: pool, regions: regions, policy: policy, client: client, token: c.RegionToken, log: log},

@@ -63,17 +63,18 @@ type Server struct {
 	RegionToken  string
 	DefaultLimit int
 
-	Keys      keyVerifier
-	Directory *directory.Directory
-	Policy    *residency.Holder
-	Regions   *regionset.Set
-	Limiter   *limiter
-	Sends     *sendStore
-	Templates *templateSync
-	Audit     *auditShipper
-	Health    *health.Health
-	Client    *http.Client
-	Log       *slog.Logger
+	Keys         keyVerifier
+	TokenSecrets tokenSecrets
+	Directory    *directory.Directory
+	Policy       *residency.Holder
+	Regions      *regionset.Set
+	Limiter      *limiter
+	Sends        *sendStore
+	Templates    *templateSync
+	Audit        *auditShipper
+	Health       *health.Health
+	Client       *http.Client
+	Log          *slog.Logger
 }
 
 // Handler builds the router.
@@ -142,8 +143,16 @@ func reqID(c *gin.Context) string { return c.GetString("request_id") }
 // authenticate checks the Bearer API key and puts the caller's app id in the context.
 func (s *Server) authenticate(c *gin.Context) {
 	token, ok := strings.CutPrefix(c.GetHeader("Authorization"), "Bearer ")
+	if !ok && c.FullPath() == "/v1/users/:user_id/notifications/stream" {
+		// EventSource in browsers cannot set headers: the stream takes the token in the query.
+		token, ok = c.Query("access_token"), c.Query("access_token") != ""
+	}
 	if !ok || token == "" {
 		abort(c, http.StatusUnauthorized, "unauthenticated", "an API key is required: Authorization: Bearer <key>", "Authorization")
+		return
+	}
+	if !strings.HasPrefix(token, "hk_") {
+		s.authenticateUserToken(c, token)
 		return
 	}
 	k, err := s.Keys.Verify(c.Request.Context(), token)

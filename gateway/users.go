@@ -39,6 +39,10 @@ func (s *Server) byBodyUser(c *gin.Context) {
 		abort(c, http.StatusBadRequest, "missing_field", "user_id is required", "user_id")
 		return
 	}
+	if tu := c.GetString("token_user"); tu != "" && tu != *ref.UserID {
+		abort(c, http.StatusForbidden, "user_token_mismatch", "the token is for another user", "user_id")
+		return
+	}
 	d, ok := s.routeUser(c, *ref.UserID, "user_id")
 	if !ok {
 		return

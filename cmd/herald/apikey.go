@@ -16,7 +16,7 @@ import (
 // runAPIKey manages API keys in the gateway's global database.
 func runAPIKey(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return usageError("usage: herald apikey (create --app ID [--name N] [--rate-limit N] [--out FILE] | list [--app ID] [--json] | revoke KEY_ID)")
+		return usageError("usage: herald apikey (create --app ID [--name N] [--rate-limit N] [--out FILE] | list [--app ID] [--json] | revoke KEY_ID | token-secret --app ID)")
 	}
 	sub, args := args[0], args[1:]
 	fs := newFlags("apikey "+sub, stderr)
@@ -36,8 +36,10 @@ func runAPIKey(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		app = fs.String("app", "", "only this app's keys")
 		asJSON = fs.Bool("json", false, "print JSON")
 	case "revoke":
+	case "token-secret":
+		app = fs.String("app", "", "app whose clients' user tokens the new secret signs (rotates it)")
 	default:
-		return usageError("unknown apikey command %q (create, list or revoke)", sub)
+		return usageError("unknown apikey command %q (create, list, revoke or token-secret)", sub)
 	}
 	var positional []string
 	if err := fs.Parse(args); err != nil {
@@ -57,6 +59,14 @@ func runAPIKey(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	store := apikey.NewStore(pool)
 
 	switch sub {
+	case "token-secret":
+		secret, err := store.RotateTokenSecret(ctx, *app)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, secret)
+		fmt.Fprintln(stderr, "the app's server signs user tokens with this secret (platform/usertoken.Sign); it is shown once, and tokens signed with the previous one stop working")
+		return nil
 	case "create":
 		if *app == "" {
 			return usageError("--app is required")

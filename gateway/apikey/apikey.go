@@ -134,3 +134,37 @@ func (s *Store) Verify(ctx context.Context, plaintext string) (Key, error) {
 	}
 	return k, nil
 }
+
+// ErrNoTokenSecret means the app has no user-token secret (client tokens are refused).
+var ErrNoTokenSecret = errors.New("app has no user-token secret")
+
+// RotateTokenSecret gives app a new secret for signing its clients' user tokens and returns it
+// once; tokens signed with the old one stop working.
+func (s *Store) RotateTokenSecret(ctx context.Context, appID string) (string, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	secret := "hts_" + base64.RawURLEncoding.EncodeToString(b)
+	tag, err := s.db.Exec(ctx, `UPDATE apps SET user_token_secret = $2 WHERE app_id = $1`, appID, []byte(secret))
+	if err != nil {
+		return "", fmt.Errorf("storing the user-token secret: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return "", fmt.Errorf("app %q: %w (create a key for it first)", appID, ErrNotFound)
+	}
+	return secret, nil
+}
+
+// TokenSecret returns the app's user-token secret, or ErrNoTokenSecret.
+func (s *Store) TokenSecret(ctx context.Context, appID string) ([]byte, error) {
+	var b []byte
+	err := s.db.QueryRow(ctx, `SELECT user_token_secret FROM apps WHERE app_id = $1`, appID).Scan(&b)
+	if errors.Is(err, pgx.ErrNoRows) || (err == nil && b == nil) {
+		return nil, ErrNoTokenSecret
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the user-token secret: %w", err)
+	}
+	return b, nil
+}
