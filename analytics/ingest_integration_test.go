@@ -241,6 +241,9 @@ func TestCentralSchemaHasNoColumnBeyondCountsAndClosedDimensions(t *testing.T) {
 		"cells.app text", "cells.category text", "cells.channel text", "cells.count bigint", "cells.country text",
 		"cells.distinct_recipients bigint", "cells.reason text", "cells.region text", "cells.seq integer", "cells.stage text",
 		"cells.tier text", "cells.window_start timestamp with time zone",
+		"cells_hourly.app text", "cells_hourly.category text", "cells_hourly.channel text", "cells_hourly.count bigint",
+		"cells_hourly.country text", "cells_hourly.hour timestamp with time zone", "cells_hourly.reason text",
+		"cells_hourly.region text", "cells_hourly.stage text", "cells_hourly.tier text",
 		"latency.bounds_ms ARRAY", "latency.channel text", "latency.counts ARRAY", "latency.region text", "latency.seq integer",
 		"latency.tier text", "latency.window_start timestamp with time zone",
 	}

@@ -35,10 +35,12 @@ func (s *Store) Save(ctx context.Context, b wire.Batch) (string, error) {
 	ws := b.WindowStart.UTC()
 	result := Stored
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		// Serialise posts of one key, so two concurrent repeats cannot both insert.
+		// Serialise the posts of one region and hour: two concurrent repeats of a batch cannot
+		// both insert it, and the hourly sums they both update are taken in turn. One lock per
+		// transaction, so no two posts can wait on each other in a cycle.
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`,
-			fmt.Sprintf("analytics-batch/%s/%d/%d", b.Region, ws.Unix(), b.Seq)); err != nil {
-			return fmt.Errorf("locking batch key: %w", err)
+			fmt.Sprintf("analytics-hour/%s/%d", b.Region, ws.Truncate(time.Hour).Unix())); err != nil {
+			return fmt.Errorf("locking the region's hour: %w", err)
 		}
 		var digest []byte
 		err := tx.QueryRow(ctx, `SELECT digest FROM batches WHERE region = $1 AND window_start = $2 AND seq = $3`,
@@ -49,6 +51,9 @@ func (s *Store) Save(ctx context.Context, b wire.Batch) (string, error) {
 			return nil
 		case err == nil:
 			result = Replaced
+			if _, err := tx.Exec(ctx, unrollCells, b.Region, ws, b.Seq); err != nil {
+				return fmt.Errorf("taking the replaced batch out of the hourly sums: %w", err)
+			}
 			if _, err := tx.Exec(ctx, `DELETE FROM batches WHERE region = $1 AND window_start = $2 AND seq = $3`, b.Region, ws, b.Seq); err != nil {
 				return fmt.Errorf("deleting replaced batch: %w", err)
 			}
@@ -68,6 +73,9 @@ func (s *Store) Save(ctx context.Context, b wire.Batch) (string, error) {
 			pgx.CopyFromRows(cells)); err != nil {
 			return fmt.Errorf("inserting cells: %w", err)
 		}
+		if _, err := tx.Exec(ctx, rollCells, b.Region, ws, b.Seq); err != nil {
+			return fmt.Errorf("adding the batch to the hourly sums: %w", err)
+		}
 		for _, h := range b.Latency {
 			if _, err := tx.Exec(ctx, `INSERT INTO latency (region, window_start, seq, tier, channel, bounds_ms, counts) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
 				b.Region, ws, b.Seq, h.Tier, h.Channel, h.BoundsMS, h.Counts); err != nil {
@@ -82,6 +90,22 @@ func (s *Store) Save(ctx context.Context, b wire.Batch) (string, error) {
 	return result, nil
 }
 
+// rollCells adds one batch's cells to the hourly sums; unrollCells takes them out again (before
+// the batch is replaced). Both run under the region-hour lock.
+const (
+	rollCells = `INSERT INTO cells_hourly (hour, region, app, tier, category, channel, country, stage, reason, count)
+		SELECT date_trunc('hour', window_start, 'UTC'), region, app, tier, category, channel, country, stage, reason, count
+		FROM cells WHERE region = $1 AND window_start = $2 AND seq = $3
+		ON CONFLICT (hour, region, app, tier, category, channel, country, stage, reason)
+		DO UPDATE SET count = cells_hourly.count + EXCLUDED.count`
+	unrollCells = `UPDATE cells_hourly h SET count = h.count - c.count
+		FROM cells c
+		WHERE c.region = $1 AND c.window_start = $2 AND c.seq = $3
+		  AND h.hour = date_trunc('hour', c.window_start, 'UTC') AND h.region = c.region AND h.app = c.app
+		  AND h.tier = c.tier AND h.category = c.category AND h.channel = c.channel
+		  AND h.country = c.country AND h.stage = c.stage AND h.reason = c.reason`
+)
+
 // Filter narrows a query; empty fields match everything. Windows in [From, To) count.
 type Filter struct {
 	Region  string    `json:"region,omitempty"`
@@ -92,8 +116,8 @@ type Filter struct {
 	To      time.Time `json:"to"`
 }
 
-// where builds the filter's SQL condition. dims says which dimension filters apply (the
-// latency table has no app; the batches table has only the region).
+// where builds the filter's SQL condition on the minute tables. dims says which dimension
+// filters apply (the latency table has no app or stage; the batches table has only the region).
 func (f Filter) where(dims ...string) (string, []any) {
 	conds := []string{"window_start >= $1", "window_start < $2"}
 	args := []any{f.From.UTC(), f.To.UTC()}
@@ -113,14 +137,51 @@ func (f Filter) where(dims ...string) (string, []any) {
 			continue
 		}
 		args = append(args, v)
-		cond := fmt.Sprintf("%s = $%d", d, len(args))
-		if d == "channel" {
-			// Accepted events have no channel yet: a channel filter leaves them whole.
-			cond = fmt.Sprintf("(channel = $%d OR stage = 'accepted')", len(args))
-		}
-		conds = append(conds, cond)
+		conds = append(conds, fmt.Sprintf("%s = $%d", d, len(args)))
 	}
 	return strings.Join(conds, " AND "), args
+}
+
+// cellSource is a subquery over the cells matching f with columns cols: whole hours inside
+// the range from cells_hourly, the minutes at either end from cells. extra is one more
+// condition on both (its arguments appended to args).
+func (f Filter) cellSource(cols, extra string, extraArgs ...any) (string, []any) {
+	h1 := f.From.UTC().Truncate(time.Hour)
+	if h1.Before(f.From) {
+		h1 = h1.Add(time.Hour)
+	}
+	h2 := f.To.UTC().Truncate(time.Hour)
+	if !h1.Before(h2) { // no whole hour inside: everything from the minutes
+		h1, h2 = f.To.UTC(), f.To.UTC()
+	}
+	args := []any{f.From.UTC(), f.To.UTC(), h1, h2}
+	var conds []string
+	for _, d := range []struct{ col, v string }{{"region", f.Region}, {"app", f.App}, {"tier", f.Tier}, {"channel", f.Channel}} {
+		if d.v == "" {
+			continue
+		}
+		args = append(args, d.v)
+		if d.col == "channel" {
+			// Accepted events have no channel yet: a channel filter leaves them whole.
+			conds = append(conds, fmt.Sprintf("(channel = $%d OR stage = 'accepted')", len(args)))
+			continue
+		}
+		conds = append(conds, fmt.Sprintf("%s = $%d", d.col, len(args)))
+	}
+	if extra != "" {
+		for _, a := range extraArgs {
+			args = append(args, a)
+			extra = strings.Replace(extra, "$?", fmt.Sprintf("$%d", len(args)), 1)
+		}
+		conds = append(conds, extra)
+	}
+	dims := ""
+	if len(conds) > 0 {
+		dims = " AND " + strings.Join(conds, " AND ")
+	}
+	return fmt.Sprintf(`SELECT %[1]s FROM cells_hourly WHERE hour >= $3 AND hour < $4%[2]s
+		UNION ALL
+		SELECT %[1]s FROM cells WHERE ((window_start >= $1 AND window_start < $3) OR (window_start >= $4 AND window_start < $2))%[2]s`, cols, dims), args
 }
 
 // StageCount is one funnel or drop-off row.
@@ -132,13 +193,12 @@ type StageCount struct {
 
 // stageCounts sums the cells matching f per stage (and reason, if byReason), for stages.
 func (s *Store) stageCounts(ctx context.Context, f Filter, byReason bool, stages []string) ([]StageCount, error) {
-	where, args := f.where("region", "app", "tier", "channel")
-	args = append(args, stages)
 	group := "stage"
 	if byReason {
 		group = "stage, reason"
 	}
-	q := fmt.Sprintf(`SELECT %s, sum(count)::bigint FROM cells WHERE %s AND stage = ANY($%d) GROUP BY %s`, group, where, len(args), group)
+	src, args := f.cellSource(group+", count", "stage = ANY($?)", stages)
+	q := fmt.Sprintf(`SELECT %s, sum(count)::bigint FROM (%s) AS c GROUP BY %s`, group, src, group)
 	rows, err := s.pool.Query(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("querying stage counts: %w", err)
@@ -173,7 +233,6 @@ func (s *Store) withheld(ctx context.Context, f Filter) (int64, error) {
 // latencyByTier sums the histograms matching f per tier.
 func (s *Store) latencyByTier(ctx context.Context, f Filter) (map[string][]int64, error) {
 	where, args := f.where("region", "tier", "channel")
-	where = strings.ReplaceAll(where, " OR stage = 'accepted'", "") // histograms have no stage
 	rows, err := s.pool.Query(ctx, `SELECT tier, counts FROM latency WHERE `+where, args...)
 	if err != nil {
 		return nil, fmt.Errorf("querying latency: %w", err)
@@ -200,8 +259,8 @@ func (s *Store) latencyByTier(ctx context.Context, f Filter) (map[string][]int64
 
 // deliveredBy sums delivered cells matching f per channel and country (what providers bill).
 func (s *Store) deliveredBy(ctx context.Context, f Filter) ([]delivered, error) {
-	where, args := f.where("region", "app", "tier", "channel")
-	rows, err := s.pool.Query(ctx, `SELECT channel, country, sum(count)::bigint FROM cells WHERE `+where+` AND stage = 'delivered' GROUP BY channel, country ORDER BY channel, country`, args...)
+	src, args := f.cellSource("channel, country, count", "stage = 'delivered'")
+	rows, err := s.pool.Query(ctx, `SELECT channel, country, sum(count)::bigint FROM (`+src+`) AS c GROUP BY channel, country ORDER BY channel, country`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("querying delivered counts: %w", err)
 	}
