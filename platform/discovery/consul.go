@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"sort"
 	"strconv"
 	"time"
 
@@ -35,7 +36,7 @@ func (c *Consul) Register(ctx context.Context, in Instance) error {
 		return fmt.Errorf("instance address %q: %w", in.Address, err)
 	}
 	port, _ := strconv.Atoi(portStr)
-	reg := &api.AgentServiceRegistration{ID: in.ID, Name: in.Service, Address: host, Port: port, Meta: in.Meta}
+	reg := &api.AgentServiceRegistration{ID: in.ID, Name: in.Service, Address: host, Port: port, Meta: in.Meta, Tags: tags(in.Meta)}
 	if in.HealthURL != "" {
 		reg.Check = &api.AgentServiceCheck{HTTP: in.HealthURL, Interval: "5s", Timeout: "2s", DeregisterCriticalServiceAfter: "1m"}
 	}
@@ -106,4 +107,15 @@ func (c *Consul) Watch(ctx context.Context, key string, index uint64) ([]byte, u
 		return nil, meta.LastIndex, nil
 	}
 	return kv.Value, kv.ModifyIndex, nil
+}
+
+// tags turns the instance's meta into "key=value" tags (sorted), so operators can filter in
+// Consul's UI and DNS (region=eu-west-1, jurisdiction=EU); Herald itself reads the meta.
+func tags(meta map[string]string) []string {
+	out := make([]string, 0, len(meta))
+	for k, v := range meta {
+		out = append(out, k+"="+v)
+	}
+	sort.Strings(out)
+	return out
 }

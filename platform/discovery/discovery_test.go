@@ -1,6 +1,7 @@
 package discovery
 
 import (
+	"fmt"
 	"context"
 	"errors"
 	"net/http"
@@ -158,5 +159,13 @@ func TestConfigValidate(t *testing.T) {
 				t.Fatalf("want error naming %s, got %v", tt.wantKey, err)
 			}
 		})
+	}
+}
+
+func TestConsulTagsAreTheSortedMeta(t *testing.T) {
+	got := tags(map[string]string{"region": "eu-west-1", "jurisdiction": "EU", "roles": "api"})
+	want := []string{"jurisdiction=EU", "region=eu-west-1", "roles=api"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("tags %v, want %v", got, want)
 	}
 }
