@@ -1,9 +1,9 @@
 package discovery
 
 import (
-	"fmt"
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"strings"
