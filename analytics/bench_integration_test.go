@@ -44,12 +44,20 @@ func BenchmarkIngestBatchOf500Cells(b *testing.B) {
 }
 
 // BenchmarkQueriesOverADayOfThreeRegions: a day of 1-minute windows from three regions, 200
-// cells each (864,000 cells), then the funnel and the cost of the whole day.
+// cells and 12 latency histograms each (864,000 cells), then the queries of the whole day.
 func BenchmarkQueriesOverADayOfThreeRegions(b *testing.B) {
 	s := startService(b)
 	s.cfg.Regions["eu-central-1"] = RegionConfig{Token: "unused-in-this-benchmark"}
 	store := NewStore(s.db)
 	cells := windowCells(200)
+	var hists []wire.Histogram
+	for _, tier := range wire.Tiers {
+		for _, ch := range wire.Channels {
+			h := wire.NewHistogram(tier, ch)
+			h.Counts[3], h.Counts[6] = 90, 10
+			hists = append(hists, h)
+		}
+	}
 	day := window(60 * 24)
 	ctx := context.Background()
 	t0 := time.Now()
@@ -60,7 +68,9 @@ func BenchmarkQueriesOverADayOfThreeRegions(b *testing.B) {
 		go func() {
 			defer wg.Done()
 			for m := range 24 * 60 {
-				if _, err := store.Save(ctx, batch(region, day.Add(time.Duration(m)*time.Minute), 0, cells...)); err != nil {
+				bt := batch(region, day.Add(time.Duration(m)*time.Minute), 0, cells...)
+				bt.Latency = hists
+				if _, err := store.Save(ctx, bt); err != nil {
 					errs <- err
 					return
 				}
@@ -90,6 +100,7 @@ func BenchmarkQueriesOverADayOfThreeRegions(b *testing.B) {
 			return err
 		}},
 		{"cost", func() error { _, err := q.Cost(ctx, f); return err }},
+		{"latency", func() error { _, err := q.Latency(ctx, f); return err }},
 	} {
 		b.Run(tt.name, func(b *testing.B) {
 			for range b.N {
