@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"net/http/httptest"
 	"reflect"
 	"slices"
 	"sort"
@@ -117,5 +118,34 @@ func TestOpenAPIIngestExampleIsAcceptedByTheServer(t *testing.T) {
 	r := rules{k: 10, categories: CategoriesConfig{Global: []string{"security"}}, now: func() time.Time { return testNow }}
 	if fe := r.check(b, "eu-west-1"); fe != nil {
 		t.Fatalf("the example is refused: %v", fe)
+	}
+}
+
+func TestDashboardIsServedFromTheBinaryWithoutListingsUnderAStrictCSP(t *testing.T) {
+	a := newAPI(validConfig(), nil, slog.New(slog.DiscardHandler))
+	r := a.router(health.New(nil))
+	tests := []struct {
+		path   string
+		status int
+		inBody string
+	}{
+		{"/", 302, ""},
+		{"/dashboard/", 200, "<title>Herald analytics</title>"},
+		{"/dashboard/vendor/chart.umd.min.js", 200, "Chart.js v4"},
+		{"/dashboard/vendor/", 404, ""},
+		{"/dashboard/../analytics.go", 404, ""},
+	}
+	for _, tt := range tests {
+		w := httptest.NewRecorder()
+		r.ServeHTTP(w, httptest.NewRequest("GET", tt.path, nil))
+		if w.Code != tt.status {
+			t.Errorf("%s: %d, want %d", tt.path, w.Code, tt.status)
+		}
+		if !strings.Contains(w.Body.String(), tt.inBody) {
+			t.Errorf("%s: body lacks %q", tt.path, tt.inBody)
+		}
+		if strings.HasPrefix(tt.path, "/dashboard/") && w.Code == 200 && !strings.Contains(w.Header().Get("Content-Security-Policy"), "default-src 'self'") {
+			t.Errorf("%s: no CSP", tt.path)
+		}
 	}
 }
