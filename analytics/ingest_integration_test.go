@@ -246,6 +246,8 @@ func TestCentralSchemaHasNoColumnBeyondCountsAndClosedDimensions(t *testing.T) {
 		"cells_hourly.region text", "cells_hourly.stage text", "cells_hourly.tier text",
 		"latency.bounds_ms ARRAY", "latency.channel text", "latency.counts ARRAY", "latency.region text", "latency.seq integer",
 		"latency.tier text", "latency.window_start timestamp with time zone",
+		"latency_hourly.channel text", "latency_hourly.counts ARRAY", "latency_hourly.hour timestamp with time zone",
+		"latency_hourly.region text", "latency_hourly.tier text",
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("columns:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))

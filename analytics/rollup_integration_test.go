@@ -22,10 +22,19 @@ func TestQueriesOverWholeHoursAgreeWithTheMinuteCellsAfterReplacements(t *testin
 		min int
 		n   int64
 	}{{-30, 10}, {10, 20}, {59, 40}, {65, 80}, {135, 160}} {
-		s.mustPost(t, euToken, batch("eu-west-1", at(p.min), 0, delivered(p.n), c("shop", "social", "news", "email", "fanned_out", "", 10, 10)))
+		b := batch("eu-west-1", at(p.min), 0, delivered(p.n), c("shop", "social", "news", "email", "fanned_out", "", 10, 10))
+		fast := wire.NewHistogram("social", "push")
+		fast.Counts[2] = p.n // <= 250 ms
+		b.Latency = []wire.Histogram{fast}
+		s.mustPost(t, euToken, b)
 	}
-	// Replace the batch at minute 59, then add a second batch to its window.
-	if got := s.mustPost(t, euToken, batch("eu-west-1", at(59), 0, delivered(400))); got != Replaced {
+	// Replace the batch at minute 59 (now with a slow histogram), then add a second batch to
+	// its window.
+	replacement := batch("eu-west-1", at(59), 0, delivered(400))
+	slow := wire.NewHistogram("social", "push")
+	slow.Counts[9] = 30 // <= 60 s
+	replacement.Latency = []wire.Histogram{slow}
+	if got := s.mustPost(t, euToken, replacement); got != Replaced {
 		t.Fatalf("replacement: %s", got)
 	}
 	s.mustPost(t, euToken, batch("eu-west-1", at(59), 1, delivered(15)))
@@ -82,6 +91,33 @@ func TestQueriesOverWholeHoursAgreeWithTheMinuteCellsAfterReplacements(t *testin
 	}
 	if hourly != 20+400+15 {
 		t.Errorf("hourly sum of the replaced hour = %d, want %d", hourly, 20+400+15)
+	}
+	// Latency over [0, 120): 20 + 80 fast (minutes 10 and 65; minute 59's fast histogram was
+	// replaced by 30 slow ones): p50 250 ms, p99 60 s.
+	l, err := q.Latency(ctx, Filter{From: at(0), To: at(120), Tier: "social"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tl := l.Tiers[0]; tl.Count != 130 || ptr(tl.P50) != "250" || ptr(tl.P99) != "60000" {
+		t.Errorf("latency over two whole hours: count %d p50 %s p99 %s; want 130, 250, 60000", tl.Count, ptr(tl.P50), ptr(tl.P99))
+	}
+	for range 20 {
+		a, b := rng.IntN(300)-60, rng.IntN(300)-60
+		if a == b {
+			continue
+		}
+		from, to := at(min(a, b)), at(max(a, b))
+		l, err := q.Latency(ctx, Filter{From: from, To: to, Tier: "social"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want int64
+		if err := s.db.QueryRow(ctx, `SELECT coalesce(sum(n), 0)::bigint FROM latency, unnest(counts) AS n WHERE window_start >= $1 AND window_start < $2`, from, to).Scan(&want); err != nil {
+			t.Fatal(err)
+		}
+		if l.Tiers[0].Count != want {
+			t.Errorf("latency [%d, %d): %d observations, minute histograms %d", min(a, b), max(a, b), l.Tiers[0].Count, want)
+		}
 	}
 	var cost Cost
 	s.get(t, "/v1/cost?from="+at(-60).Format(time.RFC3339)+"&to="+at(180).Format(time.RFC3339), &cost)

@@ -51,8 +51,10 @@ func (s *Store) Save(ctx context.Context, b wire.Batch) (string, error) {
 			return nil
 		case err == nil:
 			result = Replaced
-			if _, err := tx.Exec(ctx, unrollCells, b.Region, ws, b.Seq); err != nil {
-				return fmt.Errorf("taking the replaced batch out of the hourly sums: %w", err)
+			for _, q := range []string{unrollCells, unrollLatency} {
+				if _, err := tx.Exec(ctx, q, b.Region, ws, b.Seq); err != nil {
+					return fmt.Errorf("taking the replaced batch out of the hourly sums: %w", err)
+				}
 			}
 			if _, err := tx.Exec(ctx, `DELETE FROM batches WHERE region = $1 AND window_start = $2 AND seq = $3`, b.Region, ws, b.Seq); err != nil {
 				return fmt.Errorf("deleting replaced batch: %w", err)
@@ -82,6 +84,9 @@ func (s *Store) Save(ctx context.Context, b wire.Batch) (string, error) {
 				return fmt.Errorf("inserting latency histogram: %w", err)
 			}
 		}
+		if _, err := tx.Exec(ctx, rollLatency, b.Region, ws, b.Seq); err != nil {
+			return fmt.Errorf("adding the batch's latency to the hourly sums: %w", err)
+		}
 		return nil
 	})
 	if err != nil {
@@ -104,6 +109,17 @@ const (
 		  AND h.hour = date_trunc('hour', c.window_start, 'UTC') AND h.region = c.region AND h.app = c.app
 		  AND h.tier = c.tier AND h.category = c.category AND h.channel = c.channel
 		  AND h.country = c.country AND h.stage = c.stage AND h.reason = c.reason`
+	rollLatency = `INSERT INTO latency_hourly (hour, region, tier, channel, counts)
+		SELECT date_trunc('hour', window_start, 'UTC'), region, tier, channel, counts
+		FROM latency WHERE region = $1 AND window_start = $2 AND seq = $3
+		ON CONFLICT (hour, region, tier, channel) DO UPDATE SET counts = (
+			SELECT array_agg(a + b ORDER BY i) FROM unnest(latency_hourly.counts, EXCLUDED.counts) WITH ORDINALITY AS t(a, b, i))`
+	unrollLatency = `UPDATE latency_hourly h SET counts = (
+			SELECT array_agg(x - y ORDER BY i) FROM unnest(h.counts, l.counts) WITH ORDINALITY AS t(x, y, i))
+		FROM latency l
+		WHERE l.region = $1 AND l.window_start = $2 AND l.seq = $3
+		  AND h.hour = date_trunc('hour', l.window_start, 'UTC') AND h.region = l.region
+		  AND h.tier = l.tier AND h.channel = l.channel`
 )
 
 // Filter narrows a query; empty fields match everything. Windows in [From, To) count.
@@ -116,8 +132,8 @@ type Filter struct {
 	To      time.Time `json:"to"`
 }
 
-// where builds the filter's SQL condition on the minute tables. dims says which dimension
-// filters apply (the latency table has no app or stage; the batches table has only the region).
+// where builds the filter's SQL condition on a minute-keyed table without an hourly sum (the
+// batches table: its withheld totals), with the dims filters that apply to it.
 func (f Filter) where(dims ...string) (string, []any) {
 	conds := []string{"window_start >= $1", "window_start < $2"}
 	args := []any{f.From.UTC(), f.To.UTC()}
@@ -144,8 +160,19 @@ func (f Filter) where(dims ...string) (string, []any) {
 
 // cellSource is a subquery over the cells matching f with columns cols: whole hours inside
 // the range from cells_hourly, the minutes at either end from cells. extra is one more
-// condition on both (its arguments appended to args).
+// condition on both (its arguments appended to args, "$?" standing for each).
 func (f Filter) cellSource(cols, extra string, extraArgs ...any) (string, []any) {
+	return f.source("cells", "cells_hourly", []string{"region", "app", "tier", "channel"}, cols, extra, extraArgs...)
+}
+
+// latencySource is cellSource for the latency histograms, which have no app.
+func (f Filter) latencySource(cols string) (string, []any) {
+	return f.source("latency", "latency_hourly", []string{"region", "tier", "channel"}, cols, "")
+}
+
+// source reads the whole hours of f's range from the hourly table and the minutes at either
+// end from the minute table, with f's filters on the dims columns.
+func (f Filter) source(minute, hourly string, dims []string, cols, extra string, extraArgs ...any) (string, []any) {
 	h1 := f.From.UTC().Truncate(time.Hour)
 	if h1.Before(f.From) {
 		h1 = h1.Add(time.Hour)
@@ -156,12 +183,14 @@ func (f Filter) cellSource(cols, extra string, extraArgs ...any) (string, []any)
 	}
 	args := []any{f.From.UTC(), f.To.UTC(), h1, h2}
 	var conds []string
-	for _, d := range []struct{ col, v string }{{"region", f.Region}, {"app", f.App}, {"tier", f.Tier}, {"channel", f.Channel}} {
+	values := map[string]string{"region": f.Region, "app": f.App, "tier": f.Tier, "channel": f.Channel}
+	for _, col := range dims {
+		d := struct{ col, v string }{col, values[col]}
 		if d.v == "" {
 			continue
 		}
 		args = append(args, d.v)
-		if d.col == "channel" {
+		if d.col == "channel" && minute == "cells" {
 			// Accepted events have no channel yet: a channel filter leaves them whole.
 			conds = append(conds, fmt.Sprintf("(channel = $%d OR stage = 'accepted')", len(args)))
 			continue
@@ -175,13 +204,13 @@ func (f Filter) cellSource(cols, extra string, extraArgs ...any) (string, []any)
 		}
 		conds = append(conds, extra)
 	}
-	dims := ""
+	cond := ""
 	if len(conds) > 0 {
-		dims = " AND " + strings.Join(conds, " AND ")
+		cond = " AND " + strings.Join(conds, " AND ")
 	}
-	return fmt.Sprintf(`SELECT %[1]s FROM cells_hourly WHERE hour >= $3 AND hour < $4%[2]s
+	return fmt.Sprintf(`SELECT %[1]s FROM %[3]s WHERE hour >= $3 AND hour < $4%[2]s
 		UNION ALL
-		SELECT %[1]s FROM cells WHERE ((window_start >= $1 AND window_start < $3) OR (window_start >= $4 AND window_start < $2))%[2]s`, cols, dims), args
+		SELECT %[1]s FROM %[4]s WHERE ((window_start >= $1 AND window_start < $3) OR (window_start >= $4 AND window_start < $2))%[2]s`, cols, cond, hourly, minute), args
 }
 
 // StageCount is one funnel or drop-off row.
@@ -232,8 +261,8 @@ func (s *Store) withheld(ctx context.Context, f Filter) (int64, error) {
 
 // latencyByTier sums the histograms matching f per tier.
 func (s *Store) latencyByTier(ctx context.Context, f Filter) (map[string][]int64, error) {
-	where, args := f.where("region", "tier", "channel")
-	rows, err := s.pool.Query(ctx, `SELECT tier, counts FROM latency WHERE `+where, args...)
+	src, args := f.latencySource("tier, counts")
+	rows, err := s.pool.Query(ctx, src, args...)
 	if err != nil {
 		return nil, fmt.Errorf("querying latency: %w", err)
 	}
