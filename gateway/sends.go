@@ -9,7 +9,6 @@ import (
 	"slices"
 	"sort"
 	"sync"
-	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
@@ -116,8 +115,8 @@ func (s *Server) send(c *gin.Context) {
 	}
 	sort.Strings(regions)
 	bodyFor := func(region string) []byte {
-		if targets[region] == nil {
-			return body
+		if targets[region] == nil || len(targets) == 1 && len(targets[region]) == len(recipients) {
+			return body // a topic send, or every recipient in one region: the body as it came
 		}
 		f := make(map[string]json.RawMessage, len(fields))
 		for k, v := range fields {
@@ -193,17 +192,9 @@ func (s *Server) send(c *gin.Context) {
 		return
 	}
 	if len(parts) == 1 && len(failed) == 0 {
-		// One region took it all: the send is that region's notification, and its record is
-		// written off the request path (the status endpoint asks the regions when a record is
-		// not there yet).
+		// One region took it all: the send is that region's notification. Nothing needs
+		// recording: the status endpoint finds an unrecorded id by asking the regions.
 		sendID = parts[0].NotificationID
-		go func(app string) {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			if err := s.Sends.save(ctx, app, sendID, parts); err != nil {
-				s.Log.Error("recording a send", "err", err)
-			}
-		}(appOf(c))
 	} else if len(parts) > 0 {
 		if err := s.Sends.save(context.WithoutCancel(c.Request.Context()), appOf(c), sendID, parts); err != nil {
 			s.Log.Error("recording a send", "err", err, "request_id", reqID(c))
