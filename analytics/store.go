@@ -78,11 +78,14 @@ func (s *Store) Save(ctx context.Context, b wire.Batch) (string, error) {
 		if _, err := tx.Exec(ctx, rollCells, b.Region, ws, b.Seq); err != nil {
 			return fmt.Errorf("adding the batch to the hourly sums: %w", err)
 		}
-		for _, h := range b.Latency {
-			if _, err := tx.Exec(ctx, `INSERT INTO latency (region, window_start, seq, tier, channel, bounds_ms, counts) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-				b.Region, ws, b.Seq, h.Tier, h.Channel, h.BoundsMS, h.Counts); err != nil {
-				return fmt.Errorf("inserting latency histogram: %w", err)
-			}
+		hists := make([][]any, len(b.Latency))
+		for i, h := range b.Latency {
+			hists[i] = []any{b.Region, ws, b.Seq, h.Tier, h.Channel, h.BoundsMS, h.Counts}
+		}
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"latency"},
+			[]string{"region", "window_start", "seq", "tier", "channel", "bounds_ms", "counts"},
+			pgx.CopyFromRows(hists)); err != nil {
+			return fmt.Errorf("inserting latency histograms: %w", err)
 		}
 		if _, err := tx.Exec(ctx, rollLatency, b.Region, ws, b.Seq); err != nil {
 			return fmt.Errorf("adding the batch's latency to the hourly sums: %w", err)
