@@ -17,5 +17,6 @@ var errorCodes = map[string]int{
 	"duplicate_cell":      400,
 	"unknown_parameter":   400,
 	"invalid_parameter":   400,
+	"not_found":           404, // no such endpoint
 	"store_unavailable":   503,
 }

@@ -58,6 +58,9 @@ func (a *api) router(h *health.Health) *gin.Engine {
 		c.Header("X-Content-Type-Options", "nosniff")
 		files.ServeHTTP(c.Writer, c.Request)
 	})
+	r.NoRoute(func(c *gin.Context) {
+		a.reject(c, http.StatusNotFound, "not_found", "no such endpoint; see docs/openapi-analytics.yaml", "")
+	})
 	return r
 }
 

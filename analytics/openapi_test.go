@@ -134,6 +134,7 @@ func TestDashboardIsServedFromTheBinaryWithoutListingsUnderAStrictCSP(t *testing
 		{"/dashboard/vendor/chart.umd.min.js", 200, "Chart.js v4"},
 		{"/dashboard/vendor/", 404, ""},
 		{"/dashboard/../analytics.go", 404, ""},
+		{"/v1/nothing", 404, `"code":"not_found"`},
 	}
 	for _, tt := range tests {
 		w := httptest.NewRecorder()
