@@ -371,3 +371,41 @@ func regionGet(t *testing.T, base, app, path string) int {
 	resp.Body.Close()
 	return resp.StatusCode
 }
+
+func TestTopicSendsGoToEveryRegionWithSubscribers(t *testing.T) {
+	w := newWorld(t)
+	de, us := "de-"+w.app, "us-"+w.app
+	w.register(map[string]string{de: "DE", us: "US"})
+	for _, u := range []string{de, us} {
+		if code, out, _ := w.call(w.key, "PUT", "/v1/topics/news/subscribers/"+u, nil); code/100 != 2 {
+			t.Fatalf("subscribe %s: %d %v", u, code, out)
+		}
+	}
+	info := w.must(http.StatusOK, "GET", "/v1/topics/news", nil)
+	if info["subscribers"] != float64(2) {
+		t.Fatalf("topic info: %v", info)
+	}
+	send := w.must(http.StatusAccepted, "POST", "/v1/notifications", map[string]any{
+		"type": "social", "category": "news", "title": "Hello", "body": "all", "topic": "news", "channels": []string{"in_app"}})
+	var regions []string
+	for _, p := range send["parts"].([]any) {
+		regions = append(regions, p.(map[string]any)["region"].(string))
+	}
+	if fmt.Sprint(regions) != fmt.Sprint([]string{w.eu1.Cfg.Name, w.us1.Cfg.Name}) {
+		t.Fatalf("topic send parts %v: want the two regions with subscribers, not %s", regions, w.eu2.Cfg.Name)
+	}
+	for _, u := range []string{de, us} {
+		eventually(t, 30*time.Second, func() error {
+			_, out, _ := w.call(w.key, "GET", "/v1/users/"+u+"/notifications", nil)
+			if items, _ := out["items"].([]any); len(items) != 1 {
+				return fmt.Errorf("%s inbox: %v", u, out)
+			}
+			return nil
+		})
+	}
+	// The status of the whole topic send answers for both parts.
+	st := w.must(http.StatusOK, "GET", "/v1/notifications/"+send["notification_id"].(string)+"/status", nil)
+	if len(st["parts"].([]any)) != 2 {
+		t.Fatalf("status: %v", st)
+	}
+}
