@@ -36,7 +36,7 @@ func TestDashboardInChromiumShowsTheAPIsFunnelAndFollowsFilters(t *testing.T) {
 	}
 	_ = os.Remove(shot)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	var stdout, stderr bytes.Buffer
 	cmd := exec.CommandContext(ctx, "node", script, s.base, shot)

@@ -28,7 +28,7 @@ try {
 
   // Waits for the render of the filters that include want (a query-string fragment).
   const loaded = (want) => page.waitForFunction(
-    (w) => document.body.dataset.state === 'loaded' && (document.body.dataset.query || '').includes(w), want, { timeout: 20000 });
+    (w) => document.body.dataset.state === 'loaded' && (document.body.dataset.query || '').includes(w), want, { timeout: 45000 });
 
   // The funnel as the page shows it: the visible text and the value behind it.
   const pageFunnel = () => page.$$eval('#funnel [data-stage]', (tds) => tds.map((td) => ({
@@ -84,7 +84,7 @@ try {
   if (!post.ok) throw new Error(`posting the refresh batch: ${post.status} ${await post.text()}`);
   await page.waitForFunction(
     (want) => Number(document.querySelector('#funnel [data-stage="delivered"]').dataset.count) === want,
-    us.delivered + 250, { timeout: 15000 });
+    us.delivered + 250, { timeout: 45000 });
   await check('after auto-refresh');
 
   // The other panels rendered from the same filters.
