@@ -22,7 +22,8 @@
 //
 // (region, window_start, seq) is the batch's idempotency key: central replaces a batch it has
 // already stored under that key, so re-sending counts once, and a batch with a new seq for the
-// same window adds to it.
+// same window adds to it. Client posts a batch and tells a refusal (do not retry) from a
+// failure (retry the same batch). analytics/kanon makes a window's cells k-anonymous first.
 package wire
 
 import (
