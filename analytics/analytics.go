@@ -34,6 +34,10 @@ func Migrate(ctx context.Context, c Config, log *slog.Logger) error {
 
 // Run serves analytics until ctx ends, then drains.
 func Run(ctx context.Context, c Config, log *slog.Logger, version string) error {
+	tokens, err := c.regionTokens()
+	if err != nil {
+		return err
+	}
 	pool, err := postgres.Connect(ctx, c.Postgres)
 	if err != nil {
 		return err
@@ -57,7 +61,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 	}
 	defer stopDiscovery()
 
-	a := newAPI(c, NewStore(pool), log)
+	a := newAPI(c, tokens, NewStore(pool), log)
 	srv := &httpserver.Server{
 		Name: "analytics-http", Handler: a.router(h), Log: log, Listener: ln,
 		BeforeShutdown: func() { stopDiscovery(); h.Drain() },

@@ -2,9 +2,11 @@ package analytics
 
 import (
 	"fmt"
+	"os"
 	"regexp"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/herald-notify/herald/analytics/wire"
@@ -35,10 +37,41 @@ type Config struct {
 	Telemetry telemetry.Config `yaml:"telemetry"`
 }
 
-// RegionConfig is one region's ingest credential.
+// RegionConfig is one region's ingest credential: the token itself, or a file holding it
+// (for deployments where secrets are mounted as files, not written into config).
 type RegionConfig struct {
 	// Token is the bearer token the region's exporter sends (at least 16 characters).
 	Token string `yaml:"token"`
+	// TokenFile holds the token instead (surrounding white space is ignored); read at start.
+	TokenFile string `yaml:"token_file"`
+}
+
+// regionTokens returns each region's token, reading token files. Errors name the key.
+func (c *Config) regionTokens() (map[string]string, error) {
+	out := make(map[string]string, len(c.Regions))
+	seen := map[string]string{}
+	for _, name := range sortedKeys(c.Regions) {
+		rc := c.Regions[name]
+		key := "regions." + name + ".token"
+		tok := rc.Token
+		if rc.TokenFile != "" {
+			key += "_file"
+			raw, err := os.ReadFile(rc.TokenFile)
+			if err != nil {
+				return nil, config.Errorf(key, rc.TokenFile, "cannot be read: %v", err)
+			}
+			tok = strings.TrimSpace(string(raw))
+		}
+		if len(tok) < 16 {
+			return nil, config.Errorf(key, "", "the token must be at least 16 characters")
+		}
+		if other, dup := seen[tok]; dup {
+			return nil, config.Errorf(key, "", "is also the token of %s: each region needs its own", other)
+		}
+		seen[tok] = name
+		out[name] = tok
+	}
+	return out, nil
 }
 
 // CategoriesConfig registers categories, for every app (Global) or one app (Apps).
@@ -137,14 +170,19 @@ func (c *Config) Validate() error {
 		if !regionRE.MatchString(name) {
 			return config.Errorf(key, name, "must be a region name like eu-west-1")
 		}
-		tok := c.Regions[name].Token
-		if len(tok) < 16 {
-			return config.Errorf(key+".token", "", "must be at least 16 characters")
+		rc := c.Regions[name]
+		switch {
+		case rc.Token != "" && rc.TokenFile != "":
+			return config.Errorf(key+".token_file", rc.TokenFile, "set token or token_file, not both")
+		case rc.TokenFile != "":
+			continue // read at start (regionTokens): Validate touches no file
+		case len(rc.Token) < 16:
+			return config.Errorf(key+".token", "", "must be at least 16 characters (or use token_file)")
 		}
-		if other, dup := tokens[tok]; dup {
+		if other, dup := tokens[rc.Token]; dup {
 			return config.Errorf(key+".token", "", "is also the token of %s: each region needs its own", other)
 		}
-		tokens[tok] = name
+		tokens[rc.Token] = name
 	}
 	if err := checkCategories("categories.global", c.Categories.Global); err != nil {
 		return err

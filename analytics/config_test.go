@@ -29,6 +29,9 @@ func TestValidateNamesTheBadKey(t *testing.T) {
 		{"a region name that is not one", func(c *Config) { c.Regions["EU"] = RegionConfig{Token: "0123456789abcdef-xx"} }, "regions.EU"},
 		{"a short token", func(c *Config) { c.Regions["eu-west-1"] = RegionConfig{Token: "short"} }, "regions.eu-west-1.token"},
 		{"two regions sharing a token", func(c *Config) { c.Regions["us-east-1"] = c.Regions["eu-west-1"] }, "regions.us-east-1.token"},
+		{"a token and a token file", func(c *Config) {
+			c.Regions["eu-west-1"] = RegionConfig{Token: "0123456789abcdef-eu", TokenFile: "/run/secrets/eu"}
+		}, "regions.eu-west-1.token_file"},
 		{"other registered as a category", func(c *Config) { c.Categories.Global = append(c.Categories.Global, "other") }, "categories.global[1]"},
 		{"a category with spaces", func(c *Config) { c.Categories.Apps["shop"] = []string{"big sale"} }, "categories.apps.shop[0]"},
 		{"an app id that is not one", func(c *Config) { c.Categories.Apps["Shop!"] = nil }, "categories.apps.Shop!"},
@@ -74,5 +77,46 @@ func TestLocalConfigLoadsStrictly(t *testing.T) {
 	c = DefaultConfig(t.TempDir())
 	if err := config.Load(bad, &c); err == nil || !strings.Contains(err.Error(), "push_per_message") {
 		t.Errorf("unknown key: err = %v, want it named", err)
+	}
+}
+
+func TestRegionTokensComeFromTheConfigOrAFileAndNameTheKeyWhenBad(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	c := validConfig()
+	c.Regions["us-east-1"] = RegionConfig{TokenFile: write("us", "  us-token-from-a-file-0123\n")}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	tokens, err := c.regionTokens()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tokens["us-east-1"] != "us-token-from-a-file-0123" || tokens["eu-west-1"] != "0123456789abcdef-eu" {
+		t.Errorf("tokens = %v", tokens)
+	}
+	tests := []struct {
+		name string
+		rc   RegionConfig
+		key  string
+	}{
+		{"a missing file", RegionConfig{TokenFile: filepath.Join(dir, "nope")}, "regions.us-east-1.token_file"},
+		{"a short token in the file", RegionConfig{TokenFile: write("short", "abc\n")}, "regions.us-east-1.token_file"},
+		{"the other region's token in the file", RegionConfig{TokenFile: write("dup", "0123456789abcdef-eu")}, "regions.us-east-1.token_file"},
+	}
+	for _, tt := range tests {
+		c := validConfig()
+		c.Regions["us-east-1"] = tt.rc
+		_, err := c.regionTokens()
+		ke, ok := err.(*config.KeyError)
+		if !ok || ke.Key != tt.key {
+			t.Errorf("%s: err = %v, want a KeyError for %s", tt.name, err, tt.key)
+		}
 	}
 }

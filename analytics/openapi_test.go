@@ -43,7 +43,7 @@ func TestOpenAPIDocumentsEveryV1RouteAndNoOther(t *testing.T) {
 			documented = append(documented, method+" "+path)
 		}
 	}
-	a := newAPI(validConfig(), nil, slog.New(slog.DiscardHandler))
+	a := newAPI(validConfig(), nil, nil, slog.New(slog.DiscardHandler))
 	var mounted []string
 	for _, r := range a.router(health.New(nil)).Routes() {
 		if strings.HasPrefix(r.Path, "/v1/") {
@@ -122,7 +122,7 @@ func TestOpenAPIIngestExampleIsAcceptedByTheServer(t *testing.T) {
 }
 
 func TestDashboardIsServedFromTheBinaryWithoutListingsUnderAStrictCSP(t *testing.T) {
-	a := newAPI(validConfig(), nil, slog.New(slog.DiscardHandler))
+	a := newAPI(validConfig(), nil, nil, slog.New(slog.DiscardHandler))
 	r := a.router(health.New(nil))
 	tests := []struct {
 		path   string

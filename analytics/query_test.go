@@ -111,7 +111,7 @@ func TestCostPricesSMSByCountryEmailPerThousandAndPushFree(t *testing.T) {
 }
 
 func TestParseFilterRefusesUnknownParametersAndBadValuesNamingThem(t *testing.T) {
-	a := newAPI(validConfig(), nil, nil)
+	a := newAPI(validConfig(), nil, nil, nil)
 	a.now = func() time.Time { return testNow }
 	tests := []struct{ query, field string }{
 		{"user_id=u1", "user_id"},
