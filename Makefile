@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 GO_TEST_FLAGS ?= -count=1 -timeout 20m
 
-.PHONY: up down status reset test test-unit test-stack build vet fmt prometheus test-rules
+.PHONY: up down status reset test test-unit test-stack build vet fmt prometheus test-rules loadtest
 
 ## up: install what is missing, start the servers, migrate, start Herald (idempotent)
 up:
@@ -31,6 +31,12 @@ test: vet
 	@set -a && source .herald/stack.env && set +a && go test -tags integration $(GO_TEST_FLAGS) ./...
 	@stack/prometheus.sh check
 	@stack/test-stack.sh
+
+## loadtest: every load scenario against the running local deployment (make up first), each
+## table judged against its SLO threshold; the failover scenario stops and restarts eu-west-1
+LOADTEST_FLAGS ?= --users 1000 --duration 30s --rate 5
+loadtest: build
+	@set -a && source .herald/stack.env && set +a && .herald/bin/herald loadtest all --disrupt $(LOADTEST_FLAGS)
 
 ## prometheus: start a Prometheus scraping every Herald process, with the alert rules (ops/prometheus)
 prometheus:

@@ -23,6 +23,7 @@ type command struct {
 
 var commands = map[string]command{
 	"gateway":   {"run the global API gateway", runGateway},
+	"loadtest":  {"run the load scenarios against the local deployment, with thresholds", runLoadtest},
 	"region":    {"run a region (--name eu-west-1, --roles ...)", runRegion},
 	"analytics": {"run central analytics", runAnalytics},
 	"migrate":   {"create and migrate databases, keyspaces and topics", runMigrate},
