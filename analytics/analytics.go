@@ -61,7 +61,11 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 	}
 	defer stopDiscovery()
 
-	a := newAPI(c, tokens, NewStore(pool), log)
+	store := NewStore(pool)
+	a := newAPI(c, tokens, store, log)
+	if c.MinuteRetention > 0 {
+		go sweep(ctx, store, c.MinuteRetention, log)
+	}
 	srv := &httpserver.Server{
 		Name: "analytics-http", Handler: a.router(h), Log: log, Listener: ln,
 		BeforeShutdown: func() { stopDiscovery(); h.Drain() },
@@ -69,4 +73,28 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 	}
 	log.Info("analytics started", "addr", inst.Address, "k", c.K, "regions", sortedKeys(c.Regions))
 	return srv.Run(ctx)
+}
+
+// sweepEvery is how often minute data past the retention is deleted.
+var sweepEvery = 10 * time.Minute
+
+// sweep deletes minute data older than retention now and every sweepEvery until ctx ends.
+func sweep(ctx context.Context, store *Store, retention time.Duration, log *slog.Logger) {
+	t := time.NewTicker(sweepEvery)
+	defer t.Stop()
+	for {
+		n, err := store.DeleteMinutesBefore(ctx, time.Now().Add(-retention))
+		switch {
+		case err != nil && ctx.Err() == nil:
+			log.Warn("sweeping old minute data", "err", err)
+		case n > 0:
+			metricSwept.Add(float64(n))
+			log.Info("swept old minute data", "rows", n, "retention", retention)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }

@@ -31,6 +31,9 @@ type Config struct {
 	SLO        SLOConfig        `yaml:"slo"`
 	// MaxBodyBytes caps one ingest request.
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// MinuteRetention is how long minute cells and histograms are kept (0: for ever). The
+	// hourly sums and the batch records stay; older ranges are answered in whole hours.
+	MinuteRetention time.Duration `yaml:"minute_retention" env:"HERALD_ANALYTICS_MINUTE_RETENTION"`
 
 	Postgres  postgres.Config  `yaml:"postgres"`
 	Discovery discovery.Config `yaml:"discovery"`
@@ -129,9 +132,11 @@ func DefaultConfig(discoveryDir string) Config {
 		Prices:       PriceConfig{Currency: "USD"},
 		SLO:          SLOConfig{Transactional: 5 * time.Second, Social: 30 * time.Second},
 		MaxBodyBytes: 8 << 20,
-		Postgres:     pg,
-		Discovery:    discovery.Defaults(discoveryDir),
-		Telemetry:    telemetry.Defaults(),
+		// Five weeks: a month of minute detail, and room for an exporter's backlog.
+		MinuteRetention: 35 * 24 * time.Hour,
+		Postgres:        pg,
+		Discovery:       discovery.Defaults(discoveryDir),
+		Telemetry:       telemetry.Defaults(),
 	}
 }
 
@@ -220,6 +225,9 @@ func (c *Config) Validate() error {
 			return config.Errorf(s.key, s.d.String(), "must not be negative (0: no target)")
 		}
 	}
+	if c.MinuteRetention != 0 && c.MinuteRetention < 48*time.Hour {
+		return config.Errorf("minute_retention", c.MinuteRetention.String(), "must be 0 (keep for ever) or at least 48h")
+	}
 	if c.MaxBodyBytes < 1024 {
 		return config.Errorf("max_body_bytes", fmt.Sprint(c.MaxBodyBytes), "must be at least 1024")
 	}
@@ -250,3 +258,21 @@ func sortedKeys[V any](m map[string]V) []string {
 
 // RegionNames lists the regions allowed to post, sorted.
 func (c *Config) RegionNames() []string { return sortedKeys(c.Regions) }
+
+// Margins around the minute-retention horizon, so a sweep never races an ingest or a query:
+// queries answer in whole hours an hour before the sweep deletes, and ingest refuses windows
+// two hours before (their replacement could no longer take the deleted minutes out of the
+// hourly sums).
+const (
+	queryMargin  = time.Hour
+	ingestMargin = 2 * time.Hour
+)
+
+// minuteHorizon returns the time before which minute data may be gone, by at most margin
+// ahead of the sweep (zero time: minute data is kept for ever).
+func (c *Config) minuteHorizon(now time.Time, margin time.Duration) time.Time {
+	if c.MinuteRetention == 0 {
+		return time.Time{}
+	}
+	return now.Add(-c.MinuteRetention + margin)
+}

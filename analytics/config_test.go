@@ -40,6 +40,7 @@ func TestValidateNamesTheBadKey(t *testing.T) {
 		{"a country that is not a code", func(c *Config) { c.Prices.SMS.PerCountry["Germany"] = 0.1 }, "prices.sms.per_country.Germany"},
 		{"a negative SLO", func(c *Config) { c.SLO.Social = -time.Second }, "slo.social"},
 		{"a tiny body limit", func(c *Config) { c.MaxBodyBytes = 10 }, "max_body_bytes"},
+		{"a retention under two days", func(c *Config) { c.MinuteRetention = time.Hour }, "minute_retention"},
 		{"a bad listen address", func(c *Config) { c.Listen = "8090" }, "listen"},
 	}
 	for _, tt := range tests {

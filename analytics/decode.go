@@ -284,6 +284,8 @@ type rules struct {
 	k          int
 	categories CategoriesConfig
 	now        func() time.Time
+	// horizon: windows before it are refused (zero: none is too old).
+	horizon time.Time
 }
 
 // check validates b as posted by region (the one its token belongs to).
@@ -302,6 +304,9 @@ func (r rules) check(b wire.Batch, region string) *FieldError {
 	}
 	if ws.After(r.now().Add(2 * wire.Window)) {
 		return fieldErr("invalid_field", "window_start", "is in the future")
+	}
+	if !r.horizon.IsZero() && ws.Before(r.horizon) {
+		return fieldErr("window_too_old", "window_start", "is older than central keeps minute data (minute_retention); drop the batch")
 	}
 	if b.Seq < 0 || b.Seq > 1_000_000 {
 		return fieldErr("invalid_field", "seq", "must be from 0 to 1000000")

@@ -15,6 +15,7 @@ var errorCodes = map[string]int{
 	"unknown_category":    400, // not registered for the app in config
 	"below_k":             400, // fewer than k distinct recipients (or histogram observations)
 	"duplicate_cell":      400,
+	"window_too_old":      400, // older than minute_retention allows
 	"unknown_parameter":   400,
 	"invalid_parameter":   400,
 	"not_found":           404, // no such endpoint

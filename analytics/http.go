@@ -118,7 +118,9 @@ func (a *api) ingest(c *gin.Context) {
 	body := http.MaxBytesReader(c.Writer, c.Request.Body, a.cfg.MaxBodyBytes)
 	b, err := DecodeBatch(body)
 	if err == nil {
-		if fe := a.rules.check(b, region); fe != nil {
+		rules := a.rules
+		rules.horizon = a.cfg.minuteHorizon(a.now(), ingestMargin)
+		if fe := rules.check(b, region); fe != nil {
 			err = fe
 		}
 	}
@@ -210,6 +212,16 @@ func (a *api) parseFilter(r *http.Request) (Filter, *FieldError) {
 	}
 	if f.To.Sub(f.From) > maxRange {
 		return Filter{}, fieldErr("invalid_parameter", "from", "the range must not exceed 93 days")
+	}
+	// Minute detail older than the retention is gone: such ends are widened to whole hours,
+	// which the hourly sums hold. The answer's filter shows the range used.
+	if h := a.cfg.minuteHorizon(a.now(), queryMargin); !h.IsZero() {
+		if f.From.Before(h) {
+			f.From = f.From.Truncate(time.Hour)
+		}
+		if f.To.Before(h) && !f.To.Equal(f.To.Truncate(time.Hour)) {
+			f.To = f.To.Truncate(time.Hour).Add(time.Hour)
+		}
 	}
 	return f, nil
 }

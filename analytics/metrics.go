@@ -16,6 +16,10 @@ var (
 		Name: "herald_analytics_cells_total",
 		Help: "Cells stored from accepted batches (repeats of a stored batch excluded).",
 	}, []string{"region"})
+	metricSwept = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "herald_analytics_swept_rows_total",
+		Help: "Minute cells and histograms deleted past minute_retention (hourly sums stay).",
+	})
 	metricRejections = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "herald_analytics_rejections_total",
 		Help: "Ingest and query requests refused, by error code.",

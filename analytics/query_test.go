@@ -137,3 +137,29 @@ func TestParseFilterRefusesUnknownParametersAndBadValuesNamingThem(t *testing.T)
 		t.Errorf("default range and filters: %+v", f)
 	}
 }
+
+func TestRangesPastTheMinuteRetentionAreWidenedToWholeHours(t *testing.T) {
+	cfg := validConfig()
+	cfg.MinuteRetention = 48 * time.Hour
+	a := newAPI(cfg, nil, nil, nil)
+	a.now = func() time.Time { return testNow } // 04:30
+	tests := []struct{ from, to, wantFrom, wantTo string }{
+		// both ends past the horizon (testNow - 47h): widened outwards
+		{"2026-11-22T01:10:00Z", "2026-11-22T03:20:00Z", "2026-11-22T01:00:00Z", "2026-11-22T04:00:00Z"},
+		// already whole hours: unchanged
+		{"2026-11-22T01:00:00Z", "2026-11-22T03:00:00Z", "2026-11-22T01:00:00Z", "2026-11-22T03:00:00Z"},
+		// only the start is past it
+		{"2026-11-22T01:10:00Z", "2026-11-25T04:20:00Z", "2026-11-22T01:00:00Z", "2026-11-25T04:20:00Z"},
+		// inside the retention: minute precision kept
+		{"2026-11-24T01:10:00Z", "2026-11-24T03:20:00Z", "2026-11-24T01:10:00Z", "2026-11-24T03:20:00Z"},
+	}
+	for _, tt := range tests {
+		f, fe := a.parseFilter(httptest.NewRequest("GET", "/v1/funnel?from="+tt.from+"&to="+tt.to, nil))
+		if fe != nil {
+			t.Fatal(fe)
+		}
+		if f.From.Format(time.RFC3339) != tt.wantFrom || f.To.Format(time.RFC3339) != tt.wantTo {
+			t.Errorf("[%s, %s) -> [%s, %s), want [%s, %s)", tt.from, tt.to, f.From.Format(time.RFC3339), f.To.Format(time.RFC3339), tt.wantFrom, tt.wantTo)
+		}
+	}
+}

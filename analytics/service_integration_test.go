@@ -35,7 +35,10 @@ type service struct {
 	db   *pgxpool.Pool
 }
 
-func startService(t testing.TB) *service {
+func startService(t testing.TB) *service { t.Helper(); return startServiceWith(t, nil) }
+
+// startServiceWith starts the service with edit applied to the test config.
+func startServiceWith(t testing.TB, edit func(*Config)) *service {
 	t.Helper()
 	cfg := DefaultConfig(t.TempDir())
 	cfg.Listen = freeAddr(t)
@@ -43,6 +46,9 @@ func startService(t testing.TB) *service {
 	cfg.Regions = map[string]RegionConfig{"eu-west-1": {Token: euToken}, "us-east-1": {Token: usToken}}
 	cfg.Categories = CategoriesConfig{Global: []string{"security", "news"}, Apps: map[string][]string{"shop": {"order"}}}
 	cfg.Prices = PriceConfig{Currency: "USD", EmailPerThousand: 0.10, SMS: SMSPrices{Default: 0.05, PerCountry: map[string]float64{"DE": 0.08, "US": 0.0079}}}
+	if edit != nil {
+		edit(&cfg)
+	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}

@@ -312,3 +312,24 @@ type delivered struct {
 	channel, country string
 	count            int64
 }
+
+// DeleteMinutesBefore deletes minute cells and histograms of windows before t, a chunk at a
+// time so no statement holds its locks long; the hourly sums and batch records stay. It
+// returns how many rows went.
+func (s *Store) DeleteMinutesBefore(ctx context.Context, t time.Time) (int64, error) {
+	var total int64
+	for _, table := range []string{"cells", "latency"} {
+		for {
+			tag, err := s.pool.Exec(ctx, fmt.Sprintf(
+				`DELETE FROM %[1]s WHERE ctid = ANY (ARRAY(SELECT ctid FROM %[1]s WHERE window_start < $1 LIMIT 10000))`, table), t.UTC())
+			if err != nil {
+				return total, fmt.Errorf("deleting old minute %s: %w", table, err)
+			}
+			total += tag.RowsAffected()
+			if tag.RowsAffected() < 10000 {
+				break
+			}
+		}
+	}
+	return total, nil
+}
