@@ -130,6 +130,7 @@ func TestCheckRefusesValuesOutsideTheVocabulariesBelowKOrUnregistered(t *testing
 		{"a window not on the minute", func(b map[string]any) { b["window_start"] = "2026-11-25T04:00:30Z" }, "", 400, "invalid_field", "window_start"},
 		{"a window in the future", func(b map[string]any) { b["window_start"] = "2026-11-25T05:00:00Z" }, "", 400, "invalid_field", "window_start"},
 		{"another version", func(b map[string]any) { b["version"] = 2 }, "", 400, "unsupported_version", "version"},
+		{"a window past the retention", func(b map[string]any) { b["window_start"] = "2026-10-01T00:00:00Z" }, "", 400, "window_too_old", "window_start"},
 		{"other latency bounds", func(b map[string]any) { b["latency"].([]any)[0].(map[string]any)["bounds_ms"] = []int{1, 2} }, "", 400, "invalid_field", "latency[0].bounds_ms"},
 		{"a histogram below k", func(b map[string]any) {
 			h := wire.NewHistogram("social", "push")
@@ -150,7 +151,9 @@ func TestCheckRefusesValuesOutsideTheVocabulariesBelowKOrUnregistered(t *testing
 			if region == "" {
 				region = "eu-west-1"
 			}
-			fe := testRules().check(b, region)
+			r := testRules()
+			r.horizon = testNow.Add(-35 * 24 * time.Hour)
+			fe := r.check(b, region)
 			if fe == nil {
 				t.Fatal("accepted")
 			}
