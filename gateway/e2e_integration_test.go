@@ -102,7 +102,8 @@ func (w *world) putPolicy(version int, extraEU string) {
 
 func (w *world) regionName(n string) string { return "zz-" + w.policyTemplate + "-" + n }
 
-func newWorld(t *testing.T) *world {
+// newWorld starts the gateway and the regions; mutate adjusts region i's config (0 eu1, 1 eu2, 2 us1).
+func newWorld(t *testing.T, mutate ...func(i int, c *region.Config)) *world {
 	t.Helper()
 	dir := t.TempDir()
 	w := &world{t: t, policyTemplate: letters(testenv.Suffix())}
@@ -111,6 +112,9 @@ func newWorld(t *testing.T) *world {
 	for i, j := range []string{"EU", "EU", "US"} {
 		cfgs[i] = regiontest.Config(t, w.regionName(fmt.Sprint(i+1)), j, dir)
 		cfgs[i].InternalToken = "region-secret"
+		for _, m := range mutate {
+			m(i, &cfgs[i])
+		}
 	}
 	runs := make([]*regiontest.Running, 3)
 	for i := range cfgs {

@@ -30,6 +30,10 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	goredis "github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/herald-notify/herald/platform/kafka"
@@ -333,7 +337,12 @@ type result struct {
 
 // process handles one task (from the dispatch topic, or due from a retry topic) to its durable
 // outcome. It returns an error only when ctx ended first; the record must then not be marked.
+var tracer = otel.Tracer("herald/region/dispatch")
+
 func (d *Dispatcher) process(ctx context.Context, t notify.Task, prev *Retry) error {
+	ctx, span := tracer.Start(ctx, "dispatch.task", trace.WithAttributes(
+		attribute.String("notification.id", t.NotificationID), attribute.String("channel", t.Channel), attribute.Int("attempt", t.Attempt+1)))
+	defer span.End()
 	now := d.now()
 	state := func(s, reason, detail string) deliverylog.State {
 		return deliverylog.State{NotificationID: t.NotificationID, UserID: t.UserID, Channel: t.Channel, State: s, Reason: reason, Detail: detail, UpdatedAt: d.now()}
@@ -372,7 +381,13 @@ func (d *Dispatcher) process(ctx context.Context, t notify.Task, prev *Retry) er
 			// The send waits for its provider's rate-limit token (until ctx ends), then is bounded
 			// by send_timeout.
 			var err error
-			r.provider, r.receipt, err = rt.send(ctx, t, u.to)
+			sctx, sspan := tracer.Start(ctx, "provider.send", trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attribute.String("provider.kind", u.kind)))
+			r.provider, r.receipt, err = rt.send(sctx, t, u.to)
+			sspan.SetAttributes(attribute.String("provider", r.provider), attribute.String("provider.status", r.receipt.Status))
+			if err != nil {
+				sspan.SetStatus(codes.Error, err.Error())
+			}
+			sspan.End()
 			if err != nil {
 				r.err = classify(err)
 			} else if key != "" {
