@@ -2,6 +2,7 @@ package analytics
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/herald-notify/herald/analytics/kanon"
 	"github.com/herald-notify/herald/analytics/wire"
 )
 
@@ -386,8 +388,16 @@ func truncate(s string, n int) string {
 	return s[:n] + "..."
 }
 
-// canonical is the batch's stored form, hashed to tell a repeat from a replacement.
+// canonical is the batch's stored form, hashed to tell a repeat from a replacement: UTC, and
+// cells and histograms in key order, so the same content always hashes the same.
 func canonical(b wire.Batch) []byte {
+	b.WindowStart = b.WindowStart.UTC()
+	b.Cells = slices.Clone(b.Cells)
+	slices.SortFunc(b.Cells, func(x, y wire.Cell) int { return kanon.CompareKeys(x.Key, y.Key) })
+	b.Latency = slices.Clone(b.Latency)
+	slices.SortFunc(b.Latency, func(x, y wire.Histogram) int {
+		return cmp.Or(cmp.Compare(x.Tier, y.Tier), cmp.Compare(x.Channel, y.Channel))
+	})
 	var buf bytes.Buffer
 	_ = json.NewEncoder(&buf).Encode(b)
 	return buf.Bytes()

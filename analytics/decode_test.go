@@ -210,3 +210,24 @@ func mustJSON(v any) []byte {
 	}
 	return raw
 }
+
+func TestCanonicalFormIgnoresCellOrderAndTimeZone(t *testing.T) {
+	b, err := DecodeBatch(strings.NewReader(encode(t, validBatch())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	again := b
+	again.Cells = []wire.Cell{b.Cells[1], b.Cells[0]}
+	again.WindowStart = b.WindowStart.In(time.FixedZone("CET", 3600))
+	if string(canonical(b)) != string(canonical(again)) {
+		t.Error("the same batch in another order or zone hashes differently")
+	}
+	if b.Cells[0].Category != "order" {
+		t.Error("canonical reordered the caller's cells")
+	}
+	changed := b
+	changed.Withheld++
+	if string(canonical(b)) == string(canonical(changed)) {
+		t.Error("a changed withheld total hashes the same")
+	}
+}
