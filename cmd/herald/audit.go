@@ -1,6 +1,7 @@
 package main
 
 import (
+	"time"
 	"context"
 	"encoding/hex"
 	"errors"
@@ -28,7 +29,7 @@ const auditUsage = `usage:
   herald audit verify [--region R [--anchor SEQ:HASH]] [--config-dir DIR]
                                                            verify a region's audit chain (every region without --region)
   herald audit user --app A --user U [--config-dir DIR]    list a user's routing decisions from every region's audit
-  herald audit residency [--kafka-records N] [--config-dir DIR]
+  herald audit residency [--kafka-records N] [--textfile F] [--config-dir DIR]
                                                            check every region's stores hold only users of its jurisdiction`
 
 // runAudit verifies the routing audit and scans the regions' stores for misplaced users. It
@@ -73,13 +74,14 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case "residency":
 		records := fs.Int("kafka-records", 1000, "newest records read per Kafka partition")
 		listMax := fs.Int("list", 100, "list at most this many unregistered or unattributed sightings")
+		textfile := fs.String("textfile", "", "also write the result as Prometheus metrics to this file (node_exporter's textfile collector; herald_residency_scan_violations)")
 		if err := parse(fs, args); err != nil {
 			return err
 		}
 		if *records < 1 {
 			return usageError("--kafka-records must be at least 1")
 		}
-		return auditResidency(ctx, *dir, *records, *listMax, stdout, stderr)
+		return auditResidency(ctx, *dir, *records, *listMax, *textfile, stdout, stderr)
 	}
 	return usageError("unknown audit command %q\n%s", sub, auditUsage)
 }
@@ -222,7 +224,7 @@ func userEntries(ctx context.Context, cfg region.Config, app, key string) ([]aud
 	return audit.NewStore(pool).ForUser(ctx, app, key)
 }
 
-func auditResidency(ctx context.Context, dir string, records, listMax int, stdout, stderr io.Writer) error {
+func auditResidency(ctx context.Context, dir string, records, listMax int, textfile string, stdout, stderr io.Writer) error {
 	gw, err := gatewayConfig(dir)
 	if err != nil {
 		return err
@@ -250,6 +252,11 @@ func auditResidency(ctx context.Context, dir string, records, listMax int, stdou
 		return migrateHint(err)
 	}
 	printReport(stdout, rep, listMax)
+	if textfile != "" {
+		if err := scan.WriteTextfile(textfile, rep, time.Now()); err != nil {
+			return err
+		}
+	}
 	if !rep.OK() {
 		return &exitError{code: 1, err: fmt.Errorf("%d sightings of users' data in a region outside their jurisdiction", len(rep.Misplaced))}
 	}

@@ -457,6 +457,9 @@ func (d *Dispatcher) process(ctx context.Context, t notify.Task, prev *Retry) er
 	switch {
 	case len(retry) == 0 && delivered:
 		states = append(states, state(notify.StateDelivered, "", ""))
+		if prev == nil || !prev.Delivered {
+			notify.ObserveDelivered(d.region, t.Tier, t.Channel, t.Due(), d.now())
+		}
 		tasksTotal.WithLabelValues(d.region, t.Channel, "delivered").Inc()
 	case len(retry) == 0:
 		states = append(states, state(notify.StateFailed, "", permanentDetail))
@@ -477,6 +480,9 @@ func (d *Dispatcher) process(ctx context.Context, t notify.Task, prev *Retry) er
 		} else {
 			if delivered {
 				states = append(states, state(notify.StateDelivered, "", ""))
+				if prev == nil || !prev.Delivered {
+					notify.ObserveDelivered(d.region, t.Tier, t.Channel, t.Due(), d.now())
+				}
 			}
 			rec.NotBefore = d.now().Add(d.cfg.Retry.Backoff(attemptNo, retryAfter, d.rnd()))
 			topic = RetryTopic(d.region, t.Channel, d.cfg.Retry.Level(attemptNo))

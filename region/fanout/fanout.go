@@ -351,6 +351,9 @@ func (f *Fanout) chunk(ctx context.Context, e notify.Event, users []string, skip
 			g.Go(func() error { return f.inbox.Write(gctx, it) })
 			d.state = notify.StateDelivered
 		case d.task != nil:
+			if due.After(e.AcceptedAt) {
+				d.task.DueAt = due
+			}
 			raw, err := json.Marshal(d.task)
 			if err != nil {
 				return fmt.Errorf("encoding task: %w", err)
@@ -361,6 +364,12 @@ func (f *Fanout) chunk(ctx context.Context, e notify.Event, users []string, skip
 	}
 	if err := g.Wait(); err != nil {
 		return err
+	}
+	written := f.now()
+	for _, d := range ds {
+		if d.inbox != nil {
+			notify.ObserveDelivered(f.set.Region, e.Tier, notify.InApp, due, written)
+		}
 	}
 
 	// The states go in before the tasks do: a dispatcher can deliver a task within

@@ -112,6 +112,9 @@ type Task struct {
 	Target         Target            `json:"target"`
 	Metadata       map[string]string `json:"metadata,omitempty"`
 	AcceptedAt     time.Time         `json:"accepted_at"`
+	// DueAt is when the delivery became due, when later than AcceptedAt (send_at, quiet hours):
+	// the latency the SLO measures starts there.
+	DueAt time.Time `json:"due_at,omitzero"`
 	// ExpiresAt is when the task becomes useless (the tier's maximum age): the dispatcher
 	// suppresses it as expired instead of sending it late.
 	ExpiresAt time.Time `json:"expires_at"`
