@@ -51,6 +51,7 @@ func (a *api) router(h *health.Health) *gin.Engine {
 	r.GET("/v1/dropoff", query(a, a.queries.Dropoff))
 	r.GET("/v1/latency", query(a, a.queries.Latency))
 	r.GET("/v1/cost", query(a, a.queries.Cost))
+	r.GET("/v1/series", query(a, a.queries.Series))
 	r.GET("/", func(c *gin.Context) { c.Redirect(http.StatusFound, "/dashboard/") })
 	files := http.StripPrefix("/dashboard", http.FileServer(http.FS(noListing{dashboard.Files()})))
 	r.GET("/dashboard/*file", func(c *gin.Context) {

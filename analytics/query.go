@@ -262,3 +262,47 @@ func priceDeliveries(rows []delivered, p PriceConfig, f Filter) Cost {
 
 // money rounds to a millionth, below any price's precision, so float noise never shows.
 func money(v float64) float64 { return math.Round(v*1e6) / 1e6 }
+
+// Bucket is one step of a series: the count of every stage in [Start, Start+step).
+type Bucket struct {
+	Start  time.Time        `json:"start"`
+	Counts map[string]int64 `json:"counts"`
+}
+
+// Series is GET /v1/series.
+type Series struct {
+	Filter  Filter   `json:"filter"`
+	Step    string   `json:"step"`
+	Buckets []Bucket `json:"buckets"`
+}
+
+// seriesStep picks the step that keeps a range under about 200 points: minutes up to 3 hours,
+// hours up to 8 days, days beyond.
+func seriesStep(r time.Duration) time.Duration {
+	switch {
+	case r <= 3*time.Hour:
+		return time.Minute
+	case r <= 8*24*time.Hour:
+		return time.Hour
+	}
+	return 24 * time.Hour
+}
+
+// Series counts every stage per time step over the range, every step listed (zero included).
+// Buckets at the ends may be partial: they count only the part inside the range.
+func (q *Queries) Series(ctx context.Context, f Filter) (Series, error) {
+	step := seriesStep(f.To.Sub(f.From))
+	counts, err := q.store.seriesCounts(ctx, f, step)
+	if err != nil {
+		return Series{}, err
+	}
+	out := Series{Filter: f, Step: step.String(), Buckets: []Bucket{}}
+	for at := f.From.UTC().Truncate(step); at.Before(f.To); at = at.Add(step) {
+		b := Bucket{Start: at, Counts: map[string]int64{}}
+		for _, st := range wire.Stages {
+			b.Counts[st] = counts[at][st]
+		}
+		out.Buckets = append(out.Buckets, b)
+	}
+	return out, nil
+}

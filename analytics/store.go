@@ -165,23 +165,24 @@ func (f Filter) where(dims ...string) (string, []any) {
 // the range from cells_hourly, the minutes at either end from cells. extra is one more
 // condition on both (its arguments appended to args, "$?" standing for each).
 func (f Filter) cellSource(cols, extra string, extraArgs ...any) (string, []any) {
-	return f.source("cells", "cells_hourly", []string{"region", "app", "tier", "channel"}, cols, extra, extraArgs...)
+	return f.source("cells", "cells_hourly", true, []string{"region", "app", "tier", "channel"}, cols, extra, extraArgs...)
 }
 
 // latencySource is cellSource for the latency histograms, which have no app.
 func (f Filter) latencySource(cols string) (string, []any) {
-	return f.source("latency", "latency_hourly", []string{"region", "tier", "channel"}, cols, "")
+	return f.source("latency", "latency_hourly", true, []string{"region", "tier", "channel"}, cols, "")
 }
 
-// source reads the whole hours of f's range from the hourly table and the minutes at either
-// end from the minute table, with f's filters on the dims columns.
-func (f Filter) source(minute, hourly string, dims []string, cols, extra string, extraArgs ...any) (string, []any) {
+// source reads the whole hours of f's range from the hourly table (unless useHourly is false)
+// and the minutes at either end from the minute table, with f's filters on the dims columns.
+// "{time}" in cols stands for each table's time column (hour, window_start).
+func (f Filter) source(minute, hourly string, useHourly bool, dims []string, cols, extra string, extraArgs ...any) (string, []any) {
 	h1 := f.From.UTC().Truncate(time.Hour)
 	if h1.Before(f.From) {
 		h1 = h1.Add(time.Hour)
 	}
 	h2 := f.To.UTC().Truncate(time.Hour)
-	if !h1.Before(h2) { // no whole hour inside: everything from the minutes
+	if !h1.Before(h2) || !useHourly { // no whole hour inside: everything from the minutes
 		h1, h2 = f.To.UTC(), f.To.UTC()
 	}
 	args := []any{f.From.UTC(), f.To.UTC(), h1, h2}
@@ -213,7 +214,8 @@ func (f Filter) source(minute, hourly string, dims []string, cols, extra string,
 	}
 	return fmt.Sprintf(`SELECT %[1]s FROM %[3]s WHERE hour >= $3 AND hour < $4%[2]s
 		UNION ALL
-		SELECT %[1]s FROM %[4]s WHERE ((window_start >= $1 AND window_start < $3) OR (window_start >= $4 AND window_start < $2))%[2]s`, cols, cond, hourly, minute), args
+		SELECT %[5]s FROM %[4]s WHERE ((window_start >= $1 AND window_start < $3) OR (window_start >= $4 AND window_start < $2))%[2]s`,
+		strings.ReplaceAll(cols, "{time}", "hour"), cond, hourly, minute, strings.ReplaceAll(cols, "{time}", "window_start")), args
 }
 
 // StageCount is one funnel or drop-off row.
@@ -332,4 +334,35 @@ func (s *Store) DeleteMinutesBefore(ctx context.Context, t time.Time) (int64, er
 		}
 	}
 	return total, nil
+}
+
+// seriesCounts sums the cells matching f per time bucket of step (a minute, an hour or a day)
+// and stage. Minute steps read the minute cells only.
+func (s *Store) seriesCounts(ctx context.Context, f Filter, step time.Duration) (map[time.Time]map[string]int64, error) {
+	unit := map[time.Duration]string{time.Minute: "minute", time.Hour: "hour", 24 * time.Hour: "day"}[step]
+	if unit == "" {
+		return nil, fmt.Errorf("series step %s: must be a minute, an hour or a day", step)
+	}
+	src, args := f.source("cells", "cells_hourly", step != time.Minute, []string{"region", "app", "tier", "channel"},
+		fmt.Sprintf("date_trunc('%s', {time}, 'UTC') AS bucket, stage, count", unit), "")
+	rows, err := s.pool.Query(ctx, `SELECT bucket, stage, sum(count)::bigint FROM (`+src+`) AS c GROUP BY bucket, stage`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("querying series: %w", err)
+	}
+	defer rows.Close()
+	out := map[time.Time]map[string]int64{}
+	for rows.Next() {
+		var at time.Time
+		var stage string
+		var n int64
+		if err := rows.Scan(&at, &stage, &n); err != nil {
+			return nil, fmt.Errorf("reading series: %w", err)
+		}
+		at = at.UTC()
+		if out[at] == nil {
+			out[at] = map[string]int64{}
+		}
+		out[at][stage] = n
+	}
+	return out, rows.Err()
 }

@@ -66,10 +66,23 @@ async function refresh() {
   const q = filterQuery();
   document.body.dataset.state = 'loading';
   try {
-    const [funnel, dropoff, latency, cost] = await Promise.all([
+    const [funnel, dropoff, latency, cost, series] = await Promise.all([
       getJSON('/v1/funnel', q), getJSON('/v1/dropoff', q), getJSON('/v1/latency', q), getJSON('/v1/cost', q),
+      getJSON('/v1/series', q),
     ]);
     if (mine !== seq) return; // a newer refresh started: its answer wins
+    const stepLabel = { '1m0s': 'minute', '1h0m0s': 'hour', '24h0m0s': 'day' }[series.step] || series.step;
+    $('series-step').textContent = stepLabel;
+    const when = (iso) => {
+      const d = new Date(iso);
+      return series.step === '24h0m0s' ? d.toISOString().slice(0, 10) : d.toISOString().slice(11, 16);
+    };
+    const lines = [['fanned_out', '#3b6fd8'], ['delivered', '#2fa37a'], ['suppressed', '#d8793b'], ['failed', '#c94f6d']];
+    draw('series-chart', 'line', series.buckets.map((b) => when(b.start)),
+      lines.map(([stage, color]) => ({
+        label: stage, data: series.buckets.map((b) => b.counts[stage]), borderColor: color, backgroundColor: color,
+        pointRadius: 0, borderWidth: 2,
+      })), { plugins: { legend: { display: true } }, scales: { y: { beginAtZero: true } } });
     rows($('funnel').tBodies[0], funnel.stages, (s) => [
       { text: s.stage + (s.channel_scoped ? '' : ' *') },
       { text: fmt.format(s.count), cls: 'num', attrs: { 'data-stage': s.stage, 'data-count': String(s.count) } },

@@ -52,6 +52,11 @@ try {
     }
     const chart = await page.evaluate(() => Chart.getChart('funnel-chart').data.datasets[0].data);
     if (JSON.stringify(chart) !== JSON.stringify(api.stages.map((s) => s.count))) fail(`${label}: the funnel chart plots ${chart}`);
+    // The over-time chart adds up to the funnel's delivered count.
+    const overTime = await page.evaluate(() => Chart.getChart('series-chart').data.datasets
+      .find((d) => d.label === 'delivered').data.reduce((a, b) => a + b, 0));
+    const delivered = api.stages.find((s) => s.stage === 'delivered').count;
+    if (overTime !== delivered) fail(`${label}: the over-time chart adds up to ${overTime} delivered, the funnel says ${delivered}`);
     seen[label] = Object.fromEntries(shown.map((r) => [r.stage, r.count]));
     return seen[label];
   };
