@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/herald-notify/herald/analytics/schema"
@@ -63,8 +64,13 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 
 	store := NewStore(pool)
 	a := newAPI(c, tokens, store, log)
+	// The sweep ends before the pool closes, however Run returns.
+	sweepCtx, stopSweep := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer stopSweep()
 	if c.MinuteRetention > 0 {
-		go sweep(ctx, store, c.MinuteRetention, log)
+		wg.Go(func() { sweep(sweepCtx, store, c.MinuteRetention, log) })
 	}
 	srv := &httpserver.Server{
 		Name: "analytics-http", Handler: a.router(h), Log: log, Listener: ln,
