@@ -81,6 +81,18 @@ func (c *Config) regionTokens() (map[string]string, error) {
 type CategoriesConfig struct {
 	Global []string            `yaml:"global"`
 	Apps   map[string][]string `yaml:"apps"`
+	// ListedAppsOnly refuses cells of apps not listed under Apps. An app id is otherwise only
+	// checked for its shape, which a user id of the same shape would pass.
+	ListedAppsOnly bool `yaml:"listed_apps_only"`
+}
+
+// AppAllowed reports whether cells of app are accepted.
+func (c CategoriesConfig) AppAllowed(app string) bool {
+	if !c.ListedAppsOnly {
+		return true
+	}
+	_, ok := c.Apps[app]
+	return ok
 }
 
 // Allowed reports whether app may report category. "other" (a k-anonymity fold) always is.
@@ -188,6 +200,9 @@ func (c *Config) Validate() error {
 			return config.Errorf(key+".token", "", "is also the token of %s: each region needs its own", other)
 		}
 		tokens[rc.Token] = name
+	}
+	if c.Categories.ListedAppsOnly && len(c.Categories.Apps) == 0 {
+		return config.Errorf("categories.listed_apps_only", "true", "needs at least one app under categories.apps")
 	}
 	if err := checkCategories("categories.global", c.Categories.Global); err != nil {
 		return err

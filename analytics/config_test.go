@@ -35,6 +35,7 @@ func TestValidateNamesTheBadKey(t *testing.T) {
 		{"other registered as a category", func(c *Config) { c.Categories.Global = append(c.Categories.Global, "other") }, "categories.global[1]"},
 		{"a category with spaces", func(c *Config) { c.Categories.Apps["shop"] = []string{"big sale"} }, "categories.apps.shop[0]"},
 		{"an app id that is not one", func(c *Config) { c.Categories.Apps["Shop!"] = nil }, "categories.apps.Shop!"},
+		{"listed apps only without apps", func(c *Config) { c.Categories.Apps = nil; c.Categories.ListedAppsOnly = true }, "categories.listed_apps_only"},
 		{"a lowercase currency", func(c *Config) { c.Prices.Currency = "usd" }, "prices.currency"},
 		{"a negative email price", func(c *Config) { c.Prices.EmailPerThousand = -1 }, "prices.email_per_thousand"},
 		{"a country that is not a code", func(c *Config) { c.Prices.SMS.PerCountry["Germany"] = 0.1 }, "prices.sms.per_country.Germany"},

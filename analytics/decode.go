@@ -354,6 +354,8 @@ func (r rules) checkCell(c wire.Cell, path string) *FieldError {
 	switch {
 	case !appRE.MatchString(c.App):
 		return fieldErr("invalid_field", path+".app", "must be an app id (%s)", appRE)
+	case !r.categories.AppAllowed(c.App):
+		return fieldErr("unknown_app", path+".app", "is not an app listed in central's config (categories.apps)")
 	case !wire.ValidTier(c.Tier):
 		return fieldErr("invalid_field", path+".tier", "must be one of %s", strings.Join(wire.Tiers, ", "))
 	case !wire.ValidChannel(c.Channel):

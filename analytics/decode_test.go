@@ -231,3 +231,24 @@ func TestCanonicalFormIgnoresCellOrderAndTimeZone(t *testing.T) {
 		t.Error("a changed withheld total hashes the same")
 	}
 }
+
+// An id-shaped value in the app field passes the shape check; with listed_apps_only it is
+// refused unless the app is listed.
+func TestCheckRefusesUnlistedAppsWhenOnlyListedAppsMayPost(t *testing.T) {
+	raw := validBatch()
+	cell(raw, 1)["app"] = "user-4711"
+	cell(raw, 1)["category"] = "other"
+	b, err := DecodeBatch(strings.NewReader(encode(t, raw)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := testRules()
+	if fe := r.check(b, "eu-west-1"); fe != nil {
+		t.Fatalf("without listed_apps_only: %v", fe)
+	}
+	r.categories.ListedAppsOnly = true
+	fe := r.check(b, "eu-west-1")
+	if fe == nil || fe.Code != "unknown_app" || fe.Field != "cells[1].app" || errorCodes[fe.Code] != fe.Status {
+		t.Errorf("with listed_apps_only: %v, want unknown_app naming cells[1].app", fe)
+	}
+}

@@ -13,6 +13,7 @@ var errorCodes = map[string]int{
 	"invalid_field":       400, // a wrong type, or a value outside the closed vocabularies
 	"unsupported_version": 400,
 	"unknown_category":    400, // not registered for the app in config
+	"unknown_app":         400, // not listed, when categories.listed_apps_only is set
 	"below_k":             400, // fewer than k distinct recipients (or histogram observations)
 	"duplicate_cell":      400,
 	"window_too_old":      400, // older than minute_retention allows
