@@ -119,6 +119,10 @@ async function refresh() {
       { text: money.format(c.cost), cls: 'num', attrs: { 'data-cost': c.channel } },
     ]);
     $('cost-total').textContent = money.format(cost.total);
+    rows($('sms-cost').tBodies[0], cost.sms_by_country, (r) => [
+      { text: r.country || 'unknown (folded)' }, { text: fmt.format(r.messages), cls: 'num' },
+      { text: money.format(r.unit_price), cls: 'num' }, { text: money.format(r.cost), cls: 'num' },
+    ]);
     $('unattributed').textContent = fmt.format(cost.unattributed_messages);
     draw('cost-chart', 'doughnut', cost.channels.map((c) => c.channel),
       [{ label: cost.currency, data: cost.channels.map((c) => c.cost), backgroundColor: ['#3b6fd8', '#2fa37a', '#d8793b', '#c94f6d'] }],
