@@ -119,7 +119,7 @@ for (const script of opt.scripts) {
       HERALD_K6_ENV: JSON.stringify(env),
       HERALD_K6_ITERATIONS: String(opt.iterations),
       HERALD_K6_RESULT: resultFile,
-      HERALD_K6_SCRIPT_ROOT: path.dirname(script) === loadtestDir ? loadtestDir : path.dirname(script),
+      HERALD_K6_SCRIPT_ROOT: script.startsWith(loadtestDir + path.sep) ? loadtestDir : path.dirname(script),
     },
     encoding: 'utf8',
     timeout: opt.timeout * 1000,

@@ -154,5 +154,6 @@ export function recordUnexpected(req, res) {
 export function excerpt(body, n = 300) {
   if (body === null || body === undefined) return '';
   const s = typeof body === 'string' ? body : String(body);
-  return s.length > n ? s.slice(0, n) + '…' : s;
+  const t = s.trim();
+  return t.length > n ? t.slice(0, n) + "…" : t;
 }
