@@ -29,6 +29,7 @@ test: vet
 	@stack/up.sh servers
 	@stack/browser.sh install
 	@set -a && source .herald/stack.env && set +a && go test -tags integration $(GO_TEST_FLAGS) ./...
+	@stack/loadtest-check.sh
 	@stack/prometheus.sh check
 	@stack/test-stack.sh
 
