@@ -64,15 +64,6 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-func letters(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r >= '0' && r <= '9' {
-			return 'a' + (r - '0')
-		}
-		return r
-	}, s)
-}
-
 const testPolicy = `version: %d
 jurisdictions:
   EU:
@@ -106,7 +97,7 @@ func (w *world) regionName(n string) string { return "zz-" + w.policyTemplate + 
 func newWorld(t *testing.T, mutate ...func(i int, c *region.Config)) *world {
 	t.Helper()
 	dir := t.TempDir()
-	w := &world{t: t, policyTemplate: letters(testenv.Suffix())}
+	w := &world{t: t, policyTemplate: regiontest.Letters()}
 	var wg sync.WaitGroup
 	cfgs := make([]region.Config, 3)
 	for i, j := range []string{"EU", "EU", "US"} {

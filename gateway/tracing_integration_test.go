@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"testing"
@@ -19,28 +18,8 @@ import (
 
 	"github.com/herald-notify/herald/region"
 	"github.com/herald-notify/herald/region/dispatch"
-	"github.com/herald-notify/herald/sim"
+	"github.com/herald-notify/herald/region/regiontest"
 )
-
-// startSim runs the provider simulators on free ports for the test.
-func startSim(t *testing.T) *sim.Sim {
-	t.Helper()
-	sc := sim.DefaultConfig(t.TempDir())
-	sc.Admin.Listen, sc.APNs.Listen, sc.FCM.Listen, sc.SMTP.Listen, sc.SMS.Listen = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
-	sc.Seed, sc.Drain = 1, time.Second
-	if err := sc.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	s, err := sim.New(sc, slog.New(slog.DiscardHandler), "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	t.Cleanup(func() { stop(); <-done })
-	return s
-}
 
 // TestOneTraceFromTheGatewayToTheProviderCall sends one push through the gateway and follows
 // its trace: the gateway's server span, the region API's, fan-out (context carried in the Kafka
@@ -52,9 +31,13 @@ func TestOneTraceFromTheGatewayToTheProviderCall(t *testing.T) {
 	prevTP, prevProp := otel.GetTracerProvider(), otel.GetTextMapPropagator()
 	otel.SetTracerProvider(tp)
 	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
-	t.Cleanup(func() { otel.SetTracerProvider(prevTP); otel.SetTextMapPropagator(prevProp); _ = tp.Shutdown(context.Background()) })
+	t.Cleanup(func() {
+		otel.SetTracerProvider(prevTP)
+		otel.SetTextMapPropagator(prevProp)
+		_ = tp.Shutdown(context.Background())
+	})
 
-	s := startSim(t)
+	s, _ := regiontest.StartSim(t, 1)
 	info := s.Info()
 	w := newWorld(t, func(i int, c *region.Config) {
 		c.Dispatch.Push.APNs = dispatch.APNsConfig{Endpoint: info.APNs.URL, TeamID: info.APNs.TeamID, KeyID: info.APNs.KeyID,

@@ -24,6 +24,7 @@ import (
 	"github.com/herald-notify/herald/region/devices"
 	"github.com/herald-notify/herald/region/dispatch"
 	"github.com/herald-notify/herald/region/notify"
+	"github.com/herald-notify/herald/region/regiontest"
 	"github.com/herald-notify/herald/sim"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -62,20 +63,7 @@ func startDispatch(t *testing.T, mutate func(*dispatch.Config)) *dispatchEnv {
 	}
 
 	// The simulators, on free ports with fresh credentials (never the local stack's).
-	sc := sim.DefaultConfig(t.TempDir())
-	sc.Admin.Listen, sc.APNs.Listen, sc.FCM.Listen, sc.SMTP.Listen, sc.SMS.Listen = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
-	sc.Seed, sc.Drain = 1, time.Second
-	if err := sc.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	s, err := sim.New(sc, logger, "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	simCtx, stopSim := context.WithCancel(context.Background())
-	simDone := make(chan error, 1)
-	go func() { simDone <- s.Run(simCtx) }()
-	t.Cleanup(func() { stopSim(); <-simDone })
+	s, sc := regiontest.StartSim(t, 1)
 	info := s.Info()
 
 	dc := dispatch.DefaultConfig()

@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"slices"
@@ -20,31 +19,11 @@ import (
 	"github.com/herald-notify/herald/region/deliverylog"
 	"github.com/herald-notify/herald/region/dispatch"
 	"github.com/herald-notify/herald/region/notify"
+	"github.com/herald-notify/herald/region/regiontest"
 	"github.com/herald-notify/herald/sim"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
-
-// startExtraSim runs one more in-process simulator (its own CA, credentials and ports), for a
-// secondary provider.
-func startExtraSim(t *testing.T) (*sim.Sim, sim.Config) {
-	t.Helper()
-	sc := sim.DefaultConfig(t.TempDir())
-	sc.Admin.Listen, sc.APNs.Listen, sc.FCM.Listen, sc.SMTP.Listen, sc.SMS.Listen = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
-	sc.Seed, sc.Drain = 2, time.Second
-	if err := sc.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	s, err := sim.New(sc, slog.New(slog.DiscardHandler), "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	t.Cleanup(func() { stop(); <-done })
-	return s, sc
-}
 
 // simRecords returns the records of one simulator of s (to == "": all of them).
 func simRecords(t *testing.T, s *sim.Sim, name, to string) []sim.Record {
@@ -212,7 +191,7 @@ func TestDispatchKilledWithSIGKILLMidLoadDeliversEveryTaskWithFewDuplicates(t *t
 }
 
 func TestDispatchFailsOverToTheSecondaryEmailProviderWhileThePrimaryIsDown(t *testing.T) {
-	second, sc2 := startExtraSim(t)
+	second, sc2 := regiontest.StartSim(t, 2)
 	info2 := second.Info()
 	e := startDispatch(t, func(c *dispatch.Config) {
 		sec := dispatch.SMTPConfig{Name: "smtp-backup", Addr: info2.SMTP.Addr, Username: sc2.SMTP.Username, Password: sc2.SMTP.Password,

@@ -17,40 +17,16 @@ import (
 	"github.com/herald-notify/herald/platform/discovery"
 	"github.com/herald-notify/herald/platform/testenv"
 	"github.com/herald-notify/herald/region"
+	"github.com/herald-notify/herald/region/regiontest"
 )
 
 // testRegion returns a config for a region private to this test: its own database, keyspace,
 // topics and key prefix on the shared local servers.
 func testRegion(t *testing.T) region.Config {
 	t.Helper()
-	suffix := strings.Map(func(r rune) rune { // region names take letters only in the middle part
-		if r >= '0' && r <= '9' {
-			return 'a' + (r - '0')
-		}
-		return r
-	}, testenv.Suffix())
-	c := region.DefaultConfig(t.TempDir())
-	c.Name = "zz-" + suffix + "-1"
-	c.Jurisdiction = "EU"
-	c.TopicPartitions = 1
-	c.Kafka = testenv.Kafka(t)
-	c.Cassandra = testenv.Cassandra(t)
-	c.Postgres = testenv.Postgres(t)
-	c.Redis = testenv.Redis(t)
+	suffix := regiontest.Letters()
+	c := regiontest.Config(t, "zz-"+suffix+"-1", "EU", t.TempDir())
 	c.Discovery.TTL = 5 * time.Second
-	c.Cassandra.Keyspace, c.Postgres.Database = "", "" // derived from the name by Validate
-	if err := c.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		testenv.DropDatabase(t, c.Postgres)
-		testenv.DropKeyspace(t, c.Cassandra)
-	})
-	var topics []string
-	for _, tp := range c.Topics() {
-		topics = append(topics, tp.Name)
-	}
-	testenv.DeleteTopics(t, c.Kafka, topics...)
 	return c
 }
 

@@ -47,16 +47,11 @@ func runAPIKey(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	positional = fs.Args()
 
-	cfg := gateway.DefaultConfig(discoveryDir())
-	if err := loadConfig(*path, &cfg); err != nil {
-		return err
-	}
-	pool, err := postgres.Connect(ctx, cfg.Postgres)
+	store, closeStore, err := keyStore(ctx, *path)
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
-	store := apikey.NewStore(pool)
+	defer closeStore()
 
 	switch sub {
 	case "token-secret":
@@ -117,4 +112,33 @@ func runAPIKey(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fmt.Fprintf(stdout, "revoked %s\n", positional[0])
 	}
 	return nil
+}
+
+// keyStore opens the API-key store of the gateway whose config is at path.
+func keyStore(ctx context.Context, path string) (*apikey.Store, func(), error) {
+	cfg := gateway.DefaultConfig(discoveryDir())
+	if err := loadConfig(path, &cfg); err != nil {
+		return nil, nil, err
+	}
+	pool, err := postgres.Connect(ctx, cfg.Postgres)
+	if err != nil {
+		return nil, nil, err
+	}
+	return apikey.NewStore(pool), pool.Close, nil
+}
+
+// tempKey makes an API key of app with a limit high enough for a benchmark or load run; revoke
+// revokes it (call it when the run ends).
+func tempKey(ctx context.Context, path, app, name string) (key string, revoke func(), err error) {
+	store, closeStore, err := keyStore(ctx, path)
+	if err != nil {
+		return "", nil, err
+	}
+	limit := 100_000_000
+	key, k, err := store.Create(ctx, app, name, &limit)
+	if err != nil {
+		closeStore()
+		return "", nil, err
+	}
+	return key, func() { _ = store.Revoke(context.WithoutCancel(ctx), k.ID); closeStore() }, nil
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"time"
 	"context"
 	"encoding/hex"
 	"errors"
@@ -13,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 

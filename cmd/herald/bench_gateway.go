@@ -8,10 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/herald-notify/herald/gateway"
-	"github.com/herald-notify/herald/gateway/apikey"
 	gwbench "github.com/herald-notify/herald/gateway/bench"
-	"github.com/herald-notify/herald/platform/postgres"
 )
 
 // runBenchGateway is herald bench gateway: the running local gateway against the home region
@@ -35,23 +32,12 @@ func runBenchGateway(ctx context.Context, args []string, stdout, stderr io.Write
 		}
 		o.Levels = append(o.Levels, n)
 	}
-	cfg := gateway.DefaultConfig(discoveryDir())
-	if err := loadConfig(*path, &cfg); err != nil {
-		return err
-	}
-	pool, err := postgres.Connect(ctx, cfg.Postgres)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	keys := apikey.NewStore(pool)
 	o.App = "bench-gateway"
-	limit := 100_000_000
-	key, k, err := keys.Create(ctx, o.App, "herald bench gateway", &limit)
+	key, revoke, err := tempKey(ctx, *path, o.App, "herald bench gateway")
 	if err != nil {
 		return err
 	}
-	defer func() { _ = keys.Revoke(context.WithoutCancel(ctx), k.ID) }()
+	defer revoke()
 	o.Key = key
 	o.User = fmt.Sprintf("bench-%d", time.Now().UnixNano())
 	fmt.Fprintf(stdout, "herald bench gateway: %d requests per cell in %d interleaved rounds, gateway %s, region %s\n\n", o.Requests, o.Rounds, o.GatewayURL, o.RegionURL)

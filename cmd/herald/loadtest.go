@@ -13,10 +13,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/herald-notify/herald/gateway"
-	"github.com/herald-notify/herald/gateway/apikey"
 	"github.com/herald-notify/herald/loadtest"
-	"github.com/herald-notify/herald/platform/postgres"
 )
 
 // runLoadtest is herald loadtest <scenario|all>: the load scenarios against the local
@@ -64,23 +61,12 @@ func runLoadtest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		o.Disrupt = disruptLocalRegion
 	}
 
-	cfg := gateway.DefaultConfig(discoveryDir())
-	if err := loadConfig(*path, &cfg); err != nil {
-		return err
-	}
-	pool, err := postgres.Connect(ctx, cfg.Postgres)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	keys := apikey.NewStore(pool)
-	limit := 100_000_000
 	o.RunID = strconv.FormatInt(time.Now().Unix()%1_000_000, 36)
-	key, k, err := keys.Create(ctx, "loadtest", "herald loadtest "+o.RunID, &limit)
+	key, revoke, err := tempKey(ctx, *path, "loadtest", "herald loadtest "+o.RunID)
 	if err != nil {
 		return err
 	}
-	defer func() { _ = keys.Revoke(context.WithoutCancel(ctx), k.ID) }()
+	defer revoke()
 	o.APIKey = key
 
 	fmt.Fprintf(stdout, "herald loadtest: run %s, %d users, %s load, rate %.1f/s, against %s\n", o.RunID, o.Users, o.Duration, o.Rate, o.BaseURL)

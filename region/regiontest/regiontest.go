@@ -10,11 +10,13 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/herald-notify/herald/platform/testenv"
 	"github.com/herald-notify/herald/region"
+	"github.com/herald-notify/herald/sim"
 )
 
 // Config returns the config of a private region named name (it must match the region name
@@ -122,4 +124,36 @@ func (r *Running) Stop() {
 		r.stop = nil
 		s()
 	}
+}
+
+// StartSim runs the provider simulators in-process on free ports, with fresh credentials (never
+// the local stack's), until the test ends. seed makes their generated ids reproducible.
+func StartSim(t testing.TB, seed int64) (*sim.Sim, sim.Config) {
+	t.Helper()
+	sc := sim.DefaultConfig(t.TempDir())
+	sc.Admin.Listen, sc.APNs.Listen, sc.FCM.Listen, sc.SMTP.Listen, sc.SMS.Listen = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	sc.Seed, sc.Drain = seed, time.Second
+	if err := sc.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := sim.New(sc, slog.New(slog.DiscardHandler), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	t.Cleanup(func() { stop(); <-done })
+	return s, sc
+}
+
+// Letters is a fresh random suffix in the letters region names allow in their middle part:
+// "zz-" + Letters() + "-1" names a private region.
+func Letters() string {
+	return strings.Map(func(r rune) rune {
+		if r >= '0' && r <= '9' {
+			return 'a' + (r - '0')
+		}
+		return r
+	}, testenv.Suffix())
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/herald-notify/herald/platform/testenv"
 	"github.com/herald-notify/herald/region"
 	"github.com/herald-notify/herald/region/notify"
+	"github.com/herald-notify/herald/region/regiontest"
 	"github.com/herald-notify/herald/residency"
 	"github.com/herald-notify/herald/residency/scan"
 )
@@ -51,33 +52,8 @@ func (r *regionStores) scanRegion() scan.Region {
 // testingRegion migrates a region private to the test, of the given jurisdiction.
 func testingRegion(t *testing.T, jurisdiction string) region.Config {
 	t.Helper()
-	letters := strings.Map(func(r rune) rune {
-		if r >= '0' && r <= '9' {
-			return 'a' + (r - '0')
-		}
-		return r
-	}, testenv.Suffix())
-	c := region.DefaultConfig(t.TempDir())
-	c.Name = "zz-" + letters + "-1"
-	c.Jurisdiction = jurisdiction
-	c.TopicPartitions = 1
-	c.Kafka = testenv.Kafka(t)
-	c.Cassandra = testenv.Cassandra(t)
-	c.Postgres = testenv.Postgres(t)
-	c.Redis = testenv.Redis(t)
-	c.Cassandra.Keyspace, c.Postgres.Database = "", ""
-	if err := c.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		testenv.DropDatabase(t, c.Postgres)
-		testenv.DropKeyspace(t, c.Cassandra)
-	})
-	var topics []string
-	for _, tp := range c.Topics() {
-		topics = append(topics, tp.Name)
-	}
-	testenv.DeleteTopics(t, c.Kafka, topics...)
+	letters := regiontest.Letters()
+	c := regiontest.Config(t, "zz-"+letters+"-1", jurisdiction, t.TempDir())
 	if err := region.Migrate(testenv.Context(t, 3*time.Minute), c, slog.New(slog.DiscardHandler)); err != nil {
 		t.Fatal(err)
 	}
