@@ -161,6 +161,10 @@ for (const script of opt.scripts) {
   if (!verdict || opt.expectFail !== null) for (const l of lines) console.log(`      ${l}`);
   if (result && opt.verbose) {
     for (const c of result.checks) console.log(`      check ${c.group ? `${c.group} ` : ''}"${c.name}": ${c.passes} passed, ${c.fails} failed`);
+    for (const m of result.summaries || []) {
+      const vals = Object.entries(m).filter(([k]) => k !== 'metric' && k !== 'samples').map(([k, v]) => `${k} ${fmt(v)}`).join(', ');
+      console.log(`      metric ${m.metric}: ${vals} (${m.samples} samples)`);
+    }
   }
   if (result) {
     for (const t of result.thresholds) {

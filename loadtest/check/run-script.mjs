@@ -10,7 +10,7 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { state, metrics, failures, checks, unexpected, counters, recordBuiltin, fail } from './runtime/state.mjs';
 import { validateOptions } from './runtime/options.mjs';
-import { evaluate } from './runtime/thresholds.mjs';
+import { evaluate, aggregate } from './runtime/thresholds.mjs';
 import { durationMs } from './runtime/options.mjs';
 import { stop } from './runtime/sync-http.mjs';
 
@@ -86,6 +86,7 @@ if (mod && !failures.some((f) => f.kind === 'options')) {
         state.stage = 'iteration';
         state.scenario = name;
         state.executor = sc.executor;
+        state.scenarioTags = sc.tags || {};
         state.vu = idx + 1;
         state.iterInScenario = i;
         globalThis.__VU = idx + 1;
@@ -107,6 +108,7 @@ if (mod && !failures.some((f) => f.kind === 'options')) {
       });
     }
     state.scenario = '';
+    state.scenarioTags = {};
     globalThis.__ENV = { ...env };
     globalThis.__VU = 0;
     if (typeof mod.teardown === 'function') runStage('teardown', () => mod.teardown(data));
@@ -134,6 +136,25 @@ for (const u of unexpected.values()) {
   fail('http', `${u.method} ${u.name}: ${why} x${u.count} (scenario ${u.scenario}; first ${u.url}): ${u.body}`);
 }
 
+// Custom metrics, summarised per tag value of interest (tier, jurisdiction, region), for the report.
+const summaries = [];
+for (const m of metrics.values()) {
+  if (!m.custom || !m.samples.length) continue;
+  const groups = new Map();
+  for (const s of m.samples) {
+    const key = ['tier', 'jurisdiction', 'region'].filter((k) => s.tags[k] !== undefined).map((k) => `${k}:${s.tags[k]}`).join(',');
+    if (!groups.has(key)) groups.set(key, []);
+    groups.get(key).push(s.value);
+  }
+  for (const [key, values] of groups) {
+    const agg = m.type === 'trend' ? { med: aggregate('trend', values, 'med', seconds), 'p(99)': aggregate('trend', values, 'p(99)', seconds), max: aggregate('trend', values, 'max', seconds) }
+      : m.type === 'rate' ? { rate: aggregate('rate', values, 'rate', seconds) }
+      : m.type === 'counter' ? { count: aggregate('counter', values, 'count', seconds) }
+      : { value: aggregate('gauge', values, 'value', seconds) };
+    summaries.push({ metric: key ? `${m.name}{${key}}` : m.name, samples: values.length, ...agg });
+  }
+}
+
 const result = {
   script: state.script,
   ok: failures.length === 0,
@@ -144,6 +165,7 @@ const result = {
   scenarios: options && options.scenarios ? Object.keys(options.scenarios) : ['default'],
   checks: [...checks.values()].map((c) => ({ name: c.name, group: c.group, passes: c.passes, fails: c.fails })),
   thresholds: thresholdRows,
+  summaries,
   failures,
 };
 if (resultFile) writeFileSync(resultFile, JSON.stringify(result, null, 2));

@@ -6,6 +6,7 @@ export const state = {
   script: '',
   scenario: '', // name of the running scenario ('' in setup/teardown: k6 tags those runs with no scenario)
   executor: '',
+  scenarioTags: {}, // the running scenario's options.scenarios.<name>.tags
   stage: 'init', // init | setup | iteration | teardown
   vu: 0, // __VU: 0 in init of the first VU, setup and teardown, as in k6
   iterInScenario: 0,
@@ -84,7 +85,9 @@ function builtin(name) {
 
 // The tags k6 puts on every sample of this context, merged with the caller's.
 export function contextTags(extra) {
-  const tags = {};
+  // k6's order: the test's tags (options.tags), the scenario's tags, the system tags, then
+  // the call's own.
+  const tags = Object.assign({}, state.options.tags || {}, state.scenarioTags || {});
   if (state.scenario) tags.scenario = state.scenario;
   tags.group = state.groups.length ? '::' + state.groups.join('::') : '';
   if (extra) {
