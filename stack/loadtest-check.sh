@@ -54,5 +54,6 @@ fi
 export BASE_URL
 API_KEY=$(cat "$KEY_FILE")
 export API_KEY
+log "k6 scripts under Node: the check's own tests, then every loadtest/*.js against $BASE_URL"
 node --test --test-reporter=dot "$CHECK/test/" || die "the k6 check's own tests failed (loadtest/check/test)"
 node "$CHECK/check.mjs" --base-url "$BASE_URL" --api-key-file "$KEY_FILE" "$@"
