@@ -16,8 +16,24 @@ type sseEvent struct {
 	id, event, data string
 }
 
-// openStream connects to a user's inbox stream and returns its events as they arrive.
+// openStream connects to a user's inbox stream and returns its "notification" events as they
+// arrive (openStreamAll returns every event, unread counts included).
 func openStream(t *testing.T, r *running, user, lastID string) (<-chan sseEvent, func()) {
+	t.Helper()
+	all, cancel := openStreamAll(t, r, user, lastID)
+	out := make(chan sseEvent, 100)
+	go func() {
+		defer close(out)
+		for ev := range all {
+			if ev.event == "notification" {
+				out <- ev
+			}
+		}
+	}()
+	return out, cancel
+}
+
+func openStreamAll(t *testing.T, r *running, user, lastID string) (<-chan sseEvent, func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	req, _ := http.NewRequestWithContext(ctx, "GET", r.base+"/v1/users/"+user+"/notifications/stream", nil)
@@ -140,3 +156,50 @@ type notYet struct{}
 func (notYet) Error() string { return "not yet" }
 
 var errNotYet error = notYet{}
+
+func TestStreamSendsTheUnreadCountAtOpenAndAfterNewItems(t *testing.T) {
+	r := startRegion(t)
+	r.sendInApp("bea", "before")
+	eventually(t, 20*time.Second, func() error {
+		if r.inboxRows("bea") != 1 {
+			return errNotYet
+		}
+		return nil
+	})
+	events, closeStream := openStreamAll(t, r, "bea", "")
+	defer closeStream()
+	count := func(ev sseEvent) int {
+		var c struct {
+			N int `json:"unread_count"`
+		}
+		if ev.event != "unread_count" || json.Unmarshal([]byte(ev.data), &c) != nil || ev.id != "" {
+			t.Fatalf("want an unread_count event without an id, got %+v", ev)
+		}
+		return c.N
+	}
+	if n := count(next(t, events, 5*time.Second)); n != 1 {
+		t.Fatalf("unread at open: %d, want 1", n)
+	}
+	// Three items in a burst: three notification events, then counts that reach 4 without
+	// one count per item.
+	for i := 0; i < 3; i++ {
+		r.sendInApp("bea", "burst")
+	}
+	items, counts, last := 0, 0, 0
+	deadline := time.Now().Add(10 * time.Second)
+	for (items < 3 || last != 4) && time.Now().Before(deadline) {
+		ev := next(t, events, 5*time.Second)
+		if ev.event == "notification" {
+			items++
+			continue
+		}
+		counts++
+		last = count(ev)
+	}
+	if items != 3 || last != 4 {
+		t.Fatalf("after the burst: %d items, last count %d; want 3 and 4", items, last)
+	}
+	if counts > 3 {
+		t.Fatalf("%d counts for a burst of 3 items: the count should be debounced", counts)
+	}
+}

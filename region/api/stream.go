@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -14,9 +15,14 @@ import (
 // heartbeat keeps idle streams (and the proxies in front of them) from timing out.
 var heartbeat = 15 * time.Second
 
+// unreadEvery bounds how often a stream recounts the unread items: a burst of new items costs
+// one count, not one per item.
+var unreadEvery = time.Second
+
 // stream serves GET /v1/users/{user_id}/notifications/stream: Server-Sent Events, one
 // "notification" event per new inbox item, each with an id that a client reconnecting sends
-// back as Last-Event-ID to get exactly what it missed.
+// back as Last-Event-ID to get exactly what it missed, and an "unread_count" event (no id) when
+// the stream opens and after new items, at most once per unreadEvery.
 func (s *Server) stream(c *gin.Context) {
 	user, ok := userParam(c)
 	if !ok {
@@ -77,7 +83,26 @@ func (s *Server) stream(c *gin.Context) {
 			}
 		}
 	}
-	_ = rc.Flush()
+	// The unread count: now, then after new items, at most once per unreadEvery (a timer
+	// armed by the first item after a count).
+	sendCount := func() error {
+		n, more, err := s.countUnread(ctx, app, user)
+		if err != nil {
+			s.Logger.Warn("stream unread count", "err", err)
+			return nil // the items still flow; the next count may work
+		}
+		raw, _ := json.Marshal(gin.H{"unread_count": n, "more": more})
+		_ = rc.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		if _, err := fmt.Fprintf(w, "event: unread_count\ndata: %s\n\n", raw); err != nil {
+			return err
+		}
+		return rc.Flush()
+	}
+	if sendCount() != nil {
+		return
+	}
+	var recount <-chan time.Time
+	lastCount := time.Now()
 	tick := time.NewTicker(heartbeat)
 	defer tick.Stop()
 	for {
@@ -88,11 +113,46 @@ func (s *Server) stream(c *gin.Context) {
 			if !ok || send(it) != nil {
 				return // shutting down, or the client went away
 			}
+			if recount == nil {
+				recount = time.After(max(0, unreadEvery-time.Since(lastCount)))
+			}
+		case <-recount:
+			recount, lastCount = nil, time.Now()
+			if sendCount() != nil {
+				return
+			}
 		case <-tick.C:
 			_ = rc.SetWriteDeadline(time.Now().Add(10 * time.Second))
 			if _, err := fmt.Fprint(w, ": heartbeat\n\n"); err != nil || rc.Flush() != nil {
 				return
 			}
 		}
+	}
+}
+
+// countUnread counts the user's unread items, up to maxUnreadSeen (more says there are more).
+func (s *Server) countUnread(ctx context.Context, app, user string) (n int, more bool, err error) {
+	topicSubs, err := s.Topics.Of(ctx, app, user)
+	if err != nil {
+		return 0, false, err
+	}
+	subs := make([]inbox.Subscription, len(topicSubs))
+	for i, sub := range topicSubs {
+		subs[i] = inbox.Subscription{Topic: sub.Topic, Since: sub.Since}
+	}
+	var cur *inbox.Cursor
+	for {
+		items, next, err := s.Inbox.Page(ctx, app, user, subs, cur, maxPage, true, s.Now())
+		if err != nil {
+			return 0, false, err
+		}
+		n += len(items)
+		if next == "" {
+			return n, false, nil
+		}
+		if n >= maxUnreadSeen {
+			return n, true, nil
+		}
+		cur, _ = inbox.DecodeCursor(next)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/gocql/gocql"
@@ -142,28 +143,62 @@ func (in *Inbox) collect(ctx context.Context, limit int, cur *Cursor, now time.T
 	if cur != nil {
 		start = cur.At
 	}
+	month := func(i int) int {
+		return Bucket(time.Date(start.UTC().Year(), start.UTC().Month()-time.Month(i), 1, 0, 0, 0, 0, time.UTC))
+	}
+	// The cursor's month first: for a busy inbox it fills the page alone.
+	out, err := bucketItems(month(0), cur, want, query, scan, keep)
+	if err != nil || len(out) >= want || Buckets == 1 {
+		return out, err
+	}
+	// A short month: the older months are read at once rather than one after another, so a
+	// small inbox costs one round trip more, not three. They are disjoint and older in order,
+	// so appending them in month order keeps the inbox order.
+	older := make([][]Item, Buckets-1)
+	errs := make([]error, Buckets-1)
+	var wg sync.WaitGroup
+	for i := 1; i < Buckets; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			older[i-1], errs[i-1] = bucketItems(month(i), cur, want-len(out), query, scan, keep)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	for _, items := range older {
+		out = append(out, items...)
+		if len(out) >= want {
+			return out[:want], nil
+		}
+	}
+	return out, nil
+}
+
+// bucketItems reads up to want items passing keep from one month bucket, newest first, after
+// cur.
+func bucketItems(bucket int, cur *Cursor, want int, query func(bucket int, after *Cursor, n int) *gocql.Iter, scan func(*gocql.Iter, *Item) bool, keep func(*Item) bool) ([]Item, error) {
 	var out []Item
-	for i := 0; i < Buckets && len(out) < want; i++ {
-		month := time.Date(start.UTC().Year(), start.UTC().Month()-time.Month(i), 1, 0, 0, 0, 0, time.UTC)
-		after := cur
-		for len(out) < want {
-			iter := query(Bucket(month), after, want)
-			n := 0
-			var it Item
-			for scan(iter, &it) {
-				n++
-				after = &Cursor{At: it.CreatedAt, ID: it.NotificationID}
-				if keep(&it) {
-					out = append(out, it)
-				}
-				it = Item{}
+	after := cur
+	for len(out) < want {
+		iter := query(bucket, after, want)
+		n := 0
+		var it Item
+		for scan(iter, &it) {
+			n++
+			after = &Cursor{At: it.CreatedAt, ID: it.NotificationID}
+			if keep(&it) {
+				out = append(out, it)
 			}
-			if err := iter.Close(); err != nil {
-				return nil, err
-			}
-			if n < want {
-				break // this bucket is exhausted
-			}
+			it = Item{}
+		}
+		if err := iter.Close(); err != nil {
+			return nil, err
+		}
+		if n < want {
+			break // this bucket is exhausted
 		}
 	}
 	return out, nil
