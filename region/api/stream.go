@@ -91,7 +91,7 @@ func (s *Server) stream(c *gin.Context) {
 			s.Logger.Warn("stream unread count", "err", err)
 			return nil // the items still flow; the next count may work
 		}
-		raw, _ := json.Marshal(gin.H{"unread_count": n, "more": more})
+		raw, _ := json.Marshal(gin.H{"user_id": user, "unread_count": n, "more": more})
 		_ = rc.SetWriteDeadline(time.Now().Add(10 * time.Second))
 		if _, err := fmt.Fprintf(w, "event: unread_count\ndata: %s\n\n", raw); err != nil {
 			return err
