@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/IBM/sarama"
+
 	"github.com/herald-notify/herald/platform/kafka"
 	"github.com/herald-notify/herald/platform/testenv"
 	"github.com/herald-notify/herald/region"
@@ -242,12 +244,14 @@ func TestDispatchFailsOverToTheSecondaryEmailProviderWhileThePrimaryIsDown(t *te
 }
 
 func TestDispatchAPNsOutageOpensTheBreakerLosesNothingAndSMSKeepsItsLatency(t *testing.T) {
-	// The issue asks for a 60 s APNs outage; it is shortened to 15 s here to keep the test under
-	// a minute. The breaker trips after 3 failures and half-opens every 3 s.
+	// A 60 s APNs outage, as the issue asks. The breaker trips after 3 failures and half-opens
+	// every 3 s; retries come every ~2 s once past the first delays, and enough of them are
+	// allowed to outlast the outage (attempts refused by the open breaker count too).
 	e := startDispatch(t, func(c *dispatch.Config) {
 		c.Breaker.ConsecutiveFailures = 3
 		c.Breaker.OpenFor = 3 * time.Second
-		c.Retry.MaxDelay = 2 * time.Second // retries every ~2 s once past the first delays
+		c.Retry.MaxDelay = 2 * time.Second
+		c.Retry.MaxAttempts = 100
 	})
 	name := e.cfg.Name
 
@@ -288,7 +292,7 @@ func TestDispatchAPNsOutageOpensTheBreakerLosesNothingAndSMSKeepsItsLatency(t *t
 
 	before := smsLatency("before", 20, 50*time.Millisecond, nil)
 
-	const outage = 15 * time.Second
+	const outage = 60 * time.Second
 	e.faults("apns", sim.Faults{OutageSeconds: outage.Seconds(), RetryAfterSeconds: 1})
 	outageStart := time.Now()
 	var pushes []notify.Task
@@ -315,7 +319,7 @@ func TestDispatchAPNsOutageOpensTheBreakerLosesNothingAndSMSKeepsItsLatency(t *t
 	// Nothing lost: every push delivered after the outage, some refused by the open breaker.
 	breakerRefusals := 0
 	for _, task := range pushes {
-		attempts := e.waitState(task, notify.StateDelivered, 30*time.Second)
+		attempts := e.waitState(task, notify.StateDelivered, outage+30*time.Second)
 		for _, a := range attempts {
 			if a.Outcome == "retrying" && a.ProviderStatus == "breaker_open" {
 				breakerRefusals++
@@ -343,5 +347,98 @@ func TestDispatchAPNsOutageOpensTheBreakerLosesNothingAndSMSKeepsItsLatency(t *t
 		during[len(during)/2].Round(time.Millisecond), p99(during).Round(time.Millisecond), len(during))
 	if p99(during) > 2*time.Second {
 		t.Fatalf("SMS p99 %v during the APNs outage, want under 2s", p99(during))
+	}
+}
+
+// The SMS provider's rate limit holds across two dispatcher processes: two OS processes consume
+// the SMS topic's partitions, each sending with its own From number, and the simulator sees at
+// most rate x T + burst requests in any span of T.
+func TestDispatchRateLimitHoldsAcrossTwoDispatcherProcesses(t *testing.T) {
+	var dc dispatch.Config
+	e := startDispatch(t, func(c *dispatch.Config) {
+		dc = *c
+		c.Push.APNs, c.Push.FCM, c.Email.SMTP, c.SMS.Twilio = dispatch.APNsConfig{}, dispatch.FCMConfig{}, dispatch.SMTPConfig{}, dispatch.TwilioConfig{}
+	})
+	const (
+		rate  = 20.0
+		burst = 5
+		total = 160
+	)
+	dc.Push.APNs, dc.Push.FCM, dc.Email.SMTP = dispatch.APNsConfig{}, dispatch.FCMConfig{}, dispatch.SMTPConfig{}
+	dc.SMS.Twilio.RateLimit = dispatch.RateLimitConfig{PerSecond: rate, Burst: burst}
+	// Two partitions, so each of the two processes in the consumer group gets one.
+	admin, err := sarama.NewClusterAdmin(e.cfg.Kafka.Brokers, sarama.NewConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.CreatePartitions(notify.DispatchTopic(e.cfg.Name, notify.SMS), 2, nil, false); err != nil {
+		t.Fatal(err)
+	}
+	admin.Close()
+
+	froms := []string{"+15005550006", "+15005550007"}
+	for i, from := range froms {
+		cfg := e.cfg
+		cfg.Dispatch = dc
+		cfg.Dispatch.SMS.Twilio.From = from
+		startRoleChild(t, cfg, []string{region.RoleDispatch}, fmt.Sprintf("dispatch-%d.log", i+1))
+	}
+	time.Sleep(3 * time.Second) // both join the group and take a partition before the load
+	var tasks []notify.Task
+	for i := range total {
+		task := e.task(notify.SMS, fmt.Sprintf("rl-%03d", i))
+		task.Target.Phone = fmt.Sprintf("+4477005%05d", i)
+		tasks = append(tasks, task)
+	}
+	e.produce(tasks...)
+
+	var recs []sim.Record
+	eventually(t, 60*time.Second, func() error {
+		recs = recs[:0]
+		for _, r := range simRecords(t, e.sim, "sms", "") {
+			if r.ID != "" {
+				recs = append(recs, r)
+			}
+		}
+		if len(recs) < total {
+			return fmt.Errorf("%d of %d SMS sent", len(recs), total)
+		}
+		return nil
+	})
+	byFrom := map[string]int{}
+	times := make([]time.Time, 0, len(recs))
+	for _, r := range recs {
+		var form map[string][]string
+		_ = json.Unmarshal(r.Payload, &form)
+		if len(form["From"]) == 1 {
+			byFrom[form["From"][0]]++
+		}
+		times = append(times, r.ReceivedAt)
+	}
+	slices.SortFunc(times, func(a, b time.Time) int { return a.Compare(b) })
+	if byFrom[froms[0]] == 0 || byFrom[froms[1]] == 0 {
+		t.Fatalf("sends by process (From): %v; both processes must have sent", byFrom)
+	}
+	// In every span starting at a request: at most rate x span + burst requests (+1 for the
+	// one that starts it). The simulator stamps arrival, not the token grant, so one request
+	// of slack covers the loopback's jitter between the two.
+	worst := 0.0
+	for i := range times {
+		for j := i; j < len(times); j++ {
+			span := times[j].Sub(times[i]).Seconds()
+			allowed := rate*span + burst + 1
+			if got := float64(j - i + 1); got-allowed > worst {
+				worst = got - allowed
+			}
+		}
+	}
+	elapsed := times[len(times)-1].Sub(times[0])
+	t.Logf("%d SMS through two processes (%v) in %v: %.1f/s against a limit of %.0f/s, burst %d; worst excess over the bucket %.1f",
+		total, byFrom, elapsed.Round(time.Millisecond), float64(total)/elapsed.Seconds(), rate, burst, worst)
+	if worst > 1 {
+		t.Fatalf("the simulator saw %.1f requests more than the shared bucket allows in some span", worst)
+	}
+	if minimum := time.Duration(float64(total-burst) / rate * float64(time.Second) * 0.95); elapsed < minimum {
+		t.Fatalf("%d requests in %v: faster than the limit allows (%v)", total, elapsed, minimum)
 	}
 }
