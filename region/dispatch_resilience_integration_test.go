@@ -383,14 +383,50 @@ func TestDispatchRateLimitHoldsAcrossTwoDispatcherProcesses(t *testing.T) {
 		cfg.Dispatch.SMS.Twilio.From = from
 		startRoleChild(t, cfg, []string{region.RoleDispatch}, fmt.Sprintf("dispatch-%d.log", i+1))
 	}
-	time.Sleep(3 * time.Second) // both join the group and take a partition before the load
+	// Both processes join the group and hold a partition before the load starts.
+	group := notify.DispatchTopic(e.cfg.Name, notify.SMS)
+	eventually(t, 60*time.Second, func() error {
+		admin, err := sarama.NewClusterAdmin(e.cfg.Kafka.Brokers, sarama.NewConfig())
+		if err != nil {
+			return err
+		}
+		defer admin.Close()
+		groups, err := admin.DescribeConsumerGroups([]string{group})
+		if err != nil || len(groups) != 1 {
+			return fmt.Errorf("describing %s: %v", group, err)
+		}
+		g := groups[0]
+		if g.State != "Stable" || len(g.Members) != 2 {
+			return fmt.Errorf("group %s: %s with %d members", group, g.State, len(g.Members))
+		}
+		for id, m := range g.Members {
+			a, err := m.GetMemberAssignment()
+			if err != nil || a == nil || len(a.Topics[group]) == 0 {
+				return fmt.Errorf("member %s holds no partition yet", id)
+			}
+		}
+		return nil
+	})
 	var tasks []notify.Task
 	for i := range total {
 		task := e.task(notify.SMS, fmt.Sprintf("rl-%03d", i))
 		task.Target.Phone = fmt.Sprintf("+4477005%05d", i)
 		tasks = append(tasks, task)
 	}
-	e.produce(tasks...)
+	// A producer made after the partitions were added (the test's own one may still see one).
+	prod, err := kafka.NewProducer(e.cfg.Kafka)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	var msgs []kafka.Message
+	for _, task := range tasks {
+		raw, _ := json.Marshal(task)
+		msgs = append(msgs, kafka.Message{Topic: group, Key: task.UserID, Value: raw})
+	}
+	if err := prod.Send(context.Background(), msgs...); err != nil {
+		t.Fatal(err)
+	}
 
 	var recs []sim.Record
 	eventually(t, 60*time.Second, func() error {

@@ -4,6 +4,9 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"os"
+	"runtime/pprof"
+	"slices"
 	"time"
 
 	"github.com/herald-notify/herald/platform/telemetry"
@@ -13,6 +16,20 @@ import (
 
 // runBench runs a benchmark and prints its table: herald bench pipeline|dispatch [flags].
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if i := slices.Index(args, "--cpuprofile"); i >= 0 && i+1 < len(args) {
+		// Profile the whole benchmark (the in-process region included): herald bench pipeline
+		// --cpuprofile cpu.out, then go tool pprof.
+		f, err := os.Create(args[i+1])
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+		args = slices.Delete(slices.Clone(args), i, i+2)
+	}
 	if len(args) > 0 && args[0] == "dispatch" {
 		return runBenchDispatch(ctx, args, stdout, stderr)
 	}

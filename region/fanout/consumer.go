@@ -81,31 +81,86 @@ type handler struct {
 func (h *handler) Setup(sarama.ConsumerGroupSession) error   { return nil }
 func (h *handler) Cleanup(sarama.ConsumerGroupSession) error { return nil }
 
-// ConsumeClaim handles one partition's records in order (one user's events stay ordered) and
-// commits after each handled record, batched by time.
+// ConsumeClaim handles up to the tier's concurrency events of the partition at once and marks
+// offsets in order, each only once its event was fully handled: a crash re-delivers what was
+// in flight and never skips it. Events with the same key (one user's single-recipient
+// notifications) are handled one after another, in offset order, so one user's notifications
+// stay ordered; events keyed by their id have no order to keep. Without this window a
+// partition was one event at a time, and the pipeline's throughput was the partition count
+// times one chunk's latency.
 func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
 	ctx := sess.Context()
-	lastCommit := time.Now()
-	for {
-		select {
-		case <-ctx.Done():
-			sess.Commit()
-			return nil
-		case m, ok := <-claim.Messages():
-			if !ok {
-				sess.Commit()
-				return nil
+	type pending struct {
+		m    *sarama.ConsumerMessage
+		done chan error
+	}
+	window := make(chan *pending, max(1, h.c.Cfg.Concurrency))
+	markerDone := make(chan struct{})
+	go func() {
+		defer close(markerDone)
+		lastCommit := time.Now()
+		failed := false
+		for p := range window {
+			if err := <-p.done; err != nil {
+				failed = true // never mark past an event that was not handed on
 			}
-			consumerLag.WithLabelValues(h.c.Fanout.set.Region, h.c.Tier).Set(float64(claim.HighWaterMarkOffset() - m.Offset - 1))
-			if err := h.handle(ctx, m); err != nil {
-				// Not handed on: stop without marking, so the record is consumed again.
-				return nil
+			if failed {
+				continue
 			}
-			sess.MarkMessage(m, "")
+			sess.MarkMessage(p.m, "")
 			if time.Since(lastCommit) > 200*time.Millisecond {
 				sess.Commit()
 				lastCommit = time.Now()
 			}
+		}
+		sess.Commit()
+	}()
+	defer func() {
+		close(window)
+		<-markerDone
+	}()
+	// The last in-flight event of each key: the next event with that key waits for it.
+	last := map[string]chan error{}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case m, ok := <-claim.Messages():
+			if !ok {
+				return nil
+			}
+			consumerLag.WithLabelValues(h.c.Fanout.set.Region, h.c.Tier).Set(float64(claim.HighWaterMarkOffset() - m.Offset - 1))
+			p := &pending{m: m, done: make(chan error, 1)}
+			select {
+			case window <- p:
+			case <-ctx.Done():
+				return nil
+			}
+			key := string(m.Key)
+			before := last[key]
+			finished := make(chan error, 1)
+			last[key] = finished
+			if len(last) > 4*cap(window) {
+				for k, ch := range last {
+					if len(ch) > 0 { // finished: no one needs to wait for it any more
+						delete(last, k)
+					}
+				}
+			}
+			go func() {
+				if before != nil {
+					if err := <-before; err != nil {
+						before <- err // let a later waiter see it too
+						p.done <- err
+						finished <- err
+						return
+					}
+					before <- nil
+				}
+				err := h.handle(ctx, m)
+				p.done <- err
+				finished <- err
+			}()
 		}
 	}
 }
