@@ -18,6 +18,7 @@ import (
 	"github.com/herald-notify/herald/platform/redis"
 	"github.com/herald-notify/herald/platform/telemetry"
 	"github.com/herald-notify/herald/region/dispatch"
+	"github.com/herald-notify/herald/region/export"
 )
 
 // Config is a region process's configuration.
@@ -39,6 +40,8 @@ type Config struct {
 	Fanout    FanoutConfig    `yaml:"fanout"`
 	Scheduler SchedulerConfig `yaml:"scheduler"`
 	Dispatch  dispatch.Config `yaml:"dispatch"`
+	// Export configures the exporter role; checked only when the role is on.
+	Export export.Config `yaml:"export"`
 
 	Kafka     kafka.Config     `yaml:"kafka"`
 	Cassandra cassandra.Config `yaml:"cassandra"`
@@ -60,6 +63,7 @@ func DefaultConfig(discoveryDir string) Config {
 		Fanout:          DefaultFanoutConfig(),
 		Scheduler:       SchedulerConfig{Interval: 500 * time.Millisecond, Batch: 500},
 		Dispatch:        dispatch.DefaultConfig(),
+		Export:          export.DefaultConfig(),
 		Kafka:           kafka.Defaults(),
 		Cassandra:       cassandra.Defaults(),
 		Postgres:        postgres.Defaults(),
@@ -104,11 +108,11 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if len(c.Roles) == 0 {
-		return config.Errorf("roles", "", "must name at least one of %s", strings.Join(AllRoles(), ","))
+		return config.Errorf("roles", "", "must name at least one of %s", strings.Join(KnownRoles(), ","))
 	}
 	for _, r := range c.Roles {
-		if !slices.Contains(AllRoles(), r) {
-			return config.Errorf("roles", r, "unknown role (known: %s)", strings.Join(AllRoles(), ","))
+		if !slices.Contains(KnownRoles(), r) {
+			return config.Errorf("roles", r, "unknown role (known: %s)", strings.Join(KnownRoles(), ","))
 		}
 	}
 	if c.TopicPartitions < 1 || c.TopicPartitions > 1024 {
@@ -147,6 +151,11 @@ func (c *Config) Validate() error {
 	for _, ch := range checks {
 		if ch.err != nil {
 			return config.Prefix(ch.key, ch.err)
+		}
+	}
+	if slices.Contains(c.Roles, RoleExporter) {
+		if err := c.Export.Validate(); err != nil {
+			return config.Prefix("export", err)
 		}
 	}
 	return nil

@@ -25,6 +25,7 @@ import (
 	"github.com/herald-notify/herald/region/devices"
 	"github.com/herald-notify/herald/region/dispatch"
 	"github.com/herald-notify/herald/region/erasure"
+	"github.com/herald-notify/herald/region/export"
 	"github.com/herald-notify/herald/region/fanout"
 	"github.com/herald-notify/herald/region/inbox"
 	"github.com/herald-notify/herald/region/notify"
@@ -178,6 +179,13 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 			return err
 		}
 		tasks = append(tasks, lifecycle.Task{Name: "dispatch", Run: d.Run})
+	}
+	if slices.Contains(c.Roles, RoleExporter) {
+		ex, err := export.New(c.Name, c.Export, c.Kafka, stores.PG, log)
+		if err != nil {
+			return err
+		}
+		tasks = append(tasks, lifecycle.Task{Name: "exporter", Run: ex.Run})
 	}
 	log.Info("region started", "addr", inst.Address, "roles", c.Roles)
 	return lifecycle.Run(ctx, log, tasks...)

@@ -7,7 +7,13 @@ const (
 	RoleFanout    = "fanout"
 	RoleScheduler = "scheduler"
 	RoleDispatch  = "dispatch"
+	// RoleExporter ships k-anonymous counts of the delivery events to central analytics. It is
+	// opt-in: it needs central's address and the region's token (the export block).
+	RoleExporter = "exporter"
 )
 
-// AllRoles lists every role a region process can run.
+// AllRoles lists the pipeline roles, which a region runs when its config names none.
 func AllRoles() []string { return []string{RoleAPI, RoleFanout, RoleScheduler, RoleDispatch} }
+
+// KnownRoles lists every role a region process can run: the pipeline's and the opt-in exporter.
+func KnownRoles() []string { return append(AllRoles(), RoleExporter) }

@@ -29,5 +29,7 @@ func (c Config) Topics() []kafka.Topic {
 	for _, ch := range DispatchChannels {
 		out = append(out, kafka.Topic{Name: DispatchTopic(c.Name, ch), Partitions: p})
 	}
+	// The delivery events the exporter consumes (docs/analytics.md); they never leave the region.
+	out = append(out, kafka.Topic{Name: notify.EventsTopic(c.Name), Partitions: p})
 	return append(out, dispatch.Topics(c.Name, p)...)
 }

@@ -8,8 +8,12 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/gocql/gocql"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 
+	"github.com/herald-notify/herald/platform/kafka"
 	"github.com/herald-notify/herald/region/inbox"
+	"github.com/herald-notify/herald/region/notify"
 )
 
 // Inbox limits.
@@ -184,6 +188,7 @@ func (s *Server) markRead(c *gin.Context) {
 		notFound(c, "inbox item")
 		return
 	}
+	s.readEvents(c, user, []readItem{{id: id, app: appOf(c), tier: n.Tier, category: n.Category, created: n.AcceptedAt}})
 	c.JSON(http.StatusOK, gin.H{"notification_id": id, "user_id": user, "read": true})
 }
 
@@ -201,6 +206,7 @@ func (s *Server) readAll(c *gin.Context) {
 	}
 	now := s.Now()
 	marked := 0
+	var read []readItem
 	for marked < maxReadAll {
 		// Always the first unread page: marking moves items out of it.
 		items, _, err := s.Inbox.Page(ctx, appOf(c), user, subs, nil, maxPage, true, now.Add(time.Second))
@@ -224,11 +230,49 @@ func (s *Server) readAll(c *gin.Context) {
 			if done {
 				marked++
 				progressed = true
+				read = append(read, readItem{id: it.NotificationID, app: appOf(c), tier: it.Tier, category: it.Category, created: it.CreatedAt})
 			}
 		}
 		if !progressed {
 			break
 		}
 	}
+	s.readEvents(c, user, read)
 	c.JSON(http.StatusOK, gin.H{"user_id": user, "marked": marked})
+}
+
+// readItem is one inbox item a call marked read.
+type readItem struct {
+	id, app, tier, category string
+	created                 time.Time
+}
+
+var readEventsLost = promauto.NewCounterVec(prometheus.CounterOpts{
+	Name: "herald_api_read_events_unrecorded_total",
+	Help: "Inbox reads whose delivery-events record could not be produced (analytics undercounts them).",
+}, []string{"region"})
+
+// readEvents produces the call's delivery events (stage read, channel in_app): one record per
+// notification, all in one produce request. The read itself is already stored, so a Kafka
+// failure does not fail the call: it is logged and counted, and analytics misses those reads.
+func (s *Server) readEvents(c *gin.Context, user string, items []readItem) {
+	if s.Producer == nil || len(items) == 0 {
+		return
+	}
+	at := s.Now()
+	msgs := make([]kafka.Message, 0, len(items))
+	for _, it := range items {
+		b := notify.EventBatch{App: it.app, Tier: it.tier, Category: it.category, NotificationID: it.id, DueAt: it.created, At: at,
+			Outcomes: []notify.Outcome{{User: user, Channel: notify.InApp, Stage: notify.StageRead}}}
+		m, _, err := b.Message(s.Region)
+		if err != nil {
+			s.Logger.Error("encoding read events", "err", err)
+			return
+		}
+		msgs = append(msgs, m)
+	}
+	if err := s.Producer.Send(c.Request.Context(), msgs...); err != nil {
+		readEventsLost.WithLabelValues(s.Region).Add(float64(len(items)))
+		s.Logger.Warn("producing read events failed; analytics will miss these reads", "reads", len(items), "err", err)
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/mail"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -314,10 +315,23 @@ func (d *fakeDevices) Deactivate(_ context.Context, _, platform, token string) e
 	return nil
 }
 
-type fakeProducer struct{ msgs []kafka.Message }
+type fakeProducer struct {
+	msgs   []kafka.Message
+	events []notify.EventBatch
+}
 
 func (p *fakeProducer) Send(_ context.Context, m ...kafka.Message) error {
-	p.msgs = append(p.msgs, m...)
+	for _, msg := range m {
+		if strings.HasSuffix(msg.Topic, ".events") { // delivery events, checked on their own
+			var b notify.EventBatch
+			if err := json.Unmarshal(msg.Value, &b); err != nil {
+				return err
+			}
+			p.events = append(p.events, b)
+			continue
+		}
+		p.msgs = append(p.msgs, msg)
+	}
 	return nil
 }
 
@@ -397,6 +411,17 @@ func TestProcessDeadLettersAfterMaxAttempts(t *testing.T) {
 	}
 	if a := f.log.attempts; a[0].Outcome != "retrying" || a[1].Outcome != notify.StateDeadLettered {
 		t.Fatalf("attempts %+v", a)
+	}
+	// Each attempt's record goes with its hand-off: dispatched twice (one event key), then
+	// dead-lettered, with the number's country.
+	var stages []string
+	for _, b := range f.prod.events {
+		for _, o := range b.Outcomes {
+			stages = append(stages, o.Stage+"/"+o.Reason+"/"+o.Country)
+		}
+	}
+	if want := []string{"dispatched//GB", "dispatched//GB", "dead_lettered/transient/GB"}; !slices.Equal(stages, want) {
+		t.Fatalf("events %v, want %v", stages, want)
 	}
 }
 

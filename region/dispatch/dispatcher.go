@@ -20,6 +20,7 @@
 package dispatch
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -349,7 +350,10 @@ func (d *Dispatcher) process(ctx context.Context, t notify.Task, prev *Retry) er
 	}
 	if !t.ExpiresAt.IsZero() && now.After(t.ExpiresAt) {
 		tasksTotal.WithLabelValues(d.region, t.Channel, "expired").Inc()
-		return d.write(ctx, []deliverylog.State{state(notify.StateSuppressed, notify.ReasonExpired, "")}, nil)
+		if err := d.write(ctx, []deliverylog.State{state(notify.StateSuppressed, notify.ReasonExpired, "")}, nil); err != nil {
+			return err
+		}
+		return d.handOn(ctx, nil, d.events(t, notify.StageExpired, ""))
 	}
 	units := d.units(t)
 	if len(units) == 0 {
@@ -358,7 +362,10 @@ func (d *Dispatcher) process(ctx context.Context, t notify.Task, prev *Retry) er
 			reason = notify.ReasonNoDevice
 		}
 		tasksTotal.WithLabelValues(d.region, t.Channel, "no_target").Inc()
-		return d.write(ctx, []deliverylog.State{state(notify.StateSuppressed, reason, "")}, nil)
+		if err := d.write(ctx, []deliverylog.State{state(notify.StateSuppressed, reason, "")}, nil); err != nil {
+			return err
+		}
+		return d.handOn(ctx, nil, d.events(t, notify.StageSuppressed, reason))
 	}
 	attemptNo := t.Attempt + 1
 	var results []result
@@ -407,11 +414,16 @@ func (d *Dispatcher) process(ctx context.Context, t notify.Task, prev *Retry) er
 	var lastErr string
 	var attempts []deliverylog.Attempt
 	permanentDetail := ""
+	failReason := ""    // the failed stage's reason (analytics/wire's): permanent, gone, no_provider
+	dispatched := false // a provider was called
 	dead := attemptNo >= d.cfg.Retry.MaxAttempts
 	for _, r := range results {
 		if r.already {
 			delivered = true // recorded when it was sent
 			continue
+		}
+		if r.err == nil || r.err.Reason != "no_provider" {
+			dispatched = true
 		}
 		a := deliverylog.Attempt{NotificationID: t.NotificationID, At: r.at, UserID: t.UserID, Channel: t.Channel,
 			Provider: r.provider, ProviderMessageID: r.receipt.MessageID, ProviderStatus: r.receipt.Status}
@@ -436,6 +448,10 @@ func (d *Dispatcher) process(ctx context.Context, t notify.Task, prev *Retry) er
 			a.Outcome = notify.StateFailed
 			a.ProviderStatus, a.Error = providerStatus(r.err), r.err.Error()
 			permanentDetail = a.Error
+			failReason = r.err.Class.String()
+			if r.err.Reason == "no_provider" {
+				failReason = "no_provider"
+			}
 			if r.err.Class == Gone && r.u.device != nil {
 				dev := *r.u.device
 				if err := durably(ctx, "deactivating token", func() error {
@@ -454,15 +470,24 @@ func (d *Dispatcher) process(ctx context.Context, t notify.Task, prev *Retry) er
 
 	var states []deliverylog.State
 	var handoff *kafka.Message
+	ev := d.events(t, "", "")
+	if dispatched {
+		ev.Outcomes = append(ev.Outcomes, outcome(t, notify.StageDispatched, ""))
+	}
+	firstDelivered := delivered && (prev == nil || !prev.Delivered)
+	if firstDelivered {
+		ev.Outcomes = append(ev.Outcomes, outcome(t, notify.StageDelivered, ""))
+	}
 	switch {
 	case len(retry) == 0 && delivered:
 		states = append(states, state(notify.StateDelivered, "", ""))
-		if prev == nil || !prev.Delivered {
+		if firstDelivered {
 			notify.ObserveDelivered(d.region, t.Tier, t.Channel, t.Due(), d.now())
 		}
 		tasksTotal.WithLabelValues(d.region, t.Channel, "delivered").Inc()
 	case len(retry) == 0:
 		states = append(states, state(notify.StateFailed, "", permanentDetail))
+		ev.Outcomes = append(ev.Outcomes, outcome(t, notify.StageFailed, cmp.Or(failReason, "permanent")))
 		tasksTotal.WithLabelValues(d.region, t.Channel, "failed").Inc()
 	default:
 		left := t
@@ -475,6 +500,7 @@ func (d *Dispatcher) process(ctx context.Context, t notify.Task, prev *Retry) er
 		if dead {
 			if !delivered {
 				states = append(states, state(notify.StateDeadLettered, "", lastErr))
+				ev.Outcomes = append(ev.Outcomes, outcome(t, notify.StageDeadLettered, "transient"))
 			}
 			tasksTotal.WithLabelValues(d.region, t.Channel, "dead_lettered").Inc()
 		} else {
@@ -497,11 +523,46 @@ func (d *Dispatcher) process(ctx context.Context, t notify.Task, prev *Retry) er
 	if err := d.write(ctx, states, attempts); err != nil {
 		return err
 	}
-	if handoff != nil {
-		return durably(ctx, "handing task on", func() error { return d.deps.Producer.Send(ctx, *handoff) },
-			d.warn("producing retry failed; retrying"))
+	return d.handOn(ctx, handoff, ev)
+}
+
+// events starts the delivery-events record of a task's outcome, with one outcome when stage is
+// set.
+func (d *Dispatcher) events(t notify.Task, stage, reason string) notify.EventBatch {
+	b := notify.EventBatch{App: t.AppID, Tier: t.Tier, Category: t.Category, NotificationID: t.NotificationID, DueAt: t.Due(), At: d.now()}
+	if stage != "" {
+		b.Outcomes = append(b.Outcomes, outcome(t, stage, reason))
 	}
-	return nil
+	return b
+}
+
+func outcome(t notify.Task, stage, reason string) notify.Outcome {
+	o := notify.Outcome{User: t.UserID, Channel: t.Channel, Stage: stage, Reason: reason}
+	if t.Channel == notify.SMS {
+		o.Country = notify.PhoneCountry(t.Target.Phone)
+	}
+	return o
+}
+
+// handOn produces the retry or dead-letter record, if any, and the task's delivery events in
+// one acknowledged send, retrying until it succeeds: the record's offset is marked only after.
+func (d *Dispatcher) handOn(ctx context.Context, handoff *kafka.Message, ev notify.EventBatch) error {
+	var msgs []kafka.Message
+	if handoff != nil {
+		msgs = append(msgs, *handoff)
+	}
+	m, ok, err := ev.Message(d.region)
+	if err != nil {
+		return err
+	}
+	if ok {
+		msgs = append(msgs, m)
+	}
+	if len(msgs) == 0 {
+		return nil
+	}
+	return durably(ctx, "handing task on", func() error { return d.deps.Producer.Send(ctx, msgs...) },
+		d.warn("producing retry or delivery events failed; retrying"))
 }
 
 func providerStatus(se *SendError) string {

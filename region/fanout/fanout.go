@@ -152,6 +152,9 @@ func (f *Fanout) Handle(ctx context.Context, e notify.Event) error {
 		if err := f.sched.Schedule(ctx, *e.SendAt, e, schedReasonAt); err != nil {
 			return err
 		}
+		if err := f.scheduledEvents(ctx, e, now); err != nil {
+			return err
+		}
 		stageCounter.WithLabelValues(f.set.Region, e.Tier, "all", notify.StateDeferred, schedReasonAt).Inc()
 		return f.log.FanoutDone(ctx, e.ID, PathScheduled, len(e.Recipients), now)
 	}
@@ -388,6 +391,13 @@ func (f *Fanout) chunk(ctx context.Context, e notify.Event, users []string, skip
 	if err := f.log.Write(ctx, states, nil); err != nil {
 		return err
 	}
+	// The chunk's delivery events go out with its tasks, in the same acknowledged send, so a
+	// delivery handed on always has its record before the offset is committed.
+	if m, ok, err := chunkEvents(e, users, ds, profs, due, at).Message(f.set.Region); err != nil {
+		return err
+	} else if ok {
+		msgs = append(msgs, m)
+	}
 	if err := f.prod.Send(ctx, msgs...); err != nil {
 		return err
 	}
@@ -413,6 +423,64 @@ func (f *Fanout) chunk(ctx context.Context, e notify.Event, users []string, skip
 		}
 	}
 	return nil
+}
+
+// chunkEvents is the delivery-events record of a chunk: accepted per recipient (once: not for a
+// re-entry after quiet hours, whose acceptance was counted when it was deferred), then each
+// recipient x channel's outcome. Repeats found in Redis are left out: the attempt that handed
+// them on produced their record before marking them.
+func chunkEvents(e notify.Event, users []string, ds []*delivery, profs map[string]*profiles.Profile, due, at time.Time) notify.EventBatch {
+	b := notify.EventBatch{App: e.AppID, Tier: e.Tier, Category: e.Category, NotificationID: e.ID, DueAt: due, At: at}
+	// A topic event comes back from the scheduler only after send_at, before any recipient was
+	// known; a quiet-hours re-entry has a single recipient and no topic.
+	if !e.Deferred || e.Topic != "" {
+		for _, u := range users {
+			b.Outcomes = append(b.Outcomes, notify.Outcome{User: u, Channel: notify.ChannelAll, Stage: notify.StageAccepted})
+		}
+	}
+	for _, d := range ds {
+		if d.dup {
+			continue
+		}
+		country := ""
+		if p := profs[d.user]; d.channel == notify.SMS && p != nil {
+			country = notify.PhoneCountry(p.Phone)
+		}
+		o := notify.Outcome{User: d.user, Channel: d.channel, Country: country}
+		if d.state == notify.StateDelivered { // in-app: handed on and delivered at once
+			o.Stage = notify.StageFannedOut
+			b.Outcomes = append(b.Outcomes, o)
+			o.Stage = notify.StageDelivered
+			b.Outcomes = append(b.Outcomes, o)
+			continue
+		}
+		o.Stage, o.Reason = notify.StageOf(d.state, d.reason)
+		b.Outcomes = append(b.Outcomes, o)
+	}
+	return b
+}
+
+// scheduledEvents records a list event put off to its send_at: each recipient accepted and
+// deferred. A topic's recipients are known only when it comes back (chunkEvents counts them
+// then).
+func (f *Fanout) scheduledEvents(ctx context.Context, e notify.Event, now time.Time) error {
+	var msgs []kafka.Message
+	for start := 0; start < len(e.Recipients); start += f.set.ChunkSize {
+		b := notify.EventBatch{App: e.AppID, Tier: e.Tier, Category: e.Category, NotificationID: e.ID, DueAt: e.AcceptedAt, At: now}
+		for _, u := range e.Recipients[start:min(start+f.set.ChunkSize, len(e.Recipients))] {
+			b.Outcomes = append(b.Outcomes,
+				notify.Outcome{User: u, Channel: notify.ChannelAll, Stage: notify.StageAccepted},
+				notify.Outcome{User: u, Channel: notify.ChannelAll, Stage: notify.StageDeferred, Reason: schedReasonAt})
+		}
+		m, ok, err := b.Message(f.set.Region)
+		if err != nil {
+			return err
+		}
+		if ok {
+			msgs = append(msgs, m)
+		}
+	}
+	return f.prod.Send(ctx, msgs...)
 }
 
 // channelsFor returns the channels to decide for a user: those the event names (narrowed for a

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"maps"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -28,6 +30,7 @@ type world struct {
 	scheduled []notify.Event
 	dues      []time.Time
 	sent      []kafka.Message
+	events    []notify.EventBatch
 	inbox     []inbox.Item
 	feed      []inbox.Item
 	states    map[string]deliverylog.State
@@ -69,7 +72,17 @@ func (w *world) Send(_ context.Context, msgs ...kafka.Message) error {
 	if w.sendErr != nil {
 		return w.sendErr
 	}
-	w.sent = append(w.sent, msgs...)
+	for _, m := range msgs {
+		if strings.HasSuffix(m.Topic, ".events") { // delivery events, checked on their own
+			var b notify.EventBatch
+			if err := json.Unmarshal(m.Value, &b); err != nil {
+				return err
+			}
+			w.events = append(w.events, b)
+			continue
+		}
+		w.sent = append(w.sent, m)
+	}
 	return nil
 }
 func (w *world) Write(_ context.Context, it inbox.Item) error {
@@ -170,6 +183,26 @@ func TestHandleDecidesEachRecipientAndChannel(t *testing.T) {
 	if len(topics) != 3 || topics[0] != "eu-west-1.dispatch.email/full" {
 		t.Fatalf("tasks %v", topics)
 	}
+	// One events record per chunk (of 2 here), with every outcome in analytics' stages.
+	got := map[string]int{}
+	for _, b := range w.events {
+		if b.NotificationID != "n1" || b.App != "app" || b.Tier != notify.Transactional || b.Category != "cat" {
+			t.Errorf("events record %+v", b)
+		}
+		for _, o := range b.Outcomes {
+			got[o.User+"/"+o.Channel+"/"+o.Stage+"/"+o.Reason+"/"+o.Country]++
+		}
+	}
+	wantEvents := map[string]int{
+		"full/all/accepted//": 1, "stopped/all/accepted//": 1, "nosms/all/accepted//": 1, "bare/all/accepted//": 1,
+		"full/in_app/fanned_out//": 1, "full/in_app/delivered//": 1, "full/push/fanned_out//": 1, "full/email/fanned_out//": 1, "full/sms/fanned_out//DE": 1,
+		"stopped/in_app/suppressed/hard_stop/": 1, "stopped/email/suppressed/hard_stop/": 1,
+		"nosms/in_app/fanned_out//": 1, "nosms/in_app/delivered//": 1, "nosms/sms/suppressed/channel_disabled/DE": 1,
+		"bare/in_app/fanned_out//": 1, "bare/in_app/delivered//": 1,
+	}
+	if len(w.events) != 2 || !maps.Equal(got, wantEvents) {
+		t.Errorf("%d events records with outcomes %v, want 2 with %v", len(w.events), got, wantEvents)
+	}
 }
 
 func TestRedeliveredEventSkipsWhatWasHandedOn(t *testing.T) {
@@ -187,6 +220,12 @@ func TestRedeliveredEventSkipsWhatWasHandedOn(t *testing.T) {
 	}
 	if len(w.sent) != sent {
 		t.Fatalf("the redelivery emitted %d more tasks", len(w.sent)-sent)
+	}
+	// The repeat's record leaves out what the first attempt handed on (its record went first).
+	for _, o := range w.events[len(w.events)-1].Outcomes {
+		if o.Stage != notify.StageAccepted && !(o.User == "b" && o.Channel == notify.Email) {
+			t.Errorf("the redelivery reported %+v again", o)
+		}
 	}
 	// The status keeps the state the first attempt reached.
 	if s, r := w.state("a", notify.Email); s != notify.StateQueued || r != "" {

@@ -1,0 +1,249 @@
+// Package export is the region's exporter role: it consumes the region's delivery events
+// (<region>.events) with its own consumer group, stores each outcome once in the region's
+// Postgres (analytics_events, keyed by notification|user|channel|stage), and ships every closed
+// 1-minute window to central analytics as k-anonymous counts (analytics/kanon, analytics/wire).
+//
+// Exactness: a record's offset is committed only after its rows are stored, so none is lost; a
+// redelivered record inserts nothing (the event key), so none counts twice. A window is shipped
+// whole, recomputed from the rows, under the key (region, window, seq): central replaces what it
+// had, so shipping it again after late rows or a crash leaves the exact count.
+package export
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/herald-notify/herald/analytics/kanon"
+	"github.com/herald-notify/herald/analytics/wire"
+	"github.com/herald-notify/herald/platform/kafka"
+	"github.com/herald-notify/herald/region/notify"
+)
+
+// maxCellsPerBatch keeps one request well under central's 8 MiB body limit (a cell is about
+// 150 bytes of JSON); a larger window is split into seq 0, 1, ... in the cells' sorted order.
+const maxCellsPerBatch = 40_000
+
+// windowsPerPass bounds how many windows one closer pass ships.
+const windowsPerPass = 20
+
+// Exporter is the exporter role of one region.
+type Exporter struct {
+	region string
+	cfg    Config
+	kafka  kafka.Config
+	store  store
+	client *wire.Client
+	log    *slog.Logger
+	now    func() time.Time
+}
+
+// New returns an exporter; it reads the token file, if any.
+func New(region string, cfg Config, kc kafka.Config, db *pgxpool.Pool, log *slog.Logger) (*Exporter, error) {
+	tok, err := cfg.token()
+	if err != nil {
+		return nil, err
+	}
+	return &Exporter{region: region, cfg: cfg, kafka: kc, store: store{db: db}, log: log.With("role", "exporter"), now: time.Now,
+		client: &wire.Client{BaseURL: cfg.CentralURL, Token: tok}}, nil
+}
+
+// Group is the exporter's consumer group: its own, so analytics never holds up delivery.
+func Group(region string) string { return region + ".exporter" }
+
+// Run consumes the events and closes windows until ctx ends.
+func (e *Exporter) Run(ctx context.Context) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return e.consume(ctx) })
+	g.Go(func() error { e.closeLoop(ctx); return nil })
+	return g.Wait()
+}
+
+func (e *Exporter) consume(ctx context.Context) error {
+	sc, err := e.kafka.Sarama()
+	if err != nil {
+		return err
+	}
+	sc.ClientID = e.kafka.ClientID + "-exporter"
+	group, err := sarama.NewConsumerGroup(e.kafka.Brokers, Group(e.region), sc)
+	if err != nil {
+		return fmt.Errorf("exporter: joining group %s: %w", Group(e.region), err)
+	}
+	defer group.Close()
+	go func() {
+		for err := range group.Errors() {
+			e.log.Warn("consumer group error", "group", Group(e.region), "err", err)
+		}
+	}()
+	topic := notify.EventsTopic(e.region)
+	e.log.Info("exporter consuming", "topic", topic, "group", Group(e.region))
+	for ctx.Err() == nil {
+		if err := group.Consume(ctx, []string{topic}, handler{e}); err != nil {
+			if errors.Is(err, sarama.ErrClosedConsumerGroup) || ctx.Err() != nil {
+				break
+			}
+			e.log.Warn("consume failed; retrying", "err", err)
+			sleep(ctx, time.Second)
+		}
+	}
+	return nil
+}
+
+type handler struct{ e *Exporter }
+
+func (handler) Setup(sarama.ConsumerGroupSession) error   { return nil }
+func (handler) Cleanup(sarama.ConsumerGroupSession) error { return nil }
+
+// ConsumeClaim stores each record, then marks and commits its offset: a crash before the
+// commit re-reads records whose rows are stored, and the event keys make that harmless.
+func (h handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
+	ctx := sess.Context()
+	marked := 0
+	for m := range claim.Messages() {
+		if err := h.e.Store(ctx, m.Value); err != nil {
+			return nil // ctx ended: leave the record uncommitted
+		}
+		sess.MarkMessage(m, "")
+		// Commit once the records in hand are stored, and at least every 100 under a steady stream.
+		if marked++; len(claim.Messages()) == 0 || marked >= 100 {
+			sess.Commit()
+			marked = 0
+		}
+	}
+	return nil
+}
+
+// Store decodes one events record and stores its outcomes, retrying until stored or ctx ends.
+// An undecodable record is logged and skipped.
+func (e *Exporter) Store(ctx context.Context, value []byte) error {
+	var b notify.EventBatch
+	if err := json.Unmarshal(value, &b); err != nil {
+		e.log.Error("skipping undecodable delivery events record", "err", err)
+		eventsStored.WithLabelValues(e.region, "dropped").Inc()
+		return nil
+	}
+	rs, dropped := rows(b)
+	if dropped > 0 {
+		e.log.Warn("dropping outcomes outside analytics' vocabularies", "notification_id", b.NotificationID, "outcomes", dropped)
+		eventsStored.WithLabelValues(e.region, "dropped").Add(float64(dropped))
+	}
+	backoff := 100 * time.Millisecond
+	for {
+		n, err := e.store.insert(ctx, rs)
+		if err == nil {
+			eventsStored.WithLabelValues(e.region, "stored").Add(float64(n))
+			eventsStored.WithLabelValues(e.region, "duplicate").Add(float64(int64(len(rs)) - n))
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		e.log.Warn("storing delivery events failed; retrying", "err", err, "backoff", backoff)
+		sleep(ctx, backoff)
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+func (e *Exporter) closeLoop(ctx context.Context) {
+	t := time.NewTicker(e.cfg.Interval)
+	defer t.Stop()
+	for {
+		if _, err := e.CloseWindows(ctx); err != nil && ctx.Err() == nil {
+			e.log.Warn("closing windows", "err", err)
+		}
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// CloseWindows ships every window that ended more than the grace ago and is not shipped as it
+// now stands, then sweeps windows past the retention. It returns how many windows central
+// acknowledged.
+func (e *Exporter) CloseWindows(ctx context.Context) (int, error) {
+	now := e.now()
+	windows, err := e.store.due(ctx, now.Add(-wire.Window-e.cfg.Grace), windowsPerPass)
+	if err != nil {
+		return 0, err
+	}
+	windowsPending.WithLabelValues(e.region).Set(float64(len(windows)))
+	shipped := 0
+	for _, w := range windows {
+		if err := e.ship(ctx, w); err != nil {
+			return shipped, err
+		}
+		shipped++
+	}
+	if unshipped, err := e.store.sweep(ctx, now.Add(-e.cfg.Retention)); err != nil {
+		return shipped, err
+	} else if unshipped > 0 {
+		e.log.Error("windows past the retention were never acknowledged by central; their counts are lost", "windows", unshipped)
+	}
+	return shipped, nil
+}
+
+// ship folds one window and posts its batches; the window is marked shipped (at the version
+// read) only after central acknowledged every batch, or refused one (4xx: not retried until
+// the window changes).
+func (e *Exporter) ship(ctx context.Context, w time.Time) error {
+	snap, err := e.store.read(ctx, w)
+	if err != nil {
+		return err
+	}
+	for _, b := range Batches(e.region, w, snap.cells, snap.latency, e.cfg.K) {
+		ack, err := e.client.Post(ctx, b)
+		if re := (*wire.RefusedError)(nil); errors.As(err, &re) {
+			windowsShipped.WithLabelValues(e.region, "refused").Inc()
+			e.log.Error("central analytics refused a window; not retried until it changes", "window", w, "seq", b.Seq,
+				"status", re.Status, "code", re.Code, "field", re.Field, "message", re.Message)
+			return e.store.shipped(ctx, w, snap.version, fmt.Sprintf("%d %s %s", re.Status, re.Code, re.Field))
+		}
+		if err != nil {
+			windowsShipped.WithLabelValues(e.region, "failed").Inc()
+			return fmt.Errorf("shipping window %s: %w", w.Format(time.RFC3339), err)
+		}
+		windowsShipped.WithLabelValues(e.region, ack.Result).Inc()
+		e.log.Debug("window shipped", "window", w, "seq", b.Seq, "result", ack.Result, "cells", ack.Cells)
+	}
+	return e.store.shipped(ctx, w, snap.version, "")
+}
+
+// Batches folds a window's cells and histograms with k and splits the result into batches of at
+// most maxCellsPerBatch cells (seq 0, 1, ... in sorted order, so the same window always splits
+// the same way). Seq 0 carries the histograms and the withheld totals. A window with nothing
+// left after folding is still one batch, so central learns what was withheld.
+func Batches(region string, w time.Time, cells []kanon.Cell, latency []wire.Histogram, k int) []wire.Batch {
+	folded := kanon.Fold(cells, k)
+	hs, lw := kanon.FoldLatency(latency, k)
+	var out []wire.Batch
+	for seq := 0; seq == 0 || seq*maxCellsPerBatch < len(folded.Cells); seq++ {
+		part := folded.Cells[seq*maxCellsPerBatch : min((seq+1)*maxCellsPerBatch, len(folded.Cells))]
+		b := wire.Batch{Version: wire.Version, Region: region, WindowStart: w.UTC(), Seq: seq, Cells: part}
+		if seq == 0 {
+			b.Latency, b.Withheld, b.LatencyWithheld = hs, folded.Withheld, lw
+		}
+		if b.Cells == nil {
+			b.Cells = []wire.Cell{}
+		}
+		out = append(out, b)
+	}
+	return out
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}

@@ -1,0 +1,169 @@
+package export
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/herald-notify/herald/analytics/kanon"
+	"github.com/herald-notify/herald/analytics/wire"
+	"github.com/herald-notify/herald/region/notify"
+)
+
+func TestAnOutcomeCountsInTheUTCMinuteItHappened(t *testing.T) {
+	cet := time.FixedZone("CET", 3600)
+	for _, tc := range []struct {
+		name string
+		at   time.Time
+		want time.Time
+	}{
+		{"inside a minute", time.Date(2026, 11, 25, 4, 7, 59, 999e6, time.UTC), time.Date(2026, 11, 25, 4, 7, 0, 0, time.UTC)},
+		{"on the minute", time.Date(2026, 11, 25, 4, 8, 0, 0, time.UTC), time.Date(2026, 11, 25, 4, 8, 0, 0, time.UTC)},
+		{"another zone", time.Date(2026, 11, 25, 5, 8, 30, 0, cet), time.Date(2026, 11, 25, 4, 8, 0, 0, time.UTC)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := WindowOf(tc.at)
+			if !got.Equal(tc.want) || got.Location() != time.UTC {
+				t.Errorf("WindowOf(%v) = %v, want %v", tc.at, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestTheEventKeyTellsOutcomesApartAndNotTheirRepeats(t *testing.T) {
+	base := EventKey("n1", "ada", "email", "delivered")
+	if again := EventKey("n1", "ada", "email", "delivered"); again != base {
+		t.Errorf("a repeat has another key: %q vs %q", again, base)
+	}
+	for _, other := range []string{
+		EventKey("n2", "ada", "email", "delivered"), EventKey("n1", "bob", "email", "delivered"),
+		EventKey("n1", "ada", "sms", "delivered"), EventKey("n1", "ada", "email", "dispatched"),
+	} {
+		if other == base {
+			t.Errorf("%q has the key of another outcome", other)
+		}
+	}
+}
+
+func TestRowsKeepAnalyticsVocabulariesAndMeasureDeliveredLatency(t *testing.T) {
+	due := time.Date(2026, 11, 25, 4, 0, 0, 0, time.UTC)
+	b := notify.EventBatch{App: "shop", Tier: "transactional", Category: "order", NotificationID: "n1", DueAt: due, At: due.Add(1500 * time.Millisecond),
+		Outcomes: []notify.Outcome{
+			{User: "ada", Channel: "sms", Stage: "delivered", Country: "DE"},
+			{User: "ada", Channel: "email", Stage: "suppressed", Reason: "no_address", Country: "DE"}, // country only on SMS
+			{User: "bob", Channel: "email", Stage: "suppressed", Reason: "bored"},                    // not a wire reason
+			{User: "bob", Channel: "pigeon", Stage: "fanned_out"},                                    // not a channel
+			{User: "", Channel: "email", Stage: "fanned_out"},                                        // no recipient
+		}}
+	rs, dropped := rows(b)
+	if dropped != 3 || len(rs) != 2 {
+		t.Fatalf("%d rows, %d dropped; want 2 and 3", len(rs), dropped)
+	}
+	if rs[0].latencyMS == nil || *rs[0].latencyMS != 1500 || rs[0].country != "DE" || rs[0].key != "n1|ada|sms|delivered" {
+		t.Errorf("delivered row %+v", rs[0])
+	}
+	if rs[1].latencyMS != nil || rs[1].country != "" || !rs[1].window.Equal(due) {
+		t.Errorf("suppressed row %+v", rs[1])
+	}
+	if bad, dropped := rows(notify.EventBatch{App: "shop", Tier: "urgent", Outcomes: b.Outcomes[:1]}); len(bad) != 0 || dropped != 1 {
+		t.Errorf("an unknown tier was kept: %+v", bad)
+	}
+}
+
+func cellsOf(n int, key func(i int) wire.Key) []kanon.Cell {
+	var out []kanon.Cell
+	for i := range n {
+		out = append(out, kanon.Cell{Key: key(i), Count: 1, Recipients: map[string]struct{}{fmt.Sprint("u", i): {}}})
+	}
+	return out
+}
+
+func TestBatchesAreFoldedToKAndSplitTheSameWayEachTime(t *testing.T) {
+	w := time.Date(2026, 11, 25, 4, 0, 0, 0, time.UTC)
+	big := cellsOf(maxCellsPerBatch+5, func(i int) wire.Key {
+		// distinct keys, each with one recipient: with k=1 every one passes.
+		return wire.Key{App: "shop", Tier: "social", Category: "order", Channel: "email", Stage: "failed", Reason: "permanent", Country: ""}
+	})
+	for i := range big {
+		big[i].Key.App = fmt.Sprintf("app%06d", i)
+	}
+	h := wire.NewHistogram("social", "email")
+	h.Counts[3] = 4
+	for _, tc := range []struct {
+		name         string
+		cells        []kanon.Cell
+		latency      []wire.Histogram
+		k            int
+		wantBatches  int
+		wantWithheld int64
+	}{
+		{"nothing left after folding is still one batch", cellsOf(3, func(int) wire.Key {
+			return wire.Key{App: "shop", Tier: "social", Category: "order", Channel: "email", Stage: "delivered"}
+		}), []wire.Histogram{h}, 10, 1, 3},
+		{"a window over the request size is split", big, nil, 1, 2, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bs := Batches("eu-west-1", w, tc.cells, tc.latency, tc.k)
+			again := Batches("eu-west-1", w, tc.cells, tc.latency, tc.k)
+			if len(bs) != tc.wantBatches || len(again) != len(bs) {
+				t.Fatalf("%d batches (then %d), want %d", len(bs), len(again), tc.wantBatches)
+			}
+			var cells int
+			for i, b := range bs {
+				if b.Seq != i || !b.WindowStart.Equal(w) || b.Region != "eu-west-1" || b.Cells == nil {
+					t.Errorf("batch %d: seq %d window %v", i, b.Seq, b.WindowStart)
+				}
+				if len(b.Cells) > 0 && (again[i].Cells[0] != b.Cells[0] || again[i].Cells[len(b.Cells)-1] != b.Cells[len(b.Cells)-1]) {
+					t.Errorf("batch %d splits differently the second time", i)
+				}
+				for _, c := range b.Cells {
+					if c.DistinctRecipients < int64(tc.k) {
+						t.Errorf("cell below k: %+v", c)
+					}
+				}
+				cells += len(b.Cells)
+			}
+			if bs[0].Withheld != tc.wantWithheld {
+				t.Errorf("withheld %d, want %d", bs[0].Withheld, tc.wantWithheld)
+			}
+			if tc.latency != nil && (len(bs[0].Latency) != 0 || bs[0].LatencyWithheld != 4) {
+				t.Errorf("a histogram of 4 observations was sent with k=%d: %+v", tc.k, bs[0].Latency)
+			}
+			if tc.k == 1 && cells != len(tc.cells) {
+				t.Errorf("%d cells sent, want %d", cells, len(tc.cells))
+			}
+		})
+	}
+}
+
+func TestExportConfigErrorsNameTheKey(t *testing.T) {
+	ok := DefaultConfig()
+	ok.CentralURL, ok.Token = "http://127.0.0.1:8090", "local-analytics-eu-west-1-token"
+	if err := ok.Validate(); err != nil {
+		t.Fatalf("the local config is refused: %v", err)
+	}
+	for _, tc := range []struct {
+		key  string
+		edit func(*Config)
+	}{
+		{"central_url", func(c *Config) { c.CentralURL = "" }},
+		{"central_url", func(c *Config) { c.CentralURL = "127.0.0.1:8090" }},
+		{"token", func(c *Config) { c.Token = "" }},
+		{"token", func(c *Config) { c.Token = "short" }},
+		{"token_file", func(c *Config) { c.TokenFile = "/run/secrets/t" }},
+		{"k", func(c *Config) { c.K = 0 }},
+		{"grace", func(c *Config) { c.Grace = -time.Second }},
+		{"retention", func(c *Config) { c.Retention = time.Hour }},
+		{"interval", func(c *Config) { c.Interval = 0 }},
+	} {
+		t.Run(tc.key, func(t *testing.T) {
+			c := ok
+			tc.edit(&c)
+			err := c.Validate()
+			if err == nil || !strings.Contains(err.Error(), `"`+tc.key+`"`) {
+				t.Errorf("error %v does not name %q", err, tc.key)
+			}
+		})
+	}
+}

@@ -1,0 +1,108 @@
+package notify
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/herald-notify/herald/platform/kafka"
+)
+
+// Stages of a delivery as the region's delivery events name them (analytics/wire's stages:
+// the exporter passes them through unchanged).
+const (
+	StageAccepted     = "accepted"
+	StageFannedOut    = "fanned_out"
+	StageSuppressed   = "suppressed"
+	StageDeferred     = "deferred"
+	StageExpired      = "expired"
+	StageDispatched   = "dispatched"
+	StageDelivered    = "delivered"
+	StageFailed       = "failed"
+	StageDeadLettered = "dead_lettered"
+	StageRead         = "read"
+)
+
+// ChannelAll is the channel of an accepted outcome: channels are chosen later, at fan-out.
+const ChannelAll = "all"
+
+// EventsTopic is the region's delivery-events topic: "eu-west-1.events". Its records never
+// leave the region; the exporter turns them into k-anonymous counts.
+func EventsTopic(region string) string { return region + ".events" }
+
+// EventBatch is one record on the events topic: the outcomes of one stage's unit of work for one
+// notification (a fan-out chunk, a dispatch task, a read call). One record per unit rather than
+// per recipient keeps the extra Kafka traffic to a record per chunk.
+type EventBatch struct {
+	App            string `json:"app"`
+	Tier           string `json:"tier"`
+	Category       string `json:"category"`
+	NotificationID string `json:"notification_id"`
+	// DueAt is when delivery became due (accepted, or the end of a deferral); delivered
+	// latency is At - DueAt.
+	DueAt time.Time `json:"due_at"`
+	// At is when the stage happened; it sets the outcome's 1-minute window.
+	At       time.Time `json:"at"`
+	Outcomes []Outcome `json:"outcomes"`
+}
+
+// Outcome is one recipient x channel reaching a stage.
+type Outcome struct {
+	User    string `json:"user"`
+	Channel string `json:"channel"`
+	Stage   string `json:"stage"`
+	Reason  string `json:"reason,omitempty"`
+	// Country is the ISO code of an SMS recipient's number (it prices the message); empty
+	// for other channels or an unknown prefix.
+	Country string `json:"country,omitempty"`
+}
+
+// Message encodes b for the events topic, keyed by notification so one notification's records
+// stay in order. It returns false when b has no outcome (nothing to produce).
+func (b EventBatch) Message(region string) (kafka.Message, bool, error) {
+	if len(b.Outcomes) == 0 {
+		return kafka.Message{}, false, nil
+	}
+	raw, err := json.Marshal(b)
+	if err != nil {
+		return kafka.Message{}, false, fmt.Errorf("encoding delivery events: %w", err)
+	}
+	return kafka.Message{Topic: EventsTopic(region), Key: b.NotificationID, Value: raw}, true, nil
+}
+
+// StageOf maps a fan-out or dispatch state and reason to the events' stage and reason: the
+// suppression reason "expired" is its own stage.
+func StageOf(state, reason string) (stage, outReason string) {
+	switch {
+	case state == StateSuppressed && reason == ReasonExpired:
+		return StageExpired, ""
+	case state == StateQueued:
+		return StageFannedOut, ""
+	}
+	return state, reason
+}
+
+// callingCodes are the E.164 country codes of the countries Herald's SMS prices name, longest
+// first within a leading digit, so "+353" is Ireland and not a guess from "+3". A number of
+// another country gets no country (priced at the default).
+var callingCodes = []struct{ prefix, country string }{
+	{"+1", "US"}, {"+44", "GB"}, {"+49", "DE"}, {"+33", "FR"}, {"+353", "IE"}, {"+34", "ES"},
+	{"+39", "IT"}, {"+31", "NL"}, {"+32", "BE"}, {"+41", "CH"}, {"+43", "AT"}, {"+45", "DK"},
+	{"+46", "SE"}, {"+47", "NO"}, {"+48", "PL"}, {"+351", "PT"}, {"+358", "FI"}, {"+61", "AU"},
+	{"+81", "JP"}, {"+91", "IN"}, {"+55", "BR"}, {"+52", "MX"},
+}
+
+// PhoneCountry returns the ISO 3166-1 alpha-2 code of an E.164 number's country, or "" when its
+// prefix is not one of the few known ones. "+1" is reported as US (Canada and the Caribbean
+// share it; telling them apart needs the area code tables).
+func PhoneCountry(phone string) string {
+	best := ""
+	bestLen := 0
+	for _, c := range callingCodes {
+		if strings.HasPrefix(phone, c.prefix) && len(c.prefix) > bestLen {
+			best, bestLen = c.country, len(c.prefix)
+		}
+	}
+	return best
+}
