@@ -176,19 +176,21 @@ func inboxStorm(ctx context.Context, c *Client, o Options) ([]Row, error) {
 			return nil, err
 		}
 	}
-	// Wait for the last item to be in the last user's inbox.
+	// Wait until every inbox holds every item (the sends fan out in parallel, in no order).
 	deadline := time.Now().Add(time.Minute)
-	for {
-		var page struct {
-			Items []any `json:"items"`
+	for _, u := range users {
+		for {
+			var page struct {
+				Items []any `json:"items"`
+			}
+			if _, _, err := c.Do(ctx, "GET", "/v1/users/"+u+"/notifications?limit=50", nil, &page); err == nil && len(page.Items) >= items {
+				break
+			}
+			if time.Now().After(deadline) {
+				return nil, fmt.Errorf("inboxes not filled after a minute")
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
-		if _, _, err := c.Do(ctx, "GET", "/v1/users/"+users[len(users)-1]+"/notifications?limit=50", nil, &page); err == nil && len(page.Items) >= items {
-			break
-		}
-		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("inboxes not filled after a minute")
-		}
-		time.Sleep(200 * time.Millisecond)
 	}
 	var reads samples
 	var i atomic.Int64
