@@ -198,7 +198,7 @@ func send(t *testing.T, r *running, users []string) string {
 func wantCounts(p population, sends int64) map[string]int64 {
 	n := int64(len(p.normal)) * sends
 	return map[string]int64{
-		"all/accepted": int64(len(p.normal)+len(p.stopped)) * sends,
+		"all/accepted":      int64(len(p.normal)+len(p.stopped)) * sends,
 		"in_app/fanned_out": n, "email/fanned_out": n, "sms/fanned_out": n,
 		"in_app/delivered": n, "email/delivered": n, "sms/delivered": n,
 		"email/dispatched": n, "sms/dispatched": n,

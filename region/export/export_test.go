@@ -52,9 +52,9 @@ func TestRowsKeepAnalyticsVocabulariesAndMeasureDeliveredLatency(t *testing.T) {
 		Outcomes: []notify.Outcome{
 			{User: "ada", Channel: "sms", Stage: "delivered", Country: "DE"},
 			{User: "ada", Channel: "email", Stage: "suppressed", Reason: "no_address", Country: "DE"}, // country only on SMS
-			{User: "bob", Channel: "email", Stage: "suppressed", Reason: "bored"},                    // not a wire reason
-			{User: "bob", Channel: "pigeon", Stage: "fanned_out"},                                    // not a channel
-			{User: "", Channel: "email", Stage: "fanned_out"},                                        // no recipient
+			{User: "bob", Channel: "email", Stage: "suppressed", Reason: "bored"},                     // not a wire reason
+			{User: "bob", Channel: "pigeon", Stage: "fanned_out"},                                     // not a channel
+			{User: "", Channel: "email", Stage: "fanned_out"},                                         // no recipient
 		}}
 	rs, dropped := rows(b)
 	if dropped != 3 || len(rs) != 2 {
