@@ -439,6 +439,16 @@ func TestProcessPermanentAndExpired(t *testing.T) {
 	if s := f.log.states[len(f.log.states)-1]; s.State != notify.StateSuppressed || s.Reason != notify.ReasonExpired || len(smtp.sent) != 1 {
 		t.Fatalf("expired: %+v", s)
 	}
+	// The failure's class is the failed stage's reason; the expiry is its own stage.
+	var stages []string
+	for _, b := range f.prod.events {
+		for _, o := range b.Outcomes {
+			stages = append(stages, o.Stage+"/"+o.Reason)
+		}
+	}
+	if want := []string{"dispatched/", "failed/permanent", "expired/"}; !slices.Equal(stages, want) {
+		t.Fatalf("events %v, want %v", stages, want)
+	}
 }
 
 func TestBreakerOpensAndFailsOverToSecondary(t *testing.T) {
