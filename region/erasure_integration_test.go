@@ -17,6 +17,11 @@ func TestErasureLeavesNoRowOfTheUserInAnyStoreAndLaterSendsAreSuppressed(t *test
 	r.call("PUT", "/v1/users/ada/preferences", map[string]any{"timezone": "Europe/Paris"}, r.app)
 	r.call("PUT", "/v1/topics/news/subscribers/ada", nil, r.app)
 	r.call("PUT", "/v1/users/bob", map[string]any{"email": "bob@example.com"}, r.app)
+	// A delivery event the exporter stored (this test region runs no exporter, so plant one).
+	if _, err := r.pg.Exec(ctx, `INSERT INTO analytics_events (event_key, window_start, app, tier, category, channel, stage, reason, country, user_id)
+		VALUES ('n1|ada|in_app|delivered', date_trunc('minute', now()), $1, 'social', 'c', 'in_app', 'delivered', '', '', 'ada')`, r.app); err != nil {
+		t.Fatal(err)
+	}
 	code, b := r.call("POST", "/v1/notifications", map[string]any{"type": "social", "category": "c", "body": "hi",
 		"recipients": []string{"ada", "bob"}, "channels": []string{"in_app", "email"}}, r.app)
 	if code != 202 {
@@ -60,6 +65,7 @@ func TestErasureLeavesNoRowOfTheUserInAnyStoreAndLaterSendsAreSuppressed(t *test
 		`SELECT count(*) FROM topic_subscriptions WHERE app_id = $1 AND user_id = 'ada'`,
 		`SELECT count(*) FROM scheduled_sends WHERE app_id = $1 AND event::text LIKE '%"ada"%'`,
 		`SELECT count(*) FROM erasures WHERE app_id = $1 AND user_id = 'ada'`,
+		`SELECT count(*) FROM analytics_events WHERE app = $1 AND user_id = 'ada'`,
 	} {
 		var n int
 		if err := r.pg.QueryRow(ctx, q, r.app).Scan(&n); err != nil || n != 0 {

@@ -72,7 +72,7 @@ func runRegion(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs := newFlags("region", stderr)
 	path := fs.String("config", "", "config file (YAML)")
 	name := fs.String("name", "", "region name, e.g. eu-west-1 (overrides the file)")
-	roles := fs.String("roles", "", "comma-separated roles to run (default: all): "+strings.Join(region.AllRoles(), ","))
+	roles := fs.String("roles", "", "comma-separated roles to run, of "+strings.Join(region.KnownRoles(), ",")+" (default: "+strings.Join(region.AllRoles(), ",")+"; the exporter needs an export block)")
 	listen := fs.String("listen", "", "listen address (overrides the file)")
 	check := fs.Bool("check-config", false, "validate the config and exit")
 	if err := parse(fs, args); err != nil {

@@ -29,6 +29,7 @@ var pgQueries = []struct{ table, query string }{
 		CROSS JOIN LATERAL jsonb_array_elements_text(CASE WHEN jsonb_typeof(s.event->'recipients') = 'array' THEN s.event->'recipients' ELSE '[]'::jsonb END) AS r(user_id)`},
 	// The id is kept until the erasure completes.
 	{"erasures", `SELECT DISTINCT app_id, user_id FROM erasures WHERE user_id IS NOT NULL`},
+	{"analytics_events", `SELECT DISTINCT app, user_id FROM analytics_events`},
 }
 
 func scanPostgres(ctx context.Context, r Region, c *collector) error {
