@@ -69,6 +69,9 @@ func (f FanoutConfig) validate() error {
 		if t.Concurrency < 1 || t.Concurrency > 1024 {
 			return config.Errorf(key+".concurrency", fmt.Sprint(t.Concurrency), "must be 1-1024")
 		}
+		if t.PartitionWindow < 0 || t.PartitionWindow > 1024 {
+			return config.Errorf(key+".partition_window", fmt.Sprint(t.PartitionWindow), "must be 0-1024 (0 or 1: one event at a time)")
+		}
 		if t.MaxPollRecords < 1 || t.MaxPollRecords > 100_000 {
 			return config.Errorf(key+".max_poll_records", fmt.Sprint(t.MaxPollRecords), "must be 1-100000")
 		}
