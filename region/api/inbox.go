@@ -101,28 +101,10 @@ func (s *Server) unreadCount(c *gin.Context) {
 	if !ok {
 		return
 	}
-	subs, err := s.subscriptions(c, user)
+	n, more, err := s.countUnread(c.Request.Context(), appOf(c), user)
 	if err != nil {
-		s.failed(c, "reading subscriptions", err)
+		s.failed(c, "counting unread items", err)
 		return
-	}
-	n, more := 0, false
-	var cur *inbox.Cursor
-	for {
-		items, next, err := s.Inbox.Page(c.Request.Context(), appOf(c), user, subs, cur, maxPage, true, s.Now())
-		if err != nil {
-			s.failed(c, "counting unread items", err)
-			return
-		}
-		n += len(items)
-		if next == "" {
-			break
-		}
-		if n >= maxUnreadSeen {
-			more = true
-			break
-		}
-		cur, _ = inbox.DecodeCursor(next)
 	}
 	c.JSON(http.StatusOK, gin.H{"user_id": user, "unread_count": n, "more": more})
 }
