@@ -3,7 +3,6 @@ package notify
 import (
 	"encoding/json"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/herald-notify/herald/platform/kafka"
@@ -81,28 +80,4 @@ func StageOf(state, reason string) (stage, outReason string) {
 		return StageFannedOut, ""
 	}
 	return state, reason
-}
-
-// callingCodes are the E.164 country codes of the countries Herald's SMS prices name, longest
-// first within a leading digit, so "+353" is Ireland and not a guess from "+3". A number of
-// another country gets no country (priced at the default).
-var callingCodes = []struct{ prefix, country string }{
-	{"+1", "US"}, {"+44", "GB"}, {"+49", "DE"}, {"+33", "FR"}, {"+353", "IE"}, {"+34", "ES"},
-	{"+39", "IT"}, {"+31", "NL"}, {"+32", "BE"}, {"+41", "CH"}, {"+43", "AT"}, {"+45", "DK"},
-	{"+46", "SE"}, {"+47", "NO"}, {"+48", "PL"}, {"+351", "PT"}, {"+358", "FI"}, {"+61", "AU"},
-	{"+81", "JP"}, {"+91", "IN"}, {"+55", "BR"}, {"+52", "MX"},
-}
-
-// PhoneCountry returns the ISO 3166-1 alpha-2 code of an E.164 number's country, or "" when its
-// prefix is not one of the few known ones. "+1" is reported as US (Canada and the Caribbean
-// share it; telling them apart needs the area code tables).
-func PhoneCountry(phone string) string {
-	best := ""
-	bestLen := 0
-	for _, c := range callingCodes {
-		if strings.HasPrefix(phone, c.prefix) && len(c.prefix) > bestLen {
-			best, bestLen = c.country, len(c.prefix)
-		}
-	}
-	return best
 }
