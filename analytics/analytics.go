@@ -5,8 +5,10 @@
 // per region). The decoder accepts that closed schema only; a cell with fewer than k distinct
 // recipients, a category not registered in config, or any extra field is refused with a 400
 // naming the field. Batches are upserted by their key (region, window, seq), so a repeat
-// counts once. The query API (/v1/funnel, /v1/dropoff, /v1/latency, /v1/cost) and the
-// dashboard (/dashboard/) read the sums. docs/analytics.md has the whole contract.
+// counts once. GET /v1/categories tells the regions' exporters which categories are
+// registered, so they fold any other into "other" rather than have a window refused. The query
+// API (/v1/funnel, /v1/dropoff, /v1/latency, /v1/cost) and the dashboard (/dashboard/) read the
+// sums. docs/analytics.md has the whole contract.
 package analytics
 
 import (

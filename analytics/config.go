@@ -96,8 +96,25 @@ func (c CategoriesConfig) AppAllowed(app string) bool {
 }
 
 // Allowed reports whether app may report category. "other" (a k-anonymity fold) always is.
+// It is the rule exporters apply to the lists GET /v1/categories gives them, so both sides agree.
 func (c CategoriesConfig) Allowed(app, category string) bool {
-	return category == wire.CategoryOther || slices.Contains(c.Global, category) || slices.Contains(c.Apps[app], category)
+	return wire.Categories{Global: c.Global, Apps: c.Apps}.Allows(app, category)
+}
+
+// Wire returns the registered categories as GET /v1/categories answers them (empty lists
+// rather than null).
+func (c CategoriesConfig) Wire() wire.Categories {
+	out := wire.Categories{Global: slices.Clone(c.Global), Apps: make(map[string][]string, len(c.Apps))}
+	if out.Global == nil {
+		out.Global = []string{}
+	}
+	for app, cats := range c.Apps {
+		out.Apps[app] = slices.Clone(cats)
+		if out.Apps[app] == nil {
+			out.Apps[app] = []string{}
+		}
+	}
+	return out
 }
 
 // PriceConfig is what a delivered message costs, per channel. Push and in-app are free.

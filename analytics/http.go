@@ -46,6 +46,7 @@ func (a *api) router(h *health.Health) *gin.Engine {
 	r.Use(gin.Recovery())
 	h.Mount(r)
 	r.POST("/v1/aggregates", a.ingest)
+	r.GET("/v1/categories", a.categories)
 	r.GET("/v1/meta", a.meta)
 	r.GET("/v1/funnel", query(a, a.queries.Funnel))
 	r.GET("/v1/dropoff", query(a, a.queries.Dropoff))
@@ -108,12 +109,30 @@ func (a *api) reject(c *gin.Context, status int, code, message, field string) {
 	c.Abort()
 }
 
-// ingest is POST /v1/aggregates.
-func (a *api) ingest(c *gin.Context) {
+// authorized returns the region whose token the request carries, or answers 401 and "".
+func (a *api) authorized(c *gin.Context) string {
 	region := a.region(c.Request)
 	if region == "" {
 		c.Header("WWW-Authenticate", `Bearer realm="herald-analytics"`)
 		a.reject(c, http.StatusUnauthorized, "unauthorized", "a region's bearer token is required", "")
+	}
+	return region
+}
+
+// categories is GET /v1/categories: what a cell may name, for the regions' exporters (they
+// fold anything else into "other" before shipping). Regions only: the list names apps.
+func (a *api) categories(c *gin.Context) {
+	if a.authorized(c) == "" {
+		return
+	}
+	c.Header("Cache-Control", "no-store")
+	c.JSON(http.StatusOK, a.cfg.Categories.Wire())
+}
+
+// ingest is POST /v1/aggregates.
+func (a *api) ingest(c *gin.Context) {
+	region := a.authorized(c)
+	if region == "" {
 		return
 	}
 	body := http.MaxBytesReader(c.Writer, c.Request.Body, a.cfg.MaxBodyBytes)

@@ -73,6 +73,7 @@ func TestOpenAPIBatchSchemasHaveTheWireTypesFields(t *testing.T) {
 	doc := loadOpenAPI(t)
 	for schema, typ := range map[string]reflect.Type{
 		"Batch": reflect.TypeOf(wire.Batch{}), "Cell": reflect.TypeOf(wire.Cell{}), "Histogram": reflect.TypeOf(wire.Histogram{}),
+		"Categories": reflect.TypeOf(wire.Categories{}),
 	} {
 		var props []string
 		for name := range doc.Components.Schemas[schema].Value.Properties {

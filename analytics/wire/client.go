@@ -39,7 +39,7 @@ type RefusedError struct {
 }
 
 func (e *RefusedError) Error() string {
-	return fmt.Sprintf("central analytics refused the batch: %d %s %s: %s", e.Status, e.Code, e.Field, e.Message)
+	return fmt.Sprintf("central analytics refused the request: %d %s %s: %s", e.Status, e.Code, e.Field, e.Message)
 }
 
 // IsRefused reports whether err is a refusal (not worth retrying), as opposed to a transport
@@ -59,11 +59,37 @@ func (c *Client) Post(ctx context.Context, b Batch) (Ack, error) {
 	if err != nil {
 		return Ack{}, fmt.Errorf("encoding batch: %w", err)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(c.BaseURL, "/")+"/v1/aggregates", bytes.NewReader(body))
-	if err != nil {
-		return Ack{}, fmt.Errorf("building request: %w", err)
+	var ack Ack
+	if err := c.do(ctx, http.MethodPost, "/v1/aggregates", body, &ack); err != nil {
+		return Ack{}, fmt.Errorf("posting batch: %w", err)
 	}
-	req.Header.Set("Content-Type", "application/json")
+	return ack, nil
+}
+
+// Categories fetches the categories central accepts in a cell (GET /v1/categories). A
+// *RefusedError means the token is not a region's; another error may pass: ask again.
+func (c *Client) Categories(ctx context.Context) (Categories, error) {
+	var cats Categories
+	if err := c.do(ctx, http.MethodGet, "/v1/categories", nil, &cats); err != nil {
+		return Categories{}, fmt.Errorf("fetching categories: %w", err)
+	}
+	return cats, nil
+}
+
+// do sends one request with the region's token and decodes a 200's JSON into out. A 4xx
+// other than 429 is a *RefusedError; anything else that is not a 200 is a plain error.
+func (c *Client) do(ctx context.Context, method, path string, body []byte, out any) error {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(c.BaseURL, "/")+path, rd)
+	if err != nil {
+		return fmt.Errorf("building request: %w", err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	req.Header.Set("Authorization", "Bearer "+c.Token)
 	hc := c.HTTP
 	if hc == nil {
@@ -71,26 +97,25 @@ func (c *Client) Post(ctx context.Context, b Batch) (Ack, error) {
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return Ack{}, fmt.Errorf("posting batch: %w", err)
+		return err
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return Ack{}, fmt.Errorf("reading central's answer: %w", err)
+		return fmt.Errorf("reading central's answer: %w", err)
 	}
 	switch {
 	case resp.StatusCode == http.StatusOK:
-		var ack Ack
-		if err := json.Unmarshal(raw, &ack); err != nil {
-			return Ack{}, fmt.Errorf("decoding central's answer: %w", err)
+		if err := json.Unmarshal(raw, out); err != nil {
+			return fmt.Errorf("decoding central's answer: %w", err)
 		}
-		return ack, nil
+		return nil
 	case resp.StatusCode >= 400 && resp.StatusCode < 500 && resp.StatusCode != http.StatusTooManyRequests:
 		var e struct {
 			Error struct{ Code, Message, Field string } `json:"error"`
 		}
 		_ = json.Unmarshal(raw, &e)
-		return Ack{}, &RefusedError{Status: resp.StatusCode, Code: e.Error.Code, Field: e.Error.Field, Message: e.Error.Message}
+		return &RefusedError{Status: resp.StatusCode, Code: e.Error.Code, Field: e.Error.Field, Message: e.Error.Message}
 	}
-	return Ack{}, fmt.Errorf("central analytics answered %d: %s", resp.StatusCode, bytes.TrimSpace(raw))
+	return fmt.Errorf("central analytics answered %d: %s", resp.StatusCode, bytes.TrimSpace(raw))
 }

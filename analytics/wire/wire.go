@@ -146,6 +146,20 @@ const ChannelAll = "all"
 // CategoryOther is a cell folded above category for k-anonymity. No app may register it.
 const CategoryOther = "other"
 
+// Categories are the categories central accepts in a cell: Global for every app, Apps for one
+// app each (GET /v1/categories). Central refuses a batch with any other category (400
+// unknown_category), so an exporter folds a category central does not know into CategoryOther
+// before shipping, rather than have one unexpected category hold the whole window back.
+type Categories struct {
+	Global []string            `json:"global"`
+	Apps   map[string][]string `json:"apps"`
+}
+
+// Allows reports whether a cell of app may name category. CategoryOther always may.
+func (c Categories) Allows(app, category string) bool {
+	return category == CategoryOther || slices.Contains(c.Global, category) || slices.Contains(c.Apps[app], category)
+}
+
 // Reasons per stage; a stage absent here has no reason (empty). The exporter maps region
 // states to these: fan-out's suppressed/expired becomes stage expired; a dispatcher's failure
 // class (permanent, gone, no provider) the failed reason; retries exhausted on transient errors

@@ -15,6 +15,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -41,8 +43,10 @@ type Exporter struct {
 	kafka  kafka.Config
 	store  store
 	client *wire.Client
-	log    *slog.Logger
-	now    func() time.Time
+	// categories are central's registered ones; the closer folds any other into "other".
+	categories categoryCache
+	log        *slog.Logger
+	now        func() time.Time
 }
 
 // New returns an exporter; it reads the token file, if any.
@@ -51,8 +55,9 @@ func New(region string, cfg Config, kc kafka.Config, db *pgxpool.Pool, log *slog
 	if err != nil {
 		return nil, err
 	}
+	client := &wire.Client{BaseURL: cfg.CentralURL, Token: tok}
 	return &Exporter{region: region, cfg: cfg, kafka: kc, store: store{db: db}, log: log.With("role", "exporter"), now: time.Now,
-		client: &wire.Client{BaseURL: cfg.CentralURL, Token: tok}}, nil
+		client: client, categories: categoryCache{fetch: client.Categories}}, nil
 }
 
 // Group is the exporter's consumer group: its own, so analytics never holds up delivery.
@@ -191,6 +196,9 @@ func (e *Exporter) CloseWindows(ctx context.Context) (int, error) {
 	return shipped, nil
 }
 
+// codeUnknownCategory is central's refusal of a category it does not register.
+const codeUnknownCategory = "unknown_category"
+
 // ship folds one window and posts its batches; the window is marked shipped (at the version
 // read) only after central acknowledged every batch, or refused one (4xx: not retried until
 // the window changes).
@@ -199,22 +207,67 @@ func (e *Exporter) ship(ctx context.Context, w time.Time) error {
 	if err != nil {
 		return err
 	}
-	for _, b := range Batches(e.region, w, snap.cells, snap.latency, e.cfg.K) {
-		ack, err := e.client.Post(ctx, b)
-		if re := (*wire.RefusedError)(nil); errors.As(err, &re) {
-			windowsShipped.WithLabelValues(e.region, "refused").Inc()
-			e.log.Error("central analytics refused a window; not retried until it changes", "window", w, "seq", b.Seq,
-				"status", re.Status, "code", re.Code, "field", re.Field, "message", re.Message)
-			return e.store.shipped(ctx, w, snap.version, fmt.Sprintf("%d %s %s", re.Status, re.Code, re.Field))
-		}
+	refusal, err := e.deliver(ctx, w, snap)
+	if err != nil {
+		return err
+	}
+	return e.store.shipped(ctx, w, snap.version, refusal)
+}
+
+// deliver posts a window's snapshot to central. It returns "" once central acknowledged every
+// batch, central's refusal ("400 below_k cells[0]...") when it refused one, or an error when
+// the window must be shipped again later. Categories central does not register are folded
+// into "other" first; a refusal naming one anyway (central's config changed since they were
+// fetched) refreshes them and posts the window again, once.
+func (e *Exporter) deliver(ctx context.Context, w time.Time, snap snapshot) (refusal string, err error) {
+	for attempt := 0; ; attempt++ {
+		cats, err := e.categories.get(ctx, e.now(), attempt > 0)
 		if err != nil {
 			windowsShipped.WithLabelValues(e.region, "failed").Inc()
-			return fmt.Errorf("shipping window %s: %w", w.Format(time.RFC3339), err)
+			return "", fmt.Errorf("shipping window %s: %w", w.Format(time.RFC3339), err)
+		}
+		err = e.post(ctx, w, snap, cats)
+		var re *wire.RefusedError
+		switch {
+		case errors.As(err, &re) && re.Code == codeUnknownCategory && attempt == 0:
+			e.log.Info("central refused a category; refreshing its registered categories and shipping again", "window", w, "field", re.Field)
+			continue
+		case errors.As(err, &re):
+			windowsShipped.WithLabelValues(e.region, "refused").Inc()
+			e.log.Error("central analytics refused a window; not retried until it changes", "window", w, "err", err,
+				"status", re.Status, "code", re.Code, "field", re.Field, "message", re.Message)
+			return fmt.Sprintf("%d %s %s", re.Status, re.Code, re.Field), nil
+		case err != nil:
+			windowsShipped.WithLabelValues(e.region, "failed").Inc()
+			return "", fmt.Errorf("shipping window %s: %w", w.Format(time.RFC3339), err)
+		}
+		return "", nil
+	}
+}
+
+// post folds a window's snapshot, with cats as the categories central accepts, and posts its
+// batches in order. A batch central refuses stops it (a *wire.RefusedError in the error).
+func (e *Exporter) post(ctx context.Context, w time.Time, snap snapshot, cats wire.Categories) error {
+	cells, unknown := FoldUnregistered(snap.cells, cats)
+	if len(unknown) > 0 {
+		var events int64
+		for _, n := range unknown {
+			events += n
+		}
+		unregistered.WithLabelValues(e.region).Add(float64(events))
+		// The names stay in the region's log: central never sees them.
+		e.log.Warn("categories central does not register are shipped as other; register them in central's categories",
+			"window", w, "categories", slices.Sorted(maps.Keys(unknown)), "events", events)
+	}
+	for _, b := range Batches(e.region, w, cells, snap.latency, e.cfg.K) {
+		ack, err := e.client.Post(ctx, b)
+		if err != nil {
+			return fmt.Errorf("batch seq %d: %w", b.Seq, err)
 		}
 		windowsShipped.WithLabelValues(e.region, ack.Result).Inc()
 		e.log.Debug("window shipped", "window", w, "seq", b.Seq, "result", ack.Result, "cells", ack.Cells)
 	}
-	return e.store.shipped(ctx, w, snap.version, "")
+	return nil
 }
 
 // Batches folds a window's cells and histograms with k and splits the result into batches of at

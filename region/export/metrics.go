@@ -14,6 +14,10 @@ var (
 		Name: "herald_export_windows_total",
 		Help: "Windows the exporter posted to central analytics, by central's answer: stored, replaced, unchanged, refused, failed.",
 	}, []string{"region", "result"})
+	unregistered = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "herald_export_unregistered_category_events_total",
+		Help: "Events whose category central does not register, shipped under category other (counted each time their window is shipped).",
+	}, []string{"region"})
 	windowsPending = promauto.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "herald_export_windows_pending",
 		Help: "Closed windows not yet acknowledged by central analytics.",
