@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strconv"
@@ -34,7 +35,12 @@ func userParam(c *gin.Context) (string, bool) {
 }
 
 func (s *Server) subscriptions(c *gin.Context, user string) ([]inbox.Subscription, error) {
-	subs, err := s.Topics.Of(c.Request.Context(), appOf(c), user)
+	return s.userSubscriptions(c.Request.Context(), appOf(c), user)
+}
+
+// userSubscriptions lists the user's topics, whose feeds its inbox merges.
+func (s *Server) userSubscriptions(ctx context.Context, app, user string) ([]inbox.Subscription, error) {
+	subs, err := s.Topics.Of(ctx, app, user)
 	if err != nil {
 		return nil, err
 	}
@@ -101,7 +107,12 @@ func (s *Server) unreadCount(c *gin.Context) {
 	if !ok {
 		return
 	}
-	n, more, err := s.countUnread(c.Request.Context(), appOf(c), user)
+	subs, err := s.subscriptions(c, user)
+	if err != nil {
+		s.failed(c, "reading subscriptions", err)
+		return
+	}
+	n, more, _, err := s.countUnread(c.Request.Context(), appOf(c), user, subs)
 	if err != nil {
 		s.failed(c, "counting unread items", err)
 		return
@@ -171,6 +182,7 @@ func (s *Server) markRead(c *gin.Context) {
 		return
 	}
 	s.readEvents(c, user, []readItem{{id: id, app: appOf(c), tier: n.Tier, category: n.Category, created: n.AcceptedAt}})
+	s.inboxChanged(c, user)
 	c.JSON(http.StatusOK, gin.H{"notification_id": id, "user_id": user, "read": true})
 }
 
@@ -220,7 +232,22 @@ func (s *Server) readAll(c *gin.Context) {
 		}
 	}
 	s.readEvents(c, user, read)
+	if marked > 0 {
+		s.inboxChanged(c, user)
+	}
 	c.JSON(http.StatusOK, gin.H{"user_id": user, "marked": marked})
+}
+
+// inboxChanged tells the user's open streams, wherever they are, to send the unread count
+// again. The read is stored already, so a failure only leaves the streams' count stale until
+// their next item: logged, not failed.
+func (s *Server) inboxChanged(c *gin.Context, user string) {
+	if s.Streams == nil {
+		return
+	}
+	if err := s.Streams.Changed(c.Request.Context(), appOf(c), user); err != nil {
+		s.Logger.Warn("announcing reads to open streams", "err", err)
+	}
 }
 
 // readItem is one inbox item a call marked read.

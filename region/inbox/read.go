@@ -263,3 +263,64 @@ func (c Cursor) After(o Cursor) bool {
 	}
 	return c.ID > o.ID
 }
+
+// Since returns the newest limit items of the user's inbox created after t, oldest first: its
+// own partitions and the feeds of its topics (feed items from before the subscription left
+// out; a feed item the user has read is listed once, from its own partition). This is what a
+// stream that reconnects missed.
+func (in *Inbox) Since(ctx context.Context, appID, userID string, subs []Subscription, t, now time.Time, limit int) ([]Item, error) {
+	from := time.Date(t.UTC().Year(), t.UTC().Month(), 1, 0, 0, 0, 0, time.UTC)
+	if oldest := time.Date(now.UTC().Year(), now.UTC().Month()-(Buckets-1), 1, 0, 0, 0, 0, time.UTC); from.Before(oldest) {
+		from = oldest // older buckets have expired
+	}
+	// Each source's buckets are read newest first with the limit, so the newest limit items
+	// overall are among what is read.
+	read := func(q string, key string, scan func(*gocql.Iter, *Item) bool, each func(Item)) error {
+		for m := from; !m.After(now.UTC()); m = m.AddDate(0, 1, 0) {
+			iter := in.s.Query(q, appID, key, Bucket(m), t, limit).WithContext(ctx).Iter()
+			var it Item
+			for scan(iter, &it) {
+				each(it)
+				it = Item{}
+			}
+			if err := iter.Close(); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	var out []Item
+	own := map[string]bool{}
+	err := read(`SELECT created_at, notification_id, tier, category, title, body, link, metadata, read_at FROM notification_log
+		WHERE app_id = ? AND user_id = ? AND bucket = ? AND created_at > ? LIMIT ?`, userID, scanOwn, func(it Item) {
+		it.AppID, it.UserID = appID, userID
+		own[it.NotificationID] = true
+		out = append(out, it)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading inbox of %s: %w", userID, err)
+	}
+	for _, sub := range subs {
+		since := sub.Since.Truncate(time.Millisecond)
+		err := read(`SELECT created_at, notification_id, tier, category, title, body, link, metadata FROM topic_feed
+			WHERE app_id = ? AND topic = ? AND bucket = ? AND created_at > ? LIMIT ?`, sub.Topic, scanFeed, func(it Item) {
+			if own[it.NotificationID] || it.CreatedAt.Before(since) {
+				return
+			}
+			own[it.NotificationID] = true // a topic listed twice in subs gives one item
+			it.AppID, it.UserID, it.Topic = appID, userID, sub.Topic
+			out = append(out, it)
+		})
+		if err != nil {
+			return nil, fmt.Errorf("reading topic feed %s: %w", sub.Topic, err)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return before(out[i], out[j]) })
+	if len(out) > limit {
+		out = out[:limit]
+	}
+	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
+		out[i], out[j] = out[j], out[i]
+	}
+	return out, nil
+}
