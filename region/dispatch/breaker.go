@@ -36,6 +36,8 @@ type guarded struct {
 	cb *gobreaker.CircuitBreaker[Receipt]
 	// limit is the provider's shared rate limit (nil: unlimited).
 	limit *RateLimiter
+	// sent checks whether a send was already accepted when limit does not (nil: no check).
+	sent *sentKeys
 	// timeout bounds one provider call (0: ctx only); the rate-limit wait is not part of it.
 	timeout time.Duration
 }
@@ -75,13 +77,24 @@ func newGuarded(p Provider, c BreakerConfig, region string, log *slog.Logger) *g
 	return &guarded{p: p, cb: gobreaker.NewCircuitBreaker[Receipt](st)}
 }
 
-// send calls the provider through the breaker. A call cut short by our own shutdown is not the
+// send calls the provider through the breaker, once the send has its rate-limit token. When
+// sentKey is set (see sentKeys) and names a send a provider already accepted, nothing is sent:
+// send returns that send's message id and already = true. The check shares the token's Redis
+// call when the provider is rate limited. A call cut short by our own shutdown is not the
 // provider's failure and is not counted.
-func (g *guarded) send(ctx context.Context, t notify.Task, to string) (Receipt, error) {
+func (g *guarded) send(ctx context.Context, t notify.Task, to, sentKey string) (rc Receipt, already bool, err error) {
 	// An open breaker refuses without a call: no token is taken for it.
 	if g.limit != nil && g.cb.State() != gobreaker.StateOpen {
-		if err := g.limit.Wait(ctx); err != nil {
-			return Receipt{}, &SendError{Class: Transient, Reason: "shutdown", Err: err}
+		id, sent, err := g.limit.take(ctx, sentKey)
+		if err != nil {
+			return Receipt{}, false, &SendError{Class: Transient, Reason: "shutdown", Err: err}
+		}
+		if sent {
+			return Receipt{MessageID: id}, true, nil
+		}
+	} else if sentKey != "" {
+		if id, ok := g.sent.sent(ctx, sentKey); ok {
+			return Receipt{MessageID: id}, true, nil
 		}
 	}
 	outer := ctx
@@ -102,12 +115,12 @@ func (g *guarded) send(ctx context.Context, t notify.Task, to string) (Receipt, 
 		return r, err
 	})
 	if shutdown {
-		return Receipt{}, &SendError{Class: Transient, Reason: "shutdown", Err: outer.Err()}
+		return Receipt{}, false, &SendError{Class: Transient, Reason: "shutdown", Err: outer.Err()}
 	}
 	if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
-		return Receipt{}, &SendError{Class: Transient, Reason: "breaker_open", Err: errBreakerOpen}
+		return Receipt{}, false, &SendError{Class: Transient, Reason: "breaker_open", Err: errBreakerOpen}
 	}
-	return r, err
+	return r, false, err
 }
 
 // route is a kind of provider for a channel: the primary and, optionally, a secondary used while
@@ -117,13 +130,15 @@ type route struct {
 }
 
 // send delivers through the primary, or the secondary when the primary's breaker refuses. It
-// returns the name of the provider that answered.
-func (r *route) send(ctx context.Context, t notify.Task, to string) (string, Receipt, error) {
-	rc, err := r.primary.send(ctx, t, to)
+// returns the name of the provider that answered. already reports a send found in sentKey
+// (see guarded.send): nothing was sent.
+func (r *route) send(ctx context.Context, t notify.Task, to, sentKey string) (provider string, rc Receipt, already bool, err error) {
+	rc, already, err = r.primary.send(ctx, t, to, sentKey)
 	if err != nil && r.secondary != nil && errors.Is(err, errBreakerOpen) {
 		failovers.WithLabelValues(t.Channel, r.primary.p.Name(), r.secondary.p.Name()).Inc()
-		rc, err = r.secondary.send(ctx, t, to)
-		return r.secondary.p.Name(), rc, err
+		// The primary checked the sent key before its breaker refused.
+		rc, _, err = r.secondary.send(ctx, t, to, "")
+		return r.secondary.p.Name(), rc, false, err
 	}
-	return r.primary.p.Name(), rc, err
+	return r.primary.p.Name(), rc, already, err
 }

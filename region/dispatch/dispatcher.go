@@ -223,6 +223,7 @@ func newDispatcher(cfg Config, region string, d Deps, provs map[string][2]Provid
 		guard := func(p Provider) *guarded {
 			g := newGuarded(p, cfg.Breaker, region, ds.log)
 			g.timeout = cfg.SendTimeout
+			g.sent = ds.sent
 			g.limit = NewRateLimiter(d.Redis, d.RedisPrefix, region, p.Name(), limits[p.Name()], ds.log)
 			if g.limit != nil {
 				ds.log.Info("provider rate limited", "provider", p.Name(), "key", g.limit.Key(),
@@ -375,29 +376,31 @@ func (d *Dispatcher) process(ctx context.Context, t notify.Task, prev *Retry) er
 		key := ""
 		if d.sent != nil {
 			key = d.sent.key(t.NotificationID, t.UserID, t.Channel, u.to)
-			if id, ok := d.sent.sent(ctx, key); ok {
+		}
+		if rt == nil {
+			if id, ok := d.sent.sent(ctx, key); ok { // sent before its provider was unconfigured
 				r.already, r.receipt.MessageID, r.at = true, id, d.now()
 				results = append(results, r)
 				continue
 			}
-		}
-		if rt == nil {
 			r.provider = u.kind
 			r.err = &SendError{Class: Permanent, Reason: "no_provider", Err: fmt.Errorf("no %s provider configured", u.kind)}
 		} else {
-			// The send waits for its provider's rate-limit token (until ctx ends), then is bounded
-			// by send_timeout.
+			// The send checks its sent key (a send accepted before a crash is not repeated) and
+			// waits for its provider's rate-limit token (until ctx ends), then is bounded by
+			// send_timeout.
 			var err error
 			sctx, sspan := tracer.Start(ctx, "provider.send", trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attribute.String("provider.kind", u.kind)))
-			r.provider, r.receipt, err = rt.send(sctx, t, u.to)
-			sspan.SetAttributes(attribute.String("provider", r.provider), attribute.String("provider.status", r.receipt.Status))
+			r.provider, r.receipt, r.already, err = rt.send(sctx, t, u.to, key)
+			sspan.SetAttributes(attribute.String("provider", r.provider), attribute.String("provider.status", r.receipt.Status), attribute.Bool("already_sent", r.already))
 			if err != nil {
 				sspan.SetStatus(codes.Error, err.Error())
 			}
 			sspan.End()
-			if err != nil {
+			switch {
+			case err != nil:
 				r.err = classify(err)
-			} else if key != "" {
+			case !r.already && key != "":
 				d.sent.mark(ctx, key, r.receipt.MessageID)
 			}
 		}

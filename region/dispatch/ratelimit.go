@@ -42,10 +42,21 @@ func (c RateLimitConfig) validate() error {
 	return nil
 }
 
-// tokenBucket refills KEYS[1] by the time elapsed on the Redis server's clock (so processes on
-// different clocks agree) at ARGV[1] tokens/s up to ARGV[2], and takes one token. It returns 0
-// when the token was taken, else the wait in ms until one is available. The state is a hash
+// tokenBucket takes the tokens of a round of requests for one provider's bucket and, for each
+// request that names a sent key, first checks whether that send was already accepted, in one
+// atomic script.
+//
+// KEYS[1] is the bucket; KEYS[2..] are sent keys. ARGV[1] is the rate (tokens/s), ARGV[2] the
+// burst, and ARGV[3..] hold one entry per request: the index in KEYS of its sent key, or 0 for
+// none. The bucket is refilled by the time elapsed on the Redis server's clock (so processes on
+// different clocks agree), up to the burst. The reply has one entry per request, in order: the
+// stored provider message id (a string) when its send was already accepted, and no token is
+// taken for it; else 0 when a token was taken; else the wait in ms (at least 1) until a token
+// should be free, counting the requests of the round that wait before it. The state is a hash
 // {tokens, ts (µs)}; it expires once the bucket would be full again (absent = full).
+//
+// A request waits again after a refusal; nothing is reserved, so the limit holds whatever the
+// other processes do.
 var tokenBucket = goredis.NewScript(`
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
@@ -62,29 +73,47 @@ if now > ts then
   tokens = math.min(burst, tokens + (now - ts) * rate / 1000000)
   ts = now
 end
-local wait = 0
-if tokens >= 1 then
-  tokens = tokens - 1
-else
-  wait = math.ceil((1 - tokens) * 1000 / rate)
-  if wait < 1 then wait = 1 end
+local out = {}
+local waiting = 0
+for i = 3, #ARGV do
+  local k = tonumber(ARGV[i])
+  local id = false
+  if k > 0 then
+    id = redis.call('GET', KEYS[k])
+  end
+  if id then
+    out[#out + 1] = id
+  elseif tokens >= 1 then
+    tokens = tokens - 1
+    out[#out + 1] = 0
+  else
+    waiting = waiting + 1
+    local wait = math.ceil((waiting - tokens) * 1000 / rate)
+    if wait < 1 then wait = 1 end
+    out[#out + 1] = wait
+  end
 end
 redis.call('HSET', KEYS[1], 'tokens', string.format('%.17g', tokens), 'ts', string.format('%.17g', ts))
 redis.call('PEXPIRE', KEYS[1], math.ceil(burst * 1000 / rate) + 1000)
-return wait
+return out
 `)
 
 // Rate limiter tuning: one Redis call may take this long before the limiter fails open, and
 // after a failure Redis is not asked again for this long (every call in between is unlimited).
+// One call serves at most rateLimitBatchMax requests.
 const (
 	rateLimitCallTimeout = 500 * time.Millisecond
 	rateLimitCooldown    = time.Second
 	rateLimitLogEvery    = 10 * time.Second
+	rateLimitBatchMax    = 512
 )
 
 // RateLimiter is one provider's shared token bucket, keyed "<prefix>rl:<provider>".
 // When Redis is unreachable it fails open: delivery goes on unlimited, logged and counted in
 // herald_dispatch_ratelimit_unavailable_total.
+//
+// The requests of concurrent sends share one script call (a batcher round), so a busy
+// dispatcher takes the tokens of many sends, and checks their sent keys, in one round trip.
 type RateLimiter struct {
 	rdb      *goredis.Client
 	key      string
@@ -93,10 +122,18 @@ type RateLimiter struct {
 	region   string
 	provider string
 	log      *slog.Logger
+	rounds   *batcher[string, takeResult]
 
 	mu        sync.Mutex
 	downUntil time.Time
 	lastLog   time.Time
+}
+
+// takeResult is one request's answer from the bucket.
+type takeResult struct {
+	sentID string        // the message id of the earlier accepted send, when sent
+	sent   bool          // the send was already accepted: no token was taken
+	wait   time.Duration // 0: the token was taken; else try again after this long
 }
 
 // NewRateLimiter returns the limiter of a provider, or nil (no limit) when rdb is nil or the
@@ -108,8 +145,10 @@ func NewRateLimiter(rdb *goredis.Client, prefix, region, provider string, c Rate
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &RateLimiter{rdb: rdb, key: prefix + "rl:" + provider, rate: strconv.FormatFloat(c.PerSecond, 'g', -1, 64),
+	l := &RateLimiter{rdb: rdb, key: prefix + "rl:" + provider, rate: strconv.FormatFloat(c.PerSecond, 'g', -1, 64),
 		burst: strconv.Itoa(c.Burst), region: region, provider: provider, log: log}
+	l.rounds = newBatcher(rateLimitBatchMax, rateLimitCallTimeout, l.round)
+	return l
 }
 
 // Key is the bucket's Redis key.
@@ -118,41 +157,85 @@ func (l *RateLimiter) Key() string { return l.key }
 // Wait blocks until a token is taken, or ctx ends (its error is returned). A Redis failure does
 // not block: Wait returns nil (fail open).
 func (l *RateLimiter) Wait(ctx context.Context) error {
+	_, _, err := l.take(ctx, "")
+	return err
+}
+
+// take is Wait for one send whose sent key (see sentKeys) is sentKey, or "" for none: when that
+// send was already accepted by a provider, it returns the stored message id and sent = true
+// without taking a token. A Redis failure reads as "not sent" and does not block (fail open).
+func (l *RateLimiter) take(ctx context.Context, sentKey string) (sentID string, sent bool, err error) {
 	if l == nil {
-		return nil
+		return "", false, nil
 	}
 	start := time.Now()
 	defer func() { rateLimitWait.WithLabelValues(l.region, l.provider).Observe(time.Since(start).Seconds()) }()
 	for {
 		if err := ctx.Err(); err != nil {
-			return err
+			return "", false, err
 		}
 		if l.down() {
 			rateLimitUnavailable.WithLabelValues(l.region, l.provider).Inc()
-			return nil
+			return "", false, nil
 		}
-		cctx, cancel := context.WithTimeout(ctx, rateLimitCallTimeout)
-		wait, err := tokenBucket.Run(cctx, l.rdb, []string{l.key}, l.rate, l.burst).Int64()
-		cancel()
+		r, err := l.rounds.do(ctx, sentKey)
 		if err != nil {
 			if ctx.Err() != nil {
-				return ctx.Err()
+				return "", false, ctx.Err()
 			}
 			l.failed(err)
 			rateLimitUnavailable.WithLabelValues(l.region, l.provider).Inc()
-			return nil
+			return "", false, nil
 		}
-		if wait <= 0 {
-			return nil
+		if r.sent {
+			return r.sentID, true, nil
 		}
-		tm := time.NewTimer(time.Duration(wait) * time.Millisecond)
+		if r.wait <= 0 {
+			return "", false, nil
+		}
+		tm := time.NewTimer(r.wait)
 		select {
 		case <-ctx.Done():
 			tm.Stop()
-			return ctx.Err()
+			return "", false, ctx.Err()
 		case <-tm.C:
 		}
 	}
+}
+
+// round runs the bucket script once for a round of requests (their sent keys, "" for none).
+func (l *RateLimiter) round(ctx context.Context, sentKeys []string) ([]takeResult, error) {
+	keys := make([]string, 1, len(sentKeys)+1)
+	keys[0] = l.key
+	args := make([]any, 2, len(sentKeys)+2)
+	args[0], args[1] = l.rate, l.burst
+	for _, k := range sentKeys {
+		if k == "" {
+			args = append(args, 0)
+			continue
+		}
+		keys = append(keys, k)
+		args = append(args, len(keys))
+	}
+	reply, err := tokenBucket.Run(ctx, l.rdb, keys, args...).Slice()
+	if err != nil {
+		return nil, err
+	}
+	if len(reply) != len(sentKeys) {
+		return nil, fmt.Errorf("rate-limit script answered %d results for %d requests", len(reply), len(sentKeys))
+	}
+	out := make([]takeResult, len(reply))
+	for i, v := range reply {
+		switch v := v.(type) {
+		case string:
+			out[i] = takeResult{sentID: v, sent: true}
+		case int64:
+			out[i] = takeResult{wait: time.Duration(v) * time.Millisecond}
+		default:
+			return nil, fmt.Errorf("rate-limit script answered %T", v)
+		}
+	}
+	return out, nil
 }
 
 func (l *RateLimiter) down() bool {

@@ -4,6 +4,7 @@ package dispatch
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"sync"
@@ -114,7 +115,7 @@ func TestRateLimitWiredIntoProviderSends(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, _, err := ds[i%2].routes[KindSMS].send(context.Background(), task, "+15550100"); err != nil {
+			if _, _, _, err := ds[i%2].routes[KindSMS].send(context.Background(), task, "+15550100", ""); err != nil {
 				t.Error(err)
 			}
 		}()
@@ -169,5 +170,150 @@ func TestRateLimitWaitRespectsContext(t *testing.T) {
 	}
 	if el := time.Since(start); el > time.Second {
 		t.Fatalf("wait ignored its context for %s", el)
+	}
+}
+
+// One script call serves a round of requests: a request whose sent key holds an accepted send
+// gets its message id and takes no token; the others take the tokens in order, and those left
+// without one are told to wait, the later ones longer.
+func TestTokenBucketRoundChecksSentKeysAndTakesTokensInOrder(t *testing.T) {
+	rc := testenv.Redis(t)
+	rdb := connectRedis(t, rc)
+	ctx := testenv.Context(t, 10*time.Second)
+	l := NewRateLimiter(rdb, rc.Prefix, "zz-test-1", "apns-round", RateLimitConfig{PerSecond: 10, Burst: 2}, nil)
+	sent := newSentKeys(rdb, rc.Prefix)
+	done, fresh := sent.key("n1", "ada", "push", "aa"), sent.key("n1", "bob", "push", "bb")
+	if err := rdb.Set(ctx, done, "apns-id-1", time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := l.round(ctx, []string{done, "", fresh, "", ""})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []struct {
+		sent   bool
+		id     string
+		waitMS [2]int64 // bounds of the wait in ms; 0, 0: the token was taken
+	}{
+		{true, "apns-id-1", [2]int64{0, 0}},
+		{false, "", [2]int64{0, 0}},
+		{false, "", [2]int64{0, 0}},
+		{false, "", [2]int64{1, 100}},   // one token short at 10/s
+		{false, "", [2]int64{101, 200}}, // two tokens short
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d results for 5 requests: %+v", len(got), got)
+	}
+	for i, w := range want {
+		g := got[i]
+		if g.sent != w.sent || g.sentID != w.id || g.wait.Milliseconds() < w.waitMS[0] || g.wait.Milliseconds() > w.waitMS[1] {
+			t.Errorf("request %d: got %+v, want sent=%v id=%q wait in %v ms", i, g, w.sent, w.id, w.waitMS)
+		}
+	}
+	// The already-sent request took no token: the bucket is empty after exactly two.
+	tokens, err := rdb.HGet(ctx, l.Key(), "tokens").Float64()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tokens < 0 || tokens >= 0.5 {
+		t.Fatalf("bucket holds %.2f tokens after two of two were taken", tokens)
+	}
+}
+
+// A task consumed again skips the send its provider already accepted, with or without a rate
+// limit, and takes no token for it: with a bucket that has no second token for an hour, the
+// second handling would otherwise block.
+func TestDispatcherSkipsAnAcceptedSendOnRedelivery(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		limit RateLimitConfig
+	}{
+		{"rate limited (sent key checked in the token script)", RateLimitConfig{PerSecond: 1.0 / 3600, Burst: 1}},
+		{"unlimited (sent key checked alone)", RateLimitConfig{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rc := testenv.Redis(t)
+			cfg := DefaultConfig()
+			cfg.SMS.Twilio = TwilioConfig{BaseURL: "https://sms.example", RateLimit: tc.limit}
+			fake := &fakeProvider{name: "twilio"}
+			log := &fakeLog{}
+			d := newDispatcher(cfg, "zz-test-1", Deps{Log: log, Devices: &fakeDevices{}, Producer: &fakeProducer{},
+				Logger: slog.New(slog.DiscardHandler), Redis: connectRedis(t, rc), RedisPrefix: rc.Prefix}, map[string][2]Provider{KindSMS: {fake}})
+			task := sampleTask(notify.SMS)
+			task.NotificationID = "n-" + testenv.Suffix()
+			task.Target.Phone = "+447700900123"
+			ctx := testenv.Context(t, 5*time.Second)
+			for i := range 2 {
+				if err := d.process(ctx, task, nil); err != nil {
+					t.Fatalf("handling %d: %v", i+1, err)
+				}
+			}
+			if len(fake.sent) != 1 {
+				t.Fatalf("provider called %d times for one task handled twice", len(fake.sent))
+			}
+			if len(log.attempts) != 1 || len(log.states) != 2 || log.states[1].State != notify.StateDelivered {
+				t.Fatalf("attempts %+v states %+v: want one attempt, delivered twice", log.attempts, log.states)
+			}
+		})
+	}
+}
+
+// Concurrent sends of one dispatcher share Redis round trips: many tasks at once take far fewer
+// script calls than tasks, and each send is marked.
+func TestConcurrentSendsShareRedisRoundTrips(t *testing.T) {
+	rc := testenv.Redis(t)
+	rdb := connectRedis(t, rc)
+	var calls atomic.Int64
+	rdb.AddHook(countHook{&calls})
+	cfg := DefaultConfig()
+	cfg.SMS.Twilio = TwilioConfig{BaseURL: "https://sms.example", RateLimit: RateLimitConfig{PerSecond: 100_000, Burst: 10_000}}
+	fake := &fakeProvider{name: "twilio"}
+	d := newDispatcher(cfg, "zz-test-1", Deps{Log: &fakeLog{}, Devices: &fakeDevices{}, Producer: &fakeProducer{},
+		Logger: slog.New(slog.DiscardHandler), Redis: rdb, RedisPrefix: rc.Prefix}, map[string][2]Provider{KindSMS: {fake}})
+	ctx := testenv.Context(t, 20*time.Second)
+	const n = 400
+	nid := "n-" + testenv.Suffix()
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			task := sampleTask(notify.SMS)
+			task.NotificationID, task.UserID, task.Target.Phone = nid, fmt.Sprintf("u%03d", i), fmt.Sprintf("+4477009%05d", i)
+			if err := d.process(ctx, task, nil); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	marked, err := rdb.Keys(ctx, rc.Prefix+"sent:*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := calls.Load()
+	t.Logf("%d concurrent sends: %d Redis round trips (before batching: %d)", n, got, 3*n)
+	if len(fake.sent) != n || len(marked) != n {
+		t.Fatalf("%d sent, %d marked; want %d each", len(fake.sent), len(marked), n)
+	}
+	// One token call and one mark per send would be 2n; rounds share them.
+	if got >= n {
+		t.Fatalf("%d Redis round trips for %d concurrent sends: not batched", got, n)
+	}
+}
+
+// countHook counts Redis round trips: single commands and pipelines alike.
+type countHook struct{ n *atomic.Int64 }
+
+func (h countHook) DialHook(next goredis.DialHook) goredis.DialHook { return next }
+func (h countHook) ProcessHook(next goredis.ProcessHook) goredis.ProcessHook {
+	return func(ctx context.Context, cmd goredis.Cmder) error {
+		h.n.Add(1)
+		return next(ctx, cmd)
+	}
+}
+func (h countHook) ProcessPipelineHook(next goredis.ProcessPipelineHook) goredis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []goredis.Cmder) error {
+		h.n.Add(1)
+		return next(ctx, cmds)
 	}
 }

@@ -4,26 +4,52 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
+	"errors"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 )
 
+// Batching of the sent keys' Redis calls: at most this many keys per round trip, and a round
+// may take this long.
+const (
+	sentBatchMax     = 512
+	sentRoundTimeout = 2 * time.Second
+)
+
 // sentKeys remember, for a day, each send a provider accepted (notification, user, channel,
 // target), so that a task consumed again after a crash skips what already went out. The mark is
-// written right after the provider's answer: the window in which a crash causes a repeat is
-// one Redis round trip, plus the sends in flight at that moment.
+// written right after the provider's answer, and the task's offset is marked only after it: the
+// window in which a crash causes a repeat is the sends in flight at that moment plus the marks
+// in the round under way.
+//
+// Concurrent tasks share round trips: the checks of a round are one MGET, its marks one
+// pipeline. When the provider has a rate limit, the check is part of its token script instead
+// (RateLimiter.take), so a send costs one Redis call before and one after.
 type sentKeys struct {
 	rdb    *goredis.Client
 	prefix string
 	ttl    time.Duration
+	checks *batcher[string, sentID]
+	marks  *batcher[sentMark, struct{}]
 }
+
+// sentID is what a check found: the provider message id of an accepted send, if any.
+type sentID struct {
+	id string
+	ok bool
+}
+
+type sentMark struct{ key, messageID string }
 
 func newSentKeys(rdb *goredis.Client, prefix string) *sentKeys {
 	if rdb == nil {
 		return nil
 	}
-	return &sentKeys{rdb: rdb, prefix: prefix + "sent:", ttl: 24 * time.Hour}
+	s := &sentKeys{rdb: rdb, prefix: prefix + "sent:", ttl: 24 * time.Hour}
+	s.checks = newBatcher(sentBatchMax, sentRoundTimeout, s.checkRound)
+	s.marks = newBatcher(sentBatchMax, sentRoundTimeout, s.markRound)
+	return s
 }
 
 func (s *sentKeys) key(notificationID, user, channel, to string) string {
@@ -41,16 +67,50 @@ func (s *sentKeys) sent(ctx context.Context, key string) (string, bool) {
 	if s == nil {
 		return "", false
 	}
-	v, err := s.rdb.Get(ctx, key).Result()
+	r, err := s.checks.do(ctx, key)
 	if err != nil {
 		return "", false
 	}
-	return v, true
+	return r.id, r.ok
 }
 
+// mark records an accepted send and returns once Redis has it (or failed: a lost mark can only
+// repeat a send). It does not end with ctx: the send happened and should be remembered.
 func (s *sentKeys) mark(ctx context.Context, key, messageID string) {
 	if s == nil {
 		return
 	}
-	_ = s.rdb.SetNX(context.WithoutCancel(ctx), key, messageID, s.ttl).Err() // a lost mark can only repeat a send
+	_, _ = s.marks.do(context.WithoutCancel(ctx), sentMark{key: key, messageID: messageID})
+}
+
+func (s *sentKeys) checkRound(ctx context.Context, keys []string) ([]sentID, error) {
+	vals, err := s.rdb.MGet(ctx, keys...).Result()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]sentID, len(vals))
+	for i, v := range vals {
+		if id, ok := v.(string); ok {
+			out[i] = sentID{id: id, ok: true}
+		}
+	}
+	return out, nil
+}
+
+func (s *sentKeys) markRound(ctx context.Context, marks []sentMark) ([]struct{}, error) {
+	cmds, err := s.rdb.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		for _, m := range marks {
+			p.SetNX(ctx, m.key, m.messageID, s.ttl)
+		}
+		return nil
+	})
+	if err != nil {
+		// SET NX answers nil when the key exists: not a failure.
+		for _, c := range cmds {
+			if e := c.Err(); e != nil && !errors.Is(e, goredis.Nil) {
+				return nil, e
+			}
+		}
+	}
+	return make([]struct{}, len(marks)), nil
 }

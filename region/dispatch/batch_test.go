@@ -1,0 +1,192 @@
+package dispatch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+)
+
+// roundRecorder is a batcher round that records the requests of each round and answers each
+// request with its double; while gate is set, a round waits for it.
+type roundRecorder struct {
+	mu     sync.Mutex
+	rounds [][]int
+	gate   chan struct{}
+	err    error
+	short  bool // answer one result too few
+}
+
+func (r *roundRecorder) round(_ context.Context, reqs []int) ([]int, error) {
+	r.mu.Lock()
+	r.rounds = append(r.rounds, slices.Clone(reqs))
+	gate := r.gate
+	r.mu.Unlock()
+	if gate != nil {
+		<-gate
+	}
+	if r.err != nil {
+		return nil, r.err
+	}
+	out := make([]int, len(reqs))
+	for i, q := range reqs {
+		out[i] = 2 * q
+	}
+	if r.short {
+		out = out[1:]
+	}
+	return out, nil
+}
+
+func (r *roundRecorder) sizes() []int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []int
+	for _, x := range r.rounds {
+		out = append(out, len(x))
+	}
+	return out
+}
+
+func TestBatcherAloneGoesOutAtOnce(t *testing.T) {
+	rec := &roundRecorder{}
+	b := newBatcher(8, time.Second, rec.round)
+	for i := range 3 {
+		got, err := b.do(context.Background(), i)
+		if err != nil || got != 2*i {
+			t.Fatalf("do(%d) = %d, %v", i, got, err)
+		}
+	}
+	if got := rec.sizes(); !slices.Equal(got, []int{1, 1, 1}) {
+		t.Fatalf("rounds %v, want three rounds of one", got)
+	}
+}
+
+// Requests made while a round is in flight go out together in the next round, each with its
+// own result, in rounds of at most max.
+func TestBatcherGroupsRequestsMadeDuringARound(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		max, n    int
+		wantSizes []int
+	}{
+		{"all in one round", 16, 10, []int{1, 10}},
+		{"split at max", 4, 10, []int{1, 4, 4, 2}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := &roundRecorder{gate: make(chan struct{})}
+			b := newBatcher(tc.max, time.Second, rec.round)
+			first := make(chan error, 1)
+			go func() {
+				got, err := b.do(context.Background(), 100)
+				if err == nil && got != 200 {
+					err = fmt.Errorf("got %d", got)
+				}
+				first <- err
+			}()
+			waitFor(t, func() bool { return len(rec.sizes()) == 1 })
+			var wg sync.WaitGroup
+			errs := make(chan error, tc.n)
+			for i := range tc.n {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if got, err := b.do(context.Background(), i); err != nil || got != 2*i {
+						errs <- fmt.Errorf("do(%d) = %d, %v", i, got, err)
+					}
+				}()
+			}
+			waitFor(t, func() bool {
+				b.mu.Lock()
+				defer b.mu.Unlock()
+				return len(b.pending) == tc.n
+			})
+			close(rec.gate) // this and every later round go through
+			wg.Wait()
+			if err := <-first; err != nil {
+				t.Fatal(err)
+			}
+			close(errs)
+			for err := range errs {
+				t.Error(err)
+			}
+			if got := rec.sizes(); !slices.Equal(got, tc.wantSizes) {
+				t.Fatalf("rounds %v, want %v", got, tc.wantSizes)
+			}
+		})
+	}
+}
+
+func TestBatcherRoundFailureIsEveryRequestsError(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		rec  *roundRecorder
+	}{
+		{"round error", &roundRecorder{err: errors.New("redis down")}},
+		{"fewer results than requests", &roundRecorder{short: true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := newBatcher(8, time.Second, tc.rec.round)
+			if _, err := b.do(context.Background(), 1); err == nil {
+				t.Fatal("no error")
+			}
+		})
+	}
+}
+
+// A caller whose context ends stops waiting; a request already cancelled when its round starts
+// is left out of it.
+func TestBatcherLeavesCancelledRequestsOut(t *testing.T) {
+	rec := &roundRecorder{gate: make(chan struct{})}
+	b := newBatcher(8, time.Second, rec.round)
+	go func() { _, _ = b.do(context.Background(), 1) }()
+	waitFor(t, func() bool { return len(rec.sizes()) == 1 })
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := b.do(ctx, 2)
+		done <- err
+	}()
+	waitFor(t, func() bool {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return len(b.pending) == 1
+	})
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled do: %v", err)
+	}
+	kept := make(chan int, 1)
+	go func() {
+		got, _ := b.do(context.Background(), 3)
+		kept <- got
+	}()
+	waitFor(t, func() bool {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return len(b.pending) == 2
+	})
+	close(rec.gate)
+	if got := <-kept; got != 6 {
+		t.Fatalf("do(3) = %d", got)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if len(rec.rounds) != 2 || !slices.Equal(rec.rounds[1], []int{3}) {
+		t.Fatalf("rounds %v, want [[1] [3]]", rec.rounds)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached within 5s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
