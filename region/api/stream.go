@@ -167,6 +167,7 @@ func (st *sseStream) serve(b inbox.Batch) {
 	}
 	wrote := false
 	for _, it := range b.Items {
+		it.CreatedAt = it.CreatedAt.UTC().Truncate(time.Millisecond) // as stored and listed
 		if it.UserID == "" { // a feed item of a topic: the user's only if subscribed before it
 			since, ok := st.subs[it.Topic]
 			if !ok || it.CreatedAt.Before(since) {

@@ -1,17 +1,23 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"runtime"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"text/tabwriter"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/herald-notify/herald/platform/cassandra"
 	"github.com/herald-notify/herald/platform/postgres"
@@ -138,12 +144,14 @@ func Inbox(ctx context.Context, base region.Config, o InboxOptions, out io.Write
 		rows = append(rows, Result{"preference lookups/s, " + phase, fmt.Sprintf("%.0f", float64(o.Lookups)/time.Since(start).Seconds()), "", "batches of 100 users, as fan-out asks"})
 	}
 
-	perStream, opened, err := e.streamMemory(ctx, o.Streams)
+	cost, err := e.streamMemory(ctx, o.Streams)
 	if err != nil {
 		return err
 	}
-	rows = append(rows, Result{"memory per idle stream (server and client sides together)", fmt.Sprintf("%.1f KiB", perStream/1024),
-		"", fmt.Sprintf("%d streams open; x10,000 = %.0f MiB", opened, perStream*10_000/(1<<20))})
+	rows = append(rows,
+		Result{"Go heap + stacks per idle stream (server side)", fmt.Sprintf("%.1f KiB", cost.heapStack/1024),
+			"", fmt.Sprintf("%d streams open; x10,000 = %.0f MiB", cost.open, cost.heapStack*10_000/(1<<20))},
+		Result{"goroutines per idle stream (server side)", fmt.Sprintf("%.2f", cost.goroutines), "", ""})
 
 	fmt.Fprintln(out)
 	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
@@ -187,8 +195,18 @@ func (e *env) pages(ctx context.Context, user string, n int) ([]time.Duration, e
 	return lats, nil
 }
 
-// streamMemory opens n idle streams and returns the heap and stack growth per stream.
-func (e *env) streamMemory(ctx context.Context, n int) (float64, int, error) {
+// streamCost is what the idle streams cost the process.
+type streamCost struct {
+	open       int
+	heapStack  float64 // bytes of Go heap and stacks per stream
+	goroutines float64 // goroutines per stream
+}
+
+// streamMemory opens n idle streams and measures the growth of Go heap, stacks and goroutines
+// per stream. The client side of each stream is a bare TCP connection that sends the request,
+// reads the response head and then nothing: it costs the process a socket and no goroutine or
+// buffer, so the growth is the server's.
+func (e *env) streamMemory(ctx context.Context, n int) (streamCost, error) {
 	var lim syscall.Rlimit
 	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim) == nil && lim.Cur < uint64(2*n+1000) {
 		lim.Cur = min(lim.Max, uint64(2*n+1000))
@@ -196,34 +214,80 @@ func (e *env) streamMemory(ctx context.Context, n int) (float64, int, error) {
 		_ = syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim)
 		n = min(n, int(lim.Cur-1000)/2)
 	}
-	measure := func() uint64 {
+	measure := func() (uint64, int) {
 		runtime.GC()
+		runtime.GC() // the second pass frees what the first one's finalizers released
 		var m runtime.MemStats
 		runtime.ReadMemStats(&m)
-		return m.HeapInuse + m.StackInuse
+		return m.HeapInuse + m.StackInuse, runtime.NumGoroutine()
 	}
-	before := measure()
-	client := &http.Client{Transport: &http.Transport{MaxConnsPerHost: 0, MaxIdleConnsPerHost: 0, DisableCompression: true}}
-	sctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var bodies []io.Closer
+	addr := strings.TrimPrefix(e.base, "http://")
+	memBefore, gBefore := measure()
+	conns := make([]net.Conn, n)
 	defer func() {
-		for _, b := range bodies {
-			b.Close()
+		for _, c := range conns {
+			if c != nil {
+				c.Close()
+			}
 		}
 	}()
-	for i := 0; i < n; i++ {
-		req, _ := http.NewRequestWithContext(sctx, "GET", fmt.Sprintf("%s/v1/users/s%d/notifications/stream", e.base, i), nil)
-		req.Header.Set("X-Herald-App", "bench")
-		resp, err := client.Do(req)
-		if err != nil {
-			return 0, i, fmt.Errorf("opening stream %d: %w", i, err)
-		}
-		bodies = append(bodies, resp.Body)
+	// Opened by a few workers at once: each open reads the unread count, so one at a time would
+	// take minutes.
+	var next atomic.Int64
+	g, gctx := errgroup.WithContext(ctx)
+	for w := 0; w < 16; w++ {
+		g.Go(func() error {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n || gctx.Err() != nil {
+					return nil
+				}
+				c, err := openIdleStream(gctx, addr, fmt.Sprintf("s%d", i))
+				if err != nil {
+					return fmt.Errorf("opening stream %d: %w", i, err)
+				}
+				conns[i] = c
+			}
+		})
 	}
-	time.Sleep(time.Second)
-	after := measure()
-	return float64(after-before) / float64(n), n, nil
+	if err := g.Wait(); err != nil {
+		return streamCost{}, err
+	}
+	time.Sleep(2 * time.Second) // every stream has sent its first count and gone idle
+	memAfter, gAfter := measure()
+	return streamCost{open: n, heapStack: float64(int64(memAfter)-int64(memBefore)) / float64(n),
+		goroutines: float64(gAfter-gBefore) / float64(n)}, nil
+}
+
+// openIdleStream sends a stream request over a new connection and reads until the end of the
+// response head, which must be a 200.
+func openIdleStream(ctx context.Context, addr, user string) (net.Conn, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := fmt.Fprintf(c, "GET /v1/users/%s/notifications/stream HTTP/1.1\r\nHost: bench\r\nX-Herald-App: bench\r\n\r\n", user); err != nil {
+		c.Close()
+		return nil, err
+	}
+	var head []byte
+	buf := make([]byte, 512)
+	for !bytes.Contains(head, []byte("\r\n\r\n")) {
+		k, err := c.Read(buf)
+		if err != nil {
+			c.Close()
+			return nil, fmt.Errorf("reading the response head: %w", err)
+		}
+		head = append(head, buf[:k]...)
+	}
+	if !bytes.HasPrefix(head, []byte("HTTP/1.1 200 ")) {
+		c.Close()
+		return nil, fmt.Errorf("stream answered %q", bytes.SplitN(head, []byte("\r\n"), 2)[0])
+	}
+	_ = c.SetDeadline(time.Time{})
+	return c, nil
 }
 
 func jsonDecode(r io.Reader, v any) error { return json.NewDecoder(r).Decode(v) }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -121,9 +122,11 @@ type Hub struct {
 
 	subMu sync.Mutex // orders SUBSCRIBE and UNSUBSCRIBE so Redis ends in the listeners' state
 
-	mu        sync.Mutex
-	ps        *goredis.PubSub
-	listeners map[string]map[*Stream]struct{} // by channel
+	mu sync.Mutex
+	ps *goredis.PubSub
+	// listeners by channel: a slice, as most channels (a user's) have one stream, and a map
+	// per channel would cost more than the stream itself.
+	listeners map[string][]*Stream
 	streams   map[*Stream]struct{}
 	stopped   bool
 	serving   atomic.Int64 // serve goroutines running, waited for at shutdown
@@ -135,7 +138,7 @@ var ErrStopped = errors.New("inbox streams are shutting down")
 // NewHub returns a Hub; Run must be running for streams to receive.
 func NewHub(rdb *goredis.Client, prefix string, log *slog.Logger) *Hub {
 	return &Hub{rdb: rdb, prefix: prefix, log: log, HeartbeatEvery: 15 * time.Second,
-		listeners: map[string]map[*Stream]struct{}{}, streams: map[*Stream]struct{}{}}
+		listeners: map[string][]*Stream{}, streams: map[*Stream]struct{}{}}
 }
 
 // Changed tells the user's open streams, in every API process, that the user's inbox changed
@@ -179,21 +182,21 @@ func (h *Hub) Open(ctx context.Context, app, user string, topics []string, serve
 
 // listen adds s to a channel's listeners and reports whether it is the first; h.mu is held.
 func (h *Hub) listen(name string, s *Stream) bool {
-	ls := h.listeners[name]
-	if ls == nil {
-		ls = map[*Stream]struct{}{}
-		h.listeners[name] = ls
-	}
-	ls[s] = struct{}{}
-	return len(ls) == 1
+	h.listeners[name] = append(h.listeners[name], s)
+	return len(h.listeners[name]) == 1
 }
 
 // unlisten removes s from a channel's listeners and reports whether it was the last; h.mu is
 // held.
 func (h *Hub) unlisten(name string, s *Stream) bool {
 	ls := h.listeners[name]
-	delete(ls, s)
+	if i := slices.Index(ls, s); i >= 0 {
+		ls[i] = ls[len(ls)-1]
+		ls[len(ls)-1] = nil
+		ls = ls[:len(ls)-1]
+	}
 	if len(ls) > 0 {
+		h.listeners[name] = ls
 		return false
 	}
 	delete(h.listeners, name)
@@ -424,7 +427,7 @@ func (h *Hub) dispatch(m *goredis.Message) {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for s := range h.listeners[m.Channel] {
+	for _, s := range h.listeners[m.Channel] {
 		s.deliver(func(b *Batch) {
 			if msg.Changed {
 				b.Changed = true
