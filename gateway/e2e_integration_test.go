@@ -25,6 +25,7 @@ import (
 	"github.com/herald-notify/herald/gateway/apikey"
 	"github.com/herald-notify/herald/platform/cassandra"
 	"github.com/herald-notify/herald/platform/discovery"
+	"github.com/herald-notify/herald/platform/kafka"
 	"github.com/herald-notify/herald/platform/postgres"
 	"github.com/herald-notify/herald/platform/testenv"
 	"github.com/herald-notify/herald/region"
@@ -321,21 +322,17 @@ func kafkaMentions(t *testing.T, r *regiontest.Running, needles ...string) []str
 			if err != nil || hw == 0 {
 				continue
 			}
-			pc, err := consumer.ConsumePartition(tp.Name, p, sarama.OffsetOldest)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for m := range pc.Messages() {
+			// Aborted transactions' records count too (read_uncommitted); the read ends at
+			// the high watermark or, when that is a transaction marker, just before it.
+			if _, err := kafka.ReadRange(context.Background(), consumer, tp.Name, p, 0, hw, 15*time.Second, func(m *sarama.ConsumerMessage) {
 				for _, n := range needles {
 					if bytes.Contains(m.Value, []byte(`"`+n+`"`)) || string(m.Key) == n {
 						seen[n] = true
 					}
 				}
-				if m.Offset >= hw-1 {
-					break
-				}
+			}); err != nil {
+				t.Fatal(err)
 			}
-			pc.Close()
 		}
 	}
 	var out []string

@@ -86,7 +86,7 @@ func TestFanoutWorkerKilledMidBatchLosesNoRecipientAndDedupKeepsDuplicatesOut(t 
 
 	child := startChild(t, r.cfg, "fanout-1.log")
 	eventually(t, 90*time.Second, func() error {
-		if n := r.topicCount(emailTopic); n < total/5 {
+		if n := r.committedCount(emailTopic); n < total/5 {
 			return fmt.Errorf("%d of %d email tasks so far", n, total)
 		}
 		return nil
@@ -95,7 +95,7 @@ func TestFanoutWorkerKilledMidBatchLosesNoRecipientAndDedupKeepsDuplicatesOut(t 
 		t.Fatal(err)
 	}
 	_, _ = child.Process.Wait()
-	atKill := r.topicCount(emailTopic)
+	atKill := r.committedCount(emailTopic)
 	t.Logf("killed the fan-out worker with SIGKILL after %d of %d email tasks", atKill, total)
 	if atKill >= total {
 		t.Fatalf("the worker finished before it was killed (%d tasks); the test proves nothing", atKill)
@@ -103,7 +103,7 @@ func TestFanoutWorkerKilledMidBatchLosesNoRecipientAndDedupKeepsDuplicatesOut(t 
 
 	startChild(t, r.cfg, "fanout-2.log")
 	eventually(t, 3*time.Minute, func() error {
-		if n := r.topicCount(emailTopic); n < total {
+		if n := r.committedCount(emailTopic); n < total {
 			return fmt.Errorf("%d of %d email tasks", n, total)
 		}
 		for _, u := range []string{"u00", "u49"} {

@@ -18,9 +18,17 @@ type FanoutConfig struct {
 	TopicThreshold  int64 `yaml:"topic_threshold"`
 	TopicPacePerSec int   `yaml:"topic_pace_per_sec"`
 	// TopicChunksInFlight is how many chunks of one topic's subscribers are decided at once.
-	TopicChunksInFlight int                          `yaml:"topic_chunks_in_flight"`
-	Tiers               map[string]fanout.TierConfig `yaml:"tiers"`
+	TopicChunksInFlight int `yaml:"topic_chunks_in_flight"`
+	// InboxBatch is how many in-app rows of different users go in one unlogged batch; 0 picks
+	// at start: 10 when Cassandra is one node (the coordinator holds every replica, and
+	// Cassandra warns past 10 partitions in a batch), else 1, since across a larger cluster
+	// a coordinator would forward most rows of a batch.
+	InboxBatch int                          `yaml:"inbox_batch"`
+	Tiers      map[string]fanout.TierConfig `yaml:"tiers"`
 }
+
+// singleNodeInboxBatch is InboxBatch's automatic value on a single-node cluster.
+const singleNodeInboxBatch = 10
 
 // SchedulerConfig sizes the scheduler.
 type SchedulerConfig struct {
@@ -37,9 +45,9 @@ func DefaultFanoutConfig() FanoutConfig {
 		TopicPacePerSec:     25_000,
 		TopicChunksInFlight: 4,
 		Tiers: map[string]fanout.TierConfig{
-			notify.Transactional: {Concurrency: 8, MaxPollRecords: 256, MaxAge: 10 * time.Minute},
-			notify.Social:        {Concurrency: 4, MaxPollRecords: 256, MaxAge: 6 * time.Hour},
-			notify.Marketing:     {Concurrency: 2, MaxPollRecords: 64, MaxAge: 72 * time.Hour},
+			notify.Transactional: {Concurrency: 8, MaxPollRecords: 256, MaxAge: 10 * time.Minute, PartitionWindow: 8},
+			notify.Social:        {Concurrency: 4, MaxPollRecords: 256, MaxAge: 6 * time.Hour, PartitionWindow: 8},
+			notify.Marketing:     {Concurrency: 2, MaxPollRecords: 64, MaxAge: 72 * time.Hour, PartitionWindow: 2},
 		},
 	}
 }
@@ -53,6 +61,9 @@ func (f FanoutConfig) validate() error {
 	}
 	if f.TopicChunksInFlight < 1 || f.TopicChunksInFlight > 64 {
 		return config.Errorf("topic_chunks_in_flight", fmt.Sprint(f.TopicChunksInFlight), "must be 1-64")
+	}
+	if f.InboxBatch < 0 || f.InboxBatch > 100 {
+		return config.Errorf("inbox_batch", fmt.Sprint(f.InboxBatch), "must be 0-100 (0: automatic)")
 	}
 	if f.TopicPacePerSec < 0 {
 		return config.Errorf("topic_pace_per_sec", fmt.Sprint(f.TopicPacePerSec), "must not be negative")

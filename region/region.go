@@ -13,6 +13,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/herald-notify/herald/platform/cassandra"
 	"github.com/herald-notify/herald/platform/discovery"
 	"github.com/herald-notify/herald/platform/health"
 	"github.com/herald-notify/herald/platform/httpserver"
@@ -135,8 +136,21 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 	}
 
 	if slices.Contains(c.Roles, RoleFanout) {
+		batch := c.Fanout.InboxBatch
+		if batch == 0 {
+			peers, err := cassandra.Peers(ctx, stores.Cass)
+			if err != nil {
+				return err
+			}
+			batch = 1
+			if peers == 0 {
+				batch = singleNodeInboxBatch
+			}
+			log.Info("inbox batch size chosen", "cassandra_peers", peers, "inbox_batch", batch)
+		}
 		settings := fanout.Settings{
 			Region: c.Name, ChunkSize: c.Fanout.ChunkSize, TopicPacePerSec: c.Fanout.TopicPacePerSec, TopicChunksInFlight: c.Fanout.TopicChunksInFlight,
+			InboxBatch: batch,
 			MaxAge: map[string]time.Duration{
 				notify.Transactional: c.Fanout.Tiers[notify.Transactional].MaxAge,
 				notify.Social:        c.Fanout.Tiers[notify.Social].MaxAge,
@@ -153,6 +167,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 			cons := &fanout.Consumer{
 				Tier: tier, Topic: IngressTopic(c.Name, tier), Group: c.Name + ".fanout." + tier,
 				Kafka: c.Kafka, Cfg: c.Fanout.Tiers[tier], Fanout: fo, Log: log,
+				TxnID: c.Name + ".fanout." + tier + "." + inst.ID,
 			}
 			tasks = append(tasks, lifecycle.Task{Name: "fanout-" + tier, Run: cons.Run})
 		}

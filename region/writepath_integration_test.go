@@ -3,7 +3,9 @@
 package region_test
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -12,6 +14,7 @@ import (
 	"github.com/IBM/sarama"
 
 	"github.com/herald-notify/herald/platform/discovery"
+	"github.com/herald-notify/herald/platform/kafka"
 	"github.com/herald-notify/herald/region"
 	"github.com/herald-notify/herald/region/notify"
 )
@@ -76,42 +79,61 @@ func (r *running) topicCount(topic string) int64 {
 	return n
 }
 
-// readTasks reads every task on a dispatch topic.
+// readTasks reads every committed task on a dispatch topic.
 func (r *running) readTasks(channel string) []notify.Task {
 	r.t.Helper()
-	topic := notify.DispatchTopic(r.cfg.Name, channel)
+	var out []notify.Task
+	r.readTopic(notify.DispatchTopic(r.cfg.Name, channel), func(m *sarama.ConsumerMessage) {
+		var task notify.Task
+		if err := json.Unmarshal(m.Value, &task); err != nil {
+			r.t.Fatal(err)
+		}
+		out = append(out, task)
+	})
+	return out
+}
+
+// committedCount counts the records of a topic that committed transactions (or none) made
+// visible: fan-out's hand-off topics also hold transaction markers and aborted records.
+func (r *running) committedCount(topic string) int64 {
+	r.t.Helper()
+	var n int64
+	r.readTopic(topic, func(*sarama.ConsumerMessage) { n++ })
+	return n
+}
+
+// readTopic hands fn every record of a topic a read_committed consumer sees.
+func (r *running) readTopic(topic string, fn func(*sarama.ConsumerMessage)) {
+	r.t.Helper()
 	sc, _ := r.cfg.Kafka.Sarama()
-	cons, err := sarama.NewConsumer(r.cfg.Kafka.Brokers, sc)
+	cl, err := sarama.NewClient(r.cfg.Kafka.Brokers, sc)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer cl.Close()
+	cons, err := sarama.NewConsumerFromClient(cl)
 	if err != nil {
 		r.t.Fatal(err)
 	}
 	defer cons.Close()
-	parts, _ := cons.Partitions(topic)
-	var out []notify.Task
-	cl, _ := sarama.NewClient(r.cfg.Kafka.Brokers, sc)
-	defer cl.Close()
+	parts, err := cl.Partitions(topic)
+	if err != nil {
+		r.t.Fatal(err)
+	}
 	for _, p := range parts {
-		newest, _ := cl.GetOffset(topic, p, sarama.OffsetNewest)
-		if newest == 0 {
-			continue
-		}
-		pc, err := cons.ConsumePartition(topic, p, sarama.OffsetOldest)
+		newest, err := cl.GetOffset(topic, p, sarama.OffsetNewest)
 		if err != nil {
 			r.t.Fatal(err)
 		}
-		for m := range pc.Messages() {
-			var task notify.Task
-			if err := json.Unmarshal(m.Value, &task); err != nil {
-				r.t.Fatal(err)
-			}
-			out = append(out, task)
-			if m.Offset >= newest-1 {
-				break
-			}
+		oldest, err := cl.GetOffset(topic, p, sarama.OffsetOldest)
+		if err != nil {
+			r.t.Fatal(err)
 		}
-		pc.Close()
+		// A gap left by an aborted transaction ends a partition's read after a pause.
+		if _, err := kafka.ReadRange(context.Background(), cons, topic, p, oldest, newest, 2*time.Second, fn); err != nil && !errors.Is(err, kafka.ErrIdle) {
+			r.t.Fatal(err)
+		}
 	}
-	return out
 }
 
 func (r *running) inboxRows(user string) int {

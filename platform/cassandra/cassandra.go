@@ -129,3 +129,13 @@ func EnsureKeyspace(ctx context.Context, c Config) error {
 	}
 	return nil
 }
+
+// Peers counts the other nodes the connected node knows (system.peers_v2): 0 on a
+// single-node cluster, where one coordinator holds every replica.
+func Peers(ctx context.Context, s *gocql.Session) (int, error) {
+	var n int
+	if err := s.Query(`SELECT count(*) FROM system.peers_v2`).WithContext(ctx).Scan(&n); err != nil {
+		return 0, fmt.Errorf("counting cassandra peers: %w", err)
+	}
+	return n, nil
+}

@@ -69,6 +69,9 @@ func (c Config) Sarama() (*sarama.Config, error) {
 	sc.Producer.Partitioner = sarama.NewHashPartitioner
 	sc.Producer.Compression = sarama.CompressionSnappy
 
+	// Fan-out hands tasks and delivery events on in transactions with its offsets: a consumer
+	// must not see the records of a transaction that was aborted (and will be repeated).
+	sc.Consumer.IsolationLevel = sarama.ReadCommitted
 	sc.Consumer.Offsets.Initial = sarama.OffsetOldest
 	sc.Consumer.Offsets.AutoCommit.Enable = false
 	sc.Consumer.Return.Errors = true

@@ -20,6 +20,16 @@ type Message struct {
 	Value []byte
 }
 
+// Record is m as a sarama record carrying ctx's trace context in its headers.
+func (m Message) Record(ctx context.Context) *sarama.ProducerMessage {
+	pm := &sarama.ProducerMessage{Topic: m.Topic, Value: sarama.ByteEncoder(m.Value)}
+	if m.Key != "" {
+		pm.Key = sarama.StringEncoder(m.Key)
+	}
+	otel.GetTextMapPropagator().Inject(ctx, ProducerHeaders{pm})
+	return pm
+}
+
 // Producer sends records and returns only once the cluster acknowledged them (acks=all,
 // idempotent), carrying the caller's trace context in the record headers.
 type Producer struct {
@@ -50,12 +60,7 @@ func (p *Producer) Send(ctx context.Context, msgs ...Message) error {
 	}
 	pms := make([]*sarama.ProducerMessage, len(msgs))
 	for i, m := range msgs {
-		pm := &sarama.ProducerMessage{Topic: m.Topic, Value: sarama.ByteEncoder(m.Value)}
-		if m.Key != "" {
-			pm.Key = sarama.StringEncoder(m.Key)
-		}
-		otel.GetTextMapPropagator().Inject(ctx, ProducerHeaders{pm})
-		pms[i] = pm
+		pms[i] = m.Record(ctx)
 	}
 	var err error
 	if len(pms) == 1 {

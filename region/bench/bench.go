@@ -109,18 +109,26 @@ func Pipeline(ctx context.Context, base region.Config, o Options, out io.Writer,
 		}
 	}
 
-	raw, err := e.rawInsert(ctx, o.RawRows, o.RawWriters)
+	// The ceiling is the faster of single rows and the batches fan-out writes (the region
+	// picks 10 rows per batch on a one-node cluster, or inbox_batch from its config).
+	rawSingle, err := e.rawInsert(ctx, o.RawRows, o.RawWriters, 1)
 	if err != nil {
 		return err
 	}
-	add(Result{"raw Cassandra insert, inbox rows/s", fmt.Sprintf("%.0f", raw), "", fmt.Sprintf("%d rows, %d writers", o.RawRows, o.RawWriters)})
+	add(Result{"raw Cassandra insert, inbox rows/s, single rows", fmt.Sprintf("%.0f", rawSingle), "", fmt.Sprintf("%d rows, %d writers", o.RawRows, o.RawWriters)})
+	rawBatched, err := e.rawInsert(ctx, o.RawRows, o.RawWriters, rawBatch)
+	if err != nil {
+		return err
+	}
+	add(Result{fmt.Sprintf("raw Cassandra insert, inbox rows/s, batches of %d", rawBatch), fmt.Sprintf("%.0f", rawBatched), "", fmt.Sprintf("%d rows, %d writers", o.RawRows, o.RawWriters)})
+	raw := max(rawSingle, rawBatched)
 
 	rate, err := e.throughput(ctx, o.Events, o.Recipients)
 	if err != nil {
 		return err
 	}
 	add(Result{"in-app deliveries/s end to end (accept -> inbox row)", fmt.Sprintf("%.0f", rate), ">= 5000", fmt.Sprintf("%d events x %d recipients", o.Events, o.Recipients)},
-		Result{"end to end / raw insert", fmt.Sprintf("%.0f%%", 100*rate/raw), ">= 50%", ""})
+		Result{"end to end / raw insert", fmt.Sprintf("%.0f%%", 100*rate/raw), ">= 50%", "of the faster raw insert"})
 
 	idle, err := e.probe(ctx, "idle", o.Probes, o.ProbeEvery, nil)
 	if err != nil {
@@ -291,8 +299,12 @@ func (e *env) sendMany(ctx context.Context, n int, tier string, recipients []str
 	return ids, nil
 }
 
-// rawInsert writes n inbox rows straight to Cassandra with the region's own writer.
-func (e *env) rawInsert(ctx context.Context, n, writers int) (float64, error) {
+// rawBatch is the batch size of the batched raw insert phase.
+const rawBatch = 10
+
+// rawInsert writes n inbox rows straight to Cassandra with the region's own writer, batch
+// rows at a time per writer.
+func (e *env) rawInsert(ctx context.Context, n, writers, batch int) (float64, error) {
 	in := inbox.New(e.cass, time.Hour)
 	var next atomic.Int64
 	start := time.Now()
@@ -302,14 +314,19 @@ func (e *env) rawInsert(ctx context.Context, n, writers int) (float64, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			items := make([]inbox.Item, 0, batch)
 			for {
-				i := next.Add(1)
-				if i > int64(n) {
+				last := next.Add(int64(batch))
+				first := last - int64(batch) + 1
+				if first > int64(n) {
 					return
 				}
-				it := inbox.Item{AppID: "raw", UserID: fmt.Sprintf("raw-%d", i%5000), NotificationID: fmt.Sprintf("raw-%d", i), CreatedAt: time.Now(),
-					Tier: notify.Social, Category: "bench", Title: "Bench", Body: "A benchmark notification"}
-				if err := in.Write(ctx, it); err != nil {
+				items = items[:0]
+				for i := first; i <= min(last, int64(n)); i++ {
+					items = append(items, inbox.Item{AppID: "raw", UserID: fmt.Sprintf("raw-%d", i%5000), NotificationID: fmt.Sprintf("raw-%d-%d", batch, i), CreatedAt: time.Now(),
+						Tier: notify.Social, Category: "bench", Title: "Bench", Body: "A benchmark notification"})
+				}
+				if err := in.WriteBatch(ctx, items); err != nil {
 					errc <- err
 					return
 				}

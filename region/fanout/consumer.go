@@ -24,11 +24,8 @@ type TierConfig struct {
 	// MaxAge is how old a delivery may be before it is suppressed as expired (0: no limit).
 	MaxAge time.Duration `yaml:"max_age"`
 	// PartitionWindow is how many events of one partition are handled at once (1: one after
-	// another). More raises throughput (4: 7.7k -> 12.6k in-app deliveries/s in herald bench
-	// pipeline) but widens what a crash repeats: every event in the window whose tasks were
-	// handed on but whose dedup keys were not yet marked comes back whole (a SIGKILL test saw
-	// 4 events x 50 recipients). Kept at 1 until the hand-off and the offset commit are one
-	// Kafka transaction.
+	// another). Events still finish in offset order: each is handed on in the transaction that
+	// commits its offset, so a crash repeats only events none of whose records were visible.
 	PartitionWindow int `yaml:"partition_window"`
 }
 
@@ -41,10 +38,13 @@ type Consumer struct {
 	Cfg    TierConfig
 	Fanout *Fanout
 	Log    *slog.Logger
+	// TxnID is the transactional id of the tier's hand-off producer: unique per process and
+	// stable across its restarts (the region uses its discovery instance id).
+	TxnID string
 }
 
-// Run consumes until ctx ends. Offsets are committed only after an event was fully handled,
-// so a crash re-delivers and never loses.
+// Run consumes until ctx ends. An event's offset is committed only in the transaction that
+// carries its records, after it was fully handled, so a crash re-delivers and never loses.
 func (c *Consumer) Run(ctx context.Context) error {
 	sc, err := c.Kafka.Sarama()
 	if err != nil {
@@ -63,8 +63,20 @@ func (c *Consumer) Run(ctx context.Context) error {
 			c.Log.Warn("consumer group error", "tier", c.Tier, "err", err)
 		}
 	}()
-	h := &handler{c: c, sem: make(chan struct{}, max(1, c.Cfg.Concurrency))}
-	c.Log.Info("fan-out consuming", "tier", c.Tier, "topic", c.Topic, "group", c.Group, "concurrency", c.Cfg.Concurrency)
+	txn, err := kafka.NewTxnProducer(c.Kafka, c.TxnID)
+	if err != nil {
+		return fmt.Errorf("fan-out %s: %w", c.Tier, err)
+	}
+	defer txn.Close()
+	// The committer outlives the group: a claim that stops waits for its last transaction.
+	cctx, stopCommitter := context.WithCancel(context.WithoutCancel(ctx))
+	commit := newCommitter(txn, c.Fanout.set.Region, c.Tier, c.Log)
+	committerDone := make(chan struct{})
+	go func() { defer close(committerDone); commit.run(cctx) }()
+	defer func() { stopCommitter(); <-committerDone }()
+
+	h := &handler{c: c, sem: make(chan struct{}, max(1, c.Cfg.Concurrency)), commit: commit}
+	c.Log.Info("fan-out consuming", "tier", c.Tier, "topic", c.Topic, "group", c.Group, "concurrency", c.Cfg.Concurrency, "transactional_id", c.TxnID)
 	for ctx.Err() == nil {
 		if err := group.Consume(ctx, []string{c.Topic}, h); err != nil {
 			if errors.Is(err, sarama.ErrClosedConsumerGroup) || ctx.Err() != nil {
@@ -81,46 +93,49 @@ func (c *Consumer) Run(ctx context.Context) error {
 }
 
 type handler struct {
-	c   *Consumer
-	sem chan struct{} // the tier's concurrency cap, shared by its partitions
+	c      *Consumer
+	sem    chan struct{} // the tier's concurrency cap, shared by its partitions
+	commit *committer
 }
 
 func (h *handler) Setup(sarama.ConsumerGroupSession) error   { return nil }
 func (h *handler) Cleanup(sarama.ConsumerGroupSession) error { return nil }
 
-// ConsumeClaim handles up to the tier's partition window of events of the partition at once and marks
-// offsets in order, each only once its event was fully handled: a crash re-delivers what was
-// in flight and never skips it. Events with the same key (one user's single-recipient
-// notifications) are handled one after another, in offset order, so one user's notifications
-// stay ordered; events keyed by their id have no order to keep. With a window of 1 a partition
-// is one event at a time, and the pipeline's throughput is the partition count times one
-// chunk's latency.
+// ConsumeClaim handles up to the tier's partition window of events of the partition at once
+// and hands each finished event, in offset order, to the committer, which commits its records
+// and its offset in one transaction: a crash repeats exactly the events whose transaction did
+// not commit, and none of their records were visible. Events with the same key (one user's
+// single-recipient notifications) are handled one after another, in offset order, so one
+// user's notifications stay ordered; events keyed by their id have no order to keep.
 func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
 	ctx := sess.Context()
+	group := &sarama.ConsumerGroupMetadata{GroupID: h.c.Group, GenerationID: sess.GenerationID(), MemberID: sess.MemberID()}
 	type pending struct {
 		m    *sarama.ConsumerMessage
+		out  *collector
 		done chan error
 	}
 	window := make(chan *pending, max(1, h.c.Cfg.PartitionWindow))
 	markerDone := make(chan struct{})
 	go func() {
 		defer close(markerDone)
-		lastCommit := time.Now()
+		var last chan error // the newest completion handed to the committer
 		failed := false
 		for p := range window {
 			if err := <-p.done; err != nil {
-				failed = true // never mark past an event that was not handed on
+				failed = true // never commit past an event that was not handed on
 			}
 			if failed {
 				continue
 			}
-			sess.MarkMessage(p.m, "")
-			if time.Since(lastCommit) > 200*time.Millisecond {
-				sess.Commit()
-				lastCommit = time.Now()
-			}
+			last = make(chan error, 1)
+			h.commit.add(&completion{ctx: ctx, group: group, m: p.m, out: p.out, done: last})
 		}
-		sess.Commit()
+		// Leave the claim only once what it handed on is committed (or given up), so the
+		// next owner of the partition starts where this one really ended.
+		if last != nil {
+			<-last
+		}
 	}()
 	defer func() {
 		close(window)
@@ -164,7 +179,8 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 					}
 					before <- nil
 				}
-				err := h.handle(ctx, m)
+				out, err := h.handle(ctx, m)
+				p.out = out
 				p.done <- err
 				finished <- err
 			}()
@@ -172,16 +188,17 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 	}
 }
 
-// handle processes one record, retrying with backoff while the stores are unavailable. It
-// returns an error only when ctx ended first.
-func (h *handler) handle(ctx context.Context, m *sarama.ConsumerMessage) error {
+// handle processes one record, retrying with backoff while the stores are unavailable, and
+// returns the records it collected for the transaction. It returns an error only when ctx
+// ended first.
+func (h *handler) handle(ctx context.Context, m *sarama.ConsumerMessage) (*collector, error) {
 	var e notify.Event
 	if err := json.Unmarshal(m.Value, &e); err != nil {
 		// The API only produces valid events; a record that does not decode is logged and
 		// counted, not retried forever.
 		eventsTotal.WithLabelValues(h.c.Fanout.set.Region, h.c.Tier, "poison").Inc()
 		h.c.Log.Error("undecodable event skipped", "tier", h.c.Tier, "partition", m.Partition, "offset", m.Offset, "err", err)
-		return nil
+		return &collector{}, nil
 	}
 	ctx = kafka.Extract(ctx, m)
 	backoff := 100 * time.Millisecond
@@ -189,20 +206,26 @@ func (h *handler) handle(ctx context.Context, m *sarama.ConsumerMessage) error {
 		select {
 		case h.sem <- struct{}{}:
 		case <-ctx.Done():
-			return ctx.Err()
+			return nil, ctx.Err()
 		}
-		err := h.c.Fanout.Handle(ctx, e)
+		out := &collector{}
+		var err error
+		if e.Topic != "" {
+			err = h.c.Fanout.Handle(ctx, e) // its records go out paced, as they are decided
+		} else {
+			err = h.c.Fanout.HandleTo(ctx, e, out)
+		}
 		<-h.sem
 		if err == nil {
 			eventsTotal.WithLabelValues(h.c.Fanout.set.Region, h.c.Tier, "ok").Inc()
-			return nil
+			return out, nil
 		}
 		eventsTotal.WithLabelValues(h.c.Fanout.set.Region, h.c.Tier, "retry").Inc()
 		h.c.Log.Warn("fan-out failed; retrying", "tier", h.c.Tier, "notification", e.ID, "err", err, "backoff", backoff)
 		select {
 		case <-time.After(backoff):
 		case <-ctx.Done():
-			return ctx.Err()
+			return nil, ctx.Err()
 		}
 		backoff = min(backoff*2, 10*time.Second)
 	}

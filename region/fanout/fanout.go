@@ -57,9 +57,17 @@ type (
 	Producer interface {
 		Send(ctx context.Context, msgs ...kafka.Message) error
 	}
+	// Handoff takes one event's records: Send hands them on, and Then runs fn once they are
+	// durable. For a Producer that is at once; the consumer's transactional hand-off runs fn
+	// after the transaction that carries the records and the event's offset committed.
+	Handoff interface {
+		Send(ctx context.Context, msgs ...kafka.Message) error
+		Then(fn func())
+	}
 	// Inbox writes in-app items.
 	Inbox interface {
 		Write(ctx context.Context, it inbox.Item) error
+		WriteBatch(ctx context.Context, items []inbox.Item) error
 		WriteTopicFeed(ctx context.Context, it inbox.Item) error
 	}
 	// Log records notifications, states and attempts.
@@ -71,6 +79,11 @@ type (
 	// Publisher announces new inbox items to live streams.
 	Publisher interface {
 		Publish(ctx context.Context, items []inbox.Item) error
+	}
+	// TopicPublisher announces a topic's feed record to the live streams of its subscribers;
+	// a Publisher may offer it.
+	TopicPublisher interface {
+		PublishTopic(ctx context.Context, it inbox.Item) error
 	}
 	// Dedup checks and marks recipient x channel keys.
 	Dedup interface {
@@ -91,6 +104,8 @@ type Settings struct {
 	TopicPacePerSec int
 	// TopicChunksInFlight is how many chunks of a topic's subscribers are decided at once.
 	TopicChunksInFlight int
+	// InboxBatch is how many inbox rows go in one unlogged batch (1: each row alone).
+	InboxBatch int
 }
 
 // Fanout processes events. It is safe for concurrent use.
@@ -136,10 +151,23 @@ func New(s Settings, threshold int64, d Deps) *Fanout {
 
 var tracer = otel.Tracer("herald/region/fanout")
 
-// Handle processes one event completely. An error means some work was not handed on: the
-// caller must not commit the event's offset, and the retry skips what was done (dedup keys,
-// idempotent inbox writes).
+// direct hands records straight to a Producer: durable when Send returns.
+type direct struct{ p Producer }
+
+func (d direct) Send(ctx context.Context, msgs ...kafka.Message) error { return d.p.Send(ctx, msgs...) }
+func (d direct) Then(fn func())                                        { fn() }
+
+// Handle processes one event completely, handing its records straight to the producer. An
+// error means some work was not handed on: the caller must not commit the event's offset, and
+// the retry skips what was done (dedup keys, idempotent inbox writes).
 func (f *Fanout) Handle(ctx context.Context, e notify.Event) error {
+	return f.HandleTo(ctx, e, direct{f.prod})
+}
+
+// HandleTo is Handle with the event's records going to out. A topic's records always go
+// straight to the producer, paced, since a topic of a million subscribers cannot wait in
+// memory for one transaction.
+func (f *Fanout) HandleTo(ctx context.Context, e notify.Event, out Handoff) error {
 	ctx, span := tracer.Start(ctx, "fanout.event")
 	defer span.End()
 	span.SetAttributes(attribute.String("notification.id", e.ID), attribute.String("notification.tier", e.Tier))
@@ -152,7 +180,7 @@ func (f *Fanout) Handle(ctx context.Context, e notify.Event) error {
 		if err := f.sched.Schedule(ctx, *e.SendAt, e, schedReasonAt); err != nil {
 			return err
 		}
-		if err := f.scheduledEvents(ctx, e, now); err != nil {
+		if err := f.scheduledEvents(ctx, out, e, now); err != nil {
 			return err
 		}
 		stageCounter.WithLabelValues(f.set.Region, e.Tier, "all", notify.StateDeferred, schedReasonAt).Inc()
@@ -166,7 +194,7 @@ func (f *Fanout) Handle(ctx context.Context, e notify.Event) error {
 	if e.Topic == "" {
 		for start := 0; start < len(e.Recipients); start += f.set.ChunkSize {
 			end := min(start+f.set.ChunkSize, len(e.Recipients))
-			if err := f.chunk(ctx, e, e.Recipients[start:end], ""); err != nil {
+			if err := f.chunk(ctx, out, e, e.Recipients[start:end], ""); err != nil {
 				return err
 			}
 		}
@@ -191,9 +219,16 @@ func (f *Fanout) topic(ctx context.Context, e notify.Event) error {
 		path = PathTopicRead
 		if wants(e.Channels, notify.InApp) {
 			c := e.Content[notify.InApp]
-			if err := f.inbox.WriteTopicFeed(ctx, inbox.Item{AppID: e.AppID, Topic: e.Topic, NotificationID: e.ID, CreatedAt: e.AcceptedAt,
-				Tier: e.Tier, Category: e.Category, Title: c.Title, Body: c.Body, Link: c.Link, Metadata: e.Metadata}); err != nil {
+			item := inbox.Item{AppID: e.AppID, Topic: e.Topic, NotificationID: e.ID, CreatedAt: e.AcceptedAt,
+				Tier: e.Tier, Category: e.Category, Title: c.Title, Body: c.Body, Link: c.Link, Metadata: e.Metadata}
+			if err := f.inbox.WriteTopicFeed(ctx, item); err != nil {
 				return err
+			}
+			// Open streams of the topic's subscribers learn of it at once, as of any item.
+			if tp, ok := f.pub.(TopicPublisher); ok {
+				if err := tp.PublishTopic(ctx, item); err != nil {
+					f.logger.Warn("announcing a topic feed item to live streams", "topic", e.Topic, "err", err)
+				}
 			}
 		}
 		skip = notify.InApp // the feed record serves every subscriber's inbox
@@ -216,7 +251,11 @@ func (f *Fanout) topic(ctx context.Context, e notify.Event) error {
 			break
 		}
 		if skip == "" || !onlyChannel(e.Channels, skip) {
-			g.Go(func() error { return f.chunk(gctx, e, page, skip) })
+			g.Go(func() error { return f.chunk(gctx, direct{f.prod}, e, page, skip) })
+		} else {
+			// In-app only, served by the feed record: no task to decide, but each subscriber
+			// was still a recipient, and analytics counts them.
+			g.Go(func() error { return f.acceptedOnly(gctx, e, page) })
 		}
 		total += len(page)
 		after = page[len(page)-1]
@@ -257,7 +296,7 @@ type delivery struct {
 }
 
 // chunk decides and hands on every recipient x channel of a chunk of users.
-func (f *Fanout) chunk(ctx context.Context, e notify.Event, users []string, skip string) error {
+func (f *Fanout) chunk(ctx context.Context, out Handoff, e notify.Event, users []string, skip string) error {
 	profs, err := f.profiles.Load(ctx, e.AppID, users)
 	if err != nil {
 		return err
@@ -344,14 +383,12 @@ func (f *Fanout) chunk(ctx context.Context, e notify.Event, users []string, skip
 	// topics, then the dedup keys at once, so the window in which a crash can cause a repeat
 	// is one Redis round trip wide.
 	var msgs []kafka.Message
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(inboxWriters)
+	var items []inbox.Item
 	for _, d := range ds {
 		switch {
 		case d.inbox != nil:
-			it := *d.inbox
 			// The inbox row is the delivery itself: delivery_attempt is for provider calls.
-			g.Go(func() error { return f.inbox.Write(gctx, it) })
+			items = append(items, *d.inbox)
 			d.state = notify.StateDelivered
 		case d.task != nil:
 			if due.After(e.AcceptedAt) {
@@ -364,6 +401,11 @@ func (f *Fanout) chunk(ctx context.Context, e notify.Event, users []string, skip
 			msgs = append(msgs, kafka.Message{Topic: notify.DispatchTopic(f.set.Region, d.channel), Key: d.user, Value: raw})
 			d.state = notify.StateQueued
 		}
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(inboxWriters)
+	for _, b := range inbox.Batches(items, max(1, f.set.InboxBatch)) {
+		g.Go(func() error { return f.inbox.WriteBatch(gctx, b) })
 	}
 	if err := g.Wait(); err != nil {
 		return err
@@ -398,7 +440,7 @@ func (f *Fanout) chunk(ctx context.Context, e notify.Event, users []string, skip
 	} else if ok {
 		msgs = append(msgs, m)
 	}
-	if err := f.prod.Send(ctx, msgs...); err != nil {
+	if err := out.Send(ctx, msgs...); err != nil {
 		return err
 	}
 	var marks, markStates []string
@@ -407,22 +449,42 @@ func (f *Fanout) chunk(ctx context.Context, e notify.Event, users []string, skip
 			marks, markStates = append(marks, d.key), append(markStates, d.state)
 		}
 	}
-	if err := f.dedup.Mark(ctx, marks, markStates); err != nil {
-		dedupUnavailable.WithLabelValues(f.set.Region).Inc()
-		f.logger.Warn("could not mark dedup keys; a redelivery may repeat these", "err", err)
+	var fresh []inbox.Item
+	for _, d := range ds {
+		if d.inbox != nil && !d.dup {
+			fresh = append(fresh, *d.inbox)
+		}
 	}
-	if f.pub != nil {
-		var fresh []inbox.Item
-		for _, d := range ds {
-			if d.inbox != nil && !d.dup {
-				fresh = append(fresh, *d.inbox)
+	// Marking before the records are durable could turn a crash into a loss (the repeat
+	// would be suppressed), so both wait for the hand-off; the stream announcement too, so
+	// a stream never shows an item whose event is then repeated.
+	after := context.WithoutCancel(ctx)
+	out.Then(func() {
+		if err := f.dedup.Mark(after, marks, markStates); err != nil {
+			dedupUnavailable.WithLabelValues(f.set.Region).Inc()
+			f.logger.Warn("could not mark dedup keys; a redelivery may repeat these", "err", err)
+		}
+		if f.pub != nil {
+			if err := f.pub.Publish(after, fresh); err != nil {
+				f.logger.Warn("announcing inbox items to live streams", "err", err)
 			}
 		}
-		if err := f.pub.Publish(ctx, fresh); err != nil {
-			f.logger.Warn("announcing inbox items to live streams", "err", err)
-		}
-	}
+	})
 	return nil
+}
+
+// acceptedOnly records a page of a large topic's subscribers as accepted when no task is
+// decided for them (an in-app-only send, which the feed record serves).
+func (f *Fanout) acceptedOnly(ctx context.Context, e notify.Event, users []string) error {
+	b := notify.EventBatch{App: e.AppID, Tier: e.Tier, Category: e.Category, NotificationID: e.ID, DueAt: e.AcceptedAt, At: f.now()}
+	for _, u := range users {
+		b.Outcomes = append(b.Outcomes, notify.Outcome{User: u, Channel: notify.ChannelAll, Stage: notify.StageAccepted})
+	}
+	m, ok, err := b.Message(f.set.Region)
+	if err != nil || !ok {
+		return err
+	}
+	return f.prod.Send(ctx, m)
 }
 
 // chunkEvents is the delivery-events record of a chunk: accepted per recipient (once: not for a
@@ -463,7 +525,7 @@ func chunkEvents(e notify.Event, users []string, ds []*delivery, profs map[strin
 // scheduledEvents records a list event put off to its send_at: each recipient accepted and
 // deferred. A topic's recipients are known only when it comes back (chunkEvents counts them
 // then).
-func (f *Fanout) scheduledEvents(ctx context.Context, e notify.Event, now time.Time) error {
+func (f *Fanout) scheduledEvents(ctx context.Context, out Handoff, e notify.Event, now time.Time) error {
 	var msgs []kafka.Message
 	for start := 0; start < len(e.Recipients); start += f.set.ChunkSize {
 		b := notify.EventBatch{App: e.AppID, Tier: e.Tier, Category: e.Category, NotificationID: e.ID, DueAt: e.AcceptedAt, At: now}
@@ -480,7 +542,7 @@ func (f *Fanout) scheduledEvents(ctx context.Context, e notify.Event, now time.T
 			msgs = append(msgs, m)
 		}
 	}
-	return f.prod.Send(ctx, msgs...)
+	return out.Send(ctx, msgs...)
 }
 
 // channelsFor returns the channels to decide for a user: those the event names (narrowed for a

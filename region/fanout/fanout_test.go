@@ -91,6 +91,14 @@ func (w *world) Write(_ context.Context, it inbox.Item) error {
 	w.inbox = append(w.inbox, it)
 	return nil
 }
+func (w *world) WriteBatch(ctx context.Context, items []inbox.Item) error {
+	for _, it := range items {
+		if err := w.Write(ctx, it); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 func (w *world) WriteTopicFeed(_ context.Context, it inbox.Item) error {
 	w.feed = append(w.feed, it)
 	return nil

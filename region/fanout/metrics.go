@@ -27,3 +27,20 @@ var (
 		Help: "Records behind the newest offset, per tier, summed over the partitions this process holds.",
 	}, []string{"region", "tier"})
 )
+
+var (
+	txnSeconds = promauto.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "herald_fanout_txn_seconds",
+		Help:    "Time to commit one hand-off transaction (records and offsets), by tier.",
+		Buckets: []float64{.002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+	}, []string{"region", "tier"})
+	txnEvents = promauto.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "herald_fanout_txn_events",
+		Help:    "Events whose records and offsets one hand-off transaction committed, by tier.",
+		Buckets: []float64{1, 2, 5, 10, 20, 50, 100, 200, 500},
+	}, []string{"region", "tier"})
+	txnFailures = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "herald_fanout_txn_failures_total",
+		Help: "Hand-off transactions that failed and were retried or given up at a rebalance, by tier.",
+	}, []string{"region", "tier"})
+)

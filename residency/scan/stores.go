@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/herald-notify/herald/platform/cassandra"
+	"github.com/herald-notify/herald/platform/kafka"
 	"github.com/herald-notify/herald/platform/postgres"
 	"github.com/herald-notify/herald/platform/redis"
 )
@@ -207,6 +208,8 @@ func scanKafka(ctx context.Context, r Region, c *collector, perPartition int, un
 	if err != nil {
 		return err
 	}
+	// Everything stored counts, aborted transactions' records included.
+	sc.Consumer.IsolationLevel = sarama.ReadUncommitted
 	client, err := sarama.NewClient(r.Kafka.Brokers, sc)
 	if err != nil {
 		return fmt.Errorf("connecting to kafka %v: %w", r.Kafka.Brokers, err)
@@ -269,35 +272,10 @@ func readPartition(ctx context.Context, client sarama.Client, consumer sarama.Co
 		return 0, err
 	}
 	start := max(oldest, newest-int64(limit))
-	if start >= newest {
-		return 0, nil
-	}
-	pc, err := consumer.ConsumePartition(topic, p, start)
-	if err != nil {
-		return 0, err
-	}
-	defer pc.Close()
 	read := 0
-	idle := time.NewTimer(kafkaIdle)
-	defer idle.Stop()
-	for {
-		select {
-		case m, ok := <-pc.Messages():
-			if !ok {
-				return read, fmt.Errorf("consumer closed at %d of %d", start+int64(read), newest)
-			}
-			read++
-			fn(m.Value)
-			if m.Offset >= newest-1 {
-				return read, nil
-			}
-			idle.Reset(kafkaIdle)
-		case err := <-pc.Errors():
-			return read, err
-		case <-idle.C:
-			return read, fmt.Errorf("no record for %s while reading offsets %d to %d", kafkaIdle, start, newest-1)
-		case <-ctx.Done():
-			return read, ctx.Err()
-		}
-	}
+	_, err = kafka.ReadRange(ctx, consumer, topic, p, start, newest, kafkaIdle, func(m *sarama.ConsumerMessage) {
+		read++
+		fn(m.Value)
+	})
+	return read, err
 }

@@ -1,0 +1,163 @@
+package fanout
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/IBM/sarama"
+
+	"github.com/herald-notify/herald/platform/kafka"
+)
+
+// collector gathers one event's records, and what to do once they are durable, for the
+// transaction that will also commit the event's offset.
+type collector struct {
+	mu   sync.Mutex
+	recs []*sarama.ProducerMessage
+	then []func()
+}
+
+func (c *collector) Send(ctx context.Context, msgs ...kafka.Message) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, m := range msgs {
+		c.recs = append(c.recs, m.Record(ctx)) // the trace context of the chunk that decided it
+	}
+	return nil
+}
+
+func (c *collector) Then(fn func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.then = append(c.then, fn)
+}
+
+// completion is one finished event waiting for its transaction.
+type completion struct {
+	ctx   context.Context // the consumer group session's; once it ended the partition may be another's
+	group *sarama.ConsumerGroupMetadata
+	m     *sarama.ConsumerMessage
+	out   *collector
+	done  chan error // the transaction's outcome
+}
+
+// Transactor commits records and offsets atomically (kafka.TxnProducer).
+type Transactor interface {
+	Commit(ctx context.Context, recs []*sarama.ProducerMessage, offsets map[string][]*sarama.PartitionOffsetMetadata, group *sarama.ConsumerGroupMetadata) error
+}
+
+// committer commits finished events in transactions, group-commit style: whatever finished
+// while the previous transaction was committing goes into the next one. It receives each
+// partition's events in offset order (the claim's marker hands them on in order), so a
+// transaction never commits an offset past an event it does not carry.
+type committer struct {
+	txn          Transactor
+	in           chan *completion
+	maxRecords   int
+	region, tier string
+	log          *slog.Logger
+	thens        sync.WaitGroup // after-commit work still running
+}
+
+func newCommitter(txn Transactor, region, tier string, log *slog.Logger) *committer {
+	return &committer{txn: txn, in: make(chan *completion, 1024), maxRecords: 20000, region: region, tier: tier, log: log}
+}
+
+func (c *committer) add(x *completion) { c.in <- x }
+
+// run commits until ctx ends. ctx must outlive the consumer group: a claim leaves only once its
+// last completion was committed or given up.
+func (c *committer) run(ctx context.Context) {
+	defer c.thens.Wait()
+	for {
+		var batch []*completion
+		select {
+		case x := <-c.in:
+			batch = append(batch, x)
+		case <-ctx.Done():
+			return
+		}
+		n := len(batch[0].out.recs)
+	more:
+		for n < c.maxRecords {
+			select {
+			case x := <-c.in:
+				batch = append(batch, x)
+				n += len(x.out.recs)
+			default:
+				break more
+			}
+		}
+		c.commit(ctx, batch)
+	}
+}
+
+// commit commits a batch, retrying while its session lasts. Given up (the partitions went to
+// another member, or the process is stopping), the events are repeated by whoever consumes
+// the partitions next, and nothing of them was visible.
+func (c *committer) commit(ctx context.Context, batch []*completion) {
+	next := map[string]map[int32]int64{}
+	for _, x := range batch {
+		if next[x.m.Topic] == nil {
+			next[x.m.Topic] = map[int32]int64{}
+		}
+		next[x.m.Topic][x.m.Partition] = max(next[x.m.Topic][x.m.Partition], x.m.Offset+1)
+	}
+	offsets := map[string][]*sarama.PartitionOffsetMetadata{}
+	for topic, parts := range next {
+		for p, off := range parts {
+			offsets[topic] = append(offsets[topic], &sarama.PartitionOffsetMetadata{Partition: p, Offset: off})
+		}
+	}
+	group := batch[len(batch)-1].group
+	backoff := 50 * time.Millisecond
+	for {
+		start := time.Now()
+		err := c.txn.Commit(ctx, records(batch), offsets, group)
+		if err == nil {
+			txnSeconds.WithLabelValues(c.region, c.tier).Observe(time.Since(start).Seconds())
+			txnEvents.WithLabelValues(c.region, c.tier).Observe(float64(len(batch)))
+			break
+		}
+		txnFailures.WithLabelValues(c.region, c.tier).Inc()
+		if batch[0].ctx.Err() != nil || ctx.Err() != nil {
+			c.log.Warn("hand-off transaction given up; its events will be repeated by the partitions' next consumer",
+				"tier", c.tier, "events", len(batch), "err", err)
+			for _, x := range batch {
+				x.done <- err
+			}
+			return
+		}
+		c.log.Warn("hand-off transaction failed; retrying", "tier", c.tier, "events", len(batch), "err", err, "backoff", backoff)
+		select {
+		case <-time.After(backoff):
+		case <-batch[0].ctx.Done():
+		case <-ctx.Done():
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+	c.thens.Add(1)
+	go func() {
+		defer c.thens.Done()
+		for _, x := range batch {
+			for _, fn := range x.out.then {
+				fn()
+			}
+			x.done <- nil
+		}
+	}()
+}
+
+// records copies the batch's records: sarama keeps per-attempt state in a record, and a
+// retried transaction sends them again.
+func records(batch []*completion) []*sarama.ProducerMessage {
+	var out []*sarama.ProducerMessage
+	for _, x := range batch {
+		for _, r := range x.out.recs {
+			out = append(out, &sarama.ProducerMessage{Topic: r.Topic, Key: r.Key, Value: r.Value, Headers: r.Headers})
+		}
+	}
+	return out
+}
