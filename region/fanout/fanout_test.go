@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"maps"
 	"sort"
@@ -355,5 +356,82 @@ func TestTopicAboveThresholdWritesOneFeedRecordAndTasksPerSubscriber(t *testing.
 	var task notify.Task
 	if err := json.Unmarshal(w.sent[0].Value, &task); err != nil || task.Channel != notify.Push || len(task.Target.Devices) != 1 {
 		t.Fatalf("task %+v %v", task, err)
+	}
+}
+
+// topicPublisher records what fan-out announces to live streams.
+type topicPublisher struct {
+	items, topicItems []inbox.Item
+}
+
+func (p *topicPublisher) Publish(_ context.Context, items []inbox.Item) error {
+	p.items = append(p.items, items...)
+	return nil
+}
+func (p *topicPublisher) PublishTopic(_ context.Context, it inbox.Item) error {
+	p.topicItems = append(p.topicItems, it)
+	return nil
+}
+
+func TestInAppOnlyLargeTopicCountsEverySubscriberAcceptedAndAnnouncesTheFeedItem(t *testing.T) {
+	w := newWorld()
+	for i := 1; i <= 11; i++ {
+		w.subs = append(w.subs, fmt.Sprintf("u%02d", i))
+	}
+	pub := &topicPublisher{}
+	f := New(Settings{Region: "eu-west-1", ChunkSize: 4}, 10, Deps{Profiles: w, Subscribers: w, Scheduler: w, Producer: w, Inbox: w,
+		Log: logWriter{w}, Dedup: dedupKeys{w}, Publisher: pub, Logger: slog.New(slog.DiscardHandler)})
+	f.now = func() time.Time { return now }
+	e := event(notify.Social)
+	e.Topic, e.Channels = "news", []string{notify.InApp}
+	if err := f.Handle(context.Background(), e); err != nil {
+		t.Fatal(err)
+	}
+	if len(w.feed) != 1 || len(w.inbox) != 0 || len(w.sent) != 0 {
+		t.Fatalf("feed %d, inbox %d, tasks %d; want one feed record and nothing else", len(w.feed), len(w.inbox), len(w.sent))
+	}
+	accepted := map[string]int{}
+	for _, b := range w.events {
+		for _, o := range b.Outcomes {
+			if o.Stage == notify.StageAccepted {
+				accepted[o.User]++
+			}
+		}
+	}
+	for _, u := range w.subs {
+		if accepted[u] != 1 {
+			t.Fatalf("%s accepted %d times, want 1 (all: %v)", u, accepted[u], accepted)
+		}
+	}
+	if len(pub.topicItems) != 1 || pub.topicItems[0].Topic != "news" || pub.topicItems[0].NotificationID != "n1" {
+		t.Fatalf("announced feed items %+v, want the one feed record", pub.topicItems)
+	}
+}
+
+func TestTransactionalHandoffMarksDedupKeysOnlyOnceDurable(t *testing.T) {
+	w := newWorld()
+	w.profiles["a"] = &profiles.Profile{Email: "a@x"}
+	pub := &topicPublisher{}
+	f := New(Settings{Region: "eu-west-1", ChunkSize: 2}, 10, Deps{Profiles: w, Subscribers: w, Scheduler: w, Producer: w, Inbox: w,
+		Log: logWriter{w}, Dedup: dedupKeys{w}, Publisher: pub, Logger: slog.New(slog.DiscardHandler)})
+	f.now = func() time.Time { return now }
+	out := &collector{}
+	if err := f.HandleTo(context.Background(), event(notify.Social, "a"), out); err != nil {
+		t.Fatal(err)
+	}
+	if len(w.sent) != 0 || len(w.events) != 0 {
+		t.Fatalf("records went straight to the producer (%d tasks, %d event batches); they belong to the transaction", len(w.sent), len(w.events))
+	}
+	if len(out.recs) != 2 { // the email task and the chunk's delivery events
+		t.Fatalf("collected %d records, want 2", len(out.recs))
+	}
+	if len(w.done) != 0 || len(pub.items) != 0 {
+		t.Fatalf("dedup keys %v marked / %d items announced before the transaction committed", w.done, len(pub.items))
+	}
+	for _, fn := range out.then { // what the committer runs after the commit
+		fn()
+	}
+	if len(w.done) != 2 || len(pub.items) != 1 {
+		t.Fatalf("after the commit: dedup keys %v, announced %d; want both channels marked and the inbox item announced", w.done, len(pub.items))
 	}
 }
