@@ -1,0 +1,164 @@
+package fanout
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+
+	"github.com/herald-notify/herald/platform/kafka"
+)
+
+// transactor is a test double of the committer's Transactor: it records each commit and fails
+// the first failures of them.
+type transactor struct {
+	mu       sync.Mutex
+	failures int
+	commits  []txnCall
+}
+
+type txnCall struct {
+	recs    int
+	offsets map[string]map[int32]int64
+	err     error
+}
+
+func (tr *transactor) Commit(_ context.Context, recs []*sarama.ProducerMessage, offsets map[string][]*sarama.PartitionOffsetMetadata, _ *sarama.ConsumerGroupMetadata) error {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	c := txnCall{recs: len(recs), offsets: map[string]map[int32]int64{}}
+	for topic, ps := range offsets {
+		c.offsets[topic] = map[int32]int64{}
+		for _, p := range ps {
+			c.offsets[topic][p.Partition] = p.Offset
+		}
+	}
+	if tr.failures > 0 {
+		tr.failures--
+		c.err = errors.New("broker unavailable")
+	}
+	tr.commits = append(tr.commits, c)
+	return c.err
+}
+
+func finished(ctx context.Context, partition int32, offset int64, records int, ran *[]int64, mu *sync.Mutex) *completion {
+	out := &collector{}
+	for i := 0; i < records; i++ {
+		_ = out.Send(ctx, kafka.Message{Topic: "eu-west-1.dispatch.email", Key: "u", Value: []byte("task")})
+	}
+	out.Then(func() {
+		mu.Lock()
+		*ran = append(*ran, offset)
+		mu.Unlock()
+	})
+	return &completion{ctx: ctx, group: &sarama.ConsumerGroupMetadata{GroupID: "g"}, done: make(chan error, 1), out: out,
+		m: &sarama.ConsumerMessage{Topic: "eu-west-1.notify.social", Partition: partition, Offset: offset}}
+}
+
+func TestCommitterCommitsRecordsWithTheNextOffsetOfEachPartitionThenRunsTheAfterWork(t *testing.T) {
+	tr := &transactor{}
+	c := newCommitter(tr, "eu-west-1", "social", slog.New(slog.DiscardHandler))
+	var ran []int64
+	var mu sync.Mutex
+	ctx := context.Background()
+	batch := []*completion{finished(ctx, 0, 10, 2, &ran, &mu), finished(ctx, 1, 4, 1, &ran, &mu), finished(ctx, 0, 11, 3, &ran, &mu)}
+	c.commit(ctx, batch)
+	for _, x := range batch {
+		if err := <-x.done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.thens.Wait()
+	if len(tr.commits) != 1 {
+		t.Fatalf("%d transactions, want 1", len(tr.commits))
+	}
+	got := tr.commits[0]
+	if got.recs != 6 || got.offsets["eu-west-1.notify.social"][0] != 12 || got.offsets["eu-west-1.notify.social"][1] != 5 {
+		t.Fatalf("transaction %+v, want 6 records and offsets p0=12 p1=5", got)
+	}
+	if len(ran) != 3 {
+		t.Fatalf("after-commit work ran for %v, want every event", ran)
+	}
+}
+
+func TestCommitterRetriesAFailedTransactionWithTheSameRecordsAndRunsTheAfterWorkOnce(t *testing.T) {
+	tr := &transactor{failures: 2}
+	c := newCommitter(tr, "eu-west-1", "social", slog.New(slog.DiscardHandler))
+	var ran []int64
+	var mu sync.Mutex
+	ctx := context.Background()
+	x := finished(ctx, 0, 7, 3, &ran, &mu)
+	start := time.Now()
+	c.commit(ctx, []*completion{x})
+	if err := <-x.done; err != nil {
+		t.Fatal(err)
+	}
+	c.thens.Wait()
+	if len(tr.commits) != 3 {
+		t.Fatalf("%d attempts, want 3 (two failures, then success)", len(tr.commits))
+	}
+	for i, call := range tr.commits {
+		if call.recs != 3 || call.offsets["eu-west-1.notify.social"][0] != 8 {
+			t.Fatalf("attempt %d carried %+v, want the same 3 records and offset 8", i, call)
+		}
+	}
+	if len(ran) != 1 {
+		t.Fatalf("after-commit work ran %d times, want once", len(ran))
+	}
+	if time.Since(start) < 150*time.Millisecond {
+		t.Fatal("retries did not back off")
+	}
+}
+
+func TestCommitterGivesUpWhenTheSessionEndedAndNeverRunsTheAfterWork(t *testing.T) {
+	tr := &transactor{failures: 100}
+	c := newCommitter(tr, "eu-west-1", "social", slog.New(slog.DiscardHandler))
+	var ran []int64
+	var mu sync.Mutex
+	sess, end := context.WithCancel(context.Background())
+	x := finished(sess, 0, 3, 1, &ran, &mu)
+	go func() {
+		time.Sleep(120 * time.Millisecond)
+		end() // a rebalance: the partition is someone else's now
+	}()
+	c.commit(context.Background(), []*completion{x})
+	if err := <-x.done; err == nil {
+		t.Fatal("a transaction that never committed was reported done")
+	}
+	c.thens.Wait()
+	if len(ran) != 0 {
+		t.Fatal("dedup keys would be marked for records that were never visible")
+	}
+}
+
+func TestCommitterRunGroupsWhatFinishedDuringThePreviousCommit(t *testing.T) {
+	tr := &transactor{}
+	c := newCommitter(tr, "eu-west-1", "social", slog.New(slog.DiscardHandler))
+	var ran []int64
+	var mu sync.Mutex
+	ctx, stop := context.WithCancel(context.Background())
+	var xs []*completion
+	for i := int64(0); i < 50; i++ {
+		x := finished(context.Background(), 0, i, 1, &ran, &mu)
+		xs = append(xs, x)
+		c.add(x)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); c.run(ctx) }()
+	for _, x := range xs {
+		if err := <-x.done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop()
+	<-done
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	if len(tr.commits) != 1 || tr.commits[0].recs != 50 || tr.commits[0].offsets["eu-west-1.notify.social"][0] != 50 {
+		t.Fatalf("transactions %+v, want one with all 50 queued events", tr.commits)
+	}
+}
