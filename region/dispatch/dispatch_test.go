@@ -6,10 +6,12 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"maps"
 	"mime"
 	"mime/multipart"
 	"net/http"
 	"net/mail"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -17,6 +19,7 @@ import (
 	"time"
 
 	"github.com/sideshow/apns2"
+	"github.com/sideshow/apns2/payload"
 
 	"github.com/herald-notify/herald/platform/config"
 	"github.com/herald-notify/herald/platform/kafka"
@@ -165,9 +168,14 @@ func TestAPNsNotification(t *testing.T) {
 	if n.Topic != "com.herald.demo" || n.DeviceToken != "abcd" || n.Priority != 10 || n.PushType != apns2.PushTypeAlert || n.Expiration.IsZero() {
 		t.Fatalf("notification: %+v", n)
 	}
-	raw, _ := json.Marshal(n.Payload)
+	raw, err := n.MarshalJSON() // what apns2 sends
+	if err != nil {
+		t.Fatal(err)
+	}
 	var p map[string]any
-	_ = json.Unmarshal(raw, &p)
+	if err := json.Unmarshal(raw, &p); err != nil {
+		t.Fatalf("payload %s: %v", raw, err)
+	}
 	alert := p["aps"].(map[string]any)["alert"].(map[string]any)
 	if alert["title"] != "Hi" || alert["body"] != "Your order shipped" || p["link"] != "https://example.com/o/1" || p["order"] != "1" || p["notification_id"] != "n1" {
 		t.Fatalf("payload: %s", raw)
@@ -175,6 +183,72 @@ func TestAPNsNotification(t *testing.T) {
 	task.Tier = notify.Marketing
 	if apnsNotification(task, "abcd", "t").Priority != 5 {
 		t.Fatal("marketing should be priority 5")
+	}
+}
+
+// The payload is encoded by hand; apns2's own payload builder, as the dispatcher used it
+// before, is the reference it must match as JSON.
+func TestAPNsPayloadMatchesTheApns2Builder(t *testing.T) {
+	reference := func(t notify.Task) []byte {
+		pl := payload.NewPayload().Sound("default")
+		if t.Content.Title != "" {
+			pl.AlertTitle(t.Content.Title)
+		}
+		body := t.Content.Body
+		if body == "" {
+			body = t.Content.Text
+		}
+		pl.AlertBody(body)
+		for k, v := range t.Metadata {
+			if k != "aps" {
+				pl.Custom(k, v)
+			}
+		}
+		if t.Content.Link != "" {
+			pl.Custom("link", t.Content.Link)
+		}
+		pl.Custom("notification_id", t.NotificationID)
+		raw, err := json.Marshal(pl)
+		if err != nil {
+			panic(err)
+		}
+		return raw
+	}
+	full := sampleTask(notify.Push)
+	for _, tc := range []struct {
+		name string
+		edit func(*notify.Task)
+	}{
+		{"title, body, link, metadata", func(*notify.Task) {}},
+		{"text when there is no body", func(t *notify.Task) { t.Content.Body = "" }},
+		{"no title, no link, no metadata", func(t *notify.Task) { t.Content.Title, t.Content.Link, t.Metadata = "", "", nil }},
+		{"nothing to show", func(t *notify.Task) { t.Content = notify.Content{}; t.Metadata = nil }},
+		{"metadata named like our keys", func(t *notify.Task) {
+			t.Metadata = map[string]string{"aps": "x", "link": "https://meta", "notification_id": "meta", "z": "1", "a": "2"}
+		}},
+		{"metadata link kept without a content link", func(t *notify.Task) {
+			t.Content.Link = ""
+			t.Metadata = map[string]string{"link": "https://meta"}
+		}},
+		{"characters JSON escapes", func(t *notify.Task) {
+			t.Content.Title, t.Content.Body = `"Quoted" <b>&</b>`, "line 1\nline 2\t\u0001 ✓ \u2028 é"
+			t.Metadata = map[string]string{`k"ey`: "v\\al", "emoji": "🚀"}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			task := full
+			task.Metadata = maps.Clone(full.Metadata)
+			tc.edit(&task)
+			got, want := apnsPayload(task), reference(task)
+			var g, w any
+			if err := json.Unmarshal(got, &g); err != nil {
+				t.Fatalf("invalid JSON %s: %v", got, err)
+			}
+			_ = json.Unmarshal(want, &w)
+			if !reflect.DeepEqual(g, w) {
+				t.Fatalf("payload\n got %s\nwant %s", got, want)
+			}
+		})
 	}
 }
 
