@@ -402,11 +402,28 @@ func (f *Fanout) chunk(ctx context.Context, out Handoff, e notify.Event, users [
 			d.state = notify.StateQueued
 		}
 	}
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(inboxWriters)
-	for _, b := range inbox.Batches(items, max(1, f.set.InboxBatch)) {
-		g.Go(func() error { return f.inbox.WriteBatch(gctx, b) })
+	// The states go in before the tasks do: a dispatcher can deliver a task within
+	// milliseconds, and its later "delivered" must not be overwritten by our "queued". They go
+	// in beside the inbox rows, not after them: a failure of either repeats the chunk, and a
+	// repeat rewrites both. A repeat found in Redis writes nothing: its state was written
+	// before it was marked.
+	states := make([]deliverylog.State, 0, len(ds))
+	at := f.now()
+	for _, d := range ds {
+		if d.dup {
+			continue
+		}
+		states = append(states, deliverylog.State{NotificationID: e.ID, UserID: d.user, Channel: d.channel, State: d.state,
+			Reason: d.reason, Detail: d.detail, UpdatedAt: at})
 	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return f.log.Write(gctx, states, nil) })
+	var inboxes errgroup.Group
+	inboxes.SetLimit(inboxWriters)
+	for _, b := range inbox.Batches(items, max(1, f.set.InboxBatch)) {
+		inboxes.Go(func() error { return f.inbox.WriteBatch(gctx, b) })
+	}
+	g.Go(inboxes.Wait)
 	if err := g.Wait(); err != nil {
 		return err
 	}
@@ -416,22 +433,8 @@ func (f *Fanout) chunk(ctx context.Context, out Handoff, e notify.Event, users [
 			notify.ObserveDelivered(f.set.Region, e.Tier, notify.InApp, due, written)
 		}
 	}
-
-	// The states go in before the tasks do: a dispatcher can deliver a task within
-	// milliseconds, and its later "delivered" must not be overwritten by our "queued". A
-	// repeat found in Redis writes nothing: its state was written before it was marked.
-	states := make([]deliverylog.State, 0, len(ds))
-	at := f.now()
-	for _, d := range ds {
-		if d.dup {
-			continue
-		}
-		states = append(states, deliverylog.State{NotificationID: e.ID, UserID: d.user, Channel: d.channel, State: d.state,
-			Reason: d.reason, Detail: d.detail, UpdatedAt: at})
-		stageCounter.WithLabelValues(f.set.Region, e.Tier, d.channel, d.state, d.reason).Inc()
-	}
-	if err := f.log.Write(ctx, states, nil); err != nil {
-		return err
+	for _, st := range states {
+		stageCounter.WithLabelValues(f.set.Region, e.Tier, st.Channel, st.State, st.Reason).Inc()
 	}
 	// The chunk's delivery events go out with its tasks, in the same acknowledged send, so a
 	// delivery handed on always has its record before the offset is committed.
