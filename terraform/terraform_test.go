@@ -1,6 +1,7 @@
 package terraform_test
 
 import (
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -34,6 +35,7 @@ func checks(policy *residency.Policy) map[string]func(root string) []string {
 		"format":     checkFormat,
 		"interfaces": checkModuleInterfaces,
 		"pinned":     checkPinned,
+		"moved":      checkMoved,
 		"residency":  func(root string) []string { return checkResidency(root, policy) },
 	}
 }
@@ -172,4 +174,86 @@ func TestResidencyGuardsRefuseEachMisdeclaredRoot(t *testing.T) {
 			t.Errorf("want a problem containing %q, got %q", tt.want, problems)
 		})
 	}
+}
+
+// The moved check's broken cases are the valid fixture (testdata/moved/valid: a module whose
+// ECS service and rules moved into a child module) with one edit each.
+func TestMovedCheckFindsEachBrokenMove(t *testing.T) {
+	valid := filepath.Join("testdata", "moved", "valid")
+	for _, p := range checkMoved(valid) {
+		t.Errorf("valid fixture: %s", p)
+	}
+	tests := []struct {
+		name, file, old, new string
+		want                 string
+	}{
+		{"renamed-without-moved", "modules/app/main.tf",
+			`"aws_ecs_cluster" "this"`, `"aws_ecs_cluster" "main"`,
+			"aws_ecs_cluster.this is in state-addresses.txt but neither declared nor moved"},
+		{"moved-to-undeclared", "modules/app/main.tf",
+			`module.service.aws_ecs_service.this["app"]`, `module.service.aws_ecs_service.main["app"]`,
+			`moved to module.service.aws_ecs_service.main["app"]: aws_ecs_service.main is not declared in`},
+		{"moved-from-still-declared", "modules/app/main.tf",
+			`resource "aws_ecs_cluster" "this" {`, "resource \"aws_ecs_service\" \"this\" {\n  name = \"app\"\n}\n\nresource \"aws_ecs_cluster\" \"this\" {",
+			"moved from aws_ecs_service.this, which is still declared"},
+		{"instance-to-every-instance", "modules/app/main.tf",
+			`module.service.aws_ecs_service.this["app"]`, `module.service.aws_ecs_service.this`,
+			"moved from aws_ecs_service.this (a single instance) to module.service.aws_ecs_service.this (with for_each)"},
+		{"key-of-a-single-resource", "modules/service/main.tf",
+			"for_each  = toset([\"0.0.0.0/0\"])\n  cidr_ipv4 = each.key", `cidr_ipv4 = "0.0.0.0/0"`,
+			`aws_vpc_security_group_ingress_rule.alb_https has no for_each, so it has no instance aws_vpc_security_group_ingress_rule.alb_https["0.0.0.0/0"]`},
+		{"not-in-state-list", "state-addresses.txt",
+			"modules/service aws_vpc_security_group_ingress_rule.tasks_from for_each\n", "",
+			`"modules/service aws_vpc_security_group_ingress_rule.tasks_from for_each" is declared but not in state-addresses.txt`},
+		{"became-for-each", "modules/app/main.tf",
+			"name = \"app\"\n}", "for_each = toset([\"app\"])\n  name     = each.key\n}",
+			"aws_ecs_cluster.this was a single instance, is now with for_each"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := copyFixture(t, valid)
+			path := filepath.Join(dir, filepath.FromSlash(tt.file))
+			src, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := strings.Count(string(src), tt.old); n != 1 {
+				t.Fatalf("%s: %q occurs %d times, want once", tt.file, tt.old, n)
+			}
+			if err := os.WriteFile(path, []byte(strings.Replace(string(src), tt.old, tt.new, 1)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			problems := checkMoved(dir)
+			for _, p := range problems {
+				if strings.Contains(p, tt.want) {
+					return
+				}
+			}
+			t.Errorf("want a problem containing %q, got %q", tt.want, problems)
+		})
+	}
+}
+
+// copyFixture copies the tree under src into a new temporary directory.
+func copyFixture(t *testing.T, src string) string {
+	t.Helper()
+	dst := t.TempDir()
+	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, path)
+		if d.IsDir() {
+			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dst, rel), data, 0o644)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dst
 }
