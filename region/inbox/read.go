@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gocql/gocql"
+	"golang.org/x/sync/errgroup"
 )
 
 // Buckets is how many month partitions a read looks back: rows live 90 days by default, so four
@@ -68,43 +69,61 @@ func before(a, b Item) bool {
 // feeds of the user's large topics, without duplicates, newest first, and the cursor of the next
 // page ("" at the end).
 func (in *Inbox) Page(ctx context.Context, appID, userID string, subs []Subscription, cur *Cursor, limit int, unreadOnly bool, now time.Time) ([]Item, string, error) {
-	// Each source is read in pages of `limit` (a filtered source may need several), and the
-	// merge keeps the newest `limit` overall.
-	var all []Item
-	seen := map[string]bool{}
-	own, err := in.collect(ctx, limit, cur, now, func(bucket int, after *Cursor, n int) *gocql.Iter {
-		q := `SELECT created_at, notification_id, tier, category, title, body, link, metadata, read_at FROM notification_log
+	// Each source is read in pages of `limit` (a filtered source may need several), all
+	// sources at once, and the merge keeps the newest `limit` overall.
+	own := fmt.Sprintf("own\x00%s\x00%s\x00%t", appID, userID, unreadOnly)
+	var ownItems []Item
+	feeds := make([][]Item, len(subs))
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		items, err := in.collect(gctx, own, limit, cur, now, func(bucket int, after *Cursor, n int) *gocql.Iter {
+			q := `SELECT created_at, notification_id, tier, category, title, body, link, metadata, read_at FROM notification_log
 			WHERE app_id = ? AND user_id = ? AND bucket = ?`
-		args := []any{appID, userID, bucket}
-		if after != nil {
-			q += ` AND (created_at, notification_id) < (?, ?)`
-			args = append(args, after.At, after.ID)
-		}
-		return in.s.Query(q+` LIMIT ?`, append(args, n)...).WithContext(ctx).Iter()
-	}, scanOwn, func(it *Item) bool { return !unreadOnly || it.ReadAt == nil })
-	if err != nil {
-		return nil, "", fmt.Errorf("reading inbox of %s: %w", userID, err)
-	}
-	for _, it := range own {
-		it.AppID, it.UserID = appID, userID
-		seen[it.NotificationID] = true
-		all = append(all, it)
-	}
-	for _, sub := range subs {
-		feed, err := in.collect(ctx, limit, cur, now, func(bucket int, after *Cursor, n int) *gocql.Iter {
-			q := `SELECT created_at, notification_id, tier, category, title, body, link, metadata FROM topic_feed
-				WHERE app_id = ? AND topic = ? AND bucket = ?`
-			args := []any{appID, sub.Topic, bucket}
+			args := []any{appID, userID, bucket}
 			if after != nil {
 				q += ` AND (created_at, notification_id) < (?, ?)`
 				args = append(args, after.At, after.ID)
 			}
-			return in.s.Query(q+` LIMIT ?`, append(args, n)...).WithContext(ctx).Iter()
-		}, scanFeed, func(it *Item) bool { return !it.CreatedAt.Before(sub.Since.Truncate(time.Millisecond)) })
+			return in.s.Query(q+` LIMIT ?`, append(args, n)...).WithContext(gctx).Iter()
+		}, scanOwn, func(it *Item) bool { return !unreadOnly || it.ReadAt == nil })
 		if err != nil {
-			return nil, "", fmt.Errorf("reading topic feed %s: %w", sub.Topic, err)
+			return fmt.Errorf("reading inbox of %s: %w", userID, err)
 		}
-		for _, it := range feed {
+		ownItems = items
+		return nil
+	})
+	for i, sub := range subs {
+		g.Go(func() error {
+			since := sub.Since.Truncate(time.Millisecond)
+			items, err := in.collect(gctx, "feed\x00"+appID+"\x00"+sub.Topic, limit, cur, now, func(bucket int, after *Cursor, n int) *gocql.Iter {
+				q := `SELECT created_at, notification_id, tier, category, title, body, link, metadata FROM topic_feed
+				WHERE app_id = ? AND topic = ? AND bucket = ?`
+				args := []any{appID, sub.Topic, bucket}
+				if after != nil {
+					q += ` AND (created_at, notification_id) < (?, ?)`
+					args = append(args, after.At, after.ID)
+				}
+				return in.s.Query(q+` LIMIT ?`, append(args, n)...).WithContext(gctx).Iter()
+			}, scanFeed, func(it *Item) bool { return !it.CreatedAt.Before(since) })
+			if err != nil {
+				return fmt.Errorf("reading topic feed %s: %w", sub.Topic, err)
+			}
+			feeds[i] = items
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, "", err
+	}
+	var all []Item
+	seen := map[string]bool{}
+	for _, it := range ownItems {
+		it.AppID, it.UserID = appID, userID
+		seen[it.NotificationID] = true
+		all = append(all, it)
+	}
+	for i, sub := range subs {
+		for _, it := range feeds[i] {
 			// A feed item the user has read was copied into the user's own partition, which
 			// then wins: no duplicates, and its read state shows.
 			if seen[it.NotificationID] {
@@ -135,9 +154,9 @@ func (in *Inbox) Page(ctx context.Context, appID, userID string, subs []Subscrip
 	return all, Cursor{At: last.CreatedAt, ID: last.NotificationID}.Encode(), nil
 }
 
-// collect reads up to limit+1 items passing keep from one source, newest first, walking its
-// month buckets from the cursor's down to the oldest one kept.
-func (in *Inbox) collect(ctx context.Context, limit int, cur *Cursor, now time.Time, query func(bucket int, after *Cursor, n int) *gocql.Iter, scan func(*gocql.Iter, *Item) bool, keep func(*Item) bool) ([]Item, error) {
+// collect reads up to limit+1 items passing keep from one source (key names it), newest first,
+// walking its month buckets from the cursor's down to the oldest one kept.
+func (in *Inbox) collect(ctx context.Context, key string, limit int, cur *Cursor, now time.Time, query func(bucket int, after *Cursor, n int) *gocql.Iter, scan func(*gocql.Iter, *Item) bool, keep func(*Item) bool) ([]Item, error) {
 	want := limit + 1
 	start := now
 	if cur != nil {
@@ -146,35 +165,88 @@ func (in *Inbox) collect(ctx context.Context, limit int, cur *Cursor, now time.T
 	month := func(i int) int {
 		return Bucket(time.Date(start.UTC().Year(), start.UTC().Month()-time.Month(i), 1, 0, 0, 0, 0, time.UTC))
 	}
+	// months reads months from..Buckets-1 at once, each up to n items. They are disjoint and
+	// older in order, so appending them in month order keeps the inbox order.
+	months := func(from, n int) ([]Item, error) {
+		got := make([][]Item, Buckets-from)
+		errs := make([]error, Buckets-from)
+		var wg sync.WaitGroup
+		for i := from; i < Buckets; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				got[i-from], errs[i-from] = bucketItems(month(i), cur, n, query, scan, keep)
+			}()
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			return nil, err
+		}
+		var out []Item
+		for i, items := range got {
+			if from == 0 && i == 0 && cur == nil {
+				in.short.set(key, len(items) < want)
+			}
+			out = append(out, items...)
+			if len(out) >= want {
+				return out[:want], nil
+			}
+		}
+		return out, nil
+	}
+	// A first page of a source whose newest month was short last time reads every month in
+	// one round trip. The page is the same either way (a short month means the older ones are
+	// read); only the waiting differs.
+	if cur == nil && Buckets > 1 && in.short.has(key) {
+		return months(0, want)
+	}
 	// The cursor's month first: for a busy inbox it fills the page alone.
 	out, err := bucketItems(month(0), cur, want, query, scan, keep)
+	if cur == nil {
+		in.short.set(key, err == nil && len(out) < want)
+	}
 	if err != nil || len(out) >= want || Buckets == 1 {
 		return out, err
 	}
-	// A short month: the older months are read at once rather than one after another, so a
-	// small inbox costs one round trip more, not three. They are disjoint and older in order,
-	// so appending them in month order keeps the inbox order.
-	older := make([][]Item, Buckets-1)
-	errs := make([]error, Buckets-1)
-	var wg sync.WaitGroup
-	for i := 1; i < Buckets; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			older[i-1], errs[i-1] = bucketItems(month(i), cur, want-len(out), query, scan, keep)
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	// A short month: the older months are read at once rather than one after another.
+	older, err := months(1, want-len(out))
+	if err != nil {
 		return nil, err
 	}
-	for _, items := range older {
-		out = append(out, items...)
-		if len(out) >= want {
-			return out[:want], nil
-		}
+	out = append(out, older...)
+	return out[:min(len(out), want)], nil
+}
+
+// shortSources remembers the sources (a user's partitions, a topic's feed) whose newest month
+// held fewer items than a first page wanted when last read, so that their next first page reads
+// every month in one round trip: a small inbox then answers as fast as a large one. Only the
+// waiting depends on it, never the page, so a stale entry costs one read of three partitions.
+type shortSources struct {
+	mu sync.Mutex
+	m  map[string]struct{}
+}
+
+// maxShortSources bounds the memory (a few MiB); when full it starts again empty.
+const maxShortSources = 100_000
+
+func (s *shortSources) has(key string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.m[key]
+	return ok
+}
+
+func (s *shortSources) set(key string, short bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !short {
+		delete(s.m, key)
+		return
 	}
-	return out, nil
+	if s.m == nil || len(s.m) >= maxShortSources {
+		s.m = map[string]struct{}{}
+	}
+	s.m[key] = struct{}{}
 }
 
 // bucketItems reads up to want items passing keep from one month bucket, newest first, after

@@ -35,8 +35,9 @@ func Bucket(t time.Time) int {
 
 // Inbox writes and reads inbox rows.
 type Inbox struct {
-	s   *gocql.Session
-	ttl int
+	s     *gocql.Session
+	ttl   int
+	short shortSources
 }
 
 // New returns an Inbox whose rows expire after ttl.
