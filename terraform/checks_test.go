@@ -334,14 +334,23 @@ func checkModuleReference(tr hcl.Traversal, self *tfconfig.Module, called map[st
 }
 
 // traversals returns every variable reference in body, nested blocks and templates included.
+// Moved and removed blocks hold addresses, not references (checkMoved reads those).
 func traversals(body *hclsyntax.Body) []hcl.Traversal {
 	var out []hcl.Traversal
-	hclsyntax.VisitAll(body, func(n hclsyntax.Node) hcl.Diagnostics {
+	visit := func(n hclsyntax.Node) hcl.Diagnostics {
 		if e, ok := n.(*hclsyntax.ScopeTraversalExpr); ok {
 			out = append(out, e.Traversal)
 		}
 		return nil
-	})
+	}
+	for _, attr := range body.Attributes {
+		hclsyntax.VisitAll(attr, visit)
+	}
+	for _, b := range body.Blocks {
+		if b.Type != "moved" && b.Type != "removed" {
+			hclsyntax.VisitAll(b, visit)
+		}
+	}
 	return out
 }
 

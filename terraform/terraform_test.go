@@ -60,7 +60,7 @@ func TestTheChecksSeeEveryModuleAndRoot(t *testing.T) {
 	want := []string{
 		"central",
 		"modules/analytics", "modules/gateway", "modules/global_tier", "modules/network",
-		"modules/region", "modules/residency",
+		"modules/region", "modules/residency", "modules/service",
 		"regions/eu-central-1", "regions/eu-west-1", "regions/in-south-1", "regions/us-east-1",
 	}
 	var got []string

@@ -1,6 +1,6 @@
 output "ingest_url" {
   description = "Where the regions' exporters post aggregates."
-  value       = "https://${aws_lb.this.dns_name}"
+  value       = "https://${module.service.load_balancer_dns_name}"
 }
 
 output "config_secret_arn" {

@@ -16,8 +16,8 @@ resource "aws_route53_record" "country" {
   }
 
   alias {
-    name                   = aws_lb.this.dns_name
-    zone_id                = aws_lb.this.zone_id
+    name                   = module.service.load_balancer_dns_name
+    zone_id                = module.service.load_balancer_zone_id
     evaluate_target_health = true
   }
 }
@@ -34,8 +34,8 @@ resource "aws_route53_record" "default" {
   }
 
   alias {
-    name                   = aws_lb.this.dns_name
-    zone_id                = aws_lb.this.zone_id
+    name                   = module.service.load_balancer_dns_name
+    zone_id                = module.service.load_balancer_zone_id
     evaluate_target_health = true
   }
 }
@@ -46,8 +46,8 @@ resource "aws_route53_record" "jurisdiction" {
   type    = "A"
 
   alias {
-    name                   = aws_lb.this.dns_name
-    zone_id                = aws_lb.this.zone_id
+    name                   = module.service.load_balancer_dns_name
+    zone_id                = module.service.load_balancer_zone_id
     evaluate_target_health = true
   }
 }

@@ -5,7 +5,7 @@ output "gateway_url" {
 
 output "load_balancer_dns_name" {
   description = "The load balancer behind both names."
-  value       = aws_lb.this.dns_name
+  value       = module.service.load_balancer_dns_name
 }
 
 output "secret_arns" {
