@@ -21,7 +21,7 @@ resource "aws_security_group" "cassandra" {
 
 resource "aws_vpc_security_group_ingress_rule" "cassandra_cql" {
   security_group_id            = aws_security_group.cassandra.id
-  referenced_security_group_id = aws_security_group.tasks.id
+  referenced_security_group_id = module.roles.task_security_group_id
   ip_protocol                  = "tcp"
   from_port                    = 9042
   to_port                      = 9042

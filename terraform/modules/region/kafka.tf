@@ -11,7 +11,7 @@ resource "aws_security_group" "kafka" {
 resource "aws_vpc_security_group_ingress_rule" "kafka_from_tasks" {
   for_each                     = toset(["9092", "9094"])
   security_group_id            = aws_security_group.kafka.id
-  referenced_security_group_id = aws_security_group.tasks.id
+  referenced_security_group_id = module.roles.task_security_group_id
   ip_protocol                  = "tcp"
   from_port                    = tonumber(each.value)
   to_port                      = tonumber(each.value)

@@ -10,7 +10,7 @@ output "jurisdiction" {
 
 output "api_url" {
   description = "The regional API the gateway calls (register it in discovery as herald-region)."
-  value       = "https://${aws_lb.api.dns_name}"
+  value       = "https://${module.roles.load_balancer_dns_name}"
 }
 
 output "vpc_id" {

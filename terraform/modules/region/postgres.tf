@@ -17,7 +17,7 @@ resource "aws_security_group" "postgres" {
 
 resource "aws_vpc_security_group_ingress_rule" "postgres_from_tasks" {
   security_group_id            = aws_security_group.postgres.id
-  referenced_security_group_id = aws_security_group.tasks.id
+  referenced_security_group_id = module.roles.task_security_group_id
   ip_protocol                  = "tcp"
   from_port                    = 5432
   to_port                      = 5432

@@ -18,7 +18,7 @@ resource "aws_security_group" "redis" {
 
 resource "aws_vpc_security_group_ingress_rule" "redis_from_tasks" {
   security_group_id            = aws_security_group.redis.id
-  referenced_security_group_id = aws_security_group.tasks.id
+  referenced_security_group_id = module.roles.task_security_group_id
   ip_protocol                  = "tcp"
   from_port                    = 6379
   to_port                      = 6379
