@@ -81,9 +81,13 @@ func (s *Server) stream(c *gin.Context) {
 		st.sent = inbox.Sent{Position: inbox.NewPosition(s.Now())}
 	}
 	conn, err := hijackSSE(c)
-	if err != nil {
+	if errors.Is(err, errNoTakeover) {
 		live.Close()
 		s.failed(c, "opening the stream", err)
+		return
+	}
+	if err != nil {
+		live.Close() // the client went away; the connection is closed
 		return
 	}
 	st.conn = conn
@@ -167,8 +171,10 @@ func (st *sseStream) serve(b inbox.Batch) {
 	}
 	wrote := false
 	for _, it := range b.Items {
-		it.CreatedAt = it.CreatedAt.UTC().Truncate(time.Millisecond) // as stored and listed
-		if it.UserID == "" { // a feed item of a topic: the user's only if subscribed before it
+		// As stored and listed; a feed item of a topic (no user) is the user's only if it
+		// subscribed before it.
+		it.CreatedAt = it.CreatedAt.UTC().Truncate(time.Millisecond)
+		if it.UserID == "" {
 			since, ok := st.subs[it.Topic]
 			if !ok || it.CreatedAt.Before(since) {
 				continue
@@ -264,9 +270,13 @@ type sseConn struct {
 	chunked bool
 }
 
+// errNoTakeover means the connection cannot be taken over (HTTP/2): nothing was written.
+var errNoTakeover = errors.New("streams need HTTP/1.x")
+
 // hijackSSE takes the connection over and writes the response head: 200, the event-stream
 // headers (and those set before, by middleware), chunked for HTTP/1.1, and Connection: close,
-// since nothing follows a stream on its connection.
+// since nothing follows a stream on its connection. An error other than errNoTakeover means
+// the connection was taken over and is closed.
 func hijackSSE(c *gin.Context) (*sseConn, error) {
 	h := c.Writer.Header()
 	h.Set("Content-Type", "text/event-stream")
@@ -280,7 +290,7 @@ func hijackSSE(c *gin.Context) (*sseConn, error) {
 	}
 	conn, _, err := http.NewResponseController(c.Writer).Hijack()
 	if err != nil {
-		return nil, fmt.Errorf("taking over the connection (streams need HTTP/1.x): %w", err)
+		return nil, fmt.Errorf("%w: %w", errNoTakeover, err)
 	}
 	_ = conn.SetDeadline(time.Time{}) // the server's read timeout no longer applies
 	head := fmt.Appendf(nil, "HTTP/%d.%d 200 OK\r\n", r.ProtoMajor, r.ProtoMinor)

@@ -121,7 +121,8 @@ func TestPagesAreTheSameWhetherASourceIsKnownShortOrNot(t *testing.T) {
 			}
 			cold := fresh()
 			first := readAll(cold, limit, unread) // learns which sources are short
-			thisMonth := 5 // own items this month, 3 of them unread
+			// Own items this month: 5, 3 of them unread.
+			thisMonth := 5
 			if unread {
 				thisMonth = 3
 			}
