@@ -16,6 +16,7 @@ import (
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/ext/typeexpr"
 	"github.com/hashicorp/hcl/v2/hclparse"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/hashicorp/hcl/v2/hclwrite"
@@ -206,6 +207,11 @@ func checkModuleDir(dir string) []string {
 					problems = append(problems, fmt.Sprintf("%s: module.%s: required variable %q of %s is not set", block.DefRange(), name, v, callee.Path))
 				}
 			}
+			for _, arg := range sortedKeys(block.Body.Attributes) {
+				if v, ok := callee.Variables[arg]; ok && v.Type != "" {
+					problems = append(problems, checkObjectArgument(fmt.Sprintf("module.%s: var.%s", name, arg), block.Body.Attributes[arg].Expr, v.Type)...)
+				}
+			}
 		}
 
 		problems = append(problems, checkTemplateCalls(dir, body)...)
@@ -229,6 +235,87 @@ func checkModuleDir(dir string) []string {
 				// aws_vpc.this and the like: a resource of one of the module's providers.
 				if name := attrName(tr, 1); name != "" && isResourceType(root, self) && self.ManagedResources[root+"."+name] == nil {
 					problems = append(problems, fmt.Sprintf("%s: resource %s.%s is not declared in %s", tr.SourceRange(), root, name, dir))
+				}
+			}
+		}
+	}
+	return problems
+}
+
+// checkObjectArgument reports, where a module argument's variable has object types in it
+// (object, map or list of objects, nested), the objects written out in the argument that lack a
+// required attribute or have one the type does not: terraform drops those silently, so a
+// misspelt optional attribute (helthy_threshold) would quietly take its default.
+func checkObjectArgument(where string, expr hclsyntax.Expression, typeSrc string) []string {
+	typeExpr, diags := hclsyntax.ParseExpression([]byte(typeSrc), "type", hcl.InitialPos)
+	if diags.HasErrors() {
+		return []string{fmt.Sprintf("%s: type %q does not parse: %v", where, typeSrc, diags)}
+	}
+	ty, _, diags := typeexpr.TypeConstraintWithDefaults(typeExpr)
+	if diags.HasErrors() {
+		return []string{fmt.Sprintf("%s: bad type %q: %v", where, typeSrc, diags)}
+	}
+	return checkObjectValue(where, expr, ty)
+}
+
+func checkObjectValue(where string, expr hclsyntax.Expression, ty cty.Type) []string {
+	var problems []string
+	switch e := expr.(type) {
+	case *hclsyntax.ConditionalExpr:
+		return append(checkObjectValue(where, e.TrueResult, ty), checkObjectValue(where, e.FalseResult, ty)...)
+	case *hclsyntax.ParenthesesExpr:
+		return checkObjectValue(where, e.Expression, ty)
+	}
+	switch {
+	case ty.IsObjectType():
+		obj, ok := expr.(*hclsyntax.ObjectConsExpr)
+		if !ok {
+			return nil // built some other way: terraform checks it at plan time
+		}
+		seen := map[string]bool{}
+		for _, item := range obj.Items {
+			k, diags := item.KeyExpr.Value(nil)
+			if diags.HasErrors() || !k.IsKnown() || k.Type() != cty.String {
+				return problems // a computed key: cannot tell what is there
+			}
+			name := k.AsString()
+			seen[name] = true
+			if !ty.HasAttribute(name) {
+				problems = append(problems, fmt.Sprintf("%s: %s: attribute %q is not in the variable's type, so terraform drops it (attributes: %v)", item.KeyExpr.Range(), where, name, sortedKeys(ty.AttributeTypes())))
+				continue
+			}
+			problems = append(problems, checkObjectValue(where+"."+name, item.ValueExpr, ty.AttributeType(name))...)
+		}
+		for _, name := range sortedKeys(ty.AttributeTypes()) {
+			if !seen[name] && !ty.AttributeOptional(name) {
+				problems = append(problems, fmt.Sprintf("%s: %s: attribute %q is required by the variable's type", obj.SrcRange, where, name))
+			}
+		}
+	case ty.IsMapType():
+		switch e := expr.(type) {
+		case *hclsyntax.ObjectConsExpr:
+			for _, item := range e.Items {
+				problems = append(problems, checkObjectValue(where+"[...]", item.ValueExpr, ty.ElementType())...)
+			}
+		case *hclsyntax.ForExpr:
+			if e.KeyExpr != nil {
+				problems = append(problems, checkObjectValue(where+"[...]", e.ValExpr, ty.ElementType())...)
+			}
+		}
+	case ty.IsListType() || ty.IsSetType():
+		switch e := expr.(type) {
+		case *hclsyntax.TupleConsExpr:
+			for _, item := range e.Exprs {
+				problems = append(problems, checkObjectValue(where+"[...]", item, ty.ElementType())...)
+			}
+		case *hclsyntax.ForExpr:
+			if e.KeyExpr == nil {
+				problems = append(problems, checkObjectValue(where+"[...]", e.ValExpr, ty.ElementType())...)
+			}
+		case *hclsyntax.FunctionCallExpr:
+			if e.Name == "concat" {
+				for _, arg := range e.Args {
+					problems = append(problems, checkObjectValue(where, arg, ty)...)
 				}
 			}
 		}
@@ -694,4 +781,48 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// serviceModule is the one module that declares ECS services and what surrounds them.
+const serviceModule = "modules/service"
+
+// servicePlumbing are the resource types only serviceModule declares.
+var servicePlumbing = []string{"aws_ecs_task_definition", "aws_ecs_service", "aws_lb", "aws_lb_target_group", "aws_lb_listener"}
+
+// checkServicePlumbing reports, in every module and root under root but modules/service, a
+// resource of a servicePlumbing type or a block naming the ECS tasks' principal
+// (ecs-tasks.amazonaws.com: a task or execution role): the region, the gateway and analytics
+// call modules/service for those, so that none of them repeats it.
+func checkServicePlumbing(root string) []string {
+	dirs, err := moduleDirs(root)
+	if err != nil {
+		return []string{err.Error()}
+	}
+	var problems []string
+	for _, dir := range dirs {
+		if rel, _ := filepath.Rel(root, dir); filepath.ToSlash(rel) == serviceModule {
+			continue
+		}
+		files, p := parseDir(dir)
+		problems = append(problems, p...)
+		for _, f := range files {
+			for _, b := range f.Body.(*hclsyntax.Body).Blocks {
+				if b.Type != "resource" && b.Type != "data" || len(b.Labels) != 2 {
+					continue
+				}
+				addr := strings.TrimPrefix(b.Type+".", "resource.") + b.Labels[0] + "." + b.Labels[1]
+				if b.Type == "resource" && slices.Contains(servicePlumbing, b.Labels[0]) {
+					problems = append(problems, fmt.Sprintf("%s: %s: ECS services and their load balancers belong in %s; call it instead", b.DefRange(), addr, serviceModule))
+					continue
+				}
+				hclsyntax.VisitAll(b.Body, func(n hclsyntax.Node) hcl.Diagnostics {
+					if lit, ok := n.(*hclsyntax.LiteralValueExpr); ok && lit.Val.Type() == cty.String && strings.Contains(lit.Val.AsString(), "ecs-tasks.amazonaws.com") {
+						problems = append(problems, fmt.Sprintf("%s: %s names ecs-tasks.amazonaws.com: ECS task roles belong in %s; call it instead", lit.SrcRange, addr, serviceModule))
+					}
+					return nil
+				})
+			}
+		}
+	}
+	return problems
 }

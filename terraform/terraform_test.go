@@ -36,6 +36,7 @@ func checks(policy *residency.Policy) map[string]func(root string) []string {
 		"interfaces": checkModuleInterfaces,
 		"pinned":     checkPinned,
 		"moved":      checkMoved,
+		"service":    checkServicePlumbing,
 		"residency":  func(root string) []string { return checkResidency(root, policy) },
 	}
 }
@@ -89,6 +90,10 @@ func TestEveryCheckFindsTheProblemInItsBrokenFixture(t *testing.T) {
 		{"interfaces", "unknown-resource", "resource aws_security_group.task is not declared"},
 		{"interfaces", "undefined-local", "local.tags is not defined"},
 		{"interfaces", "template-variable-not-passed", "uses ${seeds}, which the call does not pass"},
+		{"interfaces", "object-attribute-not-in-type", `attribute "helthy_threshold" is not in the variable's type, so terraform drops it`},
+		{"interfaces", "object-attribute-missing", `attribute "path" is required by the variable's type`},
+		{"service", "ecs-outside-service-module", "aws_ecs_service.worker: ECS services and their load balancers belong in modules/service"},
+		{"service", "ecs-outside-service-module", "data.aws_iam_policy_document.ecs_assume names ecs-tasks.amazonaws.com"},
 		{"pinned", "open-provider-version", `version ">= 5.0" is not pinned`},
 		{"pinned", "no-required-version", "no required_version"},
 		{"pinned", "provider-not-required", `provider "random" is used but not in required_providers`},
@@ -135,14 +140,16 @@ func TestEveryModuleCallPassesItsVariableValidations(t *testing.T) {
 		t.Error(p)
 	}
 	// The residency guards (region in jurisdiction, AWS region in jurisdiction, backup copies)
-	// of four region roots and three gateways are among them; far fewer means they were skipped.
-	if decided < 30 {
-		t.Errorf("only %d validations could be evaluated; want at least 30", decided)
+	// of four region roots and three gateways are among them, and modules/service's checks of
+	// the eight calls to it (four regions' roles, three gateways, analytics); far fewer means
+	// they were skipped.
+	if decided < 80 {
+		t.Errorf("only %d validations could be evaluated; want at least 80", decided)
 	}
 }
 
 // Each fixture under testdata/validations/ is a region root calling the real modules with one
-// residency guard broken; the valid one (backup copies inside the jurisdiction) passes.
+// guard broken; the valid one (backup copies inside the jurisdiction) passes.
 func TestResidencyGuardsRefuseEachMisdeclaredRoot(t *testing.T) {
 	tests := []struct {
 		fixture string
@@ -153,6 +160,9 @@ func TestResidencyGuardsRefuseEachMisdeclaredRoot(t *testing.T) {
 		{"aws-region-outside-jurisdiction", "module.region: var.aws_region: validation fails: aws_region lies outside the jurisdiction"},
 		{"backup-copy-outside-jurisdiction", "var.backup_copy_vault_arns: validation fails"},
 		{"gateway-outside-jurisdiction", "module.gateway: var.aws_region: validation fails"},
+		// The calls modules make are evaluated too: without the api role, modules/service's load
+		// balancer (under the region's own check of its roles) has no service to send to.
+		{"roles-without-api", "module.region.module.roles: var.load_balancer: validation fails: load_balancer.service must be one of services"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.fixture, func(t *testing.T) {
@@ -211,19 +221,7 @@ func TestMovedCheckFindsEachBrokenMove(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			dir := copyFixture(t, valid)
-			path := filepath.Join(dir, filepath.FromSlash(tt.file))
-			src, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if n := strings.Count(string(src), tt.old); n != 1 {
-				t.Fatalf("%s: %q occurs %d times, want once", tt.file, tt.old, n)
-			}
-			if err := os.WriteFile(path, []byte(strings.Replace(string(src), tt.old, tt.new, 1)), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			problems := checkMoved(dir)
+			problems := checkMoved(editedFixture(t, valid, tt.file, tt.old, tt.new))
 			for _, p := range problems {
 				if strings.Contains(p, tt.want) {
 					return
@@ -232,6 +230,25 @@ func TestMovedCheckFindsEachBrokenMove(t *testing.T) {
 			t.Errorf("want a problem containing %q, got %q", tt.want, problems)
 		})
 	}
+}
+
+// editedFixture copies the fixture tree under src into a temporary directory and replaces old,
+// which must occur once, with new in its file (slash-separated, relative to src).
+func editedFixture(t *testing.T, src, file, old, new string) string {
+	t.Helper()
+	dir := copyFixture(t, src)
+	path := filepath.Join(dir, filepath.FromSlash(file))
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(data), old); n != 1 {
+		t.Fatalf("%s: %q occurs %d times, want once", file, old, n)
+	}
+	if err := os.WriteFile(path, []byte(strings.Replace(string(data), old, new, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
 
 // copyFixture copies the tree under src into a new temporary directory.

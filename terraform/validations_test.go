@@ -3,9 +3,12 @@ package terraform_test
 // Evaluating the modules' variable validations without terraform: each module call's arguments
 // are evaluated in the calling root (its variables' defaults, and the outputs of modules that
 // only answer from literal locals, such as modules/residency), converted to the variables'
-// types, and every validation condition of the called module is evaluated with the Terraform
-// functions it uses. A condition that depends on a value only known at apply time (a variable
-// without a default, a resource attribute) is unknown and skipped, as terraform plan would.
+// types (optional attributes get their defaults), and every validation condition of the called
+// module is evaluated with the Terraform functions it uses. The called module's own calls (the
+// region's module.roles, say) are evaluated the same way with those values, its locals where
+// they can be, down the tree. A condition that depends on a value only known at apply time (a
+// variable without a default, a resource attribute) is unknown and skipped, as terraform plan
+// would.
 
 import (
 	"fmt"
@@ -24,21 +27,32 @@ import (
 	"github.com/zclconf/go-cty/cty/function/stdlib"
 )
 
-// functions are the Terraform functions the validations use, from cty's standard library where
-// it has them and written here where it does not.
+// functions are the Terraform functions the validations use, and those the modules build the
+// arguments of their own calls with, from cty's standard library where it has them (Terraform's
+// are the same) and written here where it does not. A call to any other is unknown.
 var functions = map[string]function.Function{
 	"alltrue":     allTrueFunc,
 	"can":         tryfunc.CanFunc,
 	"cidrnetmask": cidrNetmaskFunc,
+	"coalesce":    stdlib.CoalesceFunc,
+	"concat":      stdlib.ConcatFunc,
 	"contains":    stdlib.ContainsFunc,
+	"format":      stdlib.FormatFunc,
+	"join":        stdlib.JoinFunc,
 	"keys":        stdlib.KeysFunc,
 	"length":      stdlib.LengthFunc,
 	"lookup":      stdlib.LookupFunc,
+	"lower":       stdlib.LowerFunc,
+	"merge":       stdlib.MergeFunc,
 	"regex":       stdlib.RegexFunc,
+	"replace":     stdlib.ReplaceFunc,
 	"setsubtract": stdlib.SetSubtractFunc,
 	"split":       stdlib.SplitFunc,
 	"startswith":  startsWithFunc,
+	"substr":      stdlib.SubstrFunc,
 	"tonumber":    toNumberFunc,
+	"toset":       stdlib.MakeToFunc(cty.Set(cty.DynamicPseudoType)),
+	"tostring":    stdlib.MakeToFunc(cty.String),
 }
 
 var allTrueFunc = function.New(&function.Spec{
@@ -175,10 +189,18 @@ func checkRootValidations(dir string) ([]string, int) {
 	if len(problems) > 0 {
 		return problems, 0
 	}
+	return checkCallValidations(dir+": ", rootMod, rootMod.variableDefaults())
+}
+
+// checkCallValidations evaluates, in module m with variable values vars, the validations of
+// every module it calls with the arguments it passes, then the calls of each called module with
+// the values it got, down the tree. where names m ("regions/eu-west-1: module.region.").
+func checkCallValidations(where string, m moduleSource, vars map[string]cty.Value) ([]string, int) {
+	var problems []string
 	// First the calls whose outputs are literal (the residency facts), then the others.
 	calls := map[string]moduleSource{}
 	modules := map[string]cty.Value{}
-	for _, b := range rootMod.each("module") {
+	for _, b := range m.each("module") {
 		src, ok := b.Body.Attributes["source"]
 		if !ok {
 			continue
@@ -187,7 +209,11 @@ func checkRootValidations(dir string) ([]string, int) {
 		if diags.HasErrors() || !strings.HasPrefix(v.AsString(), ".") {
 			continue
 		}
-		callee, p := loadModuleSource(filepath.Join(dir, v.AsString()))
+		if !isDir(filepath.Join(m.dir, v.AsString())) {
+			problems = append(problems, fmt.Sprintf("%smodule.%s: source %q is no directory", where, b.Labels[0], v.AsString()))
+			continue
+		}
+		callee, p := loadModuleSource(filepath.Join(m.dir, v.AsString()))
 		if len(p) > 0 {
 			problems = append(problems, p...)
 			continue
@@ -195,24 +221,18 @@ func checkRootValidations(dir string) ([]string, int) {
 		calls[b.Labels[0]] = callee
 		modules[b.Labels[0]] = cty.ObjectVal(callee.literalOutputs())
 	}
-	ctx := &hcl.EvalContext{
-		Variables: map[string]cty.Value{
-			"var":    cty.ObjectVal(rootMod.variableDefaults()),
-			"module": cty.ObjectVal(modules),
-		},
-		Functions: functions,
-	}
+	ctx := m.evalContext(vars, modules)
 
 	decided := 0
-	for _, b := range rootMod.each("module") {
+	for _, b := range m.each("module") {
 		callee, ok := calls[b.Labels[0]]
 		if !ok {
 			continue
 		}
-		where := fmt.Sprintf("%s: module.%s", dir, b.Labels[0])
-		vars, p := calleeVariables(where, b, callee, ctx)
+		callWhere := where + "module." + b.Labels[0]
+		calleeVars, p := calleeVariables(callWhere, b, callee, ctx)
 		problems = append(problems, p...)
-		vctx := &hcl.EvalContext{Variables: map[string]cty.Value{"var": cty.ObjectVal(vars)}, Functions: functions}
+		vctx := &hcl.EvalContext{Variables: map[string]cty.Value{"var": cty.ObjectVal(calleeVars)}, Functions: functions}
 		for _, v := range callee.each("variable") {
 			for _, val := range v.Body.Blocks {
 				if val.Type != "validation" {
@@ -220,7 +240,7 @@ func checkRootValidations(dir string) ([]string, int) {
 				}
 				cond, diags := val.Body.Attributes["condition"].Expr.Value(vctx)
 				if diags.HasErrors() {
-					problems = append(problems, fmt.Sprintf("%s: var.%s: validation cannot be evaluated: %v", where, v.Labels[0], diags))
+					problems = append(problems, fmt.Sprintf("%s: var.%s: validation cannot be evaluated: %v", callWhere, v.Labels[0], diags))
 					continue
 				}
 				if !cond.IsWhollyKnown() {
@@ -229,12 +249,58 @@ func checkRootValidations(dir string) ([]string, int) {
 				decided++
 				if cond.False() {
 					msg, _ := val.Body.Attributes["error_message"].Expr.Value(nil)
-					problems = append(problems, fmt.Sprintf("%s: var.%s: validation fails: %s", where, v.Labels[0], msg.AsString()))
+					problems = append(problems, fmt.Sprintf("%s: var.%s: validation fails: %s", callWhere, v.Labels[0], msg.AsString()))
 				}
 			}
 		}
+		p, n := checkCallValidations(callWhere+".", callee, calleeVars)
+		problems = append(problems, p...)
+		decided += n
 	}
 	return problems, decided
+}
+
+// evalContext is what m's expressions see: its variables, its module calls' literal outputs,
+// its locals as far as those give them, and unknown resources and data sources.
+func (m moduleSource) evalContext(vars, modules map[string]cty.Value) *hcl.EvalContext {
+	ctx := &hcl.EvalContext{
+		Variables: map[string]cty.Value{
+			"var":    cty.ObjectVal(vars),
+			"module": cty.ObjectVal(modules),
+			"data":   cty.DynamicVal,
+			"path":   cty.ObjectVal(map[string]cty.Value{"module": cty.StringVal(m.dir)}),
+		},
+		Functions: functions,
+	}
+	for _, b := range m.each("resource") {
+		ctx.Variables[b.Labels[0]] = cty.DynamicVal
+	}
+	locals := map[string]cty.Value{}
+	for _, b := range m.each("locals") {
+		for name := range b.Body.Attributes {
+			locals[name] = cty.DynamicVal
+		}
+	}
+	// A local may use another: as many passes as they can nest.
+	for range len(locals) + 1 {
+		ctx.Variables["local"] = cty.ObjectVal(locals)
+		next := map[string]cty.Value{}
+		for _, b := range m.each("locals") {
+			for name, attr := range b.Body.Attributes {
+				v, diags := attr.Expr.Value(ctx)
+				if diags.HasErrors() {
+					v = cty.DynamicVal
+				}
+				next[name] = v
+			}
+		}
+		if cty.ObjectVal(next).RawEquals(cty.ObjectVal(locals)) {
+			break
+		}
+		locals = next
+	}
+	ctx.Variables["local"] = cty.ObjectVal(locals)
+	return ctx
 }
 
 // calleeVariables gives each of callee's variables its value in the call: the argument
@@ -252,13 +318,16 @@ func calleeVariables(where string, call *hclsyntax.Block, callee moduleSource, c
 			vars[name] = val
 		}
 		t, ok := v.Body.Attributes["type"]
-		if !ok || !vars[name].IsWhollyKnown() {
+		if !ok || !vars[name].IsKnown() || vars[name].IsNull() {
 			continue
 		}
-		ty, diags := typeexpr.TypeConstraint(t.Expr)
+		ty, defaults, diags := typeexpr.TypeConstraintWithDefaults(t.Expr)
 		if diags.HasErrors() {
 			problems = append(problems, fmt.Sprintf("%s: var.%s: bad type: %v", where, name, diags))
 			continue
+		}
+		if defaults != nil {
+			vars[name] = defaults.Apply(vars[name])
 		}
 		converted, err := convert.Convert(vars[name], ty)
 		if err != nil {

@@ -49,13 +49,10 @@ resource "aws_iam_role_policy" "execution_secrets" {
   role = aws_iam_role.execution.id
   policy = jsonencode({
     Version = "2012-10-17"
-    Statement = concat(
-      [
-        { Effect = "Allow", Action = "secretsmanager:GetSecretValue", Resource = [for s in var.secrets : s.arn] },
-        { Effect = "Allow", Action = "kms:Decrypt", Resource = var.secrets_kms_key_arn },
-      ],
-      [for s in var.execution_role_statements : { Effect = "Allow", Action = s.actions, Resource = s.resources }],
-    )
+    Statement = [
+      { Effect = "Allow", Action = "secretsmanager:GetSecretValue", Resource = [for s in var.secrets : s.arn] },
+      { Effect = "Allow", Action = "kms:Decrypt", Resource = var.secrets_kms_key_arn },
+    ]
   })
 }
 

@@ -97,15 +97,6 @@ variable "execution_policy_name" {
   type        = string
 }
 
-variable "execution_role_statements" {
-  description = "IAM statements the execution role gets besides reading the secrets (pulling from a private registry, say)."
-  type = list(object({
-    actions   = list(string)
-    resources = list(string)
-  }))
-  default = []
-}
-
 variable "task_role" {
   description = "Whether the tasks get a task role (<name>-task) of their own; without one they have no AWS credentials."
   type        = bool

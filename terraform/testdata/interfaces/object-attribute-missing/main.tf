@@ -1,0 +1,5 @@
+module "child" {
+  source = "./child"
+
+  health_check = { healthy_threshold = 2 }
+}
