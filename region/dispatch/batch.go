@@ -42,6 +42,11 @@ func newBatcher[Q, R any](max int, timeout time.Duration, round func(ctx context
 // do queues q for the next round and waits for its result, or for ctx to end. A request whose
 // ctx ended before its round went out is left out of the round.
 func (b *batcher[Q, R]) do(ctx context.Context, q Q) (R, error) {
+	return b.submit(ctx, q).wait(ctx)
+}
+
+// submit queues q for the next round and returns at once; wait gives the result.
+func (b *batcher[Q, R]) submit(ctx context.Context, q Q) *batchCall[Q, R] {
 	c := &batchCall[Q, R]{ctx: ctx, q: q, done: make(chan struct{})}
 	b.mu.Lock()
 	b.pending = append(b.pending, c)
@@ -50,6 +55,11 @@ func (b *batcher[Q, R]) do(ctx context.Context, q Q) (R, error) {
 		go b.drain()
 	}
 	b.mu.Unlock()
+	return c
+}
+
+// wait returns the request's result once its round is done, or ctx's error if ctx ends first.
+func (c *batchCall[Q, R]) wait(ctx context.Context) (R, error) {
 	select {
 	case <-c.done:
 		return c.r, c.err

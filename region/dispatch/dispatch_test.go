@@ -390,11 +390,14 @@ func (d *fakeDevices) Deactivate(_ context.Context, _, platform, token string) e
 }
 
 type fakeProducer struct {
+	mu     sync.Mutex
 	msgs   []kafka.Message
 	events []notify.EventBatch
 }
 
 func (p *fakeProducer) Send(_ context.Context, m ...kafka.Message) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	for _, msg := range m {
 		if strings.HasSuffix(msg.Topic, ".events") { // delivery events, checked on their own
 			var b notify.EventBatch

@@ -370,6 +370,9 @@ func (d *Dispatcher) process(ctx context.Context, t notify.Task, prev *Retry) er
 	}
 	attemptNo := t.Attempt + 1
 	var results []result
+	// Each accepted send is marked at once; the marks are awaited with the task's records
+	// below, before the record may be committed.
+	var marks []func()
 	for _, u := range units {
 		r := result{u: u}
 		rt := d.routes[u.kind]
@@ -401,7 +404,7 @@ func (d *Dispatcher) process(ctx context.Context, t notify.Task, prev *Retry) er
 			case err != nil:
 				r.err = classify(err)
 			case !r.already && key != "":
-				d.sent.mark(ctx, key, r.receipt.MessageID)
+				marks = append(marks, d.sent.mark(ctx, key, r.receipt.MessageID))
 			}
 		}
 		if ctx.Err() != nil {
@@ -523,10 +526,27 @@ func (d *Dispatcher) process(ctx context.Context, t notify.Task, prev *Retry) er
 		}
 		handoff = &kafka.Message{Topic: topic, Key: t.UserID, Value: raw}
 	}
-	if err := d.write(ctx, states, attempts); err != nil {
-		return err
+	err := d.record(ctx, states, attempts, handoff, ev)
+	for _, wait := range marks {
+		wait()
 	}
-	return d.handOn(ctx, handoff, ev)
+	return err
+}
+
+// record makes a task's outcome durable: the delivery log, then the retry or dead-letter record
+// with the delivery events. Without a retry or dead letter, nothing depends on the order of the
+// log and the events, and they are written at the same time.
+func (d *Dispatcher) record(ctx context.Context, states []deliverylog.State, attempts []deliverylog.Attempt, handoff *kafka.Message, ev notify.EventBatch) error {
+	if handoff != nil {
+		if err := d.write(ctx, states, attempts); err != nil {
+			return err
+		}
+		return d.handOn(ctx, handoff, ev)
+	}
+	events := make(chan error, 1)
+	go func() { events <- d.handOn(ctx, nil, ev) }()
+	err := d.write(ctx, states, attempts)
+	return errors.Join(err, <-events)
 }
 
 // events starts the delivery-events record of a task's outcome, with one outcome when stage is

@@ -74,13 +74,16 @@ func (s *sentKeys) sent(ctx context.Context, key string) (string, bool) {
 	return r.id, r.ok
 }
 
-// mark records an accepted send and returns once Redis has it (or failed: a lost mark can only
-// repeat a send). It does not end with ctx: the send happened and should be remembered.
-func (s *sentKeys) mark(ctx context.Context, key, messageID string) {
+// mark records an accepted send and returns at once; the returned wait returns once Redis has
+// the mark (or failed to take it: a lost mark can only repeat a send). The mark does not end
+// with ctx: the send happened and should be remembered.
+func (s *sentKeys) mark(ctx context.Context, key, messageID string) (wait func()) {
 	if s == nil {
-		return
+		return func() {}
 	}
-	_, _ = s.marks.do(context.WithoutCancel(ctx), sentMark{key: key, messageID: messageID})
+	ctx = context.WithoutCancel(ctx)
+	c := s.marks.submit(ctx, sentMark{key: key, messageID: messageID})
+	return func() { _, _ = c.wait(ctx) }
 }
 
 func (s *sentKeys) checkRound(ctx context.Context, keys []string) ([]sentID, error) {
