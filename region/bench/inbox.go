@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"runtime"
@@ -148,10 +149,14 @@ func Inbox(ctx context.Context, base region.Config, o InboxOptions, out io.Write
 	if err != nil {
 		return err
 	}
+	goroutines := math.Round(cost.goroutines*100) / 100
+	if goroutines == 0 {
+		goroutines = 0 // not -0, from a goroutine of the process that ended meanwhile
+	}
 	rows = append(rows,
 		Result{"Go heap + stacks per idle stream (server side)", fmt.Sprintf("%.1f KiB", cost.heapStack/1024),
 			"", fmt.Sprintf("%d streams open; x10,000 = %.0f MiB", cost.open, cost.heapStack*10_000/(1<<20))},
-		Result{"goroutines per idle stream (server side)", fmt.Sprintf("%.2f", cost.goroutines), "", ""})
+		Result{"goroutines per idle stream (server side)", fmt.Sprintf("%.2f", goroutines), "", ""})
 
 	fmt.Fprintln(out)
 	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
