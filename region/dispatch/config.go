@@ -23,7 +23,9 @@ type Config struct {
 
 // PushConfig is the push channel: APNs for iOS devices, FCM for Android and web.
 type PushConfig struct {
-	// Concurrency caps the tasks of this channel handled at once by this process.
+	// Concurrency caps the tasks of this channel handled at once per partition this process
+	// consumes (and the same again per retry level): a process holding 4 partitions of the
+	// topic has up to 4 x Concurrency tasks in flight.
 	Concurrency int        `yaml:"concurrency"`
 	APNs        APNsConfig `yaml:"apns"`
 	FCM         FCMConfig  `yaml:"fcm"`
