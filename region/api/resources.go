@@ -132,6 +132,7 @@ func (s *Server) subscribe(c *gin.Context) {
 	code := http.StatusOK
 	if created {
 		code = http.StatusCreated
+		s.inboxChanged(c, user) // open streams listen on the topic from now on
 	}
 	c.JSON(code, gin.H{"topic": topic, "user_id": user, "subscribed": true})
 }
@@ -150,6 +151,7 @@ func (s *Server) unsubscribe(c *gin.Context) {
 		notFound(c, "subscription")
 		return
 	}
+	s.inboxChanged(c, user) // open streams stop listening, and the topic's items leave the count
 	c.Status(http.StatusNoContent)
 }
 
