@@ -12,6 +12,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/IBM/sarama"
+
 	"github.com/herald-notify/herald/platform/kafka"
 	"github.com/herald-notify/herald/region"
 	"github.com/herald-notify/herald/region/dispatch"
@@ -157,6 +159,12 @@ func Dispatch(ctx context.Context, base region.Config, o DispatchOptions, out io
 		add(Result{ch.label + " sends/s (first produce -> last record)", fmt.Sprintf("%.0f", rate), target, note},
 			Result{ch.label + " produce -> record p50 / p99, in the burst", fmtLat(r.lats), "", "queueing included"})
 		if o.Probes > 0 {
+			// The simulator has every record of the burst, but the dispatcher may still be
+			// writing the last outcomes, and its consumer resuming from the backpressure: the
+			// paced tasks are meant for an idle dispatcher.
+			if err := b.waitIdle(ctx, ch.channel); err != nil {
+				return fmt.Errorf("%s: waiting for the burst to be committed: %w", ch.label, err)
+			}
 			p, err := b.run(ctx, ch, "p", o.Probes, 1, o.ProbeEvery)
 			if err != nil {
 				return fmt.Errorf("%s latency: %w", ch.label, err)
@@ -330,6 +338,60 @@ func (b *dispatchBench) run(ctx context.Context, ch dispatchChannel, phase strin
 	}
 	res.span = last.Sub(start)
 	return res, nil
+}
+
+// waitIdle returns once the dispatcher has committed every record of the channel's dispatch
+// topic (its consumer group's offsets at the partitions' ends), that is once every task's
+// outcome is recorded.
+func (b *dispatchBench) waitIdle(ctx context.Context, channel string) error {
+	topic := notify.DispatchTopic(b.cfg.Name, channel)
+	sc, err := b.cfg.Kafka.Sarama()
+	if err != nil {
+		return err
+	}
+	cl, err := sarama.NewClient(b.cfg.Kafka.Brokers, sc)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	admin, err := sarama.NewClusterAdminFromClient(cl)
+	if err != nil {
+		return err
+	}
+	parts, err := cl.Partitions(topic)
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		committed, err := admin.ListConsumerGroupOffsets(topic, map[string][]int32{topic: parts}) // the group is named as the topic
+		if err != nil {
+			return err
+		}
+		lag := int64(0)
+		for _, p := range parts {
+			end, err := cl.GetOffset(topic, p, sarama.OffsetNewest)
+			if err != nil {
+				return err
+			}
+			done := int64(0) // nothing committed yet: -1 or no block
+			if blk := committed.GetBlock(topic, p); blk != nil {
+				done = max(0, blk.Offset)
+			}
+			lag += max(0, end-done)
+		}
+		if lag == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d records of %s still uncommitted after a minute", lag, topic)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // simSeq is the sequence number of the simulator's newest record: how many requests it has

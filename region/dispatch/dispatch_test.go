@@ -15,9 +15,11 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/IBM/sarama"
 	"github.com/sideshow/apns2"
 	"github.com/sideshow/apns2/payload"
 
@@ -606,5 +608,81 @@ func TestReplayResetsAttempts(t *testing.T) {
 	_ = json.Unmarshal(p.msgs[0].Value, &got)
 	if p.msgs[0].Topic != "eu-west-1.dispatch.email" || got.Attempt != 0 || p.msgs[0].Key != "ada" {
 		t.Fatalf("%+v %+v", p.msgs[0], got)
+	}
+}
+
+// commitSession records what was marked and, at each commit, the offsets marked so far.
+type commitSession struct {
+	sarama.ConsumerGroupSession // only the methods below are called
+	mu                          sync.Mutex
+	marked                      []int64
+	commits                     [][]int64
+}
+
+func (s *commitSession) MarkMessage(m *sarama.ConsumerMessage, _ string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.marked = append(s.marked, m.Offset)
+}
+
+func (s *commitSession) Commit() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.commits = append(s.commits, slices.Clone(s.marked))
+}
+
+func (s *commitSession) lastCommit() []int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.commits) == 0 {
+		return nil
+	}
+	return s.commits[len(s.commits)-1]
+}
+
+// Offsets are marked in order and never past a record that did not finish; what was marked is
+// committed soon after a burst's last record, not only when the next record or the session's
+// end comes.
+func TestMarkInOrderCommitsAfterTheLastRecordAndNeverPastAFailure(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		errs       []error // each record's outcome, finishing in reverse order
+		wantMarked []int64
+	}{
+		{"all finish", []error{nil, nil, nil}, []int64{0, 1, 2}},
+		{"the second does not finish", []error{nil, context.Canceled, nil}, []int64{0}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sess := &commitSession{}
+			window := make(chan *pending, len(tc.errs))
+			var failed atomic.Bool
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				(&consumer{}).markInOrder(sess, window, &failed)
+			}()
+			var ps []*pending
+			for i := range tc.errs {
+				p := &pending{m: &sarama.ConsumerMessage{Offset: int64(i)}, done: make(chan error, 1)}
+				ps = append(ps, p)
+				window <- p
+			}
+			for i := len(ps) - 1; i >= 0; i-- { // the newest finishes first: marking must wait
+				ps[i].done <- tc.errs[i]
+			}
+			// The window stays open: the commit must come from the marker alone.
+			deadline := time.Now().Add(5 * commitEvery)
+			for !slices.Equal(sess.lastCommit(), tc.wantMarked) {
+				if time.Now().After(deadline) {
+					t.Fatalf("committed %v within %v of the last record, want %v", sess.lastCommit(), 5*commitEvery, tc.wantMarked)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			close(window)
+			<-done
+			if !slices.Equal(sess.marked, tc.wantMarked) || failed.Load() != slices.Contains(tc.errs, context.Canceled) {
+				t.Fatalf("marked %v failed=%v, want %v", sess.marked, failed.Load(), tc.wantMarked)
+			}
+		})
 	}
 }
