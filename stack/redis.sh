@@ -18,6 +18,10 @@ start() {
     write_env "$NAME" "HERALD_REDIS_ADDR=127.0.0.1:$port"; return 0
   fi
   install
+  # noeviction: a dedup key or a rate-limit bucket that vanished silently would repeat or
+  # over-send; a full Redis is refused loudly instead. 2 GB holds the pipeline benchmark's
+  # million-delivery backlog and million-subscriber topic (dedup keys, preference cache) beside
+  # a day of tests' keys (24 h TTL).
   cat >"$DIR/redis.conf" <<CONF
 bind 127.0.0.1
 port $port
@@ -27,7 +31,7 @@ dir $DIR/data
 appendonly yes
 appendfsync everysec
 save 60 1000
-maxmemory 512mb
+maxmemory 2gb
 maxmemory-policy noeviction
 logfile ""
 CONF
