@@ -20,7 +20,7 @@ CONF="$DIR/conf"
 DATA="$DIR/data"
 LOG="$HERALD_HOME/logs/$NAME.log"
 PIDFILE="$HERALD_HOME/run/$NAME.pid"
-HEAP="${HERALD_CASSANDRA_HEAP:-2g}"          # -Xms/-Xmx; 1g ran out (OOM) under the pipeline benchmark beside the tests
+HEAP="${HERALD_CASSANDRA_HEAP:-3g}"          # -Xms/-Xmx; 1g, then 2g, ran out (OOM) under the pipeline benchmark beside other tests
 START_TIMEOUT="${HERALD_CASSANDRA_START_TIMEOUT:-180}"
 
 # Ports are fixed once chosen (pick_port remembers them), so data and env stay consistent.
