@@ -73,7 +73,7 @@ func (t *TxnProducer) Commit(ctx context.Context, recs []*sarama.ProducerMessage
 		}
 	}
 	if err := t.p.BeginTxn(); err != nil {
-		t.recover()
+		t.abandon()
 		return fmt.Errorf("%w: beginning transaction: %w", ErrUnavailable, err)
 	}
 	for _, r := range recs {
@@ -81,20 +81,20 @@ func (t *TxnProducer) Commit(ctx context.Context, recs []*sarama.ProducerMessage
 	}
 	if len(offsets) > 0 {
 		if err := t.p.AddOffsetsToTxnWithGroupMetadata(offsets, group); err != nil {
-			t.recover()
+			t.abandon()
 			return fmt.Errorf("%w: adding offsets to transaction: %w", ErrUnavailable, err)
 		}
 	}
 	if err := t.p.CommitTxn(); err != nil {
-		t.recover()
+		t.abandon()
 		return fmt.Errorf("%w: committing transaction: %w", ErrUnavailable, err)
 	}
 	return nil
 }
 
-// recover aborts a failed transaction, or drops a producer that cannot go on (fatal error,
+// abandon aborts a failed transaction, or drops a producer that cannot go on (fatal error,
 // fenced); the next Commit opens a new one.
-func (t *TxnProducer) recover() {
+func (t *TxnProducer) abandon() {
 	st := t.p.TxnStatus()
 	if st&sarama.ProducerTxnFlagFatalError == 0 && st&(sarama.ProducerTxnFlagInTransaction|sarama.ProducerTxnFlagAbortableError) != 0 {
 		if err := t.p.AbortTxn(); err == nil {
