@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -41,8 +42,8 @@ func newFlags(name string, stderr io.Writer) *flag.FlagSet {
 
 func parse(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			return nil
+		if errors.Is(err, flag.ErrHelp) {
+			return errHelp // the usage is printed; the command must not run
 		}
 		return &exitError{code: 2, err: err}
 	}

@@ -84,3 +84,31 @@ func TestUnknownCommandIsAUsageError(t *testing.T) {
 		t.Fatalf("version: code %d out %s", code, out.String())
 	}
 }
+
+func TestHelpFlagPrintsFlagsAndRunsNothing(t *testing.T) {
+	// Each of these would start work (a benchmark, a server, a database connection) if -h
+	// fell through to the command: none may print anything but its usage.
+	for _, args := range [][]string{
+		{"bench", "pipeline", "-h"},
+		{"bench", "dispatch", "--help"},
+		{"region", "-h"},
+		{"gateway", "-h"},
+		{"apikey", "list", "-h"},
+	} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			var out, errb bytes.Buffer
+			if code := run(args, &out, &errb); code != 0 {
+				t.Fatalf("exit code %d, want 0; stderr: %s", code, errb.String())
+			}
+			if out.Len() != 0 {
+				t.Fatalf("stdout should be empty, got %q", out.String())
+			}
+			if !strings.Contains(errb.String(), "Usage of herald") {
+				t.Fatalf("stderr has no usage: %q", errb.String())
+			}
+			if strings.Contains(errb.String(), "herald "+args[0]+": ") {
+				t.Fatalf("help reported as an error: %q", errb.String())
+			}
+		})
+	}
+}
