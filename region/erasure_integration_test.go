@@ -82,6 +82,13 @@ func TestErasureLeavesNoRowOfTheUserInAnyStoreAndLaterSendsAreSuppressed(t *test
 	if err := r.cass.Query(`SELECT count(*) FROM delivery_attempt WHERE user_id = 'ada'`).Scan(&n); err != nil || n != 0 {
 		t.Errorf("delivery_attempt rows for ada: %d (%v)", n, err)
 	}
+	// The in-app delivery states have no user index: the erasure found ada's through her inbox.
+	if err := r.cass.Query(`SELECT count(*) FROM inbox_delivered WHERE user_id = 'ada' ALLOW FILTERING`).Scan(&n); err != nil || n != 0 {
+		t.Errorf("inbox_delivered rows for ada: %d (%v)", n, err)
+	}
+	if err := r.cass.Query(`SELECT count(*) FROM inbox_delivered WHERE notification_id = ? AND user_id = 'bob'`, first).Scan(&n); err != nil || n != 1 {
+		t.Errorf("inbox_delivered rows for bob: %d (%v), want 1", n, err)
+	}
 	keys, err := testRedisKeys(r, "*ada*")
 	if err != nil || len(keys) != 0 {
 		t.Errorf("redis keys naming ada: %v (%v)", keys, err)

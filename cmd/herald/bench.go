@@ -47,7 +47,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var o bench.Options
 	fs.IntVar(&o.Events, "events", 200, "throughput phase: events")
 	fs.IntVar(&o.Recipients, "recipients", 500, "throughput phase: in-app recipients per event")
-	fs.IntVar(&o.RawRows, "raw-rows", 100_000, "raw Cassandra insert phase: rows")
+	fs.IntVar(&o.RawRows, "raw-rows", 0, "raw Cassandra insert phase: rows (0: as many as the throughput phase, events x recipients)")
 	fs.IntVar(&o.RawWriters, "raw-writers", 64, "raw Cassandra insert phase: concurrent writers")
 	fs.IntVar(&o.Probes, "probes", 100, "transactional probes in the idle phase (x10 at most while loaded)")
 	fs.DurationVar(&o.ProbeEvery, "probe-every", 50*time.Millisecond, "interval between transactional probes")

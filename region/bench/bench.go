@@ -39,7 +39,7 @@ import (
 type Options struct {
 	Events           int // throughput phase: events ...
 	Recipients       int // ... of this many in-app recipients each
-	RawRows          int // raw Cassandra insert phase
+	RawRows          int // raw Cassandra insert phase (0: as many as the throughput phase delivers)
 	RawWriters       int
 	Probes           int // transactional probes per latency phase
 	ProbeEvery       time.Duration
@@ -110,17 +110,24 @@ func Pipeline(ctx context.Context, base region.Config, o Options, out io.Writer,
 	}
 
 	// The ceiling is the faster of single rows and the batches fan-out writes (the region
-	// picks 10 rows per batch on a one-node cluster, or inbox_batch from its config).
-	rawSingle, err := e.rawInsert(ctx, o.RawRows, o.RawWriters, 1)
+	// picks 10 rows per batch on a one-node cluster, or inbox_batch from its config), each
+	// measured on as many rows as the throughput phase writes: a short burst ends before the
+	// memtable flushes and the collections that a run of the pipeline's length pays for.
+	rawRows := o.RawRows
+	if rawRows <= 0 {
+		rawRows = o.Events * o.Recipients
+	}
+	rawNote := fmt.Sprintf("%d rows, %d writers", rawRows, o.RawWriters)
+	rawSingle, err := e.rawInsert(ctx, rawRows, o.RawWriters, 1, o.Recipients)
 	if err != nil {
 		return err
 	}
-	add(Result{"raw Cassandra insert, inbox rows/s, single rows", fmt.Sprintf("%.0f", rawSingle), "", fmt.Sprintf("%d rows, %d writers", o.RawRows, o.RawWriters)})
-	rawBatched, err := e.rawInsert(ctx, o.RawRows, o.RawWriters, rawBatch)
+	add(Result{"raw Cassandra insert, inbox rows/s, single rows", fmt.Sprintf("%.0f", rawSingle), "", rawNote})
+	rawBatched, err := e.rawInsert(ctx, rawRows, o.RawWriters, rawBatch, o.Recipients)
 	if err != nil {
 		return err
 	}
-	add(Result{fmt.Sprintf("raw Cassandra insert, inbox rows/s, batches of %d", rawBatch), fmt.Sprintf("%.0f", rawBatched), "", fmt.Sprintf("%d rows, %d writers", o.RawRows, o.RawWriters)})
+	add(Result{fmt.Sprintf("raw Cassandra insert, inbox rows/s, batches of %d", rawBatch), fmt.Sprintf("%.0f", rawBatched), "", rawNote})
 	raw := max(rawSingle, rawBatched)
 
 	rate, err := e.throughput(ctx, o.Events, o.Recipients)
@@ -303,9 +310,10 @@ func (e *env) sendMany(ctx context.Context, n int, tier string, recipients []str
 const rawBatch = 10
 
 // rawInsert writes n inbox rows straight to Cassandra with the region's own writer, batch
-// rows at a time per writer.
-func (e *env) rawInsert(ctx context.Context, n, writers, batch int) (float64, error) {
-	in := inbox.New(e.cass, time.Hour)
+// rows at a time per writer: the rows of the throughput phase (users partitions, the region's
+// TTL, the same content), under other user ids.
+func (e *env) rawInsert(ctx context.Context, n, writers, batch, users int) (float64, error) {
+	in := inbox.New(e.cass, e.cfg.LogTTL)
 	var next atomic.Int64
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -323,7 +331,7 @@ func (e *env) rawInsert(ctx context.Context, n, writers, batch int) (float64, er
 				}
 				items = items[:0]
 				for i := first; i <= min(last, int64(n)); i++ {
-					items = append(items, inbox.Item{AppID: "raw", UserID: fmt.Sprintf("raw-%d", i%5000), NotificationID: fmt.Sprintf("raw-%d-%d", batch, i), CreatedAt: time.Now(),
+					items = append(items, inbox.Item{AppID: "raw", UserID: fmt.Sprintf("raw-%d", i%int64(max(1, users))), NotificationID: fmt.Sprintf("raw-%d-%d", batch, i), CreatedAt: time.Now(),
 						Tier: notify.Social, Category: "bench", Title: "Bench", Body: "A benchmark notification"})
 				}
 				if err := in.WriteBatch(ctx, items); err != nil {

@@ -102,16 +102,32 @@ type Attempt struct {
 // (50 KiB by default); 40 rows of ours stay well under it.
 const batchStatements = 40
 
+// deliveredBatchRows bounds a batch of inbox_delivered rows: a user id and a time each, all in
+// the notification's partition, so one mutation (Cassandra size-checks only batches that span
+// partitions). A fan-out chunk's in-app recipients go in one request.
+const deliveredBatchRows = 1000
+
+// inboxDelivered reports whether a state is stored in inbox_delivered rather than
+// delivery_status: an in-app delivery, whose inbox row is written. That state is final.
+func inboxDelivered(s State) bool {
+	return s.Channel == notify.InApp && s.State == notify.StateDelivered
+}
+
 // Write records states and attempts. Rows of one notification share a partition, so they go in
-// unlogged single-partition batches of up to batchStatements rows, a few in flight at once.
+// unlogged single-partition batches, a few in flight at once.
 func (l *Log) Write(ctx context.Context, states []State, attempts []Attempt) error {
 	type stmt struct {
 		id   string
 		cql  string
 		args []any
 	}
-	var stmts []stmt
+	var stmts, delivered []stmt
 	for _, s := range states {
+		if inboxDelivered(s) {
+			delivered = append(delivered, stmt{s.NotificationID, `INSERT INTO inbox_delivered (notification_id, user_id, delivered_at) VALUES (?, ?, ?) USING TTL ?`,
+				[]any{s.NotificationID, s.UserID, s.UpdatedAt, l.ttl}})
+			continue
+		}
 		stmts = append(stmts, stmt{s.NotificationID, `INSERT INTO delivery_status (notification_id, user_id, channel, state, reason, detail, updated_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?) USING TTL ?`, []any{s.NotificationID, s.UserID, s.Channel, s.State, nullable(s.Reason), nullable(s.Detail), s.UpdatedAt, l.ttl}})
 	}
@@ -120,17 +136,21 @@ func (l *Log) Write(ctx context.Context, states []State, attempts []Attempt) err
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?`, []any{a.NotificationID, gocql.UUIDFromTime(a.At), a.UserID, a.Channel, a.Outcome,
 			nullable(a.Provider), nullable(a.ProviderStatus), nullable(a.ProviderMessageID), nullable(a.Error), l.ttl}})
 	}
-	open := map[string]*gocql.Batch{}
 	var batches []*gocql.Batch
-	for _, st := range stmts {
-		b := open[st.id]
-		if b == nil || b.Size() >= batchStatements {
-			b = l.s.NewBatch(gocql.UnloggedBatch).WithContext(ctx)
-			open[st.id] = b
-			batches = append(batches, b)
+	group := func(stmts []stmt, rows int) {
+		open := map[string]*gocql.Batch{}
+		for _, st := range stmts {
+			b := open[st.id]
+			if b == nil || b.Size() >= rows {
+				b = l.s.NewBatch(gocql.UnloggedBatch).WithContext(ctx)
+				open[st.id] = b
+				batches = append(batches, b)
+			}
+			b.Query(st.cql, st.args...)
 		}
-		b.Query(st.cql, st.args...)
 	}
+	group(stmts, batchStatements)
+	group(delivered, deliveredBatchRows)
 	g, _ := errgroup.WithContext(ctx)
 	g.SetLimit(8)
 	for _, b := range batches {
@@ -167,23 +187,77 @@ func (l *Log) Get(ctx context.Context, id string) (Notification, error) {
 	return n, nil
 }
 
-// States returns up to limit states of a notification after (user, channel), in key order.
+// States returns up to limit states of a notification after (user, channel), in key order:
+// delivery_status merged with the in-app deliveries of inbox_delivered. Where both hold a
+// recipient's in-app state (deferred by quiet hours, then delivered), the delivery is final
+// and wins.
 func (l *Log) States(ctx context.Context, id, afterUser, afterChannel string, limit int) ([]State, error) {
-	q := l.s.Query(`SELECT user_id, channel, state, reason, detail, updated_at FROM delivery_status
-		WHERE notification_id = ? AND (user_id, channel) > (?, ?) LIMIT ?`, id, afterUser, afterChannel, limit).WithContext(ctx)
-	iter := q.Iter()
-	var out []State
-	var s State
-	var reason, detail *string
-	for iter.Scan(&s.UserID, &s.Channel, &s.State, &reason, &detail, &s.UpdatedAt) {
-		s.NotificationID = id
-		s.Reason, s.Detail = deref(reason), deref(detail)
-		out = append(out, s)
+	var states, delivered []State
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		iter := l.s.Query(`SELECT user_id, channel, state, reason, detail, updated_at FROM delivery_status
+			WHERE notification_id = ? AND (user_id, channel) > (?, ?) LIMIT ?`, id, afterUser, afterChannel, limit).WithContext(gctx).Iter()
+		var s State
+		var reason, detail *string
+		for iter.Scan(&s.UserID, &s.Channel, &s.State, &reason, &detail, &s.UpdatedAt) {
+			s.NotificationID = id
+			s.Reason, s.Detail = deref(reason), deref(detail)
+			states = append(states, s)
+		}
+		if err := iter.Close(); err != nil {
+			return fmt.Errorf("reading states of %s: %w", id, err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		// From afterUser itself, whose in-app state may still be ahead of the cursor: one row
+		// more than limit, since that one may be behind it.
+		iter := l.s.Query(`SELECT user_id, delivered_at FROM inbox_delivered WHERE notification_id = ? AND user_id >= ? LIMIT ?`,
+			id, afterUser, limit+1).WithContext(gctx).Iter()
+		var user string
+		var at time.Time
+		for iter.Scan(&user, &at) {
+			if after(user, notify.InApp, afterUser, afterChannel) {
+				delivered = append(delivered, State{NotificationID: id, UserID: user, Channel: notify.InApp, State: notify.StateDelivered, UpdatedAt: at})
+			}
+		}
+		if err := iter.Close(); err != nil {
+			return fmt.Errorf("reading in-app deliveries of %s: %w", id, err)
+		}
+		return nil
+	})
+	if err := g.Wait(); err != nil {
+		return nil, err
 	}
-	if err := iter.Close(); err != nil {
-		return nil, fmt.Errorf("reading states of %s: %w", id, err)
+	return mergeStates(states, delivered, limit), nil
+}
+
+// after reports whether the key (user, channel) sorts after (afterUser, afterChannel), in
+// Cassandra's order for text clustering columns (bytewise, as Go compares strings).
+func after(user, channel, afterUser, afterChannel string) bool {
+	return user > afterUser || (user == afterUser && channel > afterChannel)
+}
+
+// mergeStates merges two lists sorted by (user, channel) into the first limit keys, a key in
+// both taken from delivered. Each list holds its source's first limit keys after the cursor,
+// so every key of the result's range was read from both.
+func mergeStates(states, delivered []State, limit int) []State {
+	out := make([]State, 0, min(limit, len(states)+len(delivered)))
+	i, j := 0, 0
+	for len(out) < limit && (i < len(states) || j < len(delivered)) {
+		switch {
+		case j == len(delivered) || (i < len(states) && after(delivered[j].UserID, delivered[j].Channel, states[i].UserID, states[i].Channel)):
+			out = append(out, states[i])
+			i++
+		default:
+			if i < len(states) && states[i].UserID == delivered[j].UserID && states[i].Channel == delivered[j].Channel {
+				i++ // the same key: the delivery wins
+			}
+			out = append(out, delivered[j])
+			j++
+		}
 	}
-	return out, nil
+	return out
 }
 
 // Attempts returns the attempts of a notification in time order (at most limit).

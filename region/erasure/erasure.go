@@ -22,7 +22,8 @@ import (
 var ErrNotFound = errors.New("erasure not found")
 
 // Steps, in the order they run. Each is idempotent, and recorded when done.
-var Steps = []string{"postgres", "caches", "cassandra_inbox", "cassandra_delivery_log"}
+// cassandra_inbox_delivered reads the inbox, so it runs before the inbox is deleted.
+var Steps = []string{"postgres", "caches", "cassandra_inbox_delivered", "cassandra_inbox", "cassandra_delivery_log"}
 
 // Erasure is a request's receipt.
 type Erasure struct {
@@ -197,6 +198,8 @@ func (s *Service) run(ctx context.Context, step, app, user string) error {
 			return nil
 		}
 		return s.Prefs.Invalidate(ctx, app, user)
+	case "cassandra_inbox_delivered":
+		return s.eraseInboxDelivered(ctx, app, user)
 	case "cassandra_inbox":
 		for _, b := range s.Buckets {
 			if err := s.Cass.Query(`DELETE FROM notification_log WHERE app_id = ? AND user_id = ? AND bucket = ?`, app, user, b).WithContext(ctx).Exec(); err != nil {
@@ -208,6 +211,29 @@ func (s *Service) run(ctx context.Context, step, app, user string) error {
 		return s.eraseLog(ctx, app, user)
 	}
 	return fmt.Errorf("unknown step %q", step)
+}
+
+// eraseInboxDelivered deletes the user's in-app delivery states (inbox_delivered, which has no
+// index on user_id). The user's inbox rows name those notifications: each state was written
+// with its inbox row, and both live as long. The inbox partition is the app's, so every id is.
+func (s *Service) eraseInboxDelivered(ctx context.Context, app, user string) error {
+	for _, b := range s.Buckets {
+		iter := s.Cass.Query(`SELECT notification_id FROM notification_log WHERE app_id = ? AND user_id = ? AND bucket = ?`, app, user, b).WithContext(ctx).Iter()
+		var ids []string
+		var id string
+		for iter.Scan(&id) {
+			ids = append(ids, id)
+		}
+		if err := iter.Close(); err != nil {
+			return err
+		}
+		for _, id := range ids {
+			if err := s.Cass.Query(`DELETE FROM inbox_delivered WHERE notification_id = ? AND user_id = ?`, id, user).WithContext(ctx).Exec(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // eraseLog deletes the user's delivery_status and delivery_attempt rows, found through their

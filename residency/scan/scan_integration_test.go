@@ -185,6 +185,11 @@ var planters = []planter{
 		return cql(ctx, r, `INSERT INTO notifications (notification_id, app_id, tier) VALUES (?, ?, 'social')`,
 			`INSERT INTO delivery_status (notification_id, user_id, channel, state) VALUES (?, ?, 'push', 'queued')`)([]any{id, app}, []any{id, user})
 	}},
+	{"cassandra:inbox_delivered", func(ctx context.Context, r *regionStores, app, user string) error {
+		id := uuid.NewString()
+		return cql(ctx, r, `INSERT INTO notifications (notification_id, app_id, tier) VALUES (?, ?, 'social')`,
+			`INSERT INTO inbox_delivered (notification_id, user_id, delivered_at) VALUES (?, ?, toTimestamp(now()))`)([]any{id, app}, []any{id, user})
+	}},
 	{"cassandra:delivery_attempt", func(ctx context.Context, r *regionStores, app, user string) error {
 		id := uuid.NewString()
 		return cql(ctx, r, `INSERT INTO notifications (notification_id, app_id, tier) VALUES (?, ?, 'social')`,

@@ -95,7 +95,7 @@ func scanCassandra(ctx context.Context, r Region, c *collector) error {
 
 	// The delivery log names the user, and the app through the notification's row.
 	apps := &appLookup{sess: sess, known: map[string]string{}}
-	for _, table := range []string{"delivery_status", "delivery_attempt"} {
+	for _, table := range []string{"delivery_status", "inbox_delivered", "delivery_attempt"} {
 		store := "cassandra:" + table
 		st := c.stat(store)
 		var pending [][2]string // (notification id, user) waiting for their app
