@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"slices"
 	"time"
@@ -29,6 +30,18 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		defer pprof.StopCPUProfile()
 		args = slices.Delete(slices.Clone(args), i, i+2)
+	}
+	if i := slices.Index(args, "--memprofile"); i >= 0 && i+1 < len(args) {
+		// What the whole benchmark allocated, by call site: go tool pprof -sample_index=alloc_space.
+		path := args[i+1]
+		args = slices.Delete(slices.Clone(args), i, i+2)
+		runtime.MemProfileRate = 64 << 10
+		defer func() {
+			if f, err := os.Create(path); err == nil {
+				_ = pprof.Lookup("allocs").WriteTo(f, 0)
+				f.Close()
+			}
+		}()
 	}
 	if len(args) > 0 && args[0] == "dispatch" {
 		return runBenchDispatch(ctx, args, stdout, stderr)

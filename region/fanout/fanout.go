@@ -383,7 +383,7 @@ func (f *Fanout) chunk(ctx context.Context, out Handoff, e notify.Event, users [
 	// topics, then the dedup keys at once, so the window in which a crash can cause a repeat
 	// is one Redis round trip wide.
 	var msgs []kafka.Message
-	var items []inbox.Item
+	items := make([]inbox.Item, 0, len(ds))
 	for _, d := range ds {
 		switch {
 		case d.inbox != nil:
@@ -452,12 +452,6 @@ func (f *Fanout) chunk(ctx context.Context, out Handoff, e notify.Event, users [
 			marks, markStates = append(marks, d.key), append(markStates, d.state)
 		}
 	}
-	var fresh []inbox.Item
-	for _, d := range ds {
-		if d.inbox != nil && !d.dup {
-			fresh = append(fresh, *d.inbox)
-		}
-	}
 	// Marking before the records are durable could turn a crash into a loss (the repeat
 	// would be suppressed), so both wait for the hand-off; the stream announcement too, so
 	// a stream never shows an item whose event is then repeated.
@@ -468,7 +462,8 @@ func (f *Fanout) chunk(ctx context.Context, out Handoff, e notify.Event, users [
 			f.logger.Warn("could not mark dedup keys; a redelivery may repeat these", "err", err)
 		}
 		if f.pub != nil {
-			if err := f.pub.Publish(after, fresh); err != nil {
+			// items holds no repeat found in Redis: those were announced the first time.
+			if err := f.pub.Publish(after, items); err != nil {
 				f.logger.Warn("announcing inbox items to live streams", "err", err)
 			}
 		}
@@ -495,7 +490,8 @@ func (f *Fanout) acceptedOnly(ctx context.Context, e notify.Event, users []strin
 // recipient x channel's outcome. Repeats found in Redis are left out: the attempt that handed
 // them on produced their record before marking them.
 func chunkEvents(e notify.Event, users []string, ds []*delivery, profs map[string]*profiles.Profile, due, at time.Time) notify.EventBatch {
-	b := notify.EventBatch{App: e.AppID, Tier: e.Tier, Category: e.Category, NotificationID: e.ID, DueAt: due, At: at}
+	b := notify.EventBatch{App: e.AppID, Tier: e.Tier, Category: e.Category, NotificationID: e.ID, DueAt: due, At: at,
+		Outcomes: make([]notify.Outcome, 0, len(users)+2*len(ds))}
 	// A topic event comes back from the scheduler only after send_at, before any recipient was
 	// known; a quiet-hours re-entry has a single recipient and no topic.
 	if !e.Deferred || e.Topic != "" {
