@@ -139,3 +139,36 @@ func Peers(ctx context.Context, s *gocql.Session) (int, error) {
 	}
 	return n, nil
 }
+
+// schemaTimeout is the request timeout of schema changes that may take long on a busy node.
+const schemaTimeout = time.Minute
+
+// DropKeyspace drops a keyspace if it exists. Dropping one with many tables on a busy node can
+// outlast the per-request timeout while the drop goes on server-side, so the session waits up
+// to schemaTimeout per request, and a failed drop is checked against the schema and retried.
+func DropKeyspace(ctx context.Context, c Config, keyspace string) error {
+	c.Timeout = max(c.Timeout, schemaTimeout)
+	s, err := ConnectSystem(ctx, c)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	for attempt := 1; ; attempt++ {
+		err := s.Query("DROP KEYSPACE IF EXISTS " + keyspace).WithContext(ctx).Exec()
+		if err == nil {
+			return nil
+		}
+		var n int
+		if qerr := s.Query(`SELECT count(*) FROM system_schema.keyspaces WHERE keyspace_name = ?`, keyspace).WithContext(ctx).Scan(&n); qerr == nil && n == 0 {
+			return nil // the drop finished after the request gave up
+		}
+		if attempt == 3 {
+			return fmt.Errorf("dropping keyspace %s: %w", keyspace, err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("dropping keyspace %s: %w", keyspace, err)
+		case <-time.After(2 * time.Second):
+		}
+	}
+}

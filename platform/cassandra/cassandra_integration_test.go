@@ -33,3 +33,25 @@ func TestCassandraWriteReadWithTTL(t *testing.T) {
 		t.Fatalf("read back body %q ttl %d", body, ttl)
 	}
 }
+
+func TestDropKeyspaceRemovesItAndAMissingOneIsNoError(t *testing.T) {
+	c := testenv.Cassandra(t)
+	ctx := testenv.Context(t, 3*time.Minute)
+	s, err := cassandra.Connect(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Query(`CREATE TABLE IF NOT EXISTS t (k text PRIMARY KEY, v text)`).WithContext(ctx).Exec(); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // the second drop finds nothing to drop
+		if err := cassandra.DropKeyspace(ctx, c, c.Keyspace); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var n int
+	if err := s.Query(`SELECT count(*) FROM system_schema.keyspaces WHERE keyspace_name = ?`, c.Keyspace).WithContext(ctx).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("keyspace %s still in the schema: %d (%v)", c.Keyspace, n, err)
+	}
+}

@@ -30,15 +30,9 @@ func DropDatabase(t testing.TB, c postgres.Config) {
 
 // DropKeyspace drops a test keyspace.
 func DropKeyspace(t testing.TB, c cassandra.Config) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	s, err := cassandra.ConnectSystem(ctx, c)
-	if err != nil {
-		t.Errorf("dropping keyspace %s: %v", c.Keyspace, err)
-		return
-	}
-	defer s.Close()
-	if err := s.Query("DROP KEYSPACE IF EXISTS " + c.Keyspace).WithContext(ctx).Exec(); err != nil {
+	if err := cassandra.DropKeyspace(ctx, c, c.Keyspace); err != nil {
 		t.Errorf("dropping keyspace %s: %v", c.Keyspace, err)
 	}
 }

@@ -209,11 +209,8 @@ func drop(c region.Config, log *slog.Logger) {
 		}
 		conn.Close(ctx)
 	}
-	if s, err := cassandra.ConnectSystem(ctx, c.Cassandra); err == nil {
-		if err := s.Query("DROP KEYSPACE IF EXISTS " + c.Cassandra.Keyspace).Exec(); err != nil {
-			log.Warn("dropping bench keyspace", "err", err)
-		}
-		s.Close()
+	if err := cassandra.DropKeyspace(ctx, c.Cassandra, c.Cassandra.Keyspace); err != nil {
+		log.Warn("dropping bench keyspace", "err", err)
 	}
 	if rdb, err := redis.Connect(ctx, c.Redis); err == nil {
 		iter := rdb.Scan(ctx, 0, c.Redis.Prefix+"*", 1000).Iterator()
