@@ -46,7 +46,7 @@ func runAPIKey(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	var positional []string
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return errHelp
+			return err
 		}
 		return &exitError{code: 2, err: err}
 	}

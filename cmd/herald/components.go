@@ -43,7 +43,7 @@ func newFlags(name string, stderr io.Writer) *flag.FlagSet {
 func parse(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return errHelp // the usage is printed; the command must not run
+			return err // the usage is printed; the command must not run
 		}
 		return &exitError{code: 2, err: err}
 	}

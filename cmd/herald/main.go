@@ -50,9 +50,6 @@ type exitError struct {
 func (e *exitError) Error() string { return e.err.Error() }
 func (e *exitError) Unwrap() error { return e.err }
 
-// errHelp ends a subcommand asked for -h after its flags' usage was printed: exit 0, no run.
-var errHelp = &exitError{code: 0, err: flag.ErrHelp}
-
 func usageError(format string, args ...any) error {
 	return &exitError{code: 2, err: fmt.Errorf(format, args...)}
 }
@@ -74,7 +71,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if err := cmd.run(ctx, args[1:], stdout, stderr); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
+		if errors.Is(err, flag.ErrHelp) { // -h: the flags' usage is printed, nothing ran
 			return 0
 		}
 		fmt.Fprintf(stderr, "herald %s: %v\n", args[0], err)
