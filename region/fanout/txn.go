@@ -3,12 +3,14 @@ package fanout
 import (
 	"context"
 	"log/slog"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/IBM/sarama"
 
 	"github.com/herald-notify/herald/platform/kafka"
+	"github.com/herald-notify/herald/region/notify"
 )
 
 // collector gathers one event's records, and what to do once they are durable, for the
@@ -59,10 +61,13 @@ type committer struct {
 	region, tier string
 	log          *slog.Logger
 	thens        sync.WaitGroup // after-commit work still running
+	eventsTopic  string
+	txns         uint64 // transactions begun: picks each one's events partition
 }
 
 func newCommitter(txn Transactor, region, tier string, log *slog.Logger) *committer {
-	return &committer{txn: txn, in: make(chan *completion, 1024), maxRecords: 20000, region: region, tier: tier, log: log}
+	return &committer{txn: txn, in: make(chan *completion, 1024), maxRecords: 20000, region: region, tier: tier, log: log,
+		eventsTopic: notify.EventsTopic(region)}
 }
 
 func (c *committer) add(x *completion) { c.in <- x }
@@ -115,7 +120,8 @@ func (c *committer) commit(ctx context.Context, batch []*completion) {
 	backoff := 50 * time.Millisecond
 	for {
 		start := time.Now()
-		err := c.txn.Commit(ctx, records(batch), offsets, group)
+		c.txns++
+		err := c.txn.Commit(ctx, c.records(batch), offsets, group)
 		if err == nil {
 			txnSeconds.WithLabelValues(c.region, c.tier).Observe(time.Since(start).Seconds())
 			txnEvents.WithLabelValues(c.region, c.tier).Observe(float64(len(batch)))
@@ -152,11 +158,21 @@ func (c *committer) commit(ctx context.Context, batch []*completion) {
 
 // records copies the batch's records: sarama keeps per-attempt state in a record, and a
 // retried transaction sends them again.
-func records(batch []*completion) []*sarama.ProducerMessage {
+//
+// The delivery-event records of one transaction share a key, and so a partition: each
+// partition a transaction writes to costs a registration and a commit marker, and the events
+// need no order (the exporter counts each outcome by its own key). Successive transactions
+// take successive keys, which spreads them over the partitions.
+func (c *committer) records(batch []*completion) []*sarama.ProducerMessage {
 	var out []*sarama.ProducerMessage
+	eventsKey := sarama.StringEncoder(c.tier + "/" + strconv.FormatUint(c.txns, 10))
 	for _, x := range batch {
 		for _, r := range x.out.recs {
-			out = append(out, &sarama.ProducerMessage{Topic: r.Topic, Key: r.Key, Value: r.Value, Headers: r.Headers})
+			key := r.Key
+			if r.Topic == c.eventsTopic {
+				key = eventsKey
+			}
+			out = append(out, &sarama.ProducerMessage{Topic: r.Topic, Key: key, Value: r.Value, Headers: r.Headers})
 		}
 	}
 	return out

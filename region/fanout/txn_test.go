@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -160,5 +161,47 @@ func TestCommitterRunGroupsWhatFinishedDuringThePreviousCommit(t *testing.T) {
 	defer tr.mu.Unlock()
 	if len(tr.commits) != 1 || tr.commits[0].recs != 50 || tr.commits[0].offsets["eu-west-1.notify.social"][0] != 50 {
 		t.Fatalf("transactions %+v, want one with all 50 queued events", tr.commits)
+	}
+}
+
+func TestTransactionsEventRecordsShareOneKeyAndTasksKeepTheirRecipients(t *testing.T) {
+	c := newCommitter(&transactor{}, "eu-west-1", "social", slog.New(slog.DiscardHandler))
+	ctx := context.Background()
+	batch := func() []*completion {
+		var out []*completion
+		for i, n := range []string{"n1", "n2", "n3"} {
+			col := &collector{}
+			_ = col.Send(ctx, kafka.Message{Topic: "eu-west-1.dispatch.push", Key: "user-" + n, Value: []byte("task")},
+				kafka.Message{Topic: "eu-west-1.events", Key: n, Value: []byte("events")})
+			out = append(out, &completion{out: col, m: &sarama.ConsumerMessage{Offset: int64(i)}})
+		}
+		return out
+	}
+	keys := func(recs []*sarama.ProducerMessage) (events map[string]bool, tasks []string) {
+		events = map[string]bool{}
+		for _, r := range recs {
+			k, _ := r.Key.Encode()
+			if r.Topic == "eu-west-1.events" {
+				events[string(k)] = true
+			} else {
+				tasks = append(tasks, string(k))
+			}
+		}
+		return events, tasks
+	}
+	c.txns = 1
+	first, tasks := keys(c.records(batch()))
+	if len(first) != 1 {
+		t.Fatalf("events keys in one transaction: %v, want one", first)
+	}
+	if want := []string{"user-n1", "user-n2", "user-n3"}; !slices.Equal(tasks, want) {
+		t.Fatalf("task keys %v, want %v (by recipient)", tasks, want)
+	}
+	c.txns = 2
+	second, _ := keys(c.records(batch()))
+	for k := range second {
+		if first[k] {
+			t.Fatalf("two transactions share the events key %q: they would all use one partition", k)
+		}
 	}
 }
