@@ -356,34 +356,31 @@ func (e *env) rawInsert(ctx context.Context, n, writers, batch, users int) (floa
 }
 
 // waitFanout waits until every id has its fan-out recorded, returning the last completion time.
+// It asks about one id at a time, in the order they were sent, and sleeps only while the oldest
+// one is pending: the reads are the bench's, not the pipeline's, and polling every pending id
+// on a timer read the notifications table up to 16,000 times during a 400-event phase, load
+// the raw phase does not carry. Each completion time is read from its row, so when the poll
+// notices does not change the result.
 func (e *env) waitFanout(ctx context.Context, ids []string, limit time.Duration) (time.Time, error) {
-	pending := map[string]bool{}
-	for _, id := range ids {
-		pending[id] = true
-	}
 	var last time.Time
 	deadline := time.Now().Add(limit)
-	for len(pending) > 0 {
-		for id := range pending {
-			var at time.Time
-			err := e.cass.Query(`SELECT fanout_done_at FROM notifications WHERE notification_id = ?`, id).WithContext(ctx).Scan(&at)
-			if err == nil && !at.IsZero() {
-				delete(pending, id)
-				if at.After(last) {
-					last = at
-				}
+	for i := 0; i < len(ids); {
+		var at time.Time
+		err := e.cass.Query(`SELECT fanout_done_at FROM notifications WHERE notification_id = ?`, ids[i]).WithContext(ctx).Scan(&at)
+		if err == nil && !at.IsZero() {
+			if at.After(last) {
+				last = at
 			}
-		}
-		if len(pending) == 0 {
-			break
+			i++
+			continue
 		}
 		if time.Now().After(deadline) {
-			return last, fmt.Errorf("%d of %d events not fanned out after %s", len(pending), len(ids), limit)
+			return last, fmt.Errorf("%d of %d events not fanned out after %s", len(ids)-i, len(ids), limit)
 		}
 		select {
 		case <-ctx.Done():
 			return last, ctx.Err()
-		case <-time.After(250 * time.Millisecond):
+		case <-time.After(50 * time.Millisecond):
 		}
 	}
 	return last, nil
