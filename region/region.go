@@ -160,7 +160,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 		var fanouts []*fanout.Fanout
 		for _, tier := range notify.Tiers {
 			fo := fanout.New(settings, c.Fanout.TopicThreshold, fanout.Deps{
-				Profiles: profiles.New(stores.PG, prefsCache), Subscribers: topics.NewStore(stores.PG), Scheduler: sched, Producer: tierProducers[tier],
+				Profiles: profiles.New(stores.PG, prefsCache), BulkProfiles: profiles.NewDirect(stores.PG), Subscribers: topics.NewStore(stores.PG), Scheduler: sched, Producer: tierProducers[tier],
 				Inbox: inbox.New(stores.Cass, c.LogTTL), Publisher: inbox.NewPublisher(stores.Redis, c.Redis.Prefix), Log: dlog, Dedup: dedup.New(stores.Redis, c.Redis.Prefix, c.DedupTTL), Logger: log,
 			})
 			fanouts = append(fanouts, fo)

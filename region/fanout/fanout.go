@@ -114,6 +114,7 @@ type Fanout struct {
 	TopicThreshold atomic.Int64
 
 	profiles ProfileLoader
+	bulk     ProfileLoader // a large topic's subscribers
 	subs     Subscribers
 	sched    Scheduler
 	prod     Producer
@@ -127,23 +128,29 @@ type Fanout struct {
 
 // Deps are the stores fan-out uses.
 type Deps struct {
-	Profiles    ProfileLoader
-	Subscribers Subscribers
-	Scheduler   Scheduler
-	Producer    Producer
-	Inbox       Inbox
-	Log         Log
-	Dedup       Dedup
-	Publisher   Publisher // optional
-	Logger      *slog.Logger
+	Profiles ProfileLoader
+	// BulkProfiles loads the subscribers of a topic above the threshold, each read once per
+	// send, past the caches (optional: Profiles).
+	BulkProfiles ProfileLoader
+	Subscribers  Subscribers
+	Scheduler    Scheduler
+	Producer     Producer
+	Inbox        Inbox
+	Log          Log
+	Dedup        Dedup
+	Publisher    Publisher // optional
+	Logger       *slog.Logger
 }
 
 // New returns a Fanout.
 func New(s Settings, threshold int64, d Deps) *Fanout {
-	f := &Fanout{set: s, profiles: d.Profiles, subs: d.Subscribers, sched: d.Scheduler, prod: d.Producer,
+	f := &Fanout{set: s, profiles: d.Profiles, bulk: d.BulkProfiles, subs: d.Subscribers, sched: d.Scheduler, prod: d.Producer,
 		inbox: d.Inbox, log: d.Log, dedup: d.Dedup, pub: d.Publisher, logger: d.Logger, now: time.Now}
 	if f.set.ChunkSize <= 0 {
 		f.set.ChunkSize = 500
+	}
+	if f.bulk == nil {
+		f.bulk = f.profiles
 	}
 	f.TopicThreshold.Store(threshold)
 	return f
@@ -194,7 +201,7 @@ func (f *Fanout) HandleTo(ctx context.Context, e notify.Event, out Handoff) erro
 	if e.Topic == "" {
 		for start := 0; start < len(e.Recipients); start += f.set.ChunkSize {
 			end := min(start+f.set.ChunkSize, len(e.Recipients))
-			if err := f.chunk(ctx, out, e, e.Recipients[start:end], ""); err != nil {
+			if err := f.chunk(ctx, out, f.profiles, e, e.Recipients[start:end], ""); err != nil {
 				return err
 			}
 		}
@@ -215,8 +222,9 @@ func (f *Fanout) topic(ctx context.Context, e notify.Event) error {
 	}
 	path := PathTopicWrite
 	skip := "" // a channel this fan-out leaves out for every subscriber
+	loader := f.profiles
 	if count > f.TopicThreshold.Load() {
-		path = PathTopicRead
+		path, loader = PathTopicRead, f.bulk
 		if wants(e.Channels, notify.InApp) {
 			c := e.Content[notify.InApp]
 			item := inbox.Item{AppID: e.AppID, Topic: e.Topic, NotificationID: e.ID, CreatedAt: e.AcceptedAt,
@@ -251,7 +259,7 @@ func (f *Fanout) topic(ctx context.Context, e notify.Event) error {
 			break
 		}
 		if skip == "" || !onlyChannel(e.Channels, skip) {
-			g.Go(func() error { return f.chunk(gctx, direct{f.prod}, e, page, skip) })
+			g.Go(func() error { return f.chunk(gctx, direct{f.prod}, loader, e, page, skip) })
 		} else {
 			// In-app only, served by the feed record: no task to decide, but each subscriber
 			// was still a recipient, and analytics counts them.
@@ -296,8 +304,8 @@ type delivery struct {
 }
 
 // chunk decides and hands on every recipient x channel of a chunk of users.
-func (f *Fanout) chunk(ctx context.Context, out Handoff, e notify.Event, users []string, skip string) error {
-	profs, err := f.profiles.Load(ctx, e.AppID, users)
+func (f *Fanout) chunk(ctx context.Context, out Handoff, loader ProfileLoader, e notify.Event, users []string, skip string) error {
+	profs, err := loader.Load(ctx, e.AppID, users)
 	if err != nil {
 		return err
 	}

@@ -435,3 +435,55 @@ func TestTransactionalHandoffMarksDedupKeysOnlyOnceDurable(t *testing.T) {
 		t.Fatalf("after the commit: dedup keys %v, announced %d; want both channels marked and the inbox item announced", w.done, len(pub.items))
 	}
 }
+
+// countingLoader counts the users it loads, over the world's profiles.
+type countingLoader struct {
+	w     *world
+	mu    sync.Mutex
+	users int
+}
+
+func (l *countingLoader) Load(ctx context.Context, app string, users []string) (map[string]*profiles.Profile, error) {
+	l.mu.Lock()
+	l.users += len(users)
+	l.mu.Unlock()
+	return l.w.Load(ctx, app, users)
+}
+
+func TestLargeTopicSubscribersAreLoadedPastTheCacheAndOtherSendsThroughIt(t *testing.T) {
+	for _, tc := range []struct {
+		name                 string
+		subscribers          int // threshold 10
+		topic                bool
+		wantCached, wantBulk int
+	}{
+		{"topic above the threshold", 11, true, 0, 11},
+		{"topic at the threshold", 10, true, 10, 0},
+		{"recipient list", 11, false, 11, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld()
+			var users []string
+			for i := range tc.subscribers {
+				users = append(users, fmt.Sprintf("u%02d", i))
+			}
+			w.subs = users
+			cached, bulk := &countingLoader{w: w}, &countingLoader{w: w}
+			f := New(Settings{Region: "eu-west-1", ChunkSize: 4}, 10, Deps{Profiles: cached, BulkProfiles: bulk, Subscribers: w, Scheduler: w,
+				Producer: w, Inbox: w, Log: logWriter{w}, Dedup: dedupKeys{w}, Logger: slog.New(slog.DiscardHandler)})
+			e := event(notify.Social)
+			e.Channels = []string{notify.Email}
+			if tc.topic {
+				e.Topic = "news"
+			} else {
+				e.Recipients = users
+			}
+			if err := f.Handle(context.Background(), e); err != nil {
+				t.Fatal(err)
+			}
+			if cached.users != tc.wantCached || bulk.users != tc.wantBulk {
+				t.Fatalf("loaded through the cache %d, past it %d; want %d, %d", cached.users, bulk.users, tc.wantCached, tc.wantBulk)
+			}
+		})
+	}
+}

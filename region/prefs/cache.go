@@ -125,25 +125,7 @@ func (c *Cache) remember(key string, p Preferences, now time.Time) {
 }
 
 func (c *Cache) load(ctx context.Context, app string, users []string) (map[string]Preferences, error) {
-	out := make(map[string]Preferences, len(users))
-	rows, err := c.db.Query(ctx, `SELECT user_id, prefs, hard_stop FROM preferences WHERE app_id = $1 AND user_id = ANY($2)`, app, users)
-	if err != nil {
-		return nil, fmt.Errorf("loading preferences: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var u string
-		var raw []byte
-		var p Preferences
-		if err := rows.Scan(&u, &raw, &p.HardStop); err != nil {
-			return nil, err
-		}
-		if err := json.Unmarshal(raw, &p); err != nil {
-			return nil, fmt.Errorf("decoding preferences of %s: %w", u, err)
-		}
-		out[u] = p
-	}
-	return out, rows.Err()
+	return (&Store{db: c.db}).Many(ctx, app, users)
 }
 
 // Invalidate drops a user's entry everywhere: Redis now, and every process's map through the

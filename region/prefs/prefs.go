@@ -127,6 +127,30 @@ func (s *Store) Get(ctx context.Context, appID, userID string) (Preferences, err
 	return p, nil
 }
 
+// Many returns the stored preferences of users, hard stop included; users with none stored are
+// absent from the map (their preferences are the defaults).
+func (s *Store) Many(ctx context.Context, appID string, users []string) (map[string]Preferences, error) {
+	out := make(map[string]Preferences, len(users))
+	rows, err := s.db.Query(ctx, `SELECT user_id, prefs, hard_stop FROM preferences WHERE app_id = $1 AND user_id = ANY($2)`, appID, users)
+	if err != nil {
+		return nil, fmt.Errorf("loading preferences: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var u string
+		var raw []byte
+		var p Preferences
+		if err := rows.Scan(&u, &raw, &p.HardStop); err != nil {
+			return nil, err
+		}
+		if err := json.Unmarshal(raw, &p); err != nil {
+			return nil, fmt.Errorf("decoding preferences of %s: %w", u, err)
+		}
+		out[u] = p
+	}
+	return out, rows.Err()
+}
+
 // Put replaces the user's preferences.
 func (s *Store) Put(ctx context.Context, appID, userID string, p Preferences) error {
 	raw, err := json.Marshal(p)

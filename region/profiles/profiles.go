@@ -30,12 +30,21 @@ type PrefsSource interface {
 
 // Loader reads profiles from the region's Postgres database, preferences through src.
 type Loader struct {
-	db  *pgxpool.Pool
-	src PrefsSource
+	db     *pgxpool.Pool
+	src    PrefsSource
+	direct bool // src reads Postgres itself, hard stop included
 }
 
 // New returns a Loader.
 func New(db *pgxpool.Pool, src PrefsSource) *Loader { return &Loader{db: db, src: src} }
+
+// NewDirect returns a Loader that reads preferences, hard stop included, straight from Postgres
+// in one query per chunk, past every cache. It is for a large topic's subscribers: each is read
+// once per send, so caching them costs a Redis read and write per subscriber and pushes the
+// entries of users who do receive one notification after another out of the cache.
+func NewDirect(db *pgxpool.Pool) *Loader {
+	return &Loader{db: db, src: prefs.NewStore(db), direct: true}
+}
 
 // Load returns a profile for every user (defaults for users with nothing stored). The hard stop
 // is read from Postgres itself, outside every cache, on every call.
@@ -47,7 +56,9 @@ func (l *Loader) Load(ctx context.Context, appID string, users []string) (map[st
 	}
 	for _, u := range users {
 		p := ps[u]
-		p.HardStop = false
+		if !l.direct {
+			p.HardStop = false // a cache may be behind: read below from Postgres
+		}
 		out[u] = &Profile{Prefs: p}
 	}
 	hashes := make([][]byte, len(users))
@@ -71,23 +82,13 @@ func (l *Loader) Load(ctx context.Context, appID string, users []string) (map[st
 	if err := erased.Err(); err != nil {
 		return nil, fmt.Errorf("reading erased users: %w", err)
 	}
-	rows, err := l.db.Query(ctx, `SELECT user_id FROM preferences WHERE app_id = $1 AND user_id = ANY($2) AND hard_stop`, appID, users)
-	if err != nil {
-		return nil, fmt.Errorf("reading hard stops: %w", err)
-	}
-	for rows.Next() {
-		var u string
-		if err := rows.Scan(&u); err != nil {
-			rows.Close()
+	if !l.direct {
+		if err := l.hardStops(ctx, appID, users, out); err != nil {
 			return nil, err
 		}
-		out[u].Prefs.HardStop = true
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("reading hard stops: %w", err)
 	}
 
-	rows, err = l.db.Query(ctx, `SELECT user_id, device_id, platform, token FROM devices WHERE app_id = $1 AND user_id = ANY($2) AND is_active ORDER BY user_id, device_id`, appID, users)
+	rows, err := l.db.Query(ctx, `SELECT user_id, device_id, platform, token FROM devices WHERE app_id = $1 AND user_id = ANY($2) AND is_active ORDER BY user_id, device_id`, appID, users)
 	if err != nil {
 		return nil, fmt.Errorf("loading devices: %w", err)
 	}
@@ -120,4 +121,24 @@ func (l *Loader) Load(ctx context.Context, appID string, users []string) (map[st
 		return nil, fmt.Errorf("loading contacts: %w", err)
 	}
 	return out, nil
+}
+
+// hardStops reads the users' hard stops from Postgres itself into out.
+func (l *Loader) hardStops(ctx context.Context, appID string, users []string, out map[string]*Profile) error {
+	rows, err := l.db.Query(ctx, `SELECT user_id FROM preferences WHERE app_id = $1 AND user_id = ANY($2) AND hard_stop`, appID, users)
+	if err != nil {
+		return fmt.Errorf("reading hard stops: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var u string
+		if err := rows.Scan(&u); err != nil {
+			return err
+		}
+		out[u].Prefs.HardStop = true
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("reading hard stops: %w", err)
+	}
+	return nil
 }
