@@ -308,3 +308,44 @@ func TestOptOutAppliesToTheVeryNextSendThroughEveryCache(t *testing.T) {
 		t.Fatalf("hard stop reason %q", reason)
 	}
 }
+
+// A large topic's subscribers are read past the preferences cache (each once per send): their
+// preferences and hard stops still apply, and the cache is not filled with them.
+func TestLargeTopicAppliesPreferencesWithoutFillingTheCache(t *testing.T) {
+	r := startRegion(t)
+	for _, u := range []string{"optout", "stopped", "plain"} {
+		r.call("PUT", "/v1/users/"+u, map[string]any{"email": u + "@example.com"}, r.app)
+		r.call("PUT", "/v1/topics/big/subscribers/"+u, nil, r.app)
+	}
+	if code, b := r.call("PUT", "/v1/users/optout/preferences", map[string]any{"categories": map[string]any{"news": map[string]bool{"email": false}}}, r.app); code != 200 {
+		t.Fatalf("opt out: %d %v", code, b)
+	}
+	if _, err := r.pg.Exec(t.Context(), `INSERT INTO preferences (app_id, user_id, prefs, hard_stop) VALUES ($1, 'stopped', '{}', true)`, r.app); err != nil {
+		t.Fatal(err)
+	}
+	disc, _ := discovery.Open(r.cfg.Discovery)
+	if err := disc.Put(t.Context(), region.ThresholdKey(r.cfg.Name), []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	code, b := r.call("POST", "/v1/notifications", map[string]any{"type": "social", "category": "news", "body": "For all",
+		"topic": "big", "channels": []string{"email"}}, r.app)
+	if code != 202 {
+		t.Fatalf("topic send: %d %v", code, b)
+	}
+	id := b["notification_id"].(string)
+	st := r.waitState(id, "plain", "email", "queued")
+	for user, reason := range map[string]string{"optout": "category_disabled", "stopped": "hard_stop"} {
+		st = r.waitState(id, user, "email", "suppressed")
+		if _, got := stateOf(st, user, "email"); got != reason {
+			t.Fatalf("%s: reason %q, want %q", user, got, reason)
+		}
+	}
+	keys, err := testRedisKeys(r, "prefs:*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 0 {
+		t.Fatalf("the topic send filled the preferences cache: %v", keys)
+	}
+}
