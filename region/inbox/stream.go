@@ -32,19 +32,40 @@ func topicChannelOf(prefix, app, topic string) string {
 	return prefix + "inbox-topic:" + app + ":" + topic
 }
 
-// Publish announces items, pipelined. A failure only delays live delivery: the items are in
-// Cassandra, and a stream that reconnects catches up from there.
+// Publish announces items to the users who have a stream open somewhere in the region, pipelined.
+// One PUBSUB NUMSUB for the batch finds them: most recipients have none, and a PUBLISH nobody
+// hears still costs Redis a command and the region an encoding. Nothing is lost to a stream
+// that subscribes after the count: streams subscribe before they catch up from Cassandra, where
+// the items already are. A failure only delays live delivery: a stream that reconnects catches
+// up from there.
 func (p *Publisher) Publish(ctx context.Context, items []Item) error {
 	if len(items) == 0 {
 		return nil
 	}
-	_, err := p.rdb.Pipelined(ctx, func(pipe goredis.Pipeliner) error {
-		for _, it := range items {
-			raw, err := json.Marshal(it)
+	names := make([]string, len(items))
+	for i, it := range items {
+		names[i] = channelOf(p.prefix, it.AppID, it.UserID)
+	}
+	listened, err := p.rdb.PubSubNumSub(ctx, names...).Result()
+	if err != nil {
+		return fmt.Errorf("counting inbox streams: %w", err)
+	}
+	var heard []int
+	for i, n := range names {
+		if listened[n] > 0 {
+			heard = append(heard, i)
+		}
+	}
+	if len(heard) == 0 {
+		return nil
+	}
+	_, err = p.rdb.Pipelined(ctx, func(pipe goredis.Pipeliner) error {
+		for _, i := range heard {
+			raw, err := json.Marshal(items[i])
 			if err != nil {
 				return err
 			}
-			pipe.Publish(ctx, channelOf(p.prefix, it.AppID, it.UserID), raw)
+			pipe.Publish(ctx, names[i], raw)
 		}
 		return nil
 	})

@@ -235,3 +235,42 @@ func TestHubBeatsEveryStreamAndClosesThemAtShutdown(t *testing.T) {
 		t.Fatalf("open after shutdown: %v", err)
 	}
 }
+
+// Items go out only on the channels of users with a stream open: a pattern subscriber (which
+// no channel count includes) sees what was really published.
+func TestPublishAnnouncesOnlyToUsersWithAStreamOpen(t *testing.T) {
+	e := startHub(t, time.Hour)
+	ctx := context.Background()
+	s, batches := e.open("ada")
+	e.waitSubscribed(1, channelOf(e.prefix, "app", "ada"))
+	s.Start()
+	observer := e.rdb.PSubscribe(ctx, e.prefix+"inbox:*")
+	defer observer.Close()
+	if _, err := observer.Receive(ctx); err != nil { // the subscription's confirmation
+		t.Fatal(err)
+	}
+	items := []Item{
+		{AppID: "app", UserID: "bob", NotificationID: "n1", CreatedAt: time.Now()},
+		{AppID: "app", UserID: "ada", NotificationID: "n1", CreatedAt: time.Now()},
+		{AppID: "app", UserID: "cyd", NotificationID: "n1", CreatedAt: time.Now()},
+	}
+	if err := e.pub.Publish(ctx, items); err != nil {
+		t.Fatal(err)
+	}
+	if b := nextBatch(t, batches, "ada's item"); len(b.Items) != 1 || b.Items[0].UserID != "ada" {
+		t.Fatalf("ada's stream got %+v", b)
+	}
+	var published []string
+	for {
+		rctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		m, err := observer.ReceiveMessage(rctx)
+		cancel()
+		if err != nil {
+			break
+		}
+		published = append(published, m.Channel)
+	}
+	if len(published) != 1 || published[0] != channelOf(e.prefix, "app", "ada") {
+		t.Fatalf("published on %v, want ada's channel only", published)
+	}
+}
