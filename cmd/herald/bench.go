@@ -58,7 +58,10 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := newFlags("bench pipeline", stderr)
 	path := fs.String("config", "", "region config file for store settings (default: the local defaults and HERALD_* variables)")
 	var o bench.Options
-	fs.IntVar(&o.Events, "events", 200, "throughput phase: events")
+	// 1,000 x 500: each raw phase and the throughput phase then run 10-20 s and flush their
+	// memtables a few times, a sustained rate; 100,000 rows were a 1.5 s raw burst that never
+	// flushed, against a throughput phase that did.
+	fs.IntVar(&o.Events, "events", 1000, "throughput phase: events")
 	fs.IntVar(&o.Recipients, "recipients", 500, "throughput phase: in-app recipients per event")
 	fs.IntVar(&o.RawRows, "raw-rows", 0, "raw Cassandra insert phase: rows (0: as many as the throughput phase, events x recipients)")
 	fs.IntVar(&o.RawWriters, "raw-writers", 64, "raw Cassandra insert phase: concurrent writers")
