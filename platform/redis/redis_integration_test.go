@@ -32,7 +32,7 @@ func TestRedisSetGetWithTTLUnderPrefix(t *testing.T) {
 	if ttl := cl.PTTL(ctx, key).Val(); ttl <= 0 || ttl > 2*time.Second {
 		t.Fatalf("ttl %v", ttl)
 	}
-	// SET NX on a claimed key fails: the dedup primitive the pipeline relies on.
+	// SET NX on a claimed key fails.
 	if ok, _ := cl.SetNX(ctx, key, "2", time.Minute).Result(); ok {
 		t.Fatal("SETNX succeeded on an existing key")
 	}

@@ -25,6 +25,20 @@ resource "aws_vpc_security_group_ingress_rule" "redis_from_tasks" {
   description                  = "Herald tasks"
 }
 
+# Dedup keys are hashes of many fields (region/dedup): a large topic send's hold about 60,000
+# each, and freeing one inline when it expires would stall every other command.
+resource "aws_elasticache_parameter_group" "this" {
+  name   = local.name
+  family = "redis${split(".", var.redis.engine_version)[0]}"
+
+  parameter {
+    name  = "lazyfree-lazy-expire"
+    value = "yes"
+  }
+
+  tags = local.tags
+}
+
 resource "aws_elasticache_replication_group" "this" {
   replication_group_id       = local.name
   description                = "Herald ${var.herald_region}: dedup, caches, rate limits"
@@ -36,6 +50,7 @@ resource "aws_elasticache_replication_group" "this" {
   automatic_failover_enabled = var.redis.nodes > 1
   multi_az_enabled           = var.redis.nodes > 1
   subnet_group_name          = aws_elasticache_subnet_group.this.name
+  parameter_group_name       = aws_elasticache_parameter_group.this.name
   security_group_ids         = [aws_security_group.redis.id]
   at_rest_encryption_enabled = true
   kms_key_id                 = aws_kms_key.data.arn
