@@ -385,3 +385,20 @@ func TestTopicAboveThresholdFansOutOnReadAndBelowOnWrite(t *testing.T) {
 		t.Fatalf("fan-out on read still wrote per-user rows: u3 has %d", n)
 	}
 }
+
+// deliveredSet is the union of a notification's in-app delivery sets.
+func (r *running) deliveredSet(id string) map[string]bool {
+	r.t.Helper()
+	out := map[string]bool{}
+	iter := r.cass.Query(`SELECT users FROM inbox_delivered_sets WHERE notification_id = ?`, id).Iter()
+	var users []string
+	for iter.Scan(&users) {
+		for _, u := range users {
+			out[u] = true
+		}
+	}
+	if err := iter.Close(); err != nil {
+		r.t.Fatal(err)
+	}
+	return out
+}

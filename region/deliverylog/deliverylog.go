@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/gocql/gocql"
@@ -102,10 +103,23 @@ type Attempt struct {
 // (50 KiB by default); 40 rows of ours stay well under it.
 const batchStatements = 40
 
-// deliveredBatchRows bounds a batch of inbox_delivered rows: a user id and a time each, all in
-// the notification's partition, so one mutation (Cassandra size-checks only batches that span
-// partitions). A fan-out chunk's in-app recipients go in one request.
-const deliveredBatchRows = 1000
+// deliveredSetUsers bounds the recipients of one inbox_delivered_sets row: a fan-out chunk's
+// (500 by default) go in one.
+const deliveredSetUsers = 1000
+
+// deliveredSet is one row of inbox_delivered_sets: in-app deliveries of one notification.
+type deliveredSet struct {
+	id, chunk string
+	users     []string
+	at        time.Time
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
 
 // inboxDelivered reports whether a state is stored in inbox_delivered rather than
 // delivery_status: an in-app delivery, whose inbox row is written. That state is final.
@@ -121,11 +135,19 @@ func (l *Log) Write(ctx context.Context, states []State, attempts []Attempt) err
 		cql  string
 		args []any
 	}
-	var stmts, delivered []stmt
+	var stmts []stmt
+	sets := map[string]*deliveredSet{}
+	var setOrder []*deliveredSet
 	for _, s := range states {
 		if inboxDelivered(s) {
-			delivered = append(delivered, stmt{s.NotificationID, `INSERT INTO inbox_delivered (notification_id, user_id, delivered_at) VALUES (?, ?, ?) USING TTL ?`,
-				[]any{s.NotificationID, s.UserID, s.UpdatedAt, l.ttl}})
+			set := sets[s.NotificationID]
+			if set == nil || len(set.users) >= deliveredSetUsers {
+				set = &deliveredSet{id: s.NotificationID, chunk: s.UserID, at: s.UpdatedAt}
+				sets[s.NotificationID] = set
+				setOrder = append(setOrder, set)
+			}
+			set.users = append(set.users, s.UserID)
+			set.at = later(set.at, s.UpdatedAt)
 			continue
 		}
 		stmts = append(stmts, stmt{s.NotificationID, `INSERT INTO delivery_status (notification_id, user_id, channel, state, reason, detail, updated_at)
@@ -150,9 +172,20 @@ func (l *Log) Write(ctx context.Context, states []State, attempts []Attempt) err
 		}
 	}
 	group(stmts, batchStatements)
-	group(delivered, deliveredBatchRows)
 	g, _ := errgroup.WithContext(ctx)
 	g.SetLimit(8)
+	for _, set := range setOrder {
+		g.Go(func() error {
+			// Adding to the set: a repeat adds only what is missing, and never takes out what
+			// an earlier attempt wrote.
+			err := l.s.Query(`UPDATE inbox_delivered_sets USING TTL ? SET users = users + ?, delivered_at = ? WHERE notification_id = ? AND chunk = ?`,
+				l.ttl, set.users, set.at, set.id, set.chunk).WithContext(ctx).Idempotent(true).Exec()
+			if err != nil {
+				return fmt.Errorf("writing in-app deliveries of %s: %w", set.id, err)
+			}
+			return nil
+		})
+	}
 	for _, b := range batches {
 		g.Go(func() error {
 			if err := l.s.ExecuteBatch(b); err != nil {
@@ -188,11 +221,12 @@ func (l *Log) Get(ctx context.Context, id string) (Notification, error) {
 }
 
 // States returns up to limit states of a notification after (user, channel), in key order:
-// delivery_status merged with the in-app deliveries of inbox_delivered. Where both hold a
-// recipient's in-app state (deferred by quiet hours, then delivered), the delivery is final
-// and wins.
+// delivery_status merged with the in-app deliveries of inbox_delivered_sets (and of
+// inbox_delivered, where they were kept before). Where both hold a recipient's in-app state
+// (deferred by quiet hours, then delivered), the delivery is final and wins.
 func (l *Log) States(ctx context.Context, id, afterUser, afterChannel string, limit int) ([]State, error) {
-	var states, delivered []State
+	var states, legacy []State
+	var sets []deliveredSet
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		iter := l.s.Query(`SELECT user_id, channel, state, reason, detail, updated_at FROM delivery_status
@@ -217,9 +251,21 @@ func (l *Log) States(ctx context.Context, id, afterUser, afterChannel string, li
 		var user string
 		var at time.Time
 		for iter.Scan(&user, &at) {
-			if after(user, notify.InApp, afterUser, afterChannel) {
-				delivered = append(delivered, State{NotificationID: id, UserID: user, Channel: notify.InApp, State: notify.StateDelivered, UpdatedAt: at})
-			}
+			legacy = append(legacy, State{NotificationID: id, UserID: user, Channel: notify.InApp, State: notify.StateDelivered, UpdatedAt: at})
+		}
+		if err := iter.Close(); err != nil {
+			return fmt.Errorf("reading in-app deliveries of %s: %w", id, err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		// The whole partition: a notification's sets hold its in-app recipients, a list's
+		// (at most 1,000) or a topic's below the fan-out-on-read threshold.
+		iter := l.s.Query(`SELECT users, delivered_at FROM inbox_delivered_sets WHERE notification_id = ?`, id).WithContext(gctx).Iter()
+		var set deliveredSet
+		for iter.Scan(&set.users, &set.at) {
+			sets = append(sets, set)
+			set = deliveredSet{}
 		}
 		if err := iter.Close(); err != nil {
 			return fmt.Errorf("reading in-app deliveries of %s: %w", id, err)
@@ -229,7 +275,40 @@ func (l *Log) States(ctx context.Context, id, afterUser, afterChannel string, li
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
-	return mergeStates(states, delivered, limit), nil
+	return mergeStates(states, deliveredAfter(id, legacy, sets, afterUser, afterChannel, limit), limit), nil
+}
+
+// deliveredAfter returns the first limit in-app deliveries after (afterUser, afterChannel) in
+// key order, from per-recipient rows and sets, one per recipient (the latest, where a
+// repeated chunk or both tables hold it).
+func deliveredAfter(id string, rows []State, sets []deliveredSet, afterUser, afterChannel string, limit int) []State {
+	latest := map[string]time.Time{}
+	add := func(user string, at time.Time) {
+		if !after(user, notify.InApp, afterUser, afterChannel) {
+			return
+		}
+		if t, ok := latest[user]; !ok || at.After(t) {
+			latest[user] = at
+		}
+	}
+	for _, r := range rows {
+		add(r.UserID, r.UpdatedAt)
+	}
+	for _, s := range sets {
+		for _, u := range s.users {
+			add(u, s.at)
+		}
+	}
+	users := make([]string, 0, len(latest))
+	for u := range latest {
+		users = append(users, u)
+	}
+	slices.Sort(users)
+	out := make([]State, 0, min(limit, len(users)))
+	for _, u := range users[:min(limit, len(users))] {
+		out = append(out, State{NotificationID: id, UserID: u, Channel: notify.InApp, State: notify.StateDelivered, UpdatedAt: latest[u]})
+	}
+	return out
 }
 
 // after reports whether the key (user, channel) sorts after (afterUser, afterChannel), in

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/herald-notify/herald/region/notify"
 )
@@ -127,6 +128,50 @@ func TestPagingThroughBothTablesReturnsEveryStateOnce(t *testing.T) {
 		}
 		if len(seen) != len(want) {
 			t.Fatalf("round %d: %d keys, want %d", round, len(seen), len(want))
+		}
+	}
+}
+
+func TestDeliveredAfterTakesEachRecipientOnceInKeyOrderFromRowsAndSets(t *testing.T) {
+	t0 := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+	t1 := t0.Add(time.Minute)
+	rows := []State{{UserID: "b", Channel: notify.InApp, State: notify.StateDelivered, UpdatedAt: t0}}
+	sets := []deliveredSet{
+		{users: []string{"d", "a", "b"}, at: t1},
+		{users: []string{"c", "a"}, at: t0}, // a chunk repeated: a again, earlier
+	}
+	tests := []struct {
+		name                    string
+		afterUser, afterChannel string
+		limit                   int
+		want                    string
+	}{
+		{"from the start", "", "", 10, "a b c d"},
+		{"limit", "", "", 2, "a b"},
+		{"after a user's in-app key", "b", notify.InApp, 10, "c d"},
+		{"after a user's email key: the same user's in-app is still ahead", "b", "email", 10, "b c d"},
+		{"after a user's sms key: the same user's in-app is behind", "b", "sms", 10, "c d"},
+		{"past the end", "z", "", 10, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := deliveredAfter("n1", rows, sets, tt.afterUser, tt.afterChannel, tt.limit)
+			var users []string
+			for _, s := range got {
+				if s.NotificationID != "n1" || s.Channel != notify.InApp || s.State != notify.StateDelivered {
+					t.Fatalf("state %+v", s)
+				}
+				users = append(users, s.UserID)
+			}
+			if strings.Join(users, " ") != tt.want {
+				t.Fatalf("got %q, want %q", strings.Join(users, " "), tt.want)
+			}
+		})
+	}
+	// The latest time of a recipient found twice.
+	for _, s := range deliveredAfter("n1", rows, sets, "", "", 10) {
+		if (s.UserID == "a" || s.UserID == "b") && !s.UpdatedAt.Equal(t1) {
+			t.Fatalf("%s delivered at %v, want the later %v", s.UserID, s.UpdatedAt, t1)
 		}
 	}
 }

@@ -22,7 +22,8 @@ import (
 var ErrNotFound = errors.New("erasure not found")
 
 // Steps, in the order they run. Each is idempotent, and recorded when done.
-// cassandra_inbox_delivered reads the inbox, so it runs before the inbox is deleted.
+// cassandra_inbox_delivered (inbox_delivered and inbox_delivered_sets) reads the inbox, so it
+// runs before the inbox is deleted.
 var Steps = []string{"postgres", "caches", "cassandra_inbox_delivered", "cassandra_inbox", "cassandra_delivery_log"}
 
 // Erasure is a request's receipt.
@@ -213,8 +214,8 @@ func (s *Service) run(ctx context.Context, step, app, user string) error {
 	return fmt.Errorf("unknown step %q", step)
 }
 
-// eraseInboxDelivered deletes the user's in-app delivery states (inbox_delivered, which has no
-// index on user_id). The user's inbox rows name those notifications: each state was written
+// eraseInboxDelivered deletes the user's in-app delivery states (inbox_delivered_sets and the
+// older inbox_delivered, neither with an index on user_id). The user's inbox rows name those notifications: each state was written
 // with its inbox row, and both live as long. The inbox partition is the app's, so every id is.
 func (s *Service) eraseInboxDelivered(ctx context.Context, app, user string) error {
 	for _, b := range s.Buckets {
@@ -231,6 +232,31 @@ func (s *Service) eraseInboxDelivered(ctx context.Context, app, user string) err
 			if err := s.Cass.Query(`DELETE FROM inbox_delivered WHERE notification_id = ? AND user_id = ?`, id, user).WithContext(ctx).Exec(); err != nil {
 				return err
 			}
+			if err := s.eraseFromDeliveredSets(ctx, id, user); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// eraseFromDeliveredSets takes user out of the in-app delivery sets of one notification: the
+// rows holding the user are found by filtering that one partition, and the removal is a blind
+// write, so a chunk repeated meanwhile cannot bring back what it did not hold.
+func (s *Service) eraseFromDeliveredSets(ctx context.Context, id, user string) error {
+	iter := s.Cass.Query(`SELECT chunk FROM inbox_delivered_sets WHERE notification_id = ? AND users CONTAINS ? ALLOW FILTERING`, id, user).WithContext(ctx).Iter()
+	var chunks []string
+	var chunk string
+	for iter.Scan(&chunk) {
+		chunks = append(chunks, chunk)
+	}
+	if err := iter.Close(); err != nil {
+		return err
+	}
+	for _, c := range chunks {
+		if err := s.Cass.Query(`UPDATE inbox_delivered_sets SET users = users - ? WHERE notification_id = ? AND chunk = ?`,
+			[]string{user}, id, c).WithContext(ctx).Exec(); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -190,6 +190,12 @@ var planters = []planter{
 		return cql(ctx, r, `INSERT INTO notifications (notification_id, app_id, tier) VALUES (?, ?, 'social')`,
 			`INSERT INTO inbox_delivered (notification_id, user_id, delivered_at) VALUES (?, ?, toTimestamp(now()))`)([]any{id, app}, []any{id, user})
 	}},
+	{"cassandra:inbox_delivered_sets", func(ctx context.Context, r *regionStores, app, user string) error {
+		id := uuid.NewString()
+		return cql(ctx, r, `INSERT INTO notifications (notification_id, app_id, tier) VALUES (?, ?, 'social')`,
+			`UPDATE inbox_delivered_sets SET users = users + ?, delivered_at = toTimestamp(now()) WHERE notification_id = ? AND chunk = 'c'`)(
+			[]any{id, app}, []any{[]string{user}, id})
+	}},
 	{"cassandra:delivery_attempt", func(ctx context.Context, r *regionStores, app, user string) error {
 		id := uuid.NewString()
 		return cql(ctx, r, `INSERT INTO notifications (notification_id, app_id, tier) VALUES (?, ?, 'social')`,

@@ -95,7 +95,7 @@ func scanCassandra(ctx context.Context, r Region, c *collector) error {
 
 	// The delivery log names the user, and the app through the notification's row.
 	apps := &appLookup{sess: sess, known: map[string]string{}}
-	for _, table := range []string{"delivery_status", "inbox_delivered", "delivery_attempt"} {
+	for _, table := range []string{"delivery_status", "inbox_delivered", "inbox_delivered_sets", "delivery_attempt"} {
 		store := "cassandra:" + table
 		st := c.stat(store)
 		var pending [][2]string // (notification id, user) waiting for their app
@@ -109,11 +109,27 @@ func scanCassandra(ctx context.Context, r Region, c *collector) error {
 			pending = pending[:0]
 			return nil
 		}
-		iter := sess.Query(`SELECT notification_id, user_id FROM ` + table).WithContext(ctx).Iter()
+		// inbox_delivered_sets holds a set of users per row; the other tables a user per row.
+		query := `SELECT notification_id, user_id FROM ` + table
+		if table == "inbox_delivered_sets" {
+			query = `SELECT notification_id, users FROM ` + table
+		}
+		iter := sess.Query(query).WithContext(ctx).Iter()
 		var id, user string
-		for iter.Scan(&id, &user) {
-			st.Read++
-			pending = append(pending, [2]string{id, user})
+		var users []string
+		dest := []any{&id, &user}
+		if table == "inbox_delivered_sets" {
+			dest = []any{&id, &users}
+		}
+		for iter.Scan(dest...) {
+			if table != "inbox_delivered_sets" {
+				users = append(users[:0], user)
+			}
+			for _, u := range users {
+				st.Read++
+				pending = append(pending, [2]string{id, u})
+			}
+			users = users[:0]
 			if len(pending) >= 500 {
 				if err := flush(); err != nil {
 					_ = iter.Close()
