@@ -46,8 +46,8 @@ func DefaultFanoutConfig() FanoutConfig {
 		TopicChunksInFlight: 4,
 		Tiers: map[string]fanout.TierConfig{
 			notify.Transactional: {Concurrency: 8, MaxPollRecords: 256, MaxAge: 10 * time.Minute, PartitionWindow: 8},
-			notify.Social:        {Concurrency: 4, MaxPollRecords: 256, MaxAge: 6 * time.Hour, PartitionWindow: 8},
-			notify.Marketing:     {Concurrency: 2, MaxPollRecords: 64, MaxAge: 72 * time.Hour, PartitionWindow: 2},
+			notify.Social:        {Concurrency: 4, MaxPollRecords: 256, MaxAge: 6 * time.Hour, PartitionWindow: 8, TxnLinger: 25 * time.Millisecond},
+			notify.Marketing:     {Concurrency: 2, MaxPollRecords: 64, MaxAge: 72 * time.Hour, PartitionWindow: 2, TxnLinger: 25 * time.Millisecond},
 		},
 	}
 }
@@ -85,6 +85,9 @@ func (f FanoutConfig) validate() error {
 		}
 		if t.MaxPollRecords < 1 || t.MaxPollRecords > 100_000 {
 			return config.Errorf(key+".max_poll_records", fmt.Sprint(t.MaxPollRecords), "must be 1-100000")
+		}
+		if t.TxnLinger < 0 || t.TxnLinger > time.Second {
+			return config.Errorf(key+".txn_linger", t.TxnLinger.String(), "must be 0-1s")
 		}
 		if t.MaxAge < 0 {
 			return config.Errorf(key+".max_age", t.MaxAge.String(), "must not be negative")

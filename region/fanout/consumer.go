@@ -27,6 +27,10 @@ type TierConfig struct {
 	// another). Events still finish in offset order: each is handed on in the transaction that
 	// commits its offset, so a crash repeats only events none of whose records were visible.
 	PartitionWindow int `yaml:"partition_window"`
+	// TxnLinger is how long a hand-off transaction waits after its first finished event for
+	// more (0: it takes what finished while the previous one committed). Fewer, larger
+	// transactions cost Kafka less; the tier's tasks wait up to this much longer.
+	TxnLinger time.Duration `yaml:"txn_linger"`
 }
 
 // Consumer runs one tier's consumer group.
@@ -71,6 +75,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	// The committer outlives the group: a claim that stops waits for its last transaction.
 	cctx, stopCommitter := context.WithCancel(context.WithoutCancel(ctx))
 	commit := newCommitter(txn, c.Fanout.set.Region, c.Tier, c.Log)
+	commit.linger = c.Cfg.TxnLinger
 	committerDone := make(chan struct{})
 	go func() { defer close(committerDone); commit.run(cctx) }()
 	defer func() { stopCommitter(); <-committerDone }()

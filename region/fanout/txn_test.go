@@ -205,3 +205,47 @@ func TestTransactionsEventRecordsShareOneKeyAndTasksKeepTheirRecipients(t *testi
 		}
 	}
 }
+
+func TestCommitterWithALingerCarriesEventsFinishedWithinItInOneTransaction(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		linger time.Duration
+		want   int // transactions for three events finished 20 ms apart
+	}{
+		{"no linger: each event alone", 0, 3},
+		{"a linger longer than the gaps: one transaction", 200 * time.Millisecond, 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			tr := &transactor{}
+			c := newCommitter(tr, "eu-west-1", "social", slog.New(slog.DiscardHandler))
+			c.linger = tt.linger
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { c.run(ctx); close(done) }()
+			var ran []int64
+			var mu sync.Mutex
+			var xs []*completion
+			for off := int64(0); off < 3; off++ {
+				x := finished(ctx, 0, off, 1, &ran, &mu)
+				xs = append(xs, x)
+				c.add(x)
+				time.Sleep(20 * time.Millisecond)
+			}
+			for _, x := range xs {
+				if err := <-x.done; err != nil {
+					t.Fatal(err)
+				}
+			}
+			cancel()
+			<-done
+			tr.mu.Lock()
+			defer tr.mu.Unlock()
+			if len(tr.commits) != tt.want {
+				t.Fatalf("%d transactions, want %d", len(tr.commits), tt.want)
+			}
+			if last := tr.commits[len(tr.commits)-1]; last.offsets["eu-west-1.notify.social"][0] != 3 {
+				t.Fatalf("last transaction committed offset %v, want 3", last.offsets)
+			}
+		})
+	}
+}
