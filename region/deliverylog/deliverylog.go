@@ -121,7 +121,7 @@ func later(a, b time.Time) time.Time {
 	return a
 }
 
-// inboxDelivered reports whether a state is stored in inbox_delivered rather than
+// inboxDelivered reports whether a state is stored in inbox_delivered_sets rather than
 // delivery_status: an in-app delivery, whose inbox row is written. That state is final.
 func inboxDelivered(s State) bool {
 	return s.Channel == notify.InApp && s.State == notify.StateDelivered

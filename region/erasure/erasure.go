@@ -215,8 +215,9 @@ func (s *Service) run(ctx context.Context, step, app, user string) error {
 }
 
 // eraseInboxDelivered deletes the user's in-app delivery states (inbox_delivered_sets and the
-// older inbox_delivered, neither with an index on user_id). The user's inbox rows name those notifications: each state was written
-// with its inbox row, and both live as long. The inbox partition is the app's, so every id is.
+// older inbox_delivered, neither with an index on user_id). The user's inbox rows name those
+// notifications: each state was written with its inbox row, and both live as long. The inbox
+// partition is the app's, so every id is.
 func (s *Service) eraseInboxDelivered(ctx context.Context, app, user string) error {
 	for _, b := range s.Buckets {
 		iter := s.Cass.Query(`SELECT notification_id FROM notification_log WHERE app_id = ? AND user_id = ? AND bucket = ?`, app, user, b).WithContext(ctx).Iter()
