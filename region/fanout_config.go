@@ -46,8 +46,8 @@ func DefaultFanoutConfig() FanoutConfig {
 		TopicChunksInFlight: 4,
 		Tiers: map[string]fanout.TierConfig{
 			notify.Transactional: {Concurrency: 8, MaxPollRecords: 256, MaxAge: 10 * time.Minute, PartitionWindow: 8},
-			notify.Social:        {Concurrency: 4, MaxPollRecords: 256, MaxAge: 6 * time.Hour, PartitionWindow: 8, TxnLinger: 25 * time.Millisecond},
-			notify.Marketing:     {Concurrency: 2, MaxPollRecords: 64, MaxAge: 72 * time.Hour, PartitionWindow: 2, TxnLinger: 25 * time.Millisecond},
+			notify.Social:        {Concurrency: 4, MaxPollRecords: 256, MaxAge: 6 * time.Hour, PartitionWindow: 8, TxnLinger: 100 * time.Millisecond},
+			notify.Marketing:     {Concurrency: 2, MaxPollRecords: 64, MaxAge: 72 * time.Hour, PartitionWindow: 2, TxnLinger: 100 * time.Millisecond},
 		},
 	}
 }

@@ -40,9 +40,10 @@ const (
 
 // The stage's dependencies, declared here as the small interfaces fan-out needs.
 type (
-	// ProfileLoader returns recipients' preferences, devices and contact points in one call.
+	// ProfileLoader returns recipients' preferences and erasure marks, and the devices and
+	// contact points need names, in one call.
 	ProfileLoader interface {
-		Load(ctx context.Context, appID string, users []string) (map[string]*profiles.Profile, error)
+		Load(ctx context.Context, appID string, users []string, need profiles.Need) (map[string]*profiles.Profile, error)
 	}
 	// Subscribers pages through a topic's subscribers.
 	Subscribers interface {
@@ -305,7 +306,7 @@ type delivery struct {
 
 // chunk decides and hands on every recipient x channel of a chunk of users.
 func (f *Fanout) chunk(ctx context.Context, out Handoff, loader ProfileLoader, e notify.Event, users []string, skip string) error {
-	profs, err := loader.Load(ctx, e.AppID, users)
+	profs, err := loader.Load(ctx, e.AppID, users, profiles.NeedFor(f.namedChannels(e)))
 	if err != nil {
 		return err
 	}
@@ -552,14 +553,20 @@ func (f *Fanout) scheduledEvents(ctx context.Context, out Handoff, e notify.Even
 	return out.Send(ctx, msgs...)
 }
 
-// channelsFor returns the channels to decide for a user: those the event names (narrowed for a
-// deferred event), or by default every channel the user has.
-func (f *Fanout) channelsFor(e notify.Event, p *profiles.Profile) []string {
+// namedChannels returns the channels the event names (narrowed for a deferred event), or none
+// for every channel each user has.
+func (f *Fanout) namedChannels(e notify.Event) []string {
 	if len(e.OnlyChannels) > 0 {
 		return e.OnlyChannels
 	}
-	if len(e.Channels) > 0 {
-		return e.Channels
+	return e.Channels
+}
+
+// channelsFor returns the channels to decide for a user: those the event names (narrowed for a
+// deferred event), or by default every channel the user has.
+func (f *Fanout) channelsFor(e notify.Event, p *profiles.Profile) []string {
+	if named := f.namedChannels(e); len(named) > 0 {
+		return named
 	}
 	out := []string{notify.InApp}
 	if len(p.Devices) > 0 {

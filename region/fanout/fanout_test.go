@@ -44,11 +44,20 @@ func newWorld() *world {
 	return &world{profiles: map[string]*profiles.Profile{}, states: map[string]deliverylog.State{}, done: map[string]string{}}
 }
 
-func (w *world) Load(_ context.Context, _ string, users []string) (map[string]*profiles.Profile, error) {
+// Load returns only the parts need names, as the real loader does, so a chunk that asks for
+// too little finds no devices or addresses.
+func (w *world) Load(_ context.Context, _ string, users []string, need profiles.Need) (map[string]*profiles.Profile, error) {
 	out := map[string]*profiles.Profile{}
 	for _, u := range users {
 		if p, ok := w.profiles[u]; ok {
-			out[u] = p
+			cp := *p
+			if !need.Devices {
+				cp.Devices = nil
+			}
+			if !need.Contacts {
+				cp.Email, cp.Phone = "", ""
+			}
+			out[u] = &cp
 		} else {
 			out[u] = &profiles.Profile{}
 		}
@@ -211,6 +220,37 @@ func TestHandleDecidesEachRecipientAndChannel(t *testing.T) {
 	}
 	if len(w.events) != 2 || !maps.Equal(got, wantEvents) {
 		t.Errorf("%d events records with outcomes %v, want 2 with %v", len(w.events), got, wantEvents)
+	}
+}
+
+func TestNamedChannelsStillFindTheirDevicesAndAddresses(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		channels []string
+		want     map[string]string // channel -> state
+	}{
+		{"push only", []string{notify.Push}, map[string]string{notify.Push: notify.StateQueued}},
+		{"email only", []string{notify.Email}, map[string]string{notify.Email: notify.StateQueued}},
+		{"sms only", []string{notify.SMS}, map[string]string{notify.SMS: notify.StateQueued}},
+		{"in-app and sms", []string{notify.InApp, notify.SMS}, map[string]string{notify.InApp: notify.StateDelivered, notify.SMS: notify.StateQueued}},
+		{"in-app only", []string{notify.InApp}, map[string]string{notify.InApp: notify.StateDelivered}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld()
+			w.profiles["full"] = &profiles.Profile{Email: "a@x", Phone: "+4915112345678", Devices: []notify.Device{{DeviceID: "d", Platform: "ios", Token: "t"}}}
+			e := event(notify.Social, "full")
+			e.Channels = tc.channels
+			if err := newFanout(w).Handle(context.Background(), e); err != nil {
+				t.Fatal(err)
+			}
+			got := map[string]string{}
+			for k, s := range w.states {
+				got[strings.TrimPrefix(k, "full/")] = s.State
+			}
+			if !maps.Equal(got, tc.want) {
+				t.Errorf("states %v, want %v", got, tc.want)
+			}
+		})
 	}
 }
 
@@ -443,11 +483,11 @@ type countingLoader struct {
 	users int
 }
 
-func (l *countingLoader) Load(ctx context.Context, app string, users []string) (map[string]*profiles.Profile, error) {
+func (l *countingLoader) Load(ctx context.Context, app string, users []string, need profiles.Need) (map[string]*profiles.Profile, error) {
 	l.mu.Lock()
 	l.users += len(users)
 	l.mu.Unlock()
-	return l.w.Load(ctx, app, users)
+	return l.w.Load(ctx, app, users, need)
 }
 
 func TestLargeTopicSubscribersAreLoadedPastTheCacheAndOtherSendsThroughIt(t *testing.T) {

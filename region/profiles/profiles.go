@@ -1,6 +1,7 @@
-// Package profiles loads what fan-out needs to know about a chunk of recipients in three
+// Package profiles loads what fan-out needs to know about a chunk of recipients in a few
 // queries, whatever the chunk size: preferences (with the hard stop, read from Postgres on every
-// send), active devices, and contact points.
+// send), erasure marks, and, when the chunk's channels use them, active devices and contact
+// points.
 package profiles
 
 import (
@@ -46,9 +47,38 @@ func NewDirect(db *pgxpool.Pool) *Loader {
 	return &Loader{db: db, src: prefs.NewStore(db), direct: true}
 }
 
-// Load returns a profile for every user (defaults for users with nothing stored). The hard stop
-// is read from Postgres itself, outside every cache, on every call.
-func (l *Loader) Load(ctx context.Context, appID string, users []string) (map[string]*Profile, error) {
+// Need says which parts of a profile a chunk uses beyond the preferences and the erasure mark,
+// which it always reads: devices serve only push, contact points only email and SMS.
+type Need struct {
+	Devices  bool
+	Contacts bool
+}
+
+// All is every part of a profile.
+var All = Need{Devices: true, Contacts: true}
+
+// NeedFor returns what deciding the given channels takes; no channels means every channel the
+// user has, and so every part.
+func NeedFor(channels []string) Need {
+	if len(channels) == 0 {
+		return All
+	}
+	var n Need
+	for _, ch := range channels {
+		switch ch {
+		case notify.Push:
+			n.Devices = true
+		case notify.Email, notify.SMS:
+			n.Contacts = true
+		}
+	}
+	return n
+}
+
+// Load returns a profile for every user (defaults for users with nothing stored), with the
+// parts need names: an in-app-only chunk reads neither devices nor contact points. The hard
+// stop is read from Postgres itself, outside every cache, on every call.
+func (l *Loader) Load(ctx context.Context, appID string, users []string, need Need) (map[string]*Profile, error) {
 	out := make(map[string]*Profile, len(users))
 	ps, err := l.src.Many(ctx, appID, users)
 	if err != nil {
@@ -88,39 +118,58 @@ func (l *Loader) Load(ctx context.Context, appID string, users []string) (map[st
 		}
 	}
 
+	if need.Devices {
+		if err := l.devices(ctx, appID, users, out); err != nil {
+			return nil, err
+		}
+	}
+	if need.Contacts {
+		if err := l.contacts(ctx, appID, users, out); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// devices reads the users' active devices into out.
+func (l *Loader) devices(ctx context.Context, appID string, users []string, out map[string]*Profile) error {
 	rows, err := l.db.Query(ctx, `SELECT user_id, device_id, platform, token FROM devices WHERE app_id = $1 AND user_id = ANY($2) AND is_active ORDER BY user_id, device_id`, appID, users)
 	if err != nil {
-		return nil, fmt.Errorf("loading devices: %w", err)
+		return fmt.Errorf("loading devices: %w", err)
 	}
+	defer rows.Close()
 	for rows.Next() {
 		var u string
 		var d notify.Device
 		if err := rows.Scan(&u, &d.DeviceID, &d.Platform, &d.Token); err != nil {
-			rows.Close()
-			return nil, err
+			return err
 		}
 		out[u].Devices = append(out[u].Devices, d)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("loading devices: %w", err)
+		return fmt.Errorf("loading devices: %w", err)
 	}
+	return nil
+}
 
-	rows, err = l.db.Query(ctx, `SELECT user_id, coalesce(email, ''), coalesce(phone, '') FROM users WHERE app_id = $1 AND user_id = ANY($2)`, appID, users)
+// contacts reads the users' email addresses and phone numbers into out.
+func (l *Loader) contacts(ctx context.Context, appID string, users []string, out map[string]*Profile) error {
+	rows, err := l.db.Query(ctx, `SELECT user_id, coalesce(email, ''), coalesce(phone, '') FROM users WHERE app_id = $1 AND user_id = ANY($2)`, appID, users)
 	if err != nil {
-		return nil, fmt.Errorf("loading contacts: %w", err)
+		return fmt.Errorf("loading contacts: %w", err)
 	}
+	defer rows.Close()
 	for rows.Next() {
 		var u, email, phone string
 		if err := rows.Scan(&u, &email, &phone); err != nil {
-			rows.Close()
-			return nil, err
+			return err
 		}
 		out[u].Email, out[u].Phone = email, phone
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("loading contacts: %w", err)
+		return fmt.Errorf("loading contacts: %w", err)
 	}
-	return out, nil
+	return nil
 }
 
 // hardStops reads the users' hard stops from Postgres itself into out.
