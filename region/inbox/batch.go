@@ -15,6 +15,24 @@ const MaxBatchBytes = 5 << 10
 const insertItem = `INSERT INTO notification_log (app_id, user_id, bucket, created_at, notification_id, tier, category, title, body, link, metadata)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?`
 
+// orUnset binds s, or leaves the column unset when s is empty: nothing is stored for it, and
+// it reads back as "" all the same.
+func orUnset(s string) any {
+	if s == "" {
+		return gocql.UnsetValue
+	}
+	return s
+}
+
+// unsetIfEmpty binds m, or leaves the column unset when m is empty: binding a null map writes a
+// collection tombstone into every row, which memtables, flushes, compactions and reads all carry.
+func unsetIfEmpty(m map[string]string) any {
+	if len(m) == 0 {
+		return gocql.UnsetValue
+	}
+	return m
+}
+
 // size approximates an item's share of a batch's serialized size.
 func (it Item) size() int {
 	n := 64 + len(it.AppID) + len(it.UserID) + len(it.NotificationID) + len(it.Tier) + len(it.Category) +
@@ -56,7 +74,7 @@ func (in *Inbox) WriteBatch(ctx context.Context, items []Item) error {
 	for _, it := range items {
 		ts := it.CreatedAt.UTC().Truncate(time.Millisecond)
 		b.Entries = append(b.Entries, gocql.BatchEntry{Stmt: insertItem, Idempotent: true,
-			Args: []any{it.AppID, it.UserID, Bucket(ts), ts, it.NotificationID, it.Tier, it.Category, it.Title, it.Body, it.Link, it.Metadata, in.ttl}})
+			Args: []any{it.AppID, it.UserID, Bucket(ts), ts, it.NotificationID, it.Tier, it.Category, it.Title, it.Body, orUnset(it.Link), unsetIfEmpty(it.Metadata), in.ttl}})
 	}
 	if err := in.s.ExecuteBatch(b); err != nil {
 		return fmt.Errorf("writing %d inbox items of %s: %w", len(items), items[0].NotificationID, err)

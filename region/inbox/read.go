@@ -312,7 +312,7 @@ func (in *Inbox) MarkRead(ctx context.Context, appID, userID string, it Item, at
 	}
 	err = in.s.Query(`INSERT INTO notification_log (app_id, user_id, bucket, created_at, notification_id, tier, category, title, body, link, metadata, read_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?`,
-		appID, userID, Bucket(ts), ts, it.NotificationID, it.Tier, it.Category, it.Title, it.Body, it.Link, it.Metadata, at, in.ttl).WithContext(ctx).Exec()
+		appID, userID, Bucket(ts), ts, it.NotificationID, it.Tier, it.Category, it.Title, it.Body, orUnset(it.Link), unsetIfEmpty(it.Metadata), at, in.ttl).WithContext(ctx).Exec()
 	if err != nil {
 		return false, fmt.Errorf("marking feed item %s read: %w", it.NotificationID, err)
 	}

@@ -49,7 +49,7 @@ func (in *Inbox) Write(ctx context.Context, it Item) error {
 	ts := it.CreatedAt.UTC().Truncate(time.Millisecond)
 	err := in.s.Query(`INSERT INTO notification_log (app_id, user_id, bucket, created_at, notification_id, tier, category, title, body, link, metadata)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?`,
-		it.AppID, it.UserID, Bucket(ts), ts, it.NotificationID, it.Tier, it.Category, it.Title, it.Body, it.Link, it.Metadata, in.ttl).
+		it.AppID, it.UserID, Bucket(ts), ts, it.NotificationID, it.Tier, it.Category, it.Title, it.Body, orUnset(it.Link), unsetIfEmpty(it.Metadata), in.ttl).
 		WithContext(ctx).Idempotent(true).Exec()
 	if err != nil {
 		return fmt.Errorf("writing inbox item %s for %s: %w", it.NotificationID, it.UserID, err)
@@ -62,7 +62,7 @@ func (in *Inbox) WriteTopicFeed(ctx context.Context, it Item) error {
 	ts := it.CreatedAt.UTC().Truncate(time.Millisecond)
 	err := in.s.Query(`INSERT INTO topic_feed (app_id, topic, bucket, created_at, notification_id, tier, category, title, body, link, metadata)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?`,
-		it.AppID, it.Topic, Bucket(ts), ts, it.NotificationID, it.Tier, it.Category, it.Title, it.Body, it.Link, it.Metadata, in.ttl).
+		it.AppID, it.Topic, Bucket(ts), ts, it.NotificationID, it.Tier, it.Category, it.Title, it.Body, orUnset(it.Link), unsetIfEmpty(it.Metadata), in.ttl).
 		WithContext(ctx).Idempotent(true).Exec()
 	if err != nil {
 		return fmt.Errorf("writing topic feed item %s for %s: %w", it.NotificationID, it.Topic, err)
