@@ -36,7 +36,11 @@ type Config struct {
 	// LogTTL is how long inbox and delivery-log rows live in Cassandra.
 	LogTTL time.Duration `yaml:"log_ttl"`
 	// DedupTTL is how long a delivered recipient x channel is remembered.
-	DedupTTL  time.Duration   `yaml:"dedup_ttl"`
+	DedupTTL time.Duration `yaml:"dedup_ttl"`
+	// GCPercent is the Go garbage collector's target (what GOGC sets) for the process running
+	// the region; a GOGC in the environment wins. The write path allocates per delivery, and
+	// with a live heap of tens of megabytes the default 100 collects several times a second.
+	GCPercent int             `yaml:"gc_percent"`
 	Fanout    FanoutConfig    `yaml:"fanout"`
 	Scheduler SchedulerConfig `yaml:"scheduler"`
 	Dispatch  dispatch.Config `yaml:"dispatch"`
@@ -60,6 +64,7 @@ func DefaultConfig(discoveryDir string) Config {
 		Replication:     1,
 		LogTTL:          90 * 24 * time.Hour,
 		DedupTTL:        24 * time.Hour,
+		GCPercent:       200,
 		Fanout:          DefaultFanoutConfig(),
 		Scheduler:       SchedulerConfig{Interval: 500 * time.Millisecond, Batch: 500},
 		Dispatch:        dispatch.DefaultConfig(),
@@ -126,6 +131,9 @@ func (c *Config) Validate() error {
 	}
 	if c.DedupTTL < time.Minute {
 		return config.Errorf("dedup_ttl", c.DedupTTL.String(), "must be at least 1m")
+	}
+	if c.GCPercent < 50 || c.GCPercent > 1000 {
+		return config.Errorf("gc_percent", fmt.Sprint(c.GCPercent), "must be 50-1000")
 	}
 	if err := c.Fanout.validate(); err != nil {
 		return config.Prefix("fanout", err)

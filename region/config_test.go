@@ -38,6 +38,8 @@ func TestConfigValidateNamesTheBadKey(t *testing.T) {
 		{"bad redis prefix", func(c *Config) { c.Redis.Prefix = "nocolon" }, "redis.prefix"},
 		{"bad log level", func(c *Config) { c.Telemetry.LogLevel = "loud" }, "telemetry.log_level"},
 		{"zero partitions", func(c *Config) { c.TopicPartitions = 0 }, "topic_partitions"},
+		{"collector off", func(c *Config) { c.GCPercent = -1 }, "gc_percent"},
+		{"collector target too high", func(c *Config) { c.GCPercent = 5000 }, "gc_percent"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -47,6 +49,33 @@ func TestConfigValidateNamesTheBadKey(t *testing.T) {
 			err := c.Validate()
 			if err == nil || !strings.Contains(err.Error(), `"`+tt.wantKey+`"`) {
 				t.Fatalf("want error naming %q, got %v", tt.wantKey, err)
+			}
+		})
+	}
+}
+
+func TestGCPercentFromConfigUnlessGOGCIsSet(t *testing.T) {
+	c := DefaultConfig("/tmp/d")
+	c.GCPercent = 300
+	for _, tt := range []struct {
+		name   string
+		gogc   string
+		want   int
+		wantOK bool
+	}{
+		{"config applies", "", 300, true},
+		{"the environment wins", "100", 0, false},
+		{"even off", "off", 0, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok := gcPercent(c, func(k string) string {
+				if k == "GOGC" {
+					return tt.gogc
+				}
+				return ""
+			})
+			if got != tt.want || ok != tt.wantOK {
+				t.Errorf("gcPercent = %d, %v; want %d, %v", got, ok, tt.want, tt.wantOK)
 			}
 		})
 	}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -49,6 +51,10 @@ func ThresholdKey(region string) string { return "herald/regions/" + region + "/
 // after the event in hand and commit what they finished.
 func Run(ctx context.Context, c Config, log *slog.Logger, version string) error {
 	log = log.With("region", c.Name)
+	if p, ok := gcPercent(c, os.Getenv); ok {
+		debug.SetGCPercent(p)
+		log.Info("garbage collector target set", "gc_percent", p)
+	}
 	stores, err := OpenStores(ctx, c)
 	if err != nil {
 		return err
@@ -259,4 +265,13 @@ func NewRouter(h *health.Health) *gin.Engine {
 	r.Use(gin.Recovery())
 	h.Mount(r)
 	return r
+}
+
+// gcPercent returns the collector target c asks for, unless GOGC in the environment already
+// set one (the operator's word wins).
+func gcPercent(c Config, getenv func(string) string) (int, bool) {
+	if getenv("GOGC") != "" {
+		return 0, false
+	}
+	return c.GCPercent, true
 }
