@@ -122,7 +122,7 @@ func TestFanoutWorkerKilledMidBatchLosesNoRecipientAndDedupKeepsDuplicatesOut(t 
 		}
 	}
 	seen := map[string]int{}
-	for _, task := range r.readTasks(notify.Email) {
+	for _, task := range r.waitTasks(notify.Email, int(total)) {
 		seen[task.NotificationID+"/"+task.UserID]++
 	}
 	dups := 0

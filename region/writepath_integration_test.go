@@ -93,6 +93,20 @@ func (r *running) readTasks(channel string) []notify.Task {
 	return out
 }
 
+// waitTasks reads a channel's tasks until there are at least n, for up to 10 s: a delivery's
+// state is written before its task goes out, in a transaction that may linger for more events.
+func (r *running) waitTasks(channel string, n int) []notify.Task {
+	r.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		tasks := r.readTasks(channel)
+		if len(tasks) >= n || time.Now().After(deadline) {
+			return tasks
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // committedCount counts the records of a topic that committed transactions (or none) made
 // visible: fan-out's hand-off topics also hold transaction markers and aborted records.
 func (r *running) committedCount(topic string) int64 {
@@ -190,7 +204,7 @@ func TestInAppNotificationReachesTheInboxAndStatusShowsEachChannel(t *testing.T)
 		t.Fatalf("inbox row: %q %q", title, link)
 	}
 	// The email task is on the region's email dispatch topic, keyed to ada, with her address.
-	tasks := r.readTasks(notify.Email)
+	tasks := r.waitTasks(notify.Email, 1)
 	if len(tasks) != 1 || tasks[0].UserID != "ada" || tasks[0].Target.Email != "ada@example.com" || tasks[0].Content.Subject != "New comment" {
 		t.Fatalf("email tasks: %+v", tasks)
 	}
@@ -323,7 +337,7 @@ func TestTemplatesRenderPerChannelAndAreScopedByApp(t *testing.T) {
 	if s, _ := stateOf(st, "ada", "push"); s != "" {
 		t.Fatalf("push decided although the template has no push content: %s", s)
 	}
-	tasks := r.readTasks(notify.Email)
+	tasks := r.waitTasks(notify.Email, 1)
 	if len(tasks) != 1 || tasks[0].Content.HTML != "<p>&lt;b&gt;hi&lt;/b&gt;</p>" || tasks[0].Content.Subject != "Bob commented" {
 		t.Fatalf("email task content: %+v", tasks)
 	}
