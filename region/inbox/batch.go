@@ -15,6 +15,12 @@ const MaxBatchBytes = 5 << 10
 const insertItem = `INSERT INTO notification_log (app_id, user_id, bucket, created_at, notification_id, tier, category, title, body, link, metadata)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?`
 
+// insertArgs binds insertItem for it.
+func (it Item) insertArgs(ttl int) []any {
+	ts := it.CreatedAt.UTC().Truncate(time.Millisecond)
+	return []any{it.AppID, it.UserID, Bucket(ts), ts, it.NotificationID, it.Tier, it.Category, it.Title, it.Body, orUnset(it.Link), unsetIfEmpty(it.Metadata), ttl}
+}
+
 // orUnset binds s, or leaves the column unset when s is empty: nothing is stored for it, and
 // it reads back as "" all the same.
 func orUnset(s string) any {
@@ -72,9 +78,7 @@ func (in *Inbox) WriteBatch(ctx context.Context, items []Item) error {
 	}
 	b := in.s.NewBatch(gocql.UnloggedBatch).WithContext(ctx)
 	for _, it := range items {
-		ts := it.CreatedAt.UTC().Truncate(time.Millisecond)
-		b.Entries = append(b.Entries, gocql.BatchEntry{Stmt: insertItem, Idempotent: true,
-			Args: []any{it.AppID, it.UserID, Bucket(ts), ts, it.NotificationID, it.Tier, it.Category, it.Title, it.Body, orUnset(it.Link), unsetIfEmpty(it.Metadata), in.ttl}})
+		b.Entries = append(b.Entries, gocql.BatchEntry{Stmt: insertItem, Idempotent: true, Args: it.insertArgs(in.ttl)})
 	}
 	if err := in.s.ExecuteBatch(b); err != nil {
 		return fmt.Errorf("writing %d inbox items of %s: %w", len(items), items[0].NotificationID, err)

@@ -46,11 +46,7 @@ func New(s *gocql.Session, ttl time.Duration) *Inbox { return &Inbox{s: s, ttl: 
 // Write stores an item. The key (accept time, notification id) is deterministic, so writing the
 // same item again after a redelivery overwrites it instead of adding a second row.
 func (in *Inbox) Write(ctx context.Context, it Item) error {
-	ts := it.CreatedAt.UTC().Truncate(time.Millisecond)
-	err := in.s.Query(`INSERT INTO notification_log (app_id, user_id, bucket, created_at, notification_id, tier, category, title, body, link, metadata)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?`,
-		it.AppID, it.UserID, Bucket(ts), ts, it.NotificationID, it.Tier, it.Category, it.Title, it.Body, orUnset(it.Link), unsetIfEmpty(it.Metadata), in.ttl).
-		WithContext(ctx).Idempotent(true).Exec()
+	err := in.s.Query(insertItem, it.insertArgs(in.ttl)...).WithContext(ctx).Idempotent(true).Exec()
 	if err != nil {
 		return fmt.Errorf("writing inbox item %s for %s: %w", it.NotificationID, it.UserID, err)
 	}
