@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 GO_TEST_FLAGS ?= -count=1 -timeout 20m
 
-.PHONY: up down status reset test test-unit test-stack build vet fmt prometheus test-rules loadtest
+.PHONY: up down status reset test test-unit fuzz test-stack build vet fmt prometheus test-rules loadtest
 
 ## up: install what is missing, start the servers, migrate, start Herald (idempotent)
 up:
@@ -29,6 +29,7 @@ test: vet
 	@stack/up.sh servers
 	@stack/browser.sh install
 	@set -a && source .herald/stack.env && set +a && go test -tags integration $(GO_TEST_FLAGS) ./...
+	@$(MAKE) --no-print-directory fuzz
 	@stack/loadtest-check.sh
 	@stack/prometheus.sh check
 	@stack/test-stack.sh
@@ -46,6 +47,11 @@ prometheus:
 ## test-rules: promtool check and unit tests of the alert and recording rules
 test-rules:
 	@stack/prometheus.sh check
+
+## fuzz: the differential fuzz test of the one reading (gateway vs region), FUZZTIME each
+FUZZTIME ?= 45s
+fuzz:
+	go test -run '^$$' -fuzz '^FuzzGatewayAndRegionReadEverySendAlike$$' -fuzztime $(FUZZTIME) ./gateway/
 
 ## test-unit: the tests that need no server
 test-unit:

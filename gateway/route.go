@@ -18,6 +18,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/herald-notify/herald/gateway/directory"
+	"github.com/herald-notify/herald/platform/wire"
 	"github.com/herald-notify/herald/residency"
 )
 
@@ -75,8 +76,8 @@ func (s *Server) routeUser(c *gin.Context, user, field string) (decision, bool) 
 		unavailable(c, "no_policy", "the gateway has no residency policy loaded yet")
 		return decision{}, false
 	}
-	if !userIDRE.MatchString(user) {
-		abort(c, http.StatusBadRequest, "invalid_field", "user ids must match "+userIDRE.String(), field)
+	if !wire.ValidID(user) {
+		abort(c, http.StatusBadRequest, wire.CodeInvalidField, "user ids must match "+wire.IDPattern+" and not be . or ..", field)
 		return decision{}, false
 	}
 	e, err := s.Directory.Lookup(c.Request.Context(), appOf(c), user)
@@ -228,7 +229,7 @@ func (s *Server) regionFailed(c *gin.Context, region string, err error) {
 	unavailable(c, "region_unavailable", "region "+region+" did not answer; retry")
 }
 
-// readBody reads a JSON request body up to max bytes, answering 400 itself when it cannot.
+// readBody reads a request body up to max bytes, answering 400 itself when it cannot.
 func readBody(c *gin.Context, max int64) ([]byte, bool) {
 	if c.Request.Body == nil {
 		return nil, true
@@ -237,27 +238,79 @@ func readBody(c *gin.Context, max int64) ([]byte, bool) {
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			abort(c, http.StatusBadRequest, "payload_too_large", fmt.Sprintf("the body is larger than %d bytes", max), "")
+			abort(c, http.StatusBadRequest, wire.CodePayloadTooLarge, fmt.Sprintf("the body is larger than %d bytes", max), "")
 			return nil, false
 		}
-		abort(c, http.StatusBadRequest, "invalid_json", "the body could not be read", "")
+		abort(c, http.StatusBadRequest, wire.CodeMalformedJSON, "the body could not be read", "")
 		return nil, false
 	}
 	return b, true
 }
 
-// byPathUser serves every route whose path names the user: /v1/users/{user_id}/...
-func (s *Server) byPathUser(c *gin.Context) {
-	body, ok := readBody(c, maxBody)
+// decodeBody reads the body into dst with the one reading every part shares (package wire),
+// answering the 400 itself when it is refused.
+func decodeBody(c *gin.Context, max int64, dst any) bool {
+	raw, ok := readBody(c, max)
 	if !ok {
+		return false
+	}
+	return valid(c, wire.Decode(raw, dst))
+}
+
+// valid answers a refused body (or a failed Validate) and reports whether there was none.
+func valid(c *gin.Context, e *wire.Error) bool {
+	if e == nil {
+		return true
+	}
+	abort(c, http.StatusBadRequest, e.Code, e.Message, e.Field)
+	return false
+}
+
+// noBody accepts an empty body or {} on a route that takes none.
+func noBody(c *gin.Context) bool {
+	raw, ok := readBody(c, wire.MaxSmallBytes)
+	if !ok {
+		return false
+	}
+	if len(raw) == 0 {
+		return true
+	}
+	return valid(c, wire.Decode(raw, &wire.Empty{}))
+}
+
+// byPathUser serves every route whose path names the user: /v1/users/{user_id}/... It reads
+// the route's body itself and forwards what it read, never the caller's bytes.
+func (s *Server) byPathUser(c *gin.Context) {
+	var body []byte
+	switch c.Request.Method + " " + c.FullPath() {
+	case "POST /v1/users/:user_id/devices":
+		var d wire.Device
+		if !decodeBody(c, wire.MaxSmallBytes, &d) || !valid(c, d.Validate()) {
+			return
+		}
+		body = wire.Encode(&d)
+	case "PUT /v1/users/:user_id/preferences":
+		var p wire.Preferences
+		if !decodeBody(c, wire.MaxSmallBytes, &p) || !valid(c, p.Validate()) {
+			return
+		}
+		body = wire.Encode(&p)
+	default:
+		if !noBody(c) {
+			return
+		}
+	}
+	if t := c.Param("topic"); t != "" && !wire.ValidTopic(t) {
+		abort(c, http.StatusBadRequest, wire.CodeInvalidField, "topic names must match "+wire.TopicRE.String()+" and not be . or ..", "topic")
+		return
+	}
+	if d := c.Param("device_id"); d != "" && !wire.ValidID(d) {
+		abort(c, http.StatusBadRequest, wire.CodeInvalidField, "device ids must match "+wire.IDPattern+" and not be . or ..", "device_id")
 		return
 	}
 	d, ok := s.routeUser(c, c.Param("user_id"), "user_id")
 	if !ok {
 		return
-	}
-	if len(body) == 0 {
-		body = nil
 	}
 	s.forward(c, d, body)
 }

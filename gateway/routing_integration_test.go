@@ -3,13 +3,15 @@
 package gateway_test
 
 import (
+	"context"
 	"fmt"
-
-	"github.com/jackc/pgx/v5"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // register puts users with their countries and checks the home region the gateway chose.
@@ -89,8 +91,15 @@ func TestUsersLiveOnlyInTheirHomeRegionAndMixedSendsAreSplit(t *testing.T) {
 		if len(eu[u]) != 4 {
 			t.Errorf("%s in its home region: %v, want users, devices, preferences and the inbox", u, eu[u])
 		}
-		if len(usr[u]) > 0 || len(eu2[u]) > 0 {
-			t.Errorf("%s found outside its home region: us %v, eu2 %v", u, usr[u], eu2[u])
+		// The jurisdiction's other region holds the registration (so it serves a failover)
+		// and nothing else: no contact, device, preference or notification.
+		if len(usr[u]) > 0 || !slices.Equal(eu2[u], []string{"postgres.users"}) {
+			t.Errorf("%s outside its home region: us %v, eu2 %v (want the registration alone)", u, usr[u], eu2[u])
+		}
+		pg, _ := stores(t, w.eu2)
+		var contact *string
+		if err := pg.QueryRow(context.Background(), `SELECT coalesce(email, phone, locale) FROM users WHERE app_id = $1 AND user_id = $2`, w.app, u).Scan(&contact); err != nil || contact != nil {
+			t.Errorf("%s's registration in eu2 carries a contact %v (%v)", u, contact, err)
 		}
 	}
 	if len(usr[us]) != 4 || len(eu[us]) > 0 || len(eu2[us]) > 0 {

@@ -9,15 +9,15 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-)
 
-// maxRecipients is the regions' limit per request, checked here before any lookup.
-const maxRecipients = 1000
+	"github.com/herald-notify/herald/platform/wire"
+)
 
 // part is the share of a send one region took.
 type part struct {
@@ -65,47 +65,23 @@ func (s *Server) send(c *gin.Context) {
 		unavailable(c, "no_policy", "the gateway has no residency policy loaded yet")
 		return
 	}
-	body, ok := readBody(c, maxBody)
+	// One reading: the send is decoded and checked here exactly as the regions will, and each
+	// region receives a body encoded from what was read here, never the caller's bytes.
+	raw, ok := readBody(c, wire.MaxSendBytes)
 	if !ok {
 		return
 	}
-	fields := map[string]json.RawMessage{}
-	if err := json.Unmarshal(body, &fields); err != nil {
-		abort(c, http.StatusBadRequest, "invalid_json", "the body must be one JSON object: "+err.Error(), "")
+	req, werr := readSend(raw, time.Now().UTC())
+	if !valid(c, werr) {
 		return
 	}
-	var recipients []string
-	if raw, ok := fields["recipients"]; ok {
-		if err := json.Unmarshal(raw, &recipients); err != nil {
-			abort(c, http.StatusBadRequest, "invalid_field", "recipients must be an array of user ids", "recipients")
-			return
-		}
-		if len(recipients) > maxRecipients {
-			abort(c, http.StatusBadRequest, "too_many_recipients", fmt.Sprintf("at most %d recipients per request (use a topic for more)", maxRecipients), "recipients")
-			return
-		}
-		for i, u := range recipients {
-			if !userIDRE.MatchString(u) {
-				abort(c, http.StatusBadRequest, "invalid_field", "user ids must match "+userIDRE.String(), fmt.Sprintf("recipients[%d]", i))
-				return
-			}
-		}
-	}
-	_, hasTopic := fields["topic"]
 	var targets map[string][]string // region -> its recipients; nil slice for a topic send
-	if len(recipients) > 0 && !hasTopic {
-		var ok bool
-		if targets, ok = s.splitRecipients(c, recipients); !ok {
+	if req.Topic != nil {
+		if targets, ok = s.topicRegions(c, *req.Topic); !ok {
 			return
 		}
-	} else if hasTopic && len(recipients) == 0 {
-		var ok bool
-		if targets, ok = s.topicRegions(c, fields["topic"]); !ok {
-			return
-		}
-	} else {
-		// Neither or both: the region's decoder gives the precise 400.
-		targets = map[string][]string{s.anyRegion(): nil}
+	} else if targets, ok = s.splitRecipients(c, req.Recipients); !ok {
+		return
 	}
 
 	sendID := uuid.NewString()
@@ -114,18 +90,7 @@ func (s *Server) send(c *gin.Context) {
 		regions = append(regions, r)
 	}
 	sort.Strings(regions)
-	bodyFor := func(region string) []byte {
-		if targets[region] == nil || len(targets) == 1 && len(targets[region]) == len(recipients) {
-			return body // a topic send, or every recipient in one region: the body as it came
-		}
-		f := make(map[string]json.RawMessage, len(fields))
-		for k, v := range fields {
-			f[k] = v
-		}
-		f["recipients"], _ = json.Marshal(targets[region])
-		b, _ := json.Marshal(f)
-		return b
-	}
+	bodyFor := func(region string) []byte { return partBody(req, targets[region]) }
 
 	// The first part alone: a request the regions refuse (400, 409) is refused once, before
 	// any other region accepted anything.
@@ -146,7 +111,7 @@ func (s *Server) send(c *gin.Context) {
 	}
 	answers := make([]answer, len(regions))
 	answers[0] = do(regions[0])
-	if a := answers[0]; a.err == nil && a.status != http.StatusAccepted && a.status != http.StatusConflict {
+	if a := answers[0]; a.err == nil && a.status != http.StatusAccepted && a.status != http.StatusConflict && !notResident(a.status, a.raw) {
 		c.Data(a.status, "application/json", a.raw)
 		return
 	}
@@ -177,7 +142,12 @@ func (s *Server) send(c *gin.Context) {
 			}
 			parts = append(parts, part{Region: regions[i], NotificationID: out.NotificationID, Recipients: len(targets[regions[i]])})
 		default:
-			if a.err != nil {
+			if a.err == nil && notResident(a.status, a.raw) {
+				// The directory routed a registered user to a region that does not know them
+				// (registered while that region was down): nothing was stored there; the client
+				// retries, and the home region takes it once it is back.
+				s.Log.Error("region refused a registered user as not resident", "region", regions[i], "body", string(a.raw), "request_id", reqID(c))
+			} else if a.err != nil {
 				s.Log.Warn("send part failed", "region", regions[i], "err", a.err, "request_id", reqID(c))
 			} else {
 				s.Log.Warn("send part refused", "region", regions[i], "status", a.status, "body", string(a.raw), "request_id", reqID(c))
@@ -218,6 +188,30 @@ func (s *Server) sendIDOf(c *gin.Context, partID string) string {
 		return partID
 	}
 	return id
+}
+
+// readSend is the gateway's reading of a send: the one every region applies too (package
+// wire). The differential fuzz test holds the two readings equal.
+func readSend(raw []byte, now time.Time) (*wire.Send, *wire.Error) { return wire.DecodeSend(raw, now) }
+
+// partBody is the body one region receives: the send as read here, with that region's share
+// of the recipients (a topic send goes whole to each region).
+func partBody(req *wire.Send, recipients []string) []byte {
+	if req.Topic != nil {
+		return wire.Encode(req)
+	}
+	return wire.Encode(req.ForRecipients(recipients))
+}
+
+// notResident reports whether a region's answer is its residency refusal.
+func notResident(status int, raw []byte) bool {
+	if status != http.StatusForbidden {
+		return false
+	}
+	var out struct {
+		Error struct{ Code string } `json:"error"`
+	}
+	return json.Unmarshal(raw, &out) == nil && out.Error.Code == "not_resident"
 }
 
 // splitRecipients groups recipients by the region that serves them now. Every recipient must be
@@ -262,12 +256,7 @@ func (s *Server) splitRecipients(c *gin.Context, recipients []string) (map[strin
 // with subscribers. A region that is down is skipped (its subscribers are served by nobody
 // else, by design); when no region has subscribers the send still goes to one region, which
 // records it (and its empty fan-out).
-func (s *Server) topicRegions(c *gin.Context, rawTopic json.RawMessage) (map[string][]string, bool) {
-	var topic string
-	if err := json.Unmarshal(rawTopic, &topic); err != nil || !userIDRE.MatchString(topic) {
-		abort(c, http.StatusBadRequest, "invalid_field", "topic must be a topic name", "topic")
-		return nil, false
-	}
+func (s *Server) topicRegions(c *gin.Context, topic string) (map[string][]string, bool) {
 	counts, _ := s.topicCounts(c, topic)
 	targets := map[string][]string{}
 	for r, n := range counts {
@@ -334,8 +323,8 @@ func (s *Server) topicCounts(c *gin.Context, topic string) (counts map[string]in
 // topicInfo sums a topic's subscribers over the regions.
 func (s *Server) topicInfo(c *gin.Context) {
 	topic := c.Param("topic")
-	if !userIDRE.MatchString(topic) {
-		abort(c, http.StatusBadRequest, "invalid_field", "topic names must match "+userIDRE.String(), "topic")
+	if !wire.ValidTopic(topic) {
+		abort(c, http.StatusBadRequest, wire.CodeInvalidField, "topic names must match "+wire.TopicRE.String()+" and not be . or ..", "topic")
 		return
 	}
 	counts, down := s.topicCounts(c, topic)

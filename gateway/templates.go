@@ -20,6 +20,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/herald-notify/herald/gateway/regionset"
+	"github.com/herald-notify/herald/platform/wire"
 	"github.com/herald-notify/herald/residency"
 )
 
@@ -216,15 +217,16 @@ func (t *templateSync) catchUp(ctx context.Context, region string) error {
 }
 
 func (s *Server) putTemplate(c *gin.Context) {
-	body, ok := readBody(c, maxBody)
-	if !ok {
+	if !wire.ValidID(c.Param("id")) {
+		abort(c, http.StatusBadRequest, wire.CodeInvalidField, "template ids must match "+wire.IDPattern+" and not be . or ..", "id")
 		return
 	}
-	if len(body) == 0 {
-		abort(c, http.StatusBadRequest, "invalid_json", "the body must be a template object", "")
+	var t wire.Template
+	if !decodeBody(c, wire.MaxSendBytes, &t) || !valid(c, t.Validate()) {
 		return
 	}
-	s.Templates.change(c, body)
+	// The regions (and the stored copy the reconciler replays) get what was read, not the bytes.
+	s.Templates.change(c, wire.Encode(&t))
 }
 
 func (s *Server) deleteTemplate(c *gin.Context) { s.Templates.change(c, nil) }

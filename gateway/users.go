@@ -1,61 +1,55 @@
 package gateway
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"regexp"
 	"strings"
 	"sync"
 
 	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/herald-notify/herald/gateway/directory"
+	"github.com/herald-notify/herald/platform/wire"
 )
-
-// maxBody bounds what the gateway reads of a request body; regions apply their own, smaller
-// limits per route.
-const maxBody = 512 << 10
-
-// userIDRE is the regions' user id pattern: the gateway checks it before hashing an id.
-var userIDRE = regexp.MustCompile(`^[A-Za-z0-9_.:@+-]{1,128}$`)
 
 // byBodyUser serves the routes whose body names the user ({"user_id": ...}): read and read-all.
 func (s *Server) byBodyUser(c *gin.Context) {
-	body, ok := readBody(c, maxBody)
-	if !ok {
+	var ref wire.UserRef
+	if !decodeBody(c, wire.MaxSmallBytes, &ref) || !valid(c, ref.Validate()) {
 		return
 	}
-	var ref struct {
-		UserID *string `json:"user_id"`
-	}
-	if err := json.Unmarshal(body, &ref); err != nil {
-		abort(c, http.StatusBadRequest, "invalid_json", "the body must be a JSON object with user_id", "")
-		return
-	}
-	if ref.UserID == nil {
-		abort(c, http.StatusBadRequest, "missing_field", "user_id is required", "user_id")
-		return
-	}
-	if tu := c.GetString("token_user"); tu != "" && tu != *ref.UserID {
+	if tu := c.GetString("token_user"); tu != "" && tu != ref.UserID {
 		abort(c, http.StatusForbidden, "user_token_mismatch", "the token is for another user", "user_id")
 		return
 	}
-	d, ok := s.routeUser(c, *ref.UserID, "user_id")
+	d, ok := s.routeUser(c, ref.UserID, "user_id")
 	if !ok {
 		return
 	}
-	s.forward(c, d, body)
+	s.forward(c, d, wire.Encode(&ref))
 }
 
+// metricRegistrationIncomplete counts registrations that did not reach every region of the
+// user's jurisdiction (the home region always took it).
+var metricRegistrationIncomplete = promauto.NewCounterVec(prometheus.CounterOpts{
+	Name: "herald_gateway_registration_incomplete_total",
+	Help: "User registrations the home region took but another region of the jurisdiction did not (it refuses the user's failed-over requests until registered).",
+}, []string{"region"})
+
 // putUser registers a user: the country (or the jurisdiction) fixes the jurisdiction and the
-// home region, the rest of the body (contact details) goes to the home region only.
+// home region. The home region gets the contact details; every region of the jurisdiction
+// learns that the user is its resident (regions refuse anyone else's data). A field left out
+// keeps its stored value.
 func (s *Server) putUser(c *gin.Context) {
 	user := c.Param("user_id")
-	if !userIDRE.MatchString(user) {
-		abort(c, http.StatusBadRequest, "invalid_field", "user ids must match "+userIDRE.String(), "user_id")
+	if !wire.ValidID(user) {
+		abort(c, http.StatusBadRequest, wire.CodeInvalidField, "user ids must match "+wire.IDPattern+" and not be . or ..", "user_id")
 		return
 	}
 	p := s.Policy.Current()
@@ -63,23 +57,21 @@ func (s *Server) putUser(c *gin.Context) {
 		unavailable(c, "no_policy", "the gateway has no residency policy loaded yet")
 		return
 	}
-	body, ok := readBody(c, 16<<10)
+	var body wire.User
+	raw, ok := readBody(c, wire.MaxSmallBytes)
 	if !ok {
 		return
 	}
-	fields := map[string]json.RawMessage{}
-	if len(body) > 0 {
-		if err := json.Unmarshal(body, &fields); err != nil {
-			abort(c, http.StatusBadRequest, "invalid_json", "the body must be a JSON object", "")
-			return
-		}
-	}
-	country, jur, field, ok := placeOf(c, fields)
-	if !ok {
+	if len(raw) > 0 && !valid(c, wire.Decode(raw, &body)) || !valid(c, body.Validate()) {
 		return
 	}
-	delete(fields, "country")
-	delete(fields, "jurisdiction")
+	country, jur, field := "", "", "country"
+	if body.Country != nil {
+		country = *body.Country
+	}
+	if body.Jurisdiction != nil {
+		jur, field = *body.Jurisdiction, "jurisdiction"
+	}
 	if country != "" {
 		j, found := p.JurisdictionOf(country)
 		if !found {
@@ -87,7 +79,7 @@ func (s *Server) putUser(c *gin.Context) {
 			return
 		}
 		if jur != "" && jur != j {
-			abort(c, http.StatusBadRequest, "invalid_field", fmt.Sprintf("country %s is in %s, not %s", country, j, jur), "jurisdiction")
+			abort(c, http.StatusBadRequest, wire.CodeInvalidField, fmt.Sprintf("country %s is in %s, not %s", country, j, jur), "jurisdiction")
 			return
 		}
 		jur = j
@@ -99,7 +91,7 @@ func (s *Server) putUser(c *gin.Context) {
 		// An update of a registered user's contact details.
 		cur, err := s.Directory.Lookup(ctx, appOf(c), user)
 		if errors.Is(err, directory.ErrNotFound) {
-			abort(c, http.StatusBadRequest, "missing_field", "a new user needs its country (ISO 3166-1 alpha-2) or jurisdiction", field)
+			abort(c, http.StatusBadRequest, wire.CodeMissingField, "a new user needs its country (ISO 3166-1 alpha-2) or jurisdiction", field)
 			return
 		}
 		if err != nil {
@@ -110,7 +102,7 @@ func (s *Server) putUser(c *gin.Context) {
 		e = cur
 	} else {
 		if len(p.Regions(jur)) == 0 {
-			abort(c, http.StatusBadRequest, "invalid_field", fmt.Sprintf("jurisdiction %q is not in the residency policy (%s)", jur, strings.Join(p.Codes(), ", ")), "jurisdiction")
+			abort(c, http.StatusBadRequest, wire.CodeInvalidField, fmt.Sprintf("jurisdiction %q is not in the residency policy (%s)", jur, strings.Join(p.Codes(), ", ")), "jurisdiction")
 			return
 		}
 		if d := s.decide(p, directory.Entry{Jurisdiction: jur}); d.Reason == reasonRedirect {
@@ -149,14 +141,48 @@ func (s *Server) putUser(c *gin.Context) {
 		unavailable(c, "region_unavailable", fmt.Sprintf("no region of %s is healthy; retry", d.Jurisdiction))
 		return
 	}
-	rest, _ := json.Marshal(fields)
-	resp, err := s.call(ctx, c, d.Region, http.MethodPut, c.Request.URL.Path, "", rest)
+	// The region serving the user now gets the contact details; the jurisdiction's other
+	// regions get the residency alone (jurisdiction and country, no contact).
+	member := wire.User{Jurisdiction: &e.Jurisdiction}
+	if e.Country != "" {
+		member.Country = &e.Country
+	}
+	full := member
+	full.Email, full.Phone, full.Locale = body.Email, body.Phone, body.Locale
+	var wg sync.WaitGroup
+	for _, r := range p.Regions(e.Jurisdiction) {
+		if r == d.Region {
+			continue
+		}
+		if !s.Regions.HealthyIn(r, e.Jurisdiction) {
+			metricRegistrationIncomplete.WithLabelValues(r).Inc()
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := s.call(context.WithoutCancel(ctx), c, r, http.MethodPut, c.Request.URL.Path, "", wire.Encode(&member))
+			if err == nil {
+				defer resp.Body.Close()
+				if resp.StatusCode/100 != 2 {
+					raw, _ := io.ReadAll(resp.Body)
+					err = fmt.Errorf("status %d: %s", resp.StatusCode, raw)
+				}
+			}
+			if err != nil {
+				metricRegistrationIncomplete.WithLabelValues(r).Inc()
+				s.Log.Warn("registration not taken by a region of the jurisdiction", "region", r, "err", err, "request_id", reqID(c))
+			}
+		}()
+	}
+	resp, err := s.call(ctx, c, d.Region, http.MethodPut, c.Request.URL.Path, "", wire.Encode(&full))
+	wg.Wait()
 	if err != nil {
 		s.regionFailed(c, d.Region, err)
 		return
 	}
 	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
+	raw, _ = io.ReadAll(resp.Body)
 	if resp.StatusCode >= 300 {
 		c.Data(resp.StatusCode, "application/json", raw)
 		return
@@ -169,33 +195,6 @@ func (s *Server) putUser(c *gin.Context) {
 		status = http.StatusCreated
 	}
 	c.JSON(status, out)
-}
-
-// placeOf reads country and jurisdiction from a user body.
-func placeOf(c *gin.Context, fields map[string]json.RawMessage) (country, jur, field string, ok bool) {
-	field = "country"
-	for _, k := range []string{"country", "jurisdiction"} {
-		raw, present := fields[k]
-		if !present {
-			continue
-		}
-		var v string
-		if err := json.Unmarshal(raw, &v); err != nil {
-			abort(c, http.StatusBadRequest, "invalid_field", k+" must be a string", k)
-			return "", "", k, false
-		}
-		if k == "country" {
-			if len(v) != 2 || strings.ToUpper(v) != v {
-				abort(c, http.StatusBadRequest, "invalid_field", "country must be an ISO 3166-1 alpha-2 code like DE", k)
-				return "", "", k, false
-			}
-			country = v
-		} else {
-			jur = v
-			field = k
-		}
-	}
-	return country, jur, field, true
 }
 
 func addPlace(out map[string]any, e directory.Entry) {

@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"regexp"
+	"slices"
 	"testing"
 	"time"
 
@@ -17,6 +19,7 @@ import (
 	"github.com/herald-notify/herald/platform/postgres"
 	"github.com/herald-notify/herald/platform/redis"
 	"github.com/herald-notify/herald/platform/testenv"
+	"github.com/herald-notify/herald/platform/wire"
 	"github.com/herald-notify/herald/region"
 
 	"github.com/gocql/gocql"
@@ -108,8 +111,75 @@ func (r *running) restart() {
 	r.start()
 }
 
-// call sends a JSON request as app and decodes the JSON answer.
+// call sends a JSON request as app and decodes the JSON answer. The harness plays the gateway's
+// part in residency: every user the request names (recipients, a path's user, a body's
+// user_id) is registered first as a resident of the region's jurisdiction, as the gateway's
+// PUT /v1/users does, and a PUT /v1/users body without a jurisdiction gets the region's. Tests
+// of the region's own residency check use rawCall.
 func (r *running) call(method, path string, body any, app string) (int, map[string]any) {
+	r.t.Helper()
+	if app != "" {
+		r.admitNamed(method, path, body, app)
+	}
+	return r.rawCall(method, path, body, app)
+}
+
+var (
+	userPathRE  = regexp.MustCompile(`^/v1/users/([^/]+)/(devices|preferences)$`)
+	subscribeRE = regexp.MustCompile(`^/v1/topics/[^/]+/subscribers/([^/]+)$`)
+	putUserRE   = regexp.MustCompile(`^/v1/users/[^/]+$`)
+)
+
+// admitNamed registers the users a request names (see call).
+func (r *running) admitNamed(method, path string, body any, app string) {
+	r.t.Helper()
+	var fields map[string]any
+	switch b := body.(type) {
+	case string:
+		_ = json.Unmarshal([]byte(b), &fields)
+	case nil:
+	default:
+		raw, _ := json.Marshal(b)
+		_ = json.Unmarshal(raw, &fields)
+		if m, ok := body.(map[string]any); ok && method == http.MethodPut && putUserRE.MatchString(path) {
+			if _, set := m["jurisdiction"]; !set {
+				m["jurisdiction"] = r.cfg.Jurisdiction
+			}
+		}
+	}
+	var users []string
+	if list, ok := fields["recipients"].([]any); ok {
+		for _, u := range list {
+			if s, ok := u.(string); ok {
+				users = append(users, s)
+			}
+		}
+	}
+	if u, ok := fields["user_id"].(string); ok {
+		users = append(users, u)
+	}
+	for _, re := range []*regexp.Regexp{userPathRE, subscribeRE} {
+		if m := re.FindStringSubmatch(path); m != nil && method != http.MethodGet && method != http.MethodDelete {
+			users = append(users, m[1])
+		}
+	}
+	users = slices.DeleteFunc(users, func(u string) bool { return !wire.ValidID(u) })
+	if len(users) > 0 {
+		r.admit(app, users...)
+	}
+}
+
+// admit registers users of app as residents of the region's jurisdiction.
+func (r *running) admit(app string, users ...string) {
+	r.t.Helper()
+	if _, err := r.pg.Exec(r.t.Context(), `INSERT INTO users (app_id, user_id, jurisdiction) SELECT $1, u, $3 FROM unnest($2::text[]) u
+		ON CONFLICT (app_id, user_id) DO UPDATE SET jurisdiction = EXCLUDED.jurisdiction`, app, users, r.cfg.Jurisdiction); err != nil {
+		r.t.Fatalf("registering residents: %v", err)
+	}
+}
+
+// rawCall sends a JSON request as app and decodes the JSON answer, registering nobody.
+func (r *running) rawCall(method, path string, body any, app string) (int, map[string]any) {
 	r.t.Helper()
 	var rd io.Reader
 	switch b := body.(type) {

@@ -110,7 +110,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 	router := NewRouter(h)
 	if slices.Contains(c.Roles, RoleAPI) {
 		srv := &api.Server{
-			Region: c.Name, InternalToken: c.InternalToken, DB: stores.PG, Producer: apiProducer,
+			Region: c.Name, Jurisdiction: c.Jurisdiction, InternalToken: c.InternalToken, DB: stores.PG, Producer: apiProducer,
 			Templates: templates.NewStore(stores.PG), Topics: topics.NewStore(stores.PG), Users: users.NewStore(stores.PG),
 			Devices: devices.NewStore(stores.PG), Prefs: prefs.NewStore(stores.PG), PrefsCache: prefsCache, Erasure: eraser, Inbox: inbox.New(stores.Cass, c.LogTTL), Streams: hub,
 			Log: dlog, Audit: audit.NewStore(stores.PG), Logger: log,

@@ -235,7 +235,15 @@ func TestInvalidSendRequestsAre400WithCodeAndFieldAndNeverReachKafka(t *testing.
 		wantField string
 	}{
 		{"malformed json", `{"type": "social",`, r.app, "malformed_json", ""},
-		{"not an object", `[1,2]`, r.app, "invalid_field", ""},
+		{"not an object", `[1,2]`, r.app, "malformed_json", ""},
+		{"recipients key in another case", `{"type":"social","category":"c","body":"b","Recipients":["u"]}`, r.app, "unknown_field", "Recipients"},
+		{"recipients key twice", `{"type":"social","category":"c","body":"b","recipients":["u"],"recipients":["v"]}`, r.app, "duplicate_field", "recipients"},
+		{"empty topic beside recipients", `{"type":"transactional","category":"otp","body":"1","recipients":["u"],"topic":""}`, r.app, "conflicting_fields", "topic"},
+		{"null topic", `{"type":"social","category":"c","body":"b","topic":null}`, r.app, "invalid_field", "topic"},
+		{"NUL in the body", `{"type":"social","category":"c","body":"a\u0000b","recipients":["u"],"send_at":"2099-01-01T00:00:00Z"}`, r.app, "invalid_field", "body"},
+		{"invalid UTF-8", "{\"type\":\"social\",\"category\":\"c\",\"body\":\"\xff\",\"recipients\":[\"u\"]}", r.app, "invalid_field", "body"},
+		{"javascript link", map[string]any{"type": "social", "category": "c", "body": "b", "link": "javascript://x%0aalert(1)", "recipients": []string{"u"}}, r.app, "invalid_field", "link"},
+		{"user id ..", map[string]any{"type": "social", "category": "c", "body": "b", "recipients": []string{".."}}, r.app, "invalid_field", "recipients[0]"},
 		{"trailing data", `{"type":"social","category":"c","body":"b","recipients":["u"]} {}`, r.app, "malformed_json", ""},
 		{"unknown field", map[string]any{"type": "social", "category": "c", "body": "b", "recipients": []string{"u"}, "priority": 1}, r.app, "unknown_field", "priority"},
 		{"missing type", map[string]any{"category": "c", "body": "b", "recipients": []string{"u"}}, r.app, "missing_field", "type"},

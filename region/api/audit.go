@@ -105,6 +105,9 @@ func DecodeAudit(r io.Reader) ([]audit.Entry, *Error) {
 				return nil, badRequest(CodeMissingField, prefix+"."+f.name, f.name+" is required")
 			}
 		}
+		if j.Reason == audit.ReasonRefusedNotResident {
+			return nil, badRequest(CodeInvalidField, prefix+".reason", "refused-not-resident is written by the region itself, never sent to it")
+		}
 		at, err := time.Parse(time.RFC3339Nano, j.At)
 		if err != nil {
 			return nil, badRequest(CodeInvalidField, prefix+".at", "at must be an RFC 3339 time")

@@ -16,12 +16,12 @@ func TestDecodeSendNormalisesRecipientsAndSendAt(t *testing.T) {
 	if strings.Join(req.Recipients, ",") != "a,b" {
 		t.Fatalf("recipients %v", req.Recipients)
 	}
-	if req.sendAt != nil {
+	if req.ScheduledFor() != nil {
 		t.Fatal("a send_at in the past must mean now")
 	}
 	req, err = DecodeSend(strings.NewReader(`{"type":"social","category":"c","body":"b","topic":"news","send_at":"2026-11-26T09:00:00+01:00"}`), now)
-	if err != nil || req.sendAt == nil || !req.sendAt.Equal(time.Date(2026, 11, 26, 8, 0, 0, 0, time.UTC)) {
-		t.Fatalf("send_at %v err %v", req.sendAt, err)
+	if err != nil || req.ScheduledFor() == nil || !req.ScheduledFor().Equal(time.Date(2026, 11, 26, 8, 0, 0, 0, time.UTC)) {
+		t.Fatalf("send_at %v err %v", req.ScheduledFor(), err)
 	}
 }
 
@@ -32,8 +32,11 @@ func TestDecodeSendRejectsEachInvalidFieldByName(t *testing.T) {
 		{`{"type":"social","category":"c","body":"b","recipients":["u"],"link":"javascript-alert"}`, CodeInvalidField, "link"},
 		{`{"type":"social","category":"c","body":"b","data":{"x":1},"recipients":["u"]}`, CodeConflictingFields, "data"},
 		{`{"type":"social","body":"b","recipients":["u"]}`, CodeMissingField, "category"},
-		{`{"type":"social","category":"c","body":"b","recipients":["u"],"metadata":{"k":1}}`, CodeInvalidField, "metadata"},
-		{`{"type":"social","category":"c","body":"\xff","recipients":["u"]}`, CodeMalformedJSON, ""},
+		{`{"type":"social","category":"c","body":"b","recipients":["u"],"metadata":{"k":1}}`, CodeInvalidField, "metadata.k"},
+		{"{\"type\":\"social\",\"category\":\"c\",\"body\":\"\xff\",\"recipients\":[\"u\"]}", CodeInvalidField, "body"},
+		{`{"type":"social","category":"c","body":"b","Recipients":["u"]}`, CodeUnknownField, "Recipients"},
+		{`{"type":"social","category":"c","body":"b","recipients":["u"],"recipients":["v"]}`, CodeDuplicateField, "recipients"},
+		{`{"type":"social","category":"c","body":"b","recipients":["u"],"topic":""}`, CodeConflictingFields, "topic"},
 		{``, CodeMalformedJSON, ""},
 	}
 	for _, tt := range tests {
@@ -58,7 +61,7 @@ func FuzzDecodeSend(f *testing.F) {
 	}
 	codes := map[string]bool{CodeMalformedJSON: true, CodeUnknownField: true, CodePayloadTooLarge: true, CodeInvalidField: true,
 		CodeMissingField: true, CodeConflictingFields: true, CodeInvalidType: true, CodeTooManyRecipients: true,
-		CodeInvalidChannel: true, CodeInvalidSendAt: true}
+		CodeInvalidChannel: true, CodeInvalidSendAt: true, CodeDuplicateField: true}
 	f.Fuzz(func(t *testing.T, body string) {
 		req, err := DecodeSend(strings.NewReader(body), now)
 		if err != nil {
@@ -67,7 +70,7 @@ func FuzzDecodeSend(f *testing.F) {
 			}
 			return
 		}
-		if (req.Topic == "") == (len(req.Recipients) == 0) || len(req.Recipients) > MaxRecipients {
+		if (req.TopicName() == "") == (len(req.Recipients) == 0) || len(req.Recipients) > MaxRecipients {
 			t.Fatalf("accepted bad recipients: %+v", req)
 		}
 		if req.TemplateID == "" && req.Body == "" {

@@ -3,6 +3,8 @@ package api
 import (
 	"net/http"
 
+	"github.com/herald-notify/herald/platform/wire"
+
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
@@ -13,24 +15,26 @@ import (
 // Error codes of the regional API. They are stable: clients branch on them. Each is also the
 // label of herald_api_rejections_total.
 const (
-	CodeMalformedJSON        = "malformed_json"
-	CodeUnknownField         = "unknown_field"
-	CodePayloadTooLarge      = "payload_too_large"
-	CodeInvalidField         = "invalid_field"
-	CodeMissingField         = "missing_field"
-	CodeConflictingFields    = "conflicting_fields"
-	CodeInvalidType          = "invalid_type"
+	CodeMalformedJSON        = wire.CodeMalformedJSON
+	CodeUnknownField         = wire.CodeUnknownField
+	CodeDuplicateField       = wire.CodeDuplicateField
+	CodePayloadTooLarge      = wire.CodePayloadTooLarge
+	CodeInvalidField         = wire.CodeInvalidField
+	CodeMissingField         = wire.CodeMissingField
+	CodeConflictingFields    = wire.CodeConflictingFields
+	CodeInvalidType          = wire.CodeInvalidType
 	CodeUnknownTemplate      = "unknown_template"
 	CodeTemplateTypeMismatch = "template_type_mismatch"
 	CodeMissingVariable      = "missing_variable"
 	CodeInvalidTemplate      = "invalid_template"
-	CodeTooManyRecipients    = "too_many_recipients"
-	CodeInvalidChannel       = "invalid_channel"
-	CodeInvalidSendAt        = "invalid_send_at"
+	CodeTooManyRecipients    = wire.CodeTooManyRecipients
+	CodeInvalidChannel       = wire.CodeInvalidChannel
+	CodeInvalidSendAt        = wire.CodeInvalidSendAt
 	CodeDuplicateRequest     = "duplicate_idempotency_key"
 	CodeMissingApp           = "missing_app"
 	CodeUnauthenticated      = "unauthenticated"
 	CodeNotFound             = "not_found"
+	CodeNotResident          = "not_resident"
 	CodeUnavailable          = "unavailable"
 )
 

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/herald-notify/herald/platform/kafka"
+	"github.com/herald-notify/herald/platform/wire"
 	"github.com/herald-notify/herald/region/inbox"
 	"github.com/herald-notify/herald/region/notify"
 )
@@ -27,8 +28,8 @@ const (
 
 func userParam(c *gin.Context) (string, bool) {
 	u := c.Param("user_id")
-	if !idRE.MatchString(u) {
-		writeError(c, badRequest(CodeInvalidField, "user_id", "user ids must match "+idRE.String()))
+	if !wire.ValidID(u) {
+		writeError(c, badRequest(CodeInvalidField, "user_id", "user ids must match "+idRE.String()+" and not be . or .."))
 		return "", false
 	}
 	return u, true
@@ -120,18 +121,19 @@ func (s *Server) unreadCount(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"user_id": user, "unread_count": n, "more": more})
 }
 
-type userRef struct {
-	UserID string `json:"user_id"`
-}
-
-func decodeUserRef(c *gin.Context) (string, bool) {
-	var b userRef
+// decodeUserRef reads {"user_id": ...}; the user must be a resident here, since marking read
+// stores state about them.
+func (s *Server) decodeUserRef(c *gin.Context) (string, bool) {
+	var b wire.UserRef
 	if e := decodeStrict(http.MaxBytesReader(c.Writer, c.Request.Body, smallBodyBytes), &b, smallBodyBytes); e != nil {
 		writeError(c, e)
 		return "", false
 	}
-	if !idRE.MatchString(b.UserID) {
-		writeError(c, badRequest(CodeInvalidField, "user_id", "user_id is required and must match "+idRE.String()))
+	if e := b.Validate(); e != nil {
+		writeError(c, fromWire(e))
+		return "", false
+	}
+	if !s.requireResidents(c, "user_id", []string{b.UserID}) {
 		return "", false
 	}
 	return b.UserID, true
@@ -141,7 +143,7 @@ func decodeUserRef(c *gin.Context) (string, bool) {
 // that user's inbox.
 func (s *Server) markRead(c *gin.Context) {
 	ctx := c.Request.Context()
-	user, ok := decodeUserRef(c)
+	user, ok := s.decodeUserRef(c)
 	if !ok {
 		return
 	}
@@ -189,7 +191,7 @@ func (s *Server) markRead(c *gin.Context) {
 // readAll serves POST /v1/notifications/read-all with {"user_id": ...}.
 func (s *Server) readAll(c *gin.Context) {
 	ctx := c.Request.Context()
-	user, ok := decodeUserRef(c)
+	user, ok := s.decodeUserRef(c)
 	if !ok {
 		return
 	}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/herald-notify/herald/platform/wire"
 	"github.com/herald-notify/herald/region/prefs"
 )
 
@@ -28,10 +29,21 @@ func (s *Server) putPrefs(c *gin.Context) {
 	if !ok {
 		return
 	}
-	var p prefs.Preferences
-	if e := decodeStrict(http.MaxBytesReader(c.Writer, c.Request.Body, smallBodyBytes), &p, smallBodyBytes); e != nil {
+	var b wire.Preferences
+	if e := decodeStrict(http.MaxBytesReader(c.Writer, c.Request.Body, smallBodyBytes), &b, smallBodyBytes); e != nil {
 		writeError(c, e)
 		return
+	}
+	if e := b.Validate(); e != nil {
+		writeError(c, fromWire(e))
+		return
+	}
+	if !s.requireResidents(c, "user_id", []string{user}) {
+		return
+	}
+	p := prefs.Preferences{Channels: b.Channels, Categories: b.Categories, Timezone: b.Timezone, ChannelOrder: b.ChannelOrder, HardStop: b.HardStop}
+	if b.QuietHours != nil {
+		p.QuietHours = &prefs.QuietHours{Start: b.QuietHours.Start, End: b.QuietHours.End}
 	}
 	var fe *prefs.FieldError
 	if err := p.Validate(); errors.As(err, &fe) {

@@ -2,14 +2,11 @@ package api
 
 import (
 	"errors"
-	"fmt"
 	"net/http"
-	"net/mail"
-	"regexp"
-	"slices"
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/herald-notify/herald/platform/wire"
 	"github.com/herald-notify/herald/region/notify"
 	"github.com/herald-notify/herald/region/templates"
 	"github.com/herald-notify/herald/region/users"
@@ -23,33 +20,26 @@ func (s *Server) failed(c *gin.Context, what string, err error) {
 	unavailable(c, what+" failed; retry")
 }
 
-// templateBody is the body of PUT /v1/templates/{id}.
-type templateBody struct {
-	Type     string                    `json:"type"`
-	Category string                    `json:"category"`
-	Content  map[string]notify.Content `json:"content"`
-}
-
 func (s *Server) putTemplate(c *gin.Context) {
 	id := c.Param("id")
-	if !idRE.MatchString(id) {
-		writeError(c, badRequest(CodeInvalidField, "id", "template ids must match "+idRE.String()))
+	if !wire.ValidID(id) {
+		writeError(c, badRequest(CodeInvalidField, "id", "template ids must match "+idRE.String()+" and not be . or .."))
 		return
 	}
-	var b templateBody
+	var b wire.Template
 	if e := decodeStrict(http.MaxBytesReader(c.Writer, c.Request.Body, MaxBodyBytes), &b, MaxBodyBytes); e != nil {
 		writeError(c, e)
 		return
 	}
-	if !slices.Contains(notify.Tiers, b.Type) {
-		writeError(c, badRequest(CodeInvalidType, "type", fmt.Sprintf("unknown type %q (transactional, social or marketing)", b.Type)))
+	if e := b.Validate(); e != nil {
+		writeError(c, fromWire(e))
 		return
 	}
-	if !categoryRE.MatchString(b.Category) {
-		writeError(c, badRequest(CodeInvalidField, "category", "category must match "+categoryRE.String()))
-		return
+	content := make(map[string]notify.Content, len(b.Content))
+	for ch, ct := range b.Content {
+		content[ch] = notify.Content(ct)
 	}
-	t := templates.Template{ID: id, Type: b.Type, Category: b.Category, Content: b.Content}
+	t := templates.Template{ID: id, Type: b.Type, Category: b.Category, Content: content}
 	var fe *templates.FieldError
 	if err := templates.Check(t); errors.As(err, &fe) {
 		writeError(c, badRequest(CodeInvalidTemplate, fe.Field, fe.Msg))
@@ -95,12 +85,12 @@ func (s *Server) deleteTemplate(c *gin.Context) {
 
 func topicAndUser(c *gin.Context) (topic, user string, ok bool) {
 	topic, user = c.Param("topic"), c.Param("user_id")
-	if !topicRE.MatchString(topic) {
-		writeError(c, badRequest(CodeInvalidField, "topic", "topic must match "+topicRE.String()))
+	if !wire.ValidTopic(topic) {
+		writeError(c, badRequest(CodeInvalidField, "topic", "topic must match "+topicRE.String()+" and not be . or .."))
 		return "", "", false
 	}
-	if user != "" && !idRE.MatchString(user) {
-		writeError(c, badRequest(CodeInvalidField, "user_id", "user ids must match "+idRE.String()))
+	if user != "" && !wire.ValidID(user) {
+		writeError(c, badRequest(CodeInvalidField, "user_id", "user ids must match "+idRE.String()+" and not be . or .."))
 		return "", "", false
 	}
 	return topic, user, true
@@ -121,7 +111,7 @@ func (s *Server) topicInfo(c *gin.Context) {
 
 func (s *Server) subscribe(c *gin.Context) {
 	topic, user, ok := topicAndUser(c)
-	if !ok {
+	if !ok || !s.emptyBody(c) || !s.requireResidents(c, "user_id", []string{user}) {
 		return
 	}
 	created, err := s.Topics.Subscribe(c.Request.Context(), appOf(c), topic, user)
@@ -155,41 +145,30 @@ func (s *Server) unsubscribe(c *gin.Context) {
 	c.Status(http.StatusNoContent)
 }
 
-var phoneRE = regexp.MustCompile(`^\+[1-9][0-9]{6,14}$`)
-
-// userBody is the body of PUT /v1/users/{user_id}: the contact points the region delivers to.
-type userBody struct {
-	Email  string `json:"email"`
-	Phone  string `json:"phone"`
-	Locale string `json:"locale"`
-}
-
 func (s *Server) putUser(c *gin.Context) {
 	user := c.Param("user_id")
-	if !idRE.MatchString(user) {
-		writeError(c, badRequest(CodeInvalidField, "user_id", "user ids must match "+idRE.String()))
+	if !wire.ValidID(user) {
+		writeError(c, badRequest(CodeInvalidField, "user_id", "user ids must match "+idRE.String()+" and not be . or .."))
 		return
 	}
-	var b userBody
+	var b wire.User
 	if e := decodeStrict(http.MaxBytesReader(c.Writer, c.Request.Body, smallBodyBytes), &b, smallBodyBytes); e != nil {
 		writeError(c, e)
 		return
 	}
-	if b.Email != "" {
-		if a, err := mail.ParseAddress(b.Email); err != nil || a.Address != b.Email {
-			writeError(c, badRequest(CodeInvalidField, "email", "email must be a plain address like ada@example.com"))
-			return
-		}
-	}
-	if b.Phone != "" && !phoneRE.MatchString(b.Phone) {
-		writeError(c, badRequest(CodeInvalidField, "phone", "phone must be E.164, like +4915112345678"))
+	if e := b.Validate(); e != nil {
+		writeError(c, fromWire(e))
 		return
 	}
-	if len(b.Locale) > 35 {
-		writeError(c, badRequest(CodeInvalidField, "locale", "locale must be a BCP 47 tag"))
+	if b.Jurisdiction == nil {
+		writeError(c, badRequest(CodeMissingField, "jurisdiction", "a region registers users of its own jurisdiction only: jurisdiction is required"))
 		return
 	}
-	created, err := s.Users.Put(c.Request.Context(), appOf(c), users.Contact{UserID: user, Email: b.Email, Phone: b.Phone, Locale: b.Locale})
+	if *b.Jurisdiction != s.Jurisdiction {
+		s.refuseOutside(c, *b.Jurisdiction)
+		return
+	}
+	stored, created, err := s.Users.Put(c.Request.Context(), appOf(c), user, users.Patch{Jurisdiction: s.Jurisdiction, Email: b.Email, Phone: b.Phone, Locale: b.Locale})
 	if err != nil {
 		s.failed(c, "storing the user", err)
 		return
@@ -198,7 +177,7 @@ func (s *Server) putUser(c *gin.Context) {
 	if created {
 		code = http.StatusCreated
 	}
-	c.JSON(code, gin.H{"user_id": user, "email": b.Email, "phone": b.Phone, "locale": b.Locale})
+	c.JSON(code, gin.H{"user_id": user, "email": stored.Email, "phone": stored.Phone, "locale": stored.Locale})
 }
 
 func (s *Server) getUser(c *gin.Context) {
@@ -214,46 +193,22 @@ func (s *Server) getUser(c *gin.Context) {
 	c.JSON(http.StatusOK, u)
 }
 
-var (
-	apnsTokenRE = regexp.MustCompile(`^[0-9a-fA-F]{64}$`)
-	fcmTokenRE  = regexp.MustCompile(`^[A-Za-z0-9_:.-]{20,}$`)
-)
-
-// deviceBody is the body of POST /v1/users/{user_id}/devices.
-type deviceBody struct {
-	Platform string `json:"platform"`
-	Token    string `json:"token"`
-	DeviceID string `json:"device_id"`
-}
-
 func (s *Server) registerDevice(c *gin.Context) {
 	user := c.Param("user_id")
-	if !idRE.MatchString(user) {
-		writeError(c, badRequest(CodeInvalidField, "user_id", "user ids must match "+idRE.String()))
+	if !wire.ValidID(user) {
+		writeError(c, badRequest(CodeInvalidField, "user_id", "user ids must match "+idRE.String()+" and not be . or .."))
 		return
 	}
-	var b deviceBody
+	var b wire.Device
 	if e := decodeStrict(http.MaxBytesReader(c.Writer, c.Request.Body, smallBodyBytes), &b, smallBodyBytes); e != nil {
 		writeError(c, e)
 		return
 	}
-	switch b.Platform {
-	case "ios":
-		if !apnsTokenRE.MatchString(b.Token) {
-			writeError(c, badRequest(CodeInvalidField, "token", "an APNs device token is 64 hexadecimal characters"))
-			return
-		}
-	case "android", "web":
-		if !fcmTokenRE.MatchString(b.Token) || len(b.Token) > 4096 {
-			writeError(c, badRequest(CodeInvalidField, "token", "an FCM registration token is 20-4096 characters of [A-Za-z0-9_:.-]"))
-			return
-		}
-	default:
-		writeError(c, badRequest(CodeInvalidField, "platform", `platform must be "ios", "android" or "web"`))
+	if e := b.Validate(); e != nil {
+		writeError(c, fromWire(e))
 		return
 	}
-	if !idRE.MatchString(b.DeviceID) {
-		writeError(c, badRequest(CodeInvalidField, "device_id", "device_id must match "+idRE.String()))
+	if !s.requireResidents(c, "user_id", []string{user}) {
 		return
 	}
 	d := notify.Device{DeviceID: b.DeviceID, Platform: b.Platform, Token: b.Token}

@@ -47,15 +47,23 @@ type Producer interface {
 	Send(ctx context.Context, msgs ...kafka.Message) error
 }
 
+// UserStore keeps the region's residents and their contacts (users.Store).
+type UserStore interface {
+	Put(ctx context.Context, appID, userID string, p users.Patch) (users.Contact, bool, error)
+	Get(ctx context.Context, appID, userID string) (users.Contact, error)
+	NotResident(ctx context.Context, appID, jurisdiction string, ids []string) ([]int, error)
+}
+
 // Server holds the API's dependencies.
 type Server struct {
 	Region        string
+	Jurisdiction  string // the region's own: it stores nothing for anyone else's users
 	InternalToken string
 	DB            *pgxpool.Pool
 	Producer      Producer
 	Templates     *templates.Store
 	Topics        *topics.Store
-	Users         *users.Store
+	Users         UserStore
 	Devices       *devices.Store
 	Prefs         *prefs.Store
 	PrefsCache    interface {
@@ -129,9 +137,12 @@ func (s *Server) send(c *gin.Context) {
 		writeError(c, apiErr)
 		return
 	}
+	if req.Recipients != nil && !s.requireResidents(c, "recipients", req.Recipients) {
+		return
+	}
 	e := notify.Event{
-		ID: newID(), AppID: app, Tier: req.Type, Category: req.Category, Recipients: req.Recipients, Topic: req.Topic,
-		Channels: req.Channels, SendAt: req.sendAt, IdempotencyKey: req.IdempotencyKey, Metadata: req.Metadata, AcceptedAt: now,
+		ID: newID(), AppID: app, Tier: req.Type, Category: req.Category, Recipients: req.Recipients, Topic: req.TopicName(),
+		Channels: req.Channels, SendAt: req.ScheduledFor(), IdempotencyKey: req.IdempotencyKey, Metadata: req.Metadata, AcceptedAt: now,
 	}
 	if req.TemplateID != "" {
 		t, err := s.Templates.Get(ctx, app, req.TemplateID)
@@ -176,7 +187,7 @@ func (s *Server) send(c *gin.Context) {
 			}
 		}
 	} else {
-		e.Content = req.inlineContent()
+		e.Content = inlineContent(req)
 	}
 	raw, err := json.Marshal(e)
 	if err != nil {

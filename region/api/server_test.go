@@ -12,6 +12,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/herald-notify/herald/platform/kafka"
+	"github.com/herald-notify/herald/region/users"
 )
 
 type downProducer struct{ calls int }
@@ -21,10 +22,17 @@ func (p *downProducer) Send(context.Context, ...kafka.Message) error {
 	return fmt.Errorf("%w: leader not available", kafka.ErrUnavailable)
 }
 
+// residents is a UserStore where every user named is a resident.
+type residents struct{ *users.Store }
+
+func (residents) NotResident(context.Context, string, string, []string) ([]int, error) {
+	return nil, nil
+}
+
 func TestSendAnswers503WithRetryAfterWhenKafkaCannotTakeTheEvent(t *testing.T) {
 	gin.SetMode(gin.TestMode)
 	p := &downProducer{}
-	s := &Server{Region: "eu-west-1", Producer: p, Logger: slog.New(slog.DiscardHandler)}
+	s := &Server{Region: "eu-west-1", Producer: p, Users: residents{}, Logger: slog.New(slog.DiscardHandler)}
 	r := gin.New()
 	s.Register(r)
 	req := httptest.NewRequest("POST", "/v1/notifications", strings.NewReader(`{"type":"transactional","category":"otp","body":"123456","recipients":["ada"]}`))

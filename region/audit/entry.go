@@ -23,6 +23,10 @@ const (
 	ReasonRedirect     = "redirect"
 	ReasonRefused      = "refused"
 	ReasonFailoverFrom = "failover-from-"
+	// ReasonRefusedNotResident is a region's own entry: it refused a request naming a user who
+	// is not a registered resident of its jurisdiction (Region is the refusing region; the user
+	// is not named: UserKey is 64 zeros).
+	ReasonRefusedNotResident = "refused-not-resident"
 )
 
 // Entry is one routing decision. The gateway chooses ID, so a retried batch is recognised; Seq,
@@ -97,8 +101,12 @@ func (e Entry) Validate() *FieldError {
 			return bad("region", "must be empty when the request was refused")
 		}
 	case e.Reason == ReasonRedirect:
+	case e.Reason == ReasonRefusedNotResident:
+		if e.Region == "" {
+			return bad("region", "is required: the region that refused")
+		}
 	default:
-		return bad("reason", "must be home, failover-from-<region>, redirect or refused")
+		return bad("reason", "must be home, failover-from-<region>, redirect, refused or refused-not-resident")
 	}
 	if e.PolicyVersion < 0 {
 		return bad("policy_version", "must not be negative")

@@ -280,9 +280,22 @@ func (e *env) send(ctx context.Context, tier string, users []string, channels []
 	return out["notification_id"].(string), nil
 }
 
+// admit registers users as residents of the bench region's jurisdiction, as the gateway's
+// registration does (a region refuses sends to anyone else).
+func (e *env) admit(ctx context.Context, ids []string) error {
+	if _, err := e.pg.Exec(ctx, `INSERT INTO users (app_id, user_id, jurisdiction) SELECT $1, u, $3 FROM unnest($2::text[]) u ON CONFLICT DO NOTHING`,
+		e.app, ids, e.cfg.Jurisdiction); err != nil {
+		return fmt.Errorf("registering bench users: %w", err)
+	}
+	return nil
+}
+
 // sendMany sends n in-app events of tier to recipients, 16 requests at a time, and returns
 // their ids.
 func (e *env) sendMany(ctx context.Context, n int, tier string, recipients []string) ([]string, error) {
+	if err := e.admit(ctx, recipients); err != nil {
+		return nil, err
+	}
 	ids := make([]string, n)
 	var wg sync.WaitGroup
 	var firstErr atomic.Value
@@ -415,11 +428,18 @@ func (e *env) throughput(ctx context.Context, events, recipients int) (float64, 
 // when it returns false.
 func (e *env) probe(ctx context.Context, phase string, n int, every time.Duration, while func() bool) ([]time.Duration, error) {
 	var sent []string
+	all := make([]string, n)
+	for i := range all {
+		all[i] = fmt.Sprintf("probe-%s-%d", phase, i)
+	}
+	if err := e.admit(ctx, all); err != nil {
+		return nil, err
+	}
 	for i := 0; i < n; i++ {
 		if while != nil && !while() {
 			break
 		}
-		u := fmt.Sprintf("probe-%s-%d", phase, i)
+		u := all[i]
 		if _, err := e.send(ctx, notify.Transactional, []string{u}, []string{notify.InApp}); err != nil {
 			return nil, err
 		}
