@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 GO_TEST_FLAGS ?= -count=1 -timeout 20m
 
-.PHONY: up down status reset test test-unit fuzz test-stack build vet fmt prometheus test-rules loadtest
+.PHONY: up down status reset test test-unit fuzz schemathesis test-stack build vet fmt prometheus test-rules loadtest
 
 ## up: install what is missing, start the servers, migrate, start Herald (idempotent)
 up:
@@ -33,6 +33,11 @@ test: vet
 	@stack/loadtest-check.sh
 	@stack/prometheus.sh check
 	@stack/test-stack.sh
+	@stack/schemathesis.sh
+
+## schemathesis: the public API fuzzed against docs/openapi-gateway.yaml (needs make up)
+schemathesis:
+	@stack/schemathesis.sh
 
 ## loadtest: every load scenario against the running local deployment (make up first), each
 ## table judged against its SLO threshold; the failover scenario stops and restarts eu-west-1

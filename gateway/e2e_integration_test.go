@@ -207,6 +207,9 @@ func (w *world) call(key, method, path string, body any) (int, map[string]any, h
 		rd = bytes.NewReader(raw)
 	}
 	req, _ := http.NewRequest(method, w.gw+path, rd)
+	if rd != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	if key != "" {
 		req.Header.Set("Authorization", "Bearer "+key)
 	}

@@ -3,6 +3,7 @@
 package gateway_test
 
 import (
+	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
@@ -113,5 +114,64 @@ func TestNoBodyReadsDifferentlyAtTheGatewayAndARegion(t *testing.T) {
 	}
 	if rep := w.scan(); !rep.OK() {
 		t.Fatalf("residency scan: %+v", rep.Misplaced)
+	}
+}
+
+// TestGatewayRefusesAmbiguousRequestsAroundTheBody checks the request hygiene around bodies,
+// end to end: a repeated query parameter, a body that is not JSON, a cursor the API did not
+// produce, a method the path does not serve, and that an update keeps what it leaves out.
+func TestGatewayRefusesAmbiguousRequestsAroundTheBody(t *testing.T) {
+	w := newWorld(t)
+	de := "de-" + w.app
+	w.register(map[string]string{de: "DE"})
+	raw := func(method, path, ctype, body string) (int, map[string]any, http.Header) {
+		req, _ := http.NewRequest(method, w.gw+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+w.key)
+		if ctype != "" {
+			req.Header.Set("Content-Type", ctype)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		out := map[string]any{}
+		b, _ := io.ReadAll(resp.Body)
+		if err := json.Unmarshal(b, &out); err != nil && len(b) > 0 {
+			t.Fatalf("%s %s: not JSON (%d): %s", method, path, resp.StatusCode, b)
+		}
+		return resp.StatusCode, out, resp.Header
+	}
+	cases := []struct {
+		name, method, path, ctype, body string
+		status                          int
+		code, field                     string
+	}{
+		{"a repeated limit", "GET", "/v1/users/" + de + "/notifications?limit=1&limit=500", "", "", 400, "invalid_field", "limit"},
+		{"an empty cursor", "GET", "/v1/users/" + de + "/notifications?cursor=", "", "", 400, "invalid_field", "cursor"},
+		{"a cursor never issued", "GET", "/v1/users/" + de + "/notifications?cursor=bm90LWEtY3Vyc29y", "", "", 400, "invalid_field", "cursor"},
+		{"a form body", "PUT", "/v1/users/" + de, "application/x-www-form-urlencoded", `{"country":"DE"}`, 415, "unsupported_media_type", "Content-Type"},
+		{"a body without a type", "POST", "/v1/notifications", "", `{"type":"social"}`, 415, "unsupported_media_type", "Content-Type"},
+		{"a method the path does not serve", "DELETE", "/v1/regions", "", "", 405, "method_not_allowed", ""},
+		{"a user id of two dots", "GET", "/v1/users/%2E%2E/preferences", "", "", 400, "invalid_field", "user_id"},
+	}
+	for _, c := range cases {
+		code, out, h := raw(c.method, c.path, c.ctype, c.body)
+		e, _ := out["error"].(map[string]any)
+		if code != c.status || e["code"] != c.code || c.field != "" && e["field"] != c.field {
+			t.Errorf("%s: %d %v, want %d %s on %q", c.name, code, out, c.status, c.code, c.field)
+		}
+		if c.status == 405 && h.Get("Allow") != "GET" {
+			t.Errorf("%s: Allow %q, want GET", c.name, h.Get("Allow"))
+		}
+	}
+	// The README's own example: registering the country again keeps the email.
+	w.must(http.StatusOK, "PUT", "/v1/users/"+de, map[string]any{"country": "DE"})
+	if got := w.must(http.StatusOK, "GET", "/v1/users/"+de, nil); got["email"] != de+"@example.com" {
+		t.Fatalf("an update with only a country wiped the email: %v", got)
+	}
+	w.must(http.StatusOK, "PUT", "/v1/users/"+de, map[string]any{"email": ""})
+	if got := w.must(http.StatusOK, "GET", "/v1/users/"+de, nil); got["email"] != nil && got["email"] != "" {
+		t.Fatalf("an empty email did not remove it: %v", got)
 	}
 }

@@ -206,12 +206,11 @@ func relay(c *gin.Context, resp *http.Response) {
 
 // forward sends the request as it came to the decided region and relays the answer.
 func (s *Server) forward(c *gin.Context, d decision, body []byte) {
-	query := c.Request.URL.RawQuery
-	if c.Query("access_token") != "" { // a client's credential stays at the gateway
-		q := c.Request.URL.Query()
-		q.Del("access_token")
-		query = q.Encode()
-	}
+	// The query as read here (httpserver.Strict refused repeats), re-encoded; a client's
+	// credential stays at the gateway.
+	q := c.Request.URL.Query()
+	q.Del("access_token")
+	query := q.Encode()
 	resp, err := s.call(c.Request.Context(), c, d.Region, c.Request.Method, c.Request.URL.Path, query, body)
 	if err != nil {
 		s.regionFailed(c, d.Region, err)

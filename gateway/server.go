@@ -21,6 +21,7 @@ import (
 	"github.com/herald-notify/herald/gateway/regionset"
 	"github.com/herald-notify/herald/platform/apierr"
 	"github.com/herald-notify/herald/platform/health"
+	"github.com/herald-notify/herald/platform/httpserver"
 	"github.com/herald-notify/herald/residency"
 )
 
@@ -79,9 +80,8 @@ type Server struct {
 
 // Handler builds the router.
 func (s *Server) Handler() http.Handler {
-	gin.SetMode(gin.ReleaseMode)
-	r := gin.New()
-	r.Use(gin.Recovery(), requestID)
+	r := httpserver.Engine()
+	r.Use(gin.Recovery(), requestID, httpserver.Strict)
 	s.Health.Mount(r)
 
 	v1 := r.Group("/v1", otelgin.Middleware("herald-gateway"), s.authenticate, s.rateLimit)
@@ -113,9 +113,6 @@ func (s *Server) Handler() http.Handler {
 	v1.GET("/users/:user_id/notifications/unread-count", s.byPathUser)
 	v1.GET("/users/:user_id/notifications/stream", s.byPathUser)
 
-	r.NoRoute(func(c *gin.Context) {
-		apierr.Write(c.Writer, http.StatusNotFound, "not_found", "no such route: "+c.Request.Method+" "+c.Request.URL.Path, "")
-	})
 	return r
 }
 

@@ -30,6 +30,7 @@ func TestUserTokensReadOnlyTheirOwnUsersInbox(t *testing.T) {
 	expired, _ := usertoken.Sign([]byte(secret), w.app, alice, time.Minute, now.Add(-2*time.Minute))
 	forged, _ := usertoken.Sign([]byte(strings.Repeat("x", 43)), w.app, alice, time.Hour, now)
 	otherApp, _ := usertoken.Sign([]byte(secret), w.otherApp, alice, time.Hour, now)
+	future, _ := usertoken.Sign([]byte(secret), w.app, alice, time.Hour, now.Add(30*24*time.Hour))
 
 	eventually(t, 20*time.Second, func() error {
 		code, out, _ := w.call(tok, "GET", "/v1/users/"+alice+"/notifications", nil)
@@ -47,6 +48,7 @@ func TestUserTokensReadOnlyTheirOwnUsersInbox(t *testing.T) {
 		{"another user's inbox", tok, "GET", "/v1/users/" + bob + "/notifications", nil, http.StatusForbidden, "user_token_mismatch"},
 		{"another user's read-all", tok, "POST", "/v1/notifications/read-all", map[string]any{"user_id": bob}, http.StatusForbidden, "user_token_mismatch"},
 		{"expired", expired, "GET", "/v1/users/" + alice + "/notifications", nil, http.StatusUnauthorized, "user_token_expired"},
+		{"issued in the future", future, "GET", "/v1/users/" + alice + "/notifications", nil, http.StatusUnauthorized, "invalid_user_token"},
 		{"signed with another secret", forged, "GET", "/v1/users/" + alice + "/notifications", nil, http.StatusUnauthorized, "invalid_user_token"},
 		{"an app without a token secret", otherApp, "GET", "/v1/users/" + alice + "/notifications", nil, http.StatusUnauthorized, "invalid_user_token"},
 		{"a route that needs an API key", tok, "POST", "/v1/notifications", map[string]any{"type": "transactional"}, http.StatusForbidden, "forbidden_for_user_token"},

@@ -79,6 +79,7 @@ func TestInboxPagesEachItemExactlyOnceInOrderWhileNewOnesArrive(t *testing.T) {
 			body := fmt.Sprintf(`{"type":"social","category":"feed","body":"late %d","recipients":["ada"],"channels":["in_app"]}`, i)
 			req, _ := http.NewRequest("POST", r.base+"/v1/notifications", strings.NewReader(body))
 			req.Header.Set("X-Herald-App", r.app)
+			req.Header.Set("Content-Type", "application/json")
 			if resp, err := http.DefaultClient.Do(req); err == nil {
 				resp.Body.Close()
 			}

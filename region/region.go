@@ -260,9 +260,8 @@ var drainDelay = 500 * time.Millisecond
 
 // NewRouter builds the region's HTTP handler: health and metrics; the API role adds its routes.
 func NewRouter(h *health.Health) *gin.Engine {
-	gin.SetMode(gin.ReleaseMode)
-	r := gin.New()
-	r.Use(gin.Recovery())
+	r := httpserver.Engine()
+	r.Use(gin.Recovery(), httpserver.Strict)
 	h.Mount(r)
 	return r
 }

@@ -37,7 +37,7 @@ func (s *Server) Run(ctx context.Context) error {
 		// No WriteTimeout: long-lived streams (SSE) set their own deadlines per write through
 		// http.ResponseController; ordinary handlers are bounded by their contexts.
 		IdleTimeout:    120 * time.Second,
-		MaxHeaderBytes: 64 << 10,
+		MaxHeaderBytes: serverHeaderBytes,
 		BaseContext:    func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
 	ln := s.Listener

@@ -13,6 +13,8 @@ import (
 	"errors"
 	"strings"
 	"time"
+
+	"github.com/herald-notify/herald/platform/wire"
 )
 
 // Errors a verification can end with. Callers answer 401 for all of them.
@@ -20,11 +22,15 @@ var (
 	ErrMalformed = errors.New("malformed user token")
 	ErrSignature = errors.New("user token signature does not match")
 	ErrExpired   = errors.New("user token expired")
+	ErrFuture    = errors.New("user token issued in the future")
 	ErrWrongUser = errors.New("user token is for another user or app")
 )
 
 // MaxLifetime caps how long a token may live, whatever its issuer asked for.
 const MaxLifetime = 24 * time.Hour
+
+// MaxSkew is how far ahead of this server's clock a token's issue time may be.
+const MaxSkew = time.Minute
 
 // Claims are what a token asserts.
 type Claims struct {
@@ -73,10 +79,14 @@ func Verify(secret []byte, token, app, user string, now time.Time) (Claims, erro
 		return Claims{}, ErrMalformed
 	}
 	var c Claims
-	if err := json.Unmarshal(raw, &c); err != nil || c.Expires == 0 {
+	if wire.Decode(raw, &c) != nil || c.Expires == 0 || c.Issued == 0 {
 		return Claims{}, ErrMalformed
 	}
-	if now.Unix() >= c.Expires || c.Expires-c.Issued > int64(MaxLifetime/time.Second) {
+	if c.Issued > now.Add(MaxSkew).Unix() {
+		return Claims{}, ErrFuture
+	}
+	lifetime := int64(MaxLifetime / time.Second)
+	if now.Unix() >= c.Expires || c.Expires-c.Issued > lifetime || now.Unix()-c.Issued > lifetime {
 		return Claims{}, ErrExpired
 	}
 	if c.App != app || c.User != user {

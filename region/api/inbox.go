@@ -76,7 +76,11 @@ func (s *Server) listInbox(c *gin.Context) {
 		}
 		unread = b
 	}
-	cur, err := inbox.DecodeCursor(c.Query("cursor"))
+	rawCursor, given := c.GetQuery("cursor")
+	cur, err := inbox.DecodeCursor(rawCursor)
+	if err == nil && given && cur == nil {
+		err = inbox.ErrBadCursor // an empty cursor: leave it out for the first page
+	}
 	if err != nil {
 		writeError(c, badRequest(CodeInvalidField, "cursor", "cursor is not one this API returned"))
 		return

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -23,6 +24,7 @@ import (
 	"go.opentelemetry.io/contrib/instrumentation/github.com/gin-gonic/gin/otelgin"
 
 	"github.com/herald-notify/herald/platform/kafka"
+	"github.com/herald-notify/herald/platform/wire"
 	"github.com/herald-notify/herald/region/deliverylog"
 	"github.com/herald-notify/herald/region/devices"
 	"github.com/herald-notify/herald/region/erasure"
@@ -282,7 +284,11 @@ func (s *Server) status(c *gin.Context) {
 		writeError(c, apiErr)
 		return
 	}
-	afterUser, afterChannel, _ := strings.Cut(c.Query("cursor"), "|")
+	afterUser, afterChannel, apiErr := statusCursor(c)
+	if apiErr != nil {
+		writeError(c, apiErr)
+		return
+	}
 	states, err := s.Log.States(ctx, id, afterUser, afterChannel, limit)
 	if err != nil {
 		s.Logger.Error("reading status", "err", err)
@@ -347,6 +353,20 @@ func (s *Server) notification(c *gin.Context) (deliverylog.Notification, bool) {
 		return deliverylog.Notification{}, false
 	}
 	return n, true
+}
+
+// statusCursor reads the status page's cursor ("user|channel", as next_cursor gave it): a cursor
+// this API did not produce is refused, never read as the first page (a client would loop).
+func statusCursor(c *gin.Context) (user, channel string, e *Error) {
+	raw, given := c.GetQuery("cursor")
+	if !given {
+		return "", "", nil
+	}
+	user, channel, ok := strings.Cut(raw, "|")
+	if !ok || !wire.ValidID(user) || !slices.Contains(notify.Channels, channel) {
+		return "", "", badRequest(CodeInvalidField, "cursor", "cursor is not one this API returned (next_cursor); leave it out for the first page")
+	}
+	return user, channel, nil
 }
 
 func queryLimit(c *gin.Context, def, maxLimit int) (int, *Error) {
