@@ -43,6 +43,22 @@ func (st *sendStore) save(ctx context.Context, app, sendID string, parts []part)
 	return nil
 }
 
+// claimKey returns the send id that holds the app's idempotency key: that of the first send
+// made with it in the last 24 hours (the regions' window), or id, which holds it from now on.
+// Concurrent claims of one key serialise on its row and all return the same id.
+func (st *sendStore) claimKey(ctx context.Context, app, key, id string) (string, error) {
+	var got string
+	err := st.db.QueryRow(ctx, `INSERT INTO send_keys (app_id, idempotency_key, send_id) VALUES ($1, $2, $3)
+		ON CONFLICT (app_id, idempotency_key) DO UPDATE SET
+			send_id = CASE WHEN send_keys.created_at < now() - interval '24 hours' THEN EXCLUDED.send_id ELSE send_keys.send_id END,
+			created_at = CASE WHEN send_keys.created_at < now() - interval '24 hours' THEN now() ELSE send_keys.created_at END
+		RETURNING send_id`, app, key, id).Scan(&got)
+	if err != nil {
+		return "", fmt.Errorf("claiming an idempotency key: %w", err)
+	}
+	return got, nil
+}
+
 // find returns the parts of send id, or the one part whose notification id is id.
 func (st *sendStore) find(ctx context.Context, app, id string) ([]part, error) {
 	rows, err := st.db.Query(ctx, `SELECT region, notification_id, recipients FROM send_parts
@@ -85,6 +101,16 @@ func (s *Server) send(c *gin.Context) {
 	}
 
 	sendID := uuid.NewString()
+	keyed := req.IdempotencyKey != ""
+	if keyed {
+		// One answer per key, whatever the regions: every send with the key is this send.
+		var err error
+		if sendID, err = s.Sends.claimKey(c.Request.Context(), appOf(c), req.IdempotencyKey, sendID); err != nil {
+			s.Log.Error("claiming an idempotency key", "err", err, "request_id", reqID(c))
+			unavailable(c, "store_unavailable", "the send could not be recorded; nothing was sent, retry")
+			return
+		}
+	}
 	regions := make([]string, 0, len(targets))
 	for r := range targets {
 		regions = append(regions, r)
@@ -157,11 +183,14 @@ func (s *Server) send(c *gin.Context) {
 	}
 	if conflicts == len(regions) && len(regions) > 0 {
 		// The whole send was accepted before: answer its id, as a region does.
+		if err := s.Sends.save(context.WithoutCancel(c.Request.Context()), appOf(c), sendID, parts); err != nil {
+			s.Log.Error("recording a send", "err", err, "request_id", reqID(c))
+		}
 		c.JSON(http.StatusConflict, gin.H{"error": gin.H{"code": "duplicate_idempotency_key", "message": "this idempotency_key was used within 24 h", "field": "idempotency_key"},
-			"notification_id": s.sendIDOf(c, parts[0].NotificationID), "parts": parts})
+			"notification_id": sendID, "parts": parts})
 		return
 	}
-	if len(parts) == 1 && len(failed) == 0 {
+	if len(parts) == 1 && len(failed) == 0 && !keyed {
 		// One region took it all: the send is that region's notification. Nothing needs
 		// recording: the status endpoint finds an unrecorded id by asking the regions.
 		sendID = parts[0].NotificationID
@@ -179,15 +208,6 @@ func (s *Server) send(c *gin.Context) {
 		return
 	}
 	c.JSON(http.StatusAccepted, gin.H{"notification_id": sendID, "parts": parts})
-}
-
-func (s *Server) sendIDOf(c *gin.Context, partID string) string {
-	var id string
-	_ = s.Sends.db.QueryRow(c.Request.Context(), `SELECT send_id FROM send_parts WHERE app_id = $1 AND notification_id = $2 ORDER BY created_at LIMIT 1`, appOf(c), partID).Scan(&id)
-	if id == "" {
-		return partID
-	}
-	return id
 }
 
 // readSend is the gateway's reading of a send: the one every region applies too (package
