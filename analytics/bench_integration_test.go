@@ -54,7 +54,7 @@ func BenchmarkQueriesOverADayOfThreeRegions(b *testing.B) {
 	for _, tier := range wire.Tiers {
 		for _, ch := range wire.Channels {
 			h := wire.NewHistogram(tier, ch)
-			h.Counts[3], h.Counts[6] = 90, 10
+			h.Counts[3], h.Counts[6], h.DistinctRecipients = 90, 10, 60
 			hists = append(hists, h)
 		}
 	}

@@ -145,7 +145,7 @@ func (p *parser) histogram(path string) (wire.Histogram, error) {
 			return err
 		})
 	}
-	err := p.object(path, []string{"tier", "channel", "bounds_ms", "counts"}, func(name, path string) error {
+	err := p.object(path, []string{"tier", "channel", "bounds_ms", "counts", "distinct_recipients"}, func(name, path string) error {
 		switch name {
 		case "tier":
 			s, err := p.str(path)
@@ -159,6 +159,10 @@ func (p *parser) histogram(path string) (wire.Histogram, error) {
 			return ints(path, &h.BoundsMS)
 		case "counts":
 			return ints(path, &h.Counts)
+		case "distinct_recipients":
+			v, err := p.integer(path)
+			h.DistinctRecipients = v
+			return err
 		}
 		return unknownField(path)
 	})
@@ -339,8 +343,13 @@ func (r rules) check(b wire.Batch, region string) *FieldError {
 		if len(h.Counts) != len(wire.LatencyBoundsMS)+1 {
 			return fieldErr("invalid_field", path+".counts", "must have %d entries (one per bound, then one above the last)", len(wire.LatencyBoundsMS)+1)
 		}
-		if h.Total() < int64(r.k) {
-			return fieldErr("below_k", path+".counts", "holds %d observations; histograms below k=%d must be folded or withheld by the region", h.Total(), r.k)
+		// Like a cell, a histogram is judged on the users it concerns, not on its observations:
+		// a thousand deliveries to three users describe those three users.
+		if h.DistinctRecipients > h.Total() {
+			return fieldErr("invalid_field", path+".distinct_recipients", "must not exceed the observations (%d)", h.Total())
+		}
+		if h.DistinctRecipients < int64(r.k) {
+			return fieldErr("below_k", path+".distinct_recipients", "is %d; histograms below k=%d distinct recipients must be folded or withheld by the region", h.DistinctRecipients, r.k)
 		}
 		if hseen[[2]string{h.Tier, h.Channel}] {
 			return fieldErr("duplicate_cell", path, "repeats the tier and channel of an earlier histogram")

@@ -26,7 +26,7 @@ func validBatch() map[string]any {
 			map[string]any{"app": "shop", "tier": "transactional", "category": "order", "channel": "email", "stage": "delivered", "count": 40, "distinct_recipients": 38},
 			map[string]any{"app": "shop", "tier": "transactional", "category": "security", "channel": "sms", "country": "DE", "stage": "suppressed", "reason": "no_address", "count": 12, "distinct_recipients": 12},
 		},
-		"latency":  []any{map[string]any{"tier": h.Tier, "channel": h.Channel, "bounds_ms": h.BoundsMS, "counts": h.Counts}},
+		"latency":  []any{map[string]any{"tier": h.Tier, "channel": h.Channel, "bounds_ms": h.BoundsMS, "counts": h.Counts, "distinct_recipients": 30}},
 		"withheld": 3,
 	}
 }
@@ -72,6 +72,11 @@ func TestDecodeRefusesAnythingOutsideTheClosedSchemaNamingTheField(t *testing.T)
 		}, "unknown_field", "latency[0].email", ""},
 		{"a missing count", func() string { b := validBatch(); delete(cell(b, 0), "count"); return encode(t, b) }, "missing_field", "cells[0].count", ""},
 		{"a missing region", func() string { b := validBatch(); delete(b, "region"); return encode(t, b) }, "missing_field", "region", ""},
+		{"a histogram without its distinct recipients", func() string {
+			b := validBatch()
+			delete(b["latency"].([]any)[0].(map[string]any), "distinct_recipients")
+			return encode(t, b)
+		}, "missing_field", "latency[0].distinct_recipients", ""},
 		{"a string where a count goes", func() string { b := validBatch(); cell(b, 0)["count"] = "40"; return encode(t, b) }, "invalid_field", "cells[0].count", ""},
 		{"a fractional count", func() string { b := validBatch(); cell(b, 0)["count"] = 40.5; return encode(t, b) }, "invalid_field", "cells[0].count", ""},
 		{"a negative withheld", func() string { b := validBatch(); b["withheld"] = -1; return encode(t, b) }, "invalid_field", "withheld", ""},
@@ -134,9 +139,19 @@ func TestCheckRefusesValuesOutsideTheVocabulariesBelowKOrUnregistered(t *testing
 		{"other latency bounds", func(b map[string]any) { b["latency"].([]any)[0].(map[string]any)["bounds_ms"] = []int{1, 2} }, "", 400, "invalid_field", "latency[0].bounds_ms"},
 		{"a histogram below k", func(b map[string]any) {
 			h := wire.NewHistogram("social", "push")
-			h.Counts[0] = 3
+			h.Counts[0], h.DistinctRecipients = 3, 3
 			b["latency"] = []any{h}
-		}, "", 400, "below_k", "latency[0].counts"},
+		}, "", 400, "below_k", "latency[0].distinct_recipients"},
+		// The case: thousands of observations, fewer than k users. Central judged
+		// histograms on observations and stored this one.
+		{"a histogram of thousands of deliveries to fewer than k recipients", func(b map[string]any) {
+			h := wire.NewHistogram("transactional", "email")
+			h.Counts[2], h.DistinctRecipients = 5000, 3
+			b["latency"] = []any{h}
+		}, "", 400, "below_k", "latency[0].distinct_recipients"},
+		{"a histogram with more recipients than observations", func(b map[string]any) {
+			b["latency"].([]any)[0].(map[string]any)["distinct_recipients"] = 41
+		}, "", 400, "invalid_field", "latency[0].distinct_recipients"},
 		{"another region's batch", func(b map[string]any) {}, "us-east-1", 403, "region_mismatch", "region"},
 	}
 	for _, tt := range tests {

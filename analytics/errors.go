@@ -14,7 +14,7 @@ var errorCodes = map[string]int{
 	"unsupported_version": 400,
 	"unknown_category":    400, // not registered for the app in config
 	"unknown_app":         400, // not listed, when categories.listed_apps_only is set
-	"below_k":             400, // fewer than k distinct recipients (or histogram observations)
+	"below_k":             400, // a cell or histogram with fewer than k distinct recipients
 	"duplicate_cell":      400,
 	"window_too_old":      400, // older than minute_retention allows
 	"unknown_parameter":   400,

@@ -244,7 +244,7 @@ func TestCentralSchemaHasNoColumnBeyondCountsAndClosedDimensions(t *testing.T) {
 		"cells_hourly.app text", "cells_hourly.category text", "cells_hourly.channel text", "cells_hourly.count bigint",
 		"cells_hourly.country text", "cells_hourly.hour timestamp with time zone", "cells_hourly.reason text",
 		"cells_hourly.region text", "cells_hourly.stage text", "cells_hourly.tier text",
-		"latency.bounds_ms ARRAY", "latency.channel text", "latency.counts ARRAY", "latency.region text", "latency.seq integer",
+		"latency.bounds_ms ARRAY", "latency.channel text", "latency.counts ARRAY", "latency.distinct_recipients bigint", "latency.region text", "latency.seq integer",
 		"latency.tier text", "latency.window_start timestamp with time zone",
 		"latency_hourly.channel text", "latency_hourly.counts ARRAY", "latency_hourly.hour timestamp with time zone",
 		"latency_hourly.region text", "latency_hourly.tier text",

@@ -40,7 +40,8 @@ func TestRollupMigrationsBackfillTheMinuteData(t *testing.T) {
 		mustExec(t, pool.Exec, `INSERT INTO cells VALUES ('eu-west-1', $1, 0, 'shop', 'social', 'news', 'push', '', 'delivered', '', $2, 10)`, ws, int64(100*(i+1)))
 		mustExec(t, pool.Exec, `INSERT INTO latency VALUES ('eu-west-1', $1, 0, 'social', 'push', $2, $3)`, ws, h.BoundsMS, h.Counts)
 	}
-	if _, err := migrate.Postgres(ctx, pool, migs); err != nil {
+	// The hourly tables' migrations (0002, 0003): 0004 deletes the unchecked histograms.
+	if _, err := migrate.Postgres(ctx, pool, migs[:3]); err != nil {
 		t.Fatal(err)
 	}
 	var first, second int64
@@ -57,6 +58,49 @@ func TestRollupMigrationsBackfillTheMinuteData(t *testing.T) {
 	// minute 5 had bucket 0 = 10; minute 40 buckets 0 and 1 = 10 each.
 	if len(counts) != len(wire.LatencyBoundsMS)+1 || counts[0] != 20 || counts[1] != 10 || counts[2] != 0 {
 		t.Errorf("latency_hourly counts = %v", counts)
+	}
+}
+
+// Histograms stored before they carried their distinct recipients were thresholded on
+// observations: the migration that adds the recipients deletes them and their hourly sums (they
+// cannot be checked against k), and keeps the cells.
+func TestLatencyRecipientsMigrationDeletesTheHistogramsItCannotCheck(t *testing.T) {
+	cfg := testenv.Postgres(t)
+	ctx := testenv.Context(t, time.Minute)
+	pool, err := postgres.Connect(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	migs, err := migrate.Load(schema.Postgres(), "sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := migrate.Postgres(ctx, pool, migs[:3]); err != nil {
+		t.Fatal(err)
+	}
+	ws := time.Now().UTC().Truncate(time.Hour).Add(-2 * time.Hour)
+	h := wire.NewHistogram("transactional", "email")
+	h.Counts[2] = 5000 // thousands of deliveries, recipients unknown: maybe one user
+	mustExec(t, pool.Exec, `INSERT INTO batches (region, window_start, seq, digest, withheld, latency_withheld) VALUES ('eu-west-1', $1, 0, $2, 0, 0)`, ws, make([]byte, 32))
+	mustExec(t, pool.Exec, `INSERT INTO cells VALUES ('eu-west-1', $1, 0, 'shop', 'social', 'news', 'push', '', 'delivered', '', 100, 10)`, ws)
+	mustExec(t, pool.Exec, `INSERT INTO latency VALUES ('eu-west-1', $1, 0, 'transactional', 'email', $2, $3)`, ws, h.BoundsMS, h.Counts)
+	mustExec(t, pool.Exec, `INSERT INTO latency_hourly VALUES ($1, 'eu-west-1', 'transactional', 'email', $2)`, ws, h.Counts)
+	if _, err := migrate.Postgres(ctx, pool, migs); err != nil {
+		t.Fatal(err)
+	}
+	var lat, hourly, cells int64
+	if err := pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM latency), (SELECT count(*) FROM latency_hourly), (SELECT count(*) FROM cells)`).Scan(&lat, &hourly, &cells); err != nil {
+		t.Fatal(err)
+	}
+	if lat != 0 || hourly != 0 || cells != 1 {
+		t.Errorf("after the migration: %d histograms, %d hourly histograms, %d cells; want 0, 0, 1", lat, hourly, cells)
+	}
+	// And the database itself refuses a histogram without its recipients, or of one recipient.
+	for _, n := range []any{nil, int64(1)} {
+		if _, err := pool.Exec(ctx, `INSERT INTO latency VALUES ('eu-west-1', $1, 0, 'transactional', 'email', $2, $3, $4)`, ws, h.BoundsMS, h.Counts, n); err == nil {
+			t.Errorf("a histogram with distinct_recipients %v was stored", n)
+		}
 	}
 }
 

@@ -21,6 +21,7 @@ func seedKnown(t *testing.T, s *service) time.Time {
 		for i, n := range at {
 			h.Counts[i] = n
 		}
+		h.DistinctRecipients = h.Total() / 2
 		return h
 	}
 	eu := batch("eu-west-1", ws, 0,

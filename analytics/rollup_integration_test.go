@@ -24,7 +24,7 @@ func TestQueriesOverWholeHoursAgreeWithTheMinuteCellsAfterReplacements(t *testin
 	}{{-30, 10}, {10, 20}, {59, 40}, {65, 80}, {135, 160}} {
 		b := batch("eu-west-1", at(p.min), 0, delivered(p.n), c("shop", "social", "news", "email", "fanned_out", "", 10, 10))
 		fast := wire.NewHistogram("social", "push")
-		fast.Counts[2] = p.n // <= 250 ms
+		fast.Counts[2], fast.DistinctRecipients = p.n, 10 // <= 250 ms
 		b.Latency = []wire.Histogram{fast}
 		s.mustPost(t, euToken, b)
 	}
@@ -32,7 +32,7 @@ func TestQueriesOverWholeHoursAgreeWithTheMinuteCellsAfterReplacements(t *testin
 	// its window.
 	replacement := batch("eu-west-1", at(59), 0, delivered(400))
 	slow := wire.NewHistogram("social", "push")
-	slow.Counts[9] = 30 // <= 60 s
+	slow.Counts[9], slow.DistinctRecipients = 30, 10 // <= 60 s
 	replacement.Latency = []wire.Histogram{slow}
 	if got := s.mustPost(t, euToken, replacement); got != Replaced {
 		t.Fatalf("replacement: %s", got)

@@ -80,10 +80,10 @@ func (s *Store) Save(ctx context.Context, b wire.Batch) (string, error) {
 		}
 		hists := make([][]any, len(b.Latency))
 		for i, h := range b.Latency {
-			hists[i] = []any{b.Region, ws, b.Seq, h.Tier, h.Channel, h.BoundsMS, h.Counts}
+			hists[i] = []any{b.Region, ws, b.Seq, h.Tier, h.Channel, h.BoundsMS, h.Counts, h.DistinctRecipients}
 		}
 		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"latency"},
-			[]string{"region", "window_start", "seq", "tier", "channel", "bounds_ms", "counts"},
+			[]string{"region", "window_start", "seq", "tier", "channel", "bounds_ms", "counts", "distinct_recipients"},
 			pgx.CopyFromRows(hists)); err != nil {
 			return fmt.Errorf("inserting latency histograms: %w", err)
 		}

@@ -118,48 +118,68 @@ func CompareKeys(a, b wire.Key) int {
 	)
 }
 
-// FoldLatency applies the same rule to latency histograms, whose dimensions are tier and
-// channel: a histogram with fewer than k observations is merged into its tier's channel "all"
-// histogram; one still below k is dropped and its observations are returned as withheld.
-// Histograms carry no app or category, and the exporter keeps no recipient set for them, so
-// the threshold is on observations.
-func FoldLatency(hs []wire.Histogram, k int) ([]wire.Histogram, int64) {
+// Latency is a region-side latency histogram of one tier and channel with the set of
+// recipients its observations concern (opaque keys that never leave the region), so that a
+// histogram is judged on distinct recipients like a cell, not on observations: one user with
+// a thousand deliveries is one recipient.
+type Latency struct {
+	Hist       wire.Histogram
+	Recipients map[string]struct{}
+}
+
+// FoldLatency applies the rule of Fold to latency histograms, whose dimensions are tier and
+// channel: histograms with the same tier and channel are merged; one with fewer than k distinct
+// recipients is merged into its tier's channel "all" histogram (the union of the recipients);
+// one still below k is dropped and its observations are returned as withheld. Every returned
+// histogram carries its distinct recipients, at least k, and the returned observations plus
+// the withheld total equal the input's. k below 1 is treated as 1.
+func FoldLatency(hs []Latency, k int) ([]wire.Histogram, int64) {
 	k = max(k, 1)
 	type hk struct{ tier, channel string }
-	merged := map[hk]*wire.Histogram{}
-	get := func(key hk) *wire.Histogram {
-		h := merged[key]
-		if h == nil {
-			nh := wire.NewHistogram(key.tier, key.channel)
-			h = &nh
-			merged[key] = h
-		}
-		return h
+	type lacc struct {
+		h     wire.Histogram
+		recip map[string]struct{}
 	}
-	for _, h := range hs {
-		m := get(hk{h.Tier, h.Channel})
-		for i := range min(len(h.Counts), len(m.Counts)) {
-			m.Counts[i] += h.Counts[i]
+	merged := map[hk]*lacc{}
+	get := func(key hk) *lacc {
+		a := merged[key]
+		if a == nil {
+			a = &lacc{h: wire.NewHistogram(key.tier, key.channel), recip: map[string]struct{}{}}
+			merged[key] = a
+		}
+		return a
+	}
+	add := func(dst *lacc, counts []int64, recip map[string]struct{}) {
+		for i := range min(len(counts), len(dst.h.Counts)) {
+			dst.h.Counts[i] += counts[i]
+		}
+		for id := range recip {
+			dst.recip[id] = struct{}{}
 		}
 	}
-	for key, h := range merged {
-		if key.channel == wire.ChannelAll || h.Total() >= int64(k) {
+	for _, l := range hs {
+		add(get(hk{l.Hist.Tier, l.Hist.Channel}), l.Hist.Counts, l.Recipients)
+	}
+	for key, a := range merged {
+		if key.channel == wire.ChannelAll || len(a.recip) >= k {
 			continue
 		}
-		all := get(hk{key.tier, wire.ChannelAll})
-		for i := range h.Counts {
-			all.Counts[i] += h.Counts[i]
-		}
+		add(get(hk{key.tier, wire.ChannelAll}), a.h.Counts, a.recip)
 		delete(merged, key)
 	}
 	var out []wire.Histogram
 	var withheld int64
-	for _, h := range merged {
-		if t := h.Total(); t < int64(k) {
-			withheld += t
+	for _, a := range merged {
+		if len(a.recip) < k {
+			withheld += a.h.Total()
 			continue
 		}
-		out = append(out, *h)
+		if a.h.Total() == 0 {
+			continue // recipients without an observation cannot happen; nothing to publish
+		}
+		h := a.h
+		h.DistinctRecipients = int64(len(a.recip))
+		out = append(out, h)
 	}
 	slices.SortFunc(out, func(a, b wire.Histogram) int {
 		return cmp.Or(cmp.Compare(a.Tier, b.Tier), cmp.Compare(a.Channel, b.Channel))

@@ -154,26 +154,116 @@ func TestFoldNeverEmitsACellBelowKAndLosesNoCount(t *testing.T) {
 	}
 }
 
+// lat is a histogram of n observations in bucket 3 from the recipients prefix0..prefix(r-1).
+func lat(tier, ch string, n int64, prefix string, r int) Latency {
+	x := wire.NewHistogram(tier, ch)
+	x.Counts[3] = n
+	return Latency{Hist: x, Recipients: recipients(prefix, r)}
+}
+
 func TestFoldLatencyMergesSmallChannelsIntoAllAndWithholdsTheRest(t *testing.T) {
-	h := func(tier, ch string, n int64) wire.Histogram {
-		x := wire.NewHistogram(tier, ch)
-		x.Counts[3] = n
-		return x
-	}
-	out, withheld := FoldLatency([]wire.Histogram{
-		h("transactional", "email", 25), // stays
-		h("transactional", "push", 4),   // with sms: 10 in all
-		h("transactional", "sms", 6),
-		h("social", "push", 3), // alone: withheld
+	out, withheld := FoldLatency([]Latency{
+		lat("transactional", "email", 25, "e", 20), // stays
+		lat("transactional", "push", 4, "p", 4),    // with sms: 10 recipients in all
+		lat("transactional", "sms", 6, "s", 6),
+		lat("social", "push", 3, "q", 3), // alone: withheld
 	}, 10)
 	if withheld != 3 {
 		t.Errorf("withheld = %d, want 3", withheld)
 	}
 	var got []string
 	for _, x := range out {
-		got = append(got, fmt.Sprintf("%s/%s=%d", x.Tier, x.Channel, x.Total()))
+		got = append(got, fmt.Sprintf("%s/%s=%d/%d", x.Tier, x.Channel, x.Total(), x.DistinctRecipients))
 	}
-	if want := "[transactional/all=10 transactional/email=25]"; fmt.Sprint(got) != want {
-		t.Errorf("histograms = %v, want %s", got, want)
+	if want := "[transactional/all=10/10 transactional/email=25/20]"; fmt.Sprint(got) != want {
+		t.Errorf("histograms (observations/recipients) = %v, want %s", got, want)
+	}
+}
+
+// The case: thousands of deliveries to fewer than k users passed a threshold on
+// observations, so the latency panel showed what the funnel withheld.
+func TestFoldLatencyThresholdsOnDistinctRecipientsNotObservations(t *testing.T) {
+	tests := []struct {
+		name     string
+		in       []Latency
+		want     string
+		withheld int64
+	}{
+		{
+			name:     "5000 deliveries to 3 users are withheld",
+			in:       []Latency{lat("transactional", "email", 5000, "u", 3)},
+			want:     "[]",
+			withheld: 5000,
+		},
+		{
+			name:     "one user's 2000 deliveries on each channel stay withheld in all: the union is one user",
+			in:       []Latency{lat("social", "push", 2000, "u", 1), lat("social", "email", 2000, "u", 1), lat("social", "sms", 2000, "u", 1)},
+			want:     "[]",
+			withheld: 6000,
+		},
+		{
+			name: "channels of 9 recipients each merge into all when their union reaches k",
+			in:   []Latency{lat("social", "push", 900, "a", 9), lat("social", "email", 900, "b", 1)},
+			want: "[social/all=1800/10]",
+		},
+		{
+			name: "the same histogram twice is merged, its recipients counted once",
+			in:   []Latency{lat("marketing", "email", 10, "u", 10), lat("marketing", "email", 10, "u", 10)},
+			want: "[marketing/email=20/10]",
+		},
+		{
+			name: "no recipients at all",
+			in:   []Latency{{Hist: wire.NewHistogram("social", "push")}},
+			want: "[]",
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			out, withheld := FoldLatency(tc.in, 10)
+			got := []string{}
+			for _, x := range out {
+				got = append(got, fmt.Sprintf("%s/%s=%d/%d", x.Tier, x.Channel, x.Total(), x.DistinctRecipients))
+			}
+			if fmt.Sprint(got) != tc.want || withheld != tc.withheld {
+				t.Errorf("got %v withheld %d, want %s withheld %d", got, withheld, tc.want, tc.withheld)
+			}
+		})
+	}
+}
+
+func TestFoldLatencyNeverEmitsAHistogramBelowKAndLosesNoObservation(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 11))
+	for round := range 2000 {
+		k := 2 + rng.IntN(15)
+		var in []Latency
+		var total int64
+		for range rng.IntN(20) {
+			x := wire.NewHistogram(wire.Tiers[rng.IntN(3)], []string{"email", "push", "sms", "in_app", "all"}[rng.IntN(5)])
+			r := map[string]struct{}{}
+			for range 1 + rng.IntN(12) {
+				r[fmt.Sprintf("u%d", rng.IntN(30))] = struct{}{} // shared pool: overlaps on purpose
+			}
+			for range len(r) + rng.IntN(200) { // many observations per recipient, on purpose
+				x.Counts[rng.IntN(len(x.Counts))]++
+			}
+			total += x.Total()
+			in = append(in, Latency{Hist: x, Recipients: r})
+		}
+		out, withheld := FoldLatency(in, k)
+		sum := withheld
+		seen := map[[2]string]bool{}
+		for _, h := range out {
+			if h.DistinctRecipients < int64(k) || h.DistinctRecipients > h.Total() {
+				t.Fatalf("round %d, k=%d: histogram %s/%s has %d recipients for %d observations", round, k, h.Tier, h.Channel, h.DistinctRecipients, h.Total())
+			}
+			if seen[[2]string{h.Tier, h.Channel}] {
+				t.Fatalf("round %d: histogram %s/%s emitted twice", round, h.Tier, h.Channel)
+			}
+			seen[[2]string{h.Tier, h.Channel}] = true
+			sum += h.Total()
+		}
+		if sum != total {
+			t.Fatalf("round %d: output + withheld = %d, input %d", round, sum, total)
+		}
 	}
 }

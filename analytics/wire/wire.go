@@ -15,9 +15,10 @@
 //	             "channel": "sms", "country": "DE", "stage": "delivered", "reason": "",
 //	             "count": 120, "distinct_recipients": 118}],
 //	  "latency": [{"tier": "transactional", "channel": "sms",
-//	               "bounds_ms": [50, 100, ...], "counts": [0, 3, ...]}],
+//	               "bounds_ms": [50, 100, ...], "counts": [0, 3, ...],
+//	               "distinct_recipients": 12}],
 //	  "withheld": 7,                               // events in cells below k, no dimensions
-//	  "latency_withheld": 0                        // latency observations in histograms below k
+//	  "latency_withheld": 0                        // observations in histograms below k recipients
 //	}
 //
 // (region, window_start, seq) is the batch's idempotency key: central replaces a batch it has
@@ -52,7 +53,8 @@ type Batch struct {
 	// Withheld is how many events were in cells still below k after folding: reported as a
 	// total only, so no dimension of a small group leaves the region.
 	Withheld int64 `json:"withheld"`
-	// LatencyWithheld is how many latency observations were in histograms below k after folding.
+	// LatencyWithheld is how many latency observations were in histograms still below k
+	// distinct recipients after folding.
 	LatencyWithheld int64 `json:"latency_withheld"`
 }
 
@@ -80,12 +82,15 @@ type Cell struct {
 
 // Histogram counts accept-to-delivered latencies of one tier and channel in the fixed buckets:
 // Counts[i] is the number of observations <= BoundsMS[i] and > BoundsMS[i-1]; the last entry,
-// one past the bounds, counts those above the last bound.
+// one past the bounds, counts those above the last bound. DistinctRecipients is how many
+// different users the observations concern: like a cell's, it is what k-anonymity is judged
+// on (one user with a thousand deliveries is one recipient, not a thousand observations).
 type Histogram struct {
-	Tier     string  `json:"tier"`
-	Channel  string  `json:"channel"`
-	BoundsMS []int64 `json:"bounds_ms"`
-	Counts   []int64 `json:"counts"`
+	Tier               string  `json:"tier"`
+	Channel            string  `json:"channel"`
+	BoundsMS           []int64 `json:"bounds_ms"`
+	Counts             []int64 `json:"counts"`
+	DistinctRecipients int64   `json:"distinct_recipients"`
 }
 
 // Total is the number of observations in h.

@@ -270,11 +270,11 @@ func (e *Exporter) post(ctx context.Context, w time.Time, snap snapshot, cats wi
 	return nil
 }
 
-// Batches folds a window's cells and histograms with k and splits the result into batches of at
+// Batches folds a window's cells and histograms with k (both on distinct recipients) and splits the result into batches of at
 // most maxCellsPerBatch cells (seq 0, 1, ... in sorted order, so the same window always splits
 // the same way). Seq 0 carries the histograms and the withheld totals. A window with nothing
 // left after folding is still one batch, so central learns what was withheld.
-func Batches(region string, w time.Time, cells []kanon.Cell, latency []wire.Histogram, k int) []wire.Batch {
+func Batches(region string, w time.Time, cells []kanon.Cell, latency []kanon.Latency, k int) []wire.Batch {
 	folded := kanon.Fold(cells, k)
 	hs, lw := kanon.FoldLatency(latency, k)
 	var out []wire.Batch

@@ -88,19 +88,21 @@ func TestBatchesAreFoldedToKAndSplitTheSameWayEachTime(t *testing.T) {
 	for i := range big {
 		big[i].Key.App = fmt.Sprintf("app%06d", i)
 	}
+	// 4000 deliveries to 4 users: below k=10 however many observations.
 	h := wire.NewHistogram("social", "email")
-	h.Counts[3] = 4
+	h.Counts[3] = 4000
+	few := kanon.Latency{Hist: h, Recipients: map[string]struct{}{"u1": {}, "u2": {}, "u3": {}, "u4": {}}}
 	for _, tc := range []struct {
 		name         string
 		cells        []kanon.Cell
-		latency      []wire.Histogram
+		latency      []kanon.Latency
 		k            int
 		wantBatches  int
 		wantWithheld int64
 	}{
 		{"nothing left after folding is still one batch", cellsOf(3, func(int) wire.Key {
 			return wire.Key{App: "shop", Tier: "social", Category: "order", Channel: "email", Stage: "delivered"}
-		}), []wire.Histogram{h}, 10, 1, 3},
+		}), []kanon.Latency{few}, 10, 1, 3},
 		{"a window over the request size is split", big, nil, 1, 2, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -127,8 +129,8 @@ func TestBatchesAreFoldedToKAndSplitTheSameWayEachTime(t *testing.T) {
 			if bs[0].Withheld != tc.wantWithheld {
 				t.Errorf("withheld %d, want %d", bs[0].Withheld, tc.wantWithheld)
 			}
-			if tc.latency != nil && (len(bs[0].Latency) != 0 || bs[0].LatencyWithheld != 4) {
-				t.Errorf("a histogram of 4 observations was sent with k=%d: %+v", tc.k, bs[0].Latency)
+			if tc.latency != nil && (len(bs[0].Latency) != 0 || bs[0].LatencyWithheld != 4000) {
+				t.Errorf("a histogram of 4 recipients was sent with k=%d: %+v", tc.k, bs[0].Latency)
 			}
 			if tc.k == 1 && cells != len(tc.cells) {
 				t.Errorf("%d cells sent, want %d", cells, len(tc.cells))

@@ -69,11 +69,12 @@ func (s store) due(ctx context.Context, cutoff time.Time, limit int) ([]time.Tim
 type snapshot struct {
 	version int64
 	cells   []kanon.Cell
-	latency []wire.Histogram
+	latency []kanon.Latency
 }
 
 // read aggregates one window in SQL, in one snapshot with its version: per cell and recipient
-// the count (kanon needs the recipient sets to fold exactly), and the delivered latencies.
+// the count (kanon needs the recipient sets to fold exactly), and the delivered latencies with
+// their recipients.
 func (s store) read(ctx context.Context, window time.Time) (snapshot, error) {
 	var snap snapshot
 	err := pgx.BeginTxFunc(ctx, s.db, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
@@ -98,30 +99,32 @@ func (s store) read(ctx context.Context, window time.Time) (snapshot, error) {
 		if err := rows.Err(); err != nil {
 			return fmt.Errorf("reading window cells: %w", err)
 		}
-		rows, err = tx.Query(ctx, `SELECT tier, channel, latency_ms, count(*) FROM analytics_events
-			WHERE window_start = $1 AND stage = 'delivered' AND latency_ms IS NOT NULL GROUP BY 1, 2, 3 ORDER BY 1, 2`, window)
+		// Per recipient too: a histogram is judged on its distinct recipients, not on its
+		// observations (one user with a thousand deliveries is one recipient).
+		rows, err = tx.Query(ctx, `SELECT tier, channel, user_id, latency_ms, count(*) FROM analytics_events
+			WHERE window_start = $1 AND stage = 'delivered' AND latency_ms IS NOT NULL GROUP BY 1, 2, 3, 4 ORDER BY 1, 2`, window)
 		if err != nil {
 			return fmt.Errorf("reading window latencies: %w", err)
 		}
 		defer rows.Close()
-		hs := map[[2]string]*wire.Histogram{}
+		hs := map[[2]string]*kanon.Latency{}
 		var order [][2]string
 		for rows.Next() {
-			var tier, channel string
+			var tier, channel, user string
 			var ms, n int64
-			if err := rows.Scan(&tier, &channel, &ms, &n); err != nil {
+			if err := rows.Scan(&tier, &channel, &user, &ms, &n); err != nil {
 				return fmt.Errorf("reading window latencies: %w", err)
 			}
 			k := [2]string{tier, channel}
-			h := hs[k]
-			if h == nil {
-				nh := wire.NewHistogram(tier, channel)
-				h = &nh
-				hs[k] = h
+			l := hs[k]
+			if l == nil {
+				l = &kanon.Latency{Hist: wire.NewHistogram(tier, channel), Recipients: map[string]struct{}{}}
+				hs[k] = l
 				order = append(order, k)
 			}
-			i, _ := slices.BinarySearch(h.BoundsMS, ms) // wire.Histogram.Observe's bucket, n at once
-			h.Counts[i] += n
+			i, _ := slices.BinarySearch(l.Hist.BoundsMS, ms) // wire.Histogram.Observe's bucket, n at once
+			l.Hist.Counts[i] += n
+			l.Recipients[user] = struct{}{}
 		}
 		for _, k := range order {
 			snap.latency = append(snap.latency, *hs[k])
