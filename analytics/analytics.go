@@ -41,6 +41,10 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 	if err != nil {
 		return err
 	}
+	operator, err := c.operatorToken(tokens)
+	if err != nil {
+		return err
+	}
 	pool, err := postgres.Connect(ctx, c.Postgres)
 	if err != nil {
 		return err
@@ -65,7 +69,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 	defer stopDiscovery()
 
 	store := NewStore(pool)
-	a := newAPI(c, tokens, store, log)
+	a := newAPI(c, credentials{regions: tokens, operator: operator}, store, log)
 	// The sweep ends before the pool closes, however Run returns.
 	sweepCtx, stopSweep := context.WithCancel(ctx)
 	var wg sync.WaitGroup

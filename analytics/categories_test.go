@@ -21,7 +21,7 @@ func TestCategoriesEndpointListsWhatIngestAcceptsToRegionsOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := newAPI(cfg, tokens, nil, slog.New(slog.DiscardHandler)).router(health.New(nil))
+	r := newAPI(cfg, credentials{regions: tokens, operator: testOperatorToken}, nil, slog.New(slog.DiscardHandler)).router(health.New(nil))
 	for _, tc := range []struct {
 		name   string
 		auth   string

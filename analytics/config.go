@@ -24,6 +24,9 @@ type Config struct {
 	K int `yaml:"k" env:"HERALD_ANALYTICS_K"`
 	// Regions are the regions allowed to post aggregates, each with its bearer token.
 	Regions map[string]RegionConfig `yaml:"regions"`
+	// Operator is the credential of the people who read analytics: the query API and the
+	// dashboard answer nothing without it.
+	Operator OperatorConfig `yaml:"operator"`
 	// Categories are the notification categories a cell may name: those of every app, and
 	// those of one app. Anything else is refused, so no free text reaches the store.
 	Categories CategoriesConfig `yaml:"categories"`
@@ -75,6 +78,44 @@ func (c *Config) regionTokens() (map[string]string, error) {
 		out[name] = tok
 	}
 	return out, nil
+}
+
+// OperatorConfig is the operators' credential for the query API and the dashboard: one
+// bearer token (Authorization: Bearer), which the dashboard's sign-in exchanges for a session
+// cookie. No region's token reads the queries, and this one posts no batch.
+type OperatorConfig struct {
+	// Token is the operator token (at least 32 characters).
+	Token string `yaml:"token"`
+	// TokenFile holds the token instead (surrounding white space is ignored); read at start.
+	TokenFile string `yaml:"token_file"`
+	// SessionTTL is how long a dashboard sign-in lasts (default 8h, from 1m to 7 days).
+	SessionTTL time.Duration `yaml:"session_ttl"`
+}
+
+// minOperatorToken is the shortest operator token: 32 random characters are beyond guessing.
+const minOperatorToken = 32
+
+// operatorToken returns the operator token, reading its file; it must differ from every
+// region's token (regions), so no region reads the queries. Errors name the key.
+func (c *Config) operatorToken(regions map[string]string) (string, error) {
+	key, tok := "operator.token", c.Operator.Token
+	if c.Operator.TokenFile != "" {
+		key = "operator.token_file"
+		raw, err := os.ReadFile(c.Operator.TokenFile)
+		if err != nil {
+			return "", config.Errorf(key, c.Operator.TokenFile, "cannot be read: %v", err)
+		}
+		tok = strings.TrimSpace(string(raw))
+	}
+	if len(tok) < minOperatorToken {
+		return "", config.Errorf(key, "", "the operator token must be at least %d characters", minOperatorToken)
+	}
+	for _, name := range sortedKeys(regions) {
+		if regions[name] == tok {
+			return "", config.Errorf(key, "", "is also the token of region %s: operators need their own", name)
+		}
+	}
+	return tok, nil
 }
 
 // CategoriesConfig registers categories, for every app (Global) or one app (Apps).
@@ -161,6 +202,7 @@ func DefaultConfig(discoveryDir string) Config {
 		Prices:       PriceConfig{Currency: "USD"},
 		SLO:          SLOConfig{Transactional: 5 * time.Second, Social: 30 * time.Second},
 		MaxBodyBytes: 8 << 20,
+		Operator:     OperatorConfig{SessionTTL: 8 * time.Hour},
 		// Five weeks: a month of minute detail, and room for an exporter's backlog.
 		MinuteRetention: 35 * 24 * time.Hour,
 		Postgres:        pg,
@@ -217,6 +259,18 @@ func (c *Config) Validate() error {
 			return config.Errorf(key+".token", "", "is also the token of %s: each region needs its own", other)
 		}
 		tokens[rc.Token] = name
+	}
+	switch op := c.Operator; {
+	case op.Token == "" && op.TokenFile == "":
+		return config.Errorf("operator.token", "", "is required (or operator.token_file): the query API and the dashboard answer operators only")
+	case op.Token != "" && op.TokenFile != "":
+		return config.Errorf("operator.token_file", op.TokenFile, "set token or token_file, not both")
+	case op.TokenFile == "" && len(op.Token) < minOperatorToken:
+		return config.Errorf("operator.token", "", "must be at least %d characters (or use token_file)", minOperatorToken)
+	case op.TokenFile == "" && tokens[op.Token] != "":
+		return config.Errorf("operator.token", "", "is also the token of region %s: operators need their own", tokens[op.Token])
+	case op.SessionTTL < time.Minute || op.SessionTTL > 7*24*time.Hour:
+		return config.Errorf("operator.session_ttl", op.SessionTTL.String(), "must be from 1m to 168h")
 	}
 	if c.Categories.ListedAppsOnly && len(c.Categories.Apps) == 0 {
 		return config.Errorf("categories.listed_apps_only", "true", "needs at least one app under categories.apps")

@@ -13,6 +13,7 @@ import (
 func validConfig() Config {
 	c := DefaultConfig("/tmp/discovery")
 	c.Regions = map[string]RegionConfig{"eu-west-1": {Token: "0123456789abcdef-eu"}, "us-east-1": {Token: "0123456789abcdef-us"}}
+	c.Operator.Token = testOperatorToken
 	c.Categories = CategoriesConfig{Global: []string{"security"}, Apps: map[string][]string{"shop": {"order"}}}
 	c.Prices.SMS = SMSPrices{Default: 0.05, PerCountry: map[string]float64{"DE": 0.08}}
 	return c
@@ -43,6 +44,14 @@ func TestValidateNamesTheBadKey(t *testing.T) {
 		{"a tiny body limit", func(c *Config) { c.MaxBodyBytes = 10 }, "max_body_bytes"},
 		{"a retention under two days", func(c *Config) { c.MinuteRetention = time.Hour }, "minute_retention"},
 		{"a bad listen address", func(c *Config) { c.Listen = "8090" }, "listen"},
+		{"no operator token", func(c *Config) { c.Operator.Token = "" }, "operator.token"},
+		{"a short operator token", func(c *Config) { c.Operator.Token = "0123456789abcdef0123456789abcde" }, "operator.token"},
+		{"an operator token and a file", func(c *Config) { c.Operator.TokenFile = "/run/secrets/op" }, "operator.token_file"},
+		{"a region's token as the operator's", func(c *Config) {
+			c.Regions["eu-west-1"] = RegionConfig{Token: testOperatorToken}
+		}, "operator.token"},
+		{"no session lifetime", func(c *Config) { c.Operator.SessionTTL = 0 }, "operator.session_ttl"},
+		{"a session of a month", func(c *Config) { c.Operator.SessionTTL = 30 * 24 * time.Hour }, "operator.session_ttl"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -79,6 +88,47 @@ func TestLocalConfigLoadsStrictly(t *testing.T) {
 	c = DefaultConfig(t.TempDir())
 	if err := config.Load(bad, &c); err == nil || !strings.Contains(err.Error(), "push_per_message") {
 		t.Errorf("unknown key: err = %v, want it named", err)
+	}
+}
+
+const testOperatorToken = "test-operator-token-0123456789abcdef"
+
+func TestOperatorTokenComesFromTheConfigOrAFileAndNameTheKeyWhenBad(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	regions := map[string]string{"eu-west-1": "0123456789abcdef-eu-0123456789abcdef"}
+	c := validConfig()
+	c.Operator = OperatorConfig{TokenFile: write("op", "  operator-token-from-a-file-0123456789\n"), SessionTTL: time.Hour}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if tok, err := c.operatorToken(regions); err != nil || tok != "operator-token-from-a-file-0123456789" {
+		t.Errorf("token %q, %v", tok, err)
+	}
+	for _, tt := range []struct {
+		name string
+		op   OperatorConfig
+		key  string
+	}{
+		{"a missing file", OperatorConfig{TokenFile: filepath.Join(dir, "nope")}, "operator.token_file"},
+		{"an empty file", OperatorConfig{TokenFile: write("empty", "\n")}, "operator.token_file"},
+		{"a short token in the file", OperatorConfig{TokenFile: write("short", "abc\n")}, "operator.token_file"},
+		{"a region's token in the file", OperatorConfig{TokenFile: write("dup", regions["eu-west-1"])}, "operator.token_file"},
+		{"a region's token inline", OperatorConfig{Token: regions["eu-west-1"]}, "operator.token"},
+	} {
+		c := validConfig()
+		c.Operator = tt.op
+		_, err := c.operatorToken(regions)
+		ke, ok := err.(*config.KeyError)
+		if !ok || ke.Key != tt.key {
+			t.Errorf("%s: err = %v, want a KeyError for %s", tt.name, err, tt.key)
+		}
 	}
 }
 

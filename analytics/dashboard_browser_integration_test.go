@@ -16,11 +16,12 @@ import (
 	"github.com/herald-notify/herald/platform/testenv"
 )
 
-// The dashboard in headless Chromium shows the query API's funnel, follows the channel and
-// region filters, shows a new batch through its auto-refresh, and fetches nothing from outside
-// the service. stack/browser.sh install
+// The dashboard in headless Chromium is closed without the operator token, opens to the
+// operator's sign-in, shows the query API's funnel, follows the channel and region filters,
+// shows a new batch through its auto-refresh, fetches nothing from outside the service, and is
+// closed again after signing out. stack/browser.sh install
 // (run by make test) provides Chromium and playwright-core.
-func TestDashboardInChromiumShowsTheAPIsFunnelAndFollowsFilters(t *testing.T) {
+func TestDashboardInChromiumShowsTheAPIsFunnelToTheOperatorOnlyAndFollowsFilters(t *testing.T) {
 	script := filepath.Join("dashboard", "test", "dashboard.mjs")
 	if _, err := os.Stat(filepath.Join("dashboard", "node_modules", "playwright-core")); err != nil {
 		t.Fatalf("playwright-core is not installed: run stack/browser.sh install (%v)", err)
@@ -41,7 +42,7 @@ func TestDashboardInChromiumShowsTheAPIsFunnelAndFollowsFilters(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	cmd := exec.CommandContext(ctx, "node", script, s.base, shot)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	cmd.Env = append(os.Environ(), "ANALYTICS_TOKEN="+usToken)
+	cmd.Env = append(os.Environ(), "ANALYTICS_TOKEN="+usToken, "ANALYTICS_OPERATOR_TOKEN="+testOperatorToken)
 	err := cmd.Run()
 	t.Logf("page showed: %s", strings.TrimSpace(stdout.String()))
 	if err != nil {

@@ -3,7 +3,7 @@ package analytics
 // errorCodes is the catalogue of the error codes analytics answers, with their HTTP status.
 // docs/openapi-analytics.yaml lists the same (TestOpenAPIListsExactlyTheErrorCatalogue).
 var errorCodes = map[string]int{
-	"unauthorized":        401, // no token, or not a region's
+	"unauthorized":        401, // no token, or not the right one: a region's (ingest), the operator's (queries, dashboard)
 	"region_mismatch":     403, // a region's token posting another region's batch
 	"body_too_large":      413,
 	"invalid_json":        400,

@@ -22,23 +22,36 @@ import (
 
 // api serves ingest, queries and the dashboard.
 type api struct {
-	cfg     Config
-	tokens  map[string]string // region -> token
-	store   *Store
-	queries *Queries
-	rules   rules
-	log     *slog.Logger
-	now     func() time.Time
+	cfg      Config
+	tokens   map[string]string // region -> token: ingest and categories
+	operator string            // the operator token: queries and the dashboard
+	sessions sessions
+	store    *Store
+	queries  *Queries
+	rules    rules
+	log      *slog.Logger
+	now      func() time.Time
 }
 
-func newAPI(cfg Config, tokens map[string]string, store *Store, log *slog.Logger) *api {
+// credentials are the tokens read at start: each region's, and the operators'.
+type credentials struct {
+	regions  map[string]string
+	operator string
+}
+
+func newAPI(cfg Config, creds credentials, store *Store, log *slog.Logger) *api {
 	now := time.Now
 	return &api{
-		cfg: cfg, tokens: tokens, store: store, log: log, now: now,
-		queries: &Queries{store: store, slo: cfg.SLO, prices: cfg.Prices},
-		rules:   rules{k: cfg.K, categories: cfg.Categories, now: now},
+		cfg: cfg, tokens: creds.regions, operator: creds.operator, store: store, log: log, now: now,
+		sessions: newSessions(creds.operator, cfg.Operator.SessionTTL, now),
+		queries:  &Queries{store: store, slo: cfg.SLO, prices: cfg.Prices},
+		rules:    rules{k: cfg.K, categories: cfg.Categories, now: now},
 	}
 }
+
+// publicDashboardFiles are what the dashboard serves before sign-in: the sign-in page itself.
+// They hold no data.
+var publicDashboardFiles = map[string]bool{"/login.html": true, "/login.js": true, "/app.css": true}
 
 func (a *api) router(h *health.Health) *gin.Engine {
 	gin.SetMode(gin.ReleaseMode)
@@ -47,18 +60,30 @@ func (a *api) router(h *health.Health) *gin.Engine {
 	h.Mount(r)
 	r.POST("/v1/aggregates", a.ingest)
 	r.GET("/v1/categories", a.categories)
-	r.GET("/v1/meta", a.meta)
-	r.GET("/v1/funnel", query(a, a.queries.Funnel))
-	r.GET("/v1/dropoff", query(a, a.queries.Dropoff))
-	r.GET("/v1/latency", query(a, a.queries.Latency))
-	r.GET("/v1/cost", query(a, a.queries.Cost))
-	r.GET("/v1/series", query(a, a.queries.Series))
-	r.GET("/", func(c *gin.Context) { c.Redirect(http.StatusFound, "/dashboard/") })
+	// Operators only: every aggregate, and the regions' names.
+	r.POST("/v1/session", a.signIn)
+	r.GET("/v1/session", a.session)
+	r.DELETE("/v1/session", a.signOut)
+	op := r.Group("/", a.operatorOnly)
+	op.GET("/v1/meta", a.meta)
+	op.GET("/v1/funnel", query(a, a.queries.Funnel))
+	op.GET("/v1/dropoff", query(a, a.queries.Dropoff))
+	op.GET("/v1/latency", query(a, a.queries.Latency))
+	op.GET("/v1/cost", query(a, a.queries.Cost))
+	op.GET("/v1/series", query(a, a.queries.Series))
+	r.GET("/", func(c *gin.Context) { c.Redirect(http.StatusFound, "/dashboard/login.html") })
 	files := http.StripPrefix("/dashboard", http.FileServer(http.FS(noListing{dashboard.Files()})))
 	r.GET("/dashboard/*file", func(c *gin.Context) {
 		// Everything the page uses comes from this process: the browser refuses anything else.
-		c.Header("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; object-src 'none'; frame-ancestors 'none'")
+		c.Header("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; object-src 'none'; frame-ancestors 'none'; form-action 'self'")
 		c.Header("X-Content-Type-Options", "nosniff")
+		c.Header("Referrer-Policy", "no-referrer")
+		if !publicDashboardFiles[c.Param("file")] {
+			if !a.requireOperator(c) {
+				return
+			}
+			c.Header("Cache-Control", "no-store")
+		}
 		files.ServeHTTP(c.Writer, c.Request)
 	})
 	r.NoRoute(func(c *gin.Context) {

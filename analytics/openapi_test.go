@@ -43,7 +43,7 @@ func TestOpenAPIDocumentsEveryV1RouteAndNoOther(t *testing.T) {
 			documented = append(documented, method+" "+path)
 		}
 	}
-	a := newAPI(validConfig(), nil, nil, slog.New(slog.DiscardHandler))
+	a := newAPI(validConfig(), credentials{operator: testOperatorToken}, nil, slog.New(slog.DiscardHandler))
 	var mounted []string
 	for _, r := range a.router(health.New(nil)).Routes() {
 		if strings.HasPrefix(r.Path, "/v1/") {
@@ -123,7 +123,7 @@ func TestOpenAPIIngestExampleIsAcceptedByTheServer(t *testing.T) {
 }
 
 func TestDashboardIsServedFromTheBinaryWithoutListingsUnderAStrictCSP(t *testing.T) {
-	a := newAPI(validConfig(), nil, nil, slog.New(slog.DiscardHandler))
+	a := newAPI(validConfig(), credentials{operator: testOperatorToken}, nil, slog.New(slog.DiscardHandler))
 	r := a.router(health.New(nil))
 	tests := []struct {
 		path   string
@@ -132,6 +132,7 @@ func TestDashboardIsServedFromTheBinaryWithoutListingsUnderAStrictCSP(t *testing
 	}{
 		{"/", 302, ""},
 		{"/dashboard/", 200, "<title>Herald analytics</title>"},
+		{"/dashboard/login.html", 200, "Operator token"},
 		{"/dashboard/vendor/chart.umd.min.js", 200, "Chart.js v4"},
 		{"/dashboard/vendor/", 404, ""},
 		{"/dashboard/../analytics.go", 404, ""},
@@ -139,7 +140,9 @@ func TestDashboardIsServedFromTheBinaryWithoutListingsUnderAStrictCSP(t *testing
 	}
 	for _, tt := range tests {
 		w := httptest.NewRecorder()
-		r.ServeHTTP(w, httptest.NewRequest("GET", tt.path, nil))
+		req := httptest.NewRequest("GET", tt.path, nil)
+		req.Header.Set("Authorization", "Bearer "+testOperatorToken)
+		r.ServeHTTP(w, req)
 		if w.Code != tt.status {
 			t.Errorf("%s: %d, want %d", tt.path, w.Code, tt.status)
 		}

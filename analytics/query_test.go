@@ -111,7 +111,7 @@ func TestCostPricesSMSByCountryEmailPerThousandAndPushFree(t *testing.T) {
 }
 
 func TestParseFilterRefusesUnknownParametersAndBadValuesNamingThem(t *testing.T) {
-	a := newAPI(validConfig(), nil, nil, nil)
+	a := newAPI(validConfig(), credentials{}, nil, nil)
 	a.now = func() time.Time { return testNow }
 	tests := []struct{ query, field string }{
 		{"user_id=u1", "user_id"},
@@ -141,7 +141,7 @@ func TestParseFilterRefusesUnknownParametersAndBadValuesNamingThem(t *testing.T)
 func TestRangesPastTheMinuteRetentionAreWidenedToWholeHours(t *testing.T) {
 	cfg := validConfig()
 	cfg.MinuteRetention = 48 * time.Hour
-	a := newAPI(cfg, nil, nil, nil)
+	a := newAPI(cfg, credentials{}, nil, nil)
 	a.now = func() time.Time { return testNow } // 04:30
 	tests := []struct{ from, to, wantFrom, wantTo string }{
 		// both ends past the horizon (testNow - 47h): widened outwards

@@ -44,6 +44,7 @@ func startServiceWith(t testing.TB, edit func(*Config)) *service {
 	cfg.Listen = freeAddr(t)
 	cfg.Postgres = testenv.Postgres(t)
 	cfg.Regions = map[string]RegionConfig{"eu-west-1": {Token: euToken}, "us-east-1": {Token: usToken}}
+	cfg.Operator.Token = testOperatorToken
 	cfg.Categories = CategoriesConfig{Global: []string{"security", "news"}, Apps: map[string][]string{"shop": {"order"}}}
 	cfg.Prices = PriceConfig{Currency: "USD", EmailPerThousand: 0.10, SMS: SMSPrices{Default: 0.05, PerCountry: map[string]float64{"DE": 0.08, "US": 0.0079}}}
 	if edit != nil {
@@ -142,10 +143,20 @@ func (s *service) mustPost(t testing.TB, token string, b wire.Batch) string {
 	return out["result"].(string)
 }
 
-// get reads a query endpoint into dst and returns the status.
+// get reads a query endpoint as the operator into dst and returns the status.
 func (s *service) get(t testing.TB, path string, dst any) int {
 	t.Helper()
-	resp, err := http.Get(s.base + path)
+	return s.getAs(t, testOperatorToken, path, dst)
+}
+
+// getAs reads a query endpoint with token (none if empty) into dst and returns the status.
+func (s *service) getAs(t testing.TB, token, path string, dst any) int {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, s.base+path, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,6 +26,9 @@ import (
 	"github.com/herald-notify/herald/region/regiontest"
 )
 
+// analyticsOperatorToken reads central's query API.
+const analyticsOperatorToken = "test-analytics-e2e-operator-0123456789abcdef"
+
 // analyticsCentral is central analytics running in-process on addr with a private database,
 // accepting the given regions' tokens.
 type analyticsCentral struct {
@@ -42,6 +45,7 @@ func startAnalyticsCentral(t *testing.T, addr string, tokens map[string]string, 
 	for name, tok := range tokens {
 		cfg.Regions[name] = analytics.RegionConfig{Token: tok}
 	}
+	cfg.Operator.Token = analyticsOperatorToken
 	cfg.Categories = analytics.CategoriesConfig{Global: categories}
 	cfg.Prices = analytics.PriceConfig{Currency: "USD", SMS: analytics.SMSPrices{Default: 0.05, PerCountry: map[string]float64{"DE": 0.08, "US": 0.01}}}
 	if err := cfg.Validate(); err != nil {
@@ -88,7 +92,9 @@ func startAnalyticsCentral(t *testing.T, addr string, tokens map[string]string, 
 // query reads one of central's query endpoints for a region and app into dst.
 func (c *analyticsCentral) query(t *testing.T, endpoint, region, app string, dst any) {
 	t.Helper()
-	resp, err := http.Get(c.base + endpoint + "?" + url.Values{"region": {region}, "app": {app}}.Encode())
+	req, _ := http.NewRequest(http.MethodGet, c.base+endpoint+"?"+url.Values{"region": {region}, "app": {app}}.Encode(), nil)
+	req.Header.Set("Authorization", "Bearer "+analyticsOperatorToken) // the query API answers operators only
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

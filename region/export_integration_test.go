@@ -46,6 +46,7 @@ func startCentral(t *testing.T, tokens map[string]string) *central {
 	for name, tok := range tokens {
 		cfg.Regions[name] = analytics.RegionConfig{Token: tok}
 	}
+	cfg.Operator.Token = "test-export-e2e-operator-token-0123456789abcdef"
 	cfg.Categories = analytics.CategoriesConfig{Global: []string{"order", "security"}}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)

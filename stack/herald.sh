@@ -81,6 +81,12 @@ start() {
     mkdir -p "$HERALD_HOME/gateway"
     (umask 077 && head -c 48 /dev/urandom | base64 -w0 >"$HERALD_HOME/gateway/directory-secret")
   fi
+  # Central analytics' operator token (the query API and the dashboard's sign-in): made once,
+  # kept across restarts, read by config/local/analytics.yaml (operator.token_file).
+  if [[ ! -s $HERALD_HOME/analytics/operator-token ]]; then
+    mkdir -p "$HERALD_HOME/analytics"
+    (umask 077 && head -c 36 /dev/urandom | base64 -w0 | tr '+/' '-_' >"$HERALD_HOME/analytics/operator-token")
+  fi
   # The residency policy lives in discovery (the file backend's KV here). Seed it once from
   # config/local; after that, edit it in discovery (the gateway follows changes live).
   local policy="$HERALD_HOME/discovery/kv/herald/residency/policy"

@@ -39,7 +39,7 @@ cat <<MSG
 
 Herald is up ($((SECONDS - t0))s).
   gateway     http://127.0.0.1:8080   (GET /healthz, /readyz; API key in .herald/demo-api-key)
-  analytics   http://127.0.0.1:8090
+  analytics   http://127.0.0.1:8090   (dashboard and queries: the operator token in .herald/analytics/operator-token)
   simulators  APNs https://127.0.0.1:8443, FCM :8444, SMTP :2525, SMS :8445; records and faults on :8446 (docs/simulators.md)
   regions     eu-west-1 http://127.0.0.1:8101, eu-central-1 :8102, us-east-1 :8103
   servers     $(tr '\n' ' ' <"$HERALD_HOME/stack.env")

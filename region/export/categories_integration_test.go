@@ -30,6 +30,8 @@ import (
 const (
 	testRegion = "eu-west-1"
 	testToken  = "test-export-categories-0123456789"
+	// testOperatorToken reads central's query API.
+	testOperatorToken = "test-export-operator-token-0123456789abcdef"
 )
 
 // central is central analytics in-process with a private database; restart runs it again on
@@ -52,6 +54,7 @@ func startCentral(t *testing.T, categories ...string) *central {
 	ln.Close()
 	cfg.Postgres = testenv.Postgres(t)
 	cfg.Regions = map[string]analytics.RegionConfig{testRegion: {Token: testToken}}
+	cfg.Operator.Token = testOperatorToken
 	ctx := testenv.Context(t, 2*time.Minute)
 	if err := analytics.Migrate(ctx, cfg, slog.New(slog.DiscardHandler)); err != nil {
 		t.Fatal(err)

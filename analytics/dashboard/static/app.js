@@ -24,8 +24,16 @@ function filterQuery() {
   return q;
 }
 
+// The API answers operators only: the session cookie rides along (same origin). Without a
+// valid one (never signed in, expired, or the operator token changed) it answers 401: sign in.
+const signInPage = '/dashboard/login.html';
+
 async function getJSON(path, q) {
   const res = await fetch(path + '?' + q.toString(), { cache: 'no-store' });
+  if (res.status === 401) {
+    location.replace(signInPage + location.search);
+    throw new Error('signed out');
+  }
   const body = await res.json();
   if (!res.ok) throw new Error(`${path}: ${body.error ? body.error.message : res.status}`);
   return body;
@@ -146,7 +154,11 @@ function schedule() {
 }
 
 async function init() {
-  const meta = await (await fetch('/v1/meta', { cache: 'no-store' })).json();
+  $('signout').addEventListener('click', async () => {
+    await fetch('/v1/session', { method: 'DELETE', cache: 'no-store' });
+    location.replace(signInPage);
+  });
+  const meta = await getJSON('/v1/meta', new URLSearchParams());
   $('k').textContent = meta.k;
   $('auto-label').textContent = `auto-refresh (${refreshSeconds} s)`;
   for (const [id, values] of [['f-region', meta.regions], ['f-tier', meta.tiers], ['f-channel', meta.channels]]) {

@@ -1,10 +1,12 @@
 // Browser test of the analytics dashboard: node dashboard.mjs BASE_URL SCREENSHOT_PATH
 // Loads the dashboard of a running analytics service in headless Chromium (Debian's, through
-// playwright-core), checks that the funnel on the page equals the query API's for the same
+// playwright-core): checks that the API and the page refuse a request without the operator
+// token, that the sign-in page refuses a wrong token and takes the right one
+// (ANALYTICS_OPERATOR_TOKEN in the environment), then that the funnel on the page equals the query API's for the same
 // filters, switches the channel and then the region filter and checks again (and that the
 // numbers changed), posts one more batch (ANALYTICS_TOKEN, ANALYTICS_REGION in the environment)
 // and waits for the auto-refresh to show it without a reload, checks that no request left the
-// service (no CDN), and saves a screenshot.
+// service (no CDN), signs out and finds the page closed again, and saves a screenshot.
 // Prints one JSON line with what the page showed; exits 1 on any mismatch.
 import { chromium } from 'playwright-core';
 
@@ -15,6 +17,13 @@ if (!base || !screenshot) {
 }
 const failures = [];
 const fail = (msg) => failures.push(msg);
+const operator = process.env.ANALYTICS_OPERATOR_TOKEN;
+if (!operator) {
+  console.error('ANALYTICS_OPERATOR_TOKEN is not set');
+  process.exit(2);
+}
+// Set while a 401 is what the step expects (a wrong token, a signed-out page).
+let expect401 = false;
 
 const args = process.getuid && process.getuid() === 0 ? ['--no-sandbox'] : [];
 const browser = await chromium.launch({ executablePath: process.env.CHROMIUM_PATH || '/usr/bin/chromium', args });
@@ -22,9 +31,20 @@ const seen = {};
 try {
   const page = await browser.newPage({ viewport: { width: 1440, height: 1100 } });
   page.on('pageerror', (e) => fail('page error: ' + e.message));
-  page.on('console', (m) => { if (m.type() === 'error') fail('console error: ' + m.text()); });
+  // While a 401 is expected, so is the browser's note of it (and of the favicon a 401 page asks for).
+  page.on('console', (m) => {
+    if (m.type() === 'error' && !(expect401 && m.text().startsWith('Failed to load resource'))) fail('console error: ' + m.text());
+  });
   page.on('request', (r) => { if (!r.url().startsWith(base)) fail('request outside the service: ' + r.url()); });
-  page.on('response', (r) => { if (r.status() >= 400) fail(`${r.status()} for ${r.url()}`); });
+  page.on('response', (r) => { if (r.status() >= 400 && !(expect401 && r.status() === 401)) fail(`${r.status()} for ${r.url()}`); });
+
+  // Without the operator token: the API and the page answer 401, and show nothing.
+  for (const [path, headers] of [['/v1/funnel', {}], ['/v1/meta', {}], ['/dashboard/', {}],
+    ['/v1/funnel', { Authorization: `Bearer ${process.env.ANALYTICS_TOKEN}` }], ['/v1/funnel', { Authorization: 'Bearer wrong-operator-token-0123456789abcdef' }]]) {
+    const res = await fetch(base + path, { headers });
+    const body = await res.text();
+    if (res.status !== 401 || !body.includes('"unauthorized"') || body.includes('accepted')) fail(`${path} ${JSON.stringify(headers)}: ${res.status} ${body}`);
+  }
 
   // Waits for the render of the filters that include want (a query-string fragment).
   const loaded = (want) => page.waitForFunction(
@@ -37,7 +57,7 @@ try {
 
   const check = async (label) => {
     const query = await page.evaluate(() => document.body.dataset.query);
-    const res = await fetch(`${base}/v1/funnel?${query}`);
+    const res = await fetch(`${base}/v1/funnel?${query}`, { headers: { Authorization: `Bearer ${operator}` } });
     if (!res.ok) throw new Error(`${label}: the API answered ${res.status}`);
     const api = await res.json();
     const shown = await pageFunnel();
@@ -61,7 +81,21 @@ try {
     return seen[label];
   };
 
-  await page.goto(base + '/dashboard/?refresh=1');
+  // Sign in: a wrong token is refused on the page, the operator's opens the dashboard.
+  await page.goto(base + '/dashboard/login.html?refresh=1');
+  await page.waitForFunction(() => document.body.dataset.state === 'ready', null, { timeout: 15000 });
+  expect401 = true;
+  await page.fill('#token', 'wrong-operator-token-0123456789abcdef');
+  await page.click('#signin-button');
+  await page.waitForFunction(() => document.body.dataset.state === 'error', null, { timeout: 15000 });
+  expect401 = false;
+  if (!page.url().endsWith('/dashboard/login.html?refresh=1')) fail(`a wrong token left the sign-in page for ${page.url()}`);
+  await page.fill('#token', operator);
+  await Promise.all([page.waitForURL(base + '/dashboard/?refresh=1', { timeout: 15000 }), page.click('#signin-button')]);
+  const cookies = await page.context().cookies();
+  const session = cookies.find((c) => c.name === 'herald_analytics_session');
+  if (!session || !session.httpOnly || session.sameSite !== 'Strict' || session.value.includes(operator)) fail(`session cookie ${JSON.stringify(session)}`);
+  if (await page.evaluate(() => document.cookie.includes('herald_analytics_session'))) fail('the session cookie is readable by scripts');
   await loaded('from=');
   const all = await check('all');
 
@@ -101,6 +135,15 @@ try {
   seen.cost_sms = smsCost;
 
   await page.screenshot({ path: screenshot, fullPage: true });
+
+  // Sign out: back on the sign-in page, and the dashboard is closed again.
+  await Promise.all([page.waitForURL(/\/dashboard\/login\.html/, { timeout: 15000 }), page.click('#signout')]);
+  expect401 = true;
+  const closed = await page.goto(base + '/dashboard/');
+  if (closed.status() !== 401) fail(`the dashboard after sign-out answered ${closed.status()}`);
+  const api = await page.evaluate(async () => (await fetch('/v1/funnel')).status);
+  if (api !== 401) fail(`the API after sign-out answered ${api}`);
+  expect401 = false;
 } catch (err) {
   fail(String(err && err.stack ? err.stack : err));
 } finally {

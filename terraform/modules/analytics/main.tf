@@ -90,8 +90,9 @@ module "service" {
   vpc_id       = var.vpc_id
   subnet_ids   = var.private_subnet_ids
   herald_image = var.herald_image
-  # The region tokens and category lists live in the YAML config (analytics.Config), which
-  # operators put in the config secret; the start command writes it to a file.
+  # The region tokens, the operator token and the category lists live in the YAML config
+  # (analytics.Config: regions, operator, categories), which operators put in the config
+  # secret; the start command writes it to a file.
   herald_args = "analytics --config /run/herald/analytics.yaml"
   files = [
     { env = "HERALD_SECRET_ANALYTICS_CONFIG", path = "/run/herald/analytics.yaml" },
