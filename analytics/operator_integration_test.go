@@ -3,8 +3,11 @@
 package analytics
 
 import (
+	"context"
 	"net/http"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/herald-notify/herald/analytics/wire"
 )
@@ -80,5 +83,37 @@ func TestHistogramBelowKRecipientsFromARegionIsRefusedWhateverItsObservations(t 
 	s.get(t, "/v1/latency?tier=transactional", &lat)
 	if len(lat.Tiers) != 1 || lat.Tiers[0].Count != 5000 {
 		t.Errorf("the latency panel shows %+v, want the 5000 deliveries to 10 recipients", lat.Tiers)
+	}
+}
+
+// herald audit analytics re-checks what central keeps: clean after ingest (which refuses
+// anything below k), and it finds a cell and a histogram below k written past ingest (an older
+// central, a hand-edited database) and a column added to the schema.
+func TestAuditFindsCellsAndHistogramsBelowKThatGotPastIngest(t *testing.T) {
+	s := startService(t)
+	seedKnown(t, s)
+	ctx := context.Background()
+	rep, err := Audit(ctx, s.db, s.cfg.K)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Clean() || rep.Cells == 0 || rep.Latency == 0 {
+		t.Fatalf("after ingest: %+v, want clean with cells and histograms checked", rep)
+	}
+	ws := window(20)
+	h := wire.NewHistogram("social", "push")
+	h.Counts[1] = 2000
+	mustExec(t, s.db.Exec, `INSERT INTO batches (region, window_start, seq, digest, withheld, latency_withheld) VALUES ('eu-west-1', $1, 0, $2, 0, 0)`, ws, make([]byte, 32))
+	mustExec(t, s.db.Exec, `INSERT INTO cells VALUES ('eu-west-1', $1, 0, 'shop', 'social', 'news', 'push', '', 'delivered', '', 2000, 3)`, ws)
+	mustExec(t, s.db.Exec, `INSERT INTO latency VALUES ('eu-west-1', $1, 0, 'social', 'push', $2, $3, 3)`, ws, h.BoundsMS, h.Counts)
+	mustExec(t, s.db.Exec, `ALTER TABLE cells ADD COLUMN note text`)
+	rep, err = Audit(ctx, s.db, s.cfg.K)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"cell eu-west-1 " + ws.Format(time.RFC3339) + " 3 recipients", "histogram eu-west-1 " + ws.Format(time.RFC3339) + " 3 recipients"}
+	if rep.Clean() || rep.CellsBelowK != 1 || rep.HistogramsBelowK != 1 || !slices.Equal(rep.BelowK, want) ||
+		!slices.Equal(rep.UnexpectedColumns, []string{"cells.note text"}) {
+		t.Errorf("after writes past ingest: %+v", rep)
 	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/herald-notify/herald/analytics"
 	"github.com/herald-notify/herald/gateway"
 	"github.com/herald-notify/herald/platform/postgres"
 	"github.com/herald-notify/herald/platform/telemetry"
@@ -30,7 +31,8 @@ const auditUsage = `usage:
                                                            verify a region's audit chain (every region without --region)
   herald audit user --app A --user U [--config-dir DIR]    list a user's routing decisions from every region's audit
   herald audit residency [--kafka-records N] [--textfile F] [--config-dir DIR]
-                                                           check every region's stores hold only users of its jurisdiction`
+                                                           check every region's stores hold only users of its jurisdiction
+  herald audit analytics [--config-dir DIR]                check central analytics keeps no cell or histogram below k, and no column beyond its schema`
 
 // runAudit verifies the routing audit and scans the regions' stores for misplaced users. It
 // reads gateway.yaml and region-*.yaml from the config directory. Exit code 1 means a finding
@@ -82,8 +84,51 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return usageError("--kafka-records must be at least 1")
 		}
 		return auditResidency(ctx, *dir, *records, *listMax, *textfile, stdout, stderr)
+	case "analytics":
+		if err := parse(fs, args); err != nil {
+			return err
+		}
+		return auditAnalytics(ctx, *dir, stdout)
 	}
 	return usageError("unknown audit command %q\n%s", sub, auditUsage)
+}
+
+// auditAnalytics checks central analytics' database (analytics.yaml in dir) against its k.
+func auditAnalytics(ctx context.Context, dir string, stdout io.Writer) error {
+	cfg := analytics.DefaultConfig(discoveryDir())
+	p := filepath.Join(dir, "analytics.yaml")
+	if _, err := os.Stat(p); err != nil {
+		return usageError("analytics config: %v", err)
+	}
+	if err := loadConfig(p, &cfg); err != nil {
+		return err
+	}
+	db, err := postgres.Connect(ctx, cfg.Postgres)
+	if err != nil {
+		return fmt.Errorf("central analytics' database: %w", err)
+	}
+	defer db.Close()
+	rep, err := analytics.Audit(ctx, db, cfg.K)
+	if err != nil {
+		return migrateHint(err)
+	}
+	fmt.Fprintf(stdout, "central analytics, k=%d: %d minute cells and %d latency histograms checked\n", rep.K, rep.Cells, rep.Latency)
+	fmt.Fprintf(stdout, "  below k: %d cells, %d histograms\n", rep.CellsBelowK, rep.HistogramsBelowK)
+	for _, f := range rep.BelowK {
+		fmt.Fprintf(stdout, "    %s\n", f)
+	}
+	for _, c := range rep.UnexpectedColumns {
+		fmt.Fprintf(stdout, "  a column beyond the schema: %s\n", c)
+	}
+	for _, c := range rep.MissingColumns {
+		fmt.Fprintf(stdout, "  a column of the schema missing: %s\n", c)
+	}
+	if !rep.Clean() {
+		return &exitError{code: 1, err: fmt.Errorf("central analytics keeps %d cells and %d histograms below k=%d, and %d columns beyond its schema",
+			rep.CellsBelowK, rep.HistogramsBelowK, rep.K, len(rep.UnexpectedColumns)+len(rep.MissingColumns))}
+	}
+	fmt.Fprintln(stdout, "  clean")
+	return nil
 }
 
 // regionConfigs loads region-*.yaml from dir, or only region-<name>.yaml.
@@ -263,10 +308,11 @@ func auditResidency(ctx context.Context, dir string, records, listMax int, textf
 	return nil
 }
 
-// migrateHint says what to do when a table of the audit or the directory does not exist yet.
+// migrateHint says what to do when a table or column of the audit, the directory or analytics
+// does not exist yet.
 func migrateHint(err error) error {
 	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == "42P01" /* undefined_table */ {
+	if errors.As(err, &pgErr) && (pgErr.Code == "42P01" /* undefined_table */ || pgErr.Code == "42703" /* undefined_column */) {
 		return fmt.Errorf("%w (run herald migrate)", err)
 	}
 	return err

@@ -15,6 +15,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/herald-notify/herald/analytics"
 	"github.com/herald-notify/herald/platform/config"
 	"github.com/herald-notify/herald/platform/migrate"
 	"github.com/herald-notify/herald/platform/postgres"
@@ -208,5 +209,46 @@ func TestAuditResidencyExitsOneWhenAUsersDataIsInAnotherJurisdiction(t *testing.
 	}
 	if !found {
 		t.Fatalf("the finding is not listed as postgres:devices %s US EU app-1 ada:\n%s", us.Name, out)
+	}
+}
+
+// herald audit analytics exits 0 on a database holding only what ingest accepts, and 1 naming
+// the cell when one below k got in past ingest.
+func TestAuditAnalyticsExitsOneOnACellBelowK(t *testing.T) {
+	testenv.Kafka(t) // loads .herald/stack.env: the store addresses come from the environment
+	dir := t.TempDir()
+	body := fmt.Sprintf("k: 10\nregions:\n  eu-west-1:\n    token: audit-test-region-token-0123\noperator:\n  token: audit-test-operator-token-0123456789abcdef\npostgres:\n  database: herald_analytics_zz%s\n", testenv.Suffix())
+	if err := os.WriteFile(filepath.Join(dir, "analytics.yaml"), []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := analytics.DefaultConfig(t.TempDir())
+	if err := config.Load(filepath.Join(dir, "analytics.yaml"), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	ctx := testenv.Context(t, time.Minute)
+	t.Cleanup(func() { testenv.DropDatabase(t, cfg.Postgres) })
+	if err := analytics.Migrate(ctx, cfg, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	if code := run([]string{"audit", "analytics", "--config-dir", dir}, &out, &errb); code != 0 || !strings.Contains(out.String(), "clean") {
+		t.Fatalf("an empty database: exit %d\n%s%s", code, out.String(), errb.String())
+	}
+	pool, err := postgres.Connect(ctx, cfg.Postgres)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	ws := time.Now().UTC().Truncate(time.Minute)
+	if _, err := pool.Exec(ctx, `INSERT INTO batches (region, window_start, seq, digest, withheld, latency_withheld) VALUES ('eu-west-1', $1, 0, $2, 0, 0)`, ws, make([]byte, 32)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `INSERT INTO cells VALUES ('eu-west-1', $1, 0, 'shop', 'social', 'news', 'push', '', 'delivered', '', 900, 2)`, ws); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	errb.Reset()
+	if code := run([]string{"audit", "analytics", "--config-dir", dir}, &out, &errb); code != 1 || !strings.Contains(out.String(), "cell eu-west-1 "+ws.Format(time.RFC3339)+" 2 recipients") {
+		t.Errorf("a cell of 2 recipients: exit %d\n%s%s", code, out.String(), errb.String())
 	}
 }
