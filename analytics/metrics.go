@@ -22,6 +22,12 @@ var (
 	})
 	metricRejections = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "herald_analytics_rejections_total",
-		Help: "Ingest and query requests refused, by error code.",
+		Help: "Ingest and query requests refused, by error code (operator credentials apart: herald_analytics_operator_refusals_total).",
 	}, []string{"code"})
+	// Apart from the rejections, whose unauthorized count is the regions' (an alert watches it):
+	// a dashboard whose session expired is routine.
+	metricOperatorRefusals = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "herald_analytics_operator_refusals_total",
+		Help: "Query, dashboard and sign-in requests refused for want of the operator token, by what was sent (none, token, session).",
+	}, []string{"credential"})
 )

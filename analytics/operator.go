@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+
+	"github.com/herald-notify/herald/platform/apierr"
 )
 
 // The query API and the dashboard answer operators only: a request carries the operator token
@@ -95,11 +97,24 @@ func (a *api) requireOperator(c *gin.Context) bool {
 	if a.isOperator(c.Request) {
 		return true
 	}
+	a.refuseOperator(c, "the operator token is required: Authorization: Bearer <operator token>, or sign in at /dashboard/login.html")
+	return false
+}
+
+// refuseOperator answers 401 to a request without the operator's credential, counted apart
+// from the regions' refusals (herald_analytics_operator_refusals_total by what was sent).
+func (a *api) refuseOperator(c *gin.Context, message string) {
+	sent := "none"
+	if c.GetHeader("Authorization") != "" {
+		sent = "token"
+	} else if _, err := c.Request.Cookie(sessionCookie); err == nil {
+		sent = "session"
+	}
+	metricOperatorRefusals.WithLabelValues(sent).Inc()
 	c.Header("WWW-Authenticate", `Bearer realm="herald-analytics-operator"`)
 	c.Header("Cache-Control", "no-store")
-	a.reject(c, http.StatusUnauthorized, "unauthorized",
-		"the operator token is required: Authorization: Bearer <operator token>, or sign in at /dashboard/login.html", "")
-	return false
+	apierr.Write(c.Writer, http.StatusUnauthorized, "unauthorized", message, "")
+	c.Abort()
 }
 
 // signIn is POST /v1/session: the operator token in exchange for the dashboard's session
@@ -109,8 +124,7 @@ func (a *api) signIn(c *gin.Context) {
 	tok, _ := strings.CutPrefix(c.GetHeader("Authorization"), "Bearer ")
 	if !a.isOperatorToken(tok) {
 		a.log.Warn("dashboard sign-in refused", "remote", c.ClientIP())
-		c.Header("WWW-Authenticate", `Bearer realm="herald-analytics-operator"`)
-		a.reject(c, http.StatusUnauthorized, "unauthorized", "the operator token is required: Authorization: Bearer <operator token>", "")
+		a.refuseOperator(c, "the operator token is required: Authorization: Bearer <operator token>")
 		return
 	}
 	value, exp := a.sessions.issue()

@@ -10,9 +10,19 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/herald-notify/herald/platform/health"
 )
+
+func counterValue(c prometheus.Counter) float64 {
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		panic(err)
+	}
+	return m.GetCounter().GetValue()
+}
 
 func operatorRouter(t *testing.T) (*api, *gin.Engine) {
 	t.Helper()
@@ -43,6 +53,8 @@ func bearer(tok string) func(*http.Request) {
 // to a request without the operator token, with a wrong one, or with a region's token.
 func TestQueriesAndDashboardRefuseAnyoneButTheOperator(t *testing.T) {
 	_, r := operatorRouter(t)
+	regionsBefore := counterValue(metricRejections.WithLabelValues("unauthorized"))
+	noneBefore, tokenBefore := counterValue(metricOperatorRefusals.WithLabelValues("none")), counterValue(metricOperatorRefusals.WithLabelValues("token"))
 	paths := []string{"/v1/meta", "/v1/funnel", "/v1/dropoff", "/v1/latency", "/v1/cost", "/v1/series",
 		"/v1/funnel?region=eu-west-1", "/dashboard/", "/dashboard/index.html", "/dashboard/app.js",
 		"/dashboard/vendor/chart.umd.min.js", "/dashboard//login.html", "/dashboard/login.html/../index.html"}
@@ -84,6 +96,13 @@ func TestQueriesAndDashboardRefuseAnyoneButTheOperator(t *testing.T) {
 				t.Errorf("%s, GET %s: the 401 shows content: %q", cr.name, p, w.Body.String())
 			}
 		}
+	}
+	// Counted apart from the regions' refusals, which an alert watches.
+	if got := counterValue(metricRejections.WithLabelValues("unauthorized")); got != regionsBefore {
+		t.Errorf("operator refusals counted as the regions' unauthorized: %v -> %v", regionsBefore, got)
+	}
+	if counterValue(metricOperatorRefusals.WithLabelValues("none")) <= noneBefore || counterValue(metricOperatorRefusals.WithLabelValues("token")) <= tokenBefore {
+		t.Error("herald_analytics_operator_refusals_total did not count the refusals")
 	}
 	// The right token: the page and the metadata (the queries, which need the database, are
 	// checked against a real one in TestQueryAPIAnswersTheOperatorOnly).
