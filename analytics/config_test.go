@@ -81,6 +81,22 @@ func TestLocalConfigLoadsStrictly(t *testing.T) {
 	if c.K != 10 || len(c.Regions) != 3 || c.SLO.Transactional != 5*time.Second || c.Prices.SMS.PerCountry["US"] == 0 {
 		t.Errorf("loaded %+v", c)
 	}
+	// The operator token is the file stack/herald.sh makes (48 base64url characters).
+	if c.Operator.TokenFile != ".herald/analytics/operator-token" || c.Operator.Token != "" {
+		t.Errorf("operator: %+v", c.Operator)
+	}
+	made := filepath.Join(t.TempDir(), "operator-token")
+	if err := os.WriteFile(made, []byte("q7WkP2-x_9s3LmZ0aB4cD5eF6gH7iJ8kL9mN0oP1qR2sT3uV\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c.Operator.TokenFile = made
+	tokens, err := c.regionTokens()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.operatorToken(tokens); err != nil {
+		t.Errorf("a token as stack/herald.sh makes it: %v", err)
+	}
 	bad := filepath.Join(t.TempDir(), "bad.yaml")
 	if err := os.WriteFile(bad, []byte("prices:\n  push_per_message: 1\n"), 0o600); err != nil {
 		t.Fatal(err)
