@@ -60,10 +60,11 @@ func (a *api) router(h *health.Health) *gin.Engine {
 	h.Mount(r)
 	r.POST("/v1/aggregates", a.ingest)
 	r.GET("/v1/categories", a.categories)
-	// Operators only: every aggregate, and the regions' names.
+	// The dashboard's sign-in (the operator token for a session cookie).
 	r.POST("/v1/session", a.signIn)
 	r.GET("/v1/session", a.session)
 	r.DELETE("/v1/session", a.signOut)
+	// Operators only: every aggregate, and the regions' names.
 	op := r.Group("/", a.operatorOnly)
 	op.GET("/v1/meta", a.meta)
 	op.GET("/v1/funnel", query(a, a.queries.Funnel))
