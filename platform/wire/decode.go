@@ -185,31 +185,30 @@ func underFreeForm(dec *jsontext.Decoder) bool {
 // stackField names the value the decoder just read, from its stack: object members as .name,
 // array elements as [i].
 func stackField(dec *jsontext.Decoder) string {
-	ptr := string(dec.StackPointer())
-	var b strings.Builder
-	tokens := strings.Split(ptr, "/")[1:]
-	for i, t := range tokens {
-		if kind, _ := dec.StackIndex(i + 1); kind == '[' {
-			fmt.Fprintf(&b, "[%s]", t)
-			continue
-		}
-		if b.Len() > 0 {
-			b.WriteByte('.')
-		}
-		b.WriteString(unescapePointer(t))
-	}
-	return b.String()
+	return fieldName(string(dec.StackPointer()), func(level int, _ string) bool {
+		kind, _ := dec.StackIndex(level + 1)
+		return kind == '['
+	})
 }
 
 // pointerField turns a JSON Pointer into the API's field name: "/recipients/3" is
-// "recipients[3]", "/metadata/k" is "metadata.k".
+// "recipients[3]", "/metadata/k" is "metadata.k" (a number after the first token is taken for
+// an index).
 func pointerField(ptr string) string {
+	return fieldName(ptr, func(level int, t string) bool {
+		_, err := strconv.Atoi(t)
+		return err == nil && level > 0
+	})
+}
+
+// fieldName writes a JSON Pointer's tokens as a field path; index says which are array indices.
+func fieldName(ptr string, index func(level int, token string) bool) string {
 	if ptr == "" {
 		return ""
 	}
 	var b strings.Builder
-	for _, t := range strings.Split(ptr, "/")[1:] {
-		if _, err := strconv.Atoi(t); err == nil && b.Len() > 0 {
+	for level, t := range strings.Split(ptr, "/")[1:] {
+		if index(level, t) {
 			fmt.Fprintf(&b, "[%s]", t)
 			continue
 		}

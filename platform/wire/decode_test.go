@@ -8,10 +8,26 @@ import (
 
 var now = time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
 
+// refusal is a send body and the refusal it must get.
+type refusal struct{ name, body, code, field string }
+
+func checkRefusals(t *testing.T, cases []refusal) {
+	t.Helper()
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, e := DecodeSend([]byte(tc.body), now)
+			if e == nil {
+				t.Fatalf("accepted %s", tc.body)
+			}
+			if e.Code != tc.code || e.Field != tc.field {
+				t.Fatalf("got %s field %q, want %s field %q (%s)", e.Code, e.Field, tc.code, tc.field, e.Message)
+			}
+		})
+	}
+}
+
 func TestDecodeRefusesWhatTwoReadersCouldReadDifferently(t *testing.T) {
-	cases := []struct {
-		name, body, code, field string
-	}{
+	cases := []refusal{
 		{"key in another case", `{"type":"social","category":"c","body":"b","Recipients":["us1"]}`, CodeUnknownField, "Recipients"},
 		{"key with a Unicode fold (Kelvin sign)", "{\"type\":\"social\",\"category\":\"c\",\"body\":\"b\",\"recipients\":[\"a\"],\"lin\u212a\":\"x\"}", CodeUnknownField, "lin\u212a"},
 		{"long s folding to s", "{\"type\":\"social\",\"category\":\"c\",\"body\":\"b\",\"recipient\u017f\":[\"a\"]}", CodeUnknownField, "recipient\u017f"},
@@ -33,23 +49,11 @@ func TestDecodeRefusesWhatTwoReadersCouldReadDifferently(t *testing.T) {
 		{"wrong kind", `{"type":"social","category":"c","body":"b","recipients":"a"}`, CodeInvalidField, "recipients"},
 		{"wrong element kind", `{"type":"social","category":"c","body":"b","recipients":["a",1]}`, CodeInvalidField, "recipients[1]"},
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			_, e := DecodeSend([]byte(tc.body), now)
-			if e == nil {
-				t.Fatalf("accepted %s", tc.body)
-			}
-			if e.Code != tc.code || e.Field != tc.field {
-				t.Fatalf("got %s field %q, want %s field %q (%s)", e.Code, e.Field, tc.code, tc.field, e.Message)
-			}
-		})
-	}
+	checkRefusals(t, cases)
 }
 
 func TestSendValidateRefusesEmptyAndAmbiguousTargets(t *testing.T) {
-	cases := []struct {
-		name, body, code, field string
-	}{
+	cases := []refusal{
 		{"empty topic beside recipients", `{"type":"transactional","category":"otp","body":"1","recipients":["us1"],"topic":""}`, CodeConflictingFields, "topic"},
 		{"empty topic alone", `{"type":"transactional","category":"otp","body":"1","topic":""}`, CodeInvalidField, "topic"},
 		{"topic and empty recipients", `{"type":"transactional","category":"otp","body":"1","recipients":[],"topic":"t"}`, CodeConflictingFields, "topic"},
@@ -67,17 +71,7 @@ func TestSendValidateRefusesEmptyAndAmbiguousTargets(t *testing.T) {
 		{"blank idempotency key", `{"type":"social","category":"c","body":"1","recipients":["a"],"idempotency_key":"  "}`, CodeInvalidField, "idempotency_key"},
 		{"too many recipients", `{"type":"social","category":"c","body":"1","recipients":[` + strings.Repeat(`"a",`, MaxRecipients) + `"b"]}`, CodeTooManyRecipients, "recipients"},
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			_, e := DecodeSend([]byte(tc.body), now)
-			if e == nil {
-				t.Fatalf("accepted %s", tc.body)
-			}
-			if e.Code != tc.code || e.Field != tc.field {
-				t.Fatalf("got %s field %q, want %s field %q (%s)", e.Code, e.Field, tc.code, tc.field, e.Message)
-			}
-		})
-	}
+	checkRefusals(t, cases)
 }
 
 func TestSendAcceptsAndReEncodesWhatItRead(t *testing.T) {
