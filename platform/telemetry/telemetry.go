@@ -4,9 +4,13 @@ package telemetry
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
+	"os"
 	"strings"
 
 	"go.opentelemetry.io/otel"
@@ -23,10 +27,14 @@ import (
 type Config struct {
 	LogLevel  string `yaml:"log_level" env:"HERALD_LOG_LEVEL"`
 	LogFormat string `yaml:"log_format" env:"HERALD_LOG_FORMAT"` // "json" or "text"
-	// OTLPEndpoint is an OTLP/HTTP collector (host:port); empty keeps traces in process, which
-	// still propagates trace context to the next hop.
-	OTLPEndpoint string  `yaml:"otlp_endpoint" env:"OTEL_EXPORTER_OTLP_ENDPOINT"`
-	SampleRatio  float64 `yaml:"sample_ratio"`
+	// OTLPEndpoint is an OTLP/HTTP collector's base URL: https://host:port exports over TLS
+	// (verified against the system's roots, or OTLPCAFile), http://host:port in the clear;
+	// traces go to its path + /v1/traces. Empty keeps traces in process, which still
+	// propagates trace context to the next hop.
+	OTLPEndpoint string `yaml:"otlp_endpoint" env:"OTEL_EXPORTER_OTLP_ENDPOINT"`
+	// OTLPCAFile, for an https endpoint, holds the CA (PEM) its certificate chains to.
+	OTLPCAFile  string  `yaml:"otlp_ca_file" env:"OTEL_EXPORTER_OTLP_CERTIFICATE"`
+	SampleRatio float64 `yaml:"sample_ratio"`
 }
 
 // Defaults returns JSON logs at info and full sampling.
@@ -39,6 +47,9 @@ func (c Config) Validate() error {
 	}
 	if c.LogFormat != "json" && c.LogFormat != "text" {
 		return config.Errorf("log_format", c.LogFormat, `must be "json" or "text"`)
+	}
+	if _, err := c.otlpOptions(); err != nil {
+		return err
 	}
 	if c.SampleRatio < 0 || c.SampleRatio > 1 {
 		return config.Errorf("sample_ratio", fmt.Sprint(c.SampleRatio), "must be between 0 and 1")
@@ -75,7 +86,11 @@ func SetupTracing(ctx context.Context, c Config, service string) (func(context.C
 		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(c.SampleRatio))),
 	}
 	if c.OTLPEndpoint != "" {
-		exp, err := otlptracehttp.New(ctx, otlptracehttp.WithEndpoint(strings.TrimPrefix(strings.TrimPrefix(c.OTLPEndpoint, "http://"), "https://")), otlptracehttp.WithInsecure())
+		eopts, err := c.otlpOptions()
+		if err != nil {
+			return nil, err
+		}
+		exp, err := otlptracehttp.New(ctx, eopts...)
 		if err != nil {
 			return nil, fmt.Errorf("otlp exporter: %w", err)
 		}
@@ -85,4 +100,42 @@ func SetupTracing(ctx context.Context, c Config, service string) (func(context.C
 	otel.SetTracerProvider(tp)
 	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
 	return tp.Shutdown, nil
+}
+
+// otlpOptions turns the endpoint into the exporter's options: its scheme decides TLS.
+func (c Config) otlpOptions() ([]otlptracehttp.Option, error) {
+	if c.OTLPEndpoint == "" {
+		if c.OTLPCAFile != "" {
+			return nil, config.Errorf("otlp_ca_file", c.OTLPCAFile, "is set without otlp_endpoint")
+		}
+		return nil, nil
+	}
+	u, err := url.Parse(c.OTLPEndpoint)
+	if err != nil || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" || (u.Scheme != "http" && u.Scheme != "https") {
+		return nil, config.Errorf("otlp_endpoint", c.OTLPEndpoint, "must be an https:// (or, in the clear, http://) URL of a collector, like https://otel-collector:4318")
+	}
+	opts := []otlptracehttp.Option{otlptracehttp.WithEndpoint(u.Host)}
+	if p := strings.TrimSuffix(u.Path, "/"); p != "" {
+		opts = append(opts, otlptracehttp.WithURLPath(p+"/v1/traces"))
+	}
+	switch {
+	case u.Scheme == "http":
+		if c.OTLPCAFile != "" {
+			return nil, config.Errorf("otlp_ca_file", c.OTLPCAFile, "is set for an http:// endpoint, which uses no TLS")
+		}
+		opts = append(opts, otlptracehttp.WithInsecure())
+	case c.OTLPCAFile != "":
+		raw, err := os.ReadFile(c.OTLPCAFile)
+		if err != nil {
+			return nil, config.Errorf("otlp_ca_file", c.OTLPCAFile, "cannot be read: %v", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(raw) {
+			return nil, config.Errorf("otlp_ca_file", c.OTLPCAFile, "holds no PEM certificate")
+		}
+		opts = append(opts, otlptracehttp.WithTLSClientConfig(&tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}))
+	default:
+		opts = append(opts, otlptracehttp.WithTLSClientConfig(&tls.Config{MinVersion: tls.VersionTLS12}))
+	}
+	return opts, nil
 }
