@@ -61,7 +61,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", c.Listen, err)
 	}
-	inst, stopDiscovery, err := discovery.RegisterListener(ctx, disc, ServiceName, "analytics", ln, nil, c.Discovery.TTL)
+	inst, stopDiscovery, err := discovery.RegisterListener(ctx, disc, ServiceName, "analytics", "http", ln, nil, c.Discovery.TTL)
 	if err != nil {
 		ln.Close()
 		return err

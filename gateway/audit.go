@@ -170,7 +170,7 @@ func (a *auditShipper) ship(ctx context.Context, region string, batch []auditEnt
 	if err != nil {
 		return err
 	}
-	u := url.URL{Scheme: "http", Host: addr, Path: "/internal/v1/audit"}
+	u := url.URL{Scheme: regionset.Scheme, Host: addr, Path: "/internal/v1/audit"}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), bytes.NewReader(body))
 	if err != nil {
 		return err

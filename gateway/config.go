@@ -10,6 +10,7 @@ import (
 
 	"github.com/herald-notify/herald/platform/config"
 	"github.com/herald-notify/herald/platform/discovery"
+	"github.com/herald-notify/herald/platform/pki"
 	"github.com/herald-notify/herald/platform/postgres"
 	"github.com/herald-notify/herald/platform/redis"
 	"github.com/herald-notify/herald/platform/telemetry"
@@ -26,8 +27,11 @@ type Config struct {
 	PublicURL string `yaml:"public_url" env:"HERALD_GATEWAY_PUBLIC_URL"`
 	// PolicyKey is the discovery key holding the residency policy.
 	PolicyKey string `yaml:"policy_key" env:"HERALD_GATEWAY_POLICY_KEY"`
-	// RegionToken is sent to regions as a Bearer token (their internal_token).
+	// RegionToken is sent to regions as a Bearer token (their internal_token), on top of the
+	// client certificate.
 	RegionToken string `yaml:"region_token" env:"HERALD_GATEWAY_REGION_TOKEN"`
+	// RegionTLS is how the gateway calls regions: HTTPS (TLS 1.3) with a client certificate.
+	RegionTLS RegionTLSConfig `yaml:"region_tls"`
 
 	Directory DirectoryConfig `yaml:"directory"`
 	Health    HealthConfig    `yaml:"health"`
@@ -39,6 +43,22 @@ type Config struct {
 	Redis     redis.Config     `yaml:"redis"`
 	Discovery discovery.Config `yaml:"discovery"`
 	Telemetry telemetry.Config `yaml:"telemetry"`
+}
+
+// RegionTLSConfig is the gateway's side of the regions' mutual TLS.
+type RegionTLSConfig struct {
+	// CAFile holds the CA that certified the regions' server certificates; empty trusts the
+	// system's roots.
+	CAFile string `yaml:"ca_file" env:"HERALD_GATEWAY_REGION_TLS_CA_FILE"`
+	// CertFile and KeyFile are the gateway's client certificate (of the CA the regions'
+	// client_ca_file holds) and its key.
+	CertFile string `yaml:"cert_file" env:"HERALD_GATEWAY_REGION_TLS_CERT_FILE"`
+	KeyFile  string `yaml:"key_file" env:"HERALD_GATEWAY_REGION_TLS_KEY_FILE"`
+}
+
+// Client is the pki form of the files.
+func (r RegionTLSConfig) Client() pki.ClientConfig {
+	return pki.ClientConfig{CAFile: r.CAFile, CertFile: r.CertFile, KeyFile: r.KeyFile}
 }
 
 // DirectoryConfig configures the user directory.
@@ -123,7 +143,10 @@ func (c *Config) Validate() error {
 	if err := config.Prefix("discovery", c.Discovery.Validate()); err != nil {
 		return err
 	}
-	return config.Prefix("telemetry", c.Telemetry.Validate())
+	if err := config.Prefix("telemetry", c.Telemetry.Validate()); err != nil {
+		return err
+	}
+	return config.Prefix("region_tls", c.RegionTLS.Client().Validate())
 }
 
 // DirectorySecret reads the directory's HMAC secret, refusing one shorter than 32 bytes.

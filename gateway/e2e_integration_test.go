@@ -126,6 +126,8 @@ func newWorld(t *testing.T, mutate ...func(i int, c *region.Config)) *world {
 	c.PublicURL = "http://" + c.Listen
 	c.Jurisdiction = "EU"
 	c.RegionToken = "region-secret"
+	pk := testenv.PKI(t)
+	c.RegionTLS = gateway.RegionTLSConfig{CAFile: pk.CAFile(), CertFile: pk.CertFile("gateway"), KeyFile: pk.KeyFile("gateway")}
 	c.Postgres = testenv.Postgres(t)
 	c.Redis = testenv.Redis(t)
 	c.Discovery.TTL = 3 * time.Second

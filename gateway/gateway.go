@@ -33,6 +33,9 @@ func Migrate(ctx context.Context, c Config, log *slog.Logger) error {
 
 var drainDelay = 500 * time.Millisecond
 
+// regionScheme is how every call to a region goes: HTTPS with the gateway's client certificate.
+const regionScheme = regionset.Scheme
+
 // keyCacheTTL is how long a verified API key is trusted without asking the database: the time a
 // revocation takes to apply.
 const keyCacheTTL = 2 * time.Second
@@ -63,15 +66,21 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 	}
 	log.Info("residency policy loaded", "version", policy.Current().Version, "key", c.PolicyKey)
 
-	regions := regionset.New(disc, c.Discovery.Backend != "consul", c.Health.Interval, c.Health.Timeout, log)
+	regionTLS, err := c.RegionTLS.Client().TLS()
+	if err != nil {
+		return fmt.Errorf("region_tls: %w", err)
+	}
 	client := &http.Client{Transport: &http.Transport{
 		Proxy:                 nil,
+		TLSClientConfig:       regionTLS,
+		TLSHandshakeTimeout:   5 * time.Second,
 		DialContext:           (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		MaxIdleConns:          1024,
 		MaxIdleConnsPerHost:   256,
 		IdleConnTimeout:       90 * time.Second,
 		ResponseHeaderTimeout: 30 * time.Second,
 	}}
+	regions := regionset.New(disc, c.Discovery.Backend != "consul", c.Health.Interval, c.Health.Timeout, log).WithTransport(client.Transport)
 	h := health.New(map[string]string{"component": "gateway", "jurisdiction": c.Jurisdiction, "version": version})
 	h.Add("postgres", func(ctx context.Context) error { return pool.Ping(ctx) })
 	h.Add("redis", func(ctx context.Context) error { return rdb.Ping(ctx).Err() })
@@ -88,7 +97,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", c.Listen, err)
 	}
-	inst, stopDiscovery, err := discovery.RegisterListener(ctx, disc, ServiceName, "gateway", ln, map[string]string{"jurisdiction": c.Jurisdiction}, c.Discovery.TTL)
+	inst, stopDiscovery, err := discovery.RegisterListener(ctx, disc, ServiceName, "gateway", "http", ln, map[string]string{"jurisdiction": c.Jurisdiction}, c.Discovery.TTL)
 	if err != nil {
 		ln.Close()
 		return err

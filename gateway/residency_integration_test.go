@@ -48,14 +48,15 @@ func TestNoBodyReadsDifferentlyAtTheGatewayAndARegion(t *testing.T) {
 		}
 	}
 
-	// Straight to an EU region, as whoever holds the internal token: the same bodies are
-	// refused alike, and a well-formed send naming the US user is refused as not resident.
+	// Straight to an EU region, as whoever holds the gateway's certificate and the internal
+	// token: the same bodies are refused alike, and a well-formed send naming the US user is
+	// refused as not resident.
 	direct := func(method, path, body string) (int, string) {
-		req, _ := http.NewRequest(method, "http://"+w.eu1.Cfg.Listen+path, strings.NewReader(body))
+		req, _ := http.NewRequest(method, w.eu1.Base+path, strings.NewReader(body))
 		req.Header.Set("X-Herald-App", w.app)
 		req.Header.Set("Authorization", "Bearer region-secret")
 		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := w.eu1.Client.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}

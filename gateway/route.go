@@ -136,7 +136,7 @@ func (s *Server) call(ctx context.Context, c *gin.Context, region, method, path,
 		if !ok {
 			return nil, fmt.Errorf("%w: %s has no healthy endpoint", errRegionDown, region)
 		}
-		u := url.URL{Scheme: "http", Host: addr, Path: path, RawQuery: rawQuery}
+		u := url.URL{Scheme: regionScheme, Host: addr, Path: path, RawQuery: rawQuery}
 		var rd io.Reader
 		if body != nil {
 			rd = bytes.NewReader(body)

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/herald-notify/herald/platform/testenv"
 )
 
 // register puts users with their countries and checks the home region the gateway chose.
@@ -373,7 +375,7 @@ func regionGet(t *testing.T, base, app, path string) int {
 	req, _ := http.NewRequest("GET", base+path, nil)
 	req.Header.Set("X-Herald-App", app)
 	req.Header.Set("Authorization", "Bearer region-secret")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := testenv.RegionClient(t).Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

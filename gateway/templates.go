@@ -73,7 +73,7 @@ func (t *templateSync) push(ctx context.Context, app, id, region string, body []
 	} else {
 		rd = bytes.NewReader(body)
 	}
-	u := url.URL{Scheme: "http", Host: addr, Path: "/v1/templates/" + id}
+	u := url.URL{Scheme: regionset.Scheme, Host: addr, Path: "/v1/templates/" + id}
 	req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
 	if err != nil {
 		return 0, nil, err

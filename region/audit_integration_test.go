@@ -21,7 +21,7 @@ func TestRegionRecordsTheGatewaysAuditBatchesBehindItsInternalToken(t *testing.T
 		req, _ := http.NewRequest("POST", r.base+"/internal/v1/audit", strings.NewReader(body))
 		req.Header.Set("Authorization", "Bearer "+token)
 		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := testenv.RegionClient(t).Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}

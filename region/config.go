@@ -14,6 +14,7 @@ import (
 	"github.com/herald-notify/herald/platform/config"
 	"github.com/herald-notify/herald/platform/discovery"
 	"github.com/herald-notify/herald/platform/kafka"
+	"github.com/herald-notify/herald/platform/pki"
 	"github.com/herald-notify/herald/platform/postgres"
 	"github.com/herald-notify/herald/platform/redis"
 	"github.com/herald-notify/herald/platform/telemetry"
@@ -31,8 +32,13 @@ type Config struct {
 	TopicPartitions int `yaml:"topic_partitions"`
 	// Replication is the replication factor of the region's Kafka topics.
 	Replication int `yaml:"replication"`
-	// InternalToken, when set, is required from callers (the gateway) as a Bearer token.
+	// InternalToken, when set, is required from callers (the gateway) as a Bearer token, on
+	// top of their client certificate; with tls.insecure_plaintext it is the only credential,
+	// so it is required then.
 	InternalToken string `yaml:"internal_token" env:"HERALD_REGION_INTERNAL_TOKEN"`
+	// TLS is the API listener's transport: mutual TLS, callers proving themselves with a
+	// client certificate from the internal CA.
+	TLS TLSConfig `yaml:"tls"`
 	// LogTTL is how long inbox and delivery-log rows live in Cassandra.
 	LogTTL time.Duration `yaml:"log_ttl"`
 	// DedupTTL is how long a delivered recipient x channel is remembered.
@@ -53,6 +59,24 @@ type Config struct {
 	Redis     redis.Config     `yaml:"redis"`
 	Discovery discovery.Config `yaml:"discovery"`
 	Telemetry telemetry.Config `yaml:"telemetry"`
+}
+
+// TLSConfig is the region API's mutual TLS.
+type TLSConfig struct {
+	// CertFile and KeyFile are the region's server certificate (its SANs name the addresses
+	// the gateway dials) and key; ClientCAFile the CA whose client certificates are accepted.
+	CertFile     string `yaml:"cert_file" env:"HERALD_REGION_TLS_CERT_FILE"`
+	KeyFile      string `yaml:"key_file" env:"HERALD_REGION_TLS_KEY_FILE"`
+	ClientCAFile string `yaml:"client_ca_file" env:"HERALD_REGION_TLS_CLIENT_CA_FILE"`
+	// InsecurePlaintext serves plain HTTP: anyone who reaches the port can call the API with
+	// the internal token, which is then required. Only for a region whose TLS is terminated
+	// in front of it; logged as a warning at every start.
+	InsecurePlaintext bool `yaml:"insecure_plaintext" env:"HERALD_REGION_TLS_INSECURE_PLAINTEXT"`
+}
+
+// Server is the pki form of the files.
+func (t TLSConfig) Server() pki.ServerConfig {
+	return pki.ServerConfig{CertFile: t.CertFile, KeyFile: t.KeyFile, ClientCAFile: t.ClientCAFile}
 }
 
 // DefaultConfig returns the defaults for a local region; discoveryDir is the file backend's root.
@@ -165,6 +189,13 @@ func (c *Config) Validate() error {
 		if err := c.Export.Validate(); err != nil {
 			return config.Prefix("export", err)
 		}
+	}
+	if c.TLS.InsecurePlaintext {
+		if c.InternalToken == "" {
+			return config.Errorf("tls.insecure_plaintext", "true", "requires internal_token: a plain-HTTP region needs another credential from its callers")
+		}
+	} else if err := c.TLS.Server().Validate(); err != nil {
+		return config.Prefix("tls", err)
 	}
 	return nil
 }

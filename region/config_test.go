@@ -3,11 +3,21 @@ package region
 import (
 	"strings"
 	"testing"
+
+	"github.com/herald-notify/herald/platform/testenv"
 )
 
-func TestConfigValidateDerivesStoreNamesFromTheRegion(t *testing.T) {
+// localConfig is a valid local region config: the defaults, a name, and the test certificates.
+func localConfig(t *testing.T) Config {
 	c := DefaultConfig("/tmp/d")
 	c.Name, c.Jurisdiction = "eu-west-1", "EU"
+	d := testenv.PKI(t)
+	c.TLS = TLSConfig{CertFile: d.CertFile("region"), KeyFile: d.KeyFile("region"), ClientCAFile: d.CAFile()}
+	return c
+}
+
+func TestConfigValidateDerivesStoreNamesFromTheRegion(t *testing.T) {
+	c := localConfig(t)
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -40,17 +50,31 @@ func TestConfigValidateNamesTheBadKey(t *testing.T) {
 		{"zero partitions", func(c *Config) { c.TopicPartitions = 0 }, "topic_partitions"},
 		{"collector off", func(c *Config) { c.GCPercent = -1 }, "gc_percent"},
 		{"collector target too high", func(c *Config) { c.GCPercent = 5000 }, "gc_percent"},
+		{"no certificate", func(c *Config) { c.TLS.CertFile = "" }, "tls.cert_file"},
+		{"missing key file", func(c *Config) { c.TLS.KeyFile = "/nonexistent/region-key.pem" }, "tls.key_file"},
+		{"missing client CA", func(c *Config) { c.TLS.ClientCAFile = "/nonexistent/ca.pem" }, "tls.client_ca_file"},
+		{"no TLS at all", func(c *Config) { c.TLS = TLSConfig{} }, "tls.cert_file"},
+		{"plain HTTP without a token", func(c *Config) { c.TLS = TLSConfig{InsecurePlaintext: true} }, "tls.insecure_plaintext"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := DefaultConfig("/tmp/d")
-			c.Name, c.Jurisdiction = "eu-west-1", "EU"
+			c := localConfig(t)
 			tt.mutate(&c)
 			err := c.Validate()
 			if err == nil || !strings.Contains(err.Error(), `"`+tt.wantKey+`"`) {
 				t.Fatalf("want error naming %q, got %v", tt.wantKey, err)
 			}
 		})
+	}
+}
+
+func TestConfigAllowsPlainHTTPOnlyWithTheInternalToken(t *testing.T) {
+	c := DefaultConfig("/tmp/d")
+	c.Name, c.Jurisdiction = "eu-west-1", "EU"
+	c.TLS = TLSConfig{InsecurePlaintext: true}
+	c.InternalToken = "a-long-shared-secret"
+	if err := c.Validate(); err != nil {
+		t.Fatalf("plain HTTP with a token: %v", err)
 	}
 }
 

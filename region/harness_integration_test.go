@@ -50,7 +50,7 @@ func startRegion(t *testing.T, mutate ...func(*region.Config)) *running {
 	if err := region.Migrate(ctx, c, slog.New(slog.DiscardHandler)); err != nil {
 		t.Fatal(err)
 	}
-	r := &running{t: t, cfg: c, base: "http://" + c.Listen, app: "app-" + testenv.Suffix()}
+	r := &running{t: t, cfg: c, base: "https://" + c.Listen, app: "app-" + testenv.Suffix()}
 	t.Cleanup(func() {
 		if r.stop != nil {
 			r.stop()
@@ -94,7 +94,7 @@ func (r *running) start() {
 	}
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
-		if resp, err := http.Get(r.base + "/readyz"); err == nil {
+		if resp, err := testenv.RegionClient(r.t).Get(r.base + "/readyz"); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				return
@@ -201,7 +201,7 @@ func (r *running) rawCall(method, path string, body any, app string) (int, map[s
 		req.Header.Set("X-Herald-App", app)
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := testenv.RegionClient(r.t).Do(req)
 	if err != nil {
 		r.t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/herald-notify/herald/platform/discovery"
+	"github.com/herald-notify/herald/platform/testenv"
 	"github.com/herald-notify/herald/region"
 )
 
@@ -80,7 +81,7 @@ func TestInboxPagesEachItemExactlyOnceInOrderWhileNewOnesArrive(t *testing.T) {
 			req, _ := http.NewRequest("POST", r.base+"/v1/notifications", strings.NewReader(body))
 			req.Header.Set("X-Herald-App", r.app)
 			req.Header.Set("Content-Type", "application/json")
-			if resp, err := http.DefaultClient.Do(req); err == nil {
+			if resp, err := testenv.RegionClient(t).Do(req); err == nil {
 				resp.Body.Close()
 			}
 			time.Sleep(20 * time.Millisecond)

@@ -2,6 +2,7 @@ package region
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -103,6 +104,13 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 	eraser := &erasure.Service{DB: stores.PG, Cass: stores.Cass, Prefs: prefsCache, Buckets: inboxBuckets(c.LogTTL), Log: log, Interval: time.Second}
 	sched := scheduler.New(stores.PG, c.Name)
 
+	scheme, serverTLS := "https", (*tls.Config)(nil)
+	if c.TLS.InsecurePlaintext {
+		scheme = "http"
+		log.Warn("INSECURE: the region API serves plain HTTP (tls.insecure_plaintext); anyone who reaches its port and holds the internal token can act as any app. Only for a region whose TLS ends in front of it.", "listen", c.Listen)
+	} else if serverTLS, err = c.TLS.Server().TLS(); err != nil {
+		return fmt.Errorf("tls: %w", err)
+	}
 	ln, err := net.Listen("tcp", c.Listen)
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", c.Listen, err)
@@ -124,7 +132,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 		return err
 	}
 	meta := map[string]string{"region": c.Name, "jurisdiction": c.Jurisdiction, "roles": strings.Join(c.Roles, ",")}
-	inst, stopDiscovery, err := discovery.RegisterListener(ctx, disc, ServiceName, c.Name, ln, meta, c.Discovery.TTL)
+	inst, stopDiscovery, err := discovery.RegisterListener(ctx, disc, ServiceName, c.Name, scheme, ln, meta, c.Discovery.TTL)
 	if err != nil {
 		ln.Close()
 		return err
@@ -132,7 +140,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 	defer stopDiscovery()
 
 	httpSrv := &httpserver.Server{
-		Name: "region-http", Handler: router, Log: log, Listener: ln,
+		Name: "region-http", Handler: requireCaller(c.Name, c.TLS.InsecurePlaintext, log, router), Log: log, Listener: ln, TLS: serverTLS,
 		BeforeShutdown: func() { stopDiscovery(); h.Drain() },
 		ReadyDelay:     drainDelay,
 	}
@@ -208,7 +216,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 		}
 		tasks = append(tasks, lifecycle.Task{Name: "exporter", Run: ex.Run})
 	}
-	log.Info("region started", "addr", inst.Address, "roles", c.Roles)
+	log.Info("region started", "addr", inst.Address, "scheme", scheme, "roles", c.Roles)
 	return lifecycle.Run(ctx, log, tasks...)
 }
 

@@ -106,7 +106,7 @@ func TestRegionServesReadinessRegistersAndDrainsOnShutdown(t *testing.T) {
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		resp, err := http.Get("http://" + c.Listen + "/readyz")
+		resp, err := testenv.RegionClient(t).Get("https://" + c.Listen + "/readyz")
 		if err == nil {
 			_ = json.NewDecoder(resp.Body).Decode(&rep)
 			resp.Body.Close()
@@ -145,7 +145,7 @@ func TestRegionServesReadinessRegistersAndDrainsOnShutdown(t *testing.T) {
 	if list, _ := disc.Instances(ctx, region.ServiceName); len(list) != 0 {
 		t.Fatalf("still registered after shutdown: %+v", list)
 	}
-	if _, err := http.Get(fmt.Sprintf("http://%s/healthz", c.Listen)); err == nil {
+	if _, err := testenv.RegionClient(t).Get(fmt.Sprintf("https://%s/healthz", c.Listen)); err == nil {
 		t.Fatal("listener still open after shutdown")
 	}
 }

@@ -5,12 +5,12 @@ package region_test
 import (
 	"bufio"
 	"context"
-	"net/http"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/herald-notify/herald/platform/testenv"
 	"github.com/herald-notify/herald/region/notify"
 )
 
@@ -18,7 +18,7 @@ import (
 // /metrics, summed over routes.
 func (r *running) residencyRefusals() float64 {
 	r.t.Helper()
-	resp, err := http.Get(r.base + "/metrics")
+	resp, err := testenv.RegionClient(r.t).Get(r.base + "/metrics")
 	if err != nil {
 		r.t.Fatal(err)
 	}

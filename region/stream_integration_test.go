@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/herald-notify/herald/platform/testenv"
 )
 
 type sseEvent struct {
@@ -41,7 +43,7 @@ func openStreamAll(t *testing.T, r *running, user, lastID string) (<-chan sseEve
 	if lastID != "" {
 		req.Header.Set("Last-Event-ID", lastID)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := testenv.RegionClient(t).Do(req)
 	if err != nil {
 		cancel()
 		t.Fatal(err)
@@ -146,7 +148,7 @@ func TestStreamDeliversNewItemsLiveAndResumesFromLastEventIDWithoutGapsOrRepeats
 	req, _ := http.NewRequest("GET", r.base+"/v1/users/ada/notifications/stream", nil)
 	req.Header.Set("X-Herald-App", r.app)
 	req.Header.Set("Last-Event-ID", "nonsense")
-	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 400 {
+	if resp, err := testenv.RegionClient(t).Do(req); err != nil || resp.StatusCode != 400 {
 		t.Fatalf("forged id: %v %v", resp, err)
 	}
 }

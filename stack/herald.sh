@@ -36,7 +36,22 @@ build() {
   if [[ -f $BIN ]] && cmp -s "$BIN" "$BIN.new"; then rm -f "$BIN.new"; else mv "$BIN.new" "$BIN"; fi
 }
 
-ready() { curl -fsS -m 2 "http://127.0.0.1:$1/readyz" >/dev/null 2>&1; }
+# url NAME PORT: a process's base URL. Regions serve only HTTPS (mutual TLS for their API;
+# /healthz, /readyz and /metrics need no client certificate), verified against the local CA.
+url() {
+  case $1 in
+    region-*) echo "https://127.0.0.1:$2" ;;
+    *) echo "http://127.0.0.1:$2" ;;
+  esac
+}
+
+# ready NAME PORT
+ready() {
+  local u tls=()
+  u=$(url "$1" "$2")
+  [[ $u != https:* ]] || tls=(--cacert "$HERALD_HOME/pki/ca.pem")
+  curl -fsS -m 2 "${tls[@]}" "$u/readyz" >/dev/null 2>&1
+}
 
 start_one() {
   local name=$1 port=$2 args=$3 sum pid
@@ -59,7 +74,7 @@ start_one() {
 wait_ready() {
   local name=$1 port=$2 i
   for ((i = 0; i < 300; i++)); do
-    ready "$port" && return 0
+    ready "$name" "$port" && return 0
     if ! pid_of "herald-$name" >/dev/null; then
       tail -n 20 "$HERALD_HOME/logs/herald-$name.log" >&2
       die "$name exited while starting (log: .herald/logs/herald-$name.log)"
@@ -94,6 +109,9 @@ start() {
     mkdir -p "$(dirname "$policy")"
     cp "$CONF/residency-policy.yaml" "$policy.tmp" && mv "$policy.tmp" "$policy"
   fi
+  # The internal CA and the certificates of the gateway-region hop (make up issued them
+  # already; this covers a start on its own and renews what is near expiry).
+  "$BIN" pki init --dir "$HERALD_HOME/pki" >/dev/null
   # The simulators first: they create the credentials the regions' dispatchers load.
   IFS='|' read -r name port args <<<"${PROCS[0]}"
   start_one "$name" "$port" "$args"
@@ -123,11 +141,11 @@ status() {
   for p in "${PROCS[@]}"; do
     IFS='|' read -r name port args <<<"$p"
     if pid=$(pid_of "herald-$name"); then
-      state="not ready"; ready "$port" && state=ready
-      printf '%-22s pid %-8s http://127.0.0.1:%-5s %s\n' "$name" "$pid" "$port" "$state"
+      state="not ready"; ready "$name" "$port" && state=ready
+      printf '%-22s pid %-8s %-23s %s\n' "$name" "$pid" "$(url "$name" "$port")" "$state"
       [[ $state == ready ]] || rc=1
     else
-      printf '%-22s %-12s http://127.0.0.1:%-5s stopped\n' "$name" "-" "$port"; rc=1
+      printf '%-22s %-12s %-23s stopped\n' "$name" "-" "$(url "$name" "$port")"; rc=1
     fi
   done
   return $rc

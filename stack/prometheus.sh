@@ -61,6 +61,12 @@ CONF
     for job in "${jobs[@]}"; do
       echo "  - job_name: $job"
       [[ $job != herald-sim ]] || echo "    # no /metrics yet (404): shown as down; HeraldTargetDown ignores this job"
+      if [[ $job == herald-region ]]; then
+        # Regions serve only HTTPS; /metrics needs no client certificate, only the local CA.
+        echo "    scheme: https"
+        echo "    tls_config:"
+        echo "      ca_file: $HERALD_HOME/pki/ca.pem"
+      fi
       echo "    static_configs:"
       echo "      - targets:"
       while IFS='|' read -r j port; do

@@ -55,6 +55,19 @@ if [[ $got == "$marker" && $regions == *eu-west-1* && $regions == *us-east-1* &&
 else
   fail "data after restart: redis=$got gateway=$regions reapplied=$reapplied"
 fi
+# The gateway-region hop: a region's API answers only a client certificate of the local CA
+# (plain HTTP gets the TLS server's 400, TLS without a certificate a 401), and the gateway's
+# certificate gets the API's own answer (404: no such template).
+pki="$HERALD_HOME/pki" region_api="127.0.0.1:8101/v1/templates/stacktest-none"
+code() { curl -sS -m 5 -o /dev/null -w '%{http_code}' -H 'X-Herald-App: stacktest' "$@" 2>/dev/null || true; }
+plain=$(code "http://$region_api")
+nocert=$(code --cacert "$pki/ca.pem" "https://$region_api")
+gwcert=$(code --cacert "$pki/ca.pem" --cert "$pki/gateway.pem" --key "$pki/gateway-key.pem" "https://$region_api")
+if [[ $plain == 400 && $nocert == 401 && $gwcert == 404 ]]; then
+  ok "a region answers its API only over mutual TLS (plain HTTP $plain, no certificate $nocert, the gateway's $gwcert)"
+else
+  fail "region API: plain HTTP $plain (want 400), no certificate $nocert (want 401), the gateway's certificate $gwcert (want 404)"
+fi
 redis-cli -p "$redis_port" DEL "test-stack:marker" >/dev/null
 "$HERALD_HOME/bin/herald" apikey revoke --config config/local/gateway.yaml "${key:3:12}" >/dev/null 2>&1 || true
 

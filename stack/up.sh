@@ -20,7 +20,12 @@ wait $cpid || die "cassandra did not start (log: .herald/logs/cassandra.log)"
 cat "$HERALD_HOME"/env/{postgres,redis,kafka,cassandra}.env >"$HERALD_HOME/stack.env"
 
 "$S/herald.sh" build
+# The internal CA and the certificates of the gateway-region hop (mutual TLS): created once,
+# reissued only when missing or within 30 days of expiry. The region configs name them, so
+# migrate needs them too.
+"$HERALD_HOME/bin/herald" pki init --dir "$HERALD_HOME/pki" | sed 's/^/  /'
 set -a; source "$HERALD_HOME/stack.env"; set +a
+cd "$HERALD_ROOT" # the configs name files relative to the repository root
 "$HERALD_HOME/bin/herald" migrate --config-dir "$HERALD_ROOT/config/local" >>"$HERALD_HOME/logs/migrate.log" 2>&1 \
   || { tail -n 30 "$HERALD_HOME/logs/migrate.log" >&2; die "migrate failed (log: .herald/logs/migrate.log)"; }
 
@@ -41,7 +46,7 @@ Herald is up ($((SECONDS - t0))s).
   gateway     http://127.0.0.1:8080   (GET /healthz, /readyz; API key in .herald/demo-api-key)
   analytics   http://127.0.0.1:8090   (dashboard and queries: the operator token in .herald/analytics/operator-token)
   simulators  APNs https://127.0.0.1:8443, FCM :8444, SMTP :2525, SMS :8445; records and faults on :8446 (docs/simulators.md)
-  regions     eu-west-1 http://127.0.0.1:8101, eu-central-1 :8102, us-east-1 :8103
+  regions     eu-west-1 https://127.0.0.1:8101, eu-central-1 :8102, us-east-1 :8103 (mutual TLS: the client certificate in .herald/pki)
   servers     $(tr '\n' ' ' <"$HERALD_HOME/stack.env")
   logs        .herald/logs/   (make status lists everything; make down stops it)
 MSG

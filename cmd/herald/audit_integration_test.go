@@ -40,7 +40,9 @@ func auditRegion(t *testing.T, dir, jurisdiction string, full bool) (region.Conf
 	}, testenv.Suffix())
 	name := "zz-" + letters + "-1"
 	path := filepath.Join(dir, "region-"+name+".yaml")
-	body := fmt.Sprintf("name: %s\njurisdiction: %s\ntopic_partitions: 1\ncassandra:\n  consistency: ONE\n", name, jurisdiction)
+	d := testenv.PKI(t)
+	body := fmt.Sprintf("name: %s\njurisdiction: %s\ntopic_partitions: 1\ncassandra:\n  consistency: ONE\ntls:\n  cert_file: %s\n  key_file: %s\n  client_ca_file: %s\n",
+		name, jurisdiction, d.CertFile("region"), d.KeyFile("region"), d.CAFile())
 	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	gwbench "github.com/herald-notify/herald/gateway/bench"
+	"github.com/herald-notify/herald/platform/pki"
 )
 
 // runBenchGateway is herald bench gateway: the running local gateway against the home region
@@ -16,7 +17,8 @@ import (
 func runBenchGateway(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("bench gateway", stderr)
 	path := fs.String("config", "config/local/gateway.yaml", "gateway config (for its database, to make the bench key)")
-	o := gwbench.Options{GatewayURL: "http://127.0.0.1:8080", RegionURL: "http://127.0.0.1:8101"}
+	o := gwbench.Options{GatewayURL: "http://127.0.0.1:8080", RegionURL: "https://127.0.0.1:8101"}
+	pkiPath := fs.String("pki", string(pkiDir()), "directory of the local CA and the gateway's client certificate (herald pki init)")
 	fs.StringVar(&o.GatewayURL, "gateway", o.GatewayURL, "gateway URL")
 	fs.StringVar(&o.RegionURL, "region", o.RegionURL, "URL of the region DE users live in (eu-west-1 locally)")
 	fs.IntVar(&o.Requests, "requests", 4000, "requests per path, concurrency level and side")
@@ -32,6 +34,11 @@ func runBenchGateway(ctx context.Context, args []string, stdout, stderr io.Write
 		}
 		o.Levels = append(o.Levels, n)
 	}
+	tc, err := pki.Dir(*pkiPath).Client("gateway").TLS()
+	if err != nil {
+		return fmt.Errorf("the region's client certificate: %w (run make up, or herald pki init)", err)
+	}
+	o.RegionTLS = tc
 	o.App = "bench-gateway"
 	key, revoke, err := tempKey(ctx, *path, o.App, "herald bench gateway")
 	if err != nil {

@@ -61,6 +61,20 @@ func TestCheckConfigAcceptsTheLocalConfigs(t *testing.T) {
 	if len(files) != 3 {
 		t.Fatalf("want 3 local region configs, found %v", files)
 	}
+	local, err := filepath.Abs("../../config/local")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range files {
+		files[i] = filepath.Join(local, filepath.Base(files[i]))
+	}
+	// The configs name their certificates relative to the repository root, as `make up` runs
+	// them; here they are issued by herald pki init in a fresh root.
+	t.Chdir(t.TempDir())
+	var pout, perr bytes.Buffer
+	if code := run([]string{"pki", "init", "--dir", filepath.Join(".herald", "pki")}, &pout, &perr); code != 0 {
+		t.Fatalf("herald pki init: exit %d: %s", code, perr.String())
+	}
 	for _, f := range files {
 		var out, errb bytes.Buffer
 		if code := run([]string{"region", "--config", f, "--check-config"}, &out, &errb); code != 0 {
@@ -69,7 +83,7 @@ func TestCheckConfigAcceptsTheLocalConfigs(t *testing.T) {
 	}
 	for _, c := range []string{"gateway", "analytics"} {
 		var out, errb bytes.Buffer
-		if code := run([]string{c, "--config", "../../config/local/" + c + ".yaml", "--check-config"}, &out, &errb); code != 0 {
+		if code := run([]string{c, "--config", filepath.Join(local, c+".yaml"), "--check-config"}, &out, &errb); code != 0 {
 			t.Fatalf("%s: exit %d: %s", c, code, errb.String())
 		}
 	}
@@ -110,5 +124,20 @@ func TestHelpFlagPrintsFlagsAndRunsNothing(t *testing.T) {
 				t.Fatalf("help reported as an error: %q", errb.String())
 			}
 		})
+	}
+}
+
+func TestPKIInitIssuesOnceThenKeepsTheCertificates(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "pki")
+	var out, errb bytes.Buffer
+	if code := run([]string{"pki", "init", "--dir", dir}, &out, &errb); code != 0 || !strings.Contains(out.String(), "issued ca, region-eu-west-1, region-eu-central-1, region-us-east-1, gateway") {
+		t.Fatalf("first run: exit %d: %s%s", code, out.String(), errb.String())
+	}
+	out.Reset()
+	if code := run([]string{"pki", "init", "--dir", dir}, &out, &errb); code != 0 || !strings.Contains(out.String(), "is current") {
+		t.Fatalf("second run: exit %d: %s%s", code, out.String(), errb.String())
+	}
+	if code := run([]string{"pki", "renew"}, &out, &errb); code != 2 {
+		t.Fatalf("an unknown pki subcommand: exit %d", code)
 	}
 }

@@ -5,6 +5,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -18,13 +19,15 @@ import (
 // Options says what to measure.
 type Options struct {
 	GatewayURL string // http://127.0.0.1:8080
-	RegionURL  string // the user's home region API, e.g. http://127.0.0.1:8101
-	App        string // the key's app id (sent to the region as X-Herald-App)
-	Key        string // an API key of App, with a limit high enough for the run
-	User       string
-	Requests   int // per path and concurrency level, each side
-	Rounds     int // interleaved rounds the requests are split into
-	Levels     []int
+	RegionURL  string // the user's home region API, e.g. https://127.0.0.1:8101
+	// RegionTLS is the client side of the region's mutual TLS (the gateway's certificate).
+	RegionTLS *tls.Config
+	App       string // the key's app id (sent to the region as X-Herald-App)
+	Key       string // an API key of App, with a limit high enough for the run
+	User      string
+	Requests  int // per path and concurrency level, each side
+	Rounds    int // interleaved rounds the requests are split into
+	Levels    []int
 }
 
 type target struct {
@@ -34,7 +37,7 @@ type target struct {
 
 // Run registers the user, then measures and prints the table.
 func Run(ctx context.Context, o Options, out io.Writer) error {
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 512, MaxConnsPerHost: 0}}
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: o.RegionTLS, MaxIdleConnsPerHost: 512, MaxConnsPerHost: 0}}
 	call := func(ctx context.Context, base, method, path string, body []byte, viaGateway bool) error {
 		var rd io.Reader
 		if body != nil {

@@ -164,13 +164,25 @@ func (s *Set) Refresh(ctx context.Context) {
 	s.mu.Unlock()
 }
 
+// Scheme is how the gateway reaches every region endpoint: HTTPS, presenting its client
+// certificate (regions refuse callers without one).
+const Scheme = "https"
+
+// WithTransport makes the probes dial with rt: the gateway's own transport, so a probe proves
+// the handshake its calls will make (the region's certificate, the gateway's accepted).
+func (s *Set) WithTransport(rt http.RoundTripper) *Set {
+	s.client.Transport = rt
+	return s
+}
+
 func (s *Set) probeOne(ctx context.Context, addr string) bool {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/readyz", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, Scheme+"://"+addr+"/readyz", nil)
 	if err != nil {
 		return false
 	}
 	resp, err := s.client.Do(req)
 	if err != nil {
+		s.log.Debug("region probe failed", "endpoint", addr, "err", err)
 		return false
 	}
 	resp.Body.Close()

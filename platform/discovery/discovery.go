@@ -120,16 +120,16 @@ func Keep(ctx context.Context, b Backend, in Instance, ttl time.Duration) (stop 
 }
 
 // RegisterListener registers the HTTP API listening on ln as an instance of service (its id
-// names the service, the host and the port; Consul polls its /readyz) and keeps the
-// registration fresh until stop is called or ctx ends.
-func RegisterListener(ctx context.Context, b Backend, service, idPrefix string, ln net.Listener, meta map[string]string, ttl time.Duration) (Instance, func(), error) {
+// names the service, the host and the port; Consul polls its /readyz over scheme, "http" or
+// "https") and keeps the registration fresh until stop is called or ctx ends.
+func RegisterListener(ctx context.Context, b Backend, service, idPrefix, scheme string, ln net.Listener, meta map[string]string, ttl time.Duration) (Instance, func(), error) {
 	host, _ := os.Hostname()
 	addr := ln.Addr().String()
 	in := Instance{
 		Service:   service,
 		ID:        fmt.Sprintf("%s-%s-%d", idPrefix, host, ln.Addr().(*net.TCPAddr).Port),
 		Address:   addr,
-		HealthURL: "http://" + addr + "/readyz",
+		HealthURL: scheme + "://" + addr + "/readyz",
 		Meta:      meta,
 	}
 	stop, err := Keep(ctx, b, in, ttl)

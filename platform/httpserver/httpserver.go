@@ -4,6 +4,7 @@ package httpserver
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -26,6 +27,8 @@ type Server struct {
 	// readiness there, then ReadyDelay passes so load balancers stop sending first.
 	BeforeShutdown func()
 	ReadyDelay     time.Duration
+	// TLS, when set, serves HTTPS on the listener with it.
+	TLS *tls.Config
 }
 
 // Run serves until ctx ends, then shuts down gracefully.
@@ -46,6 +49,15 @@ func (s *Server) Run(ctx context.Context) error {
 		ln, err = net.Listen("tcp", s.Addr)
 		if err != nil {
 			return fmt.Errorf("%s: listening on %s: %w", s.Name, s.Addr, err)
+		}
+	}
+	if s.TLS != nil {
+		ln = tls.NewListener(ln, s.TLS)
+		srv.TLSConfig = s.TLS
+		// A refused handshake (no or a bad client certificate) is logged by the server
+		// itself; route it through slog instead of the standard logger.
+		if s.Log != nil {
+			srv.ErrorLog = slog.NewLogLogger(s.Log.Handler(), slog.LevelWarn)
 		}
 	}
 	errc := make(chan error, 1)

@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -16,6 +17,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -28,6 +31,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/herald-notify/herald/platform/cassandra"
+	"github.com/herald-notify/herald/platform/pki"
 	"github.com/herald-notify/herald/platform/postgres"
 	"github.com/herald-notify/herald/platform/redis"
 	"github.com/herald-notify/herald/region"
@@ -95,8 +99,11 @@ func Pipeline(ctx context.Context, base region.Config, o Options, out io.Writer,
 	done := make(chan error, 1)
 	go func() { done <- region.Run(rctx, c, log, "bench") }()
 	defer func() { stop(); <-done }()
-	e := &env{cfg: c, base: "http://" + c.Listen, app: "bench", pg: pg, cass: cass, log: log,
-		http: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}}
+	e, err := newEnv(c, log, 64)
+	if err != nil {
+		return err
+	}
+	e.app, e.pg, e.cass = "bench", pg, cass
 	if err := e.waitReady(ctx); err != nil {
 		return err
 	}
@@ -188,7 +195,35 @@ func privateRegion(base region.Config, roles []string) (region.Config, error) {
 	}
 	c.Listen = ln.Addr().String()
 	ln.Close()
+	// Its own CA too: the bench calls it as the gateway would, over mutual TLS, with a client
+	// certificate no other process holds.
+	dir, err := os.MkdirTemp("", "herald-bench-pki-")
+	if err != nil {
+		return region.Config{}, err
+	}
+	d := pki.Dir(dir)
+	if _, err := d.Ensure(pki.Plan{Servers: []string{"region"}, Hosts: []string{"127.0.0.1"}, Clients: []string{"bench"},
+		CAValidity: 24 * time.Hour, LeafValidity: 24 * time.Hour}, time.Now()); err != nil {
+		return region.Config{}, err
+	}
+	c.TLS = region.TLSConfig{CertFile: d.CertFile("region"), KeyFile: d.KeyFile("region"), ClientCAFile: d.CAFile()}
 	return c, nil
+}
+
+// clientTLS is the bench's client side of c's mutual TLS (privateRegion made both).
+func clientTLS(c region.Config) (*tls.Config, error) {
+	return pki.Dir(filepath.Dir(c.TLS.CertFile)).Client("bench").TLS()
+}
+
+// newEnv is the bench's view of the running private region c: its https:// base and a client
+// with the bench's certificate, keeping up to idle connections.
+func newEnv(c region.Config, log *slog.Logger, idle int) (*env, error) {
+	tc, err := clientTLS(c)
+	if err != nil {
+		return nil, err
+	}
+	return &env{cfg: c, base: "https://" + c.Listen, log: log,
+		http: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: tc, MaxIdleConnsPerHost: idle}}}, nil
 }
 
 func randLetters(n int) string {
@@ -203,6 +238,9 @@ func randLetters(n int) string {
 func drop(c region.Config, log *slog.Logger) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+	if c.TLS.CertFile != "" {
+		_ = os.RemoveAll(filepath.Dir(c.TLS.CertFile))
+	}
 	if conn, err := pgx.Connect(ctx, c.Postgres.URL); err == nil {
 		if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+c.Postgres.Database+" WITH (FORCE)"); err != nil {
 			log.Warn("dropping bench database", "err", err)

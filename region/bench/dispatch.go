@@ -106,7 +106,10 @@ func Dispatch(ctx context.Context, base region.Config, o DispatchOptions, out io
 	done := make(chan error, 1)
 	go func() { done <- region.Run(rctx, c, log, "bench") }()
 	defer func() { stop(); <-done }()
-	e := &env{cfg: c, base: "http://" + c.Listen, log: log, http: &http.Client{Timeout: 30 * time.Second}}
+	e, err := newEnv(c, log, 2)
+	if err != nil {
+		return err
+	}
 	if err := e.waitReady(ctx); err != nil {
 		return err
 	}

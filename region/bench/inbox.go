@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -115,7 +116,10 @@ func Inbox(ctx context.Context, base region.Config, o InboxOptions, out io.Write
 	done := make(chan error, 1)
 	go func() { done <- region.Run(rctx, c, log, "bench") }()
 	defer func() { stop(); <-done }()
-	e := &env{cfg: c, base: "http://" + c.Listen, log: log, http: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 8}}}
+	e, err := newEnv(c, log, 8)
+	if err != nil {
+		return err
+	}
 	if err := e.waitReady(ctx); err != nil {
 		return err
 	}
@@ -226,7 +230,11 @@ func (e *env) streamMemory(ctx context.Context, n int) (streamCost, error) {
 		runtime.ReadMemStats(&m)
 		return m.HeapInuse + m.StackInuse, runtime.NumGoroutine()
 	}
-	addr := strings.TrimPrefix(e.base, "http://")
+	addr := strings.TrimPrefix(e.base, "https://")
+	tc, err := clientTLS(e.cfg)
+	if err != nil {
+		return streamCost{}, err
+	}
 	memBefore, gBefore := measure()
 	conns := make([]net.Conn, n)
 	defer func() {
@@ -247,7 +255,7 @@ func (e *env) streamMemory(ctx context.Context, n int) (streamCost, error) {
 				if i >= n || gctx.Err() != nil {
 					return nil
 				}
-				c, err := openIdleStream(gctx, addr, fmt.Sprintf("s%d", i))
+				c, err := openIdleStream(gctx, addr, tc, fmt.Sprintf("s%d", i))
 				if err != nil {
 					return fmt.Errorf("opening stream %d: %w", i, err)
 				}
@@ -264,10 +272,10 @@ func (e *env) streamMemory(ctx context.Context, n int) (streamCost, error) {
 		goroutines: float64(gAfter-gBefore) / float64(n)}, nil
 }
 
-// openIdleStream sends a stream request over a new connection and reads until the end of the
-// response head, which must be a 200.
-func openIdleStream(ctx context.Context, addr, user string) (net.Conn, error) {
-	var d net.Dialer
+// openIdleStream sends a stream request over a new TLS connection and reads until the end of
+// the response head, which must be a 200.
+func openIdleStream(ctx context.Context, addr string, tc *tls.Config, user string) (net.Conn, error) {
+	d := tls.Dialer{Config: tc}
 	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err

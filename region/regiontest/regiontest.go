@@ -36,6 +36,7 @@ func Config(t testing.TB, name, jurisdiction, discoveryDir string) region.Config
 	c.Listen = FreePort(t)
 	c.Scheduler.Interval = 100 * time.Millisecond
 	c.Cassandra.Keyspace, c.Postgres.Database = "", "" // derived from the name by Validate
+	c.TLS = TLS(t)
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -51,6 +52,13 @@ func Config(t testing.TB, name, jurisdiction, discoveryDir string) region.Config
 	return c
 }
 
+// TLS is a region's mutual TLS with the test process's CA (testenv.PKI): call it with
+// Running.Client or testenv.RegionClient.
+func TLS(t testing.TB) region.TLSConfig {
+	d := testenv.PKI(t)
+	return region.TLSConfig{CertFile: d.CertFile("region"), KeyFile: d.KeyFile("region"), ClientCAFile: d.CAFile()}
+}
+
 // FreePort returns a loopback address no one listens on.
 func FreePort(t testing.TB) string {
 	t.Helper()
@@ -64,10 +72,12 @@ func FreePort(t testing.TB) string {
 
 // Running is a region running in-process.
 type Running struct {
-	t    testing.TB
-	Cfg  region.Config
-	Base string
-	stop func()
+	t   testing.TB
+	Cfg region.Config
+	// Base is the API's https:// URL; Client calls it with the gateway's client certificate.
+	Base   string
+	Client *http.Client
+	stop   func()
 }
 
 // Start migrates the region and runs it with every role until Stop or the end of the test.
@@ -77,7 +87,7 @@ func Start(t testing.TB, c region.Config) *Running {
 	if err := region.Migrate(ctx, c, slog.New(slog.DiscardHandler)); err != nil {
 		t.Fatal(err)
 	}
-	r := &Running{t: t, Cfg: c, Base: "http://" + c.Listen}
+	r := &Running{t: t, Cfg: c, Base: "https://" + c.Listen, Client: testenv.RegionClient(t)}
 	t.Cleanup(r.Stop)
 	r.Start()
 	return r
@@ -106,7 +116,7 @@ func (r *Running) Start() {
 	}
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
-		if resp, err := http.Get(r.Base + "/readyz"); err == nil {
+		if resp, err := r.Client.Get(r.Base + "/readyz"); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				return

@@ -1,0 +1,68 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/herald-notify/herald/platform/pki"
+)
+
+// pkiDir is where the local stack keeps its internal CA and certificates: $HERALD_HOME/pki, or
+// .herald/pki.
+func pkiDir() pki.Dir {
+	if h := os.Getenv("HERALD_HOME"); h != "" {
+		return pki.Dir(filepath.Join(h, "pki"))
+	}
+	return pki.Dir(filepath.Join(".herald", "pki"))
+}
+
+// runPKI is herald pki init: a development tool that keeps the local stack's internal CA and
+// certificates current (make up runs it). Production certificates come from the operator's own
+// CA (docs/runbook.md); nothing here is needed there.
+func runPKI(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "init" {
+		return usageError("usage: herald pki init [--dir DIR] [--regions a,b,c] [--hosts h1,h2]")
+	}
+	fs := newFlags("pki init", stderr)
+	dir := fs.String("dir", string(pkiDir()), "directory of the CA and certificates")
+	regions := fs.String("regions", "eu-west-1,eu-central-1,us-east-1", "regions to issue a server certificate for (region-<name>)")
+	hosts := fs.String("hosts", "127.0.0.1,localhost", "the addresses the regions' certificates are valid for")
+	if err := parse(fs, args[1:]); err != nil {
+		return err
+	}
+	plan := pki.Plan{
+		Hosts: split(*hosts), Clients: []string{"gateway"},
+		CAValidity: 10 * 365 * 24 * time.Hour, LeafValidity: 90 * 24 * time.Hour, RenewBefore: 30 * 24 * time.Hour,
+	}
+	for _, r := range split(*regions) {
+		plan.Servers = append(plan.Servers, "region-"+r)
+	}
+	if len(plan.Servers) == 0 || len(plan.Hosts) == 0 {
+		return usageError("--regions and --hosts must name at least one each")
+	}
+	issued, err := pki.Dir(*dir).Ensure(plan, time.Now())
+	if err != nil {
+		return err
+	}
+	if len(issued) == 0 {
+		fmt.Fprintf(stdout, "herald pki: every certificate in %s is current\n", *dir)
+		return nil
+	}
+	fmt.Fprintf(stdout, "herald pki: issued %s in %s\n", strings.Join(issued, ", "), *dir)
+	return nil
+}
+
+func split(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
