@@ -95,7 +95,10 @@ func (c ClientConfig) TLS() (*tls.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cert_file/key_file: %w", err)
 	}
-	cfg := &tls.Config{MinVersion: MinVersion, Certificates: []tls.Certificate{cert}}
+	// Always offer the certificate, whatever CAs the server names (Go would otherwise send
+	// none when its issuer is not among them): a CA mismatch then fails the handshake, the
+	// gateway's probe included, instead of every call answering 401.
+	cfg := &tls.Config{MinVersion: MinVersion, GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil }}
 	if c.CAFile != "" {
 		if cfg.RootCAs, err = loadPool("ca_file", c.CAFile); err != nil {
 			return nil, err

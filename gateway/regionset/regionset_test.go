@@ -1,0 +1,108 @@
+package regionset
+
+import (
+	"context"
+	"crypto/tls"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/herald-notify/herald/platform/discovery"
+	"github.com/herald-notify/herald/platform/pki"
+)
+
+type instances []discovery.Instance
+
+func (l instances) Instances(context.Context, string) ([]discovery.Instance, error) { return l, nil }
+
+// TestProbeHealthyOnlyWhenTheGatewaysHandshakeSucceeds: a region counts as healthy only when
+// the gateway's own transport completes the mutual-TLS handshake with it, so a CA mismatch
+// shows as an unhealthy region (503 region_unavailable), never as calls refused with 401.
+func TestProbeHealthyOnlyWhenTheGatewaysHandshakeSucceeds(t *testing.T) {
+	plan := pki.Plan{Servers: []string{"region"}, Hosts: []string{"127.0.0.1"}, Clients: []string{"gateway"}, CAValidity: time.Hour, LeafValidity: time.Hour}
+	ours, theirs := pki.Dir(filepath.Join(t.TempDir(), "ours")), pki.Dir(filepath.Join(t.TempDir(), "theirs"))
+	for _, d := range []pki.Dir{ours, theirs} {
+		if _, err := d.Ensure(plan, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ready := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/readyz" {
+			w.WriteHeader(http.StatusOK)
+			return
+		}
+		http.NotFound(w, r)
+	})
+	serve := func(tc *tls.Config) string {
+		srv := httptest.NewUnstartedServer(ready)
+		if tc != nil {
+			srv.TLS = tc
+			srv.StartTLS()
+		} else {
+			srv.Start()
+		}
+		t.Cleanup(srv.Close)
+		return srv.Listener.Addr().String()
+	}
+	serverTLS, err := ours.Server("region").TLS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	region := serve(serverTLS)
+	plain := serve(nil)
+	transport := func(d pki.Dir) http.RoundTripper {
+		tc, err := d.Client("gateway").TLS()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &http.Transport{TLSClientConfig: tc}
+	}
+	// The gateway's certificate is of another CA (named differently, so Go's client would
+	// rather send no certificate than this one), but it trusts the region's.
+	foreignCert := func() http.RoundTripper {
+		other, err := pki.NewCA("another CA", time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		leaf, err := other.Issue("gateway", pki.Client, nil, time.Now().Add(-time.Minute), time.Now().Add(time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cert, key := filepath.Join(t.TempDir(), "gw.pem"), filepath.Join(t.TempDir(), "gw-key.pem")
+		if err := leaf.WriteFiles(cert, key); err != nil {
+			t.Fatal(err)
+		}
+		tc, err := pki.ClientConfig{CAFile: ours.CAFile(), CertFile: cert, KeyFile: key}.TLS()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &http.Transport{TLSClientConfig: tc}
+	}
+	cases := []struct {
+		name    string
+		addr    string
+		rt      http.RoundTripper
+		healthy bool
+	}{
+		{"the gateway's certificate and CA", region, transport(ours), true},
+		{"a gateway certificate of another CA", region, foreignCert(), false},
+		{"a region certified by a CA the gateway does not trust", region, transport(theirs), false},
+		{"no client TLS configured (system roots)", region, http.DefaultTransport, false},
+		{"a plain-HTTP endpoint", plain, transport(ours), false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s := New(instances{{Address: c.addr, Meta: map[string]string{"region": "eu-west-1", "jurisdiction": "EU", "roles": "api"}}}, true, time.Second, 2*time.Second, nil).WithTransport(c.rt)
+			s.Refresh(context.Background())
+			if got := s.Healthy("eu-west-1"); got != c.healthy {
+				t.Fatalf("healthy = %v, want %v", got, c.healthy)
+			}
+			if addr, ok := s.Pick("eu-west-1"); ok && !strings.HasPrefix(Scheme+"://"+addr, "https://127.0.0.1:") {
+				t.Fatalf("picked %s", addr)
+			}
+		})
+	}
+}
