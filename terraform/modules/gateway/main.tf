@@ -13,6 +13,11 @@ locals {
     global-tier-url  = "HERALD_POSTGRES_URL"
     region-token     = "HERALD_GATEWAY_REGION_TOKEN"
     directory-secret = "HERALD_SECRET_DIRECTORY"
+    # The regions' mutual TLS: the gateway's client certificate and key, and the internal CA
+    # that certified the regions' API certificates (written to files, below).
+    region-tls-cert = "HERALD_SECRET_REGION_TLS_CERT"
+    region-tls-key  = "HERALD_SECRET_REGION_TLS_KEY"
+    region-ca       = "HERALD_SECRET_REGION_CA"
   }
 }
 
@@ -83,6 +88,9 @@ module "service" {
   herald_args  = "gateway"
   files = [
     { env = "HERALD_SECRET_DIRECTORY", path = "/run/herald/directory-secret" },
+    { env = "HERALD_SECRET_REGION_TLS_CERT", path = "/run/herald/region-tls.pem" },
+    { env = "HERALD_SECRET_REGION_TLS_KEY", path = "/run/herald/region-tls-key.pem" },
+    { env = "HERALD_SECRET_REGION_CA", path = "/run/herald/region-ca.pem" },
   ]
   container_port = 8080
   environment = [
@@ -91,6 +99,9 @@ module "service" {
     # How the gateway recognises its own gateway_url in the policy (and does not 307 to itself).
     { name = "HERALD_GATEWAY_PUBLIC_URL", value = "https://${var.jurisdiction_domain}" },
     { name = "HERALD_GATEWAY_DIRECTORY_SECRET_FILE", value = "/run/herald/directory-secret" },
+    { name = "HERALD_GATEWAY_REGION_TLS_CERT_FILE", value = "/run/herald/region-tls.pem" },
+    { name = "HERALD_GATEWAY_REGION_TLS_KEY_FILE", value = "/run/herald/region-tls-key.pem" },
+    { name = "HERALD_GATEWAY_REGION_TLS_CA_FILE", value = "/run/herald/region-ca.pem" },
     { name = "HERALD_GATEWAY_RATE_LIMIT_PER_MINUTE", value = tostring(var.rate_limit_per_minute) },
     { name = "HERALD_REDIS_ADDR", value = "${aws_elasticache_replication_group.this.primary_endpoint_address}:6379" },
     { name = "HERALD_DISCOVERY_BACKEND", value = "consul" },

@@ -14,6 +14,13 @@ locals {
     kafka            = { version = replace(var.kafka.version, ".x", ".0") } # MSK's 3.9.x speaks 3.9.0
     cassandra        = { replication_factor = 3, consistency = "LOCAL_QUORUM" }
     telemetry        = { log_level = "info", log_format = "json" }
+    # The API serves mutual TLS only: the gateways' client certificates, of the internal CA in
+    # gateway-client-ca, are required of every call (docs/residency.md, the hop's threat model).
+    tls = {
+      cert_file      = "/run/herald/api-tls.pem"
+      key_file       = "/run/herald/api-tls-key.pem"
+      client_ca_file = "/run/herald/gateway-client-ca.pem"
+    }
   })
 
   environment = [
@@ -35,6 +42,15 @@ locals {
     smtp-password       = "HERALD_DISPATCH_SMTP_PASSWORD"
     twilio-auth-token   = "HERALD_DISPATCH_TWILIO_AUTH_TOKEN"
   }
+
+  # The API's mutual TLS, written to files by the start command: the region's server
+  # certificate and key (issued by the operator's internal CA, docs/runbook.md) and that CA,
+  # whose client certificates (the gateways') are accepted.
+  tls_secrets = {
+    api-tls-cert      = { env = "HERALD_SECRET_API_TLS_CERT", path = "/run/herald/api-tls.pem" }
+    api-tls-key       = { env = "HERALD_SECRET_API_TLS_KEY", path = "/run/herald/api-tls-key.pem" }
+    gateway-client-ca = { env = "HERALD_SECRET_GATEWAY_CLIENT_CA", path = "/run/herald/gateway-client-ca.pem" }
+  }
 }
 
 resource "aws_ecs_cluster" "this" {
@@ -54,6 +70,14 @@ resource "aws_ecs_cluster" "this" {
 resource "aws_secretsmanager_secret" "internal_token" {
   name        = "${local.name}/internal-token"
   description = "HERALD_REGION_INTERNAL_TOKEN: the bearer token the gateways present to this region"
+  kms_key_id  = aws_kms_key.data.arn
+  tags        = local.tags
+}
+
+resource "aws_secretsmanager_secret" "tls" {
+  for_each    = local.tls_secrets
+  name        = "${local.name}/${each.key}"
+  description = "Region API mutual TLS: ${each.key}"
   kms_key_id  = aws_kms_key.data.arn
   tags        = local.tags
 }
@@ -80,6 +104,9 @@ module "roles" {
     { env = "HERALD_REGION_CONFIG_YAML", path = "/run/herald/region.yaml", unset = false },
     { env = "HERALD_SECRET_APNS_AUTH_KEY", path = "/run/herald/apns-auth-key.p8" },
     { env = "HERALD_SECRET_FCM_SERVICE_ACCOUNT", path = "/run/herald/fcm-service-account.json" },
+    { env = local.tls_secrets["api-tls-cert"].env, path = local.tls_secrets["api-tls-cert"].path },
+    { env = local.tls_secrets["api-tls-key"].env, path = local.tls_secrets["api-tls-key"].path },
+    { env = local.tls_secrets["gateway-client-ca"].env, path = local.tls_secrets["gateway-client-ca"].path },
   ]
   container_port = 8080
   environment    = concat(local.environment, [for k, v in var.dispatch_environment : { name = k, value = v }])
@@ -89,6 +116,7 @@ module "roles" {
       { name = "HERALD_REGION_INTERNAL_TOKEN", arn = aws_secretsmanager_secret.internal_token.arn },
     ],
     [for k, s in aws_secretsmanager_secret.provider : { name = local.provider_secrets[k], arn = s.arn }],
+    [for k, s in aws_secretsmanager_secret.tls : { name = local.tls_secrets[k].env, arn = s.arn }],
   )
   secrets_kms_key_arn   = aws_kms_key.data.arn
   execution_policy_name = "read-region-secrets"
@@ -110,7 +138,9 @@ module "roles" {
     tasks_egress             = "Stores in the VPC; providers, Consul and ECR through the NAT gateways"
     tasks_from_load_balancer = "Regional API behind the load balancer"
   }
-  # The regional API: HTTPS, open only to the gateways' egress ranges.
+  # The regional API: HTTPS, open only to the gateways' egress ranges. The tasks serve only
+  # TLS (mutual TLS for the API; /readyz needs no client certificate), so the load balancer
+  # reaches them, and health-checks them, over HTTPS.
   load_balancer = {
     service             = "api"
     name                = "${local.name}-api"
@@ -119,6 +149,7 @@ module "roles" {
     certificate_arn     = var.api_certificate_arn
     allowed_cidrs       = var.api_allowed_cidrs
     allowed_description = "Gateway egress"
+    target_protocol     = "HTTPS"
     health_check        = { path = "/readyz", healthy_threshold = 2, unhealthy_threshold = 2, interval = 10 }
   }
 

@@ -67,12 +67,13 @@ resource "aws_lb" "this" {
 resource "aws_lb_target_group" "this" {
   name                 = substr(local.lb_name, 0, 32)
   port                 = var.container_port
-  protocol             = "HTTP"
+  protocol             = var.load_balancer.target_protocol
   target_type          = "ip"
   vpc_id               = var.vpc_id
   deregistration_delay = 30
 
   health_check {
+    protocol            = var.load_balancer.target_protocol
     path                = var.load_balancer.health_check.path
     healthy_threshold   = var.load_balancer.health_check.healthy_threshold
     unhealthy_threshold = var.load_balancer.health_check.unhealthy_threshold

@@ -173,8 +173,9 @@ variable "load_balancer" {
     (of the load balancer and target group, cut to 32 characters; its security group is
     <name>-alb; default var.name), description (of its security group, which cannot change
     without replacing it), subnet_ids (public), certificate_arn, allowed_cidrs (who may connect
-    on 443) with allowed_description, and the target group's health_check (path; thresholds and
-    interval left out take the AWS defaults).
+    on 443) with allowed_description, target_protocol (how it reaches the tasks: HTTP, or
+    HTTPS for a container that serves only TLS, like a region's mutual-TLS API) and the target
+    group's health_check (path; thresholds and interval left out take the AWS defaults).
   EOT
   type = object({
     service             = string
@@ -184,6 +185,7 @@ variable "load_balancer" {
     certificate_arn     = string
     allowed_cidrs       = list(string)
     allowed_description = string
+    target_protocol     = optional(string, "HTTP")
     health_check = object({
       path                = string
       healthy_threshold   = optional(number)
@@ -195,6 +197,11 @@ variable "load_balancer" {
   validation {
     condition     = contains(keys(var.services), var.load_balancer.service)
     error_message = "load_balancer.service must be one of services."
+  }
+
+  validation {
+    condition     = contains(["HTTP", "HTTPS"], var.load_balancer.target_protocol)
+    error_message = "load_balancer.target_protocol must be HTTP or HTTPS."
   }
 
   validation {
