@@ -6,6 +6,7 @@ import (
 	"net"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/consul/api"
@@ -38,7 +39,11 @@ func (c *Consul) Register(ctx context.Context, in Instance) error {
 	port, _ := strconv.Atoi(portStr)
 	reg := &api.AgentServiceRegistration{ID: in.ID, Name: in.Service, Address: host, Port: port, Meta: in.Meta, Tags: tags(in.Meta)}
 	if in.HealthURL != "" {
-		reg.Check = &api.AgentServiceCheck{HTTP: in.HealthURL, Interval: "5s", Timeout: "2s", DeregisterCriticalServiceAfter: "1m"}
+		reg.Check = &api.AgentServiceCheck{HTTP: in.HealthURL, Interval: "5s", Timeout: "2s", DeregisterCriticalServiceAfter: "1m",
+			// A region's /readyz is HTTPS under the internal CA, which the agent need not
+			// trust: the check reads readiness only (no certificate is asked, no data comes
+			// back), and every call the gateway makes verifies the region's certificate itself.
+			TLSSkipVerify: strings.HasPrefix(in.HealthURL, "https://")}
 	}
 	opts := api.ServiceRegisterOpts{}.WithContext(ctx)
 	if err := c.c.Agent().ServiceRegisterOpts(reg, opts); err != nil {
