@@ -31,6 +31,11 @@ func TestBadConfigStopsAtStartNamingTheKey(t *testing.T) {
 		{"gateway bad listen", []string{"gateway", "--config", write("g.yaml", "listen: everywhere\n")}, nil, "listen"},
 		{"analytics bad log level", []string{"analytics", "--config", write("a.yaml", "telemetry: {log_level: chatty}\n")}, nil, "telemetry.log_level"},
 		{"gateway wrong type", []string{"gateway", "--config", write("g2.yaml", "postgres:\n  max_conns: lots\n")}, nil, "postgres.max_conns"},
+		{"region without its certificate", []string{"region", "--config", write("r6.yaml", "name: eu-west-1\njurisdiction: EU\n")}, nil, "tls.cert_file"},
+		{"region certificate file missing", []string{"region", "--config", write("r7.yaml", "name: eu-west-1\njurisdiction: EU\ntls:\n  cert_file: /nonexistent/r.pem\n  key_file: /nonexistent/r-key.pem\n  client_ca_file: /nonexistent/ca.pem\n")}, nil, "tls.cert_file"},
+		{"region plain HTTP without a token", []string{"region", "--config", write("r8.yaml", "name: eu-west-1\njurisdiction: EU\ntls:\n  insecure_plaintext: true\n")}, nil, "tls.insecure_plaintext"},
+		{"gateway client certificate missing", []string{"gateway", "--config", write("g3.yaml", "jurisdiction: EU\ndirectory:\n  secret_file: /x\nregion_tls:\n  ca_file: /nonexistent/ca.pem\n  cert_file: /nonexistent/gw.pem\n  key_file: /nonexistent/gw-key.pem\n")}, nil, "region_tls.cert_file"},
+		{"gateway without region TLS", []string{"gateway", "--config", write("g4.yaml", "jurisdiction: EU\ndirectory:\n  secret_file: /x\n")}, nil, "region_tls.cert_file"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
