@@ -82,7 +82,9 @@ func auditGateway(t *testing.T, dir, database string) []byte {
 	if err := os.WriteFile(secretFile, secret, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	body := fmt.Sprintf("jurisdiction: EU\ndirectory:\n  secret_file: %s\npostgres:\n  database: %s\n", secretFile, database)
+	pk := testenv.PKI(t)
+	body := fmt.Sprintf("jurisdiction: EU\ndirectory:\n  secret_file: %s\npostgres:\n  database: %s\nregion_tls:\n  ca_file: %s\n  cert_file: %s\n  key_file: %s\n",
+		secretFile, database, pk.CAFile(), pk.CertFile("gateway"), pk.KeyFile("gateway"))
 	if err := os.WriteFile(filepath.Join(dir, "gateway.yaml"), []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
