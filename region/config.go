@@ -20,6 +20,7 @@ import (
 	"github.com/herald-notify/herald/platform/telemetry"
 	"github.com/herald-notify/herald/region/dispatch"
 	"github.com/herald-notify/herald/region/export"
+	"github.com/herald-notify/herald/residency"
 )
 
 // Config is a region process's configuration.
@@ -32,6 +33,9 @@ type Config struct {
 	TopicPartitions int `yaml:"topic_partitions"`
 	// Replication is the replication factor of the region's Kafka topics.
 	Replication int `yaml:"replication"`
+	// PolicyKey is the discovery key of the residency policy, the one the gateways follow: the
+	// dispatch role takes its jurisdiction's push_content from it.
+	PolicyKey string `yaml:"policy_key" env:"HERALD_REGION_POLICY_KEY"`
 	// InternalToken, when set, is required from callers (the gateway) as a Bearer token, on
 	// top of their client certificate; with tls.insecure_plaintext it is the only credential,
 	// so it is required then.
@@ -83,6 +87,7 @@ func (t TLSConfig) Server() pki.ServerConfig {
 func DefaultConfig(discoveryDir string) Config {
 	return Config{
 		Listen:          "127.0.0.1:8101",
+		PolicyKey:       residency.DefaultKey,
 		Roles:           AllRoles(),
 		TopicPartitions: 4,
 		Replication:     1,
@@ -132,6 +137,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Kafka.ClientID == "" || c.Kafka.ClientID == "herald" {
 		c.Kafka.ClientID = "herald-" + c.Name
+	}
+	if err := config.Required("policy_key", c.PolicyKey); err != nil {
+		return err
 	}
 	if err := config.HostPort("listen", c.Listen); err != nil {
 		return err

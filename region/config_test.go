@@ -38,6 +38,7 @@ func TestConfigValidateNamesTheBadKey(t *testing.T) {
 		{"bad region name", func(c *Config) { c.Name = "Europe" }, "name"},
 		{"bad jurisdiction", func(c *Config) { c.Jurisdiction = "eu" }, "jurisdiction"},
 		{"bad listen", func(c *Config) { c.Listen = "8101" }, "listen"},
+		{"no policy key", func(c *Config) { c.PolicyKey = "" }, "policy_key"},
 		{"unknown role", func(c *Config) { c.Roles = []string{"api", "coffee"} }, "roles"},
 		{"no roles", func(c *Config) { c.Roles = nil }, "roles"},
 		{"bad broker", func(c *Config) { c.Kafka.Brokers = []string{"localhost"} }, "kafka.brokers"},

@@ -200,14 +200,23 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 		tasks = append(tasks, lifecycle.Task{Name: "erasure", Run: eraser.Run})
 	}
 	if slices.Contains(c.Roles, RoleDispatch) {
+		pc, err := loadPushContent(ctx, disc, c.PolicyKey, c.Jurisdiction, log)
+		if err != nil {
+			return err
+		}
 		d, err := dispatch.New(c.Dispatch, c.Name, dispatch.Deps{
 			Kafka: c.Kafka, Log: dlog, Devices: dispatch.NewDeviceStore(stores.PG), Logger: log,
 			Redis: stores.Redis, RedisPrefix: c.Redis.Prefix, // the shared provider rate limits
+			MinimalPush: pc.minimal,
 		})
 		if err != nil {
 			return err
 		}
 		tasks = append(tasks, lifecycle.Task{Name: "dispatch", Run: d.Run})
+		tasks = append(tasks, lifecycle.Task{Name: "push-content-policy", Run: func(ctx context.Context) error {
+			pc.watch(ctx, disc, c.PolicyKey, log)
+			return nil
+		}})
 	}
 	if slices.Contains(c.Roles, RoleExporter) {
 		ex, err := export.New(c.Name, c.Export, c.Kafka, stores.PG, log)

@@ -49,6 +49,25 @@ type Jurisdiction struct {
 	AllowTransit bool `yaml:"allow_transit" json:"allow_transit"`
 	// GatewayURL is the jurisdiction's own gateway (absolute http or https URL), the 307 target.
 	GatewayURL string `yaml:"gateway_url" json:"gateway_url"`
+	// PushContent is what an APNs or FCM payload for the jurisdiction's users may carry:
+	// PushFull (also when omitted) the notification's title, body, link and metadata;
+	// PushMinimal only the notification id and what wakes the app, which then fetches the
+	// content from the user's home region with a user token.
+	PushContent string `yaml:"push_content,omitempty" json:"push_content,omitempty"`
+}
+
+// The values of Jurisdiction.PushContent.
+const (
+	PushFull    = "full"
+	PushMinimal = "minimal"
+)
+
+// pushContent is the value in force: PushFull when omitted.
+func (j Jurisdiction) pushContent() string {
+	if j.PushContent == "" {
+		return PushFull
+	}
+	return j.PushContent
 }
 
 // FieldError is one problem in a policy document, at its field path (for example
@@ -191,6 +210,9 @@ func (p *Policy) Validate() error {
 
 		if reason := checkGatewayURL(j.GatewayURL); reason != "" {
 			v.add(base+".gateway_url", "%s", reason)
+		}
+		if pc := j.PushContent; pc != "" && pc != PushFull && pc != PushMinimal {
+			v.add(base+".push_content", "%q is not a push content setting: must be %s or %s (omitted: %s)", pc, PushFull, PushMinimal, PushFull)
 		}
 	}
 	return v.err()
@@ -346,6 +368,15 @@ func (p *Policy) GatewayURL(jurisdiction string) string {
 	return ""
 }
 
+// PushContent returns what push payloads for the jurisdiction's users may carry, PushFull or
+// PushMinimal; false for an unknown jurisdiction.
+func (p *Policy) PushContent(jurisdiction string) (string, bool) {
+	if j := p.lookup(jurisdiction); j != nil {
+		return j.pushContent(), true
+	}
+	return "", false
+}
+
 // Route picks the region that serves the jurisdiction's users now: the first region, in policy
 // order, for which healthy reports true (a nil healthy counts every region healthy). reason is
 // "home" when that is the jurisdiction's first region, "failover-from-<first region>" otherwise.
@@ -387,7 +418,7 @@ func (p *Policy) Equal(q *Policy) bool {
 	}
 	for code, a := range p.Jurisdictions {
 		b, ok := q.Jurisdictions[code]
-		if !ok || a.AllowTransit != b.AllowTransit || a.GatewayURL != b.GatewayURL ||
+		if !ok || a.AllowTransit != b.AllowTransit || a.GatewayURL != b.GatewayURL || a.pushContent() != b.pushContent() ||
 			!slices.Equal(a.Regions, b.Regions) || !sameSet(a.Countries, b.Countries) {
 			return false
 		}

@@ -215,6 +215,15 @@ func TestParseInvalidNamesTheField(t *testing.T) {
 		{"unknown top-level key", base + "default: EU\n", "default", `unknown key "default"`},
 		{"unknown jurisdiction key", replace(t, "allow_transit: true", "allow_transit: true\n    failover: auto"), "jurisdictions.US.failover", `unknown key "failover"`},
 		{"misspelt key", replace(t, "allow_transit: false", "allow_transits: false"), "jurisdictions.EU.allow_transits", "unknown key"},
+		{"push_content unknown value", replace(t, "allow_transit: false", "allow_transit: false\n    push_content: partial"), "jurisdictions.EU.push_content", `"partial" is not a push content setting: must be full or minimal`},
+		{"push_content upper case", replace(t, "allow_transit: false", "allow_transit: false\n    push_content: MINIMAL"), "jurisdictions.EU.push_content", `"MINIMAL" is not a push content setting`},
+		{"push_content padded", replace(t, "allow_transit: false", "allow_transit: false\n    push_content: 'minimal '"), "jurisdictions.EU.push_content", "not a push content setting"},
+		{"push_content with NUL", replace(t, "allow_transit: false", "allow_transit: false\n    push_content: \"minimal\\0\""), "jurisdictions.EU.push_content", "not a push content setting"},
+		{"push_content Unicode look-alike", replace(t, "allow_transit: false", "allow_transit: false\n    push_content: minımal"), "jurisdictions.EU.push_content", "not a push content setting"},
+		{"push_content a bool", replace(t, "allow_transit: false", "allow_transit: false\n    push_content: false"), "jurisdictions.EU.push_content", "not a push content setting"},
+		{"push_content a list", replace(t, "allow_transit: false", "allow_transit: false\n    push_content: [minimal]"), "jurisdictions.EU.push_content", "cannot unmarshal"},
+		{"push_content twice", replace(t, "allow_transit: false", "allow_transit: false\n    push_content: minimal\n    push_content: full"), "jurisdictions.EU.push_content", "already defined"},
+		{"push_content misspelt", replace(t, "allow_transit: false", "allow_transit: false\n    push_contents: minimal"), "jurisdictions.EU.push_contents", "unknown key"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -445,6 +454,8 @@ func TestEqual(t *testing.T) {
 		{"transit", replace(t, "allow_transit: false", "allow_transit: true"), false},
 		{"gateway", replace(t, "https://eu.herald.example", "https://eu2.herald.example"), false},
 		{"one country more", replace(t, "[IN]", "[IN, LK]"), false},
+		{"push content minimal", replace(t, "allow_transit: false", "allow_transit: false\n    push_content: minimal"), false},
+		{"push content full is the default", replace(t, "allow_transit: false", "allow_transit: false\n    push_content: full"), true},
 		{"one jurisdiction less", replace(t, "  IN:\n    regions: [in-south-1]\n    countries: [IN]\n    gateway_url: https://in.herald.example/api\n", ""), false},
 	}
 	for _, tt := range tests {
@@ -458,6 +469,36 @@ func TestEqual(t *testing.T) {
 	var nilp *Policy
 	if a.Equal(nil) || !nilp.Equal(nil) {
 		t.Error("Equal with nil")
+	}
+}
+
+func TestPushContentDefaultsToFullAndIsPerJurisdiction(t *testing.T) {
+	p := mustParse(t, replace(t, "allow_transit: false", "allow_transit: false\n    push_content: minimal", "allow_transit: true", "allow_transit: true\n    push_content: full"))
+	for _, tt := range []struct {
+		jurisdiction, want string
+		known              bool
+	}{
+		{"EU", PushMinimal, true},
+		{"US", PushFull, true},
+		{"IN", PushFull, true}, // omitted
+		{"eu", "", false},
+		{"", "", false},
+	} {
+		got, ok := p.PushContent(tt.jurisdiction)
+		if got != tt.want || ok != tt.known {
+			t.Errorf("PushContent(%q) = %q, %v; want %q, %v", tt.jurisdiction, got, ok, tt.want, tt.known)
+		}
+	}
+	var nilp *Policy
+	if got, ok := nilp.PushContent("EU"); got != "" || ok {
+		t.Errorf("nil policy: %q, %v", got, ok)
+	}
+	data, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q := mustParse(t, string(data)); !p.Equal(q) {
+		t.Fatalf("JSON round trip lost push_content: %s", data)
 	}
 }
 

@@ -28,6 +28,9 @@ type apnsProvider struct {
 	name   string
 	topic  string
 	client *apns2.Client
+	// minimal reports, on each send, whether the region's jurisdiction wants content-free
+	// pushes (Deps.MinimalPush).
+	minimal func() bool
 }
 
 func loadPool(file string) (*x509.CertPool, error) {
@@ -42,7 +45,7 @@ func loadPool(file string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
-func newAPNs(c APNsConfig, name string) (*apnsProvider, error) {
+func newAPNs(c APNsConfig, name string, minimal func() bool) (*apnsProvider, error) {
 	key, err := token.AuthKeyFromFile(c.KeyFile)
 	if err != nil {
 		return nil, fmt.Errorf("apns %s: key file: %w", name, err)
@@ -65,17 +68,23 @@ func newAPNs(c APNsConfig, name string) (*apnsProvider, error) {
 	}
 	// apns2's Response carries no headers; the wrapper hands Retry-After to the caller.
 	client.HTTPClient.Transport = &retryAfterTransport{next: tr}
-	return &apnsProvider{name: name, topic: c.Topic, client: client}, nil
+	return &apnsProvider{name: name, topic: c.Topic, client: client, minimal: minimal}, nil
 }
 
 func (p *apnsProvider) Name() string { return p.name }
 
-// apnsNotification builds the APNs request for one device (pure: tested on its own).
-func apnsNotification(t notify.Task, deviceToken, topic string) *apns2.Notification {
+// apnsNotification builds the APNs request for one device (pure: tested on its own). minimal
+// builds the content-free push (apnsMinimalPayload). No header carries anything of the task
+// but its tier (the priority) and its expiry: no apns-collapse-id, no thread id.
+func apnsNotification(t notify.Task, deviceToken, topic string, minimal bool) *apns2.Notification {
+	payload := apnsPayload
+	if minimal {
+		payload = apnsMinimalPayload
+	}
 	n := &apns2.Notification{
 		DeviceToken: deviceToken,
 		Topic:       topic,
-		Payload:     apnsPayload(t),
+		Payload:     payload(t),
 		PushType:    apns2.PushTypeAlert,
 		Priority:    apns2.PriorityHigh,
 	}
@@ -130,6 +139,25 @@ func apnsPayload(t notify.Task) []byte {
 	return append(out, '}')
 }
 
+// MinimalAlertLocKey is the alert of a content-free push: a key of the app's Localizable.strings
+// ("New notification" in the user's language), shown as it is if the app's Notification Service
+// Extension cannot fetch the content in time.
+const MinimalAlertLocKey = "HERALD_NOTIFICATION"
+
+// apnsMinimalPayload is the content-free push of a jurisdiction whose push_content is minimal:
+// a generic, localisable alert with "mutable-content": 1, which has iOS start the app's
+// Notification Service Extension, and the notification id, with which the extension fetches
+// the title and body from the user's home region. Nothing else of the task goes to Apple: no
+// title, body, link, metadata or user id.
+func apnsMinimalPayload(t notify.Task) []byte {
+	out := make([]byte, 0, 128)
+	out = append(out, `{"aps":{"alert":{"loc-key":`...)
+	out = appendJSONString(out, MinimalAlertLocKey)
+	out = append(out, `},"sound":"default","mutable-content":1},"notification_id":`...)
+	out = appendJSONString(out, t.NotificationID)
+	return append(out, '}')
+}
+
 // appendJSONString appends s as a JSON string (encoding/json's escaping).
 func appendJSONString(dst []byte, s string) []byte {
 	b, _ := json.Marshal(s) // a string always encodes
@@ -139,7 +167,7 @@ func appendJSONString(dst []byte, s string) []byte {
 func (p *apnsProvider) Send(ctx context.Context, t notify.Task, to string) (Receipt, error) {
 	var ra string
 	ctx = context.WithValue(ctx, retryAfterKey{}, &ra)
-	res, err := p.client.PushWithContext(ctx, apnsNotification(t, to, p.topic))
+	res, err := p.client.PushWithContext(ctx, apnsNotification(t, to, p.topic, p.minimal != nil && p.minimal()))
 	if err != nil {
 		return Receipt{}, &SendError{Class: Transient, Err: err}
 	}

@@ -166,7 +166,7 @@ func sampleTask(ch string) notify.Task {
 
 func TestAPNsNotification(t *testing.T) {
 	task := sampleTask(notify.Push)
-	n := apnsNotification(task, "abcd", "com.herald.demo")
+	n := apnsNotification(task, "abcd", "com.herald.demo", false)
 	if n.Topic != "com.herald.demo" || n.DeviceToken != "abcd" || n.Priority != 10 || n.PushType != apns2.PushTypeAlert || n.Expiration.IsZero() {
 		t.Fatalf("notification: %+v", n)
 	}
@@ -183,7 +183,7 @@ func TestAPNsNotification(t *testing.T) {
 		t.Fatalf("payload: %s", raw)
 	}
 	task.Tier = notify.Marketing
-	if apnsNotification(task, "abcd", "t").Priority != 5 {
+	if apnsNotification(task, "abcd", "t", false).Priority != 5 {
 		t.Fatal("marketing should be priority 5")
 	}
 }
@@ -257,16 +257,107 @@ func TestAPNsPayloadMatchesTheApns2Builder(t *testing.T) {
 func TestFCMMessage(t *testing.T) {
 	task := sampleTask(notify.Push)
 	now := time.Now()
-	m := fcmMessage(task, "tok", "android", now)
+	m := fcmMessage(task, "tok", "android", now, false)
 	if m.Token != "tok" || m.Notification.Title != "Hi" || m.Android == nil || m.Android.Priority != "high" || m.Android.TTL == nil {
 		t.Fatalf("android: %+v", m)
 	}
 	if _, bad := m.Data["from"]; bad || m.Data["order"] != "1" || m.Data["link"] == "" || m.Data["notification_id"] != "n1" {
 		t.Fatalf("data: %v", m.Data)
 	}
-	w := fcmMessage(task, "tok", "web", now)
+	w := fcmMessage(task, "tok", "web", now, false)
 	if w.Webpush == nil || w.Webpush.FCMOptions.Link != task.Content.Link || w.Android != nil {
 		t.Fatalf("web: %+v", w)
+	}
+}
+
+// personalTask is a push task whose every personal field holds a distinctive string, so a
+// payload that carries any of them is caught by a byte search.
+func personalTask() (notify.Task, []string) {
+	task := notify.Task{NotificationID: "3f0c2d1e-8b7a-4c5d-9e6f-112233445566", AppID: "app-secret-app", Tier: notify.Transactional,
+		Category: "cat-secret-category", UserID: "user-secret-ada", Channel: notify.Push,
+		Content: notify.Content{Title: "Title-secret", Body: "Body-secret", Link: "https://link-secret.example/o/1",
+			Subject: "Subject-secret", Text: "Text-secret", HTML: "<p>HTML-secret</p>"},
+		Target:   notify.Target{Devices: []notify.Device{{DeviceID: "device-secret-id", Platform: "android", Token: "tok"}}},
+		Metadata: map[string]string{"meta-secret-key": "meta-secret-value", "link": "https://meta-link-secret"}, ExpiresAt: time.Now().Add(time.Hour)}
+	return task, []string{"secret", "ada", "Title", "Body"}
+}
+
+func TestAPNsMinimalPushCarriesOnlyTheNotificationIDAndWakesTheExtension(t *testing.T) {
+	task, personal := personalTask()
+	for _, tier := range []string{notify.Transactional, notify.Marketing} {
+		task.Tier = tier
+		n := apnsNotification(task, "abcd", "com.herald.demo", true)
+		raw, err := n.MarshalJSON() // the bytes apns2 sends
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range personal {
+			if strings.Contains(string(raw), s) {
+				t.Fatalf("%s: minimal payload holds %q: %s", tier, s, raw)
+			}
+		}
+		for _, h := range []string{n.CollapseID, n.ApnsID} {
+			if h != "" {
+				t.Fatalf("%s: header set from the task: %q", tier, h)
+			}
+		}
+		var p struct {
+			Aps struct {
+				Alert          map[string]any `json:"alert"`
+				MutableContent int            `json:"mutable-content"`
+				Sound          string         `json:"sound"`
+			} `json:"aps"`
+			NotificationID string `json:"notification_id"`
+		}
+		dec := json.NewDecoder(strings.NewReader(string(raw)))
+		dec.DisallowUnknownFields() // nothing but aps and notification_id
+		if err := dec.Decode(&p); err != nil {
+			t.Fatalf("%s: payload %s: %v", tier, raw, err)
+		}
+		if p.Aps.MutableContent != 1 || p.NotificationID != task.NotificationID || len(p.Aps.Alert) != 1 || p.Aps.Alert["loc-key"] != MinimalAlertLocKey {
+			t.Fatalf("%s: payload %s", tier, raw)
+		}
+		if n.PushType != apns2.PushTypeAlert || n.Expiration.IsZero() {
+			t.Fatalf("%s: notification %+v", tier, n)
+		}
+	}
+	// The full push of the same task carries the content: the search above can fail.
+	raw, _ := apnsNotification(task, "abcd", "t", false).MarshalJSON()
+	if !strings.Contains(string(raw), "Title-secret") || !strings.Contains(string(raw), "Body-secret") {
+		t.Fatalf("full payload lacks the content: %s", raw)
+	}
+}
+
+func TestFCMMinimalPushIsADataMessageWithOnlyTheNotificationID(t *testing.T) {
+	task, personal := personalTask()
+	now := time.Now()
+	for _, platform := range []string{"android", "web"} {
+		m := fcmMessage(task, "tok", platform, now, true)
+		raw, err := json.Marshal(m) // the message as the Admin SDK sends it
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range personal {
+			if strings.Contains(string(raw), s) {
+				t.Fatalf("%s: minimal message holds %q: %s", platform, s, raw)
+			}
+		}
+		if m.Notification != nil || len(m.Data) != 1 || m.Data["notification_id"] != task.NotificationID {
+			t.Fatalf("%s: not a data-only message with the id alone: %s", platform, raw)
+		}
+		if m.Android != nil && (m.Android.CollapseKey != "" || m.Android.Notification != nil || m.Android.FCMOptions != nil || m.Android.TTL == nil) {
+			t.Fatalf("%s: android block %+v", platform, m.Android)
+		}
+		if m.Webpush != nil && (m.Webpush.FCMOptions != nil || m.Webpush.Notification != nil || m.Webpush.Data != nil) {
+			t.Fatalf("%s: webpush block %+v", platform, m.Webpush)
+		}
+		if m.FCMOptions != nil || m.APNS != nil {
+			t.Fatalf("%s: options %s", platform, raw)
+		}
+	}
+	raw, _ := json.Marshal(fcmMessage(task, "tok", "android", now, false))
+	if !strings.Contains(string(raw), "Title-secret") || !strings.Contains(string(raw), "Body-secret") {
+		t.Fatalf("full message lacks the content: %s", raw)
 	}
 }
 

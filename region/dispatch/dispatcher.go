@@ -108,6 +108,10 @@ type Deps struct {
 	Redis *goredis.Client
 	// RedisPrefix is the region's Redis key prefix (redis.Config.Prefix, ending in ":").
 	RedisPrefix string
+	// MinimalPush, asked on every push, reports whether the region's jurisdiction wants
+	// content-free pushes (its push_content is minimal in the residency policy): APNs and FCM
+	// then get the notification id and what wakes the app, nothing of the content. Nil: full.
+	MinimalPush func() bool
 }
 
 // DeviceStore deactivates device tokens in the region's Postgres database.
@@ -160,7 +164,7 @@ func New(cfg Config, region string, d Deps) (*Dispatcher, error) {
 			if c == nil {
 				continue
 			}
-			p, err := newAPNs(*c, name(c.Name, "apns", i == 1))
+			p, err := newAPNs(*c, name(c.Name, "apns", i == 1), d.MinimalPush)
 			if err != nil {
 				return nil, err
 			}
@@ -174,7 +178,7 @@ func New(cfg Config, region string, d Deps) (*Dispatcher, error) {
 			if c == nil {
 				continue
 			}
-			p, err := newFCM(*c, name(c.Name, "fcm", i == 1))
+			p, err := newFCM(*c, name(c.Name, "fcm", i == 1), d.MinimalPush)
 			if err != nil {
 				return nil, err
 			}

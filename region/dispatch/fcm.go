@@ -23,9 +23,12 @@ import (
 type fcmProvider struct {
 	name   string
 	client *messaging.Client
+	// minimal reports, on each send, whether the region's jurisdiction wants content-free
+	// pushes (Deps.MinimalPush).
+	minimal func() bool
 }
 
-func newFCM(c FCMConfig, name string) (*fcmProvider, error) {
+func newFCM(c FCMConfig, name string, minimal func() bool) (*fcmProvider, error) {
 	sa, err := os.ReadFile(c.CredentialsFile)
 	if err != nil {
 		return nil, fmt.Errorf("fcm %s: credentials file: %w", name, err)
@@ -48,7 +51,7 @@ func newFCM(c FCMConfig, name string) (*fcmProvider, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fcm %s: messaging client: %w", name, err)
 	}
-	return &fcmProvider{name: name, client: client}, nil
+	return &fcmProvider{name: name, client: client, minimal: minimal}, nil
 }
 
 func (p *fcmProvider) Name() string { return p.name }
@@ -62,25 +65,28 @@ func fcmReserved(k string) bool {
 	return strings.HasPrefix(k, "google.") || strings.HasPrefix(k, "gcm.")
 }
 
-// fcmMessage builds the FCM message for one device (pure: tested on its own).
-func fcmMessage(t notify.Task, deviceToken, platform string, now time.Time) *messaging.Message {
-	body := t.Content.Body
-	if body == "" {
-		body = t.Content.Text
-	}
-	data := map[string]string{"notification_id": t.NotificationID}
-	for k, v := range t.Metadata {
-		if !fcmReserved(k) {
-			data[k] = v
+// fcmMessage builds the FCM message for one device (pure: tested on its own). minimal builds
+// the content-free push of a jurisdiction whose push_content is minimal: a data-only message
+// holding the notification id and nothing else of the task (no notification block, title,
+// body, link, metadata or user id), which the app's FirebaseMessagingService receives and
+// answers by fetching the content from the user's home region. No collapse key or analytics
+// label is ever set.
+func fcmMessage(t notify.Task, deviceToken, platform string, now time.Time, minimal bool) *messaging.Message {
+	m := &messaging.Message{Token: deviceToken, Data: map[string]string{"notification_id": t.NotificationID}}
+	if !minimal {
+		body := t.Content.Body
+		if body == "" {
+			body = t.Content.Text
 		}
-	}
-	if t.Content.Link != "" {
-		data["link"] = t.Content.Link
-	}
-	m := &messaging.Message{
-		Token:        deviceToken,
-		Notification: &messaging.Notification{Title: t.Content.Title, Body: body},
-		Data:         data,
+		for k, v := range t.Metadata {
+			if !fcmReserved(k) {
+				m.Data[k] = v
+			}
+		}
+		if t.Content.Link != "" {
+			m.Data["link"] = t.Content.Link
+		}
+		m.Notification = &messaging.Notification{Title: t.Content.Title, Body: body}
 	}
 	var ttl *time.Duration
 	if !t.ExpiresAt.IsZero() {
@@ -93,7 +99,7 @@ func fcmMessage(t notify.Task, deviceToken, platform string, now time.Time) *mes
 		if ttl != nil {
 			m.Webpush.Headers["TTL"] = strconv.Itoa(int(ttl.Seconds()))
 		}
-		if strings.HasPrefix(t.Content.Link, "https://") {
+		if !minimal && strings.HasPrefix(t.Content.Link, "https://") {
 			m.Webpush.FCMOptions = &messaging.WebpushFCMOptions{Link: t.Content.Link}
 		}
 	default:
@@ -113,7 +119,7 @@ func (p *fcmProvider) Send(ctx context.Context, t notify.Task, to string) (Recei
 			platform = d.Platform
 		}
 	}
-	name, err := p.client.Send(ctx, fcmMessage(t, to, platform, time.Now()))
+	name, err := p.client.Send(ctx, fcmMessage(t, to, platform, time.Now(), p.minimal != nil && p.minimal()))
 	if err == nil {
 		return Receipt{MessageID: name, Status: "200"}, nil
 	}

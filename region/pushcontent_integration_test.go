@@ -1,0 +1,210 @@
+//go:build integration
+
+package region_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/herald-notify/herald/platform/discovery"
+	"github.com/herald-notify/herald/platform/testenv"
+	"github.com/herald-notify/herald/region"
+	"github.com/herald-notify/herald/region/dispatch"
+	"github.com/herald-notify/herald/region/regiontest"
+	"github.com/herald-notify/herald/sim"
+)
+
+// pushPolicy is a residency policy naming the test's two regions; %s are the EU region, the
+// EU push_content, the US region and the US push_content.
+const pushPolicy = `version: %d
+jurisdictions:
+  EU:
+    regions: [%s]
+    countries: [DE]
+    gateway_url: http://127.0.0.1:1
+    push_content: %s
+  US:
+    regions: [%s]
+    countries: [US]
+    gateway_url: http://127.0.0.1:1
+    push_content: %s
+`
+
+// pushWorld is an EU and a US region sharing one discovery (and so one residency policy) and
+// one in-process APNs and FCM simulator.
+type pushWorld struct {
+	t      *testing.T
+	disc   discovery.Backend
+	key    string
+	sim    *sim.Sim
+	eu, us *running
+}
+
+func startPushWorld(t *testing.T, euContent, usContent string) *pushWorld {
+	t.Helper()
+	s, _ := regiontest.StartSim(t, 1)
+	info := s.Info()
+	dir := t.TempDir()
+	w := &pushWorld{t: t, sim: s, key: "herald/residency/policy-" + testenv.Suffix()}
+	var err error
+	if w.disc, err = discovery.Open(discovery.Defaults(dir)); err != nil {
+		t.Fatal(err)
+	}
+	withPush := func(jurisdiction string) func(*region.Config) {
+		return func(c *region.Config) {
+			c.Jurisdiction = jurisdiction
+			c.Discovery.Path = dir
+			c.PolicyKey = w.key
+			c.Dispatch.Push.APNs = dispatch.APNsConfig{Endpoint: info.APNs.URL, TeamID: info.APNs.TeamID, KeyID: info.APNs.KeyID,
+				KeyFile: info.APNs.KeyFile, Topic: "com.herald.test", CAFile: info.CAFile}
+			c.Dispatch.Push.FCM = dispatch.FCMConfig{Endpoint: info.FCM.Endpoint, CredentialsFile: info.FCM.CredentialsFile}
+		}
+	}
+	// A region's name is known once its config exists: the EU region's mutate publishes the
+	// policy before that region starts (its US region a placeholder), the US region's mutate
+	// publishes version 2 naming both before the US region starts.
+	var euName string
+	w.eu = startRegion(t, withPush("EU"), func(c *region.Config) {
+		euName = c.Name
+		w.putPolicy(1, euName, euContent, "zz-placeholder-1", usContent)
+	})
+	w.us = startRegion(t, withPush("US"), func(c *region.Config) {
+		w.putPolicy(2, euName, euContent, c.Name, usContent)
+	})
+	return w
+}
+
+func (w *pushWorld) putPolicy(version int, eu, euContent, us, usContent string) {
+	w.t.Helper()
+	doc := fmt.Sprintf(pushPolicy, version, eu, euContent, us, usContent)
+	if err := w.disc.Put(context.Background(), w.key, []byte(doc)); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+// sendPush registers user in r's jurisdiction with an iOS and an Android device, sends them a
+// push with a distinctive title, body, link and metadata, and returns the notification id and
+// the two device tokens.
+func (w *pushWorld) sendPush(r *running, user string) (id, iosToken, androidToken string) {
+	w.t.Helper()
+	iosToken = fmt.Sprintf("%064x", time.Now().UnixNano())
+	androidToken = "fcm-registration-token-" + testenv.Suffix()
+	for _, d := range []map[string]any{
+		{"platform": "ios", "token": iosToken, "device_id": "iphone"},
+		{"platform": "android", "token": androidToken, "device_id": "pixel"},
+	} {
+		if code, b := r.call("POST", "/v1/users/"+user+"/devices", d, r.app); code/100 != 2 {
+			w.t.Fatalf("device: %d %v", code, b)
+		}
+	}
+	code, b := r.call("POST", "/v1/notifications", map[string]any{"type": "transactional", "category": "order",
+		"title": "Title-secret-" + user, "body": "Body-secret-" + user, "link": "https://shop.example/orders/secret-" + user,
+		"metadata": map[string]string{"order": "secret-order-" + user}, "recipients": []string{user}, "channels": []string{"push"}}, r.app)
+	if code != 202 {
+		w.t.Fatalf("send: %d %v", code, b)
+	}
+	return b["notification_id"].(string), iosToken, androidToken
+}
+
+// delivered waits for the simulator's accepted record of the push to token and returns it.
+func (w *pushWorld) delivered(simName, token string) sim.Record {
+	w.t.Helper()
+	var rec sim.Record
+	eventually(w.t, 30*time.Second, func() error {
+		resp, err := http.Get(w.sim.Info().Admin + "/sim/" + simName + "/messages?to=" + url.QueryEscape(token))
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		var out struct{ Messages []sim.Record }
+		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+			return err
+		}
+		for _, m := range out.Messages {
+			if m.Status == http.StatusOK {
+				rec = m
+				return nil
+			}
+		}
+		return fmt.Errorf("%s: no accepted push to %s in %d records", simName, token, len(out.Messages))
+	})
+	return rec
+}
+
+// raw is everything the simulator recorded of a request: payload and headers.
+func raw(rec sim.Record) string {
+	b, _ := json.Marshal(rec)
+	return string(b)
+}
+
+func TestMinimalPushContentKeepsTheNotificationsTextOutOfAPNsAndFCM(t *testing.T) {
+	w := startPushWorld(t, "minimal", "full")
+	euUser, usUser := "eu-ada-"+testenv.Suffix(), "us-bob-"+testenv.Suffix()
+
+	id, ios, android := w.sendPush(w.eu, euUser)
+	for _, rec := range []sim.Record{w.delivered("apns", ios), w.delivered("fcm", android)} {
+		got := raw(rec)
+		for _, personal := range []string{"Title-secret", "Body-secret", "secret-" + euUser, "secret-order", euUser, "shop.example", w.eu.app} {
+			if strings.Contains(got, personal) {
+				t.Errorf("EU (minimal) push record holds %q: %s", personal, got)
+			}
+		}
+		if !strings.Contains(string(rec.Payload), id) {
+			t.Errorf("EU push record lacks the notification id %s: %s", id, rec.Payload)
+		}
+	}
+	var apns struct {
+		Aps struct {
+			MutableContent int `json:"mutable-content"`
+		} `json:"aps"`
+	}
+	if err := json.Unmarshal(w.delivered("apns", ios).Payload, &apns); err != nil || apns.Aps.MutableContent != 1 {
+		t.Errorf("EU APNs push without mutable-content: %s", w.delivered("apns", ios).Payload)
+	}
+	var fcm struct {
+		Message map[string]json.RawMessage `json:"message"`
+	}
+	if err := json.Unmarshal(w.delivered("fcm", android).Payload, &fcm); err != nil || fcm.Message["notification"] != nil || fcm.Message["data"] == nil {
+		t.Errorf("EU FCM push is not a data-only message: %s", w.delivered("fcm", android).Payload)
+	}
+
+	// The same send in the US, whose push_content is full, carries the text: the searches
+	// above are able to find it.
+	_, ios, android = w.sendPush(w.us, usUser)
+	for _, rec := range []sim.Record{w.delivered("apns", ios), w.delivered("fcm", android)} {
+		if got := raw(rec); !strings.Contains(got, "Title-secret-"+usUser) || !strings.Contains(got, "Body-secret-"+usUser) {
+			t.Errorf("US (full) push record lacks the content: %s", got)
+		}
+	}
+}
+
+func TestPushContentFollowsAPolicyChangeWithoutARestart(t *testing.T) {
+	w := startPushWorld(t, "full", "full")
+	user := "eu-eve-" + testenv.Suffix()
+	_, ios, _ := w.sendPush(w.eu, user)
+	if got := raw(w.delivered("apns", ios)); !strings.Contains(got, "Body-secret-"+user) {
+		t.Fatalf("full push lacks the content: %s", got)
+	}
+	w.putPolicy(3, w.eu.cfg.Name, "minimal", w.us.cfg.Name, "full")
+	// The change reaches the dispatcher within the file backend's poll; every push sent after
+	// it is content-free. Poll with fresh sends until one goes out minimal, then check a last one.
+	eventually(t, 30*time.Second, func() error {
+		_, ios, _ := w.sendPush(w.eu, user)
+		if got := raw(w.delivered("apns", ios)); strings.Contains(got, "Body-secret") {
+			return fmt.Errorf("still full: %s", got)
+		}
+		return nil
+	})
+	_, ios, android := w.sendPush(w.eu, user)
+	for _, rec := range []sim.Record{w.delivered("apns", ios), w.delivered("fcm", android)} {
+		if got := raw(rec); strings.Contains(got, "secret") {
+			t.Errorf("push after the change to minimal holds content: %s", got)
+		}
+	}
+}
