@@ -112,6 +112,7 @@ func (s *Server) Handler() http.Handler {
 	v1.GET("/users/:user_id/notifications", s.byPathUser)
 	v1.GET("/users/:user_id/notifications/unread-count", s.byPathUser)
 	v1.GET("/users/:user_id/notifications/stream", s.byPathUser)
+	v1.GET("/users/:user_id/notifications/:notification_id", s.byPathUser)
 
 	return r
 }

@@ -16,11 +16,12 @@ import (
 // userTokenRoutes are the routes a client may call with a user token instead of an API key:
 // reading and marking its own user's inbox, nothing else.
 var userTokenRoutes = map[string]bool{
-	"GET /v1/users/:user_id/notifications":              true,
-	"GET /v1/users/:user_id/notifications/unread-count": true,
-	"GET /v1/users/:user_id/notifications/stream":       true,
-	"PATCH /v1/notifications/:id/read":                  true,
-	"POST /v1/notifications/read-all":                   true,
+	"GET /v1/users/:user_id/notifications":                  true,
+	"GET /v1/users/:user_id/notifications/unread-count":     true,
+	"GET /v1/users/:user_id/notifications/stream":           true,
+	"GET /v1/users/:user_id/notifications/:notification_id": true,
+	"PATCH /v1/notifications/:id/read":                      true,
+	"POST /v1/notifications/read-all":                       true,
 }
 
 // tokenSecrets is what user-token checks need from the key store.

@@ -89,7 +89,7 @@ func (w *pushWorld) putPolicy(version int, eu, euContent, us, usContent string) 
 }
 
 // sendPush registers user in r's jurisdiction with an iOS and an Android device, sends them a
-// push with a distinctive title, body, link and metadata, and returns the notification id and
+// push (and in-app item) with a distinctive title, body, link and metadata, and returns the notification id and
 // the two device tokens.
 func (w *pushWorld) sendPush(r *running, user string) (id, iosToken, androidToken string) {
 	w.t.Helper()
@@ -105,7 +105,7 @@ func (w *pushWorld) sendPush(r *running, user string) (id, iosToken, androidToke
 	}
 	code, b := r.call("POST", "/v1/notifications", map[string]any{"type": "transactional", "category": "order",
 		"title": "Title-secret-" + user, "body": "Body-secret-" + user, "link": "https://shop.example/orders/secret-" + user,
-		"metadata": map[string]string{"order": "secret-order-" + user}, "recipients": []string{user}, "channels": []string{"push"}}, r.app)
+		"metadata": map[string]string{"order": "secret-order-" + user}, "recipients": []string{user}, "channels": []string{"push", "in_app"}}, r.app)
 	if code != 202 {
 		w.t.Fatalf("send: %d %v", code, b)
 	}
@@ -173,6 +173,15 @@ func TestMinimalPushContentKeepsTheNotificationsTextOutOfAPNsAndFCM(t *testing.T
 	if err := json.Unmarshal(w.delivered("fcm", android).Payload, &fcm); err != nil || fcm.Message["notification"] != nil || fcm.Message["data"] == nil {
 		t.Errorf("EU FCM push is not a data-only message: %s", w.delivered("fcm", android).Payload)
 	}
+
+	// What the app's extension does with the id: fetch the content from the user's home region.
+	eventually(t, 20*time.Second, func() error {
+		code, b := w.eu.call("GET", "/v1/users/"+euUser+"/notifications/"+id, nil, w.eu.app)
+		if code != 200 || b["title"] != "Title-secret-"+euUser || b["body"] != "Body-secret-"+euUser {
+			return fmt.Errorf("fetching the content: %d %v", code, b)
+		}
+		return nil
+	})
 
 	// The same send in the US, whose push_content is full, carries the text: the searches
 	// above are able to find it.

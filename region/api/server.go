@@ -106,6 +106,7 @@ func (s *Server) Register(r gin.IRouter) {
 	v1.GET("/users/:user_id/notifications", s.listInbox)
 	v1.GET("/users/:user_id/notifications/unread-count", s.unreadCount)
 	v1.GET("/users/:user_id/notifications/stream", s.stream)
+	v1.GET("/users/:user_id/notifications/:notification_id", s.getInboxItem)
 	v1.PATCH("/notifications/:id/read", s.markRead)
 	v1.POST("/notifications/read-all", s.readAll)
 	r.POST("/internal/v1/audit", otelgin.Middleware("herald-region-"+s.Region), s.authenticateInternal, s.appendAudit)

@@ -294,6 +294,24 @@ func (in *Inbox) hasOwnRow(ctx context.Context, appID, userID string, it Item) (
 	return err == nil, err
 }
 
+// Own returns the user's own inbox row of the notification id created at createdAt (the
+// notification's accepted_at), gocql.ErrNotFound when the user has none.
+func (in *Inbox) Own(ctx context.Context, appID, userID string, createdAt time.Time, id string) (Item, error) {
+	ts := createdAt.UTC().Truncate(time.Millisecond)
+	it := Item{AppID: appID}
+	iter := in.s.Query(`SELECT created_at, notification_id, tier, category, title, body, link, metadata, read_at FROM notification_log
+		WHERE app_id = ? AND user_id = ? AND bucket = ? AND created_at = ? AND notification_id = ?`,
+		appID, userID, Bucket(ts), ts, id).WithContext(ctx).Iter()
+	found := scanOwn(iter, &it)
+	if err := iter.Close(); err != nil {
+		return Item{}, fmt.Errorf("reading inbox item %s: %w", id, err)
+	}
+	if !found {
+		return Item{}, gocql.ErrNotFound
+	}
+	return it, nil
+}
+
 // MarkRead marks one item read for the user. An item that came from a topic feed is copied into
 // the user's own partition with its read time, so the merge shows it read. It reports false when
 // the user has no such item.
