@@ -17,6 +17,8 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("version: 1\njurisdictions:\n  IN: ~\n"))
 	f.Add([]byte("version: 1.5\njurisdictions: {EU: {regions: [eu-west-1], gateway_url: 'http://x'}}\n"))
 	f.Add([]byte("version: &v 1\njurisdictions: {EU: {regions: [eu-west-1], countries: [NO, de], gateway_url: http://x}}\n"))
+	f.Add([]byte("version: 1\njurisdictions: {EU: {regions: [eu-west-1], gateway_url: 'http://x', push_content: minimal}}\n"))
+	f.Add([]byte("version: 1\njurisdictions: {EU: {regions: [eu-west-1], gateway_url: 'http://x', push_content: Minimal}}\n"))
 	f.Add([]byte("a: &a [*a]\n"))
 	f.Add([]byte("---\n---\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -40,6 +42,9 @@ func FuzzParse(f *testing.F) {
 				if got, ok := p.JurisdictionOfRegion(r); !ok || got != code {
 					t.Fatalf("JurisdictionOfRegion(%s) = %q, want %s", r, got, code)
 				}
+			}
+			if pc, ok := p.PushContent(code); !ok || (pc != PushFull && pc != PushMinimal) || (j.PushContent != "" && pc != j.PushContent) {
+				t.Fatalf("PushContent(%s) = %q, %v with push_content %q", code, pc, ok, j.PushContent)
 			}
 			if r, reason, err := p.Route(code, nil); err != nil || r != j.Regions[0] || reason != "home" {
 				t.Fatalf("Route(%s) = %q, %q, %v", code, r, reason, err)
