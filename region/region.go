@@ -101,7 +101,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 	dlog := deliverylog.New(stores.Cass, c.LogTTL)
 	prefsCache := prefs.NewCache(stores.PG, stores.Redis, c.Redis.Prefix, 5*time.Minute, log)
 	hub := inbox.NewHub(stores.Redis, c.Redis.Prefix, log)
-	eraser := &erasure.Service{DB: stores.PG, Cass: stores.Cass, Prefs: prefsCache, Buckets: inboxBuckets(c.LogTTL), Log: log, Interval: time.Second}
+	eraser := &erasure.Service{DB: stores.PG, Cass: stores.Cass, Prefs: prefsCache, InboxTTL: c.LogTTL, Log: log, Interval: time.Second}
 	sched := scheduler.New(stores.PG, c.Name)
 
 	scheme, serverTLS := "https", (*tls.Config)(nil)
@@ -259,17 +259,6 @@ func watchThreshold(ctx context.Context, disc discovery.Backend, region string, 
 		}
 		index = idx
 	}
-}
-
-// inboxBuckets lists every month bucket an inbox row can still live in, given their TTL.
-func inboxBuckets(ttl time.Duration) []int {
-	now := time.Now().UTC()
-	months := int(ttl/(30*24*time.Hour)) + 2
-	out := make([]int, 0, months)
-	for i := 0; i < months; i++ {
-		out = append(out, inbox.Bucket(time.Date(now.Year(), now.Month()-time.Month(i), 1, 0, 0, 0, 0, time.UTC)))
-	}
-	return out
 }
 
 // drainDelay is how long readiness reports draining before the listener closes.

@@ -48,13 +48,40 @@ type CacheEvicter interface {
 
 // Service records and carries out erasures.
 type Service struct {
-	DB       *pgxpool.Pool
-	Cass     *gocql.Session
-	Prefs    CacheEvicter
-	Buckets  []int // inbox month buckets to clear (every month a row can still live in)
+	DB    *pgxpool.Pool
+	Cass  *gocql.Session
+	Prefs CacheEvicter
+	// InboxTTL is how long inbox rows live: the month buckets to clear are every month a row
+	// can still live in, computed when the step runs (a region runs across month boundaries).
+	InboxTTL time.Duration
+	// Now is the clock (time.Now when nil); tests inject one.
+	Now      func() time.Time
 	Log      *slog.Logger
 	Interval time.Duration
 }
+
+// Buckets lists every inbox month bucket a row written at or before now can still live in,
+// given the rows' TTL: the current month and enough months back to cover the TTL.
+func Buckets(now time.Time, ttl time.Duration) []int {
+	now = now.UTC()
+	months := int(ttl/(30*24*time.Hour)) + 2
+	out := make([]int, 0, months)
+	for i := 0; i < months; i++ {
+		m := time.Date(now.Year(), now.Month()-time.Month(i), 1, 0, 0, 0, 0, time.UTC)
+		out = append(out, m.Year()*100+int(m.Month()))
+	}
+	return out
+}
+
+func (s *Service) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+// buckets is the month buckets to clear now.
+func (s *Service) buckets() []int { return Buckets(s.now(), s.InboxTTL) }
 
 // Request sets the hard stop at once (sends stop before anything is erased) and records the
 // erasure; the work happens in Run.
@@ -202,7 +229,7 @@ func (s *Service) run(ctx context.Context, step, app, user string) error {
 	case "cassandra_inbox_delivered":
 		return s.eraseInboxDelivered(ctx, app, user)
 	case "cassandra_inbox":
-		for _, b := range s.Buckets {
+		for _, b := range s.buckets() {
 			if err := s.Cass.Query(`DELETE FROM notification_log WHERE app_id = ? AND user_id = ? AND bucket = ?`, app, user, b).WithContext(ctx).Exec(); err != nil {
 				return err
 			}
@@ -219,7 +246,7 @@ func (s *Service) run(ctx context.Context, step, app, user string) error {
 // notifications: each state was written with its inbox row, and both live as long. The inbox
 // partition is the app's, so every id is.
 func (s *Service) eraseInboxDelivered(ctx context.Context, app, user string) error {
-	for _, b := range s.Buckets {
+	for _, b := range s.buckets() {
 		iter := s.Cass.Query(`SELECT notification_id FROM notification_log WHERE app_id = ? AND user_id = ? AND bucket = ?`, app, user, b).WithContext(ctx).Iter()
 		var ids []string
 		var id string
