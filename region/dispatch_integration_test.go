@@ -25,6 +25,7 @@ import (
 	"github.com/herald-notify/herald/region/dispatch"
 	"github.com/herald-notify/herald/region/notify"
 	"github.com/herald-notify/herald/region/regiontest"
+	"github.com/herald-notify/herald/region/userkeys"
 	"github.com/herald-notify/herald/sim"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -101,7 +102,7 @@ func startDispatch(t *testing.T, mutate func(*dispatch.Config)) *dispatchEnv {
 	t.Cleanup(func() { prod.Close() })
 
 	e := &dispatchEnv{t: t, cfg: c, sim: s, pg: pg, log: deliverylog.New(sess, c.LogTTL), prod: prod, app: "app-" + testenv.Suffix()}
-	d, err := dispatch.New(dc, c.Name, dispatch.Deps{Kafka: c.Kafka, Log: e.log, Devices: dispatch.NewDeviceStore(pg), Logger: logger})
+	d, err := dispatch.New(dc, c.Name, dispatch.Deps{Kafka: c.Kafka, Log: e.log, Devices: dispatch.NewDeviceStore(pg), Keys: userkeys.New(pg), Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -374,7 +374,7 @@ func TestExporterKilledMidWindowAndCentralRestartedCountExactlyAndDuplicatesOnce
 	for _, u := range p.normal {
 		dup.Outcomes = append(dup.Outcomes, notify.Outcome{User: u, Channel: notify.ChannelAll, Stage: notify.StageAccepted})
 	}
-	m, _, err := dup.Message(r.cfg.Name)
+	m, _, err := dup.Message(context.Background(), r.keys(), r.cfg.Name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -395,7 +395,7 @@ func TestExporterKilledMidWindowAndCentralRestartedCountExactlyAndDuplicatesOnce
 	})
 	// The same record again, now in a later window: still once.
 	dup.At = dup.At.Add(time.Minute)
-	m, _, _ = dup.Message(r.cfg.Name)
+	m, _, _ = dup.Message(context.Background(), r.keys(), r.cfg.Name)
 	if err := prod.Send(context.Background(), m); err != nil {
 		t.Fatal(err)
 	}

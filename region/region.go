@@ -38,6 +38,7 @@ import (
 	"github.com/herald-notify/herald/region/scheduler"
 	"github.com/herald-notify/herald/region/templates"
 	"github.com/herald-notify/herald/region/topics"
+	"github.com/herald-notify/herald/region/userkeys"
 	"github.com/herald-notify/herald/region/users"
 )
 
@@ -101,7 +102,9 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 	dlog := deliverylog.New(stores.Cass, c.LogTTL)
 	prefsCache := prefs.NewCache(stores.PG, stores.Redis, c.Redis.Prefix, 5*time.Minute, log)
 	hub := inbox.NewHub(stores.Redis, c.Redis.Prefix, log)
-	eraser := &erasure.Service{DB: stores.PG, Cass: stores.Cass, Prefs: prefsCache, InboxTTL: c.LogTTL, Log: log, Interval: time.Second}
+	keys := userkeys.New(stores.PG) // seal the personal part of every Kafka record (crypto-shredding)
+	eraser := &erasure.Service{DB: stores.PG, Cass: stores.Cass, Prefs: prefsCache, Keys: keys, KeyCacheTTL: userkeys.CacheTTL,
+		InboxTTL: c.LogTTL, Log: log, Interval: time.Second}
 	sched := scheduler.New(stores.PG, c.Name)
 
 	scheme, serverTLS := "https", (*tls.Config)(nil)
@@ -121,7 +124,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 			Region: c.Name, Jurisdiction: c.Jurisdiction, InternalToken: c.InternalToken, DB: stores.PG, Producer: apiProducer,
 			Templates: templates.NewStore(stores.PG), Topics: topics.NewStore(stores.PG), Users: users.NewStore(stores.PG),
 			Devices: devices.NewStore(stores.PG), Prefs: prefs.NewStore(stores.PG), PrefsCache: prefsCache, Erasure: eraser, Inbox: inbox.New(stores.Cass, c.LogTTL), Streams: hub,
-			Log: dlog, Audit: audit.NewStore(stores.PG), Logger: log,
+			Log: dlog, Keys: keys, Audit: audit.NewStore(stores.PG), Logger: log,
 		}
 		srv.Register(router)
 	}
@@ -175,7 +178,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 		for _, tier := range notify.Tiers {
 			fo := fanout.New(settings, c.Fanout.TopicThreshold, fanout.Deps{
 				Profiles: profiles.New(stores.PG, prefsCache), BulkProfiles: profiles.NewDirect(stores.PG), Subscribers: topics.NewStore(stores.PG), Scheduler: sched, Producer: tierProducers[tier],
-				Inbox: inbox.New(stores.Cass, c.LogTTL), Publisher: inbox.NewPublisher(stores.Redis, c.Redis.Prefix), Log: dlog, Dedup: dedup.New(stores.Redis, c.Redis.Prefix, c.DedupTTL), Logger: log,
+				Inbox: inbox.New(stores.Cass, c.LogTTL), Publisher: inbox.NewPublisher(stores.Redis, c.Redis.Prefix), Log: dlog, Dedup: dedup.New(stores.Redis, c.Redis.Prefix, c.DedupTTL), Keys: keys, Logger: log,
 			})
 			fanouts = append(fanouts, fo)
 			cons := &fanout.Consumer{
@@ -193,7 +196,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 	}
 	if slices.Contains(c.Roles, RoleScheduler) {
 		p := &scheduler.Poller{
-			Store: sched, Producer: schedProducer, Interval: c.Scheduler.Interval, Batch: c.Scheduler.Batch, Log: log,
+			Store: sched, Producer: schedProducer, Interval: c.Scheduler.Interval, Batch: c.Scheduler.Batch, Keys: keys, Log: log,
 			Topic: func(tier string) string { return IngressTopic(c.Name, tier) },
 		}
 		tasks = append(tasks, lifecycle.Task{Name: "scheduler", Run: p.Run})
@@ -205,7 +208,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 			return err
 		}
 		d, err := dispatch.New(c.Dispatch, c.Name, dispatch.Deps{
-			Kafka: c.Kafka, Log: dlog, Devices: dispatch.NewDeviceStore(stores.PG), Logger: log,
+			Kafka: c.Kafka, Log: dlog, Devices: dispatch.NewDeviceStore(stores.PG), Keys: keys, Logger: log,
 			Redis: stores.Redis, RedisPrefix: c.Redis.Prefix, // the shared provider rate limits
 			MinimalPush: pc.minimal,
 		})

@@ -4,7 +4,6 @@ package region_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -15,8 +14,10 @@ import (
 
 	"github.com/herald-notify/herald/platform/discovery"
 	"github.com/herald-notify/herald/platform/kafka"
+	"github.com/herald-notify/herald/platform/postgres"
 	"github.com/herald-notify/herald/region"
 	"github.com/herald-notify/herald/region/notify"
+	"github.com/herald-notify/herald/region/userkeys"
 )
 
 // stateOf finds the state of user x channel in a status answer.
@@ -84,13 +85,27 @@ func (r *running) readTasks(channel string) []notify.Task {
 	r.t.Helper()
 	var out []notify.Task
 	r.readTopic(notify.DispatchTopic(r.cfg.Name, channel), func(m *sarama.ConsumerMessage) {
-		var task notify.Task
-		if err := json.Unmarshal(m.Value, &task); err != nil {
+		task, err := notify.DecodeTask(r.t.Context(), r.keys(), m.Value)
+		if err != nil {
 			r.t.Fatal(err)
 		}
 		out = append(out, task)
 	})
 	return out
+}
+
+// keys opens the region's sealed records with its data keys.
+func (r *running) keys() *userkeys.Keys {
+	r.t.Helper()
+	if r.pg == nil {
+		pg, err := postgres.Connect(r.t.Context(), r.cfg.Postgres)
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		r.t.Cleanup(pg.Close)
+		r.pg = pg
+	}
+	return userkeys.New(r.pg)
 }
 
 // waitTasks reads a channel's tasks until there are at least n, for up to 10 s: a delivery's

@@ -8,8 +8,10 @@ import (
 	"text/tabwriter"
 
 	"github.com/herald-notify/herald/platform/kafka"
+	"github.com/herald-notify/herald/platform/postgres"
 	"github.com/herald-notify/herald/region"
 	"github.com/herald-notify/herald/region/dispatch"
+	"github.com/herald-notify/herald/region/userkeys"
 )
 
 // runDLQ inspects and replays a region's dead letters: herald dlq list|replay.
@@ -35,8 +37,15 @@ func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := loadConfig(*path, &cfg); err != nil {
 		return err
 	}
+	// The dead letters are sealed for their recipients: the region's data keys open them.
+	pg, err := postgres.Connect(ctx, cfg.Postgres)
+	if err != nil {
+		return err
+	}
+	defer pg.Close()
+	keys := userkeys.New(pg)
 	if sub == "list" {
-		letters, err := dispatch.ListDeadLetters(ctx, cfg.Kafka, cfg.Name, *channel, *limit)
+		letters, err := dispatch.ListDeadLetters(ctx, cfg.Kafka, keys, cfg.Name, *channel, *limit)
 		if err != nil {
 			return err
 		}
@@ -62,7 +71,7 @@ func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	defer p.Close()
-	n, err := dispatch.ReplayDeadLetters(ctx, cfg.Kafka, p, cfg.Name, *channel)
+	n, err := dispatch.ReplayDeadLetters(ctx, cfg.Kafka, p, keys, cfg.Name, *channel)
 	if err != nil {
 		return err
 	}

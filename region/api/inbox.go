@@ -279,7 +279,7 @@ func (s *Server) readEvents(c *gin.Context, user string, items []readItem) {
 	for _, it := range items {
 		b := notify.EventBatch{App: it.app, Tier: it.tier, Category: it.category, NotificationID: it.id, DueAt: it.created, At: at,
 			Outcomes: []notify.Outcome{{User: user, Channel: notify.InApp, Stage: notify.StageRead}}}
-		m, _, err := b.Message(s.Region)
+		m, _, err := b.Message(c.Request.Context(), s.Keys, s.Region)
 		if err != nil {
 			s.Logger.Error("encoding read events", "err", err)
 			return

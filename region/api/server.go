@@ -6,7 +6,6 @@ package api
 import (
 	"context"
 	"crypto/subtle"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -75,6 +74,7 @@ type Server struct {
 	Streams *inbox.Hub
 	Erasure *erasure.Service
 	Log     *deliverylog.Log
+	Keys    notify.Sealer // seals the personal part of the records produced (crypto-shredding)
 	Audit   AuditAppender
 	Logger  *slog.Logger
 	Now     func() time.Time
@@ -192,17 +192,14 @@ func (s *Server) send(c *gin.Context) {
 	} else {
 		e.Content = inlineContent(req)
 	}
-	raw, err := json.Marshal(e)
+	// Sealed for its recipients, keyed by the recipient's key id when there is one, so one
+	// user's notifications stay in order without the key naming them.
+	msg, err := notify.EventMessage(ctx, s.Keys, notify.IngressTopic(s.Region, e.Tier), e)
 	if err != nil {
 		s.Logger.Error("encoding event", "err", err)
-		unavailable(c, "the notification could not be encoded")
+		unavailable(c, "the notification could not be encoded; retry")
 		return
 	}
-	key := e.ID
-	if len(e.Recipients) == 1 {
-		key = e.Recipients[0] // one user's notifications stay in order
-	}
-	msg := kafka.Message{Topic: notify.IngressTopic(s.Region, e.Tier), Key: key, Value: raw}
 
 	if e.IdempotencyKey != "" {
 		original, err := s.sendOnce(ctx, e, msg)

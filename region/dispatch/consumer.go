@@ -2,7 +2,6 @@ package dispatch
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/IBM/sarama"
 
+	"github.com/herald-notify/herald/platform/envelope"
 	"github.com/herald-notify/herald/platform/kafka"
 	"github.com/herald-notify/herald/region/notify"
 )
@@ -111,7 +111,25 @@ func (c *consumer) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.C
 			if c.level > 0 {
 				retryDepth.WithLabelValues(c.d.region, c.channel, level).Set(float64(claim.HighWaterMarkOffset() - m.Offset - 1))
 			}
-			task, prev, err := c.decode(m)
+			task, prev, err := c.decode(sctx, m)
+			for backoff := 100 * time.Millisecond; errors.Is(err, envelope.ErrUnavailable); backoff = min(2*backoff, 10*time.Second) {
+				c.d.log.Warn("data keys unavailable; retrying", "topic", m.Topic, "err", err, "backoff", backoff)
+				select {
+				case <-time.After(backoff):
+				case <-sctx.Done():
+					return nil
+				}
+				task, prev, err = c.decode(sctx, m)
+			}
+			if notify.IsErased(err) {
+				// Its recipient was erased: the record is unreadable and skipped, never retried.
+				tasksTotal.WithLabelValues(c.d.region, c.channel, "erased").Inc()
+				notify.DroppedErased(stageOf(c.level), 1)
+				p := &pending{m: m, done: make(chan error, 1)}
+				p.done <- nil
+				window <- p
+				continue
+			}
 			if err != nil {
 				tasksTotal.WithLabelValues(c.d.region, c.channel, "poison").Inc()
 				c.d.log.Error("undecodable dispatch record skipped", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "err", err)
@@ -198,20 +216,37 @@ func (c *consumer) markInOrder(sess sarama.ConsumerGroupSession, window <-chan *
 	}
 }
 
-func (c *consumer) decode(m *sarama.ConsumerMessage) (notify.Task, *Retry, error) {
+func (c *consumer) decode(ctx context.Context, m *sarama.ConsumerMessage) (notify.Task, *Retry, error) {
 	if c.level == 0 {
-		var t notify.Task
-		if err := json.Unmarshal(m.Value, &t); err != nil {
-			return t, nil, fmt.Errorf("%w: %w", errPoison, err)
+		t, err := notify.DecodeTask(ctx, c.d.deps.Keys, m.Value)
+		if err != nil {
+			return t, nil, decodeError(err)
 		}
 		if t.Channel == "" {
 			t.Channel = c.channel
 		}
 		return t, nil, nil
 	}
-	var r Retry
-	if err := json.Unmarshal(m.Value, &r); err != nil {
-		return notify.Task{}, nil, fmt.Errorf("%w: %w", errPoison, err)
+	r, err := DecodeRetry(ctx, c.d.deps.Keys, m.Value)
+	if err != nil {
+		return notify.Task{}, nil, decodeError(err)
 	}
 	return r.Task, &r, nil
+}
+
+// decodeError marks a decoding error as poison unless it is an erased record or keys that could
+// not be read (retried).
+func decodeError(err error) error {
+	if notify.IsErased(err) || errors.Is(err, envelope.ErrUnavailable) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", errPoison, err)
+}
+
+// stageOf names the dispatch stage of a consumer level for herald_erased_records_dropped_total.
+func stageOf(level int) string {
+	if level == 0 {
+		return "dispatch"
+	}
+	return "dispatch_retry"
 }

@@ -2,12 +2,12 @@ package dispatch
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 
 	"github.com/IBM/sarama"
 
 	"github.com/herald-notify/herald/platform/kafka"
+	"github.com/herald-notify/herald/region/notify"
 )
 
 // DeadLetter is one record of a channel's dead-letter topic.
@@ -18,10 +18,10 @@ type DeadLetter struct {
 }
 
 // ListDeadLetters reads up to limit records of the channel's dead-letter topic, oldest first,
-// without consuming them.
-func ListDeadLetters(ctx context.Context, kc kafka.Config, region, channel string, limit int) ([]DeadLetter, error) {
+// without consuming them. Dead letters of erased users (their keys destroyed) are left out.
+func ListDeadLetters(ctx context.Context, kc kafka.Config, keys notify.Sealer, region, channel string, limit int) ([]DeadLetter, error) {
 	var out []DeadLetter
-	err := eachDeadLetter(ctx, kc, region, channel, nil, func(dl DeadLetter) (bool, error) {
+	err := eachDeadLetter(ctx, kc, keys, region, channel, nil, func(dl DeadLetter) (bool, error) {
 		out = append(out, dl)
 		return len(out) < limit, nil
 	})
@@ -31,8 +31,9 @@ func ListDeadLetters(ctx context.Context, kc kafka.Config, region, channel strin
 // ReplayDeadLetters puts every dead letter not replayed before back on the channel's dispatch
 // topic with its attempts reset, and remembers (in the consumer group "<dlq topic>.replay")
 // how far it got, so a second replay does not send the same letters again. It returns how
-// many it replayed.
-func ReplayDeadLetters(ctx context.Context, kc kafka.Config, p Producer, region, channel string) (int, error) {
+// many it replayed. A dead letter of an erased user is unreadable and dropped (counted in
+// herald_erased_records_dropped_total{stage="dlq_replay"}), never replayed.
+func ReplayDeadLetters(ctx context.Context, kc kafka.Config, p Producer, keys notify.Sealer, region, channel string) (int, error) {
 	sc, err := kc.Sarama()
 	if err != nil {
 		return 0, err
@@ -48,8 +49,8 @@ func ReplayDeadLetters(ctx context.Context, kc kafka.Config, p Producer, region,
 	}
 	defer om.Close()
 	n := 0
-	err = eachDeadLetter(ctx, kc, region, channel, om, func(dl DeadLetter) (bool, error) {
-		if err := Replay(ctx, p, region, dl.Retry); err != nil {
+	err = eachDeadLetter(ctx, kc, keys, region, channel, om, func(dl DeadLetter) (bool, error) {
+		if err := Replay(ctx, p, keys, region, dl.Retry); err != nil {
 			return false, err
 		}
 		n++
@@ -59,8 +60,9 @@ func ReplayDeadLetters(ctx context.Context, kc kafka.Config, p Producer, region,
 }
 
 // eachDeadLetter calls fn for the records of the dead-letter topic, from the offsets om
-// remembers (or the oldest), marking each one in om after fn accepted it.
-func eachDeadLetter(ctx context.Context, kc kafka.Config, region, channel string, om sarama.OffsetManager, fn func(DeadLetter) (bool, error)) error {
+// remembers (or the oldest), marking each one in om after fn accepted it. Records of erased
+// users are skipped (and marked: they can never be read again).
+func eachDeadLetter(ctx context.Context, kc kafka.Config, keys notify.Sealer, region, channel string, om sarama.OffsetManager, fn func(DeadLetter) (bool, error)) error {
 	topic := DLQTopic(region, channel)
 	sc, err := kc.Sarama()
 	if err != nil {
@@ -120,12 +122,21 @@ func eachDeadLetter(ctx context.Context, kc kafka.Config, region, channel string
 				return ctx.Err()
 			case m := <-pc.Messages():
 				dl := DeadLetter{Partition: part, Offset: m.Offset}
-				if err := json.Unmarshal(m.Value, &dl.Retry); err != nil {
+				var err error
+				cont := true
+				if dl.Retry, err = DecodeRetry(ctx, keys, m.Value); notify.IsErased(err) {
+					stage := "dlq_list"
+					if om != nil {
+						stage = "dlq_replay"
+					}
+					notify.DroppedErased(stage, 1)
+				} else if err != nil {
 					pc.Close()
 					return fmt.Errorf("dead letter %d/%d: %w", part, m.Offset, err)
+				} else {
+					cont, err = fn(dl)
 				}
-				cont, err := fn(dl)
-				if err != nil {
+				if err != nil && !notify.IsErased(err) {
 					pc.Close()
 					return err
 				}

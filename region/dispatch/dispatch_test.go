@@ -692,7 +692,7 @@ func TestReplayResetsAttempts(t *testing.T) {
 	p := &fakeProducer{}
 	task := sampleTask(notify.Email)
 	task.Attempt = 6
-	if err := Replay(context.Background(), p, "eu-west-1", Retry{Task: task}); err != nil {
+	if err := Replay(context.Background(), p, nil, "eu-west-1", Retry{Task: task}); err != nil {
 		t.Fatal(err)
 	}
 	var got notify.Task

@@ -22,7 +22,6 @@ package dispatch
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -112,6 +111,9 @@ type Deps struct {
 	// content-free pushes (its push_content is minimal in the residency policy): APNs and FCM
 	// then get the notification id and what wakes the app, nothing of the content. Nil: full.
 	MinimalPush func() bool
+	// Keys open the tasks and seal the retries, dead letters and delivery events for their
+	// users (nil: plain records, unit tests).
+	Keys notify.Sealer
 }
 
 // DeviceStore deactivates device tokens in the region's Postgres database.
@@ -524,11 +526,11 @@ func (d *Dispatcher) process(ctx context.Context, t notify.Task, prev *Retry) er
 			topic = RetryTopic(d.region, t.Channel, d.cfg.Retry.Level(attemptNo))
 			tasksTotal.WithLabelValues(d.region, t.Channel, "retried").Inc()
 		}
-		raw, err := json.Marshal(rec)
+		m, err := RetryMessage(ctx, d.deps.Keys, topic, rec)
 		if err != nil {
-			return fmt.Errorf("encoding retry: %w", err)
+			return err
 		}
-		handoff = &kafka.Message{Topic: topic, Key: t.UserID, Value: raw}
+		handoff = &m
 	}
 	err := d.record(ctx, states, attempts, handoff, ev)
 	for _, wait := range marks {
@@ -578,7 +580,7 @@ func (d *Dispatcher) handOn(ctx context.Context, handoff *kafka.Message, ev noti
 	if handoff != nil {
 		msgs = append(msgs, *handoff)
 	}
-	m, ok, err := ev.Message(d.region)
+	m, ok, err := ev.Message(ctx, d.deps.Keys, d.region)
 	if err != nil {
 		return err
 	}
@@ -619,13 +621,33 @@ func (d *Dispatcher) write(ctx context.Context, states []deliverylog.State, atte
 var errPoison = errors.New("undecodable record")
 
 // Replay puts a dead letter back on its channel's dispatch topic as a fresh task (attempt
-// count reset), for `herald dispatch dlq replay`.
-func Replay(ctx context.Context, p Producer, region string, dead Retry) error {
+// count reset), sealed for its recipient, for `herald dispatch dlq replay`.
+func Replay(ctx context.Context, p Producer, keys notify.Sealer, region string, dead Retry) error {
 	t := dead.Task
 	t.Attempt = 0
-	raw, err := json.Marshal(t)
+	m, err := notify.TaskMessage(ctx, keys, notify.DispatchTopic(region, t.Channel), t)
 	if err != nil {
 		return fmt.Errorf("encoding task: %w", err)
 	}
-	return p.Send(ctx, kafka.Message{Topic: notify.DispatchTopic(region, t.Channel), Key: t.UserID, Value: raw})
+	return p.Send(ctx, m)
+}
+
+// RetryMessage encodes a retry or dead-letter record for topic, sealed for its recipient and
+// keyed by their key id.
+func RetryMessage(ctx context.Context, keys notify.Sealer, topic string, r Retry) (kafka.Message, error) {
+	return notify.SealedFor(ctx, keys, topic, r.Task.AppID, r.Task.UserID, r, func(v *Retry) { v.Task.UserID = "" })
+}
+
+// DecodeRetry reads a retry or dead-letter record; notify.ErrErased when its recipient's key
+// is gone.
+func DecodeRetry(ctx context.Context, keys notify.Sealer, raw []byte) (Retry, error) {
+	var r Retry
+	user, err := notify.OpenFor(ctx, keys, raw, &r)
+	if err != nil {
+		return Retry{}, err
+	}
+	if user != "" {
+		r.Task.UserID = user
+	}
+	return r, nil
 }

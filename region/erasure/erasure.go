@@ -22,9 +22,11 @@ import (
 var ErrNotFound = errors.New("erasure not found")
 
 // Steps, in the order they run. Each is idempotent, and recorded when done.
+// data_keys destroys the user's data key first: every Kafka record sealed for the user alone
+// is unreadable from then on, and the user's id leaves the records shared with others.
 // cassandra_inbox_delivered (inbox_delivered and inbox_delivered_sets) reads the inbox, so it
 // runs before the inbox is deleted.
-var Steps = []string{"postgres", "caches", "cassandra_inbox_delivered", "cassandra_inbox", "cassandra_delivery_log"}
+var Steps = []string{"data_keys", "postgres", "caches", "cassandra_inbox_delivered", "cassandra_inbox", "cassandra_delivery_log"}
 
 // Erasure is a request's receipt.
 type Erasure struct {
@@ -46,11 +48,21 @@ type CacheEvicter interface {
 	Invalidate(ctx context.Context, app, user string) error
 }
 
+// KeyDestroyer destroys a user's data key (*userkeys.Keys).
+type KeyDestroyer interface {
+	Destroy(ctx context.Context, app, user string) error
+}
+
 // Service records and carries out erasures.
 type Service struct {
 	DB    *pgxpool.Pool
 	Cass  *gocql.Session
 	Prefs CacheEvicter
+	// Keys destroys the user's data key (crypto-shredding of their Kafka records). Processes
+	// may use a key they read for up to KeyCacheTTL: an erasure reports done only that long
+	// after the key was destroyed.
+	Keys        KeyDestroyer
+	KeyCacheTTL time.Duration
 	// InboxTTL is how long inbox rows live: the month buckets to clear are every month a row
 	// can still live in, computed when the step runs (a region runs across month boundaries).
 	InboxTTL time.Duration
@@ -191,6 +203,14 @@ func (s *Service) next(ctx context.Context) (bool, error) {
 				return err
 			}
 		}
+		// No process may still hold the destroyed key when the erasure reports done.
+		if wait := time.Until(steps["data_keys"].Add(s.KeyCacheTTL)); wait > 0 {
+			select {
+			case <-time.After(wait):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
 		raw, _ = json.Marshal(steps)
 		_, err = tx.Exec(ctx, `UPDATE erasures SET state = 'done', steps = $2, user_id = NULL, completed_at = now() WHERE erasure_id = $1`, id, raw)
 		if err == nil {
@@ -203,6 +223,11 @@ func (s *Service) next(ctx context.Context) (bool, error) {
 
 func (s *Service) run(ctx context.Context, step, app, user string) error {
 	switch step {
+	case "data_keys":
+		if s.Keys == nil {
+			return errors.New("no key store to destroy the data key with")
+		}
+		return s.Keys.Destroy(ctx, app, user)
 	case "postgres":
 		return pgx.BeginFunc(ctx, s.DB, func(tx pgx.Tx) error {
 			for _, q := range []string{

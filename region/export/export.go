@@ -11,7 +11,6 @@ package export
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -25,8 +24,10 @@ import (
 
 	"github.com/herald-notify/herald/analytics/kanon"
 	"github.com/herald-notify/herald/analytics/wire"
+	"github.com/herald-notify/herald/platform/envelope"
 	"github.com/herald-notify/herald/platform/kafka"
 	"github.com/herald-notify/herald/region/notify"
+	"github.com/herald-notify/herald/region/userkeys"
 )
 
 // maxCellsPerBatch keeps one request well under central's 8 MiB body limit (a cell is about
@@ -42,6 +43,7 @@ type Exporter struct {
 	cfg    Config
 	kafka  kafka.Config
 	store  store
+	keys   notify.Sealer // opens the sealed records (the region's data keys)
 	client *wire.Client
 	// categories are central's registered ones; the closer folds any other into "other".
 	categories categoryCache
@@ -56,7 +58,7 @@ func New(region string, cfg Config, kc kafka.Config, db *pgxpool.Pool, log *slog
 		return nil, err
 	}
 	client := &wire.Client{BaseURL: cfg.CentralURL, Token: tok}
-	return &Exporter{region: region, cfg: cfg, kafka: kc, store: store{db: db}, log: log.With("role", "exporter"), now: time.Now,
+	return &Exporter{region: region, cfg: cfg, kafka: kc, store: store{db: db}, keys: userkeys.New(db), log: log.With("role", "exporter"), now: time.Now,
 		client: client, categories: categoryCache{fetch: client.Categories}}, nil
 }
 
@@ -129,17 +131,37 @@ func (h handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Con
 // An undecodable record is logged and skipped.
 func (e *Exporter) Store(ctx context.Context, value []byte) error {
 	var b notify.EventBatch
-	if err := json.Unmarshal(value, &b); err != nil {
-		e.log.Error("skipping undecodable delivery events record", "err", err)
-		eventsStored.WithLabelValues(e.region, "dropped").Inc()
-		return nil
+	backoff := 100 * time.Millisecond
+	for {
+		var erased int
+		var err error
+		b, erased, err = notify.DecodeEventBatch(ctx, e.keys, value)
+		// Outcomes of erased users (their keys destroyed) are unreadable: dropped, never stored.
+		notify.DroppedErased("export", erased)
+		if notify.IsErased(err) {
+			return nil
+		}
+		if errors.Is(err, envelope.ErrUnavailable) {
+			e.log.Warn("data keys unavailable; retrying", "err", err, "backoff", backoff)
+			if sleep(ctx, backoff); ctx.Err() != nil {
+				return ctx.Err()
+			}
+			backoff = min(backoff*2, 5*time.Second)
+			continue
+		}
+		if err != nil {
+			e.log.Error("skipping undecodable delivery events record", "err", err)
+			eventsStored.WithLabelValues(e.region, "dropped").Inc()
+			return nil
+		}
+		break
 	}
 	rs, dropped := rows(b)
 	if dropped > 0 {
 		e.log.Warn("dropping outcomes outside analytics' vocabularies", "notification_id", b.NotificationID, "outcomes", dropped)
 		eventsStored.WithLabelValues(e.region, "dropped").Add(float64(dropped))
 	}
-	backoff := 100 * time.Millisecond
+	backoff = 100 * time.Millisecond
 	for {
 		n, err := e.store.insert(ctx, rs)
 		if err == nil {

@@ -2,7 +2,6 @@ package fanout
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,6 +9,7 @@ import (
 
 	"github.com/IBM/sarama"
 
+	"github.com/herald-notify/herald/platform/envelope"
 	"github.com/herald-notify/herald/platform/kafka"
 	"github.com/herald-notify/herald/region/notify"
 )
@@ -193,16 +193,48 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 	}
 }
 
+// decode opens and decodes a tier record, retrying while the data keys cannot be read. It
+// returns false for a record to skip: one that does not decode, logged and counted, and one
+// whose recipients were all erased (their keys destroyed), counted as dropped; neither is
+// retried. An error means ctx ended first.
+func (h *handler) decode(ctx context.Context, m *sarama.ConsumerMessage) (notify.Event, bool, error) {
+	backoff := 100 * time.Millisecond
+	for {
+		e, erased, err := notify.DecodeEvent(ctx, h.c.Fanout.keys, m.Value)
+		notify.DroppedErased("fanout", erased)
+		switch {
+		case err == nil:
+			return e, true, nil
+		case notify.IsErased(err):
+			eventsTotal.WithLabelValues(h.c.Fanout.set.Region, h.c.Tier, "erased").Inc()
+			return notify.Event{}, false, nil
+		case errors.Is(err, envelope.ErrUnavailable):
+			h.c.Log.Warn("data keys unavailable; retrying", "tier", h.c.Tier, "err", err, "backoff", backoff)
+			select {
+			case <-time.After(backoff):
+			case <-ctx.Done():
+				return notify.Event{}, false, ctx.Err()
+			}
+			backoff = min(backoff*2, 10*time.Second)
+		default:
+			// The API only produces valid events; a record that does not decode is logged
+			// and counted, not retried forever.
+			eventsTotal.WithLabelValues(h.c.Fanout.set.Region, h.c.Tier, "poison").Inc()
+			h.c.Log.Error("undecodable event skipped", "tier", h.c.Tier, "partition", m.Partition, "offset", m.Offset, "err", err)
+			return notify.Event{}, false, nil
+		}
+	}
+}
+
 // handle processes one record, retrying with backoff while the stores are unavailable, and
 // returns the records it collected for the transaction. It returns an error only when ctx
 // ended first.
 func (h *handler) handle(ctx context.Context, m *sarama.ConsumerMessage) (*collector, error) {
-	var e notify.Event
-	if err := json.Unmarshal(m.Value, &e); err != nil {
-		// The API only produces valid events; a record that does not decode is logged and
-		// counted, not retried forever.
-		eventsTotal.WithLabelValues(h.c.Fanout.set.Region, h.c.Tier, "poison").Inc()
-		h.c.Log.Error("undecodable event skipped", "tier", h.c.Tier, "partition", m.Partition, "offset", m.Offset, "err", err)
+	e, ok, err := h.decode(ctx, m)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
 		return &collector{}, nil
 	}
 	ctx = kafka.Extract(ctx, m)

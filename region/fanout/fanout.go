@@ -6,9 +6,7 @@ package fanout
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
 	"slices"
 	"sync/atomic"
@@ -123,6 +121,7 @@ type Fanout struct {
 	log      Log
 	dedup    Dedup
 	pub      Publisher
+	keys     notify.Sealer
 	logger   *slog.Logger
 	now      func() time.Time
 }
@@ -140,13 +139,15 @@ type Deps struct {
 	Log          Log
 	Dedup        Dedup
 	Publisher    Publisher // optional
-	Logger       *slog.Logger
+	// Keys seal the records handed on for their users (nil: plain records, unit tests).
+	Keys   notify.Sealer
+	Logger *slog.Logger
 }
 
 // New returns a Fanout.
 func New(s Settings, threshold int64, d Deps) *Fanout {
 	f := &Fanout{set: s, profiles: d.Profiles, bulk: d.BulkProfiles, subs: d.Subscribers, sched: d.Scheduler, prod: d.Producer,
-		inbox: d.Inbox, log: d.Log, dedup: d.Dedup, pub: d.Publisher, logger: d.Logger, now: time.Now}
+		inbox: d.Inbox, log: d.Log, dedup: d.Dedup, pub: d.Publisher, keys: d.Keys, logger: d.Logger, now: time.Now}
 	if f.set.ChunkSize <= 0 {
 		f.set.ChunkSize = 500
 	}
@@ -393,6 +394,13 @@ func (f *Fanout) chunk(ctx context.Context, out Handoff, loader ProfileLoader, e
 	// is one Redis round trip wide.
 	var msgs []kafka.Message
 	items := make([]inbox.Item, 0, len(ds))
+	if f.keys != nil {
+		// The chunk's keys in one query; the tasks and the events record below are sealed
+		// with them.
+		if err := f.keys.Prefetch(ctx, e.AppID, users); err != nil {
+			return err
+		}
+	}
 	for _, d := range ds {
 		switch {
 		case d.inbox != nil:
@@ -403,11 +411,11 @@ func (f *Fanout) chunk(ctx context.Context, out Handoff, loader ProfileLoader, e
 			if due.After(e.AcceptedAt) {
 				d.task.DueAt = due
 			}
-			raw, err := json.Marshal(d.task)
+			m, err := notify.TaskMessage(ctx, f.keys, notify.DispatchTopic(f.set.Region, d.channel), *d.task)
 			if err != nil {
-				return fmt.Errorf("encoding task: %w", err)
+				return err
 			}
-			msgs = append(msgs, kafka.Message{Topic: notify.DispatchTopic(f.set.Region, d.channel), Key: d.user, Value: raw})
+			msgs = append(msgs, m)
 			d.state = notify.StateQueued
 		}
 	}
@@ -447,7 +455,7 @@ func (f *Fanout) chunk(ctx context.Context, out Handoff, loader ProfileLoader, e
 	}
 	// The chunk's delivery events go out with its tasks, in the same acknowledged send, so a
 	// delivery handed on always has its record before the offset is committed.
-	if m, ok, err := chunkEvents(e, users, ds, profs, due, at).Message(f.set.Region); err != nil {
+	if m, ok, err := chunkEvents(e, users, ds, profs, due, at).Message(ctx, f.keys, f.set.Region); err != nil {
 		return err
 	} else if ok {
 		msgs = append(msgs, m)
@@ -487,7 +495,7 @@ func (f *Fanout) acceptedOnly(ctx context.Context, e notify.Event, users []strin
 	for _, u := range users {
 		b.Outcomes = append(b.Outcomes, notify.Outcome{User: u, Channel: notify.ChannelAll, Stage: notify.StageAccepted})
 	}
-	m, ok, err := b.Message(f.set.Region)
+	m, ok, err := b.Message(ctx, f.keys, f.set.Region)
 	if err != nil || !ok {
 		return err
 	}
@@ -542,7 +550,7 @@ func (f *Fanout) scheduledEvents(ctx context.Context, out Handoff, e notify.Even
 				notify.Outcome{User: u, Channel: notify.ChannelAll, Stage: notify.StageAccepted},
 				notify.Outcome{User: u, Channel: notify.ChannelAll, Stage: notify.StageDeferred, Reason: schedReasonAt})
 		}
-		m, ok, err := b.Message(f.set.Region)
+		m, ok, err := b.Message(ctx, f.keys, f.set.Region)
 		if err != nil {
 			return err
 		}

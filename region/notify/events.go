@@ -1,10 +1,12 @@
 package notify
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"time"
 
+	"github.com/herald-notify/herald/platform/envelope"
 	"github.com/herald-notify/herald/platform/kafka"
 )
 
@@ -48,7 +50,10 @@ type EventBatch struct {
 
 // Outcome is one recipient x channel reaching a stage.
 type Outcome struct {
-	User    string `json:"user"`
+	User string `json:"user,omitempty"`
+	// Ref is, in a sealed record, the 1-based position of the outcome's user among the users
+	// the record is sealed for (the id itself is only inside that user's wrap).
+	Ref     int    `json:"ref,omitempty"`
 	Channel string `json:"channel"`
 	Stage   string `json:"stage"`
 	Reason  string `json:"reason,omitempty"`
@@ -57,17 +62,71 @@ type Outcome struct {
 	Country string `json:"country,omitempty"`
 }
 
-// Message encodes b for the events topic, keyed by notification so one notification's records
-// stay in order. It returns false when b has no outcome (nothing to produce).
-func (b EventBatch) Message(region string) (kafka.Message, bool, error) {
+// Message encodes b for the events topic, sealed for the users of its outcomes (s nil: plain),
+// keyed by notification so one notification's records stay in order. It returns false when b
+// has no outcome (nothing to produce).
+func (b EventBatch) Message(ctx context.Context, s Sealer, region string) (kafka.Message, bool, error) {
 	if len(b.Outcomes) == 0 {
 		return kafka.Message{}, false, nil
 	}
+	if s == nil {
+		raw, err := json.Marshal(b)
+		if err != nil {
+			return kafka.Message{}, false, fmt.Errorf("encoding delivery events: %w", err)
+		}
+		return kafka.Message{Topic: EventsTopic(region), Key: b.NotificationID, Value: raw}, true, nil
+	}
+	var users []string
+	ref := map[string]int{}
+	outs := make([]Outcome, len(b.Outcomes))
+	for i, o := range b.Outcomes {
+		if ref[o.User] == 0 {
+			users = append(users, o.User)
+			ref[o.User] = len(users)
+		}
+		o.Ref, o.User = ref[o.User], ""
+		outs[i] = o
+	}
+	b.Outcomes = outs
 	raw, err := json.Marshal(b)
 	if err != nil {
 		return kafka.Message{}, false, fmt.Errorf("encoding delivery events: %w", err)
 	}
-	return kafka.Message{Topic: EventsTopic(region), Key: b.NotificationID, Value: raw}, true, nil
+	value, _, err := s.Seal(ctx, b.App, users, raw, "")
+	if err != nil {
+		return kafka.Message{}, false, err
+	}
+	return kafka.Message{Topic: EventsTopic(region), Key: b.NotificationID, Value: value}, true, nil
+}
+
+// DecodeEventBatch reads an events topic record. Outcomes of users whose key was destroyed are
+// left out and counted in erased; ErrErased when none is left.
+func DecodeEventBatch(ctx context.Context, s Sealer, raw []byte) (b EventBatch, erased int, err error) {
+	if !envelope.IsSealed(raw) {
+		err = json.Unmarshal(raw, &b)
+		return b, 0, err
+	}
+	o, err := open(ctx, s, raw)
+	if err != nil {
+		return EventBatch{}, 0, err
+	}
+	if err := json.Unmarshal(o.Content, &b); err != nil {
+		return EventBatch{}, 0, err
+	}
+	kept := b.Outcomes[:0]
+	for _, out := range b.Outcomes {
+		if out.Ref < 1 || out.Ref > len(o.Users) {
+			return EventBatch{}, 0, fmt.Errorf("delivery event refers to user %d of %d", out.Ref, len(o.Users))
+		}
+		if out.User = o.Users[out.Ref-1]; out.User == "" {
+			erased++
+			continue
+		}
+		out.Ref = 0
+		kept = append(kept, out)
+	}
+	b.Outcomes = kept
+	return b, erased, nil
 }
 
 // StageOf maps a fan-out or dispatch state and reason to the events' stage and reason: the

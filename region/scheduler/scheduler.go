@@ -66,7 +66,9 @@ type Poller struct {
 	Topic    func(tier string) string
 	Interval time.Duration
 	Batch    int
-	Log      *slog.Logger
+	// Keys seal the events put back for their recipients (nil: plain records, unit tests).
+	Keys notify.Sealer
+	Log  *slog.Logger
 }
 
 // Run fires due events until ctx ends.
@@ -120,17 +122,13 @@ func (p *Poller) FireDue(ctx context.Context) (int, error) {
 				return fmt.Errorf("decoding scheduled event %d: %w", id, err)
 			}
 			e.Deferred = true
-			out, err := json.Marshal(e)
+			m, err := notify.EventMessage(ctx, p.Keys, p.Topic(tier), e)
 			if err != nil {
 				rows.Close()
 				return err
 			}
-			key := e.ID
-			if len(e.Recipients) == 1 {
-				key = e.Recipients[0]
-			}
 			ids = append(ids, id)
-			msgs = append(msgs, kafka.Message{Topic: p.Topic(tier), Key: key, Value: out})
+			msgs = append(msgs, m)
 			tiers[tier]++
 		}
 		if err := rows.Err(); err != nil {

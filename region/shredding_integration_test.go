@@ -1,0 +1,249 @@
+//go:build integration
+
+package region_test
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+
+	"github.com/herald-notify/herald/platform/envelope"
+	"github.com/herald-notify/herald/platform/kafka"
+	"github.com/herald-notify/herald/platform/testenv"
+	"github.com/herald-notify/herald/region/dispatch"
+	"github.com/herald-notify/herald/region/notify"
+	"github.com/herald-notify/herald/region/userkeys"
+)
+
+// rawRecord is one record as Kafka stores it.
+type rawRecord struct {
+	topic      string
+	partition  int32
+	offset     int64
+	key, value []byte
+}
+
+// rawRecords reads every record of every topic of the region, aborted transactions' records
+// included (read_uncommitted): what anyone with access to the brokers could read.
+func rawRecords(t *testing.T, kc kafka.Config, regionName string) []rawRecord {
+	t.Helper()
+	sc, err := kc.Sarama()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc.Consumer.IsolationLevel = sarama.ReadUncommitted
+	cl, err := sarama.NewClient(kc.Brokers, sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	cons, err := sarama.NewConsumerFromClient(cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	topics, err := cl.Topics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []rawRecord
+	for _, topic := range topics {
+		if !strings.HasPrefix(topic, regionName+".") {
+			continue
+		}
+		parts, err := cl.Partitions(topic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range parts {
+			oldest, err1 := cl.GetOffset(topic, p, sarama.OffsetOldest)
+			newest, err2 := cl.GetOffset(topic, p, sarama.OffsetNewest)
+			if err1 != nil || err2 != nil {
+				t.Fatal(err1, err2)
+			}
+			if _, err := kafka.ReadRange(t.Context(), cons, topic, p, oldest, newest, 10*time.Second, func(m *sarama.ConsumerMessage) {
+				out = append(out, rawRecord{topic: topic, partition: p, offset: m.Offset, key: m.Key, value: m.Value})
+			}); err != nil {
+				t.Fatalf("reading %s/%d: %v", topic, p, err)
+			}
+		}
+	}
+	return out
+}
+
+// erasedDropped reads herald_erased_records_dropped_total{stage} from a /metrics page.
+func erasedDropped(t *testing.T, metricsURL, stage string) float64 {
+	t.Helper()
+	resp, err := http.Get(metricsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	m := regexp.MustCompile(`(?m)^herald_erased_records_dropped_total\{stage="` + stage + `"\} (\S+)$`).FindSubmatch(body)
+	if m == nil {
+		return 0
+	}
+	v, err := strconv.ParseFloat(string(m[1]), 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// TestErasureLeavesNothingOfTheUserReadableInAnyKafkaTopic sends to a user alone and to the user
+// with another, plants a retry and a dead letter of theirs, erases them, then reads every topic
+// of the region raw: the user's id, title, body and contact points appear nowhere in plaintext,
+// no record opens to them with the region's keys (their key is gone), the other user's shared
+// record still opens to the other user alone, and the fan-out meeting the erased user's record
+// again drops it and processes the next record of the partition.
+func TestErasureLeavesNothingOfTheUserReadableInAnyKafkaTopic(t *testing.T) {
+	r := startRegion(t)
+	ctx := t.Context()
+	suffix := testenv.Suffix()
+	ada, bob := "ada-"+suffix, "bob-"+suffix
+	secrets := map[string]string{
+		"user id": ada, "title": "Title-for-ada-" + suffix, "body": "Body-for-ada-" + suffix, "shared title": "Shared-title-" + suffix,
+		"email": "ada." + suffix + "@example.com", "phone": "+33612340077", "device token": fmt.Sprintf("%064x", 4242),
+		"metadata": "meta-ada-" + suffix,
+	}
+	r.call("PUT", "/v1/users/"+ada, map[string]any{"email": secrets["email"], "phone": secrets["phone"]}, r.app)
+	r.call("POST", "/v1/users/"+ada+"/devices", map[string]any{"platform": "ios", "token": secrets["device token"], "device_id": "phone"}, r.app)
+	r.call("PUT", "/v1/users/"+bob, map[string]any{"email": "bob." + suffix + "@example.com"}, r.app)
+
+	code, b := r.call("POST", "/v1/notifications", map[string]any{"type": "transactional", "category": "otp", "title": secrets["title"],
+		"body": secrets["body"], "metadata": map[string]string{"k": secrets["metadata"]}, "recipients": []string{ada},
+		"channels": []string{"in_app", "email", "sms", "push"}}, r.app)
+	if code != 202 {
+		t.Fatalf("send: %d %v", code, b)
+	}
+	alone := b["notification_id"].(string)
+	code, b = r.call("POST", "/v1/notifications", map[string]any{"type": "social", "category": "c", "title": secrets["shared title"], "body": "x",
+		"recipients": []string{ada, bob}, "channels": []string{"in_app", "email"}}, r.app)
+	if code != 202 {
+		t.Fatalf("send: %d %v", code, b)
+	}
+	shared := b["notification_id"].(string)
+	r.waitState(alone, ada, "email", "queued")
+	r.waitState(shared, bob, "in_app", "delivered")
+
+	// A retry and a dead letter of ada's (this region's dispatcher has no provider to make them).
+	keys := r.keys()
+	task := notify.Task{NotificationID: alone, AppID: r.app, Tier: notify.Transactional, UserID: ada, Channel: notify.Email,
+		Content: notify.Content{Subject: secrets["title"], Text: secrets["body"]}, Target: notify.Target{Email: secrets["email"]}}
+	p, err := kafka.NewProducer(r.cfg.Kafka)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	for _, topic := range []string{dispatch.RetryTopic(r.cfg.Name, notify.Email, 1), dispatch.DLQTopic(r.cfg.Name, notify.Email)} {
+		m, err := dispatch.RetryMessage(ctx, keys, topic, dispatch.Retry{Task: task, NotBefore: time.Now().Add(time.Hour), LastError: "503"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Send(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Before the erasure every record about ada opens to her: the check below can see her.
+	before := rawRecords(t, r.cfg.Kafka, r.cfg.Name)
+	var adaIngress *rawRecord
+	opened := 0
+	for i, rec := range before {
+		if !envelope.IsSealed(rec.value) {
+			continue
+		}
+		o, err := keys.Open(ctx, rec.value)
+		if err != nil {
+			t.Fatalf("%s/%d before the erasure: %v", rec.topic, rec.offset, err)
+		}
+		for _, u := range o.Users {
+			if u == ada {
+				opened++
+				if strings.HasPrefix(rec.topic, r.cfg.Name+".notify.") && len(o.Users) == 1 {
+					adaIngress = &before[i]
+				}
+			}
+		}
+	}
+	if opened < 6 || adaIngress == nil {
+		t.Fatalf("only %d sealed records open to ada before the erasure (ingress record found: %v)", opened, adaIngress != nil)
+	}
+
+	code, b = r.call("DELETE", "/v1/users/"+ada, nil, r.app)
+	if code != 202 {
+		t.Fatalf("erase: %d %v", code, b)
+	}
+	id := b["erasure_id"].(string)
+	eventually(t, 60*time.Second, func() error {
+		if code, b := r.call("GET", "/v1/erasures/"+id, nil, r.app); code != 200 || b["state"] != "done" {
+			return fmt.Errorf("erasure %d %v", code, b)
+		}
+		return nil
+	})
+	var n int
+	if err := r.pg.QueryRow(ctx, `SELECT count(*) FROM user_keys WHERE app_id = $1 AND user_id = $2`, r.app, ada).Scan(&n); err != nil || n != 0 {
+		t.Errorf("ada's data key rows: %d (%v)", n, err)
+	}
+
+	after := rawRecords(t, r.cfg.Kafka, r.cfg.Name)
+	fresh := userkeys.New(r.pg) // no cache: what the stores hold now
+	sharedOpens := false
+	for _, rec := range after {
+		for what, s := range secrets {
+			if bytes.Contains(rec.value, []byte(s)) || bytes.Contains(rec.key, []byte(s)) {
+				t.Errorf("%s/%d offset %d holds ada's %s in plaintext", rec.topic, rec.partition, rec.offset, what)
+			}
+		}
+		if !envelope.IsSealed(rec.value) {
+			continue
+		}
+		o, err := fresh.Open(ctx, rec.value)
+		if envelope.IsSealed(rec.value) && err != nil && !notify.IsErased(err) {
+			t.Errorf("%s/%d: %v", rec.topic, rec.offset, err)
+		}
+		for _, u := range o.Users {
+			if u == ada {
+				t.Errorf("%s/%d still opens to ada", rec.topic, rec.offset)
+			}
+			if u == bob && strings.HasPrefix(rec.topic, r.cfg.Name+".notify.") {
+				sharedOpens = bytes.Contains(o.Content, []byte(secrets["shared title"]))
+			}
+		}
+		for what, s := range secrets {
+			if what != "shared title" && bytes.Contains(o.Content, []byte(s)) {
+				t.Errorf("%s/%d opens (for %v) to ada's %s", rec.topic, rec.offset, o.Users, what)
+			}
+		}
+	}
+	if !sharedOpens {
+		t.Error("the notification shared with bob no longer opens to bob")
+	}
+
+	// The fan-out meets ada's record again: dropped as erased, and the next record of the
+	// partition (bob's, same tier) is processed.
+	metrics := r.base + "/metrics"
+	dropped := erasedDropped(t, metrics, "fanout")
+	if err := p.Send(ctx, kafka.Message{Topic: adaIngress.topic, Key: string(adaIngress.key), Value: adaIngress.value}); err != nil {
+		t.Fatal(err)
+	}
+	code, b = r.call("POST", "/v1/notifications", map[string]any{"type": "transactional", "category": "otp", "body": "next",
+		"recipients": []string{bob}, "channels": []string{"in_app"}}, r.app)
+	if code != 202 {
+		t.Fatalf("send: %d %v", code, b)
+	}
+	r.waitState(b["notification_id"].(string), bob, "in_app", "delivered")
+	if got := erasedDropped(t, metrics, "fanout"); got < dropped+1 {
+		t.Errorf("herald_erased_records_dropped_total{stage=fanout} went from %v to %v, want one more", dropped, got)
+	}
+	_ = shared
+}
