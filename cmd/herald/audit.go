@@ -353,4 +353,5 @@ func printReport(w io.Writer, rep *scan.Report, listMax int) {
 	list(fmt.Sprintf("unregistered (not in the directory; not a failure): %d users, %d sightings", rep.UnregisteredUsers, len(rep.Unregistered)), rep.Unregistered)
 	list(fmt.Sprintf("unattributed (delivery-log rows whose notification has expired, app unknown): %d", len(rep.Unattributed)), rep.Unattributed)
 	fmt.Fprintf(w, "\nKafka records that are not an event or task: %d\n", rep.Undecodable)
+	fmt.Fprintf(w, "Users of sealed Kafka records whose data key an erasure destroyed (unreadable): %d\n", rep.Erased)
 }

@@ -105,6 +105,9 @@ type Report struct {
 	UnregisteredUsers int        // distinct (app, user) among them
 	Unattributed      []Sighting // users found without their app
 	Undecodable       int        // Kafka records that are not the JSON of an event or task
+	// Erased counts the users of sealed Kafka records whose data key was destroyed by an
+	// erasure: unreadable, so nothing of them is found (crypto-shredding).
+	Erased int
 }
 
 // OK reports whether no data was found outside its user's jurisdiction.
@@ -172,7 +175,7 @@ func Run(ctx context.Context, regions []Region, opt Options) (*Report, error) {
 			{"cassandra", scanCassandra},
 			{"redis", scanRedis},
 			{"kafka", func(ctx context.Context, r Region, c *collector) error {
-				return scanKafka(ctx, r, c, opt.KafkaRecords, &rep.Undecodable)
+				return scanKafka(ctx, r, c, opt.KafkaRecords, &rep.Undecodable, &rep.Erased)
 			}},
 		}
 		for _, s := range steps {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -24,8 +25,11 @@ import (
 	"github.com/herald-notify/herald/platform/redis"
 	"github.com/herald-notify/herald/platform/testenv"
 	"github.com/herald-notify/herald/region"
+	"github.com/herald-notify/herald/region/dispatch"
+	"github.com/herald-notify/herald/region/erasure"
 	"github.com/herald-notify/herald/region/notify"
 	"github.com/herald-notify/herald/region/regiontest"
+	"github.com/herald-notify/herald/region/userkeys"
 	"github.com/herald-notify/herald/residency"
 	"github.com/herald-notify/herald/residency/scan"
 )
@@ -214,6 +218,40 @@ var planters = []planter{
 	{"kafka:%s.dispatch.email.dlq", produce(func(r string) string { return notify.DispatchTopic(r, notify.Email) + ".dlq" }, func(app, user string) any {
 		return map[string]any{"task": notify.Task{NotificationID: uuid.NewString(), AppID: app, UserID: user, Channel: notify.Email}, "last_error": "550"}
 	})},
+	// What the region produces: records sealed under the users' data keys (crypto-shredding),
+	// which names them in postgres:user_keys too.
+	{"postgres:user_keys", func(ctx context.Context, r *regionStores, app, user string) error {
+		_, err := userkeys.New(r.pg).For(ctx, app, []string{user})
+		return err
+	}},
+	{"kafka:%s.notify.transactional", sealed(func(ctx context.Context, k *userkeys.Keys, region, app, user string) (kafka.Message, error) {
+		return notify.EventMessage(ctx, k, notify.IngressTopic(region, notify.Transactional),
+			notify.Event{ID: uuid.NewString(), AppID: app, Tier: notify.Transactional, Recipients: []string{user}, AcceptedAt: now})
+	})},
+	{"kafka:%s.dispatch.sms", sealed(func(ctx context.Context, k *userkeys.Keys, region, app, user string) (kafka.Message, error) {
+		return notify.TaskMessage(ctx, k, notify.DispatchTopic(region, notify.SMS), notify.Task{NotificationID: uuid.NewString(), AppID: app, UserID: user, Channel: notify.SMS})
+	})},
+	{"kafka:%s.dispatch.push.dlq", sealed(func(ctx context.Context, k *userkeys.Keys, region, app, user string) (kafka.Message, error) {
+		return dispatch.RetryMessage(ctx, k, dispatch.DLQTopic(region, notify.Push),
+			dispatch.Retry{Task: notify.Task{NotificationID: uuid.NewString(), AppID: app, UserID: user, Channel: notify.Push}})
+	})},
+	{"kafka:%s.events", sealed(func(ctx context.Context, k *userkeys.Keys, region, app, user string) (kafka.Message, error) {
+		b := notify.EventBatch{App: app, Tier: notify.Social, NotificationID: uuid.NewString(), At: now,
+			Outcomes: []notify.Outcome{{User: user, Channel: notify.ChannelAll, Stage: notify.StageAccepted}}}
+		m, _, err := b.Message(ctx, k, region)
+		return m, err
+	})},
+}
+
+// sealed plants a record sealed with the region's data keys, as the region does.
+func sealed(msg func(ctx context.Context, k *userkeys.Keys, region, app, user string) (kafka.Message, error)) func(ctx context.Context, r *regionStores, app, user string) error {
+	return func(ctx context.Context, r *regionStores, app, user string) error {
+		m, err := msg(ctx, userkeys.New(r.pg), r.cfg.Name, app, user)
+		if err != nil {
+			return err
+		}
+		return r.kafka.Send(ctx, m)
+	}
 }
 
 func TestResidencyScanFindsUsersStoredOutsideTheirJurisdiction(t *testing.T) {
@@ -275,7 +313,12 @@ func TestResidencyScanFindsUsersStoredOutsideTheirJurisdiction(t *testing.T) {
 		t.Fatal("the scan passed with EU users' data in the US region")
 	}
 	byUser := map[string][]scan.Finding{}
+	keyFindings := 0
 	for _, f := range rep.Misplaced {
+		if f.Store == "postgres:user_keys" && f.User != fmt.Sprintf("eu-user-%d", userKeysPlanter()) {
+			keyFindings++ // the data key a sealed record's planting made: checked below
+			continue
+		}
 		byUser[f.User] = append(byUser[f.User], f)
 	}
 	for i, p := range planters {
@@ -290,7 +333,83 @@ func TestResidencyScanFindsUsersStoredOutsideTheirJurisdiction(t *testing.T) {
 			}
 		})
 	}
-	if len(rep.Misplaced) != len(planters) {
-		t.Errorf("%d findings, want %d (one per planted store): %+v", len(rep.Misplaced), len(planters), rep.Misplaced)
+	if len(rep.Misplaced)-keyFindings != len(planters) || keyFindings != sealedPlanters() {
+		t.Errorf("%d findings, %d of them data keys; want %d, one per planted store, and %d data keys: %+v", len(rep.Misplaced), keyFindings,
+			len(planters)+sealedPlanters(), sealedPlanters(), rep.Misplaced)
+	}
+}
+
+func userKeysPlanter() int {
+	return slices.IndexFunc(planters, func(p planter) bool { return p.store == "postgres:user_keys" })
+}
+
+// sealedPlanters counts the planters writing sealed records (each also makes a data key).
+func sealedPlanters() int {
+	n := 0
+	for _, p := range planters {
+		if strings.HasPrefix(p.store, "kafka:") && (strings.HasSuffix(p.store, ".transactional") || strings.HasSuffix(p.store, ".sms") ||
+			strings.HasSuffix(p.store, ".push.dlq") || strings.HasSuffix(p.store, ".events")) {
+			n++
+		}
+	}
+	return n
+}
+
+// TestResidencyScanIsCleanAtOnceAfterAUserIsErasedAndMovedToAnotherJurisdiction follows the
+// documented way to move a user: erase them in their EU region, register them in the US. The
+// records the EU region's Kafka topics keep for their retention are sealed under the user's
+// destroyed data key: the scan, run at once, finds nothing of the user in the EU region.
+func TestResidencyScanIsCleanAtOnceAfterAUserIsErasedAndMovedToAnotherJurisdiction(t *testing.T) {
+	w := newWorld(t, "EU", "US")
+	eu, us := w.regions["EU"], w.regions["US"]
+	ctx := testenv.Context(t, 5*time.Minute)
+	const app = "acme"
+	w.register(t, app, "ada", "EU", eu.cfg.Name)
+	sealedRecords := 0
+	for _, p := range planters {
+		// What a region writes today and its erasure covers. Left out: the plain records of
+		// older versions (readable for their retention), the Redis cache and a planted
+		// erasure row (other tests' concern), and in-app delivery states planted without the
+		// inbox row the region writes with them (the erasure finds them through it).
+		switch p.store {
+		case "kafka:%s.notify.social", "kafka:%s.dispatch.push", "kafka:%s.dispatch.email.dlq", "redis:prefs", "postgres:erasures",
+			"cassandra:inbox_delivered", "cassandra:inbox_delivered_sets":
+			continue
+		}
+		if strings.HasPrefix(p.store, "kafka:") {
+			sealedRecords++
+		}
+		if err := p.plant(ctx, eu, app, "ada"); err != nil {
+			t.Fatalf("planting %s: %v", p.store, err)
+		}
+	}
+	if rep := w.scan(t); !rep.OK() || rep.Erased != 0 {
+		t.Fatalf("before the move: misplaced %+v, erased %d", rep.Misplaced, rep.Erased)
+	}
+
+	// The move: erase in the EU region (the region's own erasure service), register in the US.
+	svc := &erasure.Service{DB: eu.pg, Cass: eu.cass, Keys: userkeys.New(eu.pg), InboxTTL: 90 * 24 * time.Hour,
+		Log: slog.New(slog.DiscardHandler), Interval: time.Second}
+	e, err := svc.Request(ctx, app, "ada")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.RunPending(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := svc.Get(ctx, app, e.ID); err != nil || got.State != "done" {
+		t.Fatalf("erasure %+v (%v)", got, err)
+	}
+	if _, err := w.dirDB.Exec(ctx, `DELETE FROM user_directory WHERE user_key = $1`, residency.UserKey(w.secret, app, "ada")); err != nil {
+		t.Fatal(err)
+	}
+	w.register(t, app, "ada", "US", us.cfg.Name)
+
+	rep := w.scan(t)
+	if !rep.OK() {
+		t.Fatalf("right after the move the scan finds ada in the EU region: %+v", rep.Misplaced)
+	}
+	if rep.Erased != sealedRecords {
+		t.Errorf("%d users of sealed records counted as erased, want %d (one per sealed record planted)", rep.Erased, sealedRecords)
 	}
 }

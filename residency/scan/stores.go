@@ -1,8 +1,10 @@
 package scan
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -10,9 +12,12 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/gocql/gocql"
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/herald-notify/herald/platform/cassandra"
+	"github.com/herald-notify/herald/platform/envelope"
 	"github.com/herald-notify/herald/platform/kafka"
 	"github.com/herald-notify/herald/platform/postgres"
 	"github.com/herald-notify/herald/platform/redis"
@@ -31,6 +36,8 @@ var pgQueries = []struct{ table, query string }{
 	// The id is kept until the erasure completes.
 	{"erasures", `SELECT DISTINCT app_id, user_id FROM erasures WHERE user_id IS NOT NULL`},
 	{"analytics_events", `SELECT DISTINCT app, user_id FROM analytics_events`},
+	// A data key names its user until the erasure destroys it.
+	{"user_keys", `SELECT app_id, user_id FROM user_keys`},
 }
 
 func scanPostgres(ctx context.Context, r Region, c *collector) error {
@@ -204,10 +211,12 @@ func scanRedis(ctx context.Context, r Region, c *collector) error {
 
 // kafkaRecord is what the region's topics carry (region/notify): events on
 // <region>.notify.<tier> (app_id, recipients), tasks on <region>.dispatch.<channel> (app_id,
-// user_id), and retries and dead letters on their .retry.N and .dlq topics (the task under
-// "task").
+// user_id), retries and dead letters on their .retry.N and .dlq topics (the task under
+// "task"), and delivery events on <region>.events (app). A sealed record (platform/envelope)
+// names its users only inside their wraps: it is opened with the region's data keys.
 type kafkaRecord struct {
 	AppID      string   `json:"app_id"`
+	App        string   `json:"app"`
 	Recipients []string `json:"recipients"`
 	UserID     string   `json:"user_id"`
 	Task       *struct {
@@ -219,7 +228,40 @@ type kafkaRecord struct {
 // kafkaIdle is how long a partition may give nothing before its read is declared stuck.
 const kafkaIdle = 15 * time.Second
 
-func scanKafka(ctx context.Context, r Region, c *collector, perPartition int, undecodable *int) error {
+// regionKeys looks data keys up in a region's user_keys table (envelope.Lookup).
+func regionKeys(pool *pgxpool.Pool) envelope.Lookup {
+	return func(ctx context.Context, ids []string) (map[string][]byte, error) {
+		var valid []string
+		for _, id := range ids {
+			if _, err := uuid.Parse(id); err == nil {
+				valid = append(valid, id)
+			}
+		}
+		rows, err := pool.Query(ctx, `SELECT key_id::text, data_key FROM user_keys WHERE key_id = ANY($1::uuid[])`, valid)
+		if err != nil {
+			return nil, err
+		}
+		defer rows.Close()
+		out := map[string][]byte{}
+		for rows.Next() {
+			var id string
+			var key []byte
+			if err := rows.Scan(&id, &key); err != nil {
+				return nil, err
+			}
+			out[id] = key
+		}
+		return out, rows.Err()
+	}
+}
+
+func scanKafka(ctx context.Context, r Region, c *collector, perPartition int, undecodable, erased *int) error {
+	pool, err := postgres.Connect(ctx, r.Postgres)
+	if err != nil {
+		return fmt.Errorf("database %s (data keys): %w", r.Postgres.Database, err)
+	}
+	defer pool.Close()
+	lookup := regionKeys(pool)
 	sc, err := r.Kafka.Sarama()
 	if err != nil {
 		return err
@@ -252,23 +294,46 @@ func scanKafka(ctx context.Context, r Region, c *collector, perPartition int, un
 			return fmt.Errorf("%s: %w", store, err)
 		}
 		for _, p := range parts {
+			var keysErr error
 			n, err := readPartition(ctx, client, consumer, topic, p, perPartition, func(value []byte) {
 				var rec kafkaRecord
-				if json.Unmarshal(value, &rec) != nil {
+				var users []string // the users a sealed record is sealed for, still readable
+				content := value
+				if envelope.IsSealed(value) {
+					o, err := envelope.Open(ctx, value, lookup)
+					*erased += o.Erased // users whose key is destroyed: nothing of them is readable
+					switch {
+					case errors.Is(err, envelope.ErrUnavailable):
+						keysErr = err
+						return
+					case errors.Is(err, envelope.ErrErased):
+						return
+					case err != nil:
+						*undecodable++
+						return
+					}
+					content, users = o.Content, o.Users
+				}
+				if json.Unmarshal(content, &rec) != nil {
 					*undecodable++
 					return
 				}
+				app := cmp.Or(rec.AppID, rec.App)
 				if rec.Task != nil {
-					c.add(store, [2]string{rec.Task.AppID, rec.Task.UserID})
+					app = cmp.Or(rec.Task.AppID, app)
+					users = append(users, rec.Task.UserID)
 				}
-				if rec.UserID != "" {
-					c.add(store, [2]string{rec.AppID, rec.UserID})
-				}
-				for _, u := range rec.Recipients {
-					c.add(store, [2]string{rec.AppID, u})
+				users = append(append(users, rec.UserID), rec.Recipients...)
+				for _, u := range users {
+					if u != "" {
+						c.add(store, [2]string{app, u})
+					}
 				}
 			})
 			st.Read += n
+			if err == nil && keysErr != nil {
+				err = fmt.Errorf("reading data keys: %w", keysErr)
+			}
 			if err != nil {
 				return fmt.Errorf("%s partition %d: %w", store, p, err)
 			}
