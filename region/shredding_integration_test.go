@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -14,10 +15,12 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/herald-notify/herald/platform/envelope"
 	"github.com/herald-notify/herald/platform/kafka"
 	"github.com/herald-notify/herald/platform/testenv"
+	"github.com/herald-notify/herald/region"
 	"github.com/herald-notify/herald/region/dispatch"
 	"github.com/herald-notify/herald/region/notify"
 	"github.com/herald-notify/herald/region/userkeys"
@@ -246,4 +249,124 @@ func TestErasureLeavesNothingOfTheUserReadableInAnyKafkaTopic(t *testing.T) {
 		t.Errorf("herald_erased_records_dropped_total{stage=fanout} went from %v to %v, want one more", dropped, got)
 	}
 	_ = shared
+}
+
+// droppedErased reads herald_erased_records_dropped_total{stage} from this process's registry.
+func droppedErased(t *testing.T, stage string) float64 {
+	t.Helper()
+	mfs, err := prometheus.DefaultGatherer.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "herald_erased_records_dropped_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "stage" && l.GetValue() == stage {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}
+
+// TestDispatchDropsAnErasedUsersTaskAndDeliversTheNextOnTheSamePartition seals a task for ada,
+// destroys her data key (her erasure) before the dispatcher reads it, then queues bob's task
+// behind it on the same partition: ada's is dropped as erased, counted, never sent nor
+// retried, and bob's is delivered.
+func TestDispatchDropsAnErasedUsersTaskAndDeliversTheNextOnTheSamePartition(t *testing.T) {
+	e := startDispatch(t, nil)
+	ctx := t.Context()
+	keys := userkeys.New(e.pg)
+	suffix := testenv.Suffix()
+	ada, bob := e.task(notify.Email, "ada"), e.task(notify.Email, "bob")
+	ada.Target.Email, bob.Target.Email = "ada-"+suffix+"@example.com", "bob-"+suffix+"@example.com"
+	topic := notify.DispatchTopic(e.cfg.Name, notify.Email)
+	ma, err := notify.TaskMessage(ctx, keys, topic, ada)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := keys.Destroy(ctx, e.app, "ada"); err != nil {
+		t.Fatal(err)
+	}
+	mb, err := notify.TaskMessage(ctx, keys, topic, bob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := droppedErased(t, "dispatch")
+	if err := e.prod.Send(ctx, ma, mb); err != nil {
+		t.Fatal(err)
+	}
+	e.checkDelivered(e.waitState(bob, notify.StateDelivered, 30*time.Second), "smtp", bob.Target.Email, "smtp")
+	if got := droppedErased(t, "dispatch"); got != before+1 {
+		t.Errorf("herald_erased_records_dropped_total{stage=dispatch} went from %v to %v, want one more", before, got)
+	}
+	if recs := e.records("smtp", ada.Target.Email); len(recs) != 0 {
+		t.Errorf("the erased user's mail was sent: %+v", recs)
+	}
+	if states, err := e.log.States(ctx, ada.NotificationID, "", "", 10); err != nil || len(states) != 0 {
+		t.Errorf("states of the erased user's task: %+v (%v)", states, err)
+	}
+	for _, l := range []int{1, 2, 3} {
+		if n := (&running{t: t, cfg: e.cfg}).topicCount(dispatch.RetryTopic(e.cfg.Name, notify.Email, l)); n != 0 {
+			t.Errorf("retry level %d holds %d records: an erased record is never retried", l, n)
+		}
+	}
+}
+
+// TestReplayingDeadLettersDropsAnErasedUsersLetter replays a dead-letter topic holding an
+// erased user's letter between two others: the erased one is dropped and counted, never put
+// back on the dispatch topic, and the others are replayed.
+func TestReplayingDeadLettersDropsAnErasedUsersLetter(t *testing.T) {
+	c := testRegion(t)
+	ctx := testenv.Context(t, 2*time.Minute)
+	if err := region.Migrate(ctx, c, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	p, err := kafka.NewProducer(c.Kafka)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	r := &running{t: t, cfg: c}
+	keys := r.keys()
+	for _, u := range []string{"bob", "ada", "cyd"} {
+		dead := dispatch.Retry{Task: notify.Task{NotificationID: "n-" + u, AppID: "a", UserID: u, Channel: notify.SMS, Attempt: 6,
+			Content: notify.Content{Text: "secret for " + u}, Target: notify.Target{Phone: "+33612345678"}}, LastError: "503", At: time.Now()}
+		m, err := dispatch.RetryMessage(ctx, keys, dispatch.DLQTopic(c.Name, notify.SMS), dead)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Send(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := keys.Destroy(ctx, "a", "ada"); err != nil {
+		t.Fatal(err)
+	}
+	listed, err := dispatch.ListDeadLetters(ctx, c.Kafka, keys, c.Name, notify.SMS, 10)
+	if err != nil || len(listed) != 2 || listed[0].Task.UserID != "bob" || listed[1].Task.UserID != "cyd" {
+		t.Fatalf("listed %+v (%v), want bob's and cyd's", listed, err)
+	}
+	before := droppedErased(t, "dlq_replay")
+	n, err := dispatch.ReplayDeadLetters(ctx, c.Kafka, p, keys, c.Name, notify.SMS)
+	if err != nil || n != 2 {
+		t.Fatalf("replayed %d (%v), want 2", n, err)
+	}
+	if got := droppedErased(t, "dlq_replay"); got != before+1 {
+		t.Errorf("herald_erased_records_dropped_total{stage=dlq_replay} went from %v to %v, want one more", before, got)
+	}
+	var users []string
+	for _, task := range r.readTasks(notify.SMS) {
+		users = append(users, task.UserID)
+	}
+	if strings.Join(users, ",") != "bob,cyd" {
+		t.Fatalf("replayed tasks of %v, want bob and cyd", users)
+	}
+	if n, err := dispatch.ReplayDeadLetters(ctx, c.Kafka, p, keys, c.Name, notify.SMS); err != nil || n != 0 {
+		t.Fatalf("second replay sent %d (%v)", n, err)
+	}
 }
