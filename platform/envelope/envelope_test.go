@@ -140,11 +140,11 @@ func TestOpenReportsAnUnavailableKeyStoreApartFromErasure(t *testing.T) {
 
 func TestIsSealedOnlyForTheEnvelope(t *testing.T) {
 	for raw, want := range map[string]bool{
-		`{"herald_sealed":1,"keys":[]}`: true,
+		`{"herald_sealed":1,"keys":[]}`:    true,
 		`{"id":"n1","recipients":["ada"]}`: false,
-		`{"Herald_sealed":1}`: false,
-		` {"herald_sealed":1}`: false,
-		``: false,
+		`{"Herald_sealed":1}`:              false,
+		` {"herald_sealed":1}`:             false,
+		``:                                 false,
 	} {
 		if got := IsSealed([]byte(raw)); got != want {
 			t.Errorf("IsSealed(%q) = %v, want %v", raw, got, want)
