@@ -279,12 +279,14 @@ func (s *Server) readEvents(c *gin.Context, user string, items []readItem) {
 	for _, it := range items {
 		b := notify.EventBatch{App: it.app, Tier: it.tier, Category: it.category, NotificationID: it.id, DueAt: it.created, At: at,
 			Outcomes: []notify.Outcome{{User: user, Channel: notify.InApp, Stage: notify.StageRead}}}
-		m, _, err := b.Message(c.Request.Context(), s.Keys, s.Region)
+		m, ok, err := b.Message(c.Request.Context(), s.Keys, s.Region)
 		if err != nil {
 			s.Logger.Error("encoding read events", "err", err)
 			return
 		}
-		msgs = append(msgs, m)
+		if ok { // not when the reader was erased
+			msgs = append(msgs, m)
+		}
 	}
 	if err := s.Producer.Send(c.Request.Context(), msgs...); err != nil {
 		readEventsLost.WithLabelValues(s.Region).Add(float64(len(items)))

@@ -194,14 +194,22 @@ func (s *Server) send(c *gin.Context) {
 	}
 	// Sealed for its recipients, keyed by the recipient's key id when there is one, so one
 	// user's notifications stay in order without the key naming them.
-	msg, err := notify.EventMessage(ctx, s.Keys, notify.IngressTopic(s.Region, e.Tier), e)
-	if err != nil {
+	// Erased recipients get no key: they are suppressed here, and nothing of them is produced.
+	msg, erased, err := notify.EventMessage(ctx, s.Keys, notify.IngressTopic(s.Region, e.Tier), e)
+	allErased := notify.IsErased(err)
+	if err != nil && !allErased {
 		s.Logger.Error("encoding event", "err", err)
 		unavailable(c, "the notification could not be encoded; retry")
 		return
 	}
+	if !s.suppressErased(c, e, erased) {
+		return
+	}
 
-	if e.IdempotencyKey != "" {
+	switch {
+	case allErased:
+		// Nothing is produced: every recipient's state says erased.
+	case e.IdempotencyKey != "":
 		original, err := s.sendOnce(ctx, e, msg)
 		if err != nil {
 			s.produceFailed(c, err)
@@ -215,9 +223,11 @@ func (s *Server) send(c *gin.Context) {
 			})
 			return
 		}
-	} else if err := s.Producer.Send(ctx, msg); err != nil {
-		s.produceFailed(c, err)
-		return
+	default:
+		if err := s.Producer.Send(ctx, msg); err != nil {
+			s.produceFailed(c, err)
+			return
+		}
 	}
 	acceptedTotal.WithLabelValues(s.Region, e.Tier).Inc()
 	if err := s.Log.Accepted(ctx, e); err != nil {

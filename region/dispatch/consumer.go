@@ -124,7 +124,11 @@ func (c *consumer) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.C
 			if notify.IsErased(err) {
 				// Its recipient was erased: the record is unreadable and skipped, never retried.
 				tasksTotal.WithLabelValues(c.d.region, c.channel, "erased").Inc()
-				notify.DroppedErased(stageOf(c.level), 1)
+				stage := "dispatch"
+				if c.level > 0 {
+					stage = "dispatch_retry"
+				}
+				notify.DroppedErased(stage, 1)
 				p := &pending{m: m, done: make(chan error, 1)}
 				p.done <- nil
 				window <- p
@@ -243,9 +247,10 @@ func decodeError(err error) error {
 	return fmt.Errorf("%w: %w", errPoison, err)
 }
 
-// stageOf names the dispatch stage of a consumer level for herald_erased_records_dropped_total.
-func stageOf(level int) string {
-	if level == 0 {
+// stageOf names the dispatch stage for herald_erased_records_dropped_total: a main task
+// (prev nil) or a retry.
+func stageOf(prev *Retry) string {
+	if prev == nil {
 		return "dispatch"
 	}
 	return "dispatch_retry"

@@ -50,7 +50,12 @@ func ReplayDeadLetters(ctx context.Context, kc kafka.Config, p Producer, keys no
 	defer om.Close()
 	n := 0
 	err = eachDeadLetter(ctx, kc, keys, region, channel, om, func(dl DeadLetter) (bool, error) {
-		if err := Replay(ctx, p, keys, region, dl.Retry); err != nil {
+		err := Replay(ctx, p, keys, region, dl.Retry)
+		if notify.IsErased(err) { // erased since it was listed: nothing to replay
+			notify.DroppedErased("dlq_replay", 1)
+			return true, nil
+		}
+		if err != nil {
 			return false, err
 		}
 		n++

@@ -527,10 +527,15 @@ func (d *Dispatcher) process(ctx context.Context, t notify.Task, prev *Retry) er
 			tasksTotal.WithLabelValues(d.region, t.Channel, "retried").Inc()
 		}
 		m, err := RetryMessage(ctx, d.deps.Keys, topic, rec)
-		if err != nil {
+		switch {
+		case notify.IsErased(err):
+			// The recipient was erased meanwhile: no key, so no retry or dead letter.
+			notify.DroppedErased(stageOf(prev), 1)
+		case err != nil:
 			return err
+		default:
+			handoff = &m
 		}
-		handoff = &m
 	}
 	err := d.record(ctx, states, attempts, handoff, ev)
 	for _, wait := range marks {
@@ -627,7 +632,7 @@ func Replay(ctx context.Context, p Producer, keys notify.Sealer, region string, 
 	t.Attempt = 0
 	m, err := notify.TaskMessage(ctx, keys, notify.DispatchTopic(region, t.Channel), t)
 	if err != nil {
-		return fmt.Errorf("encoding task: %w", err)
+		return fmt.Errorf("encoding task: %w", err) // notify.ErrErased for an erased recipient
 	}
 	return p.Send(ctx, m)
 }

@@ -397,7 +397,7 @@ func (f *Fanout) chunk(ctx context.Context, out Handoff, loader ProfileLoader, e
 	if f.keys != nil {
 		// The chunk's keys in one query; the tasks and the events record below are sealed
 		// with them.
-		if err := f.keys.Prefetch(ctx, e.AppID, users); err != nil {
+		if _, err := f.keys.For(ctx, e.AppID, users); err != nil {
 			return err
 		}
 	}
@@ -412,6 +412,11 @@ func (f *Fanout) chunk(ctx context.Context, out Handoff, loader ProfileLoader, e
 				d.task.DueAt = due
 			}
 			m, err := notify.TaskMessage(ctx, f.keys, notify.DispatchTopic(f.set.Region, d.channel), *d.task)
+			if notify.IsErased(err) {
+				// Erased since the chunk's profiles were read: no key, so no task.
+				d.state, d.reason, d.task = notify.StateSuppressed, notify.ReasonErased, nil
+				continue
+			}
 			if err != nil {
 				return err
 			}

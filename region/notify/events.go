@@ -62,7 +62,8 @@ type Outcome struct {
 	Country string `json:"country,omitempty"`
 }
 
-// Message encodes b for the events topic, sealed for the users of its outcomes (s nil: plain),
+// Message encodes b for the events topic, sealed for the users of its outcomes (s nil: plain;
+// outcomes of erased users are left out),
 // keyed by notification so one notification's records stay in order. It returns false when b
 // has no outcome (nothing to produce).
 func (b EventBatch) Message(ctx context.Context, s Sealer, region string) (kafka.Message, bool, error) {
@@ -77,22 +78,43 @@ func (b EventBatch) Message(ctx context.Context, s Sealer, region string) (kafka
 		return kafka.Message{Topic: EventsTopic(region), Key: b.NotificationID, Value: raw}, true, nil
 	}
 	var users []string
-	ref := map[string]int{}
-	outs := make([]Outcome, len(b.Outcomes))
-	for i, o := range b.Outcomes {
-		if ref[o.User] == 0 {
+	seen := map[string]bool{}
+	for _, o := range b.Outcomes {
+		if !seen[o.User] {
+			seen[o.User] = true
 			users = append(users, o.User)
-			ref[o.User] = len(users)
+		}
+	}
+	keys, err := s.For(ctx, b.App, users)
+	if err != nil {
+		return kafka.Message{}, false, err
+	}
+	// An erased user's outcomes are left out: nothing is sealed for them again.
+	ref := map[string]int{}
+	var sealedFor []envelope.Key
+	for i, k := range keys {
+		if k.ID != "" {
+			sealedFor = append(sealedFor, k)
+			ref[users[i]] = len(sealedFor)
+		}
+	}
+	outs := make([]Outcome, 0, len(b.Outcomes))
+	for _, o := range b.Outcomes {
+		if ref[o.User] == 0 {
+			continue
 		}
 		o.Ref, o.User = ref[o.User], ""
-		outs[i] = o
+		outs = append(outs, o)
+	}
+	if len(outs) == 0 {
+		return kafka.Message{}, false, nil
 	}
 	b.Outcomes = outs
 	raw, err := json.Marshal(b)
 	if err != nil {
 		return kafka.Message{}, false, fmt.Errorf("encoding delivery events: %w", err)
 	}
-	value, _, err := s.Seal(ctx, b.App, users, raw, "")
+	value, _, err := seal(raw, sealedFor, "")
 	if err != nil {
 		return kafka.Message{}, false, err
 	}

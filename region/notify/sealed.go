@@ -13,19 +13,16 @@ import (
 	"github.com/herald-notify/herald/platform/kafka"
 )
 
-// Sealer seals records under the data keys of the users they concern and opens them again
-// (*userkeys.Keys): the personal part of every record the region produces is readable only
-// while those users' keys exist (crypto-shredding, docs/residency.md). A nil Sealer produces
-// and reads plain records (the stages' unit tests); the region always sets one.
+// Sealer holds the data keys records are sealed under (*userkeys.Keys): the personal part of
+// every record the region produces is readable only while its users' keys exist
+// (crypto-shredding, docs/residency.md). A nil Sealer produces and reads plain records (the
+// stages' unit tests); the region always sets one.
 type Sealer interface {
-	// Seal seals content for users of app; recordKey is the Kafka key to use (the user's key
-	// id for one user, fallback otherwise).
-	Seal(ctx context.Context, app string, users []string, content []byte, fallback string) (value []byte, recordKey string, err error)
+	// For returns the data keys of users of app, in order, creating the missing ones (one
+	// query for all); an erased user gets none (a zero Key): nothing is sealed for them again.
+	For(ctx context.Context, app string, users []string) ([]envelope.Key, error)
 	// Open opens a sealed record; envelope.ErrErased when no user's key is left.
 	Open(ctx context.Context, raw []byte) (envelope.Opened, error)
-	// Prefetch reads (or creates) the keys of users of app at once, so sealing a chunk's
-	// records one by one costs one query.
-	Prefetch(ctx context.Context, app string, users []string) error
 }
 
 var erasedDropped = promauto.NewCounterVec(prometheus.CounterOpts{
@@ -49,26 +46,59 @@ func IsErased(err error) bool { return errors.Is(err, envelope.ErrErased) }
 // EventMessage encodes e for topic. An event naming recipients is sealed for them, the
 // recipients taken out of the content (each is only inside their own wrap); a topic send names
 // no one and goes as it is. One recipient's events are keyed by their key id, so they stay in
-// order without the key naming them.
-func EventMessage(ctx context.Context, s Sealer, topic string, e Event) (kafka.Message, error) {
+// order without the key naming them. Erased recipients are left out and returned; when every
+// recipient is erased the error is ErrErased and nothing is to be produced.
+func EventMessage(ctx context.Context, s Sealer, topic string, e Event) (m kafka.Message, erased []string, err error) {
 	if s == nil || len(e.Recipients) == 0 {
 		raw, err := json.Marshal(e)
 		if err != nil {
-			return kafka.Message{}, fmt.Errorf("encoding event: %w", err)
+			return kafka.Message{}, nil, fmt.Errorf("encoding event: %w", err)
 		}
-		return kafka.Message{Topic: topic, Key: e.ID, Value: raw}, nil
+		return kafka.Message{Topic: topic, Key: e.ID, Value: raw}, nil, nil
 	}
-	users := e.Recipients
+	keys, err := s.For(ctx, e.AppID, e.Recipients)
+	if err != nil {
+		return kafka.Message{}, nil, err
+	}
+	keys, erased = live(keys, e.Recipients)
+	if len(keys) == 0 {
+		return kafka.Message{}, erased, ErrErased
+	}
 	e.Recipients = nil
 	raw, err := json.Marshal(e)
 	if err != nil {
-		return kafka.Message{}, fmt.Errorf("encoding event: %w", err)
+		return kafka.Message{}, nil, fmt.Errorf("encoding event: %w", err)
 	}
-	value, key, err := s.Seal(ctx, e.AppID, users, raw, e.ID)
+	value, key, err := seal(raw, keys, e.ID)
 	if err != nil {
-		return kafka.Message{}, err
+		return kafka.Message{}, nil, err
 	}
-	return kafka.Message{Topic: topic, Key: key, Value: value}, nil
+	return kafka.Message{Topic: topic, Key: key, Value: value}, erased, nil
+}
+
+// live returns the keys that exist and the users (of the same order) that have none.
+func live(keys []envelope.Key, users []string) (out []envelope.Key, erased []string) {
+	out = make([]envelope.Key, 0, len(keys))
+	for i, k := range keys {
+		if k.ID == "" {
+			erased = append(erased, users[i])
+			continue
+		}
+		out = append(out, k)
+	}
+	return out, erased
+}
+
+// seal seals content for keys; the record key is the key id for one user, fallback otherwise.
+func seal(content []byte, keys []envelope.Key, fallback string) ([]byte, string, error) {
+	value, err := envelope.Seal(content, keys)
+	if err != nil {
+		return nil, "", fmt.Errorf("sealing record: %w", err)
+	}
+	if len(keys) == 1 {
+		return value, keys[0].ID, nil
+	}
+	return value, fallback, nil
 }
 
 // DecodeEvent reads a tier topic's record. Recipients whose key was destroyed are left out and
@@ -89,7 +119,8 @@ func DecodeEvent(ctx context.Context, s Sealer, raw []byte) (e Event, erased int
 	return e, o.Erased, nil
 }
 
-// TaskMessage encodes t for topic, sealed for its recipient and keyed by their key id.
+// TaskMessage encodes t for topic, sealed for its recipient and keyed by their key id;
+// ErrErased when the recipient is erased (nothing is to be produced).
 func TaskMessage(ctx context.Context, s Sealer, topic string, t Task) (kafka.Message, error) {
 	return SealedFor(ctx, s, topic, t.AppID, t.UserID, t, func(v *Task) { v.UserID = "" })
 }
@@ -109,6 +140,7 @@ func DecodeTask(ctx context.Context, s Sealer, raw []byte) (Task, error) {
 
 // SealedFor encodes v, a record about user alone, for topic: sealed for user with the user id
 // taken out by strip (it is only inside the user's wrap), keyed by the user's key id.
+// ErrErased when the user is erased: nothing is to be produced.
 func SealedFor[T any](ctx context.Context, s Sealer, topic, app, user string, v T, strip func(*T)) (kafka.Message, error) {
 	if s == nil {
 		raw, err := json.Marshal(v)
@@ -117,12 +149,19 @@ func SealedFor[T any](ctx context.Context, s Sealer, topic, app, user string, v 
 		}
 		return kafka.Message{Topic: topic, Key: user, Value: raw}, nil
 	}
+	keys, err := s.For(ctx, app, []string{user})
+	if err != nil {
+		return kafka.Message{}, err
+	}
+	if len(keys) != 1 || keys[0].ID == "" {
+		return kafka.Message{}, ErrErased
+	}
 	strip(&v)
 	raw, err := json.Marshal(v)
 	if err != nil {
 		return kafka.Message{}, fmt.Errorf("encoding record: %w", err)
 	}
-	value, key, err := s.Seal(ctx, app, []string{user}, raw, "")
+	value, key, err := seal(raw, keys, "")
 	if err != nil {
 		return kafka.Message{}, err
 	}

@@ -14,7 +14,10 @@ import (
 
 // memKeys is a Sealer over an in-memory key store, for the codecs' tests (the region's is
 // userkeys.Keys over Postgres, tested in the integration tests).
-type memKeys struct{ keys map[string]envelope.Key }
+type memKeys struct {
+	keys   map[string]envelope.Key
+	erased map[string]bool // as erased_users: no key is made for them again
+}
 
 func (m *memKeys) key(app, user string) envelope.Key {
 	k, ok := m.keys[app+"/"+user]
@@ -26,16 +29,16 @@ func (m *memKeys) key(app, user string) envelope.Key {
 	return k
 }
 
-func (m *memKeys) Seal(_ context.Context, app string, users []string, content []byte, fallback string) ([]byte, string, error) {
+func (m *memKeys) For(_ context.Context, app string, users []string) ([]envelope.Key, error) {
 	var keys []envelope.Key
 	for _, u := range users {
+		if m.erased[app+"/"+u] {
+			keys = append(keys, envelope.Key{})
+			continue
+		}
 		keys = append(keys, m.key(app, u))
 	}
-	v, err := envelope.Seal(content, keys)
-	if len(keys) == 1 {
-		return v, keys[0].ID, err
-	}
-	return v, fallback, err
+	return keys, nil
 }
 
 func (m *memKeys) Open(ctx context.Context, raw []byte) (envelope.Opened, error) {
@@ -50,9 +53,10 @@ func (m *memKeys) Open(ctx context.Context, raw []byte) (envelope.Opened, error)
 	})
 }
 
-func (m *memKeys) Prefetch(context.Context, string, []string) error { return nil }
-
-func (m *memKeys) destroy(app, user string) { delete(m.keys, app+"/"+user) }
+func (m *memKeys) destroy(app, user string) {
+	delete(m.keys, app+"/"+user)
+	m.erased[app+"/"+user] = true
+}
 
 func TestSealedEventsNameTheirRecipientsOnlyInsideTheirWraps(t *testing.T) {
 	ctx := context.Background()
@@ -71,10 +75,10 @@ func TestSealedEventsNameTheirRecipientsOnlyInsideTheirWraps(t *testing.T) {
 		{"two, both erased", []string{"ada", "bob"}, []string{"ada", "bob"}, nil, 2, ErrErased, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := &memKeys{keys: map[string]envelope.Key{}}
+			s := &memKeys{keys: map[string]envelope.Key{}, erased: map[string]bool{}}
 			e := Event{ID: "n1", AppID: "app", Tier: Social, Recipients: tc.recipients, Content: map[string]Content{InApp: {Title: "Hello"}},
 				Metadata: map[string]string{"order": "42"}, AcceptedAt: time.Now().UTC()}
-			m, err := EventMessage(ctx, s, "r.notify.social", e)
+			m, _, err := EventMessage(ctx, s, "r.notify.social", e)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -104,12 +108,12 @@ func TestSealedEventsNameTheirRecipientsOnlyInsideTheirWraps(t *testing.T) {
 }
 
 func TestPlainRecordsStillDecode(t *testing.T) {
-	s := &memKeys{keys: map[string]envelope.Key{}}
+	s := &memKeys{keys: map[string]envelope.Key{}, erased: map[string]bool{}}
 	e, erased, err := DecodeEvent(context.Background(), s, []byte(`{"id":"n1","app_id":"a","recipients":["ada"]}`))
 	if err != nil || erased != 0 || !slices.Equal(e.Recipients, []string{"ada"}) {
 		t.Fatalf("%+v %d %v", e, erased, err)
 	}
-	topic, err := EventMessage(context.Background(), s, "t", Event{ID: "n2", AppID: "a", Topic: "news"})
+	topic, _, err := EventMessage(context.Background(), s, "t", Event{ID: "n2", AppID: "a", Topic: "news"})
 	if err != nil || envelope.IsSealed(topic.Value) || topic.Key != "n2" {
 		t.Fatalf("a topic send names no one and goes plain: %s %v", topic.Value, err)
 	}
@@ -117,7 +121,7 @@ func TestPlainRecordsStillDecode(t *testing.T) {
 
 func TestSealedTasksAndDeliveryEventsDropOnlyTheErasedUsers(t *testing.T) {
 	ctx := context.Background()
-	s := &memKeys{keys: map[string]envelope.Key{}}
+	s := &memKeys{keys: map[string]envelope.Key{}, erased: map[string]bool{}}
 	task := Task{NotificationID: "n1", AppID: "app", UserID: "ada", Channel: Email, Target: Target{Email: "ada@example.com"}}
 	m, err := TaskMessage(ctx, s, "r.dispatch.email", task)
 	if err != nil || bytes.Contains(m.Value, []byte("ada")) || m.Key != s.key("app", "ada").ID {
@@ -143,5 +147,28 @@ func TestSealedTasksAndDeliveryEventsDropOnlyTheErasedUsers(t *testing.T) {
 	got, erased, err := DecodeEventBatch(ctx, s, em.Value)
 	if err != nil || erased != 2 || len(got.Outcomes) != 1 || got.Outcomes[0].User != "bob" || got.Outcomes[0].Ref != 0 {
 		t.Fatalf("decoded %+v erased %d (%v)", got, erased, err)
+	}
+}
+
+func TestNothingIsSealedForAnErasedUser(t *testing.T) {
+	ctx := context.Background()
+	s := &memKeys{keys: map[string]envelope.Key{}, erased: map[string]bool{}}
+	s.destroy("app", "ada")
+	m, erased, err := EventMessage(ctx, s, "t", Event{ID: "n1", AppID: "app", Recipients: []string{"ada", "bob"}})
+	if err != nil || !slices.Equal(erased, []string{"ada"}) || m.Key != s.key("app", "bob").ID {
+		t.Fatalf("key %q erased %v (%v)", m.Key, erased, err)
+	}
+	if e, _, err := DecodeEvent(ctx, s, m.Value); err != nil || !slices.Equal(e.Recipients, []string{"bob"}) {
+		t.Fatalf("decoded %+v (%v)", e, err)
+	}
+	if _, erased, err := EventMessage(ctx, s, "t", Event{ID: "n2", AppID: "app", Recipients: []string{"ada"}}); err != ErrErased || len(erased) != 1 {
+		t.Fatalf("an event for ada alone: erased %v, err %v; want ErrErased", erased, err)
+	}
+	if _, err := TaskMessage(ctx, s, "t", Task{AppID: "app", UserID: "ada"}); err != ErrErased {
+		t.Fatalf("a task for ada: %v, want ErrErased", err)
+	}
+	b := EventBatch{App: "app", Outcomes: []Outcome{{User: "ada", Stage: StageSuppressed, Reason: ReasonErased}}}
+	if _, ok, err := b.Message(ctx, s, "r"); ok || err != nil {
+		t.Fatalf("an events record of ada alone was produced (%v)", err)
 	}
 }

@@ -122,12 +122,17 @@ func (p *Poller) FireDue(ctx context.Context) (int, error) {
 				return fmt.Errorf("decoding scheduled event %d: %w", id, err)
 			}
 			e.Deferred = true
-			m, err := notify.EventMessage(ctx, p.Keys, p.Topic(tier), e)
+			m, _, err := notify.EventMessage(ctx, p.Keys, p.Topic(tier), e)
+			ids = append(ids, id)
+			if notify.IsErased(err) {
+				// Every recipient was erased since: the row goes, nothing is produced.
+				notify.DroppedErased("scheduler", 1)
+				continue
+			}
 			if err != nil {
 				rows.Close()
 				return err
 			}
-			ids = append(ids, id)
 			msgs = append(msgs, m)
 			tiers[tier]++
 		}
@@ -137,6 +142,7 @@ func (p *Poller) FireDue(ctx context.Context) (int, error) {
 		if len(ids) == 0 {
 			return nil
 		}
+		// msgs is empty when every due event's recipients were erased (Send does nothing).
 		if err := p.Producer.Send(ctx, msgs...); err != nil {
 			return err
 		}

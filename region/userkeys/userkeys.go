@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/herald-notify/herald/platform/envelope"
+	"github.com/herald-notify/herald/region/erasure"
 )
 
 // CacheTTL is how long a process may use a key it read: the erasure waits this long after
@@ -70,7 +71,9 @@ func (k *Keys) remember(app string, keys []envelope.Key, at time.Time) {
 }
 
 // For returns the data keys of users of app, in the order of users, creating the missing ones:
-// one query for the cached-out users of the call, one more when some have no key yet.
+// one query for the cached-out users of the call, one more in a race with another process. A
+// user in erased_users gets no new key (a zero Key): nothing is sealed for an erased user again,
+// not even by a stage still finishing their last records while the erasure runs.
 func (k *Keys) For(ctx context.Context, app string, users []string) ([]envelope.Key, error) {
 	out := make([]envelope.Key, len(users))
 	var missing []string
@@ -91,25 +94,28 @@ func (k *Keys) For(ctx context.Context, app string, users []string) ([]envelope.
 	read := k.now()
 	ids := make([]uuid.UUID, len(missing))
 	data := make([][]byte, len(missing))
-	for i := range missing {
+	hashes := make([][]byte, len(missing))
+	for i, u := range missing {
 		ids[i] = uuid.New()
 		data[i] = make([]byte, envelope.KeySize)
 		if _, err := rand.Read(data[i]); err != nil {
 			return nil, err
 		}
+		hashes[i] = erasure.Hash(app, u)
 	}
-	// Insert the keys that do not exist yet and read back every key of missing, in one
-	// statement: a concurrent creator's key wins (ON CONFLICT), and both use the same. A key
-	// committed by another process after this statement began is neither inserted nor seen:
-	// the second query reads it.
+	// Insert the keys that do not exist yet, for users not erased, and read back every key of
+	// missing, in one statement: a concurrent creator's key wins (ON CONFLICT), and both use
+	// the same. A key committed by another process after this statement began is neither
+	// inserted nor seen: the second query reads it.
 	got, err := k.query(ctx, `WITH ins AS (
 			INSERT INTO user_keys (app_id, user_id, key_id, data_key)
-			SELECT $1, u, id, d FROM unnest($2::text[], $3::uuid[], $4::bytea[]) AS t(u, id, d)
+			SELECT $1, t.u, t.id, t.d FROM unnest($2::text[], $3::uuid[], $4::bytea[], $5::bytea[]) AS t(u, id, d, h)
+			WHERE NOT EXISTS (SELECT 1 FROM erased_users e WHERE e.app_id = $1 AND e.user_hash = t.h)
 			ON CONFLICT (app_id, user_id) DO NOTHING
 			RETURNING user_id, key_id, data_key)
 		SELECT user_id, key_id, data_key FROM ins
 		UNION ALL
-		SELECT user_id, key_id, data_key FROM user_keys WHERE app_id = $1 AND user_id = ANY($2)`, app, missing, ids, data)
+		SELECT user_id, key_id, data_key FROM user_keys WHERE app_id = $1 AND user_id = ANY($2)`, app, missing, ids, data, hashes)
 	if err != nil {
 		return nil, err
 	}
@@ -123,12 +129,7 @@ func (k *Keys) For(ctx context.Context, app string, users []string) ([]envelope.
 			out[i] = key
 		}
 	}
-	for _, is := range at {
-		if out[is[0]].ID == "" {
-			return nil, fmt.Errorf("no data key for a user of app %s after creating it (%d users asked)", app, len(users)) // never names the user
-		}
-	}
-	k.remember(app, got, read)
+	k.remember(app, got, read) // users still without a key are erased: not cached
 	return out, nil
 }
 
@@ -152,12 +153,6 @@ func (k *Keys) query(ctx context.Context, q string, args ...any) ([]envelope.Key
 		return nil, fmt.Errorf("reading data keys: %w", err)
 	}
 	return got, nil
-}
-
-// Prefetch reads or creates the keys of users at once (notify.Sealer).
-func (k *Keys) Prefetch(ctx context.Context, app string, users []string) error {
-	_, err := k.For(ctx, app, users)
-	return err
 }
 
 // Lookup returns the keys among ids that still exist (envelope.Lookup).
@@ -201,24 +196,6 @@ func (k *Keys) Lookup(ctx context.Context, ids []string) (map[string][]byte, err
 		k.remember(app, keys, now)
 	}
 	return out, nil
-}
-
-// Seal seals content for users of app (envelope.Seal) and returns the record with the Kafka
-// key to produce it under: the user's key id when there is one user (their records stay in
-// order without the key naming them), fallback otherwise.
-func (k *Keys) Seal(ctx context.Context, app string, users []string, content []byte, fallback string) (value []byte, recordKey string, err error) {
-	keys, err := k.For(ctx, app, users)
-	if err != nil {
-		return nil, "", err
-	}
-	value, err = envelope.Seal(content, keys)
-	if err != nil {
-		return nil, "", fmt.Errorf("sealing record: %w", err)
-	}
-	if len(keys) == 1 {
-		return value, keys[0].ID, nil
-	}
-	return value, fallback, nil
 }
 
 // Open opens a sealed record (envelope.Open with the store's keys).

@@ -13,6 +13,7 @@ import (
 	"github.com/herald-notify/herald/platform/postgres"
 	"github.com/herald-notify/herald/platform/testenv"
 	"github.com/herald-notify/herald/region"
+	"github.com/herald-notify/herald/region/erasure"
 	"github.com/herald-notify/herald/region/regiontest"
 	"github.com/herald-notify/herald/region/userkeys"
 )
@@ -107,7 +108,18 @@ func TestKeysAreCreatedOnceUnderConcurrentFirstUseAndDestroyedForEveryProcess(t 
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	// A later first use of the same user makes a new key: what was sealed before stays shut.
+	// No key is ever made for an erased user (erased_users), whatever stage asks.
+	if _, err := pg.Exec(ctx, `INSERT INTO erased_users (app_id, user_hash) VALUES ('app', $1)`, erasure.Hash("app", "gone")); err != nil {
+		t.Fatal(err)
+	}
+	if k, err := b.For(ctx, "app", []string{"gone", users[1]}); err != nil || k[0].ID != "" || k[1].ID != got[0][1].ID {
+		t.Fatalf("keys for an erased user and another: %+v (%v)", k, err)
+	}
+	if err := pg.QueryRow(ctx, `SELECT count(*) FROM user_keys WHERE user_id = 'gone'`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("%d key rows for the erased user (%v)", n, err)
+	}
+	// A later first use of the same user, not erased, makes a new key: what was sealed before
+	// stays shut.
 	again, err := b.For(ctx, "app", users[:1])
 	if err != nil || again[0].ID == got[0][0].ID {
 		t.Fatalf("the destroyed key came back (%v)", err)

@@ -225,8 +225,9 @@ var planters = []planter{
 		return err
 	}},
 	{"kafka:%s.notify.transactional", sealed(func(ctx context.Context, k *userkeys.Keys, region, app, user string) (kafka.Message, error) {
-		return notify.EventMessage(ctx, k, notify.IngressTopic(region, notify.Transactional),
+		m, _, err := notify.EventMessage(ctx, k, notify.IngressTopic(region, notify.Transactional),
 			notify.Event{ID: uuid.NewString(), AppID: app, Tier: notify.Transactional, Recipients: []string{user}, AcceptedAt: now})
+		return m, err
 	})},
 	{"kafka:%s.dispatch.sms", sealed(func(ctx context.Context, k *userkeys.Keys, region, app, user string) (kafka.Message, error) {
 		return notify.TaskMessage(ctx, k, notify.DispatchTopic(region, notify.SMS), notify.Task{NotificationID: uuid.NewString(), AppID: app, UserID: user, Channel: notify.SMS})
