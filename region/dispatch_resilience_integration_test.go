@@ -21,6 +21,7 @@ import (
 	"github.com/herald-notify/herald/region/deliverylog"
 	"github.com/herald-notify/herald/region/dispatch"
 	"github.com/herald-notify/herald/region/notify"
+	"github.com/herald-notify/herald/region/userkeys"
 	"github.com/herald-notify/herald/region/regiontest"
 	"github.com/herald-notify/herald/sim"
 
@@ -124,12 +125,24 @@ func TestDispatchKilledWithSIGKILLMidLoadDeliversEveryTaskWithFewDuplicates(t *t
 	const total = 10000
 	nid := "n-" + testenv.Suffix()
 	msgs := make([]kafka.Message, 0, total)
+	// Sealed under the recipients' data keys, made in one go as fan-out makes them per chunk.
+	keys := userkeys.New(e.pg)
+	users := make([]string, total)
+	for i := range users {
+		users[i] = fmt.Sprintf("u%05d", i)
+	}
+	if _, err := keys.For(context.Background(), e.app, users); err != nil {
+		t.Fatal(err)
+	}
 	for i := range total {
-		task := e.task(notify.SMS, fmt.Sprintf("u%05d", i))
+		task := e.task(notify.SMS, users[i])
 		task.NotificationID = nid // one notification to 2,000 recipients
 		task.Target.Phone = fmt.Sprintf("+4477009%05d", i)
-		raw, _ := json.Marshal(task)
-		msgs = append(msgs, kafka.Message{Topic: notify.DispatchTopic(cfg.Name, notify.SMS), Key: task.UserID, Value: raw})
+		m, err := notify.TaskMessage(context.Background(), keys, notify.DispatchTopic(cfg.Name, notify.SMS), task)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs = append(msgs, m)
 	}
 	if err := e.prod.Send(context.Background(), msgs...); err != nil {
 		t.Fatal(err)
