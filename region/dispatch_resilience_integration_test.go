@@ -21,8 +21,8 @@ import (
 	"github.com/herald-notify/herald/region/deliverylog"
 	"github.com/herald-notify/herald/region/dispatch"
 	"github.com/herald-notify/herald/region/notify"
-	"github.com/herald-notify/herald/region/userkeys"
 	"github.com/herald-notify/herald/region/regiontest"
+	"github.com/herald-notify/herald/region/userkeys"
 	"github.com/herald-notify/herald/sim"
 
 	"github.com/prometheus/client_golang/prometheus"
