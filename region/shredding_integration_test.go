@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"regexp"
 	"strconv"
 	"strings"
@@ -85,7 +84,7 @@ func rawRecords(t *testing.T, kc kafka.Config, regionName string) []rawRecord {
 // erasedDropped reads herald_erased_records_dropped_total{stage} from a /metrics page.
 func erasedDropped(t *testing.T, metricsURL, stage string) float64 {
 	t.Helper()
-	resp, err := http.Get(metricsURL)
+	resp, err := testenv.RegionClient(t).Get(metricsURL)
 	if err != nil {
 		t.Fatal(err)
 	}
