@@ -356,12 +356,14 @@ export function randomPreferences(keep) {
     digest: { email: coin(), sms: coin() },
   };
   if (keep) delete categories[keep];
-  return {
+  const prefs = {
     channels: { in_app: true, push: coin(), email: coin(), sms: coin() },
     categories,
-    quiet_hours: coin() ? { start: '22:00', end: '07:00' } : null,
     timezone: pick(['Europe/Berlin', 'Europe/Paris', 'America/New_York', 'UTC']),
     channel_order: order,
     hard_stop: false,
   };
+  // No quiet hours is the field left out: the API refuses null (docs/residency.md, "One reading").
+  if (coin()) prefs.quiet_hours = { start: '22:00', end: '07:00' };
+  return prefs;
 }
