@@ -7,6 +7,7 @@
 #   stack/schemathesis.sh [SECONDS per pass, default 45]
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$HERALD_ROOT"
+set -a; source "$HERALD_HOME/stack.env"; set +a # the servers this checkout's stack runs on
 secs=${1:-45}
 venv="$HERALD_HOME/venv-schemathesis"
 version=4.32.5
@@ -51,6 +52,9 @@ log "schemathesis: generated user ids (${secs}s)"
 run - || status=1
 log "schemathesis: a registered user's routes (${secs}s)"
 # Erasing the fixed user would leave the rest of the pass with nobody to reach.
-run "$cfg" --exclude-operation-id delete_v1_users_user_id || status=1
+# Its coverage phase is the first pass's: with the fixed user id, schemathesis 4.32.5's coverage
+# generator can fail inside itself (a KeyError in schemathesis.generation.coverage), which says
+# nothing about the API.
+run "$cfg" --exclude-operation-id delete_v1_users_user_id --phases examples,fuzzing,stateful || status=1
 ((status == 0)) && log "schemathesis: no server error, every answer as documented"
 exit $status
