@@ -82,7 +82,7 @@ func TestFanoutWorkerKilledMidBatchLosesNoRecipientAndDedupKeepsDuplicatesOut(t 
 		ids = append(ids, b["notification_id"].(string))
 	}
 	total := int64(users * events)
-	emailTopic := notify.DispatchTopic(r.cfg.Name, notify.Email)
+	emailTopic := notify.DispatchTopic(r.cfg.Name, notify.Social, notify.Email)
 
 	child := startChild(t, r.cfg, "fanout-1.log")
 	eventually(t, 90*time.Second, func() error {

@@ -133,7 +133,7 @@ func (e *dispatchEnv) produce(tasks ...notify.Task) {
 	e.t.Helper()
 	for _, task := range tasks {
 		raw, _ := json.Marshal(task)
-		if err := e.prod.Send(context.Background(), kafka.Message{Topic: notify.DispatchTopic(e.cfg.Name, task.Channel), Key: task.UserID, Value: raw}); err != nil {
+		if err := e.prod.Send(context.Background(), kafka.Message{Topic: notify.DispatchTopic(e.cfg.Name, task.Tier, task.Channel), Key: task.UserID, Value: raw}); err != nil {
 			e.t.Fatal(err)
 		}
 	}

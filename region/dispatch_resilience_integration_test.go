@@ -114,7 +114,7 @@ func TestDispatchKilledWithSIGKILLMidLoadDeliversEveryTaskWithFewDuplicates(t *t
 	// Offsets are committed in order, at most every 200 ms; after a SIGKILL the uncommitted
 	// tasks come back, and the sent keys in Redis skip what the provider already accepted, so
 	// only the requests in flight at the kill can repeat. A low concurrency keeps those few.
-	dc.SMS.Concurrency = 8
+	dc.Tiers.Transactional.SMS.Concurrency = 8
 	dc.Push.APNs, dc.Push.FCM, dc.Email.SMTP = dispatch.APNsConfig{}, dispatch.FCMConfig{}, dispatch.SMTPConfig{}
 	// Each send takes ~5 ms at the simulator, like a provider over a network rather than a
 	// loopback; it slows the run enough to kill it mid-load.
@@ -138,7 +138,7 @@ func TestDispatchKilledWithSIGKILLMidLoadDeliversEveryTaskWithFewDuplicates(t *t
 		task := e.task(notify.SMS, users[i])
 		task.NotificationID = nid // one notification to 2,000 recipients
 		task.Target.Phone = fmt.Sprintf("+4477009%05d", i)
-		m, err := notify.TaskMessage(context.Background(), keys, notify.DispatchTopic(cfg.Name, notify.SMS), task)
+		m, err := notify.TaskMessage(context.Background(), keys, notify.DispatchTopic(cfg.Name, task.Tier, notify.SMS), task)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -384,7 +384,7 @@ func TestDispatchRateLimitHoldsAcrossTwoDispatcherProcesses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := admin.CreatePartitions(notify.DispatchTopic(e.cfg.Name, notify.SMS), 2, nil, false); err != nil {
+	if err := admin.CreatePartitions(notify.DispatchTopic(e.cfg.Name, notify.Transactional, notify.SMS), 2, nil, false); err != nil {
 		t.Fatal(err)
 	}
 	admin.Close()
@@ -397,7 +397,7 @@ func TestDispatchRateLimitHoldsAcrossTwoDispatcherProcesses(t *testing.T) {
 		startRoleChild(t, cfg, []string{region.RoleDispatch}, fmt.Sprintf("dispatch-%d.log", i+1))
 	}
 	// Both processes join the group and hold a partition before the load starts.
-	group := notify.DispatchTopic(e.cfg.Name, notify.SMS)
+	group := notify.DispatchTopic(e.cfg.Name, notify.Transactional, notify.SMS)
 	eventually(t, 60*time.Second, func() error {
 		admin, err := sarama.NewClusterAdmin(e.cfg.Kafka.Brokers, sarama.NewConfig())
 		if err != nil {

@@ -146,7 +146,7 @@ func TestErasureLeavesNothingOfTheUserReadableInAnyKafkaTopic(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	for _, topic := range []string{dispatch.RetryTopic(r.cfg.Name, notify.Email, 1), dispatch.DLQTopic(r.cfg.Name, notify.Email)} {
+	for _, topic := range []string{dispatch.RetryTopic(r.cfg.Name, task.Tier, notify.Email, 1), dispatch.DLQTopic(r.cfg.Name, notify.Email)} {
 		m, err := dispatch.RetryMessage(ctx, keys, topic, dispatch.Retry{Task: task, NotBefore: time.Now().Add(time.Hour), LastError: "503"})
 		if err != nil {
 			t.Fatal(err)
@@ -283,7 +283,7 @@ func TestDispatchDropsAnErasedUsersTaskAndDeliversTheNextOnTheSamePartition(t *t
 	suffix := testenv.Suffix()
 	ada, bob := e.task(notify.Email, "ada"), e.task(notify.Email, "bob")
 	ada.Target.Email, bob.Target.Email = "ada-"+suffix+"@example.com", "bob-"+suffix+"@example.com"
-	topic := notify.DispatchTopic(e.cfg.Name, notify.Email)
+	topic := notify.DispatchTopic(e.cfg.Name, ada.Tier, notify.Email)
 	ma, err := notify.TaskMessage(ctx, keys, topic, ada)
 	if err != nil {
 		t.Fatal(err)
@@ -310,7 +310,7 @@ func TestDispatchDropsAnErasedUsersTaskAndDeliversTheNextOnTheSamePartition(t *t
 		t.Errorf("states of the erased user's task: %+v (%v)", states, err)
 	}
 	for _, l := range []int{1, 2, 3} {
-		if n := (&running{t: t, cfg: e.cfg}).topicCount(dispatch.RetryTopic(e.cfg.Name, notify.Email, l)); n != 0 {
+		if n := (&running{t: t, cfg: e.cfg}).topicCount(dispatch.RetryTopic(e.cfg.Name, ada.Tier, notify.Email, l)); n != 0 {
 			t.Errorf("retry level %d holds %d records: an erased record is never retried", l, n)
 		}
 	}

@@ -10,14 +10,17 @@ import (
 // marketing backlog never queues in front of an OTP.
 var Tiers = notify.Tiers
 
-// DispatchChannels are the channels with their own dispatch topic (in-app is written by fan-out).
+// DispatchChannels are the channels with their own dispatch topics, one per tier (in-app is
+// written by fan-out).
 var DispatchChannels = []string{notify.Push, notify.Email, notify.SMS}
 
 // IngressTopic is the topic a tier's events are accepted into: "eu-west-1.notify.marketing".
 func IngressTopic(region, tier string) string { return notify.IngressTopic(region, tier) }
 
-// DispatchTopic is a channel's task topic: "eu-west-1.dispatch.push".
-func DispatchTopic(region, channel string) string { return notify.DispatchTopic(region, channel) }
+// DispatchTopic is a tier's and channel's task topic: "eu-west-1.dispatch.transactional.push".
+func DispatchTopic(region, tier, channel string) string {
+	return notify.DispatchTopic(region, tier, channel)
+}
 
 // Topics lists every topic the region needs.
 func (c Config) Topics() []kafka.Topic {
@@ -26,8 +29,10 @@ func (c Config) Topics() []kafka.Topic {
 	for _, t := range Tiers {
 		out = append(out, kafka.Topic{Name: IngressTopic(c.Name, t), Partitions: p})
 	}
-	for _, ch := range DispatchChannels {
-		out = append(out, kafka.Topic{Name: DispatchTopic(c.Name, ch), Partitions: p})
+	for _, t := range Tiers {
+		for _, ch := range DispatchChannels {
+			out = append(out, kafka.Topic{Name: DispatchTopic(c.Name, t, ch), Partitions: p})
+		}
 	}
 	// The delivery events the exporter consumes (docs/analytics.md); they never leave the region.
 	out = append(out, kafka.Topic{Name: notify.EventsTopic(c.Name), Partitions: p})

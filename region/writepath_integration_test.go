@@ -80,17 +80,22 @@ func (r *running) topicCount(topic string) int64 {
 	return n
 }
 
-// readTasks reads every committed task on a dispatch topic.
+// readTasks reads every committed task on a channel's dispatch topics (every tier's).
 func (r *running) readTasks(channel string) []notify.Task {
 	r.t.Helper()
 	var out []notify.Task
-	r.readTopic(notify.DispatchTopic(r.cfg.Name, channel), func(m *sarama.ConsumerMessage) {
-		task, err := notify.DecodeTask(r.t.Context(), r.keys(), m.Value)
-		if err != nil {
-			r.t.Fatal(err)
-		}
-		out = append(out, task)
-	})
+	for _, tier := range notify.Tiers {
+		r.readTopic(notify.DispatchTopic(r.cfg.Name, tier, channel), func(m *sarama.ConsumerMessage) {
+			task, err := notify.DecodeTask(r.t.Context(), r.keys(), m.Value)
+			if err != nil {
+				r.t.Fatal(err)
+			}
+			if task.Tier != tier {
+				r.t.Fatalf("a %s task on the %s topic", task.Tier, tier)
+			}
+			out = append(out, task)
+		})
+	}
 	return out
 }
 

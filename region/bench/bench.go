@@ -566,7 +566,7 @@ func (e *env) bigTopic(ctx context.Context, o Options) (string, []time.Duration,
 		return "", nil, fmt.Errorf("analyzing: %w", err)
 	}
 	e.log.Info("bench topic loaded", "subscribers", n, "took", time.Since(setup))
-	pushTopic := notify.DispatchTopic(e.cfg.Name, notify.Push)
+	pushTopic := notify.DispatchTopic(e.cfg.Name, notify.Social, notify.Push) // a social send
 	before, err := e.topicCount(pushTopic)
 	if err != nil {
 		return "", nil, err

@@ -88,8 +88,9 @@ func Dispatch(ctx context.Context, base region.Config, o DispatchOptions, out io
 	if err := c.Validate(); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "bench dispatch: private region %s, roles [dispatch], simulators on %s (APNs), %s (SMTP), %s (SMS); concurrency push %d, email %d, sms %d\n",
-		c.Name, info.APNs.URL, info.SMTP.Addr, info.SMS.URL, d.Push.Concurrency, d.Email.Concurrency, d.SMS.Concurrency)
+	fmt.Fprintf(out, "bench dispatch: private region %s, roles [dispatch], simulators on %s (APNs), %s (SMTP), %s (SMS); concurrency per partition (transactional / marketing) push %d / %d, email %d / %d, sms %d / %d\n",
+		c.Name, info.APNs.URL, info.SMTP.Addr, info.SMS.URL, d.Tiers.Transactional.Push.Concurrency, d.Tiers.Marketing.Push.Concurrency,
+		d.Tiers.Transactional.Email.Concurrency, d.Tiers.Marketing.Email.Concurrency, d.Tiers.Transactional.SMS.Concurrency, d.Tiers.Marketing.SMS.Concurrency)
 	if err := region.Migrate(ctx, c, log); err != nil {
 		return err
 	}
@@ -230,7 +231,7 @@ func (b *dispatchBench) run(ctx context.Context, ch dispatchChannel, phase strin
 		tos[i] = ch.target(&t, user)
 		tasks[i] = t
 		raw, _ := json.Marshal(t)
-		msgs[i] = kafka.Message{Topic: notify.DispatchTopic(b.cfg.Name, ch.channel), Key: user, Value: raw}
+		msgs[i] = kafka.Message{Topic: notify.DispatchTopic(b.cfg.Name, t.Tier, ch.channel), Key: user, Value: raw}
 	}
 	producedAt := make([]time.Time, n)
 	start := time.Now()
@@ -347,7 +348,7 @@ func (b *dispatchBench) run(ctx context.Context, ch dispatchChannel, phase strin
 // topic (its consumer group's offsets at the partitions' ends), that is once every task's
 // outcome is recorded.
 func (b *dispatchBench) waitIdle(ctx context.Context, channel string) error {
-	topic := notify.DispatchTopic(b.cfg.Name, channel)
+	topic := notify.DispatchTopic(b.cfg.Name, notify.Transactional, channel)
 	sc, err := b.cfg.Kafka.Sarama()
 	if err != nil {
 		return err

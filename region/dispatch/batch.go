@@ -3,6 +3,7 @@ package dispatch
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 )
@@ -12,7 +13,9 @@ import (
 // flight wait for it and go out together in the next one. A busy dispatcher therefore makes one
 // Redis call for many tasks, an idle one adds no delay, and no goroutine lingers when idle.
 //
-// do returns the request's own result; an error of the round is every request's error.
+// do returns the request's own result; an error of the round is every request's error. An
+// urgent request (a transactional send's) goes into the next round ahead of the others waiting,
+// so a backlog of other tiers' requests delays it by one round at most.
 type batcher[Q, R any] struct {
 	// max bounds the requests of one round.
 	max int
@@ -24,6 +27,7 @@ type batcher[Q, R any] struct {
 
 	mu      sync.Mutex
 	pending []*batchCall[Q, R]
+	urgent  int // the first urgent entries of pending are the urgent requests
 	running bool
 }
 
@@ -39,17 +43,23 @@ func newBatcher[Q, R any](max int, timeout time.Duration, round func(ctx context
 	return &batcher[Q, R]{max: max, timeout: timeout, round: round}
 }
 
-// do queues q for the next round and waits for its result, or for ctx to end. A request whose
-// ctx ended before its round went out is left out of the round.
-func (b *batcher[Q, R]) do(ctx context.Context, q Q) (R, error) {
-	return b.submit(ctx, q).wait(ctx)
+// do queues q for the next round (ahead of the requests that are not urgent, when urgent) and
+// waits for its result, or for ctx to end. A request whose ctx ended before its round went out
+// is left out of the round.
+func (b *batcher[Q, R]) do(ctx context.Context, q Q, urgent bool) (R, error) {
+	return b.submit(ctx, q, urgent).wait(ctx)
 }
 
 // submit queues q for the next round and returns at once; wait gives the result.
-func (b *batcher[Q, R]) submit(ctx context.Context, q Q) *batchCall[Q, R] {
+func (b *batcher[Q, R]) submit(ctx context.Context, q Q, urgent bool) *batchCall[Q, R] {
 	c := &batchCall[Q, R]{ctx: ctx, q: q, done: make(chan struct{})}
 	b.mu.Lock()
-	b.pending = append(b.pending, c)
+	if urgent {
+		b.pending = slices.Insert(b.pending, b.urgent, c)
+		b.urgent++
+	} else {
+		b.pending = append(b.pending, c)
+	}
 	if !b.running {
 		b.running = true
 		go b.drain()
@@ -77,6 +87,7 @@ func (b *batcher[Q, R]) drain() {
 		if n == 0 {
 			b.running = false
 			b.pending = nil // drop the backing array a burst grew
+			b.urgent = 0
 			b.mu.Unlock()
 			return
 		}
@@ -87,6 +98,7 @@ func (b *batcher[Q, R]) drain() {
 			}
 		}
 		b.pending = b.pending[n:]
+		b.urgent = max(0, b.urgent-n)
 		b.mu.Unlock()
 		if len(calls) > 0 {
 			b.run(calls)

@@ -85,7 +85,7 @@ func newGuarded(p Provider, c BreakerConfig, region string, log *slog.Logger) *g
 func (g *guarded) send(ctx context.Context, t notify.Task, to, sentKey string) (rc Receipt, already bool, err error) {
 	// An open breaker refuses without a call: no token is taken for it.
 	if g.limit != nil && g.cb.State() != gobreaker.StateOpen {
-		id, sent, err := g.limit.take(ctx, sentKey)
+		id, sent, err := g.limit.take(ctx, sentKey, t.Tier)
 		if err != nil {
 			return Receipt{}, false, &SendError{Class: Transient, Reason: "shutdown", Err: err}
 		}
@@ -93,7 +93,7 @@ func (g *guarded) send(ctx context.Context, t notify.Task, to, sentKey string) (
 			return Receipt{MessageID: id}, true, nil
 		}
 	} else if sentKey != "" {
-		if id, ok := g.sent.sent(ctx, sentKey); ok {
+		if id, ok := g.sent.sent(ctx, sentKey, t.Tier == notify.Transactional); ok {
 			return Receipt{MessageID: id}, true, nil
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/herald-notify/herald/platform/config"
+	"github.com/herald-notify/herald/region/notify"
 )
 
 // Config is the dispatch role's block. A provider is configured when its endpoint (APNs, FCM,
@@ -19,28 +20,70 @@ type Config struct {
 	Retry   RetryConfig   `yaml:"retry"`
 	// SendTimeout bounds one provider call (including the client library's own retries).
 	SendTimeout time.Duration `yaml:"send_timeout"`
+	// Tiers sizes the pool of each tier and channel: every tier x channel has its own dispatch
+	// topic, consumer group and in-flight window, so one tier's backlog never takes another's.
+	Tiers TiersConfig `yaml:"tiers"`
+}
+
+// TiersConfig is the pools of each tier.
+type TiersConfig struct {
+	Transactional TierConfig `yaml:"transactional"`
+	Social        TierConfig `yaml:"social"`
+	Marketing     TierConfig `yaml:"marketing"`
+}
+
+// TierConfig is one tier's pool per channel.
+type TierConfig struct {
+	Push  PoolConfig `yaml:"push"`
+	Email PoolConfig `yaml:"email"`
+	SMS   PoolConfig `yaml:"sms"`
+}
+
+// PoolConfig is one tier x channel's pool.
+type PoolConfig struct {
+	// Concurrency caps the tier's tasks of the channel handled at once per partition this
+	// process consumes (and the same again per retry level): a process holding 4 partitions of
+	// the topic has up to 4 x Concurrency tasks of the tier in flight. The pools are separate:
+	// a full marketing window never holds back a transactional task.
+	Concurrency int `yaml:"concurrency"`
+}
+
+// Tier returns the pools of tier (marketing's for a tier Herald does not know).
+func (t TiersConfig) Tier(tier string) TierConfig {
+	switch tier {
+	case notify.Transactional:
+		return t.Transactional
+	case notify.Social:
+		return t.Social
+	}
+	return t.Marketing
+}
+
+// Pool returns the tier's pool of channel.
+func (t TierConfig) Pool(channel string) PoolConfig {
+	switch channel {
+	case notify.Push:
+		return t.Push
+	case notify.Email:
+		return t.Email
+	}
+	return t.SMS
 }
 
 // PushConfig is the push channel: APNs for iOS devices, FCM for Android and web.
 type PushConfig struct {
-	// Concurrency caps the tasks of this channel handled at once per partition this process
-	// consumes (and the same again per retry level): a process holding 4 partitions of the
-	// topic has up to 4 x Concurrency tasks in flight.
-	Concurrency int        `yaml:"concurrency"`
-	APNs        APNsConfig `yaml:"apns"`
-	FCM         FCMConfig  `yaml:"fcm"`
+	APNs APNsConfig `yaml:"apns"`
+	FCM  FCMConfig  `yaml:"fcm"`
 }
 
 // EmailConfig is the email channel.
 type EmailConfig struct {
-	Concurrency int        `yaml:"concurrency"`
-	SMTP        SMTPConfig `yaml:"smtp"`
+	SMTP SMTPConfig `yaml:"smtp"`
 }
 
 // SMSConfig is the SMS channel.
 type SMSConfig struct {
-	Concurrency int          `yaml:"concurrency"`
-	Twilio      TwilioConfig `yaml:"twilio"`
+	Twilio TwilioConfig `yaml:"twilio"`
 }
 
 // APNsConfig is one APNs provider with token (.p8) authentication.
@@ -135,15 +178,20 @@ type RetryConfig struct {
 	MaxAttempts int `yaml:"max_attempts"`
 }
 
-// RetryLevels is the number of retry topics per channel; Retry.Delays has at most this many.
+// RetryLevels is the number of retry topics per tier and channel; Retry.Delays has at most this many.
 const RetryLevels = 3
 
 // DefaultConfig returns the defaults, with no provider configured.
 func DefaultConfig() Config {
 	return Config{
-		Push:  PushConfig{Concurrency: 256},
-		Email: EmailConfig{Concurrency: 8},
-		SMS:   SMSConfig{Concurrency: 16},
+		// Transactional has pools of its own that no other tier uses; marketing, which drains
+		// the large backlogs, has the largest push window (the push throughput is the same from
+		// 64 to 1024 per partition on a 2-core machine, docs/benchmarks.md).
+		Tiers: TiersConfig{
+			Transactional: TierConfig{Push: PoolConfig{128}, Email: PoolConfig{8}, SMS: PoolConfig{16}},
+			Social:        TierConfig{Push: PoolConfig{128}, Email: PoolConfig{8}, SMS: PoolConfig{16}},
+			Marketing:     TierConfig{Push: PoolConfig{256}, Email: PoolConfig{8}, SMS: PoolConfig{16}},
+		},
 		Breaker: BreakerConfig{ConsecutiveFailures: 5, FailureRatio: 0.5, MinRequests: 20, Window: 30 * time.Second,
 			OpenFor: 10 * time.Second, HalfOpenProbes: 1},
 		Retry:       RetryConfig{Delays: []time.Duration{5 * time.Second, 30 * time.Second, 2 * time.Minute}, MaxDelay: 10 * time.Minute, Jitter: 0.2, MaxAttempts: 6},
@@ -153,12 +201,11 @@ func DefaultConfig() Config {
 
 // Validate checks the block; keys are relative ("push.apns.team_id"), callers prefix them.
 func (c Config) Validate() error {
-	for _, ch := range []struct {
-		key string
-		n   int
-	}{{"push.concurrency", c.Push.Concurrency}, {"email.concurrency", c.Email.Concurrency}, {"sms.concurrency", c.SMS.Concurrency}} {
-		if ch.n < 1 || ch.n > 4096 {
-			return config.Errorf(ch.key, fmt.Sprint(ch.n), "must be 1-4096")
+	for _, tier := range notify.Tiers {
+		for _, ch := range Channels {
+			if n := c.Tiers.Tier(tier).Pool(ch).Concurrency; n < 1 || n > 4096 {
+				return config.Errorf("tiers."+tier+"."+ch+".concurrency", fmt.Sprint(n), "must be 1-4096")
+			}
 		}
 	}
 	for i, a := 0, &c.Push.APNs; a != nil; i, a = i+1, a.Secondary {

@@ -1,6 +1,7 @@
 package dispatch
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -15,15 +16,20 @@ import (
 	"github.com/herald-notify/herald/region/notify"
 )
 
-// consumer runs one consumer group: a channel's dispatch topic (level 0) or one of its retry
-// levels.
+// consumer runs one consumer group: a tier's and channel's dispatch topic (level 0) or one of
+// its retry levels, or, legacy, a topic of the layout before tiers that it drains (legacy.go).
 type consumer struct {
 	d           *Dispatcher
+	tier        string // "" for legacy
 	channel     string
 	topic       string
 	group       string
 	concurrency int
 	level       int // 0: the dispatch topic
+	// legacy consumers forward each record to its tier's topic of the same level instead of
+	// sending it; gone reports whether their topic was deleted (they stop then).
+	legacy bool
+	gone   func(ctx context.Context) bool
 }
 
 func (c *consumer) run(ctx context.Context) error {
@@ -31,7 +37,10 @@ func (c *consumer) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	sc.ClientID = c.d.deps.Kafka.ClientID + "-dispatch-" + c.channel
+	// Each consumer has its own client (its own fetches): sarama holds back every partition a
+	// client fetches while one of them waits for its window, so a shared client would let a
+	// marketing window stall transactional partitions.
+	sc.ClientID = c.d.deps.Kafka.ClientID + "-dispatch-" + cmp.Or(c.tier, "legacy") + "-" + c.channel
 	sc.ChannelBufferSize = max(1, c.concurrency)
 	// The dispatcher holds records back on purpose while its window is full. With sarama's
 	// default (100 ms), a partition whose records waited that long was dropped from the fetch
@@ -53,6 +62,10 @@ func (c *consumer) run(ctx context.Context) error {
 	for ctx.Err() == nil {
 		if err := group.Consume(ctx, []string{c.topic}, c); err != nil {
 			if errors.Is(err, sarama.ErrClosedConsumerGroup) || ctx.Err() != nil {
+				break
+			}
+			if c.gone != nil && c.gone(ctx) {
+				c.d.log.Info("legacy dispatch topic deleted; no longer drained", "topic", c.topic)
 				break
 			}
 			c.d.log.Warn("consume failed; retrying", "channel", c.channel, "group", c.group, "err", err)
@@ -109,7 +122,7 @@ func (c *consumer) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.C
 				return nil
 			}
 			if c.level > 0 {
-				retryDepth.WithLabelValues(c.d.region, c.channel, level).Set(float64(claim.HighWaterMarkOffset() - m.Offset - 1))
+				retryDepth.WithLabelValues(c.d.region, cmp.Or(c.tier, "legacy"), c.channel, level).Set(float64(claim.HighWaterMarkOffset() - m.Offset - 1))
 			}
 			task, prev, err := c.decode(sctx, m)
 			for backoff := 100 * time.Millisecond; errors.Is(err, envelope.ErrUnavailable); backoff = min(2*backoff, 10*time.Second) {
@@ -142,7 +155,7 @@ func (c *consumer) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.C
 				window <- p
 				continue
 			}
-			if prev != nil {
+			if prev != nil && !c.legacy {
 				// Hold the partition until the head record is due; later records of a level
 				// are due later (same delay), so nothing behind it is held back long.
 				if wait := prev.NotBefore.Sub(c.d.now()); wait > 0 {
@@ -163,6 +176,10 @@ func (c *consumer) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.C
 			}
 			go func() {
 				ctx := kafka.Extract(hctx, m)
+				if c.legacy {
+					p.done <- c.d.forward(ctx, m, c.channel, task, c.level)
+					return
+				}
 				p.done <- c.d.process(ctx, task, prev)
 			}()
 		}

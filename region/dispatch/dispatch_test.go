@@ -416,7 +416,12 @@ func TestConfigValidateNamesKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	for key, mutate := range map[string]func(*Config){
-		"push.concurrency":  func(c *Config) { c.Push.Concurrency = 0 },
+		"tiers.transactional.push.concurrency": func(c *Config) { c.Tiers.Transactional.Push.Concurrency = 0 },
+		"tiers.social.email.concurrency":       func(c *Config) { c.Tiers.Social.Email.Concurrency = 4097 },
+		"tiers.marketing.sms.concurrency":      func(c *Config) { c.Tiers.Marketing.SMS.Concurrency = -1 },
+		"push.apns.rate_limit.reserve": func(c *Config) {
+			c.Push.APNs.RateLimit = RateLimitConfig{PerSecond: 10, Burst: 4, Reserve: 4}
+		},
 		"push.apns.team_id": func(c *Config) { c.Push.APNs = APNsConfig{Endpoint: "https://x", KeyID: "k", KeyFile: "f", Topic: "t"} },
 		"push.apns.secondary.endpoint": func(c *Config) {
 			c.Push.APNs = APNsConfig{Endpoint: "https://x", TeamID: "t", KeyID: "k", KeyFile: "f", Topic: "t", Secondary: &APNsConfig{}}
@@ -545,7 +550,7 @@ func TestProcessPushPerDeviceOutcomes(t *testing.T) {
 	if len(f.devs.gone) != 1 || f.devs.gone[0] != "ios:bb" {
 		t.Fatalf("deactivated %v", f.devs.gone)
 	}
-	if len(f.prod.msgs) != 1 || f.prod.msgs[0].Topic != "zz-test-1.dispatch.push.retry.1" {
+	if len(f.prod.msgs) != 1 || f.prod.msgs[0].Topic != "zz-test-1.dispatch.transactional.push.retry.1" {
 		t.Fatalf("handoff %+v", f.prod.msgs)
 	}
 	var r Retry
@@ -681,10 +686,73 @@ func TestPermanentFailuresDoNotTripTheBreaker(t *testing.T) {
 	}
 }
 
-func TestTopics(t *testing.T) {
+func TestTopicsGiveEachTierItsOwnRetryLevelsAndEachChannelOneDeadLetterTopic(t *testing.T) {
 	ts := Topics("eu-west-1", 3)
-	if len(ts) != len(Channels)*(RetryLevels+1) || ts[0].Name != "eu-west-1.dispatch.push.retry.1" || ts[RetryLevels].Name != "eu-west-1.dispatch.push.dlq" || ts[0].Partitions != 3 {
+	n := len(notify.Tiers) * RetryLevels
+	if len(ts) != len(Channels)*(n+1) || ts[0].Name != "eu-west-1.dispatch.transactional.push.retry.1" ||
+		ts[RetryLevels].Name != "eu-west-1.dispatch.social.push.retry.1" || ts[n-1].Name != "eu-west-1.dispatch.marketing.push.retry.3" ||
+		ts[n].Name != "eu-west-1.dispatch.push.dlq" || ts[0].Partitions != 3 {
 		t.Fatalf("%+v", ts)
+	}
+	seen := map[string]bool{}
+	for _, tp := range ts {
+		if seen[tp.Name] {
+			t.Fatalf("topic %s listed twice", tp.Name)
+		}
+		seen[tp.Name] = true
+	}
+}
+
+func TestDispatchTopicsAreNamedByTierAndChannel(t *testing.T) {
+	for _, c := range []struct{ tier, channel, want string }{
+		{notify.Transactional, notify.Push, "eu-west-1.dispatch.transactional.push"},
+		{notify.Social, notify.Email, "eu-west-1.dispatch.social.email"},
+		{notify.Marketing, notify.SMS, "eu-west-1.dispatch.marketing.sms"},
+		// A task that does not say its tier, or names one Herald does not know, gets no priority.
+		{"", notify.Push, "eu-west-1.dispatch.marketing.push"},
+		{"urgent", notify.Push, "eu-west-1.dispatch.marketing.push"},
+	} {
+		if got := notify.DispatchTopic("eu-west-1", c.tier, c.channel); got != c.want {
+			t.Errorf("DispatchTopic(%q, %q) = %s, want %s", c.tier, c.channel, got, c.want)
+		}
+	}
+	if got := RetryTopic("eu-west-1", notify.Transactional, notify.Email, 2); got != "eu-west-1.dispatch.transactional.email.retry.2" {
+		t.Errorf("RetryTopic = %s", got)
+	}
+	if got := LegacyRetryTopic("eu-west-1", notify.Email, 2); got != "eu-west-1.dispatch.email.retry.2" {
+		t.Errorf("LegacyRetryTopic = %s", got)
+	}
+}
+
+func TestConsumerGroupsAreNamedAsTheirTopicsAndCoverEveryTierChannelAndLevel(t *testing.T) {
+	gs := ConsumerGroups("eu-west-1", 2)
+	want := len(Channels)*len(notify.Tiers)*(1+2) + len(Channels)*(1+RetryLevels)
+	if len(gs) != want {
+		t.Fatalf("%d groups, want %d: %+v", len(gs), want, gs)
+	}
+	names := map[string]ConsumerGroup{}
+	for _, g := range gs {
+		if g.Group != g.Topic {
+			t.Errorf("group %s consumes %s: groups are named as their topics", g.Group, g.Topic)
+		}
+		if _, dup := names[g.Group]; dup {
+			t.Errorf("group %s listed twice", g.Group)
+		}
+		names[g.Group] = g
+	}
+	for name, want := range map[string]ConsumerGroup{
+		"eu-west-1.dispatch.transactional.push":      {Tier: notify.Transactional, Channel: notify.Push},
+		"eu-west-1.dispatch.marketing.email.retry.2": {Tier: notify.Marketing, Channel: notify.Email, Level: 2},
+		"eu-west-1.dispatch.sms":                     {Channel: notify.SMS, Legacy: true},
+		"eu-west-1.dispatch.push.retry.3":            {Channel: notify.Push, Level: 3, Legacy: true},
+	} {
+		g, ok := names[name]
+		if !ok || g.Tier != want.Tier || g.Channel != want.Channel || g.Level != want.Level || g.Legacy != want.Legacy {
+			t.Errorf("group %s: %+v (listed %v), want %+v", name, g, ok, want)
+		}
+	}
+	if _, ok := names["eu-west-1.dispatch.social.push.retry.3"]; ok {
+		t.Error("a retry level beyond retry.delays is listed")
 	}
 }
 
@@ -697,7 +765,7 @@ func TestReplayResetsAttempts(t *testing.T) {
 	}
 	var got notify.Task
 	_ = json.Unmarshal(p.msgs[0].Value, &got)
-	if p.msgs[0].Topic != "eu-west-1.dispatch.email" || got.Attempt != 0 || p.msgs[0].Key != "ada" {
+	if p.msgs[0].Topic != "eu-west-1.dispatch.transactional.email" || got.Attempt != 0 || p.msgs[0].Key != "ada" {
 		t.Fatalf("%+v %+v", p.msgs[0], got)
 	}
 }

@@ -1,21 +1,34 @@
-// Package dispatch is the region's dispatch role: one consumer per channel (push, email, SMS)
-// hands each task to its provider through the real client library (APNs via sideshow/apns2,
-// FCM via the Firebase Admin SDK, SMTP, a Twilio-compatible API), records every attempt, and
-// retries transient failures through durable retry topics, then a dead-letter topic.
+// Package dispatch is the region's dispatch role: one consumer group per tier and channel (push,
+// email, SMS) hands each task to its provider through the real client library (APNs via
+// sideshow/apns2, FCM via the Firebase Admin SDK, SMTP, a Twilio-compatible API), records every
+// attempt, and retries transient failures through durable retry topics, then a dead-letter topic.
 //
-// Retry design: each channel has RetryLevels retry topics, <region>.dispatch.<channel>.retry.<n>,
-// and one dead-letter topic, <region>.dispatch.<channel>.dlq. Retry k of a task goes to level
-// min(k, len(retry.delays)), as a Retry record carrying its not-before time (the backoff with
-// jitter, never before the provider's Retry-After). Records of one level have about the same
-// delay, so their not-before times arrive nearly in order: the level's consumer holds each
-// partition at its head record until that record is due (sleeping, without committing), then
-// sends it. Nothing is in memory only: a crash while holding re-reads the record. A task ends
-// delivered, failed (a permanent refusal) or, after retry.max_attempts, on the dead-letter topic
-// as dead_lettered.
+// Tier isolation: every tier x channel has its own dispatch topic,
+// <region>.dispatch.<tier>.<channel>, its own retry topics and its own consumer groups, each with
+// its own in-flight window (tiers.<tier>.<channel>.concurrency) and its own Kafka client (a
+// partition held back by a full window stalls only its own client's fetches). A marketing
+// backlog therefore never queues in front of a transactional task, nor takes its window. What
+// the tiers still share, the providers' rate limits and the Redis calls around each send, gives
+// the transactional tier precedence (ratelimit.go, batch.go).
+//
+// Retry design: each tier and channel has RetryLevels retry topics,
+// <region>.dispatch.<tier>.<channel>.retry.<n>, and each channel one dead-letter topic,
+// <region>.dispatch.<channel>.dlq (nothing waits on it, so the tiers share it). Retry k of a task
+// goes to level min(k, len(retry.delays)), as a Retry record carrying its not-before time (the
+// backoff with jitter, never before the provider's Retry-After). Records of one level have about
+// the same delay, so their not-before times arrive nearly in order: the level's consumer holds
+// each partition at its head record until that record is due (sleeping, without committing),
+// then sends it. Nothing is in memory only: a crash while holding re-reads the record. A task
+// ends delivered, failed (a permanent refusal) or, after retry.max_attempts, on the dead-letter
+// topic as dead_lettered.
+//
+// Migration: the per-channel topics of the layout before tiers (<region>.dispatch.<channel> and
+// its .retry.<n>) are drained while they exist: their old consumer groups forward each record,
+// as it is, to its tier's topic of the same level (legacy.go).
 //
 // At-least-once: a record's offset is marked only after its outcome is in the delivery log and,
 // for retries and dead letters, the Retry record was acknowledged by Kafka. Within a partition
-// up to the channel's concurrency tasks are in flight; offsets are marked in order, so a crash
+// up to the pool's concurrency tasks are in flight; offsets are marked in order, so a crash
 // re-sends at most that window.
 package dispatch
 
@@ -44,23 +57,70 @@ import (
 // Channels are the channels dispatch consumes.
 var Channels = []string{notify.Push, notify.Email, notify.SMS}
 
-// RetryTopic is a channel's retry topic of one level: "eu-west-1.dispatch.push.retry.1".
-func RetryTopic(region, channel string, level int) string {
-	return notify.DispatchTopic(region, channel) + ".retry." + strconv.Itoa(level)
+// RetryTopic is a tier's and channel's retry topic of one level:
+// "eu-west-1.dispatch.transactional.push.retry.1".
+func RetryTopic(region, tier, channel string, level int) string {
+	return notify.DispatchTopic(region, tier, channel) + ".retry." + strconv.Itoa(level)
 }
 
-// DLQTopic is a channel's dead-letter topic: "eu-west-1.dispatch.push.dlq".
-func DLQTopic(region, channel string) string { return notify.DispatchTopic(region, channel) + ".dlq" }
+// LegacyRetryTopic is a channel's retry topic of one level before tiers had their own:
+// "eu-west-1.dispatch.push.retry.1" (drained, never produced to).
+func LegacyRetryTopic(region, channel string, level int) string {
+	return notify.LegacyDispatchTopic(region, channel) + ".retry." + strconv.Itoa(level)
+}
+
+// DLQTopic is a channel's dead-letter topic, shared by the tiers: "eu-west-1.dispatch.push.dlq".
+func DLQTopic(region, channel string) string { return region + ".dispatch." + channel + ".dlq" }
 
 // Topics lists the topics dispatch needs beyond the dispatch topics themselves: the retry
-// levels and the dead-letter topic of each channel.
+// levels of each tier and channel, and the dead-letter topic of each channel.
 func Topics(region string, partitions int32) []kafka.Topic {
 	var out []kafka.Topic
 	for _, ch := range Channels {
-		for l := 1; l <= RetryLevels; l++ {
-			out = append(out, kafka.Topic{Name: RetryTopic(region, ch, l), Partitions: partitions})
+		for _, tier := range notify.Tiers {
+			for l := 1; l <= RetryLevels; l++ {
+				out = append(out, kafka.Topic{Name: RetryTopic(region, tier, ch, l), Partitions: partitions})
+			}
 		}
 		out = append(out, kafka.Topic{Name: DLQTopic(region, ch), Partitions: partitions})
+	}
+	return out
+}
+
+// ConsumerGroup is a consumer group of the dispatch role; each is named as the topic it consumes.
+type ConsumerGroup struct {
+	Group, Topic string
+	// Tier is "" for a legacy group.
+	Tier, Channel string
+	// Level is 0 for a dispatch topic, else the retry level.
+	Level int
+	// Legacy marks the group of a per-channel topic of the layout before tiers: it exists only
+	// in a region upgraded from it, until the topic is deleted.
+	Legacy bool
+}
+
+// ConsumerGroups lists every consumer group a dispatcher with retry.delays of retryLevels
+// entries may run: per tier and channel, the dispatch topic's and each retry level's, then the
+// legacy groups that drain the old per-channel topics where those still exist.
+func ConsumerGroups(region string, retryLevels int) []ConsumerGroup {
+	var out []ConsumerGroup
+	for _, ch := range Channels {
+		for _, tier := range notify.Tiers {
+			t := notify.DispatchTopic(region, tier, ch)
+			out = append(out, ConsumerGroup{Group: t, Topic: t, Tier: tier, Channel: ch})
+			for l := 1; l <= retryLevels; l++ {
+				t := RetryTopic(region, tier, ch, l)
+				out = append(out, ConsumerGroup{Group: t, Topic: t, Tier: tier, Channel: ch, Level: l})
+			}
+		}
+	}
+	for _, ch := range Channels {
+		t := notify.LegacyDispatchTopic(region, ch)
+		out = append(out, ConsumerGroup{Group: t, Topic: t, Channel: ch, Legacy: true})
+		for l := 1; l <= RetryLevels; l++ {
+			t := LegacyRetryTopic(region, ch, l)
+			out = append(out, ConsumerGroup{Group: t, Topic: t, Channel: ch, Level: l, Legacy: true})
+		}
 	}
 	return out
 }
@@ -259,18 +319,9 @@ func (d *Dispatcher) channelEnabled(ch string) bool {
 	return false
 }
 
-func (d *Dispatcher) concurrency(ch string) int {
-	switch ch {
-	case notify.Push:
-		return d.cfg.Push.Concurrency
-	case notify.Email:
-		return d.cfg.Email.Concurrency
-	}
-	return d.cfg.SMS.Concurrency
-}
-
-// Run consumes every channel that has a provider, and its retry levels, until ctx ends; then
-// each consumer finishes or leaves uncommitted what it holds.
+// Run consumes, for every channel that has a provider, each tier's dispatch topic and retry
+// levels, and drains the channel's legacy topics where they exist, until ctx ends; then each
+// consumer finishes or leaves uncommitted what it holds.
 func (d *Dispatcher) Run(ctx context.Context) error {
 	if d.deps.Producer == nil {
 		p, err := kafka.NewProducer(d.deps.Kafka)
@@ -284,19 +335,27 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	// The role runs until the process stops, even with nothing to consume: a task that returns
 	// stops the whole process.
 	g.Go(func() error { <-ctx.Done(); return nil })
+	var channels []string
 	for _, ch := range Channels {
 		if !d.channelEnabled(ch) {
 			d.log.Info("dispatch channel has no provider; not consumed", "channel", ch)
 			continue
 		}
-		main := &consumer{d: d, channel: ch, topic: notify.DispatchTopic(d.region, ch), group: notify.DispatchTopic(d.region, ch),
-			concurrency: d.concurrency(ch)}
-		g.Go(func() error { return main.run(ctx) })
-		for l := 1; l <= len(d.cfg.Retry.Delays); l++ {
-			rc := &consumer{d: d, channel: ch, topic: RetryTopic(d.region, ch, l), group: RetryTopic(d.region, ch, l),
-				concurrency: d.concurrency(ch), level: l}
-			g.Go(func() error { return rc.run(ctx) })
+		channels = append(channels, ch)
+		for _, tier := range notify.Tiers {
+			n := d.cfg.Tiers.Tier(tier).Pool(ch).Concurrency
+			topic := notify.DispatchTopic(d.region, tier, ch)
+			main := &consumer{d: d, tier: tier, channel: ch, topic: topic, group: topic, concurrency: n}
+			g.Go(func() error { return main.run(ctx) })
+			for l := 1; l <= len(d.cfg.Retry.Delays); l++ {
+				topic := RetryTopic(d.region, tier, ch, l)
+				rc := &consumer{d: d, tier: tier, channel: ch, topic: topic, group: topic, concurrency: n, level: l}
+				g.Go(func() error { return rc.run(ctx) })
+			}
 		}
+	}
+	if len(channels) > 0 {
+		g.Go(func() error { return d.drainLegacy(ctx, g, channels) })
 	}
 	return g.Wait()
 }
@@ -387,7 +446,7 @@ func (d *Dispatcher) process(ctx context.Context, t notify.Task, prev *Retry) er
 			key = d.sent.key(t.NotificationID, t.UserID, t.Channel, u.to)
 		}
 		if rt == nil {
-			if id, ok := d.sent.sent(ctx, key); ok { // sent before its provider was unconfigured
+			if id, ok := d.sent.sent(ctx, key, t.Tier == notify.Transactional); ok { // sent before its provider was unconfigured
 				r.already, r.receipt.MessageID, r.at = true, id, d.now()
 				results = append(results, r)
 				continue
@@ -523,7 +582,7 @@ func (d *Dispatcher) process(ctx context.Context, t notify.Task, prev *Retry) er
 				}
 			}
 			rec.NotBefore = d.now().Add(d.cfg.Retry.Backoff(attemptNo, retryAfter, d.rnd()))
-			topic = RetryTopic(d.region, t.Channel, d.cfg.Retry.Level(attemptNo))
+			topic = RetryTopic(d.region, t.Tier, t.Channel, d.cfg.Retry.Level(attemptNo))
 			tasksTotal.WithLabelValues(d.region, t.Channel, "retried").Inc()
 		}
 		m, err := RetryMessage(ctx, d.deps.Keys, topic, rec)
@@ -625,12 +684,12 @@ func (d *Dispatcher) write(ctx context.Context, states []deliverylog.State, atte
 // errPoison marks a record that cannot be decoded; it is logged and skipped.
 var errPoison = errors.New("undecodable record")
 
-// Replay puts a dead letter back on its channel's dispatch topic as a fresh task (attempt
+// Replay puts a dead letter back on its tier's and channel's dispatch topic as a fresh task (attempt
 // count reset), sealed for its recipient, for `herald dispatch dlq replay`.
 func Replay(ctx context.Context, p Producer, keys notify.Sealer, region string, dead Retry) error {
 	t := dead.Task
 	t.Attempt = 0
-	m, err := notify.TaskMessage(ctx, keys, notify.DispatchTopic(region, t.Channel), t)
+	m, err := notify.TaskMessage(ctx, keys, notify.DispatchTopic(region, t.Tier, t.Channel), t)
 	if err != nil {
 		return fmt.Errorf("encoding task: %w", err) // notify.ErrErased for an erased recipient
 	}

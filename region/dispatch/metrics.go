@@ -20,8 +20,12 @@ var (
 	}, []string{"region", "provider"})
 	retryDepth = promauto.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "herald_dispatch_retry_depth",
-		Help: "Records waiting on a retry topic level, per channel (partitions held by this process).",
-	}, []string{"region", "channel", "level"})
+		Help: "Records waiting on a retry topic level, per tier (legacy: a topic of the layout before tiers, being drained) and channel (partitions held by this process).",
+	}, []string{"region", "tier", "channel", "level"})
+	legacyForwarded = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "herald_dispatch_legacy_forwarded_total",
+		Help: "Records of a legacy per-channel dispatch or retry topic forwarded to their tier's topic, by channel and tier.",
+	}, []string{"region", "channel", "tier"})
 	failovers = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "herald_dispatch_failovers_total",
 		Help: "Sends that went to the secondary provider because the primary's breaker was open.",

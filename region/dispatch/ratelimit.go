@@ -12,14 +12,45 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/herald-notify/herald/platform/config"
+	"github.com/herald-notify/herald/region/notify"
 )
 
 // RateLimitConfig is a provider's token bucket, shared by every dispatcher process of the
 // region through Redis: PerSecond tokens are added each second, up to Burst; each provider
 // call takes one. PerSecond 0 (the default) means unlimited.
+//
+// The tiers share the bucket, but not equally: marketing never takes it below Reserve tokens,
+// social never below half of Reserve, transactional takes every token. A marketing backlog
+// therefore leaves Reserve tokens for the transactional tier at all times, and the tokens that
+// refill go to the transactional sends waiting before any marketing send can have one.
 type RateLimitConfig struct {
 	PerSecond float64 `yaml:"per_second"`
 	Burst     int     `yaml:"burst"`
+	// Reserve is the tokens kept from marketing (and half of them from social) for the higher
+	// tiers. 0: a quarter of the burst, at least 1 with a burst of 2 or more.
+	Reserve int `yaml:"reserve"`
+}
+
+// reserve is the effective reserve.
+func (c RateLimitConfig) reserve() int {
+	if c.Reserve > 0 {
+		return c.Reserve
+	}
+	if c.Burst < 2 {
+		return 0
+	}
+	return max(1, c.Burst/4)
+}
+
+// floor is how many tokens a send of tier must leave in the bucket.
+func (c RateLimitConfig) floor(tier string) int {
+	switch tier {
+	case notify.Transactional:
+		return 0
+	case notify.Social:
+		return c.reserve() / 2
+	}
+	return c.reserve()
 }
 
 // Enabled says whether the bucket limits anything.
@@ -39,6 +70,9 @@ func (c RateLimitConfig) validate() error {
 	if c.PerSecond == 0 && c.Burst > 0 {
 		return config.Errorf("burst", strconv.Itoa(c.Burst), "needs per_second (0 = unlimited)")
 	}
+	if c.Reserve < 0 || (c.Reserve > 0 && c.Reserve >= c.Burst) {
+		return config.Errorf("reserve", strconv.Itoa(c.Reserve), "must be 0 (a quarter of the burst) or less than the burst")
+	}
 	return nil
 }
 
@@ -47,13 +81,15 @@ func (c RateLimitConfig) validate() error {
 // atomic script.
 //
 // KEYS[1] is the bucket; KEYS[2..] are sent keys. ARGV[1] is the rate (tokens/s), ARGV[2] the
-// burst, and ARGV[3..] hold one entry per request: the index in KEYS of its sent key, or 0 for
-// none. The bucket is refilled by the time elapsed on the Redis server's clock (so processes on
-// different clocks agree), up to the burst. The reply has one entry per request, in order: the
-// stored provider message id (a string) when its send was already accepted, and no token is
-// taken for it; else 0 when a token was taken; else the wait in ms (at least 1) until a token
-// should be free, counting the requests of the round that wait before it. The state is a hash
-// {tokens, ts (µs)}; it expires once the bucket would be full again (absent = full).
+// burst, and ARGV[3..] hold two entries per request: the index in KEYS of its sent key, or 0
+// for none, and its floor (the tokens its tier must leave: 0 for transactional). The bucket is
+// refilled by the time elapsed on the Redis server's clock (so processes on different clocks
+// agree), up to the burst. The reply has one entry per request, in order: the stored provider
+// message id (a string) when its send was already accepted, and no token is taken for it; else 0
+// when a token was taken (only while more than its floor are left); else the wait in ms (at
+// least 1) until a token above its floor should be free, counting the requests of the round
+// with the same floor that wait before it. The state is a hash {tokens, ts (µs)}; it expires
+// once the bucket would be full again (absent = full).
 //
 // A request waits again after a refusal; nothing is reserved, so the limit holds whatever the
 // other processes do.
@@ -74,21 +110,23 @@ if now > ts then
   ts = now
 end
 local out = {}
-local waiting = 0
-for i = 3, #ARGV do
+local waiting = {}
+for i = 3, #ARGV, 2 do
   local k = tonumber(ARGV[i])
+  local floor = tonumber(ARGV[i + 1])
   local id = false
   if k > 0 then
     id = redis.call('GET', KEYS[k])
   end
   if id then
     out[#out + 1] = id
-  elseif tokens >= 1 then
+  elseif tokens >= floor + 1 then
     tokens = tokens - 1
     out[#out + 1] = 0
   else
-    waiting = waiting + 1
-    local wait = math.ceil((waiting - tokens) * 1000 / rate)
+    local w = (waiting[floor] or 0) + 1
+    waiting[floor] = w
+    local wait = math.ceil((floor + w - tokens) * 1000 / rate)
     if wait < 1 then wait = 1 end
     out[#out + 1] = wait
   end
@@ -122,11 +160,19 @@ type RateLimiter struct {
 	region   string
 	provider string
 	log      *slog.Logger
-	rounds   *batcher[string, takeResult]
+	rounds   *batcher[takeReq, takeResult]
+	cfg      RateLimitConfig
 
 	mu        sync.Mutex
 	downUntil time.Time
 	lastLog   time.Time
+}
+
+// takeReq is one request for a token: its send's sent key ("" for none) and the tokens its tier
+// must leave in the bucket.
+type takeReq struct {
+	sentKey string
+	floor   int
 }
 
 // takeResult is one request's answer from the bucket.
@@ -146,7 +192,7 @@ func NewRateLimiter(rdb *goredis.Client, prefix, region, provider string, c Rate
 		log = slog.New(slog.DiscardHandler)
 	}
 	l := &RateLimiter{rdb: rdb, key: prefix + "rl:" + provider, rate: strconv.FormatFloat(c.PerSecond, 'g', -1, 64),
-		burst: strconv.Itoa(c.Burst), region: region, provider: provider, log: log}
+		burst: strconv.Itoa(c.Burst), region: region, provider: provider, log: log, cfg: c}
 	l.rounds = newBatcher(rateLimitBatchMax, rateLimitCallTimeout, l.round)
 	return l
 }
@@ -154,17 +200,18 @@ func NewRateLimiter(rdb *goredis.Client, prefix, region, provider string, c Rate
 // Key is the bucket's Redis key.
 func (l *RateLimiter) Key() string { return l.key }
 
-// Wait blocks until a token is taken, or ctx ends (its error is returned). A Redis failure does
-// not block: Wait returns nil (fail open).
-func (l *RateLimiter) Wait(ctx context.Context) error {
-	_, _, err := l.take(ctx, "")
+// Wait blocks until a token is taken for a send of tier, or ctx ends (its error is returned). A
+// Redis failure does not block: Wait returns nil (fail open).
+func (l *RateLimiter) Wait(ctx context.Context, tier string) error {
+	_, _, err := l.take(ctx, "", tier)
 	return err
 }
 
-// take is Wait for one send whose sent key (see sentKeys) is sentKey, or "" for none: when that
-// send was already accepted by a provider, it returns the stored message id and sent = true
-// without taking a token. A Redis failure reads as "not sent" and does not block (fail open).
-func (l *RateLimiter) take(ctx context.Context, sentKey string) (sentID string, sent bool, err error) {
+// take is Wait for one send of tier whose sent key (see sentKeys) is sentKey, or "" for none:
+// when that send was already accepted by a provider, it returns the stored message id and sent
+// = true without taking a token. A Redis failure reads as "not sent" and does not block (fail
+// open). A transactional request goes into the next round ahead of the other tiers'.
+func (l *RateLimiter) take(ctx context.Context, sentKey, tier string) (sentID string, sent bool, err error) {
 	if l == nil {
 		return "", false, nil
 	}
@@ -178,7 +225,7 @@ func (l *RateLimiter) take(ctx context.Context, sentKey string) (sentID string, 
 			rateLimitUnavailable.WithLabelValues(l.region, l.provider).Inc()
 			return "", false, nil
 		}
-		r, err := l.rounds.do(ctx, sentKey)
+		r, err := l.rounds.do(ctx, takeReq{sentKey: sentKey, floor: l.cfg.floor(tier)}, tier == notify.Transactional)
 		if err != nil {
 			if ctx.Err() != nil {
 				return "", false, ctx.Err()
@@ -203,26 +250,26 @@ func (l *RateLimiter) take(ctx context.Context, sentKey string) (sentID string, 
 	}
 }
 
-// round runs the bucket script once for a round of requests (their sent keys, "" for none).
-func (l *RateLimiter) round(ctx context.Context, sentKeys []string) ([]takeResult, error) {
-	keys := make([]string, 1, len(sentKeys)+1)
+// round runs the bucket script once for a round of requests.
+func (l *RateLimiter) round(ctx context.Context, reqs []takeReq) ([]takeResult, error) {
+	keys := make([]string, 1, len(reqs)+1)
 	keys[0] = l.key
-	args := make([]any, 2, len(sentKeys)+2)
+	args := make([]any, 2, 2*len(reqs)+2)
 	args[0], args[1] = l.rate, l.burst
-	for _, k := range sentKeys {
-		if k == "" {
-			args = append(args, 0)
+	for _, r := range reqs {
+		if r.sentKey == "" {
+			args = append(args, 0, r.floor)
 			continue
 		}
-		keys = append(keys, k)
-		args = append(args, len(keys))
+		keys = append(keys, r.sentKey)
+		args = append(args, len(keys), r.floor)
 	}
 	reply, err := tokenBucket.Run(ctx, l.rdb, keys, args...).Slice()
 	if err != nil {
 		return nil, err
 	}
-	if len(reply) != len(sentKeys) {
-		return nil, fmt.Errorf("rate-limit script answered %d results for %d requests", len(reply), len(sentKeys))
+	if len(reply) != len(reqs) {
+		return nil, fmt.Errorf("rate-limit script answered %d results for %d requests", len(reply), len(reqs))
 	}
 	out := make([]takeResult, len(reply))
 	for i, v := range reply {

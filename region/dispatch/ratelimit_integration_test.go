@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -69,7 +70,7 @@ func TestRateLimitSharedAcrossTwoProcesses(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				for l.Wait(ctx) == nil {
+				for l.Wait(ctx, notify.Transactional) == nil {
 					if time.Since(start) > T {
 						return
 					}
@@ -143,7 +144,7 @@ func TestRateLimitFailsOpenWhenRedisUnreachable(t *testing.T) {
 	defer cancel()
 	start := time.Now()
 	for i := range 20 { // far beyond 1/s with burst 1
-		if err := l.Wait(ctx); err != nil {
+		if err := l.Wait(ctx, notify.Transactional); err != nil {
 			t.Fatalf("wait %d: %v", i, err)
 		}
 	}
@@ -159,13 +160,13 @@ func TestRateLimitFailsOpenWhenRedisUnreachable(t *testing.T) {
 func TestRateLimitWaitRespectsContext(t *testing.T) {
 	rc := testenv.Redis(t)
 	l := NewRateLimiter(connectRedis(t, rc), rc.Prefix, "zz-test-1", "slow", RateLimitConfig{PerSecond: 0.1, Burst: 1}, nil)
-	if err := l.Wait(context.Background()); err != nil {
+	if err := l.Wait(context.Background(), notify.Transactional); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	if err := l.Wait(ctx); err == nil {
+	if err := l.Wait(ctx, notify.Transactional); err == nil {
 		t.Fatal("second token at 0.1/s was granted at once")
 	}
 	if el := time.Since(start); el > time.Second {
@@ -186,7 +187,7 @@ func TestTokenBucketRoundChecksSentKeysAndTakesTokensInOrder(t *testing.T) {
 	if err := rdb.Set(ctx, done, "apns-id-1", time.Minute).Err(); err != nil {
 		t.Fatal(err)
 	}
-	got, err := l.round(ctx, []string{done, "", fresh, "", ""})
+	got, err := l.round(ctx, []takeReq{{sentKey: done}, {}, {sentKey: fresh}, {}, {}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -315,5 +316,95 @@ func (h countHook) ProcessPipelineHook(next goredis.ProcessPipelineHook) goredis
 	return func(ctx context.Context, cmds []goredis.Cmder) error {
 		h.n.Add(1)
 		return next(ctx, cmds)
+	}
+}
+
+// A marketing backlog saturating a provider's shared bucket from two processes does not starve
+// transactional sends: marketing never takes the bucket below its reserve, so a transactional
+// send takes a token at once, and the reserve refills before marketing gets another token.
+// Without the reserve, each transactional send would queue with the 32 marketing sends for a
+// bucket of 10 tokens a second: about 3 s each.
+func TestRateLimitKeepsAReserveForTransactionalSendsUnderAMarketingBacklog(t *testing.T) {
+	rc := testenv.Redis(t)
+	const (
+		rate  = 10.0
+		burst = 4
+	)
+	cfg := RateLimitConfig{PerSecond: rate, Burst: burst} // reserve: a quarter of the burst, 1
+	provider := "apns-tiers-" + testenv.Suffix()
+	limiters := []*RateLimiter{
+		NewRateLimiter(connectRedis(t, rc), rc.Prefix, "zz-test-1", provider, cfg, nil),
+		NewRateLimiter(connectRedis(t, rc), rc.Prefix, "zz-test-1", provider, cfg, nil),
+	}
+	ctx, cancel := context.WithCancel(testenv.Context(t, time.Minute))
+	defer cancel()
+	var marketing atomic.Int64
+	var wg sync.WaitGroup
+	for _, l := range limiters {
+		for range 16 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for l.Wait(ctx, notify.Marketing) == nil {
+					marketing.Add(1)
+				}
+			}()
+		}
+	}
+	// Let the backlog drain the bucket down to the reserve.
+	waitFor(t, func() bool { return marketing.Load() >= burst })
+	start := time.Now()
+	var waits []time.Duration
+	for range 8 {
+		time.Sleep(300 * time.Millisecond) // the reserve refills in 100 ms at 10/s
+		t0 := time.Now()
+		if err := limiters[0].Wait(ctx, notify.Transactional); err != nil {
+			t.Fatal(err)
+		}
+		waits = append(waits, time.Since(t0))
+	}
+	elapsed := time.Since(start)
+	cancel()
+	wg.Wait()
+	slices.Sort(waits)
+	t.Logf("transactional waits under a marketing backlog: %v; marketing took %d tokens", waits, marketing.Load())
+	if median := waits[len(waits)/2]; median > 250*time.Millisecond {
+		t.Errorf("median transactional wait %s: the marketing backlog took its tokens", median)
+	}
+	if waits[len(waits)-1] > time.Second {
+		t.Errorf("slowest transactional wait %s, want under 1 s", waits[len(waits)-1])
+	}
+	// The bucket's bound still holds for everyone together, and marketing still got the rest.
+	if got, most := marketing.Load()+int64(len(waits)), int64(rate*(elapsed+2*time.Second).Seconds())+2*burst; got > most {
+		t.Errorf("%d tokens taken in %s, more than the bucket allows (%d)", got, elapsed, most)
+	}
+	if marketing.Load() < int64(rate*elapsed.Seconds()/2) {
+		t.Errorf("marketing took only %d tokens in %s: the reserve must not stop it", marketing.Load(), elapsed)
+	}
+}
+
+// The floors of a round: marketing stops at the reserve, social at half of it, transactional
+// takes the last token.
+func TestTokenBucketRoundLeavesEachTiersFloor(t *testing.T) {
+	rc := testenv.Redis(t)
+	rdb := connectRedis(t, rc)
+	ctx := testenv.Context(t, 10*time.Second)
+	cfg := RateLimitConfig{PerSecond: 0.001, Burst: 8, Reserve: 4}
+	l := NewRateLimiter(rdb, rc.Prefix, "zz-test-1", "apns-floors-"+testenv.Suffix(), cfg, nil)
+	m, s, tr := takeReq{floor: cfg.floor(notify.Marketing)}, takeReq{floor: cfg.floor(notify.Social)}, takeReq{floor: cfg.floor(notify.Transactional)}
+	if m.floor != 4 || s.floor != 2 || tr.floor != 0 || (RateLimitConfig{PerSecond: 1, Burst: 1}).floor(notify.Marketing) != 0 {
+		t.Fatalf("floors %d %d %d", m.floor, s.floor, tr.floor)
+	}
+	got, err := l.round(ctx, []takeReq{m, m, m, m, m, s, s, s, tr, tr, tr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var taken []bool
+	for _, r := range got {
+		taken = append(taken, r.wait == 0)
+	}
+	want := []bool{true, true, true, true, false, true, true, false, true, true, false}
+	if !slices.Equal(taken, want) {
+		t.Fatalf("tokens taken %v, want %v", taken, want)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/herald-notify/herald/platform/config"
+	"github.com/herald-notify/herald/region/notify"
 )
 
 func TestRateLimitConfigValidateNamesKeys(t *testing.T) {
@@ -60,7 +61,7 @@ func TestNilRateLimiterDoesNotLimit(t *testing.T) {
 		t.Fatal("a limiter without Redis must be nil")
 	}
 	var l *RateLimiter
-	if err := l.Wait(context.Background()); err != nil {
+	if err := l.Wait(context.Background(), notify.Transactional); err != nil {
 		t.Fatal(err)
 	}
 }

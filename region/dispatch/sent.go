@@ -62,12 +62,13 @@ func (s *sentKeys) key(notificationID, user, channel, to string) string {
 }
 
 // sent returns the provider message id of an earlier accepted send, if any. Redis errors read
-// as "not sent": at-least-once beats silence.
-func (s *sentKeys) sent(ctx context.Context, key string) (string, bool) {
+// as "not sent": at-least-once beats silence. An urgent check (a transactional send's) goes into
+// the next round ahead of the others.
+func (s *sentKeys) sent(ctx context.Context, key string, urgent bool) (string, bool) {
 	if s == nil {
 		return "", false
 	}
-	r, err := s.checks.do(ctx, key)
+	r, err := s.checks.do(ctx, key, urgent)
 	if err != nil {
 		return "", false
 	}
@@ -82,7 +83,7 @@ func (s *sentKeys) mark(ctx context.Context, key, messageID string) (wait func()
 		return func() {}
 	}
 	ctx = context.WithoutCancel(ctx)
-	c := s.marks.submit(ctx, sentMark{key: key, messageID: messageID})
+	c := s.marks.submit(ctx, sentMark{key: key, messageID: messageID}, false)
 	return func() { _, _ = c.wait(ctx) }
 }
 

@@ -411,7 +411,7 @@ func (f *Fanout) chunk(ctx context.Context, out Handoff, loader ProfileLoader, e
 			if due.After(e.AcceptedAt) {
 				d.task.DueAt = due
 			}
-			m, err := notify.TaskMessage(ctx, f.keys, notify.DispatchTopic(f.set.Region, d.channel), *d.task)
+			m, err := notify.TaskMessage(ctx, f.keys, notify.DispatchTopic(f.set.Region, d.task.Tier, d.channel), *d.task)
 			if notify.IsErased(err) {
 				// Erased since the chunk's profiles were read: no key, so no task.
 				d.state, d.reason, d.task = notify.StateSuppressed, notify.ReasonErased, nil

@@ -198,7 +198,7 @@ func TestHandleDecidesEachRecipientAndChannel(t *testing.T) {
 		topics = append(topics, m.Topic+"/"+m.Key)
 	}
 	sort.Strings(topics)
-	if len(topics) != 3 || topics[0] != "eu-west-1.dispatch.email/full" {
+	if len(topics) != 3 || topics[0] != "eu-west-1.dispatch.transactional.email/full" {
 		t.Fatalf("tasks %v", topics)
 	}
 	// One events record per chunk (of 2 here), with every outcome in analytics' stages.

@@ -99,7 +99,7 @@ type Device struct {
 	Token    string `json:"token"`
 }
 
-// Task is one recipient x channel delivery, on the channel's dispatch topic, keyed by recipient
+// Task is one recipient x channel delivery, on its tier's and channel's dispatch topic, keyed by recipient
 // so one user's tasks stay in order.
 type Task struct {
 	NotificationID string            `json:"notification_id"`
@@ -124,5 +124,25 @@ type Task struct {
 // IngressTopic is the topic a tier's events are accepted into: "eu-west-1.notify.marketing".
 func IngressTopic(region, tier string) string { return region + ".notify." + tier }
 
-// DispatchTopic is a channel's task topic: "eu-west-1.dispatch.push".
-func DispatchTopic(region, channel string) string { return region + ".dispatch." + channel }
+// DispatchTopic is the task topic of a tier and channel: "eu-west-1.dispatch.transactional.push".
+// Each tier has its own topic per channel (and its own consumer group and pool), so a marketing
+// backlog never queues in front of an OTP. A tier Herald does not know (a record that does not
+// say) is dispatched as marketing: it gets no priority it cannot show.
+func DispatchTopic(region, tier, channel string) string {
+	return region + ".dispatch." + DispatchTier(tier) + "." + channel
+}
+
+// DispatchTier is the tier whose dispatch topics carry a task of tier: tier itself when known,
+// else Marketing.
+func DispatchTier(tier string) string {
+	switch tier {
+	case Transactional, Social, Marketing:
+		return tier
+	}
+	return Marketing
+}
+
+// LegacyDispatchTopic is a channel's task topic before tiers had their own, shared by every
+// tier: "eu-west-1.dispatch.push". A region upgraded from that layout still drains it
+// (region/dispatch); nothing new is produced to it.
+func LegacyDispatchTopic(region, channel string) string { return region + ".dispatch." + channel }

@@ -211,11 +211,11 @@ var planters = []planter{
 	{"kafka:%s.notify.social", produce(func(r string) string { return notify.IngressTopic(r, notify.Social) }, func(app, user string) any {
 		return notify.Event{ID: uuid.NewString(), AppID: app, Tier: notify.Social, Recipients: []string{user}, AcceptedAt: now}
 	})},
-	{"kafka:%s.dispatch.push", produce(func(r string) string { return notify.DispatchTopic(r, notify.Push) }, func(app, user string) any {
+	{"kafka:%s.dispatch.social.push", produce(func(r string) string { return notify.DispatchTopic(r, notify.Social, notify.Push) }, func(app, user string) any {
 		return notify.Task{NotificationID: uuid.NewString(), AppID: app, UserID: user, Channel: notify.Push, AcceptedAt: now}
 	})},
 	// Dead letters wrap the task (region/dispatch.Retry).
-	{"kafka:%s.dispatch.email.dlq", produce(func(r string) string { return notify.DispatchTopic(r, notify.Email) + ".dlq" }, func(app, user string) any {
+	{"kafka:%s.dispatch.email.dlq", produce(func(r string) string { return dispatch.DLQTopic(r, notify.Email) }, func(app, user string) any {
 		return map[string]any{"task": notify.Task{NotificationID: uuid.NewString(), AppID: app, UserID: user, Channel: notify.Email}, "last_error": "550"}
 	})},
 	// What the region produces: records sealed under the users' data keys (crypto-shredding),
@@ -229,8 +229,8 @@ var planters = []planter{
 			notify.Event{ID: uuid.NewString(), AppID: app, Tier: notify.Transactional, Recipients: []string{user}, AcceptedAt: now})
 		return m, err
 	})},
-	{"kafka:%s.dispatch.sms", sealed(func(ctx context.Context, k *userkeys.Keys, region, app, user string) (kafka.Message, error) {
-		return notify.TaskMessage(ctx, k, notify.DispatchTopic(region, notify.SMS), notify.Task{NotificationID: uuid.NewString(), AppID: app, UserID: user, Channel: notify.SMS})
+	{"kafka:%s.dispatch.transactional.sms", sealed(func(ctx context.Context, k *userkeys.Keys, region, app, user string) (kafka.Message, error) {
+		return notify.TaskMessage(ctx, k, notify.DispatchTopic(region, notify.Transactional, notify.SMS), notify.Task{NotificationID: uuid.NewString(), AppID: app, Tier: notify.Transactional, UserID: user, Channel: notify.SMS})
 	})},
 	{"kafka:%s.dispatch.push.dlq", sealed(func(ctx context.Context, k *userkeys.Keys, region, app, user string) (kafka.Message, error) {
 		return dispatch.RetryMessage(ctx, k, dispatch.DLQTopic(region, notify.Push),
