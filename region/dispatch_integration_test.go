@@ -45,6 +45,13 @@ type dispatchEnv struct {
 
 func startDispatch(t *testing.T, mutate func(*dispatch.Config)) *dispatchEnv {
 	t.Helper()
+	return startDispatchAfter(t, mutate, nil)
+}
+
+// startDispatchAfter is startDispatch calling before, when set, with the environment of the
+// migrated region before its dispatcher starts.
+func startDispatchAfter(t *testing.T, mutate func(*dispatch.Config), before func(*dispatchEnv)) *dispatchEnv {
+	t.Helper()
 	c := testRegion(t)
 	ctx := testenv.Context(t, 5*time.Minute)
 	logger := slog.New(slog.DiscardHandler)
@@ -102,6 +109,9 @@ func startDispatch(t *testing.T, mutate func(*dispatch.Config)) *dispatchEnv {
 	t.Cleanup(func() { prod.Close() })
 
 	e := &dispatchEnv{t: t, cfg: c, sim: s, pg: pg, log: deliverylog.New(sess, c.LogTTL), prod: prod, app: "app-" + testenv.Suffix()}
+	if before != nil {
+		before(e)
+	}
 	d, err := dispatch.New(dc, c.Name, dispatch.Deps{Kafka: c.Kafka, Log: e.log, Devices: dispatch.NewDeviceStore(pg), Keys: userkeys.New(pg), Logger: logger})
 	if err != nil {
 		t.Fatal(err)

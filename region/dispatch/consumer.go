@@ -27,9 +27,8 @@ type consumer struct {
 	concurrency int
 	level       int // 0: the dispatch topic
 	// legacy consumers forward each record to its tier's topic of the same level instead of
-	// sending it; gone reports whether their topic was deleted (they stop then).
+	// sending it, and stop once their topic is deleted.
 	legacy bool
-	gone   func(ctx context.Context) bool
 }
 
 func (c *consumer) run(ctx context.Context) error {
@@ -48,6 +47,12 @@ func (c *consumer) run(ctx context.Context) error {
 	// (2,100-2,800 iOS pushes/s instead of 3,500-4,700 in the bench) and the first tasks after a
 	// burst waited up to 100 ms.
 	sc.Consumer.MaxProcessingTime = consumerMaxProcessingTime
+	if c.legacy {
+		sc.Metadata.AllowAutoTopicCreation = false // a deleted legacy topic stays deleted
+		var stop context.CancelFunc
+		ctx, stop = c.d.untilDeleted(ctx, c.topic)
+		defer stop()
+	}
 	group, err := sarama.NewConsumerGroup(c.d.deps.Kafka.Brokers, c.group, sc)
 	if err != nil {
 		return fmt.Errorf("dispatch %s: joining group %s: %w", c.channel, c.group, err)
@@ -62,10 +67,6 @@ func (c *consumer) run(ctx context.Context) error {
 	for ctx.Err() == nil {
 		if err := group.Consume(ctx, []string{c.topic}, c); err != nil {
 			if errors.Is(err, sarama.ErrClosedConsumerGroup) || ctx.Err() != nil {
-				break
-			}
-			if c.gone != nil && c.gone(ctx) {
-				c.d.log.Info("legacy dispatch topic deleted; no longer drained", "topic", c.topic)
 				break
 			}
 			c.d.log.Warn("consume failed; retrying", "channel", c.channel, "group", c.group, "err", err)

@@ -45,12 +45,6 @@ func (d *Dispatcher) drainLegacy(ctx context.Context, g *errgroup.Group, channel
 		case <-time.After(legacyListRetry):
 		}
 	}
-	gone := func(topic string) func(context.Context) bool {
-		return func(context.Context) bool {
-			topics, err := d.listTopics()
-			return err == nil && !slices.Contains(topics, topic)
-		}
-	}
 	for _, ch := range channels {
 		n := 0
 		for _, tier := range notify.Tiers {
@@ -65,11 +59,36 @@ func (d *Dispatcher) drainLegacy(ctx context.Context, g *errgroup.Group, channel
 				continue
 			}
 			d.log.Info("draining legacy dispatch topic into the tiers' topics", "topic", topic)
-			c := &consumer{d: d, channel: ch, topic: topic, group: topic, concurrency: n, level: l, legacy: true, gone: gone(topic)}
+			c := &consumer{d: d, channel: ch, topic: topic, group: topic, concurrency: n, level: l, legacy: true}
 			g.Go(func() error { return c.run(ctx) })
 		}
 	}
 	return nil
+}
+
+// legacyGoneCheck is how often a legacy consumer checks whether its topic was deleted.
+const legacyGoneCheck = 5 * time.Second
+
+// untilDeleted returns a context that ends with ctx or once topic no longer exists.
+func (d *Dispatcher) untilDeleted(ctx context.Context, topic string) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	go func() {
+		t := time.NewTicker(legacyGoneCheck)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			if topics, err := d.listTopics(); err == nil && !slices.Contains(topics, topic) {
+				d.log.Info("legacy dispatch topic deleted; no longer drained", "topic", topic)
+				cancel()
+				return
+			}
+		}
+	}()
+	return ctx, cancel
 }
 
 // listTopics lists the cluster's topics.
