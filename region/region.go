@@ -209,7 +209,8 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 		}
 		d, err := dispatch.New(c.Dispatch, c.Name, dispatch.Deps{
 			Kafka: c.Kafka, Log: dlog, Devices: dispatch.NewDeviceStore(stores.PG), Keys: keys, Logger: log,
-			Redis: stores.Redis, RedisPrefix: c.Redis.Prefix, // the shared provider rate limits
+			KeysConcurrency: max(1, c.Postgres.MaxConns/2),             // the rest of the pool stays free for transactional work
+			Redis:           stores.Redis, RedisPrefix: c.Redis.Prefix, // the shared provider rate limits
 			MinimalPush: pc.minimal,
 		})
 		if err != nil {

@@ -80,7 +80,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return bench.Pipeline(ctx, cfg, o, stdout, log)
 }
 
-// runBenchDispatch is herald bench dispatch [--push N --email N --sms N --keep].
+// runBenchDispatch is herald bench dispatch [--push N --email N --sms N --tier-backlog N --keep].
 func runBenchDispatch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("bench dispatch", stderr)
 	path := fs.String("config", "", "region config file for store settings (default: the local defaults and HERALD_* variables)")
@@ -88,9 +88,14 @@ func runBenchDispatch(ctx context.Context, args []string, stdout, stderr io.Writ
 	fs.IntVar(&o.Push, "push", 30_000, "iOS push tasks (one device each) in the throughput phase (0 skips push)")
 	fs.IntVar(&o.Email, "email", 2_000, "email tasks in the throughput phase (0 skips email)")
 	fs.IntVar(&o.SMS, "sms", 5_000, "SMS tasks in the throughput phase (0 skips SMS)")
+	fs.IntVar(&o.TierBacklog, "tier-backlog", 0, "marketing iOS pushes queued for the tier-isolation phase: a transactional push through the API every --tier-probe-every while they drain, accept -> APNs measured (0 skips it)")
+	fs.DurationVar(&o.TierProbeEvery, "tier-probe-every", 100*time.Millisecond, "interval between the tier-isolation phase's transactional pushes")
 	fs.BoolVar(&o.Keep, "keep", false, "keep the bench region's stores afterwards")
 	if err := parse(fs, args[1:]); err != nil {
 		return err
+	}
+	if o.TierBacklog < 0 || o.TierProbeEvery <= 0 {
+		return usageError("--tier-backlog must be 0 or more and --tier-probe-every positive")
 	}
 	cfg, log, err := benchSetup(*path, stderr)
 	if err != nil {

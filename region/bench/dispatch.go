@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"github.com/IBM/sarama"
 
 	"github.com/herald-notify/herald/platform/kafka"
+	"github.com/herald-notify/herald/platform/postgres"
 	"github.com/herald-notify/herald/region"
 	"github.com/herald-notify/herald/region/dispatch"
 	"github.com/herald-notify/herald/region/notify"
@@ -26,7 +28,11 @@ type DispatchOptions struct {
 	Push, Email, SMS int           // tasks per channel in the throughput phase (0 skips the channel)
 	Probes           int           // paced single tasks per channel in the latency phase
 	ProbeEvery       time.Duration // interval between them
-	Keep             bool
+	// TierBacklog marketing iOS pushes are queued for the tier-isolation phase, which sends a
+	// transactional push through the API every TierProbeEvery while they drain (0 skips it).
+	TierBacklog    int
+	TierProbeEvery time.Duration
+	Keep           bool
 }
 
 // iOSTarget is the target for one dispatcher process.
@@ -43,7 +49,12 @@ type dispatchChannel struct {
 // providers pointed at an in-process simulator on free ports, tasks produced straight to the
 // dispatch topics, and each measured at the simulator's record of it.
 func Dispatch(ctx context.Context, base region.Config, o DispatchOptions, out io.Writer, log *slog.Logger) error {
-	c, err := privateRegion(base, []string{region.RoleDispatch})
+	roles := []string{region.RoleDispatch}
+	if o.TierBacklog > 0 {
+		// The tier phase sends its transactional pushes through the API and fan-out.
+		roles = append(roles, region.RoleAPI, region.RoleFanout)
+	}
+	c, err := privateRegion(base, roles)
 	if err != nil {
 		return err
 	}
@@ -56,7 +67,8 @@ func Dispatch(ctx context.Context, base region.Config, o DispatchOptions, out io
 	defer os.RemoveAll(dir)
 	sc := sim.DefaultConfig(dir)
 	sc.Admin.Listen, sc.APNs.Listen, sc.FCM.Listen, sc.SMTP.Listen, sc.SMS.Listen = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
-	sc.Records.Capacity = max(o.Push, o.Email, o.SMS) + o.Probes + 1000
+	// The tier phase looks its probes up while the backlog drains: it does not keep every record.
+	sc.Records.Capacity = max(o.Push, o.Email, o.SMS, min(o.TierBacklog, 50_000)) + o.Probes + 1000
 	sc.Records.MaxPayloadBytes = 256
 	sc.Drain = 0 // do not wait for the dispatcher's idle HTTP/2 connections at the end
 	if err := sc.Validate(); err != nil {
@@ -88,8 +100,8 @@ func Dispatch(ctx context.Context, base region.Config, o DispatchOptions, out io
 	if err := c.Validate(); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "bench dispatch: private region %s, roles [dispatch], simulators on %s (APNs), %s (SMTP), %s (SMS); concurrency per partition (transactional / marketing) push %d / %d, email %d / %d, sms %d / %d\n",
-		c.Name, info.APNs.URL, info.SMTP.Addr, info.SMS.URL, d.Tiers.Transactional.Push.Concurrency, d.Tiers.Marketing.Push.Concurrency,
+	fmt.Fprintf(out, "bench dispatch: private region %s, roles %v, simulators on %s (APNs), %s (SMTP), %s (SMS); concurrency per partition (transactional / marketing) push %d / %d, email %d / %d, sms %d / %d\n",
+		c.Name, roles, info.APNs.URL, info.SMTP.Addr, info.SMS.URL, d.Tiers.Transactional.Push.Concurrency, d.Tiers.Marketing.Push.Concurrency,
 		d.Tiers.Transactional.Email.Concurrency, d.Tiers.Marketing.Email.Concurrency, d.Tiers.Transactional.SMS.Concurrency, d.Tiers.Marketing.SMS.Concurrency)
 	if err := region.Migrate(ctx, c, log); err != nil {
 		return err
@@ -175,6 +187,19 @@ func Dispatch(ctx context.Context, base region.Config, o DispatchOptions, out io
 			}
 			add(Result{ch.label + " produce -> record p50 / p99, paced", fmtLat(p.lats), "", fmt.Sprintf("%d tasks, one every %s", o.Probes, o.ProbeEvery)})
 		}
+	}
+	if o.TierBacklog > 0 {
+		pg, err := postgres.Connect(ctx, c.Postgres)
+		if err != nil {
+			return err
+		}
+		defer pg.Close()
+		e.app, e.pg = b.app, pg
+		r, err := b.tierIsolation(ctx, e, o.TierBacklog, cmp.Or(o.TierProbeEvery, 100*time.Millisecond))
+		if err != nil {
+			return fmt.Errorf("tier isolation: %w", err)
+		}
+		add(r...)
 	}
 
 	fmt.Fprintln(out)

@@ -3,7 +3,6 @@ package dispatch
 import (
 	"context"
 	"fmt"
-	"slices"
 	"sync"
 	"time"
 )
@@ -13,9 +12,7 @@ import (
 // flight wait for it and go out together in the next one. A busy dispatcher therefore makes one
 // Redis call for many tasks, an idle one adds no delay, and no goroutine lingers when idle.
 //
-// do returns the request's own result; an error of the round is every request's error. An
-// urgent request (a transactional send's) goes into the next round ahead of the others waiting,
-// so a backlog of other tiers' requests delays it by one round at most.
+// do returns the request's own result; an error of the round is every request's error.
 type batcher[Q, R any] struct {
 	// max bounds the requests of one round.
 	max int
@@ -27,7 +24,6 @@ type batcher[Q, R any] struct {
 
 	mu      sync.Mutex
 	pending []*batchCall[Q, R]
-	urgent  int // the first urgent entries of pending are the urgent requests
 	running bool
 }
 
@@ -43,23 +39,17 @@ func newBatcher[Q, R any](max int, timeout time.Duration, round func(ctx context
 	return &batcher[Q, R]{max: max, timeout: timeout, round: round}
 }
 
-// do queues q for the next round (ahead of the requests that are not urgent, when urgent) and
-// waits for its result, or for ctx to end. A request whose ctx ended before its round went out
-// is left out of the round.
-func (b *batcher[Q, R]) do(ctx context.Context, q Q, urgent bool) (R, error) {
-	return b.submit(ctx, q, urgent).wait(ctx)
+// do queues q for the next round and waits for its result, or for ctx to end. A request whose
+// ctx ended before its round went out is left out of the round.
+func (b *batcher[Q, R]) do(ctx context.Context, q Q) (R, error) {
+	return b.submit(ctx, q).wait(ctx)
 }
 
 // submit queues q for the next round and returns at once; wait gives the result.
-func (b *batcher[Q, R]) submit(ctx context.Context, q Q, urgent bool) *batchCall[Q, R] {
+func (b *batcher[Q, R]) submit(ctx context.Context, q Q) *batchCall[Q, R] {
 	c := &batchCall[Q, R]{ctx: ctx, q: q, done: make(chan struct{})}
 	b.mu.Lock()
-	if urgent {
-		b.pending = slices.Insert(b.pending, b.urgent, c)
-		b.urgent++
-	} else {
-		b.pending = append(b.pending, c)
-	}
+	b.pending = append(b.pending, c)
 	if !b.running {
 		b.running = true
 		go b.drain()
@@ -87,7 +77,6 @@ func (b *batcher[Q, R]) drain() {
 		if n == 0 {
 			b.running = false
 			b.pending = nil // drop the backing array a burst grew
-			b.urgent = 0
 			b.mu.Unlock()
 			return
 		}
@@ -98,7 +87,6 @@ func (b *batcher[Q, R]) drain() {
 			}
 		}
 		b.pending = b.pending[n:]
-		b.urgent = max(0, b.urgent-n)
 		b.mu.Unlock()
 		if len(calls) > 0 {
 			b.run(calls)
@@ -125,4 +113,32 @@ func (b *batcher[Q, R]) run(calls []*batchCall[Q, R]) {
 		}
 		close(c.done)
 	}
+}
+
+// lanes is a batcher per priority, the urgent one for the transactional tier's requests: they go
+// out in rounds of their own, at once when none of theirs is under way, never waiting for a
+// round of the other tiers' requests (which a backlog keeps full and busy) to come back.
+type lanes[Q, R any] struct {
+	urgent, bulk *batcher[Q, R]
+}
+
+func newLanes[Q, R any](max int, timeout time.Duration, round func(ctx context.Context, reqs []Q) ([]R, error)) lanes[Q, R] {
+	return lanes[Q, R]{urgent: newBatcher(max, timeout, round), bulk: newBatcher(max, timeout, round)}
+}
+
+func (l lanes[Q, R]) lane(urgent bool) *batcher[Q, R] {
+	if urgent {
+		return l.urgent
+	}
+	return l.bulk
+}
+
+// do is the lane's batcher.do.
+func (l lanes[Q, R]) do(ctx context.Context, q Q, urgent bool) (R, error) {
+	return l.lane(urgent).do(ctx, q)
+}
+
+// submit is the lane's batcher.submit.
+func (l lanes[Q, R]) submit(ctx context.Context, q Q, urgent bool) *batchCall[Q, R] {
+	return l.lane(urgent).submit(ctx, q)
 }

@@ -55,7 +55,7 @@ func TestBatcherAloneGoesOutAtOnce(t *testing.T) {
 	rec := &roundRecorder{}
 	b := newBatcher(8, time.Second, rec.round)
 	for i := range 3 {
-		got, err := b.do(context.Background(), i, false)
+		got, err := b.do(context.Background(), i)
 		if err != nil || got != 2*i {
 			t.Fatalf("do(%d) = %d, %v", i, got, err)
 		}
@@ -81,7 +81,7 @@ func TestBatcherGroupsRequestsMadeDuringARound(t *testing.T) {
 			b := newBatcher(tc.max, time.Second, rec.round)
 			first := make(chan error, 1)
 			go func() {
-				got, err := b.do(context.Background(), 100, false)
+				got, err := b.do(context.Background(), 100)
 				if err == nil && got != 200 {
 					err = fmt.Errorf("got %d", got)
 				}
@@ -94,7 +94,7 @@ func TestBatcherGroupsRequestsMadeDuringARound(t *testing.T) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					if got, err := b.do(context.Background(), i, false); err != nil || got != 2*i {
+					if got, err := b.do(context.Background(), i); err != nil || got != 2*i {
 						errs <- fmt.Errorf("do(%d) = %d, %v", i, got, err)
 					}
 				}()
@@ -130,7 +130,7 @@ func TestBatcherRoundFailureIsEveryRequestsError(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := newBatcher(8, time.Second, tc.rec.round)
-			if _, err := b.do(context.Background(), 1, false); err == nil {
+			if _, err := b.do(context.Background(), 1); err == nil {
 				t.Fatal("no error")
 			}
 		})
@@ -142,12 +142,12 @@ func TestBatcherRoundFailureIsEveryRequestsError(t *testing.T) {
 func TestBatcherLeavesCancelledRequestsOut(t *testing.T) {
 	rec := &roundRecorder{gate: make(chan struct{})}
 	b := newBatcher(8, time.Second, rec.round)
-	go func() { _, _ = b.do(context.Background(), 1, false) }()
+	go func() { _, _ = b.do(context.Background(), 1) }()
 	waitFor(t, func() bool { return len(rec.sizes()) == 1 })
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		_, err := b.do(ctx, 2, false)
+		_, err := b.do(ctx, 2)
 		done <- err
 	}()
 	waitFor(t, func() bool {
@@ -161,7 +161,7 @@ func TestBatcherLeavesCancelledRequestsOut(t *testing.T) {
 	}
 	kept := make(chan int, 1)
 	go func() {
-		got, _ := b.do(context.Background(), 3, false)
+		got, _ := b.do(context.Background(), 3)
 		kept <- got
 	}()
 	waitFor(t, func() bool {
@@ -191,37 +191,28 @@ func waitFor(t *testing.T, cond func() bool) {
 	}
 }
 
-// An urgent request (a transactional send's) made behind a backlog of other requests goes out in
-// the very next round, ahead of them, and urgent requests keep their order among themselves.
-func TestBatcherSendsUrgentRequestsInTheNextRoundAheadOfABacklog(t *testing.T) {
-	rec := &roundRecorder{gate: make(chan struct{})}
-	b := newBatcher(4, time.Second, rec.round)
-	go func() { _, _ = b.do(context.Background(), 100, false) }()
-	waitFor(t, func() bool { return len(rec.sizes()) == 1 })
-	var wg sync.WaitGroup
-	submit := func(q int, urgent bool) {
-		wg.Add(1)
-		c := b.submit(context.Background(), q, urgent)
-		go func() {
-			defer wg.Done()
-			if got, err := c.wait(context.Background()); err != nil || got != 2*q {
-				t.Errorf("request %d: %d, %v", q, got, err)
-			}
-		}()
+// A transactional request goes out while a round of the other tiers' requests is under way
+// (held here), in a round of its own: it never waits for the backlog's round to come back.
+func TestLanesSendAnUrgentRequestWhileABulkRoundIsUnderWay(t *testing.T) {
+	rec := &roundRecorder{}
+	bulkRec := &roundRecorder{gate: make(chan struct{})}
+	defer close(bulkRec.gate)
+	l := lanes[int, int]{urgent: newBatcher(4, time.Second, rec.round), bulk: newBatcher(4, time.Second, bulkRec.round)}
+	for i := range 10 { // a backlog: one round under way and held, the rest queued behind it
+		go func() { _, _ = l.do(context.Background(), i, false) }()
 	}
-	for i := range 10 { // the backlog: 10 requests, rounds of 4
-		submit(i, false)
+	waitFor(t, func() bool { return len(bulkRec.sizes()) == 1 })
+	got, err := l.do(testContext(t), 1000, true)
+	if err != nil || got != 2000 {
+		t.Fatalf("urgent request: %d, %v", got, err)
 	}
-	submit(1000, true)
-	submit(1001, true)
-	close(rec.gate)
-	wg.Wait()
-	rec.mu.Lock()
-	defer rec.mu.Unlock()
-	if len(rec.rounds) < 2 || !slices.Equal(rec.rounds[1][:2], []int{1000, 1001}) {
-		t.Fatalf("rounds %v: the urgent requests must open the round after the one in flight", rec.rounds)
+	if sizes := bulkRec.sizes(); len(sizes) != 1 {
+		t.Fatalf("bulk rounds %v: the urgent request must not go through the bulk lane", sizes)
 	}
-	if !slices.Equal(rec.rounds[1][2:], []int{0, 1}) || !slices.Equal(rec.rounds[2], []int{2, 3, 4, 5}) {
-		t.Fatalf("rounds %v: the others keep their order behind the urgent ones", rec.rounds)
-	}
+}
+
+func testContext(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	t.Cleanup(cancel)
+	return ctx
 }

@@ -94,7 +94,7 @@ type pending struct {
 // tasks in hand get up to the send timeout to finish; what does not finish stays unmarked and
 // is consumed again.
 func (c *consumer) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
-	sctx := sess.Context()
+	sctx := withTier(sess.Context(), cmp.Or(c.tier, "legacy")) // the bulk tiers' key reads wait for their own slots (keys.go)
 	// Handling outlives the session by a grace period, so a send in progress completes and is
 	// recorded instead of being cut off after the provider accepted it.
 	hctx, cancel := context.WithCancel(context.WithoutCancel(sctx))

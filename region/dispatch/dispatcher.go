@@ -174,6 +174,11 @@ type Deps struct {
 	// Keys open the tasks and seal the retries, dead letters and delivery events for their
 	// users (nil: plain records, unit tests).
 	Keys notify.Sealer
+	// KeysConcurrency bounds the social and marketing consumers' Keys.For calls at once
+	// (keys.go), so they never hold the whole Postgres pool the transactional tier and the API
+	// share with them (0: unbounded). The region sets half its pool. Opens share batched reads
+	// when Keys is a KeyLookup.
+	KeysConcurrency int
 }
 
 // DeviceStore deactivates device tokens in the region's Postgres database.
@@ -278,6 +283,9 @@ func New(cfg Config, region string, d Deps) (*Dispatcher, error) {
 func newDispatcher(cfg Config, region string, d Deps, provs map[string][2]Provider) *Dispatcher {
 	if d.Logger == nil {
 		d.Logger = slog.New(slog.DiscardHandler)
+	}
+	if d.Keys != nil {
+		d.Keys = newLimitedKeys(d.Keys, d.KeysConcurrency)
 	}
 	ds := &Dispatcher{cfg: cfg, region: region, deps: d, log: d.Logger.With("role", "dispatch"), routes: map[string]*route{}, sent: newSentKeys(d.Redis, d.RedisPrefix),
 		now: time.Now, rnd: jitterRand}

@@ -160,7 +160,7 @@ type RateLimiter struct {
 	region   string
 	provider string
 	log      *slog.Logger
-	rounds   *batcher[takeReq, takeResult]
+	rounds   lanes[takeReq, takeResult]
 	cfg      RateLimitConfig
 
 	mu        sync.Mutex
@@ -193,7 +193,7 @@ func NewRateLimiter(rdb *goredis.Client, prefix, region, provider string, c Rate
 	}
 	l := &RateLimiter{rdb: rdb, key: prefix + "rl:" + provider, rate: strconv.FormatFloat(c.PerSecond, 'g', -1, 64),
 		burst: strconv.Itoa(c.Burst), region: region, provider: provider, log: log, cfg: c}
-	l.rounds = newBatcher(rateLimitBatchMax, rateLimitCallTimeout, l.round)
+	l.rounds = newLanes(rateLimitBatchMax, rateLimitCallTimeout, l.round)
 	return l
 }
 
@@ -210,7 +210,7 @@ func (l *RateLimiter) Wait(ctx context.Context, tier string) error {
 // take is Wait for one send of tier whose sent key (see sentKeys) is sentKey, or "" for none:
 // when that send was already accepted by a provider, it returns the stored message id and sent
 // = true without taking a token. A Redis failure reads as "not sent" and does not block (fail
-// open). A transactional request goes into the next round ahead of the other tiers'.
+// open). A transactional request goes in a round of the transactional tier's own (lanes).
 func (l *RateLimiter) take(ctx context.Context, sentKey, tier string) (sentID string, sent bool, err error) {
 	if l == nil {
 		return "", false, nil

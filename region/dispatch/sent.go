@@ -30,7 +30,7 @@ type sentKeys struct {
 	rdb    *goredis.Client
 	prefix string
 	ttl    time.Duration
-	checks *batcher[string, sentID]
+	checks lanes[string, sentID]
 	marks  *batcher[sentMark, struct{}]
 }
 
@@ -47,7 +47,7 @@ func newSentKeys(rdb *goredis.Client, prefix string) *sentKeys {
 		return nil
 	}
 	s := &sentKeys{rdb: rdb, prefix: prefix + "sent:", ttl: 24 * time.Hour}
-	s.checks = newBatcher(sentBatchMax, sentRoundTimeout, s.checkRound)
+	s.checks = newLanes(sentBatchMax, sentRoundTimeout, s.checkRound)
 	s.marks = newBatcher(sentBatchMax, sentRoundTimeout, s.markRound)
 	return s
 }
@@ -62,8 +62,8 @@ func (s *sentKeys) key(notificationID, user, channel, to string) string {
 }
 
 // sent returns the provider message id of an earlier accepted send, if any. Redis errors read
-// as "not sent": at-least-once beats silence. An urgent check (a transactional send's) goes into
-// the next round ahead of the others.
+// as "not sent": at-least-once beats silence. An urgent check (a transactional send's) goes in a
+// round of its lane (lanes).
 func (s *sentKeys) sent(ctx context.Context, key string, urgent bool) (string, bool) {
 	if s == nil {
 		return "", false
@@ -83,7 +83,7 @@ func (s *sentKeys) mark(ctx context.Context, key, messageID string) (wait func()
 		return func() {}
 	}
 	ctx = context.WithoutCancel(ctx)
-	c := s.marks.submit(ctx, sentMark{key: key, messageID: messageID}, false)
+	c := s.marks.submit(ctx, sentMark{key: key, messageID: messageID})
 	return func() { _, _ = c.wait(ctx) }
 }
 
