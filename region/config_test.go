@@ -1,10 +1,13 @@
 package region
 
 import (
+	"os"
 	"strings"
 	"testing"
 
+	"github.com/herald-notify/herald/platform/config"
 	"github.com/herald-notify/herald/platform/testenv"
+	"github.com/herald-notify/herald/region/dispatch"
 )
 
 // localConfig is a valid local region config: the defaults, a name, and the test certificates.
@@ -103,5 +106,32 @@ func TestGCPercentFromConfigUnlessGOGCIsSet(t *testing.T) {
 				t.Errorf("gcPercent = %d, %v; want %d, %v", got, ok, tt.want, tt.wantOK)
 			}
 		})
+	}
+}
+
+// A config file sets one tier's pool and keeps the other pools' defaults; the per-channel key of
+// the layout before tiers is refused, naming it.
+func TestConfigFileSetsATiersDispatchPoolAndRefusesThePerChannelKey(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := dir + "/" + name
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	c := localConfig(t)
+	if err := config.Load(write("tiers.yaml", "dispatch:\n  tiers:\n    marketing:\n      push:\n        concurrency: 32\n"), &c); err != nil {
+		t.Fatal(err)
+	}
+	def := dispatch.DefaultConfig().Tiers
+	if c.Dispatch.Tiers.Marketing.Push.Concurrency != 32 || c.Dispatch.Tiers.Marketing.Email != def.Marketing.Email ||
+		c.Dispatch.Tiers.Transactional != def.Transactional {
+		t.Fatalf("tiers %+v", c.Dispatch.Tiers)
+	}
+	old := localConfig(t)
+	err := config.Load(write("old.yaml", "dispatch:\n  push:\n    concurrency: 128\n"), &old)
+	if err == nil || !strings.Contains(err.Error(), "concurrency") {
+		t.Fatalf("the old per-channel key: %v", err)
 	}
 }

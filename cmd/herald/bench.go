@@ -89,6 +89,7 @@ func runBenchDispatch(ctx context.Context, args []string, stdout, stderr io.Writ
 	fs.IntVar(&o.Email, "email", 2_000, "email tasks in the throughput phase (0 skips email)")
 	fs.IntVar(&o.SMS, "sms", 5_000, "SMS tasks in the throughput phase (0 skips SMS)")
 	fs.IntVar(&o.TierBacklog, "tier-backlog", 0, "marketing iOS pushes queued for the tier-isolation phase: a transactional push through the API every --tier-probe-every while they drain, accept -> APNs measured (0 skips it)")
+	fs.BoolVar(&o.TierShared, "tier-shared", false, "queue the tier-isolation backlog on the transactional push topic, ahead of the probes, as the per-channel layout before tiers did (the comparison)")
 	fs.DurationVar(&o.TierProbeEvery, "tier-probe-every", 100*time.Millisecond, "interval between the tier-isolation phase's transactional pushes")
 	fs.BoolVar(&o.Keep, "keep", false, "keep the bench region's stores afterwards")
 	if err := parse(fs, args[1:]); err != nil {

@@ -75,6 +75,6 @@ func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "replayed %d dead letters from %s onto %s.dispatch.%s\n", n, dispatch.DLQTopic(cfg.Name, *channel), cfg.Name, *channel)
+	fmt.Fprintf(stdout, "replayed %d dead letters from %s onto their tiers' %s dispatch topics (%s.dispatch.<tier>.%s)\n", n, dispatch.DLQTopic(cfg.Name, *channel), *channel, cfg.Name, *channel)
 	return nil
 }

@@ -32,7 +32,9 @@ type DispatchOptions struct {
 	// transactional push through the API every TierProbeEvery while they drain (0 skips it).
 	TierBacklog    int
 	TierProbeEvery time.Duration
-	Keep           bool
+	// TierShared queues the backlog on the transactional topic: the layout before tiers.
+	TierShared bool
+	Keep       bool
 }
 
 // iOSTarget is the target for one dispatcher process.
@@ -195,7 +197,7 @@ func Dispatch(ctx context.Context, base region.Config, o DispatchOptions, out io
 		}
 		defer pg.Close()
 		e.app, e.pg = b.app, pg
-		r, err := b.tierIsolation(ctx, e, o.TierBacklog, cmp.Or(o.TierProbeEvery, 100*time.Millisecond))
+		r, err := b.tierIsolation(ctx, e, o.TierBacklog, cmp.Or(o.TierProbeEvery, 100*time.Millisecond), o.TierShared)
 		if err != nil {
 			return fmt.Errorf("tier isolation: %w", err)
 		}

@@ -28,8 +28,14 @@ const tierTarget = time.Second
 // own device), and while the dispatcher drains them, a transactional push to a user with an
 // iPhone is sent through the API every `every`. Each probe is measured from the start of its
 // POST /v1/notifications (accept, fan-out, dispatch) to the APNs simulator's record of it.
-func (b *dispatchBench) tierIsolation(ctx context.Context, e *env, n int, every time.Duration) ([]Result, error) {
+//
+// shared queues the backlog on the transactional push topic instead, in front of the probes'
+// tasks, as the layout before tiers did (one topic and pool per channel): the comparison.
+func (b *dispatchBench) tierIsolation(ctx context.Context, e *env, n int, every time.Duration, shared bool) ([]Result, error) {
 	topic := notify.DispatchTopic(b.cfg.Name, notify.Marketing, notify.Push)
+	if shared {
+		topic = notify.DispatchTopic(b.cfg.Name, notify.Transactional, notify.Push)
+	}
 	lag, closeLag, err := b.lagOf(topic)
 	if err != nil {
 		return nil, err
@@ -196,7 +202,7 @@ func (b *dispatchBench) tierIsolation(ctx context.Context, e *env, n int, every 
 	}
 	return []Result{
 		{"OTP push accept -> APNs record p50 / p99, idle", fmtLat(idle), "", fmt.Sprintf("%d probes, one at a time", idleProbes)},
-		{fmt.Sprintf("marketing iOS pushes queued on %s", "dispatch.marketing.push"), fmt.Sprint(n), "", fmt.Sprintf("produced in %s", produced.Round(time.Millisecond))},
+		{"marketing iOS pushes queued on " + topic[len(b.cfg.Name)+1:], fmt.Sprint(n), "", fmt.Sprintf("produced in %s", produced.Round(time.Millisecond))},
 		{"marketing backlog drained (first produce -> committed)", drained.Round(100 * time.Millisecond).String(), "", fmt.Sprintf("%.0f pushes/s", float64(n)/drained.Seconds())},
 		{"OTP push accept -> APNs record p50 / p99 while it drains", fmtLat(lats), "p99 < " + tierTarget.String(), note},
 		{"OTP push accept -> APNs record, slowest", percentile(lats, 1).Round(time.Millisecond).String(), "", ""},
