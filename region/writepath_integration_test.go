@@ -90,8 +90,8 @@ func (r *running) readTasks(channel string) []notify.Task {
 			if err != nil {
 				r.t.Fatal(err)
 			}
-			if task.Tier != tier {
-				r.t.Fatalf("a %s task on the %s topic", task.Tier, tier)
+			if notify.DispatchTier(task.Tier) != tier {
+				r.t.Fatalf("a task of tier %q on the %s topic", task.Tier, tier)
 			}
 			out = append(out, task)
 		})

@@ -176,8 +176,7 @@ type Deps struct {
 	Keys notify.Sealer
 	// KeysConcurrency bounds the social and marketing consumers' Keys.For calls at once
 	// (keys.go), so they never hold the whole Postgres pool the transactional tier and the API
-	// share with them (0: unbounded). The region sets half its pool. Opens share batched reads
-	// when Keys is a KeyLookup.
+	// share with them (0: unbounded). The region sets half its pool.
 	KeysConcurrency int
 }
 
