@@ -35,6 +35,7 @@ import (
 	"github.com/herald-notify/herald/region/notify"
 	"github.com/herald-notify/herald/region/prefs"
 	"github.com/herald-notify/herald/region/profiles"
+	"github.com/herald-notify/herald/region/pushstore"
 	"github.com/herald-notify/herald/region/scheduler"
 	"github.com/herald-notify/herald/region/templates"
 	"github.com/herald-notify/herald/region/topics"
@@ -123,7 +124,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 		srv := &api.Server{
 			Region: c.Name, Jurisdiction: c.Jurisdiction, InternalToken: c.InternalToken, DB: stores.PG, Producer: apiProducer,
 			Templates: templates.NewStore(stores.PG), Topics: topics.NewStore(stores.PG), Users: users.NewStore(stores.PG),
-			Devices: devices.NewStore(stores.PG), Prefs: prefs.NewStore(stores.PG), PrefsCache: prefsCache, Erasure: eraser, Inbox: inbox.New(stores.Cass, c.LogTTL), Streams: hub,
+			Devices: devices.NewStore(stores.PG), Prefs: prefs.NewStore(stores.PG), PrefsCache: prefsCache, Erasure: eraser, Inbox: inbox.New(stores.Cass, c.LogTTL), PushContent: pushstore.New(stores.Cass, c.LogTTL), Streams: hub,
 			Log: dlog, Keys: keys, Audit: audit.NewStore(stores.PG), Logger: log,
 		}
 		srv.Register(router)
@@ -210,7 +211,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 		d, err := dispatch.New(c.Dispatch, c.Name, dispatch.Deps{
 			Kafka: c.Kafka, Log: dlog, Devices: dispatch.NewDeviceStore(stores.PG), Keys: keys, Logger: log,
 			Redis: stores.Redis, RedisPrefix: c.Redis.Prefix, // the shared provider rate limits
-			MinimalPush: pc.minimal,
+			MinimalPush: pc.minimal, PushContent: pushstore.New(stores.Cass, c.LogTTL),
 		})
 		if err != nil {
 			return err

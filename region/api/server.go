@@ -30,6 +30,7 @@ import (
 	"github.com/herald-notify/herald/region/inbox"
 	"github.com/herald-notify/herald/region/notify"
 	"github.com/herald-notify/herald/region/prefs"
+	"github.com/herald-notify/herald/region/pushstore"
 	"github.com/herald-notify/herald/region/templates"
 	"github.com/herald-notify/herald/region/topics"
 	"github.com/herald-notify/herald/region/users"
@@ -70,14 +71,17 @@ type Server struct {
 	PrefsCache    interface {
 		Invalidate(ctx context.Context, app, user string) error
 	}
-	Inbox   *inbox.Inbox
-	Streams *inbox.Hub
-	Erasure *erasure.Service
-	Log     *deliverylog.Log
-	Keys    notify.Sealer // seals the personal part of the records produced (crypto-shredding)
-	Audit   AuditAppender
-	Logger  *slog.Logger
-	Now     func() time.Time
+	Inbox *inbox.Inbox
+	// PushContent holds the content of content-free pushes that left no inbox item (nil: the
+	// item route answers from the inbox only).
+	PushContent *pushstore.Store
+	Streams     *inbox.Hub
+	Erasure     *erasure.Service
+	Log         *deliverylog.Log
+	Keys        notify.Sealer // seals the personal part of the records produced (crypto-shredding)
+	Audit       AuditAppender
+	Logger      *slog.Logger
+	Now         func() time.Time
 }
 
 // Register mounts the API's routes on r.

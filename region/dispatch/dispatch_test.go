@@ -777,3 +777,55 @@ func TestMarkInOrderCommitsAfterTheLastRecordAndNeverPastAFailure(t *testing.T) 
 		})
 	}
 }
+
+// contentStore is a push content store that fails while down.
+type contentStore struct {
+	down bool
+	put  []string
+}
+
+func (s *contentStore) Put(_ context.Context, t notify.Task) error {
+	if s.down {
+		return errors.New("no hosts available in the pool")
+	}
+	s.put = append(s.put, t.NotificationID+":"+t.UserID)
+	return nil
+}
+
+// A content-free push goes out only once its content is stored: the app fetches it by the id
+// the push carries. A store that fails makes the push a transient failure, retried, never a
+// push with nothing to fetch; a full push stores nothing.
+func TestMinimalPushIsSentOnlyAfterItsContentIsStored(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		minimal   bool
+		down      bool
+		wantSent  int
+		wantPut   int
+		wantRetry bool
+	}{
+		{"minimal, store up", true, false, 1, 1, false},
+		{"minimal, store down", true, true, 0, 0, true},
+		{"full, store down", false, true, 1, 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			apns := &fakeProvider{name: "apns"}
+			store := &contentStore{down: tc.down}
+			f := &fixture{log: &fakeLog{}, devs: &fakeDevices{}, prod: &fakeProducer{}}
+			f.d = newDispatcher(DefaultConfig(), "zz-test-1", Deps{Log: f.log, Devices: f.devs, Producer: f.prod, Logger: slog.New(slog.DiscardHandler),
+				MinimalPush: func() bool { return tc.minimal }, PushContent: store}, map[string][2]Provider{KindAPNs: {apns, nil}})
+			task := sampleTask(notify.Push)
+			task.Target.Devices = []notify.Device{{DeviceID: "d1", Platform: "ios", Token: "aa"}}
+			if err := f.d.process(context.Background(), task, nil); err != nil {
+				t.Fatal(err)
+			}
+			if len(apns.sent) != tc.wantSent || len(store.put) != tc.wantPut {
+				t.Fatalf("sent %v, stored %v", apns.sent, store.put)
+			}
+			retried := len(f.prod.msgs) == 1 && f.prod.msgs[0].Topic == "zz-test-1.dispatch.push.retry.1"
+			if retried != tc.wantRetry {
+				t.Fatalf("handed on %+v, want a retry: %v", f.prod.msgs, tc.wantRetry)
+			}
+		})
+	}
+}

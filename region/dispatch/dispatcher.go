@@ -84,6 +84,11 @@ type LogWriter interface {
 	Write(ctx context.Context, states []deliverylog.State, attempts []deliverylog.Attempt) error
 }
 
+// ContentStore keeps the content of a content-free push (*pushstore.Store).
+type ContentStore interface {
+	Put(ctx context.Context, t notify.Task) error
+}
+
 // Deactivator marks a device token inactive.
 type Deactivator interface {
 	Deactivate(ctx context.Context, appID, platform, token string) error
@@ -111,6 +116,11 @@ type Deps struct {
 	// content-free pushes (its push_content is minimal in the residency policy): APNs and FCM
 	// then get the notification id and what wakes the app, nothing of the content. Nil: full.
 	MinimalPush func() bool
+	// PushContent, when set, keeps the content of every content-free push in the region for
+	// the app to fetch by notification id (the push itself carries none of it). The content is
+	// stored before the push is sent; a push whose content could not be stored is retried
+	// like a provider's transient failure, never sent with nothing to fetch.
+	PushContent ContentStore
 	// Keys open the tasks and seal the retries, dead letters and delivery events for their
 	// users (nil: plain records, unit tests).
 	Keys notify.Sealer
@@ -375,6 +385,18 @@ func (d *Dispatcher) process(ctx context.Context, t notify.Task, prev *Retry) er
 		return d.handOn(ctx, nil, d.events(t, notify.StageSuppressed, reason))
 	}
 	attemptNo := t.Attempt + 1
+	// A content-free push brings only the notification id: its content must be in the region
+	// before the push can reach the device, or the app has nothing to fetch.
+	var storeErr *SendError
+	if t.Channel == notify.Push && d.deps.PushContent != nil && d.deps.MinimalPush != nil && d.deps.MinimalPush() {
+		if err := d.deps.PushContent.Put(ctx, t); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			d.log.Warn("storing push content failed; the push is retried", "notification", t.NotificationID, "err", err)
+			storeErr = &SendError{Class: Transient, Reason: "push_content_store", Err: err}
+		}
+	}
 	var results []result
 	// Each accepted send is marked at once; the marks are awaited with the task's records
 	// below, before the record may be committed.
@@ -386,7 +408,9 @@ func (d *Dispatcher) process(ctx context.Context, t notify.Task, prev *Retry) er
 		if d.sent != nil {
 			key = d.sent.key(t.NotificationID, t.UserID, t.Channel, u.to)
 		}
-		if rt == nil {
+		if storeErr != nil {
+			r.provider, r.err = u.kind, storeErr
+		} else if rt == nil {
 			if id, ok := d.sent.sent(ctx, key); ok { // sent before its provider was unconfigured
 				r.already, r.receipt.MessageID, r.at = true, id, d.now()
 				results = append(results, r)

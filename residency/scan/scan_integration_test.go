@@ -184,6 +184,10 @@ var planters = []planter{
 		return cql(ctx, r, `INSERT INTO notification_log (app_id, user_id, bucket, created_at, notification_id, body) VALUES (?, ?, 202611, ?, ?, 'hi')`)(
 			[]any{app, user, now, uuid.NewString()})
 	}},
+	{"cassandra:push_content", func(ctx context.Context, r *regionStores, app, user string) error {
+		return cql(ctx, r, `INSERT INTO push_content (app_id, user_id, notification_id, created_at, body) VALUES (?, ?, ?, ?, 'hi')`)(
+			[]any{app, user, uuid.NewString(), now})
+	}},
 	{"cassandra:delivery_status", func(ctx context.Context, r *regionStores, app, user string) error {
 		id := uuid.NewString()
 		return cql(ctx, r, `INSERT INTO notifications (notification_id, app_id, tier) VALUES (?, ?, 'social')`,

@@ -100,6 +100,17 @@ func scanCassandra(ctx context.Context, r Region, c *collector) error {
 		return fmt.Errorf("cassandra:notification_log: %w", err)
 	}
 
+	// The content of content-free pushes: one partition per (app, user).
+	st = c.stat("cassandra:push_content")
+	iter = sess.Query(`SELECT DISTINCT app_id, user_id FROM push_content`).WithContext(ctx).Iter()
+	for iter.Scan(&app, &user) {
+		st.Read++
+		c.add("cassandra:push_content", [2]string{app, user})
+	}
+	if err := iter.Close(); err != nil {
+		return fmt.Errorf("cassandra:push_content: %w", err)
+	}
+
 	// The delivery log names the user, and the app through the notification's row.
 	apps := &appLookup{sess: sess, known: map[string]string{}}
 	for _, table := range []string{"delivery_status", "inbox_delivered", "inbox_delivered_sets", "delivery_attempt"} {
