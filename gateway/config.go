@@ -54,6 +54,12 @@ type RegionTLSConfig struct {
 	// client_ca_file holds) and its key.
 	CertFile string `yaml:"cert_file" env:"HERALD_GATEWAY_REGION_TLS_CERT_FILE"`
 	KeyFile  string `yaml:"key_file" env:"HERALD_GATEWAY_REGION_TLS_KEY_FILE"`
+	// ServerName, when set, is the name every region's certificate must carry, with {region}
+	// standing for the region of the endpoint dialled ("{region}.regions.herald.internal"):
+	// the gateway verifies a region by its name, not by the address discovery listed, which
+	// on ECS is a task's changing IP no certificate can name. Empty: the certificate must name
+	// the dialled address (the local stack's certificates name 127.0.0.1).
+	ServerName string `yaml:"server_name" env:"HERALD_GATEWAY_REGION_TLS_SERVER_NAME"`
 }
 
 // Client is the pki form of the files.
@@ -145,6 +151,9 @@ func (c *Config) Validate() error {
 	}
 	if err := config.Prefix("telemetry", c.Telemetry.Validate()); err != nil {
 		return err
+	}
+	if err := c.RegionTLS.validateServerName(); err != nil {
+		return config.Prefix("region_tls", err)
 	}
 	return config.Prefix("region_tls", c.RegionTLS.Client().Validate())
 }

@@ -46,8 +46,10 @@ type Set struct {
 
 	mu      sync.RWMutex
 	regions map[string]*region
-	ready   chan struct{}
-	once    sync.Once
+	// listed maps every endpoint discovery lists (healthy or not) to its region, for RegionOf.
+	listed map[string]string
+	ready  chan struct{}
+	once   sync.Once
 }
 
 type region struct {
@@ -114,6 +116,13 @@ func (s *Set) Refresh(ctx context.Context) {
 		}
 		cands = append(cands, cand{in.Meta["region"], in.Meta["jurisdiction"], in.Address})
 	}
+	listed := make(map[string]string, len(cands))
+	for _, c := range cands {
+		listed[c.addr] = c.region
+	}
+	s.mu.Lock()
+	s.listed = listed // before the probes, which dial these addresses
+	s.mu.Unlock()
 	ok := make([]bool, len(cands))
 	var wg sync.WaitGroup
 	for i, c := range cands {
@@ -162,6 +171,14 @@ func (s *Set) Refresh(ctx context.Context) {
 	}
 	s.regions = next
 	s.mu.Unlock()
+}
+
+// RegionOf names the region an endpoint address belongs to, as discovery last listed it.
+func (s *Set) RegionOf(addr string) (string, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	r, ok := s.listed[addr]
+	return r, ok
 }
 
 // Scheme is how the gateway reaches every region endpoint: HTTPS, presenting its client

@@ -3,6 +3,7 @@ package regionset
 import (
 	"context"
 	"crypto/tls"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -104,5 +105,22 @@ func TestProbeHealthyOnlyWhenTheGatewaysHandshakeSucceeds(t *testing.T) {
 				t.Fatalf("picked %s", addr)
 			}
 		})
+	}
+}
+
+// RegionOf knows every endpoint discovery lists, healthy or not: the gateway's TLS dialer
+// asks it which region's name to verify, for its health probes too.
+func TestRegionOfNamesEveryListedEndpointAndNoOther(t *testing.T) {
+	s := New(instances{
+		{Address: "10.0.0.1:8080", Meta: map[string]string{"region": "eu-west-1", "jurisdiction": "EU"}},
+		{Address: "10.0.0.2:8080", Meta: map[string]string{"region": "us-east-1", "jurisdiction": "US", "roles": "api,dispatch"}},
+		{Address: "10.0.0.3:8080", Meta: map[string]string{"region": "eu-west-1", "roles": "dispatch"}}, // no API
+	}, true, time.Hour, 200*time.Millisecond, slog.New(slog.DiscardHandler))
+	s.Refresh(context.Background()) // the probes fail: nothing listens there
+	for addr, want := range map[string]string{"10.0.0.1:8080": "eu-west-1", "10.0.0.2:8080": "us-east-1", "10.0.0.3:8080": "", "10.0.0.9:8080": ""} {
+		got, ok := s.RegionOf(addr)
+		if got != want || ok != (want != "") {
+			t.Errorf("RegionOf(%s) = %q, %v; want %q", addr, got, ok, want)
+		}
 	}
 }
