@@ -34,6 +34,7 @@ test: vet
 	@stack/prometheus.sh check
 	@stack/test-stack.sh
 	@stack/schemathesis.sh
+	@stack/audit-residency.sh
 
 ## schemathesis: the public API fuzzed against docs/openapi-gateway.yaml (needs make up)
 schemathesis:
