@@ -189,6 +189,13 @@ func TestMinimalPushContentKeepsTheNotificationsTextOutOfAPNsAndFCM(t *testing.T
 		return nil
 	})
 
+	// The notification left an inbox item: the push's content is fetched from there, with no
+	// copy beside it.
+	var copies int
+	if err := w.eu.cass.Query(`SELECT count(*) FROM push_content WHERE app_id = ? AND user_id = ?`, w.eu.app, euUser).Scan(&copies); err != nil || copies != 0 {
+		t.Errorf("a push with an inbox item kept a copy of its content: %d rows, %v", copies, err)
+	}
+
 	// The same send in the US, whose push_content is full, carries the text: the searches
 	// above are able to find it.
 	_, ios, android = w.sendPush(w.us, usUser)
@@ -237,6 +244,10 @@ func TestMinimalPushOnlySendLeavesItsContentToFetchBeforeThePushArrives(t *testi
 		if got := raw(rec); strings.Contains(got, "secret") {
 			t.Errorf("EU (minimal) push-only record holds content: %s", got)
 		}
+	}
+	var copies int
+	if err := w.eu.cass.Query(`SELECT count(*) FROM push_content WHERE app_id = ? AND user_id = ?`, w.eu.app, euUser).Scan(&copies); err != nil || copies != 1 {
+		t.Fatalf("push content rows of a push-only send: %d, %v", copies, err)
 	}
 	// No polling: the content was stored before the push went out.
 	code, b := w.eu.call("GET", "/v1/users/"+euUser+"/notifications/"+id, nil, w.eu.app)

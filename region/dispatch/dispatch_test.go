@@ -799,14 +799,16 @@ func TestMinimalPushIsSentOnlyAfterItsContentIsStored(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
 		minimal   bool
+		inboxItem bool
 		down      bool
 		wantSent  int
 		wantPut   int
 		wantRetry bool
 	}{
-		{"minimal, store up", true, false, 1, 1, false},
-		{"minimal, store down", true, true, 0, 0, true},
-		{"full, store down", false, true, 1, 0, false},
+		{"minimal, store up", true, false, false, 1, 1, false},
+		{"minimal, store down", true, false, true, 0, 0, true},
+		{"minimal, fetched from the inbox item", true, true, true, 1, 0, false},
+		{"full, store down", false, false, true, 1, 0, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			apns := &fakeProvider{name: "apns"}
@@ -816,6 +818,7 @@ func TestMinimalPushIsSentOnlyAfterItsContentIsStored(t *testing.T) {
 				MinimalPush: func() bool { return tc.minimal }, PushContent: store}, map[string][2]Provider{KindAPNs: {apns, nil}})
 			task := sampleTask(notify.Push)
 			task.Target.Devices = []notify.Device{{DeviceID: "d1", Platform: "ios", Token: "aa"}}
+			task.InboxItem = tc.inboxItem
 			if err := f.d.process(context.Background(), task, nil); err != nil {
 				t.Fatal(err)
 			}

@@ -386,9 +386,10 @@ func (d *Dispatcher) process(ctx context.Context, t notify.Task, prev *Retry) er
 	}
 	attemptNo := t.Attempt + 1
 	// A content-free push brings only the notification id: its content must be in the region
-	// before the push can reach the device, or the app has nothing to fetch.
+	// before the push can reach the device, or the app has nothing to fetch. A notification
+	// that left the user an inbox item is fetched from there; any other gets a copy.
 	var storeErr *SendError
-	if t.Channel == notify.Push && d.deps.PushContent != nil && d.deps.MinimalPush != nil && d.deps.MinimalPush() {
+	if t.Channel == notify.Push && !t.InboxItem && d.deps.PushContent != nil && d.deps.MinimalPush != nil && d.deps.MinimalPush() {
 		if err := d.deps.PushContent.Put(ctx, t); err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
