@@ -81,8 +81,12 @@ type Server struct {
 // Handler builds the router.
 func (s *Server) Handler() http.Handler {
 	r := httpserver.Engine()
-	r.Use(gin.Recovery(), requestID, httpserver.Strict)
+	r.Use(gin.Recovery(), requestID, httpserver.StrictAllowingForms(unsubscribePrefix))
 	s.Health.Mount(r)
+
+	// One-click unsubscribe links in email: public, the token is the credential.
+	r.GET(unsubscribePrefix+":token", otelgin.Middleware("herald-gateway"), s.unsubscribePage)
+	r.POST(unsubscribePrefix+":token", otelgin.Middleware("herald-gateway"), s.oneClickUnsubscribe)
 
 	v1 := r.Group("/v1", otelgin.Middleware("herald-gateway"), s.authenticate, s.rateLimit)
 	v1.GET("/regions", s.listRegions)

@@ -121,11 +121,15 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 	}
 	router := NewRouter(h)
 	if slices.Contains(c.Roles, RoleAPI) {
+		unsubKeys, err := unsubscribeKeyring(ctx, stores, c.Name)
+		if err != nil {
+			return err
+		}
 		srv := &api.Server{
 			Region: c.Name, Jurisdiction: c.Jurisdiction, InternalToken: c.InternalToken, DB: stores.PG, Producer: apiProducer,
 			Templates: templates.NewStore(stores.PG), Topics: topics.NewStore(stores.PG), Users: users.NewStore(stores.PG),
 			Devices: devices.NewStore(stores.PG), Prefs: prefs.NewStore(stores.PG), PrefsCache: prefsCache, Erasure: eraser, Inbox: inbox.New(stores.Cass, c.LogTTL), PushContent: pushstore.New(stores.Cass, c.LogTTL), Streams: hub,
-			Log: dlog, Keys: keys, Audit: audit.NewStore(stores.PG), Logger: log,
+			Log: dlog, Keys: keys, Audit: audit.NewStore(stores.PG), Logger: log, Unsubscribe: unsubKeys,
 		}
 		srv.Register(router)
 	}
@@ -208,10 +212,15 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 		if err != nil {
 			return err
 		}
+		unsubKeys, err := unsubscribeKeyring(ctx, stores, c.Name)
+		if err != nil {
+			return err
+		}
 		d, err := dispatch.New(c.Dispatch, c.Name, dispatch.Deps{
 			Kafka: c.Kafka, Log: dlog, Devices: dispatch.NewDeviceStore(stores.PG), Keys: keys, Logger: log,
 			Redis: stores.Redis, RedisPrefix: c.Redis.Prefix, // the shared provider rate limits
 			MinimalPush: pc.minimal, PushContent: pushstore.New(stores.Cass, c.LogTTL),
+			UnsubscribeLink: unsubscribeLink(unsubKeys, pc.gatewayURL, log),
 		})
 		if err != nil {
 			return err

@@ -245,7 +245,7 @@ func parseMail(from string, rcpts []string, raw []byte) (json.RawMessage, map[st
 			return v
 		}
 		m.From, m.To, m.Subject, m.MessageID = get("From"), get("To"), get("Subject"), msg.Header.Get("Message-Id")
-		for _, k := range []string{"From", "Subject", "Message-Id", "Content-Type"} {
+		for _, k := range []string{"From", "Subject", "Message-Id", "Content-Type", "List-Unsubscribe", "List-Unsubscribe-Post"} {
 			if v := get(k); v != "" {
 				headers[strings.ToLower(k)] = v
 			}

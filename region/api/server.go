@@ -33,6 +33,7 @@ import (
 	"github.com/herald-notify/herald/region/pushstore"
 	"github.com/herald-notify/herald/region/templates"
 	"github.com/herald-notify/herald/region/topics"
+	"github.com/herald-notify/herald/region/unsubscribe"
 	"github.com/herald-notify/herald/region/users"
 )
 
@@ -80,6 +81,9 @@ type Server struct {
 	Log         *deliverylog.Log
 	Keys        notify.Sealer // seals the personal part of the records produced (crypto-shredding)
 	Audit       AuditAppender
+	// Unsubscribe opens the tokens of the region's one-click unsubscribe links (nil: every
+	// link is 404).
+	Unsubscribe *unsubscribe.Keyring
 	Logger      *slog.Logger
 	Now         func() time.Time
 }
@@ -114,6 +118,9 @@ func (s *Server) Register(r gin.IRouter) {
 	v1.PATCH("/notifications/:id/read", s.markRead)
 	v1.POST("/notifications/read-all", s.readAll)
 	r.POST("/internal/v1/audit", otelgin.Middleware("herald-region-"+s.Region), s.authenticateInternal, s.appendAudit)
+	// One-click unsubscribe: the app and the user are in the token, not in a header.
+	r.GET("/v1/unsubscribe/:token", otelgin.Middleware("herald-region-"+s.Region), s.authenticateInternal, s.unsubscribeInfo)
+	r.POST("/v1/unsubscribe/:token", otelgin.Middleware("herald-region-"+s.Region), s.authenticateInternal, s.oneClickUnsubscribe)
 }
 
 func (s *Server) authenticate(c *gin.Context) {

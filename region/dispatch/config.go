@@ -86,6 +86,10 @@ type SMTPConfig struct {
 	From string `yaml:"from" env:"HERALD_DISPATCH_SMTP_FROM"`
 	// CAFile, when set, is the only CA trusted for STARTTLS.
 	CAFile string `yaml:"ca_file" env:"HERALD_DISPATCH_SMTP_CA_FILE"`
+	// UnsubscribeMailto, when set, is a mailbox that List-Unsubscribe names beside the
+	// one-click link (mailto:<it>?subject=unsubscribe%20<token>): whoever reads it posts the
+	// subject's token to POST /v1/unsubscribe/{token}. Herald receives no mail itself.
+	UnsubscribeMailto string `yaml:"unsubscribe_mailto"`
 	// RateLimit is this provider's token bucket, shared by the region's dispatchers
 	// through Redis (unlimited by default).
 	RateLimit RateLimitConfig `yaml:"rate_limit"`

@@ -121,6 +121,11 @@ type Deps struct {
 	// stored before the push is sent; a push whose content could not be stored is retried
 	// like a provider's transient failure, never sent with nothing to fetch.
 	PushContent ContentStore
+	// UnsubscribeLink returns the one-click unsubscribe link (RFC 8058) of a marketing or
+	// social email task: an HTTPS link to the jurisdiction's gateway with a token only this
+	// region can open. Nil, or "" for a task: the email goes without List-Unsubscribe, counted
+	// in herald_email_without_unsubscribe_total.
+	UnsubscribeLink func(t notify.Task) string
 	// Keys open the tasks and seal the retries, dead letters and delivery events for their
 	// users (nil: plain records, unit tests).
 	Keys notify.Sealer
@@ -204,7 +209,7 @@ func New(cfg Config, region string, d Deps) (*Dispatcher, error) {
 			if c == nil {
 				continue
 			}
-			p, err := newSMTP(*c, name(c.Name, "smtp", i == 1))
+			p, err := newSMTP(*c, name(c.Name, "smtp", i == 1), region, d.UnsubscribeLink)
 			if err != nil {
 				return nil, err
 			}

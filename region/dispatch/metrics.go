@@ -22,6 +22,10 @@ var (
 		Name: "herald_dispatch_retry_depth",
 		Help: "Records waiting on a retry topic level, per channel (partitions held by this process).",
 	}, []string{"region", "channel", "level"})
+	emailWithoutUnsubscribe = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "herald_email_without_unsubscribe_total",
+		Help: "Marketing and social email sent without List-Unsubscribe because no link could be made (no gateway_url for the jurisdiction in the residency policy).",
+	}, []string{"region"})
 	failovers = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "herald_dispatch_failovers_total",
 		Help: "Sends that went to the secondary provider because the primary's breaker was open.",
