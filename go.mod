@@ -5,6 +5,7 @@ go 1.26.7
 require (
 	firebase.google.com/go/v4 v4.19.0
 	github.com/IBM/sarama v1.61.1
+	github.com/emersion/go-msgauth v0.7.0
 	github.com/emersion/go-sasl v0.0.0-20241020182733-b788ff22d5a6
 	github.com/emersion/go-smtp v0.25.1
 	github.com/getkin/kin-openapi v0.153.0

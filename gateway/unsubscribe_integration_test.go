@@ -72,7 +72,8 @@ func TestOneClickUnsubscribeTurnsTheCategoryOffForTheNextSend(t *testing.T) {
 	info := s.Info()
 	w := newWorld(t, func(i int, rc *region.Config) {
 		rc.Dispatch.Email.SMTP = dispatch.SMTPConfig{Addr: info.SMTP.Addr, Username: sc.SMTP.Username, Password: sc.SMTP.Password,
-			From: "Herald <noreply@herald.local>", CAFile: info.CAFile, UnsubscribeMailto: "unsubscribe@herald.local"}
+			From: "Herald <noreply@herald.local>", CAFile: info.CAFile, UnsubscribeMailto: "unsubscribe@herald.local",
+			DKIM: dispatch.DKIMConfig{Domain: info.SMTP.DKIMDomain, Selector: info.SMTP.DKIMSelector, KeyFile: info.SMTP.DKIMKeyFile}}
 	})
 	user := "ada-" + w.app
 	email := user + "@example.org"
@@ -104,6 +105,11 @@ func TestOneClickUnsubscribeTurnsTheCategoryOffForTheNextSend(t *testing.T) {
 	m := waitMail("Sale 1")
 	if m.Headers["list-unsubscribe-post"] != "List-Unsubscribe=One-Click" {
 		t.Fatalf("List-Unsubscribe-Post: %q", m.Headers["list-unsubscribe-post"])
+	}
+	// Signed, unsubscribe fields included, as the receiving side (the simulator) checks it.
+	if !strings.HasPrefix(m.Headers["dkim"], "pass d=herald.local") || !strings.Contains(m.Headers["dkim-signed-headers"], "list-unsubscribe:") ||
+		!strings.Contains(m.Headers["dkim-signed-headers"], "list-unsubscribe-post") {
+		t.Fatalf("DKIM at the receiver: %q over %q", m.Headers["dkim"], m.Headers["dkim-signed-headers"])
 	}
 	lu := m.Headers["list-unsubscribe"]
 	start, end := strings.Index(lu, "<"+w.gw+"/v1/unsubscribe/"), strings.Index(lu, ">")

@@ -35,6 +35,7 @@ type smtpProvider struct {
 	region    string
 	// unsubscribe makes a task's one-click unsubscribe link (Deps.UnsubscribeLink; nil: none).
 	unsubscribe func(notify.Task) string
+	dkim        *dkimSigner // nil: unsigned
 }
 
 func newSMTP(c SMTPConfig, name, region string, unsubscribe func(notify.Task) string) (*smtpProvider, error) {
@@ -55,7 +56,11 @@ func newSMTP(c SMTPConfig, name, region string, unsubscribe func(notify.Task) st
 			return nil, fmt.Errorf("smtp %s: unsubscribe_mailto %q: a bare address", name, c.UnsubscribeMailto)
 		}
 	}
-	return &smtpProvider{name: name, cfg: c, tlsConfig: tc, region: region, unsubscribe: unsubscribe}, nil
+	signer, err := newDKIMSigner(c.DKIM)
+	if err != nil {
+		return nil, fmt.Errorf("smtp %s: %w", name, err)
+	}
+	return &smtpProvider{name: name, cfg: c, tlsConfig: tc, region: region, unsubscribe: unsubscribe, dkim: signer}, nil
 }
 
 // listUnsubscribe is the List-Unsubscribe header of a bulk email (RFC 2369, RFC 8058): the
@@ -178,6 +183,11 @@ func (p *smtpProvider) Send(ctx context.Context, t notify.Task, to string) (Rece
 	msg, err := buildMail(t, p.cfg.From, to, msgID, p.listUnsubscribe(t), time.Now())
 	if err != nil {
 		return Receipt{}, &SendError{Class: Permanent, Err: err}
+	}
+	if p.dkim != nil {
+		if msg, err = p.dkim.sign(msg); err != nil {
+			return Receipt{}, &SendError{Class: Permanent, Err: err}
+		}
 	}
 	envFrom := p.cfg.From
 	if a, err := mail.ParseAddress(p.cfg.From); err == nil {
