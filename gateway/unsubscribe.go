@@ -80,10 +80,15 @@ func (s *Server) unsubscribePage(c *gin.Context) {
 		unavailable(c, "region_unavailable", "the unsubscribe link cannot be read right now; retry")
 		return
 	}
+	page(c, unsubscribePageHTML, u)
+}
+
+// page answers 200 with a page of the link, never cached.
+func page(c *gin.Context, t *template.Template, u unsubscribed) {
 	c.Header("Cache-Control", "no-store")
 	c.Header("Content-Type", "text/html; charset=utf-8")
 	c.Status(http.StatusOK)
-	_ = unsubscribePageHTML.Execute(c.Writer, u)
+	_ = t.Execute(c.Writer, u)
 }
 
 // oneClickUnsubscribe serves POST /v1/unsubscribe/{token} (RFC 8058): the body is
@@ -117,10 +122,7 @@ func (s *Server) oneClickUnsubscribe(c *gin.Context) {
 		unavailable(c, "region_unavailable", "the unsubscribe was not confirmed; retry")
 		return
 	}
-	c.Header("Cache-Control", "no-store")
-	c.Header("Content-Type", "text/html; charset=utf-8")
-	c.Status(http.StatusOK)
-	_ = unsubscribeDoneHTML.Execute(c.Writer, u)
+	page(c, unsubscribeDoneHTML, u)
 }
 
 // oneClickBody accepts the body RFC 8058 prescribes, List-Unsubscribe=One-Click as a form, or

@@ -21,17 +21,8 @@ import (
 // mailsTo returns the simulator's accepted mails to addr.
 func mailsTo(t *testing.T, s *sim.Sim, addr string) []sim.Record {
 	t.Helper()
-	resp, err := http.Get(s.Info().Admin + "/sim/smtp/messages?to=" + url.QueryEscape(addr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var out struct{ Messages []sim.Record }
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		t.Fatal(err)
-	}
 	var ok []sim.Record
-	for _, m := range out.Messages {
+	for _, m := range regiontest.SimRecords(t, s, "smtp", addr) {
 		if m.Status == 250 {
 			ok = append(ok, m)
 		}

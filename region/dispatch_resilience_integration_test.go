@@ -6,8 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
-	"net/url"
 	"slices"
 	"syscall"
 	"testing"
@@ -30,21 +28,7 @@ import (
 
 // simRecords returns the records of one simulator of s (to == "": all of them).
 func simRecords(t *testing.T, s *sim.Sim, name, to string) []sim.Record {
-	t.Helper()
-	q := ""
-	if to != "" {
-		q = "?to=" + url.QueryEscape(to)
-	}
-	resp, err := http.Get(s.Info().Admin + "/sim/" + name + "/messages" + q)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var out struct{ Messages []sim.Record }
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		t.Fatal(err)
-	}
-	return out.Messages
+	return regiontest.SimRecords(t, s, name, to)
 }
 
 // accepted counts the simulator's accepted records (those it answered with an id): all of them,

@@ -51,8 +51,7 @@ func (s *Server) getInboxItem(c *gin.Context) {
 		pc, perr := s.PushContent.Get(ctx, appOf(c), user, n.ID)
 		switch {
 		case perr == nil:
-			c.JSON(http.StatusOK, inbox.Item{NotificationID: pc.NotificationID, CreatedAt: pc.CreatedAt, Tier: pc.Tier, Category: pc.Category,
-				Title: pc.Title, Body: pc.Body, Link: pc.Link, Metadata: pc.Metadata})
+			c.JSON(http.StatusOK, pc)
 			return
 		case !errors.Is(perr, pushstore.ErrNotFound):
 			err = perr

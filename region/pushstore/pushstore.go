@@ -16,23 +16,12 @@ import (
 
 	"github.com/gocql/gocql"
 
+	"github.com/herald-notify/herald/region/inbox"
 	"github.com/herald-notify/herald/region/notify"
 )
 
 // ErrNotFound means the user has no stored push content for the notification.
 var ErrNotFound = errors.New("push content not found")
-
-// Content is what the app shows for a content-free push.
-type Content struct {
-	NotificationID string            `json:"notification_id"`
-	CreatedAt      time.Time         `json:"created_at"`
-	Tier           string            `json:"type"`
-	Category       string            `json:"category"`
-	Title          string            `json:"title,omitempty"`
-	Body           string            `json:"body,omitempty"`
-	Link           string            `json:"link,omitempty"`
-	Metadata       map[string]string `json:"metadata,omitempty"`
-}
 
 // Store reads and writes push content.
 type Store struct {
@@ -72,19 +61,19 @@ func (st *Store) Put(ctx context.Context, t notify.Task) error {
 	return nil
 }
 
-// Get returns the user's stored content of the notification, ErrNotFound when there is none
-// (never stored, expired, or erased).
-func (st *Store) Get(ctx context.Context, app, user, id string) (Content, error) {
-	c := Content{NotificationID: id}
+// Get returns the user's stored content of the notification in the inbox item's form (what
+// the app shows either way), ErrNotFound when there is none (never stored, expired, erased).
+func (st *Store) Get(ctx context.Context, app, user, id string) (inbox.Item, error) {
+	it := inbox.Item{AppID: app, NotificationID: id}
 	err := st.s.Query(`SELECT created_at, tier, category, title, body, link, metadata FROM push_content WHERE app_id = ? AND user_id = ? AND notification_id = ?`,
-		app, user, id).WithContext(ctx).Scan(&c.CreatedAt, &c.Tier, &c.Category, &c.Title, &c.Body, &c.Link, &c.Metadata)
+		app, user, id).WithContext(ctx).Scan(&it.CreatedAt, &it.Tier, &it.Category, &it.Title, &it.Body, &it.Link, &it.Metadata)
 	if errors.Is(err, gocql.ErrNotFound) {
-		return Content{}, ErrNotFound
+		return inbox.Item{}, ErrNotFound
 	}
 	if err != nil {
-		return Content{}, fmt.Errorf("reading push content of %s: %w", id, err)
+		return inbox.Item{}, fmt.Errorf("reading push content of %s: %w", id, err)
 	}
-	return c, nil
+	return it, nil
 }
 
 // Erase deletes every stored push content of the user in the app.
