@@ -176,6 +176,9 @@ func (c *Config) Validate() error {
 	if c.Scheduler.Batch < 1 || c.Scheduler.Batch > 10000 {
 		return config.Errorf("scheduler.batch", fmt.Sprint(c.Scheduler.Batch), "must be 1-10000")
 	}
+	if err := c.Scheduler.FailureRetry.Validate(); err != nil {
+		return config.Prefix("scheduler.failure_retry", err)
+	}
 	checks := []struct {
 		key string
 		err error

@@ -24,6 +24,7 @@ import (
 	"github.com/herald-notify/herald/platform/lifecycle"
 	"github.com/herald-notify/herald/region/api"
 	"github.com/herald-notify/herald/region/audit"
+	"github.com/herald-notify/herald/region/deadletter"
 	"github.com/herald-notify/herald/region/dedup"
 	"github.com/herald-notify/herald/region/deliverylog"
 	"github.com/herald-notify/herald/region/devices"
@@ -202,7 +203,9 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 	if slices.Contains(c.Roles, RoleScheduler) {
 		p := &scheduler.Poller{
 			Store: sched, Producer: schedProducer, Interval: c.Scheduler.Interval, Batch: c.Scheduler.Batch, Keys: keys, Log: log,
-			Topic: func(tier string) string { return IngressTopic(c.Name, tier) },
+			Topic:       func(tier string) string { return IngressTopic(c.Name, tier) },
+			DeadLetters: &deadletter.Writer{Region: c.Name, Producer: schedProducer, Log: log.With("role", "scheduler")},
+			Retry:       c.Scheduler.FailureRetry,
 		}
 		tasks = append(tasks, lifecycle.Task{Name: "scheduler", Run: p.Run})
 		tasks = append(tasks, lifecycle.Task{Name: "erasure", Run: eraser.Run})

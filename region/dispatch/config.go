@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/herald-notify/herald/platform/config"
+	"github.com/herald-notify/herald/region/deadletter"
 )
 
 // Config is the dispatch role's block. A provider is configured when its endpoint (APNs, FCM,
@@ -22,6 +23,11 @@ type Config struct {
 	Retry   RetryConfig   `yaml:"retry"`
 	// SendTimeout bounds one provider call (including the client library's own retries).
 	SendTimeout time.Duration `yaml:"send_timeout"`
+	// FailureRetry bounds the retries of recording a task's outcome (the delivery log, Kafka)
+	// while a store fails transiently; past it, and at once for a task that can never be
+	// handled, the record goes to "<region>.dlq.dispatch.<channel>". Provider failures follow
+	// Retry instead.
+	FailureRetry deadletter.Policy `yaml:"failure_retry"`
 }
 
 // PushConfig is the push channel: APNs for iOS devices, FCM for Android and web.
@@ -162,6 +168,9 @@ func DefaultConfig() Config {
 
 // Validate checks the block; keys are relative ("push.apns.team_id"), callers prefix them.
 func (c Config) Validate() error {
+	if err := c.FailureRetry.Validate(); err != nil {
+		return config.Prefix("failure_retry", err)
+	}
 	for _, ch := range []struct {
 		key string
 		n   int

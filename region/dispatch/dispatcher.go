@@ -359,7 +359,9 @@ type result struct {
 }
 
 // process handles one task (from the dispatch topic, or due from a retry topic) to its durable
-// outcome. It returns an error only when ctx ended first; the record must then not be marked.
+// outcome. It returns an error when ctx ended first (the record must then not be marked), or
+// when recording the outcome failed permanently or past failure_retry (the consumer then
+// dead-letters the record).
 var tracer = otel.Tracer("herald/region/dispatch")
 
 func (d *Dispatcher) process(ctx context.Context, t notify.Task, prev *Retry) error {
@@ -496,7 +498,7 @@ func (d *Dispatcher) process(ctx context.Context, t notify.Task, prev *Retry) er
 			}
 			if r.err.Class == Gone && r.u.device != nil {
 				dev := *r.u.device
-				if err := durably(ctx, "deactivating token", func() error {
+				if err := d.durably(ctx, "deactivating token", func() error {
 					return d.deps.Devices.Deactivate(ctx, t.AppID, dev.Platform, dev.Token)
 				}, d.warn("deactivating device token failed; retrying")); err != nil {
 					return err
@@ -625,7 +627,7 @@ func (d *Dispatcher) handOn(ctx context.Context, handoff *kafka.Message, ev noti
 	if len(msgs) == 0 {
 		return nil
 	}
-	return durably(ctx, "handing task on", func() error { return d.deps.Producer.Send(ctx, msgs...) },
+	return d.durably(ctx, "handing task on", func() error { return d.deps.Producer.Send(ctx, msgs...) },
 		d.warn("producing retry or delivery events failed; retrying"))
 }
 
@@ -648,7 +650,7 @@ func (d *Dispatcher) write(ctx context.Context, states []deliverylog.State, atte
 	if len(states) == 0 && len(attempts) == 0 {
 		return nil
 	}
-	return durably(ctx, "writing delivery log", func() error { return d.deps.Log.Write(ctx, states, attempts) },
+	return d.durably(ctx, "writing delivery log", func() error { return d.deps.Log.Write(ctx, states, attempts) },
 		d.warn("writing delivery log failed; retrying"))
 }
 
