@@ -394,3 +394,117 @@ func TestPoisonRecordsOfEveryStageGoAsideAndTheNextRecordOfThePartitionFlows(t *
 		}
 	})
 }
+
+// A store failure that clears within the tier's failure_retry is retried and leaves no dead
+// letter; one that outlasts it dead-letters the event (retries_exhausted) and the partition
+// moves on; once the store is back, a replay delivers the event, and a second replay sends
+// nothing again.
+func TestTransientFailureIsRetriedAndDeadLetteredOnlyPastItsPolicyThenReplayed(t *testing.T) {
+	r := startRegion(t, func(c *region.Config) {
+		tc := c.Fanout.Tiers[notify.Social]
+		tc.FailureRetry = deadletter.Policy{MaxAttempts: 10_000, MaxElapsed: 4 * time.Second, InitialBackoff: 50 * time.Millisecond, MaxBackoff: 400 * time.Millisecond}
+		c.Fanout.Tiers[notify.Social] = tc
+	})
+	ctx := t.Context()
+	stage := deadletter.FanoutStage(notify.Social)
+	if code, b := r.call("PUT", "/v1/users/ada", map[string]any{"email": "ada@example.org"}, r.app); code != 201 {
+		t.Fatalf("put user: %d %v", code, b)
+	}
+	// The scheduled_sends table disappears (SQLSTATE 42P01: not the record's fault, transient)
+	// and comes back.
+	storeDown := func(down bool) {
+		t.Helper()
+		q := `ALTER TABLE scheduled_sends RENAME TO scheduled_sends_away`
+		if !down {
+			q = `ALTER TABLE scheduled_sends_away RENAME TO scheduled_sends`
+		}
+		if _, err := r.pg.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	retries := func() float64 {
+		return counterValue(t, "herald_fanout_events_total", map[string]string{"region": r.cfg.Name, "tier": notify.Social, "result": "retry"})
+	}
+	scheduled := func(id string) int {
+		var n int
+		if err := r.pg.QueryRow(ctx, `SELECT count(*) FROM scheduled_sends WHERE notification_id = $1`, id).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	later := time.Now().Add(time.Hour)
+
+	// Clears: retried, stored, no dead letter.
+	storeDown(true)
+	before := retries()
+	first := r.sendTo("ada", notify.Social, []string{"in_app"}, "later", &later)
+	eventually(t, 10*time.Second, func() error {
+		if retries() < before+2 {
+			return fmt.Errorf("fan-out retried %v times", retries()-before)
+		}
+		return nil
+	})
+	storeDown(false)
+	eventually(t, 10*time.Second, func() error {
+		if n := scheduled(first); n != 1 {
+			return fmt.Errorf("%d rows of %s", n, first)
+		}
+		return nil
+	})
+	if ls := r.letters(stage); len(ls) != 0 {
+		t.Fatalf("a transient failure that cleared was dead-lettered: %+v", ls)
+	}
+	if n := r.deadLetters(stage, deadletter.ReasonExhausted); n != 0 {
+		t.Fatalf("herald_dead_letters_total %v", n)
+	}
+
+	// Outlasts the policy: dead-lettered, and the next record of the partition (the same
+	// user's, so it waits for the one before) is delivered.
+	storeDown(true)
+	second := r.sendTo("ada", notify.Social, []string{"in_app"}, "later too", &later)
+	next := r.sendTo("ada", notify.Social, []string{"in_app"}, "now", nil)
+	ls := r.waitLetters(stage, 1, 20*time.Second)
+	start := time.Now()
+	r.deliveredWithin(next, "ada", "in_app", start, 5*time.Second)
+	storeDown(false)
+	l := ls[0]
+	checkLetter(t, l, stage, deadletter.ReasonExhausted, region.IngressTopic(r.cfg.Name, notify.Social))
+	if l.Class != deadletter.Transient || l.Attempts < 3 || !bytes.Contains([]byte(l.Error), []byte("42P01")) {
+		t.Errorf("letter class %s attempts %d error %q", l.Class, l.Attempts, l.Error)
+	}
+	if ev, _, err := notify.DecodeEvent(ctx, r.keys(), l.Value); err != nil || ev.ID != second {
+		t.Errorf("letter opens to %q (%v), want %s", ev.ID, err, second)
+	}
+	if n := r.deadLetters(stage, deadletter.ReasonExhausted); n != 1 {
+		t.Errorf("herald_dead_letters_total{reason=retries_exhausted} %v, want 1", n)
+	}
+
+	// The store is back: a replay hands the event to fan-out again, once.
+	p, err := kafka.NewProducer(r.cfg.Kafka)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if got, err := deadletter.Replay(ctx, r.cfg.Kafka, p, r.cfg.Name, stage); err != nil || got.Replayed != 1 {
+		t.Fatalf("replay: %+v %v", got, err)
+	}
+	eventually(t, 10*time.Second, func() error {
+		if n := scheduled(second); n != 1 {
+			return fmt.Errorf("%d rows of %s after the replay", n, second)
+		}
+		return nil
+	})
+	if got, err := deadletter.Replay(ctx, r.cfg.Kafka, p, r.cfg.Name, stage); err != nil || got.Replayed != 0 {
+		t.Fatalf("second replay: %+v %v, want nothing replayed", got, err)
+	}
+	// Behind anything the second replay could have sent, on the same partition.
+	start = time.Now()
+	last := r.sendTo("ada", notify.Social, []string{"in_app"}, "last", nil)
+	r.deliveredWithin(last, "ada", "in_app", start, 5*time.Second)
+	if n := scheduled(second); n != 1 {
+		t.Fatalf("%d rows of %s after two replays", n, second)
+	}
+	if ls := r.letters(stage); len(ls) != 1 {
+		t.Fatalf("%d dead letters after the replay, want the 1 replayed", len(ls))
+	}
+}
