@@ -52,6 +52,34 @@ func counterValue(t *testing.T, name string, labels map[string]string) float64 {
 	return sum
 }
 
+// seriesExists reports whether the default registry has a series of name with labels.
+func seriesExists(t *testing.T, name string, labels map[string]string) bool {
+	t.Helper()
+	mfs, err := prometheus.DefaultGatherer.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	metrics:
+		for _, m := range mf.GetMetric() {
+			have := map[string]string{}
+			for _, lp := range m.GetLabel() {
+				have[lp.GetName()] = lp.GetValue()
+			}
+			for k, v := range labels {
+				if have[k] != v {
+					continue metrics
+				}
+			}
+			return true
+		}
+	}
+	return false
+}
+
 func (r *running) deadLetters(stage, reason string) float64 {
 	return counterValue(r.t, "herald_dead_letters_total", map[string]string{"region": r.cfg.Name, "stage": stage, "reason": reason})
 }
@@ -407,6 +435,15 @@ func TestTransientFailureIsRetriedAndDeadLetteredOnlyPastItsPolicyThenReplayed(t
 	})
 	ctx := t.Context()
 	stage := deadletter.FanoutStage(notify.Social)
+	// Every stage x reason is counted from 0, so the first dead letter is an increase
+	// Prometheus sees.
+	for _, st := range region.DeadLetterStages() {
+		for _, reason := range deadletter.Reasons {
+			if !seriesExists(t, "herald_dead_letters_total", map[string]string{"region": r.cfg.Name, "stage": st, "reason": reason}) {
+				t.Errorf("herald_dead_letters_total{stage=%q,reason=%q} not registered at start", st, reason)
+			}
+		}
+	}
 	if code, b := r.call("PUT", "/v1/users/ada", map[string]any{"email": "ada@example.org"}, r.app); code != 201 {
 		t.Fatalf("put user: %d %v", code, b)
 	}

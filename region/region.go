@@ -200,6 +200,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 			return nil
 		}})
 	}
+	deadletter.Register(c.Name, DeadLetterStages())
 	if slices.Contains(c.Roles, RoleScheduler) {
 		p := &scheduler.Poller{
 			Store: sched, Producer: schedProducer, Interval: c.Scheduler.Interval, Batch: c.Scheduler.Batch, Keys: keys, Log: log,

@@ -45,11 +45,15 @@ func Stages(tiers, channels []string) []string {
 	return append(out, StageExport)
 }
 
+// Retention is how long a dead-letter topic keeps its letters: two weeks to look and replay.
+// The records stay sealed, so an erasure still makes an erased user's letters unreadable.
+const Retention = 14 * 24 * time.Hour
+
 // Topics lists the dead-letter topics of the stages.
 func Topics(region string, stages []string, partitions int32) []kafka.Topic {
 	out := make([]kafka.Topic, 0, len(stages))
 	for _, s := range stages {
-		out = append(out, kafka.Topic{Name: Topic(region, s), Partitions: partitions})
+		out = append(out, kafka.Topic{Name: Topic(region, s), Partitions: partitions, Retention: Retention})
 	}
 	return out
 }
@@ -129,6 +133,20 @@ var deadLetters = promauto.NewCounterVec(prometheus.CounterOpts{
 	Name: "herald_dead_letters_total",
 	Help: "Records set aside on a stage's dead-letter topic (herald dlq list), by stage and reason (undecodable, invalid, bad_data, constraint, refused, too_large, retries_exhausted).",
 }, []string{"region", "stage", "reason"})
+
+// Reasons lists every reason label.
+var Reasons = []string{ReasonUndecodable, ReasonInvalid, ReasonBadData, ReasonConstraint, ReasonRefused, ReasonTooLarge, ReasonExhausted}
+
+// Register creates herald_dead_letters_total at 0 for every stage and reason of the region, so
+// the first dead letter after a start is an increase Prometheus can see (a series born at 1 is
+// not), and dashboards show 0 rather than nothing.
+func Register(region string, stages []string) {
+	for _, s := range stages {
+		for _, r := range Reasons {
+			deadLetters.WithLabelValues(region, s, r)
+		}
+	}
+}
 
 // Counted counts l in herald_dead_letters_total and logs it; call it once l is durable.
 func Counted(log *slog.Logger, region string, l Letter) {

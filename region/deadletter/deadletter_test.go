@@ -195,8 +195,8 @@ func TestTopicsNameEveryStageOfTheRegion(t *testing.T) {
 	var names []string
 	for _, tp := range Topics("eu-west-1", Stages([]string{"transactional", "social"}, []string{"push"}), 3) {
 		names = append(names, tp.Name)
-		if tp.Partitions != 3 {
-			t.Errorf("%s: %d partitions", tp.Name, tp.Partitions)
+		if tp.Partitions != 3 || tp.Retention != Retention {
+			t.Errorf("%s: %d partitions, retention %s", tp.Name, tp.Partitions, tp.Retention)
 		}
 	}
 	want := "eu-west-1.dlq.fanout.transactional eu-west-1.dlq.fanout.social eu-west-1.dlq.scheduler eu-west-1.dlq.dispatch.push eu-west-1.dlq.export"
