@@ -1,6 +1,7 @@
 package deadletter
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -203,4 +204,28 @@ func TestTopicsNameEveryStageOfTheRegion(t *testing.T) {
 	if got := strings.Join(names, " "); got != want {
 		t.Fatalf("topics %s\nwant %s", got, want)
 	}
+}
+
+func FuzzDecodeNeverPanicsAndRoundTripsWhatItReads(f *testing.F) {
+	l := New(StageExport, MarkPermanent(errors.New("x"), ReasonUndecodable), 1, time.Unix(0, 0))
+	l.Value = []byte("\x00\xff raw")
+	m, _ := l.Message("eu-west-1")
+	f.Add(m.Value)
+	f.Add([]byte(`{"stage":"fanout.social","value":"not base64"}`))
+	f.Add([]byte(`[]`))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		got, err := Decode(raw)
+		if err != nil {
+			return
+		}
+		again, err := got.Message("r")
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := Decode(again.Value)
+		if err != nil || !bytes.Equal(back.Value, got.Value) || back.Origin.Topic != got.Origin.Topic || back.Origin.Offset != got.Origin.Offset ||
+			!back.Origin.Time.Equal(got.Origin.Time) || back.Error != got.Error {
+			t.Fatalf("round trip changed the letter: %+v -> %+v (%v)", got, back, err)
+		}
+	})
 }
