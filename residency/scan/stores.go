@@ -236,6 +236,29 @@ type kafkaRecord struct {
 	} `json:"task"`
 }
 
+// deadLetter is a record of a stage's dead-letter topic, <region>.dlq.<stage>
+// (docs/reliability-poison.md): it carries the original record, sealed as it was, in value.
+type deadLetter struct {
+	Stage  string `json:"stage"`
+	Origin *struct {
+		Topic string `json:"topic"`
+	} `json:"origin"`
+	Value []byte `json:"value"`
+}
+
+// originalRecord is the record a dead letter set aside, whose users are those it holds data
+// of; any other record is returned as it is.
+func originalRecord(value []byte) []byte {
+	if envelope.IsSealed(value) {
+		return value
+	}
+	var dl deadLetter
+	if json.Unmarshal(value, &dl) != nil || dl.Stage == "" || dl.Origin == nil || dl.Origin.Topic == "" {
+		return value
+	}
+	return dl.Value
+}
+
 // kafkaIdle is how long a partition may give nothing before its read is declared stuck.
 const kafkaIdle = 15 * time.Second
 
@@ -307,6 +330,7 @@ func scanKafka(ctx context.Context, r Region, c *collector, perPartition int, un
 		for _, p := range parts {
 			var keysErr error
 			n, err := readPartition(ctx, client, consumer, topic, p, perPartition, func(value []byte) {
+				value = originalRecord(value)
 				var rec kafkaRecord
 				var users []string // the users a sealed record is sealed for, still readable
 				content := value
