@@ -229,3 +229,12 @@ func FuzzDecodeNeverPanicsAndRoundTripsWhatItReads(f *testing.F) {
 		}
 	})
 }
+
+func TestPolicyDoStopsOnAnErasedRecordForTheCallerToDrop(t *testing.T) {
+	attempts, err := fastPolicy(50, time.Minute).Do(context.Background(), func(context.Context) error {
+		return fmt.Errorf("sealing tasks: %w", envelope.ErrErased)
+	}, nil)
+	if !errors.Is(err, envelope.ErrErased) || attempts != 1 || Stopped(err) {
+		t.Fatalf("attempts %d, err %v", attempts, err)
+	}
+}

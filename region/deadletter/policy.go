@@ -9,6 +9,7 @@ import (
 	"github.com/cenkalti/backoff/v5"
 
 	"github.com/herald-notify/herald/platform/config"
+	"github.com/herald-notify/herald/platform/envelope"
 )
 
 // Policy bounds the retries of a transient failure of one record; past either bound the record
@@ -65,7 +66,8 @@ func (p Policy) Validate() error {
 	return nil
 }
 
-// Do runs op until it succeeds, fails permanently (Classify), or p is exhausted, and returns
+// Do runs op until it succeeds, fails permanently (Classify) or with an erased record
+// (envelope.ErrErased: the caller drops it, never dead-letters it), or p is exhausted, and returns
 // how many attempts it made and the last error: nil on success; the permanent or last
 // transient error otherwise, to dead-letter. When ctx ends first it returns ctx's error, and
 // the record must be left for the partition's next consumer, not dead-lettered: check with
@@ -79,8 +81,8 @@ func (p Policy) Do(ctx context.Context, op func(ctx context.Context) error, retr
 		if err == nil || ctx.Err() != nil {
 			return struct{}{}, err
 		}
-		if class, _ := Classify(err); class == Permanent {
-			return struct{}{}, backoff.Permanent(err)
+		if class, _ := Classify(err); class == Permanent || errors.Is(err, envelope.ErrErased) {
+			return struct{}{}, backoff.Permanent(err) // an erased record is not retried either: the caller drops it
 		}
 		return struct{}{}, err
 	}, backoff.WithBackOff(&backoff.ExponentialBackOff{InitialInterval: p.InitialBackoff, RandomizationFactor: 0.5, Multiplier: 2, MaxInterval: p.MaxBackoff}),

@@ -117,7 +117,7 @@ func (c *consumer) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.C
 				// The data keys cannot be read (Postgres down): retried under failure_retry.
 				_, err = c.d.cfg.FailureRetry.Do(sctx, func(ctx context.Context) error {
 					task, prev, err = c.decode(ctx, m)
-					return err
+					return err // an erased record stops the retries, and is dropped below
 				}, func(err error, backoff time.Duration) {
 					c.d.log.Warn("data keys unavailable; retrying", "topic", m.Topic, "err", err, "backoff", backoff)
 				})
@@ -173,6 +173,10 @@ func (c *consumer) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.C
 			go func() {
 				ctx := kafka.Extract(hctx, m)
 				err := c.d.process(ctx, task, prev)
+				if notify.IsErased(err) {
+					notify.DroppedErased(stageOf(prev), 1)
+					err = nil
+				}
 				if err != nil && hctx.Err() == nil {
 					// Its outcome could not be recorded, permanently or past failure_retry.
 					err = c.deadLetter(hctx, m, err, task.Attempt+1)

@@ -126,6 +126,9 @@ func (h handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Con
 	marked := 0
 	for m := range claim.Messages() {
 		attempts, err := h.e.storeRecord(ctx, m.Value)
+		if notify.IsErased(err) {
+			err = nil // its users were erased while it was stored: dropped
+		}
 		if err != nil {
 			if deadletter.Stopped(err) || ctx.Err() != nil {
 				return nil // leave the record uncommitted

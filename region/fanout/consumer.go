@@ -255,6 +255,10 @@ func (h *handler) handle(ctx context.Context, m *sarama.ConsumerMessage) (*colle
 		return out, nil
 	case deadletter.Stopped(err):
 		return nil, err
+	case notify.IsErased(err): // its users were erased while it was handled: dropped
+		notify.DroppedErased("fanout", 1)
+		eventsTotal.WithLabelValues(region, tier, "erased").Inc()
+		return &collector{}, nil
 	}
 	// Set aside: the dead letter, and nothing else, goes in the event's transaction.
 	l := deadletter.FromMessage(deadletter.FanoutStage(tier), m, err, attempts, time.Now())
