@@ -107,6 +107,10 @@ func Classify(err error) (Class, string) {
 	if errors.As(err, &syntax) || errors.As(err, &typ) {
 		return Permanent, ReasonUndecodable
 	}
+	var cerr sarama.ConfigurationError
+	if errors.As(err, &cerr) && strings.Contains(string(cerr), "MaxMessageBytes") {
+		return Permanent, ReasonTooLarge // refused by the client before it reached a broker
+	}
 	var kerr sarama.KError
 	if errors.As(err, &kerr) {
 		switch kerr {

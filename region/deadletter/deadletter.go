@@ -110,12 +110,24 @@ func New(stage string, err error, attempts int, now time.Time) Letter {
 	return Letter{Stage: stage, Class: class, Reason: reason, Error: text, Attempts: attempts, At: now.UTC()}
 }
 
+// maxLetterBytes keeps a dead letter under Kafka's default record limit (1 MB, and sarama's
+// Producer.MaxMessageBytes): a letter is never refused for its size, or it would be poison itself.
+const maxLetterBytes = 900_000
+
 // Message is l as a record of region's dead-letter topic of its stage, keyed by the original
-// record's key (one user's dead letters stay in order).
+// record's key (one user's dead letters stay in order). A record too large to fit (it was
+// itself refused as too large) is left out, and the error says so.
 func (l Letter) Message(region string) (kafka.Message, error) {
 	raw, err := json.Marshal(l)
 	if err != nil {
 		return kafka.Message{}, fmt.Errorf("encoding dead letter: %w", err)
+	}
+	if len(raw) > maxLetterBytes {
+		l.Error += fmt.Sprintf(" (the record, %d bytes, is not kept: too large for the dead-letter topic)", len(l.Value))
+		l.Value = nil
+		if raw, err = json.Marshal(l); err != nil {
+			return kafka.Message{}, fmt.Errorf("encoding dead letter: %w", err)
+		}
 	}
 	return kafka.Message{Topic: Topic(region, l.Stage), Key: string(l.Key), Value: raw}, nil
 }

@@ -62,6 +62,9 @@ func TestClassifyTellsPermanentFromTransientThroughTheErrorChain(t *testing.T) {
 		{"marked undecodable", MarkPermanent(errors.New("sealed record: content does not open"), ReasonUndecodable), Permanent, ReasonUndecodable},
 		{"marked invalid, wrapped", wrap(MarkPermanent(errors.New("no id"), ReasonInvalid)), Permanent, ReasonInvalid},
 		{"kafka record too large", wrap(sarama.ErrMessageSizeTooLarge), Permanent, ReasonTooLarge},
+		{"kafka record larger than the producer's max", fmt.Errorf("%w: %w", kafka.ErrUnavailable,
+			sarama.ConfigurationError("Attempt to produce message larger than configured Producer.MaxMessageBytes: 2000000 > 1000000")), Permanent, ReasonTooLarge},
+		{"other kafka configuration error", sarama.ConfigurationError("Net.SASL.User must not be empty"), Transient, ""},
 		{"kafka not leader", wrap(sarama.ErrNotLeaderForPartition), Transient, ""},
 		{"kafka unavailable", fmt.Errorf("%w: %w", kafka.ErrUnavailable, sarama.ErrOutOfBrokers), Transient, ""},
 		{"data keys unavailable", fmt.Errorf("%w: boom", envelope.ErrUnavailable), Transient, ""},
@@ -185,6 +188,15 @@ func TestLetterKeepsTheOriginalBytesAndItsOrigin(t *testing.T) {
 		got.Origin.Offset != 42 || !got.Origin.Time.Equal(m.Timestamp) || got.Class != Permanent || got.Reason != ReasonBadData ||
 		!strings.Contains(got.Error, "22P05") || got.Stage != "fanout.social" {
 		t.Fatalf("letter %+v", got)
+	}
+	huge := l
+	huge.Value = bytes.Repeat([]byte("x"), 2<<20)
+	hm, err := huge.Message("eu-west-1")
+	if err != nil || len(hm.Value) > maxLetterBytes {
+		t.Fatalf("a letter of a 2 MiB record is %d bytes (%v)", len(hm.Value), err)
+	}
+	if got, _ := Decode(hm.Value); got.Value != nil || !strings.Contains(got.Error, "not kept") || got.Origin.Offset != 42 {
+		t.Fatalf("letter of a record too large: %+v", got)
 	}
 	long := New(StageExport, errors.New(strings.Repeat("x", 10_000)), 1, time.Now())
 	if len(long.Error) > maxErrorText+10 {

@@ -6,7 +6,6 @@ package scheduler
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -156,7 +155,7 @@ func (p *Poller) FireDue(ctx context.Context) (int, error) {
 			return err
 		}
 		var done []int64 // rows to delete: fired, dropped as erased, or dead-lettered
-		var send []*due
+		var send, dead []*due
 		tiers := map[string]int{}
 		for _, d := range claimed {
 			if !p.mayTry(d.id, now) {
@@ -171,16 +170,13 @@ func (p *Poller) FireDue(ctx context.Context) (int, error) {
 			case err == nil:
 				send = append(send, d)
 			default:
-				if d.failed = p.verdict(d, err, now); d.failed == nil {
-					continue // transient: stays for the next poll
-				}
-				if err := p.deadLetter(ctx, d); err != nil {
-					return err
-				}
-				done = append(done, d.id)
+				if d.failed = p.verdict(d, err, now); d.failed != nil {
+					dead = append(dead, d)
+				} // else transient: stays for the next poll
 			}
 		}
-		if err := p.send(ctx, send, now); err != nil {
+		// The batch first: when it fails as a whole, nothing was dead-lettered either.
+		if err := p.send(ctx, send); err != nil {
 			return err
 		}
 		for _, d := range send {
@@ -188,13 +184,15 @@ func (p *Poller) FireDue(ctx context.Context) (int, error) {
 			case d.failed == nil:
 				done = append(done, d.id)
 				tiers[d.tier]++
-			case d.failed == errLater:
 			default:
-				if err := p.deadLetter(ctx, d); err != nil {
-					return err
-				}
-				done = append(done, d.id)
+				dead = append(dead, d)
 			}
+		}
+		for _, d := range dead {
+			if err := p.deadLetter(ctx, d); err != nil {
+				return err
+			}
+			done = append(done, d.id)
 		}
 		if len(done) == 0 {
 			return nil
@@ -218,9 +216,6 @@ func (p *Poller) FireDue(ctx context.Context) (int, error) {
 	}
 	return fired, nil
 }
-
-// errLater marks a row that failed transiently and waits for its next try.
-var errLater = errors.New("retried later")
 
 // encode decodes a row, checks it, and seals its record for the tier topic. erased: every
 // recipient was erased.
@@ -298,9 +293,10 @@ func (p *Poller) forget(now time.Time) {
 }
 
 // send produces the rows' records. When the batch fails, each is sent alone to tell a record
-// Kafka refuses (too large: permanent, dead-lettered) from Kafka being unavailable (an error:
-// the whole batch is tried again).
-func (p *Poller) send(ctx context.Context, rows []*due, now time.Time) error {
+// Kafka refuses (too large: permanent, its failed set, to be dead-lettered) from Kafka being
+// unavailable (an error: the whole batch is tried again at the next poll, however long that
+// lasts, since it is no row's fault).
+func (p *Poller) send(ctx context.Context, rows []*due) error {
 	if len(rows) == 0 {
 		return nil
 	}
@@ -312,11 +308,8 @@ func (p *Poller) send(ctx context.Context, rows []*due, now time.Time) error {
 	if err == nil {
 		return nil
 	}
-	if len(rows) == 1 {
-		if rows[0].failed = p.verdict(rows[0], err, now); rows[0].failed == nil {
-			rows[0].failed = errLater
-		}
-		return nil
+	if class, _ := deadletter.Classify(err); class != deadletter.Permanent && len(rows) == 1 {
+		return err
 	}
 	for _, d := range rows {
 		err := p.Producer.Send(ctx, d.msg)

@@ -4,12 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"testing"
 	"time"
 
+	"github.com/IBM/sarama"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/herald-notify/herald/platform/kafka"
 	"github.com/herald-notify/herald/region/deadletter"
 )
 
@@ -90,5 +93,57 @@ func TestSealRowTakesTheRecipientsOutAndMarksTheEventDeferred(t *testing.T) {
 				t.Fatalf("record %s", value)
 			}
 		})
+	}
+}
+
+// refusing is a Kafka producer that refuses some records as too large, or is down.
+type refusing struct {
+	tooLarge map[string]bool
+	down     bool
+	sent     []string
+}
+
+func (p *refusing) Send(_ context.Context, msgs ...kafka.Message) error {
+	if p.down {
+		return fmt.Errorf("%w: %w", kafka.ErrUnavailable, sarama.ErrOutOfBrokers)
+	}
+	for _, m := range msgs {
+		if p.tooLarge[m.Key] {
+			return fmt.Errorf("%w: %w", kafka.ErrUnavailable, sarama.ErrMessageSizeTooLarge)
+		}
+	}
+	for _, m := range msgs {
+		p.sent = append(p.sent, m.Key)
+	}
+	return nil
+}
+
+func TestSendSetsAsideOnlyTheRecordKafkaRefusesAndRetriesTheBatchWhileKafkaIsDown(t *testing.T) {
+	rows := func() []*due {
+		return []*due{{id: 1, msg: kafka.Message{Key: "a"}}, {id: 2, msg: kafka.Message{Key: "big"}}, {id: 3, msg: kafka.Message{Key: "c"}}}
+	}
+	prod := &refusing{tooLarge: map[string]bool{"big": true}}
+	p := &Poller{Producer: prod, Log: slog.New(slog.DiscardHandler)}
+	batch := rows()
+	if err := p.send(context.Background(), batch); err != nil {
+		t.Fatal(err)
+	}
+	if batch[0].failed != nil || batch[2].failed != nil || batch[1].failed == nil {
+		t.Fatalf("failed: %v %v %v", batch[0].failed, batch[1].failed, batch[2].failed)
+	}
+	if class, reason := deadletter.Classify(batch[1].failed); class != deadletter.Permanent || reason != deadletter.ReasonTooLarge {
+		t.Fatalf("refusal classified %s/%s", class, reason)
+	}
+	for _, n := range []int{1, 3} {
+		p.Producer = &refusing{down: true}
+		batch = rows()[:n]
+		if err := p.send(context.Background(), batch); err == nil {
+			t.Fatalf("%d rows: Kafka down was not an error of the batch", n)
+		}
+		for _, d := range batch {
+			if d.failed != nil {
+				t.Fatalf("%d rows: row %d set aside while Kafka was down", n, d.id)
+			}
+		}
 	}
 }
