@@ -558,7 +558,11 @@ func (d *Dispatcher) process(ctx context.Context, t notify.Task, prev *Retry) er
 			topic = RetryTopic(d.region, t.Channel, d.cfg.Retry.Level(attemptNo))
 			tasksTotal.WithLabelValues(d.region, t.Channel, "retried").Inc()
 		}
-		m, err := RetryMessage(ctx, d.deps.Keys, topic, rec)
+		var m kafka.Message
+		err := d.durably(ctx, "sealing retry", func() (err error) {
+			m, err = RetryMessage(ctx, d.deps.Keys, topic, rec)
+			return err
+		}, d.warn("sealing retry failed; retrying"))
 		switch {
 		case notify.IsErased(err):
 			// The recipient was erased meanwhile: no key, so no retry or dead letter.
@@ -617,8 +621,12 @@ func (d *Dispatcher) handOn(ctx context.Context, handoff *kafka.Message, ev noti
 	if handoff != nil {
 		msgs = append(msgs, *handoff)
 	}
-	m, ok, err := ev.Message(ctx, d.deps.Keys, d.region)
-	if err != nil {
+	var m kafka.Message
+	var ok bool
+	if err := d.durably(ctx, "sealing delivery events", func() (err error) {
+		m, ok, err = ev.Message(ctx, d.deps.Keys, d.region)
+		return err
+	}, d.warn("sealing delivery events failed; retrying")); err != nil {
 		return err
 	}
 	if ok {
