@@ -350,6 +350,42 @@ func TestPoisonRecordsOfEveryStageGoAsideAndTheNextRecordOfThePartitionFlows(t *
 		}
 	})
 
+	t.Run("export: a transient failure that clears is retried without a dead letter", func(t *testing.T) {
+		letters := len(r.letters(deadletter.StageExport))
+		retries := func() float64 {
+			return counterValue(t, "herald_export_outcomes_total", map[string]string{"region": name, "result": "retry"})
+		}
+		before := retries()
+		if _, err := r.pg.Exec(ctx, `ALTER TABLE analytics_events RENAME TO analytics_events_away`); err != nil {
+			t.Fatal(err)
+		}
+		m, ok, err := notify.EventBatch{App: r.app, Tier: notify.Social, Category: "c", NotificationID: "p-transient", At: time.Now(), DueAt: time.Now(),
+			Outcomes: []notify.Outcome{{User: "ada", Channel: notify.InApp, Stage: wire.StageDelivered}}}.Message(ctx, keys, name)
+		if err != nil || !ok {
+			t.Fatal(ok, err)
+		}
+		r.produce(m)
+		eventually(t, 10*time.Second, func() error {
+			if n := retries() - before; n < 2 {
+				return fmt.Errorf("exporter retried %v times", n)
+			}
+			return nil
+		})
+		if _, err := r.pg.Exec(ctx, `ALTER TABLE analytics_events_away RENAME TO analytics_events`); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 15*time.Second, func() error {
+			var n int
+			if err := r.pg.QueryRow(ctx, `SELECT count(*) FROM analytics_events WHERE event_key LIKE 'p-transient|%'`).Scan(&n); err != nil || n != 1 {
+				return fmt.Errorf("%d rows (%v)", n, err)
+			}
+			return nil
+		})
+		if n := len(r.letters(deadletter.StageExport)); n != letters {
+			t.Fatalf("a transient failure that cleared was dead-lettered: %d letters, had %d", n, letters)
+		}
+	})
+
 	t.Run("erased records are dropped, not dead-lettered", func(t *testing.T) {
 		if code, b := r.call("PUT", "/v1/users/eve", map[string]any{"email": "eve@example.org"}, r.app); code != 201 {
 			t.Fatalf("put user: %d %v", code, b)

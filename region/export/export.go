@@ -190,6 +190,7 @@ func (e *Exporter) storeRecord(ctx context.Context, value []byte) (int, error) {
 		eventsStored.WithLabelValues(e.region, "duplicate").Add(float64(int64(len(rs)) - n))
 		return nil
 	}, func(err error, wait time.Duration) {
+		eventsStored.WithLabelValues(e.region, "retry").Inc()
 		e.log.Warn("storing delivery events failed; retrying", "err", err, "backoff", wait)
 	})
 }
