@@ -25,10 +25,15 @@ import (
 
 // Config is a region process's configuration.
 type Config struct {
-	Name         string   `yaml:"name" env:"HERALD_REGION_NAME"`
-	Jurisdiction string   `yaml:"jurisdiction" env:"HERALD_REGION_JURISDICTION"`
-	Listen       string   `yaml:"listen" env:"HERALD_REGION_LISTEN"`
-	Roles        []string `yaml:"roles" env:"HERALD_REGION_ROLES"`
+	Name         string `yaml:"name" env:"HERALD_REGION_NAME"`
+	Jurisdiction string `yaml:"jurisdiction" env:"HERALD_REGION_JURISDICTION"`
+	Listen       string `yaml:"listen" env:"HERALD_REGION_LISTEN"`
+	// RequestTimeout is the deadline of every API request but the event stream: what is not
+	// done by then (a produce Kafka has not acknowledged, a store that does not answer) is a 503
+	// with Retry-After. Keep it below the gateway's request_timeout, so the region's own answer
+	// reaches the gateway in time.
+	RequestTimeout time.Duration `yaml:"request_timeout" env:"HERALD_REGION_REQUEST_TIMEOUT"`
+	Roles          []string      `yaml:"roles" env:"HERALD_REGION_ROLES"`
 	// TopicPartitions is the partition count of each topic the region creates.
 	TopicPartitions int `yaml:"topic_partitions"`
 	// Replication is the replication factor of the region's Kafka topics.
@@ -87,6 +92,7 @@ func (t TLSConfig) Server() pki.ServerConfig {
 func DefaultConfig(discoveryDir string) Config {
 	return Config{
 		Listen:          "127.0.0.1:8101",
+		RequestTimeout:  4 * time.Second,
 		PolicyKey:       residency.DefaultKey,
 		Roles:           AllRoles(),
 		TopicPartitions: 4,
@@ -143,6 +149,9 @@ func (c *Config) Validate() error {
 	}
 	if err := config.HostPort("listen", c.Listen); err != nil {
 		return err
+	}
+	if c.RequestTimeout < 100*time.Millisecond || c.RequestTimeout > time.Minute {
+		return config.Errorf("request_timeout", c.RequestTimeout.String(), "must be 100ms-1m")
 	}
 	if len(c.Roles) == 0 {
 		return config.Errorf("roles", "", "must name at least one of %s", strings.Join(KnownRoles(), ","))

@@ -3,6 +3,7 @@ package region
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/herald-notify/herald/platform/testenv"
 )
@@ -38,6 +39,8 @@ func TestConfigValidateNamesTheBadKey(t *testing.T) {
 		{"bad region name", func(c *Config) { c.Name = "Europe" }, "name"},
 		{"bad jurisdiction", func(c *Config) { c.Jurisdiction = "eu" }, "jurisdiction"},
 		{"bad listen", func(c *Config) { c.Listen = "8101" }, "listen"},
+		{"no request deadline", func(c *Config) { c.RequestTimeout = 0 }, "request_timeout"},
+		{"request deadline over a minute", func(c *Config) { c.RequestTimeout = 2 * time.Minute }, "request_timeout"},
 		{"no policy key", func(c *Config) { c.PolicyKey = "" }, "policy_key"},
 		{"unknown role", func(c *Config) { c.Roles = []string{"api", "coffee"} }, "roles"},
 		{"no roles", func(c *Config) { c.Roles = nil }, "roles"},

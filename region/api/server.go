@@ -16,7 +16,6 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
@@ -40,10 +39,16 @@ import (
 // AppHeader carries the caller's app id from the gateway.
 const AppHeader = "X-Herald-App"
 
-var acceptedTotal = promauto.NewCounterVec(prometheus.CounterOpts{
-	Name: "herald_api_accepted_total",
-	Help: "Notifications accepted (durably on Kafka), by tier.",
-}, []string{"region", "tier"})
+var (
+	acceptedTotal = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "herald_api_accepted_total",
+		Help: "Notifications accepted (durably on Kafka), by tier.",
+	}, []string{"region", "tier"})
+	idempotentReplays = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "herald_api_idempotent_replays_total",
+		Help: "Events produced again for a request that found its idempotency key pending with no proof the first produce was acknowledged.",
+	}, []string{"region"})
+)
 
 // Producer hands records durably to Kafka.
 type Producer interface {
@@ -86,6 +91,10 @@ type Server struct {
 	Unsubscribe *unsubscribe.Keyring
 	Logger      *slog.Logger
 	Now         func() time.Time
+	// RequestTimeout bounds every request but the event stream: its context ends then, so a
+	// store or Kafka that does not answer in time turns into a 503 with Retry-After, never a
+	// hang. Zero means no deadline.
+	RequestTimeout time.Duration
 }
 
 // Register mounts the API's routes on r.
@@ -93,7 +102,7 @@ func (s *Server) Register(r gin.IRouter) {
 	if s.Now == nil {
 		s.Now = time.Now
 	}
-	v1 := r.Group("/v1", otelgin.Middleware("herald-region-"+s.Region), s.authenticate)
+	v1 := r.Group("/v1", otelgin.Middleware("herald-region-"+s.Region), s.deadline, s.authenticate)
 	v1.POST("/notifications", s.send)
 	v1.GET("/notifications/:id/status", s.status)
 	v1.PUT("/templates/:id", s.putTemplate)
@@ -117,10 +126,24 @@ func (s *Server) Register(r gin.IRouter) {
 	v1.GET("/users/:user_id/notifications/:notification_id", s.getInboxItem)
 	v1.PATCH("/notifications/:id/read", s.markRead)
 	v1.POST("/notifications/read-all", s.readAll)
-	r.POST("/internal/v1/audit", otelgin.Middleware("herald-region-"+s.Region), s.authenticateInternal, s.appendAudit)
+	r.POST("/internal/v1/audit", otelgin.Middleware("herald-region-"+s.Region), s.deadline, s.authenticateInternal, s.appendAudit)
 	// One-click unsubscribe: the app and the user are in the token, not in a header.
-	r.GET("/v1/unsubscribe/:token", otelgin.Middleware("herald-region-"+s.Region), s.authenticateInternal, s.unsubscribeInfo)
-	r.POST("/v1/unsubscribe/:token", otelgin.Middleware("herald-region-"+s.Region), s.authenticateInternal, s.oneClickUnsubscribe)
+	r.GET("/v1/unsubscribe/:token", otelgin.Middleware("herald-region-"+s.Region), s.deadline, s.authenticateInternal, s.unsubscribeInfo)
+	r.POST("/v1/unsubscribe/:token", otelgin.Middleware("herald-region-"+s.Region), s.deadline, s.authenticateInternal, s.oneClickUnsubscribe)
+}
+
+// StreamRoute is the one route without a deadline: an event stream stays open for hours.
+const StreamRoute = "/v1/users/:user_id/notifications/stream"
+
+// deadline gives the request's context the API's deadline (RequestTimeout).
+func (s *Server) deadline(c *gin.Context) {
+	if s.RequestTimeout <= 0 || c.FullPath() == StreamRoute {
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.Request.Context(), s.RequestTimeout)
+	defer cancel()
+	c.Request = c.Request.WithContext(ctx)
+	c.Next()
 }
 
 func (s *Server) authenticate(c *gin.Context) {
@@ -253,33 +276,79 @@ func (s *Server) produceFailed(c *gin.Context, err error) {
 	unavailable(c, "the notification could not be made durable; it was not accepted, retry")
 }
 
-// sendOnce claims the idempotency key and produces in one transaction: the claim is committed
-// only if Kafka took the event, so a failed send leaves the key free for the retry. It returns
-// the original notification id when the key was used in the last 24 hours.
+// sendOnce accepts e under its idempotency key, so that the key's claim and the accepted event
+// never disagree. The key is claimed first, durably, as pending and with the record to produce;
+// then the record is produced; then the claim is marked done. A failure before the produce leaves
+// nothing accepted; a produce that fails or times out, or a mark that fails, leaves the claim
+// pending: the request that finds it settles it (the same event, on Kafka at least once) and
+// answers the original id. It returns the original notification id when the key was used in the
+// last 24 hours.
 func (s *Server) sendOnce(ctx context.Context, e notify.Event, msg kafka.Message) (original string, err error) {
-	err = pgx.BeginFunc(ctx, s.DB, func(tx pgx.Tx) error {
-		var existing string
-		var created time.Time
-		err := tx.QueryRow(ctx, `INSERT INTO idempotency_keys (app_id, idempotency_key, notification_id) VALUES ($1, $2, $3)
-			ON CONFLICT (app_id, idempotency_key) DO UPDATE SET app_id = idempotency_keys.app_id
-			RETURNING notification_id, created_at`, e.AppID, e.IdempotencyKey, e.ID).Scan(&existing, &created)
-		if err != nil {
+	var (
+		held    string
+		pending kafka.Message
+		value   []byte
+	)
+	err = s.DB.QueryRow(ctx, `INSERT INTO idempotency_keys (app_id, idempotency_key, notification_id, pending_topic, pending_key, pending_value)
+		VALUES ($1, $2, $3, $4, $5, $6)
+		ON CONFLICT (app_id, idempotency_key) DO UPDATE SET
+			notification_id = CASE WHEN idempotency_keys.created_at < now() - interval '24 hours' THEN EXCLUDED.notification_id ELSE idempotency_keys.notification_id END,
+			pending_topic = CASE WHEN idempotency_keys.created_at < now() - interval '24 hours' THEN EXCLUDED.pending_topic ELSE idempotency_keys.pending_topic END,
+			pending_key = CASE WHEN idempotency_keys.created_at < now() - interval '24 hours' THEN EXCLUDED.pending_key ELSE idempotency_keys.pending_key END,
+			pending_value = CASE WHEN idempotency_keys.created_at < now() - interval '24 hours' THEN EXCLUDED.pending_value ELSE idempotency_keys.pending_value END,
+			created_at = CASE WHEN idempotency_keys.created_at < now() - interval '24 hours' THEN now() ELSE idempotency_keys.created_at END
+		RETURNING notification_id, coalesce(pending_topic, ''), coalesce(pending_key, ''), pending_value`,
+		e.AppID, e.IdempotencyKey, e.ID, msg.Topic, msg.Key, msg.Value).Scan(&held, &pending.Topic, &pending.Key, &value)
+	if err != nil {
+		return "", fmt.Errorf("claiming idempotency key: %w", err)
+	}
+	if held != e.ID {
+		if value != nil {
+			pending.Value = value
+			if err := s.settle(ctx, e.AppID, e.IdempotencyKey, held, pending); err != nil {
+				return "", err
+			}
+		}
+		return held, nil
+	}
+	if err := s.Producer.Send(ctx, msg); err != nil {
+		return "", err // the claim stays pending: a retry with the key settles it
+	}
+	s.markDone(ctx, e.AppID, e.IdempotencyKey, e.ID)
+	return "", nil
+}
+
+// settle makes sure the event of a pending claim is on Kafka, then marks the claim done. The
+// notification's row in the delivery log is written only after Kafka acknowledged the event (by
+// this API, or by fan-out once it consumed it), so finding it is proof enough; otherwise the
+// first request's produce failed, timed out or is still under way, and the same record is
+// produced again: at worst the event is twice on its topic under one id, which fan-out's dedup
+// keys deliver once.
+func (s *Server) settle(ctx context.Context, app, key, id string, pending kafka.Message) error {
+	switch _, err := s.Log.Get(ctx, id); {
+	case err == nil:
+	case errors.Is(err, deliverylog.ErrNotFound):
+		if err := s.Producer.Send(ctx, pending); err != nil {
 			return err
 		}
-		if existing != e.ID {
-			if time.Since(created) < 24*time.Hour {
-				original = existing
-				return nil
-			}
-			// Older than the window: the key is free again.
-			if _, err := tx.Exec(ctx, `UPDATE idempotency_keys SET notification_id = $3, created_at = now() WHERE app_id = $1 AND idempotency_key = $2`,
-				e.AppID, e.IdempotencyKey, e.ID); err != nil {
-				return err
-			}
-		}
-		return s.Producer.Send(ctx, msg)
-	})
-	return original, err
+		idempotentReplays.WithLabelValues(s.Region).Inc()
+	default:
+		return fmt.Errorf("checking whether notification %s was accepted: %w", id, err)
+	}
+	s.markDone(ctx, app, key, id)
+	return nil
+}
+
+// markDone records that the claim's event is on Kafka. It runs after the acknowledgement, so
+// the request's deadline does not cut it short; a failure only leaves the claim pending, which
+// the next request with the key settles.
+func (s *Server) markDone(ctx context.Context, app, key, id string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	if _, err := s.DB.Exec(ctx, `UPDATE idempotency_keys SET pending_topic = NULL, pending_key = NULL, pending_value = NULL
+		WHERE app_id = $1 AND idempotency_key = $2 AND notification_id = $3`, app, key, id); err != nil {
+		s.Logger.Warn("idempotency claim left pending; the next request with its key settles it", "notification", id, "err", err)
+	}
 }
 
 func newID() string {
