@@ -32,6 +32,11 @@ type Config struct {
 	RegionToken string `yaml:"region_token" env:"HERALD_GATEWAY_REGION_TOKEN"`
 	// RegionTLS is how the gateway calls regions: HTTPS (TLS 1.3) with a client certificate.
 	RegionTLS RegionTLSConfig `yaml:"region_tls"`
+	// RequestTimeout is the deadline of every API request but the event stream: a client gets
+	// its answer by then, a 503 deadline_exceeded with Retry-After when a region (or a store)
+	// did not answer in time. Keep it above the regions' request_timeout, so their own answer
+	// arrives first.
+	RequestTimeout time.Duration `yaml:"request_timeout" env:"HERALD_GATEWAY_REQUEST_TIMEOUT"`
 
 	Directory DirectoryConfig `yaml:"directory"`
 	Health    HealthConfig    `yaml:"health"`
@@ -101,6 +106,8 @@ func DefaultConfig(discoveryDir string) Config {
 	return Config{
 		Listen:    "127.0.0.1:8080",
 		PolicyKey: "herald/residency/policy",
+		// Regions: 4 s; the gateway's own steps before and after a region's answer fit in the rest.
+		RequestTimeout: 5 * time.Second,
 		Directory: DirectoryConfig{CacheSize: 100_000, CacheTTL: time.Minute},
 		Health:    HealthConfig{Interval: time.Second, Timeout: 800 * time.Millisecond},
 		RateLimit: RateLimitConfig{PerMinute: 1000},
@@ -118,6 +125,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Jurisdiction == "" || strings.ToUpper(c.Jurisdiction) != c.Jurisdiction {
 		return config.Errorf("jurisdiction", c.Jurisdiction, "must be the code of the jurisdiction this gateway runs in, like EU")
+	}
+	if c.RequestTimeout < 100*time.Millisecond || c.RequestTimeout > time.Minute {
+		return config.Errorf("request_timeout", c.RequestTimeout.String(), "must be 100ms-1m")
 	}
 	if err := config.Required("policy_key", c.PolicyKey); err != nil {
 		return err

@@ -121,7 +121,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 	keyStore := apikey.NewStore(pool)
 	audit := newAuditShipper(regions, client, c.RegionToken, log)
 	srv := &Server{
-		Jurisdiction: c.Jurisdiction, PublicURL: publicURL, RegionToken: c.RegionToken, DefaultLimit: c.RateLimit.PerMinute,
+		Jurisdiction: c.Jurisdiction, PublicURL: publicURL, RegionToken: c.RegionToken, DefaultLimit: c.RateLimit.PerMinute, RequestTimeout: c.RequestTimeout,
 		Keys: newKeyCache(keyStore, keyCacheTTL), TokenSecrets: newSecretCache(keyStore, keyCacheTTL), Directory: directory.New(pool, secret, c.Directory.CacheSize, c.Directory.CacheTTL),
 		Policy: policy, Regions: regions, Limiter: &limiter{rdb: rdb, prefix: c.Redis.Prefix},
 		Sends: &sendStore{db: pool}, Audit: audit, Health: h, Client: client, Log: log,

@@ -199,6 +199,20 @@ func (s *Server) send(c *gin.Context) {
 			s.Log.Error("recording a send", "err", err, "request_id", reqID(c))
 		}
 	}
+	if len(failed) > 0 && len(parts) == 0 {
+		// Nothing was accepted anywhere: the answer says why, and the client retries as is.
+		switch {
+		case timedOut(c):
+			unavailable(c, "deadline_exceeded", fmt.Sprintf("regions %v did not answer within the gateway's deadline; retry with the same idempotency_key", failed))
+		case len(answers) == 1 && answers[0].err == nil && answers[0].status == http.StatusServiceUnavailable:
+			// The region's own 503 (unavailable, deadline_exceeded) with its reason.
+			c.Header("Retry-After", "2")
+			c.Data(answers[0].status, "application/json", answers[0].raw)
+		default:
+			unavailable(c, "region_unavailable", fmt.Sprintf("regions %v did not take the send; nothing was accepted, retry", failed))
+		}
+		return
+	}
 	if len(failed) > 0 {
 		c.Header("Retry-After", "2")
 		c.JSON(http.StatusServiceUnavailable, gin.H{
