@@ -108,13 +108,13 @@ func DefaultConfig(discoveryDir string) Config {
 		PolicyKey: "herald/residency/policy",
 		// Regions: 4 s; the gateway's own steps before and after a region's answer fit in the rest.
 		RequestTimeout: 5 * time.Second,
-		Directory: DirectoryConfig{CacheSize: 100_000, CacheTTL: time.Minute},
-		Health:    HealthConfig{Interval: time.Second, Timeout: 800 * time.Millisecond},
-		RateLimit: RateLimitConfig{PerMinute: 1000},
-		Postgres:  pg,
-		Redis:     rd,
-		Discovery: discovery.Defaults(discoveryDir),
-		Telemetry: telemetry.Defaults(),
+		Directory:      DirectoryConfig{CacheSize: 100_000, CacheTTL: time.Minute},
+		Health:         HealthConfig{Interval: time.Second, Timeout: 800 * time.Millisecond},
+		RateLimit:      RateLimitConfig{PerMinute: 1000},
+		Postgres:       pg,
+		Redis:          rd,
+		Discovery:      discovery.Defaults(discoveryDir),
+		Telemetry:      telemetry.Defaults(),
 	}
 }
 

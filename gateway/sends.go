@@ -122,9 +122,10 @@ func (s *Server) send(c *gin.Context) {
 	// any other region accepted anything.
 	parts := make([]part, 0, len(regions))
 	type answer struct {
-		status int
-		raw    []byte
-		err    error
+		status     int
+		raw        []byte
+		retryAfter string
+		err        error
 	}
 	do := func(region string) answer {
 		resp, err := s.call(c.Request.Context(), c, region, http.MethodPost, "/v1/notifications", "", bodyFor(region))
@@ -133,11 +134,14 @@ func (s *Server) send(c *gin.Context) {
 		}
 		defer resp.Body.Close()
 		raw, _ := io.ReadAll(resp.Body)
-		return answer{status: resp.StatusCode, raw: raw}
+		return answer{status: resp.StatusCode, raw: raw, retryAfter: resp.Header.Get("Retry-After")}
 	}
 	answers := make([]answer, len(regions))
 	answers[0] = do(regions[0])
 	if a := answers[0]; a.err == nil && a.status != http.StatusAccepted && a.status != http.StatusConflict && !notResident(a.status, a.raw) {
+		if a.retryAfter != "" {
+			c.Header("Retry-After", a.retryAfter) // a region's 503 (unavailable, deadline_exceeded)
+		}
 		c.Data(a.status, "application/json", a.raw)
 		return
 	}

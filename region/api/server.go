@@ -273,7 +273,11 @@ func (s *Server) send(c *gin.Context) {
 
 func (s *Server) produceFailed(c *gin.Context, err error) {
 	s.Logger.Error("notification not accepted", "err", err)
-	unavailable(c, "the notification could not be made durable; it was not accepted, retry")
+	if !errors.Is(err, kafka.ErrUnavailable) {
+		unavailable(c, "the idempotency key could not be claimed in time; retry with the same idempotency_key")
+		return
+	}
+	unavailable(c, "Kafka did not acknowledge the notification; retry (with the same idempotency_key, a send that reached Kafka after all answers its original notification_id)")
 }
 
 // sendOnce accepts e under its idempotency key, so that the key's claim and the accepted event
