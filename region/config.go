@@ -33,7 +33,11 @@ type Config struct {
 	// with Retry-After. Keep it below the gateway's request_timeout, so the region's own answer
 	// reaches the gateway in time.
 	RequestTimeout time.Duration `yaml:"request_timeout" env:"HERALD_REGION_REQUEST_TIMEOUT"`
-	Roles          []string      `yaml:"roles" env:"HERALD_REGION_ROLES"`
+	// ConsumerLagInterval is how often a process with a consumer role (fanout, dispatch,
+	// exporter) reads the lag of every consumer group of the region from the broker
+	// (herald_kafka_consumer_group_lag; region/lagwatch).
+	ConsumerLagInterval time.Duration `yaml:"consumer_lag_interval"`
+	Roles               []string      `yaml:"roles" env:"HERALD_REGION_ROLES"`
 	// TopicPartitions is the partition count of each topic the region creates.
 	TopicPartitions int `yaml:"topic_partitions"`
 	// Replication is the replication factor of the region's Kafka topics.
@@ -91,25 +95,26 @@ func (t TLSConfig) Server() pki.ServerConfig {
 // DefaultConfig returns the defaults for a local region; discoveryDir is the file backend's root.
 func DefaultConfig(discoveryDir string) Config {
 	return Config{
-		Listen:          "127.0.0.1:8101",
-		RequestTimeout:  4 * time.Second,
-		PolicyKey:       residency.DefaultKey,
-		Roles:           AllRoles(),
-		TopicPartitions: 4,
-		Replication:     1,
-		LogTTL:          90 * 24 * time.Hour,
-		DedupTTL:        24 * time.Hour,
-		GCPercent:       200,
-		Fanout:          DefaultFanoutConfig(),
-		Scheduler:       SchedulerConfig{Interval: 500 * time.Millisecond, Batch: 500},
-		Dispatch:        dispatch.DefaultConfig(),
-		Export:          export.DefaultConfig(),
-		Kafka:           kafka.Defaults(),
-		Cassandra:       cassandra.Defaults(),
-		Postgres:        postgres.Defaults(),
-		Redis:           redis.Defaults(),
-		Discovery:       discovery.Defaults(discoveryDir),
-		Telemetry:       telemetry.Defaults(),
+		Listen:              "127.0.0.1:8101",
+		RequestTimeout:      4 * time.Second,
+		ConsumerLagInterval: 15 * time.Second,
+		PolicyKey:           residency.DefaultKey,
+		Roles:               AllRoles(),
+		TopicPartitions:     4,
+		Replication:         1,
+		LogTTL:              90 * 24 * time.Hour,
+		DedupTTL:            24 * time.Hour,
+		GCPercent:           200,
+		Fanout:              DefaultFanoutConfig(),
+		Scheduler:           SchedulerConfig{Interval: 500 * time.Millisecond, Batch: 500},
+		Dispatch:            dispatch.DefaultConfig(),
+		Export:              export.DefaultConfig(),
+		Kafka:               kafka.Defaults(),
+		Cassandra:           cassandra.Defaults(),
+		Postgres:            postgres.Defaults(),
+		Redis:               redis.Defaults(),
+		Discovery:           discovery.Defaults(discoveryDir),
+		Telemetry:           telemetry.Defaults(),
 	}
 }
 
@@ -152,6 +157,9 @@ func (c *Config) Validate() error {
 	}
 	if c.RequestTimeout < 100*time.Millisecond || c.RequestTimeout > time.Minute {
 		return config.Errorf("request_timeout", c.RequestTimeout.String(), "must be 100ms-1m")
+	}
+	if c.ConsumerLagInterval < time.Second || c.ConsumerLagInterval > 5*time.Minute {
+		return config.Errorf("consumer_lag_interval", c.ConsumerLagInterval.String(), "must be 1s-5m")
 	}
 	if len(c.Roles) == 0 {
 		return config.Errorf("roles", "", "must name at least one of %s", strings.Join(KnownRoles(), ","))

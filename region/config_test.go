@@ -41,6 +41,7 @@ func TestConfigValidateNamesTheBadKey(t *testing.T) {
 		{"bad listen", func(c *Config) { c.Listen = "8101" }, "listen"},
 		{"no request deadline", func(c *Config) { c.RequestTimeout = 0 }, "request_timeout"},
 		{"request deadline over a minute", func(c *Config) { c.RequestTimeout = 2 * time.Minute }, "request_timeout"},
+		{"lag read too often", func(c *Config) { c.ConsumerLagInterval = 100 * time.Millisecond }, "consumer_lag_interval"},
 		{"no policy key", func(c *Config) { c.PolicyKey = "" }, "policy_key"},
 		{"unknown role", func(c *Config) { c.Roles = []string{"api", "coffee"} }, "roles"},
 		{"no roles", func(c *Config) { c.Roles = nil }, "roles"},

@@ -33,6 +33,7 @@ import (
 	"github.com/herald-notify/herald/region/export"
 	"github.com/herald-notify/herald/region/fanout"
 	"github.com/herald-notify/herald/region/inbox"
+	"github.com/herald-notify/herald/region/lagwatch"
 	"github.com/herald-notify/herald/region/notify"
 	"github.com/herald-notify/herald/region/prefs"
 	"github.com/herald-notify/herald/region/profiles"
@@ -241,6 +242,10 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 			return err
 		}
 		tasks = append(tasks, lifecycle.Task{Name: "exporter", Run: ex.Run})
+	}
+	if slices.ContainsFunc(c.Roles, func(r string) bool { return r == RoleFanout || r == RoleDispatch || r == RoleExporter }) {
+		lw := &lagwatch.Watcher{Region: c.Name, Kafka: c.Kafka, Interval: c.ConsumerLagInterval, Log: log}
+		tasks = append(tasks, lifecycle.Task{Name: "consumer-lag", Run: lw.Run})
 	}
 	log.Info("region started", "addr", inst.Address, "scheme", scheme, "roles", c.Roles)
 	return lifecycle.Run(ctx, log, tasks...)

@@ -160,7 +160,6 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 			if !ok {
 				return nil
 			}
-			consumerLag.WithLabelValues(h.c.Fanout.set.Region, h.c.Tier).Set(float64(claim.HighWaterMarkOffset() - m.Offset - 1))
 			p := &pending{m: m, done: make(chan error, 1)}
 			select {
 			case window <- p:

@@ -22,10 +22,6 @@ var (
 		Name: "herald_fanout_events_total",
 		Help: "Events consumed by fan-out, by tier and result.",
 	}, []string{"region", "tier", "result"})
-	consumerLag = promauto.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "herald_fanout_consumer_lag",
-		Help: "Records behind the newest offset, per tier, summed over the partitions this process holds.",
-	}, []string{"region", "tier"})
 )
 
 var (
