@@ -81,6 +81,15 @@ func (p *Producer) results() {
 // later: the caller must treat the outcome as unknown (consumers deduplicate; the API's
 // idempotency claim covers its retries), never as "not written".
 func (p *Producer) Send(ctx context.Context, msgs ...Message) error {
+	return p.SendOrFollow(ctx, nil, msgs...)
+}
+
+// SendOrFollow is Send, and when ctx ends before every acknowledgement it follows the records
+// already handed to the producer: late is called once, on a goroutine of its own, with nil when
+// they were all acknowledged after all, or an error wrapping ErrUnavailable when one failed or
+// some were never handed over. late is not called when SendOrFollow returns nil or a record
+// failed before ctx ended.
+func (p *Producer) SendOrFollow(ctx context.Context, late func(error), msgs ...Message) error {
 	if len(msgs) == 0 {
 		return nil
 	}
@@ -95,17 +104,24 @@ func (p *Producer) Send(ctx context.Context, msgs ...Message) error {
 		select {
 		case p.p.Input() <- pm:
 		case <-ctx.Done():
-			return fmt.Errorf("%w: %d of %d records handed to the producer before: %w", ErrUnavailable, i, len(msgs), ctx.Err())
+			err := fmt.Errorf("%w: %d of %d records handed to the producer before: %w", ErrUnavailable, i, len(msgs), ctx.Err())
+			if late != nil {
+				go follow(results, i, err, late)
+			}
+			return err
 		}
 	}
 	var first error
-	for range msgs {
+	for got := 0; got < len(msgs); got++ {
 		select {
 		case err := <-results:
 			if err != nil && first == nil {
 				first = err
 			}
 		case <-ctx.Done():
+			if late != nil && first == nil {
+				go follow(results, len(msgs)-got, nil, late)
+			}
 			return fmt.Errorf("%w: not acknowledged in time: %w", ErrUnavailable, ctx.Err())
 		}
 	}
@@ -113,6 +129,16 @@ func (p *Producer) Send(ctx context.Context, msgs ...Message) error {
 		return fmt.Errorf("%w: %w", ErrUnavailable, first)
 	}
 	return nil
+}
+
+// follow waits for n more results and calls late with the outcome (failed, if given, stands).
+func follow(results <-chan error, n int, failed error, late func(error)) {
+	for range n {
+		if err := <-results; err != nil && failed == nil {
+			failed = fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+	}
+	late(failed)
 }
 
 // Close flushes what is buffered and closes the producer.

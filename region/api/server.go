@@ -44,6 +44,10 @@ var (
 		Name: "herald_api_accepted_total",
 		Help: "Notifications accepted (durably on Kafka), by tier.",
 	}, []string{"region", "tier"})
+	lateAcks = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "herald_api_late_acknowledgements_total",
+		Help: "Keyed sends answered 503 because Kafka did not acknowledge in time, acknowledged after: their claim is marked done, so the retry answers their id.",
+	}, []string{"region"})
 	idempotentReplays = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "herald_api_idempotent_replays_total",
 		Help: "Events produced again for a request that found its idempotency key pending with no proof the first produce was acknowledged.",
@@ -264,10 +268,7 @@ func (s *Server) send(c *gin.Context) {
 		}
 	}
 	acceptedTotal.WithLabelValues(s.Region, e.Tier).Inc()
-	if err := s.Log.Accepted(ctx, e); err != nil {
-		// The event is durable; fan-out records it too.
-		s.Logger.Warn("recording accepted notification", "notification", e.ID, "err", err)
-	}
+	s.recordAccepted(ctx, e)
 	c.JSON(http.StatusAccepted, gin.H{"notification_id": e.ID})
 }
 
@@ -315,11 +316,44 @@ func (s *Server) sendOnce(ctx context.Context, e notify.Event, msg kafka.Message
 		}
 		return held, nil
 	}
-	if err := s.Producer.Send(ctx, msg); err != nil {
+	// Acknowledged after the deadline: the event is accepted after all, though the client was
+	// answered 503: the claim is marked done and the notification recorded, so the retry with
+	// the key answers its id without producing it again.
+	late := func(err error) {
+		if err != nil {
+			return // the claim stays pending: a retry with the key settles it
+		}
+		lateAcks.WithLabelValues(s.Region).Inc()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		s.markDone(ctx, e.AppID, e.IdempotencyKey, e.ID)
+		s.recordAccepted(ctx, e)
+	}
+	if err := s.produce(ctx, late, msg); err != nil {
 		return "", err // the claim stays pending: a retry with the key settles it
 	}
 	s.markDone(ctx, e.AppID, e.IdempotencyKey, e.ID)
 	return "", nil
+}
+
+// produce sends msg, and when ctx ends first and the producer can follow the record to its
+// acknowledgement (kafka.Producer.SendOrFollow), calls late with the outcome.
+func (s *Server) produce(ctx context.Context, late func(error), msg kafka.Message) error {
+	if f, ok := s.Producer.(interface {
+		SendOrFollow(ctx context.Context, late func(error), msgs ...kafka.Message) error
+	}); ok {
+		return f.SendOrFollow(ctx, late, msg)
+	}
+	return s.Producer.Send(ctx, msg)
+}
+
+// recordAccepted writes the accepted notification's row in the delivery log: the row is what
+// tells a request that finds its key pending that the event was acknowledged.
+func (s *Server) recordAccepted(ctx context.Context, e notify.Event) {
+	if err := s.Log.Accepted(ctx, e); err != nil {
+		// The event is durable; fan-out records it too.
+		s.Logger.Warn("recording accepted notification", "notification", e.ID, "err", err)
+	}
 }
 
 // settle makes sure the event of a pending claim is on Kafka, then marks the claim done. The
@@ -344,10 +378,14 @@ func (s *Server) settle(ctx context.Context, app, key, id string, pending kafka.
 }
 
 // markDone records that the claim's event is on Kafka. It runs after the acknowledgement, so
-// the request's deadline does not cut it short; a failure only leaves the claim pending, which
-// the next request with the key settles.
+// a request whose deadline is about to pass still gets 200 ms for it; a failure only leaves the
+// claim pending, which the next request with the key settles.
 func (s *Server) markDone(ctx context.Context, app, key, id string) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	budget := 2 * time.Second // no deadline
+	if d, ok := ctx.Deadline(); ok {
+		budget = max(time.Until(d), 200*time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), budget)
 	defer cancel()
 	if _, err := s.DB.Exec(ctx, `UPDATE idempotency_keys SET pending_topic = NULL, pending_key = NULL, pending_value = NULL
 		WHERE app_id = $1 AND idempotency_key = $2 AND notification_id = $3`, app, key, id); err != nil {
