@@ -106,15 +106,16 @@ func DefaultConfig(discoveryDir string) Config {
 	return Config{
 		Listen:    "127.0.0.1:8080",
 		PolicyKey: "herald/residency/policy",
-		// Regions: 4 s; the gateway's own steps before and after a region's answer fit in the rest.
+		Directory: DirectoryConfig{CacheSize: 100_000, CacheTTL: time.Minute},
+		Health:    HealthConfig{Interval: time.Second, Timeout: 800 * time.Millisecond},
+		RateLimit: RateLimitConfig{PerMinute: 1000},
+		Postgres:  pg,
+		Redis:     rd,
+		Discovery: discovery.Defaults(discoveryDir),
+		Telemetry: telemetry.Defaults(),
+
+		// Regions answer within 4 s; the gateway's own steps around a region's answer fit in the rest.
 		RequestTimeout: 5 * time.Second,
-		Directory:      DirectoryConfig{CacheSize: 100_000, CacheTTL: time.Minute},
-		Health:         HealthConfig{Interval: time.Second, Timeout: 800 * time.Millisecond},
-		RateLimit:      RateLimitConfig{PerMinute: 1000},
-		Postgres:       pg,
-		Redis:          rd,
-		Discovery:      discovery.Defaults(discoveryDir),
-		Telemetry:      telemetry.Defaults(),
 	}
 }
 

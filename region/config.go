@@ -25,9 +25,10 @@ import (
 
 // Config is a region process's configuration.
 type Config struct {
-	Name         string `yaml:"name" env:"HERALD_REGION_NAME"`
-	Jurisdiction string `yaml:"jurisdiction" env:"HERALD_REGION_JURISDICTION"`
-	Listen       string `yaml:"listen" env:"HERALD_REGION_LISTEN"`
+	Name         string   `yaml:"name" env:"HERALD_REGION_NAME"`
+	Jurisdiction string   `yaml:"jurisdiction" env:"HERALD_REGION_JURISDICTION"`
+	Listen       string   `yaml:"listen" env:"HERALD_REGION_LISTEN"`
+	Roles        []string `yaml:"roles" env:"HERALD_REGION_ROLES"`
 	// RequestTimeout is the deadline of every API request but the event stream: what is not
 	// done by then (a produce Kafka has not acknowledged, a store that does not answer) is a 503
 	// with Retry-After. Keep it below the gateway's request_timeout, so the region's own answer
@@ -37,7 +38,7 @@ type Config struct {
 	// exporter) reads the lag of every consumer group of the region from the broker
 	// (herald_kafka_consumer_group_lag; region/lagwatch).
 	ConsumerLagInterval time.Duration `yaml:"consumer_lag_interval"`
-	Roles               []string      `yaml:"roles" env:"HERALD_REGION_ROLES"`
+
 	// TopicPartitions is the partition count of each topic the region creates.
 	TopicPartitions int `yaml:"topic_partitions"`
 	// Replication is the replication factor of the region's Kafka topics.
@@ -95,26 +96,27 @@ func (t TLSConfig) Server() pki.ServerConfig {
 // DefaultConfig returns the defaults for a local region; discoveryDir is the file backend's root.
 func DefaultConfig(discoveryDir string) Config {
 	return Config{
-		Listen:              "127.0.0.1:8101",
+		Listen:          "127.0.0.1:8101",
+		PolicyKey:       residency.DefaultKey,
+		Roles:           AllRoles(),
+		TopicPartitions: 4,
+		Replication:     1,
+		LogTTL:          90 * 24 * time.Hour,
+		DedupTTL:        24 * time.Hour,
+		GCPercent:       200,
+		Fanout:          DefaultFanoutConfig(),
+		Scheduler:       SchedulerConfig{Interval: 500 * time.Millisecond, Batch: 500},
+		Dispatch:        dispatch.DefaultConfig(),
+		Export:          export.DefaultConfig(),
+		Kafka:           kafka.Defaults(),
+		Cassandra:       cassandra.Defaults(),
+		Postgres:        postgres.Defaults(),
+		Redis:           redis.Defaults(),
+		Discovery:       discovery.Defaults(discoveryDir),
+		Telemetry:       telemetry.Defaults(),
+
 		RequestTimeout:      4 * time.Second,
 		ConsumerLagInterval: 15 * time.Second,
-		PolicyKey:           residency.DefaultKey,
-		Roles:               AllRoles(),
-		TopicPartitions:     4,
-		Replication:         1,
-		LogTTL:              90 * 24 * time.Hour,
-		DedupTTL:            24 * time.Hour,
-		GCPercent:           200,
-		Fanout:              DefaultFanoutConfig(),
-		Scheduler:           SchedulerConfig{Interval: 500 * time.Millisecond, Batch: 500},
-		Dispatch:            dispatch.DefaultConfig(),
-		Export:              export.DefaultConfig(),
-		Kafka:               kafka.Defaults(),
-		Cassandra:           cassandra.Defaults(),
-		Postgres:            postgres.Defaults(),
-		Redis:               redis.Defaults(),
-		Discovery:           discovery.Defaults(discoveryDir),
-		Telemetry:           telemetry.Defaults(),
 	}
 }
 
