@@ -15,6 +15,7 @@ import (
 
 	"github.com/herald-notify/herald/gateway"
 	"github.com/herald-notify/herald/platform/postgres"
+	"github.com/herald-notify/herald/platform/testenv"
 	"github.com/herald-notify/herald/region"
 	"github.com/herald-notify/herald/region/regiontest"
 )
@@ -145,5 +146,119 @@ func TestRequestsThatOutliveTheDeadlineAnswer503WithRetryAfterAndTheRetryIsAccep
 	case <-got:
 	case <-time.After(15 * time.Second):
 		t.Fatal("the stream closed at the deadline: an item sent after it did not arrive")
+	}
+}
+
+// TestSendsThroughTheGatewayWhileKafkaIsPausedAnswer503InTimeAndEveryKeyGetsOneDeliveredSend: the
+// EU regions' Kafka (a private broker) is frozen with SIGSTOP for 10 s while a client sends through
+// the gateway with idempotency keys, then resumed. Every answer during the pause is a 503 with
+// Retry-After within the gateway's deadline; after SIGCONT sends are accepted again, each key
+// retried gets one send id, and every send id answered is delivered.
+func TestSendsThroughTheGatewayWhileKafkaIsPausedAnswer503InTimeAndEveryKeyGetsOneDeliveredSend(t *testing.T) {
+	k := testenv.StartPrivateKafka(t) // never the shared broker: this test freezes it
+	w := newWorldWith(t, nil, func(i int, c *region.Config) {
+		if i < 2 { // eu1 and eu2: the EU user's region and its failover
+			c.Kafka.Brokers = k.Config.Brokers
+		}
+	})
+	de := "de-" + w.app
+	w.register(map[string]string{de: "DE"})
+	type answer struct {
+		key  string
+		code int
+		id   string
+		err  string
+		took time.Duration
+		hdr  http.Header
+	}
+	n := 0
+	send := func() answer {
+		n++
+		key := fmt.Sprintf("pause-%d", n)
+		body := map[string]any{"type": "transactional", "category": "otp", "title": "Code", "body": fmt.Sprint(n),
+			"recipients": []string{de}, "channels": []string{"in_app"}, "idempotency_key": key}
+		start := time.Now()
+		code, out, hdr := w.call(w.key, "POST", "/v1/notifications", body)
+		a := answer{key: key, code: code, took: time.Since(start), hdr: hdr}
+		a.id, _ = out["notification_id"].(string)
+		if e, ok := out["error"].(map[string]any); ok {
+			a.err, _ = e["code"].(string)
+		}
+		return a
+	}
+	if a := send(); a.code != http.StatusAccepted {
+		t.Fatalf("before the pause: %+v", a)
+	}
+	k.Pause(t)
+	var during []answer
+	for start := time.Now(); time.Since(start) < 10*time.Second; {
+		during = append(during, send())
+		time.Sleep(300 * time.Millisecond) // a client, not a flood: the rate limit stays out of it
+	}
+	k.Resume(t)
+	var worst time.Duration
+	codes := map[string]int{}
+	for _, a := range during {
+		worst = max(worst, a.took)
+		codes[fmt.Sprintf("%d %s", a.code, a.err)]++
+		if a.code != http.StatusServiceUnavailable || a.hdr.Get("Retry-After") == "" {
+			t.Errorf("during the pause: %d %s without Retry-After %q after %s", a.code, a.err, a.hdr.Get("Retry-After"), a.took)
+		}
+	}
+	t.Logf("%d sends during the pause: %v; worst latency %s (gateway deadline %s)", len(during), codes, worst, w.cfg.RequestTimeout)
+	if worst > w.cfg.RequestTimeout+500*time.Millisecond {
+		t.Fatalf("worst latency %s, over the gateway's deadline %s", worst, w.cfg.RequestTimeout)
+	}
+
+	resumed := time.Now()
+	var back answer
+	var refused []answer // every 503, during the pause and after it
+	for _, a := range during {
+		if a.code != http.StatusAccepted {
+			refused = append(refused, a)
+		}
+	}
+	for back = send(); back.code != http.StatusAccepted; back = send() {
+		refused = append(refused, back)
+		if time.Since(resumed) > 90*time.Second {
+			t.Fatalf("no send accepted within 90 s of SIGCONT: %+v", back)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Logf("first 202 %s after SIGCONT", time.Since(resumed).Round(time.Millisecond))
+
+	// The client retries every 503 with its key: one send id each, delivered.
+	ids := []string{back.id}
+	for _, a := range refused {
+		code, out, _ := w.call(w.key, "POST", "/v1/notifications", map[string]any{"type": "transactional", "category": "otp", "title": "Code",
+			"body": "retry", "recipients": []string{de}, "channels": []string{"in_app"}, "idempotency_key": a.key})
+		if code != http.StatusAccepted && code != http.StatusConflict {
+			t.Fatalf("retry of %s: %d %v", a.key, code, out)
+		}
+		code2, again, _ := w.call(w.key, "POST", "/v1/notifications", map[string]any{"type": "transactional", "category": "otp", "title": "Code",
+			"body": "retry", "recipients": []string{de}, "channels": []string{"in_app"}, "idempotency_key": a.key})
+		if code2 != http.StatusConflict || again["notification_id"] != out["notification_id"] {
+			t.Fatalf("key %s answered %v then %d %v", a.key, out["notification_id"], code2, again)
+		}
+		ids = append(ids, out["notification_id"].(string))
+	}
+	for _, id := range ids {
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			st := w.must(http.StatusOK, "GET", "/v1/notifications/"+id+"/status", nil)
+			if strings.Contains(fmt.Sprint(st), "state:delivered") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("send %s never delivered: %v", id, st)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	// One inbox item per key: no retry was accepted twice.
+	items := w.must(http.StatusOK, "GET", "/v1/users/"+de+"/notifications?limit=100", nil)
+	list, _ := items["items"].([]any)
+	if want := n; len(list) != want {
+		t.Fatalf("%d inbox items, want %d (one per key)", len(list), want)
 	}
 }
