@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -121,17 +122,34 @@ log.cleaner.dedupe.buffer.size=16777216
 		"-Dkafka.logs.dir="+filepath.Join(dir, "logs"), "-cp", cp, "kafka.Kafka", conf)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Its own process group: a signal meant for the test never reaches it, and SIGSTOP/SIGCONT
-	// reach only it.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	// reach only it. Pdeathsig: if the test process dies before its cleanup (killed, a closed
+	// output pipe), the kernel kills the broker too, rather than leave it running on the box. The
+	// signal follows the thread that started the process, so that thread stays locked to a
+	// goroutine that lives until the cleanup.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	started, stop, stopped := make(chan error, 1), make(chan struct{}), make(chan struct{})
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		defer close(stopped)
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		<-stop
+		_ = cmd.Process.Signal(syscall.SIGCONT) // a paused JVM is killed all the same, but resume it first
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	}()
+	if err := <-started; err != nil {
 		t.Fatalf("private Kafka: %v", err)
 	}
 	k := &PrivateKafka{cmd: cmd, Config: kafka.Defaults()}
 	k.Config.Brokers = []string{fmt.Sprintf("127.0.0.1:%d", port)}
 	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGCONT) // a paused JVM cannot die cleanly; SIGKILL works anyway
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
+		close(stop)
+		<-stopped
 		logf.Close()
 		if t.Failed() {
 			if b, err := os.ReadFile(logf.Name()); err == nil && len(b) > 0 {
@@ -171,8 +189,8 @@ func (k *PrivateKafka) waitReady(t testing.TB, within time.Duration) {
 	}
 	var last error
 	for ctx.Err() == nil {
-		if k.cmd.ProcessState != nil {
-			t.Fatalf("private Kafka exited: %v", k.cmd.ProcessState)
+		if k.exited() {
+			t.Fatal("private Kafka exited during its start (its log is shown below)")
 		}
 		var admin sarama.ClusterAdmin
 		if admin, last = sarama.NewClusterAdmin(k.Config.Brokers, sc); last == nil {
@@ -188,6 +206,17 @@ func (k *PrivateKafka) waitReady(t testing.TB, within time.Duration) {
 		}
 	}
 	t.Fatalf("private Kafka not ready within %s: %v", within, last)
+}
+
+// exited reports whether the broker's process has ended (a zombie until the cleanup reaps it).
+func (k *PrivateKafka) exited() bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", k.cmd.Process.Pid))
+	if err != nil {
+		return true
+	}
+	// "pid (comm) S ...": the state follows the last ')'.
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	return len(f) == 0 || f[0] == "Z"
 }
 
 func freePort(t testing.TB) int {
