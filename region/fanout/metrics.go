@@ -39,4 +39,8 @@ var (
 		Name: "herald_fanout_txn_failures_total",
 		Help: "Hand-off transactions that failed and were retried or given up at a rebalance, by tier.",
 	}, []string{"region", "tier"})
+	txnGivenUp = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "herald_fanout_txn_given_up_events_total",
+		Help: "Events whose hand-off was given up because their partition's claim ended (a rebalance, a broker outage, a stop); the partition's next consumer repeats them, by tier.",
+	}, []string{"region", "tier"})
 )
