@@ -87,7 +87,8 @@ type HealthConfig struct {
 	// Interval between two probes of every region endpoint (file backend), or two reads of the
 	// healthy set (Consul).
 	Interval time.Duration `yaml:"interval"`
-	// Timeout of one probe of /readyz.
+	// Timeout of one probe of /readyz: longer than a region's own check of its stores (2 s,
+	// platform/health), so a slow store reads as the region's 503, not as a probe given up.
 	Timeout time.Duration `yaml:"timeout"`
 }
 
@@ -107,7 +108,7 @@ func DefaultConfig(discoveryDir string) Config {
 		Listen:    "127.0.0.1:8080",
 		PolicyKey: "herald/residency/policy",
 		Directory: DirectoryConfig{CacheSize: 100_000, CacheTTL: time.Minute},
-		Health:    HealthConfig{Interval: time.Second, Timeout: 800 * time.Millisecond},
+		Health:    HealthConfig{Interval: time.Second, Timeout: 2500 * time.Millisecond},
 		RateLimit: RateLimitConfig{PerMinute: 1000},
 		Postgres:  pg,
 		Redis:     rd,
