@@ -522,3 +522,72 @@ func committedToTheEnd(kc kafka.Config, group, topic string) error {
 	}
 	return nil
 }
+
+// TestDispatchResumesWithinSecondsOfAProviderOutageEnding: with the production breaker and
+// retry schedule (5 s, 30 s, 2 min), a 20 s APNs outage under a steady stream of pushes. Retries
+// refused by the still-open breaker at the outage's end used to wait their 30 s (or 2 min)
+// level, so nothing of the outage was delivered for half a minute or more after APNs was back;
+// the breaker closing after its successful probe now releases them.
+func TestDispatchResumesWithinSecondsOfAProviderOutageEnding(t *testing.T) {
+	e := startDispatch(t, func(c *dispatch.Config) {
+		d := dispatch.DefaultConfig()
+		c.Retry, c.Breaker = d.Retry, d.Breaker
+	})
+	push := func(tag string, i int) notify.Task {
+		task := e.task(notify.Push, fmt.Sprintf("%s-%d", tag, i))
+		task.Target.Devices = []notify.Device{{DeviceID: "iphone", Platform: "ios", Token: hexToken(fmt.Sprintf("%s%d-%s", tag, i, testenv.Suffix()))}}
+		return task
+	}
+	const outage = 20 * time.Second
+	e.faults("apns", sim.Faults{OutageSeconds: outage.Seconds()})
+	outageEnd := time.Now().Add(outage)
+	var during []notify.Task
+	for i := 0; time.Now().Before(outageEnd.Add(-time.Second)); i++ {
+		task := push("o", i)
+		e.produce(task)
+		during = append(during, task)
+		time.Sleep(250 * time.Millisecond)
+	}
+	// The stream goes on after the outage (new pushes are what probe the half-open breaker).
+	stop := make(chan struct{})
+	streamDone := make(chan struct{})
+	go func() {
+		defer close(streamDone)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(250 * time.Millisecond):
+				e.produce(push("a", i))
+			}
+		}
+	}()
+	defer func() { close(stop); <-streamDone }()
+
+	const within = 15 * time.Second // the breaker's open time (10 s) plus a few seconds
+	var last time.Time
+	for _, task := range during {
+		tok := task.Target.Devices[0].Token
+		eventually(t, outage+2*time.Minute, func() error {
+			for _, r := range e.records("apns", tok) {
+				if r.ID != "" {
+					last = maxTime(last, r.ReceivedAt)
+					return nil
+				}
+			}
+			return fmt.Errorf("push %s not delivered", task.UserID)
+		})
+	}
+	t.Logf("%d pushes sent during a %s APNs outage: the last delivered %s after it ended",
+		len(during), outage, last.Sub(outageEnd).Round(100*time.Millisecond))
+	if late := last.Sub(outageEnd); late > within {
+		t.Fatalf("the last push of the outage was delivered %s after APNs was back, want within %s", late.Round(100*time.Millisecond), within)
+	}
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}

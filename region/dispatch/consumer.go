@@ -154,10 +154,23 @@ func (c *consumer) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.C
 			if prev != nil {
 				// Hold the partition until the head record is due; later records of a level
 				// are due later (same delay), so nothing behind it is held back long.
-				if wait := prev.NotBefore.Sub(c.d.now()); wait > 0 {
+				// A provider of the channel that came back since the retry was written
+				// releases it at once (see recovery).
+				for {
+					wait := prev.NotBefore.Sub(c.d.now())
+					if wait <= 0 {
+						break
+					}
+					back, next := c.d.recovered[c.channel].since(prev.At)
+					if back {
+						retriesReleased.WithLabelValues(c.d.region, c.channel).Inc()
+						break
+					}
 					t := time.NewTimer(wait)
 					select {
 					case <-t.C:
+					case <-next:
+						t.Stop()
 					case <-sctx.Done():
 						t.Stop()
 						return nil

@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -157,6 +158,49 @@ type Dispatcher struct {
 	now    func() time.Time
 	rnd    func() float64
 	sent   *sentKeys // nil without Redis
+	// recovered by channel: when one of its providers came back after an outage.
+	recovered map[string]*recovery
+}
+
+// recovery tells a channel's retry consumers that one of its providers is back: its breaker
+// closed again after a successful half-open probe. Retries written while it was failing are due
+// at once then, not at their backoff (up to minutes), so deliveries resume within seconds of a
+// provider's return. The storm stays bounded: released retries go through the channel's window
+// and rate limit like any task, each spends one of its attempts, and only a recovery (a probe
+// that succeeded) releases anything.
+type recovery struct {
+	mu   sync.Mutex
+	at   time.Time     // the latest recovery
+	next chan struct{} // closed at the next one
+}
+
+func newRecovery() *recovery { return &recovery{next: make(chan struct{})} }
+
+func (r *recovery) mark(now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.at = now
+	close(r.next)
+	r.next = make(chan struct{})
+}
+
+// since reports whether the channel recovered after t, and a channel closed at the next
+// recovery.
+func (r *recovery) since(t time.Time) (bool, <-chan struct{}) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.at.After(t), r.next
+}
+
+// channelOf is the channel a provider kind serves.
+func channelOf(kind string) string {
+	switch kind {
+	case KindAPNs, KindFCM:
+		return notify.Push
+	case KindSMTP:
+		return notify.Email
+	}
+	return notify.SMS
 }
 
 // Provider kinds.
@@ -235,14 +279,21 @@ func newDispatcher(cfg Config, region string, d Deps, provs map[string][2]Provid
 		d.Logger = slog.New(slog.DiscardHandler)
 	}
 	ds := &Dispatcher{cfg: cfg, region: region, deps: d, log: d.Logger.With("role", "dispatch"), routes: map[string]*route{}, sent: newSentKeys(d.Redis, d.RedisPrefix),
-		now: time.Now, rnd: jitterRand}
+		now: time.Now, rnd: jitterRand, recovered: map[string]*recovery{}}
+	for _, ch := range Channels {
+		ds.recovered[ch] = newRecovery()
+	}
 	for kind, pair := range provs {
 		if pair[0] == nil {
 			continue
 		}
 		limits := cfg.rateLimits()
 		guard := func(p Provider) *guarded {
-			g := newGuarded(p, cfg.Breaker, region, ds.log)
+			ch := channelOf(kind)
+			g := newGuarded(p, cfg.Breaker, region, ds.log, func() {
+				ds.log.Info("provider back: releasing the channel's held retries", "provider", p.Name(), "channel", ch)
+				ds.recovered[ch].mark(ds.now())
+			})
 			g.timeout = cfg.SendTimeout
 			g.sent = ds.sent
 			g.limit = NewRateLimiter(d.Redis, d.RedisPrefix, region, p.Name(), limits[p.Name()], ds.log)

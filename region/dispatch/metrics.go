@@ -18,6 +18,10 @@ var (
 		Name: "herald_dispatch_breaker_state",
 		Help: "Circuit breaker state per provider: 0 closed, 1 half-open, 2 open.",
 	}, []string{"region", "provider"})
+	retriesReleased = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "herald_dispatch_retries_released_total",
+		Help: "Retries sent before their backoff ended because a provider of their channel came back (its breaker closed after a successful probe), per channel.",
+	}, []string{"region", "channel"})
 	retryDepth = promauto.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "herald_dispatch_retry_depth",
 		Help: "Records waiting on a retry topic level, per channel (partitions held by this process).",
