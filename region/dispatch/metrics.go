@@ -18,6 +18,10 @@ var (
 		Name: "herald_dispatch_breaker_state",
 		Help: "Circuit breaker state per provider: 0 closed, 1 half-open, 2 open.",
 	}, []string{"region", "provider"})
+	fcmTokenRenewals = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "herald_dispatch_fcm_token_renewals_total",
+		Help: "FCM clients replaced, with a new access token, after FCM refused the token (401 UNAUTHENTICATED), per provider.",
+	}, []string{"provider"})
 	retriesReleased = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "herald_dispatch_retries_released_total",
 		Help: "Retries sent before their backoff ended because a provider of their channel came back (its breaker closed after a successful probe), per channel.",
