@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -23,14 +24,26 @@ func marker(run string, round, n int) string { return fmt.Sprintf("fz%sr%dn%dx",
 
 var markerRE = regexp.MustCompile(`fz([a-z0-9]+)r(\d+)n(\d+)x`)
 
-// sendsIn returns the send numbers of the run's round found in text.
+// notificationRE finds the region's notification id in a delivery: the push payload's
+// notification_id, the mail's Message-ID (<id.hash@host>). SMS carries none.
+var notificationRE = regexp.MustCompile(`(?:notification_id"\s*:\s*"|\\u003c|<)([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})`)
+
+func notificationIn(text []byte) string {
+	if m := notificationRE.FindSubmatch(text); m != nil {
+		return string(m[1])
+	}
+	return ""
+}
+
+// sendsIn returns the send numbers of the run's round found in text, each once: one record or
+// item is one delivery, however often its payload repeats the body.
 func sendsIn(text []byte, run string, round int) []int {
 	var out []int
 	for _, m := range markerRE.FindAllSubmatch(text, -1) {
 		if string(m[1]) != run || string(m[2]) != strconv.Itoa(round) {
 			continue
 		}
-		if n, err := strconv.Atoi(string(m[3])); err == nil {
+		if n, err := strconv.Atoi(string(m[3])); err == nil && !slices.Contains(out, n) {
 			out = append(out, n)
 		}
 	}
@@ -167,8 +180,9 @@ func deviceToken(user, platform string) string {
 	return "fcm-" + hex.EncodeToString(s[:16])
 }
 
-// inboxCounts reads every user's inbox and counts the items of each send of the round.
-func (c *client) inboxCounts(ctx context.Context, users []string, run string, round int) map[int]int {
+// inboxCounts reads every user's inbox and counts the items of each send of the round, noting
+// the notification ids of their items in ids.
+func (c *client) inboxCounts(ctx context.Context, users []string, run string, round int, ids *deliveryIDs) map[int]int {
 	counts := map[int]int{}
 	var mu sync.Mutex
 	sem := make(chan struct{}, 8)
@@ -196,7 +210,8 @@ func (c *client) inboxCounts(ctx context.Context, users []string, run string, ro
 				}
 				var p struct {
 					Items []struct {
-						Body string `json:"body"`
+						Body           string `json:"body"`
+						NotificationID string `json:"notification_id"`
 					} `json:"items"`
 					NextCursor *string `json:"next_cursor"`
 				}
@@ -209,6 +224,7 @@ func (c *client) inboxCounts(ctx context.Context, users []string, run string, ro
 				for _, it := range p.Items {
 					for _, n := range sendsIn([]byte(it.Body), run, round) {
 						counts[n]++
+						ids.add(n, it.NotificationID)
 					}
 				}
 				mu.Unlock()
@@ -238,12 +254,13 @@ type recordPoller struct {
 	after   map[string]uint64
 	count   map[int]int
 	first   map[int]time.Time
+	ids     *deliveryIDs
 	cancel  context.CancelFunc
 	done    chan struct{}
 }
 
 func newRecordPoller(c *client, run string, round int) *recordPoller {
-	return &recordPoller{c: c, run: run, round: round, after: map[string]uint64{}, count: map[int]int{}, first: map[int]time.Time{}}
+	return &recordPoller{c: c, run: run, round: round, after: map[string]uint64{}, count: map[int]int{}, first: map[int]time.Time{}, ids: newDeliveryIDs()}
 }
 
 // start reads the records every second until stop. Records from before the round do not carry
@@ -305,6 +322,7 @@ func (p *recordPoller) poll(ctx context.Context) {
 			}
 			for _, n := range sendsIn(r.Payload, p.run, p.round) {
 				p.count[n]++
+				p.ids.add(n, notificationIn(r.Payload))
 				if f, ok := p.first[n]; !ok || r.ReceivedAt.Before(f) {
 					p.first[n] = r.ReceivedAt
 				}
@@ -403,4 +421,32 @@ func (c *client) admin1(ctx context.Context, method, path, body string) error {
 		return fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, raw)
 	}
 	return nil
+}
+
+// deliveryIDs keeps, per send, the distinct notification ids its deliveries carried: a send
+// delivered twice under one id was repeated by the pipeline; under two ids it was accepted twice
+// (its retry was taken for a new send).
+type deliveryIDs struct {
+	mu  sync.Mutex
+	ids map[int]map[string]bool
+}
+
+func newDeliveryIDs() *deliveryIDs { return &deliveryIDs{ids: map[int]map[string]bool{}} }
+
+func (d *deliveryIDs) add(n int, id string) {
+	if id == "" {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.ids[n] == nil {
+		d.ids[n] = map[string]bool{}
+	}
+	d.ids[n][id] = true
+}
+
+func (d *deliveryIDs) distinct(n int) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.ids[n])
 }

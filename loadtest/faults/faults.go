@@ -173,6 +173,11 @@ type Result struct {
 	// DeliveredOnce, Lost and Duplicated count accepted sends: delivered exactly once, never,
 	// more than once.
 	DeliveredOnce, Lost, Duplicated int
+	// DupAcceptedTwice: duplicated sends whose deliveries carry two notification ids (a retry
+	// with the same idempotency key accepted as a new send); DupRepeated: one id delivered
+	// twice (the pipeline repeated it). SMS carries no id and is in neither.
+	DupAcceptedTwice, DupRepeated int
+	duplicatedSends               []int
 	// GaveUp: sends the client stopped retrying (never accepted); DeliveredUnaccepted: of those,
 	// delivered anyway (the region took it but the answer was lost).
 	GaveUp, DeliveredUnaccepted int
@@ -261,6 +266,7 @@ func Run(ctx context.Context, o Options, f Fault, stack Operator, round int) Res
 	defer env.sims.stop()
 
 	load := newLoad(c, o, round, users)
+	load.ctx = ctx
 	loadCtx, stopLoad := context.WithCancel(ctx)
 	loadDone := make(chan struct{})
 	go func() { defer close(loadDone); load.run(loadCtx) }()
@@ -296,7 +302,7 @@ func Run(ctx context.Context, o Options, f Fault, stack Operator, round int) Res
 	// travel the same fan-out, so by then the inbox rows are written too).
 	var inbox map[int]int
 	for {
-		inbox = c.inboxCounts(ctx, users, o.RunID, round)
+		inbox = c.inboxCounts(ctx, users, o.RunID, round, newDeliveryIDs())
 		if len(load.undelivered(env.sims.counts(), inbox, false)) == 0 || time.Now().After(drainUntil) || ctx.Err() != nil {
 			break
 		}
@@ -305,8 +311,22 @@ func Run(ctx context.Context, o Options, f Fault, stack Operator, round int) Res
 	// Late repeats (a redelivery after the drain) still count: look once more a moment later.
 	_ = sleep(ctx, 3*time.Second)
 	env.sims.poll(ctx)
-	inbox = c.inboxCounts(ctx, users, o.RunID, round)
+	inboxIDs := newDeliveryIDs()
+	inbox = c.inboxCounts(ctx, users, o.RunID, round, inboxIDs)
 	load.tally(&res, env.sims.counts(), env.sims.firsts(), inbox, injected, back)
+	for _, n := range res.duplicatedSends {
+		ids := env.sims.ids
+		if load.channelOf(n) == "in_app" {
+			ids = inboxIDs
+		}
+		switch ids.distinct(n) {
+		case 0: // SMS carries no id
+		case 1:
+			res.DupRepeated++
+		default:
+			res.DupAcceptedTwice++
+		}
+	}
 	return res
 }
 
@@ -354,6 +374,7 @@ type load struct {
 	round int
 	users []string
 
+	ctx      context.Context // the run's: a send in flight stops retrying when it ends
 	mu       sync.Mutex
 	sends    []*send
 	attempts []attempt
@@ -431,7 +452,7 @@ func (l *load) do(s *send) {
 		}
 		wait := backoff/2 + time.Duration(rand.Int64N(int64(backoff)))
 		if retryAfter > 0 {
-			wait = min(retryAfter, 5*time.Second)
+			wait = max(wait, min(retryAfter, maxBackoff))
 		}
 		if time.Now().Add(wait).After(giveUp) {
 			l.mu.Lock()
@@ -439,13 +460,31 @@ func (l *load) do(s *send) {
 			l.mu.Unlock()
 			return
 		}
-		time.Sleep(wait)
-		backoff = min(2*backoff, 5*time.Second)
+		if sleep(l.ctx, wait) != nil {
+			l.mu.Lock()
+			s.gaveUp = true
+			l.mu.Unlock()
+			return
+		}
+		backoff = min(2*backoff, maxBackoff)
 	}
 }
 
+// maxBackoff caps the client's wait between two attempts of a send: exponential from 200 ms
+// with jitter (half to one and a half times the step), at least the server's Retry-After. A
+// client population retrying every few seconds at most kept a restarted gateway's store pool
+// saturated (every request waiting for a connection until the client gave up on it), which is
+// what clients that follow the usual guidance (exponential backoff to tens of seconds) do not.
+const maxBackoff = 20 * time.Second
+
 // undelivered lists the accepted sends not delivered yet (sims: deliveries per send number at
 // the providers; inbox: in-app items per send number, nil to leave in-app sends out).
+func (l *load) channelOf(n int) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.sends[n].channel
+}
+
 func (l *load) undelivered(sims, inbox map[int]int, skipInApp bool) []*send {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -503,6 +542,7 @@ func (l *load) tally(res *Result, sims map[int]int, firsts map[int]time.Time, in
 			res.DeliveredOnce++
 		default:
 			res.Duplicated++
+			res.duplicatedSends = append(res.duplicatedSends, s.n)
 			if len(res.Examples) < 5 {
 				res.Examples = append(res.Examples, fmt.Sprintf("duplicated %dx: send %d (%s %s to %s, notification %s)", n, s.n, s.tier, s.channel, s.user, s.notificationID))
 			}
@@ -569,7 +609,7 @@ func Print(w io.Writer, results []Result) bool {
 		}
 		dup := fmt.Sprint(r.Duplicated)
 		if r.Duplicated > 0 {
-			dup += fmt.Sprintf(" (%.3f%%)", pct(r.Duplicated, r.Accepted))
+			dup += fmt.Sprintf(" (%.3f%%; accepted twice %d, repeated %d)", pct(r.Duplicated, r.Accepted), r.DupAcceptedTwice, r.DupRepeated)
 		}
 		gave := fmt.Sprint(r.GaveUp)
 		if r.DeliveredUnaccepted > 0 {
