@@ -64,7 +64,7 @@ func newClient(o Options) *client {
 }
 
 // send makes one attempt: the attempt, the status (0: no answer), Retry-After, and the
-// notification id of a 202 or 409.
+// notification id of a 202 or 409 (the regions of its parts in the attempt).
 func (c *client) send(body map[string]any) (attempt, int, time.Duration, string) {
 	raw, _ := json.Marshal(body)
 	a := attempt{start: time.Now()}
@@ -87,11 +87,17 @@ func (c *client) send(body map[string]any) (attempt, int, time.Duration, string)
 	}
 	var answer struct {
 		NotificationID string `json:"notification_id"`
-		Error          struct {
+		Parts          []struct {
+			Region string `json:"region"`
+		} `json:"parts"`
+		Error struct {
 			Code string `json:"code"`
 		} `json:"error"`
 	}
 	_ = json.Unmarshal(out, &answer)
+	for _, p := range answer.Parts {
+		a.regions = append(a.regions, p.Region)
+	}
 	switch {
 	case resp.StatusCode == http.StatusAccepted:
 		a.ok = true
@@ -152,7 +158,7 @@ func (c *client) setupUsers(ctx context.Context, o Options, round int) ([]string
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			country := []string{"DE", "US"}[i%2]
+			country := []string{"DE", "US"}[i%2] // homes: see homeRegion
 			reg := map[string]any{"country": country, "email": u + "@example.com", "phone": fmt.Sprintf("+1202%07d", (round*10000+i)%10_000_000)}
 			if err := c.do(ctx, "PUT", "/v1/users/"+u, reg); err != nil {
 				errs <- err
@@ -450,3 +456,6 @@ func (d *deliveryIDs) distinct(n int) int {
 	defer d.mu.Unlock()
 	return len(d.ids[n])
 }
+
+// homeRegion is the home region of the fault's user number i (DE: eu-west-1, US: us-east-1).
+func homeRegion(i int) string { return []string{"eu-west-1", "us-east-1"}[i%2] }

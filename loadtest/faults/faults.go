@@ -173,6 +173,10 @@ type Result struct {
 	// DeliveredOnce, Lost and Duplicated count accepted sends: delivered exactly once, never,
 	// more than once.
 	DeliveredOnce, Lost, Duplicated int
+	// LostFailover: accepted sends never delivered that the gateway had failed over to another
+	// region than their user's home (the failover's delivery is issue 19's): reported, not
+	// judged here.
+	LostFailover int
 	// DupAcceptedTwice: duplicated sends whose deliveries carry two notification ids (a retry
 	// with the same idempotency key accepted as a new send); DupRepeated: one id delivered
 	// twice (the pipeline repeated it). SMS carries no id and is in neither.
@@ -351,6 +355,7 @@ var (
 type send struct {
 	n              int
 	user, channel  string
+	home           string
 	tier           string
 	first          time.Time
 	accepted       bool
@@ -358,6 +363,9 @@ type send struct {
 	gaveUp         bool
 	refused        bool
 	notificationID string
+	// failedOver: a part of the accepted send went to a region other than its user's home (the
+	// gateway failed the user over).
+	failedOver bool
 }
 
 // attempt is one HTTP request of a send.
@@ -366,6 +374,7 @@ type attempt struct {
 	latency time.Duration
 	ok      bool // 202 or 409
 	timeout bool
+	regions []string // of the accepted send's parts
 }
 
 type load struct {
@@ -410,7 +419,7 @@ func (l *load) run(ctx context.Context) {
 			l.mu.Unlock()
 			break
 		}
-		s := &send{n: n, user: l.users[n%len(l.users)], channel: channels[n%len(channels)], tier: tiers[(n/len(channels))%len(tiers)], first: time.Now()}
+		s := &send{n: n, user: l.users[n%len(l.users)], home: homeRegion(n % len(l.users)), channel: channels[n%len(channels)], tier: tiers[(n/len(channels))%len(tiers)], first: time.Now()}
 		l.sends = append(l.sends, s)
 		l.mu.Unlock()
 		wg.Add(1)
@@ -443,6 +452,7 @@ func (l *load) do(s *send) {
 		switch {
 		case a.ok:
 			s.accepted, s.acceptedAt, s.notificationID = true, a.start.Add(a.latency), id
+			s.failedOver = slices.ContainsFunc(a.regions, func(r string) bool { return r != s.home })
 		case code >= 400 && code < 500 && code != 429 && code != 408:
 			s.refused = true
 		}
@@ -533,6 +543,11 @@ func (l *load) tally(res *Result, sims map[int]int, firsts map[int]time.Time, in
 		}
 		res.Accepted++
 		switch {
+		case n == 0 && s.failedOver:
+			res.LostFailover++
+			if len(res.Examples) < 8 {
+				res.Examples = append(res.Examples, fmt.Sprintf("lost in failover: send %d (%s %s to %s, home %s, notification %s)", s.n, s.tier, s.channel, s.user, s.home, s.notificationID))
+			}
 		case n == 0:
 			res.Lost++
 			if len(res.Examples) < 5 {
@@ -618,8 +633,12 @@ func Print(w io.Writer, results []Result) bool {
 		if r.Refused > 0 {
 			gave += fmt.Sprintf(", %d refused", r.Refused)
 		}
-		fmt.Fprintf(w, "| %s | %d | %d | %d | %d | %s | %d | %s | %s | %d | %s | %s | %s | %s |\n",
-			r.Fault, r.Sent, r.Accepted, r.DeliveredOnce, r.Lost, dup, r.APIErrors, gave, secs(r.Worst), r.PastDeadline,
+		lost := fmt.Sprint(r.Lost)
+		if r.LostFailover > 0 {
+			lost += fmt.Sprintf(" (+%d failed over)", r.LostFailover)
+		}
+		fmt.Fprintf(w, "| %s | %d | %d | %d | %s | %s | %d | %s | %s | %d | %s | %s | %s | %s |\n",
+			r.Fault, r.Sent, r.Accepted, r.DeliveredOnce, lost, dup, r.APIErrors, gave, secs(r.Worst), r.PastDeadline,
 			secs(r.DownFor), recov(r.Flowing), recov(r.Drained), verdict)
 	}
 	for _, r := range results {
