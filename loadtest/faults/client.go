@@ -459,3 +459,39 @@ func (d *deliveryIDs) distinct(n int) int {
 
 // homeRegion is the home region of the fault's user number i (DE: eu-west-1, US: us-east-1).
 func homeRegion(i int) string { return []string{"eu-west-1", "us-east-1"}[i%2] }
+
+// deliveredBefore reports whether the status of send id records a provider's acceptance from
+// before t.
+func (c *client) deliveredBefore(ctx context.Context, id string, t time.Time) bool {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/v1/notifications/"+url.PathEscape(id)+"/status", nil)
+	if err != nil {
+		return false
+	}
+	req.Header.Set("Authorization", "Bearer "+c.key)
+	resp, err := c.admin.Do(req)
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	var st struct {
+		Parts []struct {
+			Status struct {
+				Attempts []struct {
+					At      time.Time `json:"at"`
+					Outcome string    `json:"outcome"`
+				} `json:"attempts"`
+			} `json:"status"`
+		} `json:"parts"`
+	}
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&st) != nil {
+		return false
+	}
+	for _, p := range st.Parts {
+		for _, a := range p.Status.Attempts {
+			if a.Outcome == "delivered" && a.At.Before(t) {
+				return true
+			}
+		}
+	}
+	return false
+}
