@@ -36,7 +36,7 @@ func (c Config) Topics() []kafka.Topic {
 	}
 	// The delivery events the exporter consumes (docs/analytics.md); they never leave the region.
 	out = append(out, kafka.Topic{Name: notify.EventsTopic(c.Name), Partitions: p})
-	// The stages' dead-letter topics (docs/reliability-poison.md): few records, kept long.
+	// The stages' dead-letter topics (docs/reliability.md): few records, kept long.
 	out = append(out, deadletter.Topics(c.Name, DeadLetterStages(), p)...)
 	return append(out, dispatch.Topics(c.Name, p)...)
 }

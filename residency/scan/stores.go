@@ -237,7 +237,7 @@ type kafkaRecord struct {
 }
 
 // deadLetter is a record of a stage's dead-letter topic, <region>.dlq.<stage>
-// (docs/reliability-poison.md): it carries the original record, sealed as it was, in value.
+// (docs/reliability.md): it carries the original record, sealed as it was, in value.
 type deadLetter struct {
 	Stage  string `json:"stage"`
 	Origin *struct {
