@@ -26,10 +26,12 @@ type Policy struct {
 	MaxBackoff     time.Duration `yaml:"max_backoff"`
 }
 
-// DefaultPolicy retries a record for up to 10 minutes (at most 100 attempts), backing off from
-// 100ms to 30s.
+// DefaultPolicy retries a record for up to 10 minutes (at most 300 attempts), backing off from
+// 100ms to 5s: a stage notices a store's return within seconds (the fault suite's Cassandra
+// restart took 33.6 s to drain its backlog with waits of up to 30 s), and 10 minutes of 5 s
+// waits stay far below what a store can answer.
 func DefaultPolicy() Policy {
-	return Policy{MaxAttempts: 100, MaxElapsed: 10 * time.Minute, InitialBackoff: 100 * time.Millisecond, MaxBackoff: 30 * time.Second}
+	return Policy{MaxAttempts: 300, MaxElapsed: 10 * time.Minute, InitialBackoff: 100 * time.Millisecond, MaxBackoff: 5 * time.Second}
 }
 
 // WithDefaults returns p with its zero fields set to DefaultPolicy's.
