@@ -32,6 +32,11 @@ type Config struct {
 	RegionToken string `yaml:"region_token" env:"HERALD_GATEWAY_REGION_TOKEN"`
 	// RegionTLS is how the gateway calls regions: HTTPS (TLS 1.3) with a client certificate.
 	RegionTLS RegionTLSConfig `yaml:"region_tls"`
+	// RequestTimeout is the deadline of every API request but the event stream: a client gets
+	// its answer by then, a 503 deadline_exceeded with Retry-After when a region (or a store)
+	// did not answer in time. Keep it above the regions' request_timeout, so their own answer
+	// arrives first.
+	RequestTimeout time.Duration `yaml:"request_timeout" env:"HERALD_GATEWAY_REQUEST_TIMEOUT"`
 
 	Directory DirectoryConfig `yaml:"directory"`
 	Health    HealthConfig    `yaml:"health"`
@@ -54,6 +59,12 @@ type RegionTLSConfig struct {
 	// client_ca_file holds) and its key.
 	CertFile string `yaml:"cert_file" env:"HERALD_GATEWAY_REGION_TLS_CERT_FILE"`
 	KeyFile  string `yaml:"key_file" env:"HERALD_GATEWAY_REGION_TLS_KEY_FILE"`
+	// ServerName, when set, is the name every region's certificate must carry, with {region}
+	// standing for the region of the endpoint dialled ("{region}.regions.herald.internal"):
+	// the gateway verifies a region by its name, not by the address discovery listed, which
+	// on ECS is a task's changing IP no certificate can name. Empty: the certificate must name
+	// the dialled address (the local stack's certificates name 127.0.0.1).
+	ServerName string `yaml:"server_name" env:"HERALD_GATEWAY_REGION_TLS_SERVER_NAME"`
 }
 
 // Client is the pki form of the files.
@@ -76,7 +87,8 @@ type HealthConfig struct {
 	// Interval between two probes of every region endpoint (file backend), or two reads of the
 	// healthy set (Consul).
 	Interval time.Duration `yaml:"interval"`
-	// Timeout of one probe of /readyz.
+	// Timeout of one probe of /readyz: longer than a region's own check of its stores (2 s,
+	// platform/health), so a slow store reads as the region's 503, not as a probe given up.
 	Timeout time.Duration `yaml:"timeout"`
 }
 
@@ -96,12 +108,15 @@ func DefaultConfig(discoveryDir string) Config {
 		Listen:    "127.0.0.1:8080",
 		PolicyKey: "herald/residency/policy",
 		Directory: DirectoryConfig{CacheSize: 100_000, CacheTTL: time.Minute},
-		Health:    HealthConfig{Interval: time.Second, Timeout: 800 * time.Millisecond},
+		Health:    HealthConfig{Interval: time.Second, Timeout: 2500 * time.Millisecond},
 		RateLimit: RateLimitConfig{PerMinute: 1000},
 		Postgres:  pg,
 		Redis:     rd,
 		Discovery: discovery.Defaults(discoveryDir),
 		Telemetry: telemetry.Defaults(),
+
+		// Regions answer within 4 s; the gateway's own steps around a region's answer fit in the rest.
+		RequestTimeout: 5 * time.Second,
 	}
 }
 
@@ -112,6 +127,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Jurisdiction == "" || strings.ToUpper(c.Jurisdiction) != c.Jurisdiction {
 		return config.Errorf("jurisdiction", c.Jurisdiction, "must be the code of the jurisdiction this gateway runs in, like EU")
+	}
+	if c.RequestTimeout < 100*time.Millisecond || c.RequestTimeout > time.Minute {
+		return config.Errorf("request_timeout", c.RequestTimeout.String(), "must be 100ms-1m")
 	}
 	if err := config.Required("policy_key", c.PolicyKey); err != nil {
 		return err
@@ -145,6 +163,9 @@ func (c *Config) Validate() error {
 	}
 	if err := config.Prefix("telemetry", c.Telemetry.Validate()); err != nil {
 		return err
+	}
+	if err := c.RegionTLS.validateServerName(); err != nil {
+		return config.Prefix("region_tls", err)
 	}
 	return config.Prefix("region_tls", c.RegionTLS.Client().Validate())
 }

@@ -100,6 +100,12 @@ func (w *world) regionName(n string) string { return "zz-" + w.policyTemplate + 
 // newWorld starts the gateway and the regions; mutate adjusts region i's config (0 eu1, 1 eu2, 2 us1).
 func newWorld(t *testing.T, mutate ...func(i int, c *region.Config)) *world {
 	t.Helper()
+	return newWorldWith(t, nil, mutate...)
+}
+
+// newWorldWith is newWorld with gw adjusting the gateway's config too.
+func newWorldWith(t *testing.T, gw func(*gateway.Config), mutate ...func(i int, c *region.Config)) *world {
+	t.Helper()
 	dir := t.TempDir()
 	w := &world{t: t, policyTemplate: regiontest.Letters()}
 	var wg sync.WaitGroup
@@ -137,6 +143,9 @@ func newWorld(t *testing.T, mutate ...func(i int, c *region.Config)) *world {
 	c.Health.Interval = 200 * time.Millisecond
 	c.Health.Timeout = 500 * time.Millisecond
 	c.Directory.SecretFile = filepath.Join(dir, "secret")
+	if gw != nil {
+		gw(&c)
+	}
 	if err := os.WriteFile(c.Directory.SecretFile, []byte(strings.Repeat("k", 48)), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -70,17 +70,27 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 	if err != nil {
 		return fmt.Errorf("region_tls: %w", err)
 	}
-	client := &http.Client{Transport: &http.Transport{
+	netDialer := &net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}
+	transport := &http.Transport{
 		Proxy:                 nil,
 		TLSClientConfig:       regionTLS,
 		TLSHandshakeTimeout:   5 * time.Second,
-		DialContext:           (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		DialContext:           netDialer.DialContext,
 		MaxIdleConns:          1024,
 		MaxIdleConnsPerHost:   256,
 		IdleConnTimeout:       90 * time.Second,
 		ResponseHeaderTimeout: 30 * time.Second,
-	}}
-	regions := regionset.New(disc, c.Discovery.Backend != "consul", c.Health.Interval, c.Health.Timeout, log).WithTransport(client.Transport)
+	}
+	var regions *regionset.Set
+	if c.RegionTLS.ServerName != "" {
+		// Each region is verified by its name, not by the address discovery lists.
+		d := &regionDialer{tls: regionTLS, names: c.RegionTLS, dialer: netDialer, handshakeTimeout: transport.TLSHandshakeTimeout,
+			regionOf: func(addr string) (string, bool) { return regions.RegionOf(addr) }}
+		transport.DialTLSContext = d.DialTLSContext
+		log.Info("regions verified by name", "server_name", c.RegionTLS.ServerName)
+	}
+	client := &http.Client{Transport: transport}
+	regions = regionset.New(disc, c.Discovery.Backend != "consul", c.Health.Interval, c.Health.Timeout, log).WithTransport(client.Transport)
 	h := health.New(map[string]string{"component": "gateway", "jurisdiction": c.Jurisdiction, "version": version})
 	h.Add("postgres", func(ctx context.Context) error { return pool.Ping(ctx) })
 	h.Add("redis", func(ctx context.Context) error { return rdb.Ping(ctx).Err() })
@@ -111,7 +121,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 	keyStore := apikey.NewStore(pool)
 	audit := newAuditShipper(regions, client, c.RegionToken, log)
 	srv := &Server{
-		Jurisdiction: c.Jurisdiction, PublicURL: publicURL, RegionToken: c.RegionToken, DefaultLimit: c.RateLimit.PerMinute,
+		Jurisdiction: c.Jurisdiction, PublicURL: publicURL, RegionToken: c.RegionToken, DefaultLimit: c.RateLimit.PerMinute, RequestTimeout: c.RequestTimeout,
 		Keys: newKeyCache(keyStore, keyCacheTTL), TokenSecrets: newSecretCache(keyStore, keyCacheTTL), Directory: directory.New(pool, secret, c.Directory.CacheSize, c.Directory.CacheTTL),
 		Policy: policy, Regions: regions, Limiter: &limiter{rdb: rdb, prefix: c.Redis.Prefix},
 		Sends: &sendStore{db: pool}, Audit: audit, Health: h, Client: client, Log: log,

@@ -220,6 +220,11 @@ func (s *Server) forward(c *gin.Context, d decision, body []byte) {
 }
 
 func (s *Server) regionFailed(c *gin.Context, region string, err error) {
+	if timedOut(c) {
+		s.Log.Warn("region call did not finish within the request's deadline", "region", region, "err", err, "request_id", reqID(c))
+		unavailable(c, "deadline_exceeded", "region "+region+" did not answer within the gateway's deadline; retry")
+		return
+	}
 	if c.Request.Context().Err() != nil {
 		c.Abort() // the client went away
 		return

@@ -122,9 +122,10 @@ func (s *Server) send(c *gin.Context) {
 	// any other region accepted anything.
 	parts := make([]part, 0, len(regions))
 	type answer struct {
-		status int
-		raw    []byte
-		err    error
+		status     int
+		raw        []byte
+		retryAfter string
+		err        error
 	}
 	do := func(region string) answer {
 		resp, err := s.call(c.Request.Context(), c, region, http.MethodPost, "/v1/notifications", "", bodyFor(region))
@@ -133,11 +134,14 @@ func (s *Server) send(c *gin.Context) {
 		}
 		defer resp.Body.Close()
 		raw, _ := io.ReadAll(resp.Body)
-		return answer{status: resp.StatusCode, raw: raw}
+		return answer{status: resp.StatusCode, raw: raw, retryAfter: resp.Header.Get("Retry-After")}
 	}
 	answers := make([]answer, len(regions))
 	answers[0] = do(regions[0])
 	if a := answers[0]; a.err == nil && a.status != http.StatusAccepted && a.status != http.StatusConflict && !notResident(a.status, a.raw) {
+		if a.retryAfter != "" {
+			c.Header("Retry-After", a.retryAfter) // a region's 503 (unavailable, deadline_exceeded)
+		}
 		c.Data(a.status, "application/json", a.raw)
 		return
 	}
@@ -198,6 +202,20 @@ func (s *Server) send(c *gin.Context) {
 		if err := s.Sends.save(context.WithoutCancel(c.Request.Context()), appOf(c), sendID, parts); err != nil {
 			s.Log.Error("recording a send", "err", err, "request_id", reqID(c))
 		}
+	}
+	if len(failed) > 0 && len(parts) == 0 {
+		// Nothing was accepted anywhere: the answer says why, and the client retries as is.
+		switch {
+		case timedOut(c):
+			unavailable(c, "deadline_exceeded", fmt.Sprintf("regions %v did not answer within the gateway's deadline; retry with the same idempotency_key", failed))
+		case len(answers) == 1 && answers[0].err == nil && answers[0].status == http.StatusServiceUnavailable:
+			// The region's own 503 (unavailable, deadline_exceeded) with its reason.
+			c.Header("Retry-After", "2")
+			c.Data(answers[0].status, "application/json", answers[0].raw)
+		default:
+			unavailable(c, "region_unavailable", fmt.Sprintf("regions %v did not take the send; nothing was accepted, retry", failed))
+		}
+		return
 	}
 	if len(failed) > 0 {
 		c.Header("Retry-After", "2")

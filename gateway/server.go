@@ -63,6 +63,8 @@ type Server struct {
 	PublicURL    string // this gateway's own URL: a jurisdiction whose gateway_url it is is served here
 	RegionToken  string
 	DefaultLimit int
+	// RequestTimeout bounds every request but the event stream (zero: no deadline).
+	RequestTimeout time.Duration
 
 	Keys         keyVerifier
 	TokenSecrets tokenSecrets
@@ -81,10 +83,14 @@ type Server struct {
 // Handler builds the router.
 func (s *Server) Handler() http.Handler {
 	r := httpserver.Engine()
-	r.Use(gin.Recovery(), requestID, httpserver.Strict)
+	r.Use(gin.Recovery(), requestID, httpserver.StrictAllowingForms(unsubscribePrefix))
 	s.Health.Mount(r)
 
-	v1 := r.Group("/v1", otelgin.Middleware("herald-gateway"), s.authenticate, s.rateLimit)
+	// One-click unsubscribe links in email: public, the token is the credential.
+	r.GET(unsubscribePrefix+":token", otelgin.Middleware("herald-gateway"), s.deadline, s.unsubscribePage)
+	r.POST(unsubscribePrefix+":token", otelgin.Middleware("herald-gateway"), s.deadline, s.oneClickUnsubscribe)
+
+	v1 := r.Group("/v1", otelgin.Middleware("herald-gateway"), s.deadline, s.authenticate, s.rateLimit)
 	v1.GET("/regions", s.listRegions)
 
 	v1.POST("/notifications", s.send)
@@ -117,6 +123,26 @@ func (s *Server) Handler() http.Handler {
 	return r
 }
 
+// streamRoute is the one route without a deadline: an event stream stays open for hours.
+const streamRoute = "/v1/users/:user_id/notifications/stream"
+
+// deadline gives the request's context the gateway's deadline (RequestTimeout): every store and
+// region call of the request ends by then, and the client gets a 503 deadline_exceeded.
+func (s *Server) deadline(c *gin.Context) {
+	if s.RequestTimeout <= 0 || c.FullPath() == streamRoute {
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.Request.Context(), s.RequestTimeout)
+	defer cancel()
+	c.Request = c.Request.WithContext(ctx)
+	c.Next()
+}
+
+// timedOut reports whether the request's deadline has passed (not its client gone).
+func timedOut(c *gin.Context) bool {
+	return errors.Is(c.Request.Context().Err(), context.DeadlineExceeded)
+}
+
 var requestIDRE = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
 
 // requestID gives every request an id (the caller's X-Request-Id when it is sane), answered in
@@ -141,7 +167,7 @@ func reqID(c *gin.Context) string { return c.GetString("request_id") }
 // authenticate checks the Bearer API key and puts the caller's app id in the context.
 func (s *Server) authenticate(c *gin.Context) {
 	token, ok := strings.CutPrefix(c.GetHeader("Authorization"), "Bearer ")
-	if !ok && c.FullPath() == "/v1/users/:user_id/notifications/stream" {
+	if !ok && c.FullPath() == streamRoute {
 		// EventSource in browsers cannot set headers: the stream takes the token in the query.
 		token, ok = c.Query("access_token"), c.Query("access_token") != ""
 	}

@@ -125,7 +125,7 @@ function judge(res, j, user, servedBy, data, allowRefusal) {
   checks[`${j} answer is a success${allowRefusal ? ' or 503 with Retry-After' : ''}`] = () => ok || (allowRefusal && refused && retryAfter(res) > 0);
   checks[`${j} answer stays in ${j}`] = () => !wrong;
   if (allowRefusal) {
-    checks[`${j} refusal says region_unavailable`] = () => !refused || ['region_unavailable', 'partially_accepted'].indexOf(json(res, 'error.code')) >= 0;
+    checks[`${j} refusal says region_unavailable`] = () => !refused || ['region_unavailable', 'partially_accepted', 'deadline_exceeded'].indexOf(json(res, 'error.code')) >= 0;
   }
   check(res, checks, { jurisdiction: j });
 }

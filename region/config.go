@@ -29,6 +29,16 @@ type Config struct {
 	Jurisdiction string   `yaml:"jurisdiction" env:"HERALD_REGION_JURISDICTION"`
 	Listen       string   `yaml:"listen" env:"HERALD_REGION_LISTEN"`
 	Roles        []string `yaml:"roles" env:"HERALD_REGION_ROLES"`
+	// RequestTimeout is the deadline of every API request but the event stream: what is not
+	// done by then (a produce Kafka has not acknowledged, a store that does not answer) is a 503
+	// with Retry-After. Keep it below the gateway's request_timeout, so the region's own answer
+	// reaches the gateway in time.
+	RequestTimeout time.Duration `yaml:"request_timeout" env:"HERALD_REGION_REQUEST_TIMEOUT"`
+	// ConsumerLagInterval is how often a process with a consumer role (fanout, dispatch,
+	// exporter) reads the lag of every consumer group of the region from the broker
+	// (herald_kafka_consumer_group_lag; region/lagwatch).
+	ConsumerLagInterval time.Duration `yaml:"consumer_lag_interval"`
+
 	// TopicPartitions is the partition count of each topic the region creates.
 	TopicPartitions int `yaml:"topic_partitions"`
 	// Replication is the replication factor of the region's Kafka topics.
@@ -104,6 +114,9 @@ func DefaultConfig(discoveryDir string) Config {
 		Redis:           redis.Defaults(),
 		Discovery:       discovery.Defaults(discoveryDir),
 		Telemetry:       telemetry.Defaults(),
+
+		RequestTimeout:      4 * time.Second,
+		ConsumerLagInterval: 15 * time.Second,
 	}
 }
 
@@ -144,6 +157,12 @@ func (c *Config) Validate() error {
 	if err := config.HostPort("listen", c.Listen); err != nil {
 		return err
 	}
+	if c.RequestTimeout < 100*time.Millisecond || c.RequestTimeout > time.Minute {
+		return config.Errorf("request_timeout", c.RequestTimeout.String(), "must be 100ms-1m")
+	}
+	if c.ConsumerLagInterval < time.Second || c.ConsumerLagInterval > 5*time.Minute {
+		return config.Errorf("consumer_lag_interval", c.ConsumerLagInterval.String(), "must be 1s-5m")
+	}
 	if len(c.Roles) == 0 {
 		return config.Errorf("roles", "", "must name at least one of %s", strings.Join(KnownRoles(), ","))
 	}
@@ -175,6 +194,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Scheduler.Batch < 1 || c.Scheduler.Batch > 10000 {
 		return config.Errorf("scheduler.batch", fmt.Sprint(c.Scheduler.Batch), "must be 1-10000")
+	}
+	if err := c.Scheduler.FailureRetry.Validate(); err != nil {
+		return config.Prefix("scheduler.failure_retry", err)
 	}
 	checks := []struct {
 		key string

@@ -4,6 +4,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/herald-notify/herald/platform/config"
 	"github.com/herald-notify/herald/platform/testenv"
@@ -41,6 +42,9 @@ func TestConfigValidateNamesTheBadKey(t *testing.T) {
 		{"bad region name", func(c *Config) { c.Name = "Europe" }, "name"},
 		{"bad jurisdiction", func(c *Config) { c.Jurisdiction = "eu" }, "jurisdiction"},
 		{"bad listen", func(c *Config) { c.Listen = "8101" }, "listen"},
+		{"no request deadline", func(c *Config) { c.RequestTimeout = 0 }, "request_timeout"},
+		{"request deadline over a minute", func(c *Config) { c.RequestTimeout = 2 * time.Minute }, "request_timeout"},
+		{"lag read too often", func(c *Config) { c.ConsumerLagInterval = 100 * time.Millisecond }, "consumer_lag_interval"},
 		{"no policy key", func(c *Config) { c.PolicyKey = "" }, "policy_key"},
 		{"unknown role", func(c *Config) { c.Roles = []string{"api", "coffee"} }, "roles"},
 		{"no roles", func(c *Config) { c.Roles = nil }, "roles"},

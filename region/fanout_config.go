@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/herald-notify/herald/platform/config"
+	"github.com/herald-notify/herald/region/deadletter"
 	"github.com/herald-notify/herald/region/fanout"
 	"github.com/herald-notify/herald/region/notify"
 )
@@ -34,6 +35,9 @@ const singleNodeInboxBatch = 10
 type SchedulerConfig struct {
 	Interval time.Duration `yaml:"interval"`
 	Batch    int           `yaml:"batch"`
+	// FailureRetry bounds how long a due event that fails transiently is tried again; past it,
+	// and at once for a permanent failure, it goes to "<region>.dlq.scheduler".
+	FailureRetry deadletter.Policy `yaml:"failure_retry"`
 }
 
 // DefaultFanoutConfig returns the defaults: transactional gets the most concurrency and the
@@ -91,6 +95,9 @@ func (f FanoutConfig) validate() error {
 		}
 		if t.MaxAge < 0 {
 			return config.Errorf(key+".max_age", t.MaxAge.String(), "must not be negative")
+		}
+		if err := t.FailureRetry.Validate(); err != nil {
+			return config.Prefix(key+".failure_retry", err)
 		}
 	}
 	for _, tier := range notify.Tiers {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 
 	"github.com/herald-notify/herald/platform/discovery"
 	"github.com/herald-notify/herald/residency"
@@ -52,4 +53,10 @@ func (p *pushContent) minimal() bool {
 // refused and the one in force stays).
 func (p *pushContent) watch(ctx context.Context, src residency.Source, key string, log *slog.Logger) {
 	p.holder.Watch(ctx, src, key, log)
+}
+
+// gatewayURL is the jurisdiction's own gateway in the policy in force ("" when none is
+// published yet): the base of the links the region's email carries.
+func (p *pushContent) gatewayURL() string {
+	return strings.TrimSuffix(p.holder.Current().GatewayURL(p.jurisdiction), "/")
 }

@@ -93,6 +93,12 @@ func (w *pushWorld) putPolicy(version int, eu, euContent, us, usContent string) 
 // the two device tokens.
 func (w *pushWorld) sendPush(r *running, user string) (id, iosToken, androidToken string) {
 	w.t.Helper()
+	return w.sendPushOn(r, user, "push", "in_app")
+}
+
+// sendPushOn is sendPush on the given channels.
+func (w *pushWorld) sendPushOn(r *running, user string, channels ...string) (id, iosToken, androidToken string) {
+	w.t.Helper()
 	iosToken = fmt.Sprintf("%064x", time.Now().UnixNano())
 	androidToken = "fcm-registration-token-" + testenv.Suffix()
 	for _, d := range []map[string]any{
@@ -105,7 +111,7 @@ func (w *pushWorld) sendPush(r *running, user string) (id, iosToken, androidToke
 	}
 	code, b := r.call("POST", "/v1/notifications", map[string]any{"type": "transactional", "category": "order",
 		"title": "Title-secret-" + user, "body": "Body-secret-" + user, "link": "https://shop.example/orders/secret-" + user,
-		"metadata": map[string]string{"order": "secret-order-" + user}, "recipients": []string{user}, "channels": []string{"push", "in_app"}}, r.app)
+		"metadata": map[string]string{"order": "secret-order-" + user}, "recipients": []string{user}, "channels": channels}, r.app)
 	if code != 202 {
 		w.t.Fatalf("send: %d %v", code, b)
 	}
@@ -183,6 +189,13 @@ func TestMinimalPushContentKeepsTheNotificationsTextOutOfAPNsAndFCM(t *testing.T
 		return nil
 	})
 
+	// The notification left an inbox item: the push's content is fetched from there, with no
+	// copy beside it.
+	var copies int
+	if err := w.eu.cass.Query(`SELECT count(*) FROM push_content WHERE app_id = ? AND user_id = ?`, w.eu.app, euUser).Scan(&copies); err != nil || copies != 0 {
+		t.Errorf("a push with an inbox item kept a copy of its content: %d rows, %v", copies, err)
+	}
+
 	// The same send in the US, whose push_content is full, carries the text: the searches
 	// above are able to find it.
 	_, ios, android = w.sendPush(w.us, usUser)
@@ -216,4 +229,72 @@ func TestPushContentFollowsAPolicyChangeWithoutARestart(t *testing.T) {
 			t.Errorf("push after the change to minimal holds content: %s", got)
 		}
 	}
+}
+
+// A push-only send leaves no inbox item, so under minimal the dispatcher keeps the push's
+// content in the region before it sends the push: the moment the push reaches the device the
+// app can fetch it. It is not an inbox item (the inbox list does not show it), a full
+// jurisdiction stores nothing, and an erasure deletes it.
+func TestMinimalPushOnlySendLeavesItsContentToFetchBeforeThePushArrives(t *testing.T) {
+	w := startPushWorld(t, "minimal", "full")
+	euUser, usUser := "eu-ida-"+testenv.Suffix(), "us-ian-"+testenv.Suffix()
+
+	id, ios, android := w.sendPushOn(w.eu, euUser, "push")
+	for _, rec := range []sim.Record{w.delivered("apns", ios), w.delivered("fcm", android)} {
+		if got := raw(rec); strings.Contains(got, "secret") {
+			t.Errorf("EU (minimal) push-only record holds content: %s", got)
+		}
+	}
+	var copies int
+	if err := w.eu.cass.Query(`SELECT count(*) FROM push_content WHERE app_id = ? AND user_id = ?`, w.eu.app, euUser).Scan(&copies); err != nil || copies != 1 {
+		t.Fatalf("push content rows of a push-only send: %d, %v", copies, err)
+	}
+	// No polling: the content was stored before the push went out.
+	code, b := w.eu.call("GET", "/v1/users/"+euUser+"/notifications/"+id, nil, w.eu.app)
+	if code != 200 || b["title"] != "Title-secret-"+euUser || b["body"] != "Body-secret-"+euUser ||
+		b["notification_id"] != id || b["type"] != "transactional" || b["category"] != "order" {
+		t.Fatalf("fetching a push-only notification's content: %d %v", code, b)
+	}
+	if md, _ := b["metadata"].(map[string]any); md["order"] != "secret-order-"+euUser {
+		t.Errorf("fetched metadata: %v", b["metadata"])
+	}
+	// Another user of the app, and another app, cannot fetch it.
+	if code, b := w.eu.call("GET", "/v1/users/eu-other-"+testenv.Suffix()+"/notifications/"+id, nil, w.eu.app); code != 404 {
+		t.Errorf("another user fetched it: %d %v", code, b)
+	}
+	if code, b := w.eu.call("GET", "/v1/users/"+euUser+"/notifications/"+id, nil, "other-"+w.eu.app); code != 404 {
+		t.Errorf("another app fetched it: %d %v", code, b)
+	}
+	// It is the push's content, not an inbox item.
+	code, b = w.eu.call("GET", "/v1/users/"+euUser+"/notifications", nil, w.eu.app)
+	if items, _ := b["items"].([]any); code != 200 || len(items) != 0 {
+		t.Errorf("the inbox lists a push-only notification: %d %v", code, b)
+	}
+
+	// Full: the push carries the content, nothing is kept beside it.
+	usID, ios, _ := w.sendPushOn(w.us, usUser, "push")
+	if got := raw(w.delivered("apns", ios)); !strings.Contains(got, "Body-secret-"+usUser) {
+		t.Fatalf("US (full) push lacks the content: %s", got)
+	}
+	var n int
+	if err := w.us.cass.Query(`SELECT count(*) FROM push_content WHERE app_id = ? AND user_id = ?`, w.us.app, usUser).Scan(&n); err != nil || n != 0 {
+		t.Errorf("a full jurisdiction kept push content: %d rows, %v", n, err)
+	}
+	if code, _ := w.us.call("GET", "/v1/users/"+usUser+"/notifications/"+usID, nil, w.us.app); code != 404 {
+		t.Errorf("US push-only notification fetched: %d", code)
+	}
+
+	// Erasure deletes it.
+	if code, b := w.eu.call("DELETE", "/v1/users/"+euUser, nil, w.eu.app); code/100 != 2 {
+		t.Fatalf("erasure: %d %v", code, b)
+	}
+	eventually(t, 60*time.Second, func() error {
+		if err := w.eu.cass.Query(`SELECT count(*) FROM push_content WHERE app_id = ? AND user_id = ?`, w.eu.app, euUser).Scan(&n); err != nil {
+			return err
+		}
+		if n != 0 {
+			return fmt.Errorf("%d push content rows after the erasure", n)
+		}
+		return nil
+	})
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/herald-notify/herald/platform/lifecycle"
 	"github.com/herald-notify/herald/region/api"
 	"github.com/herald-notify/herald/region/audit"
+	"github.com/herald-notify/herald/region/deadletter"
 	"github.com/herald-notify/herald/region/dedup"
 	"github.com/herald-notify/herald/region/deliverylog"
 	"github.com/herald-notify/herald/region/devices"
@@ -32,9 +33,11 @@ import (
 	"github.com/herald-notify/herald/region/export"
 	"github.com/herald-notify/herald/region/fanout"
 	"github.com/herald-notify/herald/region/inbox"
+	"github.com/herald-notify/herald/region/lagwatch"
 	"github.com/herald-notify/herald/region/notify"
 	"github.com/herald-notify/herald/region/prefs"
 	"github.com/herald-notify/herald/region/profiles"
+	"github.com/herald-notify/herald/region/pushstore"
 	"github.com/herald-notify/herald/region/scheduler"
 	"github.com/herald-notify/herald/region/templates"
 	"github.com/herald-notify/herald/region/topics"
@@ -120,11 +123,15 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 	}
 	router := NewRouter(h)
 	if slices.Contains(c.Roles, RoleAPI) {
+		unsubKeys, err := unsubscribeKeyring(ctx, stores, c.Name)
+		if err != nil {
+			return err
+		}
 		srv := &api.Server{
 			Region: c.Name, Jurisdiction: c.Jurisdiction, InternalToken: c.InternalToken, DB: stores.PG, Producer: apiProducer,
 			Templates: templates.NewStore(stores.PG), Topics: topics.NewStore(stores.PG), Users: users.NewStore(stores.PG),
-			Devices: devices.NewStore(stores.PG), Prefs: prefs.NewStore(stores.PG), PrefsCache: prefsCache, Erasure: eraser, Inbox: inbox.New(stores.Cass, c.LogTTL), Streams: hub,
-			Log: dlog, Keys: keys, Audit: audit.NewStore(stores.PG), Logger: log,
+			Devices: devices.NewStore(stores.PG), Prefs: prefs.NewStore(stores.PG), PrefsCache: prefsCache, Erasure: eraser, Inbox: inbox.New(stores.Cass, c.LogTTL), PushContent: pushstore.New(stores.Cass, c.LogTTL), Streams: hub,
+			Log: dlog, Keys: keys, Audit: audit.NewStore(stores.PG), Logger: log, Unsubscribe: unsubKeys, RequestTimeout: c.RequestTimeout,
 		}
 		srv.Register(router)
 	}
@@ -194,10 +201,13 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 			return nil
 		}})
 	}
+	deadletter.Register(c.Name, DeadLetterStages())
 	if slices.Contains(c.Roles, RoleScheduler) {
 		p := &scheduler.Poller{
 			Store: sched, Producer: schedProducer, Interval: c.Scheduler.Interval, Batch: c.Scheduler.Batch, Keys: keys, Log: log,
-			Topic: func(tier string) string { return IngressTopic(c.Name, tier) },
+			Topic:       func(tier string) string { return IngressTopic(c.Name, tier) },
+			DeadLetters: &deadletter.Writer{Region: c.Name, Producer: schedProducer, Log: log.With("role", "scheduler")},
+			Retry:       c.Scheduler.FailureRetry,
 		}
 		tasks = append(tasks, lifecycle.Task{Name: "scheduler", Run: p.Run})
 		tasks = append(tasks, lifecycle.Task{Name: "erasure", Run: eraser.Run})
@@ -207,11 +217,16 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 		if err != nil {
 			return err
 		}
+		unsubKeys, err := unsubscribeKeyring(ctx, stores, c.Name)
+		if err != nil {
+			return err
+		}
 		d, err := dispatch.New(c.Dispatch, c.Name, dispatch.Deps{
 			Kafka: c.Kafka, Log: dlog, Devices: dispatch.NewDeviceStore(stores.PG), Keys: keys, Logger: log,
 			KeysConcurrency: max(1, c.Postgres.MaxConns/2),             // the rest of the pool stays free for transactional work
 			Redis:           stores.Redis, RedisPrefix: c.Redis.Prefix, // the shared provider rate limits
-			MinimalPush: pc.minimal,
+			MinimalPush: pc.minimal, PushContent: pushstore.New(stores.Cass, c.LogTTL),
+			UnsubscribeLink: unsubscribeLink(unsubKeys, pc.gatewayURL, log),
 		})
 		if err != nil {
 			return err
@@ -228,6 +243,10 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 			return err
 		}
 		tasks = append(tasks, lifecycle.Task{Name: "exporter", Run: ex.Run})
+	}
+	if slices.ContainsFunc(c.Roles, func(r string) bool { return r == RoleFanout || r == RoleDispatch || r == RoleExporter }) {
+		lw := &lagwatch.Watcher{Region: c.Name, Kafka: c.Kafka, Interval: c.ConsumerLagInterval, Log: log}
+		tasks = append(tasks, lifecycle.Task{Name: "consumer-lag", Run: lw.Run})
 	}
 	log.Info("region started", "addr", inst.Address, "scheme", scheme, "roles", c.Roles)
 	return lifecycle.Run(ctx, log, tasks...)

@@ -2,6 +2,7 @@ package region
 
 import (
 	"github.com/herald-notify/herald/platform/kafka"
+	"github.com/herald-notify/herald/region/deadletter"
 	"github.com/herald-notify/herald/region/dispatch"
 	"github.com/herald-notify/herald/region/notify"
 )
@@ -22,6 +23,10 @@ func DispatchTopic(region, tier, channel string) string {
 	return notify.DispatchTopic(region, tier, channel)
 }
 
+// DeadLetterStages are the stages with a dead-letter topic, "<region>.dlq.<stage>": fan-out per
+// tier, the scheduler, dispatch per channel, the exporter.
+func DeadLetterStages() []string { return deadletter.Stages(Tiers, DispatchChannels) }
+
 // Topics lists every topic the region needs.
 func (c Config) Topics() []kafka.Topic {
 	var out []kafka.Topic
@@ -36,5 +41,7 @@ func (c Config) Topics() []kafka.Topic {
 	}
 	// The delivery events the exporter consumes (docs/analytics.md); they never leave the region.
 	out = append(out, kafka.Topic{Name: notify.EventsTopic(c.Name), Partitions: p})
+	// The stages' dead-letter topics (docs/reliability.md): few records, kept long.
+	out = append(out, deadletter.Topics(c.Name, DeadLetterStages(), p)...)
 	return append(out, dispatch.Topics(c.Name, p)...)
 }

@@ -14,7 +14,7 @@ import (
 //
 //	GET    /healthz, /readyz
 //	GET    /sim/info                     addresses and credential files
-//	GET    /sim/{name}/messages?to=&limit=  records, oldest first
+//	GET    /sim/{name}/messages?to=&limit=&after=  records, oldest first (after: Seq above it only)
 //	DELETE /sim/{name}/messages          forget the records (DELETE /sim/messages: all)
 //	GET    /sim/{name}/faults            the faults in force
 //	PUT    /sim/{name}/faults            replace them (JSON Faults)
@@ -42,7 +42,16 @@ func (s *Sim) adminHandler() http.Handler {
 			}
 			limit = n
 		}
-		recs := sim.records.Query(r.URL.Query().Get("to"), limit)
+		var after uint64
+		if v := r.URL.Query().Get("after"); v != "" {
+			n, err := strconv.ParseUint(v, 10, 64)
+			if err != nil {
+				apierr.Write(w, 400, "invalid_argument", "after must be a non-negative integer (a record's seq)", "after")
+				return
+			}
+			after = n
+		}
+		recs := sim.records.QueryAfter(r.URL.Query().Get("to"), after, limit)
 		writeJSON(w, 200, map[string]any{"count": len(recs), "messages": recs})
 	}))
 	mux.HandleFunc("DELETE /sim/{name}/messages", s.withSim(func(w http.ResponseWriter, _ *http.Request, sim simulator) {

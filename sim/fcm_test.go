@@ -154,8 +154,16 @@ func TestFCMUnavailableIsRetriedByTheSDKThenReported(t *testing.T) {
 
 func TestFCMOutageEndsAndTheSDKsRetrySucceeds(t *testing.T) {
 	t.Parallel()
-	s := startSim(t, func(c *Config) { c.FCM.Faults = Faults{OutageSeconds: 0.5} })
-	name, err := fcmClient(t, s, nil).Send(context.Background(), &messaging.Message{Token: fcmToken})
+	s := startSim(t, nil)
+	c := fcmClient(t, s, nil)
+	// A first send fetches the client's OAuth token and opens its connection, so the outage
+	// (which starts when it is set) meets the send itself, however slow the machine.
+	if _, err := c.Send(context.Background(), &messaging.Message{Token: fcmToken}); err != nil {
+		t.Fatal(err)
+	}
+	admin(t, s, "DELETE", "/sim/fcm/messages", nil, nil)
+	setFaults(t, s, "fcm", Faults{OutageSeconds: 2}) // the SDK retries 503 after 1, 2, 4 s
+	name, err := c.Send(context.Background(), &messaging.Message{Token: fcmToken})
 	if err != nil || name == "" {
 		t.Fatalf("%q %v", name, err)
 	}

@@ -55,8 +55,12 @@ func (r *Ring) Add(rec *Record) {
 
 // Query returns the records for to (all when to is empty), oldest first, at most the newest
 // limit of them (limit <= 0: all).
-func (r *Ring) Query(to string, limit int) []Record {
-	floor := r.floor.Load()
+func (r *Ring) Query(to string, limit int) []Record { return r.QueryAfter(to, 0, limit) }
+
+// QueryAfter is Query for the records with Seq above after only: a reader that keeps the last
+// Seq it saw reads each record once.
+func (r *Ring) QueryAfter(to string, after uint64, limit int) []Record {
+	floor := max(r.floor.Load(), after)
 	var out []Record
 	for i := range r.slots {
 		rec := r.slots[i].Load()

@@ -42,6 +42,30 @@ func TestRingQueryFiltersByRecipientAndLimits(t *testing.T) {
 	}
 }
 
+func TestRingQueryAfterReturnsOnlyNewerRecords(t *testing.T) {
+	r := NewRing(10, 0)
+	for i := range 6 {
+		r.Add(&Record{To: []string{"a", "b"}[i%2], ID: fmt.Sprint(i)}) // seq i+1
+	}
+	tests := []struct {
+		to      string
+		after   uint64
+		limit   int
+		wantIDs string
+	}{
+		{"", 0, 0, "0,1,2,3,4,5"}, {"", 4, 0, "4,5"}, {"a", 2, 0, "2,4"}, {"", 3, 2, "4,5"}, {"", 6, 0, ""}, {"", 99, 0, ""},
+	}
+	for _, tt := range tests {
+		var ids []string
+		for _, rec := range r.QueryAfter(tt.to, tt.after, tt.limit) {
+			ids = append(ids, rec.ID)
+		}
+		if strings.Join(ids, ",") != tt.wantIDs {
+			t.Errorf("QueryAfter(%q, %d, %d) = %v, want %s", tt.to, tt.after, tt.limit, ids, tt.wantIDs)
+		}
+	}
+}
+
 func TestRingClearForgetsOnlyWhatCameBefore(t *testing.T) {
 	r := NewRing(10, 0)
 	r.Add(&Record{To: "a"})

@@ -101,8 +101,14 @@ type SMTPConfig struct {
 	// MaxMessageBytes is the SIZE limit; larger messages get 552.
 	MaxMessageBytes int `yaml:"max_message_bytes" env:"HERALD_SIM_SMTP_MAX_MESSAGE_BYTES"`
 	// AllowInsecureAuth offers AUTH before STARTTLS. Real providers do not; keep it off.
-	AllowInsecureAuth bool   `yaml:"allow_insecure_auth" env:"HERALD_SIM_SMTP_ALLOW_INSECURE_AUTH"`
-	Faults            Faults `yaml:"faults"`
+	AllowInsecureAuth bool `yaml:"allow_insecure_auth" env:"HERALD_SIM_SMTP_ALLOW_INSECURE_AUTH"`
+	// DKIM is the signing domain and selector senders sign with, whose key pair the simulator
+	// makes (the private half at DKIMKeyFile, default <dir>/dkim-private.pem) and whose public
+	// record it resolves when it checks arriving mail, as a receiving MTA queries DNS.
+	DKIMDomain   string `yaml:"dkim_domain"`
+	DKIMSelector string `yaml:"dkim_selector"`
+	DKIMKeyFile  string `yaml:"dkim_key_file"`
+	Faults       Faults `yaml:"faults"`
 }
 
 // SMSConfig configures the Twilio-compatible SMS simulator.
@@ -213,6 +219,13 @@ func hostPortOrZero(key, value string) error {
 }
 
 func (c *Config) caFile() string { return orDefault(c.CAFile, filepath.Join(c.Dir, "ca.pem")) }
+func (c *Config) dkimKeyFile() string {
+	return orDefault(c.SMTP.DKIMKeyFile, filepath.Join(c.Dir, "dkim-private.pem"))
+}
+
+func (c *Config) dkimDomain() string   { return orDefault(c.SMTP.DKIMDomain, "herald.local") }
+func (c *Config) dkimSelector() string { return orDefault(c.SMTP.DKIMSelector, "herald") }
+
 func (c *Config) apnsKeyFile() string {
 	return orDefault(c.APNs.KeyFile, filepath.Join(c.Dir, "apns-auth-key.p8"))
 }
@@ -247,6 +260,12 @@ type Info struct {
 	SMTP struct {
 		Addr     string `json:"addr"`
 		Username string `json:"username"`
+		// DKIMKeyFile is the private key senders sign with (d=DKIMDomain, s=DKIMSelector);
+		// DKIMRecord is the DNS record the simulator checks signatures against.
+		DKIMDomain   string `json:"dkim_domain"`
+		DKIMSelector string `json:"dkim_selector"`
+		DKIMKeyFile  string `json:"dkim_key_file"`
+		DKIMRecord   string `json:"dkim_record"`
 	} `json:"smtp"`
 	SMS struct {
 		URL        string `json:"url"`
@@ -323,6 +342,9 @@ func New(cfg Config, log *slog.Logger, version string) (s *Sim, err error) {
 	}
 	s.smtp = newSMTPServer(cfg.SMTP, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
 		newRing(), NewInjector(cfg.SMTP.Faults, seedFor(3)), log)
+	if s.smtp.dkim, err = loadOrCreateDKIM(cfg.dkimKeyFile(), cfg.dkimDomain(), cfg.dkimSelector()); err != nil {
+		return nil, err
+	}
 	s.sms = newSMSServer(cfg.SMS, newRing(), NewInjector(cfg.SMS.Faults, seedFor(4)), log)
 	s.apns.tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12,
 		NextProtos: []string{"h2"}} // APNs speaks HTTP/2 only
@@ -346,6 +368,8 @@ func New(cfg Config, log *slog.Logger, version string) (s *Sim, err error) {
 	s.info.FCM.CredentialsFile = cfg.fcmCredentialsFile()
 	s.info.SMTP.Addr = s.lns.smtp.Addr().String()
 	s.info.SMTP.Username = cfg.SMTP.Username
+	s.info.SMTP.DKIMDomain, s.info.SMTP.DKIMSelector, s.info.SMTP.DKIMKeyFile = cfg.dkimDomain(), cfg.dkimSelector(), cfg.dkimKeyFile()
+	s.info.SMTP.DKIMRecord = s.smtp.dkim.name() + " TXT " + s.smtp.dkim.record
 	s.info.SMS.URL = "http://" + s.lns.sms.Addr().String()
 	s.info.SMS.AccountSID = cfg.SMS.AccountSID
 	return s, nil

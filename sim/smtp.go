@@ -31,6 +31,7 @@ type smtpServer struct {
 	faults  *Injector
 	log     *slog.Logger
 	ctx     context.Context // ends at shutdown, so injected latency does not hold it up
+	dkim    *dkimReceiver   // checks arriving signatures against the sender key the simulator made
 }
 
 func newSMTPServer(cfg SMTPConfig, tlsConfig *tls.Config, records *Ring, faults *Injector, log *slog.Logger) *smtpServer {
@@ -205,6 +206,14 @@ func (ss *smtpSession) Data(r io.Reader) error {
 		return fail(451, smtp.EnhancedCode{4, 3, 0}, "Local error in processing, try again later")
 	}
 	msg, headers := parseMail(ss.from, ss.rcpts, raw)
+	// What a receiving MTA adds as Authentication-Results: the DKIM verdict, and which header
+	// fields the signature covers.
+	if ss.s.dkim != nil {
+		headers["dkim"], headers["dkim-signed-headers"] = ss.s.dkim.verify(raw)
+	}
+	if headers["dkim-signed-headers"] == "" {
+		delete(headers, "dkim-signed-headers")
+	}
 	id := strings.ToUpper(randomHex(12))
 	record(id, 250, smtp.EnhancedCode{2, 0, 0}, msg, headers)
 	// go-smtp writes an *SMTPError's code and text as the reply; this is how the queue id, which
@@ -245,7 +254,7 @@ func parseMail(from string, rcpts []string, raw []byte) (json.RawMessage, map[st
 			return v
 		}
 		m.From, m.To, m.Subject, m.MessageID = get("From"), get("To"), get("Subject"), msg.Header.Get("Message-Id")
-		for _, k := range []string{"From", "Subject", "Message-Id", "Content-Type"} {
+		for _, k := range []string{"From", "Subject", "Message-Id", "Content-Type", "List-Unsubscribe", "List-Unsubscribe-Post"} {
 			if v := get(k); v != "" {
 				headers[strings.ToLower(k)] = v
 			}

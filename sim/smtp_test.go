@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"bytes"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-msgauth/dkim"
 	"github.com/emersion/go-sasl"
 	gosmtp "github.com/emersion/go-smtp"
 )
@@ -211,5 +213,43 @@ func TestParseMailDecodesSinglePartBodies(t *testing.T) {
 				t.Fatalf("subject %q body %q", m.Subject, m.Body)
 			}
 		})
+	}
+}
+
+// The simulator checks DKIM as a receiving MTA does, against the public record of the key pair
+// it made for senders: a mail signed with that key passes, the same mail changed in transit
+// fails, and an unsigned one is "none".
+func TestSMTPChecksDKIMSignaturesAgainstItsSenderKeysRecord(t *testing.T) {
+	s := startSim(t, nil)
+	info := s.Info()
+	key, err := loadRSAKey(info.SMTP.DKIMKeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(info.SMTP.DKIMRecord, "herald._domainkey.herald.local TXT v=DKIM1; k=rsa; p=") {
+		t.Fatalf("record %q", info.SMTP.DKIMRecord)
+	}
+	sign := func(msg string) string {
+		var out bytes.Buffer
+		if err := dkim.Sign(&out, strings.NewReader(msg), &dkim.SignOptions{Domain: info.SMTP.DKIMDomain, Selector: info.SMTP.DKIMSelector,
+			Signer: key, HeaderKeys: []string{"From", "Subject"}}); err != nil {
+			t.Fatal(err)
+		}
+		return out.String()
+	}
+	signed := sign(mailBody("Signed", "hello"))
+	for _, tc := range []struct{ name, msg, want string }{
+		{"signed", signed, "pass d=herald.local"},
+		{"changed in transit", strings.Replace(signed, "Subject: Signed", "Subject: Changed", 1), "fail: "},
+		{"unsigned", mailBody("Unsigned", "hello"), "none"},
+	} {
+		admin(t, s, "DELETE", "/sim/smtp/messages", nil, nil)
+		if step, err := sendMail(t, s, plainAuth(s), true, []string{mailTo}, tc.msg); err != nil {
+			t.Fatalf("%s: %s: %v", tc.name, step, err)
+		}
+		recs := records(t, s, "smtp", mailTo)
+		if len(recs) != 1 || !strings.HasPrefix(recs[0].Headers["dkim"], tc.want) {
+			t.Fatalf("%s: records %+v, want dkim %q", tc.name, recs, tc.want)
+		}
 	}
 }

@@ -33,23 +33,51 @@ for u in st-ada:DE st-bob:US; do
 done
 
 checks=not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance
-# run CONFIG|- [run options]: one pass.
-run() {
+# pass CONFIG|- [run options]: one pass.
+pass() {
   local cfgopt=()
   [[ $1 != - ]] && cfgopt=(--config-file "$1")
   shift
   # The event stream never ends by design: its answers are checked by the Go tests.
   "$venv/bin/schemathesis" "${cfgopt[@]}" run docs/openapi-gateway.yaml -u "$gw" -H "$auth" --checks "$checks" \
-    --exclude-path-regex '/stream$' --max-time "$secs" --request-timeout 10 --workers 2 --no-color "$@"
+    --exclude-path-regex '/stream$' --max-time "$secs" --request-timeout 10 --workers 1 --no-color "$@"
 }
+# run CONFIG|- [run options]: a pass, repeated (at most twice) when it failed only because
+# schemathesis itself crashed (a "Runtime Error" inside its generator, such as hypothesis meeting
+# CPython 3.11's "AST constructor recursion depth mismatch", gh-106905), which says nothing about
+# the API. One worker: that CPython bug is a race between threads parsing source, so a single
+# worker keeps it from happening at all. A pass that found an API failure is never repeated.
+run() {
+  local out="$HERALD_HOME/logs/schemathesis-pass.log" try
+  for try in 1 2 3; do
+    pass "$@" 2>&1 | tee "$out"
+    ((PIPESTATUS[0] == 0)) && return 0
+    if ! grep -q "Runtime Error" "$out" || grep -qE "^Failures:|= FAILURES =" "$out"; then
+      return 1
+    fi
+    log "schemathesis crashed inside itself (no API failure found, try $try); running the pass again"
+  done
+  return 1
+}
+# One 503 is by design: the local policy has a jurisdiction (IN) whose region the local stack
+# does not run, so registering a user there answers 503 region_unavailable (nothing is stored
+# anywhere else). Any other 5xx, on that route too, still fails.
+base="$HERALD_HOME/schemathesis-base.toml"
+cat >"$base" <<TOML
+[[operations]]
+include-name = "PUT /v1/users/{user_id}"
+checks.not_a_server_error.expected-statuses = ["2xx", "3xx", "4xx", "503"]
+TOML
 cfg="$HERALD_HOME/schemathesis-registered.toml"
 cat >"$cfg" <<TOML
 [parameters]
 "path.user_id" = "st-ada"
+
+$(cat "$base")
 TOML
 status=0
 log "schemathesis: generated user ids (${secs}s)"
-run - || status=1
+run "$base" || status=1
 log "schemathesis: a registered user's routes (${secs}s)"
 # Erasing the fixed user would leave the rest of the pass with nobody to reach.
 # Its coverage phase is the first pass's: with the fixed user id, schemathesis 4.32.5's coverage

@@ -33,6 +33,7 @@ var commands = map[string]command{
 	"sim":       {"run the provider simulators (APNs, FCM, SMTP, SMS)", runSim},
 	"bench":     {"run a benchmark and print its table (pipeline)", runBench},
 	"dlq":       {"list or replay a region's dead letters (list|replay)", runDLQ},
+	"faults":    {"the black-box fault suite against the local deployment (development; docs/reliability.md)", runFaults},
 	"pki":       {"issue the local stack's internal CA and certificates (init; development only)", runPKI},
 	"audit":     {"verify the routing audit, list a user's decisions, scan regions for misplaced users (verify|user|residency)", runAudit},
 	"version":   {"print the version", runVersion},

@@ -9,12 +9,14 @@ package regionset
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -46,9 +48,40 @@ type Set struct {
 
 	mu      sync.RWMutex
 	regions map[string]*region
-	ready   chan struct{}
-	once    sync.Once
+	states  map[string]*probeState // by endpoint
+	// listed maps every endpoint discovery lists (healthy or not) to its region, for RegionOf.
+	listed map[string]string
+	ready  chan struct{}
+	once   sync.Once
+
+	fallAfter, riseAfter int
 }
+
+// Hysteresis. A region whose store is recovering answers some probes slowly or 503 and others
+// 200; taking it out at the first such probe and back at the next good one made the gateway
+// mark eu-west-1 unhealthy and healthy several times within seconds, failing its users over
+// for nothing. An endpoint now leaves the set after FallAfter failed probes in a row and comes
+// back after RiseAfter good ones. An endpoint that refuses the connection (nothing listens: the
+// process is gone) leaves at once, as does one a call found dead (MarkDown).
+const (
+	FallAfter = 3
+	RiseAfter = 2
+)
+
+// probeState is one endpoint's recent probes.
+type probeState struct {
+	healthy    bool
+	fails, oks int
+}
+
+// outcome is what one probe found.
+type outcome int
+
+const (
+	probeOK      outcome = iota
+	probeFailed          // a timeout, a 503, a handshake that failed: maybe passing
+	probeRefused         // nothing listens there
+)
 
 type region struct {
 	jurisdiction string
@@ -71,9 +104,11 @@ func New(disc Lister, probe bool, interval, timeout time.Duration, log *slog.Log
 	}
 	return &Set{
 		disc: disc, probe: probe, interval: interval, log: log,
-		client:  &http.Client{Timeout: timeout},
-		regions: map[string]*region{},
-		ready:   make(chan struct{}),
+		client:    &http.Client{Timeout: timeout},
+		regions:   map[string]*region{},
+		states:    map[string]*probeState{},
+		ready:     make(chan struct{}),
+		fallAfter: FallAfter, riseAfter: RiseAfter,
 	}
 }
 
@@ -114,20 +149,39 @@ func (s *Set) Refresh(ctx context.Context) {
 		}
 		cands = append(cands, cand{in.Meta["region"], in.Meta["jurisdiction"], in.Address})
 	}
-	ok := make([]bool, len(cands))
+	listed := make(map[string]string, len(cands))
+	for _, c := range cands {
+		listed[c.addr] = c.region
+	}
+	s.mu.Lock()
+	s.listed = listed // before the probes, which dial these addresses
+	s.mu.Unlock()
+	found := make([]outcome, len(cands))
 	var wg sync.WaitGroup
 	for i, c := range cands {
 		if !s.probe {
-			ok[i] = true
-			continue
+			continue // probeOK: discovery's own checks decide
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ok[i] = s.probeOne(ctx, c.addr)
+			found[i] = s.probeOne(ctx, c.addr)
 		}()
 	}
 	wg.Wait()
+	ok := make([]bool, len(cands))
+	s.mu.Lock()
+	seen := map[string]bool{}
+	for i, c := range cands {
+		ok[i] = s.judge(c.addr, found[i])
+		seen[c.addr] = true
+	}
+	for addr := range s.states {
+		if !seen[addr] {
+			delete(s.states, addr)
+		}
+	}
+	s.mu.Unlock()
 
 	next := map[string]*region{}
 	for i, c := range cands {
@@ -164,6 +218,14 @@ func (s *Set) Refresh(ctx context.Context) {
 	s.mu.Unlock()
 }
 
+// RegionOf names the region an endpoint address belongs to, as discovery last listed it.
+func (s *Set) RegionOf(addr string) (string, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	r, ok := s.listed[addr]
+	return r, ok
+}
+
 // Scheme is how the gateway reaches every region endpoint: HTTPS, presenting its client
 // certificate (regions refuse callers without one).
 const Scheme = "https"
@@ -175,18 +237,51 @@ func (s *Set) WithTransport(rt http.RoundTripper) *Set {
 	return s
 }
 
-func (s *Set) probeOne(ctx context.Context, addr string) bool {
+// judge applies one probe's outcome to the endpoint's state (with s.mu held) and returns whether
+// it is healthy now. An endpoint's first probe decides at once.
+func (s *Set) judge(addr string, o outcome) bool {
+	st := s.states[addr]
+	if st == nil {
+		st = &probeState{healthy: o == probeOK}
+		s.states[addr] = st
+		return st.healthy
+	}
+	switch o {
+	case probeOK:
+		st.fails, st.oks = 0, st.oks+1
+		if !st.healthy && st.oks >= s.riseAfter {
+			st.healthy = true
+		}
+	case probeFailed:
+		st.oks, st.fails = 0, st.fails+1
+		if st.healthy && st.fails >= s.fallAfter {
+			st.healthy = false
+		}
+	case probeRefused:
+		st.oks, st.fails = 0, st.fails+1
+		st.healthy = false
+	}
+	return st.healthy
+}
+
+func (s *Set) probeOne(ctx context.Context, addr string) outcome {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, Scheme+"://"+addr+"/readyz", nil)
 	if err != nil {
-		return false
+		return probeFailed
 	}
 	resp, err := s.client.Do(req)
 	if err != nil {
 		s.log.Debug("region probe failed", "endpoint", addr, "err", err)
-		return false
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			return probeRefused
+		}
+		return probeFailed
 	}
 	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
+	if resp.StatusCode != http.StatusOK {
+		return probeFailed
+	}
+	return probeOK
 }
 
 // Healthy reports whether the region has a healthy endpoint.
@@ -226,6 +321,9 @@ func (s *Set) MarkDown(name, addr string) {
 	r := s.regions[name]
 	if r == nil {
 		return
+	}
+	if st := s.states[addr]; st != nil {
+		st.healthy, st.oks = false, 0 // back only after RiseAfter good probes
 	}
 	if i := slices.Index(r.endpoints, addr); i >= 0 {
 		r.endpoints = slices.Delete(slices.Clone(r.endpoints), i, i+1)

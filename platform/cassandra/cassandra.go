@@ -71,10 +71,25 @@ func (c Config) cluster(keyspace string) *gocql.ClusterConfig {
 	cl.Consistency, _ = parseConsistency(c.Consistency)
 	cl.Timeout = c.Timeout
 	cl.ConnectTimeout = c.Timeout
-	cl.DisableInitialHostLookup = len(c.Hosts) == 1 // a single local node advertises itself only
+	// The driver looks the hosts up (system.local, system.peers) even with one contact point:
+	// without the lookup it gives each contact point a made-up host id, and after the node
+	// restarted, the ring refresh adds the node again under its real id while the load-balancing
+	// policy keeps the old, down entry (same address), so every query failed "gocql: no hosts
+	// available in the pool" for good (gocql issue 1721; seen as every region stuck after
+	// Cassandra stopped for 20 s). A looked-up host without a port of its own keeps the port of
+	// the contact point it was found through.
+	cl.DisableInitialHostLookup = false
+	// Down hosts are redialled every ReconnectInterval (the driver's default is a minute), and
+	// a connection that drops is redialled with backoff before the host counts as down.
+	cl.ReconnectInterval = reconnectInterval
+	cl.ReconnectionPolicy = &gocql.ExponentialReconnectionPolicy{MaxRetries: 8, InitialInterval: 100 * time.Millisecond, MaxInterval: 2 * time.Second}
 	cl.RetryPolicy = &gocql.ExponentialBackoffRetryPolicy{NumRetries: 3, Min: 50 * time.Millisecond, Max: time.Second}
 	return cl
 }
+
+// reconnectInterval is how often a session redials hosts it holds down: short, so a node that
+// restarted serves again within seconds (the driver also reconnects on the node's UP event).
+const reconnectInterval = 2 * time.Second
 
 // Connect opens a session on the configured keyspace.
 func Connect(ctx context.Context, c Config) (*gocql.Session, error) {

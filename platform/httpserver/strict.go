@@ -4,6 +4,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 
@@ -33,7 +34,15 @@ const (
 // query string that does not parse or names a parameter twice (400: the gateway and a region
 // could take different ones), and a body that is not application/json (415). Every refusal is
 // Herald's JSON error.
-func Strict(c *gin.Context) {
+func Strict(c *gin.Context) { strict(c, nil) }
+
+// StrictAllowingForms is Strict, except that under the path prefixes given a body may also
+// be application/x-www-form-urlencoded (what RFC 8058 one-click unsubscribe posts).
+func StrictAllowingForms(prefixes ...string) gin.HandlerFunc {
+	return func(c *gin.Context) { strict(c, prefixes) }
+}
+
+func strict(c *gin.Context, formPrefixes []string) {
 	r := c.Request
 	n := len(r.Method) + len(r.RequestURI)
 	for k, vs := range r.Header {
@@ -63,7 +72,8 @@ func Strict(c *gin.Context) {
 	}
 	if r.ContentLength > 0 || r.ContentLength < 0 && len(r.TransferEncoding) > 0 {
 		mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-		if err != nil || mt != "application/json" || params["charset"] != "" && !strings.EqualFold(params["charset"], "utf-8") {
+		form := err == nil && mt == "application/x-www-form-urlencoded" && slices.ContainsFunc(formPrefixes, func(p string) bool { return strings.HasPrefix(r.URL.Path, p) })
+		if !form && (err != nil || mt != "application/json" || params["charset"] != "" && !strings.EqualFold(params["charset"], "utf-8")) {
 			refuse(c, http.StatusUnsupportedMediaType, CodeUnsupportedMediaType, "request bodies are JSON: send Content-Type: application/json", "Content-Type")
 			return
 		}

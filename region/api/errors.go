@@ -1,6 +1,8 @@
 package api
 
 import (
+	"context"
+	"errors"
 	"net/http"
 
 	"github.com/herald-notify/herald/platform/wire"
@@ -36,6 +38,7 @@ const (
 	CodeNotFound             = "not_found"
 	CodeNotResident          = "not_resident"
 	CodeUnavailable          = "unavailable"
+	CodeDeadlineExceeded     = "deadline_exceeded"
 )
 
 var rejections = promauto.NewCounterVec(prometheus.CounterOpts{
@@ -67,7 +70,15 @@ func notFound(c *gin.Context, what string) {
 	writeError(c, &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: what + " not found"})
 }
 
+// unavailable is a 503 the caller retries after Retry-After: deadline_exceeded when the
+// request's deadline ended it (a produce Kafka did not acknowledge in time, a store that did not
+// answer), unavailable otherwise.
 func unavailable(c *gin.Context, msg string) {
 	c.Header("Retry-After", "2")
-	writeError(c, &Error{Status: http.StatusServiceUnavailable, Code: CodeUnavailable, Message: msg})
+	code := CodeUnavailable
+	if errors.Is(c.Request.Context().Err(), context.DeadlineExceeded) {
+		code = CodeDeadlineExceeded
+		msg = "the request did not finish within the region's deadline: " + msg
+	}
+	writeError(c, &Error{Status: http.StatusServiceUnavailable, Code: code, Message: msg})
 }

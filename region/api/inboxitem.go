@@ -12,6 +12,7 @@ import (
 
 	"github.com/herald-notify/herald/region/deliverylog"
 	"github.com/herald-notify/herald/region/inbox"
+	"github.com/herald-notify/herald/region/pushstore"
 )
 
 // getInboxItem serves GET /v1/users/{user_id}/notifications/{notification_id}: one item of the user's inbox,
@@ -43,6 +44,18 @@ func (s *Server) getInboxItem(c *gin.Context) {
 	it, err = s.Inbox.Own(ctx, appOf(c), user, n.AcceptedAt, n.ID)
 	if errors.Is(err, gocql.ErrNotFound) && n.Topic != "" {
 		it, err = s.feedItemOf(c, user, n.Topic, n.AcceptedAt, n.ID)
+	}
+	if errors.Is(err, gocql.ErrNotFound) && s.PushContent != nil {
+		// No inbox item: a content-free push of a push-only send (or one whose in-app delivery
+		// the preferences turned off) left its content in the push content store.
+		pc, perr := s.PushContent.Get(ctx, appOf(c), user, n.ID)
+		switch {
+		case perr == nil:
+			c.JSON(http.StatusOK, pc)
+			return
+		case !errors.Is(perr, pushstore.ErrNotFound):
+			err = perr
+		}
 	}
 	switch {
 	case errors.Is(err, gocql.ErrNotFound):

@@ -94,8 +94,8 @@ func TestOpenAPIDocumentsEveryRouteAndNoOther(t *testing.T) {
 			t.Errorf("route %s %s (%s) is not documented in %s", r.Method, r.Path, key, openapiPath)
 			continue
 		}
-		if strings.HasPrefix(r.Path, "/internal/") {
-			checkInternalOperation(t, key, op)
+		if strings.HasPrefix(r.Path, "/internal/") || strings.HasPrefix(r.Path, "/v1/unsubscribe/") {
+			checkInternalOperation(t, key, op) // no app header: the app is in the token
 			continue
 		}
 		checkOperation(t, doc, key, op)
@@ -197,7 +197,7 @@ var errorCodes = []string{
 	CodeConflictingFields, CodeInvalidType, CodeUnknownTemplate, CodeTemplateTypeMismatch,
 	CodeMissingVariable, CodeInvalidTemplate, CodeTooManyRecipients, CodeInvalidChannel,
 	CodeInvalidSendAt, CodeDuplicateRequest, CodeMissingApp, CodeUnauthenticated, CodeNotFound,
-	CodeUnavailable, CodeDuplicateField, CodeNotResident,
+	CodeUnavailable, CodeDuplicateField, CodeNotResident, CodeDeadlineExceeded,
 }
 
 func TestOpenAPIErrorCodesAreTheCodeConstants(t *testing.T) {
@@ -611,6 +611,9 @@ func TestOpenAPIAuthenticationAnswersAreDocumented(t *testing.T) {
 		if strings.HasPrefix(r.Path, "/internal/") {
 			// Not app-scoped: without the header the body's own checks answer.
 			checkDocumentedError(t, doc, "without "+AppHeader, r.Method, r.Path, rec, http.StatusBadRequest, CodeMissingField)
+		} else if strings.HasPrefix(r.Path, "/v1/unsubscribe/") {
+			// The app is in the token: without a token this region minted, the link is not one.
+			checkDocumentedError(t, doc, "without "+AppHeader, r.Method, r.Path, rec, http.StatusNotFound, CodeNotFound)
 		} else {
 			checkDocumentedError(t, doc, "without "+AppHeader, r.Method, r.Path, rec, http.StatusBadRequest, CodeMissingApp)
 		}

@@ -16,7 +16,6 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
@@ -30,18 +29,30 @@ import (
 	"github.com/herald-notify/herald/region/inbox"
 	"github.com/herald-notify/herald/region/notify"
 	"github.com/herald-notify/herald/region/prefs"
+	"github.com/herald-notify/herald/region/pushstore"
 	"github.com/herald-notify/herald/region/templates"
 	"github.com/herald-notify/herald/region/topics"
+	"github.com/herald-notify/herald/region/unsubscribe"
 	"github.com/herald-notify/herald/region/users"
 )
 
 // AppHeader carries the caller's app id from the gateway.
 const AppHeader = "X-Herald-App"
 
-var acceptedTotal = promauto.NewCounterVec(prometheus.CounterOpts{
-	Name: "herald_api_accepted_total",
-	Help: "Notifications accepted (durably on Kafka), by tier.",
-}, []string{"region", "tier"})
+var (
+	acceptedTotal = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "herald_api_accepted_total",
+		Help: "Notifications accepted (durably on Kafka), by tier.",
+	}, []string{"region", "tier"})
+	lateAcks = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "herald_api_late_acknowledgements_total",
+		Help: "Keyed sends answered 503 because Kafka did not acknowledge in time, acknowledged after: their claim is marked done, so the retry answers their id.",
+	}, []string{"region"})
+	idempotentReplays = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "herald_api_idempotent_replays_total",
+		Help: "Events produced again for a request that found its idempotency key pending with no proof the first produce was acknowledged.",
+	}, []string{"region"})
+)
 
 // Producer hands records durably to Kafka.
 type Producer interface {
@@ -70,14 +81,24 @@ type Server struct {
 	PrefsCache    interface {
 		Invalidate(ctx context.Context, app, user string) error
 	}
-	Inbox   *inbox.Inbox
-	Streams *inbox.Hub
-	Erasure *erasure.Service
-	Log     *deliverylog.Log
-	Keys    notify.Sealer // seals the personal part of the records produced (crypto-shredding)
-	Audit   AuditAppender
-	Logger  *slog.Logger
-	Now     func() time.Time
+	Inbox *inbox.Inbox
+	// PushContent holds the content of content-free pushes that left no inbox item (nil: the
+	// item route answers from the inbox only).
+	PushContent *pushstore.Store
+	Streams     *inbox.Hub
+	Erasure     *erasure.Service
+	Log         *deliverylog.Log
+	Keys        notify.Sealer // seals the personal part of the records produced (crypto-shredding)
+	Audit       AuditAppender
+	// Unsubscribe opens the tokens of the region's one-click unsubscribe links (nil: every
+	// link is 404).
+	Unsubscribe *unsubscribe.Keyring
+	Logger      *slog.Logger
+	Now         func() time.Time
+	// RequestTimeout bounds every request but the event stream: its context ends then, so a
+	// store or Kafka that does not answer in time turns into a 503 with Retry-After, never a
+	// hang. Zero means no deadline.
+	RequestTimeout time.Duration
 }
 
 // Register mounts the API's routes on r.
@@ -85,7 +106,7 @@ func (s *Server) Register(r gin.IRouter) {
 	if s.Now == nil {
 		s.Now = time.Now
 	}
-	v1 := r.Group("/v1", otelgin.Middleware("herald-region-"+s.Region), s.authenticate)
+	v1 := r.Group("/v1", otelgin.Middleware("herald-region-"+s.Region), s.deadline, s.authenticate)
 	v1.POST("/notifications", s.send)
 	v1.GET("/notifications/:id/status", s.status)
 	v1.PUT("/templates/:id", s.putTemplate)
@@ -109,7 +130,24 @@ func (s *Server) Register(r gin.IRouter) {
 	v1.GET("/users/:user_id/notifications/:notification_id", s.getInboxItem)
 	v1.PATCH("/notifications/:id/read", s.markRead)
 	v1.POST("/notifications/read-all", s.readAll)
-	r.POST("/internal/v1/audit", otelgin.Middleware("herald-region-"+s.Region), s.authenticateInternal, s.appendAudit)
+	r.POST("/internal/v1/audit", otelgin.Middleware("herald-region-"+s.Region), s.deadline, s.authenticateInternal, s.appendAudit)
+	// One-click unsubscribe: the app and the user are in the token, not in a header.
+	r.GET("/v1/unsubscribe/:token", otelgin.Middleware("herald-region-"+s.Region), s.deadline, s.authenticateInternal, s.unsubscribeInfo)
+	r.POST("/v1/unsubscribe/:token", otelgin.Middleware("herald-region-"+s.Region), s.deadline, s.authenticateInternal, s.oneClickUnsubscribe)
+}
+
+// StreamRoute is the one route without a deadline: an event stream stays open for hours.
+const StreamRoute = "/v1/users/:user_id/notifications/stream"
+
+// deadline gives the request's context the API's deadline (RequestTimeout).
+func (s *Server) deadline(c *gin.Context) {
+	if s.RequestTimeout <= 0 || c.FullPath() == StreamRoute {
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.Request.Context(), s.RequestTimeout)
+	defer cancel()
+	c.Request = c.Request.WithContext(ctx)
+	c.Next()
 }
 
 func (s *Server) authenticate(c *gin.Context) {
@@ -230,45 +268,129 @@ func (s *Server) send(c *gin.Context) {
 		}
 	}
 	acceptedTotal.WithLabelValues(s.Region, e.Tier).Inc()
-	if err := s.Log.Accepted(ctx, e); err != nil {
-		// The event is durable; fan-out records it too.
-		s.Logger.Warn("recording accepted notification", "notification", e.ID, "err", err)
-	}
+	s.recordAccepted(ctx, e)
 	c.JSON(http.StatusAccepted, gin.H{"notification_id": e.ID})
 }
 
 func (s *Server) produceFailed(c *gin.Context, err error) {
 	s.Logger.Error("notification not accepted", "err", err)
-	unavailable(c, "the notification could not be made durable; it was not accepted, retry")
+	if !errors.Is(err, kafka.ErrUnavailable) {
+		unavailable(c, "the idempotency key could not be claimed in time; retry with the same idempotency_key")
+		return
+	}
+	unavailable(c, "Kafka did not acknowledge the notification; retry (with the same idempotency_key, a send that reached Kafka after all answers its original notification_id)")
 }
 
-// sendOnce claims the idempotency key and produces in one transaction: the claim is committed
-// only if Kafka took the event, so a failed send leaves the key free for the retry. It returns
-// the original notification id when the key was used in the last 24 hours.
+// sendOnce accepts e under its idempotency key, so that the key's claim and the accepted event
+// never disagree. The key is claimed first, durably, as pending and with the record to produce;
+// then the record is produced; then the claim is marked done. A failure before the produce leaves
+// nothing accepted; a produce that fails or times out, or a mark that fails, leaves the claim
+// pending: the request that finds it settles it (the same event, on Kafka at least once) and
+// answers the original id. It returns the original notification id when the key was used in the
+// last 24 hours.
 func (s *Server) sendOnce(ctx context.Context, e notify.Event, msg kafka.Message) (original string, err error) {
-	err = pgx.BeginFunc(ctx, s.DB, func(tx pgx.Tx) error {
-		var existing string
-		var created time.Time
-		err := tx.QueryRow(ctx, `INSERT INTO idempotency_keys (app_id, idempotency_key, notification_id) VALUES ($1, $2, $3)
-			ON CONFLICT (app_id, idempotency_key) DO UPDATE SET app_id = idempotency_keys.app_id
-			RETURNING notification_id, created_at`, e.AppID, e.IdempotencyKey, e.ID).Scan(&existing, &created)
+	var (
+		held    string
+		pending kafka.Message
+		value   []byte
+	)
+	err = s.DB.QueryRow(ctx, `INSERT INTO idempotency_keys (app_id, idempotency_key, notification_id, pending_topic, pending_key, pending_value)
+		VALUES ($1, $2, $3, $4, $5, $6)
+		ON CONFLICT (app_id, idempotency_key) DO UPDATE SET
+			notification_id = CASE WHEN idempotency_keys.created_at < now() - interval '24 hours' THEN EXCLUDED.notification_id ELSE idempotency_keys.notification_id END,
+			pending_topic = CASE WHEN idempotency_keys.created_at < now() - interval '24 hours' THEN EXCLUDED.pending_topic ELSE idempotency_keys.pending_topic END,
+			pending_key = CASE WHEN idempotency_keys.created_at < now() - interval '24 hours' THEN EXCLUDED.pending_key ELSE idempotency_keys.pending_key END,
+			pending_value = CASE WHEN idempotency_keys.created_at < now() - interval '24 hours' THEN EXCLUDED.pending_value ELSE idempotency_keys.pending_value END,
+			created_at = CASE WHEN idempotency_keys.created_at < now() - interval '24 hours' THEN now() ELSE idempotency_keys.created_at END
+		RETURNING notification_id, coalesce(pending_topic, ''), coalesce(pending_key, ''), pending_value`,
+		e.AppID, e.IdempotencyKey, e.ID, msg.Topic, msg.Key, msg.Value).Scan(&held, &pending.Topic, &pending.Key, &value)
+	if err != nil {
+		return "", fmt.Errorf("claiming idempotency key: %w", err)
+	}
+	if held != e.ID {
+		if value != nil {
+			pending.Value = value
+			if err := s.settle(ctx, e.AppID, e.IdempotencyKey, held, pending); err != nil {
+				return "", err
+			}
+		}
+		return held, nil
+	}
+	// Acknowledged after the deadline: the event is accepted after all, though the client was
+	// answered 503: the claim is marked done and the notification recorded, so the retry with
+	// the key answers its id without producing it again.
+	late := func(err error) {
 		if err != nil {
+			return // the claim stays pending: a retry with the key settles it
+		}
+		lateAcks.WithLabelValues(s.Region).Inc()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		s.markDone(ctx, e.AppID, e.IdempotencyKey, e.ID)
+		s.recordAccepted(ctx, e)
+	}
+	if err := s.produce(ctx, late, msg); err != nil {
+		return "", err // the claim stays pending: a retry with the key settles it
+	}
+	s.markDone(ctx, e.AppID, e.IdempotencyKey, e.ID)
+	return "", nil
+}
+
+// produce sends msg, and when ctx ends first and the producer can follow the record to its
+// acknowledgement (kafka.Producer.SendOrFollow), calls late with the outcome.
+func (s *Server) produce(ctx context.Context, late func(error), msg kafka.Message) error {
+	if f, ok := s.Producer.(interface {
+		SendOrFollow(ctx context.Context, late func(error), msgs ...kafka.Message) error
+	}); ok {
+		return f.SendOrFollow(ctx, late, msg)
+	}
+	return s.Producer.Send(ctx, msg)
+}
+
+// recordAccepted writes the accepted notification's row in the delivery log: the row is what
+// tells a request that finds its key pending that the event was acknowledged.
+func (s *Server) recordAccepted(ctx context.Context, e notify.Event) {
+	if err := s.Log.Accepted(ctx, e); err != nil {
+		// The event is durable; fan-out records it too.
+		s.Logger.Warn("recording accepted notification", "notification", e.ID, "err", err)
+	}
+}
+
+// settle makes sure the event of a pending claim is on Kafka, then marks the claim done. The
+// notification's row in the delivery log is written only after Kafka acknowledged the event (by
+// this API, or by fan-out once it consumed it), so finding it is proof enough; otherwise the
+// first request's produce failed, timed out or is still under way, and the same record is
+// produced again: at worst the event is twice on its topic under one id, which fan-out's dedup
+// keys deliver once.
+func (s *Server) settle(ctx context.Context, app, key, id string, pending kafka.Message) error {
+	switch _, err := s.Log.Get(ctx, id); {
+	case err == nil:
+	case errors.Is(err, deliverylog.ErrNotFound):
+		if err := s.Producer.Send(ctx, pending); err != nil {
 			return err
 		}
-		if existing != e.ID {
-			if time.Since(created) < 24*time.Hour {
-				original = existing
-				return nil
-			}
-			// Older than the window: the key is free again.
-			if _, err := tx.Exec(ctx, `UPDATE idempotency_keys SET notification_id = $3, created_at = now() WHERE app_id = $1 AND idempotency_key = $2`,
-				e.AppID, e.IdempotencyKey, e.ID); err != nil {
-				return err
-			}
-		}
-		return s.Producer.Send(ctx, msg)
-	})
-	return original, err
+		idempotentReplays.WithLabelValues(s.Region).Inc()
+	default:
+		return fmt.Errorf("checking whether notification %s was accepted: %w", id, err)
+	}
+	s.markDone(ctx, app, key, id)
+	return nil
+}
+
+// markDone records that the claim's event is on Kafka. It runs after the acknowledgement, so
+// a request whose deadline is about to pass still gets 200 ms for it; a failure only leaves the
+// claim pending, which the next request with the key settles.
+func (s *Server) markDone(ctx context.Context, app, key, id string) {
+	budget := 2 * time.Second // no deadline
+	if d, ok := ctx.Deadline(); ok {
+		budget = max(time.Until(d), 200*time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), budget)
+	defer cancel()
+	if _, err := s.DB.Exec(ctx, `UPDATE idempotency_keys SET pending_topic = NULL, pending_key = NULL, pending_value = NULL
+		WHERE app_id = $1 AND idempotency_key = $2 AND notification_id = $3`, app, key, id); err != nil {
+		s.Logger.Warn("idempotency claim left pending; the next request with its key settles it", "notification", id, "err", err)
+	}
 }
 
 func newID() string {

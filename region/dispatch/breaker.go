@@ -53,7 +53,9 @@ func breakerStateValue(s gobreaker.State) float64 {
 	return 0
 }
 
-func newGuarded(p Provider, c BreakerConfig, region string, log *slog.Logger) *guarded {
+// newGuarded puts p behind a breaker. recovered (may be nil) is called when the breaker closes
+// again after a successful half-open probe: the provider is back.
+func newGuarded(p Provider, c BreakerConfig, region string, log *slog.Logger, recovered func()) *guarded {
 	st := gobreaker.Settings{
 		Name:        p.Name(),
 		MaxRequests: c.HalfOpenProbes,
@@ -69,6 +71,9 @@ func newGuarded(p Provider, c BreakerConfig, region string, log *slog.Logger) *g
 		OnStateChange: func(name string, from, to gobreaker.State) {
 			log.Warn("provider circuit breaker changed state", "provider", name, "from", from.String(), "to", to.String())
 			breakerState.WithLabelValues(region, name).Set(breakerStateValue(to))
+			if from == gobreaker.StateHalfOpen && to == gobreaker.StateClosed && recovered != nil {
+				recovered()
+			}
 		},
 		// A refused recipient is the provider working: only transient failures count.
 		IsSuccessful: func(err error) bool { return err == nil || classify(err).Class != Transient },

@@ -2,10 +2,14 @@ package dispatch
 
 import (
 	"fmt"
+	"net/mail"
 	"net/url"
+	"regexp"
+	"strings"
 	"time"
 
 	"github.com/herald-notify/herald/platform/config"
+	"github.com/herald-notify/herald/region/deadletter"
 	"github.com/herald-notify/herald/region/notify"
 )
 
@@ -23,6 +27,11 @@ type Config struct {
 	// Tiers sizes the pool of each tier and channel: every tier x channel has its own dispatch
 	// topic, consumer group and in-flight window, so one tier's backlog never takes another's.
 	Tiers TiersConfig `yaml:"tiers"`
+	// FailureRetry bounds the retries of recording a task's outcome (the delivery log, Kafka)
+	// while a store fails transiently; past it, and at once for a task that can never be
+	// handled, the record goes to "<region>.dlq.dispatch.<channel>". Provider failures follow
+	// Retry instead.
+	FailureRetry deadletter.Policy `yaml:"failure_retry"`
 }
 
 // TiersConfig is the pools of each tier.
@@ -129,6 +138,12 @@ type SMTPConfig struct {
 	From string `yaml:"from" env:"HERALD_DISPATCH_SMTP_FROM"`
 	// CAFile, when set, is the only CA trusted for STARTTLS.
 	CAFile string `yaml:"ca_file" env:"HERALD_DISPATCH_SMTP_CA_FILE"`
+	// UnsubscribeMailto, when set, is a mailbox that List-Unsubscribe names beside the
+	// one-click link (mailto:<it>?subject=unsubscribe%20<token>): whoever reads it posts the
+	// subject's token to POST /v1/unsubscribe/{token}. Herald receives no mail itself.
+	UnsubscribeMailto string `yaml:"unsubscribe_mailto"`
+	// DKIM signs every message (RFC 6376), as Gmail and Yahoo require of bulk senders.
+	DKIM DKIMConfig `yaml:"dkim"`
 	// RateLimit is this provider's token bucket, shared by the region's dispatchers
 	// through Redis (unlimited by default).
 	RateLimit RateLimitConfig `yaml:"rate_limit"`
@@ -201,6 +216,9 @@ func DefaultConfig() Config {
 
 // Validate checks the block; keys are relative ("push.apns.team_id"), callers prefix them.
 func (c Config) Validate() error {
+	if err := c.FailureRetry.Validate(); err != nil {
+		return config.Prefix("failure_retry", err)
+	}
 	for _, tier := range notify.Tiers {
 		for _, ch := range Channels {
 			if n := c.Tiers.Tier(tier).Pool(ch).Concurrency; n < 1 || n > 4096 {
@@ -352,8 +370,51 @@ func (s *SMTPConfig) validate(depth int) error {
 	if err := config.HostPort("addr", s.Addr); err != nil {
 		return err
 	}
-	return config.Required("from", s.From)
+	if err := config.Required("from", s.From); err != nil {
+		return err
+	}
+	return config.Prefix("dkim", s.DKIM.validate(s.From))
 }
+
+// DKIMConfig is the DKIM signature of outgoing mail: the signing domain (d=, aligned with the
+// From address's domain, as DMARC checks), the selector (s=, the DNS record
+// <selector>._domainkey.<domain> holds the public key) and the private key (PEM, PKCS#8 or
+// PKCS#1 RSA, or Ed25519; read at start, which fails naming dkim.key_file when it cannot be
+// used). Empty: mail goes unsigned.
+type DKIMConfig struct {
+	Domain   string `yaml:"domain" env:"HERALD_DISPATCH_SMTP_DKIM_DOMAIN"`
+	Selector string `yaml:"selector" env:"HERALD_DISPATCH_SMTP_DKIM_SELECTOR"`
+	KeyFile  string `yaml:"key_file" env:"HERALD_DISPATCH_SMTP_DKIM_KEY_FILE"`
+}
+
+func (d DKIMConfig) validate(from string) error {
+	if d == (DKIMConfig{}) {
+		return nil
+	}
+	if d.Domain == "" {
+		return config.Required("domain", d.Domain)
+	}
+	if d.Selector == "" || !dkimLabel.MatchString(d.Selector) {
+		return config.Errorf("selector", d.Selector, "must be a DNS label")
+	}
+	if d.KeyFile == "" {
+		return config.Required("key_file", d.KeyFile)
+	}
+	addr, err := mail.ParseAddress(from)
+	if err != nil {
+		return config.Errorf("domain", d.Domain, "the from address does not parse: %v", err)
+	}
+	_, fromDomain, _ := strings.Cut(strings.ToLower(addr.Address), "@")
+	domain := strings.ToLower(d.Domain)
+	if fromDomain != domain && !strings.HasSuffix(fromDomain, "."+domain) {
+		return config.Errorf("domain", d.Domain, "is not aligned with the from address's domain %s (DMARC would fail)", fromDomain)
+	}
+	// The key itself is read when the dispatcher starts (newDKIMSigner), like the providers'
+	// credentials: the simulators of the local stack make theirs after migrations ran.
+	return nil
+}
+
+var dkimLabel = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$`)
 
 func (s *TwilioConfig) validate(depth int) error {
 	if err := depthErr(depth); err != nil {

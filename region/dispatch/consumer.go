@@ -13,6 +13,7 @@ import (
 
 	"github.com/herald-notify/herald/platform/envelope"
 	"github.com/herald-notify/herald/platform/kafka"
+	"github.com/herald-notify/herald/region/deadletter"
 	"github.com/herald-notify/herald/region/notify"
 )
 
@@ -126,14 +127,17 @@ func (c *consumer) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.C
 				retryDepth.WithLabelValues(c.d.region, cmp.Or(c.tier, "legacy"), c.channel, level).Set(float64(claim.HighWaterMarkOffset() - m.Offset - 1))
 			}
 			task, prev, err := c.decode(sctx, m)
-			for backoff := 100 * time.Millisecond; errors.Is(err, envelope.ErrUnavailable); backoff = min(2*backoff, 10*time.Second) {
-				c.d.log.Warn("data keys unavailable; retrying", "topic", m.Topic, "err", err, "backoff", backoff)
-				select {
-				case <-time.After(backoff):
-				case <-sctx.Done():
+			if errors.Is(err, envelope.ErrUnavailable) {
+				// The data keys cannot be read (Postgres down): retried under failure_retry.
+				_, err = c.d.cfg.FailureRetry.Do(sctx, func(ctx context.Context) error {
+					task, prev, err = c.decode(ctx, m)
+					return err // an erased record stops the retries, and is dropped below
+				}, func(err error, backoff time.Duration) {
+					c.d.log.Warn("data keys unavailable; retrying", "topic", m.Topic, "err", err, "backoff", backoff)
+				})
+				if deadletter.Stopped(err) {
 					return nil
 				}
-				task, prev, err = c.decode(sctx, m)
 			}
 			if notify.IsErased(err) {
 				// Its recipient was erased: the record is unreadable and skipped, never retried.
@@ -149,20 +153,38 @@ func (c *consumer) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.C
 				continue
 			}
 			if err != nil {
-				tasksTotal.WithLabelValues(c.d.region, c.channel, "poison").Inc()
-				c.d.log.Error("undecodable dispatch record skipped", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "err", err)
+				// It does not decode or fails validation, or its keys stayed unreadable past
+				// failure_retry: set aside on the stage's dead-letter topic, and the partition
+				// moves on.
 				p := &pending{m: m, done: make(chan error, 1)}
-				p.done <- nil
-				window <- p
+				p.done <- c.deadLetter(hctx, m, err, 1)
+				select {
+				case window <- p:
+				case <-sctx.Done():
+					return nil
+				}
 				continue
 			}
 			if prev != nil && !c.legacy {
 				// Hold the partition until the head record is due; later records of a level
 				// are due later (same delay), so nothing behind it is held back long.
-				if wait := prev.NotBefore.Sub(c.d.now()); wait > 0 {
+				// A provider of the channel that came back since the retry was written
+				// releases it at once (see recovery).
+				for {
+					wait := prev.NotBefore.Sub(c.d.now())
+					if wait <= 0 {
+						break
+					}
+					back, next := c.d.recovered[c.channel].since(prev.At)
+					if back {
+						retriesReleased.WithLabelValues(c.d.region, c.channel).Inc()
+						break
+					}
 					t := time.NewTimer(wait)
 					select {
 					case <-t.C:
+					case <-next:
+						t.Stop()
 					case <-sctx.Done():
 						t.Stop()
 						return nil
@@ -177,11 +199,22 @@ func (c *consumer) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.C
 			}
 			go func() {
 				ctx := kafka.Extract(hctx, m)
+				var err error
 				if c.legacy {
-					p.done <- c.d.forward(ctx, m, c.channel, task, c.level)
-					return
+					err = c.d.forward(ctx, m, c.channel, task, c.level)
+				} else {
+					err = c.d.process(ctx, task, prev)
 				}
-				p.done <- c.d.process(ctx, task, prev)
+				if notify.IsErased(err) {
+					notify.DroppedErased(stageOf(prev), 1)
+					err = nil
+				}
+				if err != nil && hctx.Err() == nil {
+					// Its outcome (or, draining a legacy topic, its forwarding) could not be
+					// recorded, permanently or past failure_retry.
+					err = c.deadLetter(hctx, m, err, task.Attempt+1)
+				}
+				p.done <- err
 			}()
 		}
 	}
@@ -247,22 +280,47 @@ func (c *consumer) decode(ctx context.Context, m *sarama.ConsumerMessage) (notif
 		if t.Channel == "" {
 			t.Channel = c.channel
 		}
-		return t, nil, nil
+		return t, nil, c.validTask(t)
 	}
 	r, err := DecodeRetry(ctx, c.d.deps.Keys, m.Value)
 	if err != nil {
 		return notify.Task{}, nil, decodeError(err)
 	}
-	return r.Task, &r, nil
+	return r.Task, &r, c.validTask(r.Task)
 }
 
-// decodeError marks a decoding error as poison unless it is an erased record or keys that could
-// not be read (retried).
+// decodeError marks a decoding error permanent (undecodable) unless it is an erased record or
+// keys that could not be read (retried).
 func decodeError(err error) error {
 	if notify.IsErased(err) || errors.Is(err, envelope.ErrUnavailable) {
 		return err
 	}
-	return fmt.Errorf("%w: %w", errPoison, err)
+	return deadletter.MarkPermanent(fmt.Errorf("%w: %w", errPoison, err), deadletter.ReasonUndecodable)
+}
+
+// validTask refuses a task no provider can be given: one without a notification, a recipient
+// or an app, or of another channel than its topic's.
+func (c *consumer) validTask(t notify.Task) error {
+	switch {
+	case t.NotificationID == "" || t.UserID == "" || t.AppID == "":
+		return deadletter.MarkPermanent(errors.New("task has no notification, user or app"), deadletter.ReasonInvalid)
+	case t.Channel != c.channel:
+		return deadletter.MarkPermanent(fmt.Errorf("task of channel %q on the %s topic", t.Channel, c.channel), deadletter.ReasonInvalid)
+	}
+	return nil
+}
+
+// deadLetter puts m on the channel's stage dead-letter topic, "<region>.dlq.dispatch.<channel>",
+// with err, and returns nil once it is durable (the record may be marked), or an error when ctx
+// ended first.
+func (c *consumer) deadLetter(ctx context.Context, m *sarama.ConsumerMessage, err error, attempts int) error {
+	l := deadletter.FromMessage(deadletter.DispatchStage(c.channel), m, err, attempts, c.d.now())
+	w := deadletter.Writer{Region: c.d.region, Producer: c.d.deps.Producer, Log: c.d.log.With("channel", c.channel, "level", c.level)}
+	if err := w.Put(ctx, l); err != nil {
+		return err
+	}
+	tasksTotal.WithLabelValues(c.d.region, c.channel, "poison").Inc()
+	return nil
 }
 
 // stageOf names the dispatch stage for herald_erased_records_dropped_total: a main task

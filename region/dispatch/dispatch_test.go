@@ -1,6 +1,7 @@
 package dispatch
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -20,6 +21,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/sideshow/apns2"
 	"github.com/sideshow/apns2/payload"
 
@@ -363,7 +365,7 @@ func TestFCMMinimalPushIsADataMessageWithOnlyTheNotificationID(t *testing.T) {
 
 func TestBuildMailTextAndHTMLAlternative(t *testing.T) {
 	task := sampleTask(notify.Email)
-	raw, err := buildMail(task, "Herald <noreply@herald.local>", "ada@example.com", "<x@herald.local>", time.Now())
+	raw, err := buildMail(task, "Herald <noreply@herald.local>", "ada@example.com", "<x@herald.local>", "", time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -380,7 +382,7 @@ func TestBuildMailTextAndHTMLAlternative(t *testing.T) {
 	}
 	task.Content.HTML = "<p>Shipped</p>"
 	task.Content.Subject = "Commande expédiée"
-	raw, _ = buildMail(task, "noreply@herald.local", "ada@example.com", "<y@herald.local>", time.Now())
+	raw, _ = buildMail(task, "noreply@herald.local", "ada@example.com", "<y@herald.local>", "", time.Now())
 	msg, _ = mail.ReadMessage(strings.NewReader(string(raw)))
 	dec := new(mime.WordDecoder)
 	if s, _ := dec.DecodeHeader(msg.Header.Get("Subject")); s != "Commande expédiée" {
@@ -843,5 +845,117 @@ func TestMarkInOrderCommitsAfterTheLastRecordAndNeverPastAFailure(t *testing.T) 
 				t.Fatalf("marked %v failed=%v, want %v", sess.marked, failed.Load(), tc.wantMarked)
 			}
 		})
+	}
+}
+
+// contentStore is a push content store that fails while down.
+type contentStore struct {
+	down bool
+	put  []string
+}
+
+func (s *contentStore) Put(_ context.Context, t notify.Task) error {
+	if s.down {
+		return errors.New("no hosts available in the pool")
+	}
+	s.put = append(s.put, t.NotificationID+":"+t.UserID)
+	return nil
+}
+
+// A content-free push goes out only once its content is stored: the app fetches it by the id
+// the push carries. A store that fails makes the push a transient failure, retried, never a
+// push with nothing to fetch; a full push stores nothing.
+func TestMinimalPushIsSentOnlyAfterItsContentIsStored(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		minimal   bool
+		inboxItem bool
+		down      bool
+		wantSent  int
+		wantPut   int
+		wantRetry bool
+	}{
+		{"minimal, store up", true, false, false, 1, 1, false},
+		{"minimal, store down", true, false, true, 0, 0, true},
+		{"minimal, fetched from the inbox item", true, true, true, 1, 0, false},
+		{"full, store down", false, false, true, 1, 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			apns := &fakeProvider{name: "apns"}
+			store := &contentStore{down: tc.down}
+			f := &fixture{log: &fakeLog{}, devs: &fakeDevices{}, prod: &fakeProducer{}}
+			f.d = newDispatcher(DefaultConfig(), "zz-test-1", Deps{Log: f.log, Devices: f.devs, Producer: f.prod, Logger: slog.New(slog.DiscardHandler),
+				MinimalPush: func() bool { return tc.minimal }, PushContent: store}, map[string][2]Provider{KindAPNs: {apns, nil}})
+			task := sampleTask(notify.Push)
+			task.Target.Devices = []notify.Device{{DeviceID: "d1", Platform: "ios", Token: "aa"}}
+			task.InboxItem = tc.inboxItem
+			if err := f.d.process(context.Background(), task, nil); err != nil {
+				t.Fatal(err)
+			}
+			if len(apns.sent) != tc.wantSent || len(store.put) != tc.wantPut {
+				t.Fatalf("sent %v, stored %v", apns.sent, store.put)
+			}
+			retried := len(f.prod.msgs) == 1 && f.prod.msgs[0].Topic == "zz-test-1.dispatch.push.retry.1"
+			if retried != tc.wantRetry {
+				t.Fatalf("handed on %+v, want a retry: %v", f.prod.msgs, tc.wantRetry)
+			}
+		})
+	}
+}
+
+// Bulk email (marketing, social) carries one-click unsubscribe (RFC 8058): List-Unsubscribe
+// with the HTTPS link (and the mailbox when configured) and List-Unsubscribe-Post.
+// Transactional mail carries neither; a bulk email without a link is counted.
+func TestBulkEmailCarriesOneClickUnsubscribeAndTransactionalNone(t *testing.T) {
+	link := "https://eu.herald.example/v1/unsubscribe/eu-west-1.c2VhbGVk"
+	for _, tc := range []struct {
+		name, tier, mailto, link string
+		want                     []string // List-Unsubscribe values, "" for none
+	}{
+		{"marketing", notify.Marketing, "", link, []string{"<" + link + ">"}},
+		{"social with a mailbox", notify.Social, "unsub@herald.example", link,
+			[]string{"<" + link + ">", "<mailto:unsub@herald.example?subject=unsubscribe%20eu-west-1.c2VhbGVk>"}},
+		{"transactional", notify.Transactional, "unsub@herald.example", link, nil},
+		{"marketing without a link", notify.Marketing, "", "", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := newSMTP(SMTPConfig{Addr: "127.0.0.1:1", From: "noreply@herald.example", UnsubscribeMailto: tc.mailto}, "smtp", "zz-test-1",
+				func(notify.Task) string { return tc.link })
+			if err != nil {
+				t.Fatal(err)
+			}
+			task := sampleTask(notify.Email)
+			task.Tier = tc.tier
+			before := testutil.ToFloat64(emailWithoutUnsubscribe.WithLabelValues("zz-test-1"))
+			raw, err := buildMail(task, "noreply@herald.example", "ada@example.com", "<z@herald.example>", p.listUnsubscribe(task), time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, err := mail.ReadMessage(bytes.NewReader(raw))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := m.Header.Get("List-Unsubscribe")
+			if tc.want == nil {
+				if got != "" || m.Header.Get("List-Unsubscribe-Post") != "" {
+					t.Fatalf("List-Unsubscribe %q on %s mail", got, tc.tier)
+				}
+			} else {
+				var parts []string
+				for _, v := range strings.Split(got, ",") {
+					parts = append(parts, strings.TrimSpace(v))
+				}
+				if !slices.Equal(parts, tc.want) || m.Header.Get("List-Unsubscribe-Post") != "List-Unsubscribe=One-Click" {
+					t.Fatalf("List-Unsubscribe %q, Post %q; want %q", got, m.Header.Get("List-Unsubscribe-Post"), tc.want)
+				}
+			}
+			missing := testutil.ToFloat64(emailWithoutUnsubscribe.WithLabelValues("zz-test-1")) - before
+			if wantMissing := tc.tier != notify.Transactional && tc.link == ""; (missing == 1) != wantMissing {
+				t.Fatalf("counted %v emails without unsubscribe", missing)
+			}
+		})
+	}
+	if _, err := newSMTP(SMTPConfig{Addr: "127.0.0.1:1", From: "noreply@herald.example", UnsubscribeMailto: "Unsub <u@x.example>"}, "smtp", "zz", nil); err == nil {
+		t.Fatal("a display name in unsubscribe_mailto was accepted")
 	}
 }

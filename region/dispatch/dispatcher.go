@@ -39,6 +39,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -144,6 +145,11 @@ type LogWriter interface {
 	Write(ctx context.Context, states []deliverylog.State, attempts []deliverylog.Attempt) error
 }
 
+// ContentStore keeps the content of a content-free push (*pushstore.Store).
+type ContentStore interface {
+	Put(ctx context.Context, t notify.Task) error
+}
+
 // Deactivator marks a device token inactive.
 type Deactivator interface {
 	Deactivate(ctx context.Context, appID, platform, token string) error
@@ -171,6 +177,16 @@ type Deps struct {
 	// content-free pushes (its push_content is minimal in the residency policy): APNs and FCM
 	// then get the notification id and what wakes the app, nothing of the content. Nil: full.
 	MinimalPush func() bool
+	// PushContent, when set, keeps the content of every content-free push in the region for
+	// the app to fetch by notification id (the push itself carries none of it). The content is
+	// stored before the push is sent; a push whose content could not be stored is retried
+	// like a provider's transient failure, never sent with nothing to fetch.
+	PushContent ContentStore
+	// UnsubscribeLink returns the one-click unsubscribe link (RFC 8058) of a marketing or
+	// social email task: an HTTPS link to the jurisdiction's gateway with a token only this
+	// region can open. Nil, or "" for a task: the email goes without List-Unsubscribe, counted
+	// in herald_email_without_unsubscribe_total.
+	UnsubscribeLink func(t notify.Task) string
 	// Keys open the tasks and seal the retries, dead letters and delivery events for their
 	// users (nil: plain records, unit tests).
 	Keys notify.Sealer
@@ -206,6 +222,49 @@ type Dispatcher struct {
 	now    func() time.Time
 	rnd    func() float64
 	sent   *sentKeys // nil without Redis
+	// recovered by channel: when one of its providers came back after an outage.
+	recovered map[string]*recovery
+}
+
+// recovery tells a channel's retry consumers that one of its providers is back: its breaker
+// closed again after a successful half-open probe. Retries written while it was failing are due
+// at once then, not at their backoff (up to minutes), so deliveries resume within seconds of a
+// provider's return. The storm stays bounded: released retries go through the channel's window
+// and rate limit like any task, each spends one of its attempts, and only a recovery (a probe
+// that succeeded) releases anything.
+type recovery struct {
+	mu   sync.Mutex
+	at   time.Time     // the latest recovery
+	next chan struct{} // closed at the next one
+}
+
+func newRecovery() *recovery { return &recovery{next: make(chan struct{})} }
+
+func (r *recovery) mark(now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.at = now
+	close(r.next)
+	r.next = make(chan struct{})
+}
+
+// since reports whether the channel recovered after t, and a channel closed at the next
+// recovery.
+func (r *recovery) since(t time.Time) (bool, <-chan struct{}) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.at.After(t), r.next
+}
+
+// channelOf is the channel a provider kind serves.
+func channelOf(kind string) string {
+	switch kind {
+	case KindAPNs, KindFCM:
+		return notify.Push
+	case KindSMTP:
+		return notify.Email
+	}
+	return notify.SMS
 }
 
 // Provider kinds.
@@ -258,7 +317,7 @@ func New(cfg Config, region string, d Deps) (*Dispatcher, error) {
 			if c == nil {
 				continue
 			}
-			p, err := newSMTP(*c, name(c.Name, "smtp", i == 1))
+			p, err := newSMTP(*c, name(c.Name, "smtp", i == 1), region, d.UnsubscribeLink)
 			if err != nil {
 				return nil, err
 			}
@@ -287,14 +346,21 @@ func newDispatcher(cfg Config, region string, d Deps, provs map[string][2]Provid
 		d.Keys = newLimitedKeys(d.Keys, d.KeysConcurrency)
 	}
 	ds := &Dispatcher{cfg: cfg, region: region, deps: d, log: d.Logger.With("role", "dispatch"), routes: map[string]*route{}, sent: newSentKeys(d.Redis, d.RedisPrefix),
-		now: time.Now, rnd: jitterRand}
+		now: time.Now, rnd: jitterRand, recovered: map[string]*recovery{}}
+	for _, ch := range Channels {
+		ds.recovered[ch] = newRecovery()
+	}
 	for kind, pair := range provs {
 		if pair[0] == nil {
 			continue
 		}
 		limits := cfg.rateLimits()
 		guard := func(p Provider) *guarded {
-			g := newGuarded(p, cfg.Breaker, region, ds.log)
+			ch := channelOf(kind)
+			g := newGuarded(p, cfg.Breaker, region, ds.log, func() {
+				ds.log.Info("provider back: releasing the channel's held retries", "provider", p.Name(), "channel", ch)
+				ds.recovered[ch].mark(ds.now())
+			})
 			g.timeout = cfg.SendTimeout
 			g.sent = ds.sent
 			g.limit = NewRateLimiter(d.Redis, d.RedisPrefix, region, p.Name(), limits[p.Name()], ds.log)
@@ -410,7 +476,9 @@ type result struct {
 }
 
 // process handles one task (from the dispatch topic, or due from a retry topic) to its durable
-// outcome. It returns an error only when ctx ended first; the record must then not be marked.
+// outcome. It returns an error when ctx ended first (the record must then not be marked), or
+// when recording the outcome failed permanently or past failure_retry (the consumer then
+// dead-letters the record).
 var tracer = otel.Tracer("herald/region/dispatch")
 
 func (d *Dispatcher) process(ctx context.Context, t notify.Task, prev *Retry) error {
@@ -441,6 +509,19 @@ func (d *Dispatcher) process(ctx context.Context, t notify.Task, prev *Retry) er
 		return d.handOn(ctx, nil, d.events(t, notify.StageSuppressed, reason))
 	}
 	attemptNo := t.Attempt + 1
+	// A content-free push brings only the notification id: its content must be in the region
+	// before the push can reach the device, or the app has nothing to fetch. A notification
+	// that left the user an inbox item is fetched from there; any other gets a copy.
+	var storeErr *SendError
+	if t.Channel == notify.Push && !t.InboxItem && d.deps.PushContent != nil && d.deps.MinimalPush != nil && d.deps.MinimalPush() {
+		if err := d.deps.PushContent.Put(ctx, t); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			d.log.Warn("storing push content failed; the push is retried", "notification", t.NotificationID, "err", err)
+			storeErr = &SendError{Class: Transient, Reason: "push_content_store", Err: err}
+		}
+	}
 	var results []result
 	// Each accepted send is marked at once; the marks are awaited with the task's records
 	// below, before the record may be committed.
@@ -452,7 +533,9 @@ func (d *Dispatcher) process(ctx context.Context, t notify.Task, prev *Retry) er
 		if d.sent != nil {
 			key = d.sent.key(t.NotificationID, t.UserID, t.Channel, u.to)
 		}
-		if rt == nil {
+		if storeErr != nil {
+			r.provider, r.err = u.kind, storeErr
+		} else if rt == nil {
 			if id, ok := d.sent.sent(ctx, key, t.Tier == notify.Transactional); ok { // sent before its provider was unconfigured
 				r.already, r.receipt.MessageID, r.at = true, id, d.now()
 				results = append(results, r)
@@ -532,7 +615,7 @@ func (d *Dispatcher) process(ctx context.Context, t notify.Task, prev *Retry) er
 			}
 			if r.err.Class == Gone && r.u.device != nil {
 				dev := *r.u.device
-				if err := durably(ctx, "deactivating token", func() error {
+				if err := d.durably(ctx, "deactivating token", func() error {
 					return d.deps.Devices.Deactivate(ctx, t.AppID, dev.Platform, dev.Token)
 				}, d.warn("deactivating device token failed; retrying")); err != nil {
 					return err
@@ -592,7 +675,11 @@ func (d *Dispatcher) process(ctx context.Context, t notify.Task, prev *Retry) er
 			topic = RetryTopic(d.region, t.Tier, t.Channel, d.cfg.Retry.Level(attemptNo))
 			tasksTotal.WithLabelValues(d.region, t.Channel, "retried").Inc()
 		}
-		m, err := RetryMessage(ctx, d.deps.Keys, topic, rec)
+		var m kafka.Message
+		err := d.durably(ctx, "sealing retry", func() (err error) {
+			m, err = RetryMessage(ctx, d.deps.Keys, topic, rec)
+			return err
+		}, d.warn("sealing retry failed; retrying"))
 		switch {
 		case notify.IsErased(err):
 			// The recipient was erased meanwhile: no key, so no retry or dead letter.
@@ -651,8 +738,12 @@ func (d *Dispatcher) handOn(ctx context.Context, handoff *kafka.Message, ev noti
 	if handoff != nil {
 		msgs = append(msgs, *handoff)
 	}
-	m, ok, err := ev.Message(ctx, d.deps.Keys, d.region)
-	if err != nil {
+	var m kafka.Message
+	var ok bool
+	if err := d.durably(ctx, "sealing delivery events", func() (err error) {
+		m, ok, err = ev.Message(ctx, d.deps.Keys, d.region)
+		return err
+	}, d.warn("sealing delivery events failed; retrying")); err != nil {
 		return err
 	}
 	if ok {
@@ -661,7 +752,7 @@ func (d *Dispatcher) handOn(ctx context.Context, handoff *kafka.Message, ev noti
 	if len(msgs) == 0 {
 		return nil
 	}
-	return durably(ctx, "handing task on", func() error { return d.deps.Producer.Send(ctx, msgs...) },
+	return d.durably(ctx, "handing task on", func() error { return d.deps.Producer.Send(ctx, msgs...) },
 		d.warn("producing retry or delivery events failed; retrying"))
 }
 
@@ -684,7 +775,7 @@ func (d *Dispatcher) write(ctx context.Context, states []deliverylog.State, atte
 	if len(states) == 0 && len(attempts) == 0 {
 		return nil
 	}
-	return durably(ctx, "writing delivery log", func() error { return d.deps.Log.Write(ctx, states, attempts) },
+	return d.durably(ctx, "writing delivery log", func() error { return d.deps.Log.Write(ctx, states, attempts) },
 		d.warn("writing delivery log failed; retrying"))
 }
 

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	firebase "firebase.google.com/go/v4"
@@ -21,8 +22,13 @@ import (
 // fcmProvider sends through the Firebase Admin SDK (FCM HTTP v1) with a service-account
 // credential, pointed at the configured endpoint.
 type fcmProvider struct {
-	name   string
-	client *messaging.Client
+	name string
+	// newClient makes a messaging client with a token source of its own.
+	newClient func() (*messaging.Client, error)
+
+	mu      sync.Mutex
+	client  *messaging.Client
+	renewed time.Time // when client was last replaced after a refused token
 	// minimal reports, on each send, whether the region's jurisdiction wants content-free
 	// pushes (Deps.MinimalPush).
 	minimal func() bool
@@ -39,19 +45,48 @@ func newFCM(c FCMConfig, name string, minimal func() bool) (*fcmProvider, error)
 	if err := json.Unmarshal(sa, &acct); err != nil || acct.ProjectID == "" {
 		return nil, fmt.Errorf("fcm %s: credentials file %s: no project_id in the service-account JSON", name, c.CredentialsFile)
 	}
-	// The client refreshes OAuth2 tokens with this context, so it must outlive the client.
-	ctx := context.Background()
-	app, err := firebase.NewApp(ctx, &firebase.Config{ProjectID: acct.ProjectID},
-		option.WithAuthCredentialsJSON(option.ServiceAccount, sa),
-		option.WithEndpoint(strings.TrimRight(c.Endpoint, "/")))
-	if err != nil {
-		return nil, fmt.Errorf("fcm %s: %w", name, err)
+	newClient := func() (*messaging.Client, error) {
+		// The client refreshes OAuth2 tokens with this context, so it must outlive the client.
+		ctx := context.Background()
+		app, err := firebase.NewApp(ctx, &firebase.Config{ProjectID: acct.ProjectID},
+			option.WithAuthCredentialsJSON(option.ServiceAccount, sa),
+			option.WithEndpoint(strings.TrimRight(c.Endpoint, "/")))
+		if err != nil {
+			return nil, fmt.Errorf("fcm %s: %w", name, err)
+		}
+		client, err := app.Messaging(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("fcm %s: messaging client: %w", name, err)
+		}
+		return client, nil
 	}
-	client, err := app.Messaging(ctx)
+	client, err := newClient()
 	if err != nil {
-		return nil, fmt.Errorf("fcm %s: messaging client: %w", name, err)
+		return nil, err
 	}
-	return &fcmProvider{name: name, client: client, minimal: minimal}, nil
+	return &fcmProvider{name: name, newClient: newClient, client: client, minimal: minimal}, nil
+}
+
+// fcmRenewEvery bounds how often a refused token replaces the client (and its token).
+const fcmRenewEvery = 5 * time.Second
+
+// renew replaces the client, and so its cached access token, after FCM refused the token
+// (401 UNAUTHENTICATED): the Admin SDK keeps a token until it expires (an hour) and never
+// fetches a new one on a 401, so a token the provider stopped accepting (revoked, or issued by
+// a provider instance that restarted) failed every push for the rest of the hour, with the
+// breaker open. used is the client the refused send went through.
+func (p *fcmProvider) renew(used *messaging.Client) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.client != used || time.Since(p.renewed) < fcmRenewEvery {
+		return // another send renewed it already
+	}
+	c, err := p.newClient()
+	if err != nil {
+		return // the next refused send tries again
+	}
+	p.client, p.renewed = c, time.Now()
+	fcmTokenRenewals.WithLabelValues(p.name).Inc()
 }
 
 func (p *fcmProvider) Name() string { return p.name }
@@ -119,9 +154,15 @@ func (p *fcmProvider) Send(ctx context.Context, t notify.Task, to string) (Recei
 			platform = d.Platform
 		}
 	}
-	name, err := p.client.Send(ctx, fcmMessage(t, to, platform, time.Now(), p.minimal != nil && p.minimal()))
+	p.mu.Lock()
+	client := p.client
+	p.mu.Unlock()
+	name, err := client.Send(ctx, fcmMessage(t, to, platform, time.Now(), p.minimal != nil && p.minimal()))
 	if err == nil {
 		return Receipt{MessageID: name, Status: "200"}, nil
+	}
+	if errorutils.IsUnauthenticated(err) {
+		p.renew(client) // the retry goes out with a new token
 	}
 	status, ra := 0, time.Duration(0)
 	if resp := errorutils.HTTPResponse(err); resp != nil {

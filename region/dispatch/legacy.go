@@ -114,7 +114,7 @@ func (d *Dispatcher) forward(ctx context.Context, m *sarama.ConsumerMessage, cha
 		topic = RetryTopic(d.region, t.Tier, channel, min(level, len(d.cfg.Retry.Delays)))
 	}
 	msg := kafka.Message{Topic: topic, Key: string(m.Key), Value: m.Value}
-	if err := durably(ctx, "forwarding a legacy dispatch record", func() error { return d.deps.Producer.Send(ctx, msg) },
+	if err := d.durably(ctx, "forwarding a legacy dispatch record", func() error { return d.deps.Producer.Send(ctx, msg) },
 		d.warn("forwarding a legacy dispatch record failed; retrying")); err != nil {
 		return err
 	}

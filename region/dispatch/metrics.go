@@ -18,6 +18,14 @@ var (
 		Name: "herald_dispatch_breaker_state",
 		Help: "Circuit breaker state per provider: 0 closed, 1 half-open, 2 open.",
 	}, []string{"region", "provider"})
+	fcmTokenRenewals = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "herald_dispatch_fcm_token_renewals_total",
+		Help: "FCM clients replaced, with a new access token, after FCM refused the token (401 UNAUTHENTICATED), per provider.",
+	}, []string{"provider"})
+	retriesReleased = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "herald_dispatch_retries_released_total",
+		Help: "Retries sent before their backoff ended because a provider of their channel came back (its breaker closed after a successful probe), per channel.",
+	}, []string{"region", "channel"})
 	retryDepth = promauto.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "herald_dispatch_retry_depth",
 		Help: "Records waiting on a retry topic level, per tier (legacy: a topic of the layout before tiers, being drained) and channel (partitions held by this process).",
@@ -26,6 +34,10 @@ var (
 		Name: "herald_dispatch_legacy_forwarded_total",
 		Help: "Records of a legacy per-channel dispatch or retry topic forwarded to their tier's topic, by channel and tier.",
 	}, []string{"region", "channel", "tier"})
+	emailWithoutUnsubscribe = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "herald_email_without_unsubscribe_total",
+		Help: "Marketing and social email sent without List-Unsubscribe because no link could be made (no gateway_url for the jurisdiction in the residency policy).",
+	}, []string{"region"})
 	failovers = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "herald_dispatch_failovers_total",
 		Help: "Sends that went to the secondary provider because the primary's breaker was open.",

@@ -111,23 +111,12 @@ func (r RetryConfig) Level(retry int) int { return max(1, min(retry, len(r.Delay
 
 func jitterRand() float64 { return rand.Float64() }
 
-// durably runs fn until it succeeds, backing off, or ctx ends.
-func durably(ctx context.Context, what string, fn func() error, onErr func(error, time.Duration)) error {
-	backoff := 100 * time.Millisecond
-	for {
-		err := fn()
-		if err == nil {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("%s: %w", what, ctx.Err())
-		}
-		onErr(err, backoff)
-		select {
-		case <-time.After(backoff):
-		case <-ctx.Done():
-			return fmt.Errorf("%s: %w", what, ctx.Err())
-		}
-		backoff = min(backoff*2, 5*time.Second)
+// durably runs fn until it succeeds, ctx ends, fn fails permanently (deadletter.Classify), or
+// transiently past the dispatcher's failure_retry: the caller's task is then dead-lettered.
+func (d *Dispatcher) durably(ctx context.Context, what string, fn func() error, onErr func(error, time.Duration)) error {
+	_, err := d.cfg.FailureRetry.Do(ctx, func(context.Context) error { return fn() }, onErr)
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
 	}
+	return nil
 }

@@ -32,9 +32,13 @@ type smtpProvider struct {
 	name      string
 	cfg       SMTPConfig
 	tlsConfig *tls.Config
+	region    string
+	// unsubscribe makes a task's one-click unsubscribe link (Deps.UnsubscribeLink; nil: none).
+	unsubscribe func(notify.Task) string
+	dkim        *dkimSigner // nil: unsigned
 }
 
-func newSMTP(c SMTPConfig, name string) (*smtpProvider, error) {
+func newSMTP(c SMTPConfig, name, region string, unsubscribe func(notify.Task) string) (*smtpProvider, error) {
 	host, _, _ := net.SplitHostPort(c.Addr)
 	tc := &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
 	if c.CAFile != "" {
@@ -47,7 +51,39 @@ func newSMTP(c SMTPConfig, name string) (*smtpProvider, error) {
 	if _, err := mail.ParseAddress(c.From); err != nil {
 		return nil, fmt.Errorf("smtp %s: from %q: %w", name, c.From, err)
 	}
-	return &smtpProvider{name: name, cfg: c, tlsConfig: tc}, nil
+	if c.UnsubscribeMailto != "" {
+		if a, err := mail.ParseAddress(c.UnsubscribeMailto); err != nil || a.Name != "" || a.Address != c.UnsubscribeMailto {
+			return nil, fmt.Errorf("smtp %s: unsubscribe_mailto %q: a bare address", name, c.UnsubscribeMailto)
+		}
+	}
+	signer, err := newDKIMSigner(c.DKIM)
+	if err != nil {
+		return nil, fmt.Errorf("smtp %s: %w", name, err)
+	}
+	return &smtpProvider{name: name, cfg: c, tlsConfig: tc, region: region, unsubscribe: unsubscribe, dkim: signer}, nil
+}
+
+// listUnsubscribe is the List-Unsubscribe header of a bulk email (RFC 2369, RFC 8058): the
+// one-click HTTPS link, and the mailbox when one is configured. "" for transactional mail,
+// which carries none.
+func (p *smtpProvider) listUnsubscribe(t notify.Task) string {
+	if t.Tier == notify.Transactional {
+		return ""
+	}
+	link := ""
+	if p.unsubscribe != nil {
+		link = p.unsubscribe(t)
+	}
+	if link == "" {
+		emailWithoutUnsubscribe.WithLabelValues(p.region).Inc()
+		return ""
+	}
+	h := "<" + link + ">"
+	if p.cfg.UnsubscribeMailto != "" {
+		_, token, _ := strings.Cut(link, "/v1/unsubscribe/")
+		h += ",\r\n <mailto:" + p.cfg.UnsubscribeMailto + "?subject=unsubscribe%20" + token + ">"
+	}
+	return h
 }
 
 func (p *smtpProvider) Name() string { return p.name }
@@ -70,8 +106,9 @@ func messageID(t notify.Task, from string) string {
 }
 
 // buildMail renders the MIME message (pure: tested on its own): text, and an HTML alternative
-// when the content has one.
-func buildMail(t notify.Task, from, to, msgID string, date time.Time) ([]byte, error) {
+// when the content has one. A non-empty unsubscribe is the List-Unsubscribe value: it goes
+// with List-Unsubscribe-Post, so mail clients offer one-click unsubscribe (RFC 8058).
+func buildMail(t notify.Task, from, to, msgID, unsubscribe string, date time.Time) ([]byte, error) {
 	var b bytes.Buffer
 	subject := t.Content.Subject
 	if subject == "" {
@@ -92,6 +129,10 @@ func buildMail(t notify.Task, from, to, msgID string, date time.Time) ([]byte, e
 	hdr("Message-ID", msgID)
 	hdr("MIME-Version", "1.0")
 	hdr("X-Herald-Notification-Id", t.NotificationID)
+	if unsubscribe != "" {
+		hdr("List-Unsubscribe", unsubscribe)
+		hdr("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")
+	}
 	writeQP := func(w *bytes.Buffer, s string) error {
 		qp := quotedprintable.NewWriter(w)
 		if _, err := qp.Write([]byte(s)); err != nil {
@@ -139,9 +180,14 @@ var queuedAs = regexp.MustCompile(`(?i)queued as ([A-Za-z0-9._-]+)`)
 
 func (p *smtpProvider) Send(ctx context.Context, t notify.Task, to string) (Receipt, error) {
 	msgID := messageID(t, p.cfg.From)
-	msg, err := buildMail(t, p.cfg.From, to, msgID, time.Now())
+	msg, err := buildMail(t, p.cfg.From, to, msgID, p.listUnsubscribe(t), time.Now())
 	if err != nil {
 		return Receipt{}, &SendError{Class: Permanent, Err: err}
+	}
+	if p.dkim != nil {
+		if msg, err = p.dkim.sign(msg); err != nil {
+			return Receipt{}, &SendError{Class: Permanent, Err: err}
+		}
 	}
 	envFrom := p.cfg.From
 	if a, err := mail.ParseAddress(p.cfg.From); err == nil {

@@ -26,7 +26,7 @@ var ErrNotFound = errors.New("erasure not found")
 // is unreadable from then on, and the user's id leaves the records shared with others.
 // cassandra_inbox_delivered (inbox_delivered and inbox_delivered_sets) reads the inbox, so it
 // runs before the inbox is deleted.
-var Steps = []string{"data_keys", "postgres", "caches", "cassandra_inbox_delivered", "cassandra_inbox", "cassandra_delivery_log"}
+var Steps = []string{"data_keys", "postgres", "caches", "cassandra_inbox_delivered", "cassandra_inbox", "cassandra_push_content", "cassandra_delivery_log"}
 
 // Erasure is a request's receipt.
 type Erasure struct {
@@ -260,6 +260,9 @@ func (s *Service) run(ctx context.Context, step, app, user string) error {
 			}
 		}
 		return nil
+	case "cassandra_push_content":
+		// The content of the user's content-free pushes (region/pushstore): one partition.
+		return s.Cass.Query(`DELETE FROM push_content WHERE app_id = ? AND user_id = ?`, app, user).WithContext(ctx).Exec()
 	case "cassandra_delivery_log":
 		return s.eraseLog(ctx, app, user)
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/herald-notify/herald/analytics/wire"
 	"github.com/herald-notify/herald/platform/config"
+	"github.com/herald-notify/herald/region/deadletter"
 )
 
 // Config is the exporter role's block (`export` in a region's config).
@@ -30,6 +31,10 @@ type Config struct {
 	Retention time.Duration `yaml:"retention"`
 	// Interval is how often the closer looks for windows to ship.
 	Interval time.Duration `yaml:"interval"`
+	// FailureRetry bounds the retries of a record whose rows cannot be stored for a transient
+	// reason (Postgres down); past it, and at once for a permanent failure, the record goes to
+	// "<region>.dlq.export".
+	FailureRetry deadletter.Policy `yaml:"failure_retry"`
 }
 
 // DefaultConfig returns the defaults; CentralURL and the token have none.
@@ -62,6 +67,9 @@ func (c Config) Validate() error {
 	}
 	if c.Interval < 100*time.Millisecond {
 		return config.Errorf("interval", c.Interval.String(), "must be at least 100ms")
+	}
+	if err := c.FailureRetry.Validate(); err != nil {
+		return config.Prefix("failure_retry", err)
 	}
 	return nil
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/herald-notify/herald/analytics/wire"
 	"github.com/herald-notify/herald/platform/envelope"
 	"github.com/herald-notify/herald/platform/kafka"
+	"github.com/herald-notify/herald/region/deadletter"
 	"github.com/herald-notify/herald/region/notify"
 	"github.com/herald-notify/herald/region/userkeys"
 )
@@ -49,6 +50,8 @@ type Exporter struct {
 	categories categoryCache
 	log        *slog.Logger
 	now        func() time.Time
+	// deadLetters takes the records that can never be stored (opened by Run).
+	deadLetters *deadletter.Writer
 }
 
 // New returns an exporter; it reads the token file, if any.
@@ -67,6 +70,12 @@ func Group(region string) string { return region + ".exporter" }
 
 // Run consumes the events and closes windows until ctx ends.
 func (e *Exporter) Run(ctx context.Context) error {
+	p, err := kafka.NewProducer(e.kafka)
+	if err != nil {
+		return fmt.Errorf("exporter: %w", err)
+	}
+	defer p.Close()
+	e.deadLetters = &deadletter.Writer{Region: e.region, Producer: p, Log: e.log}
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return e.consume(ctx) })
 	g.Go(func() error { e.closeLoop(ctx); return nil })
@@ -109,13 +118,26 @@ func (handler) Setup(sarama.ConsumerGroupSession) error   { return nil }
 func (handler) Cleanup(sarama.ConsumerGroupSession) error { return nil }
 
 // ConsumeClaim stores each record, then marks and commits its offset: a crash before the
-// commit re-reads records whose rows are stored, and the event keys make that harmless.
+// commit re-reads records whose rows are stored, and the event keys make that harmless. A
+// record that fails permanently, or transiently past failure_retry, is dead-lettered to
+// "<region>.dlq.export" first, then marked like the others.
 func (h handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
 	ctx := sess.Context()
 	marked := 0
 	for m := range claim.Messages() {
-		if err := h.e.Store(ctx, m.Value); err != nil {
-			return nil // ctx ended: leave the record uncommitted
+		attempts, err := h.e.storeRecord(ctx, m.Value)
+		if notify.IsErased(err) {
+			err = nil // its users were erased while it was stored: dropped
+		}
+		if err != nil {
+			if deadletter.Stopped(err) || ctx.Err() != nil {
+				return nil // leave the record uncommitted
+			}
+			l := deadletter.FromMessage(deadletter.StageExport, m, err, attempts, h.e.now())
+			if err := h.e.deadLetters.Put(ctx, l); err != nil {
+				return nil // ctx ended before the dead letter was durable
+			}
+			eventsStored.WithLabelValues(h.e.region, "dead_lettered").Inc()
 		}
 		sess.MarkMessage(m, "")
 		// Commit once the records in hand are stored, and at least every 100 under a steady stream.
@@ -127,55 +149,50 @@ func (h handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Con
 	return nil
 }
 
-// Store decodes one events record and stores its outcomes, retrying until stored or ctx ends.
-// An undecodable record is logged and skipped.
+// Store decodes one events record and stores its outcomes, retrying a transient failure under
+// failure_retry. It returns nil once stored (or dropped: outcomes of erased users), the
+// failure to dead-letter (deadletter.Classify: permanent, or transient past the policy), or,
+// when ctx ended first, an error for which deadletter.Stopped is true.
 func (e *Exporter) Store(ctx context.Context, value []byte) error {
-	var b notify.EventBatch
-	backoff := 100 * time.Millisecond
-	for {
-		var erased int
-		var err error
-		b, erased, err = notify.DecodeEventBatch(ctx, e.keys, value)
-		// Outcomes of erased users (their keys destroyed) are unreadable: dropped, never stored.
-		notify.DroppedErased("export", erased)
-		if notify.IsErased(err) {
-			return nil
-		}
-		if errors.Is(err, envelope.ErrUnavailable) {
-			e.log.Warn("data keys unavailable; retrying", "err", err, "backoff", backoff)
-			if sleep(ctx, backoff); ctx.Err() != nil {
-				return ctx.Err()
+	_, err := e.storeRecord(ctx, value)
+	return err
+}
+
+func (e *Exporter) storeRecord(ctx context.Context, value []byte) (int, error) {
+	var rs []row
+	decoded := false
+	return e.cfg.FailureRetry.Do(ctx, func(ctx context.Context) error {
+		if !decoded {
+			b, erased, err := notify.DecodeEventBatch(ctx, e.keys, value)
+			// Outcomes of erased users (their keys destroyed) are unreadable: dropped, never stored.
+			notify.DroppedErased("export", erased)
+			switch {
+			case notify.IsErased(err):
+				return nil
+			case errors.Is(err, envelope.ErrUnavailable):
+				return err
+			case err != nil:
+				return deadletter.MarkPermanent(fmt.Errorf("decoding delivery events: %w", err), deadletter.ReasonUndecodable)
 			}
-			backoff = min(backoff*2, 5*time.Second)
-			continue
+			var dropped int
+			rs, dropped = rows(b)
+			if dropped > 0 {
+				e.log.Warn("dropping outcomes outside analytics' vocabularies", "notification_id", b.NotificationID, "outcomes", dropped)
+				eventsStored.WithLabelValues(e.region, "dropped").Add(float64(dropped))
+			}
+			decoded = true
 		}
-		if err != nil {
-			e.log.Error("skipping undecodable delivery events record", "err", err)
-			eventsStored.WithLabelValues(e.region, "dropped").Inc()
-			return nil
-		}
-		break
-	}
-	rs, dropped := rows(b)
-	if dropped > 0 {
-		e.log.Warn("dropping outcomes outside analytics' vocabularies", "notification_id", b.NotificationID, "outcomes", dropped)
-		eventsStored.WithLabelValues(e.region, "dropped").Add(float64(dropped))
-	}
-	backoff = 100 * time.Millisecond
-	for {
 		n, err := e.store.insert(ctx, rs)
-		if err == nil {
-			eventsStored.WithLabelValues(e.region, "stored").Add(float64(n))
-			eventsStored.WithLabelValues(e.region, "duplicate").Add(float64(int64(len(rs)) - n))
-			return nil
+		if err != nil {
+			return err
 		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		e.log.Warn("storing delivery events failed; retrying", "err", err, "backoff", backoff)
-		sleep(ctx, backoff)
-		backoff = min(backoff*2, 5*time.Second)
-	}
+		eventsStored.WithLabelValues(e.region, "stored").Add(float64(n))
+		eventsStored.WithLabelValues(e.region, "duplicate").Add(float64(int64(len(rs)) - n))
+		return nil
+	}, func(err error, wait time.Duration) {
+		eventsStored.WithLabelValues(e.region, "retry").Inc()
+		e.log.Warn("storing delivery events failed; retrying", "err", err, "backoff", wait)
+	})
 }
 
 func (e *Exporter) closeLoop(ctx context.Context) {

@@ -8,7 +8,7 @@ import (
 var (
 	eventsStored = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "herald_export_outcomes_total",
-		Help: "Delivery outcomes consumed by the exporter, by result: stored, duplicate (already stored), dropped (outside analytics' vocabularies).",
+		Help: "Delivery outcomes consumed by the exporter, by result: stored, duplicate (already stored), dropped (outside analytics' vocabularies); and records retried (retry: a store failed transiently) or set aside (dead_lettered: <region>.dlq.export).",
 	}, []string{"region", "result"})
 	windowsShipped = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "herald_export_windows_total",

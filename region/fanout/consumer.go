@@ -11,6 +11,7 @@ import (
 
 	"github.com/herald-notify/herald/platform/envelope"
 	"github.com/herald-notify/herald/platform/kafka"
+	"github.com/herald-notify/herald/region/deadletter"
 	"github.com/herald-notify/herald/region/notify"
 )
 
@@ -23,6 +24,9 @@ type TierConfig struct {
 	MaxPollRecords int `yaml:"max_poll_records"`
 	// MaxAge is how old a delivery may be before it is suppressed as expired (0: no limit).
 	MaxAge time.Duration `yaml:"max_age"`
+	// FailureRetry bounds the retries of an event that fails transiently (a store down); past
+	// it, and at once for a permanent failure, the event goes to "<region>.dlq.fanout.<tier>".
+	FailureRetry deadletter.Policy `yaml:"failure_retry"`
 	// PartitionWindow is how many events of one partition are handled at once (1: one after
 	// another). Events still finish in offset order: each is handed on in the transaction that
 	// commits its offset, so a crash repeats only events none of whose records were visible.
@@ -156,7 +160,6 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 			if !ok {
 				return nil
 			}
-			consumerLag.WithLabelValues(h.c.Fanout.set.Region, h.c.Tier).Set(float64(claim.HighWaterMarkOffset() - m.Offset - 1))
 			p := &pending{m: m, done: make(chan error, 1)}
 			select {
 			case window <- p:
@@ -193,77 +196,91 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 	}
 }
 
-// decode opens and decodes a tier record, retrying while the data keys cannot be read. It
-// returns false for a record to skip: one that does not decode, logged and counted, and one
-// whose recipients were all erased (their keys destroyed), counted as dropped; neither is
-// retried. An error means ctx ended first.
-func (h *handler) decode(ctx context.Context, m *sarama.ConsumerMessage) (notify.Event, bool, error) {
-	backoff := 100 * time.Millisecond
-	for {
-		e, erased, err := notify.DecodeEvent(ctx, h.c.Fanout.keys, m.Value)
-		notify.DroppedErased("fanout", erased)
-		switch {
-		case err == nil:
-			return e, true, nil
-		case notify.IsErased(err):
-			eventsTotal.WithLabelValues(h.c.Fanout.set.Region, h.c.Tier, "erased").Inc()
-			return notify.Event{}, false, nil
-		case errors.Is(err, envelope.ErrUnavailable):
-			h.c.Log.Warn("data keys unavailable; retrying", "tier", h.c.Tier, "err", err, "backoff", backoff)
-			select {
-			case <-time.After(backoff):
-			case <-ctx.Done():
-				return notify.Event{}, false, ctx.Err()
-			}
-			backoff = min(backoff*2, 10*time.Second)
-		default:
-			// The API only produces valid events; a record that does not decode is logged
-			// and counted, not retried forever.
-			eventsTotal.WithLabelValues(h.c.Fanout.set.Region, h.c.Tier, "poison").Inc()
-			h.c.Log.Error("undecodable event skipped", "tier", h.c.Tier, "partition", m.Partition, "offset", m.Offset, "err", err)
-			return notify.Event{}, false, nil
-		}
-	}
-}
-
-// handle processes one record, retrying with backoff while the stores are unavailable, and
-// returns the records it collected for the transaction. It returns an error only when ctx
-// ended first.
+// handle processes one record and returns the records it collected for the transaction that
+// commits its offset. A failure is classified (deadletter.Classify): a permanent one (the
+// record does not decode, fails validation, or a store refuses its data) is dead-lettered at
+// once; a transient one (a store down, data keys unavailable) is retried under the tier's
+// failure_retry policy, then dead-lettered. Either way the dead letter goes in the record's
+// own transaction, so the partition moves on and a crash repeats both or neither. A record
+// whose recipients were all erased is dropped, never dead-lettered. handle returns an error
+// only when ctx ended first.
 func (h *handler) handle(ctx context.Context, m *sarama.ConsumerMessage) (*collector, error) {
-	e, ok, err := h.decode(ctx, m)
-	if err != nil {
-		return nil, err
-	}
-	if !ok {
-		return &collector{}, nil
-	}
 	ctx = kafka.Extract(ctx, m)
-	backoff := 100 * time.Millisecond
-	for {
+	region, tier := h.c.Fanout.set.Region, h.c.Tier
+	var (
+		e       notify.Event
+		decoded bool
+		out     = &collector{}
+	)
+	attempts, err := h.c.Cfg.FailureRetry.Do(ctx, func(ctx context.Context) error {
+		if !decoded {
+			ev, erased, err := notify.DecodeEvent(ctx, h.c.Fanout.keys, m.Value)
+			switch {
+			case notify.IsErased(err):
+				notify.DroppedErased("fanout", erased)
+				eventsTotal.WithLabelValues(region, tier, "erased").Inc()
+				return nil // out stays empty: the offset moves on
+			case errors.Is(err, envelope.ErrUnavailable):
+				return err
+			case err != nil:
+				return deadletter.MarkPermanent(fmt.Errorf("decoding event: %w", err), deadletter.ReasonUndecodable)
+			}
+			notify.DroppedErased("fanout", erased)
+			if err := validEvent(ev); err != nil {
+				return deadletter.MarkPermanent(err, deadletter.ReasonInvalid)
+			}
+			e, decoded = ev, true
+		}
 		select {
 		case h.sem <- struct{}{}:
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return ctx.Err()
 		}
-		out := &collector{}
-		var err error
+		defer func() { <-h.sem }()
+		out = &collector{} // what a failed attempt collected is not handed on
 		if e.Topic != "" {
-			err = h.c.Fanout.Handle(ctx, e) // its records go out paced, as they are decided
-		} else {
-			err = h.c.Fanout.HandleTo(ctx, e, out)
+			return h.c.Fanout.Handle(ctx, e) // its records go out paced, as they are decided
 		}
-		<-h.sem
-		if err == nil {
-			eventsTotal.WithLabelValues(h.c.Fanout.set.Region, h.c.Tier, "ok").Inc()
-			return out, nil
+		return h.c.Fanout.HandleTo(ctx, e, out)
+	}, func(err error, wait time.Duration) {
+		eventsTotal.WithLabelValues(region, tier, "retry").Inc()
+		h.c.Log.Warn("fan-out failed; retrying", "tier", tier, "notification", e.ID, "partition", m.Partition, "offset", m.Offset, "err", err, "backoff", wait)
+	})
+	switch {
+	case err == nil:
+		if decoded {
+			eventsTotal.WithLabelValues(region, tier, "ok").Inc()
 		}
-		eventsTotal.WithLabelValues(h.c.Fanout.set.Region, h.c.Tier, "retry").Inc()
-		h.c.Log.Warn("fan-out failed; retrying", "tier", h.c.Tier, "notification", e.ID, "err", err, "backoff", backoff)
-		select {
-		case <-time.After(backoff):
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-		backoff = min(backoff*2, 10*time.Second)
+		return out, nil
+	case deadletter.Stopped(err):
+		return nil, err
+	case notify.IsErased(err): // its users were erased while it was handled: dropped
+		notify.DroppedErased("fanout", 1)
+		eventsTotal.WithLabelValues(region, tier, "erased").Inc()
+		return &collector{}, nil
 	}
+	// Set aside: the dead letter, and nothing else, goes in the event's transaction.
+	l := deadletter.FromMessage(deadletter.FanoutStage(tier), m, err, attempts, time.Now())
+	msg, merr := l.Message(region)
+	if merr != nil {
+		return nil, merr
+	}
+	out = &collector{}
+	_ = out.Send(ctx, msg)
+	out.Then(func() {
+		eventsTotal.WithLabelValues(region, tier, "dead_lettered").Inc()
+		deadletter.Counted(h.c.Log.With("notification", e.ID), region, l)
+	})
+	return out, nil
+}
+
+// validEvent refuses an event no stage can handle.
+func validEvent(e notify.Event) error {
+	switch {
+	case e.ID == "":
+		return errors.New("event has no id")
+	case e.AppID == "":
+		return errors.New("event has no app")
+	}
+	return nil
 }

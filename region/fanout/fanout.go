@@ -378,6 +378,15 @@ func (f *Fanout) chunk(ctx context.Context, out Handoff, loader ProfileLoader, e
 		}
 	}
 
+	// The users this notification leaves an inbox item (their own, or the topic feed's): a
+	// content-free push to them is fetched from there (Task.InboxItem).
+	inboxed := map[string]bool{}
+	for _, d := range ds {
+		if skip == notify.InApp || (d.channel == notify.InApp && (d.inbox != nil || (d.dup && d.state == notify.StateDelivered))) {
+			inboxed[d.user] = true
+		}
+	}
+
 	// Deferrals first: once stored they survive any restart.
 	for u, chs := range deferred {
 		de := e
@@ -411,6 +420,7 @@ func (f *Fanout) chunk(ctx context.Context, out Handoff, loader ProfileLoader, e
 			if due.After(e.AcceptedAt) {
 				d.task.DueAt = due
 			}
+			d.task.InboxItem = d.channel == notify.Push && inboxed[d.user]
 			m, err := notify.TaskMessage(ctx, f.keys, notify.DispatchTopic(f.set.Region, d.task.Tier, d.channel), *d.task)
 			if notify.IsErased(err) {
 				// Erased since the chunk's profiles were read: no key, so no task.

@@ -22,10 +22,6 @@ var (
 		Name: "herald_fanout_events_total",
 		Help: "Events consumed by fan-out, by tier and result.",
 	}, []string{"region", "tier", "result"})
-	consumerLag = promauto.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "herald_fanout_consumer_lag",
-		Help: "Records behind the newest offset, per tier, summed over the partitions this process holds.",
-	}, []string{"region", "tier"})
 )
 
 var (
@@ -42,5 +38,9 @@ var (
 	txnFailures = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "herald_fanout_txn_failures_total",
 		Help: "Hand-off transactions that failed and were retried or given up at a rebalance, by tier.",
+	}, []string{"region", "tier"})
+	txnGivenUp = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "herald_fanout_txn_given_up_events_total",
+		Help: "Events whose hand-off was given up because their partition's claim ended (a rebalance, a broker outage, a stop); the partition's next consumer repeats them, by tier.",
 	}, []string{"region", "tier"})
 )

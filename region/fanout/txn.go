@@ -2,6 +2,7 @@ package fanout
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"strconv"
 	"sync"
@@ -127,26 +128,24 @@ func (c *committer) run(ctx context.Context) {
 // commit commits a batch, retrying while its session lasts. Given up (the partitions went to
 // another member, or the process is stopping), the events are repeated by whoever consumes
 // the partitions next, and nothing of them was visible.
+//
+// A completion whose claim has ended is given up before any attempt, even when Kafka would take
+// it: once one transaction of a claim was given up, every later event of that claim queued
+// behind it must be too, or its offset would commit past the events given up and they would
+// never be repeated (seen when Kafka restarted under load: a transaction failed with "run out
+// of available brokers", the claim ended, and the next batch of the same partition committed
+// once the broker was back, losing the first batch's tasks).
 func (c *committer) commit(ctx context.Context, batch []*completion) {
-	next := map[string]map[int32]int64{}
-	for _, x := range batch {
-		if next[x.m.Topic] == nil {
-			next[x.m.Topic] = map[int32]int64{}
-		}
-		next[x.m.Topic][x.m.Partition] = max(next[x.m.Topic][x.m.Partition], x.m.Offset+1)
-	}
-	offsets := map[string][]*sarama.PartitionOffsetMetadata{}
-	for topic, parts := range next {
-		for p, off := range parts {
-			offsets[topic] = append(offsets[topic], &sarama.PartitionOffsetMetadata{Partition: p, Offset: off})
-		}
-	}
-	group := batch[len(batch)-1].group
 	backoff := 50 * time.Millisecond
+	var err error
 	for {
+		batch = c.dropEnded(ctx, batch, err)
+		if len(batch) == 0 {
+			return
+		}
 		start := time.Now()
 		c.txns++
-		err := c.txn.Commit(ctx, c.records(batch), offsets, group)
+		err = c.txn.Commit(ctx, c.records(batch), offsetsOf(batch), batch[len(batch)-1].group)
 		if err == nil {
 			txnSeconds.WithLabelValues(c.region, c.tier).Observe(time.Since(start).Seconds())
 			txnEvents.WithLabelValues(c.region, c.tier).Observe(float64(len(batch)))
@@ -154,12 +153,7 @@ func (c *committer) commit(ctx context.Context, batch []*completion) {
 		}
 		txnFailures.WithLabelValues(c.region, c.tier).Inc()
 		if batch[0].ctx.Err() != nil || ctx.Err() != nil {
-			c.log.Warn("hand-off transaction given up; its events will be repeated by the partitions' next consumer",
-				"tier", c.tier, "events", len(batch), "err", err)
-			for _, x := range batch {
-				x.done <- err
-			}
-			return
+			continue // dropEnded gives them up
 		}
 		c.log.Warn("hand-off transaction failed; retrying", "tier", c.tier, "events", len(batch), "err", err, "backoff", backoff)
 		select {
@@ -179,6 +173,54 @@ func (c *committer) commit(ctx context.Context, batch []*completion) {
 			x.done <- nil
 		}
 	}()
+}
+
+// errClaimEnded is a given-up completion's outcome when no transaction of it failed.
+var errClaimEnded = errors.New("hand-off given up: the partition's claim ended before its transaction committed")
+
+// dropEnded gives up the completions whose claim ended (or all, when the process stops) and
+// returns the rest. cause is the last transaction's error, if any.
+func (c *committer) dropEnded(ctx context.Context, batch []*completion, cause error) []*completion {
+	live := make([]*completion, 0, len(batch))
+	var ended []*completion
+	for _, x := range batch {
+		if ctx.Err() != nil || x.ctx.Err() != nil {
+			ended = append(ended, x)
+		} else {
+			live = append(live, x)
+		}
+	}
+	if len(ended) == 0 {
+		return live
+	}
+	if cause == nil {
+		cause = errClaimEnded
+	}
+	c.log.Warn("hand-off transaction given up; its events will be repeated by the partitions' next consumer",
+		"tier", c.tier, "events", len(ended), "err", cause)
+	txnGivenUp.WithLabelValues(c.region, c.tier).Add(float64(len(ended)))
+	for _, x := range ended {
+		x.done <- cause
+	}
+	return live
+}
+
+// offsetsOf is the next offset of each partition of the batch.
+func offsetsOf(batch []*completion) map[string][]*sarama.PartitionOffsetMetadata {
+	next := map[string]map[int32]int64{}
+	for _, x := range batch {
+		if next[x.m.Topic] == nil {
+			next[x.m.Topic] = map[int32]int64{}
+		}
+		next[x.m.Topic][x.m.Partition] = max(next[x.m.Topic][x.m.Partition], x.m.Offset+1)
+	}
+	offsets := map[string][]*sarama.PartitionOffsetMetadata{}
+	for topic, parts := range next {
+		for p, off := range parts {
+			offsets[topic] = append(offsets[topic], &sarama.PartitionOffsetMetadata{Partition: p, Offset: off})
+		}
+	}
+	return offsets
 }
 
 // records copies the batch's records: sarama keeps per-attempt state in a record, and a

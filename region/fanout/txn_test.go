@@ -249,3 +249,67 @@ func TestCommitterWithALingerCarriesEventsFinishedWithinItInOneTransaction(t *te
 		})
 	}
 }
+
+// TestCommitterNeverCommitsPastATransactionGivenUp is the Kafka-restart loss: a transaction
+// fails while the broker is down and is given up when the claim ends; the claim's later events,
+// already queued, must be given up too, even though Kafka takes transactions again, or their
+// offset commits past the first events and those are never repeated.
+func TestCommitterNeverCommitsPastATransactionGivenUp(t *testing.T) {
+	tr := &transactor{failures: 1}
+	c := newCommitter(tr, "eu-west-1", "social", slog.New(slog.DiscardHandler))
+	var ran []int64
+	var mu sync.Mutex
+	sess, end := context.WithCancel(context.Background())
+	first := finished(sess, 0, 10, 1, &ran, &mu)
+	later := finished(sess, 0, 11, 1, &ran, &mu)
+	end() // the broker went away: the session ends while the first transaction fails
+	c.commit(context.Background(), []*completion{first})
+	if err := <-first.done; err == nil {
+		t.Fatal("the failed transaction was reported done")
+	}
+	// The broker is back (the transactor succeeds from now on); the claim's next event comes.
+	c.commit(context.Background(), []*completion{later})
+	if err := <-later.done; err == nil {
+		t.Fatal("an event of the ended claim was committed after an earlier one was given up")
+	}
+	c.thens.Wait()
+	tr.mu.Lock()
+	for _, call := range tr.commits {
+		if call.err == nil {
+			t.Errorf("a transaction committed offset %v past the events given up", call.offsets)
+		}
+	}
+	tr.mu.Unlock()
+	if len(ran) != 0 {
+		t.Fatalf("after-commit work ran for %v", ran)
+	}
+	// A new claim of the partition (the next session) starts from the committed offset, 10,
+	// and its events commit as usual.
+	again := finished(context.Background(), 0, 10, 1, &ran, &mu)
+	c.commit(context.Background(), []*completion{again})
+	if err := <-again.done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCommitterCommitsTheLiveClaimsOfABatchAndGivesUpTheEndedOnes(t *testing.T) {
+	tr := &transactor{}
+	c := newCommitter(tr, "eu-west-1", "social", slog.New(slog.DiscardHandler))
+	var ran []int64
+	var mu sync.Mutex
+	old, end := context.WithCancel(context.Background())
+	end()
+	gone := finished(old, 0, 5, 1, &ran, &mu)
+	live := finished(context.Background(), 1, 7, 2, &ran, &mu)
+	c.commit(context.Background(), []*completion{gone, live})
+	if err := <-gone.done; err == nil {
+		t.Fatal("the ended claim's event was committed")
+	}
+	if err := <-live.done; err != nil {
+		t.Fatal(err)
+	}
+	c.thens.Wait()
+	if len(tr.commits) != 1 || tr.commits[0].recs != 2 || len(tr.commits[0].offsets["eu-west-1.notify.social"]) != 1 || tr.commits[0].offsets["eu-west-1.notify.social"][1] != 8 {
+		t.Fatalf("transactions %+v, want one with partition 1's 2 records at offset 8 only", tr.commits)
+	}
+}

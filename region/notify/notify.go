@@ -119,6 +119,10 @@ type Task struct {
 	// suppresses it as expired instead of sending it late.
 	ExpiresAt time.Time `json:"expires_at"`
 	Attempt   int       `json:"attempt"`
+	// InboxItem says the notification left the user an inbox item (or a topic feed item) to
+	// fetch: a content-free push then needs no copy of its content in the push content store.
+	// False (and absent in older records) makes the dispatcher keep one.
+	InboxItem bool `json:"inbox_item,omitempty"`
 }
 
 // IngressTopic is the topic a tier's events are accepted into: "eu-west-1.notify.marketing".

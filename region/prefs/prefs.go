@@ -166,6 +166,52 @@ func (s *Store) Put(ctx context.Context, appID, userID string, p Preferences) er
 	return nil
 }
 
+// TurnOff turns category off on channel for the user (an unsubscribe), keeping the rest of
+// the stored preferences; it reports whether anything changed. Concurrent changes of the same
+// user's preferences are serialised on the row.
+func (s *Store) TurnOff(ctx context.Context, appID, userID, category, channel string) (changed bool, err error) {
+	err = pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
+		// The row exists from here on, so FOR UPDATE below has something to lock.
+		if _, err := tx.Exec(ctx, `INSERT INTO preferences (app_id, user_id, prefs, hard_stop) VALUES ($1, $2, '{}', false) ON CONFLICT (app_id, user_id) DO NOTHING`, appID, userID); err != nil {
+			return err
+		}
+		var raw []byte
+		var hardStop bool
+		if err := tx.QueryRow(ctx, `SELECT prefs, hard_stop FROM preferences WHERE app_id = $1 AND user_id = $2 FOR UPDATE`, appID, userID).Scan(&raw, &hardStop); err != nil {
+			return err
+		}
+		var p Preferences
+		if err := json.Unmarshal(raw, &p); err != nil {
+			return fmt.Errorf("decoding preferences: %w", err)
+		}
+		if on, set := p.Categories[category][channel]; set && !on {
+			return nil
+		}
+		if p.Categories == nil {
+			p.Categories = map[string]map[string]bool{}
+		}
+		if p.Categories[category] == nil {
+			p.Categories[category] = map[string]bool{}
+		}
+		p.Categories[category][channel] = false
+		p.HardStop = hardStop
+		if err := p.Validate(); err != nil {
+			return err
+		}
+		out, err := json.Marshal(p)
+		if err != nil {
+			return err
+		}
+		changed = true
+		_, err = tx.Exec(ctx, `UPDATE preferences SET prefs = $3, updated_at = now() WHERE app_id = $1 AND user_id = $2`, appID, userID, out)
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("turning %s off on %s: %w", category, channel, err)
+	}
+	return changed, nil
+}
+
 // FieldError names the field of a preferences document that is invalid.
 type FieldError struct {
 	Field, Msg string

@@ -5,10 +5,12 @@ package regiontest
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"testing"
@@ -166,4 +168,24 @@ func Letters() string {
 		}
 		return r
 	}, testenv.Suffix())
+}
+
+// SimRecords returns the records of one simulator of s ("apns", "fcm", "smtp", "sms"), to one
+// recipient (to == "": all of them), through its admin API.
+func SimRecords(t testing.TB, s *sim.Sim, name, to string) []sim.Record {
+	t.Helper()
+	q := ""
+	if to != "" {
+		q = "?to=" + url.QueryEscape(to)
+	}
+	resp, err := http.Get(s.Info().Admin + "/sim/" + name + "/messages" + q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct{ Messages []sim.Record }
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		t.Fatal(err)
+	}
+	return out.Messages
 }

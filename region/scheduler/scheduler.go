@@ -8,6 +8,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -15,7 +19,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
+	"github.com/herald-notify/herald/platform/envelope"
 	"github.com/herald-notify/herald/platform/kafka"
+	"github.com/herald-notify/herald/region/deadletter"
 	"github.com/herald-notify/herald/region/notify"
 )
 
@@ -69,6 +75,20 @@ type Poller struct {
 	// Keys seal the events put back for their recipients (nil: plain records, unit tests).
 	Keys notify.Sealer
 	Log  *slog.Logger
+	// DeadLetters takes the due events that can never be fired (a row that does not decode, an
+	// unknown tier, a record Kafka refuses) and those that failed transiently past Retry.
+	DeadLetters *deadletter.Writer
+	// Retry bounds how long one due event that fails transiently is tried again.
+	Retry deadletter.Policy
+
+	mu      sync.Mutex
+	failing map[int64]*rowFailure // rows that failed transiently, by id
+}
+
+// rowFailure is a due row's transient failures so far.
+type rowFailure struct {
+	first, next time.Time
+	attempts    int
 }
 
 // Run fires due events until ctx ends.
@@ -94,62 +114,93 @@ func (p *Poller) Run(ctx context.Context) error {
 	}
 }
 
+// due is one claimed row.
+type due struct {
+	id     int64
+	tier   string
+	dueAt  time.Time
+	app    string
+	raw    []byte
+	msg    kafka.Message
+	failed error // set: to dead-letter
+}
+
 // FireDue puts up to Batch due events back on their tier topics and deletes them, in one
 // transaction: rows locked with SKIP LOCKED, so several schedulers share the work, and deleted
-// only after Kafka acknowledged, so a crash re-fires rather than loses.
+// only after Kafka acknowledged, so a crash re-fires rather than loses. A row that can never
+// be fired (deadletter.Classify: permanent) is dead-lettered and deleted in the same
+// transaction; one that fails transiently stays, and is tried again at the next poll after
+// its backoff, until Retry is spent and it is dead-lettered too. A failure of the whole batch
+// (Kafka or Postgres down) is not a row's: the batch is tried again at the next poll. It
+// returns how many rows it took off the table.
 func (p *Poller) FireDue(ctx context.Context) (int, error) {
 	var fired int
+	now := time.Now()
 	err := pgx.BeginFunc(ctx, p.Store.db, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `SELECT id, tier, event FROM scheduled_sends WHERE due_at <= now()
+		rows, err := tx.Query(ctx, `SELECT id, tier, due_at, app_id, event FROM scheduled_sends WHERE due_at <= now()
 			ORDER BY due_at LIMIT $1 FOR UPDATE SKIP LOCKED`, p.Batch)
 		if err != nil {
 			return err
 		}
-		var ids []int64
-		var msgs []kafka.Message
-		tiers := map[string]int{}
+		var claimed []*due
 		for rows.Next() {
-			var id int64
-			var tier string
-			var raw []byte
-			if err := rows.Scan(&id, &tier, &raw); err != nil {
+			d := &due{}
+			if err := rows.Scan(&d.id, &d.tier, &d.dueAt, &d.app, &d.raw); err != nil {
 				rows.Close()
 				return err
 			}
-			var e notify.Event
-			if err := json.Unmarshal(raw, &e); err != nil {
-				rows.Close()
-				return fmt.Errorf("decoding scheduled event %d: %w", id, err)
-			}
-			e.Deferred = true
-			m, _, err := notify.EventMessage(ctx, p.Keys, p.Topic(tier), e)
-			ids = append(ids, id)
-			if notify.IsErased(err) {
-				// Every recipient was erased since: the row goes, nothing is produced.
-				notify.DroppedErased("scheduler", 1)
-				continue
-			}
-			if err != nil {
-				rows.Close()
-				return err
-			}
-			msgs = append(msgs, m)
-			tiers[tier]++
+			claimed = append(claimed, d)
 		}
 		if err := rows.Err(); err != nil {
 			return err
 		}
-		if len(ids) == 0 {
+		var done []int64 // rows to delete: fired, dropped as erased, or dead-lettered
+		var send, dead []*due
+		tiers := map[string]int{}
+		for _, d := range claimed {
+			if !p.mayTry(d.id, now) {
+				continue // backing off after a transient failure
+			}
+			erased, err := p.encode(ctx, d)
+			switch {
+			case erased:
+				// Every recipient was erased since: the row goes, nothing is produced.
+				notify.DroppedErased("scheduler", 1)
+				done = append(done, d.id)
+			case err == nil:
+				send = append(send, d)
+			default:
+				if d.failed = p.verdict(d, err, now); d.failed != nil {
+					dead = append(dead, d)
+				} // else transient: stays for the next poll
+			}
+		}
+		// The batch first: when it fails as a whole, nothing was dead-lettered either.
+		if err := p.send(ctx, send); err != nil {
+			return err
+		}
+		for _, d := range send {
+			switch {
+			case d.failed == nil:
+				done = append(done, d.id)
+				tiers[d.tier]++
+			default:
+				dead = append(dead, d)
+			}
+		}
+		for _, d := range dead {
+			if err := p.deadLetter(ctx, d); err != nil {
+				return err
+			}
+			done = append(done, d.id)
+		}
+		if len(done) == 0 {
 			return nil
 		}
-		// msgs is empty when every due event's recipients were erased (Send does nothing).
-		if err := p.Producer.Send(ctx, msgs...); err != nil {
+		if _, err := tx.Exec(ctx, `DELETE FROM scheduled_sends WHERE id = ANY($1)`, done); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `DELETE FROM scheduled_sends WHERE id = ANY($1)`, ids); err != nil {
-			return err
-		}
-		fired = len(ids)
+		fired = len(done)
 		for tier, n := range tiers {
 			firedTotal.WithLabelValues(p.Store.region, tier).Add(float64(n))
 		}
@@ -158,9 +209,185 @@ func (p *Poller) FireDue(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("firing scheduled events: %w", err)
 	}
+	p.forget(now)
 	var backlog int64
 	if err := p.Store.db.QueryRow(ctx, `SELECT count(*) FROM scheduled_sends WHERE due_at <= now()`).Scan(&backlog); err == nil {
 		pendingGauge.WithLabelValues(p.Store.region).Set(float64(backlog))
 	}
 	return fired, nil
+}
+
+// encode decodes a row, checks it, and seals its record for the tier topic. erased: every
+// recipient was erased.
+func (p *Poller) encode(ctx context.Context, d *due) (erased bool, err error) {
+	var e notify.Event
+	if err := json.Unmarshal(d.raw, &e); err != nil {
+		return false, deadletter.MarkPermanent(fmt.Errorf("decoding scheduled event %d: %w", d.id, err), deadletter.ReasonUndecodable)
+	}
+	if !slices.Contains(notify.Tiers, d.tier) {
+		return false, deadletter.MarkPermanent(fmt.Errorf("scheduled event %d: unknown tier %q", d.id, d.tier), deadletter.ReasonInvalid)
+	}
+	if e.ID == "" || e.AppID == "" {
+		return false, deadletter.MarkPermanent(fmt.Errorf("scheduled event %d: no id or app", d.id), deadletter.ReasonInvalid)
+	}
+	e.Deferred = true
+	m, _, err := notify.EventMessage(ctx, p.Keys, p.Topic(d.tier), e)
+	if notify.IsErased(err) {
+		return true, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	d.msg = m
+	return false, nil
+}
+
+// verdict returns the error to dead-letter d with: err when permanent or past Retry, nil when
+// d waits for its next try.
+func (p *Poller) verdict(d *due, err error, now time.Time) error {
+	if class, _ := deadletter.Classify(err); class == deadletter.Permanent {
+		return err
+	}
+	pol := p.Retry.WithDefaults()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.failing == nil {
+		p.failing = map[int64]*rowFailure{}
+	}
+	f := p.failing[d.id]
+	if f == nil {
+		f = &rowFailure{first: now}
+		p.failing[d.id] = f
+	}
+	f.attempts++
+	if f.attempts >= pol.MaxAttempts || now.Sub(f.first) >= pol.MaxElapsed {
+		delete(p.failing, d.id)
+		return err
+	}
+	wait := pol.InitialBackoff << min(f.attempts-1, 20)
+	wait = min(wait, pol.MaxBackoff)
+	wait += time.Duration(rand.Int64N(int64(wait)/2 + 1))
+	f.next = now.Add(wait)
+	p.Log.Warn("scheduler: due event failed; retrying", "row", d.id, "attempt", f.attempts, "err", err, "backoff", wait)
+	return nil
+}
+
+// mayTry reports whether row id is not backing off.
+func (p *Poller) mayTry(id int64, now time.Time) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	f := p.failing[id]
+	return f == nil || !now.Before(f.next)
+}
+
+// forget drops the failures of rows not seen failing for a long while (fired by another
+// scheduler, or erased).
+func (p *Poller) forget(now time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for id, f := range p.failing {
+		if now.Sub(f.next) > time.Hour {
+			delete(p.failing, id)
+		}
+	}
+}
+
+// send produces the rows' records. When the batch fails, each is sent alone to tell a record
+// Kafka refuses (too large: permanent, its failed set, to be dead-lettered) from Kafka being
+// unavailable (an error: the whole batch is tried again at the next poll, however long that
+// lasts, since it is no row's fault).
+func (p *Poller) send(ctx context.Context, rows []*due) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	msgs := make([]kafka.Message, len(rows))
+	for i, d := range rows {
+		msgs[i] = d.msg
+	}
+	err := p.Producer.Send(ctx, msgs...)
+	if err == nil {
+		return nil
+	}
+	if class, _ := deadletter.Classify(err); class != deadletter.Permanent && len(rows) == 1 {
+		return err
+	}
+	for _, d := range rows {
+		err := p.Producer.Send(ctx, d.msg)
+		if err == nil {
+			continue
+		}
+		if class, _ := deadletter.Classify(err); class != deadletter.Permanent {
+			return err
+		}
+		d.failed = err
+	}
+	return nil
+}
+
+// deadLetter puts d on the scheduler's dead-letter topic. Its record is the row's event with
+// the recipients taken out and sealed for them, as on the tier topic: replayed, it is fired as
+// it was due. A row whose recipients cannot be read is dead-lettered without its record (the
+// error and origin still say which row it was).
+func (p *Poller) deadLetter(ctx context.Context, d *due) error {
+	if p.DeadLetters == nil {
+		return fmt.Errorf("scheduled event %d: %w (no dead-letter writer)", d.id, d.failed)
+	}
+	l := deadletter.New(deadletter.StageScheduler, d.failed, 1, time.Now())
+	l.Origin = deadletter.Origin{Topic: p.Topic(d.tier), Partition: -1, Offset: d.id, Time: d.dueAt}
+	key, value, err := p.sealRow(ctx, d)
+	switch {
+	case notify.IsErased(err):
+		notify.DroppedErased("scheduler", 1)
+		return nil
+	case err != nil:
+		p.Log.Error("scheduler: dead-lettering a row without its record", "row", d.id, "err", err)
+	default:
+		l.Key, l.Value = []byte(key), value
+	}
+	return p.DeadLetters.Put(ctx, l)
+}
+
+// sealRow is the row's event as the tier topic's record: deferred, its recipients taken out of
+// the content and sealed for.
+func (p *Poller) sealRow(ctx context.Context, d *due) (key string, value []byte, err error) {
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(d.raw, &obj); err != nil {
+		return "", nil, fmt.Errorf("event is not an object: %w", err)
+	}
+	var users []string
+	if r, ok := obj["recipients"]; ok {
+		if err := json.Unmarshal(r, &users); err != nil {
+			return "", nil, fmt.Errorf("recipients unreadable: %w", err)
+		}
+	}
+	delete(obj, "recipients")
+	obj["deferred"] = json.RawMessage("true")
+	content, err := json.Marshal(obj)
+	if err != nil {
+		return "", nil, err
+	}
+	if p.Keys == nil || len(users) == 0 {
+		return strconv.FormatInt(d.id, 10), content, nil // a topic send names no one
+	}
+	keys, err := p.Keys.For(ctx, d.app, users)
+	if err != nil {
+		return "", nil, err
+	}
+	live := keys[:0]
+	for _, k := range keys {
+		if k.ID != "" {
+			live = append(live, k)
+		}
+	}
+	if len(live) == 0 {
+		return "", nil, notify.ErrErased
+	}
+	value, err = envelope.Seal(content, live)
+	if err != nil {
+		return "", nil, err
+	}
+	if len(live) == 1 {
+		return live[0].ID, value, nil
+	}
+	return strconv.FormatInt(d.id, 10), value, nil
 }

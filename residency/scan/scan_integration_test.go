@@ -5,6 +5,7 @@ package scan_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -25,6 +26,7 @@ import (
 	"github.com/herald-notify/herald/platform/redis"
 	"github.com/herald-notify/herald/platform/testenv"
 	"github.com/herald-notify/herald/region"
+	"github.com/herald-notify/herald/region/deadletter"
 	"github.com/herald-notify/herald/region/dispatch"
 	"github.com/herald-notify/herald/region/erasure"
 	"github.com/herald-notify/herald/region/notify"
@@ -184,6 +186,10 @@ var planters = []planter{
 		return cql(ctx, r, `INSERT INTO notification_log (app_id, user_id, bucket, created_at, notification_id, body) VALUES (?, ?, 202611, ?, ?, 'hi')`)(
 			[]any{app, user, now, uuid.NewString()})
 	}},
+	{"cassandra:push_content", func(ctx context.Context, r *regionStores, app, user string) error {
+		return cql(ctx, r, `INSERT INTO push_content (app_id, user_id, notification_id, created_at, body) VALUES (?, ?, ?, ?, 'hi')`)(
+			[]any{app, user, uuid.NewString(), now})
+	}},
 	{"cassandra:delivery_status", func(ctx context.Context, r *regionStores, app, user string) error {
 		id := uuid.NewString()
 		return cql(ctx, r, `INSERT INTO notifications (notification_id, app_id, tier) VALUES (?, ?, 'social')`,
@@ -235,6 +241,19 @@ var planters = []planter{
 	{"kafka:%s.dispatch.push.dlq", sealed(func(ctx context.Context, k *userkeys.Keys, region, app, user string) (kafka.Message, error) {
 		return dispatch.RetryMessage(ctx, k, dispatch.DLQTopic(region, notify.Push),
 			dispatch.Retry{Task: notify.Task{NotificationID: uuid.NewString(), AppID: app, UserID: user, Channel: notify.Push}})
+	})},
+	// A poison event set aside on fan-out's dead-letter topic: the letter carries the sealed
+	// record as it was.
+	{"kafka:%s.dlq.fanout.social", sealed(func(ctx context.Context, k *userkeys.Keys, region, app, user string) (kafka.Message, error) {
+		ev, _, err := notify.EventMessage(ctx, k, notify.IngressTopic(region, notify.Social),
+			notify.Event{ID: uuid.NewString(), AppID: app, Tier: notify.Social, Recipients: []string{user}})
+		if err != nil {
+			return kafka.Message{}, err
+		}
+		l := deadletter.New(deadletter.FanoutStage(notify.Social), deadletter.MarkPermanent(errors.New("refused"), deadletter.ReasonBadData), 1, now)
+		l.Origin = deadletter.Origin{Topic: ev.Topic, Offset: 1, Time: now}
+		l.Key, l.Value = []byte(ev.Key), ev.Value
+		return l.Message(region)
 	})},
 	{"kafka:%s.events", sealed(func(ctx context.Context, k *userkeys.Keys, region, app, user string) (kafka.Message, error) {
 		b := notify.EventBatch{App: app, Tier: notify.Social, NotificationID: uuid.NewString(), At: now,
@@ -349,7 +368,7 @@ func sealedPlanters() int {
 	n := 0
 	for _, p := range planters {
 		if strings.HasPrefix(p.store, "kafka:") && (strings.HasSuffix(p.store, ".transactional") || strings.HasSuffix(p.store, ".sms") ||
-			strings.HasSuffix(p.store, ".push.dlq") || strings.HasSuffix(p.store, ".events")) {
+			strings.HasSuffix(p.store, ".push.dlq") || strings.HasSuffix(p.store, ".dlq.fanout.social") || strings.HasSuffix(p.store, ".events")) {
 			n++
 		}
 	}

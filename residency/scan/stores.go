@@ -100,6 +100,17 @@ func scanCassandra(ctx context.Context, r Region, c *collector) error {
 		return fmt.Errorf("cassandra:notification_log: %w", err)
 	}
 
+	// The content of content-free pushes: one partition per (app, user).
+	st = c.stat("cassandra:push_content")
+	iter = sess.Query(`SELECT DISTINCT app_id, user_id FROM push_content`).WithContext(ctx).Iter()
+	for iter.Scan(&app, &user) {
+		st.Read++
+		c.add("cassandra:push_content", [2]string{app, user})
+	}
+	if err := iter.Close(); err != nil {
+		return fmt.Errorf("cassandra:push_content: %w", err)
+	}
+
 	// The delivery log names the user, and the app through the notification's row.
 	apps := &appLookup{sess: sess, known: map[string]string{}}
 	for _, table := range []string{"delivery_status", "inbox_delivered", "inbox_delivered_sets", "delivery_attempt"} {
@@ -225,6 +236,29 @@ type kafkaRecord struct {
 	} `json:"task"`
 }
 
+// deadLetter is a record of a stage's dead-letter topic, <region>.dlq.<stage>
+// (docs/reliability.md): it carries the original record, sealed as it was, in value.
+type deadLetter struct {
+	Stage  string `json:"stage"`
+	Origin *struct {
+		Topic string `json:"topic"`
+	} `json:"origin"`
+	Value []byte `json:"value"`
+}
+
+// originalRecord is the record a dead letter set aside, whose users are those it holds data
+// of; any other record is returned as it is.
+func originalRecord(value []byte) []byte {
+	if envelope.IsSealed(value) {
+		return value
+	}
+	var dl deadLetter
+	if json.Unmarshal(value, &dl) != nil || dl.Stage == "" || dl.Origin == nil || dl.Origin.Topic == "" {
+		return value
+	}
+	return dl.Value
+}
+
 // kafkaIdle is how long a partition may give nothing before its read is declared stuck.
 const kafkaIdle = 15 * time.Second
 
@@ -296,6 +330,7 @@ func scanKafka(ctx context.Context, r Region, c *collector, perPartition int, un
 		for _, p := range parts {
 			var keysErr error
 			n, err := readPartition(ctx, client, consumer, topic, p, perPartition, func(value []byte) {
+				value = originalRecord(value)
 				var rec kafkaRecord
 				var users []string // the users a sealed record is sealed for, still readable
 				content := value

@@ -102,6 +102,10 @@ module "service" {
     { name = "HERALD_GATEWAY_REGION_TLS_CERT_FILE", value = "/run/herald/region-tls.pem" },
     { name = "HERALD_GATEWAY_REGION_TLS_KEY_FILE", value = "/run/herald/region-tls-key.pem" },
     { name = "HERALD_GATEWAY_REGION_TLS_CA_FILE", value = "/run/herald/region-ca.pem" },
+    # Region tasks register their changing task IPs in Consul: a region's certificate names the
+    # region instead ("<region>.regions.herald.internal"), and the gateway verifies each
+    # endpoint against the name of the region Consul lists it under.
+    { name = "HERALD_GATEWAY_REGION_TLS_SERVER_NAME", value = "{region}.regions.herald.internal" },
     { name = "HERALD_GATEWAY_RATE_LIMIT_PER_MINUTE", value = tostring(var.rate_limit_per_minute) },
     { name = "HERALD_REDIS_ADDR", value = "${aws_elasticache_replication_group.this.primary_endpoint_address}:6379" },
     { name = "HERALD_DISCOVERY_BACKEND", value = "consul" },

@@ -1,0 +1,346 @@
+//go:build integration
+
+package region_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+
+	"github.com/herald-notify/herald/platform/testenv"
+	"github.com/herald-notify/herald/region"
+	"github.com/herald-notify/herald/region/notify"
+)
+
+// eventsWithKey lists the ids of the events on a tier's topic that carry an idempotency key, one
+// entry per record (a repeat shows twice).
+func (r *running) eventsWithKey(tier, key string) []string {
+	r.t.Helper()
+	var ids []string
+	r.readTopic(notify.IngressTopic(r.cfg.Name, tier), func(m *sarama.ConsumerMessage) {
+		e, _, err := notify.DecodeEvent(r.t.Context(), r.keys(), m.Value)
+		if err != nil {
+			r.t.Fatalf("decoding an event: %v", err)
+		}
+		if e.IdempotencyKey == key {
+			ids = append(ids, e.ID)
+		}
+	})
+	return ids
+}
+
+// failCommitAfterProduce makes the region's Postgres kill, once, the connection that commits an
+// idempotency claim with no pending record: the commit that comes after the produce (the old
+// accept path committed its claim only then; today's marks the claim done then). The backend
+// terminates itself inside the commit (a deferred trigger), so the commit fails the way it does
+// when Postgres restarts at that moment. It returns how often the fault fired.
+func (r *running) failCommitAfterProduce() (fired func() int) {
+	r.t.Helper()
+	for _, q := range []string{
+		`CREATE SEQUENCE herald_test_fault`,
+		`CREATE FUNCTION herald_test_fault() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN
+			IF NEW.pending_value IS NULL AND nextval('herald_test_fault') = 1 THEN
+				PERFORM pg_terminate_backend(pg_backend_pid());
+			END IF;
+			RETURN NULL;
+		END $$`,
+		`CREATE CONSTRAINT TRIGGER herald_test_fault AFTER INSERT OR UPDATE ON idempotency_keys
+			DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION herald_test_fault()`,
+	} {
+		if _, err := r.pg.Exec(r.t.Context(), q); err != nil {
+			r.t.Fatalf("installing the fault: %v", err)
+		}
+	}
+	return func() int {
+		var n int
+		var called bool
+		if err := r.pg.QueryRow(r.t.Context(), `SELECT last_value, is_called FROM herald_test_fault`).Scan(&n, &called); err != nil {
+			r.t.Fatal(err)
+		}
+		if !called {
+			return 0
+		}
+		return n
+	}
+}
+
+func TestIdempotencyClaimAndAcceptedEventAgreeWhenTheCommitAfterTheProduceFails(t *testing.T) {
+	r := startRegion(t)
+	fired := r.failCommitAfterProduce()
+	const key = "pay-7"
+	req := map[string]any{"type": "transactional", "category": "otp", "body": "123456", "recipients": []string{"ada"},
+		"channels": []string{"in_app"}, "idempotency_key": key}
+
+	// A client that retries 503s with the same key, as the API asks.
+	var answers []string
+	ids := map[string]bool{}
+	for attempt := 0; attempt < 5; attempt++ {
+		code, body := r.call("POST", "/v1/notifications", req, r.app)
+		id, _ := body["notification_id"].(string)
+		answers = append(answers, fmt.Sprintf("%d %s", code, id))
+		if code == 503 {
+			continue
+		}
+		if code != 202 && code != 409 {
+			t.Fatalf("attempt %d: %d %v", attempt, code, body)
+		}
+		ids[id] = true
+		if attempt > 0 || code == 409 {
+			break
+		}
+		// Accepted at once: the same key again must answer the same id.
+	}
+	t.Logf("answers: %v", answers)
+	if fired() < 1 {
+		t.Fatal("the fault never fired: the test proves nothing")
+	}
+	if len(ids) != 1 {
+		t.Fatalf("the key answered %d notification ids %v, want 1 (answers %v)", len(ids), ids, answers)
+	}
+	var id string
+	for id = range ids {
+	}
+	r.waitState(id, "ada", "in_app", "delivered")
+	// Every event with the key is that id, once.
+	eventually(t, 10*time.Second, func() error {
+		got := r.eventsWithKey(notify.Transactional, key)
+		if len(got) != 1 || got[0] != id {
+			return fmt.Errorf("events with the key on the topic: %v, want exactly [%s]", got, id)
+		}
+		return nil
+	})
+	if n := r.inboxRows("ada"); n != 1 {
+		t.Fatalf("ada has %d inbox rows, want 1", n)
+	}
+}
+
+// sendResult is one POST /v1/notifications as a client saw it.
+type sendResult struct {
+	phase, key         string
+	code               int
+	id, errCode, retry string
+	took               time.Duration
+	transportErr       error
+}
+
+// timedSend posts one in-app send (with key, when not empty) through a client that gives up
+// only after 30 s, so a request that hangs shows as such.
+func (r *running) timedSend(client *http.Client, phase, key string) sendResult {
+	body := map[string]any{"type": "transactional", "category": "otp", "body": "123456", "recipients": []string{"ada"}, "channels": []string{"in_app"}}
+	if key != "" {
+		body["idempotency_key"] = key
+	}
+	raw, _ := json.Marshal(body)
+	req, _ := http.NewRequest("POST", r.base+"/v1/notifications", bytes.NewReader(raw))
+	req.Header.Set("X-Herald-App", r.app)
+	req.Header.Set("Content-Type", "application/json")
+	res := sendResult{phase: phase, key: key}
+	start := time.Now()
+	resp, err := client.Do(req)
+	res.took = time.Since(start)
+	if err != nil {
+		res.transportErr = err
+		return res
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var out struct {
+		NotificationID string                `json:"notification_id"`
+		Error          struct{ Code string } `json:"error"`
+	}
+	_ = json.Unmarshal(b, &out)
+	res.code, res.id, res.errCode, res.retry = resp.StatusCode, out.NotificationID, out.Error.Code, resp.Header.Get("Retry-After")
+	return res
+}
+
+func TestSendsWhileKafkaIsPausedAnswer503WithinTheDeadlineAndNoAcceptIsLost(t *testing.T) {
+	k := testenv.StartPrivateKafka(t) // never the shared broker: this test freezes it
+	const deadline = 4 * time.Second
+	r := startRegion(t, func(c *region.Config) {
+		c.Kafka.Brokers = k.Config.Brokers
+		c.Roles = []string{region.RoleAPI}
+		c.RequestTimeout = deadline
+	})
+	r.admit(r.app, "ada")
+	client := &http.Client{Transport: testenv.RegionClient(t).Transport, Timeout: 30 * time.Second}
+
+	var (
+		mu      sync.Mutex
+		results []sendResult
+		n       int
+	)
+	send := func(phase string, keyed bool) sendResult {
+		mu.Lock()
+		n++
+		key := ""
+		if keyed {
+			key = fmt.Sprintf("k-%d", n)
+		}
+		mu.Unlock()
+		res := r.timedSend(client, phase, key)
+		mu.Lock()
+		results = append(results, res)
+		mu.Unlock()
+		return res
+	}
+	for i := 0; i < 4; i++ {
+		if res := send("before", i%2 == 0); res.code != 202 {
+			t.Fatalf("before the pause: %+v", res)
+		}
+	}
+
+	k.Pause(t)
+	paused := time.Now()
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; time.Since(paused) < 12*time.Second; i++ {
+				send("paused", (w+i)%2 == 0)
+			}
+		}()
+	}
+	wg.Wait()
+	k.Resume(t)
+
+	// Back: sends are accepted again.
+	resumed := time.Now()
+	var back time.Duration
+	for {
+		if res := send("after", true); res.code == 202 {
+			back = time.Since(resumed)
+			break
+		}
+		if time.Since(resumed) > 90*time.Second {
+			t.Fatalf("no send accepted within 90s of SIGCONT")
+		}
+	}
+	for i := 0; i < 4; i++ {
+		if res := send("after", i%2 == 0); res.code != 202 {
+			t.Fatalf("after the pause: %+v", res)
+		}
+	}
+
+	// What the client saw while the broker was frozen: 503 with Retry-After within the deadline,
+	// never a hang.
+	var worst time.Duration
+	pausedCount, codes := 0, map[string]int{}
+	for _, res := range results {
+		if res.transportErr != nil {
+			t.Fatalf("a %s request failed without an answer after %s: %v", res.phase, res.took, res.transportErr)
+		}
+		if res.phase != "paused" {
+			continue
+		}
+		pausedCount++
+		codes[fmt.Sprintf("%d %s", res.code, res.errCode)]++
+		worst = max(worst, res.took)
+		if res.code == 503 && res.retry == "" {
+			t.Errorf("503 without Retry-After: %+v", res)
+		}
+		if res.code != 503 && res.code != 202 && res.code != 409 {
+			t.Errorf("paused: %+v", res)
+		}
+	}
+	t.Logf("%d sends while paused: %v; worst latency %s (deadline %s); first 202 %s after SIGCONT", pausedCount, codes, worst, deadline, back)
+	if codes["503 deadline_exceeded"] == 0 {
+		t.Fatalf("no send hit the deadline while Kafka was paused: %v", codes)
+	}
+	if worst > deadline+time.Second {
+		t.Fatalf("worst latency while paused %s, over the %s deadline", worst, deadline)
+	}
+
+	// The produces cut short by the deadline were acknowledged once the broker ran again: their
+	// claims are marked done without any client retry.
+	eventually(t, 30*time.Second, func() error {
+		var pending int
+		if err := r.pg.QueryRow(t.Context(), `SELECT count(*) FROM idempotency_keys WHERE app_id = $1 AND pending_value IS NOT NULL`, r.app).Scan(&pending); err != nil {
+			return err
+		}
+		if pending > 0 {
+			return fmt.Errorf("%d claims still pending", pending)
+		}
+		return nil
+	})
+
+	// A client retries each keyed 503 with its key: one id per key.
+	ids := map[string]string{} // key -> the id answered
+	var accepted []string      // every id answered 202 or 409
+	for _, res := range results {
+		if res.code == 202 || res.code == 409 {
+			accepted = append(accepted, res.id)
+			if res.key != "" {
+				ids[res.key] = res.id
+			}
+		}
+	}
+	retried := 0
+	for _, res := range results {
+		if res.code != 503 || res.key == "" {
+			continue
+		}
+		retried++
+		again := r.timedSend(client, "retry", res.key)
+		if again.code != 202 && again.code != 409 {
+			t.Fatalf("retry of %s: %+v", res.key, again)
+		}
+		if prev, ok := ids[res.key]; ok && prev != again.id {
+			t.Fatalf("key %s answered %s and %s", res.key, prev, again.id)
+		}
+		ids[res.key] = again.id
+		accepted = append(accepted, again.id)
+	}
+
+	// No lost accept: every id answered 202 or 409 is on the topic; every event with a key is
+	// the key's one id.
+	eventually(t, 30*time.Second, func() error {
+		onTopic, byKey := map[string]int{}, map[string]map[string]bool{}
+		r.readTopic(notify.IngressTopic(r.cfg.Name, notify.Transactional), func(m *sarama.ConsumerMessage) {
+			e, _, err := notify.DecodeEvent(r.t.Context(), r.keys(), m.Value)
+			if err != nil {
+				t.Fatalf("decoding an event: %v", err)
+			}
+			onTopic[e.ID]++
+			if e.IdempotencyKey != "" {
+				if byKey[e.IdempotencyKey] == nil {
+					byKey[e.IdempotencyKey] = map[string]bool{}
+				}
+				byKey[e.IdempotencyKey][e.ID] = true
+			}
+		})
+		var missing []string
+		for _, id := range accepted {
+			if onTopic[id] == 0 {
+				missing = append(missing, id)
+			}
+		}
+		if len(missing) > 0 {
+			sort.Strings(missing)
+			return fmt.Errorf("%d accepted ids not on the topic: %v", len(missing), missing)
+		}
+		for key, evs := range byKey {
+			if len(evs) != 1 || !evs[ids[key]] {
+				return fmt.Errorf("key %s: events %v on the topic, answered %s", key, evs, ids[key])
+			}
+		}
+		repeats := 0
+		for _, c := range onTopic {
+			repeats += c - 1
+		}
+		t.Logf("%d ids accepted (%d keyed 503s retried), %d records on the topic, %d repeats of one id", len(accepted), retried, len(onTopic)+repeats, repeats)
+		if repeats > 0 {
+			t.Errorf("%d records repeated: a retry produced again an event whose late acknowledgement had been recorded", repeats)
+		}
+		return nil
+	})
+}
