@@ -116,16 +116,21 @@ func (k *Keyring) Open(token string) (Claim, error) {
 
 // LoadKey returns the region's unsubscribe key from its database (region_secrets), making it
 // on first use; concurrent first uses all get the one that was stored.
+//
+// The insert and the read are two statements on purpose: in one statement (a CTE) the read
+// would use the snapshot taken before a concurrent first use committed its key, and find
+// neither row. Here the losing insert waits for the winner's commit, does nothing, and the
+// read that follows sees the winner's key.
 func LoadKey(ctx context.Context, db *pgxpool.Pool) ([]byte, error) {
 	fresh := make([]byte, 32)
 	if _, err := rand.Read(fresh); err != nil {
 		return nil, err
 	}
+	if _, err := db.Exec(ctx, `INSERT INTO region_secrets (name, secret) VALUES ('unsubscribe', $1) ON CONFLICT (name) DO NOTHING`, fresh); err != nil {
+		return nil, fmt.Errorf("storing the unsubscribe key: %w", err)
+	}
 	var key []byte
-	err := db.QueryRow(ctx, `WITH ins AS (
-			INSERT INTO region_secrets (name, secret) VALUES ('unsubscribe', $1) ON CONFLICT (name) DO NOTHING RETURNING secret)
-		SELECT secret FROM ins UNION ALL SELECT secret FROM region_secrets WHERE name = 'unsubscribe' LIMIT 1`, fresh).Scan(&key)
-	if err != nil {
+	if err := db.QueryRow(ctx, `SELECT secret FROM region_secrets WHERE name = 'unsubscribe'`).Scan(&key); err != nil {
 		return nil, fmt.Errorf("reading the unsubscribe key: %w", err)
 	}
 	return key, nil
