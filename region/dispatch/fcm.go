@@ -3,13 +3,16 @@ package dispatch
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	firebase "firebase.google.com/go/v4"
 	"firebase.google.com/go/v4/errorutils"
@@ -58,6 +61,9 @@ func newFCM(c FCMConfig, name string, minimal func() bool) (*fcmProvider, error)
 		if err != nil {
 			return nil, fmt.Errorf("fcm %s: messaging client: %w", name, err)
 		}
+		if err := withoutSDKRetries(client); err != nil {
+			return nil, fmt.Errorf("fcm %s: %w", name, err)
+		}
 		return client, nil
 	}
 	client, err := newClient()
@@ -65,6 +71,37 @@ func newFCM(c FCMConfig, name string, minimal func() bool) (*fcmProvider, error)
 		return nil, err
 	}
 	return &fcmProvider{name: name, newClient: newClient, client: client, minimal: minimal}, nil
+}
+
+// withoutSDKRetries turns off the retries the Admin SDK makes inside Send: it repeats a request
+// after a 503 (waiting out Retry-After, up to 2 minutes) and after any network error (at once),
+// and none of that is visible to Herald. Herald retries itself, through the retry topics, behind
+// the provider's breaker, with the sent marks. The SDK's own retries did harm: during an outage
+// each Send sat inside the SDK until send_timeout, holding a slot of the pool while the breaker,
+// which sees a call only when it returns, stayed closed; and a retry the SDK sent just before
+// send_timeout ended was accepted by FCM while Herald saw the timeout and sent it again (the
+// fault suite's provider-outage repeats). The SDK offers no option for this (its own tests clear
+// the same field), so it is cleared here, and a start fails loudly if a new SDK version moved it.
+func withoutSDKRetries(c *messaging.Client) error {
+	layout := errors.New("the Admin SDK's messaging client no longer has fcmClient.httpClient.RetryConfig; its internal retries cannot be turned off (check the firebase.google.com/go/v4 upgrade)")
+	v := reflect.ValueOf(c)
+	if v.Kind() != reflect.Pointer || v.IsNil() {
+		return layout
+	}
+	fc := v.Elem().FieldByName("fcmClient")
+	if !fc.IsValid() || fc.Kind() != reflect.Pointer || fc.IsNil() {
+		return layout
+	}
+	hc := fc.Elem().FieldByName("httpClient")
+	if !hc.IsValid() || hc.Kind() != reflect.Pointer || hc.IsNil() {
+		return layout
+	}
+	rc := hc.Elem().FieldByName("RetryConfig")
+	if !rc.IsValid() || rc.Kind() != reflect.Pointer || !rc.CanAddr() {
+		return layout
+	}
+	reflect.NewAt(rc.Type(), unsafe.Pointer(rc.UnsafeAddr())).Elem().Set(reflect.Zero(rc.Type()))
+	return nil
 }
 
 // fcmRenewEvery bounds how often a refused token replaces the client (and its token).
