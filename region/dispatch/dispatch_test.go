@@ -895,7 +895,7 @@ func TestMinimalPushIsSentOnlyAfterItsContentIsStored(t *testing.T) {
 			if len(apns.sent) != tc.wantSent || len(store.put) != tc.wantPut {
 				t.Fatalf("sent %v, stored %v", apns.sent, store.put)
 			}
-			retried := len(f.prod.msgs) == 1 && f.prod.msgs[0].Topic == "zz-test-1.dispatch.push.retry.1"
+			retried := len(f.prod.msgs) == 1 && f.prod.msgs[0].Topic == "zz-test-1.dispatch.transactional.push.retry.1"
 			if retried != tc.wantRetry {
 				t.Fatalf("handed on %+v, want a retry: %v", f.prod.msgs, tc.wantRetry)
 			}

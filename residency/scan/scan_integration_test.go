@@ -392,7 +392,7 @@ func TestResidencyScanIsCleanAtOnceAfterAUserIsErasedAndMovedToAnotherJurisdicti
 		// erasure row (other tests' concern), and in-app delivery states planted without the
 		// inbox row the region writes with them (the erasure finds them through it).
 		switch p.store {
-		case "kafka:%s.notify.social", "kafka:%s.dispatch.push", "kafka:%s.dispatch.email.dlq", "redis:prefs", "postgres:erasures",
+		case "kafka:%s.notify.social", "kafka:%s.dispatch.social.push", "kafka:%s.dispatch.email.dlq", "redis:prefs", "postgres:erasures",
 			"cassandra:inbox_delivered", "cassandra:inbox_delivered_sets":
 			continue
 		}
