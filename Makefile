@@ -34,6 +34,7 @@ test: vet
 	@stack/prometheus.sh check
 	@stack/test-stack.sh
 	@stack/schemathesis.sh
+	@$(MAKE) --no-print-directory test-faults
 	@stack/audit-residency.sh
 
 ## schemathesis: the public API fuzzed against docs/openapi-gateway.yaml (needs make up)
@@ -57,8 +58,8 @@ faults: build
 	@set -a && source .herald/stack.env && set +a && .herald/bin/herald faults $(FAULTS) $(FAULTS_FLAGS)
 
 ## test-faults: the fault suite with CI's shorter windows (about 6-8 minutes when every fault
-## recovers; a fault that loses sends waits out its drain and the client give-up, 2 min). Not yet in
-## make test: see docs/reliability.md, "In CI".
+## recovers; a fault that loses sends waits out its drain and the client give-up, 2 min); make test
+## runs it after the other tests, then audits residency on what it left.
 TEST_FAULTS_FLAGS ?= --rate 50 --users 24 --warm 5s --down 8s --outage 20s --after 10s --drain 60s --give-up 60s
 test-faults:
 	@$(MAKE) --no-print-directory faults FAULTS_FLAGS="$(TEST_FAULTS_FLAGS)"
