@@ -84,6 +84,7 @@ test-unit:
 vet:
 	@files=$$(gofmt -l $$(find . -name '*.go' -not -path './.herald/*')); test -z "$$files" || { echo "gofmt needed: $$files"; exit 1; }
 	@go vet -tags integration ./...
+	@go mod tidy -diff >/dev/null || { echo "go.mod/go.sum are not tidy: run go mod tidy (go mod tidy -diff shows what changes)"; exit 1; }
 
 fmt:
 	gofmt -w $$(find . -name '*.go' -not -path './.herald/*')
