@@ -133,7 +133,7 @@ func groupLags(client sarama.Client, admin sarama.ClusterAdmin, groups []string)
 		}
 		l.Lag = max(l.End-l.Committed, 0)
 		if l.Lag > 0 && l.Lag <= ShortLag {
-			n, ok, err := dataRecords(client, l.Topic, l.Partition, l.Committed, l.End)
+			n, ok, err := dataRecords(client, l.Topic, l.Partition, l.Committed, l.End, sarama.ReadCommitted)
 			if err != nil {
 				return nil, err
 			}
@@ -195,15 +195,16 @@ func listOffsets(client sarama.Client, tps map[topicPartition]bool, at int64) (m
 	return out, nil
 }
 
-// dataRecords counts the records a read_committed consumer would get from [from, to): transaction
-// markers and the records of aborted transactions are left out. ok is false when one fetch did
-// not cover the range (records larger than it): the caller keeps to - from.
-func dataRecords(client sarama.Client, topic string, partition int32, from, to int64) (n int64, ok bool, err error) {
+// dataRecords counts the records a consumer of the given isolation would get from [from, to):
+// transaction markers are left out, and under read_committed the records of aborted
+// transactions too. ok is false when one fetch did not cover the range (records larger than
+// it): the caller keeps to - from.
+func dataRecords(client sarama.Client, topic string, partition int32, from, to int64, isolation sarama.IsolationLevel) (n int64, ok bool, err error) {
 	b, err := client.Leader(topic, partition)
 	if err != nil {
 		return 0, false, fmt.Errorf("leader of %s/%d: %w", topic, partition, err)
 	}
-	req := &sarama.FetchRequest{Version: 11, MaxWaitTime: 0, MinBytes: 0, MaxBytes: 4 << 20, Isolation: sarama.ReadCommitted}
+	req := &sarama.FetchRequest{Version: 11, MaxWaitTime: 0, MinBytes: 0, MaxBytes: 4 << 20, Isolation: isolation}
 	req.AddBlock(topic, partition, from, 4<<20, -1)
 	resp, err := b.Fetch(req)
 	if err != nil {
@@ -219,14 +220,14 @@ func dataRecords(client sarama.Client, topic string, partition int32, from, to i
 		}
 		return 0, false, fmt.Errorf("reading %s/%d: %w", topic, partition, blk.Err)
 	}
-	return countData(blk, from, to)
+	return countData(blk, from, to, isolation == sarama.ReadCommitted)
 }
 
 // countData counts the data records of committed transactions (or of none) in [from, to) in a
 // fetch's batches, following the aborted transactions the broker listed (as a Java consumer
 // does): a producer's records from an aborted transaction's first offset up to its abort marker
 // are left out, and every control batch (commit and abort markers) is.
-func countData(blk *sarama.FetchResponseBlock, from, to int64) (n int64, covered bool, err error) {
+func countData(blk *sarama.FetchResponseBlock, from, to int64, committed bool) (n int64, covered bool, err error) {
 	aborted := append([]*sarama.AbortedTransaction(nil), blk.AbortedTransactions...)
 	sort.Slice(aborted, func(i, j int) bool { return aborted[i].FirstOffset < aborted[j].FirstOffset })
 	abortedProducers := map[int64]bool{}
@@ -254,7 +255,7 @@ func countData(blk *sarama.FetchResponseBlock, from, to int64) (n int64, covered
 			}
 			continue
 		}
-		if batch.IsTransactional && abortedProducers[batch.ProducerID] {
+		if committed && batch.IsTransactional && abortedProducers[batch.ProducerID] {
 			continue
 		}
 		for _, r := range batch.Records {

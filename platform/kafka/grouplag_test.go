@@ -56,12 +56,37 @@ func TestCountDataLeavesOutMarkersAndAbortedRecords(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			blk := &sarama.FetchResponseBlock{RecordsSet: tt.recs, AbortedTransactions: tt.aborted}
-			n, covered, err := countData(blk, tt.from, tt.to)
+			n, covered, err := countData(blk, tt.from, tt.to, true)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if n != tt.want || covered != tt.wantCovered {
 				t.Fatalf("got %d records (covered %v), want %d (covered %v)", n, covered, tt.want, tt.wantCovered)
+			}
+		})
+	}
+}
+
+// Read uncommitted (what the residency audit reads: everything stored), an aborted
+// transaction's records are data; markers, however many, are not.
+func TestCountDataReadUncommittedCountsAbortedRecordsButNoMarkers(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		recs     []*sarama.Records
+		aborted  []*sarama.AbortedTransaction
+		from, to int64
+		want     int64
+	}{
+		{"two markers close the range", []*sarama.Records{marker(4, 7, false), marker(5, 8, true)}, nil, 4, 6, 0},
+		{"an aborted transaction's records count",
+			[]*sarama.Records{dataBatch(5, 3, 8, true), marker(8, 8, false), marker(9, 7, true)},
+			[]*sarama.AbortedTransaction{{ProducerID: 8, FirstOffset: 5}}, 5, 10, 3},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			blk := &sarama.FetchResponseBlock{RecordsSet: tt.recs, AbortedTransactions: tt.aborted}
+			n, covered, err := countData(blk, tt.from, tt.to, false)
+			if err != nil || !covered || n != tt.want {
+				t.Fatalf("got %d (covered %v, %v), want %d", n, covered, err, tt.want)
 			}
 		})
 	}

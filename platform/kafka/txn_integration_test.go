@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -135,4 +136,102 @@ func TestTxnProducerMakesRecordsVisibleWithTheirOffsetsAndAnAbandonedTransaction
 		t.Fatal("the fenced producer committed")
 	}
 	_ = zombie.Close()
+}
+
+// A partition whose range closes with two transaction markers (one producer's abort, another's
+// commit): ReadRangeOf hands over every record the isolation level sees and ends at once, where
+// ReadRange, which expects one marker at most, waits out its idle time and reports ErrIdle (the
+// residency audit failed that way after the fault suite's Kafka restart).
+func TestReadRangeOfEndsAtOnceWhenOnlyMarkersCloseTheRange(t *testing.T) {
+	c := testenv.Kafka(t)
+	topic := "test.markers." + testenv.Suffix()
+	ctx := testenv.Context(t, time.Minute)
+	if _, err := kafka.EnsureTopics(ctx, c, 1, []kafka.Topic{{Name: topic, Partitions: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	testenv.DeleteTopics(t, c, topic)
+	producer := func(id string) sarama.SyncProducer {
+		sc, err := c.Sarama()
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc.Producer.Idempotent, sc.Producer.RequiredAcks, sc.Producer.Return.Successes = true, sarama.WaitForAll, true
+		sc.Producer.Transaction.ID, sc.Net.MaxOpenRequests = id, 1
+		p, err := sarama.NewSyncProducer(c.Brokers, sc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = p.Close() })
+		return p
+	}
+	a, b := producer("test-markers-a-"+testenv.Suffix()), producer("test-markers-b-"+testenv.Suffix())
+	send := func(p sarama.SyncProducer, v string) {
+		if _, _, err := p.SendMessage(&sarama.ProducerMessage{Topic: topic, Value: sarama.StringEncoder(v)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.BeginTxn(); err != nil {
+		t.Fatal(err)
+	}
+	send(a, "aborted")
+	if err := b.BeginTxn(); err != nil {
+		t.Fatal(err)
+	}
+	send(b, "committed")
+	if err := a.AbortTxn(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.CommitTxn(); err != nil {
+		t.Fatal(err)
+	}
+
+	read := func(isolation sarama.IsolationLevel, of bool) ([]string, time.Duration, error) {
+		sc, _ := c.Sarama()
+		sc.Consumer.IsolationLevel = isolation
+		client, err := sarama.NewClient(c.Brokers, sc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer client.Close()
+		cons, err := sarama.NewConsumerFromClient(client)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cons.Close()
+		newest, err := client.GetOffset(topic, 0, sarama.OffsetNewest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if newest != 4 {
+			t.Fatalf("newest offset %d, want 4 (two records, two markers)", newest)
+		}
+		var got []string
+		fn := func(m *sarama.ConsumerMessage) { got = append(got, string(m.Value)) }
+		start := time.Now()
+		if of {
+			_, err = kafka.ReadRangeOf(ctx, client, isolation, cons, topic, 0, 0, newest, 10*time.Second, fn)
+		} else {
+			_, err = kafka.ReadRange(ctx, cons, topic, 0, 0, newest, 3*time.Second, fn)
+		}
+		return got, time.Since(start), err
+	}
+	for _, tc := range []struct {
+		name      string
+		isolation sarama.IsolationLevel
+		want      string
+	}{
+		{"read uncommitted", sarama.ReadUncommitted, "aborted,committed"},
+		{"read committed", sarama.ReadCommitted, "committed"},
+	} {
+		got, took, err := read(tc.isolation, true)
+		if err != nil || fmt.Sprint(got) != fmt.Sprint(strings.Split(tc.want, ",")) {
+			t.Fatalf("%s: %v (%v), want %s", tc.name, got, err, tc.want)
+		}
+		if took > 5*time.Second {
+			t.Errorf("%s: the read took %s: it waited for markers", tc.name, took.Round(time.Millisecond))
+		}
+	}
+	if _, _, err := read(sarama.ReadUncommitted, false); !errors.Is(err, kafka.ErrIdle) {
+		t.Errorf("ReadRange over two closing markers: %v, want ErrIdle (what ReadRangeOf exists for)", err)
+	}
 }

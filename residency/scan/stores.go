@@ -389,7 +389,9 @@ func readPartition(ctx context.Context, client sarama.Client, consumer sarama.Co
 	}
 	start := max(oldest, newest-int64(limit))
 	read := 0
-	_, err = kafka.ReadRange(ctx, consumer, topic, p, start, newest, kafkaIdle, func(m *sarama.ConsumerMessage) {
+	// Everything stored is read (read_uncommitted); however many transaction markers close the
+	// range, the read ends once only markers are left.
+	_, err = kafka.ReadRangeOf(ctx, client, sarama.ReadUncommitted, consumer, topic, p, start, newest, kafkaIdle, func(m *sarama.ConsumerMessage) {
 		read++
 		fn(m.Value)
 	})
