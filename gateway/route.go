@@ -308,6 +308,10 @@ func (s *Server) byPathUser(c *gin.Context) {
 		abort(c, http.StatusBadRequest, wire.CodeInvalidField, "topic names must match "+wire.TopicRE.String()+" and not be . or ..", "topic")
 		return
 	}
+	if ch := c.Param("channel"); c.FullPath() == "/v1/users/:user_id/suppressions/:channel" && ch != "email" && ch != "sms" {
+		abort(c, http.StatusBadRequest, wire.CodeInvalidField, "suppression lists are per channel: email or sms", "channel")
+		return
+	}
 	if d := c.Param("device_id"); d != "" && !wire.ValidID(d) {
 		abort(c, http.StatusBadRequest, wire.CodeInvalidField, "device ids must match "+wire.IDPattern+" and not be . or ..", "device_id")
 		return

@@ -113,6 +113,8 @@ func (s *Server) Handler() http.Handler {
 	v1.POST("/users/:user_id/devices", s.byPathUser)
 	v1.GET("/users/:user_id/devices", s.byPathUser)
 	v1.DELETE("/users/:user_id/devices/:device_id", s.byPathUser)
+	v1.GET("/users/:user_id/suppressions", s.byPathUser)
+	v1.DELETE("/users/:user_id/suppressions/:channel", s.byPathUser)
 	v1.GET("/users/:user_id/preferences", s.byPathUser)
 	v1.PUT("/users/:user_id/preferences", s.byPathUser)
 	v1.GET("/users/:user_id/notifications", s.byPathUser)

@@ -39,6 +39,7 @@ import (
 	"github.com/herald-notify/herald/region/profiles"
 	"github.com/herald-notify/herald/region/pushstore"
 	"github.com/herald-notify/herald/region/scheduler"
+	"github.com/herald-notify/herald/region/suppress"
 	"github.com/herald-notify/herald/region/templates"
 	"github.com/herald-notify/herald/region/topics"
 	"github.com/herald-notify/herald/region/userkeys"
@@ -130,7 +131,8 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 		srv := &api.Server{
 			Region: c.Name, Jurisdiction: c.Jurisdiction, InternalToken: c.InternalToken, DB: stores.PG, Producer: apiProducer,
 			Templates: templates.NewStore(stores.PG), Topics: topics.NewStore(stores.PG), Users: users.NewStore(stores.PG),
-			Devices: devices.NewStore(stores.PG), Prefs: prefs.NewStore(stores.PG), PrefsCache: prefsCache, Erasure: eraser, Inbox: inbox.New(stores.Cass, c.LogTTL), PushContent: pushstore.New(stores.Cass, c.LogTTL), Streams: hub,
+			Suppressions: suppress.New(stores.PG, c.Dispatch.Suppression.SoftBounceLimit, c.Dispatch.Suppression.SoftBounceWindow),
+			Devices:      devices.NewStore(stores.PG), Prefs: prefs.NewStore(stores.PG), PrefsCache: prefsCache, Erasure: eraser, Inbox: inbox.New(stores.Cass, c.LogTTL), PushContent: pushstore.New(stores.Cass, c.LogTTL), Streams: hub,
 			Log: dlog, Keys: keys, Audit: audit.NewStore(stores.PG), Logger: log, Unsubscribe: unsubKeys, RequestTimeout: c.RequestTimeout,
 		}
 		srv.Register(router)
@@ -227,6 +229,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 			Redis:           stores.Redis, RedisPrefix: c.Redis.Prefix, // the shared provider rate limits
 			MinimalPush: pc.minimal, PushContent: pushstore.New(stores.Cass, c.LogTTL),
 			UnsubscribeLink: unsubscribeLink(unsubKeys, pc.gatewayURL, log),
+			Suppress:        suppress.New(stores.PG, c.Dispatch.Suppression.SoftBounceLimit, c.Dispatch.Suppression.SoftBounceWindow),
 		})
 		if err != nil {
 			return err

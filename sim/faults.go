@@ -46,6 +46,9 @@ type Faults struct {
 	// Invalid recipients answer "malformed": APNs 400 BadDeviceToken, FCM 400
 	// INVALID_ARGUMENT, SMTP 550 5.1.3, Twilio 21211.
 	Invalid []string `yaml:"invalid" json:"invalid"`
+	// Full recipients are mailboxes over quota, a soft bounce: SMTP 452 4.2.2 (the other
+	// simulators deliver to them as usual).
+	Full []string `yaml:"full" json:"full"`
 	// Seed makes the random choices repeatable (0: the process-wide seed).
 	Seed uint64 `yaml:"seed" json:"seed"`
 }
@@ -108,6 +111,7 @@ const (
 	RecipientOK RecipientFault = iota
 	RecipientUnregistered
 	RecipientInvalid
+	RecipientFull
 )
 
 // faultState is one immutable fault setting. Requests read it through an atomic pointer, so the
@@ -155,6 +159,9 @@ func (in *Injector) Set(f Faults) {
 	}
 	for _, r := range f.Invalid {
 		st.recipients[r] = RecipientInvalid
+	}
+	for _, r := range f.Full {
+		st.recipients[r] = RecipientFull
 	}
 	if f.OutageSeconds > 0 {
 		st.outageUntil = now.Add(time.Duration(f.OutageSeconds * float64(time.Second)))

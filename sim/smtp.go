@@ -163,6 +163,8 @@ func (ss *smtpSession) Rcpt(to string, _ *smtp.RcptOptions) error {
 		return reject(550, smtp.EnhancedCode{5, 1, 1}, "<"+to+">: Recipient address rejected: User unknown in virtual mailbox table")
 	case RecipientInvalid:
 		return reject(550, smtp.EnhancedCode{5, 1, 3}, "<"+to+">: Recipient address rejected: invalid mailbox")
+	case RecipientFull:
+		return reject(452, smtp.EnhancedCode{4, 2, 2}, "<"+to+">: Recipient address rejected: mailbox full")
 	}
 	ss.rcpts = append(ss.rcpts, to)
 	return nil

@@ -170,9 +170,9 @@ func (c Categories) Allows(app, category string) bool {
 // class (permanent, gone, no provider) the failed reason; retries exhausted on transient errors
 // dead_lettered/transient.
 var reasons = map[string][]string{
-	StageSuppressed:   {"duplicate", "hard_stop", "channel_disabled", "category_disabled", "no_address", "no_device", "erased"},
+	StageSuppressed:   {"duplicate", "hard_stop", "channel_disabled", "category_disabled", "no_address", "no_device", "erased", "bounced", "complained", "unsubscribed"},
 	StageDeferred:     {"send_at", "quiet_hours"},
-	StageFailed:       {"permanent", "gone", "no_provider"},
+	StageFailed:       {"permanent", "gone", "no_provider", "bounced"},
 	StageDeadLettered: {"transient"},
 }
 

@@ -30,6 +30,7 @@ import (
 	"github.com/herald-notify/herald/region/notify"
 	"github.com/herald-notify/herald/region/prefs"
 	"github.com/herald-notify/herald/region/pushstore"
+	"github.com/herald-notify/herald/region/suppress"
 	"github.com/herald-notify/herald/region/templates"
 	"github.com/herald-notify/herald/region/topics"
 	"github.com/herald-notify/herald/region/unsubscribe"
@@ -77,8 +78,10 @@ type Server struct {
 	Topics        *topics.Store
 	Users         UserStore
 	Devices       *devices.Store
-	Prefs         *prefs.Store
-	PrefsCache    interface {
+	// Suppressions is the app's suppression lists (bounced, complained, unsubscribed addresses).
+	Suppressions *suppress.Store
+	Prefs        *prefs.Store
+	PrefsCache   interface {
 		Invalidate(ctx context.Context, app, user string) error
 	}
 	Inbox *inbox.Inbox
@@ -120,6 +123,8 @@ func (s *Server) Register(r gin.IRouter) {
 	v1.POST("/users/:user_id/devices", s.registerDevice)
 	v1.GET("/users/:user_id/devices", s.listDevices)
 	v1.DELETE("/users/:user_id/devices/:device_id", s.removeDevice)
+	v1.GET("/users/:user_id/suppressions", s.listSuppressions)
+	v1.DELETE("/users/:user_id/suppressions/:channel", s.removeSuppression)
 	v1.DELETE("/users/:user_id", s.eraseUser)
 	v1.GET("/erasures/:id", s.getErasure)
 	v1.GET("/users/:user_id/preferences", s.getPrefs)

@@ -32,6 +32,16 @@ type Config struct {
 	// handled, the record goes to "<region>.dlq.dispatch.<channel>". Provider failures follow
 	// Retry instead.
 	FailureRetry deadletter.Policy `yaml:"failure_retry"`
+	// Suppression is when soft bounces put an address on the suppression list.
+	Suppression SuppressionConfig `yaml:"suppression"`
+}
+
+// SuppressionConfig: an address is suppressed as bounced once SoftBounceLimit different
+// notifications soft-bounced on it (a full mailbox) within SoftBounceWindow of the first.
+// Hard bounces suppress at once.
+type SuppressionConfig struct {
+	SoftBounceLimit  int           `yaml:"soft_bounce_limit"`
+	SoftBounceWindow time.Duration `yaml:"soft_bounce_window"`
 }
 
 // TiersConfig is the pools of each tier.
@@ -211,6 +221,7 @@ func DefaultConfig() Config {
 			OpenFor: 10 * time.Second, HalfOpenProbes: 1},
 		Retry:       RetryConfig{Delays: []time.Duration{5 * time.Second, 30 * time.Second, 2 * time.Minute}, MaxDelay: 10 * time.Minute, Jitter: 0.2, MaxAttempts: 6},
 		SendTimeout: 15 * time.Second,
+		Suppression: SuppressionConfig{SoftBounceLimit: 3, SoftBounceWindow: 30 * 24 * time.Hour},
 	}
 }
 
@@ -218,6 +229,12 @@ func DefaultConfig() Config {
 func (c Config) Validate() error {
 	if err := c.FailureRetry.Validate(); err != nil {
 		return config.Prefix("failure_retry", err)
+	}
+	if n := c.Suppression.SoftBounceLimit; n < 1 || n > 100 {
+		return config.Errorf("suppression.soft_bounce_limit", fmt.Sprint(n), "must be 1-100")
+	}
+	if w := c.Suppression.SoftBounceWindow; w < time.Hour || w > 365*24*time.Hour {
+		return config.Errorf("suppression.soft_bounce_window", w.String(), "must be 1h to 8760h")
 	}
 	for _, tier := range notify.Tiers {
 		for _, ch := range Channels {

@@ -53,6 +53,7 @@ import (
 	"github.com/herald-notify/herald/platform/kafka"
 	"github.com/herald-notify/herald/region/deliverylog"
 	"github.com/herald-notify/herald/region/notify"
+	"github.com/herald-notify/herald/region/suppress"
 )
 
 // Channels are the channels dispatch consumes.
@@ -187,6 +188,10 @@ type Deps struct {
 	// region can open. Nil, or "" for a task: the email goes without List-Unsubscribe, counted
 	// in herald_email_without_unsubscribe_total.
 	UnsubscribeLink func(t notify.Task) string
+	// Suppress, when set, takes the addresses that bounced for good (or after repeated soft
+	// bounces) or whose owner replied STOP onto the app's suppression list, so fan-out
+	// suppresses the next send to them (region/suppress). Nil: nothing is suppressed.
+	Suppress Suppressor
 	// Keys open the tasks and seal the retries, dead letters and delivery events for their
 	// users (nil: plain records, unit tests).
 	Keys notify.Sealer
@@ -194,6 +199,12 @@ type Deps struct {
 	// (keys.go), so they never hold the whole Postgres pool the transactional tier and the API
 	// share with them (0: unbounded). The region sets half its pool.
 	KeysConcurrency int
+}
+
+// Suppressor keeps the suppression lists (region/suppress.Store).
+type Suppressor interface {
+	Suppress(ctx context.Context, app, user, channel, address, reason, detail string) error
+	SoftBounce(ctx context.Context, app, user, channel, address, notification, detail string) (bool, error)
 }
 
 // DeviceStore deactivates device tokens in the region's Postgres database.
@@ -586,6 +597,10 @@ func (d *Dispatcher) process(ctx context.Context, t notify.Task, prev *Retry) er
 		if r.err == nil || r.err.Reason != "no_provider" {
 			dispatched = true
 		}
+		bounced, err := d.bounce(ctx, t, r)
+		if err != nil {
+			return err
+		}
 		a := deliverylog.Attempt{NotificationID: t.NotificationID, At: r.at, UserID: t.UserID, Channel: t.Channel,
 			Provider: r.provider, ProviderMessageID: r.receipt.MessageID, ProviderStatus: r.receipt.Status}
 		switch {
@@ -612,6 +627,9 @@ func (d *Dispatcher) process(ctx context.Context, t notify.Task, prev *Retry) er
 			failReason = r.err.Class.String()
 			if r.err.Reason == "no_provider" {
 				failReason = "no_provider"
+			}
+			if bounced {
+				failReason = "bounced"
 			}
 			if r.err.Class == Gone && r.u.device != nil {
 				dev := *r.u.device
@@ -812,4 +830,39 @@ func DecodeRetry(ctx context.Context, keys notify.Sealer, raw []byte) (Retry, er
 		r.Task.UserID = user
 	}
 	return r, nil
+}
+
+// bounce puts the address of a result that bounced onto the suppression list: at once for a
+// hard bounce or a STOP, after repeated soft bounces for a soft one (the soft bounce that
+// reaches the limit turns the result into a permanent failure: the address is not retried).
+// It reports whether the address was suppressed; it fails only when the list could not be
+// written past failure_retry (the task is then dead-lettered and the bounce seen again).
+func (d *Dispatcher) bounce(ctx context.Context, t notify.Task, r result) (bool, error) {
+	if r.err == nil || r.err.Bounce == "" || d.deps.Suppress == nil || (t.Channel != notify.Email && t.Channel != notify.SMS) {
+		return false, nil
+	}
+	reason := suppress.Bounced
+	switch r.err.Bounce {
+	case BounceUnsubscribed:
+		reason = suppress.Unsubscribed
+	case BounceSoft:
+		var now bool
+		err := d.durably(ctx, "counting a soft bounce", func() (err error) {
+			now, err = d.deps.Suppress.SoftBounce(ctx, t.AppID, t.UserID, t.Channel, r.u.to, t.NotificationID, r.err.Error())
+			return err
+		}, d.warn("counting a soft bounce failed; retrying"))
+		if err != nil || !now {
+			return false, err
+		}
+		r.err.Class = Permanent
+		suppressions.WithLabelValues(d.region, t.Channel, "soft_bounce").Inc()
+		return true, nil
+	}
+	if err := d.durably(ctx, "suppressing a bounced address", func() error {
+		return d.deps.Suppress.Suppress(ctx, t.AppID, t.UserID, t.Channel, r.u.to, reason, r.err.Error())
+	}, d.warn("suppressing a bounced address failed; retrying")); err != nil {
+		return false, err
+	}
+	suppressions.WithLabelValues(d.region, t.Channel, r.err.Bounce).Inc()
+	return reason == suppress.Bounced, nil
 }

@@ -38,6 +38,10 @@ var (
 		Name: "herald_email_without_unsubscribe_total",
 		Help: "Marketing and social email sent without List-Unsubscribe because no link could be made (no gateway_url for the jurisdiction in the residency policy).",
 	}, []string{"region"})
+	suppressions = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "herald_dispatch_suppressions_total",
+		Help: "Addresses put on the suppression list by a provider's answer, per channel and kind (hard: a hard bounce, soft_bounce: the soft bounce that reached the limit, unsubscribed: an SMS STOP).",
+	}, []string{"region", "channel", "kind"})
 	failovers = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "herald_dispatch_failovers_total",
 		Help: "Sends that went to the secondary provider because the primary's breaker was open.",

@@ -42,8 +42,20 @@ type SendError struct {
 	Reason string
 	// RetryAfter is how long the provider asked us to wait (0: not said).
 	RetryAfter time.Duration
-	Err        error
+	// Bounce says what the failure tells about the address itself: BounceHard (it does not
+	// exist or refuses mail for good: suppressed at once), BounceSoft (a mailbox full, for now:
+	// counted, suppressed after repeated ones), BounceUnsubscribed (the number's owner replied
+	// STOP), or "" (the message, the provider or our account, not the address).
+	Bounce string
+	Err    error
 }
+
+// Bounce kinds of SendError.Bounce.
+const (
+	BounceHard         = "hard"
+	BounceSoft         = "soft"
+	BounceUnsubscribed = "unsubscribed"
+)
 
 func (e *SendError) Error() string {
 	s := e.Class.String() + " failure"

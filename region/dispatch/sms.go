@@ -85,6 +85,12 @@ func classifyTwilio(status, code int, retryAfter time.Duration) *SendError {
 		// 21211 invalid number, 21610 unsubscribed, 21614 not a mobile, 2160x missing or bad
 		// fields: the message or recipient is refused for good.
 		se.Class = Permanent
+		switch code {
+		case 21211, 21614: // the number is not one a text can reach
+			se.Bounce = BounceHard
+		case 21610: // the owner replied STOP to this sender
+			se.Bounce = BounceUnsubscribed
+		}
 	default:
 		// 401 (20003), 403, 404 (20404): our account or credentials; retried, counted by the
 		// breaker, nothing lost while it is fixed.

@@ -257,5 +257,23 @@ func classifySMTPReply(code int, enhanced string, err error) *SendError {
 	case code >= 500:
 		out.Class = Permanent
 	}
+	out.Bounce = smtpBounce(code, enhanced)
 	return out
+}
+
+// smtpBounce tells a bounce of the address from other refusals by the enhanced status code
+// (RFC 3463): X.1.x is the address (5.1.1 no such user, 5.1.2 no such domain, 5.1.3 bad
+// syntax, 5.1.10 null MX), 5.2.1 a mailbox disabled for good; X.2.2 a full mailbox and 4.2.x a
+// mailbox unavailable for now are soft. A policy or content refusal (5.7.x), a relay or server
+// problem (X.3.x, X.4.x) says nothing about the address.
+func smtpBounce(code int, enhanced string) string {
+	switch {
+	case code >= 500 && strings.HasPrefix(enhanced, "5.2.2"):
+		return BounceSoft
+	case code >= 500 && (strings.HasPrefix(enhanced, "5.1.") || enhanced == "5.2.1"):
+		return BounceHard
+	case code >= 400 && code < 500 && strings.HasPrefix(enhanced, "4.2."):
+		return BounceSoft
+	}
+	return ""
 }

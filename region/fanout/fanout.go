@@ -626,10 +626,18 @@ func (f *Fanout) prepare(e notify.Event, d *delivery, p *profiles.Profile) {
 			d.state, d.reason = notify.StateSuppressed, notify.ReasonNoAddress
 			return
 		}
+		if p.EmailSuppressed != "" { // on the suppression list: bounced, complained, unsubscribed
+			d.state, d.reason = notify.StateSuppressed, p.EmailSuppressed
+			return
+		}
 		target.Email = p.Email
 	case notify.SMS:
 		if p.Phone == "" {
 			d.state, d.reason = notify.StateSuppressed, notify.ReasonNoAddress
+			return
+		}
+		if p.PhoneSuppressed != "" {
+			d.state, d.reason = notify.StateSuppressed, p.PhoneSuppressed
 			return
 		}
 		target.Phone = p.Phone

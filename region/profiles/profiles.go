@@ -13,6 +13,7 @@ import (
 	"github.com/herald-notify/herald/region/erasure"
 	"github.com/herald-notify/herald/region/notify"
 	"github.com/herald-notify/herald/region/prefs"
+	"github.com/herald-notify/herald/region/suppress"
 )
 
 // Profile is one recipient's delivery profile.
@@ -22,6 +23,10 @@ type Profile struct {
 	Devices []notify.Device
 	Email   string
 	Phone   string
+	// EmailSuppressed and PhoneSuppressed are the suppression list's reason (bounced,
+	// complained, unsubscribed) when the address or number is on it, else empty.
+	EmailSuppressed string
+	PhoneSuppressed string
 }
 
 // PrefsSource returns users' preferences, usually through the preferences cache.
@@ -168,6 +173,35 @@ func (l *Loader) contacts(ctx context.Context, appID string, users []string, out
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("loading contacts: %w", err)
+	}
+	return l.suppressions(ctx, appID, out)
+}
+
+// suppressions marks the contacts on the app's suppression lists.
+func (l *Loader) suppressions(ctx context.Context, appID string, out map[string]*Profile) error {
+	var emails, phones []string
+	for _, p := range out {
+		if p.Email != "" {
+			emails = append(emails, p.Email)
+		}
+		if p.Phone != "" {
+			phones = append(phones, p.Phone)
+		}
+	}
+	if len(emails) == 0 && len(phones) == 0 {
+		return nil
+	}
+	found, err := suppress.New(l.db, 0, 0).Lookup(ctx, appID, emails, phones)
+	if err != nil || len(found) == 0 {
+		return err
+	}
+	for _, p := range out {
+		if p.Email != "" {
+			p.EmailSuppressed = found[suppress.Key(notify.Email, suppress.Normalize(notify.Email, p.Email))].Reason
+		}
+		if p.Phone != "" {
+			p.PhoneSuppressed = found[suppress.Key(notify.SMS, suppress.Normalize(notify.SMS, p.Phone))].Reason
+		}
 	}
 	return nil
 }

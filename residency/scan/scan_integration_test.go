@@ -173,6 +173,8 @@ var planters = []planter{
 	{"postgres:preferences", pgExec(`INSERT INTO preferences (app_id, user_id) VALUES ($1, $2)`)},
 	{"postgres:devices", pgExec(`INSERT INTO devices (app_id, device_id, user_id, platform, token) VALUES ($1, 'd-' || $2, $2, 'android', 'tok-' || $2)`)},
 	{"postgres:topic_subscriptions", pgExec(`INSERT INTO topic_subscriptions (app_id, topic, user_id) VALUES ($1, 'news', $2)`)},
+	{"postgres:suppressions", pgExec(`INSERT INTO suppressions (app_id, channel, address, user_id, reason) VALUES ($1, 'email', $2 || '@example.com', $2, 'bounced')`)},
+	{"postgres:soft_bounces", pgExec(`INSERT INTO soft_bounces (app_id, channel, address, user_id, notifications, first_at, last_at) VALUES ($1, 'email', $2 || '@example.com', $2, ARRAY['n'], now(), now())`)},
 	{"postgres:scheduled_sends", func(ctx context.Context, r *regionStores, app, user string) error {
 		ev, _ := json.Marshal(notify.Event{ID: uuid.NewString(), AppID: app, Tier: notify.Social, Recipients: []string{user}, AcceptedAt: now})
 		_, err := r.pg.Exec(ctx, `INSERT INTO scheduled_sends (app_id, notification_id, tier, due_at, event, reason) VALUES ($1, 'n', 'social', now(), $2, 'send_at')`, app, ev)

@@ -30,6 +30,9 @@ var pgQueries = []struct{ table, query string }{
 	{"preferences", `SELECT DISTINCT app_id, user_id FROM preferences`},
 	{"devices", `SELECT DISTINCT app_id, user_id FROM devices`},
 	{"topic_subscriptions", `SELECT DISTINCT app_id, user_id FROM topic_subscriptions`},
+	// A suppressed address keeps the user it was suppressed for.
+	{"suppressions", `SELECT DISTINCT app_id, user_id FROM suppressions`},
+	{"soft_bounces", `SELECT DISTINCT app_id, user_id FROM soft_bounces`},
 	// A deferred send holds its event, recipients included.
 	{"scheduled_sends", `SELECT DISTINCT s.app_id, r.user_id FROM scheduled_sends s
 		CROSS JOIN LATERAL jsonb_array_elements_text(CASE WHEN jsonb_typeof(s.event->'recipients') = 'array' THEN s.event->'recipients' ELSE '[]'::jsonb END) AS r(user_id)`},
