@@ -1,6 +1,7 @@
 package dispatch
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -62,6 +63,12 @@ type fakeSuppressor struct {
 	down       bool
 }
 
+func (f *fakeSuppressor) Reason(_ context.Context, _, _, address string) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.suppressed[address], nil
+}
+
 func (f *fakeSuppressor) Suppress(_ context.Context, _, _, _, address, reason, _ string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -101,12 +108,14 @@ func TestBouncesPutTheAddressOnTheSuppressionList(t *testing.T) {
 		wantReason  string
 		wantState   string // of the last notification
 		wantRetried bool   // the last notification went to a retry topic
+		wantSent    int    // requests the provider got (0: as many as sends)
 	}{
-		{"hard bounce", notify.Email, []error{hard}, 1, "bounced", notify.StateFailed, false},
-		{"policy refusal", notify.Email, []error{policy}, 1, "", notify.StateFailed, false},
-		{"one soft bounce is retried", notify.Email, []error{full()}, 1, "", "", true},
-		{"third notification to soft-bounce suppresses", notify.Email, []error{full(), full(), full()}, 3, "bounced", notify.StateFailed, false},
-		{"sms stop", notify.SMS, []error{stop}, 1, "unsubscribed", notify.StateFailed, false},
+		{"hard bounce", notify.Email, []error{hard}, 1, "bounced", notify.StateFailed, false, 0},
+		{"policy refusal", notify.Email, []error{policy}, 1, "", notify.StateFailed, false, 0},
+		{"one soft bounce is retried", notify.Email, []error{full()}, 1, "", "", true, 0},
+		{"third notification to soft-bounce suppresses", notify.Email, []error{full(), full(), full()}, 3, "bounced", notify.StateFailed, false, 0},
+		{"sms stop", notify.SMS, []error{stop}, 1, "unsubscribed", notify.StateFailed, false, 0},
+		{"a later task to a bounced address is not sent", notify.Email, []error{hard}, 2, "bounced", notify.StateSuppressed, false, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			sup := &fakeSuppressor{limit: 3, suppressed: map[string]string{}, soft: map[string]map[string]bool{}}
@@ -137,6 +146,9 @@ func TestBouncesPutTheAddressOnTheSuppressionList(t *testing.T) {
 			retried := len(f.prod.msgs) == 1
 			if retried != tc.wantRetried {
 				t.Fatalf("retried %v, want %v (%+v)", retried, tc.wantRetried, f.prod.msgs)
+			}
+			if want := cmp.Or(tc.wantSent, tc.sends); len(p.sent) != want {
+				t.Fatalf("the provider got %d requests, want %d", len(p.sent), want)
 			}
 			if tc.wantState != "" {
 				last := f.log.states[len(f.log.states)-1]

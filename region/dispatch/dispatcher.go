@@ -203,6 +203,8 @@ type Deps struct {
 
 // Suppressor keeps the suppression lists (region/suppress.Store).
 type Suppressor interface {
+	// Reason is the list's reason for the address, "" when it is not suppressed.
+	Reason(ctx context.Context, app, channel, address string) (string, error)
 	Suppress(ctx context.Context, app, user, channel, address, reason, detail string) error
 	SoftBounce(ctx context.Context, app, user, channel, address, notification, detail string) (bool, error)
 }
@@ -519,6 +521,18 @@ func (d *Dispatcher) process(ctx context.Context, t notify.Task, prev *Retry) er
 		}
 		return d.handOn(ctx, nil, d.events(t, notify.StageSuppressed, reason))
 	}
+	// An address put on the suppression list since fan-out read it (another notification
+	// bounced meanwhile, or this task's own earlier attempts soft-bounced to the limit) is not
+	// sent to: the list is read again for every email and SMS task.
+	if reason, err := d.suppressedTarget(ctx, t); err != nil {
+		return err
+	} else if reason != "" {
+		tasksTotal.WithLabelValues(d.region, t.Channel, "suppressed").Inc()
+		if err := d.write(ctx, []deliverylog.State{state(notify.StateSuppressed, reason, "")}, nil); err != nil {
+			return err
+		}
+		return d.handOn(ctx, nil, d.events(t, notify.StageSuppressed, reason))
+	}
 	attemptNo := t.Attempt + 1
 	// A content-free push brings only the notification id: its content must be in the region
 	// before the push can reach the device, or the app has nothing to fetch. A notification
@@ -830,6 +844,27 @@ func DecodeRetry(ctx context.Context, keys notify.Sealer, raw []byte) (Retry, er
 		r.Task.UserID = user
 	}
 	return r, nil
+}
+
+// suppressedTarget returns the suppression list's reason for an email or SMS task's address
+// ("" when it is not on it), read under failure_retry.
+func (d *Dispatcher) suppressedTarget(ctx context.Context, t notify.Task) (string, error) {
+	if d.deps.Suppress == nil {
+		return "", nil
+	}
+	addr := t.Target.Email
+	switch {
+	case t.Channel == notify.SMS:
+		addr = t.Target.Phone
+	case t.Channel != notify.Email:
+		return "", nil
+	}
+	var reason string
+	err := d.durably(ctx, "reading the suppression list", func() (err error) {
+		reason, err = d.deps.Suppress.Reason(ctx, t.AppID, t.Channel, addr)
+		return err
+	}, d.warn("reading the suppression list failed; retrying"))
+	return reason, err
 }
 
 // bounce puts the address of a result that bounced onto the suppression list: at once for a

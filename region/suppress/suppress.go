@@ -8,6 +8,7 @@ package suppress
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -123,6 +124,20 @@ func (s *Store) Lookup(ctx context.Context, app string, emails, phones []string)
 		out[Key(e.Channel, e.Address)] = e
 	}
 	return out, nil
+}
+
+// Reason returns the list's reason for one address, "" when it is not on the list.
+func (s *Store) Reason(ctx context.Context, app, channel, address string) (string, error) {
+	var reason string
+	err := s.db.QueryRow(ctx, `SELECT reason FROM suppressions WHERE app_id = $1 AND channel = $2 AND address = $3`,
+		app, channel, Normalize(channel, address)).Scan(&reason)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("reading the suppression list: %w", err)
+	}
+	return reason, nil
 }
 
 // Key is the map key of Lookup.
