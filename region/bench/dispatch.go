@@ -8,7 +8,9 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
+	"strconv"
 	"sync"
 	"text/tabwriter"
 	"time"
@@ -436,7 +438,12 @@ func (b *dispatchBench) simSeq(ctx context.Context, name string) (uint64, error)
 }
 
 func (b *dispatchBench) records(ctx context.Context, name string, limit int) ([]sim.Record, error) {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/sim/%s/messages?limit=%d", b.admin, name, limit), nil)
+	return b.simRecords(ctx, name, url.Values{"limit": {strconv.Itoa(limit)}})
+}
+
+// simRecords is the simulator's records API (/sim/{name}/messages) with the query q.
+func (b *dispatchBench) simRecords(ctx context.Context, name string, q url.Values) ([]sim.Record, error) {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/sim/%s/messages?%s", b.admin, name, q.Encode()), nil)
 	resp, err := b.http.Do(req)
 	if err != nil {
 		return nil, err

@@ -287,22 +287,7 @@ func (b *dispatchBench) probeOne(ctx context.Context, e *env, user, token string
 
 // recordsTo is the simulator's records of requests to one recipient.
 func (b *dispatchBench) recordsTo(ctx context.Context, name, to string) ([]sim.Record, error) {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/sim/%s/messages?to=%s", b.admin, name, url.QueryEscape(to)), nil)
-	resp, err := b.http.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("sim records %s: %d", name, resp.StatusCode)
-	}
-	var out struct {
-		Messages []sim.Record `json:"messages"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		return nil, err
-	}
-	return out.Messages, nil
+	return b.simRecords(ctx, name, url.Values{"to": {to}})
 }
 
 // lagOf returns a function giving the records of topic its consumer group (named as the topic)
