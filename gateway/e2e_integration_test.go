@@ -36,8 +36,8 @@ import (
 	"github.com/herald-notify/herald/residency/scan"
 )
 
-// world is a gateway in front of three private regions: EU = [eu1, eu2] (failover order),
-// US = [us1], and IN = [in1], which never runs.
+// world is a gateway in front of three private regions: EU = [eu1, eu2] (failover order,
+// sharing the EU database and keyspace), US = [us1], and IN = [in1], which never runs.
 type world struct {
 	t              *testing.T
 	gw             string
@@ -113,12 +113,18 @@ func newWorldWith(t *testing.T, gw func(*gateway.Config), mutate ...func(i int, 
 	for i, j := range []string{"EU", "EU", "US"} {
 		cfgs[i] = regiontest.Config(t, w.regionName(fmt.Sprint(i+1)), j, dir)
 		cfgs[i].InternalToken = "region-secret"
+		if i == 1 {
+			// The EU regions share the jurisdiction's database and keyspace, as deployed.
+			cfgs[1].Postgres.Database, cfgs[1].Cassandra.Keyspace = cfgs[0].Postgres.Database, cfgs[0].Cassandra.Keyspace
+		}
 		for _, m := range mutate {
 			m(i, &cfgs[i])
 		}
 	}
 	runs := make([]*regiontest.Running, 3)
-	for i := range cfgs {
+	// eu1 first: it migrates the stores eu2 shares (herald migrate runs one region at a time).
+	runs[0] = regiontest.Start(t, cfgs[0])
+	for i := 1; i < len(cfgs); i++ {
 		wg.Add(1)
 		go func() { defer wg.Done(); runs[i] = regiontest.Start(t, cfgs[i]) }()
 	}

@@ -290,10 +290,12 @@ func (s *Server) splitRecipients(c *gin.Context, recipients []string) (map[strin
 	return targets, true
 }
 
-// topicRegions asks every healthy region for the topic's subscriber count and returns those
-// with subscribers. A region that is down is skipped (its subscribers are served by nobody
-// else, by design); when no region has subscribers the send still goes to one region, which
-// records it (and its empty fan-out).
+// topicRegions asks each jurisdiction's serving region for the topic's subscriber count and
+// returns those with subscribers. A jurisdiction's regions share its subscriptions, so one
+// region per jurisdiction fans the send out: asking two would deliver it twice. A jurisdiction
+// with no healthy region is skipped (its subscribers are served by nobody else, by design);
+// when no region has subscribers the send still goes to one region, which records it (and its
+// empty fan-out).
 func (s *Server) topicRegions(c *gin.Context, topic string) (map[string][]string, bool) {
 	counts, _ := s.topicCounts(c, topic)
 	targets := map[string][]string{}
@@ -318,21 +320,36 @@ func (s *Server) anyRegion() string {
 	return ""
 }
 
-// topicCounts asks every healthy region for a topic's subscribers; down lists those that did not
+// topicCounts asks each jurisdiction's serving region (its first healthy one in policy
+// order: the one a failover would choose) for a topic's subscribers; down lists the
+// jurisdictions' registered regions when none of them is healthy or the one asked did not
 // answer.
 func (s *Server) topicCounts(c *gin.Context, topic string) (counts map[string]int, down []string) {
 	counts = map[string]int{}
-	var mu sync.Mutex
-	var wg sync.WaitGroup
+	p := s.Policy.Current()
+	if p == nil {
+		return counts, nil
+	}
+	registered := map[string][]string{} // jurisdiction -> its regions that registered
 	for _, st := range s.Regions.Statuses() {
-		if !st.Healthy {
-			down = append(down, st.Region)
+		registered[st.Jurisdiction] = append(registered[st.Jurisdiction], st.Region)
+	}
+	var ask []string
+	for _, j := range p.Codes() {
+		r, _, err := p.Route(j, func(r string) bool { return s.Regions.HealthyIn(r, j) })
+		if err != nil {
+			down = append(down, registered[j]...)
 			continue
 		}
+		ask = append(ask, r)
+	}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, region := range ask {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			resp, err := s.call(c.Request.Context(), c, st.Region, http.MethodGet, "/v1/topics/"+topic, "", nil)
+			resp, err := s.call(c.Request.Context(), c, region, http.MethodGet, "/v1/topics/"+topic, "", nil)
 			var out struct {
 				Subscribers int `json:"subscribers"`
 			}
@@ -347,10 +364,10 @@ func (s *Server) topicCounts(c *gin.Context, topic string) (counts map[string]in
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
-				down = append(down, st.Region)
+				down = append(down, region)
 				return
 			}
-			counts[st.Region] = out.Subscribers
+			counts[region] = out.Subscribers
 		}()
 	}
 	wg.Wait()
@@ -358,7 +375,8 @@ func (s *Server) topicCounts(c *gin.Context, topic string) (counts map[string]in
 	return counts, down
 }
 
-// topicInfo sums a topic's subscribers over the regions.
+// topicInfo sums a topic's subscribers over the jurisdictions (by_region names the region
+// asked for each).
 func (s *Server) topicInfo(c *gin.Context) {
 	topic := c.Param("topic")
 	if !wire.ValidTopic(topic) {

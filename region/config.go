@@ -120,15 +120,56 @@ func DefaultConfig(discoveryDir string) Config {
 	}
 }
 
+// JurisdictionHostsEnv is the environment variable naming the Cassandra nodes of a
+// jurisdiction's cluster, HERALD_CASSANDRA_<JURISDICTION>_HOSTS (HERALD_CASSANDRA_EU_HOSTS):
+// set, it wins over cassandra.hosts and HERALD_CASSANDRA_HOSTS, so one environment serves the
+// regions of several jurisdictions, each on its own cluster.
+func JurisdictionHostsEnv(jurisdiction string) string {
+	return "HERALD_CASSANDRA_" + jurisdiction + "_HOSTS"
+}
+
+// JurisdictionPostgresEnv is the environment variable with the URL of a jurisdiction's
+// Postgres servers, HERALD_POSTGRES_<JURISDICTION>_URL (HERALD_POSTGRES_EU_URL): set, it wins
+// over postgres.url and HERALD_POSTGRES_URL. List the primary and its standbys with
+// target_session_attrs=read-write, and connections follow a promotion.
+func JurisdictionPostgresEnv(jurisdiction string) string {
+	return "HERALD_POSTGRES_" + jurisdiction + "_URL"
+}
+
+// ApplyDependentEnv applies JurisdictionHostsEnv and JurisdictionPostgresEnv (config.Load
+// calls it after the tagged variables).
+func (c *Config) ApplyDependentEnv(lookup func(string) (string, bool)) error {
+	if !jurisdictionRE.MatchString(c.Jurisdiction) {
+		return nil // Validate names the key
+	}
+	if v, ok := lookup(JurisdictionPostgresEnv(c.Jurisdiction)); ok && strings.TrimSpace(v) != "" {
+		c.Postgres.URL = strings.TrimSpace(v) // postgres.url's validation names the key
+	}
+	name := JurisdictionHostsEnv(c.Jurisdiction)
+	v, ok := lookup(name)
+	if !ok || strings.TrimSpace(v) == "" {
+		return nil
+	}
+	var hosts []string
+	for _, h := range strings.Split(v, ",") {
+		hosts = append(hosts, strings.TrimSpace(h))
+	}
+	if err := config.HostPorts("hosts", hosts); err != nil {
+		return config.Errorf("cassandra.hosts", v, "from environment variable %s: %v", name, err)
+	}
+	c.Cassandra.Hosts = hosts
+	return nil
+}
+
 var (
 	nameRE         = regexp.MustCompile(`^[a-z]{2}-[a-z]+-[0-9]$`)
 	jurisdictionRE = regexp.MustCompile(`^[A-Z]{2,8}$`)
 )
 
-// StoreName turns a region name into the name of its database and keyspace:
-// "eu-west-1" is "herald_eu_west_1".
-func StoreName(region string) string {
-	return "herald_" + strings.ReplaceAll(region, "-", "_")
+// StoreName turns a jurisdiction into the name of the Postgres database and Cassandra keyspace
+// its regions share: "EU" is "herald_eu".
+func StoreName(jurisdiction string) string {
+	return "herald_" + strings.ToLower(jurisdiction)
 }
 
 // Validate fills the names derived from the region name and checks every key.
@@ -140,10 +181,24 @@ func (c *Config) Validate() error {
 		return config.Errorf("jurisdiction", c.Jurisdiction, "must be a jurisdiction code like EU or US")
 	}
 	if c.Cassandra.Keyspace == "" {
-		c.Cassandra.Keyspace = StoreName(c.Name)
+		c.Cassandra.Keyspace = StoreName(c.Jurisdiction)
 	}
 	if c.Postgres.Database == "" {
-		c.Postgres.Database = StoreName(c.Name)
+		c.Postgres.Database = StoreName(c.Jurisdiction)
+	}
+	if len(c.Cassandra.Replication) > 0 {
+		// One data centre per region, named for it: the region's queries stay in its own.
+		if c.Cassandra.LocalDC == "" {
+			c.Cassandra.LocalDC = c.Name
+		}
+		if c.Cassandra.LocalDC != c.Name {
+			return config.Errorf("cassandra.local_dc", c.Cassandra.LocalDC, "must be the region's own data centre, %s", c.Name)
+		}
+		for dc := range c.Cassandra.Replication {
+			if !nameRE.MatchString(dc) {
+				return config.Errorf("cassandra.replication", dc, "a data centre is a region of the jurisdiction, named like eu-west-1")
+			}
+		}
 	}
 	if c.Redis.Prefix == "" {
 		c.Redis.Prefix = c.Name + ":"

@@ -20,12 +20,14 @@ func localConfig(t *testing.T) Config {
 	return c
 }
 
-func TestConfigValidateDerivesStoreNamesFromTheRegion(t *testing.T) {
+func TestConfigValidateDerivesSharedStoreNamesFromTheJurisdiction(t *testing.T) {
 	c := localConfig(t)
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if c.Postgres.Database != "herald_eu_west_1" || c.Cassandra.Keyspace != "herald_eu_west_1" || c.Redis.Prefix != "eu-west-1:" {
+	// The database and keyspace are the jurisdiction's, shared by its regions; the Redis
+	// prefix and the topics are the region's own.
+	if c.Postgres.Database != "herald_eu" || c.Cassandra.Keyspace != "herald_eu" || c.Redis.Prefix != "eu-west-1:" {
 		t.Fatalf("derived names: %s %s %s", c.Postgres.Database, c.Cassandra.Keyspace, c.Redis.Prefix)
 	}
 	if got := IngressTopic(c.Name, "transactional"); got != "eu-west-1.notify.transactional" {
@@ -52,6 +54,13 @@ func TestConfigValidateNamesTheBadKey(t *testing.T) {
 		{"old kafka protocol", func(c *Config) { c.Kafka.Version = "0.10.2.0" }, "kafka.version"},
 		{"bad protocol version", func(c *Config) { c.Cassandra.ProtocolVersion = 3 }, "cassandra.protocol_version"},
 		{"bad consistency", func(c *Config) { c.Cassandra.Consistency = "MOST" }, "cassandra.consistency"},
+		{"another region's data centre as the local one", func(c *Config) {
+			c.Cassandra.Replication = map[string]int{"eu-west-1": 1, "eu-central-1": 1}
+			c.Cassandra.LocalDC = "eu-central-1"
+		}, "cassandra.local_dc"},
+		{"a data centre that is not a region", func(c *Config) {
+			c.Cassandra.Replication = map[string]int{"eu-west-1": 1, "dc1": 1}
+		}, "cassandra.replication"},
 		{"bad postgres url", func(c *Config) { c.Postgres.URL = "mysql://x" }, "postgres.url"},
 		{"bad redis prefix", func(c *Config) { c.Redis.Prefix = "nocolon" }, "redis.prefix"},
 		{"bad log level", func(c *Config) { c.Telemetry.LogLevel = "loud" }, "telemetry.log_level"},
@@ -137,5 +146,28 @@ func TestConfigFileSetsATiersDispatchPoolAndRefusesThePerChannelKey(t *testing.T
 	err := config.Load(write("old.yaml", "dispatch:\n  push:\n    concurrency: 128\n"), &old)
 	if err == nil || !strings.Contains(err.Error(), "concurrency") {
 		t.Fatalf("the old per-channel key: %v", err)
+	}
+}
+
+func TestJurisdictionHostsEnvPicksTheJurisdictionsClusterOnly(t *testing.T) {
+	env := map[string]string{"HERALD_CASSANDRA_EU_HOSTS": "127.0.0.2:9042, 127.0.0.3:9042"}
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	eu := localConfig(t)
+	if err := eu.ApplyDependentEnv(lookup); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(eu.Cassandra.Hosts, ",") != "127.0.0.2:9042,127.0.0.3:9042" {
+		t.Fatalf("EU hosts %v", eu.Cassandra.Hosts)
+	}
+	us := localConfig(t)
+	us.Name, us.Jurisdiction = "us-east-1", "US"
+	before := strings.Join(us.Cassandra.Hosts, ",")
+	if err := us.ApplyDependentEnv(lookup); err != nil || strings.Join(us.Cassandra.Hosts, ",") != before {
+		t.Fatalf("US region took the EU cluster: %v %v", us.Cassandra.Hosts, err)
+	}
+	env["HERALD_CASSANDRA_EU_HOSTS"] = "127.0.0.2"
+	bad := localConfig(t)
+	if err := bad.ApplyDependentEnv(lookup); err == nil || !strings.Contains(err.Error(), "cassandra.hosts") || !strings.Contains(err.Error(), "HERALD_CASSANDRA_EU_HOSTS") {
+		t.Fatalf("a bad variable: want an error naming the key and the variable, got %v", err)
 	}
 }

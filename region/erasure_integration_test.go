@@ -18,8 +18,8 @@ func TestErasureLeavesNoRowOfTheUserInAnyStoreAndLaterSendsAreSuppressed(t *test
 	r.call("PUT", "/v1/topics/news/subscribers/ada", nil, r.app)
 	r.call("PUT", "/v1/users/bob", map[string]any{"email": "bob@example.com"}, r.app)
 	// A delivery event the exporter stored (this test region runs no exporter, so plant one).
-	if _, err := r.pg.Exec(ctx, `INSERT INTO analytics_events (event_key, window_start, app, tier, category, channel, stage, reason, country, user_id)
-		VALUES ('n1|ada|in_app|delivered', date_trunc('minute', now()), $1, 'social', 'c', 'in_app', 'delivered', '', '', 'ada')`, r.app); err != nil {
+	if _, err := r.pg.Exec(ctx, `INSERT INTO analytics_events (event_key, window_start, app, tier, category, channel, stage, reason, country, user_id, region)
+		VALUES ('n1|ada|in_app|delivered', date_trunc('minute', now()), $1, 'social', 'c', 'in_app', 'delivered', '', '', 'ada', 'zz-test-1')`, r.app); err != nil {
 		t.Fatal(err)
 	}
 	code, b := r.call("POST", "/v1/notifications", map[string]any{"type": "social", "category": "c", "body": "hi",

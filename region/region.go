@@ -143,6 +143,14 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 		ln.Close()
 		return err
 	}
+	if err := checkPolicyReplicas(ctx, disc, c); err != nil {
+		ln.Close()
+		return err
+	}
+	if err := checkStandbys(ctx, stores.PG, disc, c); err != nil {
+		ln.Close()
+		return err
+	}
 	meta := map[string]string{"region": c.Name, "jurisdiction": c.Jurisdiction, "roles": strings.Join(c.Roles, ",")}
 	inst, stopDiscovery, err := discovery.RegisterListener(ctx, disc, ServiceName, c.Name, scheme, ln, meta, c.Discovery.TTL)
 	if err != nil {

@@ -30,7 +30,7 @@ func testRegion(t *testing.T) region.Config {
 	return c
 }
 
-func TestRegionMigrateIsIdempotentAndStoresAreNamedForTheRegion(t *testing.T) {
+func TestRegionMigrateIsIdempotentAndTopicsAreNamedForTheRegion(t *testing.T) {
 	c := testRegion(t)
 	ctx := testenv.Context(t, 2*time.Minute)
 	log := slog.New(slog.DiscardHandler)
@@ -38,9 +38,6 @@ func TestRegionMigrateIsIdempotentAndStoresAreNamedForTheRegion(t *testing.T) {
 		if err := region.Migrate(ctx, c, log); err != nil {
 			t.Fatalf("migrate run %d: %v", i+1, err)
 		}
-	}
-	if want := region.StoreName(c.Name); c.Postgres.Database != want || c.Cassandra.Keyspace != want {
-		t.Fatalf("stores %s / %s, want %s", c.Postgres.Database, c.Cassandra.Keyspace, want)
 	}
 	s, err := region.OpenStores(ctx, c)
 	if err != nil {
@@ -62,17 +59,37 @@ func TestRegionMigrateIsIdempotentAndStoresAreNamedForTheRegion(t *testing.T) {
 	}
 }
 
-func TestRegionRefusesStoresOfAnotherRegion(t *testing.T) {
+func TestRegionRefusesStoresOfAnotherJurisdictionAndOnesItWasNotMigratedInto(t *testing.T) {
 	c := testRegion(t)
 	ctx := testenv.Context(t, 2*time.Minute)
-	if err := region.Migrate(ctx, c, slog.New(slog.DiscardHandler)); err != nil {
+	log := slog.New(slog.DiscardHandler)
+	if err := region.Migrate(ctx, c, log); err != nil {
 		t.Fatal(err)
 	}
+	// A region of another jurisdiction pointed at the EU stores: refused by OpenStores, and
+	// by migrate, which joins it to nothing.
 	other := c
-	other.Name = "zz-other-2" // same database and keyspace, recorded for c.Name
+	other.Name, other.Jurisdiction = "zz-other-2", "US"
 	if _, err := region.OpenStores(ctx, other); !errors.Is(err, region.ErrWrongRegion) {
-		t.Fatalf("want ErrWrongRegion, got %v", err)
+		t.Fatalf("another jurisdiction's region: want ErrWrongRegion, got %v", err)
 	}
+	if err := region.Migrate(ctx, other, log); !errors.Is(err, region.ErrWrongRegion) {
+		t.Fatalf("migrating another jurisdiction's region into the stores: want ErrWrongRegion, got %v", err)
+	}
+	// A region of the same jurisdiction shares them once migrated into them, not before.
+	sibling := c
+	sibling.Name = "zz-other-3"
+	if _, err := region.OpenStores(ctx, sibling); !errors.Is(err, region.ErrNotMigrated) {
+		t.Fatalf("a sibling not migrated in: want ErrNotMigrated, got %v", err)
+	}
+	if err := region.Migrate(ctx, sibling, log); err != nil {
+		t.Fatalf("migrating the sibling region: %v", err)
+	}
+	s, err := region.OpenStores(ctx, sibling)
+	if err != nil {
+		t.Fatalf("the sibling region after migrate: %v", err)
+	}
+	s.Close()
 	unmigrated := c
 	unmigrated.Postgres = testenv.Postgres(t)
 	if _, err := region.OpenStores(ctx, unmigrated); err == nil || !strings.Contains(err.Error(), "migrate") {

@@ -1,60 +1,108 @@
 #!/usr/bin/env bash
-# Local single-node Apache Cassandra 5.0 for Herald, run from the Maven Central jars on Java 17.
-# Usage: stack/cassandra.sh install|start|stop|status   (contract: see stack/lib.sh)
+# Local Apache Cassandra 5.0 for Herald, run from the Maven Central jars on Java 17: one cluster
+# per jurisdiction, on loopback addresses.
+#   us            cluster herald-local, one node on 127.0.0.1 (SimpleSnitch): the US
+#                 jurisdiction's region, and the tests' private keyspaces
+#   eu-west-1     cluster herald-eu, data centre eu-west-1, node on 127.0.0.2
+#   eu-central-1  cluster herald-eu, data centre eu-central-1, node on 127.0.0.3
+# The EU regions share the keyspace herald_eu, replicated to both data centres
+# (NetworkTopologyStrategy, GossipingPropertyFileSnitch); no US node is in that cluster, so no
+# EU replica can land outside the EU.
 #
-# Layout under $HERALD_HOME:
-#   cassandra/lib/      cassandra-all and its runtime jars (mvn_fetch, from stack/cassandra/pom.xml)
-#   cassandra/conf/     generated cassandra.yaml and logback.xml
-#   cassandra/data/     data, commitlog, saved_caches, hints, cdc_raw
-#   cassandra/logs/     Cassandra's own system.log
-#   logs/cassandra.log  the JVM's stdout/stderr
-#   run/cassandra.pid   pid of the java process
-#   env/cassandra.env   HERALD_CASSANDRA_HOSTS=127.0.0.1:<cql port>
+# Usage: stack/cassandra.sh install|start|stop|status [node]   (every node when none is named;
+#        contract: see stack/lib.sh)
+#        stack/cassandra.sh kill NODE                          (SIGKILL, for fault tests)
+#
+# Layout under $HERALD_HOME (the us node keeps the name "cassandra"):
+#   cassandra/lib/          cassandra-all and its runtime jars, shared by every node (mvn_fetch)
+#   <node>/conf/            generated cassandra.yaml, logback.xml, cassandra-rackdc.properties
+#   <node>/data/            data, commitlog, saved_caches, hints, cdc_raw
+#   <node>/logs/            Cassandra's own system.log
+#   logs/<node>.log         the JVM's stdout/stderr
+#   run/<node>.pid          pid of the java process
+#   env/<node>.env          HERALD_CASSANDRA_HOSTS (us), HERALD_CASSANDRA_EU_HOSTS (eu nodes)
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-NAME=cassandra
 SRC="$HERALD_ROOT/stack/cassandra"
-DIR="$HERALD_HOME/cassandra"
-LIB="$DIR/lib"
-CONF="$DIR/conf"
-DATA="$DIR/data"
-LOG="$HERALD_HOME/logs/$NAME.log"
-PIDFILE="$HERALD_HOME/run/$NAME.pid"
-HEAP="${HERALD_CASSANDRA_HEAP:-3g}"          # -Xms/-Xmx; 1g, then 2g, ran out (OOM) under the pipeline benchmark beside other tests
+LIB="$HERALD_HOME/cassandra/lib"
 START_TIMEOUT="${HERALD_CASSANDRA_START_TIMEOUT:-180}"
+NODES=(us eu-west-1 eu-central-1)
 
-# Ports are fixed once chosen (pick_port remembers them), so data and env stay consistent.
-CQL_PORT=$(pick_port "$NAME" 9042)
-STORAGE_PORT=$(pick_port "$NAME-storage" 7000)
-JMX_PORT=$(pick_port "$NAME-jmx" 7199)
+# node_vars NODE: sets the node's NAME, ADDR, CLUSTER, SNITCH, DC, TOKEN, SEEDS, HEAP and ports.
+# Ports are fixed once chosen (pick_port remembers them), so data and env stay consistent. The
+# EU nodes share their CQL and storage ports (one number, two addresses): the driver dials
+# every node of a cluster on one port.
+node_vars() {
+  case $1 in
+    us)
+      NAME=cassandra ADDR=127.0.0.1 CLUSTER=herald-local SNITCH=SimpleSnitch DC= TOKEN=0
+      # 1g, then 2g, ran out (OOM) under the pipeline benchmark beside other tests.
+      HEAP="${HERALD_CASSANDRA_HEAP:-3g}"
+      CQL_PORT=$(pick_port cassandra 9042)
+      STORAGE_PORT=$(pick_port cassandra-storage 7000)
+      JMX_PORT=$(pick_port cassandra-jmx 7199)
+      SEEDS="127.0.0.1:$STORAGE_PORT" ;;
+    eu-west-1 | eu-central-1)
+      NAME=cassandra-$1 CLUSTER=herald-eu SNITCH=GossipingPropertyFileSnitch DC=$1
+      if [[ $1 == eu-west-1 ]]; then ADDR=127.0.0.2 TOKEN=0; else ADDR=127.0.0.3 TOKEN=1; fi
+      HEAP="${HERALD_CASSANDRA_EU_HEAP:-2g}"
+      CQL_PORT=$(pick_port cassandra-eu 9042 127.0.0.2)
+      STORAGE_PORT=$(pick_port cassandra-eu-storage 7000 127.0.0.2)
+      # JMX binds 127.0.0.1 for both: eu-central-1's is picked after eu-west-1's, above it.
+      JMX_PORT=$(pick_port cassandra-eu-west-1-jmx 7201)
+      [[ $1 == eu-west-1 ]] || JMX_PORT=$(pick_port "$NAME-jmx" $((JMX_PORT + 1)))
+      # Both are seeds: either starts without the other, and a restarted one finds the ring.
+      SEEDS="127.0.0.2:$STORAGE_PORT,127.0.0.3:$STORAGE_PORT" ;;
+    *) die "unknown cassandra node $1 (known: ${NODES[*]})" ;;
+  esac
+  DIR="$HERALD_HOME/$NAME"
+  CONF="$DIR/conf"
+  DATA="$DIR/data"
+  LOG="$HERALD_HOME/logs/$NAME.log"
+  PIDFILE="$HERALD_HOME/run/$NAME.pid"
+}
 
 install() {
   java_bin >/dev/null
-  mvn_fetch "$NAME" "$SRC"
+  mvn_fetch cassandra "$SRC"
   ls "$LIB"/cassandra-all-5.0.*.jar >/dev/null 2>&1 || die "cassandra-all 5.0 jar missing in $LIB"
   ls "$LIB"/jamm-*.jar >/dev/null 2>&1 || die "jamm jar missing in $LIB"
 }
 
-# write_conf: generate cassandra.yaml and logback.xml from the templates (every start, so a
+# write_conf: generate the node's cassandra.yaml, logback.xml and rackdc file (every start, so a
 # template change or a new port takes effect).
 write_conf() {
   mkdir -p "$CONF" "$DATA" "$DIR/logs" "$DIR/triggers"
   sed -e "s|@DATA@|$DATA|g" -e "s|@CQL_PORT@|$CQL_PORT|g" -e "s|@STORAGE_PORT@|$STORAGE_PORT|g" \
+    -e "s|@CLUSTER@|$CLUSTER|g" -e "s|@TOKEN@|$TOKEN|g" -e "s|@SNITCH@|$SNITCH|g" \
+    -e "s|@SEEDS@|$SEEDS|g" -e "s|@ADDR@|$ADDR|g" \
     "$SRC/cassandra.yaml.in" >"$CONF/cassandra.yaml.tmp"
   mv "$CONF/cassandra.yaml.tmp" "$CONF/cassandra.yaml"
   cp "$SRC/logback.xml" "$CONF/logback.xml"
+  if [[ -n $DC ]]; then
+    printf 'dc=%s\nrack=rack1\nprefer_local=true\n' "$DC" >"$CONF/cassandra-rackdc.properties"
+  fi
 }
 
-start() {
+env_line() {
+  if [[ $NAME == cassandra ]]; then
+    write_env "$NAME" "HERALD_CASSANDRA_HOSTS=127.0.0.1:$CQL_PORT"
+  else
+    # One variable for the EU cluster: every node, so a client starts with either down.
+    write_env "$NAME" "HERALD_CASSANDRA_EU_HOSTS=127.0.0.2:$CQL_PORT,127.0.0.3:$CQL_PORT"
+  fi
+}
+
+start_node() {
+  node_vars "$1"
   if pid_of "$NAME" >/dev/null; then
     # Already running (maybe still starting): just wait for CQL.
-    wait_port "$CQL_PORT" "$START_TIMEOUT" "$NAME"
-    write_env "$NAME" "HERALD_CASSANDRA_HOSTS=127.0.0.1:$CQL_PORT"
+    wait_port "$CQL_PORT" "$START_TIMEOUT" "$NAME" "$ADDR"
+    env_line
     return 0
   fi
   # Something else holds our remembered CQL port: fail clearly rather than fight over it.
-  port_in_use "$CQL_PORT" && die "port $CQL_PORT is taken by another process (remove $DIR/port to pick anew)"
-  install
+  port_in_use "$CQL_PORT" "$ADDR" && die "port $ADDR:$CQL_PORT is taken by another process (remove $HERALD_HOME/$NAME/port to pick anew)"
   write_conf
 
   local java jamm opts=() line
@@ -68,19 +116,26 @@ start() {
     # jamm measures object sizes for memtable accounting; Cassandra refuses to start without it.
     "-javaagent:$jamm"
     "-Dcassandra.config=file://$CONF/cassandra.yaml"
+    "-Dcassandra-rackdc.properties=file://$CONF/cassandra-rackdc.properties"
     "-Dcassandra.storagedir=$DATA"
     "-Dcassandra.logdir=$DIR/logs"
     "-Dcassandra.triggers_dir=$DIR/triggers"   # must exist, or a WARN on every schema change
     "-Dlogback.configurationFile=file://$CONF/logback.xml"
-    # JMX server for nodetool, bound to loopback only (local mode), on our own port.
+    # JMX server for nodetool, bound to loopback only (local mode), on the node's own port.
     "-Dcassandra.jmx.local.port=$JMX_PORT"
     "-Dcom.sun.management.jmxremote.rmi.port=$JMX_PORT"   # RMI on the same port, not a random one
     -cp "$LIB/*"
     org.apache.cassandra.service.CassandraDaemon
   )
+  if [[ -n $DC ]]; then
+    # A cluster of more than one node needs a real ring delay: gossip drops a peer that is not
+    # yet NORMAL after it (as a "fat client", from the seed list too), and jvm.options' 100 ms
+    # made the two EU nodes forget each other at start. The later -D on the command line wins.
+    opts=("${opts[@]:0:${#opts[@]}-3}" "-Dcassandra.ring_delay_ms=15000" "${opts[@]: -3}")
+  fi
 
-  log "starting cassandra (CQL 127.0.0.1:$CQL_PORT, storage $STORAGE_PORT, JMX $JMX_PORT)"
-  printf '\n==== %s starting cassandra\n' "$(date -u +%FT%TZ)" >>"$LOG"
+  log "starting $NAME (CQL $ADDR:$CQL_PORT, storage $STORAGE_PORT, JMX $JMX_PORT${DC:+, data centre $DC})"
+  printf '\n==== %s starting %s\n' "$(date -u +%FT%TZ)" "$NAME" >>"$LOG"
   rm -f "$PIDFILE"
   # setsid: own session, so it outlives this shell and its terminal. The inner bash writes its
   # own pid and then execs java, so the pid file holds the java process whether or not setsid forked.
@@ -88,22 +143,49 @@ start() {
     </dev/null >>"$LOG" 2>&1) &
   local i
   for ((i = 0; i < 50; i++)); do [[ -s $PIDFILE ]] && break; sleep 0.1; done
-  [[ -s $PIDFILE ]] || die "cassandra did not start (see $LOG)"
+  [[ -s $PIDFILE ]] || die "$NAME did not start (see $LOG)"
 
-  wait_port "$CQL_PORT" "$START_TIMEOUT" "$NAME" || die "cassandra did not open CQL port $CQL_PORT (see $LOG)"
-  write_env "$NAME" "HERALD_CASSANDRA_HOSTS=127.0.0.1:$CQL_PORT"
-  log "cassandra is up (pid $(cat "$PIDFILE"))"
+  wait_port "$CQL_PORT" "$START_TIMEOUT" "$NAME" "$ADDR" || die "$NAME did not open CQL port $ADDR:$CQL_PORT (see $LOG)"
+  env_line
+  log "$NAME is up (pid $(cat "$PIDFILE"))"
 }
 
-stop() {
-  # SIGTERM runs Cassandra's shutdown hook (drain: flush memtables); give it time before SIGKILL.
-  stop_pid "$NAME" 60
+# each CMD [NODE]: run CMD for NODE, or for every node at once (the JVMs start in parallel).
+each() {
+  local cmd=$1 node=${2:-} pids=() n rc=0
+  if [[ -n $node ]]; then "$cmd" "$node"; return; fi
+  for n in "${NODES[@]}"; do node_vars "$n"; done # ports chosen one node at a time, before the race
+  for n in "${NODES[@]}"; do "$cmd" "$n" & pids+=($!); done
+  for n in "${pids[@]}"; do wait "$n" || rc=1; done
+  return $rc
+}
+
+# SIGTERM runs Cassandra's shutdown hook (drain: flush memtables); give it time before SIGKILL.
+stop_node() { node_vars "$1"; stop_pid "$NAME" 60; }
+
+kill_node() {
+  node_vars "$1"
+  local pid
+  pid=$(pid_of "$NAME") || return 0
+  kill -KILL "$pid"
+  while kill -0 "$pid" 2>/dev/null && [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) != Z ]]; do sleep 0.1; done
+  rm -f "$PIDFILE"
+}
+
+status_node() { node_vars "$1"; status_line "$NAME" "$CQL_PORT" "$ADDR"; }
+
+status_all() {
+  local n rc=0
+  if [[ -n ${1:-} ]]; then status_node "$1"; return; fi
+  for n in "${NODES[@]}"; do status_node "$n" || rc=1; done
+  return $rc
 }
 
 case "${1:-}" in
   install) install ;;
-  start) start ;;
-  stop) stop ;;
-  status) status_line "$NAME" "$CQL_PORT" ;;
-  *) die "usage: $0 install|start|stop|status" ;;
+  start) install; each start_node "${2:-}" ;;
+  stop) each stop_node "${2:-}" ;;
+  kill) [[ -n ${2:-} ]] || die "usage: $0 kill NODE"; kill_node "$2" ;;
+  status) status_all "${2:-}" ;;
+  *) die "usage: $0 install|start|stop|status [node] | kill NODE" ;;
 esac

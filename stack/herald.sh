@@ -102,13 +102,7 @@ start() {
     mkdir -p "$HERALD_HOME/analytics"
     (umask 077 && head -c 36 /dev/urandom | base64 -w0 | tr '+/' '-_' >"$HERALD_HOME/analytics/operator-token")
   fi
-  # The residency policy lives in discovery (the file backend's KV here). Seed it once from
-  # config/local; after that, edit it in discovery (the gateway follows changes live).
-  local policy="$HERALD_HOME/discovery/kv/herald/residency/policy"
-  if [[ ! -s $policy ]]; then
-    mkdir -p "$(dirname "$policy")"
-    cp "$CONF/residency-policy.yaml" "$policy.tmp" && mv "$policy.tmp" "$policy"
-  fi
+  seed_policy
   # The internal CA and the certificates of the gateway-region hop (make up issued them
   # already; this covers a start on its own and renews what is near expiry).
   "$BIN" pki init --dir "$HERALD_HOME/pki" >/dev/null

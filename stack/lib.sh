@@ -19,15 +19,15 @@ mkdir -p "$HERALD_HOME/run" "$HERALD_HOME/logs" "$HERALD_HOME/env"
 log() { printf '[stack] %s\n' "$*" >&2; }
 die() { printf '[stack] error: %s\n' "$*" >&2; exit 1; }
 
-# port_in_use PORT: true if something listens on 127.0.0.1:PORT.
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# port_in_use PORT [HOST]: true if something listens on HOST:PORT (HOST 127.0.0.1 by default).
+port_in_use() { (exec 3<>"/dev/tcp/${2:-127.0.0.1}/$1") 2>/dev/null; }
 
-# pick_port NAME DEFAULT: the port NAME used before (kept in $HERALD_HOME/<name>/port) or
-# DEFAULT, or the next free port after it when DEFAULT is taken by someone else.
+# pick_port NAME DEFAULT [HOST]: the port NAME used before (kept in $HERALD_HOME/<name>/port)
+# or DEFAULT, or the next free port on HOST after it when DEFAULT is taken by someone else.
 pick_port() {
-  local name=$1 port=$2 file="$HERALD_HOME/$1/port"
+  local name=$1 port=$2 host=${3:-127.0.0.1} file="$HERALD_HOME/$1/port"
   if [[ -s $file ]]; then cat "$file"; return; fi
-  while port_in_use "$port"; do port=$((port + 1)); done
+  while port_in_use "$port" "$host"; do port=$((port + 1)); done
   mkdir -p "$HERALD_HOME/$name"
   echo "$port" >"$file"
   echo "$port"
@@ -44,12 +44,12 @@ pid_of() {
   echo "$pid"
 }
 
-# wait_port PORT SECONDS [NAME]: wait until 127.0.0.1:PORT accepts connections;
-# fails early when NAME's process has died.
+# wait_port PORT SECONDS [NAME [HOST]]: wait until HOST:PORT (127.0.0.1 by default) accepts
+# connections; fails early when NAME's process has died.
 wait_port() {
-  local port=$1 secs=$2 name=${3:-} i
+  local port=$1 secs=$2 name=${3:-} host=${4:-127.0.0.1} i
   for ((i = 0; i < secs * 5; i++)); do
-    port_in_use "$port" && return 0
+    port_in_use "$port" "$host" && return 0
     if [[ -n $name ]] && ! pid_of "$name" >/dev/null; then
       log "$name exited while starting; last log lines:"
       tail -n 30 "$HERALD_HOME/logs/$name.log" >&2 || true
@@ -83,16 +83,17 @@ write_env() {
   printf '%s\n' "$@" >"$HERALD_HOME/env/$name.env"
 }
 
-# status_line NAME PORT: prints a status line and returns 0 when NAME runs and PORT answers.
+# status_line NAME PORT [HOST]: prints a status line and returns 0 when NAME runs and
+# HOST:PORT (127.0.0.1 by default) answers.
 status_line() {
-  local name=$1 port=$2 pid
+  local name=$1 port=$2 host=${3:-127.0.0.1} pid
   if pid=$(pid_of "$name"); then
-    if port_in_use "$port"; then
-      printf '%-14s pid %-8s 127.0.0.1:%-6s healthy\n' "$name" "$pid" "$port"; return 0
+    if port_in_use "$port" "$host"; then
+      printf '%-14s pid %-8s %s:%-6s healthy\n' "$name" "$pid" "$host" "$port"; return 0
     fi
-    printf '%-14s pid %-8s 127.0.0.1:%-6s not answering\n' "$name" "$pid" "$port"; return 1
+    printf '%-14s pid %-8s %s:%-6s not answering\n' "$name" "$pid" "$host" "$port"; return 1
   fi
-  printf '%-14s %-12s 127.0.0.1:%-6s stopped\n' "$name" "-" "$port"; return 1
+  printf '%-14s %-12s %s:%-6s stopped\n' "$name" "-" "$host" "$port"; return 1
 }
 
 # java_bin: the Java 17 the servers need.
@@ -133,4 +134,15 @@ apt_install() {
     DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null && touch "$HERALD_HOME/.apt-updated"
   fi
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# seed_policy: the residency policy lives in discovery (the file backend's KV here). Seeded once
+# from config/local; after that, edit it in discovery (the gateway follows changes live).
+# Migrate and the regions check their Cassandra replication against it, so it comes first.
+seed_policy() {
+  local policy="$HERALD_HOME/discovery/kv/herald/residency/policy"
+  if [[ ! -s $policy ]]; then
+    mkdir -p "$(dirname "$policy")"
+    cp "$HERALD_ROOT/config/local/residency-policy.yaml" "$policy.tmp" && mv "$policy.tmp" "$policy"
+  fi
 }

@@ -16,8 +16,8 @@ apt_install curl ca-certificates
 "$S/kafka.sh" start & kpid=$!
 "$S/cassandra.sh" start & cpid=$!
 wait $kpid || die "kafka did not start (log: .herald/logs/kafka.log)"
-wait $cpid || die "cassandra did not start (log: .herald/logs/cassandra.log)"
-cat "$HERALD_HOME"/env/{postgres,redis,kafka,cassandra}.env >"$HERALD_HOME/stack.env"
+wait $cpid || die "cassandra did not start (logs: .herald/logs/cassandra*.log)"
+cat "$HERALD_HOME"/env/{postgres,postgres-eu,redis,kafka,cassandra,cassandra-eu-west-1}.env >"$HERALD_HOME/stack.env"
 
 "$S/herald.sh" build
 # The internal CA and the certificates of the gateway-region hop (mutual TLS): created once,
@@ -25,6 +25,7 @@ cat "$HERALD_HOME"/env/{postgres,redis,kafka,cassandra}.env >"$HERALD_HOME/stack
 # migrate needs them too.
 "$HERALD_HOME/bin/herald" pki init --dir "$HERALD_HOME/pki" | sed 's/^/  /'
 set -a; source "$HERALD_HOME/stack.env"; set +a
+seed_policy
 cd "$HERALD_ROOT" # the configs name files relative to the repository root
 "$HERALD_HOME/bin/herald" migrate --config-dir "$HERALD_ROOT/config/local" >>"$HERALD_HOME/logs/migrate.log" 2>&1 \
   || { tail -n 30 "$HERALD_HOME/logs/migrate.log" >&2; die "migrate failed (log: .herald/logs/migrate.log)"; }

@@ -41,11 +41,17 @@ func auditRegion(t *testing.T, dir, jurisdiction string, full bool) (region.Conf
 	name := "zz-" + letters + "-1"
 	path := filepath.Join(dir, "region-"+name+".yaml")
 	d := testenv.PKI(t)
-	body := fmt.Sprintf("name: %s\njurisdiction: %s\ntopic_partitions: 1\ncassandra:\n  consistency: ONE\ntls:\n  cert_file: %s\n  key_file: %s\n  client_ca_file: %s\n",
-		name, jurisdiction, d.CertFile("region"), d.KeyFile("region"), d.CAFile())
+	// Its own database and keyspace: a region's default is its jurisdiction's, which the
+	// local stack's regions use.
+	store := "herald_" + strings.ReplaceAll(name, "-", "_")
+	body := fmt.Sprintf("name: %s\njurisdiction: %s\ntopic_partitions: 1\ncassandra:\n  keyspace: %s\n  consistency: ONE\npostgres:\n  database: %s\ntls:\n  cert_file: %s\n  key_file: %s\n  client_ca_file: %s\n",
+		name, jurisdiction, store, store, d.CertFile("region"), d.KeyFile("region"), d.CAFile())
 	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// On the tests' servers, not the local stack's EU cluster and Postgres pair.
+	t.Setenv(region.JurisdictionHostsEnv(jurisdiction), "")
+	t.Setenv(region.JurisdictionPostgresEnv(jurisdiction), "")
 	cfg := region.DefaultConfig(t.TempDir())
 	if err := config.Load(path, &cfg); err != nil {
 		t.Fatal(err)

@@ -117,7 +117,8 @@ func runFaults(ctx context.Context, args []string, stdout, stderr io.Writer) err
 // and their pid files under HERALD_HOME.
 type localStack struct{ root, home string }
 
-func (s *localStack) script(ctx context.Context, name string, args ...string) error {
+func (s *localStack) script(ctx context.Context, nameArgs ...string) error {
+	name, args := nameArgs[0], nameArgs[1:]
 	cmd := exec.CommandContext(ctx, filepath.Join(s.root, "stack", name+".sh"), args...)
 	cmd.Dir = s.root
 	cmd.Env = append(os.Environ(), "HERALD_HOME="+s.home)
@@ -182,11 +183,28 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 
 func (s *localStack) StartHerald(ctx context.Context) error { return s.script(ctx, "herald", "start") }
 func (s *localStack) Ready(ctx context.Context) error       { return s.script(ctx, "herald", "status") }
+
+// Stop, Start and KillNode run the server's stack script, for one node when the name has
+// one ("cassandra:eu-west-1").
 func (s *localStack) Stop(ctx context.Context, server string) error {
-	return s.script(ctx, server, "stop")
+	return s.script(ctx, serverArgs(server, "stop")...)
 }
 func (s *localStack) Start(ctx context.Context, server string) error {
-	return s.script(ctx, server, "start")
+	return s.script(ctx, serverArgs(server, "start")...)
+}
+func (s *localStack) KillNode(ctx context.Context, node string) error {
+	if !strings.Contains(node, ":") {
+		return fmt.Errorf("kill: %q names no node (want server:node)", node)
+	}
+	return s.script(ctx, serverArgs(node, "kill")...)
+}
+
+func serverArgs(server, verb string) []string {
+	name, node, ok := strings.Cut(server, ":")
+	if !ok {
+		return []string{name, verb}
+	}
+	return []string{name, verb, node}
 }
 
 func (s *localStack) Redis(ctx context.Context, args ...string) error {

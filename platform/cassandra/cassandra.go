@@ -4,7 +4,10 @@ package cassandra
 import (
 	"context"
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/gocql/gocql"
@@ -14,12 +17,20 @@ import (
 
 // Config is the Cassandra block of a region's config.
 type Config struct {
-	Hosts             []string      `yaml:"hosts" env:"HERALD_CASSANDRA_HOSTS"`
-	Keyspace          string        `yaml:"keyspace"`
-	ReplicationFactor int           `yaml:"replication_factor"`
-	ProtocolVersion   int           `yaml:"protocol_version"`
-	Consistency       string        `yaml:"consistency"`
-	Timeout           time.Duration `yaml:"timeout"`
+	Hosts             []string `yaml:"hosts" env:"HERALD_CASSANDRA_HOSTS"`
+	Keyspace          string   `yaml:"keyspace"`
+	ReplicationFactor int      `yaml:"replication_factor"`
+	// Replication, when set, makes the keyspace NetworkTopologyStrategy with these replicas per
+	// data centre (DC name -> replication factor), and replication_factor is unused. A
+	// jurisdiction's regions share one keyspace this way, one data centre per region.
+	Replication map[string]int `yaml:"replication"`
+	// LocalDC is the data centre whose nodes coordinate this process's queries (DC-aware,
+	// token-aware routing; other data centres only when none of its nodes is up). LOCAL_QUORUM
+	// and LOCAL_ONE count replicas of the coordinator's data centre.
+	LocalDC         string        `yaml:"local_dc"`
+	ProtocolVersion int           `yaml:"protocol_version"`
+	Consistency     string        `yaml:"consistency"`
+	Timeout         time.Duration `yaml:"timeout"`
 }
 
 // Defaults returns a Config for a local single node.
@@ -27,7 +38,10 @@ func Defaults() Config {
 	return Config{Hosts: []string{"127.0.0.1:9042"}, ReplicationFactor: 1, ProtocolVersion: 4, Consistency: "LOCAL_QUORUM", Timeout: 5 * time.Second}
 }
 
-var identRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,47}$`)
+var (
+	identRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,47}$`)
+	dcRE    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,47}$`)
+)
 
 // ValidIdent reports whether s can be a keyspace or database name without quoting.
 func ValidIdent(s string) bool { return identRE.MatchString(s) }
@@ -42,6 +56,25 @@ func (c Config) Validate() error {
 	}
 	if c.ReplicationFactor < 1 {
 		return config.Errorf("replication_factor", fmt.Sprint(c.ReplicationFactor), "must be at least 1")
+	}
+	for _, dc := range slices.Sorted(maps.Keys(c.Replication)) {
+		if !dcRE.MatchString(dc) {
+			return config.Errorf("replication", dc, "a data centre name must match %s", dcRE)
+		}
+		if rf := c.Replication[dc]; rf < 1 || rf > 9 {
+			return config.Errorf("replication."+dc, fmt.Sprint(rf), "must be 1-9")
+		}
+	}
+	if c.LocalDC != "" && !dcRE.MatchString(c.LocalDC) {
+		return config.Errorf("local_dc", c.LocalDC, "must match %s", dcRE)
+	}
+	if len(c.Replication) > 0 {
+		if c.LocalDC == "" {
+			return config.Errorf("local_dc", "", "is required with replication: the data centre this process's queries stay in")
+		}
+		if _, ok := c.Replication[c.LocalDC]; !ok {
+			return config.Errorf("local_dc", c.LocalDC, "must be one of replication's data centres")
+		}
 	}
 	if c.ProtocolVersion != 4 && c.ProtocolVersion != 5 {
 		return config.Errorf("protocol_version", fmt.Sprint(c.ProtocolVersion), "must be 4 or 5")
@@ -84,6 +117,12 @@ func (c Config) cluster(keyspace string) *gocql.ClusterConfig {
 	cl.ReconnectInterval = reconnectInterval
 	cl.ReconnectionPolicy = &gocql.ExponentialReconnectionPolicy{MaxRetries: 8, InitialInterval: 100 * time.Millisecond, MaxInterval: 2 * time.Second}
 	cl.RetryPolicy = &gocql.ExponentialBackoffRetryPolicy{NumRetries: 3, Min: 50 * time.Millisecond, Max: time.Second}
+	if c.LocalDC != "" {
+		// Queries go to a replica of the local data centre; another data centre's nodes only
+		// when none of the local ones is up (the jurisdiction's other region: LOCAL_QUORUM then
+		// counts that data centre's replicas, and the data stays in the jurisdiction).
+		cl.PoolConfig.HostSelectionPolicy = gocql.TokenAwareHostPolicy(gocql.DCAwareRoundRobinPolicy(c.LocalDC))
+	}
 	return cl
 }
 
@@ -127,8 +166,24 @@ func connect(ctx context.Context, c Config, keyspace string) (*gocql.Session, er
 	}
 }
 
-// EnsureKeyspace creates the keyspace if missing. Locally SimpleStrategy; production configs
-// set a replication factor per data centre of the region, never outside it.
+// ReplicationCQL is the keyspace's replication map as CQL: NetworkTopologyStrategy with the
+// configured data centres, or SimpleStrategy with replication_factor when none is configured.
+func (c Config) ReplicationCQL() string {
+	if len(c.Replication) == 0 {
+		return fmt.Sprintf(`{'class': 'SimpleStrategy', 'replication_factor': %d}`, c.ReplicationFactor)
+	}
+	var b strings.Builder
+	b.WriteString(`{'class': 'NetworkTopologyStrategy'`)
+	for _, dc := range slices.Sorted(maps.Keys(c.Replication)) {
+		fmt.Fprintf(&b, `, '%s': %d`, dc, c.Replication[dc])
+	}
+	b.WriteString("}")
+	return b.String()
+}
+
+// EnsureKeyspace creates the keyspace if missing, and brings an existing keyspace's replication
+// to the configured one (a data centre added to a jurisdiction: its nodes then need
+// `nodetool rebuild`, docs/runbook.md).
 func EnsureKeyspace(ctx context.Context, c Config) error {
 	if !ValidIdent(c.Keyspace) {
 		return fmt.Errorf("invalid keyspace name %q", c.Keyspace)
@@ -138,11 +193,82 @@ func EnsureKeyspace(ctx context.Context, c Config) error {
 		return err
 	}
 	defer s.Close()
-	stmt := fmt.Sprintf(`CREATE KEYSPACE IF NOT EXISTS %s WITH replication = {'class': 'SimpleStrategy', 'replication_factor': %d}`, c.Keyspace, c.ReplicationFactor)
+	stmt := fmt.Sprintf(`CREATE KEYSPACE IF NOT EXISTS %s WITH replication = %s`, c.Keyspace, c.ReplicationCQL())
 	if err := s.Query(stmt).WithContext(ctx).Exec(); err != nil {
 		return fmt.Errorf("creating keyspace %s: %w", c.Keyspace, err)
 	}
+	if len(c.Replication) == 0 {
+		return nil
+	}
+	have, err := KeyspaceReplication(ctx, s, c.Keyspace)
+	if err != nil {
+		return err
+	}
+	if !sameReplication(have, c.Replication) {
+		stmt := fmt.Sprintf(`ALTER KEYSPACE %s WITH replication = %s`, c.Keyspace, c.ReplicationCQL())
+		if err := s.Query(stmt).WithContext(ctx).Exec(); err != nil {
+			return fmt.Errorf("changing the replication of keyspace %s: %w", c.Keyspace, err)
+		}
+	}
 	return nil
+}
+
+// KeyspaceReplication reads a keyspace's replication as the cluster holds it
+// (system_schema.keyspaces): the strategy class under "class", and one entry per data centre
+// (NetworkTopologyStrategy) or "replication_factor" (SimpleStrategy).
+func KeyspaceReplication(ctx context.Context, s *gocql.Session, keyspace string) (map[string]string, error) {
+	var rep map[string]string
+	if err := s.Query(`SELECT replication FROM system_schema.keyspaces WHERE keyspace_name = ?`, keyspace).WithContext(ctx).Scan(&rep); err != nil {
+		return nil, fmt.Errorf("reading the replication of keyspace %s: %w", keyspace, err)
+	}
+	return rep, nil
+}
+
+// ReplicaDCs are the data centres a keyspace's replication places replicas in: nil for
+// SimpleStrategy (every node of the cluster may hold a replica).
+func ReplicaDCs(rep map[string]string) []string {
+	if !strings.HasSuffix(rep["class"], "NetworkTopologyStrategy") {
+		return nil
+	}
+	var dcs []string
+	for k, v := range rep {
+		if k != "class" && v != "0" {
+			dcs = append(dcs, k)
+		}
+	}
+	slices.Sort(dcs)
+	return dcs
+}
+
+func sameReplication(have map[string]string, want map[string]int) bool {
+	if !strings.HasSuffix(have["class"], "NetworkTopologyStrategy") || len(ReplicaDCs(have)) != len(want) {
+		return false
+	}
+	for dc, rf := range want {
+		if have[dc] != fmt.Sprint(rf) {
+			return false
+		}
+	}
+	return true
+}
+
+// DataCentres lists the data centres of the cluster's nodes as the connected session sees them
+// (system.local and system.peers_v2).
+func DataCentres(ctx context.Context, s *gocql.Session) ([]string, error) {
+	seen := map[string]bool{}
+	var dc string
+	if err := s.Query(`SELECT data_center FROM system.local`).WithContext(ctx).Scan(&dc); err != nil {
+		return nil, fmt.Errorf("reading the node's data centre: %w", err)
+	}
+	seen[dc] = true
+	iter := s.Query(`SELECT data_center FROM system.peers_v2`).WithContext(ctx).Iter()
+	for iter.Scan(&dc) {
+		seen[dc] = true
+	}
+	if err := iter.Close(); err != nil {
+		return nil, fmt.Errorf("reading the peers' data centres: %w", err)
+	}
+	return slices.Sorted(maps.Keys(seen)), nil
 }
 
 // Peers counts the other nodes the connected node knows (system.peers_v2): 0 on a

@@ -67,7 +67,18 @@ func Load(path string, dst Validator) error {
 	if err := ApplyEnv(dst, os.LookupEnv); err != nil {
 		return err
 	}
+	if e, ok := dst.(EnvDependent); ok {
+		if err := e.ApplyDependentEnv(os.LookupEnv); err != nil {
+			return err
+		}
+	}
 	return dst.Validate()
+}
+
+// EnvDependent is a config with environment variables whose names depend on its own values
+// (a region's jurisdiction picks its cluster's variable); they apply after the tagged ones.
+type EnvDependent interface {
+	ApplyDependentEnv(lookup func(string) (string, bool)) error
 }
 
 func decodeYAML(raw []byte, dst any) error {

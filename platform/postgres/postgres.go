@@ -109,10 +109,38 @@ func EnsureDatabase(ctx context.Context, c Config) error {
 	// The name was checked against dbRE above, so it is safe to splice.
 	if _, err := conn.Exec(ctx, "CREATE DATABASE "+c.Database); err != nil {
 		var pgErr *pgconn.PgError
-		if errors.As(err, &pgErr) && pgErr.Code == "42P04" { // created concurrently
+		// Created concurrently: 42P04 when the other creation committed first, 23505 (the
+		// catalogue's unique index) when both were under way.
+		if errors.As(err, &pgErr) && (pgErr.Code == "42P04" || pgErr.Code == "23505") {
 			return nil
 		}
 		return fmt.Errorf("creating database %s: %w", c.Database, err)
 	}
 	return nil
+}
+
+// Standby is a standby streaming from a primary, as pg_stat_replication shows it.
+type Standby struct {
+	// Name is its application_name: the standby's cluster_name unless its primary_conninfo
+	// sets one. Empty when the connected role may not see it (it needs pg_monitor).
+	Name  string
+	Addr  string // client address, "local" for a Unix socket
+	State string // streaming, catchup, ...
+}
+
+// Standbys lists the standbys streaming from the server db is connected to (none on a standby
+// or a server without replication).
+func Standbys(ctx context.Context, db interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}) ([]Standby, error) {
+	rows, err := db.Query(ctx, `SELECT coalesce(application_name, ''), coalesce(client_addr::text, 'local'), coalesce(state, '') FROM pg_stat_replication`)
+	if err != nil {
+		return nil, fmt.Errorf("listing standbys: %w", err)
+	}
+	var out []Standby
+	var sb Standby
+	if _, err := pgx.ForEachRow(rows, []any{&sb.Name, &sb.Addr, &sb.State}, func() error { out = append(out, sb); return nil }); err != nil {
+		return nil, fmt.Errorf("listing standbys: %w", err)
+	}
+	return out, nil
 }

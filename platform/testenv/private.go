@@ -27,8 +27,16 @@ func StartPrivate(t testing.TB, name string, env ...string) *Private {
 	return p
 }
 
+// singleNode is the node a private server runs of a script that runs several (the local
+// stack's EU Cassandra and Postgres nodes are not started for a private server).
+var singleNode = map[string]string{"cassandra": "us", "postgres": "main"}
+
 func (p *Private) run(verb string) error {
-	cmd := exec.Command(filepath.Join(Root(), "stack", p.name+".sh"), verb)
+	args := []string{verb}
+	if n, ok := singleNode[p.name]; ok {
+		args = append(args, n)
+	}
+	cmd := exec.Command(filepath.Join(Root(), "stack", p.name+".sh"), args...)
 	cmd.Env = append(append(os.Environ(), "HERALD_HOME="+p.home), p.env...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {

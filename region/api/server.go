@@ -371,6 +371,9 @@ func (s *Server) settle(ctx context.Context, app, key, id string, pending kafka.
 	switch _, err := s.Log.Get(ctx, id); {
 	case err == nil:
 	case errors.Is(err, deliverylog.ErrNotFound):
+		// The claim may be another region's of the jurisdiction (they share the claims): the
+		// record goes to this region's topic of the same name.
+		pending.Topic = ownTopic(s.Region, pending.Topic)
 		if err := s.Producer.Send(ctx, pending); err != nil {
 			return err
 		}
@@ -380,6 +383,14 @@ func (s *Server) settle(ctx context.Context, app, key, id string, pending kafka.
 	}
 	s.markDone(ctx, app, key, id)
 	return nil
+}
+
+// ownTopic is topic, a region's "<region>.<name>", as region's own topic of that name.
+func ownTopic(region, topic string) string {
+	if _, name, ok := strings.Cut(topic, "."); ok {
+		return region + "." + name
+	}
+	return topic
 }
 
 // markDone records that the claim's event is on Kafka. It runs after the acknowledgement, so

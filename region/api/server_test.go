@@ -46,3 +46,15 @@ func TestSendAnswers503WithRetryAfterWhenKafkaCannotTakeTheEvent(t *testing.T) {
 		t.Fatalf("body %s, produce calls %d", w.Body, p.calls)
 	}
 }
+
+func TestOwnTopicMovesASiblingRegionsTopicToThisRegion(t *testing.T) {
+	for _, tc := range []struct{ topic, want string }{
+		{"eu-west-1.notify.transactional", "eu-central-1.notify.transactional"},
+		{"eu-central-1.notify.marketing", "eu-central-1.notify.marketing"},
+		{"nodot", "nodot"},
+	} {
+		if got := ownTopic("eu-central-1", tc.topic); got != tc.want {
+			t.Errorf("ownTopic(%q) = %q, want %q", tc.topic, got, tc.want)
+		}
+	}
+}

@@ -20,6 +20,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"text/tabwriter"
@@ -187,7 +188,11 @@ func privateRegion(base region.Config, roles []string) (region.Config, error) {
 	c := base
 	c.Name = "zz-bench" + randLetters(6) + "-1"
 	c.Jurisdiction = "EU"
-	c.Cassandra.Keyspace, c.Postgres.Database, c.Redis.Prefix = "", "", ""
+	// Its own database and keyspace, never the jurisdiction's (it drops them at the end), on a
+	// single data centre.
+	store := "herald_" + strings.ReplaceAll(c.Name, "-", "_")
+	c.Cassandra.Keyspace, c.Postgres.Database, c.Redis.Prefix = store, store, ""
+	c.Cassandra.Replication, c.Cassandra.LocalDC = nil, ""
 	c.Roles = roles
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

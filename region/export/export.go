@@ -61,7 +61,7 @@ func New(region string, cfg Config, kc kafka.Config, db *pgxpool.Pool, log *slog
 		return nil, err
 	}
 	client := &wire.Client{BaseURL: cfg.CentralURL, Token: tok}
-	return &Exporter{region: region, cfg: cfg, kafka: kc, store: store{db: db}, keys: userkeys.New(db), log: log.With("role", "exporter"), now: time.Now,
+	return &Exporter{region: region, cfg: cfg, kafka: kc, store: store{db: db, region: region}, keys: userkeys.New(db), log: log.With("role", "exporter"), now: time.Now,
 		client: client, categories: categoryCache{fetch: client.Categories}}, nil
 }
 

@@ -14,8 +14,13 @@ import (
 	"github.com/herald-notify/herald/analytics/wire"
 )
 
-// store is the exporter's state in the region's Postgres database (migration 0005).
-type store struct{ db *pgxpool.Pool }
+// store is the exporter's state in the jurisdiction's Postgres database (migrations 0005 and
+// 0012): the rows and windows of one region, which ships them under its own name. The regions
+// of a jurisdiction share the tables, and each touches only its own rows.
+type store struct {
+	db     *pgxpool.Pool
+	region string
+}
 
 // insert stores rows idempotently in one statement and bumps the version of every window that
 // received a new row. It returns how many rows were new.
@@ -35,19 +40,19 @@ func (s store) insert(ctx context.Context, rs []row) (int64, error) {
 	// Windows are updated in order, so two records touching the same windows never deadlock.
 	const q = `
 WITH ins AS (
-    INSERT INTO analytics_events (event_key, window_start, app, tier, category, channel, stage, reason, country, user_id, latency_ms)
-    SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::bigint[])
+    INSERT INTO analytics_events (event_key, window_start, app, tier, category, channel, stage, reason, country, user_id, latency_ms, region)
+    SELECT *, $12::text FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::bigint[])
     ON CONFLICT (event_key) DO NOTHING
     RETURNING window_start
 ), win AS (
-    INSERT INTO analytics_windows (window_start, version, max_inserted_at)
-    SELECT window_start, 1, clock_timestamp() FROM ins GROUP BY window_start ORDER BY window_start
-    ON CONFLICT (window_start) DO UPDATE SET version = analytics_windows.version + 1, max_inserted_at = excluded.max_inserted_at
+    INSERT INTO analytics_windows (region, window_start, version, max_inserted_at)
+    SELECT $12::text, window_start, 1, clock_timestamp() FROM ins GROUP BY window_start ORDER BY window_start
+    ON CONFLICT (region, window_start) DO UPDATE SET version = analytics_windows.version + 1, max_inserted_at = excluded.max_inserted_at
     RETURNING 1
 )
 SELECT count(*) FROM ins`
 	var inserted int64
-	if err := s.db.QueryRow(ctx, q, keys, windows, apps, tiers, cats, chans, stages, reasons, countries, users, lat).Scan(&inserted); err != nil {
+	if err := s.db.QueryRow(ctx, q, keys, windows, apps, tiers, cats, chans, stages, reasons, countries, users, lat, s.region).Scan(&inserted); err != nil {
 		return 0, fmt.Errorf("storing delivery events: %w", err)
 	}
 	return inserted, nil
@@ -57,8 +62,8 @@ SELECT count(*) FROM ins`
 // they were, oldest first.
 func (s store) due(ctx context.Context, cutoff time.Time, limit int) ([]time.Time, error) {
 	rows, err := s.db.Query(ctx, `SELECT window_start FROM analytics_windows
-		WHERE window_start < $1 AND (shipped_version IS NULL OR version > shipped_version)
-		ORDER BY window_start LIMIT $2`, cutoff, limit)
+		WHERE region = $3 AND window_start < $1 AND (shipped_version IS NULL OR version > shipped_version)
+		ORDER BY window_start LIMIT $2`, cutoff, limit, s.region)
 	if err != nil {
 		return nil, fmt.Errorf("listing windows to ship: %w", err)
 	}
@@ -78,11 +83,11 @@ type snapshot struct {
 func (s store) read(ctx context.Context, window time.Time) (snapshot, error) {
 	var snap snapshot
 	err := pgx.BeginTxFunc(ctx, s.db, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		if err := tx.QueryRow(ctx, `SELECT version FROM analytics_windows WHERE window_start = $1`, window).Scan(&snap.version); err != nil {
+		if err := tx.QueryRow(ctx, `SELECT version FROM analytics_windows WHERE region = $2 AND window_start = $1`, window, s.region).Scan(&snap.version); err != nil {
 			return fmt.Errorf("reading window version: %w", err)
 		}
 		rows, err := tx.Query(ctx, `SELECT app, tier, category, channel, country, stage, reason, user_id, count(*)
-			FROM analytics_events WHERE window_start = $1 GROUP BY 1, 2, 3, 4, 5, 6, 7, 8`, window)
+			FROM analytics_events WHERE region = $2 AND window_start = $1 GROUP BY 1, 2, 3, 4, 5, 6, 7, 8`, window, s.region)
 		if err != nil {
 			return fmt.Errorf("aggregating window: %w", err)
 		}
@@ -102,7 +107,7 @@ func (s store) read(ctx context.Context, window time.Time) (snapshot, error) {
 		// Per recipient too: a histogram is judged on its distinct recipients, not on its
 		// observations (one user with a thousand deliveries is one recipient).
 		rows, err = tx.Query(ctx, `SELECT tier, channel, user_id, latency_ms, count(*) FROM analytics_events
-			WHERE window_start = $1 AND stage = 'delivered' AND latency_ms IS NOT NULL GROUP BY 1, 2, 3, 4 ORDER BY 1, 2`, window)
+			WHERE region = $2 AND window_start = $1 AND stage = 'delivered' AND latency_ms IS NOT NULL GROUP BY 1, 2, 3, 4 ORDER BY 1, 2`, window, s.region)
 		if err != nil {
 			return fmt.Errorf("reading window latencies: %w", err)
 		}
@@ -141,7 +146,7 @@ func (s store) shipped(ctx context.Context, window time.Time, version int64, ref
 		refused = &refusal
 	}
 	_, err := s.db.Exec(ctx, `UPDATE analytics_windows SET shipped_version = $2, shipped_at = now(), refused = $3
-		WHERE window_start = $1 AND (shipped_version IS NULL OR shipped_version < $2)`, window, version, refused)
+		WHERE region = $4 AND window_start = $1 AND (shipped_version IS NULL OR shipped_version < $2)`, window, version, refused, s.region)
 	if err != nil {
 		return fmt.Errorf("marking window shipped: %w", err)
 	}
@@ -151,14 +156,14 @@ func (s store) shipped(ctx context.Context, window time.Time, version int64, ref
 // sweep deletes the rows and windows older than cutoff, and reports windows it deletes unshipped.
 func (s store) sweep(ctx context.Context, cutoff time.Time) (unshipped int64, err error) {
 	err = pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
-		if err := tx.QueryRow(ctx, `SELECT count(*) FROM analytics_windows WHERE window_start < $1
-			AND (shipped_version IS NULL OR version > shipped_version)`, cutoff).Scan(&unshipped); err != nil {
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM analytics_windows WHERE region = $2 AND window_start < $1
+			AND (shipped_version IS NULL OR version > shipped_version)`, cutoff, s.region).Scan(&unshipped); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `DELETE FROM analytics_events WHERE window_start < $1`, cutoff); err != nil {
+		if _, err := tx.Exec(ctx, `DELETE FROM analytics_events WHERE region = $2 AND window_start < $1`, cutoff, s.region); err != nil {
 			return err
 		}
-		_, err := tx.Exec(ctx, `DELETE FROM analytics_windows WHERE window_start < $1`, cutoff)
+		_, err := tx.Exec(ctx, `DELETE FROM analytics_windows WHERE region = $2 AND window_start < $1`, cutoff, s.region)
 		return err
 	})
 	if err != nil && !errors.Is(err, context.Canceled) {

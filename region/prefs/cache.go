@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
@@ -21,9 +20,10 @@ var cacheLookups = promauto.NewCounterVec(prometheus.CounterOpts{
 }, []string{"source"})
 
 // Cache answers preference lookups from an in-process map, then Redis (read-through, TTL),
-// then Postgres. An update deletes the Redis entry and publishes an eviction that every
-// process subscribed (every fan-out worker) applies to its own map at once, so an opt-out
-// holds for the next send. The hard stop is never taken from here: fan-out reads it from
+// then Postgres. An update deletes the entry and announces the eviction on the database, and
+// every process listening (every fan-out worker, in every region of the jurisdiction) drops
+// it from its map and its region's Redis at once, so an opt-out holds for the next send
+// wherever it is made. The hard stop is never taken from here: fan-out reads it from
 // Postgres on every send.
 type Cache struct {
 	db      *pgxpool.Pool
@@ -47,7 +47,6 @@ func NewCache(db *pgxpool.Pool, rdb *goredis.Client, prefix string, ttl time.Dur
 }
 
 func (c *Cache) key(app, user string) string { return c.prefix + "prefs:" + app + ":" + user }
-func (c *Cache) channel() string             { return c.prefix + "prefs-evict" }
 
 // Many returns the preferences of users (defaults for users with none).
 func (c *Cache) Many(ctx context.Context, app string, users []string) (map[string]Preferences, error) {
@@ -128,59 +127,96 @@ func (c *Cache) load(ctx context.Context, app string, users []string) (map[strin
 	return (&Store{db: c.db}).Many(ctx, app, users)
 }
 
-// Invalidate drops a user's entry everywhere: Redis now, and every process's map through the
-// eviction channel.
+// evictChannel is the Postgres channel evictions are announced on. The regions of a
+// jurisdiction share the database, so an update through one region reaches the caches of all.
+const evictChannel = "herald_prefs_evict"
+
+// Invalidate drops a user's entry everywhere: this process's map and this region's Redis now,
+// and every other process's, in every region of the jurisdiction, through a notification on
+// the shared database (Listen).
 func (c *Cache) Invalidate(ctx context.Context, app, user string) error {
-	key := c.key(app, user)
-	c.localMu.Lock()
-	delete(c.local, key)
-	c.localMu.Unlock()
-	if err := c.rdb.Del(ctx, key).Err(); err != nil {
-		return fmt.Errorf("evicting preferences: %w", err)
-	}
-	if err := c.rdb.Publish(ctx, c.channel(), key).Err(); err != nil {
-		return fmt.Errorf("publishing preference eviction: %w", err)
+	c.evict(ctx, app+":"+user)
+	if _, err := c.db.Exec(ctx, `SELECT pg_notify($1, $2)`, evictChannel, app+":"+user); err != nil {
+		return fmt.Errorf("announcing preference eviction: %w", err)
 	}
 	return nil
 }
 
-// Listen applies evictions published by other processes until ctx ends. While it cannot
-// subscribe, the map is cleared and bypassed by the short TTL of what Redis returns.
+// evict drops the entry of "app:user" from the map and from this region's Redis.
+func (c *Cache) evict(ctx context.Context, appUser string) {
+	key := c.prefix + "prefs:" + appUser
+	c.localMu.Lock()
+	delete(c.local, key)
+	c.localMu.Unlock()
+	if err := c.rdb.Del(ctx, key).Err(); err != nil {
+		// The entry lives out its TTL; the map is bypassed until the next subscribe clears it.
+		c.log.Warn("evicting preferences from redis", "key", key, "err", err)
+	}
+}
+
+// Listen applies the evictions announced on the shared database until ctx ends. Whenever it
+// (re)subscribes it clears the map and this region's Redis entries, since it may have missed
+// evictions while not listening (a region coming back from an outage finds its cache as it
+// left it); while it cannot subscribe, the map is cleared and the Redis TTL bounds staleness.
 func (c *Cache) Listen(ctx context.Context) error {
 	for ctx.Err() == nil {
-		sub := c.rdb.Subscribe(ctx, c.channel())
-		if _, err := sub.Receive(ctx); err != nil {
-			sub.Close()
-			c.clear()
-			if ctx.Err() == nil {
-				c.log.Warn("preference evictions: subscribe failed; retrying", "err", err)
-				select {
-				case <-time.After(time.Second):
-				case <-ctx.Done():
-				}
-			}
-			continue
-		}
-		// Entries cached while not subscribed may have missed evictions.
+		err := c.listen(ctx)
 		c.clear()
-		ch := sub.Channel()
-		for open := true; open; {
+		if ctx.Err() == nil {
+			c.log.Warn("preference evictions: not listening; retrying", "err", err)
 			select {
+			case <-time.After(time.Second):
 			case <-ctx.Done():
-				open = false
-			case m, ok := <-ch:
-				if !ok {
-					open = false
-					break
-				}
-				if strings.HasPrefix(m.Payload, c.prefix) {
-					c.localMu.Lock()
-					delete(c.local, m.Payload)
-					c.localMu.Unlock()
-				}
 			}
 		}
-		sub.Close()
+	}
+	return nil
+}
+
+func (c *Cache) listen(ctx context.Context) error {
+	conn, err := c.db.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	// The connection carries the subscription: it is closed, not returned to the pool.
+	pc := conn.Hijack()
+	defer pc.Close(context.WithoutCancel(ctx))
+	if _, err := pc.Exec(ctx, "LISTEN "+evictChannel); err != nil {
+		return err
+	}
+	c.clear()
+	if err := c.flushRedis(ctx); err != nil {
+		return err
+	}
+	for {
+		n, err := pc.WaitForNotification(ctx)
+		if err != nil {
+			return err
+		}
+		c.evict(ctx, n.Payload)
+	}
+}
+
+// flushRedis deletes this region's cached preferences.
+func (c *Cache) flushRedis(ctx context.Context) error {
+	iter := c.rdb.Scan(ctx, 0, c.prefix+"prefs:*", 1000).Iterator()
+	var batch []string
+	for iter.Next(ctx) {
+		batch = append(batch, iter.Val())
+		if len(batch) == 1000 {
+			if err := c.rdb.Unlink(ctx, batch...).Err(); err != nil {
+				return fmt.Errorf("clearing cached preferences: %w", err)
+			}
+			batch = batch[:0]
+		}
+	}
+	if err := iter.Err(); err != nil {
+		return fmt.Errorf("clearing cached preferences: %w", err)
+	}
+	if len(batch) > 0 {
+		if err := c.rdb.Unlink(ctx, batch...).Err(); err != nil {
+			return fmt.Errorf("clearing cached preferences: %w", err)
+		}
 	}
 	return nil
 }

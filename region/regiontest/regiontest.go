@@ -37,7 +37,10 @@ func Config(t testing.TB, name, jurisdiction, discoveryDir string) region.Config
 	c.Discovery.TTL = 3 * time.Second
 	c.Listen = FreePort(t)
 	c.Scheduler.Interval = 100 * time.Millisecond
-	c.Cassandra.Keyspace, c.Postgres.Database = "", "" // derived from the name by Validate
+	// A private database and keyspace per test region (a region's own default is its
+	// jurisdiction's, shared with its other regions: Share gives a second region this one's).
+	c.Cassandra.Keyspace = "herald_" + strings.ReplaceAll(name, "-", "_")
+	c.Postgres.Database = c.Cassandra.Keyspace
 	c.TLS = TLS(t)
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)

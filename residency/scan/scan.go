@@ -123,10 +123,13 @@ type observed struct {
 // collector gathers what one region's stores hold.
 type collector struct {
 	region string
-	seen   map[string]bool
-	found  []observed
-	stats  map[string]*StoreStat
-	order  []string
+	// siblings are the scanned regions of the region's jurisdiction, itself included: the
+	// only data centres its keyspace may place replicas in.
+	siblings []string
+	seen     map[string]bool
+	found    []observed
+	stats    map[string]*StoreStat
+	order    []string
 }
 
 func newCollector(region string) *collector {
@@ -165,8 +168,13 @@ func Run(ctx context.Context, regions []Region, opt Options) (*Report, error) {
 	}
 	rep := &Report{}
 	unregistered := map[[2]string]bool{}
+	siblings := map[string][]string{}
+	for _, r := range regions {
+		siblings[r.Jurisdiction] = append(siblings[r.Jurisdiction], r.Name)
+	}
 	for _, r := range regions {
 		c := newCollector(r.Name)
+		c.siblings = siblings[r.Jurisdiction]
 		steps := []struct {
 			name string
 			run  func(context.Context, Region, *collector) error

@@ -50,11 +50,23 @@ func scanPostgres(ctx context.Context, r Region, c *collector) error {
 	}
 	defer pool.Close()
 	var owner string
-	if err := pool.QueryRow(ctx, `SELECT region FROM region_info`).Scan(&owner); err != nil {
+	if err := pool.QueryRow(ctx, `SELECT jurisdiction FROM region_info`).Scan(&owner); err != nil {
 		return fmt.Errorf("database %s: reading region_info: %w", r.Postgres.Database, err)
 	}
-	if owner != r.Name {
-		return fmt.Errorf("database %s belongs to region %s, not %s", r.Postgres.Database, owner, r.Name)
+	if owner != r.Jurisdiction {
+		return fmt.Errorf("database %s belongs to jurisdiction %s, not region %s's %s", r.Postgres.Database, owner, r.Name, r.Jurisdiction)
+	}
+	// The database's replicas: every standby of its server streams the whole server, so each
+	// must be in a region of the jurisdiction.
+	sbs, err := postgres.Standbys(ctx, pool)
+	if err != nil {
+		return fmt.Errorf("database %s: %w", r.Postgres.Database, err)
+	}
+	for _, sb := range sbs {
+		if !slices.Contains(c.siblings, sb.Name) {
+			return fmt.Errorf("database %s: its server streams to a standby at %s named %q, which is not a region of jurisdiction %s %v",
+				r.Postgres.Database, sb.Addr, sb.Name, r.Jurisdiction, c.siblings)
+		}
 	}
 	for _, q := range pgQueries {
 		store := "postgres:" + q.table
@@ -76,6 +88,35 @@ func scanPostgres(ctx context.Context, r Region, c *collector) error {
 	return nil
 }
 
+// checkReplicaPlacement fails the scan when the keyspace can hold replicas outside the region's
+// jurisdiction: a NetworkTopologyStrategy data centre that is not a scanned region of the
+// jurisdiction, or a SimpleStrategy keyspace on a cluster of more than one data centre (its
+// replicas go to any node). Each region's pass reads its own data centre's replicas (its config's
+// local_dc), so with every region scanned every replica is read.
+func checkReplicaPlacement(ctx context.Context, r Region, sess *gocql.Session, c *collector) error {
+	rep, err := cassandra.KeyspaceReplication(ctx, sess, r.Cassandra.Keyspace)
+	if err != nil {
+		return err
+	}
+	if dcs := cassandra.ReplicaDCs(rep); dcs != nil {
+		for _, dc := range dcs {
+			if !slices.Contains(c.siblings, dc) {
+				return fmt.Errorf("keyspace %s places replicas in data centre %s, which is not a region of jurisdiction %s %v",
+					r.Cassandra.Keyspace, dc, r.Jurisdiction, c.siblings)
+			}
+		}
+		return nil
+	}
+	dcs, err := cassandra.DataCentres(ctx, sess)
+	if err != nil {
+		return err
+	}
+	if len(dcs) > 1 {
+		return fmt.Errorf("keyspace %s is SimpleStrategy on a cluster of data centres %v: its replicas may be in any of them", r.Cassandra.Keyspace, dcs)
+	}
+	return nil
+}
+
 func scanCassandra(ctx context.Context, r Region, c *collector) error {
 	sess, err := cassandra.Connect(ctx, r.Cassandra)
 	if err != nil {
@@ -83,11 +124,14 @@ func scanCassandra(ctx context.Context, r Region, c *collector) error {
 	}
 	defer sess.Close()
 	var owner string
-	if err := sess.Query(`SELECT region FROM region_info WHERE singleton = true`).WithContext(ctx).Scan(&owner); err != nil {
+	if err := sess.Query(`SELECT jurisdiction FROM region_info WHERE singleton = true`).WithContext(ctx).Scan(&owner); err != nil {
 		return fmt.Errorf("keyspace %s: reading region_info: %w", r.Cassandra.Keyspace, err)
 	}
-	if owner != r.Name {
-		return fmt.Errorf("keyspace %s belongs to region %s, not %s", r.Cassandra.Keyspace, owner, r.Name)
+	if owner != r.Jurisdiction {
+		return fmt.Errorf("keyspace %s belongs to jurisdiction %s, not region %s's %s", r.Cassandra.Keyspace, owner, r.Name, r.Jurisdiction)
+	}
+	if err := checkReplicaPlacement(ctx, r, sess, c); err != nil {
+		return err
 	}
 
 	// The inbox: one partition per (app, user, month).
