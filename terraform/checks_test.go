@@ -519,6 +519,8 @@ type residencyFacts struct {
 	countries     map[string][]string // jurisdiction -> countries
 	awsRegions    map[string]string   // Herald region -> AWS region
 	cloudRegions  map[string][]string // jurisdiction -> AWS regions inside it
+	// postgresPrimary is jurisdiction -> the Herald region holding its Postgres primary.
+	postgresPrimary map[string]string
 }
 
 // checkResidency reports where the tree under root disagrees with policy: the residency
@@ -596,6 +598,8 @@ func checkRegionRoot(dir string, policy *residency.Policy, facts residencyFacts)
 						blocks["backend."+inner.Labels[0]] = inner
 					}
 				}
+			case b.Type == "provider" && len(b.Labels) > 0 && literal(b, "alias") != "":
+				blocks["provider."+b.Labels[0]+"."+literal(b, "alias")] = b
 			case len(b.Labels) > 0:
 				blocks[b.Type+"."+b.Labels[0]] = b
 			}
@@ -630,6 +634,18 @@ func checkRegionRoot(dir string, policy *residency.Policy, facts residencyFacts)
 		problems = append(problems, where+": no provider \"aws\" block")
 	} else if got := literal(p, "region"); got != awsRegion {
 		problems = append(problems, fmt.Sprintf("%s: provider aws has region %q, module.region.aws_region %q: every resource must be in the region's own provider", where, got, awsRegion))
+	}
+
+	// aws.primary reaches the region of the jurisdiction's Postgres primary (replica, peering):
+	// that region's AWS region, inside the jurisdiction.
+	primary := facts.postgresPrimary[want]
+	if !slices.Contains(policy.Regions(want), primary) {
+		problems = append(problems, fmt.Sprintf("modules/residency: postgres_primary[%s] is %q, not a region of %s %v", want, primary, want, policy.Regions(want)))
+	}
+	if p, ok := blocks["provider.aws.primary"]; !ok {
+		problems = append(problems, where+": no provider \"aws\" with alias \"primary\" (the region of the jurisdiction's Postgres primary)")
+	} else if got := literal(p, "region"); got != facts.awsRegions[primary] {
+		problems = append(problems, fmt.Sprintf("%s: provider aws.primary has region %q, but %s's Postgres primary is %s, in %q", where, got, want, primary, facts.awsRegions[primary]))
 	}
 
 	if b, ok := blocks["backend.s3"]; !ok {
@@ -738,21 +754,28 @@ func loadResidencyFacts(dir string) (residencyFacts, []string) {
 		heraldRegions: stringListMap(locals["herald_regions"]),
 		countries:     stringListMap(locals["countries"]),
 		cloudRegions:  stringListMap(locals["cloud_regions"]),
-		awsRegions:    map[string]string{},
+		awsRegions:      stringMap(locals["aws_regions"]),
+		postgresPrimary: stringMap(locals["postgres_primary"]),
 	}
-	if v := locals["aws_regions"]; v.IsKnown() && !v.IsNull() && v.CanIterateElements() {
-		for k, e := range v.AsValueMap() {
-			if e.Type() == cty.String {
-				facts.awsRegions[k] = e.AsString()
-			}
-		}
-	}
-	for _, name := range []string{"herald_regions", "countries", "aws_regions", "cloud_regions"} {
+	for _, name := range []string{"herald_regions", "countries", "aws_regions", "cloud_regions", "postgres_primary"} {
 		if _, ok := locals[name]; !ok {
 			problems = append(problems, fmt.Sprintf("%s: no local %q", dir, name))
 		}
 	}
 	return facts, problems
+}
+
+// stringMap reads an object of strings; anything else reads as empty.
+func stringMap(v cty.Value) map[string]string {
+	out := map[string]string{}
+	if v.IsKnown() && !v.IsNull() && v.CanIterateElements() {
+		for k, e := range v.AsValueMap() {
+			if e.Type() == cty.String {
+				out[k] = e.AsString()
+			}
+		}
+	}
+	return out
 }
 
 // stringListMap reads an object of string lists; anything else reads as empty.

@@ -105,6 +105,7 @@ func TestEveryCheckFindsTheProblemInItsBrokenFixture(t *testing.T) {
 		{"residency", "shared-state", "each region needs its own state"},
 		{"residency", "second-gateway", "is not EU's first region: one gateway per jurisdiction"},
 		{"residency", "gateway-with-other-countries", "module.gateway.countries is [US], want EU's countries [DE FR]"},
+		{"residency", "primary-provider-elsewhere", `provider aws.primary has region "eu-central-1", but EU's Postgres primary is eu-west-1, in "eu-west-1"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.check+"/"+tt.fixture, func(t *testing.T) {
@@ -159,6 +160,8 @@ func TestResidencyGuardsRefuseEachMisdeclaredRoot(t *testing.T) {
 		{"region-in-wrong-jurisdiction", "var.jurisdiction: validation fails: herald_region is not a region of this jurisdiction"},
 		{"aws-region-outside-jurisdiction", "module.region: var.aws_region: validation fails: aws_region lies outside the jurisdiction"},
 		{"backup-copy-outside-jurisdiction", "var.backup_copy_vault_arns: validation fails"},
+		{"replica-region-outside-jurisdiction", "var.region_aws_regions: validation fails: Every region of the jurisdiction holds a replica"},
+		{"postgres-primary-outside-jurisdiction", "var.postgres_primary_region: validation fails"},
 		{"gateway-outside-jurisdiction", "module.gateway: var.aws_region: validation fails"},
 		// The calls modules make are evaluated too: without the api role, modules/service's load
 		// balancer (under the region's own check of its roles) has no service to send to.

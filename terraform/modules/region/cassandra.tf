@@ -1,6 +1,9 @@
 # Apache Cassandra 5.0 on EC2, one rack per zone. Amazon Keyspaces is not used: it has no SAI
-# indexes, and erasure finds a user's inbox and delivery-log rows through them. The datacenter
-# is this region alone; no other region's nodes ever join it (seeds are this VPC's addresses).
+# indexes, and erasure finds a user's inbox and delivery-log rows through them. The nodes are
+# this region's data centre (named for the region) of the jurisdiction's cluster
+# (herald-<jurisdiction>): the keyspace herald_<jurisdiction> keeps 3 replicas in each region of
+# the jurisdiction (Herald's cassandra.replication), and no region of another jurisdiction
+# ever joins (seeds and gossip rules are the jurisdiction's VPCs only).
 
 locals {
   # Fixed private addresses (the 11th upwards of each private subnet), so the seed list is
@@ -9,7 +12,13 @@ locals {
     for i in range(var.cassandra.nodes) :
     cidrhost(cidrsubnet(var.vpc_cidr, 4, 8 + i % 3), 10 + floor(i / 3))
   ]
-  cassandra_seeds = slice(local.cassandra_ips, 0, 3)
+  # Every region's first three addresses are its seeds, so each region knows the others' from
+  # their VPC CIDRs: every node lists its own data centre's seeds and those of the others.
+  jurisdiction_seeds = flatten([
+    for r in local.jurisdiction_regions : [
+      for i in range(3) : cidrhost(cidrsubnet(var.region_vpc_cidrs[r], 4, 8 + i), 10)
+    ]
+  ])
 }
 
 resource "aws_security_group" "cassandra" {
@@ -35,6 +44,16 @@ resource "aws_vpc_security_group_ingress_rule" "cassandra_gossip" {
   from_port                    = 7000
   to_port                      = 7001
   description                  = "Inter-node gossip and streaming"
+}
+
+resource "aws_vpc_security_group_ingress_rule" "cassandra_gossip_jurisdiction" {
+  for_each          = toset(local.siblings)
+  security_group_id = aws_security_group.cassandra.id
+  cidr_ipv4         = var.region_vpc_cidrs[each.value]
+  ip_protocol       = "tcp"
+  from_port         = 7000
+  to_port           = 7001
+  description       = "Gossip and streaming with the data centre of ${each.value}, a region of ${var.jurisdiction}"
 }
 
 resource "aws_vpc_security_group_egress_rule" "cassandra_out" {
@@ -77,10 +96,10 @@ resource "aws_instance" "cassandra" {
   vpc_security_group_ids = [aws_security_group.cassandra.id]
   iam_instance_profile   = aws_iam_instance_profile.cassandra.name
   user_data = templatefile("${path.module}/cassandra-init.sh.tftpl", {
-    cluster_name = local.name
+    cluster_name = "herald-${lower(var.jurisdiction)}"
     datacenter   = var.herald_region
     rack         = var.availability_zones[count.index % 3]
-    seeds        = join(",", local.cassandra_seeds)
+    seeds        = join(",", local.jurisdiction_seeds)
   })
 
   metadata_options {

@@ -12,8 +12,13 @@ locals {
     topic_partitions = 12
     replication      = 3
     kafka            = { version = replace(var.kafka.version, ".x", ".0") } # MSK's 3.9.x speaks 3.9.0
-    cassandra        = { replication_factor = 3, consistency = "LOCAL_QUORUM" }
-    telemetry        = { log_level = "info", log_format = "json" }
+    # The jurisdiction's keyspace: 3 replicas in each region's data centre, queries in this one.
+    cassandra = {
+      replication = { for r in local.jurisdiction_regions : r => 3 }
+      local_dc    = var.herald_region
+      consistency = "LOCAL_QUORUM"
+    }
+    telemetry = { log_level = "info", log_format = "json" }
     # The API serves mutual TLS only: the gateways' client certificates, of the internal CA in
     # gateway-client-ca, are required of every call (docs/residency.md, the hop's threat model).
     tls = {

@@ -42,6 +42,40 @@ variable "jurisdiction_cloud_regions" {
   type        = map(list(string))
 }
 
+variable "postgres_primary_region" {
+  description = "The region of the jurisdiction holding its Postgres primary (module.residency.postgres_primary[jurisdiction]); every other region of it holds a read replica."
+  type        = string
+
+  validation {
+    condition     = contains(lookup(var.policy_regions, var.jurisdiction, []), var.postgres_primary_region)
+    error_message = "postgres_primary_region must be a region of the jurisdiction: its database is replicated only inside it."
+  }
+}
+
+variable "region_vpc_cidrs" {
+  description = "Herald region -> its VPC CIDR (module.residency.vpc_cidrs): the networks of the jurisdiction's other regions, which this region peers with."
+  type        = map(string)
+
+  validation {
+    condition = alltrue([
+      for r in lookup(var.policy_regions, var.jurisdiction, []) : can(cidrnetmask(lookup(var.region_vpc_cidrs, r, "")))
+    ])
+    error_message = "region_vpc_cidrs must give the VPC CIDR of every region of the jurisdiction."
+  }
+}
+
+variable "region_aws_regions" {
+  description = "Herald region -> the AWS region hosting it (module.residency.aws_regions): where the jurisdiction's other regions, which hold replicas of this region's stores, are."
+  type        = map(string)
+
+  validation {
+    condition = alltrue([
+      for r in lookup(var.policy_regions, var.jurisdiction, []) : contains(lookup(var.jurisdiction_cloud_regions, var.jurisdiction, []), lookup(var.region_aws_regions, r, ""))
+    ])
+    error_message = "Every region of the jurisdiction holds a replica of its Cassandra keyspace and Postgres database, so each must be hosted in an AWS region inside the jurisdiction."
+  }
+}
+
 variable "backup_copy_vault_arns" {
   description = "AWS Backup vaults that receive a copy of every backup of the personal-data stores. Empty: backups stay in this region."
   type        = list(string)

@@ -35,6 +35,26 @@ locals {
     "in-south-1"   = "ap-south-1"
   }
 
+  # Jurisdiction -> the region holding its Postgres primary (the others hold read replicas of
+  # it, and peer their VPCs with it). The first region unless a promotion moved it: after
+  # promoting a replica (docs/runbook.md, "Losing a region"), name its region here and apply
+  # every root of the jurisdiction, the roots' aws.primary provider following.
+  postgres_primary = {
+    EU = "eu-west-1"
+    US = "us-east-1"
+    IN = "in-south-1"
+  }
+
+  # Herald region -> its VPC's CIDR, one per region and never overlapping: the regions of a
+  # jurisdiction peer their VPCs (Cassandra's data centres gossip and stream, the tasks reach
+  # the jurisdiction's Postgres primary), and each computes the others' Cassandra seeds from it.
+  vpc_cidrs = {
+    "eu-west-1"    = "10.10.0.0/16"
+    "eu-central-1" = "10.11.0.0/16"
+    "us-east-1"    = "10.20.0.0/16"
+    "in-south-1"   = "10.30.0.0/16"
+  }
+
   # Jurisdiction -> the AWS regions inside it: where a jurisdiction's personal data, and any
   # copy of it (backups, replicas), may be. EU: regions in EU member states only (Ireland,
   # Paris, Frankfurt, Stockholm, Milan, Spain); not London or Zurich, which are outside the EU

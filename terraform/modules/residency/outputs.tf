@@ -17,3 +17,13 @@ output "countries" {
   description = "Jurisdiction -> its countries, as in the residency policy."
   value       = local.countries
 }
+
+output "vpc_cidrs" {
+  description = "Herald region -> its VPC CIDR (the jurisdiction's regions peer their VPCs)."
+  value       = local.vpc_cidrs
+}
+
+output "postgres_primary" {
+  description = "Jurisdiction -> the Herald region holding its Postgres primary."
+  value       = local.postgres_primary
+}

@@ -34,3 +34,19 @@ provider "aws" {
     }
   }
 }
+
+# aws.primary: the AWS region of eu-west-1, which holds the jurisdiction's Postgres primary
+# (module.residency.postgres_primary) and the VPC this region peers with. Only the peering's
+# accepting side, the routes back and data sources use it.
+provider "aws" {
+  alias  = "primary"
+  region = "eu-west-1"
+
+  default_tags {
+    tags = {
+      Project      = "herald"
+      HeraldRegion = "eu-central-1"
+      ManagedBy    = "terraform/regions/eu-central-1"
+    }
+  }
+}

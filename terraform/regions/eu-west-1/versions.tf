@@ -34,3 +34,18 @@ provider "aws" {
     }
   }
 }
+
+# aws.primary: the AWS region of the region holding the jurisdiction's Postgres primary
+# (module.residency.postgres_primary), which is this one: the alias is this region's provider.
+provider "aws" {
+  alias  = "primary"
+  region = "eu-west-1"
+
+  default_tags {
+    tags = {
+      Project      = "herald"
+      HeraldRegion = "eu-west-1"
+      ManagedBy    = "terraform/regions/eu-west-1"
+    }
+  }
+}

@@ -4,6 +4,10 @@ module "residency" {
 
 module "region" {
   source = "../../modules/region"
+  providers = {
+    aws         = aws
+    aws.primary = aws.primary
+  }
 
   herald_region              = "in-south-1"
   jurisdiction               = "IN"
@@ -11,7 +15,10 @@ module "region" {
   policy_regions             = module.residency.herald_regions
   jurisdiction_cloud_regions = module.residency.cloud_regions
   availability_zones         = ["ap-south-1a", "ap-south-1b", "ap-south-1c"]
-  vpc_cidr                   = "10.30.0.0/16"
+  vpc_cidr                   = module.residency.vpc_cidrs["in-south-1"]
+  region_vpc_cidrs           = module.residency.vpc_cidrs
+  region_aws_regions         = module.residency.aws_regions
+  postgres_primary_region    = module.residency.postgres_primary["IN"]
   herald_image               = var.herald_image
   api_certificate_arn        = var.api_certificate_arn
   api_allowed_cidrs          = var.gateway_egress_cidrs

@@ -16,3 +16,8 @@ module "region" {
   jurisdiction  = "EU"
   aws_region    = "eu-central-1"
 }
+
+provider "aws" {
+  alias  = "primary"
+  region = "eu-west-1"
+}

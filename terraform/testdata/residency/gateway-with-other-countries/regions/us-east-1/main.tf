@@ -22,3 +22,8 @@ module "gateway" {
   jurisdiction = "US"
   countries    = module.residency.countries["US"]
 }
+
+provider "aws" {
+  alias  = "primary"
+  region = "us-east-1"
+}

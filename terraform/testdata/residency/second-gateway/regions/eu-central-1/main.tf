@@ -22,3 +22,8 @@ module "gateway" {
   jurisdiction = "EU"
   countries    = module.residency.countries["EU"]
 }
+
+provider "aws" {
+  alias  = "primary"
+  region = "eu-west-1"
+}

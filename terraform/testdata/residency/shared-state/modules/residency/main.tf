@@ -16,4 +16,8 @@ locals {
     EU = ["eu-west-1", "eu-central-1"]
     US = ["us-east-1"]
   }
+  postgres_primary = {
+    EU = "eu-west-1"
+    US = "us-east-1"
+  }
 }

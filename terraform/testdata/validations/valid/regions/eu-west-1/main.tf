@@ -12,6 +12,9 @@ module "region" {
   jurisdiction_cloud_regions = module.residency.cloud_regions
   availability_zones         = ["eu-west-1a", "eu-west-1b", "eu-west-1c"]
   backup_copy_vault_arns     = ["arn:aws:backup:eu-central-1:123456789012:backup-vault:herald-dr"]
+  region_vpc_cidrs           = module.residency.vpc_cidrs
+  region_aws_regions         = module.residency.aws_regions
+  postgres_primary_region    = module.residency.postgres_primary["EU"]
 }
 
 module "gateway" {
