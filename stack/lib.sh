@@ -77,6 +77,15 @@ stop_pid() {
   rm -f "$HERALD_HOME/run/$name.pid"
 }
 
+# kill_pid NAME: SIGKILL the recorded process (a fault test's crash), wait until it is gone.
+kill_pid() {
+  local pid
+  pid=$(pid_of "$1") || { rm -f "$HERALD_HOME/run/$1.pid"; return 0; }
+  kill -KILL "$pid"
+  while kill -0 "$pid" 2>/dev/null && [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) != Z ]]; do sleep 0.1; done
+  rm -f "$HERALD_HOME/run/$1.pid"
+}
+
 # write_env NAME KEY=VALUE...: record how clients reach NAME.
 write_env() {
   local name=$1; shift

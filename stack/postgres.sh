@@ -146,14 +146,7 @@ stop_node() {
   rm -f "$HERALD_HOME/run/$NAME.pid"
 }
 
-kill_node() {
-  node_vars "$1"
-  local pid
-  pid=$(pid_of "$NAME") || return 0
-  kill -KILL "$pid"
-  while kill -0 "$pid" 2>/dev/null && [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) != Z ]]; do sleep 0.1; done
-  rm -f "$HERALD_HOME/run/$NAME.pid"
-}
+kill_node() { node_vars "$1"; kill_pid "$NAME"; }
 
 # promote NODE: the EU standby NODE becomes the primary (pg_promote waits until it accepts
 # writes); the record moves with it, so the former primary only comes back as a standby.

@@ -751,9 +751,9 @@ func loadResidencyFacts(dir string) (residencyFacts, []string) {
 		}
 	}
 	facts := residencyFacts{
-		heraldRegions: stringListMap(locals["herald_regions"]),
-		countries:     stringListMap(locals["countries"]),
-		cloudRegions:  stringListMap(locals["cloud_regions"]),
+		heraldRegions:   stringListMap(locals["herald_regions"]),
+		countries:       stringListMap(locals["countries"]),
+		cloudRegions:    stringListMap(locals["cloud_regions"]),
 		awsRegions:      stringMap(locals["aws_regions"]),
 		postgresPrimary: stringMap(locals["postgres_primary"]),
 	}
