@@ -305,7 +305,7 @@ func TestSendsWhileKafkaIsPausedAnswer503WithinTheDeadlineAndNoAcceptIsLost(t *t
 	// the key's one id.
 	eventually(t, 30*time.Second, func() error {
 		onTopic, byKey := map[string]int{}, map[string]map[string]bool{}
-		r.readTopic(notify.IngressTopic(r.cfg.Name, notify.Transactional), func(m *sarama.ConsumerMessage) {
+		err := r.tryReadTopic(notify.IngressTopic(r.cfg.Name, notify.Transactional), func(m *sarama.ConsumerMessage) {
 			e, _, err := notify.DecodeEvent(r.t.Context(), r.keys(), m.Value)
 			if err != nil {
 				t.Fatalf("decoding an event: %v", err)
@@ -318,6 +318,9 @@ func TestSendsWhileKafkaIsPausedAnswer503WithinTheDeadlineAndNoAcceptIsLost(t *t
 				byKey[e.IdempotencyKey][e.ID] = true
 			}
 		})
+		if err != nil {
+			return fmt.Errorf("reading the topic: %w", err)
+		}
 		var missing []string
 		for _, id := range accepted {
 			if onTopic[id] == 0 {

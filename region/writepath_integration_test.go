@@ -139,35 +139,45 @@ func (r *running) committedCount(topic string) int64 {
 // readTopic hands fn every record of a topic a read_committed consumer sees.
 func (r *running) readTopic(topic string, fn func(*sarama.ConsumerMessage)) {
 	r.t.Helper()
+	if err := r.tryReadTopic(topic, fn); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// tryReadTopic reads every record of topic, or says why it could not: a broker that was just
+// paused may answer "not the leader" for a moment, which a caller polling with a deadline
+// retries.
+func (r *running) tryReadTopic(topic string, fn func(*sarama.ConsumerMessage)) error {
 	sc, _ := r.cfg.Kafka.Sarama()
 	cl, err := sarama.NewClient(r.cfg.Kafka.Brokers, sc)
 	if err != nil {
-		r.t.Fatal(err)
+		return err
 	}
 	defer cl.Close()
 	cons, err := sarama.NewConsumerFromClient(cl)
 	if err != nil {
-		r.t.Fatal(err)
+		return err
 	}
 	defer cons.Close()
 	parts, err := cl.Partitions(topic)
 	if err != nil {
-		r.t.Fatal(err)
+		return err
 	}
 	for _, p := range parts {
 		newest, err := cl.GetOffset(topic, p, sarama.OffsetNewest)
 		if err != nil {
-			r.t.Fatal(err)
+			return err
 		}
 		oldest, err := cl.GetOffset(topic, p, sarama.OffsetOldest)
 		if err != nil {
-			r.t.Fatal(err)
+			return err
 		}
 		// A gap left by an aborted transaction ends a partition's read after a pause.
 		if _, err := kafka.ReadRange(context.Background(), cons, topic, p, oldest, newest, 2*time.Second, fn); err != nil && !errors.Is(err, kafka.ErrIdle) {
-			r.t.Fatal(err)
+			return err
 		}
 	}
+	return nil
 }
 
 func (r *running) inboxRows(user string) int {
