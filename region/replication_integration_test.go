@@ -130,7 +130,7 @@ func hostOf(t *testing.T, raw, node string) string {
 // centre outside the EU, and a region config naming one is refused before anything is made.
 func TestTheEUCassandraClusterReplicatesToBothRegionsDataCentres(t *testing.T) {
 	ctx := testenv.Context(t, 3*time.Minute)
-	hosts := strings.Split(euEnv(t, "HERALD_CASSANDRA_EU_CLUSTER_HOSTS"), ",")
+	hosts := strings.Split(euEnv(t, "HERALD_CASSANDRA_EU_HOSTS"), ",")
 	base := cassandra.Defaults()
 	base.Hosts, base.Keyspace, base.Timeout = hosts, "test_"+testenv.Suffix(), 20*time.Second
 	base.Replication = map[string]int{"eu-west-1": 1, "eu-central-1": 1}

@@ -7,12 +7,12 @@
 #   eu-central-1  cluster herald-eu, data centre eu-central-1, node on 127.0.0.3
 # The EU cluster replicates a keyspace to both data centres (NetworkTopologyStrategy,
 # GossipingPropertyFileSnitch); no US node is in it, so no EU replica can land outside the EU.
-# The local EU regions do not use it yet (their keyspace herald_eu is on the us node): the two
-# nodes drop each other's messages on this machine (docs/residency.md).
+# The EU regions' keyspace herald_eu is on it.
 #
 # Usage: stack/cassandra.sh install|start|stop|status [node]   (every node when none is named;
 #        contract: see stack/lib.sh)
 #        stack/cassandra.sh kill NODE                          (SIGKILL, for fault tests)
+#        stack/cassandra.sh nodetool NODE ARGS...              (e.g. nodetool eu-west-1 status)
 #
 # Layout under $HERALD_HOME (the us node keeps the name "cassandra"):
 #   cassandra/lib/          cassandra-all and its runtime jars, shared by every node (mvn_fetch)
@@ -21,7 +21,7 @@
 #   <node>/logs/            Cassandra's own system.log
 #   logs/<node>.log         the JVM's stdout/stderr
 #   run/<node>.pid          pid of the java process
-#   env/<node>.env          HERALD_CASSANDRA_HOSTS (us), HERALD_CASSANDRA_EU_CLUSTER_HOSTS (eu nodes)
+#   env/<node>.env          HERALD_CASSANDRA_HOSTS (us), HERALD_CASSANDRA_EU_HOSTS (eu nodes)
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 SRC="$HERALD_ROOT/stack/cassandra"
@@ -43,7 +43,7 @@ node_vars() {
       STORAGE_PORT=$(pick_port cassandra-storage 7000)
       JMX_PORT=$(pick_port cassandra-jmx 7199)
       SEEDS="127.0.0.1:$STORAGE_PORT"
-      COMMITLOG_SYNC=periodic COMMITLOG_SYNC_OPTION="commitlog_sync_period: 10000ms" ;;
+      COMMITLOG_SYNC=periodic COMMITLOG_SYNC_OPTION="commitlog_sync_period: 10000ms" CONCURRENT_WRITES=8 ;;
     eu-west-1 | eu-central-1)
       NAME=cassandra-$1 CLUSTER=herald-eu SNITCH=GossipingPropertyFileSnitch DC=$1
       if [[ $1 == eu-west-1 ]]; then ADDR=127.0.0.2 TOKEN=0; else ADDR=127.0.0.3 TOKEN=1; fi
@@ -56,7 +56,8 @@ node_vars() {
       # Both are seeds: either starts without the other, and a restarted one finds the ring.
       SEEDS="127.0.0.2:$STORAGE_PORT,127.0.0.3:$STORAGE_PORT"
       # Each is its data centre's only replica: what it acknowledged must survive a SIGKILL.
-      COMMITLOG_SYNC=group COMMITLOG_SYNC_OPTION="commitlog_sync_group_window: 10ms" ;;
+      # A writer waits for its group's fsync: enough of them to keep up (cassandra.yaml.in).
+      COMMITLOG_SYNC=group COMMITLOG_SYNC_OPTION="commitlog_sync_group_window: 10ms" CONCURRENT_WRITES=64 ;;
     *) die "unknown cassandra node $1 (known: ${NODES[*]})" ;;
   esac
   DIR="$HERALD_HOME/$NAME"
@@ -81,6 +82,7 @@ write_conf() {
     -e "s|@CLUSTER@|$CLUSTER|g" -e "s|@TOKEN@|$TOKEN|g" -e "s|@SNITCH@|$SNITCH|g" \
     -e "s|@SEEDS@|$SEEDS|g" -e "s|@ADDR@|$ADDR|g" \
     -e "s|@COMMITLOG_SYNC@|$COMMITLOG_SYNC|g" -e "s|@COMMITLOG_SYNC_OPTION@|$COMMITLOG_SYNC_OPTION|g" \
+    -e "s|@CONCURRENT_WRITES@|$CONCURRENT_WRITES|g" \
     "$SRC/cassandra.yaml.in" >"$CONF/cassandra.yaml.tmp"
   mv "$CONF/cassandra.yaml.tmp" "$CONF/cassandra.yaml"
   cp "$SRC/logback.xml" "$CONF/logback.xml"
@@ -93,9 +95,9 @@ env_line() {
   if [[ $NAME == cassandra ]]; then
     write_env "$NAME" "HERALD_CASSANDRA_HOSTS=127.0.0.1:$CQL_PORT"
   else
-    # One variable for the EU cluster: every node, so a client starts with either down. Not
-    # HERALD_CASSANDRA_EU_HOSTS, which would move the EU regions onto it (docs/residency.md).
-    write_env "$NAME" "HERALD_CASSANDRA_EU_CLUSTER_HOSTS=127.0.0.2:$CQL_PORT,127.0.0.3:$CQL_PORT"
+    # One variable for the EU cluster: every node, so a client starts with either down. The
+    # EU regions read it (region.JurisdictionHostsEnv).
+    write_env "$NAME" "HERALD_CASSANDRA_EU_HOSTS=127.0.0.2:$CQL_PORT,127.0.0.3:$CQL_PORT"
   fi
 }
 
@@ -177,6 +179,20 @@ stop_node() { node_vars "$1"; stop_pid "$NAME" 60; }
 
 kill_node() { node_vars "$1"; kill_pid "$NAME"; }
 
+# nodetool NODE ARGS...: Cassandra's nodetool against the node's JMX port (tpstats, status,
+# listpendinghints, repair ...), run from the same jars with the module flags Java 17 needs.
+nodetool_node() {
+  node_vars "$1"
+  shift
+  local java line opts=()
+  java=$(java_bin)
+  while IFS= read -r line; do
+    [[ $line == --add-* || $line == -Djdk.* ]] && opts+=("$line")
+  done <"$SRC/jvm.options"
+  "$java" "${opts[@]}" -Dlogback.configurationFile=file://"$SRC"/logback-tool.xml -cp "$LIB/*" \
+    org.apache.cassandra.tools.NodeTool -h 127.0.0.1 -p "$JMX_PORT" "$@"
+}
+
 status_node() { node_vars "$1"; status_line "$NAME" "$CQL_PORT" "$ADDR"; }
 
 status_all() {
@@ -191,6 +207,7 @@ case "${1:-}" in
   start) install; each start_node "${2:-}" ;;
   stop) each stop_node "${2:-}" ;;
   kill) [[ -n ${2:-} ]] || die "usage: $0 kill NODE"; kill_node "$2" ;;
+  nodetool) [[ -n ${2:-} ]] || die "usage: $0 nodetool NODE ARGS..."; shift; nodetool_node "$@" ;;
   status) status_all "${2:-}" ;;
-  *) die "usage: $0 install|start|stop|status [node] | kill NODE" ;;
+  *) die "usage: $0 install|start|stop|status [node] | kill NODE | nodetool NODE ARGS..." ;;
 esac

@@ -109,8 +109,11 @@ var Faults = []Fault{
 		}, Restore: startHerald},
 	{Name: "kafka-restart", Doc: "Kafka stopped (SIGTERM, controlled shutdown), started again after Down",
 		Inject: stop("kafka"), Restore: start("kafka")},
-	{Name: "cassandra-restart", Doc: "Cassandra stopped (the node every region's keyspace is on), started again after Down",
+	{Name: "cassandra-restart", Doc: "the US Cassandra cluster stopped (its one node: us-east-1 has no other region to fail over to), started again after Down",
 		Inject: stop("cassandra:us"), Restore: start("cassandra:us")},
+	{Name: "cassandra-node-kill", Doc: "SIGKILL of eu-west-1's Cassandra node (its data centre's only replica: eu-west-1's queries go to the other data centre, which hints the writes the node missed and replays them when it returns), started again after Down",
+		Inject:  func(ctx context.Context, e *Env) error { return e.Stack.KillNode(ctx, "cassandra:eu-west-1") },
+		Restore: start("cassandra:eu-west-1")},
 	{Name: "redis-restart-flushall", Doc: "Redis stopped, started again after Down, then FLUSHALL (every key lost: rate limits, dedup marks, caches)",
 		Inject: stop("redis"), Restore: func(ctx context.Context, e *Env, down time.Duration) error {
 			if err := start("redis")(ctx, e, down); err != nil {
