@@ -24,9 +24,10 @@ reset:
 build:
 	@stack/herald.sh build
 
-## test: every test, unit and integration, against the real servers (started if not up)
+## test: every test, unit and integration, against the real servers (started if not up; a new
+## stack starts in Kafka's cluster mode, three brokers, so the fault suite can kill one)
 test: vet
-	@stack/up.sh servers
+	@HERALD_KAFKA_NODES=$${HERALD_KAFKA_NODES:-$$([ -e .herald/kafka/data/meta.properties ] || echo 3)} stack/up.sh servers
 	@stack/browser.sh install
 	@set -a && source .herald/stack.env && set +a && go test -tags integration $(GO_TEST_FLAGS) ./...
 	@$(MAKE) --no-print-directory fuzz

@@ -41,8 +41,9 @@ type Config struct {
 
 	// TopicPartitions is the partition count of each topic the region creates.
 	TopicPartitions int `yaml:"topic_partitions"`
-	// Replication is the replication factor of the region's Kafka topics.
-	Replication int `yaml:"replication"`
+	// Replication is the replication factor of the region's Kafka topics (min.insync.replicas
+	// is 2 from 3 replicas up); the local stack's cluster mode sets 3 in HERALD_KAFKA_REPLICATION.
+	Replication int `yaml:"replication" env:"HERALD_KAFKA_REPLICATION"`
 	// PolicyKey is the discovery key of the residency policy, the one the gateways follow: the
 	// dispatch role takes its jurisdiction's push_content from it.
 	PolicyKey string `yaml:"policy_key" env:"HERALD_REGION_POLICY_KEY"`

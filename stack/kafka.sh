@@ -1,36 +1,78 @@
 #!/usr/bin/env bash
-# Local single-node Apache Kafka 4.4.0 (KRaft: broker + controller in one JVM) from Maven Central jars.
-# Usage: stack/kafka.sh install|start|stop|status|wait   (contract: see stack/lib.sh)
+# Local Apache Kafka 4.4.0 (KRaft: broker + controller in one JVM per node) from Maven Central jars.
+# One node by default; cluster mode runs three (HERALD_KAFKA_NODES=3: a controller quorum of
+# three, replication factor 3 and min.insync.replicas 2 for every topic, so one broker may die).
+# The mode is chosen when the stack's Kafka is first formatted and kept (recorded in
+# $HERALD_HOME/kafka/nodes); changing it needs `make reset`.
+# Usage: stack/kafka.sh install|start|stop|status|wait [node]   (every node when none is named)
+#        stack/kafka.sh kill NODE                               (SIGKILL, for fault tests)
 #
-#   lib   $HERALD_HOME/kafka/lib     jars from stack/kafka/pom.xml (broker, CLI tools, log4j2)
-#   conf  $HERALD_HOME/kafka/conf    server.properties + log4j2.xml, regenerated on every start
-#   data  $HERALD_HOME/kafka/data    log.dirs (topics, offsets, KRaft metadata); formatted once
-#   logs  $HERALD_HOME/logs/kafka.log (JVM stdout/stderr, WARN+), $HERALD_HOME/kafka/logs/server.log (INFO)
-#   env   $HERALD_HOME/env/kafka.env  HERALD_KAFKA_BROKERS=127.0.0.1:<port>
+#   lib   $HERALD_HOME/kafka/lib     jars from stack/kafka/pom.xml (broker, CLI tools, log4j2), shared
+#   conf  $HERALD_HOME/kafka[-N]/conf    server.properties + log4j2.xml, regenerated on every start
+#   data  $HERALD_HOME/kafka[-N]/data    log.dirs (topics, offsets, KRaft metadata); formatted once
+#   logs  $HERALD_HOME/logs/kafka[-N].log (JVM stdout/stderr, WARN+), $HERALD_HOME/kafka[-N]/logs/server.log (INFO)
+#   env   $HERALD_HOME/env/kafka.env  HERALD_KAFKA_BROKERS=<every node>, HERALD_KAFKA_REPLICATION
 #
 # Kafka's CLI tools run from the same jars, e.g.
 #   java -cp "$HERALD_HOME/kafka/lib/*" org.apache.kafka.tools.TopicCommand --bootstrap-server 127.0.0.1:9092 --list
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-NAME=kafka
 SRC="$HERALD_ROOT/stack/kafka"
-BASE="$HERALD_HOME/kafka"
-LIB="$BASE/lib" CONF="$BASE/conf" DATA="$BASE/data" KLOGS="$BASE/logs"
-LOG="$HERALD_HOME/logs/kafka.log"
-PIDFILE="$HERALD_HOME/run/kafka.pid"
-START_TIMEOUT=${HERALD_KAFKA_START_TIMEOUT:-90}
+LIB="$HERALD_HOME/kafka/lib"
+MODE_FILE="$HERALD_HOME/kafka/nodes"
+# A broker restarted after a SIGKILL recovers every partition and replays the metadata log
+# first: two minutes on a loaded 2-core machine, with hundreds of partitions.
+START_TIMEOUT=${HERALD_KAFKA_START_TIMEOUT:-240}
 # Small heap: the box has 2 cores and runs Cassandra, Postgres and Redis beside Kafka.
 HEAP=${HERALD_KAFKA_HEAP:--Xms512m -Xmx768m}
 
-# The broker port this node uses: the one picked before, else the default (status must not pick one).
-known_port() { if [[ -s $BASE/port ]]; then cat "$BASE/port"; else echo 9092; fi; }
+# node_count: the recorded mode, else HERALD_KAFKA_NODES, else 1. A stack formatted in one mode
+# refuses the other: its topics were made with that replication.
+node_count() {
+  local want=${HERALD_KAFKA_NODES:-} have=""
+  [[ -s $MODE_FILE ]] && have=$(cat "$MODE_FILE")
+  [[ -z $have && -f $HERALD_HOME/kafka/data/meta.properties ]] && have=1 # formatted before modes existed
+  if [[ -n $have && -n $want && $want != "$have" ]]; then
+    die "kafka: this stack runs $have node(s); HERALD_KAFKA_NODES=$want needs a fresh one (make reset)"
+  fi
+  local n=${have:-${want:-1}}
+  [[ $n == 1 || $n == 3 ]] || die "kafka: HERALD_KAFKA_NODES must be 1 or 3, not $n"
+  echo "$n"
+}
 
-# running_pid: pid_of, but only for a live Kafka JVM. A zombie does not count: a killed JVM is
+# node_vars I [known]: node I's NAME, BASE, CONF, DATA, KLOGS, LOG, PIDFILE, PORT and CPORT.
+# Node 1 is the single node's layout (kafka/, 9092-9093); node i listens on the ports after node
+# i-1's (9094-9095, 9096-9097 when free).
+# Ports are fixed once chosen (pick_port); status must not pick one.
+node_vars() {
+  local i=$1
+  if [[ $i == 1 ]]; then NAME=kafka; else NAME=kafka-$i; fi
+  BASE="$HERALD_HOME/$NAME" CONF="$HERALD_HOME/$NAME/conf" DATA="$HERALD_HOME/$NAME/data" KLOGS="$HERALD_HOME/$NAME/logs"
+  LOG="$HERALD_HOME/logs/$NAME.log"
+  PIDFILE="$HERALD_HOME/run/$NAME.pid"
+  if [[ ${2:-} == known ]]; then
+    PORT=$(cat "$BASE/port" 2>/dev/null || echo $((9092 + 2 * (i - 1))))
+    return
+  fi
+  # Node i's default is the port after node i-1's controller port: nodes are picked in order,
+  # and two nodes never get one free port.
+  local def=9092 prev
+  if ((i > 1)); then
+    if ((i == 2)); then prev=kafka-controller; else prev="kafka-$((i - 1))-controller"; fi
+    def=$(($(cat "$HERALD_HOME/$prev/port") + 1))
+  fi
+  PORT=$(pick_port "$NAME" "$def")
+  # Controller port from broker+1: picking both from their defaults could hand the same free
+  # port to both when the broker's is taken.
+  CPORT=$(pick_port "$NAME-controller" $((PORT + 1)))
+}
+
+# running_pid NAME: pid_of, but only for a live Kafka JVM. A zombie does not count: a killed JVM is
 # re-parented to this machine's init, which reaps it only after a second or two, and kill -0 succeeds
 # on a zombie meanwhile. Nor does an unrelated process that got the pid of a stale pid file.
 running_pid() {
   local pid state
-  pid=$(pid_of "$NAME") || return 1
+  pid=$(pid_of "$1") || return 1
   state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) || return 1
   [[ $state != Z ]] || return 1
   [[ $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) == *" kafka.Kafka "* ]] || return 1
@@ -55,58 +97,93 @@ run_tool() { "$JAVA" -Xmx256m -XX:+UseSerialGC -cp "$LIB/*" "$@"; }
 
 cmd_install() {
   JAVA=$(java_bin)
-  mvn_fetch "$NAME" "$SRC"
+  mvn_fetch kafka "$SRC"
   # A stale or partial lib (e.g. an interrupted copy) shows up here rather than as a ClassNotFound later.
   compgen -G "$LIB/kafka_2.13-4.4.0.jar" >/dev/null || die "kafka jars missing in $LIB (remove it and re-run install)"
 }
 
-# write_conf BROKER_PORT CONTROLLER_PORT: render the templates into $CONF.
+# voters N: the static controller quorum of a cluster of N nodes.
+voters() {
+  local n=$1 i out=""
+  for ((i = 1; i <= n; i++)); do
+    node_vars "$i"
+    out+="${out:+,}$i@127.0.0.1:$CPORT"
+  done
+  echo "$out"
+}
+
+# write_conf I N: render node I's templates into its conf dir.
 write_conf() {
+  local i=$1 n=$2 quorum rf=1 isr=1
+  node_vars "$i"
+  if ((n == 1)); then
+    quorum="controller.quorum.bootstrap.servers=127.0.0.1:$CPORT"
+  else
+    quorum="controller.quorum.voters=$(voters "$n")"
+    rf=3 isr=2
+    node_vars "$i"
+  fi
   mkdir -p "$CONF" "$DATA" "$KLOGS"
-  sed -e "s|@BROKER_PORT@|$1|g" -e "s|@CONTROLLER_PORT@|$2|g" -e "s|@DATA_DIR@|$DATA|g" \
+  sed -e "s|@BROKER_PORT@|$PORT|g" -e "s|@CONTROLLER_PORT@|$CPORT|g" -e "s|@DATA_DIR@|$DATA|g" \
+    -e "s|@NODE_ID@|$i|g" -e "s|@QUORUM@|$quorum|g" -e "s|@RF@|$rf|g" -e "s|@MIN_ISR@|$isr|g" \
     "$SRC/server.properties.in" >"$CONF/server.properties.tmp"
   mv "$CONF/server.properties.tmp" "$CONF/server.properties"
   cp "$SRC/log4j2.xml" "$CONF/log4j2.xml"
 }
 
-# format_storage: first start only. meta.properties marks a formatted log dir; formatting again
-# would refuse (or, forced, lose the cluster id), so existing data - topics, offsets - is kept.
+# format_storage I N: first start only. meta.properties marks a formatted log dir; formatting
+# again would refuse (or, forced, lose the cluster id), so existing data - topics, offsets - is
+# kept. Every node of a cluster takes the one cluster id.
 format_storage() {
+  local i=$1 n=$2 id idfile="$HERALD_HOME/kafka/cluster-id"
+  node_vars "$i"
   [[ -f $DATA/meta.properties ]] && return 0
-  local id
-  id=$(run_tool kafka.tools.StorageTool random-uuid 2>>"$LOG")
-  [[ -n $id ]] || die "kafka: StorageTool random-uuid printed nothing (see $LOG)"
-  log "kafka: formatting $DATA (cluster id $id)"
-  # --standalone: this node is the whole controller quorum (pairs with controller.quorum.bootstrap.servers).
-  run_tool kafka.tools.StorageTool format \
-    -t "$id" -c "$CONF/server.properties" --standalone >>"$LOG" 2>&1 \
-    || { tail -n 20 "$LOG" >&2; die "kafka: storage format failed"; }
+  if [[ ! -s $idfile ]]; then
+    mkdir -p "$(dirname "$idfile")"
+    id=$(run_tool kafka.tools.StorageTool random-uuid 2>>"$LOG")
+    [[ -n $id ]] || die "kafka: StorageTool random-uuid printed nothing (see $LOG)"
+    echo "$id" >"$idfile"
+  fi
+  id=$(cat "$idfile")
+  log "kafka: formatting $DATA (cluster id $id, node $i of $n)"
+  # One node: --standalone, the node is the whole controller quorum (pairs with
+  # controller.quorum.bootstrap.servers). Three: the static quorum of controller.quorum.voters.
+  local standalone=()
+  ((n == 1)) && standalone=(--standalone)
+  run_tool kafka.tools.StorageTool format -t "$id" -c "$CONF/server.properties" "${standalone[@]}" >>"$LOG" 2>&1 \
+    || { tail -n 20 "$LOG" >&2; die "kafka: storage format of node $i failed"; }
+  mkdir -p "$(dirname "$MODE_FILE")"
+  echo "$n" >"$MODE_FILE"
 }
 
-cmd_start() {
-  local pid port cport i opts
-  port=$(known_port)
-  if pid=$(running_pid); then
-    # Already up: return at once (or wait out a start that is still in progress).
-    wait_port "$port" "$START_TIMEOUT" "$NAME" || die "kafka (pid $pid) is not answering on $port (see $LOG)"
-    write_env "$NAME" "HERALD_KAFKA_BROKERS=127.0.0.1:$port"
-    log "kafka already running (pid $pid) on 127.0.0.1:$port"
+write_env_file() {
+  local n=$1 i brokers=""
+  for ((i = 1; i <= n; i++)); do
+    node_vars "$i" known
+    brokers+="${brokers:+,}127.0.0.1:$PORT"
+  done
+  local rf=1
+  ((n == 1)) || rf=3
+  # HERALD_KAFKA_REPLICATION: the replication factor of the topics the regions create.
+  write_env kafka "HERALD_KAFKA_BROKERS=$brokers" "HERALD_KAFKA_REPLICATION=$rf"
+}
+
+# launch I N: start node I's JVM unless it runs; returns at once (a cluster's nodes wait for a
+# quorum of each other, so they are started together and then waited for).
+launch() {
+  local i=$1 n=$2 pid opts
+  node_vars "$i"
+  if pid=$(running_pid "$NAME"); then
     return 0
   fi
-  cmd_install
-  port=$(pick_port kafka 9092)
-  # Controller port from broker+1 (9093 by default): picking both from their defaults could hand
-  # the same free port to both when 9092 is taken.
-  cport=$(pick_port kafka-controller $((port + 1)))
-  # pick_port keeps a port once chosen; if someone else holds it now, say so instead of letting
-  # wait_port mistake their listener for ours.
-  for i in "$port" "$cport"; do
-    port_in_use "$i" && die "kafka: port $i is taken by another process (free it, or delete $BASE/port / $HERALD_HOME/kafka-controller/port to pick another)"
+  for p in "$PORT" "$CPORT"; do
+    port_in_use "$p" && die "kafka: port $p is taken by another process (free it, or delete $BASE/port / $HERALD_HOME/$NAME-controller/port to pick another)"
   done
-  write_conf "$port" "$cport"
-  format_storage
+  write_conf "$i" "$n"
+  format_storage "$i" "$n"
+  node_vars "$i"
   mapfile -t opts < <(server_opts)
-  log "kafka: starting on 127.0.0.1:$port (controller $cport), log $LOG"
+  log "kafka: starting node $i on 127.0.0.1:$PORT (controller $CPORT), log $LOG"
   rm -f "$PIDFILE"
   printf '\n===== %s kafka start =====\n' "$(date -Is)" >>"$LOG"
   # setsid + nohup: own session, immune to the caller's SIGHUP, so it outlives the shell.
@@ -115,36 +192,74 @@ cmd_start() {
   setsid nohup bash -c 'echo $$ >"$0"; exec "$@"' "$PIDFILE" \
     "$JAVA" "${opts[@]}" -cp "$LIB/*" kafka.Kafka "$CONF/server.properties" \
     >>"$LOG" 2>&1 </dev/null &
-  for ((i = 0; i < 50; i++)); do [[ -s $PIDFILE ]] && break; sleep 0.1; done
-  [[ -s $PIDFILE ]] || die "kafka: no pid file after launch (see $LOG)"
-  wait_port "$port" "$START_TIMEOUT" "$NAME" || die "kafka did not come up (see $LOG and $KLOGS/server.log)"
-  write_env "$NAME" "HERALD_KAFKA_BROKERS=127.0.0.1:$port"
-  log "kafka: up (pid $(cat "$PIDFILE")), HERALD_KAFKA_BROKERS=127.0.0.1:$port"
+  local k
+  for ((k = 0; k < 50; k++)); do [[ -s $PIDFILE ]] && break; sleep 0.1; done
+  [[ -s $PIDFILE ]] || die "kafka: no pid file for node $i after launch (see $LOG)"
+}
+
+cmd_start() {
+  local n i only=${1:-}
+  n=$(node_count)
+  cmd_install
+  for ((i = 1; i <= n; i++)); do
+    [[ -n $only && $only != "$i" ]] && continue
+    launch "$i" "$n"
+  done
+  for ((i = 1; i <= n; i++)); do
+    [[ -n $only && $only != "$i" ]] && continue
+    node_vars "$i"
+    wait_port "$PORT" "$START_TIMEOUT" "$NAME" || die "kafka node $i did not come up (see $LOG and $KLOGS/server.log)"
+  done
+  write_env_file "$n"
+  log "kafka: up ($n node(s)), $(head -n 1 "$HERALD_HOME/env/kafka.env")"
 }
 
 cmd_stop() {
-  local pid
-  if ! pid=$(running_pid); then
-    rm -f "$PIDFILE"
-    return 0
-  fi
-  log "kafka: stopping pid $pid (controlled shutdown)"
-  # SIGTERM runs Kafka's shutdown hook: flushes logs and writes clean-shutdown markers, so the next
-  # start skips log recovery. 60 s before SIGKILL.
-  stop_pid "$NAME" 60
+  local n i pid
+  n=$(node_count)
+  for ((i = 1; i <= n; i++)); do
+    [[ -n ${1:-} && $1 != "$i" ]] && continue
+    node_vars "$i" known
+    if ! pid=$(running_pid "$NAME"); then
+      rm -f "$PIDFILE"
+      continue
+    fi
+    log "kafka: stopping node $i, pid $pid (controlled shutdown)"
+    # SIGTERM runs Kafka's shutdown hook: flushes logs and writes clean-shutdown markers, so the
+    # next start skips log recovery. 60 s before SIGKILL. The nodes of a cluster stop together.
+    stop_pid "$NAME" 60 &
+  done
+  wait
 }
 
-cmd_wait() { wait_port "$(known_port)" "$START_TIMEOUT" "$NAME"; }
+cmd_status() {
+  local n i rc=0
+  n=$(node_count)
+  for ((i = 1; i <= n; i++)); do
+    [[ -n ${1:-} && $1 != "$i" ]] && continue
+    node_vars "$i" known
+    # A pid file left by a killed JVM must read "stopped", not "not answering".
+    running_pid "$NAME" >/dev/null || rm -f "$PIDFILE"
+    status_line "$NAME" "$PORT" || rc=1
+  done
+  return $rc
+}
+
+cmd_wait() {
+  local n i
+  n=$(node_count)
+  for ((i = 1; i <= n; i++)); do
+    node_vars "$i" known
+    wait_port "$PORT" "$START_TIMEOUT" "$NAME" || return 1
+  done
+}
 
 case "${1:-}" in
   install) cmd_install ;;
-  start) cmd_start ;;
-  stop) cmd_stop ;;
-  status)
-    # A pid file left by a killed JVM must read "stopped", not "not answering".
-    running_pid >/dev/null || rm -f "$PIDFILE"
-    status_line "$NAME" "$(known_port)"
-    ;;
+  start) cmd_start "${2:-}" ;;
+  stop) cmd_stop "${2:-}" ;;
+  status) cmd_status "${2:-}" ;;
   wait) cmd_wait ;;
-  *) die "usage: $0 install|start|stop|status|wait" ;;
+  kill) [[ -n ${2:-} ]] || die "usage: $0 kill NODE"; node_vars "$2" known; kill_pid "$NAME" ;;
+  *) die "usage: $0 install|start|stop|status|wait [node] | kill NODE" ;;
 esac

@@ -99,6 +99,12 @@ func runFaults(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			fo.Down = *outage
 		}
 		fmt.Fprintf(stdout, "\n%s: %s\n", f.Name, f.Doc)
+		if f.Skip != nil {
+			if why := f.Skip(stack); why != "" {
+				fmt.Fprintf(stdout, "  skipped: %s\n", why)
+				continue
+			}
+		}
 		r := faults.Run(ctx, fo, f, stack, i)
 		results = append(results, r)
 		faults.Print(stdout, []faults.Result{r})
@@ -197,6 +203,40 @@ func (s *localStack) KillNode(ctx context.Context, node string) error {
 		return fmt.Errorf("kill: %q names no node (want server:node)", node)
 	}
 	return s.script(ctx, serverArgs(node, "kill")...)
+}
+
+// Nodes reads how many nodes the server's script runs: Kafka records its mode (stack/kafka.sh);
+// every other server runs one per data centre or jurisdiction, counted as 1.
+func (s *localStack) Nodes(server string) int {
+	if server != "kafka" {
+		return 1
+	}
+	raw, err := os.ReadFile(filepath.Join(s.home, "kafka", "nodes"))
+	if err != nil {
+		return 1
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(raw)))
+	if err != nil {
+		return 1
+	}
+	return n
+}
+
+// EUPrimary reads the EU Postgres primary stack/postgres.sh records.
+func (s *localStack) EUPrimary() string {
+	raw, err := os.ReadFile(filepath.Join(s.home, "postgres-eu", "primary"))
+	if err != nil || strings.TrimSpace(string(raw)) == "" {
+		return "eu-west-1"
+	}
+	return strings.TrimSpace(string(raw))
+}
+
+func (s *localStack) Promote(ctx context.Context, node string) error {
+	return s.script(ctx, "postgres", "promote", node)
+}
+
+func (s *localStack) Rejoin(ctx context.Context, node string) error {
+	return s.script(ctx, "postgres", "rejoin", node)
 }
 
 func serverArgs(server, verb string) []string {

@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -76,6 +77,10 @@ func (c *client) send(body map[string]any) (attempt, int, time.Duration, string)
 	if err != nil {
 		var ne interface{ Timeout() bool }
 		a.timeout = errors.As(err, &ne) && ne.Timeout()
+		a.answer = "no answer"
+		if a.timeout {
+			a.answer = "timeout"
+		}
 		return a, 0, 0, ""
 	}
 	defer resp.Body.Close()
@@ -103,6 +108,8 @@ func (c *client) send(body map[string]any) (attempt, int, time.Duration, string)
 		a.ok = true
 	case resp.StatusCode == http.StatusConflict && answer.NotificationID != "":
 		a.ok = true // the retry of a send accepted before: its original id
+	default:
+		a.answer = strings.TrimSpace(strconv.Itoa(resp.StatusCode) + " " + answer.Error.Code)
 	}
 	return a, resp.StatusCode, ra, answer.NotificationID
 }

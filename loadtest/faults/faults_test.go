@@ -53,6 +53,22 @@ func TestMissesJudgeEveryTarget(t *testing.T) {
 		{"backlog drained in 30 s", func(r Result) Result { r.Drained = 30 * time.Second; return r }, "recovery 30s"},
 		{"never recovered", func(r Result) Result { r.Recovered = false; return r }, "no recovery"},
 		{"nothing accepted", func(r Result) Result { r.Accepted = 0; return r }, "nothing accepted"},
+		{"recovery not judged: a slow backlog passes", func(r Result) Result {
+			r.RecoveryNote, r.Drained = "why", time.Minute
+			return r
+		}, ""},
+		{"recovery not judged: a loss still misses", func(r Result) Result {
+			r.RecoveryNote, r.Lost = "why", 1
+			return r
+		}, "1 lost"},
+		{"recovery not judged: a duplicate rate still misses", func(r Result) Result {
+			r.RecoveryNote, r.Duplicated = "why", 10
+			return r
+		}, "duplicates"},
+		{"recovery not judged: a request past its deadline still misses", func(r Result) Result {
+			r.RecoveryNote, r.PastDeadline = "why", 1
+			return r
+		}, "past the deadline"},
 	}
 	for _, tt := range tests {
 		m := strings.Join(tt.r(ok).Misses(), "; ")

@@ -37,7 +37,9 @@ func (p *Private) run(verb string) error {
 		args = append(args, n)
 	}
 	cmd := exec.Command(filepath.Join(Root(), "stack", p.name+".sh"), args...)
-	cmd.Env = append(append(os.Environ(), "HERALD_HOME="+p.home), p.env...)
+	// One node of a server whose script can run several (a cluster mode in the caller's
+	// environment is not the private server's).
+	cmd.Env = append(append(os.Environ(), "HERALD_HOME="+p.home, "HERALD_KAFKA_NODES=1"), p.env...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return &scriptError{verb: p.name + " " + verb, out: string(out), err: err}

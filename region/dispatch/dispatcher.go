@@ -572,7 +572,10 @@ func (d *Dispatcher) process(ctx context.Context, t notify.Task, prev *Retry) er
 			// The send checks its sent key (a send accepted before a crash is not repeated) and
 			// waits for its provider's rate-limit token (until ctx ends), then is bounded by
 			// send_timeout.
-			var err error
+			release, err := d.sent.hold(ctx, key, sendsHeld.WithLabelValues(d.region, t.Channel).Inc)
+			if err != nil {
+				return err // shutting down while another copy was being sent: leave the record uncommitted
+			}
 			sctx, sspan := tracer.Start(ctx, "provider.send", trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attribute.String("provider.kind", u.kind)))
 			r.provider, r.receipt, r.already, err = rt.send(sctx, t, u.to, key)
 			sspan.SetAttributes(attribute.String("provider", r.provider), attribute.String("provider.status", r.receipt.Status), attribute.Bool("already_sent", r.already))
@@ -583,8 +586,13 @@ func (d *Dispatcher) process(ctx context.Context, t notify.Task, prev *Retry) er
 			switch {
 			case err != nil:
 				r.err = classify(err)
+				release()
 			case !r.already && key != "":
-				marks = append(marks, d.sent.mark(ctx, key, r.receipt.MessageID))
+				wait := d.sent.mark(ctx, key, r.receipt.MessageID)
+				marks = append(marks, wait)
+				go func() { wait(); release() }() // the next copy checks once the mark is in
+			default:
+				release()
 			}
 		}
 		if ctx.Err() != nil {

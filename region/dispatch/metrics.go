@@ -22,6 +22,10 @@ var (
 		Name: "herald_dispatch_fcm_token_renewals_total",
 		Help: "FCM clients replaced, with a new access token, after FCM refused the token (401 UNAUTHENTICATED), per provider.",
 	}, []string{"provider"})
+	sendsHeld = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "herald_dispatch_sends_held_total",
+		Help: "Sends that waited for another send of the same notification, user, channel and target in this process (two copies of a task in flight at once), per channel; the wait is what keeps the provider from getting both.",
+	}, []string{"region", "channel"})
 	retriesReleased = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "herald_dispatch_retries_released_total",
 		Help: "Retries sent before their backoff ended because a provider of their channel came back (its breaker closed after a successful probe), per channel.",

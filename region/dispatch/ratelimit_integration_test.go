@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 	goredis "github.com/redis/go-redis/v9"
 
@@ -406,5 +407,69 @@ func TestTokenBucketRoundLeavesEachTiersFloor(t *testing.T) {
 	want := []bool{true, true, true, true, false, true, true, false, true, true, false}
 	if !slices.Equal(taken, want) {
 		t.Fatalf("tokens taken %v, want %v", taken, want)
+	}
+}
+
+// gatedProvider accepts every send, each once its gate is open.
+type gatedProvider struct {
+	gate  chan struct{}
+	calls atomic.Int64
+}
+
+func (g *gatedProvider) Name() string { return "twilio" }
+func (g *gatedProvider) Send(ctx context.Context, _ notify.Task, to string) (Receipt, error) {
+	g.calls.Add(1)
+	select {
+	case <-g.gate:
+	case <-ctx.Done():
+		return Receipt{}, ctx.Err()
+	}
+	return Receipt{MessageID: "sm-" + to, Status: "201"}, nil
+}
+
+// Two copies of one task handled at once (a task written twice while a Kafka broker failed
+// over, both in one consumer's window) reach the provider once: the second waits for the
+// first's send and mark, then finds the mark. Without the wait both pass the sent-key check
+// before either is marked (a broker kill repeated 5 % of sends so, milliseconds apart).
+func TestConcurrentCopiesOfATaskAreSentOnce(t *testing.T) {
+	rc := testenv.Redis(t)
+	cfg := DefaultConfig()
+	cfg.SMS.Twilio = TwilioConfig{BaseURL: "https://sms.example"}
+	prov := &gatedProvider{gate: make(chan struct{})}
+	log := &fakeLog{}
+	const region = "zz-held-1"
+	d := newDispatcher(cfg, region, Deps{Log: log, Devices: &fakeDevices{}, Producer: &fakeProducer{},
+		Logger: slog.New(slog.DiscardHandler), Redis: connectRedis(t, rc), RedisPrefix: rc.Prefix}, map[string][2]Provider{KindSMS: {prov}})
+	task := sampleTask(notify.SMS)
+	task.NotificationID = "n-" + testenv.Suffix()
+	task.Target.Phone = "+447700900123"
+	ctx := testenv.Context(t, 10*time.Second)
+	held := func() float64 { return testutil.ToFloat64(sendsHeld.WithLabelValues(region, notify.SMS)) }
+	before := held()
+	errs := make(chan error, 2)
+	for range 2 {
+		go func() { errs <- d.process(ctx, task, nil) }()
+	}
+	// The first copy is at the provider; the second must be waiting for it, not there too.
+	for held() == before && prov.calls.Load() < 2 {
+		if ctx.Err() != nil {
+			t.Fatal("neither copy waited for the other")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	close(prov.gate)
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := prov.calls.Load(); n != 1 {
+		t.Fatalf("provider called %d times for two copies of one task", n)
+	}
+	if got := held() - before; got != 1 {
+		t.Fatalf("herald_dispatch_sends_held_total rose by %v, want 1", got)
+	}
+	if len(log.attempts) != 1 {
+		t.Fatalf("attempts %+v: want the one send recorded once", log.attempts)
 	}
 }

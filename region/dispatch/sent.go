@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+	"sync"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -32,6 +33,11 @@ type sentKeys struct {
 	ttl    time.Duration
 	checks lanes[string, sentID]
 	marks  *batcher[sentMark, struct{}]
+
+	// inFlight holds the keys being sent in this process, each with a channel closed once its
+	// send is over and, when it was accepted, its mark is in Redis (hold).
+	mu       sync.Mutex
+	inFlight map[string]chan struct{}
 }
 
 // sentID is what a check found: the provider message id of an accepted send, if any.
@@ -46,7 +52,7 @@ func newSentKeys(rdb *goredis.Client, prefix string) *sentKeys {
 	if rdb == nil {
 		return nil
 	}
-	s := &sentKeys{rdb: rdb, prefix: prefix + "sent:", ttl: 24 * time.Hour}
+	s := &sentKeys{rdb: rdb, prefix: prefix + "sent:", ttl: 24 * time.Hour, inFlight: map[string]chan struct{}{}}
 	s.checks = newLanes(sentBatchMax, sentRoundTimeout, s.checkRound)
 	s.marks = newBatcher(sentBatchMax, sentRoundTimeout, s.markRound)
 	return s
@@ -85,6 +91,49 @@ func (s *sentKeys) mark(ctx context.Context, key, messageID string) (wait func()
 	ctx = context.WithoutCancel(ctx)
 	c := s.marks.submit(ctx, sentMark{key: key, messageID: messageID})
 	return func() { _, _ = c.wait(ctx) }
+}
+
+// hold makes the sends of one key take turns in this process: the check, the send and the mark
+// of one finish before the next send of that key checks. Two copies of a task in one window
+// (a task written twice while a broker failed over, a retry level and its origin) would
+// otherwise both pass the check before either was marked, and the provider would get both
+// (seen: 5 % of a broker kill's sends repeated milliseconds apart). Copies of a task share its
+// key and so its partition, so they meet in the process that owns the partition. waiting is
+// called when the send has to wait for another of its key (herald_dispatch_sends_held_total);
+// release must be called once the send is over, after its mark's wait when it was accepted.
+func (s *sentKeys) hold(ctx context.Context, key string, waiting func()) (release func(), err error) {
+	if s == nil || key == "" {
+		return func() {}, nil
+	}
+	waited := false
+	for {
+		s.mu.Lock()
+		busy, ok := s.inFlight[key]
+		if !ok {
+			done := make(chan struct{})
+			s.inFlight[key] = done
+			s.mu.Unlock()
+			var once sync.Once
+			return func() {
+				once.Do(func() {
+					s.mu.Lock()
+					delete(s.inFlight, key)
+					s.mu.Unlock()
+					close(done)
+				})
+			}, nil
+		}
+		s.mu.Unlock()
+		if !waited {
+			waited = true
+			waiting()
+		}
+		select {
+		case <-busy:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 }
 
 func (s *sentKeys) checkRound(ctx context.Context, keys []string) ([]sentID, error) {
