@@ -24,10 +24,9 @@ reset:
 build:
 	@stack/herald.sh build
 
-## test: every test, unit and integration, against the real servers (started if not up; a new
-## stack starts in Kafka's cluster mode, three brokers, so the fault suite can kill one)
+## test: every test, unit and integration, against the real servers (started if not up)
 test: vet
-	@HERALD_KAFKA_NODES=$${HERALD_KAFKA_NODES:-$$([ -e .herald/kafka/data/meta.properties ] || echo 3)} stack/up.sh servers
+	@stack/up.sh servers
 	@stack/browser.sh install
 	@set -a && source .herald/stack.env && set +a && go test -tags integration $(GO_TEST_FLAGS) ./...
 	@$(MAKE) --no-print-directory fuzz

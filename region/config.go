@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -137,14 +138,26 @@ func JurisdictionPostgresEnv(jurisdiction string) string {
 	return "HERALD_POSTGRES_" + jurisdiction + "_URL"
 }
 
-// ApplyDependentEnv applies JurisdictionHostsEnv and JurisdictionPostgresEnv (config.Load
-// calls it after the tagged variables).
+// JurisdictionReplicationEnv is the environment variable with the replicas per data centre of
+// a jurisdiction's keyspace, HERALD_CASSANDRA_<JURISDICTION>_REPLICATION
+// ("eu-west-1:3,eu-central-1:3"): set, it wins over cassandra.replication. The local stack
+// writes it from the cluster it runs (one node or three per data centre), the way
+// HERALD_KAFKA_REPLICATION follows its brokers: a replica count only the cluster knows.
+func JurisdictionReplicationEnv(jurisdiction string) string {
+	return "HERALD_CASSANDRA_" + jurisdiction + "_REPLICATION"
+}
+
+// ApplyDependentEnv applies JurisdictionHostsEnv, JurisdictionReplicationEnv and
+// JurisdictionPostgresEnv (config.Load calls it after the tagged variables).
 func (c *Config) ApplyDependentEnv(lookup func(string) (string, bool)) error {
 	if !jurisdictionRE.MatchString(c.Jurisdiction) {
 		return nil // Validate names the key
 	}
 	if v, ok := lookup(JurisdictionPostgresEnv(c.Jurisdiction)); ok && strings.TrimSpace(v) != "" {
 		c.Postgres.URL = strings.TrimSpace(v) // postgres.url's validation names the key
+	}
+	if err := c.applyReplicationEnv(lookup); err != nil {
+		return err
 	}
 	name := JurisdictionHostsEnv(c.Jurisdiction)
 	v, ok := lookup(name)
@@ -159,6 +172,34 @@ func (c *Config) ApplyDependentEnv(lookup func(string) (string, bool)) error {
 		return config.Errorf("cassandra.hosts", v, "from environment variable %s: %v", name, err)
 	}
 	c.Cassandra.Hosts = hosts
+	return nil
+}
+
+// applyReplicationEnv reads JurisdictionReplicationEnv: "dc:replicas" pairs, comma-separated.
+// Validate then checks the data centres like those of cassandra.replication.
+func (c *Config) applyReplicationEnv(lookup func(string) (string, bool)) error {
+	name := JurisdictionReplicationEnv(c.Jurisdiction)
+	v, ok := lookup(name)
+	if !ok || strings.TrimSpace(v) == "" {
+		return nil
+	}
+	rep := map[string]int{}
+	for _, pair := range strings.Split(v, ",") {
+		dc, n, ok := strings.Cut(strings.TrimSpace(pair), ":")
+		replicas, err := strconv.Atoi(strings.TrimSpace(n))
+		dc = strings.TrimSpace(dc)
+		switch {
+		case !ok || dc == "" || err != nil:
+			return config.Errorf("cassandra.replication", v, "from environment variable %s: %q is not data-centre:replicas", name, pair)
+		case replicas < 1:
+			return config.Errorf("cassandra.replication", v, "from environment variable %s: data centre %s needs at least 1 replica", name, dc)
+		}
+		if _, dup := rep[dc]; dup {
+			return config.Errorf("cassandra.replication", v, "from environment variable %s: data centre %s named twice", name, dc)
+		}
+		rep[dc] = replicas
+	}
+	c.Cassandra.Replication = rep
 	return nil
 }
 

@@ -1,6 +1,7 @@
 package region
 
 import (
+	"maps"
 	"os"
 	"strings"
 	"testing"
@@ -169,5 +170,44 @@ func TestJurisdictionHostsEnvPicksTheJurisdictionsClusterOnly(t *testing.T) {
 	bad := localConfig(t)
 	if err := bad.ApplyDependentEnv(lookup); err == nil || !strings.Contains(err.Error(), "cassandra.hosts") || !strings.Contains(err.Error(), "HERALD_CASSANDRA_EU_HOSTS") {
 		t.Fatalf("a bad variable: want an error naming the key and the variable, got %v", err)
+	}
+}
+
+func TestJurisdictionReplicationEnvSetsTheReplicasPerDataCentre(t *testing.T) {
+	lookupOf := func(v string) func(string) (string, bool) {
+		return func(k string) (string, bool) {
+			if k == "HERALD_CASSANDRA_EU_REPLICATION" {
+				return v, true
+			}
+			return "", false
+		}
+	}
+	eu := localConfig(t)
+	if err := eu.ApplyDependentEnv(lookupOf(" eu-west-1:3, eu-central-1 : 3 ")); err != nil {
+		t.Fatal(err)
+	}
+	if want := map[string]int{"eu-west-1": 3, "eu-central-1": 3}; !maps.Equal(eu.Cassandra.Replication, want) {
+		t.Fatalf("replication %v, want %v", eu.Cassandra.Replication, want)
+	}
+	us := localConfig(t)
+	us.Name, us.Jurisdiction = "us-east-1", "US"
+	before := maps.Clone(us.Cassandra.Replication)
+	if err := us.ApplyDependentEnv(lookupOf("eu-west-1:3")); err != nil || !maps.Equal(us.Cassandra.Replication, before) {
+		t.Fatalf("a US region took the EU replication: %v %v", us.Cassandra.Replication, err)
+	}
+	for _, bad := range []string{"eu-west-1", "eu-west-1:x", "eu-west-1:0", "eu-west-1:-1", ":3", "eu-west-1:3,eu-west-1:3", "eu-west-1:3,,", "eu-west-1:3\x00"} {
+		c := localConfig(t)
+		err := c.ApplyDependentEnv(lookupOf(bad))
+		if err == nil || !strings.Contains(err.Error(), "cassandra.replication") || !strings.Contains(err.Error(), "HERALD_CASSANDRA_EU_REPLICATION") {
+			t.Errorf("%q: want an error naming the key and the variable, got %v", bad, err)
+		}
+	}
+	// A data centre outside the residency rules is Validate's to refuse, as from the file.
+	c := localConfig(t)
+	if err := c.ApplyDependentEnv(lookupOf("EU-WEST-1:3")); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "cassandra.replication") {
+		t.Fatalf("a data centre not named like a region: %v", err)
 	}
 }

@@ -5,6 +5,10 @@
 #                 jurisdiction's region, and the tests' private keyspaces
 #   eu-west-1     cluster herald-eu, data centre eu-west-1, node on 127.0.0.2
 #   eu-central-1  cluster herald-eu, data centre eu-central-1, node on 127.0.0.3
+# Cluster mode (HERALD_CASSANDRA_NODES=3 on a new stack): three nodes per EU data centre,
+#   eu-west-1, eu-west-1-2, eu-west-1-3 on 127.0.0.2, .4, .6 and eu-central-1, eu-central-1-2,
+#   eu-central-1-3 on .3, .5, .7, 1 GB heaps; the regions' keyspace then has 3 replicas per data
+#   centre (HERALD_CASSANDRA_EU_REPLICATION) and LOCAL_QUORUM stands with a node down.
 # The EU cluster replicates a keyspace to both data centres (NetworkTopologyStrategy,
 # GossipingPropertyFileSnitch); no US node is in it, so no EU replica can land outside the EU.
 # The EU regions' keyspace herald_eu is on it.
@@ -27,7 +31,26 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 SRC="$HERALD_ROOT/stack/cassandra"
 LIB="$HERALD_HOME/cassandra/lib"
 START_TIMEOUT="${HERALD_CASSANDRA_START_TIMEOUT:-180}"
+MODE_FILE="$HERALD_HOME/cassandra-eu/nodes"
+
+# eu_nodes: EU nodes per data centre, 1 or 3 (cluster mode, HERALD_CASSANDRA_NODES=3): the
+# recorded mode, else HERALD_CASSANDRA_NODES, else 1. Kept with the stack's data: a keyspace
+# replicated to one node per data centre cannot become three without a repair, so changing it
+# needs make reset.
+eu_nodes() {
+  local want=${HERALD_CASSANDRA_NODES:-} have=""
+  [[ -s $MODE_FILE ]] && have=$(cat "$MODE_FILE")
+  [[ -z $have && -d $HERALD_HOME/cassandra-eu-west-1/data/data ]] && have=1 # made before modes existed
+  if [[ -n $have && -n $want && $want != "$have" ]]; then
+    die "cassandra: this stack runs $have EU node(s) per data centre; HERALD_CASSANDRA_NODES=$want needs a fresh one (make reset)"
+  fi
+  local n=${have:-${want:-1}}
+  [[ $n == 1 || $n == 3 ]] || die "cassandra: HERALD_CASSANDRA_NODES must be 1 or 3, not $n"
+  echo "$n"
+}
+EU_NODES=$(eu_nodes)
 NODES=(us eu-west-1 eu-central-1)
+if ((EU_NODES == 3)); then NODES+=(eu-west-1-2 eu-central-1-2 eu-west-1-3 eu-central-1-3); fi
 
 # node_vars NODE: sets the node's NAME, ADDR, CLUSTER, SNITCH, DC, TOKEN, SEEDS, HEAP and ports.
 # Ports are fixed once chosen (pick_port remembers them), so data and env stay consistent. The
@@ -44,19 +67,39 @@ node_vars() {
       JMX_PORT=$(pick_port cassandra-jmx 7199)
       SEEDS="127.0.0.1:$STORAGE_PORT"
       COMMITLOG_SYNC=periodic COMMITLOG_SYNC_OPTION="commitlog_sync_period: 10000ms" CONCURRENT_WRITES=8 ;;
-    eu-west-1 | eu-central-1)
-      NAME=cassandra-$1 CLUSTER=herald-eu SNITCH=GossipingPropertyFileSnitch DC=$1
-      if [[ $1 == eu-west-1 ]]; then ADDR=127.0.0.2 TOKEN=0; else ADDR=127.0.0.3 TOKEN=1; fi
-      HEAP="${HERALD_CASSANDRA_EU_HEAP:-2g}"
+    eu-west-1 | eu-central-1 | eu-west-1-[23] | eu-central-1-[23])
+      # Node k of data centre DC: eu-west-1 on 127.0.0.2, .4, .6; eu-central-1 on .3, .5, .7.
+      # Tokens split the ring evenly within each data centre (num_tokens 1); node 1's are the
+      # one-node tokens, so a stack keeps them whatever its mode.
+      local k=1 dc=$1 off=0
+      [[ $1 == *-[23] && $1 != eu-*-1 ]] && { k=${1##*-}; dc=${1%-*}; }
+      [[ $dc == eu-central-1 ]] && off=1
+      NAME=cassandra-$1 CLUSTER=herald-eu SNITCH=GossipingPropertyFileSnitch DC=$dc
+      ADDR=127.0.0.$((2 * k + off))
+      case $k in
+        1) TOKEN=$off ;;
+        2) TOKEN=$((6148914691236517205 + off)) ;;
+        3) TOKEN=$((-6148914691236517205 + off)) ;;
+      esac
+      if ((EU_NODES == 3)); then HEAP="${HERALD_CASSANDRA_EU_HEAP:-1g}"; else HEAP="${HERALD_CASSANDRA_EU_HEAP:-2g}"; fi
       CQL_PORT=$(pick_port cassandra-eu 9042 127.0.0.2)
       STORAGE_PORT=$(pick_port cassandra-eu-storage 7000 127.0.0.2)
-      # JMX binds 127.0.0.1 for both: eu-central-1's is picked after eu-west-1's, above it.
+      # JMX binds 127.0.0.1 for every node: each picked after the one before it, above it.
       JMX_PORT=$(pick_port cassandra-eu-west-1-jmx 7201)
-      [[ $1 == eu-west-1 ]] || JMX_PORT=$(pick_port "$NAME-jmx" $((JMX_PORT + 1)))
-      # Both are seeds: either starts without the other, and a restarted one finds the ring.
+      local prev n
+      if [[ $1 != eu-west-1 ]]; then
+        prev=cassandra-eu-west-1-jmx
+        for n in eu-central-1 eu-west-1-2 eu-central-1-2 eu-west-1-3 eu-central-1-3; do
+          JMX_PORT=$(pick_port "cassandra-$n-jmx" $(($(cat "$HERALD_HOME/$prev/port") + 1)))
+          [[ $n == "$1" ]] && break
+          prev=cassandra-$n-jmx
+        done
+      fi
+      # The first node of each data centre is a seed: either starts without the other, and a
+      # restarted one finds the ring.
       SEEDS="127.0.0.2:$STORAGE_PORT,127.0.0.3:$STORAGE_PORT"
-      # Each is its data centre's only replica: what it acknowledged must survive a SIGKILL.
-      # A writer waits for its group's fsync: enough of them to keep up (cassandra.yaml.in).
+      # What a node acknowledged must survive its SIGKILL: with one node per data centre it is
+      # the data centre's only replica.
       COMMITLOG_SYNC=group COMMITLOG_SYNC_OPTION="commitlog_sync_group_window: 10ms" CONCURRENT_WRITES=64 ;;
     *) die "unknown cassandra node $1 (known: ${NODES[*]})" ;;
   esac
@@ -91,13 +134,28 @@ write_conf() {
   fi
 }
 
+# addr_of NODE: the last byte of an EU node's address (node_vars' rule, without picking ports).
+addr_of() {
+  local k=1 dc=$1 off=0
+  [[ $1 == *-[23] && $1 != eu-*-1 ]] && { k=${1##*-}; dc=${1%-*}; }
+  [[ $dc == eu-central-1 ]] && off=1
+  echo $((2 * k + off))
+}
+
 env_line() {
   if [[ $NAME == cassandra ]]; then
     write_env "$NAME" "HERALD_CASSANDRA_HOSTS=127.0.0.1:$CQL_PORT"
   else
-    # One variable for the EU cluster: every node, so a client starts with either down. The
-    # EU regions read it (region.JurisdictionHostsEnv).
-    write_env "$NAME" "HERALD_CASSANDRA_EU_HOSTS=127.0.0.2:$CQL_PORT,127.0.0.3:$CQL_PORT"
+    # One variable for the EU cluster: every node, so a client starts with any down, and the
+    # replicas per data centre the cluster has room for. The EU regions read both
+    # (region.JurisdictionHostsEnv, region.JurisdictionReplicationEnv).
+    local hosts="" n
+    for n in "${NODES[@]}"; do
+      [[ $n == us ]] && continue
+      hosts+="${hosts:+,}127.0.0.$(addr_of "$n"):$CQL_PORT"
+    done
+    write_env "$NAME" "HERALD_CASSANDRA_EU_HOSTS=$hosts" \
+      "HERALD_CASSANDRA_EU_REPLICATION=eu-west-1:$EU_NODES,eu-central-1:$EU_NODES"
   fi
 }
 
@@ -204,7 +262,11 @@ status_all() {
 
 case "${1:-}" in
   install) install ;;
-  start) install; each start_node "${2:-}" ;;
+  start)
+    install
+    mkdir -p "$(dirname "$MODE_FILE")"
+    [[ -s $MODE_FILE ]] || echo "$EU_NODES" >"$MODE_FILE"
+    each start_node "${2:-}" ;;
   stop) each stop_node "${2:-}" ;;
   kill) [[ -n ${2:-} ]] || die "usage: $0 kill NODE"; kill_node "$2" ;;
   nodetool) [[ -n ${2:-} ]] || die "usage: $0 nodetool NODE ARGS..."; shift; nodetool_node "$@" ;;

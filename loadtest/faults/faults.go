@@ -130,7 +130,7 @@ var Faults = []Fault{
 	{Name: "kafka-broker-kill", Doc: "SIGKILL of one of the three Kafka brokers (cluster mode: replication factor 3, min.insync.replicas 2), started again after Down",
 		Skip: func(o Operator) string {
 			if n := o.Nodes("kafka"); n < 3 {
-				return fmt.Sprintf("the stack's Kafka runs %d broker(s); a broker can be lost only in cluster mode (make reset; HERALD_KAFKA_NODES=3 make up; make test starts a new stack that way)", n)
+				return fmt.Sprintf("the stack's Kafka runs %d broker(s); a broker can be lost only in cluster mode (make reset; HERALD_KAFKA_NODES=3 make up)", n)
 			}
 			return ""
 		},

@@ -39,7 +39,7 @@ func (p *Private) run(verb string) error {
 	cmd := exec.Command(filepath.Join(Root(), "stack", p.name+".sh"), args...)
 	// One node of a server whose script can run several (a cluster mode in the caller's
 	// environment is not the private server's).
-	cmd.Env = append(append(os.Environ(), "HERALD_HOME="+p.home, "HERALD_KAFKA_NODES=1"), p.env...)
+	cmd.Env = append(append(os.Environ(), "HERALD_HOME="+p.home, "HERALD_KAFKA_NODES=1", "HERALD_CASSANDRA_NODES=1"), p.env...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return &scriptError{verb: p.name + " " + verb, out: string(out), err: err}
