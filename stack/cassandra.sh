@@ -146,16 +146,21 @@ env_line() {
   if [[ $NAME == cassandra ]]; then
     write_env "$NAME" "HERALD_CASSANDRA_HOSTS=127.0.0.1:$CQL_PORT"
   else
-    # One variable for the EU cluster: every node, so a client starts with any down, and the
-    # replicas per data centre the cluster has room for. The EU regions read both
+    # One variable for the EU cluster: every node, so a client starts with any down, and in
+    # cluster mode the replicas per data centre it has room for. The EU regions read both
     # (region.JurisdictionHostsEnv, region.JurisdictionReplicationEnv).
     local hosts="" n
     for n in "${NODES[@]}"; do
       [[ $n == us ]] && continue
       hosts+="${hosts:+,}127.0.0.$(addr_of "$n"):$CQL_PORT"
     done
-    write_env "$NAME" "HERALD_CASSANDRA_EU_HOSTS=$hosts" \
-      "HERALD_CASSANDRA_EU_REPLICATION=eu-west-1:$EU_NODES,eu-central-1:$EU_NODES"
+    # With one node per data centre the regions' files say so already (config/local).
+    if ((EU_NODES == 1)); then
+      write_env "$NAME" "HERALD_CASSANDRA_EU_HOSTS=$hosts"
+    else
+      write_env "$NAME" "HERALD_CASSANDRA_EU_HOSTS=$hosts" \
+        "HERALD_CASSANDRA_EU_REPLICATION=eu-west-1:$EU_NODES,eu-central-1:$EU_NODES"
+    fi
   fi
 }
 

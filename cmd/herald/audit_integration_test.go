@@ -52,6 +52,7 @@ func auditRegion(t *testing.T, dir, jurisdiction string, full bool) (region.Conf
 	// On the tests' servers, not the local stack's EU cluster and Postgres pair.
 	t.Setenv(region.JurisdictionHostsEnv(jurisdiction), "")
 	t.Setenv(region.JurisdictionPostgresEnv(jurisdiction), "")
+	t.Setenv(region.JurisdictionReplicationEnv(jurisdiction), "")
 	cfg := region.DefaultConfig(t.TempDir())
 	if err := config.Load(path, &cfg); err != nil {
 		t.Fatal(err)
