@@ -137,6 +137,7 @@ func TestDashboardIsServedFromTheBinaryWithoutListingsUnderAStrictCSP(t *testing
 		{"/dashboard/vendor/", 404, ""},
 		{"/dashboard/../analytics.go", 404, ""},
 		{"/v1/nothing", 404, `"code":"not_found"`},
+		{"/favicon.ico", 204, ""},
 	}
 	for _, tt := range tests {
 		w := httptest.NewRecorder()
