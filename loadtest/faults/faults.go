@@ -31,6 +31,10 @@ const (
 	// MaxRecovery is the longest wait, after the server is back, for deliveries to flow again
 	// and for the backlog of sends accepted before to be delivered.
 	MaxRecovery = 30 * time.Second
+	// MaxOTPP99 is the target for the 99th percentile of a transactional (OTP) send's
+	// accept -> provider time, held against the faults that lose one machine of a
+	// replicated store or a region (Fault.MachineLoss): the rest of the cluster serves on.
+	MaxOTPP99 = 5 * time.Second
 )
 
 // Options bound and aim a run.
@@ -107,6 +111,11 @@ type Fault struct {
 	// how long it should stay down, counted from Inject's return).
 	Inject  func(ctx context.Context, e *Env) error
 	Restore func(ctx context.Context, e *Env, down time.Duration) error
+	// MachineLoss marks the loss of one machine of a replicated whole (a node, a broker, a
+	// region): the OTP p99 target (MaxOTPP99) is held against it, unless OTPNote says why
+	// not yet.
+	MachineLoss bool
+	OTPNote     string
 	// Skip, when set, says why the fault cannot be made on this stack ("" when it can): the
 	// suite says so and goes on without a row.
 	Skip func(Operator) string
@@ -138,12 +147,14 @@ var Faults = []Fault{
 		// a loaded 2-core machine recovers its 600-odd partitions for 1.5-2.5 minutes and holds
 		// the machine while it does (docs/reliability.md).
 		RecoveryNote: "no outage to recover from: the cluster served throughout; deliveries slow while the restarted broker recovers on this 2-core machine",
+		MachineLoss:  true,
+		OTPNote:      "every acks=all produce waits until the dead broker is fenced, and consumers follow the moved group coordinators",
 		Inject:       func(ctx context.Context, e *Env) error { return e.Stack.KillNode(ctx, "kafka:2") }, Restore: start("kafka:2")},
 	{Name: "cassandra-restart", Doc: "the US Cassandra cluster stopped (its one node: us-east-1 has no other region to fail over to), started again after Down",
 		Inject: stop("cassandra:us"), Restore: start("cassandra:us")},
 	{Name: "cassandra-node-kill", Doc: "SIGKILL of eu-west-1's Cassandra node (its data centre's only replica: eu-west-1's queries go to the other data centre, which hints the writes the node missed and replays them when it returns), started again after Down",
 		Inject:  func(ctx context.Context, e *Env) error { return e.Stack.KillNode(ctx, "cassandra:eu-west-1") },
-		Restore: start("cassandra:eu-west-1")},
+		Restore: start("cassandra:eu-west-1"), MachineLoss: true},
 	{Name: "postgres-primary-kill", Doc: "SIGKILL of the EU jurisdiction's Postgres primary; after Down its standby is promoted (the runbook's step: the regions' URLs follow it), then the old primary rejoins as the new one's standby",
 		Inject: func(ctx context.Context, e *Env) error {
 			e.pgPrimary = e.Stack.EUPrimary()
@@ -184,7 +195,8 @@ var Faults = []Fault{
 			return e.sims.clearFaults(ctx)
 		}},
 	{Name: "region-kill", Doc: "SIGKILL of region eu-west-1, started again after Down",
-		Inject: kill("region-eu-west-1"), Restore: startHerald},
+		Inject: kill("region-eu-west-1"), Restore: startHerald, MachineLoss: true,
+		OTPNote: "what the region accepted and had not dispatched waits in its own topics until it is back"},
 }
 
 func kill(proc string) func(context.Context, *Env) error {
@@ -228,8 +240,16 @@ type Result struct {
 	Fault, Note string
 	// RecoveryNote is the fault's: recovery measured, not judged.
 	RecoveryNote string
-	Sent         int // sends started
-	Accepted     int // answered 202, or 409 with the original id on a retry
+	// OTPJudged: the fault is a machine loss (Fault.MachineLoss), so OTPP99 is held to
+	// MaxOTPP99.
+	OTPJudged bool
+	OTPNote   string // why a machine loss's OTP p99 is measured, not yet judged
+	// OTPP99 is the 99th percentile, over the row's accepted transactional sends (category
+	// otp) a provider received, of accepted -> the provider's first receipt; OTPs counts them.
+	OTPP99   time.Duration
+	OTPs     int
+	Sent     int // sends started
+	Accepted int // answered 202, or 409 with the original id on a retry
 	// DeliveredOnce, Lost and Duplicated count accepted sends: delivered exactly once, never,
 	// more than once.
 	DeliveredOnce, Lost, Duplicated int
@@ -292,6 +312,9 @@ func (r Result) Misses() []string {
 	if r.PastDeadline > 0 {
 		m = append(m, fmt.Sprintf("%d requests past the deadline", r.PastDeadline))
 	}
+	if r.OTPJudged && r.OTPs > 0 && r.OTPP99 >= MaxOTPP99 {
+		m = append(m, fmt.Sprintf("OTP p99 %s (target < %s)", secs(r.OTPP99), secs(MaxOTPP99)))
+	}
 	if r.RecoveryNote != "" {
 		return m
 	}
@@ -313,7 +336,7 @@ func pct(n, of int) float64 {
 // Run runs one fault under load and counts the outcome. round numbers the fault within the
 // run (it goes into the markers and the user ids).
 func Run(ctx context.Context, o Options, f Fault, stack Operator, round int) Result {
-	res := Result{Fault: f.Name, Note: f.Note, RecoveryNote: f.RecoveryNote}
+	res := Result{Fault: f.Name, Note: f.Note, RecoveryNote: f.RecoveryNote, OTPJudged: f.MachineLoss && f.OTPNote == "", OTPNote: f.OTPNote}
 	c := newClient(o)
 	logf := func(format string, args ...any) {
 		if o.Log != nil {
@@ -514,10 +537,18 @@ func (l *load) run(ctx context.Context) {
 	wg.Wait()
 }
 
+// category is what a send of tier is: the transactional ones are one-time codes.
+func category(tier string) string {
+	if tier == "transactional" {
+		return "otp"
+	}
+	return "faults"
+}
+
 // do sends s until it is accepted, refused, or GiveUp passed, with one idempotency key.
 func (l *load) do(s *send) {
 	body := map[string]any{
-		"type": s.tier, "category": "faults", "title": "Fault suite",
+		"type": s.tier, "category": category(s.tier), "title": "Fault suite",
 		"body":            "Message " + marker(l.o.RunID, l.round, s.n) + " of the fault suite",
 		"recipients":      []string{s.user},
 		"channels":        []string{s.channel},
@@ -689,6 +720,7 @@ func (l *load) tally(res *Result, sims map[int]int, firsts map[int]time.Time, in
 		}
 	}
 	res.Flowing, res.Drained = max(flowing, 0), drained
+	res.OTPP99, res.OTPs = otpP99(l.sends, firsts)
 	if last != nil && drained > MaxRecovery/2 {
 		res.Examples = append(res.Examples, fmt.Sprintf("backlog's last delivery: send %d (%s %s to %s, notification %s), accepted %s, delivered %s",
 			last.n, last.tier, last.channel, last.user, last.notificationID, last.acceptedAt.UTC().Format("15:04:05.000"), firsts[last.n].UTC().Format("15:04:05.000")))
@@ -696,11 +728,32 @@ func (l *load) tally(res *Result, sims map[int]int, firsts map[int]time.Time, in
 	res.Recovered = flowing >= 0 && recoveredBacklog
 }
 
+// otpP99 is the 99th percentile (nearest rank) of accepted -> first provider receipt over the
+// accepted transactional sends a provider received (in-app items carry no delivery time), and
+// how many there were. A receipt before the acceptance (the answer was slower than the
+// delivery) counts as 0.
+func otpP99(sends []*send, firsts map[int]time.Time) (time.Duration, int) {
+	var d []time.Duration
+	for _, s := range sends {
+		if !s.accepted || s.tier != "transactional" || s.channel == "in_app" {
+			continue
+		}
+		if at, ok := firsts[s.n]; ok {
+			d = append(d, max(at.Sub(s.acceptedAt), 0))
+		}
+	}
+	if len(d) == 0 {
+		return 0, 0
+	}
+	slices.Sort(d)
+	return d[(len(d)*99+99)/100-1], len(d)
+}
+
 // Print writes the results as a table (Markdown, so docs/reliability.md can take it as is)
 // and returns whether every judged row met the targets.
 func Print(w io.Writer, results []Result) bool {
-	fmt.Fprintln(w, "| fault | sent | accepted | delivered once | lost | duplicated | API errors (retried) | gave up | worst latency during the fault | past deadline | down for | flowing again | backlog drained | result |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Fprintln(w, "| fault | sent | accepted | delivered once | lost | duplicated | API errors (retried) | gave up | worst latency during the fault | past deadline | OTP p99 accept → provider | down for | flowing again | backlog drained | result |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	all := true
 	for _, r := range results {
 		verdict := "PASS"
@@ -715,6 +768,9 @@ func Print(w io.Writer, results []Result) bool {
 		}
 		if r.RecoveryNote != "" {
 			verdict += " (recovery measured, not judged: " + r.RecoveryNote + ")"
+		}
+		if r.OTPNote != "" {
+			verdict += " (OTP p99 measured, not yet judged: " + r.OTPNote + ")"
 		}
 		recov := func(d time.Duration) string {
 			if !r.Recovered {
@@ -737,9 +793,16 @@ func Print(w io.Writer, results []Result) bool {
 		if r.LostFailover > 0 {
 			lost += fmt.Sprintf(" (+%d failed over)", r.LostFailover)
 		}
-		fmt.Fprintf(w, "| %s | %d | %d | %d | %s | %s | %d | %s | %s | %d | %s | %s | %s | %s |\n",
+		otp := "-"
+		if r.OTPs > 0 {
+			otp = fmt.Sprintf("%s (%d)", secs(r.OTPP99), r.OTPs)
+			if !r.OTPJudged {
+				otp += ", not judged"
+			}
+		}
+		fmt.Fprintf(w, "| %s | %d | %d | %d | %s | %s | %d | %s | %s | %d | %s | %s | %s | %s | %s |\n",
 			r.Fault, r.Sent, r.Accepted, r.DeliveredOnce, lost, dup, r.APIErrors, gave, secs(r.Worst), r.PastDeadline,
-			secs(r.DownFor), recov(r.Flowing), recov(r.Drained), verdict)
+			otp, secs(r.DownFor), recov(r.Flowing), recov(r.Drained), verdict)
 	}
 	for _, r := range results {
 		if r.FromStatus > 0 {

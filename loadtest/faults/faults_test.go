@@ -69,11 +69,63 @@ func TestMissesJudgeEveryTarget(t *testing.T) {
 			r.RecoveryNote, r.PastDeadline = "why", 1
 			return r
 		}, "past the deadline"},
+		{"machine loss: OTP p99 under 5 s", func(r Result) Result {
+			r.OTPJudged, r.OTPs, r.OTPP99 = true, 100, 4999*time.Millisecond
+			return r
+		}, ""},
+		{"machine loss: OTP p99 at 5 s", func(r Result) Result {
+			r.OTPJudged, r.OTPs, r.OTPP99 = true, 100, 5*time.Second
+			return r
+		}, "OTP p99 5.0 s"},
+		{"machine loss, recovery not judged: OTP p99 still misses", func(r Result) Result {
+			r.RecoveryNote, r.OTPJudged, r.OTPs, r.OTPP99 = "why", true, 100, 9*time.Second
+			return r
+		}, "OTP p99"},
+		{"not a machine loss: a slow OTP p99 is only shown", func(r Result) Result {
+			r.OTPs, r.OTPP99 = 100, time.Minute
+			return r
+		}, ""},
 	}
 	for _, tt := range tests {
 		m := strings.Join(tt.r(ok).Misses(), "; ")
 		if (tt.want == "") != (m == "") || !strings.Contains(m, tt.want) {
 			t.Errorf("%s: misses %q, want %q", tt.name, m, tt.want)
 		}
+	}
+}
+
+func TestOTPP99CountsAcceptedTransactionalProviderSendsOnly(t *testing.T) {
+	t0 := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	var sends []*send
+	firsts := map[int]time.Time{}
+	// 100 OTPs by SMS taking 1..100 ms, then one slow one of each kind that must not count.
+	for i := range 100 {
+		sends = append(sends, &send{n: i, tier: "transactional", channel: "sms", accepted: true, acceptedAt: t0})
+		firsts[i] = t0.Add(time.Duration(i+1) * time.Millisecond)
+	}
+	for i, s := range []*send{
+		{tier: "marketing", channel: "sms", accepted: true, acceptedAt: t0},
+		{tier: "transactional", channel: "in_app", accepted: true, acceptedAt: t0},
+		{tier: "transactional", channel: "email", accepted: false, acceptedAt: t0},
+	} {
+		s.n = 1000 + i
+		sends = append(sends, s)
+		firsts[s.n] = t0.Add(time.Hour)
+	}
+	// Delivered before the answer arrived: 0, not negative.
+	sends = append(sends, &send{n: 2000, tier: "transactional", channel: "push", accepted: true, acceptedAt: t0})
+	firsts[2000] = t0.Add(-time.Second)
+	// Accepted, never delivered: lost, counted elsewhere, not a latency.
+	sends = append(sends, &send{n: 2001, tier: "transactional", channel: "push", accepted: true, acceptedAt: t0})
+
+	p99, n := otpP99(sends, firsts)
+	if n != 101 {
+		t.Errorf("counted %d OTPs, want 101", n)
+	}
+	if p99 != 99*time.Millisecond {
+		t.Errorf("p99 %v, want 99ms (nearest rank of 101)", p99)
+	}
+	if p, n := otpP99(nil, nil); p != 0 || n != 0 {
+		t.Errorf("no sends: %v, %d", p, n)
 	}
 }
