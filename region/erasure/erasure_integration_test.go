@@ -9,9 +9,7 @@ import (
 	"time"
 
 	"github.com/herald-notify/herald/platform/cassandra"
-	"github.com/herald-notify/herald/platform/postgres"
 	"github.com/herald-notify/herald/platform/testenv"
-	"github.com/herald-notify/herald/region"
 	"github.com/herald-notify/herald/region/erasure"
 	"github.com/herald-notify/herald/region/inbox"
 	"github.com/herald-notify/herald/region/regiontest"
@@ -24,14 +22,7 @@ import (
 func TestErasureRunningPastAMonthBoundaryClearsTheNewMonthsInbox(t *testing.T) {
 	c := regiontest.Config(t, "zz-"+regiontest.Letters()+"-1", "EU", t.TempDir())
 	ctx := testenv.Context(t, 3*time.Minute)
-	if err := region.Migrate(ctx, c, slog.New(slog.DiscardHandler)); err != nil {
-		t.Fatal(err)
-	}
-	pg, err := postgres.Connect(ctx, c.Postgres)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pg.Close()
+	pg := regiontest.Migrated(t, c)
 	cass, err := cassandra.Connect(ctx, c.Cassandra)
 	if err != nil {
 		t.Fatal(err)

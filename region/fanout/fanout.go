@@ -48,9 +48,11 @@ type (
 		Count(ctx context.Context, appID, topic string) (int64, error)
 		Page(ctx context.Context, appID, topic, after string, limit int) ([]string, error)
 	}
-	// Scheduler stores an event durably until due.
+	// Scheduler stores an event durably until due, and tells which region of the
+	// jurisdiction fires a deferred event that came back (the first to claim it).
 	Scheduler interface {
 		Schedule(ctx context.Context, due time.Time, e notify.Event, reason string) error
+		ClaimFire(ctx context.Context, e notify.Event) (region string, err error)
 	}
 	// Producer hands records durably to Kafka.
 	Producer interface {
@@ -181,6 +183,21 @@ func (f *Fanout) HandleTo(ctx context.Context, e notify.Event, out Handoff) erro
 	defer span.End()
 	span.SetAttributes(attribute.String("notification.id", e.ID), attribute.String("notification.tier", e.Tier))
 
+	if e.Deferred {
+		// A deferred event fires once per jurisdiction: a second copy of its scheduled row,
+		// fired by another region (after a crash between Kafka's acknowledgement and the
+		// row's deletion), is dropped here. A copy in this region is a redelivery: the sent
+		// keys and dedup marks skip what was done.
+		owner, err := f.sched.ClaimFire(ctx, e)
+		if err != nil {
+			return err
+		}
+		if owner != f.set.Region {
+			firedElsewhere.WithLabelValues(f.set.Region, e.Tier).Inc()
+			f.logger.Info("deferred event already fired by another region; this copy is dropped", "notification", e.ID, "fired_by", owner)
+			return nil
+		}
+	}
 	now := f.now()
 	if e.SendAt != nil && e.SendAt.After(now) && !e.Deferred {
 		if err := f.log.Accepted(ctx, e); err != nil {

@@ -13,12 +13,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/herald-notify/herald/platform/kafka"
 	"github.com/herald-notify/herald/region/deliverylog"
 	"github.com/herald-notify/herald/region/inbox"
 	"github.com/herald-notify/herald/region/notify"
 	"github.com/herald-notify/herald/region/prefs"
 	"github.com/herald-notify/herald/region/profiles"
+	"github.com/herald-notify/herald/region/scheduler"
 )
 
 // These are test doubles of fan-out's own small interfaces (not of any server); the stores
@@ -38,10 +41,15 @@ type world struct {
 	done      map[string]string
 	dedupErr  error
 	sendErr   error
+	// region is the fan-out's; fires are the jurisdiction's claims of deferred firings
+	// (scheduled_fires), shared by the worlds of one jurisdiction's regions.
+	region string
+	fires  map[string]string
 }
 
 func newWorld() *world {
-	return &world{profiles: map[string]*profiles.Profile{}, states: map[string]deliverylog.State{}, done: map[string]string{}}
+	return &world{profiles: map[string]*profiles.Profile{}, states: map[string]deliverylog.State{}, done: map[string]string{},
+		region: "eu-west-1", fires: map[string]string{}}
 }
 
 // Load returns only the parts need names, as the real loader does, so a chunk that asks for
@@ -77,6 +85,14 @@ func (w *world) Page(_ context.Context, _, _, after string, limit int) ([]string
 func (w *world) Schedule(_ context.Context, due time.Time, e notify.Event, _ string) error {
 	w.scheduled, w.dues = append(w.scheduled, e), append(w.dues, due)
 	return nil
+}
+func (w *world) ClaimFire(_ context.Context, e notify.Event) (string, error) {
+	key := scheduler.FireKey(e)
+	if owner, ok := w.fires[key]; ok {
+		return owner, nil
+	}
+	w.fires[key] = w.region
+	return w.region, nil
 }
 func (w *world) Send(_ context.Context, msgs ...kafka.Message) error {
 	if w.sendErr != nil {
@@ -152,7 +168,7 @@ func (d dedupKeys) Mark(_ context.Context, keys, states []string) error {
 var now = time.Date(2026, 6, 10, 21, 30, 0, 0, time.UTC)
 
 func newFanout(w *world) *Fanout {
-	f := New(Settings{Region: "eu-west-1", ChunkSize: 2, MaxAge: map[string]time.Duration{notify.Transactional: 10 * time.Minute}},
+	f := New(Settings{Region: w.region, ChunkSize: 2, MaxAge: map[string]time.Duration{notify.Transactional: 10 * time.Minute}},
 		10, Deps{Profiles: w, Subscribers: w, Scheduler: w, Producer: w, Inbox: w, Log: logWriter{w}, Dedup: dedupKeys{w},
 			Logger: slog.New(slog.DiscardHandler)})
 	f.now = func() time.Time { return now }
@@ -358,6 +374,69 @@ func TestQuietHoursDeferNonTransactionalButNotTransactional(t *testing.T) {
 	}
 	if s, _ := w2.state("a", notify.InApp); s != notify.StateDelivered {
 		t.Fatalf("transactional in quiet hours: %s", s)
+	}
+}
+
+func TestADeferredEventFiresOnceInTheJurisdictionWhicheverRegionsGetACopy(t *testing.T) {
+	// Two regions of a jurisdiction: each its own dedup and producer, one table of claims.
+	west, central := newWorld(), newWorld()
+	central.region, central.fires = "eu-central-1", west.fires
+	for _, w := range []*world{west, central} {
+		w.profiles["a"] = &profiles.Profile{Email: "a@x"}
+		w.profiles["b"] = &profiles.Profile{Email: "b@x"}
+	}
+	fw, fc := newFanout(west), newFanout(central)
+	due := now
+	d := event(notify.Marketing, "a")
+	d.Deferred, d.OnlyChannels, d.SendAt = true, []string{notify.Email}, &due
+	dropped := testutil.ToFloat64(firedElsewhere.WithLabelValues("eu-west-1", notify.Marketing))
+
+	// eu-west-1 died after Kafka took its copy of the row and before deleting the row:
+	// eu-central-1 fired the row again, and its copy came first.
+	if err := fc.Handle(context.Background(), d); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(central.sent); n != 1 {
+		t.Fatalf("eu-central-1 handed on %d tasks, want 1", n)
+	}
+	// eu-west-1, back, consumes its own copy: dropped, counted.
+	if err := fw.Handle(context.Background(), d); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(west.sent); n != 0 {
+		t.Fatalf("eu-west-1 handed on %d tasks for a firing eu-central-1 claimed", n)
+	}
+	if got := testutil.ToFloat64(firedElsewhere.WithLabelValues("eu-west-1", notify.Marketing)) - dropped; got != 1 {
+		t.Errorf("herald_fanout_deferred_fired_elsewhere_total rose by %v, want 1", got)
+	}
+	// A redelivery in the region that fired it goes on: its dedup skips what was done.
+	if err := fc.Handle(context.Background(), d); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(central.sent); n != 1 {
+		t.Fatalf("the redelivery in eu-central-1 handed on %d tasks in all, want 1", n)
+	}
+	// Another user's re-entry of the same notification, or another due time, is a firing of
+	// its own.
+	other := d
+	other.Recipients = []string{"b"}
+	later := due.Add(time.Hour)
+	again := d
+	again.SendAt = &later
+	for _, e := range []notify.Event{other, again} {
+		if err := fw.Handle(context.Background(), e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(west.sent); n != 2 {
+		t.Fatalf("eu-west-1 handed on %d tasks for two firings of its own, want 2", n)
+	}
+	// An event that was never deferred claims nothing.
+	if err := fw.Handle(context.Background(), event(notify.Marketing, "a")); err != nil {
+		t.Fatal(err)
+	}
+	if len(west.fires) != 3 {
+		t.Errorf("%d firings claimed, want 3", len(west.fires))
 	}
 }
 

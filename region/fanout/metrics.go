@@ -10,6 +10,10 @@ var (
 		Name: "herald_fanout_deliveries_total",
 		Help: "Recipient x channel outcomes of fan-out, by tier, channel, state and reason.",
 	}, []string{"region", "tier", "channel", "state", "reason"})
+	firedElsewhere = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "herald_fanout_deferred_fired_elsewhere_total",
+		Help: "Copies of a deferred event dropped because another region of the jurisdiction claimed its firing first (a scheduled row fired twice across a crash).",
+	}, []string{"region", "tier"})
 	fanoutPath = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "herald_fanout_topic_path_total",
 		Help: "Topic sends by fan-out path (on write or on read).",

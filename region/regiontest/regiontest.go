@@ -16,6 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/herald-notify/herald/platform/postgres"
 	"github.com/herald-notify/herald/platform/testenv"
 	"github.com/herald-notify/herald/region"
 	"github.com/herald-notify/herald/sim"
@@ -191,4 +194,20 @@ func SimRecords(t testing.TB, s *sim.Sim, name, to string) []sim.Record {
 		t.Fatal(err)
 	}
 	return out.Messages
+}
+
+// Migrated migrates c's stores (region.Migrate) and returns a pool on its Postgres database,
+// closed when t ends.
+func Migrated(t testing.TB, c region.Config) *pgxpool.Pool {
+	t.Helper()
+	ctx := testenv.Context(t, 3*time.Minute)
+	if err := region.Migrate(ctx, c, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	pg, err := postgres.Connect(ctx, c.Postgres)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pg.Close)
+	return pg
 }

@@ -5,7 +5,10 @@ package scheduler
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -60,6 +63,68 @@ func (s *Store) Schedule(ctx context.Context, due time.Time, e notify.Event, rea
 	return nil
 }
 
+// FireKey identifies one firing of a deferred event: its notification, its recipients (sorted)
+// or topic, the channels it is narrowed to and its due time. Two copies of one scheduled row
+// have the same key; the quiet-hours re-entries of one notification for different users, or
+// a re-entry and the send_at firing it came from, do not.
+func FireKey(e notify.Event) string {
+	users := slices.Clone(e.Recipients)
+	slices.Sort(users)
+	chs := slices.Clone(e.OnlyChannels)
+	slices.Sort(chs)
+	due := ""
+	if e.SendAt != nil {
+		due = e.SendAt.UTC().Format(time.RFC3339Nano)
+	}
+	// Every string and list length-prefixed: no two different events write the same bytes.
+	h := sha256.New()
+	for _, part := range [][]string{{e.AppID, e.ID, e.Topic, due}, users, chs} {
+		fmt.Fprintf(h, "%d;", len(part))
+		for _, s := range part {
+			fmt.Fprintf(h, "%d:%s", len(s), s)
+		}
+	}
+	return base64.RawURLEncoding.EncodeToString(h.Sum(nil))
+}
+
+// ClaimFire records that the Store's region fires the deferred event e, unless a region of
+// the jurisdiction claimed the same firing (FireKey) first, and returns the region that fires
+// it: the Store's, or the first claimer's (then e is a second copy, to drop).
+func (s *Store) ClaimFire(ctx context.Context, e notify.Event) (string, error) {
+	key := FireKey(e)
+	for range 3 {
+		var owner string
+		// The insert's row is not visible to the statement's own SELECT, nor is one another
+		// transaction commits while the insert waits on it: then neither half returns a row
+		// and the next try reads it.
+		err := s.db.QueryRow(ctx, `WITH ins AS (
+				INSERT INTO scheduled_fires (fire_key, notification_id, region) VALUES ($1, $2, $3)
+				ON CONFLICT (fire_key) DO NOTHING RETURNING region)
+			SELECT region FROM ins UNION ALL SELECT region FROM scheduled_fires WHERE fire_key = $1 LIMIT 1`,
+			key, e.ID, s.region).Scan(&owner)
+		if errors.Is(err, pgx.ErrNoRows) {
+			continue
+		}
+		if err != nil {
+			return "", fmt.Errorf("claiming the firing of %s: %w", e.ID, err)
+		}
+		return owner, nil
+	}
+	return "", fmt.Errorf("claiming the firing of %s: no claim found after inserting", e.ID)
+}
+
+// fireRetention is how long a firing's claim is kept: far longer than any redelivery.
+const fireRetention = 7 * 24 * time.Hour
+
+// ForgetFires deletes the claims older than fireRetention and returns how many went.
+func (s *Store) ForgetFires(ctx context.Context) (int64, error) {
+	tag, err := s.db.Exec(ctx, `DELETE FROM scheduled_fires WHERE fired_at < now() - make_interval(secs => $1)`, fireRetention.Seconds())
+	if err != nil {
+		return 0, fmt.Errorf("forgetting old fire claims: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}
+
 // Producer hands records durably to Kafka.
 type Producer interface {
 	Send(ctx context.Context, msgs ...kafka.Message) error
@@ -95,7 +160,15 @@ type rowFailure struct {
 func (p *Poller) Run(ctx context.Context) error {
 	t := time.NewTicker(p.Interval)
 	defer t.Stop()
+	var forgot time.Time
 	for {
+		if time.Since(forgot) >= time.Hour {
+			forgot = time.Now()
+			if _, err := p.Store.ForgetFires(ctx); err != nil {
+				p.Log.Warn("scheduler: forgetting old fire claims failed; will retry in a minute", "err", err)
+				forgot = forgot.Add(time.Minute - time.Hour)
+			}
+		}
 		for {
 			n, err := p.FireDue(ctx)
 			if err != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"testing"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 
 	"github.com/herald-notify/herald/platform/kafka"
 	"github.com/herald-notify/herald/region/deadletter"
+	"github.com/herald-notify/herald/region/notify"
 )
 
 func TestARowFailingTransientlyBacksOffThenIsDeadLetteredPastItsPolicy(t *testing.T) {
@@ -145,5 +147,47 @@ func TestSendSetsAsideOnlyTheRecordKafkaRefusesAndRetriesTheBatchWhileKafkaIsDow
 				t.Fatalf("%d rows: row %d set aside while Kafka was down", n, d.id)
 			}
 		}
+	}
+}
+
+func TestFireKeyIsOneFiringsWhateverTheRecipientsOrder(t *testing.T) {
+	due := time.Date(2026, 12, 6, 7, 0, 0, 0, time.UTC)
+	later := due.Add(time.Second)
+	base := notify.Event{ID: "n1", AppID: "app", Recipients: []string{"a", "b"}, OnlyChannels: []string{"email", "sms"}, SendAt: &due, Deferred: true}
+	with := func(f func(*notify.Event)) notify.Event {
+		e := base
+		e.Recipients, e.OnlyChannels = slices.Clone(base.Recipients), slices.Clone(base.OnlyChannels)
+		f(&e)
+		return e
+	}
+	same := []notify.Event{
+		with(func(e *notify.Event) { e.Recipients = []string{"b", "a"} }),
+		with(func(e *notify.Event) { e.OnlyChannels = []string{"sms", "email"} }),
+		with(func(e *notify.Event) { d := due.In(time.FixedZone("x", 3600)); e.SendAt = &d }),
+		with(func(e *notify.Event) { e.Category = "other content, same firing" }),
+	}
+	for i, e := range same {
+		if FireKey(e) != FireKey(base) {
+			t.Errorf("same firing %d: another key", i)
+		}
+	}
+	differ := map[string]notify.Event{
+		"another notification":     with(func(e *notify.Event) { e.ID = "n2" }),
+		"another app":              with(func(e *notify.Event) { e.AppID = "app2" }),
+		"another recipient":        with(func(e *notify.Event) { e.Recipients = []string{"a"} }),
+		"recipients run together":  with(func(e *notify.Event) { e.Recipients = []string{"a\x00b"} }),
+		"a recipient as a channel": with(func(e *notify.Event) { e.Recipients, e.OnlyChannels = []string{"a"}, []string{"b", "email", "sms"} }),
+		"another due time":         with(func(e *notify.Event) { e.SendAt = &later }),
+		"no due time":              with(func(e *notify.Event) { e.SendAt = nil }),
+		"a topic":                  with(func(e *notify.Event) { e.Topic = "news" }),
+		"other channels":           with(func(e *notify.Event) { e.OnlyChannels = []string{"email"} }),
+	}
+	seen := map[string]string{FireKey(base): "base"}
+	for name, e := range differ {
+		k := FireKey(e)
+		if prev, ok := seen[k]; ok {
+			t.Errorf("%s: same key as %s", name, prev)
+		}
+		seen[k] = name
 	}
 }

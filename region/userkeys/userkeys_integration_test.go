@@ -4,15 +4,12 @@ package userkeys_test
 
 import (
 	"fmt"
-	"log/slog"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/herald-notify/herald/platform/envelope"
-	"github.com/herald-notify/herald/platform/postgres"
 	"github.com/herald-notify/herald/platform/testenv"
-	"github.com/herald-notify/herald/region"
 	"github.com/herald-notify/herald/region/erasure"
 	"github.com/herald-notify/herald/region/regiontest"
 	"github.com/herald-notify/herald/region/userkeys"
@@ -25,14 +22,7 @@ import (
 func TestKeysAreCreatedOnceUnderConcurrentFirstUseAndDestroyedForEveryProcess(t *testing.T) {
 	c := regiontest.Config(t, "zz-"+regiontest.Letters()+"-1", "EU", t.TempDir())
 	ctx := testenv.Context(t, 3*time.Minute)
-	if err := region.Migrate(ctx, c, slog.New(slog.DiscardHandler)); err != nil {
-		t.Fatal(err)
-	}
-	pg, err := postgres.Connect(ctx, c.Postgres)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pg.Close()
+	pg := regiontest.Migrated(t, c)
 	a, b := userkeys.New(pg), userkeys.New(pg)
 	users := make([]string, 500)
 	for i := range users {
