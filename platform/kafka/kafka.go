@@ -19,15 +19,7 @@ type Config struct {
 	// (KIP-896); sarama negotiates per request through ApiVersions from there.
 	Version  string `yaml:"version" env:"HERALD_KAFKA_VERSION"`
 	ClientID string `yaml:"client_id"`
-	// RetryWindow is how long a send goes on handing a record to the cluster again after a
-	// failure the cluster recovers from by itself (a broker failover or restart; Retriable);
-	// the caller's deadline bounds it too. Zero means DefaultRetryWindow.
-	RetryWindow time.Duration `yaml:"retry_window"`
 }
-
-// DefaultRetryWindow outlasts a broker's fencing (its session, 9 s by default) and the
-// restart of a broker.
-const DefaultRetryWindow = 30 * time.Second
 
 // Defaults returns a Config for a local broker.
 func Defaults() Config {
@@ -45,9 +37,6 @@ func (c Config) Validate() error {
 	}
 	if !v.IsAtLeast(sarama.V2_1_0_0) {
 		return config.Errorf("version", c.Version, "Kafka 4 brokers need protocol version 2.1.0 or newer")
-	}
-	if c.RetryWindow != 0 && (c.RetryWindow < time.Second || c.RetryWindow > 10*time.Minute) {
-		return config.Errorf("retry_window", c.RetryWindow.String(), "must be 1s-10m (or unset: %v)", DefaultRetryWindow)
 	}
 	return nil
 }
@@ -73,12 +62,8 @@ func (c Config) Sarama() (*sarama.Config, error) {
 	sc.Producer.RequiredAcks = sarama.WaitForAll
 	sc.Producer.Idempotent = true
 	sc.Net.MaxOpenRequests = 1 // required by the idempotent producer
-	// A broker that dies is fenced, and its partitions get new leaders, only when its session
-	// times out (broker.session.timeout.ms; seconds): the producer keeps retrying well past
-	// that, so a send waits out a failover instead of failing in it. The caller's context
-	// bounds the wait for an answer (SendOrFollow follows what is still being retried).
-	sc.Producer.Retry.Max = producerRetries
-	sc.Producer.Retry.BackoffFunc = producerBackoff
+	sc.Producer.Retry.Max = 10
+	sc.Producer.Retry.Backoff = 100 * time.Millisecond
 	sc.Producer.Return.Successes = true
 	sc.Producer.Return.Errors = true
 	sc.Producer.Partitioner = sarama.NewHashPartitioner
@@ -92,15 +77,6 @@ func (c Config) Sarama() (*sarama.Config, error) {
 	sc.Consumer.Return.Errors = true
 	sc.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategySticky()}
 	return sc, nil
-}
-
-// producerRetries and producerBackoff retry a record for about 30 s: 100 ms, 200 ms, then
-// every 500 ms (a failover is over a few seconds after the broker died: the next try finds
-// the new leader soon after).
-const producerRetries = 62
-
-func producerBackoff(retries, _ int) time.Duration {
-	return min(100*time.Millisecond<<min(retries, 3), 500*time.Millisecond)
 }
 
 // Topic describes a topic Herald needs.

@@ -5,7 +5,6 @@ package kafka_test
 import (
 	"context"
 	"fmt"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -146,54 +145,5 @@ func TestEnsureTopicsIsIdempotent(t *testing.T) {
 	created, err = kafka.EnsureTopics(ctx, c, 1, []kafka.Topic{{Name: topic, Partitions: 2}})
 	if err != nil || len(created) != 0 {
 		t.Fatalf("second run created %v, err %v", created, err)
-	}
-}
-
-// A send made while the only broker is down is retried until the broker is back, and is
-// written: a failover or a restart of a few seconds costs a client time, not a refusal. With
-// sarama's defaults (or the 10 tries 100 ms apart Herald had) the send gave up within about
-// a second.
-func TestASendWaitsOutABrokerDownForSecondsAndIsWritten(t *testing.T) {
-	k := testenv.StartPrivate(t, "kafka")
-	c := testenv.Kafka(t)
-	c.Brokers = strings.Split(k.Env(t, "HERALD_KAFKA_BROKERS"), ",")
-	c.RetryWindow = 2 * time.Minute // the private broker's start on a busy machine, with room
-	ctx := testenv.Context(t, 3*time.Minute)
-	topic := "test.down." + testenv.Suffix()
-	if _, err := kafka.EnsureTopics(ctx, c, 1, []kafka.Topic{{Name: topic, Partitions: 1}}); err != nil {
-		t.Fatal(err)
-	}
-	p, err := kafka.NewProducer(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	if err := p.Send(ctx, kafka.Message{Topic: topic, Key: "k", Value: []byte("before")}); err != nil {
-		t.Fatal(err)
-	}
-
-	k.Stop(t)
-	done := make(chan error, 1)
-	go func() { done <- p.Send(ctx, kafka.Message{Topic: topic, Key: "k", Value: []byte("while down")}) }()
-	// The fault: the broker stays down for 3 s (a broker's session, after which a cluster has
-	// moved its partitions), then starts again.
-	select {
-	case err := <-done:
-		t.Fatalf("the send ended while the broker was down: %v", err)
-	case <-time.After(3 * time.Second):
-	}
-	restarted := time.Now()
-	k.Start(t)
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("the send failed once the broker was back: %v", err)
-		}
-	case <-ctx.Done():
-		t.Fatal("the send never ended")
-	}
-	t.Logf("written %v after the broker was started again", time.Since(restarted).Round(time.Millisecond))
-	if got := consumeN(t, c, "test-down-"+testenv.Suffix(), topic, 2, 10*time.Second); fmt.Sprint(got) != "[before while down]" {
-		t.Fatalf("the topic holds %q, want [before while down]", got)
 	}
 }
