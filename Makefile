@@ -36,6 +36,7 @@ test: vet
 	@stack/schemathesis.sh
 	@$(MAKE) --no-print-directory test-faults
 	@stack/audit-residency.sh
+	@$(MAKE) --no-print-directory test-faults-cluster
 
 ## schemathesis: the public API fuzzed against docs/openapi-gateway.yaml (needs make up)
 schemathesis:
@@ -63,6 +64,12 @@ faults: build
 TEST_FAULTS_FLAGS ?= --rate 50 --users 24 --warm 5s --down 8s --outage 20s --after 10s --drain 60s --give-up 60s
 test-faults:
 	@$(MAKE) --no-print-directory faults FAULTS_FLAGS="$(TEST_FAULTS_FLAGS)"
+
+## test-faults-cluster: the Kafka broker kill on three brokers with CI's windows (make test's
+## last step, about 6 minutes): moves this stack's Kafka to cluster mode (topics and offsets
+## wiped), kills a broker under load, audits residency, then moves Kafka back to one broker.
+test-faults-cluster: build
+	@TEST_FAULTS_FLAGS="$(TEST_FAULTS_FLAGS)" stack/kafka-cluster-faults.sh
 
 ## prometheus: start a Prometheus scraping every Herald process, with the alert rules (ops/prometheus)
 prometheus:
