@@ -721,6 +721,20 @@ func (l *load) tally(res *Result, sims map[int]int, firsts map[int]time.Time, in
 	}
 	res.Flowing, res.Drained = max(flowing, 0), drained
 	res.OTPP99, res.OTPs = otpP99(l.sends, firsts)
+	if res.OTPP99 >= MaxOTPP99 {
+		// The slowest few, to follow through the logs and the status endpoint.
+		var slow []*send
+		for _, s := range l.sends {
+			if at, ok := firsts[s.n]; ok && s.accepted && s.tier == "transactional" && s.channel != "in_app" && at.Sub(s.acceptedAt) >= res.OTPP99 {
+				slow = append(slow, s)
+			}
+		}
+		slices.SortFunc(slow, func(a, b *send) int { return cmp.Compare(firsts[b.n].Sub(b.acceptedAt), firsts[a.n].Sub(a.acceptedAt)) })
+		for _, s := range slow[:min(len(slow), 3)] {
+			res.Examples = append(res.Examples, fmt.Sprintf("slow OTP: send %d (%s to %s, notification %s), accepted %s, provider %s",
+				s.n, s.channel, s.user, s.notificationID, s.acceptedAt.UTC().Format("15:04:05.000"), firsts[s.n].UTC().Format("15:04:05.000")))
+		}
+	}
 	if last != nil && drained > MaxRecovery/2 {
 		res.Examples = append(res.Examples, fmt.Sprintf("backlog's last delivery: send %d (%s %s to %s, notification %s), accepted %s, delivered %s",
 			last.n, last.tier, last.channel, last.user, last.notificationID, last.acceptedAt.UTC().Format("15:04:05.000"), firsts[last.n].UTC().Format("15:04:05.000")))
