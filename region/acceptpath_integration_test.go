@@ -347,3 +347,58 @@ func TestSendsWhileKafkaIsPausedAnswer503WithinTheDeadlineAndNoAcceptIsLost(t *t
 		return nil
 	})
 }
+
+func TestSendsWhileCassandraStallsAreAnsweredWellWithinTheDeadline(t *testing.T) {
+	// The accept path writes the accepted notification's row in the delivery log after Kafka
+	// acknowledged the event; the row is an optimisation, so a stalled Cassandra (a node busy
+	// starting, a long GC) must not hold the 202 until the request's deadline: on a busy
+	// machine that answer then reached the gateway after its own deadline.
+	const deadline = 4 * time.Second
+	var proxy *testenv.StallProxy
+	r := startRegion(t, func(c *region.Config) {
+		proxy = testenv.StartStallProxy(t, c.Cassandra.Hosts[0])
+		c.Cassandra.Hosts = []string{proxy.Addr}
+		c.Roles = []string{region.RoleAPI}
+		c.RequestTimeout = deadline
+	})
+	r.admit(r.app, "ada")
+	client := &http.Client{Transport: testenv.RegionClient(t).Transport, Timeout: 30 * time.Second}
+	if res := r.timedSend(client, "before", "k-before"); res.code != 202 {
+		t.Fatalf("before the stall: %+v", res)
+	}
+
+	proxy.Stall()
+	var accepted []string
+	var worst time.Duration
+	for i := range 6 {
+		res := r.timedSend(client, "stalled", fmt.Sprintf("k-%d", i))
+		if res.transportErr != nil || res.code != 202 {
+			t.Fatalf("send %d while Cassandra stalls: %+v", i, res)
+		}
+		accepted = append(accepted, res.id)
+		worst = max(worst, res.took)
+	}
+	proxy.Resume()
+	t.Logf("6 sends while Cassandra stalled: all 202, worst %s (deadline %s)", worst, deadline)
+	if worst > deadline/2 {
+		t.Fatalf("a send took %s while Cassandra stalled: the accept waits on the delivery log (deadline %s)", worst, deadline)
+	}
+
+	// Every accepted event is on Kafka.
+	eventually(t, 30*time.Second, func() error {
+		onTopic := map[string]bool{}
+		if err := r.tryReadTopic(notify.IngressTopic(r.cfg.Name, notify.Transactional), func(m *sarama.ConsumerMessage) {
+			if e, _, err := notify.DecodeEvent(r.t.Context(), r.keys(), m.Value); err == nil {
+				onTopic[e.ID] = true
+			}
+		}); err != nil {
+			return err
+		}
+		for _, id := range accepted {
+			if !onTopic[id] {
+				return fmt.Errorf("accepted %s is not on the topic", id)
+			}
+		}
+		return nil
+	})
+}

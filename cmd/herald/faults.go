@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -114,7 +113,7 @@ func runFaults(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	fmt.Fprintf(stdout, "\nherald faults: run %s (%.0f sends/s, down %s, provider outage %s)\n\n", o.RunID, o.Rate, o.Down, *outage)
 	if !faults.Print(stdout, results) {
-		return &exitError{code: 1, err: errors.New("a fault missed its targets (0 lost, duplicates < 0.1%, no request past its deadline, recovery < 30 s)")}
+		return &exitError{code: 1, err: fmt.Errorf("a fault missed its targets (0 lost, duplicates < 0.1%%, no request past its deadline, recovery < 30 s): %s", faults.Failed(results))}
 	}
 	return nil
 }

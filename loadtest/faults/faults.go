@@ -682,6 +682,14 @@ func (l *load) tally(res *Result, sims map[int]int, firsts map[int]time.Time, in
 		}
 		if a.timeout || a.latency > l.o.Deadline {
 			res.PastDeadline++
+			if res.PastDeadline <= 3 {
+				answer := a.answer
+				if a.ok {
+					answer = "accepted"
+				}
+				res.Examples = append(res.Examples, fmt.Sprintf("past the deadline: a request sent %s answered after %s (%s)",
+					a.start.UTC().Format("15:04:05.000"), secs(a.latency), answer))
+			}
 		}
 		if !a.start.Before(injected.Add(-time.Second)) && a.start.Before(back.Add(10*time.Second)) {
 			res.Worst = max(res.Worst, a.latency)
@@ -827,6 +835,18 @@ func Print(w io.Writer, results []Result) bool {
 		}
 	}
 	return all
+}
+
+// Failed names the judged rows that missed a target, each with its misses: the last line of a
+// run that failed, so a log's tail says what failed.
+func Failed(results []Result) string {
+	var out []string
+	for _, r := range results {
+		if m := r.Misses(); r.Judged() && len(m) > 0 {
+			out = append(out, r.Fault+" ("+joinSemicolon(m)+")")
+		}
+	}
+	return joinSemicolon(out)
 }
 
 func joinSemicolon(s []string) string {

@@ -129,3 +129,17 @@ func TestOTPP99CountsAcceptedTransactionalProviderSendsOnly(t *testing.T) {
 		t.Errorf("no sends: %v, %d", p, n)
 	}
 }
+
+func TestFailedNamesTheJudgedRowsThatMissedWithTheirMisses(t *testing.T) {
+	pass := Result{Fault: "a", Accepted: 10, DeliveredOnce: 10, Recovered: true}
+	late := Result{Fault: "b", Accepted: 10, DeliveredOnce: 10, Recovered: true, PastDeadline: 3}
+	lost := Result{Fault: "c", Accepted: 10, DeliveredOnce: 9, Lost: 1, Recovered: true}
+	unjudged := Result{Fault: "d", Note: "why", Accepted: 10, Lost: 5, Recovered: true}
+	if got := Failed([]Result{pass, unjudged}); got != "" {
+		t.Errorf("no judged miss: %q", got)
+	}
+	got := Failed([]Result{pass, late, unjudged, lost})
+	if want := "b (3 requests past the deadline); c (1 lost)"; got != want {
+		t.Errorf("Failed = %q, want %q", got, want)
+	}
+}

@@ -352,9 +352,19 @@ func (s *Server) produce(ctx context.Context, late func(error), msg kafka.Messag
 	return s.Producer.Send(ctx, msg)
 }
 
+// recordAcceptedTimeout bounds the delivery-log write after Kafka acknowledged an event. The
+// event is already accepted and the row is an optimisation (fan-out writes it too), so a slow
+// or restarting Cassandra must not hold the 202 until the request's deadline: on a busy machine
+// that pushed the answer past the gateway's deadline, which then answered 503 for a send the
+// region had accepted.
+const recordAcceptedTimeout = 500 * time.Millisecond
+
 // recordAccepted writes the accepted notification's row in the delivery log: the row is what
-// tells a request that finds its key pending that the event was acknowledged.
+// tells a request that finds its key pending that the event was acknowledged. Without it, such
+// a request produces the pending record again, which fan-out's dedup delivers once.
 func (s *Server) recordAccepted(ctx context.Context, e notify.Event) {
+	ctx, cancel := context.WithTimeout(ctx, recordAcceptedTimeout)
+	defer cancel()
 	if err := s.Log.Accepted(ctx, e); err != nil {
 		// The event is durable; fan-out records it too.
 		s.Logger.Warn("recording accepted notification", "notification", e.ID, "err", err)
