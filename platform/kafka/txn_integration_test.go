@@ -243,3 +243,72 @@ func TestReadRangeOfEndsAtOnceWhenOnlyMarkersCloseTheRange(t *testing.T) {
 		t.Errorf("ReadRange over two closing markers: %v, want ErrIdle (what ReadRangeOf exists for)", err)
 	}
 }
+
+func TestTxnProducerGivesUpATransactionStuckOnAFrozenBrokerAndTheNextCommitsWithoutLoss(t *testing.T) {
+	k := testenv.StartPrivateKafka(t) // never the shared broker: this test freezes it
+	c := k.Config
+	in, out := "test.in."+testenv.Suffix(), "test.out."+testenv.Suffix()
+	ctx := testenv.Context(t, 3*time.Minute)
+	if _, err := kafka.EnsureTopics(ctx, c, 1, []kafka.Topic{{Name: in, Partitions: 1}, {Name: out, Partitions: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	meta := &sarama.ConsumerGroupMetadata{GroupID: "test-txn-" + testenv.Suffix(), GenerationID: -1}
+	rec := func(v string) *sarama.ProducerMessage {
+		return kafka.Message{Topic: out, Key: "k", Value: []byte(v)}.Record(ctx)
+	}
+	offsets := func(n int64) map[string][]*sarama.PartitionOffsetMetadata {
+		return map[string][]*sarama.PartitionOffsetMetadata{in: {{Partition: 0, Offset: n}}}
+	}
+	tp, err := kafka.NewTxnProducer(c, "test-txn-"+testenv.Suffix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tp.Close()
+	const bound = 3 * time.Second
+	tp.CommitTimeout = bound
+	// commit retries until a commit succeeds, as fan-out does.
+	commit := func(v string, off int64) {
+		t.Helper()
+		deadline := time.Now().Add(90 * time.Second)
+		for {
+			err := tp.Commit(ctx, []*sarama.ProducerMessage{rec(v)}, offsets(off), meta)
+			if err == nil {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no commit of %s within 90 s: %v", v, err)
+			}
+		}
+	}
+	// The first transaction of a new broker creates its transaction state topic: it may
+	// outlast the bound once.
+	commit("a", 1)
+
+	// The broker freezes mid-transaction: the commit is given up at the bound, not when
+	// sarama's retries run out.
+	k.Pause(t)
+	start := time.Now()
+	err = tp.Commit(ctx, []*sarama.ProducerMessage{rec("b")}, offsets(2), meta)
+	took := time.Since(start)
+	k.Resume(t)
+	if !errors.Is(err, kafka.ErrUnavailable) {
+		t.Fatalf("a commit on a frozen broker answered %v, want ErrUnavailable", err)
+	}
+	if took > bound+2*time.Second {
+		t.Fatalf("a commit on a frozen broker took %s (bound %s)", took, bound)
+	}
+	t.Logf("given up after %s: %v", took, err)
+
+	// The caller retries the same batch: a new producer (same transactional id) fences the
+	// stuck one and commits it.
+	commit("b", 2)
+	if off := committedOffset(t, c, meta.GroupID, in); off != 2 {
+		t.Fatalf("committed offset %d, want 2", off)
+	}
+	// b is visible, once or (when the stuck transaction committed after all) twice.
+	got := committedValues(t, c, out)
+	if len(got) < 2 || len(got) > 3 || got[0] != "a" || strings.Count(strings.Join(got, ""), "b") != len(got)-1 {
+		t.Fatalf("a read_committed consumer sees %v, want [a b] or [a b b]", got)
+	}
+	commit("c", 3)
+}
