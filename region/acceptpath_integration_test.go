@@ -162,13 +162,14 @@ func (r *running) timedSend(client *http.Client, phase, key string) sendResult {
 	return res
 }
 
-func TestSendsWhileKafkaIsPausedAnswer503WithinTheDeadlineAndNoAcceptIsLost(t *testing.T) {
+func TestSendsWhileKafkaIsFrozenAreAcceptedIntoTheOutboxAndReachKafkaOnceItIsBack(t *testing.T) {
 	k := testenv.StartPrivateKafka(t) // never the shared broker: this test freezes it
-	const deadline = 4 * time.Second
+	const deadline, wait = 4 * time.Second, time.Second
 	r := startRegion(t, func(c *region.Config) {
 		c.Kafka.Brokers = k.Config.Brokers
-		c.Roles = []string{region.RoleAPI}
+		c.Roles = []string{region.RoleAPI, region.RoleScheduler}
 		c.RequestTimeout = deadline
+		c.KafkaWait = wait
 	})
 	r.admit(r.app, "ada")
 	client := &http.Client{Transport: testenv.RegionClient(t).Transport, Timeout: 30 * time.Second}
@@ -194,9 +195,10 @@ func TestSendsWhileKafkaIsPausedAnswer503WithinTheDeadlineAndNoAcceptIsLost(t *t
 	}
 	for i := 0; i < 4; i++ {
 		if res := send("before", i%2 == 0); res.code != 202 {
-			t.Fatalf("before the pause: %+v", res)
+			t.Fatalf("before the freeze: %+v", res)
 		}
 	}
+	kept0 := counterValue(t, "herald_api_accepted_into_outbox_total", map[string]string{"region": r.cfg.Name, "tier": notify.Transactional})
 
 	k.Pause(t)
 	paused := time.Now()
@@ -206,104 +208,62 @@ func TestSendsWhileKafkaIsPausedAnswer503WithinTheDeadlineAndNoAcceptIsLost(t *t
 		go func() {
 			defer wg.Done()
 			for i := 0; time.Since(paused) < 12*time.Second; i++ {
-				send("paused", (w+i)%2 == 0)
+				send("frozen", (w+i)%2 == 0)
 			}
 		}()
 	}
 	wg.Wait()
-	k.Resume(t)
 
-	// Back: sends are accepted again.
-	resumed := time.Now()
-	var back time.Duration
-	for {
-		if res := send("after", true); res.code == 202 {
-			back = time.Since(resumed)
-			break
-		}
-		if time.Since(resumed) > 90*time.Second {
-			t.Fatalf("no send accepted within 90s of SIGCONT")
-		}
-	}
-	for i := 0; i < 4; i++ {
-		if res := send("after", i%2 == 0); res.code != 202 {
-			t.Fatalf("after the pause: %+v", res)
-		}
-	}
-
-	// What the client saw while the broker was frozen: 503 with Retry-After within the deadline,
-	// never a hang.
+	// While the broker is frozen every send is accepted, after kafka_wait, into the outbox:
+	// no 503, no hang.
 	var worst time.Duration
-	pausedCount, codes := 0, map[string]int{}
+	frozen, codes := 0, map[string]int{}
 	for _, res := range results {
 		if res.transportErr != nil {
 			t.Fatalf("a %s request failed without an answer after %s: %v", res.phase, res.took, res.transportErr)
 		}
-		if res.phase != "paused" {
+		if res.phase != "frozen" {
 			continue
 		}
-		pausedCount++
+		frozen++
 		codes[fmt.Sprintf("%d %s", res.code, res.errCode)]++
 		worst = max(worst, res.took)
-		if res.code == 503 && res.retry == "" {
-			t.Errorf("503 without Retry-After: %+v", res)
-		}
-		if res.code != 503 && res.code != 202 && res.code != 409 {
-			t.Errorf("paused: %+v", res)
+		if res.code != 202 {
+			t.Errorf("frozen: %+v", res)
 		}
 	}
-	t.Logf("%d sends while paused: %v; worst latency %s (deadline %s); first 202 %s after SIGCONT", pausedCount, codes, worst, deadline, back)
-	if codes["503 deadline_exceeded"] == 0 {
-		t.Fatalf("no send hit the deadline while Kafka was paused: %v", codes)
+	var inOutbox int
+	if err := r.pg.QueryRow(t.Context(), `SELECT count(*) FROM scheduled_sends WHERE reason = 'outbox' AND app_id = $1`, r.app).Scan(&inOutbox); err != nil {
+		t.Fatal(err)
 	}
-	if worst > deadline+time.Second {
-		t.Fatalf("worst latency while paused %s, over the %s deadline", worst, deadline)
+	kept := counterValue(t, "herald_api_accepted_into_outbox_total", map[string]string{"region": r.cfg.Name, "tier": notify.Transactional}) - kept0
+	t.Logf("%d sends while frozen: %v; worst latency %s (kafka_wait %s, deadline %s); %d rows in the outbox, herald_api_accepted_into_outbox_total +%.0f",
+		frozen, codes, worst, wait, deadline, inOutbox, kept)
+	if frozen == 0 || codes["202 "] != frozen {
+		t.Fatalf("sends while Kafka was frozen: %v, want every one 202", codes)
 	}
+	if worst > wait+2*time.Second {
+		t.Fatalf("worst latency while frozen %s, over kafka_wait %s and the outbox's write", worst, wait)
+	}
+	if inOutbox == 0 || int(kept) < frozen {
+		t.Fatalf("%d rows in the outbox and %.0f counted kept, for %d sends accepted while Kafka was frozen", inOutbox, kept, frozen)
+	}
+	k.Resume(t)
 
-	// The produces cut short by the deadline were acknowledged once the broker ran again: their
-	// claims are marked done without any client retry.
-	eventually(t, 30*time.Second, func() error {
-		var pending int
-		if err := r.pg.QueryRow(t.Context(), `SELECT count(*) FROM idempotency_keys WHERE app_id = $1 AND pending_value IS NOT NULL`, r.app).Scan(&pending); err != nil {
-			return err
-		}
-		if pending > 0 {
-			return fmt.Errorf("%d claims still pending", pending)
-		}
-		return nil
-	})
-
-	// A client retries each keyed 503 with its key: one id per key.
+	// Back: every accepted id reaches the topic (the outbox's firing, or the first produce's
+	// late acknowledgement, or both: a repeat of one id, which fan-out's dedup keys drop), each
+	// key is one id, and the outbox empties.
 	ids := map[string]string{} // key -> the id answered
-	var accepted []string      // every id answered 202 or 409
+	var accepted []string
 	for _, res := range results {
-		if res.code == 202 || res.code == 409 {
+		if res.code == 202 {
 			accepted = append(accepted, res.id)
 			if res.key != "" {
 				ids[res.key] = res.id
 			}
 		}
 	}
-	retried := 0
-	for _, res := range results {
-		if res.code != 503 || res.key == "" {
-			continue
-		}
-		retried++
-		again := r.timedSend(client, "retry", res.key)
-		if again.code != 202 && again.code != 409 {
-			t.Fatalf("retry of %s: %+v", res.key, again)
-		}
-		if prev, ok := ids[res.key]; ok && prev != again.id {
-			t.Fatalf("key %s answered %s and %s", res.key, prev, again.id)
-		}
-		ids[res.key] = again.id
-		accepted = append(accepted, again.id)
-	}
-
-	// No lost accept: every id answered 202 or 409 is on the topic; every event with a key is
-	// the key's one id.
-	eventually(t, 30*time.Second, func() error {
+	eventually(t, 90*time.Second, func() error {
 		onTopic, byKey := map[string]int{}, map[string]map[string]bool{}
 		err := r.tryReadTopic(notify.IngressTopic(r.cfg.Name, notify.Transactional), func(m *sarama.ConsumerMessage) {
 			e, _, err := notify.DecodeEvent(r.t.Context(), r.keys(), m.Value)
@@ -311,6 +271,9 @@ func TestSendsWhileKafkaIsPausedAnswer503WithinTheDeadlineAndNoAcceptIsLost(t *t
 				t.Fatalf("decoding an event: %v", err)
 			}
 			onTopic[e.ID]++
+			if e.Deferred {
+				t.Errorf("event %s from the outbox is marked deferred: fan-out would skip its quiet hours", e.ID)
+			}
 			if e.IdempotencyKey != "" {
 				if byKey[e.IdempotencyKey] == nil {
 					byKey[e.IdempotencyKey] = map[string]bool{}
@@ -336,16 +299,32 @@ func TestSendsWhileKafkaIsPausedAnswer503WithinTheDeadlineAndNoAcceptIsLost(t *t
 				return fmt.Errorf("key %s: events %v on the topic, answered %s", key, evs, ids[key])
 			}
 		}
+		var left, pending int
+		if err := r.pg.QueryRow(t.Context(), `SELECT count(*) FROM scheduled_sends WHERE reason = 'outbox' AND app_id = $1`, r.app).Scan(&left); err != nil {
+			return err
+		}
+		if err := r.pg.QueryRow(t.Context(), `SELECT count(*) FROM idempotency_keys WHERE app_id = $1 AND pending_value IS NOT NULL`, r.app).Scan(&pending); err != nil {
+			return err
+		}
+		if left > 0 || pending > 0 {
+			return fmt.Errorf("%d rows still in the outbox, %d claims pending", left, pending)
+		}
 		repeats := 0
 		for _, c := range onTopic {
 			repeats += c - 1
 		}
-		t.Logf("%d ids accepted (%d keyed 503s retried), %d records on the topic, %d repeats of one id", len(accepted), retried, len(onTopic)+repeats, repeats)
-		if repeats > 0 {
-			t.Errorf("%d records repeated: a retry produced again an event whose late acknowledgement had been recorded", repeats)
-		}
+		t.Logf("%d ids accepted, all on the topic (%d repeats of one id); the outbox is empty", len(accepted), repeats)
 		return nil
 	})
+
+	// A retry with a key answered while frozen answers that key's id.
+	for key, id := range ids {
+		again := r.timedSend(client, "retry", key)
+		if again.code != 409 || again.id != id {
+			t.Fatalf("retry of %s: %+v, want 409 with %s", key, again, id)
+		}
+		break
+	}
 }
 
 func TestSendsWhileCassandraStallsAreAnsweredWellWithinTheDeadline(t *testing.T) {

@@ -35,6 +35,10 @@ type Config struct {
 	// with Retry-After. Keep it below the gateway's request_timeout, so the region's own answer
 	// reaches the gateway in time.
 	RequestTimeout time.Duration `yaml:"request_timeout" env:"HERALD_REGION_REQUEST_TIMEOUT"`
+	// KafkaWait is how long a send waits for Kafka's acknowledgement before the API keeps it in
+	// the outbox (the region's Postgres) and answers 202 all the same; the scheduler puts it on
+	// Kafka. Below request_timeout, leaving time for the outbox's write.
+	KafkaWait time.Duration `yaml:"kafka_wait" env:"HERALD_REGION_KAFKA_WAIT"`
 	// ConsumerLagInterval is how often a process with a consumer role (fanout, dispatch,
 	// exporter) reads the lag of every consumer group of the region from the broker
 	// (herald_kafka_consumer_group_lag; region/lagwatch).
@@ -118,6 +122,7 @@ func DefaultConfig(discoveryDir string) Config {
 		Telemetry:       telemetry.Defaults(),
 
 		RequestTimeout:      4 * time.Second,
+		KafkaWait:           2 * time.Second,
 		ConsumerLagInterval: 15 * time.Second,
 	}
 }
@@ -256,6 +261,9 @@ func (c *Config) Validate() error {
 	}
 	if c.RequestTimeout < 100*time.Millisecond || c.RequestTimeout > time.Minute {
 		return config.Errorf("request_timeout", c.RequestTimeout.String(), "must be 100ms-1m")
+	}
+	if c.KafkaWait < 50*time.Millisecond || c.KafkaWait > c.RequestTimeout*3/4 {
+		return config.Errorf("kafka_wait", c.KafkaWait.String(), "must be 50ms to three quarters of request_timeout (%s), leaving time for the outbox", c.RequestTimeout*3/4)
 	}
 	if c.ConsumerLagInterval < time.Second || c.ConsumerLagInterval > 5*time.Minute {
 		return config.Errorf("consumer_lag_interval", c.ConsumerLagInterval.String(), "must be 1s-5m")

@@ -47,6 +47,8 @@ func TestConfigValidateNamesTheBadKey(t *testing.T) {
 		{"bad listen", func(c *Config) { c.Listen = "8101" }, "listen"},
 		{"no request deadline", func(c *Config) { c.RequestTimeout = 0 }, "request_timeout"},
 		{"request deadline over a minute", func(c *Config) { c.RequestTimeout = 2 * time.Minute }, "request_timeout"},
+		{"no Kafka wait", func(c *Config) { c.KafkaWait = 0 }, "kafka_wait"},
+		{"Kafka wait leaving no time for the outbox", func(c *Config) { c.KafkaWait = c.RequestTimeout }, "kafka_wait"},
 		{"lag read too often", func(c *Config) { c.ConsumerLagInterval = 100 * time.Millisecond }, "consumer_lag_interval"},
 		{"no policy key", func(c *Config) { c.PolicyKey = "" }, "policy_key"},
 		{"unknown role", func(c *Config) { c.Roles = []string{"api", "coffee"} }, "roles"},

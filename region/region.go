@@ -134,6 +134,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 			Suppressions: suppress.New(stores.PG, c.Dispatch.Suppression.SoftBounceLimit, c.Dispatch.Suppression.SoftBounceWindow),
 			Devices:      devices.NewStore(stores.PG), Prefs: prefs.NewStore(stores.PG), PrefsCache: prefsCache, Erasure: eraser, Inbox: inbox.New(stores.Cass, c.LogTTL), PushContent: pushstore.New(stores.Cass, c.LogTTL), Streams: hub,
 			Log: dlog, Keys: keys, Audit: audit.NewStore(stores.PG), Logger: log, Unsubscribe: unsubKeys, RequestTimeout: c.RequestTimeout,
+			Outbox: sched, KafkaWait: c.KafkaWait,
 		}
 		srv.Register(router)
 	}

@@ -45,6 +45,10 @@ var (
 		Name: "herald_api_accepted_total",
 		Help: "Notifications accepted (durably on Kafka), by tier.",
 	}, []string{"region", "tier"})
+	keptTotal = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "herald_api_accepted_into_outbox_total",
+		Help: "Sends Kafka did not acknowledge within kafka_wait, kept in the outbox (Postgres) and answered 202; the scheduler puts them on Kafka.",
+	}, []string{"region", "tier"})
 	lateAcks = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "herald_api_late_acknowledgements_total",
 		Help: "Keyed sends answered 503 because Kafka did not acknowledge in time, acknowledged after: their claim is marked done, so the retry answers their id.",
@@ -102,7 +106,25 @@ type Server struct {
 	// store or Kafka that does not answer in time turns into a 503 with Retry-After, never a
 	// hang. Zero means no deadline.
 	RequestTimeout time.Duration
+	// Outbox keeps a send Kafka did not acknowledge within KafkaWait, for the scheduler to put
+	// on Kafka: the send is answered 202 all the same (nil: such a send is a 503).
+	Outbox Outbox
+	// KafkaWait is how long a send waits for Kafka's acknowledgement before it goes to the
+	// Outbox (zero: until the request's deadline).
+	KafkaWait time.Duration
 }
+
+// Outbox keeps accepted events for Kafka (scheduler.Store).
+type Outbox interface {
+	Keep(ctx context.Context, e notify.Event, due time.Time) error
+	Forget(ctx context.Context, id string) error
+	Hasten(ctx context.Context, id string) error
+}
+
+// outboxGrace is how long after it is kept an outbox row is due while the first produce is
+// still under way: its late acknowledgement deletes the row before it is fired, and its
+// failure makes the row due at once.
+const outboxGrace = 10 * time.Second
 
 // Register mounts the API's routes on r.
 func (s *Server) Register(r gin.IRouter) {
@@ -267,7 +289,7 @@ func (s *Server) send(c *gin.Context) {
 			return
 		}
 	default:
-		if err := s.Producer.Send(ctx, msg); err != nil {
+		if err := s.produceOrKeep(ctx, e, msg, nil); err != nil {
 			s.produceFailed(c, err)
 			return
 		}
@@ -334,11 +356,60 @@ func (s *Server) sendOnce(ctx context.Context, e notify.Event, msg kafka.Message
 		s.markDone(ctx, e.AppID, e.IdempotencyKey, e.ID)
 		s.recordAccepted(ctx, e)
 	}
-	if err := s.produce(ctx, late, msg); err != nil {
+	if err := s.produceOrKeep(ctx, e, msg, late); err != nil {
 		return "", err // the claim stays pending: a retry with the key settles it
 	}
+	// On Kafka, or in the outbox, which puts it there: either way the claim is settled.
 	s.markDone(ctx, e.AppID, e.IdempotencyKey, e.ID)
 	return "", nil
+}
+
+// produceOrKeep puts e's record msg on Kafka, waiting up to KafkaWait for the acknowledgement;
+// when Kafka has not acknowledged it by then (a broker died and its partitions wait for new
+// leaders, a broker hangs), e goes to the Outbox, durable in Postgres, and the send is accepted
+// all the same: the scheduler puts it on Kafka. The first produce may still be acknowledged
+// later: late (if any) is called then, after the outbox row is forgotten; a row fired before
+// is a repeat of the same notification, which fan-out's dedup keys drop. It fails when Kafka
+// did not take the record and the outbox could not keep it either.
+func (s *Server) produceOrKeep(ctx context.Context, e notify.Event, msg kafka.Message, late func(error)) error {
+	pctx := ctx
+	if s.Outbox != nil && s.KafkaWait > 0 {
+		var cancel context.CancelFunc
+		pctx, cancel = context.WithTimeout(ctx, s.KafkaWait)
+		defer cancel()
+	}
+	kept := make(chan struct{}) // closed once the outbox was tried
+	follow := func(err error) {
+		<-kept
+		if s.Outbox != nil {
+			fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err == nil {
+				if ferr := s.Outbox.Forget(fctx, e.ID); ferr != nil {
+					s.Logger.Warn("outbox row left after a late acknowledgement; its firing is a repeat dedup drops", "notification", e.ID, "err", ferr)
+				}
+			} else if herr := s.Outbox.Hasten(fctx, e.ID); herr != nil {
+				s.Logger.Warn("outbox row not hastened after the first produce failed; it fires when due", "notification", e.ID, "err", herr)
+			}
+		}
+		if late != nil {
+			late(err)
+		}
+	}
+	err := s.produce(pctx, follow, msg)
+	if err == nil || s.Outbox == nil || ctx.Err() != nil {
+		close(kept)
+		return err
+	}
+	kerr := s.Outbox.Keep(ctx, e, s.Now().Add(outboxGrace))
+	close(kept)
+	if kerr != nil {
+		s.Logger.Error("send neither acknowledged by Kafka nor kept in the outbox", "notification", e.ID, "kafka", err, "outbox", kerr)
+		return err
+	}
+	keptTotal.WithLabelValues(s.Region, e.Tier).Inc()
+	s.Logger.Warn("send kept in the outbox: Kafka did not acknowledge in time", "notification", e.ID, "tier", e.Tier, "err", err)
+	return nil
 }
 
 // produce sends msg, and when ctx ends first and the producer can follow the record to its

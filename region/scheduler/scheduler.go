@@ -63,6 +63,48 @@ func (s *Store) Schedule(ctx context.Context, due time.Time, e notify.Event, rea
 	return nil
 }
 
+// ReasonOutbox is the reason of an accepted event kept for Kafka (Store.Keep).
+const ReasonOutbox = "outbox"
+
+// OutboxTakeover is how long past due an outbox row of another region waits before this
+// region's scheduler fires it: the region that accepted it fires its own rows (a late
+// acknowledgement of the first produce is then a repeat its dedup keys drop), and one that is
+// still overdue after this is down.
+const OutboxTakeover = 30 * time.Second
+
+// Keep stores an accepted event that Kafka did not acknowledge in time, due at due: the
+// scheduler puts it on its tier topic then (not as a deferral: fan-out still honours send_at
+// and quiet hours).
+func (s *Store) Keep(ctx context.Context, e notify.Event, due time.Time) error {
+	raw, err := json.Marshal(e)
+	if err != nil {
+		return fmt.Errorf("encoding kept event: %w", err)
+	}
+	if _, err := s.db.Exec(ctx, `INSERT INTO scheduled_sends (app_id, notification_id, tier, due_at, event, reason, region) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+		e.AppID, e.ID, e.Tier, due, raw, ReasonOutbox, s.region); err != nil {
+		return fmt.Errorf("keeping %s in the outbox: %w", e.ID, err)
+	}
+	scheduledTotal.WithLabelValues(s.region, ReasonOutbox).Inc()
+	return nil
+}
+
+// Forget deletes the outbox row of notification id, once Kafka acknowledged the event after all.
+func (s *Store) Forget(ctx context.Context, id string) error {
+	if _, err := s.db.Exec(ctx, `DELETE FROM scheduled_sends WHERE notification_id = $1 AND reason = $2`, id, ReasonOutbox); err != nil {
+		return fmt.Errorf("forgetting %s in the outbox: %w", id, err)
+	}
+	return nil
+}
+
+// Hasten makes the outbox row of notification id due now: the first produce failed, so no late
+// acknowledgement is coming.
+func (s *Store) Hasten(ctx context.Context, id string) error {
+	if _, err := s.db.Exec(ctx, `UPDATE scheduled_sends SET due_at = least(due_at, now()) WHERE notification_id = $1 AND reason = $2`, id, ReasonOutbox); err != nil {
+		return fmt.Errorf("hastening %s in the outbox: %w", id, err)
+	}
+	return nil
+}
+
 // FireKey identifies one firing of a deferred event: its notification, its recipients (sorted)
 // or topic, the channels it is narrowed to and its due time. Two copies of one scheduled row
 // have the same key; the quiet-hours re-entries of one notification for different users, or
@@ -193,6 +235,7 @@ type due struct {
 	tier   string
 	dueAt  time.Time
 	app    string
+	reason string
 	raw    []byte
 	msg    kafka.Message
 	failed error // set: to dead-letter
@@ -210,15 +253,16 @@ func (p *Poller) FireDue(ctx context.Context) (int, error) {
 	var fired int
 	now := time.Now()
 	err := pgx.BeginFunc(ctx, p.Store.db, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `SELECT id, tier, due_at, app_id, event FROM scheduled_sends WHERE due_at <= now()
-			ORDER BY due_at LIMIT $1 FOR UPDATE SKIP LOCKED`, p.Batch)
+		rows, err := tx.Query(ctx, `SELECT id, tier, due_at, app_id, event, reason FROM scheduled_sends WHERE due_at <= now()
+			AND (reason <> $2 OR region IS NULL OR region = $3 OR due_at <= now() - make_interval(secs => $4))
+			ORDER BY due_at LIMIT $1 FOR UPDATE SKIP LOCKED`, p.Batch, ReasonOutbox, p.Store.region, OutboxTakeover.Seconds())
 		if err != nil {
 			return err
 		}
 		var claimed []*due
 		for rows.Next() {
 			d := &due{}
-			if err := rows.Scan(&d.id, &d.tier, &d.dueAt, &d.app, &d.raw); err != nil {
+			if err := rows.Scan(&d.id, &d.tier, &d.dueAt, &d.app, &d.raw, &d.reason); err != nil {
 				rows.Close()
 				return err
 			}
@@ -303,7 +347,8 @@ func (p *Poller) encode(ctx context.Context, d *due) (erased bool, err error) {
 	if e.ID == "" || e.AppID == "" {
 		return false, deadletter.MarkPermanent(fmt.Errorf("scheduled event %d: no id or app", d.id), deadletter.ReasonInvalid)
 	}
-	e.Deferred = true
+	// A deferral's send_at or quiet hours were honoured; a kept event has not met fan-out yet.
+	e.Deferred = d.reason != ReasonOutbox
 	m, _, err := notify.EventMessage(ctx, p.Keys, p.Topic(d.tier), e)
 	if notify.IsErased(err) {
 		return true, nil

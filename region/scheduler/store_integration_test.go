@@ -3,10 +3,15 @@
 package scheduler_test
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/herald-notify/herald/platform/kafka"
 
 	"github.com/herald-notify/herald/platform/testenv"
 	"github.com/herald-notify/herald/region/notify"
@@ -70,5 +75,108 @@ func TestConcurrentClaimsOfAFiringFromTwoRegionsHaveOneOwner(t *testing.T) {
 	}
 	if n, err := stores[0].ForgetFires(ctx); err != nil || n != 2 {
 		t.Fatalf("forgot %d claims (%v), want 2", n, err)
+	}
+}
+
+// recorder is a Producer that keeps what it is given.
+type recorder struct {
+	mu   sync.Mutex
+	msgs []kafka.Message
+}
+
+func (r *recorder) Send(_ context.Context, msgs ...kafka.Message) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.msgs = append(r.msgs, msgs...)
+	return nil
+}
+
+// fired decodes the events produced so far, by notification id.
+func (r *recorder) fired(t *testing.T) map[string]notify.Event {
+	t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := map[string]notify.Event{}
+	for _, m := range r.msgs {
+		e, _, err := notify.DecodeEvent(context.Background(), nil, m.Value)
+		if err != nil {
+			t.Fatalf("decoding %s: %v", m.Topic, err)
+		}
+		if want := m.Topic; !strings.HasSuffix(want, ".notify."+e.Tier) {
+			t.Fatalf("event %s on %s", e.ID, m.Topic)
+		}
+		out[e.ID] = e
+	}
+	return out
+}
+
+// The accept path's outbox: a kept event fires in the region that kept it once due, not as a
+// deferral; a late acknowledgement forgets it, a failed first produce makes it due at once;
+// another region of the jurisdiction takes it over only when it is OutboxTakeover overdue.
+func TestOutboxRowsFireInTheirRegionAndAnotherRegionTakesThemOverOnlyWhenLongOverdue(t *testing.T) {
+	c := regiontest.Config(t, "zz-"+regiontest.Letters()+"-1", "EU", t.TempDir())
+	ctx := testenv.Context(t, 2*time.Minute)
+	pg := regiontest.Migrated(t, c)
+	west, central := scheduler.New(pg, "eu-west-1"), scheduler.New(pg, "eu-central-1")
+	poller := func(s *scheduler.Store, region string) (*scheduler.Poller, *recorder) {
+		rec := &recorder{}
+		return &scheduler.Poller{Store: s, Producer: rec, Topic: func(tier string) string { return notify.IngressTopic(region, tier) },
+			Interval: time.Second, Batch: 100, Log: slog.New(slog.DiscardHandler)}, rec
+	}
+	pw, recWest := poller(west, "eu-west-1")
+	pc, recCentral := poller(central, "eu-central-1")
+	ev := func(id string) notify.Event {
+		return notify.Event{ID: id, AppID: "app", Tier: notify.Transactional, Recipients: []string{"u"}, Channels: []string{"in_app"}, AcceptedAt: time.Now().UTC()}
+	}
+	now := time.Now()
+	for _, k := range []struct {
+		id  string
+		due time.Time
+	}{{"due", now.Add(-time.Second)}, {"later", now.Add(time.Hour)}, {"acked", now.Add(-time.Second)}, {"failed", now.Add(time.Hour)}} {
+		if err := west.Keep(ctx, ev(k.id), k.due); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := west.Forget(ctx, "acked"); err != nil { // its first produce was acknowledged late
+		t.Fatal(err)
+	}
+	if err := west.Hasten(ctx, "failed"); err != nil { // its first produce failed
+		t.Fatal(err)
+	}
+
+	// eu-central-1 leaves eu-west-1's rows to it while they are not long overdue.
+	if n, err := pc.FireDue(ctx); err != nil || n != 0 {
+		t.Fatalf("eu-central-1 fired %d rows (%v) of a live eu-west-1", n, err)
+	}
+	if n, err := pw.FireDue(ctx); err != nil || n != 2 {
+		t.Fatalf("eu-west-1 fired %d rows (%v), want 2", n, err)
+	}
+	got := recWest.fired(t)
+	for _, id := range []string{"due", "failed"} {
+		e, ok := got[id]
+		if !ok {
+			t.Fatalf("eu-west-1 did not fire %s: %v", id, got)
+		}
+		if e.Deferred {
+			t.Fatalf("kept event %s fired as a deferral: fan-out would skip its quiet hours", id)
+		}
+	}
+	if _, ok := got["acked"]; ok || len(got) != 2 {
+		t.Fatalf("eu-west-1 fired %v, want due and failed only", got)
+	}
+
+	// eu-west-1 is down and its row long overdue: eu-central-1 puts it on its own topic.
+	if _, err := pg.Exec(ctx, `UPDATE scheduled_sends SET due_at = now() - interval '31 seconds' WHERE notification_id = 'later'`); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := pc.FireDue(ctx); err != nil || n != 1 {
+		t.Fatalf("eu-central-1 fired %d rows (%v) of a down eu-west-1, want 1", n, err)
+	}
+	if _, ok := recCentral.fired(t)["later"]; !ok {
+		t.Fatal("eu-central-1 did not take over the long overdue row")
+	}
+	var left int
+	if err := pg.QueryRow(ctx, `SELECT count(*) FROM scheduled_sends WHERE reason = $1`, scheduler.ReasonOutbox).Scan(&left); err != nil || left != 0 {
+		t.Fatalf("%d outbox rows left (%v)", left, err)
 	}
 }
