@@ -401,7 +401,11 @@ func (s *Server) produceOrKeep(ctx context.Context, e notify.Event, msg kafka.Me
 		close(kept)
 		return err
 	}
-	kerr := s.Outbox.Keep(ctx, e, s.Now().Add(outboxGrace))
+	due := s.Now().Add(outboxGrace)
+	if pctx.Err() == nil {
+		due = s.Now() // Kafka refused it outright: no late acknowledgement is coming
+	}
+	kerr := s.Outbox.Keep(ctx, e, due)
 	close(kept)
 	if kerr != nil {
 		s.Logger.Error("send neither acknowledged by Kafka nor kept in the outbox", "notification", e.ID, "kafka", err, "outbox", kerr)
