@@ -25,9 +25,6 @@ const TxnTimeout = 10 * time.Second
 type TxnProducer struct {
 	cfg Config
 	id  string
-	// CommitTimeout bounds one Commit (TxnTimeout when zero): after it the transaction is
-	// given up and its producer replaced.
-	CommitTimeout time.Duration
 
 	mu sync.Mutex // one transaction at a time
 	p  sarama.AsyncProducer
@@ -64,17 +61,6 @@ func (t *TxnProducer) open() error {
 
 // Commit produces recs and commits offsets for group, atomically. On error nothing of it is
 // visible to read_committed consumers and the producer is ready for the next call.
-//
-// A transaction that has not committed within CommitTimeout is given up: the producer is
-// dropped (it finishes or fails in the background and is closed) and the next Commit opens a
-// new one with the same transactional id, which fences the old one and aborts what it left
-// open. Sarama's CommitTxn has no deadline of its own: with a broker killed it was seen
-// retrying for 50 s, well after the coordinator had aborted the transaction at TxnTimeout
-// (PRODUCER_FENCED in the end), while the events of the batch waited. A transaction given up
-// that committed after all repeats its records once the caller retries: consumers' dedup keys
-// absorb that, as they do any repeat. ctx is checked before the transaction starts; once
-// started, a transaction runs to its end or to CommitTimeout, so a stopping process still
-// commits what it handed on.
 func (t *TxnProducer) Commit(ctx context.Context, recs []*sarama.ProducerMessage, offsets map[string][]*sarama.PartitionOffsetMetadata, group *sarama.ConsumerGroupMetadata) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -86,70 +72,37 @@ func (t *TxnProducer) Commit(ctx context.Context, recs []*sarama.ProducerMessage
 			return err
 		}
 	}
-	p := t.p
-	type outcome struct {
-		err  error
-		keep bool // the producer can go on (committed, or aborted cleanly)
-	}
-	done := make(chan outcome, 1)
-	go func() {
-		err := transact(p, recs, offsets, group)
-		keep := err == nil || abandon(p)
-		done <- outcome{err, keep}
-	}()
-	bound := t.CommitTimeout
-	if bound <= 0 {
-		bound = TxnTimeout
-	}
-	timer := time.NewTimer(bound)
-	defer timer.Stop()
-	select {
-	case o := <-done:
-		if !o.keep {
-			t.p = nil
-		}
-		return o.err
-	case <-timer.C:
-		t.p = nil
-		go func() {
-			if o := <-done; o.keep {
-				_ = p.Close()
-			}
-		}()
-		return fmt.Errorf("%w: transaction not committed within %s; its producer is replaced", ErrUnavailable, bound)
-	}
-}
-
-// transact runs one transaction on p.
-func transact(p sarama.AsyncProducer, recs []*sarama.ProducerMessage, offsets map[string][]*sarama.PartitionOffsetMetadata, group *sarama.ConsumerGroupMetadata) error {
-	if err := p.BeginTxn(); err != nil {
+	if err := t.p.BeginTxn(); err != nil {
+		t.abandon()
 		return fmt.Errorf("%w: beginning transaction: %w", ErrUnavailable, err)
 	}
 	for _, r := range recs {
-		p.Input() <- r
+		t.p.Input() <- r
 	}
 	if len(offsets) > 0 {
-		if err := p.AddOffsetsToTxnWithGroupMetadata(offsets, group); err != nil {
+		if err := t.p.AddOffsetsToTxnWithGroupMetadata(offsets, group); err != nil {
+			t.abandon()
 			return fmt.Errorf("%w: adding offsets to transaction: %w", ErrUnavailable, err)
 		}
 	}
-	if err := p.CommitTxn(); err != nil {
+	if err := t.p.CommitTxn(); err != nil {
+		t.abandon()
 		return fmt.Errorf("%w: committing transaction: %w", ErrUnavailable, err)
 	}
 	return nil
 }
 
-// abandon aborts a failed transaction and reports whether p can go on; a producer that cannot
-// (fatal error, fenced, the abort failed) is closed, and the next Commit opens a new one.
-func abandon(p sarama.AsyncProducer) (keep bool) {
-	st := p.TxnStatus()
+// abandon aborts a failed transaction, or drops a producer that cannot go on (fatal error,
+// fenced); the next Commit opens a new one.
+func (t *TxnProducer) abandon() {
+	st := t.p.TxnStatus()
 	if st&sarama.ProducerTxnFlagFatalError == 0 && st&(sarama.ProducerTxnFlagInTransaction|sarama.ProducerTxnFlagAbortableError) != 0 {
-		if err := p.AbortTxn(); err == nil {
-			return true
+		if err := t.p.AbortTxn(); err == nil {
+			return
 		}
 	}
-	_ = p.Close()
-	return false
+	_ = t.p.Close()
+	t.p = nil
 }
 
 // Close aborts an open transaction, if any, and closes the producer.
