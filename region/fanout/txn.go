@@ -155,7 +155,7 @@ func (c *committer) commit(ctx context.Context, batch []*completion) {
 		if batch[0].ctx.Err() != nil || ctx.Err() != nil {
 			continue // dropEnded gives them up
 		}
-		c.log.Warn("hand-off transaction failed; retrying", "tier", c.tier, "events", len(batch), "err", err, "backoff", backoff)
+		c.log.Warn("hand-off transaction failed; retrying", "tier", c.tier, "events", len(batch), "err", err, "took", time.Since(start), "backoff", backoff)
 		select {
 		case <-time.After(backoff):
 		case <-batch[0].ctx.Done():
