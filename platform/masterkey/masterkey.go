@@ -181,12 +181,21 @@ func (r *Keyring) Has(id string) bool { _, ok := r.aeads[id]; return ok }
 // Wrap seals key under the current master key with additional data aad (what names the row
 // it is stored in); it returns nonce || ciphertext || tag and the master key's id.
 func (r *Keyring) Wrap(key, aad []byte) (wrapped []byte, id string, err error) {
-	aead := r.aeads[r.current]
+	wrapped, err = r.WrapWith(r.current, key, aad)
+	return wrapped, r.current, err
+}
+
+// WrapWith is Wrap under the master key id, current or not (a check value per key).
+func (r *Keyring) WrapWith(id string, key, aad []byte) ([]byte, error) {
+	aead, ok := r.aeads[id]
+	if !ok {
+		return nil, fmt.Errorf("master key %q: %w (holds %s)", id, ErrUnknownKey, strings.Join(r.IDs(), ", "))
+	}
 	nonce := make([]byte, aead.NonceSize(), aead.NonceSize()+len(key)+aead.Overhead())
 	if _, err := rand.Read(nonce); err != nil {
-		return nil, "", err
+		return nil, err
 	}
-	return aead.Seal(nonce, nonce, key, aad), r.current, nil
+	return aead.Seal(nonce, nonce, key, aad), nil
 }
 
 // Unwrap opens wrapped under the master key id with the additional data it was wrapped with.
