@@ -37,11 +37,20 @@ var ErrMissingMasterKey = errors.New("rows are wrapped under a master key the ke
 
 const checkText = "herald user_keys master key check v1"
 
-// CheckMasters verifies, before anything is wrapped, that each master key of the keyring is
-// the one the database knows by its id (user_key_masters; a new id is recorded with its check
-// value), and that no row is wrapped under an id the keyring lacks. Either failure names the
+// CheckMasters verifies, before anything is wrapped, that no row is wrapped under an id the
+// keyring lacks, and that each master key of the keyring is the one the database knows by its
+// id (user_key_masters; a new id is recorded with its check value). Either failure names the
 // id and the config key to fix.
 func (k *Keys) CheckMasters(ctx context.Context) error {
+	counts, err := k.Counts(ctx)
+	if err != nil {
+		return err
+	}
+	for id, n := range counts {
+		if id != "" && !k.ring.Has(id) {
+			return fmt.Errorf("user_keys.master_keys: %w: %d rows are wrapped under master key %q, which the keyring (%v) lacks: put its file back under that id (docs/runbook.md)", ErrMissingMasterKey, n, id, k.ring.IDs())
+		}
+	}
 	for _, id := range k.ring.IDs() {
 		check, err := k.ring.WrapWith(id, []byte(checkText), []byte("user_key_masters\x00"+id))
 		if err != nil {
@@ -55,16 +64,7 @@ func (k *Keys) CheckMasters(ctx context.Context) error {
 			return fmt.Errorf("reading master key %q's check value: %w", id, err)
 		}
 		if got, err := k.ring.Unwrap(id, stored, []byte("user_key_masters\x00"+id)); err != nil || string(got) != checkText {
-			return fmt.Errorf("user_keys.master_keys.%s: %w: the key file holds another key than the one this database's rows under %q were wrapped with (every region sharing the database needs the same key files); not starting, nothing written", id, ErrWrongMasterKey, id)
-		}
-	}
-	counts, err := k.Counts(ctx)
-	if err != nil {
-		return err
-	}
-	for id, n := range counts {
-		if id != "" && !k.ring.Has(id) {
-			return fmt.Errorf("user_keys.master_keys: %w: %d rows are wrapped under master key %q, which the keyring (%v) lacks: put its file back under that id (docs/runbook.md)", ErrMissingMasterKey, n, id, k.ring.IDs())
+			return fmt.Errorf("user_keys.master_keys.%s: %w: the key file holds another key than the one this database knows as %q (its check value does not open): the data keys wrapped under it cannot be opened with this file; every region sharing the database needs the same key files", id, ErrWrongMasterKey, id)
 		}
 	}
 	return nil
