@@ -119,7 +119,7 @@ func (k *Keys) Sweep(ctx context.Context) (SweepResult, error) {
 		}
 	}
 	for {
-		n, err := k.sweepBatch(ctx, `master_key_id <> $1`)
+		n, err := k.sweepBatch(ctx, `master_key_id <> $1`, k.ring.Current())
 		res.Rewrapped += n
 		if err != nil {
 			return res, fmt.Errorf("rewrapping data keys under master key %q: %w", k.ring.Current(), err)
@@ -133,15 +133,12 @@ func (k *Keys) Sweep(ctx context.Context) (SweepResult, error) {
 	return res, err
 }
 
-// sweepBatch (re)wraps up to SweepBatch rows matching where under the current master key.
-func (k *Keys) sweepBatch(ctx context.Context, where string) (int, error) {
+// sweepBatch (re)wraps up to SweepBatch rows matching where (with its args) under the current
+// master key.
+func (k *Keys) sweepBatch(ctx context.Context, where string, args ...any) (int, error) {
 	current := k.ring.Current()
 	n := 0
 	err := pgx.BeginFunc(ctx, k.db, func(tx pgx.Tx) error {
-		args := []any{}
-		if where != `data_key IS NOT NULL` {
-			args = append(args, current)
-		}
 		rows, err := tx.Query(ctx, `SELECT app_id, `+columns+` FROM user_keys WHERE `+where+`
 			LIMIT `+fmt.Sprint(SweepBatch)+` FOR UPDATE SKIP LOCKED`, args...)
 		if err != nil {

@@ -70,7 +70,7 @@ func AAD(app, user string, keyID uuid.UUID) []byte {
 type stored struct {
 	user    string
 	id      uuid.UUID
-	clear   []byte  // data_key: a row of before wrapping, until Sweep wraps it
+	inClear []byte  // data_key: a row of before wrapping, until Sweep wraps it
 	wrapped []byte  // wrapped_key
 	master  *string // master_key_id
 }
@@ -78,16 +78,16 @@ type stored struct {
 // columns are the columns scanned into stored, after the app.
 const columns = `user_id, key_id, data_key, wrapped_key, master_key_id`
 
-func (r *stored) dest() []any { return []any{&r.user, &r.id, &r.clear, &r.wrapped, &r.master} }
+func (r *stored) dest() []any { return []any{&r.user, &r.id, &r.inClear, &r.wrapped, &r.master} }
 
 // open returns the row's data key: unwrapped under its master key, or the key in clear.
 func (k *Keys) open(app string, r stored) (envelope.Key, error) {
 	key := envelope.Key{ID: r.id.String(), User: r.user}
 	if r.wrapped == nil {
-		if len(r.clear) != envelope.KeySize {
+		if len(r.inClear) != envelope.KeySize {
 			return envelope.Key{}, fmt.Errorf("data key %s: neither wrapped nor %d bytes in clear", key.ID, envelope.KeySize)
 		}
-		key.Data = r.clear
+		key.Data = r.inClear
 		return key, nil
 	}
 	master := ""
