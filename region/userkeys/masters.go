@@ -64,7 +64,7 @@ func (k *Keys) CheckMasters(ctx context.Context) error {
 			return fmt.Errorf("reading master key %q's check value: %w", id, err)
 		}
 		if got, err := k.ring.Unwrap(id, stored, []byte("user_key_masters\x00"+id)); err != nil || string(got) != checkText {
-			return fmt.Errorf("user_keys.master_keys.%s: %w: the key file holds another key than the one this database knows as %q (its check value does not open): the data keys wrapped under it cannot be opened with this file; every region sharing the database needs the same key files", id, ErrWrongMasterKey, id)
+			return fmt.Errorf("user_keys.master_keys.%s: %w (its check value in user_key_masters does not open): no data key wrapped under %q opens with this file; every region sharing the database needs the same key files", id, ErrWrongMasterKey, id)
 		}
 	}
 	return nil
