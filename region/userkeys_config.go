@@ -25,13 +25,14 @@ type UserKeysConfig struct {
 	MasterKeys map[string]string `yaml:"master_keys"`
 	// RewrapInterval is how often a running region wraps rows still in clear (written by a
 	// process of an older version) and rewraps rows under an older master key; it does both at
-	// start, too.
+	// start, too, which is where a rotation's rewrap happens (the new current id comes with a
+	// restart). Each sweep counts the table's rows per master key id.
 	RewrapInterval time.Duration `yaml:"rewrap_interval"`
 }
 
 // DefaultUserKeysConfig has no master key: every region config names its own.
 func DefaultUserKeysConfig() UserKeysConfig {
-	return UserKeysConfig{RewrapInterval: 10 * time.Minute}
+	return UserKeysConfig{RewrapInterval: time.Hour}
 }
 
 // Keyring reads the master key files. Its errors name the key at fault: user_keys.current,
