@@ -339,7 +339,7 @@ func kafkaMentions(t *testing.T, r *regiontest.Running, needles ...string) []str
 	}
 	defer consumer.Close()
 	pg, _ := stores(t, r)
-	keys := userkeys.New(pg)
+	keys := userkeys.New(pg, testenv.MasterKeyring(t))
 	seen := map[string]bool{}
 	for _, tp := range r.Cfg.Topics() {
 		parts, err := client.Partitions(tp.Name)
@@ -397,7 +397,7 @@ func (w *world) scan() *scan.Report {
 	var regions []scan.Region
 	for _, r := range []*regiontest.Running{w.eu1, w.eu2, w.us1} {
 		c := r.Cfg
-		regions = append(regions, scan.Region{Name: c.Name, Jurisdiction: c.Jurisdiction, Postgres: c.Postgres, Cassandra: c.Cassandra, Redis: c.Redis, Kafka: c.Kafka})
+		regions = append(regions, scan.Region{Name: c.Name, Jurisdiction: c.Jurisdiction, Postgres: c.Postgres, Cassandra: c.Cassandra, Redis: c.Redis, Kafka: c.Kafka, MasterKeys: testenv.MasterKeyring(w.t)})
 	}
 	rep, err := scan.Run(ctx, regions, scan.Options{Secret: secret, Directory: scan.PostgresDirectory{DB: pool}, KafkaRecords: 10_000})
 	if err != nil {

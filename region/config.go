@@ -72,6 +72,8 @@ type Config struct {
 	Dispatch  dispatch.Config `yaml:"dispatch"`
 	// Export configures the exporter role; checked only when the role is on.
 	Export export.Config `yaml:"export"`
+	// UserKeys is the master keyring that wraps the users' data keys in Postgres.
+	UserKeys UserKeysConfig `yaml:"user_keys"`
 
 	Kafka     kafka.Config     `yaml:"kafka"`
 	Cassandra cassandra.Config `yaml:"cassandra"`
@@ -114,6 +116,7 @@ func DefaultConfig(discoveryDir string) Config {
 		Scheduler:       SchedulerConfig{Interval: 500 * time.Millisecond, Batch: 500},
 		Dispatch:        dispatch.DefaultConfig(),
 		Export:          export.DefaultConfig(),
+		UserKeys:        DefaultUserKeysConfig(),
 		Kafka:           kafka.Defaults(),
 		Cassandra:       cassandra.Defaults(),
 		Postgres:        postgres.Defaults(),
@@ -331,6 +334,9 @@ func (c *Config) Validate() error {
 		}
 	} else if err := c.TLS.Server().Validate(); err != nil {
 		return config.Prefix("tls", err)
+	}
+	if err := c.UserKeys.validate(); err != nil {
+		return config.Prefix("user_keys", err)
 	}
 	return nil
 }

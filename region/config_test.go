@@ -1,13 +1,16 @@
 package region
 
 import (
+	"encoding/base64"
 	"maps"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/herald-notify/herald/platform/config"
+	"github.com/herald-notify/herald/platform/masterkey"
 	"github.com/herald-notify/herald/platform/testenv"
 	"github.com/herald-notify/herald/region/dispatch"
 )
@@ -18,7 +21,100 @@ func localConfig(t *testing.T) Config {
 	c.Name, c.Jurisdiction = "eu-west-1", "EU"
 	d := testenv.PKI(t)
 	c.TLS = TLSConfig{CertFile: d.CertFile("region"), KeyFile: d.KeyFile("region"), ClientCAFile: d.CAFile()}
+	c.UserKeys = testUserKeys(t)
 	return c
+}
+
+// testUserKeys is a keyring of one new master key, "k1", in a file of the test's.
+func testUserKeys(t *testing.T) UserKeysConfig {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "k1.key")
+	if _, err := masterkey.CreateFile(path); err != nil {
+		t.Fatal(err)
+	}
+	u := DefaultUserKeysConfig()
+	u.Current, u.MasterKeys = "k1", map[string]string{"k1": path}
+	return u
+}
+
+func TestConfigValidateNamesTheBadMasterKey(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string, mode os.FileMode) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	k2 := filepath.Join(dir, "k2.key")
+	if _, err := masterkey.CreateFile(k2); err != nil {
+		t.Fatal(err)
+	}
+	short := write("short.key", base64.StdEncoding.EncodeToString(make([]byte, 16))+"\n", 0o600)
+	raw := write("raw.key", strings.Repeat("\x01", 32), 0o600)
+	unreadable := write("unreadable.key", "", 0o000)
+	tests := []struct {
+		name           string
+		mutate         func(*UserKeysConfig)
+		wantKey, wants string
+	}{
+		{"no master key", func(u *UserKeysConfig) { u.MasterKeys = nil }, "user_keys.master_keys", "at least one"},
+		{"missing file", func(u *UserKeysConfig) { u.MasterKeys["k1"] = filepath.Join(dir, "nope.key") }, "user_keys.master_keys.k1", "missing"},
+		{"empty path", func(u *UserKeysConfig) { u.MasterKeys["k1"] = "" }, "user_keys.master_keys.k1", "path"},
+		{"a directory", func(u *UserKeysConfig) { u.MasterKeys["k1"] = dir }, "user_keys.master_keys.k1", "unusable"},
+		{"wrong length", func(u *UserKeysConfig) { u.MasterKeys["k1"] = short }, "user_keys.master_keys.k1", "16 bytes, want 32"},
+		{"raw bytes, not base64", func(u *UserKeysConfig) { u.MasterKeys["k1"] = raw }, "user_keys.master_keys.k1", "base64"},
+		{"an older key's file is bad", func(u *UserKeysConfig) { u.MasterKeys["k0"] = short }, "user_keys.master_keys.k0", "16 bytes"},
+		{"bad id", func(u *UserKeysConfig) { u.MasterKeys["k 2"] = k2 }, "user_keys.master_keys", "id"},
+		{"no current", func(u *UserKeysConfig) { u.Current = "" }, "user_keys.current", "must name"},
+		{"unknown current", func(u *UserKeysConfig) { u.Current = "k2" }, "user_keys.current", "not an id of master_keys (k1)"},
+		{"rewrap too often", func(u *UserKeysConfig) { u.RewrapInterval = 0 }, "user_keys.rewrap_interval", "1s-24h"},
+	}
+	if os.Geteuid() != 0 { // root reads a 0000 file
+		tests = append(tests, struct {
+			name           string
+			mutate         func(*UserKeysConfig)
+			wantKey, wants string
+		}{"unreadable file", func(u *UserKeysConfig) { u.MasterKeys["k1"] = unreadable }, "user_keys.master_keys.k1", "permission denied"})
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := localConfig(t)
+			tt.mutate(&c.UserKeys)
+			err := c.Validate()
+			if err == nil || !strings.Contains(err.Error(), `"`+tt.wantKey+`"`) || !strings.Contains(err.Error(), tt.wants) {
+				t.Fatalf("want error naming %q with %q, got %v", tt.wantKey, tt.wants, err)
+			}
+		})
+	}
+	// A rotation: both keys, the new one current.
+	c := localConfig(t)
+	c.UserKeys.MasterKeys["k2"] = k2
+	c.UserKeys.Current = "k2"
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	ring, err := c.Keyring()
+	if err != nil || ring.Current() != "k2" || !ring.Has("k1") {
+		t.Fatalf("keyring %v (%v), want k1 and k2, k2 current", ring.IDs(), err)
+	}
+}
+
+func TestConfigFileSetsTheMasterKeyring(t *testing.T) {
+	u := testUserKeys(t)
+	path := filepath.Join(t.TempDir(), "region.yaml")
+	body := "name: eu-west-1\njurisdiction: EU\nuser_keys:\n  current: k1\n  master_keys:\n    k1: " + u.MasterKeys["k1"] + "\n  rewrap_interval: 1m\n"
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := localConfig(t)
+	c.UserKeys = DefaultUserKeysConfig()
+	if err := config.Load(path, &c); err != nil {
+		t.Fatal(err)
+	}
+	if c.UserKeys.Current != "k1" || c.UserKeys.MasterKeys["k1"] != u.MasterKeys["k1"] || c.UserKeys.RewrapInterval != time.Minute {
+		t.Fatalf("user_keys %+v", c.UserKeys)
+	}
 }
 
 func TestConfigValidateDerivesSharedStoreNamesFromTheJurisdiction(t *testing.T) {
@@ -93,6 +189,7 @@ func TestConfigAllowsPlainHTTPOnlyWithTheInternalToken(t *testing.T) {
 	c.Name, c.Jurisdiction = "eu-west-1", "EU"
 	c.TLS = TLSConfig{InsecurePlaintext: true}
 	c.InternalToken = "a-long-shared-secret"
+	c.UserKeys = testUserKeys(t)
 	if err := c.Validate(); err != nil {
 		t.Fatalf("plain HTTP with a token: %v", err)
 	}

@@ -110,7 +110,7 @@ func TestDispatchKilledWithSIGKILLMidLoadDeliversEveryTaskWithFewDuplicates(t *t
 	nid := "n-" + testenv.Suffix()
 	msgs := make([]kafka.Message, 0, total)
 	// Sealed under the recipients' data keys, made in one go as fan-out makes them per chunk.
-	keys := userkeys.New(e.pg)
+	keys := userkeys.New(e.pg, testenv.MasterKeyring(t))
 	users := make([]string, total)
 	for i := range users {
 		users[i] = fmt.Sprintf("u%05d", i)

@@ -106,7 +106,10 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 	dlog := deliverylog.New(stores.Cass, c.LogTTL)
 	prefsCache := prefs.NewCache(stores.PG, stores.Redis, c.Redis.Prefix, 5*time.Minute, log)
 	hub := inbox.NewHub(stores.Redis, c.Redis.Prefix, log)
-	keys := userkeys.New(stores.PG) // seal the personal part of every Kafka record (crypto-shredding)
+	keys, err := openUserKeys(ctx, c, stores, log) // seal the personal part of every Kafka record (crypto-shredding)
+	if err != nil {
+		return err
+	}
 	eraser := &erasure.Service{DB: stores.PG, Cass: stores.Cass, Prefs: prefsCache, Keys: keys, KeyCacheTTL: userkeys.CacheTTL,
 		InboxTTL: c.LogTTL, Log: log, Interval: time.Second}
 	sched := scheduler.New(stores.PG, c.Name)
@@ -165,7 +168,9 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 		BeforeShutdown: func() { stopDiscovery(); h.Drain() },
 		ReadyDelay:     drainDelay,
 	}
-	tasks := []lifecycle.Task{{Name: "http", Run: httpSrv.Run}}
+	tasks := []lifecycle.Task{{Name: "http", Run: httpSrv.Run}, {Name: "user-keys-sweep", Run: func(ctx context.Context) error {
+		return keys.Run(ctx, c.Name, c.UserKeys.RewrapInterval, log)
+	}}}
 	if slices.Contains(c.Roles, RoleAPI) {
 		tasks = append(tasks, lifecycle.Task{Name: "inbox-streams", Run: hub.Run})
 	}
@@ -250,7 +255,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 		}})
 	}
 	if slices.Contains(c.Roles, RoleExporter) {
-		ex, err := export.New(c.Name, c.Export, c.Kafka, stores.PG, log)
+		ex, err := export.New(c.Name, c.Export, c.Kafka, stores.PG, keys, log)
 		if err != nil {
 			return err
 		}

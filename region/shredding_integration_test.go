@@ -198,7 +198,7 @@ func TestErasureLeavesNothingOfTheUserReadableInAnyKafkaTopic(t *testing.T) {
 	}
 
 	after := rawRecords(t, r.cfg.Kafka, r.cfg.Name)
-	fresh := userkeys.New(r.pg) // no cache: what the stores hold now
+	fresh := userkeys.New(r.pg, testenv.MasterKeyring(t)) // no cache: what the stores hold now
 	sharedOpens := false
 	for _, rec := range after {
 		for what, s := range secrets {
@@ -279,7 +279,7 @@ func droppedErased(t *testing.T, stage string) float64 {
 func TestDispatchDropsAnErasedUsersTaskAndDeliversTheNextOnTheSamePartition(t *testing.T) {
 	e := startDispatch(t, nil)
 	ctx := t.Context()
-	keys := userkeys.New(e.pg)
+	keys := userkeys.New(e.pg, testenv.MasterKeyring(t))
 	suffix := testenv.Suffix()
 	ada, bob := e.task(notify.Email, "ada"), e.task(notify.Email, "bob")
 	ada.Target.Email, bob.Target.Email = "ada-"+suffix+"@example.com", "bob-"+suffix+"@example.com"

@@ -204,7 +204,7 @@ func TestLegacyPerChannelDispatchTopicsAreDrainedAfterAnUpgrade(t *testing.T) {
 		if _, err := kafka.EnsureTopics(ctx, e.cfg.Kafka, 1, legacy); err != nil {
 			t.Fatal(err)
 		}
-		keys := userkeys.New(e.pg)
+		keys := userkeys.New(e.pg, testenv.MasterKeyring(t))
 		// Two tasks the old dispatchers handled: their group committed past them.
 		handled = []notify.Task{pushTask(e, notify.Marketing, "old1"), pushTask(e, notify.Transactional, "old2")}
 		produce(e, keys, legacyPush(e), handled...)
@@ -242,7 +242,7 @@ func TestLegacyPerChannelDispatchTopicsAreDrainedAfterAnUpgrade(t *testing.T) {
 	}
 	// An old fan-out still producing to the legacy topic during the rolling upgrade.
 	late := pushTask(e, notify.Transactional, "late")
-	produce(e, userkeys.New(e.pg), legacyPush(e), late)
+	produce(e, userkeys.New(e.pg, testenv.MasterKeyring(t)), legacyPush(e), late)
 	e.waitState(late, notify.StateDelivered, 30*time.Second)
 
 	for _, task := range handled {

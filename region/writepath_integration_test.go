@@ -15,6 +15,7 @@ import (
 	"github.com/herald-notify/herald/platform/discovery"
 	"github.com/herald-notify/herald/platform/kafka"
 	"github.com/herald-notify/herald/platform/postgres"
+	"github.com/herald-notify/herald/platform/testenv"
 	"github.com/herald-notify/herald/region"
 	"github.com/herald-notify/herald/region/notify"
 	"github.com/herald-notify/herald/region/userkeys"
@@ -110,7 +111,7 @@ func (r *running) keys() *userkeys.Keys {
 		r.t.Cleanup(pg.Close)
 		r.pg = pg
 	}
-	return userkeys.New(r.pg)
+	return userkeys.New(r.pg, testenv.MasterKeyring(r.t))
 }
 
 // waitTasks reads a channel's tasks until there are at least n, for up to 10 s: a delivery's

@@ -24,6 +24,12 @@ cat "$HERALD_HOME"/env/{postgres,postgres-eu,redis,kafka,cassandra,cassandra-eu-
 # reissued only when missing or within 30 days of expiry. The region configs name them, so
 # migrate needs them too.
 "$HERALD_HOME/bin/herald" pki init --dir "$HERALD_HOME/pki" | sed 's/^/  /'
+# The master key that wraps the users' data keys in each jurisdiction's database (user_keys):
+# created once, never overwritten (losing it makes every user's Kafka records unreadable). The
+# EU regions share herald_eu, so they share its key; the region configs name these files.
+for j in eu us; do
+  "$HERALD_HOME/bin/herald" masterkey init --file "$HERALD_HOME/keys/user-keys-$j-local-1.key" | sed 's/^/  /'
+done
 set -a; source "$HERALD_HOME/stack.env"; set +a
 seed_policy
 cd "$HERALD_ROOT" # the configs name files relative to the repository root

@@ -53,6 +53,7 @@ var functions = map[string]function.Function{
 	"tonumber":    toNumberFunc,
 	"toset":       stdlib.MakeToFunc(cty.Set(cty.DynamicPseudoType)),
 	"tostring":    stdlib.MakeToFunc(cty.String),
+	"upper":       stdlib.UpperFunc,
 }
 
 var allTrueFunc = function.New(&function.Spec{

@@ -289,7 +289,11 @@ func auditResidency(ctx context.Context, dir string, records, listMax int, textf
 	defer dirDB.Close()
 	regions := make([]scan.Region, 0, len(cfgs))
 	for _, c := range cfgs {
-		regions = append(regions, scan.Region{Name: c.Name, Jurisdiction: c.Jurisdiction, Postgres: c.Postgres, Cassandra: c.Cassandra, Redis: c.Redis, Kafka: c.Kafka})
+		ring, err := c.Keyring()
+		if err != nil {
+			return err
+		}
+		regions = append(regions, scan.Region{Name: c.Name, Jurisdiction: c.Jurisdiction, Postgres: c.Postgres, Cassandra: c.Cassandra, Redis: c.Redis, Kafka: c.Kafka, MasterKeys: ring})
 	}
 	log := telemetry.Logger(telemetry.Config{LogLevel: "info", LogFormat: "text"}, stderr, "audit")
 	rep, err := scan.Run(ctx, regions, scan.Options{Secret: secret, Directory: scan.PostgresDirectory{DB: dirDB}, KafkaRecords: records, Log: log})

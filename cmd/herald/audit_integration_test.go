@@ -44,8 +44,8 @@ func auditRegion(t *testing.T, dir, jurisdiction string, full bool) (region.Conf
 	// Its own database and keyspace: a region's default is its jurisdiction's, which the
 	// local stack's regions use.
 	store := "herald_" + strings.ReplaceAll(name, "-", "_")
-	body := fmt.Sprintf("name: %s\njurisdiction: %s\ntopic_partitions: 1\ncassandra:\n  keyspace: %s\n  consistency: ONE\npostgres:\n  database: %s\ntls:\n  cert_file: %s\n  key_file: %s\n  client_ca_file: %s\n",
-		name, jurisdiction, store, store, d.CertFile("region"), d.KeyFile("region"), d.CAFile())
+	body := fmt.Sprintf("name: %s\njurisdiction: %s\ntopic_partitions: 1\ncassandra:\n  keyspace: %s\n  consistency: ONE\npostgres:\n  database: %s\ntls:\n  cert_file: %s\n  key_file: %s\n  client_ca_file: %s\nuser_keys:\n  current: %s\n  master_keys:\n    %s: %s\n",
+		name, jurisdiction, store, store, d.CertFile("region"), d.KeyFile("region"), d.CAFile(), testenv.MasterKeyID, testenv.MasterKeyID, testenv.MasterKeyFile(t))
 	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}

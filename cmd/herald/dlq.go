@@ -61,7 +61,11 @@ func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	defer pg.Close()
-	keys := userkeys.New(pg)
+	ring, err := cfg.Keyring()
+	if err != nil {
+		return err
+	}
+	keys := userkeys.New(pg, ring)
 	if sub == "list" {
 		letters, err := dispatch.ListDeadLetters(ctx, cfg.Kafka, keys, cfg.Name, *channel, *limit)
 		if err != nil {

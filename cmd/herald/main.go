@@ -35,6 +35,7 @@ var commands = map[string]command{
 	"dlq":       {"list or replay a region's dead letters (list|replay)", runDLQ},
 	"faults":    {"the black-box fault suite against the local deployment (development; docs/reliability.md)", runFaults},
 	"pki":       {"issue the local stack's internal CA and certificates (init; development only)", runPKI},
+	"masterkey": {"create a master key file that wraps a region's data keys (init --file F; never overwrites)", runMasterKey},
 	"audit":     {"verify the routing audit, list a user's decisions, scan regions for misplaced users (verify|user|residency)", runAudit},
 	"version":   {"print the version", runVersion},
 }

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/herald-notify/herald/platform/masterkey"
 )
 
 func TestBadConfigStopsAtStartNamingTheKey(t *testing.T) {
@@ -34,6 +36,8 @@ func TestBadConfigStopsAtStartNamingTheKey(t *testing.T) {
 		{"region without its certificate", []string{"region", "--config", write("r6.yaml", "name: eu-west-1\njurisdiction: EU\n")}, nil, "tls.cert_file"},
 		{"region certificate file missing", []string{"region", "--config", write("r7.yaml", "name: eu-west-1\njurisdiction: EU\ntls:\n  cert_file: /nonexistent/r.pem\n  key_file: /nonexistent/r-key.pem\n  client_ca_file: /nonexistent/ca.pem\n")}, nil, "tls.cert_file"},
 		{"region plain HTTP without a token", []string{"region", "--config", write("r8.yaml", "name: eu-west-1\njurisdiction: EU\ntls:\n  insecure_plaintext: true\n")}, nil, "tls.insecure_plaintext"},
+		{"region master key file missing", []string{"region", "--config", write("r9.yaml", "name: eu-west-1\njurisdiction: EU\ninternal_token: a-long-shared-secret\ntls:\n  insecure_plaintext: true\nuser_keys:\n  current: k1\n  master_keys:\n    k1: /nonexistent/k1.key\n")}, nil, "user_keys.master_keys.k1"},
+		{"region current master key unknown", []string{"region", "--config", write("r10.yaml", "name: eu-west-1\njurisdiction: EU\ninternal_token: a-long-shared-secret\ntls:\n  insecure_plaintext: true\nuser_keys:\n  current: k2\n  master_keys:\n    k1: "+masterKeyFile(t)+"\n")}, nil, "user_keys.current"},
 		{"gateway client certificate missing", []string{"gateway", "--config", write("g3.yaml", "jurisdiction: EU\ndirectory:\n  secret_file: /x\nregion_tls:\n  ca_file: /nonexistent/ca.pem\n  cert_file: /nonexistent/gw.pem\n  key_file: /nonexistent/gw-key.pem\n")}, nil, "region_tls.cert_file"},
 		{"gateway without region TLS", []string{"gateway", "--config", write("g4.yaml", "jurisdiction: EU\ndirectory:\n  secret_file: /x\n")}, nil, "region_tls.cert_file"},
 	}
@@ -79,6 +83,11 @@ func TestCheckConfigAcceptsTheLocalConfigs(t *testing.T) {
 	var pout, perr bytes.Buffer
 	if code := run([]string{"pki", "init", "--dir", filepath.Join(".herald", "pki")}, &pout, &perr); code != 0 {
 		t.Fatalf("herald pki init: exit %d: %s", code, perr.String())
+	}
+	for _, j := range []string{"eu", "us"} {
+		if code := run([]string{"masterkey", "init", "--file", filepath.Join(".herald", "keys", "user-keys-"+j+"-local-1.key")}, &pout, &perr); code != 0 {
+			t.Fatalf("herald masterkey init: exit %d: %s", code, perr.String())
+		}
 	}
 	for _, f := range files {
 		var out, errb bytes.Buffer
@@ -145,4 +154,14 @@ func TestPKIInitIssuesOnceThenKeepsTheCertificates(t *testing.T) {
 	if code := run([]string{"pki", "renew"}, &out, &errb); code != 2 {
 		t.Fatalf("an unknown pki subcommand: exit %d", code)
 	}
+}
+
+// masterKeyFile is a new master key file of the test's.
+func masterKeyFile(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "k1.key")
+	if _, err := masterkey.CreateFile(path); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }

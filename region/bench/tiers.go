@@ -78,7 +78,11 @@ func (b *dispatchBench) tierIsolation(ctx context.Context, e *env, n int, every 
 	}
 
 	// The backlog, generated batch by batch (a million tasks do not sit in memory at once).
-	keys := userkeys.New(e.pg)
+	ring, err := e.cfg.Keyring()
+	if err != nil {
+		return nil, err
+	}
+	keys := userkeys.New(e.pg, ring)
 	start := time.Now()
 	const batch, writers = 500, 8
 	work := make(chan int)

@@ -32,7 +32,7 @@ func TestErasureRunningPastAMonthBoundaryClearsTheNewMonthsInbox(t *testing.T) {
 	var clock atomic.Pointer[time.Time]
 	set := func(t time.Time) { clock.Store(&t) }
 	set(time.Date(2027, 1, 31, 23, 59, 59, 0, time.UTC))
-	svc := &erasure.Service{DB: pg, Cass: cass, Keys: userkeys.New(pg), InboxTTL: 30 * 24 * time.Hour, Now: func() time.Time { return *clock.Load() },
+	svc := &erasure.Service{DB: pg, Cass: cass, Keys: userkeys.New(pg, testenv.MasterKeyring(t)), InboxTTL: 30 * 24 * time.Hour, Now: func() time.Time { return *clock.Load() },
 		Log: slog.New(slog.DiscardHandler), Interval: time.Second}
 
 	in := inbox.New(cass, 24*time.Hour)

@@ -25,6 +25,7 @@ import (
 	"github.com/herald-notify/herald/region/export"
 	"github.com/herald-notify/herald/region/notify"
 	"github.com/herald-notify/herald/region/schema"
+	"github.com/herald-notify/herald/region/userkeys"
 )
 
 const (
@@ -150,7 +151,7 @@ func newExporter(t *testing.T, c *central) *exporter {
 	t.Cleanup(pg.Close)
 	cfg := export.DefaultConfig()
 	cfg.CentralURL, cfg.Token = c.url(), testToken
-	ex, err := export.New(testRegion, cfg, kafka.Config{}, pg, slog.New(slog.DiscardHandler))
+	ex, err := export.New(testRegion, cfg, kafka.Config{}, pg, userkeys.New(pg, testenv.MasterKeyring(t)), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -54,14 +54,15 @@ type Exporter struct {
 	deadLetters *deadletter.Writer
 }
 
-// New returns an exporter; it reads the token file, if any.
-func New(region string, cfg Config, kc kafka.Config, db *pgxpool.Pool, log *slog.Logger) (*Exporter, error) {
+// New returns an exporter; it reads the token file, if any. keys opens the sealed delivery
+// events (the region's data keys).
+func New(region string, cfg Config, kc kafka.Config, db *pgxpool.Pool, keys *userkeys.Keys, log *slog.Logger) (*Exporter, error) {
 	tok, err := cfg.token()
 	if err != nil {
 		return nil, err
 	}
 	client := &wire.Client{BaseURL: cfg.CentralURL, Token: tok}
-	return &Exporter{region: region, cfg: cfg, kafka: kc, store: store{db: db, region: region}, keys: userkeys.New(db), log: log.With("role", "exporter"), now: time.Now,
+	return &Exporter{region: region, cfg: cfg, kafka: kc, store: store{db: db, region: region}, keys: keys, log: log.With("role", "exporter"), now: time.Now,
 		client: client, categories: categoryCache{fetch: client.Categories}}, nil
 }
 

@@ -45,6 +45,8 @@ func Config(t testing.TB, name, jurisdiction, discoveryDir string) region.Config
 	c.Cassandra.Keyspace = "herald_" + strings.ReplaceAll(name, "-", "_")
 	c.Postgres.Database = c.Cassandra.Keyspace
 	c.TLS = TLS(t)
+	c.UserKeys.Current = testenv.MasterKeyID
+	c.UserKeys.MasterKeys = map[string]string{testenv.MasterKeyID: testenv.MasterKeyFile(t)}
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}

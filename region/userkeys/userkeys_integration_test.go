@@ -23,7 +23,7 @@ func TestKeysAreCreatedOnceUnderConcurrentFirstUseAndDestroyedForEveryProcess(t 
 	c := regiontest.Config(t, "zz-"+regiontest.Letters()+"-1", "EU", t.TempDir())
 	ctx := testenv.Context(t, 3*time.Minute)
 	pg := regiontest.Migrated(t, c)
-	a, b := userkeys.New(pg), userkeys.New(pg)
+	a, b := userkeys.New(pg, testenv.MasterKeyring(t)), userkeys.New(pg, testenv.MasterKeyring(t))
 	users := make([]string, 500)
 	for i := range users {
 		users[i] = fmt.Sprintf("user-%03d", i)
@@ -62,7 +62,7 @@ func TestKeysAreCreatedOnceUnderConcurrentFirstUseAndDestroyedForEveryProcess(t 
 	for i := range ids {
 		ids[i] = got[0][i].ID
 	}
-	cold := userkeys.New(pg)
+	cold := userkeys.New(pg, testenv.MasterKeyring(t))
 	start = time.Now()
 	found, err := cold.Lookup(ctx, ids)
 	if err != nil || len(found) != 500 {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/herald-notify/herald/platform/cassandra"
 	"github.com/herald-notify/herald/platform/kafka"
+	"github.com/herald-notify/herald/platform/masterkey"
 	"github.com/herald-notify/herald/platform/postgres"
 	"github.com/herald-notify/herald/platform/redis"
 	"github.com/herald-notify/herald/residency"
@@ -32,6 +33,9 @@ type Region struct {
 	Cassandra    cassandra.Config
 	Redis        redis.Config // Prefix is the region's key prefix
 	Kafka        kafka.Config
+	// MasterKeys is the region's master keyring (its config's user_keys): the data keys in
+	// user_keys are wrapped under it, and the scan opens sealed Kafka records with them.
+	MasterKeys *masterkey.Keyring
 }
 
 // Directory answers which jurisdiction holds each user key; keys it does not know are left out.

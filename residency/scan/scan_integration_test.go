@@ -51,8 +51,17 @@ type regionStores struct {
 	kafka *kafka.Producer
 }
 
-func (r *regionStores) scanRegion() scan.Region {
-	return scan.Region{Name: r.cfg.Name, Jurisdiction: r.cfg.Jurisdiction, Postgres: r.cfg.Postgres, Cassandra: r.cfg.Cassandra, Redis: r.cfg.Redis, Kafka: r.cfg.Kafka}
+// keys is the region's data-key store under its config's master keyring.
+func (r *regionStores) keys() (*userkeys.Keys, error) {
+	ring, err := r.cfg.Keyring()
+	if err != nil {
+		return nil, err
+	}
+	return userkeys.New(r.pg, ring), nil
+}
+
+func (r *regionStores) scanRegion(t testing.TB) scan.Region {
+	return scan.Region{Name: r.cfg.Name, Jurisdiction: r.cfg.Jurisdiction, Postgres: r.cfg.Postgres, Cassandra: r.cfg.Cassandra, Redis: r.cfg.Redis, Kafka: r.cfg.Kafka, MasterKeys: testenv.MasterKeyring(t)}
 }
 
 // testingRegion migrates a region private to the test, of the given jurisdiction.
@@ -121,7 +130,7 @@ func (w *world) scan(t *testing.T) *scan.Report {
 	t.Helper()
 	var regions []scan.Region
 	for _, j := range []string{"EU", "US"} {
-		regions = append(regions, w.regions[j].scanRegion())
+		regions = append(regions, w.regions[j].scanRegion(t))
 	}
 	rep, err := scan.Run(testenv.Context(t, 3*time.Minute), regions, scan.Options{
 		Secret: w.secret, Directory: scan.PostgresDirectory{DB: w.dirDB}, KafkaRecords: 100,
@@ -229,7 +238,11 @@ var planters = []planter{
 	// What the region produces: records sealed under the users' data keys (crypto-shredding),
 	// which names them in postgres:user_keys too.
 	{"postgres:user_keys", func(ctx context.Context, r *regionStores, app, user string) error {
-		_, err := userkeys.New(r.pg).For(ctx, app, []string{user})
+		k, err := r.keys()
+		if err != nil {
+			return err
+		}
+		_, err = k.For(ctx, app, []string{user})
 		return err
 	}},
 	{"kafka:%s.notify.transactional", sealed(func(ctx context.Context, k *userkeys.Keys, region, app, user string) (kafka.Message, error) {
@@ -268,7 +281,11 @@ var planters = []planter{
 // sealed plants a record sealed with the region's data keys, as the region does.
 func sealed(msg func(ctx context.Context, k *userkeys.Keys, region, app, user string) (kafka.Message, error)) func(ctx context.Context, r *regionStores, app, user string) error {
 	return func(ctx context.Context, r *regionStores, app, user string) error {
-		m, err := msg(ctx, userkeys.New(r.pg), r.cfg.Name, app, user)
+		k, err := r.keys()
+		if err != nil {
+			return err
+		}
+		m, err := msg(ctx, k, r.cfg.Name, app, user)
 		if err != nil {
 			return err
 		}
@@ -410,7 +427,7 @@ func TestResidencyScanIsCleanAtOnceAfterAUserIsErasedAndMovedToAnotherJurisdicti
 	}
 
 	// The move: erase in the EU region (the region's own erasure service), register in the US.
-	svc := &erasure.Service{DB: eu.pg, Cass: eu.cass, Keys: userkeys.New(eu.pg), InboxTTL: 90 * 24 * time.Hour,
+	svc := &erasure.Service{DB: eu.pg, Cass: eu.cass, Keys: userkeys.New(eu.pg, testenv.MasterKeyring(t)), InboxTTL: 90 * 24 * time.Hour,
 		Log: slog.New(slog.DiscardHandler), Interval: time.Second}
 	e, err := svc.Request(ctx, app, "ada")
 	if err != nil {

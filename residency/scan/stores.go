@@ -12,15 +12,14 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/gocql/gocql"
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/herald-notify/herald/platform/cassandra"
 	"github.com/herald-notify/herald/platform/envelope"
 	"github.com/herald-notify/herald/platform/kafka"
 	"github.com/herald-notify/herald/platform/postgres"
 	"github.com/herald-notify/herald/platform/redis"
+	"github.com/herald-notify/herald/region/userkeys"
 )
 
 // pgQueries list, per Postgres table holding user ids, its (app, user) pairs
@@ -309,40 +308,16 @@ func originalRecord(value []byte) []byte {
 // kafkaIdle is how long a partition may give nothing before its read is declared stuck.
 const kafkaIdle = 15 * time.Second
 
-// regionKeys looks data keys up in a region's user_keys table (envelope.Lookup).
-func regionKeys(pool *pgxpool.Pool) envelope.Lookup {
-	return func(ctx context.Context, ids []string) (map[string][]byte, error) {
-		var valid []string
-		for _, id := range ids {
-			if _, err := uuid.Parse(id); err == nil {
-				valid = append(valid, id)
-			}
-		}
-		rows, err := pool.Query(ctx, `SELECT key_id::text, data_key FROM user_keys WHERE key_id = ANY($1::uuid[])`, valid)
-		if err != nil {
-			return nil, err
-		}
-		defer rows.Close()
-		out := map[string][]byte{}
-		for rows.Next() {
-			var id string
-			var key []byte
-			if err := rows.Scan(&id, &key); err != nil {
-				return nil, err
-			}
-			out[id] = key
-		}
-		return out, rows.Err()
-	}
-}
-
 func scanKafka(ctx context.Context, r Region, c *collector, perPartition int, undecodable, erased *int) error {
 	pool, err := postgres.Connect(ctx, r.Postgres)
 	if err != nil {
 		return fmt.Errorf("database %s (data keys): %w", r.Postgres.Database, err)
 	}
 	defer pool.Close()
-	lookup := regionKeys(pool)
+	if r.MasterKeys == nil {
+		return fmt.Errorf("region %s: no master keyring (user_keys) to open the data keys with", r.Name)
+	}
+	lookup := userkeys.New(pool, r.MasterKeys).Lookup
 	sc, err := r.Kafka.Sarama()
 	if err != nil {
 		return err

@@ -26,6 +26,12 @@ locals {
       key_file       = "/run/herald/api-tls-key.pem"
       client_ca_file = "/run/herald/gateway-client-ca.pem"
     }
+    # The master keys wrapping the users' data keys in Postgres: files the start command writes
+    # from Secrets Manager (user_keys_master_secrets), never in the database or in this config.
+    user_keys = {
+      current     = var.user_keys_current_master_key
+      master_keys = { for id, s in local.user_keys_master_secrets : id => s.path }
+    }
   })
 
   environment = [
@@ -56,6 +62,14 @@ locals {
     api-tls-key       = { env = "HERALD_SECRET_API_TLS_KEY", path = "/run/herald/api-tls-key.pem" }
     gateway-client-ca = { env = "HERALD_SECRET_GATEWAY_CLIENT_CA", path = "/run/herald/gateway-client-ca.pem" }
   }
+
+  # The master keys of the users' data keys (Herald's user_keys.master_keys), one secret per id,
+  # written to a file by the start command: the base64 of 32 random bytes, the same value in
+  # every region of the jurisdiction (they share the database the wrapped keys are in).
+  user_keys_master_secrets = { for id in var.user_keys_master_keys : id => {
+    env  = "HERALD_SECRET_USER_KEYS_MASTER_${upper(id)}"
+    path = "/run/herald/user-keys-master-${id}.key"
+  } }
 }
 
 resource "aws_ecs_cluster" "this" {
@@ -87,6 +101,17 @@ resource "aws_secretsmanager_secret" "tls" {
   tags        = local.tags
 }
 
+# The master keys that wrap the users' data keys, created empty like the others: the value
+# never passes through Terraform state. Deleting one while rows are wrapped under it makes
+# those users' Kafka records unreadable (docs/runbook.md, "Rotating the user-keys master key").
+resource "aws_secretsmanager_secret" "user_keys_master" {
+  for_each    = local.user_keys_master_secrets
+  name        = "${local.name}/user-keys-master-${each.key}"
+  description = "Master key ${each.key} wrapping the users' data keys (user_keys): base64 of 32 random bytes, the same in every region of ${var.jurisdiction}"
+  kms_key_id  = aws_kms_key.data.arn
+  tags        = local.tags
+}
+
 resource "aws_secretsmanager_secret" "provider" {
   for_each    = local.provider_secrets
   name        = "${local.name}/${each.key}"
@@ -105,14 +130,14 @@ module "roles" {
   subnet_ids   = module.network.private_subnet_ids
   herald_image = var.herald_image
   herald_args  = "region --config /run/herald/region.yaml"
-  files = [
+  files = concat([
     { env = "HERALD_REGION_CONFIG_YAML", path = "/run/herald/region.yaml", unset = false },
     { env = "HERALD_SECRET_APNS_AUTH_KEY", path = "/run/herald/apns-auth-key.p8" },
     { env = "HERALD_SECRET_FCM_SERVICE_ACCOUNT", path = "/run/herald/fcm-service-account.json" },
     { env = local.tls_secrets["api-tls-cert"].env, path = local.tls_secrets["api-tls-cert"].path },
     { env = local.tls_secrets["api-tls-key"].env, path = local.tls_secrets["api-tls-key"].path },
     { env = local.tls_secrets["gateway-client-ca"].env, path = local.tls_secrets["gateway-client-ca"].path },
-  ]
+  ], [for id, s in local.user_keys_master_secrets : { env = s.env, path = s.path }])
   container_port = 8080
   environment    = concat(local.environment, [for k, v in var.dispatch_environment : { name = k, value = v }])
   secrets = concat(
@@ -122,6 +147,7 @@ module "roles" {
     ],
     [for k, s in aws_secretsmanager_secret.provider : { name = local.provider_secrets[k], arn = s.arn }],
     [for k, s in aws_secretsmanager_secret.tls : { name = local.tls_secrets[k].env, arn = s.arn }],
+    [for id, s in aws_secretsmanager_secret.user_keys_master : { name = local.user_keys_master_secrets[id].env, arn = s.arn }],
   )
   secrets_kms_key_arn   = aws_kms_key.data.arn
   execution_policy_name = "read-region-secrets"

@@ -227,3 +227,25 @@ variable "dispatch_environment" {
     error_message = "dispatch_environment may only set HERALD_DISPATCH_* variables."
   }
 }
+
+variable "user_keys_master_keys" {
+  description = "Ids of the master keys that wrap the users' data keys in Postgres (Herald's user_keys.master_keys; docs/residency.md, \"Master keys\"). Each id gets a Secrets Manager secret, herald-<region>/user-keys-master-<id>, created empty: put the base64 of 32 random bytes in it (docs/runbook.md), the same value in every region of the jurisdiction, since they share the database. Keep an old id while herald_user_keys_rows shows rows under it."
+  type        = list(string)
+  default     = ["1"]
+
+  validation {
+    condition     = length(var.user_keys_master_keys) > 0 && alltrue([for id in var.user_keys_master_keys : can(regex("^[a-z0-9]{1,32}$", id))])
+    error_message = "user_keys_master_keys: at least one id, each 1-32 lower-case letters or digits (it names a secret and an environment variable)."
+  }
+}
+
+variable "user_keys_current_master_key" {
+  description = "The id, one of user_keys_master_keys, of the master key new data keys are wrapped under and older ones rewrapped under (Herald's user_keys.current)."
+  type        = string
+  default     = "1"
+
+  validation {
+    condition     = contains(var.user_keys_master_keys, var.user_keys_current_master_key)
+    error_message = "user_keys_current_master_key must be one of user_keys_master_keys."
+  }
+}
