@@ -1,9 +1,14 @@
 package export
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +18,8 @@ import (
 	"github.com/herald-notify/herald/analytics/kanon"
 	"github.com/herald-notify/herald/analytics/wire"
 	"github.com/herald-notify/herald/platform/config"
+	"github.com/herald-notify/herald/platform/kafka"
+	"github.com/herald-notify/herald/platform/pki"
 	"github.com/herald-notify/herald/platform/testenv"
 	"github.com/herald-notify/herald/region/notify"
 )
@@ -220,5 +227,76 @@ func TestExporterDialsWithItsCertificateAndVerifiesTheServerName(t *testing.T) {
 	c.CertFile = junk
 	if _, err := c.clientTLS(); err == nil || !strings.Contains(err.Error(), "export.tls") {
 		t.Errorf("a junk certificate: got %v, want an error naming export.tls", err)
+	}
+}
+
+// The exporter New builds calls central over TLS 1.3 with the region's certificate and
+// verifies central's: against ca_file and the host of central_url, or server_name when set.
+func TestExporterCallsCentralWithItsCertificateAndVerifiesCentrals(t *testing.T) {
+	d := testenv.PKI(t)
+	serve := func(t *testing.T, certFile, keyFile string) string {
+		t.Helper()
+		sc, err := (pki.ServerConfig{CertFile: certFile, KeyFile: keyFile, ClientCAFile: d.CAFile()}).TLS()
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !pki.Verified(r.TLS) || r.TLS.VerifiedChains[0][0].Subject.CommonName != "exporter-eu-west-1" {
+				http.Error(w, `{"error":{"code":"unauthenticated"}}`, http.StatusUnauthorized)
+				return
+			}
+			_, _ = io.WriteString(w, `{"global":["order"],"apps":{}}`)
+		}))
+		srv.TLS = sc
+		srv.StartTLS()
+		t.Cleanup(srv.Close)
+		return srv.URL
+	}
+	exporter := func(t *testing.T, url, serverName string) *Exporter {
+		t.Helper()
+		cfg := DefaultConfig()
+		cc := testenv.Exporter(t, "eu-west-1")
+		cfg.CentralURL, cfg.Token = url, "local-analytics-eu-west-1-token"
+		cfg.TLS = TLSConfig{CAFile: cc.CAFile, CertFile: cc.CertFile, KeyFile: cc.KeyFile, ServerName: serverName}
+		if err := cfg.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		e, err := New("eu-west-1", cfg, kafka.Config{}, nil, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	central := serve(t, d.CertFile("analytics"), d.KeyFile("analytics"))
+
+	cats, err := exporter(t, central, "").client.Categories(context.Background())
+	if err != nil || !cats.Allows("shop", "order") {
+		t.Fatalf("central's categories over mutual TLS: %+v %v", cats, err)
+	}
+	if _, err := exporter(t, central, "localhost").client.Categories(context.Background()); err != nil {
+		t.Errorf("server_name localhost, which central's certificate names: %v", err)
+	}
+	if _, err := exporter(t, central, "analytics.herald.internal").client.Categories(context.Background()); err == nil || !strings.Contains(err.Error(), "analytics.herald.internal") {
+		t.Errorf("server_name central's certificate does not carry: %v, want the handshake refused naming it", err)
+	}
+
+	// A central certified by another CA is not central.
+	other, err := pki.NewCA("another CA", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	leaf, err := other.Issue("analytics", pki.Server, []string{"127.0.0.1"}, now.Add(-time.Minute), now.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "impostor.pem"), filepath.Join(dir, "impostor-key.pem")
+	if err := leaf.WriteFiles(certFile, keyFile); err != nil {
+		t.Fatal(err)
+	}
+	impostor := serve(t, certFile, keyFile)
+	if _, err := exporter(t, impostor, "").client.Categories(context.Background()); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Errorf("a central of another CA: %v, want the certificate refused", err)
 	}
 }
