@@ -1,14 +1,15 @@
 // Package analytics is Herald's central analytics service. It receives only anonymised,
 // thresholded aggregates from the regions, never a user id, token, address or content.
 //
-// Regions post batches in the format of package wire (POST /v1/aggregates, a bearer token
-// per region). The decoder accepts that closed schema only; a cell with fewer than k distinct
+// Regions post batches in the format of package wire (POST /v1/aggregates) to the ingest
+// listener, over HTTPS with a client certificate naming the region (ingest.client_name) and
+// the region's bearer token. The decoder accepts that closed schema only; a cell with fewer than k distinct
 // recipients, a category not registered in config, or any extra field is refused with a 400
 // naming the field. Batches are upserted by their key (region, window, seq), so a repeat
 // counts once. GET /v1/categories tells the regions' exporters which categories are
 // registered, so they fold any other into "other" rather than have a window refused. The query
-// API (/v1/funnel, /v1/dropoff, /v1/latency, /v1/cost) and the dashboard (/dashboard/) read the
-// sums. docs/analytics.md has the whole contract.
+// API (/v1/funnel, /v1/dropoff, /v1/latency, /v1/cost) and the dashboard (/dashboard/), on the
+// operators' listener, read the sums. docs/analytics.md has the whole contract.
 package analytics
 
 import (
@@ -18,6 +19,8 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/herald-notify/herald/analytics/schema"
 	"github.com/herald-notify/herald/platform/discovery"
@@ -57,13 +60,23 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 	h := health.New(map[string]string{"component": "analytics", "version": version})
 	h.Add("postgres", func(ctx context.Context) error { return pool.Ping(ctx) })
 
+	ingestTLS, err := c.Ingest.TLS.Server().TLS()
+	if err != nil {
+		return fmt.Errorf("ingest.tls: %w", err)
+	}
 	ln, err := net.Listen("tcp", c.Listen)
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", c.Listen, err)
 	}
+	ingestLn, err := net.Listen("tcp", c.Ingest.Listen)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("ingest.listen: listening on %s: %w", c.Ingest.Listen, err)
+	}
 	inst, stopDiscovery, err := discovery.RegisterListener(ctx, disc, ServiceName, "analytics", "http", ln, nil, c.Discovery.TTL)
 	if err != nil {
 		ln.Close()
+		ingestLn.Close()
 		return err
 	}
 	defer stopDiscovery()
@@ -78,13 +91,23 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 	if c.MinuteRetention > 0 {
 		wg.Go(func() { sweep(sweepCtx, store, c.MinuteRetention, log) })
 	}
-	srv := &httpserver.Server{
+	// Two listeners: the operators' (dashboard, queries) and the regions' (ingest, mutual TLS).
+	// Either failing stops both.
+	beforeShutdown := sync.OnceFunc(func() { stopDiscovery(); h.Drain() })
+	operatorSrv := &httpserver.Server{
 		Name: "analytics-http", Handler: a.router(h), Log: log, Listener: ln,
-		BeforeShutdown: func() { stopDiscovery(); h.Drain() },
-		ReadyDelay:     500 * time.Millisecond,
+		BeforeShutdown: beforeShutdown, ReadyDelay: 500 * time.Millisecond,
 	}
-	log.Info("analytics started", "addr", inst.Address, "k", c.K, "regions", sortedKeys(c.Regions))
-	return srv.Run(ctx)
+	ingestSrv := &httpserver.Server{
+		Name: "analytics-ingest", Handler: a.ingestRouter(h), Log: log, Listener: ingestLn, TLS: ingestTLS,
+		BeforeShutdown: beforeShutdown, ReadyDelay: 500 * time.Millisecond,
+	}
+	log.Info("analytics started", "addr", inst.Address, "ingest_addr", ingestLn.Addr().String(), "k", c.K,
+		"regions", sortedKeys(c.Regions), "client_name", c.Ingest.ClientName)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return operatorSrv.Run(gctx) })
+	g.Go(func() error { return ingestSrv.Run(gctx) })
+	return g.Wait()
 }
 
 // sweepEvery is how often minute data past the retention is deleted.

@@ -1,6 +1,9 @@
 package analytics
 
 import (
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
 	"log/slog"
 	"net/http"
@@ -8,46 +11,74 @@ import (
 	"reflect"
 	"testing"
 
+	"github.com/gin-gonic/gin"
+
 	"github.com/herald-notify/herald/analytics/wire"
 	"github.com/herald-notify/herald/platform/health"
 )
 
+// verifiedAs is the TLS state of a connection whose client certificate (common name cn, DNS
+// names dns) verified against the client CA; nil when cn is "" (no certificate).
+func verifiedAs(cn string, dns ...string) *tls.ConnectionState {
+	if cn == "" {
+		return &tls.ConnectionState{HandshakeComplete: true}
+	}
+	leaf := &x509.Certificate{Subject: pkix.Name{CommonName: cn}, DNSNames: dns}
+	return &tls.ConnectionState{HandshakeComplete: true, PeerCertificates: []*x509.Certificate{leaf}, VerifiedChains: [][]*x509.Certificate{{leaf}}}
+}
+
 // GET /v1/categories gives a region's exporter the categories ingest accepts, so it can fold
-// any other into "other" itself; without a region's token it is a 401.
+// any other into "other" itself; it answers a region's client certificate with that region's
+// token only (401 or 403 otherwise), and only on the ingest listener.
 func TestCategoriesEndpointListsWhatIngestAcceptsToRegionsOnly(t *testing.T) {
-	cfg := validConfig()
+	cfg := validConfig(t)
 	cfg.Categories.Apps["blog"] = nil
 	tokens, err := cfg.regionTokens()
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := newAPI(cfg, credentials{regions: tokens, operator: testOperatorToken}, nil, slog.New(slog.DiscardHandler)).router(health.New(nil))
+	a := newAPI(cfg, credentials{regions: tokens, operator: testOperatorToken}, nil, slog.New(slog.DiscardHandler))
+	ingest, operators := a.ingestRouter(health.New(nil)), a.router(health.New(nil))
+	all := &wire.Categories{Global: []string{"security"}, Apps: map[string][]string{"shop": {"order"}, "blog": {}}}
 	for _, tc := range []struct {
 		name   string
+		router *gin.Engine
+		tls    *tls.ConnectionState
 		auth   string
 		status int
+		code   string
 		want   *wire.Categories
 	}{
-		{"a region's token", "Bearer 0123456789abcdef-eu", 200,
-			&wire.Categories{Global: []string{"security"}, Apps: map[string][]string{"shop": {"order"}, "blog": {}}}},
-		{"another region's token", "Bearer 0123456789abcdef-us", 200,
-			&wire.Categories{Global: []string{"security"}, Apps: map[string][]string{"shop": {"order"}, "blog": {}}}},
-		{"no token", "", 401, nil},
-		{"a wrong token", "Bearer 0123456789abcdef-xx", 401, nil},
-		{"not a bearer token", "Basic MDEyMzQ1Njc4OWFiY2RlZi1ldQ==", 401, nil},
+		{"a region's certificate and token", ingest, verifiedAs("exporter-eu-west-1"), "Bearer 0123456789abcdef-eu", 200, "", all},
+		{"another region's certificate and token", ingest, verifiedAs("exporter-us-east-1"), "Bearer 0123456789abcdef-us", 200, "", all},
+		{"the region as a DNS name of the certificate", ingest, verifiedAs("someone", "exporter-us-east-1"), "Bearer 0123456789abcdef-us", 200, "", all},
+		{"no certificate", ingest, verifiedAs(""), "Bearer 0123456789abcdef-eu", 401, "unauthenticated", nil},
+		{"plain HTTP", ingest, nil, "Bearer 0123456789abcdef-eu", 401, "unauthenticated", nil},
+		{"a certificate of the CA naming no region", ingest, verifiedAs("gateway"), "Bearer 0123456789abcdef-eu", 403, "unknown_client", nil},
+		{"a certificate naming two regions", ingest, verifiedAs("exporter-eu-west-1", "exporter-us-east-1"), "Bearer 0123456789abcdef-eu", 403, "unknown_client", nil},
+		{"a region's certificate with another region's token", ingest, verifiedAs("exporter-eu-west-1"), "Bearer 0123456789abcdef-us", 401, "unauthorized", nil},
+		{"a region's certificate and no token", ingest, verifiedAs("exporter-eu-west-1"), "", 401, "unauthorized", nil},
+		{"a region's certificate and a wrong token", ingest, verifiedAs("exporter-eu-west-1"), "Bearer 0123456789abcdef-xx", 401, "unauthorized", nil},
+		{"not a bearer token", ingest, verifiedAs("exporter-eu-west-1"), "Basic MDEyMzQ1Njc4OWFiY2RlZi1ldQ==", 401, "unauthorized", nil},
+		{"the operators' listener", operators, nil, "Bearer 0123456789abcdef-eu", 401, "unauthenticated", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w := httptest.NewRecorder()
 			req := httptest.NewRequest(http.MethodGet, "/v1/categories", nil)
+			req.TLS = tc.tls
 			if tc.auth != "" {
 				req.Header.Set("Authorization", tc.auth)
 			}
-			r.ServeHTTP(w, req)
+			tc.router.ServeHTTP(w, req)
 			if w.Code != tc.status {
 				t.Fatalf("%d, want %d: %s", w.Code, tc.status, w.Body)
 			}
 			if tc.want == nil {
-				if w.Header().Get("WWW-Authenticate") == "" {
+				var e struct{ Error struct{ Code string } }
+				if err := json.Unmarshal(w.Body.Bytes(), &e); err != nil || e.Error.Code != tc.code {
+					t.Errorf("answer %s, want the code %s", w.Body, tc.code)
+				}
+				if tc.code == "unauthorized" && w.Header().Get("WWW-Authenticate") == "" {
 					t.Error("a 401 without WWW-Authenticate")
 				}
 				return

@@ -12,13 +12,20 @@ import (
 	"github.com/herald-notify/herald/analytics/wire"
 	"github.com/herald-notify/herald/platform/config"
 	"github.com/herald-notify/herald/platform/discovery"
+	"github.com/herald-notify/herald/platform/pki"
 	"github.com/herald-notify/herald/platform/postgres"
 	"github.com/herald-notify/herald/platform/telemetry"
 )
 
 // Config is the analytics service's configuration.
 type Config struct {
+	// Listen is the operators' listener: the dashboard, the query API and the sign-in, with the
+	// operator token (plain HTTP locally; behind a TLS-terminating load balancer on AWS). It
+	// serves no ingest: regions post to Ingest.Listen, over mutual TLS.
 	Listen string `yaml:"listen" env:"HERALD_ANALYTICS_LISTEN"`
+	// Ingest is the regions' listener: POST /v1/aggregates and GET /v1/categories over HTTPS
+	// (TLS 1.3) with a region's client certificate.
+	Ingest IngestConfig `yaml:"ingest"`
 	// K is the k-anonymity threshold central enforces: a cell with fewer distinct recipients
 	// is refused. Regions fold with their own k, which must not be lower.
 	K int `yaml:"k" env:"HERALD_ANALYTICS_K"`
@@ -43,8 +50,73 @@ type Config struct {
 	Telemetry telemetry.Config `yaml:"telemetry"`
 }
 
-// RegionConfig is one region's ingest credential: the token itself, or a file holding it
-// (for deployments where secrets are mounted as files, not written into config).
+// IngestConfig is the ingest listener: the regions' exporters post over mutual TLS, and the
+// client certificate says which region is calling.
+type IngestConfig struct {
+	// Listen is the HTTPS address of the ingest API; it must differ from listen.
+	Listen string `yaml:"listen" env:"HERALD_ANALYTICS_INGEST_LISTEN"`
+	// TLS is analytics' server certificate and the CA whose client certificates are accepted.
+	TLS IngestTLSConfig `yaml:"tls"`
+	// ClientName is the name a region's client certificate carries, as its subject's common
+	// name or one of its DNS names, with {region} standing for the region
+	// ("exporter-{region}", what `herald pki init` issues; on AWS, say,
+	// "{region}.exporters.herald.internal"). A certificate of the CA that names no region of
+	// regions is refused (403 unknown_client), one naming another region than its batch too
+	// (403 region_mismatch).
+	ClientName string `yaml:"client_name" env:"HERALD_ANALYTICS_INGEST_CLIENT_NAME"`
+}
+
+// IngestTLSConfig is the ingest listener's side of the regions' mutual TLS.
+type IngestTLSConfig struct {
+	// CertFile and KeyFile are analytics' server certificate (its SANs name what the exporters
+	// dial or their export.tls.server_name) and key.
+	CertFile string `yaml:"cert_file" env:"HERALD_ANALYTICS_INGEST_TLS_CERT_FILE"`
+	KeyFile  string `yaml:"key_file" env:"HERALD_ANALYTICS_INGEST_TLS_KEY_FILE"`
+	// ClientCAFile holds the CA (PEM; several during a rotation) that issues the regions'
+	// client certificates. It must issue client certificates naming a region to that
+	// region's exporter only.
+	ClientCAFile string `yaml:"client_ca_file" env:"HERALD_ANALYTICS_INGEST_TLS_CLIENT_CA_FILE"`
+}
+
+// Server is the pki form of the files.
+func (t IngestTLSConfig) Server() pki.ServerConfig {
+	return pki.ServerConfig{CertFile: t.CertFile, KeyFile: t.KeyFile, ClientCAFile: t.ClientCAFile}
+}
+
+// regionPlaceholder is what ingest.client_name names the region with.
+const regionPlaceholder = "{region}"
+
+// DefaultClientName is the client certificate name of `herald pki init`'s exporter certificates.
+const DefaultClientName = "exporter-" + regionPlaceholder
+
+// clientNameRE is what a client name may be once {region} is replaced: a common name or DNS
+// name of lower-case letters, digits, dots and hyphens.
+var clientNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$`)
+
+// certName is the name region's client certificate must carry.
+func (c IngestConfig) certName(region string) string {
+	return strings.Replace(c.ClientName, regionPlaceholder, region, 1)
+}
+
+func (c IngestConfig) validate(operatorListen string) error {
+	if err := config.HostPort("listen", c.Listen); err != nil {
+		return err
+	}
+	if c.Listen == operatorListen {
+		return config.Errorf("listen", c.Listen, "must differ from the operators' listen: ingest is served over mutual TLS only")
+	}
+	if strings.Count(c.ClientName, regionPlaceholder) != 1 {
+		return config.Errorf("client_name", c.ClientName, "must hold %s exactly once (each region's certificate names its own region)", regionPlaceholder)
+	}
+	if !clientNameRE.MatchString(c.certName("eu-west-1")) {
+		return config.Errorf("client_name", c.ClientName, "is not a lower-case name of letters, digits, dots and hyphens once %s is replaced", regionPlaceholder)
+	}
+	return config.Prefix("tls", c.TLS.Server().Validate())
+}
+
+// RegionConfig is one region's second ingest credential, on top of its client certificate:
+// the token itself, or a file holding it (for deployments where secrets are mounted as files,
+// not written into config).
 type RegionConfig struct {
 	// Token is the bearer token the region's exporter sends (at least 16 characters).
 	Token string `yaml:"token"`
@@ -198,6 +270,7 @@ func DefaultConfig(discoveryDir string) Config {
 	pg.Database = "herald_analytics"
 	return Config{
 		Listen:       "127.0.0.1:8090",
+		Ingest:       IngestConfig{Listen: "127.0.0.1:8091", ClientName: DefaultClientName},
 		K:            wire.DefaultK,
 		Prices:       PriceConfig{Currency: "USD"},
 		SLO:          SLOConfig{Transactional: 5 * time.Second, Social: 30 * time.Second},
@@ -232,6 +305,9 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if err := config.Prefix("telemetry", c.Telemetry.Validate()); err != nil {
+		return err
+	}
+	if err := config.Prefix("ingest", c.Ingest.validate(c.Listen)); err != nil {
 		return err
 	}
 	if c.K < 2 {

@@ -8,10 +8,15 @@ import (
 	"time"
 
 	"github.com/herald-notify/herald/platform/config"
+	"github.com/herald-notify/herald/platform/pki"
+	"github.com/herald-notify/herald/platform/testenv"
 )
 
-func validConfig() Config {
+func validConfig(t testing.TB) Config {
+	t.Helper()
 	c := DefaultConfig("/tmp/discovery")
+	srv := testenv.PKI(t).Server("analytics")
+	c.Ingest.TLS = IngestTLSConfig{CertFile: srv.CertFile, KeyFile: srv.KeyFile, ClientCAFile: srv.ClientCAFile}
 	c.Regions = map[string]RegionConfig{"eu-west-1": {Token: "0123456789abcdef-eu"}, "us-east-1": {Token: "0123456789abcdef-us"}}
 	c.Operator.Token = testOperatorToken
 	c.Categories = CategoriesConfig{Global: []string{"security"}, Apps: map[string][]string{"shop": {"order"}}}
@@ -44,6 +49,14 @@ func TestValidateNamesTheBadKey(t *testing.T) {
 		{"a tiny body limit", func(c *Config) { c.MaxBodyBytes = 10 }, "max_body_bytes"},
 		{"a retention under two days", func(c *Config) { c.MinuteRetention = time.Hour }, "minute_retention"},
 		{"a bad listen address", func(c *Config) { c.Listen = "8090" }, "listen"},
+		{"a bad ingest listen address", func(c *Config) { c.Ingest.Listen = "8091" }, "ingest.listen"},
+		{"ingest on the operators' listener", func(c *Config) { c.Ingest.Listen = c.Listen }, "ingest.listen"},
+		{"no ingest certificate", func(c *Config) { c.Ingest.TLS.CertFile = "" }, "ingest.tls.cert_file"},
+		{"an ingest key that is not there", func(c *Config) { c.Ingest.TLS.KeyFile = "/nonexistent/analytics-key.pem" }, "ingest.tls.key_file"},
+		{"no client CA", func(c *Config) { c.Ingest.TLS.ClientCAFile = "" }, "ingest.tls.client_ca_file"},
+		{"a client name without the region", func(c *Config) { c.Ingest.ClientName = "exporter" }, "ingest.client_name"},
+		{"a client name with the region twice", func(c *Config) { c.Ingest.ClientName = "{region}.{region}" }, "ingest.client_name"},
+		{"a client name with spaces", func(c *Config) { c.Ingest.ClientName = "exporter of {region}" }, "ingest.client_name"},
 		{"no operator token", func(c *Config) { c.Operator.Token = "" }, "operator.token"},
 		{"a short operator token", func(c *Config) { c.Operator.Token = "0123456789abcdef0123456789abcde" }, "operator.token"},
 		{"an operator token and a file", func(c *Config) { c.Operator.TokenFile = "/run/secrets/op" }, "operator.token_file"},
@@ -55,7 +68,7 @@ func TestValidateNamesTheBadKey(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := validConfig()
+			c := validConfig(t)
 			tt.edit(&c)
 			err := c.Validate()
 			ke, ok := err.(*config.KeyError)
@@ -67,19 +80,32 @@ func TestValidateNamesTheBadKey(t *testing.T) {
 			}
 		})
 	}
-	c := validConfig()
+	c := validConfig(t)
 	if err := c.Validate(); err != nil {
 		t.Errorf("valid config refused: %v", err)
 	}
 }
 
 func TestLocalConfigLoadsStrictly(t *testing.T) {
+	local, err := filepath.Abs(filepath.Join("..", "config", "local", "analytics.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The config names its certificates relative to the repository root, as `make up` runs
+	// it; here herald pki init's plan issues them in a fresh root.
+	t.Chdir(t.TempDir())
+	if _, err := pki.Dir(filepath.Join(".herald", "pki")).Ensure(pki.LocalPlan([]string{"eu-west-1"}, []string{"127.0.0.1"}), time.Now()); err != nil {
+		t.Fatal(err)
+	}
 	c := DefaultConfig(t.TempDir())
-	if err := config.Load(filepath.Join("..", "config", "local", "analytics.yaml"), &c); err != nil {
+	if err := config.Load(local, &c); err != nil {
 		t.Fatalf("config/local/analytics.yaml: %v", err)
 	}
 	if c.K != 10 || len(c.Regions) != 3 || c.SLO.Transactional != 5*time.Second || c.Prices.SMS.PerCountry["US"] == 0 {
 		t.Errorf("loaded %+v", c)
+	}
+	if c.Ingest.Listen != "127.0.0.1:8091" || c.Ingest.ClientName != DefaultClientName || c.Ingest.TLS.CertFile != ".herald/pki/analytics.pem" {
+		t.Errorf("ingest: %+v", c.Ingest)
 	}
 	// The operator token is the file stack/herald.sh makes (48 base64url characters).
 	if c.Operator.TokenFile != ".herald/analytics/operator-token" || c.Operator.Token != "" {
@@ -119,7 +145,7 @@ func TestOperatorTokenComesFromTheConfigOrAFileAndNameTheKeyWhenBad(t *testing.T
 		return p
 	}
 	regions := map[string]string{"eu-west-1": "0123456789abcdef-eu-0123456789abcdef"}
-	c := validConfig()
+	c := validConfig(t)
 	c.Operator = OperatorConfig{TokenFile: write("op", "  operator-token-from-a-file-0123456789\n"), SessionTTL: time.Hour}
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
@@ -138,7 +164,7 @@ func TestOperatorTokenComesFromTheConfigOrAFileAndNameTheKeyWhenBad(t *testing.T
 		{"a region's token in the file", OperatorConfig{TokenFile: write("dup", regions["eu-west-1"])}, "operator.token_file"},
 		{"a region's token inline", OperatorConfig{Token: regions["eu-west-1"]}, "operator.token"},
 	} {
-		c := validConfig()
+		c := validConfig(t)
 		c.Operator = tt.op
 		_, err := c.operatorToken(regions)
 		ke, ok := err.(*config.KeyError)
@@ -157,7 +183,7 @@ func TestRegionTokensComeFromTheConfigOrAFileAndNameTheKeyWhenBad(t *testing.T) 
 		}
 		return p
 	}
-	c := validConfig()
+	c := validConfig(t)
 	c.Regions["us-east-1"] = RegionConfig{TokenFile: write("us", "  us-token-from-a-file-0123\n")}
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
@@ -179,7 +205,7 @@ func TestRegionTokensComeFromTheConfigOrAFileAndNameTheKeyWhenBad(t *testing.T) 
 		{"the other region's token in the file", RegionConfig{TokenFile: write("dup", "0123456789abcdef-eu")}, "regions.us-east-1.token_file"},
 	}
 	for _, tt := range tests {
-		c := validConfig()
+		c := validConfig(t)
 		c.Regions["us-east-1"] = tt.rc
 		_, err := c.regionTokens()
 		ke, ok := err.(*config.KeyError)

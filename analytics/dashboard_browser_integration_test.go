@@ -42,7 +42,12 @@ func TestDashboardInChromiumShowsTheAPIsFunnelToTheOperatorOnlyAndFollowsFilters
 	var stdout, stderr bytes.Buffer
 	cmd := exec.CommandContext(ctx, "node", script, s.base, shot)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	cmd.Env = append(os.Environ(), "ANALYTICS_TOKEN="+usToken, "ANALYTICS_OPERATOR_TOKEN="+testOperatorToken)
+	// The page is the operators' listener's (plain HTTP, no client certificate); the batch the
+	// auto-refresh must show goes to the ingest listener with us-east-1's exporter certificate.
+	exporter := testenv.Exporter(t, "us-east-1")
+	cmd.Env = append(os.Environ(), "ANALYTICS_TOKEN="+usToken, "ANALYTICS_OPERATOR_TOKEN="+testOperatorToken,
+		"ANALYTICS_INGEST_URL="+s.ingest, "ANALYTICS_CA_FILE="+exporter.CAFile,
+		"ANALYTICS_CLIENT_CERT="+exporter.CertFile, "ANALYTICS_CLIENT_KEY="+exporter.KeyFile)
 	err := cmd.Run()
 	t.Logf("page showed: %s", strings.TrimSpace(stdout.String()))
 	if err != nil {

@@ -294,13 +294,13 @@ type rules struct {
 	horizon time.Time
 }
 
-// check validates b as posted by region (the one its token belongs to).
+// check validates b as posted by region (the one its client certificate names).
 func (r rules) check(b wire.Batch, region string) *FieldError {
 	if b.Version != wire.Version {
 		return fieldErr("unsupported_version", "version", "must be %d", wire.Version)
 	}
 	if b.Region != region {
-		e := fieldErr("region_mismatch", "region", "the token is %s's; a region posts its own aggregates only", region)
+		e := fieldErr("region_mismatch", "region", "the client certificate is %s's; a region posts its own aggregates only", region)
 		e.Status = 403
 		return e
 	}

@@ -3,8 +3,10 @@ package analytics
 // errorCodes is the catalogue of the error codes analytics answers, with their HTTP status.
 // docs/openapi-analytics.yaml lists the same (TestOpenAPIListsExactlyTheErrorCatalogue).
 var errorCodes = map[string]int{
-	"unauthorized":        401, // no token, or not the right one: a region's (ingest), the operator's (queries, dashboard)
-	"region_mismatch":     403, // a region's token posting another region's batch
+	"unauthenticated":     401, // an ingest route without a region's client certificate (or on the operators' listener)
+	"unauthorized":        401, // no token, or not the right one: the certificate's region's (ingest), the operator's (queries, dashboard)
+	"unknown_client":      403, // a client certificate of the internal CA that names no region
+	"region_mismatch":     403, // a region's certificate posting another region's batch
 	"body_too_large":      413,
 	"invalid_json":        400,
 	"unknown_field":       400, // a field the wire format does not define (a user_id, say)

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"path"
+	"slices"
 	"strings"
 	"time"
 
@@ -18,9 +19,11 @@ import (
 	"github.com/herald-notify/herald/analytics/wire"
 	"github.com/herald-notify/herald/platform/apierr"
 	"github.com/herald-notify/herald/platform/health"
+	"github.com/herald-notify/herald/platform/pki"
 )
 
-// api serves ingest, queries and the dashboard.
+// api serves ingest (the regions, over mutual TLS: ingestRouter), and queries and the dashboard
+// (the operators: router).
 type api struct {
 	cfg      Config
 	tokens   map[string]string // region -> token: ingest and categories
@@ -53,13 +56,33 @@ func newAPI(cfg Config, creds credentials, store *Store, log *slog.Logger) *api 
 // They hold no data.
 var publicDashboardFiles = map[string]bool{"/login.html": true, "/login.js": true, "/app.css": true}
 
-func (a *api) router(h *health.Health) *gin.Engine {
+// ingestRouter serves the regions on the ingest listener (HTTPS, TLS 1.3): health without a
+// client certificate, the ingest routes with a region's, nothing of the operators'.
+func (a *api) ingestRouter(h *health.Health) *gin.Engine {
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
 	r.Use(gin.Recovery())
 	h.Mount(r)
 	r.POST("/v1/aggregates", a.ingest)
 	r.GET("/v1/categories", a.categories)
+	r.NoRoute(func(c *gin.Context) {
+		a.reject(c, http.StatusNotFound, "not_found", "no such endpoint on the ingest listener; see docs/openapi-analytics.yaml", "")
+	})
+	return r
+}
+
+// router serves the operators on the operator listener: the dashboard, its sign-in and the
+// query API. The ingest routes answer 401 unauthenticated here: a region posts over mutual TLS.
+func (a *api) router(h *health.Health) *gin.Engine {
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	r.Use(gin.Recovery())
+	h.Mount(r)
+	notHere := func(c *gin.Context) {
+		a.reject(c, http.StatusUnauthorized, codeUnauthenticated, "ingest is served only over mutual TLS, on the ingest listener (ingest.listen), with a region's client certificate", fieldClientCert)
+	}
+	r.POST("/v1/aggregates", notHere)
+	r.GET("/v1/categories", notHere)
 	// The dashboard's sign-in (the operator token for a session cookie).
 	r.POST("/v1/session", a.signIn)
 	r.GET("/v1/session", a.session)
@@ -116,6 +139,41 @@ func (n noListing) Open(name string) (fs.File, error) {
 	return f, nil
 }
 
+// Error code and field of a call to an ingest route without a verified client certificate.
+const (
+	codeUnauthenticated = "unauthenticated"
+	fieldClientCert     = "tls_client_certificate"
+)
+
+// certRegion returns the region whose client certificate the request's connection presented,
+// or answers 401 (no certificate, or none that verified) or 403 (a certificate of the CA that
+// names no region) and returns "". A certificate that does not verify (another CA, expired,
+// not for client authentication) never gets here: the handshake fails.
+func (a *api) certRegion(c *gin.Context) string {
+	cs := c.Request.TLS
+	if !pki.Verified(cs) {
+		a.log.Debug("refused an ingest call without a client certificate", "remote", c.Request.RemoteAddr, "path", c.Request.URL.Path)
+		a.reject(c, http.StatusUnauthorized, codeUnauthenticated, "the ingest API answers a region's client certificate of the internal CA only", fieldClientCert)
+		return ""
+	}
+	leaf := cs.VerifiedChains[0][0]
+	var named []string
+	for _, name := range sortedKeys(a.tokens) {
+		want := a.cfg.Ingest.certName(name)
+		if leaf.Subject.CommonName == want || slices.Contains(leaf.DNSNames, want) {
+			named = append(named, name)
+		}
+	}
+	// A certificate naming two regions speaks for neither.
+	if len(named) == 1 {
+		return named[0]
+	}
+	a.log.Warn("refused an ingest call: the client certificate names no region", "remote", c.Request.RemoteAddr,
+		"subject", leaf.Subject.String(), "dns_names", leaf.DNSNames)
+	a.reject(c, http.StatusForbidden, "unknown_client", fmt.Sprintf("the client certificate names no region, or more than one (want %s)", a.cfg.Ingest.ClientName), fieldClientCert)
+	return ""
+}
+
 // region returns the region whose token the request carries, or "".
 func (a *api) region(r *http.Request) string {
 	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
@@ -141,12 +199,18 @@ func (a *api) reject(c *gin.Context, status int, code, message, field string) {
 	c.Abort()
 }
 
-// authorized returns the region whose token the request carries, or answers 401 and "".
+// authorized returns the calling region: the one its client certificate names (certRegion),
+// whose bearer token the request must carry as well. Otherwise it answers 401 or 403 and
+// returns "".
 func (a *api) authorized(c *gin.Context) string {
-	region := a.region(c.Request)
+	region := a.certRegion(c)
 	if region == "" {
+		return ""
+	}
+	if a.region(c.Request) != region {
 		c.Header("WWW-Authenticate", `Bearer realm="herald-analytics"`)
-		a.reject(c, http.StatusUnauthorized, "unauthorized", "a region's bearer token is required", "")
+		a.reject(c, http.StatusUnauthorized, "unauthorized", "the bearer token of the certificate's region is required", "")
+		return ""
 	}
 	return region
 }

@@ -26,7 +26,7 @@ func counterValue(c prometheus.Counter) float64 {
 
 func operatorRouter(t *testing.T) (*api, *gin.Engine) {
 	t.Helper()
-	cfg := validConfig()
+	cfg := validConfig(t)
 	tokens, err := cfg.regionTokens()
 	if err != nil {
 		t.Fatal(err)

@@ -111,7 +111,7 @@ func TestCostPricesSMSByCountryEmailPerThousandAndPushFree(t *testing.T) {
 }
 
 func TestParseFilterRefusesUnknownParametersAndBadValuesNamingThem(t *testing.T) {
-	a := newAPI(validConfig(), credentials{}, nil, nil)
+	a := newAPI(validConfig(t), credentials{}, nil, nil)
 	a.now = func() time.Time { return testNow }
 	tests := []struct{ query, field string }{
 		{"user_id=u1", "user_id"},
@@ -139,7 +139,7 @@ func TestParseFilterRefusesUnknownParametersAndBadValuesNamingThem(t *testing.T)
 }
 
 func TestRangesPastTheMinuteRetentionAreWidenedToWholeHours(t *testing.T) {
-	cfg := validConfig()
+	cfg := validConfig(t)
 	cfg.MinuteRetention = 48 * time.Hour
 	a := newAPI(cfg, credentials{}, nil, nil)
 	a.now = func() time.Time { return testNow } // 04:30

@@ -18,6 +18,7 @@ import (
 
 	"github.com/herald-notify/herald/analytics/wire"
 	"github.com/herald-notify/herald/platform/apierr"
+	"github.com/herald-notify/herald/platform/pki"
 	"github.com/herald-notify/herald/platform/postgres"
 	"github.com/herald-notify/herald/platform/testenv"
 )
@@ -28,11 +29,13 @@ const (
 	usToken = "test-token-us-east-1-0123456789"
 )
 
-// service is central analytics running in-process on a free port, with a private database.
+// service is central analytics running in-process on free ports, with a private database:
+// base is the operators' listener, ingest the regions' (mutual TLS, the test PKI).
 type service struct {
-	base string
-	cfg  Config
-	db   *pgxpool.Pool
+	base   string
+	ingest string
+	cfg    Config
+	db     *pgxpool.Pool
 }
 
 func startService(t testing.TB) *service { t.Helper(); return startServiceWith(t, nil) }
@@ -42,6 +45,9 @@ func startServiceWith(t testing.TB, edit func(*Config)) *service {
 	t.Helper()
 	cfg := DefaultConfig(t.TempDir())
 	cfg.Listen = freeAddr(t)
+	cfg.Ingest.Listen = freeAddr(t)
+	srv := testenv.PKI(t).Server("analytics")
+	cfg.Ingest.TLS = IngestTLSConfig{CertFile: srv.CertFile, KeyFile: srv.KeyFile, ClientCAFile: srv.ClientCAFile}
 	cfg.Postgres = testenv.Postgres(t)
 	cfg.Regions = map[string]RegionConfig{"eu-west-1": {Token: euToken}, "us-east-1": {Token: usToken}}
 	cfg.Operator.Token = testOperatorToken
@@ -80,7 +86,7 @@ func startServiceWith(t testing.TB, edit func(*Config)) *service {
 		}
 		db.Close()
 	})
-	s := &service{base: "http://" + cfg.Listen, cfg: cfg, db: db}
+	s := &service{base: "http://" + cfg.Listen, ingest: "https://" + cfg.Ingest.Listen, cfg: cfg, db: db}
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		if resp, err := http.Get(s.base + "/readyz"); err == nil {
@@ -105,8 +111,49 @@ func freeAddr(t testing.TB) string {
 	return ln.Addr().String()
 }
 
-// post sends body (a wire.Batch, a map, or raw bytes) to the ingest endpoint with token.
+// tokenRegions is whose certificate post presents with a token: the token's region's, and
+// eu-west-1's with any other token.
+var tokenRegions = map[string]string{euToken: "eu-west-1", usToken: "us-east-1"}
+
+// exporterClient is an HTTPS client with region's exporter certificate of the test PKI.
+func exporterClient(t testing.TB, region string) *http.Client {
+	t.Helper()
+	return tlsClient(t, testenv.Exporter(t, region))
+}
+
+// tlsClient is an HTTPS client with the certificate of cc.
+func tlsClient(t testing.TB, cc pki.ClientConfig) *http.Client {
+	t.Helper()
+	tc, err := cc.TLS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &http.Transport{TLSClientConfig: tc}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Timeout: 30 * time.Second, Transport: tr}
+}
+
+// noCertClient is an HTTPS client that trusts the test CA and offers no client certificate.
+func noCertClient(t testing.TB) *http.Client {
+	t.Helper()
+	hc := exporterClient(t, "eu-west-1")
+	hc.Transport.(*http.Transport).TLSClientConfig.GetClientCertificate = nil
+	return hc
+}
+
+// post sends body (a wire.Batch, a map, or raw bytes) to the ingest endpoint with token, over
+// mutual TLS with the certificate of the token's region (tokenRegions).
 func (s *service) post(t testing.TB, token string, body any) (int, map[string]any) {
+	t.Helper()
+	region := tokenRegions[token]
+	if region == "" {
+		region = "eu-west-1"
+	}
+	return s.postWith(t, exporterClient(t, region), s.ingest, token, body)
+}
+
+// postWith sends body to base's ingest endpoint with client and token (none if empty).
+func (s *service) postWith(t testing.TB, client *http.Client, base, token string, body any) (int, map[string]any) {
 	t.Helper()
 	raw, ok := body.([]byte)
 	if !ok {
@@ -115,12 +162,12 @@ func (s *service) post(t testing.TB, token string, body any) (int, map[string]an
 			t.Fatal(err)
 		}
 	}
-	req, _ := http.NewRequest(http.MethodPost, s.base+"/v1/aggregates", bytes.NewReader(raw))
+	req, _ := http.NewRequest(http.MethodPost, base+"/v1/aggregates", bytes.NewReader(raw))
 	req.Header.Set("Content-Type", "application/json")
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

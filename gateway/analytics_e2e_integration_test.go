@@ -36,10 +36,13 @@ type analyticsCentral struct {
 	db   *pgxpool.Pool
 }
 
-func startAnalyticsCentral(t *testing.T, addr string, tokens map[string]string, categories ...string) *analyticsCentral {
+func startAnalyticsCentral(t *testing.T, addr, ingestAddr string, tokens map[string]string, categories ...string) *analyticsCentral {
 	t.Helper()
 	cfg := analytics.DefaultConfig(t.TempDir())
 	cfg.Listen = addr
+	cfg.Ingest.Listen = ingestAddr
+	srv := testenv.PKI(t).Server("analytics")
+	cfg.Ingest.TLS = analytics.IngestTLSConfig{CertFile: srv.CertFile, KeyFile: srv.KeyFile, ClientCAFile: srv.ClientCAFile}
 	cfg.Postgres = testenv.Postgres(t)
 	cfg.Regions = map[string]analytics.RegionConfig{}
 	for name, tok := range tokens {
@@ -180,7 +183,7 @@ func TestNotificationsThroughTheGatewayReachTheCentralFunnelPerStageWithoutIdent
 	info := s.Info()
 	// Every region runs the exporter role, shipping to central at centralAddr; central starts
 	// once the regions (whose names newWorld picks) are known, and the exporters wait for it.
-	centralAddr := regiontest.FreePort(t)
+	centralAddr, centralIngestAddr := regiontest.FreePort(t), regiontest.FreePort(t)
 	tokens := map[string]string{}
 	w := newWorld(t, func(i int, rc *region.Config) {
 		rc.Dispatch.Push.APNs = dispatch.APNsConfig{Endpoint: info.APNs.URL, TeamID: info.APNs.TeamID, KeyID: info.APNs.KeyID,
@@ -191,10 +194,12 @@ func TestNotificationsThroughTheGatewayReachTheCentralFunnelPerStageWithoutIdent
 		tokens[rc.Name] = fmt.Sprintf("test-analytics-e2e-%d-%s", i, randomHex(t, 8))
 		rc.Roles = append(region.AllRoles(), region.RoleExporter)
 		rc.Export = export.DefaultConfig()
-		rc.Export.CentralURL, rc.Export.Token = "http://"+centralAddr, tokens[rc.Name]
+		rc.Export.CentralURL, rc.Export.Token = "https://"+centralIngestAddr, tokens[rc.Name]
+		cc := testenv.Exporter(t, rc.Name)
+		rc.Export.TLS = export.TLSConfig{CAFile: cc.CAFile, CertFile: cc.CertFile, KeyFile: cc.KeyFile}
 		rc.Export.Grace, rc.Export.Interval = time.Second, 200*time.Millisecond
 	})
-	c := startAnalyticsCentral(t, centralAddr, tokens, "order")
+	c := startAnalyticsCentral(t, centralAddr, centralIngestAddr, tokens, "order")
 
 	// Users through the gateway: their country picks the home region; each has an email, a
 	// mobile number of its country and an iOS device.

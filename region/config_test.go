@@ -13,6 +13,7 @@ import (
 	"github.com/herald-notify/herald/platform/masterkey"
 	"github.com/herald-notify/herald/platform/testenv"
 	"github.com/herald-notify/herald/region/dispatch"
+	"github.com/herald-notify/herald/region/export"
 )
 
 // localConfig is a valid local region config: the defaults, a name, and the test certificates.
@@ -171,6 +172,22 @@ func TestConfigValidateNamesTheBadKey(t *testing.T) {
 		{"missing client CA", func(c *Config) { c.TLS.ClientCAFile = "/nonexistent/ca.pem" }, "tls.client_ca_file"},
 		{"no TLS at all", func(c *Config) { c.TLS = TLSConfig{} }, "tls.cert_file"},
 		{"plain HTTP without a token", func(c *Config) { c.TLS = TLSConfig{InsecurePlaintext: true} }, "tls.insecure_plaintext"},
+		{"the exporter posting to central over plain HTTP", func(c *Config) {
+			withLocalExporter(t, c)
+			c.Export.CentralURL = "http://127.0.0.1:8090"
+		}, "export.central_url"},
+		{"the exporter without its client certificate", func(c *Config) {
+			withLocalExporter(t, c)
+			c.Export.TLS.CertFile = ""
+		}, "export.tls.cert_file"},
+		{"the exporter with a key that is not there", func(c *Config) {
+			withLocalExporter(t, c)
+			c.Export.TLS.KeyFile = "/nonexistent/exporter-key.pem"
+		}, "export.tls.key_file"},
+		{"the exporter with a CA that is not there", func(c *Config) {
+			withLocalExporter(t, c)
+			c.Export.TLS.CAFile = "/nonexistent/ca.pem"
+		}, "export.tls.ca_file"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -181,6 +198,24 @@ func TestConfigValidateNamesTheBadKey(t *testing.T) {
 				t.Fatalf("want error naming %q, got %v", tt.wantKey, err)
 			}
 		})
+	}
+}
+
+// withLocalExporter turns the exporter role on, as the local configs do: https to central's
+// ingest listener with the region's exporter certificate of the test PKI.
+func withLocalExporter(t *testing.T, c *Config) {
+	t.Helper()
+	c.Roles = append(AllRoles(), RoleExporter)
+	cc := testenv.Exporter(t, c.Name)
+	c.Export.CentralURL, c.Export.Token = "https://127.0.0.1:8091", "local-analytics-eu-west-1-token"
+	c.Export.TLS = export.TLSConfig{CAFile: cc.CAFile, CertFile: cc.CertFile, KeyFile: cc.KeyFile}
+}
+
+func TestConfigWithTheExporterIsValidOverMutualTLS(t *testing.T) {
+	c := localConfig(t)
+	withLocalExporter(t, &c)
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -41,6 +41,9 @@ func startCentral(t *testing.T, tokens map[string]string) *central {
 	t.Helper()
 	cfg := analytics.DefaultConfig(t.TempDir())
 	cfg.Listen = freePort(t)
+	cfg.Ingest.Listen = freePort(t)
+	srv := testenv.PKI(t).Server("analytics")
+	cfg.Ingest.TLS = analytics.IngestTLSConfig{CertFile: srv.CertFile, KeyFile: srv.KeyFile, ClientCAFile: srv.ClientCAFile}
 	cfg.Postgres = testenv.Postgres(t)
 	cfg.Regions = map[string]analytics.RegionConfig{}
 	for name, tok := range tokens {
@@ -65,7 +68,9 @@ func startCentral(t *testing.T, tokens map[string]string) *central {
 	return c
 }
 
-func (c *central) url() string { return "http://" + c.cfg.Listen }
+// url is central's ingest listener (mutual TLS); opsURL its operators' listener.
+func (c *central) url() string    { return "https://" + c.cfg.Ingest.Listen }
+func (c *central) opsURL() string { return "http://" + c.cfg.Listen }
 
 func (c *central) Start() {
 	c.t.Helper()
@@ -84,7 +89,7 @@ func (c *central) Start() {
 		}
 	}
 	eventually(c.t, 30*time.Second, func() error {
-		resp, err := http.Get(c.url() + "/readyz")
+		resp, err := http.Get(c.opsURL() + "/readyz")
 		if err != nil {
 			return err
 		}
@@ -144,12 +149,15 @@ func simDispatch(t *testing.T) func(*region.Config) {
 	}
 }
 
-// withExporter adds the exporter role, shipping to c with token and a short grace.
+// withExporter adds the exporter role, shipping to c with token, the region's exporter
+// certificate of the test PKI and a short grace.
 func withExporter(c *central, token string) func(*region.Config) {
 	return func(rc *region.Config) {
 		rc.Roles = append(region.AllRoles(), region.RoleExporter)
 		rc.Export = export.DefaultConfig()
 		rc.Export.CentralURL, rc.Export.Token = c.url(), token
+		cc := testenv.Exporter(c.t, rc.Name)
+		rc.Export.TLS = export.TLSConfig{CAFile: cc.CAFile, CertFile: cc.CertFile, KeyFile: cc.KeyFile}
 		rc.Export.Grace, rc.Export.Interval = time.Second, 200*time.Millisecond
 	}
 }

@@ -151,10 +151,14 @@ func (r *running) sendTo(user, tier string, channels []string, body string, send
 }
 
 // withPoisonRoles runs the exporter too (its central is unreachable: only its consumer matters).
-func withPoisonRoles(c *region.Config) {
-	c.Roles = append(region.AllRoles(), region.RoleExporter)
-	c.Export = export.DefaultConfig()
-	c.Export.CentralURL, c.Export.Token = "http://127.0.0.1:9", "poison-test-token-0123456789"
+func withPoisonRoles(t *testing.T) func(*region.Config) {
+	return func(c *region.Config) {
+		c.Roles = append(region.AllRoles(), region.RoleExporter)
+		c.Export = export.DefaultConfig()
+		c.Export.CentralURL, c.Export.Token = "https://127.0.0.1:9", "poison-test-token-0123456789"
+		cc := testenv.Exporter(t, c.Name)
+		c.Export.TLS = export.TLSConfig{CAFile: cc.CAFile, CertFile: cc.CertFile, KeyFile: cc.KeyFile}
+	}
 }
 
 // checkLetter checks a dead letter's stage, reason and origin.
@@ -171,7 +175,7 @@ func checkLetter(t *testing.T, l deadletter.Listed, stage, reason, originTopic s
 // one partition) within 5 s; an erased user's record is still dropped, not dead-lettered; a
 // replay puts the letters back on their origin topics once.
 func TestPoisonRecordsOfEveryStageGoAsideAndTheNextRecordOfThePartitionFlows(t *testing.T) {
-	r := startRegion(t, simDispatch(t), withPoisonRoles)
+	r := startRegion(t, simDispatch(t), withPoisonRoles(t))
 	ctx := t.Context()
 	name := r.cfg.Name
 	if code, b := r.call("PUT", "/v1/users/ada", map[string]any{"email": "ada@example.org"}, r.app); code != 201 {

@@ -68,6 +68,21 @@ if [[ $plain == 400 && $nocert == 401 && $gwcert == 404 ]]; then
 else
   fail "region API: plain HTTP $plain (want 400), no certificate $nocert (want 401), the gateway's certificate $gwcert (want 404)"
 fi
+# The region-analytics hop: the ingest listener answers only an exporter's client certificate
+# of the local CA with its region's token (plain HTTP gets the TLS server's 400, TLS without a
+# certificate a 401, the gateway's certificate a 403: it names no region); the operators'
+# listener serves no ingest at all (401).
+ingest="127.0.0.1:8091/v1/categories" eutoken=(-H "Authorization: Bearer local-analytics-eu-west-1-token")
+a_plain=$(code "${eutoken[@]}" "http://$ingest")
+a_nocert=$(code "${eutoken[@]}" --cacert "$pki/ca.pem" "https://$ingest")
+a_ops=$(code "${eutoken[@]}" "http://127.0.0.1:8090/v1/categories")
+a_gw=$(code "${eutoken[@]}" --cacert "$pki/ca.pem" --cert "$pki/gateway.pem" --key "$pki/gateway-key.pem" "https://$ingest")
+a_eu=$(code "${eutoken[@]}" --cacert "$pki/ca.pem" --cert "$pki/exporter-eu-west-1.pem" --key "$pki/exporter-eu-west-1-key.pem" "https://$ingest")
+if [[ $a_plain == 400 && $a_nocert == 401 && $a_ops == 401 && $a_gw == 403 && $a_eu == 200 ]]; then
+  ok "analytics answers ingest only over mutual TLS with a region's certificate (plain HTTP $a_plain, no certificate $a_nocert, operators' listener $a_ops, the gateway's $a_gw, eu-west-1's exporter $a_eu)"
+else
+  fail "analytics ingest: plain HTTP $a_plain (want 400), no certificate $a_nocert (want 401), operators' listener $a_ops (want 401), the gateway's certificate $a_gw (want 403), eu-west-1's exporter $a_eu (want 200)"
+fi
 redis-cli -p "$redis_port" DEL "test-stack:marker" >/dev/null
 "$HERALD_HOME/bin/herald" apikey revoke --config config/local/gateway.yaml "${key:3:12}" >/dev/null 2>&1 || true
 

@@ -20,9 +20,10 @@ wait $cpid || die "cassandra did not start (logs: .herald/logs/cassandra*.log)"
 cat "$HERALD_HOME"/env/{postgres,postgres-eu,redis,kafka,cassandra,cassandra-eu-west-1}.env >"$HERALD_HOME/stack.env"
 
 "$S/herald.sh" build
-# The internal CA and the certificates of the gateway-region hop (mutual TLS): created once,
-# reissued only when missing or within 30 days of expiry. The region configs name them, so
-# migrate needs them too.
+# The internal CA and the certificates of the gateway-region and region-analytics hops (mutual
+# TLS): created once, reissued only when missing or within 30 days of expiry; a directory from
+# before the analytics hop gets analytics' server certificate and the exporters' client
+# certificates, the rest stays. The configs name them, so migrate needs them too.
 "$HERALD_HOME/bin/herald" pki init --dir "$HERALD_HOME/pki" | sed 's/^/  /'
 # The master key that wraps the users' data keys in each jurisdiction's database (user_keys):
 # created once, never overwritten (losing it makes every user's Kafka records unreadable). The
@@ -52,6 +53,7 @@ cat <<MSG
 Herald is up ($((SECONDS - t0))s).
   gateway     http://127.0.0.1:8080   (GET /healthz, /readyz; API key in .herald/demo-api-key)
   analytics   http://127.0.0.1:8090   (dashboard and queries: the operator token in .herald/analytics/operator-token)
+              https://127.0.0.1:8091  (ingest from the regions' exporters only: mutual TLS, their exporter-<region> certificates in .herald/pki)
   simulators  APNs https://127.0.0.1:8443, FCM :8444, SMTP :2525, SMS :8445; records and faults on :8446 (docs/simulators.md)
   regions     eu-west-1 https://127.0.0.1:8101, eu-central-1 :8102, us-east-1 :8103 (mutual TLS: the client certificate in .herald/pki)
   servers     $(tr '\n' ' ' <"$HERALD_HOME/stack.env")

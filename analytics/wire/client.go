@@ -14,11 +14,12 @@ import (
 
 // Client posts batches to central analytics (POST /v1/aggregates).
 type Client struct {
-	// BaseURL is central analytics' address, like http://127.0.0.1:8090.
+	// BaseURL is central analytics' ingest listener, like https://127.0.0.1:8091.
 	BaseURL string
 	// Token is the region's bearer token (the regions.<name>.token of central's config).
 	Token string
-	// HTTP is the client to use; nil means one with a 30-second timeout.
+	// HTTP is the client to use; nil means one with a 30-second timeout and no client
+	// certificate, which the ingest listener refuses (the exporter passes its mutual TLS one).
 	HTTP *http.Client
 }
 
@@ -67,7 +68,7 @@ func (c *Client) Post(ctx context.Context, b Batch) (Ack, error) {
 }
 
 // Categories fetches the categories central accepts in a cell (GET /v1/categories). A
-// *RefusedError means the token is not a region's; another error may pass: ask again.
+// *RefusedError means the certificate or token is not a region's; another error may pass: ask again.
 func (c *Client) Categories(ctx context.Context) (Categories, error) {
 	var cats Categories
 	if err := c.do(ctx, http.MethodGet, "/v1/categories", nil, &cats); err != nil {

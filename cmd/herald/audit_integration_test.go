@@ -228,7 +228,9 @@ func TestAuditResidencyExitsOneWhenAUsersDataIsInAnotherJurisdiction(t *testing.
 func TestAuditAnalyticsExitsOneOnACellBelowK(t *testing.T) {
 	testenv.Kafka(t) // loads .herald/stack.env: the store addresses come from the environment
 	dir := t.TempDir()
-	body := fmt.Sprintf("k: 10\nregions:\n  eu-west-1:\n    token: audit-test-region-token-0123\noperator:\n  token: audit-test-operator-token-0123456789abcdef\npostgres:\n  database: herald_analytics_zz%s\n", testenv.Suffix())
+	srv := testenv.PKI(t).Server("analytics")
+	body := fmt.Sprintf("k: 10\ningest:\n  tls:\n    cert_file: %s\n    key_file: %s\n    client_ca_file: %s\nregions:\n  eu-west-1:\n    token: audit-test-region-token-0123\noperator:\n  token: audit-test-operator-token-0123456789abcdef\npostgres:\n  database: herald_analytics_zz%s\n",
+		srv.CertFile, srv.KeyFile, srv.ClientCAFile, testenv.Suffix())
 	if err := os.WriteFile(filepath.Join(dir, "analytics.yaml"), []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -2,12 +2,16 @@ package main
 
 import (
 	"bytes"
+	"crypto/x509"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/herald-notify/herald/platform/masterkey"
+	"github.com/herald-notify/herald/platform/pki"
 )
 
 func TestBadConfigStopsAtStartNamingTheKey(t *testing.T) {
@@ -144,7 +148,8 @@ func TestHelpFlagPrintsFlagsAndRunsNothing(t *testing.T) {
 func TestPKIInitIssuesOnceThenKeepsTheCertificates(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "pki")
 	var out, errb bytes.Buffer
-	if code := run([]string{"pki", "init", "--dir", dir}, &out, &errb); code != 0 || !strings.Contains(out.String(), "issued ca, region-eu-west-1, region-eu-central-1, region-us-east-1, gateway") {
+	want := "issued ca, region-eu-west-1, region-eu-central-1, region-us-east-1, analytics, gateway, exporter-eu-west-1, exporter-eu-central-1, exporter-us-east-1"
+	if code := run([]string{"pki", "init", "--dir", dir}, &out, &errb); code != 0 || !strings.Contains(out.String(), want) {
 		t.Fatalf("first run: exit %d: %s%s", code, out.String(), errb.String())
 	}
 	out.Reset()
@@ -164,4 +169,58 @@ func masterKeyFile(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// A .herald/pki from before the analytics hop (the CA, the regions' server certificates and
+// the gateway's) gets analytics' server certificate and the exporters' client certificates;
+// nothing it had is issued again.
+func TestPKIInitAddsTheAnalyticsCertificatesToAnOlderDirectory(t *testing.T) {
+	d := pki.Dir(filepath.Join(t.TempDir(), "pki"))
+	regions := []string{"eu-west-1", "eu-central-1", "us-east-1"}
+	old := pki.Plan{Hosts: []string{"127.0.0.1", "localhost"}, Clients: []string{"gateway"},
+		CAValidity: 10 * 365 * 24 * time.Hour, LeafValidity: 90 * 24 * time.Hour, RenewBefore: 30 * 24 * time.Hour}
+	for _, r := range regions {
+		old.Servers = append(old.Servers, "region-"+r)
+	}
+	if _, err := d.Ensure(old, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	kept := map[string][]byte{}
+	for _, f := range []string{d.CAFile(), d.CAKeyFile(), d.CertFile("gateway"), d.KeyFile("gateway"), d.CertFile("region-eu-west-1"), d.KeyFile("region-us-east-1")} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kept[f] = b
+	}
+	var out, errb bytes.Buffer
+	want := "issued analytics, exporter-eu-west-1, exporter-eu-central-1, exporter-us-east-1 in"
+	if code := run([]string{"pki", "init", "--dir", string(d)}, &out, &errb); code != 0 || !strings.Contains(out.String(), want) {
+		t.Fatalf("exit %d: %q%s, want %q", code, out.String(), errb.String(), want)
+	}
+	for f, b := range kept {
+		if now, err := os.ReadFile(f); err != nil || !bytes.Equal(now, b) {
+			t.Errorf("%s changed (%v)", f, err)
+		}
+	}
+	// The new certificates do what the stack uses them for.
+	srv, err := d.Server("analytics").TLS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(srv.Certificates[0].Certificate[0])
+	if err != nil || leaf.VerifyHostname("127.0.0.1") != nil || !slices.Contains(leaf.ExtKeyUsage, x509.ExtKeyUsageServerAuth) {
+		t.Errorf("analytics' certificate: %v, SANs %v %v, usage %v", err, leaf.IPAddresses, leaf.DNSNames, leaf.ExtKeyUsage)
+	}
+	for _, r := range regions {
+		cc, err := d.Client("exporter-" + r).TLS()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cert, _ := cc.GetClientCertificate(nil)
+		leaf, err := x509.ParseCertificate(cert.Certificate[0])
+		if err != nil || leaf.Subject.CommonName != "exporter-"+r || !slices.Contains(leaf.ExtKeyUsage, x509.ExtKeyUsageClientAuth) {
+			t.Errorf("exporter-%s: %v, CN %q, usage %v", r, err, leaf.Subject.CommonName, leaf.ExtKeyUsage)
+		}
+	}
 }

@@ -22,7 +22,9 @@ func pkiDir() pki.Dir {
 }
 
 // runPKI is herald pki init: a development tool that keeps the local stack's internal CA and
-// certificates current (make up runs it). Production certificates come from the operator's own
+// certificates current (make up runs it): pki.LocalPlan, for the gateway-region and the
+// region-analytics hops. A directory from before a certificate was planned gets it; the
+// others stay as they are. Production certificates come from the operator's own
 // CA (docs/runbook.md); nothing here is needed there.
 func runPKI(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] != "init" {
@@ -30,21 +32,15 @@ func runPKI(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	fs := newFlags("pki init", stderr)
 	dir := fs.String("dir", string(pkiDir()), "directory of the CA and certificates")
-	regions := fs.String("regions", "eu-west-1,eu-central-1,us-east-1", "regions to issue a server certificate for (region-<name>)")
-	hosts := fs.String("hosts", "127.0.0.1,localhost", "the addresses the regions' certificates are valid for")
+	regions := fs.String("regions", "eu-west-1,eu-central-1,us-east-1", "regions to issue a server certificate (region-<name>) and an exporter's client certificate (exporter-<name>) for")
+	hosts := fs.String("hosts", "127.0.0.1,localhost", "the addresses the regions' and analytics' server certificates are valid for")
 	if err := parse(fs, args[1:]); err != nil {
 		return err
 	}
-	plan := pki.Plan{
-		Hosts: split(*hosts), Clients: []string{"gateway"},
-		CAValidity: 10 * 365 * 24 * time.Hour, LeafValidity: 90 * 24 * time.Hour, RenewBefore: 30 * 24 * time.Hour,
-	}
-	for _, r := range split(*regions) {
-		plan.Servers = append(plan.Servers, "region-"+r)
-	}
-	if len(plan.Servers) == 0 || len(plan.Hosts) == 0 {
+	if len(split(*regions)) == 0 || len(split(*hosts)) == 0 {
 		return usageError("--regions and --hosts must name at least one each")
 	}
+	plan := pki.LocalPlan(split(*regions), split(*hosts))
 	issued, err := pki.Dir(*dir).Ensure(plan, time.Now())
 	if err != nil {
 		return err

@@ -121,3 +121,23 @@ func (d Dir) current(ca *CA, name string, usage Usage, p Plan, now time.Time) bo
 	}
 	return true
 }
+
+// LocalPlan is what `herald pki init` keeps for the local stack: a server certificate per
+// region ("region-<name>") and one for central analytics' ingest listener ("analytics"), all
+// for hosts; the gateway's client certificate ("gateway", for the regions) and a client
+// certificate per region's exporter ("exporter-<name>", for analytics, whose default
+// ingest.client_name it matches). Leaves last 90 days and are renewed 30 days before expiry.
+func LocalPlan(regions, hosts []string) Plan {
+	p := Plan{
+		Hosts: hosts, Servers: make([]string, 0, len(regions)+1), Clients: []string{"gateway"},
+		CAValidity: 10 * 365 * 24 * time.Hour, LeafValidity: 90 * 24 * time.Hour, RenewBefore: 30 * 24 * time.Hour,
+	}
+	for _, r := range regions {
+		p.Servers = append(p.Servers, "region-"+r)
+	}
+	p.Servers = append(p.Servers, "analytics")
+	for _, r := range regions {
+		p.Clients = append(p.Clients, "exporter-"+r)
+	}
+	return p
+}

@@ -15,14 +15,17 @@ var (
 	pkiDir  pki.Dir
 	pkiErr  error
 
+	exporterMu sync.Mutex
+
 	clientOnce   sync.Once
 	regionClient *http.Client
 	clientErr    error
 )
 
 // PKI returns the test process's internal certificates: a CA made for this run (never the
-// local stack's), a server certificate "region" for 127.0.0.1 and localhost, and client
-// certificates "gateway" (what the gateway and tests call regions with). Every test of the
+// local stack's), server certificates "region" and "analytics" (central analytics' ingest
+// listener) for 127.0.0.1 and localhost, and the client certificate "gateway" (what the
+// gateway and tests call regions with); Exporter adds a region's exporter certificate. Every test of the
 // process shares them, so in-process regions and gateways trust each other.
 func PKI(t testing.TB) pki.Dir {
 	t.Helper()
@@ -33,7 +36,7 @@ func PKI(t testing.TB) pki.Dir {
 		}
 		pkiDir = pki.Dir(dir)
 		_, pkiErr = pkiDir.Ensure(pki.Plan{
-			Servers: []string{"region"}, Hosts: []string{"127.0.0.1", "localhost"}, Clients: []string{"gateway"},
+			Servers: []string{"region", "analytics"}, Hosts: []string{"127.0.0.1", "localhost"}, Clients: []string{"gateway"},
 			CAValidity: 24 * time.Hour, LeafValidity: 24 * time.Hour,
 		}, time.Now())
 	})
@@ -61,4 +64,19 @@ func RegionClient(t testing.TB) *http.Client {
 		t.Fatal(clientErr)
 	}
 	return regionClient
+}
+
+// Exporter returns the client side of region's exporter as the test PKI certifies it: the
+// client certificate "exporter-<region>" (central analytics' default ingest.client_name),
+// issued on first use, and the CA that certified analytics' server certificate.
+func Exporter(t testing.TB, region string) pki.ClientConfig {
+	t.Helper()
+	d := PKI(t)
+	exporterMu.Lock()
+	defer exporterMu.Unlock()
+	name := "exporter-" + region
+	if _, err := d.Ensure(pki.Plan{Clients: []string{name}, LeafValidity: 24 * time.Hour}, time.Now()); err != nil {
+		t.Fatalf("test PKI: exporter certificate of %s: %v", region, err)
+	}
+	return d.Client(name)
 }

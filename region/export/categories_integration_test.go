@@ -53,6 +53,13 @@ func startCentral(t *testing.T, categories ...string) *central {
 	}
 	cfg.Listen = ln.Addr().String()
 	ln.Close()
+	if ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Ingest.Listen = ln.Addr().String()
+	ln.Close()
+	srv := testenv.PKI(t).Server("analytics")
+	cfg.Ingest.TLS = analytics.IngestTLSConfig{CertFile: srv.CertFile, KeyFile: srv.KeyFile, ClientCAFile: srv.ClientCAFile}
 	cfg.Postgres = testenv.Postgres(t)
 	cfg.Regions = map[string]analytics.RegionConfig{testRegion: {Token: testToken}}
 	cfg.Operator.Token = testOperatorToken
@@ -70,7 +77,9 @@ func startCentral(t *testing.T, categories ...string) *central {
 	return c
 }
 
-func (c *central) url() string { return "http://" + c.cfg.Listen }
+// url is central's ingest listener (mutual TLS); opsURL its operators' listener.
+func (c *central) url() string    { return "https://" + c.cfg.Ingest.Listen }
+func (c *central) opsURL() string { return "http://" + c.cfg.Listen }
 
 // Start runs central with categories registered for every app.
 func (c *central) Start(categories ...string) {
@@ -90,7 +99,7 @@ func (c *central) Start(categories ...string) {
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		if resp, err := http.Get(c.url() + "/readyz"); err == nil {
+		if resp, err := http.Get(c.opsURL() + "/readyz"); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				return
@@ -151,6 +160,8 @@ func newExporter(t *testing.T, c *central) *exporter {
 	t.Cleanup(pg.Close)
 	cfg := export.DefaultConfig()
 	cfg.CentralURL, cfg.Token = c.url(), testToken
+	cc := testenv.Exporter(t, testRegion)
+	cfg.TLS = export.TLSConfig{CAFile: cc.CAFile, CertFile: cc.CertFile, KeyFile: cc.KeyFile}
 	ex, err := export.New(testRegion, cfg, kafka.Config{}, pg, userkeys.New(pg, testenv.MasterKeyring(t)), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
@@ -249,7 +260,12 @@ func TestUnregisteredCategoriesAreShippedAsOtherAndDoNotWedgeTheWindow(t *testin
 	// The closed schema stands: a batch naming promo itself is refused, and stores nothing.
 	bad := wire.Batch{Version: wire.Version, Region: testRegion, WindowStart: base.Add(3 * time.Minute), Cells: []wire.Cell{{
 		Key: wire.Key{App: "shop", Tier: "marketing", Category: "promo", Channel: "email", Stage: "delivered"}, Count: 13, DistinctRecipients: 13}}}
-	_, err := (&wire.Client{BaseURL: c.url(), Token: testToken}).Post(context.Background(), bad)
+	tc, err := testenv.Exporter(t, testRegion).TLS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: tc}}
+	_, err = (&wire.Client{BaseURL: c.url(), Token: testToken, HTTP: hc}).Post(context.Background(), bad)
 	if re := (*wire.RefusedError)(nil); !errors.As(err, &re) || re.Code != "unknown_category" || re.Field != "cells[0].category" {
 		t.Errorf("a crafted batch with an unregistered category: %v, want 400 unknown_category", err)
 	}

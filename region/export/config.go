@@ -1,21 +1,27 @@
 package export
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net/url"
 	"os"
+	"regexp"
 	"strings"
 	"time"
 
 	"github.com/herald-notify/herald/analytics/wire"
 	"github.com/herald-notify/herald/platform/config"
+	"github.com/herald-notify/herald/platform/pki"
 	"github.com/herald-notify/herald/region/deadletter"
 )
 
 // Config is the exporter role's block (`export` in a region's config).
 type Config struct {
-	// CentralURL is central analytics' address, like http://127.0.0.1:8090.
-	CentralURL string `yaml:"central_url"`
+	// CentralURL is central analytics' ingest listener, https only, like https://127.0.0.1:8091.
+	CentralURL string `yaml:"central_url" env:"HERALD_EXPORT_CENTRAL_URL"`
+	// TLS is the exporter's side of the mutual TLS: its client certificate (naming the region,
+	// as central's ingest.client_name says) and the CA analytics' certificate must chain to.
+	TLS TLSConfig `yaml:"tls"`
 	// Token is the region's bearer token at central (its regions.<name>.token); or TokenFile,
 	// a file holding it (surrounding white space ignored), read at start.
 	Token     string `yaml:"token"`
@@ -37,7 +43,48 @@ type Config struct {
 	FailureRetry deadletter.Policy `yaml:"failure_retry"`
 }
 
-// DefaultConfig returns the defaults; CentralURL and the token have none.
+// TLSConfig is how the exporter calls central analytics: HTTPS (TLS 1.3) with a client
+// certificate, as the gateway's region_tls calls regions.
+type TLSConfig struct {
+	// CAFile holds the CA that certified analytics' server certificate; empty trusts the
+	// system's roots.
+	CAFile string `yaml:"ca_file" env:"HERALD_EXPORT_TLS_CA_FILE"`
+	// CertFile and KeyFile are the region's exporter certificate (of the CA analytics'
+	// ingest.tls.client_ca_file holds, named as its ingest.client_name says) and its key.
+	CertFile string `yaml:"cert_file" env:"HERALD_EXPORT_TLS_CERT_FILE"`
+	KeyFile  string `yaml:"key_file" env:"HERALD_EXPORT_TLS_KEY_FILE"`
+	// ServerName, when set, is the name analytics' certificate must carry
+	// ("analytics.herald.internal"), whatever host central_url names; empty: the certificate
+	// must name central_url's host (the local stack's names 127.0.0.1).
+	ServerName string `yaml:"server_name" env:"HERALD_EXPORT_TLS_SERVER_NAME"`
+}
+
+// Client is the pki form of the files.
+func (t TLSConfig) Client() pki.ClientConfig {
+	return pki.ClientConfig{CAFile: t.CAFile, CertFile: t.CertFile, KeyFile: t.KeyFile}
+}
+
+// dnsName is a DNS name a certificate can carry: labels of letters, digits and hyphens.
+var dnsName = regexp.MustCompile(`^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+func (t TLSConfig) validate() error {
+	if t.ServerName != "" && !dnsName.MatchString(t.ServerName) {
+		return config.Errorf("server_name", t.ServerName, "must be a lower-case DNS name (the name analytics' certificate carries)")
+	}
+	return t.Client().Validate()
+}
+
+// clientTLS loads the files into the TLS config the exporter dials analytics with.
+func (t TLSConfig) clientTLS() (*tls.Config, error) {
+	tc, err := t.Client().TLS()
+	if err != nil {
+		return nil, fmt.Errorf("export.tls: %w", err)
+	}
+	tc.ServerName = t.ServerName
+	return tc, nil
+}
+
+// DefaultConfig returns the defaults; CentralURL, the certificate and the token have none.
 func DefaultConfig() Config {
 	return Config{K: wire.DefaultK, Grace: 30 * time.Second, Retention: 48 * time.Hour, Interval: 5 * time.Second}
 }
@@ -45,8 +92,14 @@ func DefaultConfig() Config {
 // Validate checks every key (names relative to the block).
 func (c Config) Validate() error {
 	u, err := url.Parse(c.CentralURL)
-	if c.CentralURL == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return config.Errorf("central_url", c.CentralURL, "must be an http(s) URL like http://127.0.0.1:8090")
+	switch {
+	case c.CentralURL == "" || err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https"):
+		return config.Errorf("central_url", c.CentralURL, "must be an https URL like https://127.0.0.1:8091 (analytics' ingest listener)")
+	case u.Scheme != "https":
+		return config.Errorf("central_url", c.CentralURL, "must be https: the exporter posts to analytics' ingest listener over mutual TLS only")
+	}
+	if err := c.TLS.validate(); err != nil {
+		return config.Prefix("tls", err)
 	}
 	switch {
 	case c.Token != "" && c.TokenFile != "":

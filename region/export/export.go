@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net/http"
 	"slices"
 	"time"
 
@@ -54,14 +55,26 @@ type Exporter struct {
 	deadLetters *deadletter.Writer
 }
 
-// New returns an exporter; it reads the token file, if any. keys opens the sealed delivery
-// events (the region's data keys).
+// centralTimeout bounds one call to central analytics.
+const centralTimeout = 30 * time.Second
+
+// New returns an exporter; it reads the token file, if any, and the TLS files. keys opens the
+// sealed delivery events (the region's data keys).
 func New(region string, cfg Config, kc kafka.Config, db *pgxpool.Pool, keys *userkeys.Keys, log *slog.Logger) (*Exporter, error) {
 	tok, err := cfg.token()
 	if err != nil {
 		return nil, err
 	}
-	client := &wire.Client{BaseURL: cfg.CentralURL, Token: tok}
+	tc, err := cfg.TLS.clientTLS()
+	if err != nil {
+		return nil, err
+	}
+	// Mutual TLS to analytics' ingest listener: the certificate is the region's identity there.
+	hc := &http.Client{Timeout: centralTimeout, Transport: &http.Transport{
+		TLSClientConfig: tc, ForceAttemptHTTP2: true, TLSHandshakeTimeout: 10 * time.Second,
+		MaxIdleConnsPerHost: 4, IdleConnTimeout: 90 * time.Second,
+	}}
+	client := &wire.Client{BaseURL: cfg.CentralURL, Token: tok, HTTP: hc}
 	return &Exporter{region: region, cfg: cfg, kafka: kc, store: store{db: db, region: region}, keys: keys, log: log.With("role", "exporter"), now: time.Now,
 		client: client, categories: categoryCache{fetch: client.Categories}}, nil
 }

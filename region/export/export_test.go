@@ -1,13 +1,26 @@
 package export
 
 import (
+	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/herald-notify/herald/analytics/kanon"
 	"github.com/herald-notify/herald/analytics/wire"
+	"github.com/herald-notify/herald/platform/config"
+	"github.com/herald-notify/herald/platform/kafka"
+	"github.com/herald-notify/herald/platform/pki"
+	"github.com/herald-notify/herald/platform/testenv"
 	"github.com/herald-notify/herald/region/notify"
 )
 
@@ -141,31 +154,149 @@ func TestBatchesAreFoldedToKAndSplitTheSameWayEachTime(t *testing.T) {
 
 func TestExportConfigErrorsNameTheKey(t *testing.T) {
 	ok := DefaultConfig()
-	ok.CentralURL, ok.Token = "http://127.0.0.1:8090", "local-analytics-eu-west-1-token"
+	ok.CentralURL, ok.Token = "https://127.0.0.1:8091", "local-analytics-eu-west-1-token"
+	cc := testenv.Exporter(t, "eu-west-1")
+	ok.TLS = TLSConfig{CAFile: cc.CAFile, CertFile: cc.CertFile, KeyFile: cc.KeyFile}
 	if err := ok.Validate(); err != nil {
 		t.Fatalf("the local config is refused: %v", err)
 	}
+	withName := ok
+	withName.TLS.ServerName = "analytics.herald.internal"
+	if err := withName.Validate(); err != nil {
+		t.Fatalf("a server name is refused: %v", err)
+	}
+	systemRoots := ok
+	systemRoots.TLS.CAFile = ""
+	if err := systemRoots.Validate(); err != nil {
+		t.Fatalf("no ca_file (the system's roots) is refused: %v", err)
+	}
+	missing := filepath.Join(t.TempDir(), "missing.pem")
 	for _, tc := range []struct {
-		key  string
-		edit func(*Config)
+		name, key string
+		edit      func(*Config)
 	}{
-		{"central_url", func(c *Config) { c.CentralURL = "" }},
-		{"central_url", func(c *Config) { c.CentralURL = "127.0.0.1:8090" }},
-		{"token", func(c *Config) { c.Token = "" }},
-		{"token", func(c *Config) { c.Token = "short" }},
-		{"token_file", func(c *Config) { c.TokenFile = "/run/secrets/t" }},
-		{"k", func(c *Config) { c.K = 0 }},
-		{"grace", func(c *Config) { c.Grace = -time.Second }},
-		{"retention", func(c *Config) { c.Retention = time.Hour }},
-		{"interval", func(c *Config) { c.Interval = 0 }},
+		{"no central URL", "central_url", func(c *Config) { c.CentralURL = "" }},
+		{"no scheme", "central_url", func(c *Config) { c.CentralURL = "127.0.0.1:8091" }},
+		{"plain http", "central_url", func(c *Config) { c.CentralURL = "http://127.0.0.1:8090" }},
+		{"no certificate", "tls.cert_file", func(c *Config) { c.TLS.CertFile = "" }},
+		{"a certificate that is not there", "tls.cert_file", func(c *Config) { c.TLS.CertFile = missing }},
+		{"no key", "tls.key_file", func(c *Config) { c.TLS.KeyFile = "" }},
+		{"a key that is not there", "tls.key_file", func(c *Config) { c.TLS.KeyFile = missing }},
+		{"a CA that is not there", "tls.ca_file", func(c *Config) { c.TLS.CAFile = missing }},
+		{"a server name that is no DNS name", "tls.server_name", func(c *Config) { c.TLS.ServerName = "Analytics Server" }},
+		{"no token", "token", func(c *Config) { c.Token = "" }},
+		{"a short token", "token", func(c *Config) { c.Token = "short" }},
+		{"a token and a token file", "token_file", func(c *Config) { c.TokenFile = "/run/secrets/t" }},
+		{"k of 0", "k", func(c *Config) { c.K = 0 }},
+		{"a negative grace", "grace", func(c *Config) { c.Grace = -time.Second }},
+		{"an hour's retention", "retention", func(c *Config) { c.Retention = time.Hour }},
+		{"no interval", "interval", func(c *Config) { c.Interval = 0 }},
 	} {
-		t.Run(tc.key, func(t *testing.T) {
+		t.Run(tc.name, func(t *testing.T) {
 			c := ok
 			tc.edit(&c)
 			err := c.Validate()
-			if err == nil || !strings.Contains(err.Error(), `"`+tc.key+`"`) {
+			var ke *config.KeyError
+			if !errors.As(err, &ke) || ke.Key != tc.key {
 				t.Errorf("error %v does not name %q", err, tc.key)
 			}
 		})
+	}
+}
+
+// The exporter's TLS is the region's side of the mutual TLS: its certificate always offered,
+// analytics' verified against ca_file, by server_name when set.
+func TestExporterDialsWithItsCertificateAndVerifiesTheServerName(t *testing.T) {
+	cc := testenv.Exporter(t, "eu-west-1")
+	c := TLSConfig{CAFile: cc.CAFile, CertFile: cc.CertFile, KeyFile: cc.KeyFile, ServerName: "analytics.herald.internal"}
+	tc, err := c.clientTLS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tc.ServerName != "analytics.herald.internal" || tc.RootCAs == nil || tc.MinVersion != tls.VersionTLS13 || tc.InsecureSkipVerify {
+		t.Errorf("client TLS: server name %q, roots %v, min version %x, skip verify %v", tc.ServerName, tc.RootCAs != nil, tc.MinVersion, tc.InsecureSkipVerify)
+	}
+	cert, err := tc.GetClientCertificate(&tls.CertificateRequestInfo{})
+	if err != nil || len(cert.Certificate) == 0 {
+		t.Fatalf("no client certificate offered: %v", err)
+	}
+	junk := filepath.Join(t.TempDir(), "junk.pem")
+	if err := os.WriteFile(junk, []byte("not a certificate"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c.CertFile = junk
+	if _, err := c.clientTLS(); err == nil || !strings.Contains(err.Error(), "export.tls") {
+		t.Errorf("a junk certificate: got %v, want an error naming export.tls", err)
+	}
+}
+
+// The exporter New builds calls central over TLS 1.3 with the region's certificate and
+// verifies central's: against ca_file and the host of central_url, or server_name when set.
+func TestExporterCallsCentralWithItsCertificateAndVerifiesCentrals(t *testing.T) {
+	d := testenv.PKI(t)
+	serve := func(t *testing.T, certFile, keyFile string) string {
+		t.Helper()
+		sc, err := (pki.ServerConfig{CertFile: certFile, KeyFile: keyFile, ClientCAFile: d.CAFile()}).TLS()
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !pki.Verified(r.TLS) || r.TLS.VerifiedChains[0][0].Subject.CommonName != "exporter-eu-west-1" {
+				http.Error(w, `{"error":{"code":"unauthenticated"}}`, http.StatusUnauthorized)
+				return
+			}
+			_, _ = io.WriteString(w, `{"global":["order"],"apps":{}}`)
+		}))
+		srv.TLS = sc
+		srv.StartTLS()
+		t.Cleanup(srv.Close)
+		return srv.URL
+	}
+	exporter := func(t *testing.T, url, serverName string) *Exporter {
+		t.Helper()
+		cfg := DefaultConfig()
+		cc := testenv.Exporter(t, "eu-west-1")
+		cfg.CentralURL, cfg.Token = url, "local-analytics-eu-west-1-token"
+		cfg.TLS = TLSConfig{CAFile: cc.CAFile, CertFile: cc.CertFile, KeyFile: cc.KeyFile, ServerName: serverName}
+		if err := cfg.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		e, err := New("eu-west-1", cfg, kafka.Config{}, nil, nil, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	central := serve(t, d.CertFile("analytics"), d.KeyFile("analytics"))
+
+	cats, err := exporter(t, central, "").client.Categories(context.Background())
+	if err != nil || !cats.Allows("shop", "order") {
+		t.Fatalf("central's categories over mutual TLS: %+v %v", cats, err)
+	}
+	if _, err := exporter(t, central, "localhost").client.Categories(context.Background()); err != nil {
+		t.Errorf("server_name localhost, which central's certificate names: %v", err)
+	}
+	if _, err := exporter(t, central, "analytics.herald.internal").client.Categories(context.Background()); err == nil || !strings.Contains(err.Error(), "analytics.herald.internal") {
+		t.Errorf("server_name central's certificate does not carry: %v, want the handshake refused naming it", err)
+	}
+
+	// A central certified by another CA is not central.
+	other, err := pki.NewCA("another CA", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	leaf, err := other.Issue("analytics", pki.Server, []string{"127.0.0.1"}, now.Add(-time.Minute), now.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "impostor.pem"), filepath.Join(dir, "impostor-key.pem")
+	if err := leaf.WriteFiles(certFile, keyFile); err != nil {
+		t.Fatal(err)
+	}
+	impostor := serve(t, certFile, keyFile)
+	if _, err := exporter(t, impostor, "").client.Categories(context.Background()); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Errorf("a central of another CA: %v, want the certificate refused", err)
 	}
 }

@@ -102,7 +102,7 @@ func TestLatencyOfManyDeliveriesToFewerThanKRecipientsIsWithheldLikeTheFunnel(t 
 // operatorGet reads a query endpoint of central with the operator token into dst.
 func (c *central) operatorGet(path string, dst any) {
 	c.t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, c.url()+path, nil)
+	req, _ := http.NewRequest(http.MethodGet, c.opsURL()+path, nil)
 	req.Header.Set("Authorization", "Bearer "+testOperatorToken)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

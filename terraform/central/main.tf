@@ -43,7 +43,6 @@ module "analytics" {
   private_subnet_ids  = module.network.private_subnet_ids
   kms_key_arn         = aws_kms_key.central.arn
   herald_image        = var.herald_image
-  certificate_arn     = var.certificate_arn
   region_egress_cidrs = var.region_egress_cidrs
 }
 

@@ -3,11 +3,6 @@ variable "herald_image" {
   type        = string
 }
 
-variable "certificate_arn" {
-  description = "ACM certificate for the analytics ingest endpoint."
-  type        = string
-}
-
 variable "region_egress_cidrs" {
   description = "Every region's NAT addresses (/32s; each region root's egress_ips output)."
   type        = list(string)

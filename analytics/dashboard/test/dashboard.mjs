@@ -4,10 +4,14 @@
 // token, that the sign-in page refuses a wrong token and takes the right one
 // (ANALYTICS_OPERATOR_TOKEN in the environment), then that the funnel on the page equals the query API's for the same
 // filters, switches the channel and then the region filter and checks again (and that the
-// numbers changed), posts one more batch (ANALYTICS_TOKEN, ANALYTICS_REGION in the environment)
+// numbers changed), posts one more batch to the ingest listener over mutual TLS
+// (ANALYTICS_INGEST_URL, ANALYTICS_CA_FILE, ANALYTICS_CLIENT_CERT, ANALYTICS_CLIENT_KEY and
+// ANALYTICS_TOKEN, us-east-1's, in the environment)
 // and waits for the auto-refresh to show it without a reload, checks that no request left the
 // service (no CDN), signs out and finds the page closed again, and saves a screenshot.
 // Prints one JSON line with what the page showed; exits 1 on any mismatch.
+import { readFileSync } from 'node:fs';
+import { request } from 'node:https';
 import { chromium } from 'playwright-core';
 
 const [base, screenshot] = process.argv.slice(2);
@@ -22,6 +26,29 @@ if (!operator) {
   console.error('ANALYTICS_OPERATOR_TOKEN is not set');
   process.exit(2);
 }
+// postIngest posts body to the ingest listener as a region's exporter does: HTTPS with the
+// region's client certificate, analytics' certificate verified against the test CA.
+const postIngest = (path, token, body) => new Promise((resolve, reject) => {
+  const env = (name) => {
+    if (!process.env[name]) throw new Error(`${name} is not set`);
+    return process.env[name];
+  };
+  const req = request(new URL(path, env('ANALYTICS_INGEST_URL')), {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
+    ca: readFileSync(env('ANALYTICS_CA_FILE')),
+    cert: readFileSync(env('ANALYTICS_CLIENT_CERT')),
+    key: readFileSync(env('ANALYTICS_CLIENT_KEY')),
+    minVersion: 'TLSv1.3',
+  }, (res) => {
+    let data = '';
+    res.setEncoding('utf8');
+    res.on('data', (chunk) => { data += chunk; });
+    res.on('end', () => resolve({ status: res.statusCode, body: data }));
+  });
+  req.on('error', reject);
+  req.end(body);
+});
 // Set while a 401 is what the step expects (a wrong token, a signed-out page).
 let expect401 = false;
 
@@ -112,15 +139,11 @@ try {
   // Auto-refresh: a new batch shows up without a reload.
   const token = process.env.ANALYTICS_TOKEN;
   const window = new Date(Math.floor(Date.now() / 60000) * 60000 - 60000).toISOString().replace('.000Z', 'Z');
-  const post = await fetch(`${base}/v1/aggregates`, {
-    method: 'POST',
-    headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
-    body: JSON.stringify({
-      version: 1, region: 'us-east-1', window_start: window, seq: 7, withheld: 0,
-      cells: [{ app: 'shop', tier: 'transactional', category: 'order', channel: 'sms', country: 'US', stage: 'delivered', count: 250, distinct_recipients: 240 }],
-    }),
-  });
-  if (!post.ok) throw new Error(`posting the refresh batch: ${post.status} ${await post.text()}`);
+  const post = await postIngest('/v1/aggregates', token, JSON.stringify({
+    version: 1, region: 'us-east-1', window_start: window, seq: 7, withheld: 0,
+    cells: [{ app: 'shop', tier: 'transactional', category: 'order', channel: 'sms', country: 'US', stage: 'delivered', count: 250, distinct_recipients: 240 }],
+  }));
+  if (post.status !== 200) throw new Error(`posting the refresh batch: ${post.status} ${post.body}`);
   await page.waitForFunction(
     (want) => Number(document.querySelector('#funnel [data-stage="delivered"]').dataset.count) === want,
     us.delivered + 250, { timeout: 45000 });

@@ -1,4 +1,5 @@
-# Central analytics: the ingest API the regions' exporters post k-anonymous aggregates to, and
+# Central analytics: the ingest API the regions' exporters post k-anonymous aggregates to (over
+# mutual TLS, terminated by the tasks), and
 # its Postgres database (herald_analytics), whose schema has no column that can hold a user id.
 # Nothing here is personal data, so it has no residency guard of its own; the guard is at the
 # regions, which fold cells below k before anything leaves them.
@@ -6,6 +7,16 @@
 locals {
   name = "herald-analytics"
   tags = merge(var.tags, { Project = "herald", Component = "analytics", PersonalData = "false" })
+
+  # The ingest listener's mutual TLS, written to files by the start command: analytics' server
+  # certificate and key (issued by the operator's internal CA for ingest_server_name,
+  # docs/runbook.md) and the CA whose client certificates (the regions' exporters', named as
+  # ingest.client_name says) are accepted.
+  tls_secrets = {
+    ingest-tls-cert    = { env = "HERALD_SECRET_INGEST_TLS_CERT", path = "/run/herald/ingest-tls.pem" }
+    ingest-tls-key     = { env = "HERALD_SECRET_INGEST_TLS_KEY", path = "/run/herald/ingest-tls-key.pem" }
+    exporter-client-ca = { env = "HERALD_SECRET_EXPORTER_CLIENT_CA", path = "/run/herald/exporter-client-ca.pem" }
+  }
 }
 
 resource "aws_security_group" "postgres" {
@@ -68,6 +79,16 @@ resource "aws_secretsmanager_secret_version" "postgres_url" {
   secret_string = "postgres://herald:${random_password.postgres.result}@${aws_db_instance.this.endpoint}/herald_analytics?sslmode=require"
 }
 
+# Created empty: operators put each certificate and key with `aws secretsmanager
+# put-secret-value` (docs/runbook.md), so no key passes through Terraform state.
+resource "aws_secretsmanager_secret" "tls" {
+  for_each    = local.tls_secrets
+  name        = "${local.name}/${each.key}"
+  description = "Analytics ingest mutual TLS: ${each.key}"
+  kms_key_id  = var.kms_key_arn
+  tags        = local.tags
+}
+
 # Created empty; operators put the YAML with the regions' tokens (docs/runbook.md).
 resource "aws_secretsmanager_secret" "config" {
   name       = "${local.name}/config"
@@ -94,19 +115,30 @@ module "service" {
   # (analytics.Config: regions, operator, categories), which operators put in the config
   # secret; the start command writes it to a file.
   herald_args = "analytics --config /run/herald/analytics.yaml"
-  files = [
-    { env = "HERALD_SECRET_ANALYTICS_CONFIG", path = "/run/herald/analytics.yaml" },
-  ]
-  container_port = 8090
+  files = concat(
+    [{ env = "HERALD_SECRET_ANALYTICS_CONFIG", path = "/run/herald/analytics.yaml" }],
+    [for k, s in local.tls_secrets : { env = s.env, path = s.path }],
+  )
+  # The ingest listener (HTTPS, mutual TLS) is the one behind the load balancer. The operators'
+  # listener (dashboard, queries) stays inside the task's network: nothing routes to 8090.
+  container_port = 8091
   environment = [
     { name = "HERALD_ANALYTICS_LISTEN", value = "0.0.0.0:8090" },
+    { name = "HERALD_ANALYTICS_INGEST_LISTEN", value = "0.0.0.0:8091" },
+    { name = "HERALD_ANALYTICS_INGEST_TLS_CERT_FILE", value = local.tls_secrets["ingest-tls-cert"].path },
+    { name = "HERALD_ANALYTICS_INGEST_TLS_KEY_FILE", value = local.tls_secrets["ingest-tls-key"].path },
+    { name = "HERALD_ANALYTICS_INGEST_TLS_CLIENT_CA_FILE", value = local.tls_secrets["exporter-client-ca"].path },
+    { name = "HERALD_ANALYTICS_INGEST_CLIENT_NAME", value = var.exporter_client_name },
     { name = "HERALD_ANALYTICS_K", value = tostring(var.k) },
     { name = "HERALD_LOG_FORMAT", value = "json" },
   ]
-  secrets = [
-    { name = "HERALD_POSTGRES_URL", arn = aws_secretsmanager_secret.postgres_url.arn },
-    { name = "HERALD_SECRET_ANALYTICS_CONFIG", arn = aws_secretsmanager_secret.config.arn },
-  ]
+  secrets = concat(
+    [
+      { name = "HERALD_POSTGRES_URL", arn = aws_secretsmanager_secret.postgres_url.arn },
+      { name = "HERALD_SECRET_ANALYTICS_CONFIG", arn = aws_secretsmanager_secret.config.arn },
+    ],
+    [for k, s in aws_secretsmanager_secret.tls : { name = local.tls_secrets[k].env, arn = s.arn }],
+  )
   secrets_kms_key_arn   = var.kms_key_arn
   execution_policy_name = "read-analytics-secrets"
 
@@ -124,13 +156,16 @@ module "service" {
     tasks        = "Analytics tasks"
     tasks_egress = "Database, ECR, logs"
   }
+  # Ingest: a network load balancer passes the TLS stream through to the tasks, which verify
+  # each exporter's client certificate themselves (mutual TLS end to end; /readyz answers over
+  # HTTPS without one). Open only to the regions' NAT addresses.
   load_balancer = {
     service             = "analytics"
     description         = "Aggregate ingest, from the regions only"
     subnet_ids          = var.public_subnet_ids
-    certificate_arn     = var.certificate_arn
     allowed_cidrs       = var.region_egress_cidrs
     allowed_description = "A region's exporter"
+    target_protocol     = "TCP"
     health_check        = { path = "/readyz" }
   }
 

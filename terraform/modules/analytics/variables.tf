@@ -28,9 +28,21 @@ variable "herald_image" {
   type        = string
 }
 
-variable "certificate_arn" {
-  description = "ACM certificate of the ingest endpoint."
+variable "exporter_client_name" {
+  description = "The name a region's exporter certificate carries (common name or DNS name), {region} standing for the region (HERALD_ANALYTICS_INGEST_CLIENT_NAME). The internal CA must issue a certificate with this name to that region's exporter only."
   type        = string
+  default     = "{region}.exporters.herald.internal"
+
+  validation {
+    condition     = length(split("{region}", var.exporter_client_name)) == 2
+    error_message = "exporter_client_name must hold {region} exactly once."
+  }
+}
+
+variable "ingest_server_name" {
+  description = "The name analytics' ingest certificate carries, which the exporters verify (their export.tls.server_name): the load balancer's address changes with it, a name does not."
+  type        = string
+  default     = "analytics.herald.internal"
 }
 
 variable "region_egress_cidrs" {

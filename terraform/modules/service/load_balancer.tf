@@ -1,8 +1,12 @@
-# The tasks' security group, and the HTTPS load balancer in front of load_balancer.service: open
-# on 443 to load_balancer.allowed_cidrs only, forwarding to the tasks' container_port.
+# The tasks' security group, and the load balancer in front of load_balancer.service: open on
+# 443 to load_balancer.allowed_cidrs only, forwarding to the tasks' container_port. An HTTPS
+# application load balancer, or with target_protocol TCP a network load balancer that passes
+# the TCP stream through untouched, so the tasks terminate TLS themselves and see the callers'
+# client certificates (mutual TLS end to end, like analytics' ingest).
 
 locals {
-  lb_name = coalesce(var.load_balancer.name, var.name)
+  lb_name     = coalesce(var.load_balancer.name, var.name)
+  passthrough = var.load_balancer.target_protocol == "TCP"
 }
 
 resource "aws_security_group" "tasks" {
@@ -56,11 +60,11 @@ resource "aws_vpc_security_group_egress_rule" "alb_to_tasks" {
 
 resource "aws_lb" "this" {
   name                       = substr(local.lb_name, 0, 32)
-  load_balancer_type         = "application"
+  load_balancer_type         = local.passthrough ? "network" : "application"
   internal                   = false
   subnets                    = var.load_balancer.subnet_ids
   security_groups            = [aws_security_group.alb.id]
-  drop_invalid_header_fields = true
+  drop_invalid_header_fields = local.passthrough ? null : true
   tags                       = var.tags
 }
 
@@ -73,7 +77,9 @@ resource "aws_lb_target_group" "this" {
   deregistration_delay = 30
 
   health_check {
-    protocol            = var.load_balancer.target_protocol
+    # A passed-through stream is TLS: the tasks' /readyz answers over HTTPS without a client
+    # certificate.
+    protocol            = local.passthrough ? "HTTPS" : var.load_balancer.target_protocol
     path                = var.load_balancer.health_check.path
     healthy_threshold   = var.load_balancer.health_check.healthy_threshold
     unhealthy_threshold = var.load_balancer.health_check.unhealthy_threshold
@@ -86,9 +92,9 @@ resource "aws_lb_target_group" "this" {
 resource "aws_lb_listener" "https" {
   load_balancer_arn = aws_lb.this.arn
   port              = 443
-  protocol          = "HTTPS"
-  ssl_policy        = "ELBSecurityPolicy-TLS13-1-2-2021-06"
-  certificate_arn   = var.load_balancer.certificate_arn
+  protocol          = local.passthrough ? "TCP" : "HTTPS"
+  ssl_policy        = local.passthrough ? null : "ELBSecurityPolicy-TLS13-1-2-2021-06"
+  certificate_arn   = local.passthrough ? null : var.load_balancer.certificate_arn
 
   default_action {
     type             = "forward"

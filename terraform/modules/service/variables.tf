@@ -172,17 +172,20 @@ variable "load_balancer" {
     The HTTPS load balancer in front of one of the services (service, a key of services): name
     (of the load balancer and target group, cut to 32 characters; its security group is
     <name>-alb; default var.name), description (of its security group, which cannot change
-    without replacing it), subnet_ids (public), certificate_arn, allowed_cidrs (who may connect
-    on 443) with allowed_description, target_protocol (how it reaches the tasks: HTTP, or
-    HTTPS for a container that serves only TLS, like a region's mutual-TLS API) and the target
-    group's health_check (path; thresholds and interval left out take the AWS defaults).
+    without replacing it), subnet_ids (public), certificate_arn (of the HTTPS listener; none
+    with TCP), allowed_cidrs (who may connect on 443) with allowed_description,
+    target_protocol (how it reaches the tasks: HTTP; HTTPS for a container that serves only
+    TLS, like a region's mutual-TLS API; or TCP: a network load balancer passes the stream
+    through and the container terminates TLS itself, so it sees its callers' client
+    certificates, like analytics' ingest) and the target group's health_check (path, asked over
+    HTTPS with TCP; thresholds and interval left out take the AWS defaults).
   EOT
   type = object({
     service             = string
     name                = optional(string)
     description         = string
     subnet_ids          = list(string)
-    certificate_arn     = string
+    certificate_arn     = optional(string)
     allowed_cidrs       = list(string)
     allowed_description = string
     target_protocol     = optional(string, "HTTP")
@@ -200,8 +203,13 @@ variable "load_balancer" {
   }
 
   validation {
-    condition     = contains(["HTTP", "HTTPS"], var.load_balancer.target_protocol)
-    error_message = "load_balancer.target_protocol must be HTTP or HTTPS."
+    condition     = contains(["HTTP", "HTTPS", "TCP"], var.load_balancer.target_protocol)
+    error_message = "load_balancer.target_protocol must be HTTP, HTTPS or TCP."
+  }
+
+  validation {
+    condition     = (var.load_balancer.target_protocol == "TCP") == (var.load_balancer.certificate_arn == null)
+    error_message = "load_balancer.certificate_arn is required for HTTP and HTTPS targets (the load balancer terminates TLS) and must be left out with TCP (the tasks do)."
   }
 
   validation {
