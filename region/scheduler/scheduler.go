@@ -229,6 +229,41 @@ func (p *Poller) Run(ctx context.Context) error {
 	}
 }
 
+// claimDue locks up to Batch due rows, tier by tier in priority order (transactional first):
+// a marketing backlog due at once never holds back a due one-time code, in the batch or in
+// Kafka's acknowledgement of it. Rows of a tier Herald does not know come last (they are
+// dead-lettered). Outbox rows of another region wait until they are OutboxTakeover overdue.
+func (p *Poller) claimDue(ctx context.Context, tx pgx.Tx) ([]*due, error) {
+	const q = `SELECT id, tier, due_at, app_id, event, reason FROM scheduled_sends WHERE due_at <= now()
+		AND (reason <> $2 OR region IS NULL OR region = $3 OR due_at <= now() - make_interval(secs => $4))
+		AND %s ORDER BY due_at LIMIT $1 FOR UPDATE SKIP LOCKED`
+	var claimed []*due
+	for i := 0; i <= len(notify.Tiers) && len(claimed) < p.Batch; i++ {
+		where, arg := "tier = $5", any(nil)
+		if i < len(notify.Tiers) {
+			arg = notify.Tiers[i]
+		} else {
+			where, arg = "tier <> ALL($5)", notify.Tiers
+		}
+		rows, err := tx.Query(ctx, fmt.Sprintf(q, where), p.Batch-len(claimed), ReasonOutbox, p.Store.region, OutboxTakeover.Seconds(), arg)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			d := &due{}
+			if err := rows.Scan(&d.id, &d.tier, &d.dueAt, &d.app, &d.raw, &d.reason); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			claimed = append(claimed, d)
+		}
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+	}
+	return claimed, nil
+}
+
 // due is one claimed row.
 type due struct {
 	id     int64
@@ -253,22 +288,8 @@ func (p *Poller) FireDue(ctx context.Context) (int, error) {
 	var fired int
 	now := time.Now()
 	err := pgx.BeginFunc(ctx, p.Store.db, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `SELECT id, tier, due_at, app_id, event, reason FROM scheduled_sends WHERE due_at <= now()
-			AND (reason <> $2 OR region IS NULL OR region = $3 OR due_at <= now() - make_interval(secs => $4))
-			ORDER BY due_at LIMIT $1 FOR UPDATE SKIP LOCKED`, p.Batch, ReasonOutbox, p.Store.region, OutboxTakeover.Seconds())
+		claimed, err := p.claimDue(ctx, tx)
 		if err != nil {
-			return err
-		}
-		var claimed []*due
-		for rows.Next() {
-			d := &due{}
-			if err := rows.Scan(&d.id, &d.tier, &d.dueAt, &d.app, &d.raw, &d.reason); err != nil {
-				rows.Close()
-				return err
-			}
-			claimed = append(claimed, d)
-		}
-		if err := rows.Err(); err != nil {
 			return err
 		}
 		var done []int64 // rows to delete: fired, dropped as erased, or dead-lettered

@@ -180,3 +180,49 @@ func TestOutboxRowsFireInTheirRegionAndAnotherRegionTakesThemOverOnlyWhenLongOve
 		t.Fatalf("%d outbox rows left (%v)", left, err)
 	}
 }
+
+// A backlog of due marketing rows never holds back a due one-time code: the scheduler claims
+// due rows tier by tier, transactional first, then social, then marketing, then rows of a tier
+// it does not know (which it dead-letters).
+func TestDueRowsFireTransactionalFirstWhateverTheMarketingBacklog(t *testing.T) {
+	c := regiontest.Config(t, "zz-"+regiontest.Letters()+"-1", "EU", t.TempDir())
+	ctx := testenv.Context(t, 2*time.Minute)
+	pg := regiontest.Migrated(t, c)
+	store := scheduler.New(pg, "eu-west-1")
+	rec := &recorder{}
+	p := &scheduler.Poller{Store: store, Producer: rec, Topic: func(tier string) string { return notify.IngressTopic("eu-west-1", tier) },
+		Interval: time.Second, Batch: 3, Log: slog.New(slog.DiscardHandler)}
+	now := time.Now()
+	for _, r := range []struct {
+		id, tier string
+		due      time.Duration
+	}{
+		{"m1", notify.Marketing, -time.Minute}, {"m2", notify.Marketing, -time.Minute}, {"m3", notify.Marketing, -time.Minute},
+		{"s1", notify.Social, -30 * time.Second}, {"t1", notify.Transactional, -time.Second}, {"t2", notify.Transactional, -time.Second},
+	} {
+		e := notify.Event{ID: r.id, AppID: "app", Tier: r.tier, Recipients: []string{"u"}, Channels: []string{"in_app"}, AcceptedAt: now.UTC()}
+		if err := store.Schedule(ctx, now.Add(r.due), e, "send_at"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := p.FireDue(ctx); err != nil || n != 3 {
+		t.Fatalf("first poll fired %d (%v), want 3", n, err)
+	}
+	first := rec.fired(t)
+	for _, id := range []string{"t1", "t2", "s1"} {
+		if _, ok := first[id]; !ok {
+			t.Fatalf("the first poll of 3 fired %v: the due one-time codes and the social row must go before the older marketing backlog", first)
+		}
+	}
+	if n, err := p.FireDue(ctx); err != nil || n != 3 || len(rec.fired(t)) != 6 {
+		t.Fatalf("second poll fired %d (%v), %d in all, want the 3 marketing rows", n, err, len(rec.fired(t)))
+	}
+	// A row of a tier Herald does not know is claimed too (and, without a dead-letter writer
+	// here, fails the poll naming it).
+	if _, err := pg.Exec(ctx, `INSERT INTO scheduled_sends (app_id, notification_id, tier, due_at, event, reason) VALUES ('app', 'x1', 'bogus', now(), '{}', 'send_at')`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.FireDue(ctx); err == nil || !strings.Contains(err.Error(), "unknown tier") {
+		t.Fatalf("a row of an unknown tier: %v, want it claimed and refused as an unknown tier", err)
+	}
+}

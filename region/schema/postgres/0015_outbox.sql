@@ -5,3 +5,5 @@
 -- (a late acknowledgement of the first produce is then a repeat its dedup keys drop); another
 -- region of the jurisdiction takes it over only when it is long overdue (the region is down).
 ALTER TABLE scheduled_sends ADD COLUMN region text;
+-- The scheduler claims due rows tier by tier, transactional first.
+CREATE INDEX scheduled_sends_tier_due_idx ON scheduled_sends (tier, due_at);
