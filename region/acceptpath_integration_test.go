@@ -162,6 +162,68 @@ func (r *running) timedSend(client *http.Client, phase, key string) sendResult {
 	return res
 }
 
+func TestARetryThatFindsItsKeyPendingWhileCassandraStallsIsAnsweredWellWithinTheDeadline(t *testing.T) {
+	// A retry that finds its key's claim pending looks in the delivery log for proof the first
+	// produce was acknowledged. On a restarting Cassandra that look waited out the request's
+	// whole deadline (answers of 5.2-5.3 s through the gateway in CI); it now gives up soon and
+	// produces the record again, which fan-out's dedup delivers once.
+	const deadline = 4 * time.Second
+	var proxy *testenv.StallProxy
+	r := startRegion(t, func(c *region.Config) {
+		proxy = testenv.StartStallProxy(t, c.Cassandra.Hosts[0])
+		c.Cassandra.Hosts = []string{proxy.Addr}
+		c.Roles = []string{region.RoleAPI}
+		c.RequestTimeout = deadline
+	})
+	r.admit(r.app, "ada")
+	client := &http.Client{Transport: testenv.RegionClient(t).Transport, Timeout: 30 * time.Second}
+	const key = "k-pending"
+	first := r.timedSend(client, "first", key)
+	if first.code != 202 {
+		t.Fatalf("first send: %+v", first)
+	}
+
+	// Leave the claim pending, as a first request whose mark failed does: its record, as
+	// produced, back in the claim.
+	var pending *sarama.ConsumerMessage
+	eventually(t, 30*time.Second, func() error {
+		return r.tryReadTopic(notify.IngressTopic(r.cfg.Name, notify.Transactional), func(m *sarama.ConsumerMessage) {
+			if e, _, err := notify.DecodeEvent(r.t.Context(), r.keys(), m.Value); err == nil && e.ID == first.id {
+				pending = m
+			}
+		})
+	})
+	if pending == nil {
+		t.Fatalf("the first send's event %s is not on its topic", first.id)
+	}
+	tag, err := r.pg.Exec(t.Context(), `UPDATE idempotency_keys SET pending_topic = $1, pending_key = $2, pending_value = $3
+		WHERE app_id = $4 AND idempotency_key = $5`, pending.Topic, string(pending.Key), pending.Value, r.app, key)
+	if err != nil || tag.RowsAffected() != 1 {
+		t.Fatalf("leaving the claim pending: %v (%d rows)", err, tag.RowsAffected())
+	}
+
+	proxy.Stall()
+	retry := r.timedSend(client, "retry", key)
+	proxy.Resume()
+	t.Logf("the retry while Cassandra stalled: %d in %s (deadline %s)", retry.code, retry.took, deadline)
+	if retry.transportErr != nil || retry.code != 409 || retry.id != first.id {
+		t.Fatalf("the retry while Cassandra stalled: %+v, want 409 duplicate_idempotency_key with the first id %s", retry, first.id)
+	}
+	if retry.took > deadline/2 {
+		t.Fatalf("the retry took %s while Cassandra stalled: it waits on the delivery log (deadline %s)", retry.took, deadline)
+	}
+	// Produced again, and the claim settled.
+	eventually(t, 30*time.Second, func() error {
+		if got := r.eventsWithKey(notify.Transactional, key); len(got) != 2 || got[0] != first.id || got[1] != first.id {
+			return fmt.Errorf("events with the key on the topic: %v, want the first id twice", got)
+		}
+		return nil
+	})
+	if n := r.count(`SELECT count(*) FROM idempotency_keys WHERE app_id = $1 AND pending_value IS NOT NULL`, r.app); n != 0 {
+		t.Fatalf("%d claims still pending after the retry settled its key", n)
+	}
+}
+
 func TestSendsWhileKafkaIsFrozenAreAcceptedIntoTheOutboxAndReachKafkaOnceItIsBack(t *testing.T) {
 	k := testenv.StartPrivateKafka(t) // never the shared broker: this test freezes it
 	const deadline, wait = 4 * time.Second, time.Second

@@ -452,10 +452,21 @@ func (s *Server) recordAccepted(ctx context.Context, e notify.Event) {
 // first request's produce failed, timed out or is still under way, and the same record is
 // produced again: at worst the event is twice on its topic under one id, which fan-out's dedup
 // keys deliver once.
+//
+// The delivery-log check gets at most settleCheckTimeout: when Cassandra is slow or restarting,
+// the record is produced again rather than the retry waiting out its deadline on the check.
 func (s *Server) settle(ctx context.Context, app, key, id string, pending kafka.Message) error {
-	switch _, err := s.Log.Get(ctx, id); {
+	cctx, cancel := context.WithTimeout(ctx, settleCheckTimeout)
+	_, err := s.Log.Get(cctx, id)
+	cancel()
+	switch {
 	case err == nil:
-	case errors.Is(err, deliverylog.ErrNotFound):
+	case ctx.Err() != nil:
+		return fmt.Errorf("checking whether notification %s was accepted: %w", id, ctx.Err())
+	case errors.Is(err, deliverylog.ErrNotFound), cctx.Err() != nil:
+		if !errors.Is(err, deliverylog.ErrNotFound) {
+			s.Logger.Info("delivery log slow: a pending claim's record is produced again", "notification", id, "err", err)
+		}
 		// The claim may be another region's of the jurisdiction (they share the claims): the
 		// record goes to this region's topic of the same name.
 		pending.Topic = ownTopic(s.Region, pending.Topic)
@@ -469,6 +480,11 @@ func (s *Server) settle(ctx context.Context, app, key, id string, pending kafka.
 	s.markDone(ctx, app, key, id)
 	return nil
 }
+
+// settleCheckTimeout bounds settle's look in the delivery log. Producing the record again costs
+// a repeat on the topic, which fan-out's dedup drops; waiting on a restarting Cassandra cost the
+// client its deadline (answers of 5.2-5.3 s through the gateway in CI's cassandra-restart row).
+const settleCheckTimeout = 500 * time.Millisecond
 
 // ownTopic is topic, a region's "<region>.<name>", as region's own topic of that name.
 func ownTopic(region, topic string) string {
