@@ -147,6 +147,7 @@ func (s *Server) call(ctx context.Context, c *gin.Context, region, method, path,
 		}
 		req.Header.Set(appHeader, appOf(c))
 		req.Header.Set(requestIDHeader, reqID(c))
+		setRegionBudget(ctx, req.Header)
 		if body != nil {
 			req.Header.Set("Content-Type", "application/json")
 		}

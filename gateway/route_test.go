@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"context"
+	"net/http"
+	"strconv"
 	"testing"
 	"time"
 
@@ -87,5 +89,32 @@ func TestDecideServesAJurisdictionWhoseGatewayURLIsThisGateway(t *testing.T) {
 	s := &Server{Jurisdiction: "EU", PublicURL: "https://in.example/", Regions: set}
 	if d := s.decide(p, directory.Entry{Jurisdiction: "IN", HomeRegion: "in-south-1"}); d.Reason != "home" {
 		t.Fatalf("a gateway whose URL is IN's gateway_url must serve IN: %+v", d)
+	}
+}
+
+func TestRegionBudgetLeavesTheAnswerTimeToComeBackBeforeTheGatewaysDeadline(t *testing.T) {
+	if _, ok := regionBudget(context.Background()); ok {
+		t.Fatal("a request without a deadline (the event stream) got a budget")
+	}
+	for _, tc := range []struct {
+		left, want time.Duration
+	}{
+		{5 * time.Second, 4500 * time.Millisecond}, // a 500 ms margin at most
+		{time.Second, 800 * time.Millisecond},      // a fifth when that is less
+		{-time.Second, time.Millisecond},           // past: the region answers at once
+	} {
+		ctx, cancel := context.WithDeadline(context.Background(), time.Now().Add(tc.left))
+		got, ok := regionBudget(ctx)
+		cancel()
+		if !ok || got > tc.want || got < tc.want-50*time.Millisecond {
+			t.Errorf("%s left: budget %s (%v), want about %s", tc.left, got, ok, tc.want)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	h := http.Header{}
+	setRegionBudget(ctx, h)
+	if v, err := strconv.Atoi(h.Get(timeoutHeader)); err != nil || v > 1600 || v < 1500 {
+		t.Errorf("%s: %q, want about 1600", timeoutHeader, h.Get(timeoutHeader))
 	}
 }

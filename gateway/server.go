@@ -25,10 +25,12 @@ import (
 	"github.com/herald-notify/herald/residency"
 )
 
-// Headers the gateway sets on the requests it forwards (the region API reads X-Herald-App).
+// Headers the gateway sets on the requests it forwards (the region API reads X-Herald-App, and
+// X-Herald-Timeout-Ms: what is left of the request's deadline for the region to answer in).
 const (
 	appHeader       = "X-Herald-App"
 	requestIDHeader = "X-Request-Id"
+	timeoutHeader   = "X-Herald-Timeout-Ms"
 )
 
 var (
@@ -138,6 +140,28 @@ func (s *Server) deadline(c *gin.Context) {
 	defer cancel()
 	c.Request = c.Request.WithContext(ctx)
 	c.Next()
+}
+
+// regionBudget is how long a region has to answer a call made under ctx: what is left of the
+// request's deadline, less a margin for the answer to come back and be relayed (a fifth of it, at
+// most 500 ms). The region answers by then itself (its 503 deadline_exceeded, or 202 from its
+// outbox) rather than the gateway giving up on it: time spent here before the call (the rate
+// limiter, a slow residency lookup) counts against the region's own request_timeout. ok is
+// false without a deadline (the event stream).
+func regionBudget(ctx context.Context) (budget time.Duration, ok bool) {
+	d, ok := ctx.Deadline()
+	if !ok {
+		return 0, false
+	}
+	left := time.Until(d)
+	return max(left-min(left/5, 500*time.Millisecond), time.Millisecond), true
+}
+
+// setRegionBudget tells the region, in X-Herald-Timeout-Ms, how long it has (regionBudget).
+func setRegionBudget(ctx context.Context, h http.Header) {
+	if b, ok := regionBudget(ctx); ok {
+		h.Set(timeoutHeader, strconv.FormatInt(b.Milliseconds(), 10))
+	}
 }
 
 // timedOut reports whether the request's deadline has passed (not its client gone).

@@ -79,6 +79,7 @@ func (t *templateSync) push(ctx context.Context, app, id, region string, body []
 		return 0, nil, err
 	}
 	req.Header.Set(appHeader, app)
+	setRegionBudget(ctx, req.Header)
 	req.Header.Set("Content-Type", "application/json")
 	if reqID != "" {
 		req.Header.Set(requestIDHeader, reqID)

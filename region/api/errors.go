@@ -39,6 +39,7 @@ const (
 	CodeNotResident          = "not_resident"
 	CodeUnavailable          = "unavailable"
 	CodeDeadlineExceeded     = "deadline_exceeded"
+	CodeInvalidTimeout       = "invalid_timeout"
 )
 
 var rejections = promauto.NewCounterVec(prometheus.CounterOpts{

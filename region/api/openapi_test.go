@@ -197,7 +197,7 @@ var errorCodes = []string{
 	CodeConflictingFields, CodeInvalidType, CodeUnknownTemplate, CodeTemplateTypeMismatch,
 	CodeMissingVariable, CodeInvalidTemplate, CodeTooManyRecipients, CodeInvalidChannel,
 	CodeInvalidSendAt, CodeDuplicateRequest, CodeMissingApp, CodeUnauthenticated, CodeNotFound,
-	CodeUnavailable, CodeDuplicateField, CodeNotResident, CodeDeadlineExceeded,
+	CodeUnavailable, CodeDuplicateField, CodeNotResident, CodeDeadlineExceeded, CodeInvalidTimeout,
 }
 
 func TestOpenAPIErrorCodesAreTheCodeConstants(t *testing.T) {

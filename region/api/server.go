@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -39,6 +40,30 @@ import (
 
 // AppHeader carries the caller's app id from the gateway.
 const AppHeader = "X-Herald-App"
+
+// TimeoutHeader carries, in milliseconds, what is left of the gateway's deadline for this call:
+// the region answers within it, or within its own request_timeout when that is shorter.
+const TimeoutHeader = "X-Herald-Timeout-Ms"
+
+// maxTimeout bounds what TimeoutHeader may ask for.
+const maxTimeout = time.Minute
+
+// parseTimeout reads TimeoutHeader's values: exactly one, a whole number of milliseconds from 1
+// to a minute, digits only.
+func parseTimeout(values []string) (time.Duration, error) {
+	if len(values) != 1 {
+		return 0, fmt.Errorf("%s must be given once, got %d values", TimeoutHeader, len(values))
+	}
+	v := values[0]
+	if v == "" || len(v) > 5 || strings.Trim(v, "0123456789") != "" {
+		return 0, fmt.Errorf("%s must be a whole number of milliseconds from 1 to %d", TimeoutHeader, maxTimeout.Milliseconds())
+	}
+	ms, _ := strconv.Atoi(v)
+	if ms < 1 || time.Duration(ms)*time.Millisecond > maxTimeout {
+		return 0, fmt.Errorf("%s must be a whole number of milliseconds from 1 to %d", TimeoutHeader, maxTimeout.Milliseconds())
+	}
+	return time.Duration(ms) * time.Millisecond, nil
+}
 
 var (
 	acceptedTotal = promauto.NewCounterVec(prometheus.CounterOpts{
@@ -168,10 +193,24 @@ const StreamRoute = "/v1/users/:user_id/notifications/stream"
 
 // deadline gives the request's context the API's deadline (RequestTimeout).
 func (s *Server) deadline(c *gin.Context) {
-	if s.RequestTimeout <= 0 || c.FullPath() == StreamRoute {
+	if c.FullPath() == StreamRoute {
 		return
 	}
-	ctx, cancel := context.WithTimeout(c.Request.Context(), s.RequestTimeout)
+	timeout := s.RequestTimeout
+	if v, ok := c.Request.Header[TimeoutHeader]; ok {
+		given, err := parseTimeout(v)
+		if err != nil {
+			writeError(c, badRequest(CodeInvalidTimeout, TimeoutHeader, err.Error()))
+			return
+		}
+		if timeout <= 0 || given < timeout {
+			timeout = given
+		}
+	}
+	if timeout <= 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.Request.Context(), timeout)
 	defer cancel()
 	c.Request = c.Request.WithContext(ctx)
 	c.Next()
@@ -374,8 +413,14 @@ func (s *Server) sendOnce(ctx context.Context, e notify.Event, msg kafka.Message
 func (s *Server) produceOrKeep(ctx context.Context, e notify.Event, msg kafka.Message, late func(error)) error {
 	pctx := ctx
 	if s.Outbox != nil && s.KafkaWait > 0 {
+		// Never more than three quarters of what is left of the request: the rest is the
+		// outbox's, when the gateway gave this request less than request_timeout.
+		wait := s.KafkaWait
+		if d, ok := ctx.Deadline(); ok {
+			wait = min(wait, time.Until(d)*3/4)
+		}
 		var cancel context.CancelFunc
-		pctx, cancel = context.WithTimeout(ctx, s.KafkaWait)
+		pctx, cancel = context.WithTimeout(ctx, wait)
 		defer cancel()
 	}
 	kept := make(chan struct{}) // closed once the outbox was tried

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -55,6 +56,75 @@ func TestOwnTopicMovesASiblingRegionsTopicToThisRegion(t *testing.T) {
 	} {
 		if got := ownTopic("eu-central-1", tc.topic); got != tc.want {
 			t.Errorf("ownTopic(%q) = %q, want %q", tc.topic, got, tc.want)
+		}
+	}
+}
+
+// hangingProducer never acknowledges: Send returns when its context ends.
+type hangingProducer struct{}
+
+func (hangingProducer) Send(ctx context.Context, _ ...kafka.Message) error {
+	<-ctx.Done()
+	return fmt.Errorf("%w: not acknowledged in time: %w", kafka.ErrUnavailable, ctx.Err())
+}
+
+func TestSendAnswersWithinTheGatewaysBudgetOrItsOwnDeadlineWhicheverIsShorter(t *testing.T) {
+	gin.SetMode(gin.TestMode)
+	for _, tc := range []struct {
+		name    string
+		own     time.Duration
+		header  string
+		answers time.Duration
+	}{
+		{"the gateway's budget, shorter", 3 * time.Second, "300", 300 * time.Millisecond},
+		{"its own deadline, shorter", 400 * time.Millisecond, "5000", 400 * time.Millisecond},
+		{"no header: its own deadline", 400 * time.Millisecond, "", 400 * time.Millisecond},
+		{"no deadline of its own: the gateway's", 0, "300", 300 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := &Server{Region: "eu-west-1", Producer: hangingProducer{}, Users: residents{}, RequestTimeout: tc.own, Logger: slog.New(slog.DiscardHandler)}
+			r := gin.New()
+			s.Register(r)
+			req := httptest.NewRequest("POST", "/v1/notifications", strings.NewReader(`{"type":"transactional","category":"otp","body":"123456","recipients":["ada"]}`))
+			req.Header.Set(AppHeader, "app-1")
+			if tc.header != "" {
+				req.Header.Set(TimeoutHeader, tc.header)
+			}
+			w := httptest.NewRecorder()
+			start := time.Now()
+			r.ServeHTTP(w, req)
+			took := time.Since(start)
+			if w.Code != http.StatusServiceUnavailable || !strings.Contains(w.Body.String(), `"code":"deadline_exceeded"`) {
+				t.Fatalf("status %d: %s; want 503 deadline_exceeded", w.Code, w.Body)
+			}
+			if took < tc.answers || took > tc.answers+time.Second {
+				t.Fatalf("answered after %s, want about %s", took, tc.answers)
+			}
+		})
+	}
+}
+
+func TestATimeoutHeaderThatIsNotAWholeNumberOfMillisecondsIsRefusedByName(t *testing.T) {
+	gin.SetMode(gin.TestMode)
+	s := &Server{Region: "eu-west-1", Producer: hangingProducer{}, Users: residents{}, RequestTimeout: time.Second, Logger: slog.New(slog.DiscardHandler)}
+	r := gin.New()
+	s.Register(r)
+	for _, values := range [][]string{
+		{""}, {"0"}, {"-5"}, {"+5"}, {"1.5"}, {"1e3"}, {"abc"}, {" 300"}, {"300 "}, {"300ms"}, {"60001"},
+		{"99999999999999999999"}, {"３００"}, {"300\x00"}, {"100", "200"},
+	} {
+		req := httptest.NewRequest("POST", "/v1/notifications", strings.NewReader(`{"type":"transactional","category":"otp","body":"123456","recipients":["ada"]}`))
+		req.Header.Set(AppHeader, "app-1")
+		req.Header[TimeoutHeader] = values
+		w := httptest.NewRecorder()
+		r.ServeHTTP(w, req)
+		if w.Code != http.StatusBadRequest || !strings.Contains(w.Body.String(), `"code":"invalid_timeout"`) || !strings.Contains(w.Body.String(), `"field":"`+TimeoutHeader+`"`) {
+			t.Errorf("%s %q: %d %s; want 400 invalid_timeout naming the header", TimeoutHeader, values, w.Code, w.Body)
+		}
+	}
+	for _, v := range []string{"1", "60000", "00300"} {
+		if _, err := parseTimeout([]string{v}); err != nil {
+			t.Errorf("%q refused: %v", v, err)
 		}
 	}
 }
