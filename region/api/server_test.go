@@ -128,3 +128,18 @@ func TestATimeoutHeaderThatIsNotAWholeNumberOfMillisecondsIsRefusedByName(t *tes
 		}
 	}
 }
+
+func FuzzParseTimeout(f *testing.F) {
+	for _, s := range []string{"1", "300", "60000", "60001", "0", "-1", "1e3", " 3", "３", "\x00"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		d, err := parseTimeout([]string{v})
+		if err != nil {
+			return
+		}
+		if d < time.Millisecond || d > time.Minute || strings.Trim(v, "0123456789") != "" {
+			t.Fatalf("parseTimeout(%q) = %s, accepted", v, d)
+		}
+	})
+}
