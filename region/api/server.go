@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -137,6 +138,33 @@ type Server struct {
 	// KafkaWait is how long a send waits for Kafka's acknowledgement before it goes to the
 	// Outbox (zero: until the request's deadline).
 	KafkaWait time.Duration
+
+	keptLog sampler // one log line per keptLogPeriod about sends kept in the outbox
+}
+
+// keptLogPeriod is how often at most a region logs that it keeps sends in the outbox: in a
+// broker's outage that is every send (2,969 lines in a minute before); the count is in
+// herald_api_accepted_into_outbox_total.
+const keptLogPeriod = 10 * time.Second
+
+// sampler lets one log line through per period and counts the events it held back.
+type sampler struct {
+	mu   sync.Mutex
+	next time.Time
+	held int
+}
+
+// allow reports whether an event at now is logged, and how many were held back since the last
+// one that was.
+func (s *sampler) allow(now time.Time, period time.Duration) (held int, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if now.Before(s.next) {
+		s.held++
+		return 0, false
+	}
+	held, s.held, s.next = s.held, 0, now.Add(period)
+	return held, true
 }
 
 // Outbox keeps accepted events for Kafka (scheduler.Store).
@@ -457,7 +485,10 @@ func (s *Server) produceOrKeep(ctx context.Context, e notify.Event, msg kafka.Me
 		return err
 	}
 	keptTotal.WithLabelValues(s.Region, e.Tier).Inc()
-	s.Logger.Warn("send kept in the outbox: Kafka did not acknowledge in time", "notification", e.ID, "tier", e.Tier, "err", err)
+	if held, ok := s.keptLog.allow(s.Now(), keptLogPeriod); ok {
+		s.Logger.Warn("send kept in the outbox: Kafka did not acknowledge in time", "notification", e.ID, "tier", e.Tier, "err", err,
+			"kept_since_last_line", held)
+	}
 	return nil
 }
 

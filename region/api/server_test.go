@@ -143,3 +143,26 @@ func FuzzParseTimeout(f *testing.F) {
 		}
 	})
 }
+
+func TestSamplerLetsOneLineThroughPerPeriodAndCountsTheRest(t *testing.T) {
+	var s sampler
+	t0 := time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC)
+	steps := []struct {
+		at       time.Duration
+		wantOK   bool
+		wantHeld int
+	}{
+		{0, true, 0},
+		{time.Second, false, 0},
+		{9 * time.Second, false, 0},
+		{10 * time.Second, true, 2}, // the period is over: the two held back are counted
+		{10 * time.Second, false, 0},
+		{25 * time.Second, true, 1},
+	}
+	for i, st := range steps {
+		held, ok := s.allow(t0.Add(st.at), 10*time.Second)
+		if ok != st.wantOK || held != st.wantHeld {
+			t.Fatalf("step %d at %s: allow = %d, %v; want %d, %v", i, st.at, held, ok, st.wantHeld, st.wantOK)
+		}
+	}
+}
