@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"sort"
 	"sync"
 	"testing"
@@ -222,6 +223,64 @@ func TestARetryThatFindsItsKeyPendingWhileCassandraStallsIsAnsweredWellWithinThe
 	if n := r.count(`SELECT count(*) FROM idempotency_keys WHERE app_id = $1 AND pending_value IS NOT NULL`, r.app); n != 0 {
 		t.Fatalf("%d claims still pending after the retry settled its key", n)
 	}
+}
+
+func TestSendsWhileKafkaAndPostgresAreBothFrozenAnswer503InTimeAndAreAcceptedOnceTheyAreBack(t *testing.T) {
+	// The outbox covers Kafka; when Postgres does not answer either, nothing can hold the send:
+	// the region answers 503 with Retry-After within its deadline (never a hang, never a 202 it
+	// cannot keep), and sends are accepted again once the stores are back.
+	k := testenv.StartPrivateKafka(t) // never the shared broker: this test freezes it
+	const deadline, wait = 2 * time.Second, 500 * time.Millisecond
+	var proxy *testenv.StallProxy
+	r := startRegion(t, func(c *region.Config) {
+		c.Kafka.Brokers = k.Config.Brokers
+		c.Roles = []string{region.RoleAPI}
+		c.RequestTimeout = deadline
+		c.KafkaWait = wait
+		u, err := url.Parse(c.Postgres.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		proxy = testenv.StartStallProxy(t, u.Host)
+		u.Host = proxy.Addr
+		c.Postgres.URL = u.String()
+	})
+	r.admit(r.app, "ada")
+	client := &http.Client{Transport: testenv.RegionClient(t).Transport, Timeout: 30 * time.Second}
+	for i, key := range []string{"k-before", ""} {
+		if res := r.timedSend(client, "before", key); res.code != 202 {
+			t.Fatalf("send %d before the freeze: %+v", i, res)
+		}
+	}
+
+	k.Pause(t)
+	proxy.Stall()
+	var frozen []sendResult
+	for i, key := range []string{"k-1", "", "k-2", ""} {
+		res := r.timedSend(client, "frozen", key)
+		frozen = append(frozen, res)
+		if res.transportErr != nil || res.code != 503 || res.retry == "" {
+			t.Fatalf("send %d while Kafka and Postgres are frozen: %+v, want 503 with Retry-After", i, res)
+		}
+		if res.took > deadline+time.Second {
+			t.Fatalf("send %d answered after %s (deadline %s)", i, res.took, deadline)
+		}
+	}
+	proxy.Resume()
+	k.Resume(t)
+	t.Logf("while both were frozen: %+v", frozen)
+
+	// Back: keyed retries are accepted (or answer their first attempt's id, if its claim
+	// landed after all), new sends are accepted.
+	eventually(t, 60*time.Second, func() error {
+		for _, key := range []string{"k-1", "k-2", ""} {
+			res := r.timedSend(client, "after", key)
+			if res.code != 202 && !(key != "" && res.code == 409) {
+				return fmt.Errorf("after the freeze, key %q: %+v", key, res)
+			}
+		}
+		return nil
+	})
 }
 
 func TestSendsWhileKafkaIsFrozenAreAcceptedIntoTheOutboxAndReachKafkaOnceItIsBack(t *testing.T) {
