@@ -5,18 +5,15 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
-	"regexp"
 	"strings"
 	"time"
 
 	"github.com/herald-notify/herald/platform/config"
+	"github.com/herald-notify/herald/platform/pki"
 )
 
 // regionPlaceholder is what region_tls.server_name names the region with.
 const regionPlaceholder = "{region}"
-
-// dnsName is a DNS name a certificate can carry: labels of letters, digits and hyphens.
-var dnsName = regexp.MustCompile(`^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 
 func (r RegionTLSConfig) validateServerName() error {
 	if r.ServerName == "" {
@@ -25,7 +22,7 @@ func (r RegionTLSConfig) validateServerName() error {
 	if strings.Count(r.ServerName, regionPlaceholder) != 1 {
 		return config.Errorf("server_name", r.ServerName, "must hold %s exactly once (each region is verified by its own name)", regionPlaceholder)
 	}
-	if !dnsName.MatchString(r.regionServerName("eu-west-1")) {
+	if !pki.IsDNSName(r.regionServerName("eu-west-1")) {
 		return config.Errorf("server_name", r.ServerName, "is not a lower-case DNS name once %s is replaced", regionPlaceholder)
 	}
 	return nil

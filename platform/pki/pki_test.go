@@ -257,3 +257,29 @@ func TestEnsureIssuesOnceAndRenewsWhatExpiresOrLostItsCA(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestIsDNSNameTakesCertificateNamesOnly(t *testing.T) {
+	for name, want := range map[string]bool{
+		"region.eu-west-1.herald.internal": true,
+		"localhost":                        true,
+		"a":                                true,
+		"":                                 false,
+		"Region.herald":                    false, // upper case: configs write server names in lower case
+		"-region.herald":                   false,
+		"region-.herald":                   false,
+		"region..herald":                   false,
+		"region.herald.":                   false,
+		"*.herald":                         false,
+		"region_1.herald":                  false,
+		"région.herald":                    false,
+		"region.herald\x00":                false,
+		"127.0.0.1:8101":                   false,
+		strings.Repeat("a", 64):            false,
+		strings.Repeat("a.", 127) + "a":    false, // 255 bytes
+		strings.Repeat("a.", 126) + "a":    true,  // 253 bytes
+	} {
+		if got := IsDNSName(name); got != want {
+			t.Errorf("IsDNSName(%q) = %v, want %v", name, got, want)
+		}
+	}
+}

@@ -11,9 +11,18 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"regexp"
 
 	"github.com/herald-notify/herald/platform/config"
 )
+
+// dnsName is a DNS name a certificate can carry: labels of lower-case letters, digits and
+// hyphens, none starting or ending with a hyphen, each at most 63 bytes.
+var dnsName = regexp.MustCompile(`^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+// IsDNSName reports whether name is a DNS name a certificate can carry (a TLS server name to
+// verify against, in lower case), at most 253 bytes.
+func IsDNSName(name string) bool { return len(name) <= 253 && dnsName.MatchString(name) }
 
 // MinVersion is the lowest TLS version an internal hop accepts.
 const MinVersion = tls.VersionTLS13

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/url"
 	"os"
-	"regexp"
 	"strings"
 	"time"
 
@@ -64,11 +63,8 @@ func (t TLSConfig) Client() pki.ClientConfig {
 	return pki.ClientConfig{CAFile: t.CAFile, CertFile: t.CertFile, KeyFile: t.KeyFile}
 }
 
-// dnsName is a DNS name a certificate can carry: labels of letters, digits and hyphens.
-var dnsName = regexp.MustCompile(`^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
-
 func (t TLSConfig) validate() error {
-	if t.ServerName != "" && !dnsName.MatchString(t.ServerName) {
+	if t.ServerName != "" && !pki.IsDNSName(t.ServerName) {
 		return config.Errorf("server_name", t.ServerName, "must be a lower-case DNS name (the name analytics' certificate carries)")
 	}
 	return t.Client().Validate()
