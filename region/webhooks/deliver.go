@@ -1,0 +1,231 @@
+package webhooks
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/sony/gobreaker/v2"
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+	"golang.org/x/sync/errgroup"
+)
+
+// Sign returns the Standard Webhooks headers of one message: webhook-id, webhook-timestamp
+// (Unix seconds) and webhook-signature ("v1," and the base64 HMAC-SHA256 of id.timestamp.body
+// under key), through the specification's own library.
+func Sign(key []byte, id string, at time.Time, body []byte) (http.Header, error) {
+	wh, err := standardwebhooks.NewWebhookRaw(key)
+	if err != nil {
+		return nil, fmt.Errorf("signing webhook %s: %w", id, err)
+	}
+	sig, err := wh.Sign(id, at, body)
+	if err != nil {
+		return nil, fmt.Errorf("signing webhook %s: %w", id, err)
+	}
+	h := http.Header{}
+	h.Set(standardwebhooks.HeaderWebhookID, id)
+	h.Set(standardwebhooks.HeaderWebhookTimestamp, strconv.FormatInt(at.Unix(), 10))
+	h.Set(standardwebhooks.HeaderWebhookSignature, sig)
+	return h, nil
+}
+
+// breakers holds one circuit breaker per endpoint.
+type breakers struct {
+	mu  sync.Mutex
+	cfg BreakerConfig
+	m   map[string]*gobreaker.CircuitBreaker[int]
+	log *slog.Logger
+}
+
+func newBreakers(cfg BreakerConfig, log *slog.Logger) *breakers {
+	return &breakers{cfg: cfg, m: map[string]*gobreaker.CircuitBreaker[int]{}, log: log}
+}
+
+func (b *breakers) get(endpoint string) *gobreaker.CircuitBreaker[int] {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	cb, ok := b.m[endpoint]
+	if !ok {
+		cb = gobreaker.NewCircuitBreaker[int](gobreaker.Settings{
+			Name:        endpoint,
+			MaxRequests: 1, // one probe while half-open
+			Timeout:     b.cfg.OpenFor,
+			ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= b.cfg.ConsecutiveFailures },
+			OnStateChange: func(name string, from, to gobreaker.State) {
+				breakerChanges.WithLabelValues(to.String()).Inc()
+				if b.log != nil {
+					b.log.Info("webhook endpoint breaker", "endpoint", name, "from", from.String(), "to", to.String())
+				}
+			},
+		})
+		b.m[endpoint] = cb
+	}
+	return cb
+}
+
+// errStatus is an endpoint's non-2xx answer.
+type errStatus struct{ code int }
+
+func (e errStatus) Error() string { return "endpoint answered " + strconv.Itoa(e.code) }
+
+// Deliverer sends the region's due deliveries.
+type Deliverer struct {
+	Region   string
+	Store    deliveryStore
+	Cfg      Config
+	Client   *http.Client
+	Log      *slog.Logger
+	Now      func() time.Time
+	breakers *breakers
+}
+
+// deliveryStore is what the deliverer needs of the store.
+type deliveryStore interface {
+	claim(ctx context.Context, region string, n int, lease time.Duration) ([]pending, error)
+	settle(ctx context.Context, p pending, o outcome) error
+}
+
+// NewClient is the HTTP client deliveries go out with: no redirects followed (a 3xx is a
+// failure, as Standard Webhooks senders treat it), each attempt bounded by timeout.
+func NewClient(timeout time.Duration) *http.Client {
+	return &http.Client{
+		Timeout:       timeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		Transport: &http.Transport{
+			Proxy: http.ProxyFromEnvironment, ForceAttemptHTTP2: true, MaxIdleConnsPerHost: 16,
+			IdleConnTimeout: 90 * time.Second, TLSHandshakeTimeout: timeout, ResponseHeaderTimeout: timeout,
+		},
+	}
+}
+
+func (d *Deliverer) now() time.Time {
+	if d.Now != nil {
+		return d.Now()
+	}
+	return time.Now()
+}
+
+// Run delivers until ctx ends: it claims a batch of due deliveries, sends them (Concurrency at
+// a time) and records each outcome; with nothing due it waits PollInterval.
+func (d *Deliverer) Run(ctx context.Context) error {
+	if d.breakers == nil {
+		d.breakers = newBreakers(d.Cfg.Breaker, d.Log)
+	}
+	for ctx.Err() == nil {
+		n, err := d.Pass(ctx)
+		if err != nil && ctx.Err() == nil {
+			d.Log.Warn("webhook delivery pass failed", "err", err)
+		}
+		if n < d.Cfg.Batch || err != nil {
+			select {
+			case <-time.After(d.Cfg.PollInterval):
+			case <-ctx.Done():
+			}
+		}
+	}
+	return nil
+}
+
+// Pass claims and sends one batch; it returns how many deliveries it claimed.
+func (d *Deliverer) Pass(ctx context.Context) (int, error) {
+	if d.breakers == nil {
+		d.breakers = newBreakers(d.Cfg.Breaker, d.Log)
+	}
+	// The lease outlives an attempt: a process that dies mid-attempt leaves the row due again.
+	ps, err := d.Store.claim(ctx, d.Region, d.Cfg.Batch, d.Cfg.Timeout+5*time.Second)
+	if err != nil {
+		return 0, err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(d.Cfg.Concurrency)
+	for _, p := range ps {
+		g.Go(func() error {
+			o := d.attempt(gctx, p)
+			// Recorded even when ctx ends: the attempt was made.
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(gctx), 5*time.Second)
+			defer cancel()
+			if err := d.Store.settle(sctx, p, o); err != nil {
+				return err // the row's lease ends and it is tried again: at least once
+			}
+			deliveries.WithLabelValues(d.Region, o.label()).Inc()
+			return nil
+		})
+	}
+	return len(ps), g.Wait()
+}
+
+func (o outcome) label() string {
+	if o.Postponed {
+		return "breaker_open"
+	}
+	if o.Status == "pending" {
+		return "retry"
+	}
+	return o.Status
+}
+
+// attempt sends one delivery through its endpoint's breaker and decides what comes next.
+func (d *Deliverer) attempt(ctx context.Context, p pending) outcome {
+	sched := ScheduleOf(d.Cfg)
+	cb := d.breakers.get(p.Endpoint)
+	code, err := cb.Execute(func() (int, error) { return d.send(ctx, p) })
+	now := d.now()
+	if err == nil {
+		return outcome{Status: "delivered", Attempts: p.Attempts + 1, HTTP: code}
+	}
+	if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
+		// Not attempted: wait for the breaker, unless the horizon has passed.
+		if !now.Before(p.FirstAt.Add(sched.Horizon)) {
+			return outcome{Status: "dead", Attempts: p.Attempts, HTTP: 0, Error: "circuit breaker open at the horizon"}
+		}
+		next := now.Add(d.Cfg.Breaker.OpenFor)
+		if end := p.FirstAt.Add(sched.Horizon); next.After(end) {
+			next = end
+		}
+		return outcome{Status: "pending", Attempts: p.Attempts, Next: next, Error: "circuit breaker open", Postponed: true}
+	}
+	attempts := p.Attempts + 1
+	msg := err.Error()
+	if len(msg) > 500 {
+		msg = msg[:500]
+	}
+	next, ok := sched.Next(attempts, p.FirstAt, now)
+	if !ok {
+		return outcome{Status: "dead", Attempts: attempts, HTTP: code, Error: msg}
+	}
+	return outcome{Status: "pending", Attempts: attempts, Next: next, HTTP: code, Error: msg}
+}
+
+// send posts one signed message; it returns the status, and an error for anything but 2xx.
+func (d *Deliverer) send(ctx context.Context, p pending) (int, error) {
+	h, err := Sign(p.Key, p.EventID, d.now(), p.Payload)
+	if err != nil {
+		return 0, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.URL, bytes.NewReader(p.Payload))
+	if err != nil {
+		return 0, err
+	}
+	for k, v := range h {
+		req.Header[k] = v
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "Herald-Webhooks/1")
+	resp, err := d.Client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode/100 != 2 {
+		return resp.StatusCode, errStatus{resp.StatusCode}
+	}
+	return resp.StatusCode, nil
+}
