@@ -231,4 +231,67 @@ func TestWebhooksReachOnlyTheJurisdictionsEndpointSignedAndOnceAfterAnOutage(t *
 			t.Fatalf("the US endpoint got an EU user's event: %+v", h)
 		}
 	}
+
+	// Dead letters and replay: while the endpoint fails, disabling it makes its pending
+	// deliveries dead letters; listed, refused replay while disabled, replayed once enabled.
+	setHookFaults(t, s, `{"outage_seconds": 120}`)
+	n3 := send(ada)
+	readAll(ada)
+	eventually(t, 20*time.Second, func() error {
+		types := map[string]bool{}
+		for _, h := range hooks(t, s, euHook) {
+			if h.notification == n3 && h.status == http.StatusServiceUnavailable {
+				types[h.typ+"/"+h.channel] = true
+			}
+		}
+		if len(types) != len(want) {
+			return fmt.Errorf("failed attempts for %v", types)
+		}
+		return nil
+	})
+	base := "/v1/jurisdictions/EU/webhooks/endpoints/" + euID
+	if out := w.must(http.StatusOK, "POST", base+"/disable", nil); out["disabled"] != true {
+		t.Fatalf("disable: %v", out)
+	}
+	dl := w.must(http.StatusOK, "GET", base+"/dead-letters", nil)
+	dead, _ := dl["dead_letters"].([]any)
+	if len(dead) != len(want) {
+		t.Fatalf("dead letters: %v", dl)
+	}
+	for _, d := range dead {
+		if d := d.(map[string]any); d["last_error"] != "endpoint disabled" || d["last_status"] != float64(503) || d["region"] != w.eu1.Cfg.Name {
+			t.Fatalf("dead letter %v", d)
+		}
+	}
+	if code, out, _ := w.call(w.key, "POST", base+"/replay", nil); code != http.StatusConflict || errorCode(out) != "endpoint_disabled" {
+		t.Fatalf("replay while disabled: %d %v", code, out)
+	}
+	setHookFaults(t, s, "")
+	w.must(http.StatusOK, "POST", base+"/enable", nil)
+	if out := w.must(http.StatusAccepted, "POST", base+"/replay", nil); out["replayed"] != float64(len(want)) {
+		t.Fatalf("replay: %v", out)
+	}
+	eventually(t, 30*time.Second, func() error {
+		if got := delivered(t, hooks(t, s, euHook), n3); !slices.Equal(got, want) {
+			return fmt.Errorf("after the replay the EU endpoint got %v of %s, want %v", got, n3, want)
+		}
+		return nil
+	})
+	if dl := w.must(http.StatusOK, "GET", base+"/dead-letters", nil); len(dl["dead_letters"].([]any)) != 0 {
+		t.Fatalf("dead letters left: %v", dl)
+	}
+	// A rotated secret signs what follows: the receiver, still holding the old one, refuses it.
+	rot := w.must(http.StatusOK, "POST", base+"/rotate-secret", nil)
+	if sec, _ := rot["secret"].(string); !strings.HasPrefix(sec, "whsec_") {
+		t.Fatalf("rotate: %v", rot)
+	}
+	n4 := send(ada)
+	eventually(t, 20*time.Second, func() error {
+		for _, h := range hooks(t, s, euHook) {
+			if h.notification == n4 && h.status == http.StatusUnauthorized {
+				return nil
+			}
+		}
+		return fmt.Errorf("no refused message of %s yet", n4)
+	})
 }

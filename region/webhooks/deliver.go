@@ -183,13 +183,13 @@ func (d *Deliverer) attempt(ctx context.Context, p pending) outcome {
 	if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
 		// Not attempted: wait for the breaker, unless the horizon has passed.
 		if !now.Before(p.FirstAt.Add(sched.Horizon)) {
-			return outcome{Status: "dead", Attempts: p.Attempts, HTTP: 0, Error: "circuit breaker open at the horizon"}
+			return outcome{Status: "dead", Attempts: p.Attempts, Error: "circuit breaker open at the horizon", NotAttempted: true}
 		}
 		next := now.Add(d.Cfg.Breaker.OpenFor)
 		if end := p.FirstAt.Add(sched.Horizon); next.After(end) {
 			next = end
 		}
-		return outcome{Status: "pending", Attempts: p.Attempts, Next: next, Error: "circuit breaker open", Postponed: true}
+		return outcome{Status: "pending", Attempts: p.Attempts, Next: next, Postponed: true, NotAttempted: true}
 	}
 	attempts := p.Attempts + 1
 	msg := err.Error()

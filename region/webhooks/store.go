@@ -220,6 +220,9 @@ func (s *Store) Replay(ctx context.Context, app, jurisdiction, id, region string
 	if e.Disabled {
 		return 0, ErrDisabled
 	}
+	if ids == nil {
+		ids = []string{} // NULL would match nothing
+	}
 	now := s.now()
 	tag, err := s.DB.Exec(ctx, `UPDATE webhook_deliveries SET status = 'pending', attempts = 0, first_at = $3, next_attempt_at = $3,
 			region = $4, done_at = NULL, last_error = ''
@@ -328,7 +331,9 @@ type outcome struct {
 	Next      time.Time
 	HTTP      int
 	Error     string
-	Postponed bool // not attempted (breaker open): attempts unchanged
+	Postponed bool // not attempted (breaker open), tried again later: attempts unchanged
+	// NotAttempted is true when no call was made (the breaker was open): the last status stays.
+	NotAttempted bool
 }
 
 // settle records an attempt's outcome.
@@ -342,9 +347,11 @@ func (s *Store) settle(ctx context.Context, p pending, o outcome) error {
 	if next.IsZero() {
 		next = s.now()
 	}
-	_, err := s.DB.Exec(ctx, `UPDATE webhook_deliveries SET status = $4, attempts = $5, next_attempt_at = $6, last_status = $7, last_error = $8, done_at = $9
+	// Not attempted (the breaker was open): the last attempt's status and error stay.
+	_, err := s.DB.Exec(ctx, `UPDATE webhook_deliveries SET status = $4, attempts = $5, next_attempt_at = $6,
+			last_status = CASE WHEN $10 THEN last_status ELSE $7 END, last_error = CASE WHEN $10 AND $4 = 'pending' THEN last_error ELSE $8 END, done_at = $9
 		WHERE app_id = $1 AND endpoint_id = $2 AND event_id = $3 AND status = 'pending'`,
-		p.App, p.Endpoint, p.EventID, o.Status, o.Attempts, next, o.HTTP, o.Error, done)
+		p.App, p.Endpoint, p.EventID, o.Status, o.Attempts, next, o.HTTP, o.Error, done, o.NotAttempted)
 	if err != nil {
 		return fmt.Errorf("recording a webhook attempt: %w", err)
 	}
