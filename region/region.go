@@ -272,7 +272,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 		wlog := log.With("role", RoleWebhooks)
 		cons := &webhooks.Consumer{Region: c.Name, Jurisdiction: c.Jurisdiction, Kafka: c.Kafka, Store: hooks, Keys: keys,
 			CacheTTL: c.Webhooks.EndpointCacheTTL, Log: wlog}
-		deliverer := &webhooks.Deliverer{Region: c.Name, Store: hooks, Cfg: c.Webhooks, Client: webhooks.NewClient(c.Webhooks.Timeout), Log: wlog}
+		deliverer := &webhooks.Deliverer{Region: c.Name, Store: hooks, Cfg: c.Webhooks, Client: webhooks.NewClient(c.Webhooks.Timeout, c.Webhooks.AllowLoopbackHTTP), Log: wlog}
 		tasks = append(tasks, lifecycle.Task{Name: "webhooks-consumer", Run: cons.Run}, lifecycle.Task{Name: "webhooks-deliverer", Run: deliverer.Run})
 	}
 	if slices.ContainsFunc(c.Roles, func(r string) bool {

@@ -7,9 +7,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/sony/gobreaker/v2"
@@ -93,17 +96,54 @@ type deliveryStore interface {
 }
 
 // NewClient is the HTTP client deliveries go out with: no redirects followed (a 3xx is a
-// failure, as Standard Webhooks senders treat it), each attempt bounded by timeout.
-func NewClient(timeout time.Duration) *http.Client {
+// failure, as Standard Webhooks senders treat it), each attempt bounded by timeout, and no
+// connection to an address inside the network Herald runs in (private, link-local, loopback,
+// unspecified, multicast): an app's URL must not reach Herald's own services. allowLoopback lets
+// loopback through (the local stack's receiver, webhooks.allow_loopback_http).
+func NewClient(timeout time.Duration, allowLoopback bool) *http.Client {
+	dialer := &net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second, Control: func(_, address string, _ syscall.RawConn) error {
+		return checkDestination(address, allowLoopback)
+	}}
 	return &http.Client{
 		Timeout:       timeout,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		Transport: &http.Transport{
-			Proxy: http.ProxyFromEnvironment, ForceAttemptHTTP2: true, MaxIdleConnsPerHost: 16,
+			DialContext: dialer.DialContext, ForceAttemptHTTP2: true, MaxIdleConnsPerHost: 16,
 			IdleConnTimeout: 90 * time.Second, TLSHandshakeTimeout: timeout, ResponseHeaderTimeout: timeout,
 		},
 	}
 }
+
+// errForbiddenDestination is a connection refused before it was made.
+var errForbiddenDestination = errors.New("webhook destination is not a public address")
+
+// checkDestination refuses to connect to address (an IP and port, as resolved) unless it is a
+// public address, or a loopback one when allowLoopback.
+func checkDestination(address string, allowLoopback bool) error {
+	host, _, err := net.SplitHostPort(address)
+	if err != nil {
+		return fmt.Errorf("%w: %s", errForbiddenDestination, address)
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return fmt.Errorf("%w: %s", errForbiddenDestination, address)
+	}
+	ip = ip.Unmap()
+	switch {
+	case ip.IsLoopback():
+		if allowLoopback {
+			return nil
+		}
+	case ip.IsPrivate(), ip.IsLinkLocalUnicast(), ip.IsLinkLocalMulticast(), ip.IsUnspecified(), ip.IsMulticast(),
+		ip.IsInterfaceLocalMulticast(), cgnat.Contains(ip):
+	default:
+		return nil
+	}
+	return fmt.Errorf("%w: %s", errForbiddenDestination, ip)
+}
+
+// cgnat is the shared address space (RFC 6598), inside carriers' and clouds' networks.
+var cgnat = netip.MustParsePrefix("100.64.0.0/10")
 
 func (d *Deliverer) now() time.Time {
 	if d.Now != nil {

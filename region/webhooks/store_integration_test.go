@@ -71,7 +71,7 @@ func TestRedeliveredRecordsMakeNoSecondDeliveryAndDeadLettersReplay(t *testing.T
 		t.Fatalf("%d deliveries stored (%v), want 2 (accepted, delivered)", rows, err)
 	}
 	cfg := webhooks.DefaultConfig()
-	d := &webhooks.Deliverer{Region: c.Name, Store: store, Cfg: cfg, Client: webhooks.NewClient(time.Second), Log: slog.New(slog.DiscardHandler)}
+	d := &webhooks.Deliverer{Region: c.Name, Store: store, Cfg: cfg, Client: webhooks.NewClient(time.Second, true), Log: slog.New(slog.DiscardHandler)}
 	for range 3 {
 		if _, err := d.Pass(ctx); err != nil {
 			t.Fatal(err)

@@ -296,7 +296,7 @@ func TestDelivererRetriesThenDeliversSigned(t *testing.T) {
 	store := newFakeStore(now, p)
 	cfg := DefaultConfig()
 	cfg.Jitter = 0
-	d := &Deliverer{Region: "r", Store: store, Cfg: cfg, Client: NewClient(time.Second), Log: discard(), Now: now}
+	d := &Deliverer{Region: "r", Store: store, Cfg: cfg, Client: NewClient(time.Second, true), Log: discard(), Now: now}
 	ctx := context.Background()
 
 	_, err := d.Pass(ctx)
@@ -326,7 +326,7 @@ func TestDelivererDeadLettersPastTheHorizon(t *testing.T) {
 	p := pending{delivery: delivery{App: "a", Endpoint: "e1", EventID: "msg_1", Payload: []byte(`{}`)}, URL: srv.URL, Key: []byte("k"),
 		FirstAt: start.Add(-25 * time.Hour), Attempts: 30}
 	store := newFakeStore(time.Now, p)
-	d := &Deliverer{Region: "r", Store: store, Cfg: DefaultConfig(), Client: NewClient(time.Second), Log: discard()}
+	d := &Deliverer{Region: "r", Store: store, Cfg: DefaultConfig(), Client: NewClient(time.Second, true), Log: discard()}
 	_, err := d.Pass(context.Background())
 	require.NoError(t, err)
 	require.Equal(t, "dead", store.results["msg_1"].Status)
@@ -352,7 +352,7 @@ func TestBreakerOpensPerEndpointAndPostponesWithoutAnAttempt(t *testing.T) {
 	}
 	ps = append(ps, pending{delivery: delivery{App: "a", Endpoint: "good", EventID: "good-a", Payload: []byte(`{}`)}, URL: good.URL, Key: []byte("k"), FirstAt: time.Now()})
 	store := newFakeStore(time.Now, ps...)
-	d := &Deliverer{Region: "r", Store: store, Cfg: cfg, Client: NewClient(time.Second), Log: discard()}
+	d := &Deliverer{Region: "r", Store: store, Cfg: cfg, Client: NewClient(time.Second, true), Log: discard()}
 	_, err := d.Pass(context.Background())
 	require.NoError(t, err)
 	require.Equal(t, int32(3), badCalls.Load(), "the breaker opened after 3 failures: the other 3 were not sent")
@@ -405,4 +405,48 @@ func TestCheckWebhookURL(t *testing.T) {
 			require.Equal(t, "url", e.Field)
 		}
 	}
+}
+
+func TestDeliveriesReachOnlyPublicAddresses(t *testing.T) {
+	tests := []struct {
+		addr     string
+		loopback bool
+		ok       bool
+	}{
+		{"93.184.216.34:443", false, true},
+		{"[2606:2800:220:1::]:443", false, true},
+		{"127.0.0.1:8447", false, false},
+		{"127.0.0.1:8447", true, true},
+		{"[::1]:80", true, true},
+		{"10.0.0.5:443", true, false},
+		{"172.16.1.1:443", false, false},
+		{"192.168.1.1:443", false, false},
+		{"169.254.169.254:80", true, false}, // cloud metadata
+		{"[fe80::1]:443", false, false},
+		{"[fd00::1]:443", false, false},
+		{"0.0.0.0:443", true, false},
+		{"100.64.0.1:443", false, false},
+		{"[::ffff:10.0.0.1]:443", false, false},
+		{"224.0.0.1:443", false, false},
+		{"nonsense", true, false},
+	}
+	for _, tt := range tests {
+		err := checkDestination(tt.addr, tt.loopback)
+		if (err == nil) != tt.ok {
+			t.Errorf("%s (loopback %v): %v", tt.addr, tt.loopback, err)
+		}
+		if err != nil && !errors.Is(err, errForbiddenDestination) {
+			t.Errorf("%s: %v is not errForbiddenDestination", tt.addr, err)
+		}
+	}
+	// The client refuses before connecting: a loopback server is not reached without the flag.
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { calls.Add(1) }))
+	defer srv.Close()
+	resp, err := NewClient(time.Second, false).Post(srv.URL, "application/json", strings.NewReader(`{}`))
+	if err == nil {
+		resp.Body.Close()
+	}
+	require.ErrorIs(t, err, errForbiddenDestination)
+	require.Equal(t, int32(0), calls.Load())
 }
