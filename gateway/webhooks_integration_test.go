@@ -4,6 +4,7 @@ package gateway_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -12,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/herald-notify/herald/platform/testenv"
 	"github.com/herald-notify/herald/region"
@@ -223,6 +226,26 @@ func TestWebhooksReachOnlyTheJurisdictionsEndpointSignedAndOnceAfterAnOutage(t *
 		}
 		return nil
 	})
+	// The pending deliveries, naming their users, are only in each user's jurisdiction's stores.
+	pgEU, _ := stores(t, w.eu1)
+	pgUS, _ := stores(t, w.us1)
+	for _, c := range []struct {
+		pg interface {
+			QueryRow(context.Context, string, ...any) pgx.Row
+		}
+		in, notIn, db string
+	}{{pgEU, ada, bob, "EU"}, {pgUS, bob, ada, "US"}} {
+		var in, out int
+		if err := c.pg.QueryRow(context.Background(), `SELECT count(*) FILTER (WHERE user_id = $1), count(*) FILTER (WHERE user_id = $2) FROM webhook_deliveries`, c.in, c.notIn).Scan(&in, &out); err != nil {
+			t.Fatal(err)
+		}
+		if in == 0 || out != 0 {
+			t.Fatalf("%s database: %d deliveries of its user, %d of the other jurisdiction's", c.db, in, out)
+		}
+	}
+	if rep := w.scan(); !rep.OK() {
+		t.Fatalf("residency scan: %+v", rep.Misplaced)
+	}
 	// Nothing more arrives later (no duplicate in flight), and the US endpoint never saw ada.
 	time.Sleep(time.Second)
 	delivered(t, hooks(t, s, euHook), n2)

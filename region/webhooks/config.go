@@ -34,6 +34,9 @@ type Config struct {
 	// EndpointCacheTTL is how long the consumer keeps an app's endpoint list before reading it
 	// again (a new endpoint receives the events consumed after that).
 	EndpointCacheTTL time.Duration `yaml:"endpoint_cache_ttl"`
+	// TakeoverAfter is how long another region's pending delivery must be overdue before this
+	// region of the same jurisdiction delivers it (the other is down).
+	TakeoverAfter time.Duration `yaml:"takeover_after"`
 }
 
 // BreakerConfig opens an endpoint's breaker after ConsecutiveFailures failed attempts in a row;
@@ -49,7 +52,7 @@ func DefaultConfig() Config {
 		Horizon: 24 * time.Hour, InitialInterval: 5 * time.Second, Multiplier: 2, MaxInterval: time.Hour, Jitter: 0.2,
 		Timeout: 10 * time.Second, PollInterval: 500 * time.Millisecond, Batch: 200, Concurrency: 32,
 		Breaker:          BreakerConfig{ConsecutiveFailures: 5, OpenFor: 30 * time.Second},
-		EndpointCacheTTL: 5 * time.Second,
+		EndpointCacheTTL: 5 * time.Second, TakeoverAfter: 2 * time.Minute,
 	}
 }
 
@@ -78,6 +81,8 @@ func (c Config) Validate() error {
 		return config.Errorf("breaker.consecutive_failures", fmt.Sprint(c.Breaker.ConsecutiveFailures), "must be at least 1")
 	case c.Breaker.OpenFor < 10*time.Millisecond || c.Breaker.OpenFor > time.Hour:
 		return config.Errorf("breaker.open_for", c.Breaker.OpenFor.String(), "must be 10ms-1h")
+	case c.TakeoverAfter < c.Timeout+5*time.Second || c.TakeoverAfter > 24*time.Hour:
+		return config.Errorf("takeover_after", c.TakeoverAfter.String(), "must be from timeout + 5s (an attempt's lease) to 24h")
 	case c.EndpointCacheTTL < 0 || c.EndpointCacheTTL > time.Minute:
 		return config.Errorf("endpoint_cache_ttl", c.EndpointCacheTTL.String(), "must be 0-1m")
 	}

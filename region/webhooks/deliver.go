@@ -91,7 +91,7 @@ type Deliverer struct {
 
 // deliveryStore is what the deliverer needs of the store.
 type deliveryStore interface {
-	claim(ctx context.Context, region string, n int, lease time.Duration) ([]pending, error)
+	claim(ctx context.Context, region string, n int, lease, takeover time.Duration) ([]pending, error)
 	settle(ctx context.Context, p pending, o outcome) error
 }
 
@@ -179,7 +179,7 @@ func (d *Deliverer) Pass(ctx context.Context) (int, error) {
 		d.breakers = newBreakers(d.Cfg.Breaker, d.Log)
 	}
 	// The lease outlives an attempt: a process that dies mid-attempt leaves the row due again.
-	ps, err := d.Store.claim(ctx, d.Region, d.Cfg.Batch, d.Cfg.Timeout+5*time.Second)
+	ps, err := d.Store.claim(ctx, d.Region, d.Cfg.Batch, d.Cfg.Timeout+5*time.Second, d.Cfg.TakeoverAfter)
 	if err != nil {
 		return 0, err
 	}

@@ -291,18 +291,25 @@ type pending struct {
 	FirstAt  time.Time
 }
 
-// claim takes up to n of region's due deliveries, hiding them from other claims for lease.
-func (s *Store) claim(ctx context.Context, region string, n int, lease time.Duration) ([]pending, error) {
+// claim takes up to n of region's due deliveries, hiding them from other claims for lease,
+// and those of another region of the jurisdiction (they share the database) overdue by more
+// than takeover: that region is down, and its users' events go out from this one.
+func (s *Store) claim(ctx context.Context, region string, n int, lease, takeover time.Duration) ([]pending, error) {
 	now := s.now()
-	rows, err := s.DB.Query(ctx, `WITH due AS (
+	rows, err := s.DB.Query(ctx, `WITH own AS (
 			SELECT app_id, endpoint_id, event_id FROM webhook_deliveries
 			WHERE region = $1 AND status = 'pending' AND next_attempt_at <= $2
-			ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED)
-		UPDATE webhook_deliveries d SET next_attempt_at = $4 FROM due, webhook_endpoints e
+			ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED),
+		orphaned AS (
+			SELECT app_id, endpoint_id, event_id FROM webhook_deliveries
+			WHERE status = 'pending' AND next_attempt_at <= $5 AND region <> $1
+			ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED),
+		due AS (SELECT * FROM own UNION ALL SELECT * FROM orphaned)
+		UPDATE webhook_deliveries d SET next_attempt_at = $4, region = $1 FROM due, webhook_endpoints e
 		WHERE d.app_id = due.app_id AND d.endpoint_id = due.endpoint_id AND d.event_id = due.event_id
 			AND e.app_id = d.app_id AND e.endpoint_id = d.endpoint_id
 		RETURNING d.app_id, d.endpoint_id, d.event_id, d.event_type, d.user_id, d.payload, d.attempts, d.first_at, e.url, e.secret_wrapped, e.secret_master`,
-		region, now, n, now.Add(lease))
+		region, now, n, now.Add(lease), now.Add(-takeover))
 	if err != nil {
 		return nil, fmt.Errorf("claiming webhook deliveries: %w", err)
 	}

@@ -130,4 +130,27 @@ func TestRedeliveredRecordsMakeNoSecondDeliveryAndDeadLettersReplay(t *testing.T
 	if dead, _ := store.DeadLetters(ctx, app, "EU", ep.ID, 100); len(dead) != 0 {
 		t.Fatalf("dead letters left: %+v", dead)
 	}
+
+	// Another region of the jurisdiction made deliveries and went down: once they are overdue
+	// by takeover_after, this region delivers them.
+	down := &webhooks.Consumer{Region: "zz-down-2", Jurisdiction: "EU", Store: store, Log: slog.New(slog.DiscardHandler)}
+	batch.NotificationID = "n-3"
+	raw, _ = json.Marshal(batch)
+	if err := down.Handle(ctx, raw); err != nil {
+		t.Fatal(err)
+	}
+	d.Cfg.Timeout, d.Cfg.TakeoverAfter = time.Second, 30*time.Second
+	if n, err := d.Pass(ctx); err != nil || n != 0 {
+		t.Fatalf("took over %d deliveries not yet overdue (%v)", n, err)
+	}
+	if _, err := pg.Exec(ctx, `UPDATE webhook_deliveries SET next_attempt_at = now() - interval '1 minute' WHERE app_id = $1 AND region = 'zz-down-2'`, app); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := d.Pass(ctx); err != nil || n != 2 {
+		t.Fatalf("took over %d overdue deliveries (%v), want 2", n, err)
+	}
+	var left int
+	if err := pg.QueryRow(ctx, `SELECT count(*) FROM webhook_deliveries WHERE app_id = $1 AND (region = 'zz-down-2' OR status <> 'delivered')`, app).Scan(&left); err != nil || left != 0 || got.Load() != 6 {
+		t.Fatalf("%d deliveries left to the down region or undelivered (%v); received %d", left, err, got.Load())
+	}
 }

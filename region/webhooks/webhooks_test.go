@@ -212,6 +212,7 @@ func TestConfigValidateNamesTheKey(t *testing.T) {
 		{"concurrency", func(c *Config) { c.Concurrency = 0 }},
 		{"breaker.consecutive_failures", func(c *Config) { c.Breaker.ConsecutiveFailures = 0 }},
 		{"breaker.open_for", func(c *Config) { c.Breaker.OpenFor = 0 }},
+		{"takeover_after", func(c *Config) { c.TakeoverAfter = time.Second }},
 	}
 	for _, tt := range tests {
 		c := DefaultConfig()
@@ -240,7 +241,7 @@ func newFakeStore(now func() time.Time, ps ...pending) *fakeStore {
 	return f
 }
 
-func (f *fakeStore) claim(_ context.Context, _ string, n int, lease time.Duration) ([]pending, error) {
+func (f *fakeStore) claim(_ context.Context, _ string, n int, lease, _ time.Duration) ([]pending, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var out []pending

@@ -19,7 +19,8 @@ CREATE TABLE webhook_endpoints (
 
 -- One row per event x endpoint, written before the events record's Kafka offset is committed:
 -- the primary key makes a redelivered record (or a replayed one) insert nothing. region is the
--- region that consumed the event (the user's home region) and delivers it. status: pending
+-- region that consumed the event (the user's home region) and delivers it; another region of the
+-- jurisdiction takes over a delivery overdue by webhooks.takeover_after (that one is down). status: pending
 -- (next_attempt_at says when), delivered, dead (retries past the horizon; replayable).
 CREATE TABLE webhook_deliveries (
     app_id          text NOT NULL,
@@ -41,5 +42,6 @@ CREATE TABLE webhook_deliveries (
     FOREIGN KEY (app_id, endpoint_id) REFERENCES webhook_endpoints ON DELETE CASCADE
 );
 CREATE INDEX webhook_deliveries_due ON webhook_deliveries (region, next_attempt_at) WHERE status = 'pending';
+CREATE INDEX webhook_deliveries_overdue ON webhook_deliveries (next_attempt_at) WHERE status = 'pending';
 CREATE INDEX webhook_deliveries_dead ON webhook_deliveries (app_id, endpoint_id, done_at) WHERE status = 'dead';
 CREATE INDEX webhook_deliveries_by_user ON webhook_deliveries (app_id, user_id);
