@@ -214,6 +214,9 @@ func (o outcome) label() string {
 // attempt sends one delivery through its endpoint's breaker and decides what comes next.
 func (d *Deliverer) attempt(ctx context.Context, p pending) outcome {
 	sched := ScheduleOf(d.Cfg)
+	if p.Disabled {
+		return outcome{Status: "dead", Attempts: p.Attempts, Error: "endpoint disabled", NotAttempted: true}
+	}
 	cb := d.breakers.get(p.Endpoint)
 	code, err := cb.Execute(func() (int, error) { return d.send(ctx, p) })
 	now := d.now()

@@ -289,6 +289,9 @@ type pending struct {
 	Key      []byte
 	Attempts int
 	FirstAt  time.Time
+	// Disabled: the endpoint was disabled after the delivery was made (the consumer's cache
+	// still listed it); it becomes a dead letter, like those pending at the disable.
+	Disabled bool
 }
 
 // claim takes up to n of region's due deliveries, hiding them from other claims for lease,
@@ -308,7 +311,7 @@ func (s *Store) claim(ctx context.Context, region string, n int, lease, takeover
 		UPDATE webhook_deliveries d SET next_attempt_at = $4, region = $1 FROM due, webhook_endpoints e
 		WHERE d.app_id = due.app_id AND d.endpoint_id = due.endpoint_id AND d.event_id = due.event_id
 			AND e.app_id = d.app_id AND e.endpoint_id = d.endpoint_id
-		RETURNING d.app_id, d.endpoint_id, d.event_id, d.event_type, d.user_id, d.payload, d.attempts, d.first_at, e.url, e.secret_wrapped, e.secret_master`,
+		RETURNING d.app_id, d.endpoint_id, d.event_id, d.event_type, d.user_id, d.payload, d.attempts, d.first_at, e.url, e.secret_wrapped, e.secret_master, e.disabled`,
 		region, now, n, now.Add(lease), now.Add(-takeover))
 	if err != nil {
 		return nil, fmt.Errorf("claiming webhook deliveries: %w", err)
@@ -318,7 +321,7 @@ func (s *Store) claim(ctx context.Context, region string, n int, lease, takeover
 		var p pending
 		var wrapped []byte
 		var master string
-		if err := rows.Scan(&p.App, &p.Endpoint, &p.EventID, &p.Type, &p.User, &p.Payload, &p.Attempts, &p.FirstAt, &p.URL, &wrapped, &master); err != nil {
+		if err := rows.Scan(&p.App, &p.Endpoint, &p.EventID, &p.Type, &p.User, &p.Payload, &p.Attempts, &p.FirstAt, &p.URL, &wrapped, &master, &p.Disabled); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("claiming webhook deliveries: %w", err)
 		}

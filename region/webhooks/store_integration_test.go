@@ -98,6 +98,21 @@ func TestRedeliveredRecordsMakeNoSecondDeliveryAndDeadLettersReplay(t *testing.T
 	if err != nil || len(dead) != 2 || dead[0].LastStatus != http.StatusBadGateway || dead[0].Attempts != 1 {
 		t.Fatalf("dead letters %+v (%v)", dead, err)
 	}
+	// A delivery made while the endpoint is disabled (a consumer's stale list) is never sent.
+	if _, err := pg.Exec(ctx, `INSERT INTO webhook_deliveries (app_id, endpoint_id, event_id, region, event_type, user_id, payload)
+		VALUES ($1, $2, 'msg_stale', $3, 'notification.read', 'ada', '{}')`, app, ep.ID, c.Name); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := d.Pass(ctx); err != nil || n != 1 {
+		t.Fatalf("claimed %d (%v)", n, err)
+	}
+	var status, lastErr string
+	if err := pg.QueryRow(ctx, `SELECT status, last_error FROM webhook_deliveries WHERE app_id = $1 AND event_id = 'msg_stale'`, app).Scan(&status, &lastErr); err != nil || status != "dead" || lastErr != "endpoint disabled" {
+		t.Fatalf("a disabled endpoint's delivery: %s %q (%v)", status, lastErr, err)
+	}
+	if _, err := pg.Exec(ctx, `DELETE FROM webhook_deliveries WHERE app_id = $1 AND event_id = 'msg_stale'`, app); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := store.Replay(ctx, app, "EU", ep.ID, c.Name, nil); err != webhooks.ErrDisabled {
 		t.Fatalf("replay while disabled: %v", err)
 	}

@@ -335,6 +335,20 @@ func TestDelivererDeadLettersPastTheHorizon(t *testing.T) {
 	require.Contains(t, store.results["msg_1"].Error, "500")
 }
 
+func TestDelivererDeadLettersADisabledEndpointsDeliveryWithoutSending(t *testing.T) {
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { calls.Add(1) }))
+	defer srv.Close()
+	p := pending{delivery: delivery{App: "a", Endpoint: "e1", EventID: "msg_1", Payload: []byte(`{}`)}, URL: srv.URL, Key: []byte("k"), FirstAt: time.Now(), Disabled: true}
+	store := newFakeStore(time.Now, p)
+	d := &Deliverer{Region: "r", Store: store, Cfg: DefaultConfig(), Client: NewClient(time.Second, true), Log: discard()}
+	_, err := d.Pass(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, "dead", store.results["msg_1"].Status)
+	require.Equal(t, "endpoint disabled", store.results["msg_1"].Error)
+	require.Equal(t, int32(0), calls.Load())
+}
+
 func TestBreakerOpensPerEndpointAndPostponesWithoutAnAttempt(t *testing.T) {
 	var badCalls, goodCalls atomic.Int32
 	bad := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
