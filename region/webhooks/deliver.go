@@ -92,7 +92,7 @@ type Deliverer struct {
 // deliveryStore is what the deliverer needs of the store.
 type deliveryStore interface {
 	claim(ctx context.Context, region string, n int, lease, takeover time.Duration) ([]pending, error)
-	settle(ctx context.Context, p pending, o outcome) error
+	settle(ctx context.Context, rs []settled) error
 }
 
 // NewClient is the HTTP client deliveries go out with: no redirects followed (a 3xx is a
@@ -108,7 +108,7 @@ func NewClient(timeout time.Duration, allowLoopback bool) *http.Client {
 		Timeout:       timeout,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		Transport: &http.Transport{
-			DialContext: dialer.DialContext, ForceAttemptHTTP2: true, MaxIdleConnsPerHost: 16,
+			DialContext: dialer.DialContext, ForceAttemptHTTP2: true, MaxIdleConns: 1024, MaxIdleConnsPerHost: 256, // above concurrency: no reconnect per attempt to a busy endpoint
 			IdleConnTimeout: 90 * time.Second, TLSHandshakeTimeout: timeout, ResponseHeaderTimeout: timeout,
 		},
 	}
@@ -152,53 +152,146 @@ func (d *Deliverer) now() time.Time {
 	return time.Now()
 }
 
-// Run delivers until ctx ends: it claims a batch of due deliveries, sends them (Concurrency at
-// a time) and records each outcome; with nothing due it waits PollInterval.
+// lease is how long a claimed delivery is hidden from other claims: its wait in the queue (at
+// most about two attempts, Run keeps at most 2 x concurrency in flight) and its attempt, with a
+// margin. A process that dies leaves its claimed rows due again after it.
+func (d *Deliverer) lease() time.Duration { return 3*d.Cfg.Timeout + 5*time.Second }
+
+// Run delivers until ctx ends, as a pipeline: a claimer keeps up to twice Concurrency
+// deliveries in flight (claiming as attempts finish, waiting PollInterval when nothing is due),
+// Concurrency senders attempt them, and a settler records the outcomes in batches (every 50 ms
+// or 200 outcomes). A slow endpoint holds one sender, not the others.
 func (d *Deliverer) Run(ctx context.Context) error {
 	if d.breakers == nil {
 		d.breakers = newBreakers(d.Cfg.Breaker, d.Log)
 	}
+	capacity := 2 * d.Cfg.Concurrency
+	work := make(chan pending, capacity)
+	results := make(chan settled, capacity)
+	slots := make(chan struct{}, capacity) // a token per delivery in flight, returned once settled
+	var senders sync.WaitGroup
+	for range d.Cfg.Concurrency {
+		senders.Add(1)
+		go func() {
+			defer senders.Done()
+			for p := range work {
+				results <- settled{p, d.attempt(ctx, p)}
+			}
+		}()
+	}
+	settlerDone := make(chan struct{})
+	go func() {
+		defer close(settlerDone)
+		d.settleLoop(results, slots)
+	}()
+
 	for ctx.Err() == nil {
-		n, err := d.Pass(ctx)
-		if err != nil && ctx.Err() == nil {
-			d.Log.Warn("webhook delivery pass failed", "err", err)
+		free := capacity - len(slots)
+		if free == 0 {
+			select { // wait for a slot
+			case slots <- struct{}{}:
+				<-slots
+			case <-ctx.Done():
+			}
+			continue
 		}
-		if n < d.Cfg.Batch || err != nil {
+		ps, err := d.Store.claim(ctx, d.Region, min(free, d.Cfg.Batch), d.lease(), d.Cfg.TakeoverAfter)
+		if err != nil && ctx.Err() == nil {
+			d.Log.Warn("claiming webhook deliveries failed", "err", err)
+		}
+		for _, p := range ps {
+			slots <- struct{}{}
+			work <- p
+		}
+		if len(ps) == 0 {
 			select {
 			case <-time.After(d.Cfg.PollInterval):
 			case <-ctx.Done():
 			}
 		}
 	}
+	close(work)
+	senders.Wait() // attempts end with ctx; their outcomes are still recorded
+	close(results)
+	<-settlerDone
 	return nil
 }
 
-// Pass claims and sends one batch; it returns how many deliveries it claimed.
+// settleLoop records outcomes in batches until results is closed, freeing a slot per outcome.
+func (d *Deliverer) settleLoop(results <-chan settled, slots <-chan struct{}) {
+	const maxBatch = 200
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	var batch []settled
+	flush := func() {
+		if len(batch) == 0 {
+			return
+		}
+		d.record(batch)
+		for range batch {
+			<-slots
+		}
+		batch = batch[:0]
+	}
+	for {
+		select {
+		case r, ok := <-results:
+			if !ok {
+				flush()
+				return
+			}
+			if batch = append(batch, r); len(batch) >= maxBatch {
+				flush()
+			}
+		case <-tick.C:
+			flush()
+		}
+	}
+}
+
+// record stores outcomes even when the process is stopping (the attempts were made); a failure
+// leaves the rows to their lease: they are tried again, at least once.
+func (d *Deliverer) record(batch []settled) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := d.Store.settle(ctx, batch); err != nil {
+		d.Log.Warn("recording webhook attempts failed; they are tried again after their lease", "err", err, "attempts", len(batch))
+		return
+	}
+	for _, r := range batch {
+		deliveries.WithLabelValues(d.Region, r.o.label()).Inc()
+	}
+}
+
+// Pass claims one batch, attempts it (Concurrency at a time) and records the outcomes: Run's
+// work, one batch at a time (tests and tools). It returns how many deliveries it claimed.
 func (d *Deliverer) Pass(ctx context.Context) (int, error) {
 	if d.breakers == nil {
 		d.breakers = newBreakers(d.Cfg.Breaker, d.Log)
 	}
-	// The lease outlives an attempt: a process that dies mid-attempt leaves the row due again.
-	ps, err := d.Store.claim(ctx, d.Region, d.Cfg.Batch, d.Cfg.Timeout+5*time.Second, d.Cfg.TakeoverAfter)
+	ps, err := d.Store.claim(ctx, d.Region, d.Cfg.Batch, d.lease(), d.Cfg.TakeoverAfter)
 	if err != nil {
 		return 0, err
 	}
+	out := make([]settled, len(ps))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(d.Cfg.Concurrency)
-	for _, p := range ps {
+	for i, p := range ps {
 		g.Go(func() error {
-			o := d.attempt(gctx, p)
-			// Recorded even when ctx ends: the attempt was made.
-			sctx, cancel := context.WithTimeout(context.WithoutCancel(gctx), 5*time.Second)
-			defer cancel()
-			if err := d.Store.settle(sctx, p, o); err != nil {
-				return err // the row's lease ends and it is tried again: at least once
-			}
-			deliveries.WithLabelValues(d.Region, o.label()).Inc()
+			out[i] = settled{p, d.attempt(gctx, p)}
 			return nil
 		})
 	}
-	return len(ps), g.Wait()
+	_ = g.Wait()
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := d.Store.settle(sctx, out); err != nil {
+		return len(ps), err
+	}
+	for _, r := range out {
+		deliveries.WithLabelValues(d.Region, r.o.label()).Inc()
+	}
+	return len(ps), nil
 }
 
 func (o outcome) label() string {

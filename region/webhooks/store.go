@@ -346,24 +346,43 @@ type outcome struct {
 	NotAttempted bool
 }
 
-// settle records an attempt's outcome.
-func (s *Store) settle(ctx context.Context, p pending, o outcome) error {
-	var done *time.Time
-	if o.Status != "pending" {
-		t := s.now()
-		done = &t
+// settled is one attempt's delivery and outcome.
+type settled struct {
+	p pending
+	o outcome
+}
+
+// settle records the outcomes of attempts, in one statement.
+func (s *Store) settle(ctx context.Context, rs []settled) error {
+	if len(rs) == 0 {
+		return nil
 	}
-	next := o.Next
-	if next.IsZero() {
-		next = s.now()
+	now := s.now()
+	n := len(rs)
+	apps, eps, ids, statuses, errs := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	attempts, codes := make([]int32, n), make([]int32, n)
+	nexts, dones := make([]time.Time, n), make([]*time.Time, n)
+	kept := make([]bool, n)
+	for i, r := range rs {
+		apps[i], eps[i], ids[i], statuses[i], errs[i] = r.p.App, r.p.Endpoint, r.p.EventID, r.o.Status, r.o.Error
+		attempts[i], codes[i], kept[i] = int32(r.o.Attempts), int32(r.o.HTTP), r.o.NotAttempted
+		if nexts[i] = r.o.Next; nexts[i].IsZero() {
+			nexts[i] = now
+		}
+		if r.o.Status != "pending" {
+			dones[i] = &now
+		}
 	}
 	// Not attempted (the breaker was open): the last attempt's status and error stay.
-	_, err := s.DB.Exec(ctx, `UPDATE webhook_deliveries SET status = $4, attempts = $5, next_attempt_at = $6,
-			last_status = CASE WHEN $10 THEN last_status ELSE $7 END, last_error = CASE WHEN $10 AND $4 = 'pending' THEN last_error ELSE $8 END, done_at = $9
-		WHERE app_id = $1 AND endpoint_id = $2 AND event_id = $3 AND status = 'pending'`,
-		p.App, p.Endpoint, p.EventID, o.Status, o.Attempts, next, o.HTTP, o.Error, done, o.NotAttempted)
+	_, err := s.DB.Exec(ctx, `UPDATE webhook_deliveries d SET status = x.status, attempts = x.attempts, next_attempt_at = x.next,
+			last_status = CASE WHEN x.kept THEN d.last_status ELSE x.code END,
+			last_error = CASE WHEN x.kept AND x.status = 'pending' THEN d.last_error ELSE x.err END, done_at = x.done
+		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::timestamptz[], $7::int[], $8::text[], $9::timestamptz[], $10::bool[])
+			AS x(app, endpoint, event, status, attempts, next, code, err, done, kept)
+		WHERE d.app_id = x.app AND d.endpoint_id = x.endpoint AND d.event_id = x.event AND d.status = 'pending'`,
+		apps, eps, ids, statuses, attempts, nexts, codes, errs, dones, kept)
 	if err != nil {
-		return fmt.Errorf("recording a webhook attempt: %w", err)
+		return fmt.Errorf("recording %d webhook attempts: %w", n, err)
 	}
 	return nil
 }

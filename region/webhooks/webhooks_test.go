@@ -258,12 +258,14 @@ func (f *fakeStore) claim(_ context.Context, _ string, n int, lease, _ time.Dura
 	return out, nil
 }
 
-func (f *fakeStore) settle(_ context.Context, p pending, o outcome) error {
+func (f *fakeStore) settle(_ context.Context, rs []settled) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.results[p.EventID] = o
-	f.rows[p.EventID].Attempts = o.Attempts
-	f.due[p.EventID] = o.Next
+	for _, r := range rs {
+		f.results[r.p.EventID] = r.o
+		f.rows[r.p.EventID].Attempts = r.o.Attempts
+		f.due[r.p.EventID] = r.o.Next
+	}
 	return nil
 }
 
@@ -464,4 +466,71 @@ func TestDeliveriesReachOnlyPublicAddresses(t *testing.T) {
 	}
 	require.ErrorIs(t, err, errForbiddenDestination)
 	require.Equal(t, int32(0), calls.Load())
+}
+
+func TestRunDeliversEachOnceAndASlowEndpointHoldsOnlyItsOwn(t *testing.T) {
+	var mu sync.Mutex
+	seen := map[string]int{}
+	release := make(chan struct{})
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer slow.Close()
+	defer close(release)
+	fast := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen[r.Header.Get("webhook-id")]++
+		mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer fast.Close()
+	var ps []pending
+	for i := range 4 {
+		ps = append(ps, pending{delivery: delivery{App: "a", Endpoint: "slow", EventID: "slow-" + strconv.Itoa(i), Payload: []byte(`{}`)}, URL: slow.URL, Key: []byte("k"), FirstAt: time.Now()})
+	}
+	for i := range 300 {
+		ps = append(ps, pending{delivery: delivery{App: "a", Endpoint: "fast", EventID: "fast-" + strconv.Itoa(i), Payload: []byte(`{}`)}, URL: fast.URL, Key: []byte("k"), FirstAt: time.Now()})
+	}
+	store := newFakeStore(time.Now, ps...)
+	cfg := DefaultConfig()
+	cfg.Concurrency, cfg.Batch, cfg.PollInterval, cfg.Timeout = 8, 50, 10*time.Millisecond, 30*time.Second
+	d := &Deliverer{Region: "r", Store: store, Cfg: cfg, Client: NewClient(cfg.Timeout, true), Log: discard()}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		store.mu.Lock()
+		n := 0
+		for id, o := range store.results {
+			if strings.HasPrefix(id, "fast-") && o.Status == "delivered" {
+				n++
+			}
+		}
+		store.mu.Unlock()
+		if n == 300 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of 300 delivered while 4 slow deliveries hang", n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	require.NoError(t, <-done)
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, seen, 300)
+	for id, n := range seen {
+		require.Equal(t, 1, n, id)
+	}
+	// The hanging attempts ended with the run and were recorded as failed attempts.
+	for i := range 4 {
+		o := store.results["slow-"+strconv.Itoa(i)]
+		require.Equal(t, "pending", o.Status)
+		require.Equal(t, 1, o.Attempts)
+	}
 }
