@@ -124,6 +124,8 @@ func (s *Server) Handler() http.Handler {
 	v1.GET("/users/:user_id/notifications/stream", s.byPathUser)
 	v1.GET("/users/:user_id/notifications/:notification_id", s.byPathUser)
 
+	s.mountWebhooks(v1)
+
 	return r
 }
 

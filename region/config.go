@@ -21,6 +21,7 @@ import (
 	"github.com/herald-notify/herald/platform/telemetry"
 	"github.com/herald-notify/herald/region/dispatch"
 	"github.com/herald-notify/herald/region/export"
+	"github.com/herald-notify/herald/region/webhooks"
 	"github.com/herald-notify/herald/residency"
 )
 
@@ -72,6 +73,8 @@ type Config struct {
 	Dispatch  dispatch.Config `yaml:"dispatch"`
 	// Export configures the exporter role; checked only when the role is on.
 	Export export.Config `yaml:"export"`
+	// Webhooks configures the webhooks role (retries, breaker) and the endpoints API's URL rule.
+	Webhooks webhooks.Config `yaml:"webhooks"`
 	// UserKeys is the master keyring that wraps the users' data keys in Postgres.
 	UserKeys UserKeysConfig `yaml:"user_keys"`
 
@@ -116,6 +119,7 @@ func DefaultConfig(discoveryDir string) Config {
 		Scheduler:       SchedulerConfig{Interval: 500 * time.Millisecond, Batch: 500},
 		Dispatch:        dispatch.DefaultConfig(),
 		Export:          export.DefaultConfig(),
+		Webhooks:        webhooks.DefaultConfig(),
 		UserKeys:        DefaultUserKeysConfig(),
 		Kafka:           kafka.Defaults(),
 		Cassandra:       cassandra.Defaults(),
@@ -293,6 +297,9 @@ func (c *Config) Validate() error {
 	}
 	if c.GCPercent < 50 || c.GCPercent > 1000 {
 		return config.Errorf("gc_percent", fmt.Sprint(c.GCPercent), "must be 50-1000")
+	}
+	if err := c.Webhooks.Validate(); err != nil {
+		return config.Prefix("webhooks", err)
 	}
 	if err := c.Fanout.validate(); err != nil {
 		return config.Prefix("fanout", err)

@@ -44,6 +44,7 @@ import (
 	"github.com/herald-notify/herald/region/topics"
 	"github.com/herald-notify/herald/region/userkeys"
 	"github.com/herald-notify/herald/region/users"
+	"github.com/herald-notify/herald/region/webhooks"
 )
 
 // ServiceName is the discovery name regions register under.
@@ -113,6 +114,11 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 	eraser := &erasure.Service{DB: stores.PG, Cass: stores.Cass, Prefs: prefsCache, Keys: keys, KeyCacheTTL: userkeys.CacheTTL,
 		InboxTTL: c.LogTTL, Log: log, Interval: time.Second}
 	sched := scheduler.New(stores.PG, c.Name)
+	ring, err := c.Keyring()
+	if err != nil {
+		return err
+	}
+	hooks := &webhooks.Store{DB: stores.PG, Keys: ring} // endpoints wrap their secrets under the master keyring
 
 	scheme, serverTLS := "https", (*tls.Config)(nil)
 	if c.TLS.InsecurePlaintext {
@@ -138,6 +144,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 			Devices:      devices.NewStore(stores.PG), Prefs: prefs.NewStore(stores.PG), PrefsCache: prefsCache, Erasure: eraser, Inbox: inbox.New(stores.Cass, c.LogTTL), PushContent: pushstore.New(stores.Cass, c.LogTTL), Streams: hub,
 			Log: dlog, Keys: keys, Audit: audit.NewStore(stores.PG), Logger: log, Unsubscribe: unsubKeys, RequestTimeout: c.RequestTimeout,
 			Outbox: sched, KafkaWait: c.KafkaWait,
+			Webhooks: hooks, WebhooksAllowLoopbackHTTP: c.Webhooks.AllowLoopbackHTTP,
 		}
 		srv.Register(router)
 	}
@@ -261,7 +268,16 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 		}
 		tasks = append(tasks, lifecycle.Task{Name: "exporter", Run: ex.Run})
 	}
-	if slices.ContainsFunc(c.Roles, func(r string) bool { return r == RoleFanout || r == RoleDispatch || r == RoleExporter }) {
+	if slices.Contains(c.Roles, RoleWebhooks) {
+		wlog := log.With("role", RoleWebhooks)
+		cons := &webhooks.Consumer{Region: c.Name, Jurisdiction: c.Jurisdiction, Kafka: c.Kafka, Store: hooks, Keys: keys,
+			CacheTTL: c.Webhooks.EndpointCacheTTL, Log: wlog}
+		deliverer := &webhooks.Deliverer{Region: c.Name, Store: hooks, Cfg: c.Webhooks, Client: webhooks.NewClient(c.Webhooks.Timeout, c.Webhooks.AllowLoopbackHTTP), Log: wlog}
+		tasks = append(tasks, lifecycle.Task{Name: "webhooks-consumer", Run: cons.Run}, lifecycle.Task{Name: "webhooks-deliverer", Run: deliverer.Run})
+	}
+	if slices.ContainsFunc(c.Roles, func(r string) bool {
+		return r == RoleFanout || r == RoleDispatch || r == RoleExporter || r == RoleWebhooks
+	}) {
 		lw := &lagwatch.Watcher{Region: c.Name, Kafka: c.Kafka, Interval: c.ConsumerLagInterval, Log: log}
 		tasks = append(tasks, lifecycle.Task{Name: "consumer-lag", Run: lw.Run})
 	}

@@ -19,6 +19,9 @@ import (
 //	GET    /sim/{name}/faults            the faults in force
 //	PUT    /sim/{name}/faults            replace them (JSON Faults)
 //	DELETE /sim/{name}/faults            clear them
+//	PUT    /sim/webhook/secrets/{endpoint}  the secret ({"secret": "whsec_..."}) the webhook
+//	                                        receiver verifies /hooks/{endpoint} with
+//	DELETE /sim/webhook/secrets/{endpoint}  forget it
 //
 // Errors use Herald's own shape, since this is Herald's API rather than a provider's.
 func (s *Sim) adminHandler() http.Handler {
@@ -81,6 +84,19 @@ func (s *Sim) adminHandler() http.Handler {
 		s.log.Info("faults set", "sim", r.PathValue("name"), "faults", compactJSON(f))
 		writeJSON(w, 200, sim.faults.Get())
 	}))
+	mux.HandleFunc("PUT /sim/webhook/secrets/{endpoint}", func(w http.ResponseWriter, r *http.Request) {
+		secret, err := decodeWebhookSecret(r.Body)
+		if err != nil {
+			apierr.Write(w, 400, "invalid_argument", "secret: "+err.Error(), "secret")
+			return
+		}
+		_ = s.hook.setSecret(r.PathValue("endpoint"), secret)
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("DELETE /sim/webhook/secrets/{endpoint}", func(w http.ResponseWriter, r *http.Request) {
+		_ = s.hook.setSecret(r.PathValue("endpoint"), "")
+		w.WriteHeader(http.StatusNoContent)
+	})
 	mux.HandleFunc("DELETE /sim/{name}/faults", s.withSim(func(w http.ResponseWriter, r *http.Request, sim simulator) {
 		sim.faults.Set(Faults{})
 		s.log.Info("faults cleared", "sim", r.PathValue("name"))
@@ -93,7 +109,7 @@ func (s *Sim) withSim(h func(http.ResponseWriter, *http.Request, simulator)) htt
 	return func(w http.ResponseWriter, r *http.Request) {
 		sim, ok := s.sims[r.PathValue("name")]
 		if !ok {
-			apierr.Write(w, 404, "not_found", "no simulator "+strconv.Quote(r.PathValue("name"))+" (apns, fcm, smtp or sms)", "name")
+			apierr.Write(w, 404, "not_found", "no simulator "+strconv.Quote(r.PathValue("name"))+" (apns, fcm, smtp, sms or webhook)", "name")
 			return
 		}
 		h(w, r, sim)

@@ -28,7 +28,7 @@ import (
 )
 
 // Names are the simulators, as used in the admin API paths.
-var Names = []string{"apns", "fcm", "smtp", "sms"}
+var Names = []string{"apns", "fcm", "smtp", "sms", "webhook"}
 
 // Config is the configuration of `herald sim`.
 type Config struct {
@@ -45,6 +45,8 @@ type Config struct {
 	FCM     FCMConfig     `yaml:"fcm"`
 	SMTP    SMTPConfig    `yaml:"smtp"`
 	SMS     SMSConfig     `yaml:"sms"`
+	// Webhook is the receiver standing in for an app's webhook endpoints.
+	Webhook WebhookConfig `yaml:"webhook"`
 	// Drain is how long shutdown waits for in-flight requests and SMTP sessions.
 	Drain     time.Duration    `yaml:"drain" env:"HERALD_SIM_DRAIN"`
 	Telemetry telemetry.Config `yaml:"telemetry"`
@@ -131,6 +133,7 @@ func DefaultConfig(dir string) Config {
 			Password: "herald-sim", MaxMessageBytes: 10 << 20},
 		SMS: SMSConfig{Listen: "127.0.0.1:8445", AccountSID: "AC00000000000000000000000000000001",
 			AuthToken: "00000000000000000000000000000001"},
+		Webhook:   WebhookConfig{Listen: "127.0.0.1:8447"},
 		Drain:     5 * time.Second,
 		Telemetry: telemetry.Defaults(),
 	}
@@ -155,7 +158,7 @@ func (c *Config) Validate() error {
 	}
 	listens := []struct{ key, addr string }{
 		{"admin.listen", c.Admin.Listen}, {"apns.listen", c.APNs.Listen}, {"fcm.listen", c.FCM.Listen},
-		{"smtp.listen", c.SMTP.Listen}, {"sms.listen", c.SMS.Listen},
+		{"smtp.listen", c.SMTP.Listen}, {"sms.listen", c.SMS.Listen}, {"webhook.listen", c.Webhook.Listen},
 	}
 	seen := map[string]string{}
 	for _, l := range listens {
@@ -199,7 +202,7 @@ func (c *Config) Validate() error {
 	for _, f := range []struct {
 		key string
 		f   Faults
-	}{{"apns", c.APNs.Faults}, {"fcm", c.FCM.Faults}, {"smtp", c.SMTP.Faults}, {"sms", c.SMS.Faults}} {
+	}{{"apns", c.APNs.Faults}, {"fcm", c.FCM.Faults}, {"smtp", c.SMTP.Faults}, {"sms", c.SMS.Faults}, {"webhook", c.Webhook.Faults}} {
 		if err := config.Prefix(f.key, config.Prefix("faults", f.f.Validate())); err != nil {
 			return err
 		}
@@ -271,6 +274,10 @@ type Info struct {
 		URL        string `json:"url"`
 		AccountSID string `json:"account_sid"`
 	} `json:"sms"`
+	// Webhook is the receiver's base: an endpoint is <url>/hooks/<name>.
+	Webhook struct {
+		URL string `json:"url"`
+	} `json:"webhook"`
 }
 
 // Sim is the four simulators and the admin API, listening but not yet serving.
@@ -279,12 +286,13 @@ type Sim struct {
 	log  *slog.Logger
 	ca   *CA
 	info Info
-	lns  struct{ admin, apns, fcm, smtp, sms net.Listener }
+	lns  struct{ admin, apns, fcm, smtp, sms, webhook net.Listener }
 
 	apns *apnsServer
 	fcm  *fcmServer
 	smtp *smtpServer
 	sms  *smsServer
+	hook *webhookServer
 	// sims maps the admin API's names to each simulator's records and faults.
 	sims   map[string]simulator
 	health *health.Health
@@ -312,7 +320,7 @@ func New(cfg Config, log *slog.Logger, version string) (s *Sim, err error) {
 		dst  *net.Listener
 		addr string
 	}{{&s.lns.admin, cfg.Admin.Listen}, {&s.lns.apns, cfg.APNs.Listen}, {&s.lns.fcm, cfg.FCM.Listen},
-		{&s.lns.smtp, cfg.SMTP.Listen}, {&s.lns.sms, cfg.SMS.Listen}} {
+		{&s.lns.smtp, cfg.SMTP.Listen}, {&s.lns.sms, cfg.SMS.Listen}, {&s.lns.webhook, cfg.Webhook.Listen}} {
 		if *l.dst, err = net.Listen("tcp", l.addr); err != nil {
 			return nil, fmt.Errorf("listening on %s: %w", l.addr, err)
 		}
@@ -346,12 +354,14 @@ func New(cfg Config, log *slog.Logger, version string) (s *Sim, err error) {
 		return nil, err
 	}
 	s.sms = newSMSServer(cfg.SMS, newRing(), NewInjector(cfg.SMS.Faults, seedFor(4)), log)
+	s.hook = newWebhookServer(newRing(), NewInjector(cfg.Webhook.Faults, seedFor(5)), log)
 	s.apns.tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12,
 		NextProtos: []string{"h2"}} // APNs speaks HTTP/2 only
 
 	s.sims = map[string]simulator{
 		"apns": {s.apns.records, s.apns.faults}, "fcm": {s.fcm.records, s.fcm.faults},
 		"smtp": {s.smtp.records, s.smtp.faults}, "sms": {s.sms.records, s.sms.faults},
+		"webhook": {s.hook.records, s.hook.faults},
 	}
 	s.health = health.New(map[string]string{"component": "sim", "version": version})
 
@@ -372,6 +382,7 @@ func New(cfg Config, log *slog.Logger, version string) (s *Sim, err error) {
 	s.info.SMTP.DKIMRecord = s.smtp.dkim.name() + " TXT " + s.smtp.dkim.record
 	s.info.SMS.URL = "http://" + s.lns.sms.Addr().String()
 	s.info.SMS.AccountSID = cfg.SMS.AccountSID
+	s.info.Webhook.URL = "http://" + s.lns.webhook.Addr().String()
 	return s, nil
 }
 
@@ -382,7 +393,7 @@ func (s *Sim) Info() Info { return s.info }
 func (s *Sim) CA() *CA { return s.ca }
 
 func (s *Sim) closeListeners() {
-	for _, l := range []net.Listener{s.lns.admin, s.lns.apns, s.lns.fcm, s.lns.smtp, s.lns.sms} {
+	for _, l := range []net.Listener{s.lns.admin, s.lns.apns, s.lns.fcm, s.lns.smtp, s.lns.sms, s.lns.webhook} {
 		if l != nil {
 			l.Close()
 		}
@@ -401,12 +412,13 @@ func (s *Sim) Run(ctx context.Context) error {
 		return lifecycle.Task{Name: name, Run: srv.Run}
 	}
 	s.log.Info("simulators starting", "apns", s.info.APNs.URL, "fcm", s.info.FCM.Endpoint, "smtp", s.info.SMTP.Addr,
-		"sms", s.info.SMS.URL, "admin", s.info.Admin, "ca_file", s.info.CAFile)
+		"sms", s.info.SMS.URL, "webhook", s.info.Webhook.URL, "admin", s.info.Admin, "ca_file", s.info.CAFile)
 	return lifecycle.Run(ctx, s.log,
 		httpTask("sim-admin", s.lns.admin, s.adminHandler(), s.health.Drain),
 		httpTask("sim-apns", tls.NewListener(s.lns.apns, s.apns.tlsConfig), s.apns, nil),
 		httpTask("sim-fcm", s.lns.fcm, s.fcm.handler(), nil),
 		httpTask("sim-sms", s.lns.sms, s.sms.handler(), nil),
+		httpTask("sim-webhook", s.lns.webhook, s.hook.handler(), nil),
 		lifecycle.Task{Name: "sim-sms-callbacks", Run: s.sms.runCallbacks},
 		lifecycle.Task{Name: "sim-smtp", Run: func(ctx context.Context) error { return s.smtp.run(ctx, s.lns.smtp, drain) }},
 	)

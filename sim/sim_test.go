@@ -23,6 +23,7 @@ import (
 func startSim(t testing.TB, mutate func(*Config)) *Sim {
 	t.Helper()
 	cfg := DefaultConfig(t.TempDir())
+	cfg.Webhook.Listen = "127.0.0.1:0"
 	cfg.Admin.Listen, cfg.APNs.Listen, cfg.FCM.Listen, cfg.SMTP.Listen, cfg.SMS.Listen =
 		"127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	cfg.Seed = 1
@@ -213,6 +214,7 @@ func TestCredentialsAreWrittenAndReusedAcrossRestarts(t *testing.T) {
 
 func TestShutdownStopsEveryListener(t *testing.T) {
 	cfg := DefaultConfig(t.TempDir())
+	cfg.Webhook.Listen = "127.0.0.1:0"
 	cfg.Admin.Listen, cfg.APNs.Listen, cfg.FCM.Listen, cfg.SMTP.Listen, cfg.SMS.Listen =
 		"127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	s, err := New(cfg, slog.New(slog.DiscardHandler), "test")

@@ -31,8 +31,8 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	if *check {
-		fmt.Fprintf(stdout, "config ok: simulators apns %s, fcm %s, smtp %s, sms %s, admin %s\n",
-			cfg.APNs.Listen, cfg.FCM.Listen, cfg.SMTP.Listen, cfg.SMS.Listen, cfg.Admin.Listen)
+		fmt.Fprintf(stdout, "config ok: simulators apns %s, fcm %s, smtp %s, sms %s, webhook %s, admin %s\n",
+			cfg.APNs.Listen, cfg.FCM.Listen, cfg.SMTP.Listen, cfg.SMS.Listen, cfg.Webhook.Listen, cfg.Admin.Listen)
 		return nil
 	}
 	return serve(ctx, cfg.Telemetry, stderr, "sim", func(ctx context.Context, log *slog.Logger) error {

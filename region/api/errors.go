@@ -40,6 +40,7 @@ const (
 	CodeUnavailable          = "unavailable"
 	CodeDeadlineExceeded     = "deadline_exceeded"
 	CodeInvalidTimeout       = "invalid_timeout"
+	CodeEndpointDisabled     = "endpoint_disabled"
 )
 
 var rejections = promauto.NewCounterVec(prometheus.CounterOpts{

@@ -197,7 +197,7 @@ var errorCodes = []string{
 	CodeConflictingFields, CodeInvalidType, CodeUnknownTemplate, CodeTemplateTypeMismatch,
 	CodeMissingVariable, CodeInvalidTemplate, CodeTooManyRecipients, CodeInvalidChannel,
 	CodeInvalidSendAt, CodeDuplicateRequest, CodeMissingApp, CodeUnauthenticated, CodeNotFound,
-	CodeUnavailable, CodeDuplicateField, CodeNotResident, CodeDeadlineExceeded, CodeInvalidTimeout,
+	CodeUnavailable, CodeDuplicateField, CodeNotResident, CodeDeadlineExceeded, CodeInvalidTimeout, CodeEndpointDisabled,
 }
 
 func TestOpenAPIErrorCodesAreTheCodeConstants(t *testing.T) {
@@ -624,7 +624,7 @@ func TestOpenAPIAuthenticationAnswersAreDocumented(t *testing.T) {
 
 // concrete fills a gin route's parameters with valid values.
 func concrete(route string) string {
-	return strings.NewReplacer(":id", "019ab3f0-6c1e-7d2a-9b4f-3e2d1c0b9a87", ":topic", "news", ":user_id", "u1", ":device_id", "d1").Replace(route)
+	return strings.NewReplacer(":id", "019ab3f0-6c1e-7d2a-9b4f-3e2d1c0b9a87", ":topic", "news", ":user_id", "u1", ":device_id", "d1", ":endpoint_id", "ep_1").Replace(route)
 }
 
 func serve(engine *gin.Engine, method, path, body string, headers map[string]string) *httptest.ResponseRecorder {

@@ -138,6 +138,10 @@ type Server struct {
 	// KafkaWait is how long a send waits for Kafka's acknowledgement before it goes to the
 	// Outbox (zero: until the request's deadline).
 	KafkaWait time.Duration
+	// Webhooks keeps the app's webhook endpoints; WebhooksAllowLoopbackHTTP lets an endpoint
+	// use http:// to a loopback host (the local stack), where every other must be https.
+	Webhooks                  WebhookStore
+	WebhooksAllowLoopbackHTTP bool
 
 	keptLog sampler // one log line per keptLogPeriod about sends kept in the outbox
 }
@@ -210,6 +214,14 @@ func (s *Server) Register(r gin.IRouter) {
 	v1.GET("/users/:user_id/notifications/:notification_id", s.getInboxItem)
 	v1.PATCH("/notifications/:id/read", s.markRead)
 	v1.POST("/notifications/read-all", s.readAll)
+	v1.POST("/webhooks/endpoints", s.createWebhookEndpoint)
+	v1.GET("/webhooks/endpoints", s.listWebhookEndpoints)
+	v1.GET("/webhooks/endpoints/:endpoint_id", s.getWebhookEndpoint)
+	v1.POST("/webhooks/endpoints/:endpoint_id/rotate-secret", s.rotateWebhookSecret)
+	v1.POST("/webhooks/endpoints/:endpoint_id/disable", s.setWebhookDisabled(true))
+	v1.POST("/webhooks/endpoints/:endpoint_id/enable", s.setWebhookDisabled(false))
+	v1.GET("/webhooks/endpoints/:endpoint_id/dead-letters", s.listWebhookDeadLetters)
+	v1.POST("/webhooks/endpoints/:endpoint_id/replay", s.replayWebhooks)
 	r.POST("/internal/v1/audit", otelgin.Middleware("herald-region-"+s.Region), s.deadline, s.authenticateInternal, s.appendAudit)
 	// One-click unsubscribe: the app and the user are in the token, not in a header.
 	r.GET("/v1/unsubscribe/:token", otelgin.Middleware("herald-region-"+s.Region), s.deadline, s.authenticateInternal, s.unsubscribeInfo)

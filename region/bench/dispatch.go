@@ -70,6 +70,7 @@ func Dispatch(ctx context.Context, base region.Config, o DispatchOptions, out io
 	}
 	defer os.RemoveAll(dir)
 	sc := sim.DefaultConfig(dir)
+	sc.Webhook.Listen = "127.0.0.1:0"
 	sc.Admin.Listen, sc.APNs.Listen, sc.FCM.Listen, sc.SMTP.Listen, sc.SMS.Listen = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	// The tier phase looks its probes up while the backlog drains: it does not keep every record.
 	sc.Records.Capacity = max(o.Push, o.Email, o.SMS, min(o.TierBacklog, 50_000)) + o.Probes + 1000

@@ -22,6 +22,7 @@ import (
 //	go test -run '^$' -bench ProcessIOSPush -benchmem ./region/dispatch/
 func BenchmarkProcessIOSPush(b *testing.B) {
 	sc := sim.DefaultConfig(b.TempDir())
+	sc.Webhook.Listen = "127.0.0.1:0"
 	sc.Admin.Listen, sc.APNs.Listen, sc.FCM.Listen, sc.SMTP.Listen, sc.SMS.Listen = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	sc.Records.Capacity, sc.Records.MaxPayloadBytes, sc.Drain = 1000, 256, 0
 	s, err := sim.New(sc, slog.New(slog.DiscardHandler), "bench")

@@ -15,6 +15,7 @@ import (
 func startFCMSim(t *testing.T, dir, fcmAddr string) (info sim.Info, stop func()) {
 	t.Helper()
 	sc := sim.DefaultConfig(dir)
+	sc.Webhook.Listen = "127.0.0.1:0"
 	sc.Admin.Listen, sc.APNs.Listen, sc.SMTP.Listen, sc.SMS.Listen = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	sc.FCM.Listen, sc.Drain = fcmAddr, 100*time.Millisecond
 	if err := sc.Validate(); err != nil {

@@ -238,6 +238,7 @@ func (s *Service) run(ctx context.Context, step, app, user string) error {
 				`DELETE FROM suppressions WHERE app_id = $1 AND user_id = $2`,
 				`DELETE FROM soft_bounces WHERE app_id = $1 AND user_id = $2`,
 				`DELETE FROM analytics_events WHERE app = $1 AND user_id = $2`,
+				`DELETE FROM webhook_deliveries WHERE app_id = $1 AND user_id = $2`,
 				`DELETE FROM scheduled_sends WHERE app_id = $1 AND event->'recipients' = jsonb_build_array($2::text)`,
 				`UPDATE scheduled_sends SET event = jsonb_set(event, '{recipients}', (event->'recipients') - $2::text)
 					WHERE app_id = $1 AND event->'recipients' ? $2::text`,

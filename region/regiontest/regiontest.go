@@ -151,6 +151,7 @@ func (r *Running) Stop() {
 func StartSim(t testing.TB, seed int64) (*sim.Sim, sim.Config) {
 	t.Helper()
 	sc := sim.DefaultConfig(t.TempDir())
+	sc.Webhook.Listen = "127.0.0.1:0"
 	sc.Admin.Listen, sc.APNs.Listen, sc.FCM.Listen, sc.SMTP.Listen, sc.SMS.Listen = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	sc.Seed, sc.Drain = seed, time.Second
 	if err := sc.Validate(); err != nil {

@@ -38,6 +38,8 @@ var pgQueries = []struct{ table, query string }{
 	// The id is kept until the erasure completes.
 	{"erasures", `SELECT DISTINCT app_id, user_id FROM erasures WHERE user_id IS NOT NULL`},
 	{"analytics_events", `SELECT DISTINCT app, user_id FROM analytics_events`},
+	// A webhook delivery's payload names the user its event is about.
+	{"webhook_deliveries", `SELECT DISTINCT app_id, user_id FROM webhook_deliveries`},
 	// A data key names its user until the erasure destroys it.
 	{"user_keys", `SELECT app_id, user_id FROM user_keys`},
 }

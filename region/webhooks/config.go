@@ -1,0 +1,90 @@
+package webhooks
+
+import (
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/herald-notify/herald/platform/config"
+)
+
+// Config is the webhooks block of a region's config.
+type Config struct {
+	// Horizon is how long an event is retried, counted from its first attempt; past it the
+	// delivery is a dead letter (replayable through the API).
+	Horizon time.Duration `yaml:"horizon" env:"HERALD_WEBHOOKS_HORIZON"`
+	// InitialInterval, Multiplier and MaxInterval shape the exponential backoff between
+	// attempts; Jitter (0-1) spreads each wait by up to that share either way.
+	InitialInterval time.Duration `yaml:"initial_interval" env:"HERALD_WEBHOOKS_INITIAL_INTERVAL"`
+	Multiplier      float64       `yaml:"multiplier"`
+	MaxInterval     time.Duration `yaml:"max_interval" env:"HERALD_WEBHOOKS_MAX_INTERVAL"`
+	Jitter          float64       `yaml:"jitter"`
+	// Timeout bounds one delivery attempt (connect, send, answer).
+	Timeout time.Duration `yaml:"timeout"`
+	// PollInterval is how often the deliverer looks for due deliveries when it found none.
+	PollInterval time.Duration `yaml:"poll_interval" env:"HERALD_WEBHOOKS_POLL_INTERVAL"`
+	// Batch is how many due deliveries one pass claims; Concurrency how many are sent at once.
+	Batch       int `yaml:"batch"`
+	Concurrency int `yaml:"concurrency"`
+	// Breaker is the circuit breaker each endpoint has.
+	Breaker BreakerConfig `yaml:"breaker"`
+	// AllowLoopbackHTTP lets endpoints use http:// to a loopback host (127.0.0.1, ::1,
+	// localhost): the local stack and its simulator receiver. Production endpoints are https.
+	AllowLoopbackHTTP bool `yaml:"allow_loopback_http" env:"HERALD_WEBHOOKS_ALLOW_LOOPBACK_HTTP"`
+	// EndpointCacheTTL is how long the consumer keeps an app's endpoint list before reading it
+	// again (a new endpoint receives the events consumed after that).
+	EndpointCacheTTL time.Duration `yaml:"endpoint_cache_ttl"`
+	// TakeoverAfter is how long another region's pending delivery must be overdue before this
+	// region of the same jurisdiction delivers it (the other is down).
+	TakeoverAfter time.Duration `yaml:"takeover_after"`
+}
+
+// BreakerConfig opens an endpoint's breaker after ConsecutiveFailures failed attempts in a row;
+// while open, its deliveries wait OpenFor, then one probe is sent.
+type BreakerConfig struct {
+	ConsecutiveFailures uint32        `yaml:"consecutive_failures"`
+	OpenFor             time.Duration `yaml:"open_for"`
+}
+
+// DefaultConfig is the production schedule: 5 s, doubling, at most an hour apart, for 24 h.
+func DefaultConfig() Config {
+	return Config{
+		Horizon: 24 * time.Hour, InitialInterval: 5 * time.Second, Multiplier: 2, MaxInterval: time.Hour, Jitter: 0.2,
+		Timeout: 10 * time.Second, PollInterval: 500 * time.Millisecond, Batch: 200, Concurrency: 32,
+		Breaker:          BreakerConfig{ConsecutiveFailures: 5, OpenFor: 30 * time.Second},
+		EndpointCacheTTL: 5 * time.Second, TakeoverAfter: 2 * time.Minute,
+	}
+}
+
+// Validate checks every key (names relative to the block).
+func (c Config) Validate() error {
+	switch {
+	case c.Horizon < time.Second || c.Horizon > 7*24*time.Hour:
+		return config.Errorf("horizon", c.Horizon.String(), "must be 1s-168h")
+	case c.InitialInterval < time.Millisecond || c.InitialInterval > c.Horizon:
+		return config.Errorf("initial_interval", c.InitialInterval.String(), "must be 1ms up to the horizon")
+	case c.Multiplier < 1 || c.Multiplier > 10:
+		return config.Errorf("multiplier", strconv.FormatFloat(c.Multiplier, 'g', -1, 64), "must be 1-10")
+	case c.MaxInterval < c.InitialInterval:
+		return config.Errorf("max_interval", c.MaxInterval.String(), "must be at least initial_interval (%s)", c.InitialInterval)
+	case c.Jitter < 0 || c.Jitter >= 1:
+		return config.Errorf("jitter", strconv.FormatFloat(c.Jitter, 'g', -1, 64), "must be 0 up to (not including) 1")
+	case c.Timeout < 100*time.Millisecond || c.Timeout > time.Minute:
+		return config.Errorf("timeout", c.Timeout.String(), "must be 100ms-1m")
+	case c.PollInterval < 10*time.Millisecond || c.PollInterval > time.Minute:
+		return config.Errorf("poll_interval", c.PollInterval.String(), "must be 10ms-1m")
+	case c.Batch < 1 || c.Batch > 10_000:
+		return config.Errorf("batch", fmt.Sprint(c.Batch), "must be 1-10000")
+	case c.Concurrency < 1 || c.Concurrency > 1024:
+		return config.Errorf("concurrency", fmt.Sprint(c.Concurrency), "must be 1-1024")
+	case c.Breaker.ConsecutiveFailures < 1:
+		return config.Errorf("breaker.consecutive_failures", fmt.Sprint(c.Breaker.ConsecutiveFailures), "must be at least 1")
+	case c.Breaker.OpenFor < 10*time.Millisecond || c.Breaker.OpenFor > time.Hour:
+		return config.Errorf("breaker.open_for", c.Breaker.OpenFor.String(), "must be 10ms-1h")
+	case c.TakeoverAfter < 3*c.Timeout+5*time.Second || c.TakeoverAfter > 24*time.Hour:
+		return config.Errorf("takeover_after", c.TakeoverAfter.String(), "must be from 3 x timeout + 5s (a claimed delivery's lease, %s) to 24h", 3*c.Timeout+5*time.Second)
+	case c.EndpointCacheTTL < 0 || c.EndpointCacheTTL > time.Minute:
+		return config.Errorf("endpoint_cache_ttl", c.EndpointCacheTTL.String(), "must be 0-1m")
+	}
+	return nil
+}
