@@ -81,8 +81,8 @@ func (c Config) Validate() error {
 		return config.Errorf("breaker.consecutive_failures", fmt.Sprint(c.Breaker.ConsecutiveFailures), "must be at least 1")
 	case c.Breaker.OpenFor < 10*time.Millisecond || c.Breaker.OpenFor > time.Hour:
 		return config.Errorf("breaker.open_for", c.Breaker.OpenFor.String(), "must be 10ms-1h")
-	case c.TakeoverAfter < 3*c.Timeout+5*time.Second || c.TakeoverAfter > 24*time.Hour:
-		return config.Errorf("takeover_after", c.TakeoverAfter.String(), "must be from 3 x timeout + 5s (a claimed delivery's lease, %s) to 24h", 3*c.Timeout+5*time.Second)
+	case c.TakeoverAfter < 6*c.Timeout+5*time.Second || c.TakeoverAfter > 24*time.Hour:
+		return config.Errorf("takeover_after", c.TakeoverAfter.String(), "must be from 6 x timeout + 5s (a claimed delivery's lease, %s) to 24h", 6*c.Timeout+5*time.Second)
 	case c.EndpointCacheTTL < 0 || c.EndpointCacheTTL > time.Minute:
 		return config.Errorf("endpoint_cache_ttl", c.EndpointCacheTTL.String(), "must be 0-1m")
 	}

@@ -153,41 +153,44 @@ func (d *Deliverer) now() time.Time {
 }
 
 // lease is how long a claimed delivery is hidden from other claims: its wait in the queue (at
-// most about two attempts, Run keeps at most 2 x concurrency in flight) and its attempt, with a
-// margin. A process that dies leaves its claimed rows due again after it.
-func (d *Deliverer) lease() time.Duration { return 3*d.Cfg.Timeout + 5*time.Second }
+// most about four attempts: Run keeps at most 4 x concurrency in flight), its attempt, and the
+// settler's lag, with a margin. A process that dies leaves its claimed rows due again after it.
+func (d *Deliverer) lease() time.Duration { return 6*d.Cfg.Timeout + 5*time.Second }
 
-// Run delivers until ctx ends, as a pipeline: a claimer keeps up to twice Concurrency
-// deliveries in flight (claiming as attempts finish, waiting PollInterval when nothing is due),
+// Run delivers until ctx ends, as a pipeline: a claimer keeps up to four times Concurrency
+// deliveries in flight (claiming when half of them are done, waiting PollInterval when nothing
+// is due),
 // Concurrency senders attempt them, and a settler records the outcomes in batches (every 50 ms
 // or 200 outcomes). A slow endpoint holds one sender, not the others.
 func (d *Deliverer) Run(ctx context.Context) error {
 	if d.breakers == nil {
 		d.breakers = newBreakers(d.Cfg.Breaker, d.Log)
 	}
-	capacity := 2 * d.Cfg.Concurrency
+	capacity := 4 * d.Cfg.Concurrency
 	work := make(chan pending, capacity)
 	results := make(chan settled, capacity)
-	slots := make(chan struct{}, capacity) // a token per delivery in flight, returned once settled
+	slots := make(chan struct{}, capacity) // a token per delivery claimed and not yet attempted
 	var senders sync.WaitGroup
 	for range d.Cfg.Concurrency {
 		senders.Add(1)
 		go func() {
 			defer senders.Done()
 			for p := range work {
-				results <- settled{p, d.attempt(ctx, p)}
+				o := d.attempt(ctx, p)
+				<-slots // the row stays hidden by its lease until the settler records it
+				results <- settled{p, o}
 			}
 		}()
 	}
 	settlerDone := make(chan struct{})
 	go func() {
 		defer close(settlerDone)
-		d.settleLoop(results, slots)
+		d.settleLoop(results)
 	}()
 
 	for ctx.Err() == nil {
 		free := capacity - len(slots)
-		if free == 0 {
+		if free < capacity/2 && len(slots) > 0 {
 			select { // wait for a slot
 			case slots <- struct{}{}:
 				<-slots
@@ -217,35 +220,27 @@ func (d *Deliverer) Run(ctx context.Context) error {
 	return nil
 }
 
-// settleLoop records outcomes in batches until results is closed, freeing a slot per outcome.
-func (d *Deliverer) settleLoop(results <-chan settled, slots <-chan struct{}) {
+// settleLoop records outcomes until results is closed: it waits for
+// one, takes whatever else has arrived (up to 200) and records them in one statement, so the
+// batches grow with the load and nothing waits for a timer.
+func (d *Deliverer) settleLoop(results <-chan settled) {
 	const maxBatch = 200
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	var batch []settled
-	flush := func() {
-		if len(batch) == 0 {
-			return
+	batch := make([]settled, 0, maxBatch)
+	for r := range results {
+		batch = append(batch[:0], r)
+	more:
+		for len(batch) < maxBatch {
+			select {
+			case r, ok := <-results:
+				if !ok {
+					break more
+				}
+				batch = append(batch, r)
+			default:
+				break more
+			}
 		}
 		d.record(batch)
-		for range batch {
-			<-slots
-		}
-		batch = batch[:0]
-	}
-	for {
-		select {
-		case r, ok := <-results:
-			if !ok {
-				flush()
-				return
-			}
-			if batch = append(batch, r); len(batch) >= maxBatch {
-				flush()
-			}
-		case <-tick.C:
-			flush()
-		}
 	}
 }
 
