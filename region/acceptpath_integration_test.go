@@ -163,12 +163,11 @@ func (r *running) timedSend(client *http.Client, phase, key string) sendResult {
 	return res
 }
 
-func TestARetryThatFindsItsKeyPendingWhileCassandraStallsIsAnsweredWellWithinTheDeadline(t *testing.T) {
-	// A retry that finds its key's claim pending looks in the delivery log for proof the first
-	// produce was acknowledged. On a restarting Cassandra that look waited out the request's
-	// whole deadline (answers of 5.2-5.3 s through the gateway in CI); it now gives up soon and
-	// produces the record again, which fan-out's dedup delivers once.
-	const deadline = 4 * time.Second
+// startAPIBehindCassandraProxy runs a region with the API role only and the given deadline,
+// its Cassandra behind a StallProxy, with "ada" admitted; client gives up after 30 s only, so a
+// request that hangs shows as such.
+func startAPIBehindCassandraProxy(t *testing.T, deadline time.Duration) (*running, *testenv.StallProxy, *http.Client) {
+	t.Helper()
 	var proxy *testenv.StallProxy
 	r := startRegion(t, func(c *region.Config) {
 		proxy = testenv.StartStallProxy(t, c.Cassandra.Hosts[0])
@@ -177,7 +176,16 @@ func TestARetryThatFindsItsKeyPendingWhileCassandraStallsIsAnsweredWellWithinThe
 		c.RequestTimeout = deadline
 	})
 	r.admit(r.app, "ada")
-	client := &http.Client{Transport: testenv.RegionClient(t).Transport, Timeout: 30 * time.Second}
+	return r, proxy, &http.Client{Transport: testenv.RegionClient(t).Transport, Timeout: 30 * time.Second}
+}
+
+func TestARetryThatFindsItsKeyPendingWhileCassandraStallsIsAnsweredWellWithinTheDeadline(t *testing.T) {
+	// A retry that finds its key's claim pending looks in the delivery log for proof the first
+	// produce was acknowledged. On a restarting Cassandra that look waited out the request's
+	// whole deadline (answers of 5.2-5.3 s through the gateway in CI); it now gives up soon and
+	// produces the record again, which fan-out's dedup delivers once.
+	const deadline = 4 * time.Second
+	r, proxy, client := startAPIBehindCassandraProxy(t, deadline)
 	const key = "k-pending"
 	first := r.timedSend(client, "first", key)
 	if first.code != 202 {
@@ -454,15 +462,7 @@ func TestSendsWhileCassandraStallsAreAnsweredWellWithinTheDeadline(t *testing.T)
 	// starting, a long GC) must not hold the 202 until the request's deadline: on a busy
 	// machine that answer then reached the gateway after its own deadline.
 	const deadline = 4 * time.Second
-	var proxy *testenv.StallProxy
-	r := startRegion(t, func(c *region.Config) {
-		proxy = testenv.StartStallProxy(t, c.Cassandra.Hosts[0])
-		c.Cassandra.Hosts = []string{proxy.Addr}
-		c.Roles = []string{region.RoleAPI}
-		c.RequestTimeout = deadline
-	})
-	r.admit(r.app, "ada")
-	client := &http.Client{Transport: testenv.RegionClient(t).Transport, Timeout: 30 * time.Second}
+	r, proxy, client := startAPIBehindCassandraProxy(t, deadline)
 	if res := r.timedSend(client, "before", "k-before"); res.code != 202 {
 		t.Fatalf("before the stall: %+v", res)
 	}

@@ -102,28 +102,7 @@ func (e *Exporter) consume(ctx context.Context) error {
 		return err
 	}
 	sc.ClientID = e.kafka.ClientID + "-exporter"
-	group, err := sarama.NewConsumerGroup(e.kafka.Brokers, Group(e.region), sc)
-	if err != nil {
-		return fmt.Errorf("exporter: joining group %s: %w", Group(e.region), err)
-	}
-	defer group.Close()
-	go func() {
-		for err := range group.Errors() {
-			e.log.Warn("consumer group error", "group", Group(e.region), "err", err)
-		}
-	}()
-	topic := notify.EventsTopic(e.region)
-	e.log.Info("exporter consuming", "topic", topic, "group", Group(e.region))
-	for ctx.Err() == nil {
-		if err := group.Consume(ctx, []string{topic}, handler{e}); err != nil {
-			if errors.Is(err, sarama.ErrClosedConsumerGroup) || ctx.Err() != nil {
-				break
-			}
-			e.log.Warn("consume failed; retrying", "err", err)
-			sleep(ctx, time.Second)
-		}
-	}
-	return nil
+	return kafka.RunGroup(ctx, e.kafka.Brokers, sc, Group(e.region), []string{notify.EventsTopic(e.region)}, handler{e}, e.log)
 }
 
 type handler struct{ e *Exporter }
@@ -343,13 +322,4 @@ func Batches(region string, w time.Time, cells []kanon.Cell, latency []kanon.Lat
 		out = append(out, b)
 	}
 	return out
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-	}
 }

@@ -9,10 +9,10 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
-	"github.com/cenkalti/backoff/v5"
 
 	"github.com/herald-notify/herald/platform/envelope"
 	"github.com/herald-notify/herald/platform/kafka"
+	"github.com/herald-notify/herald/region/deadletter"
 	"github.com/herald-notify/herald/region/notify"
 )
 
@@ -32,11 +32,14 @@ type Consumer struct {
 	Store        consumerStore
 	Keys         notify.Sealer // opens the sealed records (the region's data keys)
 	CacheTTL     time.Duration
-	Log          *slog.Logger
-	Now          func() time.Time
+	// Retry bounds the retries of a record whose deliveries cannot be stored (failure_retry).
+	Retry deadletter.Policy
+	Log   *slog.Logger
+	Now   func() time.Time
 
-	mu    sync.Mutex
-	cache map[string]cached
+	deadLetters *deadletter.Writer // opened by Run
+	mu          sync.Mutex
+	cache       map[string]cached
 }
 
 type cached struct {
@@ -98,8 +101,8 @@ func Deliveries(b notify.EventBatch, ts []target) []delivery {
 }
 
 // Handle stores the deliveries of one events record. It returns nil once they are stored (or
-// the record holds none), errUndecodable for a record that can never be read, or the store's
-// error.
+// the record holds none), a permanent error (deadletter.Classify) for a record that can never
+// be read, or the store's error.
 func (c *Consumer) Handle(ctx context.Context, value []byte) error {
 	b, _, err := notify.DecodeEventBatch(ctx, c.Keys, value)
 	switch {
@@ -108,7 +111,7 @@ func (c *Consumer) Handle(ctx context.Context, value []byte) error {
 	case errors.Is(err, envelope.ErrUnavailable):
 		return err
 	case err != nil:
-		return fmt.Errorf("%w: %w", errUndecodable, err)
+		return deadletter.MarkPermanent(fmt.Errorf("decoding delivery events: %w", err), deadletter.ReasonUndecodable)
 	}
 	ts, err := c.targets(ctx, b.App)
 	if err != nil || len(ts) == 0 {
@@ -124,8 +127,6 @@ func (c *Consumer) Handle(ctx context.Context, value []byte) error {
 	return nil
 }
 
-var errUndecodable = errors.New("undecodable delivery events")
-
 // Run consumes the region's events topic until ctx ends.
 func (c *Consumer) Run(ctx context.Context) error {
 	sc, err := c.Kafka.Sarama()
@@ -133,31 +134,13 @@ func (c *Consumer) Run(ctx context.Context) error {
 		return err
 	}
 	sc.ClientID = c.Kafka.ClientID + "-webhooks"
-	group, err := sarama.NewConsumerGroup(c.Kafka.Brokers, Group(c.Region), sc)
+	p, err := kafka.NewProducer(c.Kafka)
 	if err != nil {
-		return fmt.Errorf("webhooks: joining group %s: %w", Group(c.Region), err)
+		return fmt.Errorf("webhooks: %w", err)
 	}
-	defer group.Close()
-	go func() {
-		for err := range group.Errors() {
-			c.Log.Warn("consumer group error", "group", Group(c.Region), "err", err)
-		}
-	}()
-	topic := notify.EventsTopic(c.Region)
-	c.Log.Info("webhooks consuming", "topic", topic, "group", Group(c.Region))
-	for ctx.Err() == nil {
-		if err := group.Consume(ctx, []string{topic}, handler{c}); err != nil {
-			if errors.Is(err, sarama.ErrClosedConsumerGroup) || ctx.Err() != nil {
-				break
-			}
-			c.Log.Warn("consume failed; retrying", "err", err)
-			select {
-			case <-time.After(time.Second):
-			case <-ctx.Done():
-			}
-		}
-	}
-	return nil
+	defer p.Close()
+	c.deadLetters = &deadletter.Writer{Region: c.Region, Producer: p, Log: c.Log}
+	return kafka.RunGroup(ctx, c.Kafka.Brokers, sc, Group(c.Region), []string{notify.EventsTopic(c.Region)}, handler{c}, c.Log)
 }
 
 type handler struct{ c *Consumer }
@@ -167,27 +150,26 @@ func (handler) Cleanup(sarama.ConsumerGroupSession) error { return nil }
 
 // ConsumeClaim stores each record's deliveries, then marks its offset: a crash before the commit
 // re-reads records whose deliveries are stored, and their keys make that harmless. A store that
-// fails is retried with backoff until it answers or the session ends (the offset stays).
+// fails transiently is retried under failure_retry; a record that fails permanently (it does not
+// decode, Postgres refuses its data), or transiently past the policy, goes to the dead-letter
+// topic "<region>.dlq.webhooks" first, then is marked like the others: no record holds the
+// partition.
 func (h handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
 	ctx := sess.Context()
 	marked := 0
 	for m := range claim.Messages() {
-		_, err := backoff.Retry(ctx, func() (struct{}, error) {
-			err := h.c.Handle(ctx, m.Value)
-			if errors.Is(err, errUndecodable) {
-				return struct{}{}, backoff.Permanent(err)
-			}
-			return struct{}{}, err
-		}, backoff.WithBackOff(&backoff.ExponentialBackOff{InitialInterval: 100 * time.Millisecond, RandomizationFactor: 0.2, Multiplier: 2, MaxInterval: 5 * time.Second}),
-			backoff.WithMaxElapsedTime(0), backoff.WithNotify(func(err error, wait time.Duration) {
+		attempts, err := h.c.Retry.Do(ctx, func(ctx context.Context) error { return h.c.Handle(ctx, m.Value) },
+			func(err error, wait time.Duration) {
 				h.c.Log.Warn("storing webhook deliveries failed; retrying", "err", err, "backoff", wait)
-			}))
+			})
 		if err != nil {
-			if ctx.Err() != nil {
+			if deadletter.Stopped(err) || ctx.Err() != nil {
 				return nil // leave the record uncommitted
 			}
-			undecodable.WithLabelValues(h.c.Region).Inc()
-			h.c.Log.Error("skipping an events record no webhook can be made of", "partition", m.Partition, "offset", m.Offset, "err", err)
+			l := deadletter.FromMessage(deadletter.StageWebhooks, m, err, attempts, h.c.now())
+			if err := h.c.deadLetters.Put(ctx, l); err != nil {
+				return nil // ctx ended before the dead letter was durable
+			}
 		}
 		sess.MarkMessage(m, "")
 		if marked++; len(claim.Messages()) == 0 || marked >= 100 {
