@@ -118,3 +118,16 @@ func TestRegionBudgetLeavesTheAnswerTimeToComeBackBeforeTheGatewaysDeadline(t *t
 		t.Errorf("%s: %q, want about 1600", timeoutHeader, h.Get(timeoutHeader))
 	}
 }
+
+func TestAnswerReserveKeepsATwentiethOfTheDeadlineAtMost250ms(t *testing.T) {
+	for _, tc := range []struct{ timeout, want time.Duration }{
+		{5 * time.Second, 250 * time.Millisecond},
+		{2 * time.Second, 100 * time.Millisecond},
+		{time.Minute, 250 * time.Millisecond},
+		{100 * time.Millisecond, 5 * time.Millisecond},
+	} {
+		if got := answerReserve(tc.timeout); got != tc.want {
+			t.Errorf("answerReserve(%s) = %s, want %s", tc.timeout, got, tc.want)
+		}
+	}
+}

@@ -30,6 +30,23 @@ type part struct {
 // endpoint can find them.
 type sendStore struct{ db *pgxpool.Pool }
 
+// saveSendTimeout is the least time saveSend gets when the request's deadline is closer.
+const saveSendTimeout = 200 * time.Millisecond
+
+// saveSend records a send's parts after the regions accepted them: past a cancelled client, but
+// within what is left of the request's deadline (at least saveSendTimeout), so a hung Postgres
+// never holds the answer. A send left unrecorded is recorded by the retry with its key (every
+// region answers 409 with its part), and a single-region send needs no record.
+func (s *Server) saveSend(c *gin.Context, sendID string, parts []part) error {
+	budget := 2 * time.Second // no deadline
+	if d, ok := c.Request.Context().Deadline(); ok {
+		budget = max(time.Until(d), saveSendTimeout)
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Request.Context()), budget)
+	defer cancel()
+	return s.Sends.save(ctx, appOf(c), sendID, parts)
+}
+
 func (st *sendStore) save(ctx context.Context, app, sendID string, parts []part) error {
 	b := &pgx.Batch{}
 	for _, p := range parts {
@@ -187,7 +204,7 @@ func (s *Server) send(c *gin.Context) {
 	}
 	if conflicts == len(regions) && len(regions) > 0 {
 		// The whole send was accepted before: answer its id, as a region does.
-		if err := s.Sends.save(context.WithoutCancel(c.Request.Context()), appOf(c), sendID, parts); err != nil {
+		if err := s.saveSend(c, sendID, parts); err != nil {
 			s.Log.Error("recording a send", "err", err, "request_id", reqID(c))
 		}
 		c.JSON(http.StatusConflict, gin.H{"error": gin.H{"code": "duplicate_idempotency_key", "message": "this idempotency_key was used within 24 h", "field": "idempotency_key"},
@@ -199,7 +216,7 @@ func (s *Server) send(c *gin.Context) {
 		// recording: the status endpoint finds an unrecorded id by asking the regions.
 		sendID = parts[0].NotificationID
 	} else if len(parts) > 0 {
-		if err := s.Sends.save(context.WithoutCancel(c.Request.Context()), appOf(c), sendID, parts); err != nil {
+		if err := s.saveSend(c, sendID, parts); err != nil {
 			s.Log.Error("recording a send", "err", err, "request_id", reqID(c))
 		}
 	}

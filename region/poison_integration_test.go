@@ -354,6 +354,51 @@ func TestPoisonRecordsOfEveryStageGoAsideAndTheNextRecordOfThePartitionFlows(t *
 		}
 	})
 
+	t.Run("webhooks", func(t *testing.T) {
+		stage := deadletter.StageWebhooks
+		topic := notify.EventsTopic(name)
+		if code, b := r.call("POST", "/v1/webhooks/endpoints", map[string]any{"url": "https://hooks.example.org/poison"}, r.app); code != 201 {
+			t.Fatalf("create endpoint: %d %v", code, b)
+		}
+		undecodable := r.deadLetters(stage, deadletter.ReasonUndecodable)
+		poison := []byte("{\"webhooks\": poison " + testenv.Suffix())
+		next := func(i int) kafka.Message {
+			m, ok, err := notify.EventBatch{App: r.app, Tier: notify.Social, Category: "c", NotificationID: fmt.Sprintf("w-next-%d", i), At: time.Now(), DueAt: time.Now(),
+				Outcomes: []notify.Outcome{{User: "ada", Channel: notify.InApp, Stage: wire.StageDelivered}}}.Message(ctx, keys, name)
+			if err != nil || !ok {
+				t.Fatal(ok, err)
+			}
+			m.Key = "w-key" // the poison record's partition
+			return m
+		}
+		// The poison record, then records on the same partition until one's delivery is stored
+		// (the consumer may hold the app's endpoint list of before the endpoint for
+		// endpoint_cache_ttl): the partition flows past the poison record.
+		r.produce(kafka.Message{Topic: topic, Key: "w-key", Value: poison})
+		i := 0
+		eventually(t, 30*time.Second, func() error {
+			i++
+			r.produce(next(i))
+			var n int
+			if err := r.pg.QueryRow(ctx, `SELECT count(*) FROM webhook_deliveries WHERE app_id = $1 AND user_id = 'ada'`, r.app).Scan(&n); err != nil || n == 0 {
+				return fmt.Errorf("no delivery of the records after the poison one (%v)", err)
+			}
+			return nil
+		})
+		eventually(t, 10*time.Second, func() error {
+			for _, l := range r.letters(stage) {
+				if bytes.Equal(l.Value, poison) {
+					checkLetter(t, l, stage, deadletter.ReasonUndecodable, topic)
+					return nil
+				}
+			}
+			return fmt.Errorf("the poison record is not on %s", deadletter.Topic(name, stage))
+		})
+		if d := r.deadLetters(stage, deadletter.ReasonUndecodable) - undecodable; d < 1 {
+			t.Errorf("undecodable +%v, want at least +1", d)
+		}
+	})
+
 	t.Run("export: a transient failure that clears is retried without a dead letter", func(t *testing.T) {
 		letters := len(r.letters(deadletter.StageExport))
 		retries := func() float64 {

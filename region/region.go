@@ -271,7 +271,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 	if slices.Contains(c.Roles, RoleWebhooks) {
 		wlog := log.With("role", RoleWebhooks)
 		cons := &webhooks.Consumer{Region: c.Name, Jurisdiction: c.Jurisdiction, Kafka: c.Kafka, Store: hooks, Keys: keys,
-			CacheTTL: c.Webhooks.EndpointCacheTTL, Log: wlog}
+			CacheTTL: c.Webhooks.EndpointCacheTTL, Retry: c.Webhooks.FailureRetry, Log: wlog}
 		deliverer := &webhooks.Deliverer{Region: c.Name, Store: hooks, Cfg: c.Webhooks, Client: webhooks.NewClient(c.Webhooks.Timeout, c.Webhooks.AllowLoopbackHTTP), Log: wlog}
 		tasks = append(tasks, lifecycle.Task{Name: "webhooks-consumer", Run: cons.Run}, lifecycle.Task{Name: "webhooks-deliverer", Run: deliverer.Run})
 	}

@@ -19,6 +19,7 @@ import (
 const (
 	StageScheduler = "scheduler"
 	StageExport    = "export"
+	StageWebhooks  = "webhooks"
 )
 
 // FanoutStage is a tier's fan-out stage: "fanout.marketing".
@@ -42,7 +43,7 @@ func Stages(tiers, channels []string) []string {
 	for _, ch := range channels {
 		out = append(out, DispatchStage(ch))
 	}
-	return append(out, StageExport)
+	return append(out, StageExport, StageWebhooks)
 }
 
 // Retention is how long a dead-letter topic keeps its letters: two weeks to look and replay.

@@ -212,7 +212,7 @@ func TestTopicsNameEveryStageOfTheRegion(t *testing.T) {
 			t.Errorf("%s: %d partitions, retention %s", tp.Name, tp.Partitions, tp.Retention)
 		}
 	}
-	want := "eu-west-1.dlq.fanout.transactional eu-west-1.dlq.fanout.social eu-west-1.dlq.scheduler eu-west-1.dlq.dispatch.push eu-west-1.dlq.export"
+	want := "eu-west-1.dlq.fanout.transactional eu-west-1.dlq.fanout.social eu-west-1.dlq.scheduler eu-west-1.dlq.dispatch.push eu-west-1.dlq.export eu-west-1.dlq.webhooks"
 	if got := strings.Join(names, " "); got != want {
 		t.Fatalf("topics %s\nwant %s", got, want)
 	}

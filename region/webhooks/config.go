@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/herald-notify/herald/platform/config"
+	"github.com/herald-notify/herald/region/deadletter"
 )
 
 // Config is the webhooks block of a region's config.
@@ -37,6 +38,11 @@ type Config struct {
 	// TakeoverAfter is how long another region's pending delivery must be overdue before this
 	// region of the same jurisdiction delivers it (the other is down).
 	TakeoverAfter time.Duration `yaml:"takeover_after"`
+	// FailureRetry bounds the retries of an events record whose deliveries cannot be stored for
+	// a transient reason (Postgres down); past it, and at once for a permanent one (a record
+	// that does not decode, data Postgres refuses), the record goes to "<region>.dlq.webhooks"
+	// and the partition moves on.
+	FailureRetry deadletter.Policy `yaml:"failure_retry"`
 }
 
 // BreakerConfig opens an endpoint's breaker after ConsecutiveFailures failed attempts in a row;
@@ -81,6 +87,8 @@ func (c Config) Validate() error {
 		return config.Errorf("breaker.consecutive_failures", fmt.Sprint(c.Breaker.ConsecutiveFailures), "must be at least 1")
 	case c.Breaker.OpenFor < 10*time.Millisecond || c.Breaker.OpenFor > time.Hour:
 		return config.Errorf("breaker.open_for", c.Breaker.OpenFor.String(), "must be 10ms-1h")
+	case c.FailureRetry.Validate() != nil:
+		return config.Prefix("failure_retry", c.FailureRetry.Validate())
 	case c.TakeoverAfter < 6*c.Timeout+5*time.Second || c.TakeoverAfter > 24*time.Hour:
 		return config.Errorf("takeover_after", c.TakeoverAfter.String(), "must be from 6 x timeout + 5s (a claimed delivery's lease, %s) to 24h", 6*c.Timeout+5*time.Second)
 	case c.EndpointCacheTTL < 0 || c.EndpointCacheTTL > time.Minute:

@@ -18,8 +18,4 @@ var (
 		Name: "herald_webhook_breaker_transitions_total",
 		Help: "Per-endpoint circuit breaker transitions, by the state entered.",
 	}, []string{"to"})
-	undecodable = promauto.NewCounterVec(prometheus.CounterOpts{
-		Name: "herald_webhook_undecodable_records_total",
-		Help: "Events records the webhooks role could not decode (skipped: their outcomes produce no webhook).",
-	}, []string{"region"})
 )
