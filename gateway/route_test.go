@@ -119,12 +119,12 @@ func TestRegionBudgetLeavesTheAnswerTimeToComeBackBeforeTheGatewaysDeadline(t *t
 	}
 }
 
-func TestAnswerReserveKeepsATwentiethOfTheDeadlineAtMost250ms(t *testing.T) {
+func TestAnswerReserveKeepsATenthOfTheDeadlineAtMost500ms(t *testing.T) {
 	for _, tc := range []struct{ timeout, want time.Duration }{
-		{5 * time.Second, 250 * time.Millisecond},
-		{2 * time.Second, 100 * time.Millisecond},
-		{time.Minute, 250 * time.Millisecond},
-		{100 * time.Millisecond, 5 * time.Millisecond},
+		{5 * time.Second, 500 * time.Millisecond},
+		{2 * time.Second, 200 * time.Millisecond},
+		{time.Minute, 500 * time.Millisecond},
+		{100 * time.Millisecond, 10 * time.Millisecond},
 	} {
 		if got := answerReserve(tc.timeout); got != tc.want {
 			t.Errorf("answerReserve(%s) = %s, want %s", tc.timeout, got, tc.want)
