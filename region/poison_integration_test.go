@@ -371,20 +371,28 @@ func TestPoisonRecordsOfEveryStageGoAsideAndTheNextRecordOfThePartitionFlows(t *
 			m.Key = "w-key" // the poison record's partition
 			return m
 		}
-		// The poison record, then records on the same partition until one's delivery is stored
-		// (the consumer may hold the app's endpoint list of before the endpoint for
-		// endpoint_cache_ttl): the partition flows past the poison record.
-		r.produce(kafka.Message{Topic: topic, Key: "w-key", Value: poison})
+		// Records until one's delivery is stored (the consumer may hold the endpoint lists of
+		// before the endpoint for endpoint_cache_ttl), then the poison record, then records on
+		// the same partition until one's delivery is stored: the partition flows past it.
 		i := 0
-		eventually(t, 30*time.Second, func() error {
-			i++
-			r.produce(next(i))
-			var n int
-			if err := r.pg.QueryRow(ctx, `SELECT count(*) FROM webhook_deliveries WHERE app_id = $1 AND user_id = 'ada'`, r.app).Scan(&n); err != nil || n == 0 {
-				return fmt.Errorf("no delivery of the records after the poison one (%v)", err)
+		deliveriesAfter := func(before int) func() error {
+			return func() error {
+				i++
+				r.produce(next(i))
+				var n int
+				if err := r.pg.QueryRow(ctx, `SELECT count(*) FROM webhook_deliveries WHERE app_id = $1 AND user_id = 'ada'`, r.app).Scan(&n); err != nil || n <= before {
+					return fmt.Errorf("%d deliveries, want more than %d (%v)", n, before, err)
+				}
+				return nil
 			}
-			return nil
-		})
+		}
+		eventually(t, 30*time.Second, deliveriesAfter(0))
+		var seen int
+		if err := r.pg.QueryRow(ctx, `SELECT count(*) FROM webhook_deliveries WHERE app_id = $1 AND user_id = 'ada'`, r.app).Scan(&seen); err != nil {
+			t.Fatal(err)
+		}
+		r.produce(kafka.Message{Topic: topic, Key: "w-key", Value: poison})
+		eventually(t, 30*time.Second, deliveriesAfter(seen+1))
 		eventually(t, 10*time.Second, func() error {
 			for _, l := range r.letters(stage) {
 				if bytes.Equal(l.Value, poison) {

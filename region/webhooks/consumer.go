@@ -40,6 +40,8 @@ type Consumer struct {
 	deadLetters *deadletter.Writer // opened by Run
 	mu          sync.Mutex
 	cache       map[string]cached
+	any         bool // whether the jurisdiction has an enabled endpoint, read at anyAt
+	anyAt       time.Time
 }
 
 type cached struct {
@@ -49,6 +51,7 @@ type cached struct {
 
 // consumerStore is what the consumer needs of the store.
 type consumerStore interface {
+	anyEnabled(ctx context.Context, jurisdiction string) (bool, error)
 	enabled(ctx context.Context, app, jurisdiction string) ([]target, error)
 	enqueue(ctx context.Context, region string, ds []delivery) (int64, error)
 }
@@ -58,6 +61,25 @@ func (c *Consumer) now() time.Time {
 		return c.Now()
 	}
 	return time.Now()
+}
+
+// anyEndpoints reports whether the jurisdiction has any enabled endpoint, from the cache when
+// it is fresh (CacheTTL, like each app's list).
+func (c *Consumer) anyEndpoints(ctx context.Context) (bool, error) {
+	c.mu.Lock()
+	any, at := c.any, c.anyAt
+	c.mu.Unlock()
+	if !at.IsZero() && c.now().Sub(at) < c.CacheTTL {
+		return any, nil
+	}
+	any, err := c.Store.anyEnabled(ctx, c.Jurisdiction)
+	if err != nil {
+		return false, err
+	}
+	c.mu.Lock()
+	c.any, c.anyAt = any, c.now()
+	c.mu.Unlock()
+	return any, nil
 }
 
 // targets returns app's enabled endpoints, from the cache when it is fresh.
@@ -104,6 +126,11 @@ func Deliveries(b notify.EventBatch, ts []target) []delivery {
 // the record holds none), a permanent error (deadletter.Classify) for a record that can never
 // be read, or the store's error.
 func (c *Consumer) Handle(ctx context.Context, value []byte) error {
+	// Opening a sealed record costs its users' keys; with no endpoint in the jurisdiction
+	// there is no one to tell (the exporter reads every record anyway).
+	if any, err := c.anyEndpoints(ctx); err != nil || !any {
+		return err
+	}
 	b, _, err := notify.DecodeEventBatch(ctx, c.Keys, value)
 	switch {
 	case notify.IsErased(err):

@@ -245,6 +245,15 @@ type target struct {
 }
 
 // enabled lists app's enabled endpoints in jurisdiction.
+// anyEnabled reports whether any app has an enabled endpoint in jurisdiction.
+func (s *Store) anyEnabled(ctx context.Context, jurisdiction string) (bool, error) {
+	var any bool
+	if err := s.DB.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM webhook_endpoints WHERE jurisdiction = $1 AND NOT disabled)`, jurisdiction).Scan(&any); err != nil {
+		return false, fmt.Errorf("reading webhook endpoints: %w", err)
+	}
+	return any, nil
+}
+
 func (s *Store) enabled(ctx context.Context, app, jurisdiction string) ([]target, error) {
 	rows, err := s.DB.Query(ctx, `SELECT endpoint_id, event_types, created_at FROM webhook_endpoints WHERE app_id = $1 AND jurisdiction = $2 AND NOT disabled`, app, jurisdiction)
 	if err != nil {
