@@ -79,7 +79,7 @@ jurisdictions:
     regions: [%s]
     countries: [US, CA]
     allow_transit: true
-    gateway_url: http://us-gateway.invalid
+    gateway_url: %s
   IN:
     regions: [%s]
     countries: [IN]
@@ -89,7 +89,7 @@ jurisdictions:
 
 func (w *world) putPolicy(version int, extraEU string) {
 	w.t.Helper()
-	doc := fmt.Sprintf(testPolicy, version, w.eu1.Cfg.Name, w.eu2.Cfg.Name, extraEU, w.cfg.PublicURL, w.us1.Cfg.Name, w.regionName("4"))
+	doc := fmt.Sprintf(testPolicy, version, w.eu1.Cfg.Name, w.eu2.Cfg.Name, extraEU, w.cfg.PublicURL, w.us1.Cfg.Name, w.cfg.PublicURL, w.regionName("4"))
 	if err := w.disc.Put(context.Background(), w.cfg.PolicyKey, []byte(doc)); err != nil {
 		w.t.Fatal(err)
 	}

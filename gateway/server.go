@@ -85,12 +85,15 @@ type Server struct {
 // Handler builds the router.
 func (s *Server) Handler() http.Handler {
 	r := httpserver.Engine()
-	r.Use(gin.Recovery(), requestID, httpserver.StrictAllowingForms(unsubscribePrefix))
+	r.Use(gin.Recovery(), requestID, httpserver.StrictAllowingForms(unsubscribePrefix, receiptsPrefix))
 	s.Health.Mount(r)
 
 	// One-click unsubscribe links in email: public, the token is the credential.
 	r.GET(unsubscribePrefix+":token", otelgin.Middleware("herald-gateway"), s.deadline, s.unsubscribePage)
 	r.POST(unsubscribePrefix+":token", otelgin.Middleware("herald-gateway"), s.deadline, s.oneClickUnsubscribe)
+	// Providers' status callbacks: public, the token and the provider's signature are the
+	// credentials.
+	r.POST(receiptsPrefix+":token", otelgin.Middleware("herald-gateway"), s.deadline, s.twilioReceipt)
 
 	v1 := r.Group("/v1", otelgin.Middleware("herald-gateway"), s.deadline, s.authenticate, s.rateLimit)
 	v1.GET("/regions", s.listRegions)

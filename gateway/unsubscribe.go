@@ -28,16 +28,24 @@ var unsubscribeTokenRE = regexp.MustCompile(`^([a-z0-9][a-z0-9-]{0,62})\.[A-Za-z
 // unsubscribeRegion is the region that minted token (which alone can open it), when the
 // policy knows it; false answers 404 the same way for every token that is not one.
 func (s *Server) unsubscribeRegion(c *gin.Context) (region string, ok bool) {
+	return s.tokenRegion(c, s.unsubscribeNotFound)
+}
+
+// tokenRegion is the region a sealed token's prefix names, when the policy knows it;
+// otherwise notFound answers, the same for every token that is not one. A jurisdiction that
+// does not let its users' requests transit other gateways gets the request redirected to its
+// own.
+func (s *Server) tokenRegion(c *gin.Context, notFound func(*gin.Context)) (region string, ok bool) {
 	token := c.Param("token")
 	m := unsubscribeTokenRE.FindStringSubmatch(token)
 	p := s.Policy.Current()
 	if len(token) > maxUnsubscribeToken || m == nil || p == nil {
-		s.unsubscribeNotFound(c)
+		notFound(c)
 		return "", false
 	}
 	j, known := p.JurisdictionOfRegion(m[1])
 	if !known {
-		s.unsubscribeNotFound(c)
+		notFound(c)
 		return "", false
 	}
 	if !p.AllowsTransit(j) && j != s.Jurisdiction {

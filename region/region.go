@@ -38,6 +38,7 @@ import (
 	"github.com/herald-notify/herald/region/prefs"
 	"github.com/herald-notify/herald/region/profiles"
 	"github.com/herald-notify/herald/region/pushstore"
+	"github.com/herald-notify/herald/region/receipts"
 	"github.com/herald-notify/herald/region/scheduler"
 	"github.com/herald-notify/herald/region/suppress"
 	"github.com/herald-notify/herald/region/templates"
@@ -137,14 +138,24 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 		if err != nil {
 			return err
 		}
+		receiptKeys, err := receiptsKeyring(ctx, stores, c.Name)
+		if err != nil {
+			return err
+		}
+		authTokens := c.Dispatch.SMS.Twilio.AuthTokens()
+		userStore := users.NewStore(stores.PG)
 		srv := &api.Server{
 			Region: c.Name, Jurisdiction: c.Jurisdiction, InternalToken: c.InternalToken, DB: stores.PG, Producer: apiProducer,
-			Templates: templates.NewStore(stores.PG), Topics: topics.NewStore(stores.PG), Users: users.NewStore(stores.PG),
+			Templates: templates.NewStore(stores.PG), Topics: topics.NewStore(stores.PG), Users: userStore,
 			Suppressions: suppress.New(stores.PG, c.Dispatch.Suppression.SoftBounceLimit, c.Dispatch.Suppression.SoftBounceWindow),
 			Devices:      devices.NewStore(stores.PG), Prefs: prefs.NewStore(stores.PG), PrefsCache: prefsCache, Erasure: eraser, Inbox: inbox.New(stores.Cass, c.LogTTL), PushContent: pushstore.New(stores.Cass, c.LogTTL), Streams: hub,
 			Log: dlog, Keys: keys, Audit: audit.NewStore(stores.PG), Logger: log, Unsubscribe: unsubKeys, RequestTimeout: c.RequestTimeout,
 			Outbox: sched, KafkaWait: c.KafkaWait,
 			Webhooks: hooks, WebhooksAllowLoopbackHTTP: c.Webhooks.AllowLoopbackHTTP,
+			Receipts: &receipts.Service{Region: c.Name, Keys: receiptKeys, Log: dlog, Producer: apiProducer, Sealer: keys,
+				AuthToken: func(p string) (string, bool) { t, ok := authTokens[p]; return t, ok },
+				Suppress:  suppress.New(stores.PG, c.Dispatch.Suppression.SoftBounceLimit, c.Dispatch.Suppression.SoftBounceWindow),
+				Users:     userStore, Jurisdiction: c.Jurisdiction},
 		}
 		srv.Register(router)
 	}
@@ -244,12 +255,17 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 		if err != nil {
 			return err
 		}
+		receiptKeys, err := receiptsKeyring(ctx, stores, c.Name)
+		if err != nil {
+			return err
+		}
 		d, err := dispatch.New(c.Dispatch, c.Name, dispatch.Deps{
 			Kafka: c.Kafka, Log: dlog, Devices: dispatch.NewDeviceStore(stores.PG), Keys: keys, Logger: log,
 			KeysConcurrency: max(1, c.Postgres.MaxConns/2),             // the rest of the pool stays free for transactional work
 			Redis:           stores.Redis, RedisPrefix: c.Redis.Prefix, // the shared provider rate limits
 			MinimalPush: pc.minimal, PushContent: pushstore.New(stores.Cass, c.LogTTL),
 			UnsubscribeLink: unsubscribeLink(unsubKeys, pc.gatewayURL, log),
+			StatusCallback:  statusCallback(receiptKeys, pc.gatewayURL, log),
 			Suppress:        suppress.New(stores.PG, c.Dispatch.Suppression.SoftBounceLimit, c.Dispatch.Suppression.SoftBounceWindow),
 		})
 		if err != nil {

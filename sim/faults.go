@@ -49,6 +49,11 @@ type Faults struct {
 	// Full recipients are mailboxes over quota, a soft bounce: SMTP 452 4.2.2 (the other
 	// simulators deliver to them as usual).
 	Full []string `yaml:"full" json:"full"`
+	// Undeliverable recipients are taken and then not delivered: Twilio answers 201 and its
+	// status callbacks say sent, then undelivered with ErrorCode 30005 (unknown destination
+	// handset), as a carrier reports a number that does not exist (the other simulators
+	// deliver to them as usual).
+	Undeliverable []string `yaml:"undeliverable" json:"undeliverable"`
 	// Seed makes the random choices repeatable (0: the process-wide seed).
 	Seed uint64 `yaml:"seed" json:"seed"`
 }
@@ -112,6 +117,7 @@ const (
 	RecipientUnregistered
 	RecipientInvalid
 	RecipientFull
+	RecipientUndeliverable
 )
 
 // faultState is one immutable fault setting. Requests read it through an atomic pointer, so the
@@ -162,6 +168,9 @@ func (in *Injector) Set(f Faults) {
 	}
 	for _, r := range f.Full {
 		st.recipients[r] = RecipientFull
+	}
+	for _, r := range f.Undeliverable {
+		st.recipients[r] = RecipientUndeliverable
 	}
 	if f.OutageSeconds > 0 {
 		st.outageUntil = now.Add(time.Duration(f.OutageSeconds * float64(time.Second)))

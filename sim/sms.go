@@ -2,21 +2,19 @@ package sim
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha1"
 	"crypto/subtle"
-	"encoding/base64"
 	"encoding/json"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
+
+	"github.com/herald-notify/herald/platform/wire"
 )
 
 const (
@@ -27,8 +25,9 @@ const (
 
 // smsServer is a Twilio-compatible Messages API: POST
 // /2010-04-01/Accounts/{AccountSid}/Messages.json, form-encoded, HTTP basic auth with the
-// account SID and auth token. It also posts status callbacks (sent, then delivered) like
-// Twilio, signed with X-Twilio-Signature.
+// account SID and auth token. It also posts status callbacks (sent, then delivered; or
+// undelivered with ErrorCode 30005 for an undeliverable number) like Twilio, signed with
+// X-Twilio-Signature.
 type smsServer struct {
 	cfg       SMSConfig
 	records   *Ring
@@ -199,7 +198,8 @@ func (s *smsServer) create(w http.ResponseWriter, r *http.Request) {
 		answer(terr, 0)
 		return
 	}
-	switch s.faults.Recipient(req.To) {
+	fault := s.faults.Recipient(req.To)
+	switch fault {
 	case RecipientUnregistered:
 		answer(&twilioError{Code: 21610, Message: "Attempt to send to unsubscribed recipient", Status: 400}, 0)
 		return
@@ -226,9 +226,16 @@ func (s *smsServer) create(w http.ResponseWriter, r *http.Request) {
 		"subresource_uris": map[string]string{"media": uri + "/Media.json"},
 	})
 	if req.StatusCallback != "" {
-		for _, status := range []string{"sent", "delivered"} {
+		final := "delivered"
+		if fault == RecipientUndeliverable {
+			final = "undelivered"
+		}
+		for _, status := range []string{"sent", final} {
 			p := url.Values{"MessageSid": {sid}, "SmsSid": {sid}, "AccountSid": {s.cfg.AccountSID}, "From": {req.From},
 				"To": {req.To}, "MessageStatus": {status}, "SmsStatus": {status}, "ApiVersion": {twilioAPIVersion}}
+			if status == "undelivered" {
+				p.Set("ErrorCode", "30005") // unknown destination handset
+			}
 			select {
 			case s.callbacks <- smsCallback{url: req.StatusCallback, params: p}:
 			default:
@@ -262,23 +269,7 @@ func (s *smsServer) runCallbacks(ctx context.Context) error {
 	}
 }
 
-// TwilioSignature is Twilio's request signature: base64 HMAC-SHA1, keyed with the auth token,
-// of the URL followed by each POST parameter's name and value in name order.
+// TwilioSignature is Twilio's request signature (wire.TwilioSignature).
 func TwilioSignature(authToken, u string, params url.Values) string {
-	keys := make([]string, 0, len(params))
-	for k := range params {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	var b strings.Builder
-	b.WriteString(u)
-	for _, k := range keys {
-		for _, v := range params[k] {
-			b.WriteString(k)
-			b.WriteString(v)
-		}
-	}
-	mac := hmac.New(sha1.New, []byte(authToken))
-	mac.Write([]byte(b.String()))
-	return base64.StdEncoding.EncodeToString(mac.Sum(nil))
+	return wire.TwilioSignature(authToken, u, params)
 }

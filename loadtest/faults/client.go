@@ -495,7 +495,8 @@ func (c *client) deliveredBefore(ctx context.Context, id string, t time.Time) bo
 	}
 	for _, p := range st.Parts {
 		for _, a := range p.Status.Attempts {
-			if a.Outcome == "delivered" && a.At.Before(t) {
+			// delivered, or dispatched for a text whose provider reports later (a receipt).
+			if (a.Outcome == "delivered" || a.Outcome == "dispatched") && a.At.Before(t) {
 				return true
 			}
 		}

@@ -22,6 +22,7 @@ import (
 	"github.com/herald-notify/herald/region/inbox"
 	"github.com/herald-notify/herald/region/notify"
 	"github.com/herald-notify/herald/region/prefs"
+	"github.com/herald-notify/herald/region/receipts"
 	"github.com/herald-notify/herald/region/templates"
 	"github.com/herald-notify/herald/region/users"
 )
@@ -94,7 +95,7 @@ func TestOpenAPIDocumentsEveryRouteAndNoOther(t *testing.T) {
 			t.Errorf("route %s %s (%s) is not documented in %s", r.Method, r.Path, key, openapiPath)
 			continue
 		}
-		if strings.HasPrefix(r.Path, "/internal/") || strings.HasPrefix(r.Path, "/v1/unsubscribe/") {
+		if strings.HasPrefix(r.Path, "/internal/") || strings.HasPrefix(r.Path, "/v1/unsubscribe/") || strings.HasPrefix(r.Path, "/v1/receipts/") {
 			checkInternalOperation(t, key, op) // no app header: the app is in the token
 			continue
 		}
@@ -394,7 +395,7 @@ func TestOpenAPIResponseSchemasMatchTheTypes(t *testing.T) {
 	at := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 	id := "019ab3f0-6c1e-7d2a-9b4f-3e2d1c0b9a87"
 	state := deliverylog.State{NotificationID: id, UserID: "u1", Channel: notify.Push, State: notify.StateSuppressed,
-		Reason: notify.ReasonNoDevice, Detail: "d", UpdatedAt: at}
+		Reason: notify.ReasonNoDevice, Detail: "d", UpdatedAt: at, Receipts: []deliverylog.Receipt{{Status: "undelivered", At: at, Code: "30005"}}}
 	item := inbox.Item{AppID: "app1", UserID: "u1", NotificationID: id, CreatedAt: at, Tier: notify.Social, Category: "comment", Title: "t", Body: "b",
 		Link: "myapp://posts/7", Metadata: map[string]string{"k": "v"}, ReadAt: &at, Topic: "news"}
 	tests := []struct {
@@ -408,6 +409,8 @@ func TestOpenAPIResponseSchemasMatchTheTypes(t *testing.T) {
 			deliverylog.State
 			Attempts int `json:"attempts"`
 		}{state, 1}},
+		{"Receipt", deliverylog.Receipt{Status: "undelivered", At: at, Code: "30005"}},
+		{"ReceiptOutcome", receipts.Outcome{Status: "delivered", Recorded: true, Final: "delivered"}},
 		{"Attempt", deliverylog.Attempt{NotificationID: id, At: at, UserID: "u1", Channel: notify.Push, Outcome: notify.StateFailed,
 			Provider: "apns", ProviderStatus: "400", ProviderMessageID: "m1", Error: "BadDeviceToken"}},
 		{"Template", templates.Template{ID: "otp", Type: notify.Transactional, Category: "security",
@@ -611,7 +614,7 @@ func TestOpenAPIAuthenticationAnswersAreDocumented(t *testing.T) {
 		if strings.HasPrefix(r.Path, "/internal/") {
 			// Not app-scoped: without the header the body's own checks answer.
 			checkDocumentedError(t, doc, "without "+AppHeader, r.Method, r.Path, rec, http.StatusBadRequest, CodeMissingField)
-		} else if strings.HasPrefix(r.Path, "/v1/unsubscribe/") {
+		} else if strings.HasPrefix(r.Path, "/v1/unsubscribe/") || strings.HasPrefix(r.Path, "/v1/receipts/") {
 			// The app is in the token: without a token this region minted, the link is not one.
 			checkDocumentedError(t, doc, "without "+AppHeader, r.Method, r.Path, rec, http.StatusNotFound, CodeNotFound)
 		} else {

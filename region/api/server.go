@@ -32,6 +32,7 @@ import (
 	"github.com/herald-notify/herald/region/notify"
 	"github.com/herald-notify/herald/region/prefs"
 	"github.com/herald-notify/herald/region/pushstore"
+	"github.com/herald-notify/herald/region/receipts"
 	"github.com/herald-notify/herald/region/suppress"
 	"github.com/herald-notify/herald/region/templates"
 	"github.com/herald-notify/herald/region/topics"
@@ -126,8 +127,10 @@ type Server struct {
 	// Unsubscribe opens the tokens of the region's one-click unsubscribe links (nil: every
 	// link is 404).
 	Unsubscribe *unsubscribe.Keyring
-	Logger      *slog.Logger
-	Now         func() time.Time
+	// Receipts takes in providers' status callbacks (nil: every receipt token is 404).
+	Receipts ReceiptTaker
+	Logger   *slog.Logger
+	Now      func() time.Time
 	// RequestTimeout bounds every request but the event stream: its context ends then, so a
 	// store or Kafka that does not answer in time turns into a 503 with Retry-After, never a
 	// hang. Zero means no deadline.
@@ -226,6 +229,9 @@ func (s *Server) Register(r gin.IRouter) {
 	// One-click unsubscribe: the app and the user are in the token, not in a header.
 	r.GET("/v1/unsubscribe/:token", otelgin.Middleware("herald-region-"+s.Region), s.deadline, s.authenticateInternal, s.unsubscribeInfo)
 	r.POST("/v1/unsubscribe/:token", otelgin.Middleware("herald-region-"+s.Region), s.deadline, s.authenticateInternal, s.oneClickUnsubscribe)
+	// Provider status callbacks, forwarded by the gateway as it parsed them: the token and the
+	// provider's signature are what authenticate them.
+	r.POST(receipts.TwilioPath+":token", otelgin.Middleware("herald-region-"+s.Region), s.deadline, s.authenticateInternal, s.twilioReceipt)
 }
 
 // StreamRoute is the one route without a deadline: an event stream stays open for hours.

@@ -8,12 +8,14 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/gocql/gocql"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/herald-notify/herald/region/notify"
+	"github.com/herald-notify/herald/region/receipts"
 )
 
 // ErrNotFound means no notification has that id.
@@ -84,6 +86,17 @@ type State struct {
 	Reason         string    `json:"reason,omitempty"`
 	Detail         string    `json:"detail,omitempty"`
 	UpdatedAt      time.Time `json:"updated_at"`
+	// Receipts are what the provider reported after it took the message (sent, delivered,
+	// undelivered, failed), each with when it came; State follows the final one.
+	Receipts []Receipt `json:"receipts,omitempty"`
+}
+
+// Receipt is one status a provider reported.
+type Receipt struct {
+	Status string    `json:"status"`
+	At     time.Time `json:"at"`
+	// Code is the carrier's error code of an undelivered or failed message.
+	Code string `json:"code,omitempty"`
 }
 
 // Attempt is one delivery attempt.
@@ -229,13 +242,23 @@ func (l *Log) States(ctx context.Context, id, afterUser, afterChannel string, li
 	var sets []deliveredSet
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		iter := l.s.Query(`SELECT user_id, channel, state, reason, detail, updated_at FROM delivery_status
+		iter := l.s.Query(`SELECT user_id, channel, state, reason, detail, updated_at, receipts, receipt_codes FROM delivery_status
 			WHERE notification_id = ? AND (user_id, channel) > (?, ?) LIMIT ?`, id, afterUser, afterChannel, limit).WithContext(gctx).Iter()
-		var s State
-		var reason, detail *string
-		for iter.Scan(&s.UserID, &s.Channel, &s.State, &reason, &detail, &s.UpdatedAt) {
+		for {
+			var s State
+			var state, reason, detail *string
+			var at *time.Time
+			var got map[string]time.Time
+			var codes map[string]string
+			if !iter.Scan(&s.UserID, &s.Channel, &state, &reason, &detail, &at, &got, &codes) {
+				break
+			}
 			s.NotificationID = id
-			s.Reason, s.Detail = deref(reason), deref(detail)
+			s.State, s.Reason, s.Detail = deref(state), deref(reason), deref(detail)
+			if at != nil {
+				s.UpdatedAt = *at
+			}
+			withReceipts(&s, got, codes)
 			states = append(states, s)
 		}
 		if err := iter.Close(); err != nil {
@@ -337,6 +360,71 @@ func mergeStates(states, delivered []State, limit int) []State {
 		}
 	}
 	return out
+}
+
+// withReceipts adds a state's receipts, in time order, and lets the final one set its state: a
+// receipt may come before the dispatcher wrote the state it follows (a row with receipts
+// alone), and a delivered or failed receipt is what became of a dispatched message.
+func withReceipts(s *State, got map[string]time.Time, codes map[string]string) {
+	if len(got) == 0 {
+		return
+	}
+	statuses := make([]string, 0, len(got))
+	for st, at := range got {
+		statuses = append(statuses, st)
+		s.Receipts = append(s.Receipts, Receipt{Status: st, At: at.UTC(), Code: codes[st]})
+	}
+	slices.SortFunc(s.Receipts, func(a, b Receipt) int {
+		if c := a.At.Compare(b.At); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Status, b.Status)
+	})
+	final := receipts.Final(statuses)
+	if st := receipts.State(final); st != "" {
+		s.State = st
+		s.UpdatedAt = later(s.UpdatedAt, got[final].UTC())
+		if st == notify.StateFailed {
+			s.Detail = "the provider reported it " + final
+			if c := codes[final]; c != "" {
+				s.Detail += " (carrier error " + c + ")"
+			}
+		}
+	}
+	if s.State == "" {
+		s.State = notify.StateDispatched
+	}
+}
+
+// Receipts returns the receipt statuses recorded for a delivery.
+func (l *Log) Receipts(ctx context.Context, notification, user, channel string) ([]string, error) {
+	var m map[string]time.Time
+	err := l.s.Query(`SELECT receipts FROM delivery_status WHERE notification_id = ? AND user_id = ? AND channel = ?`,
+		notification, user, channel).WithContext(ctx).Scan(&m)
+	if err != nil && !errors.Is(err, gocql.ErrNotFound) {
+		return nil, fmt.Errorf("reading receipts of %s: %w", notification, err)
+	}
+	out := make([]string, 0, len(m))
+	for st := range m {
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+// AddReceipt records a receipt's status (and its error code) for a delivery: an addition to
+// the row's maps, so a repeat or another order writes the same.
+func (l *Log) AddReceipt(ctx context.Context, notification, user, channel, status, code string, at time.Time) error {
+	codes := map[string]string{}
+	if code != "" {
+		codes[status] = code
+	}
+	err := l.s.Query(`UPDATE delivery_status USING TTL ? SET receipts = receipts + ?, receipt_codes = receipt_codes + ?
+		WHERE notification_id = ? AND user_id = ? AND channel = ?`,
+		l.ttl, map[string]time.Time{status: at}, codes, notification, user, channel).WithContext(ctx).Idempotent(true).Exec()
+	if err != nil {
+		return fmt.Errorf("recording a receipt of %s: %w", notification, err)
+	}
+	return nil
 }
 
 // Attempts returns the attempts of a notification in time order (at most limit).

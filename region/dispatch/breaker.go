@@ -18,6 +18,11 @@ type Receipt struct {
 	MessageID string
 	// Status is the provider's success status ("200", "250 2.0.0", "201").
 	Status string
+	// Receipted means the provider will report what became of the message (a Twilio status
+	// callback to a URL Herald gave it): the delivery is dispatched until then, and the
+	// receipt (region/receipts) makes it delivered or failed. Otherwise the provider taking
+	// the message is the last Herald hears of it, and counts as delivered.
+	Receipted bool
 }
 
 // Provider sends one task to one recipient (a device token, an address, a number). Failures are

@@ -188,6 +188,11 @@ type Deps struct {
 	// region can open. Nil, or "" for a task: the email goes without List-Unsubscribe, counted
 	// in herald_email_without_unsubscribe_total.
 	UnsubscribeLink func(t notify.Task) string
+	// StatusCallback returns the URL an SMS provider (named) posts the task's status
+	// callbacks to: the jurisdiction's gateway, /v1/receipts/twilio/{token} (region/receipts).
+	// Nil, or "" for a task: none asked for; the text counts as delivered once the provider
+	// took it.
+	StatusCallback func(t notify.Task, provider string) string
 	// Suppress, when set, takes the addresses that bounced for good (or after repeated soft
 	// bounces) or whose owner replied STOP onto the app's suppression list, so fan-out
 	// suppresses the next send to them (region/suppress). Nil: nothing is suppressed.
@@ -342,7 +347,7 @@ func New(cfg Config, region string, d Deps) (*Dispatcher, error) {
 		var pair [2]Provider
 		for i, c := range []*TwilioConfig{&s, s.Secondary} {
 			if c != nil {
-				pair[i] = newTwilio(*c, name(c.Name, "twilio", i == 1))
+				pair[i] = newTwilio(*c, name(c.Name, "twilio", i == 1), d.StatusCallback)
 			}
 		}
 		provs[KindSMS] = pair
@@ -610,6 +615,7 @@ func (d *Dispatcher) process(ctx context.Context, t notify.Task, prev *Retry) er
 	permanentDetail := ""
 	failReason := ""    // the failed stage's reason (analytics/wire's): permanent, gone, no_provider
 	dispatched := false // a provider was called
+	receipted := false  // and will report what became of the message (region/receipts)
 	dead := attemptNo >= d.cfg.Retry.MaxAttempts
 	for _, r := range results {
 		if r.already {
@@ -628,6 +634,9 @@ func (d *Dispatcher) process(ctx context.Context, t notify.Task, prev *Retry) er
 		switch {
 		case r.err == nil:
 			a.Outcome = notify.StateDelivered
+			if r.receipt.Receipted {
+				a.Outcome, receipted = notify.StateDispatched, true
+			}
 			delivered = true
 		case r.err.Class == Transient:
 			a.Outcome = "retrying"
@@ -676,12 +685,16 @@ func (d *Dispatcher) process(ctx context.Context, t notify.Task, prev *Retry) er
 		ev.Outcomes = append(ev.Outcomes, outcome(t, notify.StageDispatched, ""))
 	}
 	firstDelivered := delivered && (prev == nil || !prev.Delivered)
-	if firstDelivered {
+	if firstDelivered && !receipted { // else the provider's receipt says delivered, or not
 		ev.Outcomes = append(ev.Outcomes, outcome(t, notify.StageDelivered, ""))
 	}
 	switch {
 	case len(retry) == 0 && delivered:
-		states = append(states, state(notify.StateDelivered, "", ""))
+		if receipted {
+			states = append(states, state(notify.StateDispatched, "", ""))
+		} else {
+			states = append(states, state(notify.StateDelivered, "", ""))
+		}
 		if firstDelivered {
 			notify.ObserveDelivered(d.region, t.Tier, t.Channel, t.Due(), d.now())
 		}

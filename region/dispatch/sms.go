@@ -20,11 +20,13 @@ type twilioProvider struct {
 	cfg  TwilioConfig
 	url  string
 	hc   *http.Client
+	// callback makes a task's StatusCallback URL (Deps.StatusCallback; nil or "": none).
+	callback func(t notify.Task, provider string) string
 }
 
-func newTwilio(c TwilioConfig, name string) *twilioProvider {
+func newTwilio(c TwilioConfig, name string, callback func(notify.Task, string) string) *twilioProvider {
 	u := strings.TrimRight(c.BaseURL, "/") + "/2010-04-01/Accounts/" + url.PathEscape(c.AccountSID) + "/Messages.json"
-	return &twilioProvider{name: name, cfg: c, url: u, hc: &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}}
+	return &twilioProvider{name: name, cfg: c, url: u, hc: &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}, callback: callback}
 }
 
 func (p *twilioProvider) Name() string { return p.name }
@@ -45,7 +47,13 @@ func smsForm(t notify.Task, from, to string) url.Values {
 }
 
 func (p *twilioProvider) Send(ctx context.Context, t notify.Task, to string) (Receipt, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.url, strings.NewReader(smsForm(t, p.cfg.From, to).Encode()))
+	form := smsForm(t, p.cfg.From, to)
+	if p.callback != nil {
+		if cb := p.callback(t, p.name); cb != "" {
+			form.Set("StatusCallback", cb)
+		}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.url, strings.NewReader(form.Encode()))
 	if err != nil {
 		return Receipt{}, &SendError{Class: Permanent, Err: err}
 	}
@@ -65,7 +73,7 @@ func (p *twilioProvider) Send(ctx context.Context, t notify.Task, to string) (Re
 	}
 	_ = json.Unmarshal(raw, &ans)
 	if resp.StatusCode/100 == 2 {
-		return Receipt{MessageID: ans.SID, Status: strconv.Itoa(resp.StatusCode)}, nil
+		return Receipt{MessageID: ans.SID, Status: strconv.Itoa(resp.StatusCode), Receipted: form.Has("StatusCallback")}, nil
 	}
 	se := classifyTwilio(resp.StatusCode, ans.Code, parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()))
 	se.Err = fmt.Errorf("twilio: %s", ans.Message)
@@ -96,4 +104,19 @@ func classifyTwilio(status, code int, retryAfter time.Duration) *SendError {
 		// breaker, nothing lost while it is fixed.
 	}
 	return se
+}
+
+// AuthTokens returns the auth token of each configured Twilio provider (the primary and any
+// secondary), by the name the dispatcher gives it: what verifies their status callbacks.
+func (c TwilioConfig) AuthTokens() map[string]string {
+	out := map[string]string{}
+	if c.BaseURL == "" {
+		return out
+	}
+	for i, p := range []*TwilioConfig{&c, c.Secondary} {
+		if p != nil {
+			out[providerName(p.Name, "twilio", i == 1)] = p.AuthToken
+		}
+	}
+	return out
 }

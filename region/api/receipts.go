@@ -1,0 +1,65 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/herald-notify/herald/platform/wire"
+	"github.com/herald-notify/herald/region/receipts"
+)
+
+// CodeInvalidSignature is a provider callback whose signature does not verify.
+const CodeInvalidSignature = "invalid_signature"
+
+var receiptsTaken = promauto.NewCounterVec(prometheus.CounterOpts{
+	Name: "herald_receipts_total",
+	Help: "Provider status callbacks taken in, by provider kind, status, and whether it was recorded (false: a repeat, or a status before the carrier).",
+}, []string{"region", "provider", "status", "recorded"})
+
+// ReceiptTaker verifies and records providers' status callbacks (receipts.Service).
+type ReceiptTaker interface {
+	Twilio(ctx context.Context, token string, cb wire.TwilioCallback) (receipts.Outcome, error)
+}
+
+// twilioReceipt serves POST /v1/receipts/twilio/{token}: a Twilio status callback, as the
+// gateway parsed it. 200 with what it did; 404 for a token this region did not mint (or whose
+// user is gone), 403 when the signature does not verify, 400 naming a malformed parameter.
+func (s *Server) twilioReceipt(c *gin.Context) {
+	if s.Receipts == nil {
+		notFound(c, "receipt token")
+		return
+	}
+	var cb wire.TwilioCallback
+	if e := decodeStrict(http.MaxBytesReader(c.Writer, c.Request.Body, 4*wire.MaxCallbackBytes), &cb, 4*wire.MaxCallbackBytes); e != nil {
+		writeError(c, e)
+		return
+	}
+	if e := cb.Validate(); e != nil {
+		writeError(c, fromWire(e))
+		return
+	}
+	out, err := s.Receipts.Twilio(c.Request.Context(), c.Param("token"), cb)
+	var fe *receipts.FieldError
+	switch {
+	case errors.Is(err, receipts.ErrNotFound):
+		notFound(c, "receipt token")
+	case errors.Is(err, receipts.ErrSignature):
+		writeError(c, &Error{Status: http.StatusForbidden, Code: CodeInvalidSignature, Field: wire.TwilioSignatureHeader, Message: err.Error()})
+	case errors.As(err, &fe):
+		writeError(c, badRequest(CodeInvalidField, fe.Field, fe.Error()))
+	case err != nil:
+		s.failed(c, "recording a receipt", err)
+	default:
+		recorded := "false"
+		if out.Recorded {
+			recorded = "true"
+		}
+		receiptsTaken.WithLabelValues(s.Region, "twilio", out.Status, recorded).Inc()
+		c.JSON(http.StatusOK, out)
+	}
+}

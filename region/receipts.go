@@ -1,0 +1,40 @@
+package region
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/herald-notify/herald/region/notify"
+	"github.com/herald-notify/herald/region/receipts"
+	"github.com/herald-notify/herald/region/sealtoken"
+)
+
+// receiptsKeyring loads the region's receipts key (made on first use) into a keyring.
+func receiptsKeyring(ctx context.Context, stores *Stores, region string) (*sealtoken.Keyring, error) {
+	key, err := sealtoken.LoadKey(ctx, stores.PG, receipts.Purpose)
+	if err != nil {
+		return nil, err
+	}
+	return sealtoken.NewKeyring(region, receipts.Purpose, key)
+}
+
+// statusCallback makes the StatusCallback URL of an SMS task: the jurisdiction's gateway (its
+// gateway_url in the residency policy in force) and a token naming the delivery and the
+// provider called, which only this region can open. "" when the policy names no gateway yet:
+// the text then counts as delivered once the provider took it.
+func statusCallback(keys *sealtoken.Keyring, gatewayURL func() string, log *slog.Logger) func(notify.Task, string) string {
+	return func(t notify.Task, provider string) string {
+		base := gatewayURL()
+		if base == "" {
+			return ""
+		}
+		u, err := receipts.CallbackURL(keys, base, receipts.Claim{App: t.AppID, Notification: t.NotificationID, User: t.UserID,
+			Channel: t.Channel, Tier: t.Tier, Category: t.Category, Provider: provider, Due: t.Due(), IssuedAt: time.Now().UTC()})
+		if err != nil {
+			log.Warn("minting a receipt token failed", "err", err)
+			return ""
+		}
+		return u
+	}
+}
