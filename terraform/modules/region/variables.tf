@@ -111,7 +111,7 @@ variable "herald_image" {
 }
 
 variable "roles" {
-  description = "The region's roles, each its own ECS service so each stage scales on its own."
+  description = "The region's roles, each its own ECS service so each stage scales on its own: api, fanout, scheduler, dispatch, webhooks (delivers the apps' signed webhooks: its tasks reach the apps' endpoints over HTTPS through the NAT gateways, as dispatch reaches the providers), and the opt-in exporter (k-anonymous counts to central analytics; needs the region config's export block)."
   type = map(object({
     cpu           = number
     memory        = number
@@ -122,11 +122,12 @@ variable "roles" {
     fanout    = { cpu = 2048, memory = 4096, desired_count = 3 }
     scheduler = { cpu = 512, memory = 1024, desired_count = 2 }
     dispatch  = { cpu = 1024, memory = 2048, desired_count = 3 }
+    webhooks  = { cpu = 512, memory = 1024, desired_count = 2 }
   }
 
   validation {
-    condition     = length(setsubtract(keys(var.roles), ["api", "fanout", "scheduler", "dispatch"])) == 0 && contains(keys(var.roles), "api")
-    error_message = "roles may only be api, fanout, scheduler and dispatch, and must include api (the gateway calls it)."
+    condition     = length(setsubtract(keys(var.roles), ["api", "fanout", "scheduler", "dispatch", "webhooks", "exporter"])) == 0 && contains(keys(var.roles), "api")
+    error_message = "roles may only be api, fanout, scheduler, dispatch, webhooks and exporter, and must include api (the gateway calls it)."
   }
 }
 
