@@ -155,7 +155,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 			Receipts: &receipts.Service{Region: c.Name, Keys: receiptKeys, Log: dlog, Producer: apiProducer, Sealer: keys,
 				AuthToken: func(p string) (string, bool) { t, ok := authTokens[p]; return t, ok },
 				Suppress:  suppress.New(stores.PG, c.Dispatch.Suppression.SoftBounceLimit, c.Dispatch.Suppression.SoftBounceWindow),
-				Users:     userStore, Jurisdiction: c.Jurisdiction},
+				Users:     userStore, Jurisdiction: c.Jurisdiction, ProduceWait: c.KafkaWait},
 		}
 		srv.Register(router)
 	}

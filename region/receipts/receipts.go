@@ -228,7 +228,11 @@ type Service struct {
 		NotResident(ctx context.Context, app, jurisdiction string, ids []string) ([]int, error)
 	}
 	Jurisdiction string
-	Now          func() time.Time
+	// ProduceWait bounds the wait for Kafka to take a receipt's event (0: the request's
+	// deadline): a callback Kafka cannot take in time is answered 503 at once, rather than
+	// holding the API's producer and the gateway's connections while the sends compete for it.
+	ProduceWait time.Duration
+	Now         func() time.Time
 }
 
 // CallbackURL returns the status callback URL of a delivery on gateway (the jurisdiction's
@@ -324,7 +328,13 @@ func (s *Service) record(ctx context.Context, r Receipt) (Outcome, error) {
 		if !ok { // the user was erased: nothing about them is recorded again
 			return Outcome{Status: r.Status}, nil
 		}
-		if err := s.Producer.Send(ctx, m); err != nil {
+		pctx, cancel := ctx, context.CancelFunc(func() {})
+		if s.ProduceWait > 0 {
+			pctx, cancel = context.WithTimeout(ctx, s.ProduceWait)
+		}
+		err = s.Producer.Send(pctx, m)
+		cancel()
+		if err != nil {
 			return Outcome{}, fmt.Errorf("producing the receipt's delivery event: %w", err)
 		}
 	}
