@@ -162,10 +162,12 @@ func TestTwilioStatusCallbacksMoveATextToDeliveredOrSuppressItsNumber(t *testing
 		if err != nil {
 			t.Fatal(err)
 		}
-		var out map[string]any
+		var out struct {
+			Error struct{ Code, Field string } `json:"error"`
+		}
 		_ = json.NewDecoder(resp.Body).Decode(&out)
 		resp.Body.Close()
-		if resp.StatusCode != c.code || out["code"] != c.errCode {
+		if resp.StatusCode != c.code || out.Error.Code != c.errCode {
 			t.Errorf("%s: %d %v, want %d %s", name, resp.StatusCode, out, c.code, c.errCode)
 		}
 	}
