@@ -4,8 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/eapache/go-resiliency/breaker"
 	"go.opentelemetry.io/otel"
 )
 
@@ -33,10 +37,58 @@ func (m Message) Record(ctx context.Context) *sarama.ProducerMessage {
 // Producer sends records and returns once the cluster acknowledged them (acks=all, idempotent)
 // or the caller's context ended, whichever comes first, carrying the caller's trace context in
 // the record headers.
+//
+// sarama guards each topic's partitioning with a circuit breaker it does not let anyone
+// configure: three failures in a row (the cluster unreachable) open it for 10 s, and while it
+// is open every record of the topic fails at once, also after the cluster is back. A Producer
+// that sees its records fail that way checks the cluster, and once it answers, replaces its
+// sarama producer with a new one (new breakers) from the same client: the kafka-restart fault
+// had the scheduler's outbox relay refused for up to 10 s after Kafka returned.
 type Producer struct {
+	client sarama.Client
+	cur    atomic.Pointer[asyncProducer]
+
+	renewing  atomic.Bool
+	lastRenew atomic.Int64 // unix nanos of the last swap
+	renewed   atomic.Int64 // swaps so far (tests, metrics)
+}
+
+// asyncProducer is one sarama producer and its result loop.
+type asyncProducer struct {
 	p    sarama.AsyncProducer
 	done chan struct{} // closed when the result loop has ended
+
+	// mu is held for reading while records are handed over, and for writing to retire the
+	// producer (after which nothing is handed to it: it is closed).
+	mu      sync.RWMutex
+	retired bool
 }
+
+// acquire returns the current sarama producer, read-locked: records can be handed to it until
+// release.
+func (p *Producer) acquire() *asyncProducer {
+	for {
+		ap := p.cur.Load()
+		ap.mu.RLock()
+		if !ap.retired {
+			return ap
+		}
+		ap.mu.RUnlock() // replaced meanwhile: take the new one
+	}
+}
+
+// retire stops handing records to ap (waiting for the hand-overs in progress, which end with
+// their callers' contexts at the latest) and closes it; what it holds still completes or fails
+// to its Sends.
+func (ap *asyncProducer) retire() {
+	ap.mu.Lock()
+	ap.retired = true
+	ap.mu.Unlock()
+	ap.p.AsyncClose()
+}
+
+// renewEvery bounds how often a Producer replaces its sarama producer.
+const renewEvery = 2 * time.Second
 
 // NewProducer connects a producer.
 func NewProducer(c Config) (*Producer, error) {
@@ -44,19 +96,34 @@ func NewProducer(c Config) (*Producer, error) {
 	if err != nil {
 		return nil, err
 	}
-	ap, err := sarama.NewAsyncProducer(c.Brokers, sc)
+	client, err := sarama.NewClient(c.Brokers, sc)
 	if err != nil {
 		return nil, fmt.Errorf("kafka producer: %w: %w", ErrUnavailable, err)
 	}
-	p := &Producer{p: ap, done: make(chan struct{})}
-	go p.results()
+	ap, err := newAsyncProducer(client)
+	if err != nil {
+		client.Close()
+		return nil, err
+	}
+	p := &Producer{client: client}
+	p.cur.Store(ap)
 	return p, nil
 }
 
+func newAsyncProducer(client sarama.Client) (*asyncProducer, error) {
+	p, err := sarama.NewAsyncProducerFromClient(client)
+	if err != nil {
+		return nil, fmt.Errorf("kafka producer: %w: %w", ErrUnavailable, err)
+	}
+	ap := &asyncProducer{p: p, done: make(chan struct{})}
+	go ap.results()
+	return ap, nil
+}
+
 // results hands each acknowledgement or failure to the Send waiting for it.
-func (p *Producer) results() {
-	defer close(p.done)
-	succ, errs := p.p.Successes(), p.p.Errors()
+func (ap *asyncProducer) results() {
+	defer close(ap.done)
+	succ, errs := ap.p.Successes(), ap.p.Errors()
 	for succ != nil || errs != nil {
 		select {
 		case m, ok := <-succ:
@@ -73,6 +140,31 @@ func (p *Producer) results() {
 			e.Msg.Metadata.(chan error) <- e.Err
 		}
 	}
+}
+
+// Renewals is how often the producer replaced its sarama producer after its breakers opened.
+func (p *Producer) Renewals() int64 { return p.renewed.Load() }
+
+// renewIfBack replaces the sarama producer, on a goroutine of its own, when its breaker
+// refused a record and the cluster answers again (at most once per renewEvery).
+func (p *Producer) renewIfBack() {
+	if time.Since(time.Unix(0, p.lastRenew.Load())) < renewEvery || !p.renewing.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer p.renewing.Store(false)
+		if err := p.client.RefreshMetadata(); err != nil {
+			return // still down: the next refused record asks again
+		}
+		fresh, err := newAsyncProducer(p.client)
+		if err != nil {
+			return
+		}
+		old := p.cur.Swap(fresh) // new Sends take the fresh producer from now on
+		p.lastRenew.Store(time.Now().UnixNano())
+		p.renewed.Add(1)
+		old.retire()
+	}()
 }
 
 // Send produces messages durably. It returns nil once every message was acknowledged, or an
@@ -98,12 +190,15 @@ func (p *Producer) SendOrFollow(ctx context.Context, late func(error), msgs ...M
 	}
 	// Buffered: a result arriving after the caller gave up must not block the result loop.
 	results := make(chan error, len(msgs))
+	ap := p.acquire()
+	in := ap.p.Input()
 	for i, m := range msgs {
 		pm := m.Record(ctx)
 		pm.Metadata = results
 		select {
-		case p.p.Input() <- pm:
+		case in <- pm:
 		case <-ctx.Done():
+			ap.mu.RUnlock()
 			err := fmt.Errorf("%w: %d of %d records handed to the producer before: %w", ErrUnavailable, i, len(msgs), ctx.Err())
 			if late != nil {
 				go follow(results, i, err, late)
@@ -111,6 +206,7 @@ func (p *Producer) SendOrFollow(ctx context.Context, late func(error), msgs ...M
 			return err
 		}
 	}
+	ap.mu.RUnlock()
 	var first error
 	for got := 0; got < len(msgs); got++ {
 		select {
@@ -126,6 +222,9 @@ func (p *Producer) SendOrFollow(ctx context.Context, late func(error), msgs ...M
 		}
 	}
 	if first != nil {
+		if errors.Is(first, breaker.ErrBreakerOpen) {
+			p.renewIfBack()
+		}
 		return fmt.Errorf("%w: %w", ErrUnavailable, first)
 	}
 	return nil
@@ -143,9 +242,13 @@ func follow(results <-chan error, n int, failed error, late func(error)) {
 
 // Close flushes what is buffered and closes the producer.
 func (p *Producer) Close() error {
-	p.p.AsyncClose() // the result loop drains the successes and errors until they close
-	<-p.done
-	return nil
+	for p.renewing.Load() { // a swap in progress finishes first
+		time.Sleep(10 * time.Millisecond)
+	}
+	cur := p.cur.Load()
+	cur.retire() // the result loop drains the successes and errors until they close
+	<-cur.done
+	return p.client.Close()
 }
 
 // ProducerHeaders adapts a producer record's headers to OpenTelemetry's TextMapCarrier.

@@ -161,7 +161,7 @@ func (c *committer) commit(ctx context.Context, batch []*completion) {
 		case <-batch[0].ctx.Done():
 		case <-ctx.Done():
 		}
-		backoff = min(2*backoff, 5*time.Second)
+		backoff = min(2*backoff, 2*time.Second)
 	}
 	c.thens.Add(1)
 	go func() {
