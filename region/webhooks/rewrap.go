@@ -12,12 +12,14 @@ import (
 // data keys: the user-keys sweep (userkeys.Keys.Include) rewraps them under the current master
 // key, so an old master key can be retired without leaving a secret that no process opens.
 
-// MasterCounts returns the endpoints' secrets, current and previous, per master key id.
+// MasterCounts returns the endpoints' secrets, current and previous, per master key id. A
+// previous secret whose overlap is over is not counted: it signs nothing, and the next sweep
+// deletes it without opening it (a master key that only such secrets use can go).
 func (s *Store) MasterCounts(ctx context.Context) (map[string]int, error) {
 	rows, err := s.DB.Query(ctx, `SELECT m, count(*) FROM (
 			SELECT secret_master AS m FROM webhook_endpoints
-			UNION ALL SELECT previous_secret_master FROM webhook_endpoints WHERE previous_secret_master IS NOT NULL) x
-		GROUP BY m`)
+			UNION ALL SELECT previous_secret_master FROM webhook_endpoints WHERE previous_secret_expires_at > $1) x
+		GROUP BY m`, s.now())
 	if err != nil {
 		return nil, fmt.Errorf("counting webhook secrets per master key: %w", err)
 	}
