@@ -303,8 +303,12 @@ func TestSweepRewrapsWebhookSecretsSoTheOldMasterKeyCanBeRetired(t *testing.T) {
 		ids = append(ids, ep.ID)
 	}
 	counts, err := before.MasterCounts(ctx)
-	if err != nil || counts["k1"] != 5 || len(counts) != 1 {
-		t.Fatalf("secrets per master key before: %v (%v), want k1: 3 current + 2 previous", counts, err)
+	if err != nil || counts["k1"] != 4 || len(counts) != 1 {
+		t.Fatalf("secrets per master key before: %v (%v), want k1: 3 current + 1 previous (the expired one is not counted)", counts, err)
+	}
+	var stored int
+	if err := pg.QueryRow(ctx, `SELECT count(*) FROM webhook_endpoints WHERE app_id = $1 AND previous_secret_wrapped IS NOT NULL`, app).Scan(&stored); err != nil || stored != 2 {
+		t.Fatalf("%d previous secrets stored before the sweep (%v), want 2", stored, err)
 	}
 
 	// k2 alone is refused while secrets are wrapped under k1.
@@ -332,6 +336,9 @@ func TestSweepRewrapsWebhookSecretsSoTheOldMasterKeyCanBeRetired(t *testing.T) {
 	}
 	if res, err := keys.Sweep(ctx); err != nil || res.Tables["webhook_endpoints"].Rewrapped != 0 {
 		t.Fatalf("a second sweep: %+v (%v)", res, err)
+	}
+	if err := pg.QueryRow(ctx, `SELECT count(*) FROM webhook_endpoints WHERE app_id = $1 AND previous_secret_wrapped IS NOT NULL`, app).Scan(&stored); err != nil || stored != 1 {
+		t.Fatalf("%d previous secrets stored after the sweep (%v), want 1 (the expired one deleted)", stored, err)
 	}
 
 	// k1 retired: the start check passes, and the secrets open under k2 alone: the endpoint in
