@@ -57,6 +57,19 @@ func (s *Server) byJurisdiction(c *gin.Context) {
 			return
 		}
 		body = wire.Encode(&r)
+	case "POST " + webhooksPrefix + "/endpoints/:endpoint_id/rotate-secret":
+		raw, ok := readBody(c, wire.MaxSmallBytes)
+		if !ok {
+			return
+		}
+		var r wire.WebhookRotate // left out: the default overlap, which the region applies
+		if len(raw) > 0 && !valid(c, wire.Decode(raw, &r)) {
+			return
+		}
+		if !valid(c, r.Validate()) {
+			return
+		}
+		body = wire.Encode(&r)
 	default:
 		if !noBody(c) {
 			return

@@ -303,18 +303,40 @@ func TestWebhooksReachOnlyTheJurisdictionsEndpointSignedAndOnceAfterAnOutage(t *
 	if dl := w.must(http.StatusOK, "GET", base+"/dead-letters", nil); len(dl["dead_letters"].([]any)) != 0 {
 		t.Fatalf("dead letters left: %v", dl)
 	}
-	// A rotated secret signs what follows: the receiver, still holding the old one, refuses it.
+	// A rotation keeps the replaced secret valid (24 h by default): the receiver, still holding
+	// the first secret, verifies what follows (both signatures are on it).
+	if code, out, _ := w.call(w.key, "POST", base+"/rotate-secret", map[string]any{"expire_previous_in_seconds": -1}); code != http.StatusBadRequest || errorCode(out) != "invalid_field" {
+		t.Fatalf("rotate with a negative overlap: %d %v", code, out)
+	}
 	rot := w.must(http.StatusOK, "POST", base+"/rotate-secret", nil)
-	if sec, _ := rot["secret"].(string); !strings.HasPrefix(sec, "whsec_") {
+	if sec, _ := rot["secret"].(string); !strings.HasPrefix(sec, "whsec_") || rot["previous_secret_valid"] != true || rot["previous_secret_expires_at"] == nil {
 		t.Fatalf("rotate: %v", rot)
+	}
+	if got := w.must(http.StatusOK, "GET", base, nil); got["previous_secret_valid"] != true || got["previous_secret_expires_at"] != rot["previous_secret_expires_at"] {
+		t.Fatalf("the endpoint after a rotation: %v", got)
 	}
 	n4 := send(ada)
 	eventually(t, 20*time.Second, func() error {
 		for _, h := range hooks(t, s, euHook) {
-			if h.notification == n4 && h.status == http.StatusUnauthorized {
+			if h.notification == n4 && h.status == http.StatusNoContent && h.verified {
 				return nil
 			}
 		}
-		return fmt.Errorf("no refused message of %s yet", n4)
+		return fmt.Errorf("no message of %s verified with the previous secret yet", n4)
+	})
+	// Rotated again with no overlap: the first secret is neither current nor previous, and the
+	// receiver holding it refuses what follows.
+	rot = w.must(http.StatusOK, "POST", base+"/rotate-secret", map[string]any{"expire_previous_in_seconds": 0})
+	if rot["previous_secret_valid"] != false || rot["previous_secret_expires_at"] != nil {
+		t.Fatalf("rotate without overlap: %v", rot)
+	}
+	n5 := send(ada)
+	eventually(t, 20*time.Second, func() error {
+		for _, h := range hooks(t, s, euHook) {
+			if h.notification == n5 && h.status == http.StatusUnauthorized {
+				return nil
+			}
+		}
+		return fmt.Errorf("no refused message of %s yet", n5)
 	})
 }

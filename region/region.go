@@ -108,18 +108,20 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 	dlog := deliverylog.New(stores.Cass, c.LogTTL)
 	prefsCache := prefs.NewCache(stores.PG, stores.Redis, c.Redis.Prefix, 5*time.Minute, log)
 	hub := inbox.NewHub(stores.Redis, c.Redis.Prefix, log)
-	keys, err := openUserKeys(ctx, c, stores, log) // seal the personal part of every Kafka record (crypto-shredding)
+	ring, err := c.Keyring()
+	if err != nil {
+		return err
+	}
+	hooks := &webhooks.Store{DB: stores.PG, Keys: ring} // endpoints wrap their secrets under the master keyring
+	// Seal the personal part of every Kafka record (crypto-shredding); the sweep rewraps the
+	// webhook secrets too.
+	keys, err := openUserKeys(ctx, c, stores, log, userkeys.Table{Name: "webhook_endpoints", Wrapped: hooks})
 	if err != nil {
 		return err
 	}
 	eraser := &erasure.Service{DB: stores.PG, Cass: stores.Cass, Prefs: prefsCache, Keys: keys, KeyCacheTTL: userkeys.CacheTTL,
 		InboxTTL: c.LogTTL, Log: log, Interval: time.Second}
 	sched := scheduler.New(stores.PG, c.Name)
-	ring, err := c.Keyring()
-	if err != nil {
-		return err
-	}
-	hooks := &webhooks.Store{DB: stores.PG, Keys: ring} // endpoints wrap their secrets under the master keyring
 
 	scheme, serverTLS := "https", (*tls.Config)(nil)
 	if c.TLS.InsecurePlaintext {

@@ -230,7 +230,9 @@ func kindName(goKind string) string {
 		return "a list"
 	case "map", "struct":
 		return "an object"
-	case "int", "int64", "float64":
+	case "int", "int8", "int16", "int32", "int64", "uint", "uint8", "uint16", "uint32", "uint64":
+		return "an integer" // 1.5, 1e3 and numbers out of range are refused too
+	case "float32", "float64":
 		return "a number"
 	case "bool":
 		return "true or false"

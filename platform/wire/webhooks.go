@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"time"
 	"unicode/utf8"
 )
 
@@ -123,4 +124,36 @@ func (r *WebhookReplay) Validate() *Error {
 		}
 	}
 	return nil
+}
+
+// Bounds of a rotation's overlap, in seconds: how long the secret a rotation replaces keeps
+// signing deliveries next to the new one.
+const (
+	DefaultWebhookPreviousSecretSeconds = 24 * 60 * 60
+	MaxWebhookPreviousSecretSeconds     = 7 * 24 * 60 * 60
+)
+
+// WebhookRotate is the body of POST .../webhooks/endpoints/{id}/rotate-secret, which may be
+// left out (or {}): ExpirePreviousInSeconds is how long the replaced secret stays valid, 0 (at
+// once) to MaxWebhookPreviousSecretSeconds; left out, DefaultWebhookPreviousSecretSeconds.
+type WebhookRotate struct {
+	ExpirePreviousInSeconds *int64 `json:"expire_previous_in_seconds,omitzero"`
+}
+
+// Validate checks the overlap's bounds (the decoding refused what is not an integer, null and
+// numbers outside int64).
+func (r *WebhookRotate) Validate() *Error {
+	if n := r.ExpirePreviousInSeconds; n != nil && (*n < 0 || *n > MaxWebhookPreviousSecretSeconds) {
+		return refuse(CodeInvalidField, "expire_previous_in_seconds",
+			fmt.Sprintf("expire_previous_in_seconds must be an integer from 0 (the previous secret expires at once) to %d (7 days)", MaxWebhookPreviousSecretSeconds))
+	}
+	return nil
+}
+
+// KeepPrevious is the overlap the body asks for, the default when it names none.
+func (r *WebhookRotate) KeepPrevious() time.Duration {
+	if r.ExpirePreviousInSeconds == nil {
+		return DefaultWebhookPreviousSecretSeconds * time.Second
+	}
+	return time.Duration(*r.ExpirePreviousInSeconds) * time.Second
 }

@@ -4,6 +4,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestWebhookEndpointValidate(t *testing.T) {
@@ -76,4 +77,59 @@ func FuzzWebhookEndpoint(f *testing.F) {
 			t.Fatalf("accepted a %d-byte url", len(w.URL))
 		}
 	})
+}
+
+// TestWebhookRotateValidate reads rotation bodies as the gateway and the regions do: the
+// overlap in whole seconds, 0 to 7 days, left out for the default; anything else refused naming
+// the field. What is accepted encodes (as the gateway forwards it) to a body read the same way.
+func TestWebhookRotateValidate(t *testing.T) {
+	const field = "expire_previous_in_seconds"
+	tests := []struct {
+		name, body  string
+		keep        time.Duration
+		code, field string
+	}{
+		{"empty object: the default", `{}`, 24 * time.Hour, "", ""},
+		{"zero: at once", `{"expire_previous_in_seconds": 0}`, 0, "", ""},
+		{"a minute", `{"expire_previous_in_seconds": 60}`, time.Minute, "", ""},
+		{"the maximum", `{"expire_previous_in_seconds": 604800}`, 7 * 24 * time.Hour, "", ""},
+		{"over the maximum", `{"expire_previous_in_seconds": 604801}`, 0, CodeInvalidField, field},
+		{"negative", `{"expire_previous_in_seconds": -1}`, 0, CodeInvalidField, field},
+		{"huge", `{"expire_previous_in_seconds": 1e30}`, 0, CodeInvalidField, field},
+		{"past int64", `{"expire_previous_in_seconds": 9223372036854775808}`, 0, CodeInvalidField, field},
+		{"fraction", `{"expire_previous_in_seconds": 0.5}`, 0, CodeInvalidField, field},
+		{"null", `{"expire_previous_in_seconds": null}`, 0, CodeInvalidField, field},
+		{"string", `{"expire_previous_in_seconds": "3600"}`, 0, CodeInvalidField, field},
+		{"object", `{"expire_previous_in_seconds": {"seconds": 1}}`, 0, CodeInvalidField, field},
+		{"a duration string", `{"expire_previous_in_seconds": "24h"}`, 0, CodeInvalidField, field},
+		{"another name", `{"expire_previous_in": 60}`, 0, CodeUnknownField, "expire_previous_in"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var r WebhookRotate
+			e := Decode([]byte(tt.body), &r)
+			if e == nil {
+				e = r.Validate()
+			}
+			if tt.code != "" {
+				if e == nil || e.Code != tt.code || e.Field != tt.field {
+					t.Fatalf("got %v, want %s (%s)", e, tt.code, tt.field)
+				}
+				if tt.code == CodeInvalidField && !strings.Contains(e.Message, "integer") && !strings.Contains(e.Message, "null") {
+					t.Fatalf("the message %q does not say what is wanted", e.Message)
+				}
+				return
+			}
+			if e != nil {
+				t.Fatalf("refused: %v", e)
+			}
+			if got := r.KeepPrevious(); got != tt.keep {
+				t.Fatalf("keeps the previous secret %s, want %s", got, tt.keep)
+			}
+			var again WebhookRotate
+			if e := Decode(Encode(&r), &again); e != nil || again.KeepPrevious() != tt.keep {
+				t.Fatalf("forwarded as %s, read back as %v (%v)", Encode(&r), again.KeepPrevious(), e)
+			}
+		})
+	}
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/herald-notify/herald/region/receipts"
 	"github.com/herald-notify/herald/region/templates"
 	"github.com/herald-notify/herald/region/users"
+	"github.com/herald-notify/herald/region/webhooks"
 )
 
 // The tests in this file keep docs/openapi.yaml honest: the document must be valid OpenAPI,
@@ -426,6 +427,11 @@ func TestOpenAPIResponseSchemasMatchTheTypes(t *testing.T) {
 		{"UnreadCount", gin.H{"user_id": "u1", "unread_count": maxUnreadSeen, "more": true}},
 		{"MarkedRead", gin.H{"notification_id": id, "user_id": "u1", "read": true}},
 		{"MarkedAllRead", gin.H{"user_id": "u1", "marked": maxReadAll}},
+		// As the webhook handlers answer (webhooks.go): with a previous secret valid, and without.
+		{"WebhookEndpoint", webhooks.Endpoint{ID: "ep_1", Jurisdiction: "EU", URL: "https://example.com/h", Description: "d", EventTypes: []string{"notification.read"},
+			CreatedAt: at, UpdatedAt: at, PreviousSecretValid: true, PreviousSecretExpiresAt: &at}},
+		{"WebhookEndpointWithSecret", withSecret{webhooks.Endpoint{ID: "ep_1", Jurisdiction: "EU", URL: "https://example.com/h", EventTypes: []string{},
+			CreatedAt: at, UpdatedAt: at, PreviousSecretValid: true, PreviousSecretExpiresAt: &at}, "whsec_bmV3"}},
 	}
 	for _, tt := range tests {
 		raw, err := json.Marshal(tt.value)
@@ -445,6 +451,16 @@ func TestOpenAPIResponseSchemasMatchTheTypes(t *testing.T) {
 			t.Errorf("%s: %s does not match the schema: %v", tt.schema, raw, err)
 		}
 	}
+	// Without a valid previous secret the endpoint says so, and has no expiry.
+	raw, _ := json.Marshal(webhooks.Endpoint{ID: "ep_1", Jurisdiction: "EU", URL: "https://example.com/h", EventTypes: []string{}, CreatedAt: at, UpdatedAt: at})
+	var v map[string]any
+	_ = json.Unmarshal(raw, &v)
+	if _, ok := v["previous_secret_expires_at"]; ok || v["previous_secret_valid"] != false {
+		t.Errorf("an endpoint without a previous secret marshals %s", raw)
+	}
+	if err := schema(t, doc, "WebhookEndpoint").VisitJSON(any(v), openapi3.VisitAsResponse(), openapi3.EnableFormatValidation()); err != nil {
+		t.Errorf("WebhookEndpoint: %s does not match the schema: %v", raw, err)
+	}
 }
 
 // TestOpenAPIRequestSchemasAgreeWithHandlers sends sample bodies to the handlers (through the
@@ -453,6 +469,7 @@ func TestOpenAPIResponseSchemasMatchTheTypes(t *testing.T) {
 func TestOpenAPIRequestSchemasAgreeWithHandlers(t *testing.T) {
 	doc := loadOpenAPI(t)
 	const prefsRoute = "/v1/users/:user_id/preferences"
+	const rotateRoute = "/v1/webhooks/endpoints/:endpoint_id/rotate-secret"
 	engine := testEngine(&Server{})
 	apnsToken := strings.Repeat("ab", 32)
 	fcmToken := "dQw4w9WgXcQ:APA91bHun4MxP5egoKMwt2KZFBaFUH-1RYqx"
@@ -509,6 +526,15 @@ func TestOpenAPIRequestSchemasAgreeWithHandlers(t *testing.T) {
 		{"POST", "/v1/notifications/read-all", "UserRef", `{"user_id":"u1"}`, ""},
 		{"POST", "/v1/notifications/read-all", "UserRef", `{"user_id":""}`, CodeMissingField},
 		{"POST", "/v1/notifications/read-all", "UserRef", `{"user_id":"u1","before":"2026-11-25T12:00:00Z"}`, CodeUnknownField},
+		{"POST", rotateRoute, "WebhookRotate", `{}`, ""},
+		{"POST", rotateRoute, "WebhookRotate", `{"expire_previous_in_seconds":0}`, ""},
+		{"POST", rotateRoute, "WebhookRotate", `{"expire_previous_in_seconds":604800}`, ""},
+		{"POST", rotateRoute, "WebhookRotate", `{"expire_previous_in_seconds":604801}`, CodeInvalidField},
+		{"POST", rotateRoute, "WebhookRotate", `{"expire_previous_in_seconds":-1}`, CodeInvalidField},
+		{"POST", rotateRoute, "WebhookRotate", `{"expire_previous_in_seconds":1.5}`, CodeInvalidField},
+		{"POST", rotateRoute, "WebhookRotate", `{"expire_previous_in_seconds":null}`, CodeInvalidField},
+		{"POST", rotateRoute, "WebhookRotate", `{"expire_previous_in_seconds":"60"}`, CodeInvalidField},
+		{"POST", rotateRoute, "WebhookRotate", `{"secret":"whsec_bWluZQ=="}`, CodeUnknownField},
 	}
 	for _, tt := range tests {
 		name := tt.method + " " + tt.path + " " + tt.body

@@ -1,10 +1,13 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -18,7 +21,7 @@ type WebhookStore interface {
 	Create(ctx context.Context, app, jurisdiction string, spec webhooks.Spec) (webhooks.Endpoint, string, error)
 	List(ctx context.Context, app, jurisdiction string) ([]webhooks.Endpoint, error)
 	Get(ctx context.Context, app, jurisdiction, id string) (webhooks.Endpoint, error)
-	Rotate(ctx context.Context, app, jurisdiction, id string) (webhooks.Endpoint, string, error)
+	Rotate(ctx context.Context, app, jurisdiction, id string, keepPrevious time.Duration) (webhooks.Endpoint, string, error)
 	SetDisabled(ctx context.Context, app, jurisdiction, id string, disabled bool) (webhooks.Endpoint, error)
 	DeadLetters(ctx context.Context, app, jurisdiction, id string, limit int) ([]webhooks.DeadLetter, error)
 	Replay(ctx context.Context, app, jurisdiction, id, region string, ids []string) (int64, error)
@@ -103,12 +106,39 @@ func (s *Server) getWebhookEndpoint(c *gin.Context) {
 	c.JSON(http.StatusOK, ep)
 }
 
+// optionalBody reads a body that may be left out (nothing leaves dst as it is) of at most limit
+// bytes into dst, under the one reading (package wire).
+func optionalBody(c *gin.Context, dst any, limit int64) *Error {
+	if c.Request.Body == nil || c.Request.ContentLength == 0 {
+		return nil
+	}
+	raw, err := io.ReadAll(io.LimitReader(c.Request.Body, limit+1))
+	if err != nil {
+		return badRequest(CodeMalformedJSON, "", "the body could not be read")
+	}
+	if len(raw) == 0 {
+		return nil
+	}
+	return decodeStrict(bytes.NewReader(raw), dst, limit)
+}
+
+// rotateWebhookSecret gives the endpoint a new secret; the replaced one stays valid for the
+// body's expire_previous_in_seconds (default 24 h; no body, or {}, takes the default).
 func (s *Server) rotateWebhookSecret(c *gin.Context) {
 	id, ok := endpointParam(c)
-	if !ok || !s.emptyBody(c) {
+	if !ok {
 		return
 	}
-	ep, secret, err := s.Webhooks.Rotate(c.Request.Context(), appOf(c), s.Jurisdiction, id)
+	var b wire.WebhookRotate
+	if e := optionalBody(c, &b, smallBodyBytes); e != nil {
+		writeError(c, e)
+		return
+	}
+	if e := b.Validate(); e != nil {
+		writeError(c, fromWire(e))
+		return
+	}
+	ep, secret, err := s.Webhooks.Rotate(c.Request.Context(), appOf(c), s.Jurisdiction, id, b.KeepPrevious())
 	if err != nil {
 		s.webhookFailed(c, "rotating a webhook secret", err)
 		return

@@ -15,6 +15,7 @@ import (
 // fakeHooks is an in-memory WebhookStore that records what the handlers asked of it.
 type fakeHooks struct {
 	created  []webhooks.Spec
+	kept     []time.Duration // each rotation's overlap
 	replayed []string
 	region   string
 	disabled bool
@@ -33,9 +34,17 @@ func (f *fakeHooks) Get(_ context.Context, _, _, id string) (webhooks.Endpoint, 
 	}
 	return webhooks.Endpoint{ID: id}, nil
 }
-func (f *fakeHooks) Rotate(ctx context.Context, app, j, id string) (webhooks.Endpoint, string, error) {
+func (f *fakeHooks) Rotate(ctx context.Context, app, j, id string, keep time.Duration) (webhooks.Endpoint, string, error) {
 	e, err := f.Get(ctx, app, j, id)
-	return e, "whsec_bmV3", err
+	if err != nil {
+		return e, "", err
+	}
+	f.kept = append(f.kept, keep)
+	if keep > 0 {
+		until := time.Date(2026, 12, 8, 6, 0, 0, 0, time.UTC)
+		e.PreviousSecretValid, e.PreviousSecretExpiresAt = true, &until
+	}
+	return e, "whsec_bmV3", nil
 }
 func (f *fakeHooks) SetDisabled(ctx context.Context, app, j, id string, d bool) (webhooks.Endpoint, error) {
 	e, err := f.Get(ctx, app, j, id)
@@ -120,5 +129,79 @@ func TestWebhookRoutes(t *testing.T) {
 	s.WebhooksAllowLoopbackHTTP = true
 	if rec := serve(engine, "POST", "/v1/webhooks/endpoints", `{"url": "http://127.0.0.1:8447/hooks/a"}`, app); rec.Code != http.StatusCreated {
 		t.Fatalf("loopback http: %d %s", rec.Code, rec.Body)
+	}
+}
+
+// TestRotateWebhookSecretOverlap checks the rotation body: the overlap the previous secret is
+// kept for (default 24 h, 0-7 days), and every other value refused with 400 naming the field,
+// before the store is asked.
+func TestRotateWebhookSecretOverlap(t *testing.T) {
+	const route = "/v1/webhooks/endpoints/:endpoint_id/rotate-secret"
+	const path = "/v1/webhooks/endpoints/ep_1/rotate-secret"
+	const field = "expire_previous_in_seconds"
+	day := 24 * time.Hour
+	tests := []struct {
+		name, body string
+		keep       time.Duration // when accepted
+		code       string        // when refused
+		field      string
+	}{
+		{"no body", ``, day, "", ""},
+		{"empty object", `{}`, day, "", ""},
+		{"whitespace only", "  \n", 0, CodeMalformedJSON, ""},
+		{"zero: expire at once", `{"expire_previous_in_seconds": 0}`, 0, "", ""},
+		{"minus zero", `{"expire_previous_in_seconds": -0}`, 0, "", ""},
+		{"one second", `{"expire_previous_in_seconds": 1}`, time.Second, "", ""},
+		{"an hour", `{"expire_previous_in_seconds": 3600}`, time.Hour, "", ""},
+		{"the maximum, 7 days", `{"expire_previous_in_seconds": 604800}`, 7 * day, "", ""},
+		{"over the maximum", `{"expire_previous_in_seconds": 604801}`, 0, CodeInvalidField, field},
+		{"negative", `{"expire_previous_in_seconds": -1}`, 0, CodeInvalidField, field},
+		{"very negative", `{"expire_previous_in_seconds": -9223372036854775808}`, 0, CodeInvalidField, field},
+		{"huge", `{"expire_previous_in_seconds": 99999999999999999999}`, 0, CodeInvalidField, field},
+		{"max int64 (would overflow a duration)", `{"expire_previous_in_seconds": 9223372036854775807}`, 0, CodeInvalidField, field},
+		{"exponent", `{"expire_previous_in_seconds": 1e3}`, 0, CodeInvalidField, field},
+		{"fraction", `{"expire_previous_in_seconds": 1.5}`, 0, CodeInvalidField, field},
+		{"integral fraction", `{"expire_previous_in_seconds": 60.0}`, 0, CodeInvalidField, field},
+		{"null", `{"expire_previous_in_seconds": null}`, 0, CodeInvalidField, field},
+		{"string", `{"expire_previous_in_seconds": "60"}`, 0, CodeInvalidField, field},
+		{"boolean", `{"expire_previous_in_seconds": true}`, 0, CodeInvalidField, field},
+		{"list", `{"expire_previous_in_seconds": [60]}`, 0, CodeInvalidField, field},
+		{"twice", `{"expire_previous_in_seconds": 0, "expire_previous_in_seconds": 86400}`, 0, CodeDuplicateField, field},
+		{"case folded", `{"Expire_Previous_In_Seconds": 0}`, 0, CodeUnknownField, "Expire_Previous_In_Seconds"},
+		{"a secret of the caller's", `{"secret": "whsec_bWluZQ=="}`, 0, CodeUnknownField, "secret"},
+		{"not an object", `60`, 0, CodeMalformedJSON, ""},
+		{"trailing data", `{} {"expire_previous_in_seconds": 0}`, 0, CodeMalformedJSON, ""},
+		{"too large", `{"expire_previous_in_seconds": 1` + strings.Repeat(" ", smallBodyBytes) + `}`, 0, CodePayloadTooLarge, ""},
+	}
+	doc := loadOpenAPI(t)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			hooks := &fakeHooks{}
+			engine := testEngine(&Server{Region: "eu-west-1", Jurisdiction: "EU", Webhooks: hooks, Logger: slog.New(slog.DiscardHandler)})
+			rec := serve(engine, "POST", path, tt.body, map[string]string{AppHeader: "app1"})
+			if tt.code != "" {
+				var b struct{ Error struct{ Code, Field string } }
+				_ = json.Unmarshal(rec.Body.Bytes(), &b)
+				if rec.Code != http.StatusBadRequest || b.Error.Code != tt.code || b.Error.Field != tt.field {
+					t.Fatalf("%d %s, want 400 %s (%s)", rec.Code, rec.Body, tt.code, tt.field)
+				}
+				checkDocumentedError(t, doc, tt.name, "POST", route, rec, http.StatusBadRequest, tt.code)
+				if len(hooks.kept) != 0 {
+					t.Fatalf("a refused body rotated the secret (%v)", hooks.kept)
+				}
+				return
+			}
+			if rec.Code != http.StatusOK {
+				t.Fatalf("%d %s", rec.Code, rec.Body)
+			}
+			if len(hooks.kept) != 1 || hooks.kept[0] != tt.keep {
+				t.Fatalf("rotated with overlaps %v, want %v", hooks.kept, tt.keep)
+			}
+			var out map[string]any
+			_ = json.Unmarshal(rec.Body.Bytes(), &out)
+			if out["secret"] != "whsec_bmV3" || out["previous_secret_valid"] != (tt.keep > 0) || (out["previous_secret_expires_at"] != nil) != (tt.keep > 0) {
+				t.Fatalf("answer %s", rec.Body)
+			}
+		})
 	}
 }

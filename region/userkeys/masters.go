@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"time"
 
@@ -24,9 +25,43 @@ var (
 	}, []string{"region", "master_key_id", "current"})
 	sweptCounter = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "herald_user_keys_swept_total",
-		Help: "Data keys wrapped by the sweep: from clear (wrapped) or from an older master key (rewrapped).",
+		Help: "Keys wrapped by the sweep: data keys from clear (wrapped) or from an older master key (rewrapped); the other tables' secrets from an older master key (<table>_rewrapped, e.g. webhook_endpoints_rewrapped).",
 	}, []string{"region", "action"})
+	tableRowsGauge = promauto.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "herald_master_key_wrapped_secrets",
+		Help: "Secrets of tables other than user_keys wrapped under the region's master keyring (table: webhook_endpoints, current and previous signing secrets), by master key id, as of the last sweep. An id other than the current one still in use must stay in user_keys.master_keys.",
+	}, []string{"region", "table", "master_key_id", "current"})
 )
+
+// Wrapped is another table whose secrets the region's master keyring wraps (the webhook
+// endpoints' signing secrets, region/webhooks): Sweep rewraps them under the current master key
+// too, and CheckMasters refuses a keyring that lacks an id they use, so retiring a master key
+// leaves none of them unreadable.
+type Wrapped interface {
+	// MasterCounts returns the table's secrets per master key id.
+	MasterCounts(ctx context.Context) (map[string]int, error)
+	// RewrapBatch rewraps, under the current master key, the secrets of up to n rows that hold
+	// one under another master key (rows another process holds locked are left to it); it
+	// returns how many rows it rewrapped: 0 when none is left.
+	RewrapBatch(ctx context.Context, n int) (int, error)
+}
+
+// Table names a Wrapped table (in logs and the metrics' table label).
+type Table struct {
+	Name    string
+	Wrapped Wrapped
+}
+
+// Include makes Sweep and CheckMasters cover table's secrets too (before the first sweep).
+func (k *Keys) Include(table string, w Wrapped) {
+	k.tables = append(k.tables, Table{Name: table, Wrapped: w})
+}
+
+// TableSweep is what one sweep did to another table's secrets.
+type TableSweep struct {
+	Rewrapped int            // rows whose secrets moved to the current master key
+	Rows      map[string]int // secrets per master key id afterwards
+}
 
 // ErrWrongMasterKey means a master key of the keyring is not the one the database knows by its
 // id: it would wrap keys no other process opens, and open none of the stored ones.
@@ -49,6 +84,17 @@ func (k *Keys) CheckMasters(ctx context.Context) error {
 	for id, n := range counts {
 		if id != "" && !k.ring.Has(id) {
 			return fmt.Errorf("user_keys.master_keys: %w: %d rows are wrapped under master key %q, which the keyring (%v) lacks: put its file back under that id (docs/runbook.md)", ErrMissingMasterKey, n, id, k.ring.IDs())
+		}
+	}
+	for _, t := range k.tables {
+		counts, err := t.Wrapped.MasterCounts(ctx)
+		if err != nil {
+			return fmt.Errorf("counting the secrets of %s: %w", t.Name, err)
+		}
+		for id, n := range counts {
+			if !k.ring.Has(id) {
+				return fmt.Errorf("user_keys.master_keys: %w: %d secrets of %s are wrapped under master key %q, which the keyring (%v) lacks: put its file back under that id (docs/runbook.md)", ErrMissingMasterKey, n, t.Name, id, k.ring.IDs())
+			}
 		}
 	}
 	for _, id := range k.ring.IDs() {
@@ -90,12 +136,27 @@ type SweepResult struct {
 	Wrapped   int            // rows in clear wrapped under the current master key
 	Rewrapped int            // rows moved from an older master key to the current one
 	Rows      map[string]int // rows per master key id afterwards ("" in clear)
+	// Tables is what the sweep did to the secrets of the tables Include added, by table.
+	Tables map[string]TableSweep
 }
 
-// Old is how many rows still use a master key other than the current one, or none.
-func (r SweepResult) Old(current string) int {
+// Old is how many rows of user_keys still use a master key other than the current one, or none.
+func (r SweepResult) Old(current string) int { return outside(r.Rows, current) }
+
+// OldSecrets is how many secrets of the other tables still use a master key other than the
+// current one.
+func (r SweepResult) OldSecrets(current string) int {
 	n := 0
-	for id, c := range r.Rows {
+	for _, t := range r.Tables {
+		n += outside(t.Rows, current)
+	}
+	return n
+}
+
+// outside is how many of rows (per master key id) are under an id other than current.
+func outside(rows map[string]int, current string) int {
+	n := 0
+	for id, c := range rows {
 		if id != current {
 			n += c
 		}
@@ -104,8 +165,9 @@ func (r SweepResult) Old(current string) int {
 }
 
 // Sweep wraps every row still in clear (data_key emptied in the same update) and rewraps every
-// row of an older master key under the current one, SweepBatch rows per transaction; rows
-// another process holds locked are left to it. Idempotent: a second sweep finds nothing to do.
+// row of an older master key under the current one, SweepBatch rows per transaction, then does
+// the same for the secrets of the tables Include added; rows another process holds locked are
+// left to it. Idempotent: a second sweep finds nothing to do.
 func (k *Keys) Sweep(ctx context.Context) (SweepResult, error) {
 	var res SweepResult
 	for {
@@ -129,8 +191,30 @@ func (k *Keys) Sweep(ctx context.Context) (SweepResult, error) {
 		}
 	}
 	var err error
-	res.Rows, err = k.Counts(ctx)
-	return res, err
+	if res.Rows, err = k.Counts(ctx); err != nil {
+		return res, err
+	}
+	for _, t := range k.tables {
+		var ts TableSweep
+		for {
+			n, err := t.Wrapped.RewrapBatch(ctx, SweepBatch)
+			ts.Rewrapped += n
+			if err != nil {
+				return res, fmt.Errorf("rewrapping the secrets of %s under master key %q: %w", t.Name, k.ring.Current(), err)
+			}
+			if n == 0 {
+				break
+			}
+		}
+		if ts.Rows, err = t.Wrapped.MasterCounts(ctx); err != nil {
+			return res, fmt.Errorf("counting the secrets of %s: %w", t.Name, err)
+		}
+		if res.Tables == nil {
+			res.Tables = map[string]TableSweep{}
+		}
+		res.Tables[t.Name] = ts
+	}
+	return res, nil
 }
 
 // sweepBatch (re)wraps up to SweepBatch rows matching where (with its args) under the current
@@ -220,7 +304,19 @@ func (k *Keys) Report(region string, res SweepResult, log *slog.Logger) {
 		}
 		attrs = append(attrs, "rows."+name, res.Rows[id])
 	}
-	if res.Wrapped > 0 || res.Rewrapped > 0 || old > 0 {
+	tableRowsGauge.DeletePartialMatch(prometheus.Labels{"region": region})
+	tables := slices.Sorted(maps.Keys(res.Tables))
+	rewrappedSecrets := 0
+	for _, table := range tables {
+		t := res.Tables[table]
+		rewrappedSecrets += t.Rewrapped
+		sweptCounter.WithLabelValues(region, table+"_rewrapped").Add(float64(t.Rewrapped))
+		attrs = append(attrs, table+".rewrapped", t.Rewrapped, table+".under_other_master_keys", outside(t.Rows, current))
+		for id, n := range t.Rows {
+			tableRowsGauge.WithLabelValues(region, table, id, fmt.Sprint(id == current)).Set(float64(n))
+		}
+	}
+	if res.Wrapped > 0 || res.Rewrapped > 0 || old > 0 || rewrappedSecrets > 0 || res.OldSecrets(current) > 0 {
 		log.Info("user keys: swept", attrs...)
 	} else {
 		log.Debug("user keys: swept", attrs...)

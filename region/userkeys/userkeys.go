@@ -47,6 +47,8 @@ type Keys struct {
 	mu     sync.Mutex
 	byUser map[[2]string]entry // (app, user)
 	byID   map[string]entry
+
+	tables []Table // other tables whose secrets the keyring wraps (Include)
 }
 
 // New returns the key store of the region database db, whose keys are wrapped by ring.

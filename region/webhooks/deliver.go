@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -21,22 +22,41 @@ import (
 )
 
 // Sign returns the Standard Webhooks headers of one message: webhook-id, webhook-timestamp
-// (Unix seconds) and webhook-signature ("v1," and the base64 HMAC-SHA256 of id.timestamp.body
-// under key), through the specification's own library.
-func Sign(key []byte, id string, at time.Time, body []byte) (http.Header, error) {
-	wh, err := standardwebhooks.NewWebhookRaw(key)
-	if err != nil {
-		return nil, fmt.Errorf("signing webhook %s: %w", id, err)
+// (Unix seconds) and webhook-signature: for each of keys, in order, "v1," and the base64
+// HMAC-SHA256 of id.timestamp.body under it, space-separated (the specification's form for
+// several signatures, which its verifiers accept when any one matches), through the
+// specification's own library. Deliveries pass the current secret, then the previous one while
+// it is valid (a rotation's overlap).
+func Sign(keys [][]byte, id string, at time.Time, body []byte) (http.Header, error) {
+	if len(keys) == 0 {
+		return nil, fmt.Errorf("signing webhook %s: no key", id)
 	}
-	sig, err := wh.Sign(id, at, body)
-	if err != nil {
-		return nil, fmt.Errorf("signing webhook %s: %w", id, err)
+	sigs := make([]string, 0, len(keys))
+	for _, key := range keys {
+		wh, err := standardwebhooks.NewWebhookRaw(key)
+		if err != nil {
+			return nil, fmt.Errorf("signing webhook %s: %w", id, err)
+		}
+		sig, err := wh.Sign(id, at, body)
+		if err != nil {
+			return nil, fmt.Errorf("signing webhook %s: %w", id, err)
+		}
+		sigs = append(sigs, sig)
 	}
 	h := http.Header{}
 	h.Set(standardwebhooks.HeaderWebhookID, id)
 	h.Set(standardwebhooks.HeaderWebhookTimestamp, strconv.FormatInt(at.Unix(), 10))
-	h.Set(standardwebhooks.HeaderWebhookSignature, sig)
+	h.Set(standardwebhooks.HeaderWebhookSignature, strings.Join(sigs, " "))
 	return h, nil
+}
+
+// SigningKeys are the keys a message to an endpoint is signed with at now: its current secret,
+// then its previous one while that is valid (before previousUntil; nil when there is none).
+func SigningKeys(current, previous []byte, previousUntil, now time.Time) [][]byte {
+	if previous != nil && PreviousValid(previousUntil, now) {
+		return [][]byte{current, previous}
+	}
+	return [][]byte{current}
 }
 
 // breakers holds one circuit breaker per endpoint.
@@ -336,7 +356,8 @@ func (d *Deliverer) attempt(ctx context.Context, p pending) outcome {
 
 // send posts one signed message; it returns the status, and an error for anything but 2xx.
 func (d *Deliverer) send(ctx context.Context, p pending) (int, error) {
-	h, err := Sign(p.Key, p.EventID, d.now(), p.Payload)
+	now := d.now()
+	h, err := Sign(SigningKeys(p.Key, p.PreviousKey, p.PreviousUntil, now), p.EventID, now, p.Payload)
 	if err != nil {
 		return 0, err
 	}

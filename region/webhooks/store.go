@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -20,9 +21,10 @@ var ErrNotFound = errors.New("webhook endpoint not found")
 type Keyring interface {
 	Wrap(key, aad []byte) (wrapped []byte, id string, err error)
 	Unwrap(id string, wrapped, aad []byte) ([]byte, error)
+	Current() string
 }
 
-// Endpoint is a registered endpoint, as the API shows it (never its secret).
+// Endpoint is a registered endpoint, as the API shows it (never its secrets).
 type Endpoint struct {
 	ID           string    `json:"id"`
 	Jurisdiction string    `json:"jurisdiction"`
@@ -32,6 +34,11 @@ type Endpoint struct {
 	Disabled     bool      `json:"disabled"`
 	CreatedAt    time.Time `json:"created_at"`
 	UpdatedAt    time.Time `json:"updated_at"`
+	// PreviousSecretValid says whether the secret the last rotation replaced still signs
+	// deliveries (next to the current one) until PreviousSecretExpiresAt (exclusive), which is
+	// left out when it does not.
+	PreviousSecretValid     bool       `json:"previous_secret_valid"`
+	PreviousSecretExpiresAt *time.Time `json:"previous_secret_expires_at,omitempty"`
 }
 
 // Spec is what an app registers.
@@ -68,6 +75,13 @@ func aad(app, endpoint string) []byte {
 	return []byte("webhook-endpoint\x00" + app + "\x00" + endpoint)
 }
 
+// previousAAD is the additional data of an endpoint's previous secret: it names the row, the
+// slot and the expiry, so a wrapped previous secret opens neither as the current secret nor
+// with a later expiry written over the stored one.
+func previousAAD(app, endpoint string, expires time.Time) []byte {
+	return []byte("webhook-endpoint-previous\x00" + app + "\x00" + endpoint + "\x00" + strconv.FormatInt(expires.Unix(), 10))
+}
+
 func newEndpointID() string {
 	b := make([]byte, 12)
 	_, _ = rand.Read(b)
@@ -86,19 +100,29 @@ func (s *Store) newSecret(app, id string) (key, wrapped []byte, master string, e
 	return key, wrapped, master, nil
 }
 
-const endpointCols = `endpoint_id, jurisdiction, url, description, event_types, disabled, created_at, updated_at`
+const endpointCols = `endpoint_id, jurisdiction, url, description, event_types, disabled, created_at, updated_at, previous_secret_expires_at`
 
-func scanEndpoint(row pgx.Row) (Endpoint, error) {
+// scanEndpoint reads a row of endpointCols; its previous secret is valid when it expires after
+// now.
+func scanEndpoint(row pgx.Row, now time.Time) (Endpoint, error) {
 	var e Endpoint
-	err := row.Scan(&e.ID, &e.Jurisdiction, &e.URL, &e.Description, &e.EventTypes, &e.Disabled, &e.CreatedAt, &e.UpdatedAt)
+	var expires *time.Time
+	err := row.Scan(&e.ID, &e.Jurisdiction, &e.URL, &e.Description, &e.EventTypes, &e.Disabled, &e.CreatedAt, &e.UpdatedAt, &expires)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Endpoint{}, ErrNotFound
 	}
 	if e.EventTypes == nil {
 		e.EventTypes = []string{}
 	}
+	if expires != nil && PreviousValid(*expires, now) {
+		e.PreviousSecretValid, e.PreviousSecretExpiresAt = true, expires
+	}
 	return e, err
 }
+
+// PreviousValid reports whether a previous secret expiring at expires still signs at now: up
+// to, not including, its expiry.
+func PreviousValid(expires, now time.Time) bool { return now.Before(expires) }
 
 // Create registers an endpoint of app in jurisdiction; it returns it with its secret (shown
 // once).
@@ -113,7 +137,7 @@ func (s *Store) Create(ctx context.Context, app, jurisdiction string, spec Spec)
 		types = []string{}
 	}
 	e, err := scanEndpoint(s.DB.QueryRow(ctx, `INSERT INTO webhook_endpoints (app_id, endpoint_id, jurisdiction, url, description, event_types, secret_wrapped, secret_master)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING `+endpointCols, app, id, jurisdiction, spec.URL, spec.Description, types, wrapped, master))
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING `+endpointCols, app, id, jurisdiction, spec.URL, spec.Description, types, wrapped, master), s.now())
 	if err != nil {
 		return Endpoint{}, "", fmt.Errorf("storing a webhook endpoint: %w", err)
 	}
@@ -127,8 +151,9 @@ func (s *Store) List(ctx context.Context, app, jurisdiction string) ([]Endpoint,
 		return nil, fmt.Errorf("listing webhook endpoints: %w", err)
 	}
 	out := []Endpoint{}
+	now := s.now()
 	for rows.Next() {
-		e, err := scanEndpoint(rows)
+		e, err := scanEndpoint(rows, now)
 		if err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("listing webhook endpoints: %w", err)
@@ -140,18 +165,69 @@ func (s *Store) List(ctx context.Context, app, jurisdiction string) ([]Endpoint,
 
 // Get returns one endpoint.
 func (s *Store) Get(ctx context.Context, app, jurisdiction, id string) (Endpoint, error) {
-	return scanEndpoint(s.DB.QueryRow(ctx, `SELECT `+endpointCols+` FROM webhook_endpoints WHERE app_id = $1 AND jurisdiction = $2 AND endpoint_id = $3`, app, jurisdiction, id))
+	return scanEndpoint(s.DB.QueryRow(ctx, `SELECT `+endpointCols+` FROM webhook_endpoints WHERE app_id = $1 AND jurisdiction = $2 AND endpoint_id = $3`, app, jurisdiction, id), s.now())
+}
+
+// PreviousExpiry is when a previous secret kept for keep from now expires: now + keep, rounded
+// up to the second (the overlap is never shorter than asked; the expiry is part of the wrapped
+// secret's additional data, in seconds).
+func PreviousExpiry(now time.Time, keep time.Duration) time.Time {
+	at := now.Add(keep)
+	if t := at.Truncate(time.Second); !t.Equal(at) {
+		return t.Add(time.Second)
+	}
+	return at
 }
 
 // Rotate gives the endpoint a new secret and returns it (shown once); deliveries signed from
-// now on use it.
-func (s *Store) Rotate(ctx context.Context, app, jurisdiction, id string) (Endpoint, string, error) {
+// now on use it. The secret it replaces keeps signing them too, next to the new one, for
+// keepPrevious (until now + keepPrevious); 0 retires it at once. A previous secret of an earlier
+// rotation is dropped: only the secret current until this call stays valid. The endpoint's row
+// is locked meanwhile (a concurrent rotation or sweep waits).
+func (s *Store) Rotate(ctx context.Context, app, jurisdiction, id string, keepPrevious time.Duration) (Endpoint, string, error) {
+	if keepPrevious < 0 {
+		return Endpoint{}, "", fmt.Errorf("rotating webhook endpoint %s: negative overlap %s", id, keepPrevious)
+	}
 	key, wrapped, master, err := s.newSecret(app, id)
 	if err != nil {
 		return Endpoint{}, "", err
 	}
-	e, err := scanEndpoint(s.DB.QueryRow(ctx, `UPDATE webhook_endpoints SET secret_wrapped = $4, secret_master = $5, updated_at = now()
-		WHERE app_id = $1 AND jurisdiction = $2 AND endpoint_id = $3 RETURNING `+endpointCols, app, jurisdiction, id, wrapped, master))
+	now := s.now()
+	var e Endpoint
+	err = pgx.BeginFunc(ctx, s.DB, func(tx pgx.Tx) error {
+		var oldWrapped []byte
+		var oldMaster string
+		err := tx.QueryRow(ctx, `SELECT secret_wrapped, secret_master FROM webhook_endpoints
+			WHERE app_id = $1 AND jurisdiction = $2 AND endpoint_id = $3 FOR UPDATE`, app, jurisdiction, id).Scan(&oldWrapped, &oldMaster)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return fmt.Errorf("reading webhook endpoint %s: %w", id, err)
+		}
+		var prevWrapped []byte
+		var prevMaster *string
+		var prevExpires *time.Time
+		if keepPrevious > 0 {
+			// The previous secret moves to its own slot, wrapped again under the current master key.
+			old, err := s.Keys.Unwrap(oldMaster, oldWrapped, aad(app, id))
+			if err != nil {
+				return fmt.Errorf("opening the secret of webhook endpoint %s to keep it valid: %w", id, err)
+			}
+			expires := PreviousExpiry(now, keepPrevious)
+			w, m, err := s.Keys.Wrap(old, previousAAD(app, id, expires))
+			clear(old)
+			if err != nil {
+				return fmt.Errorf("wrapping the previous secret of webhook endpoint %s: %w", id, err)
+			}
+			prevWrapped, prevMaster, prevExpires = w, &m, &expires
+		}
+		e, err = scanEndpoint(tx.QueryRow(ctx, `UPDATE webhook_endpoints SET secret_wrapped = $4, secret_master = $5,
+				previous_secret_wrapped = $6, previous_secret_master = $7, previous_secret_expires_at = $8, updated_at = now()
+			WHERE app_id = $1 AND jurisdiction = $2 AND endpoint_id = $3 RETURNING `+endpointCols,
+			app, jurisdiction, id, wrapped, master, prevWrapped, prevMaster, prevExpires), now)
+		return err
+	})
 	if err != nil {
 		return Endpoint{}, "", err
 	}
@@ -165,7 +241,7 @@ func (s *Store) SetDisabled(ctx context.Context, app, jurisdiction, id string, d
 	err := pgx.BeginFunc(ctx, s.DB, func(tx pgx.Tx) error {
 		var err error
 		e, err = scanEndpoint(tx.QueryRow(ctx, `UPDATE webhook_endpoints SET disabled = $4, updated_at = now()
-			WHERE app_id = $1 AND jurisdiction = $2 AND endpoint_id = $3 RETURNING `+endpointCols, app, jurisdiction, id, disabled))
+			WHERE app_id = $1 AND jurisdiction = $2 AND endpoint_id = $3 RETURNING `+endpointCols, app, jurisdiction, id, disabled), s.now())
 		if err != nil || !disabled {
 			return err
 		}
@@ -294,10 +370,14 @@ func (s *Store) enqueue(ctx context.Context, region string, ds []delivery) (int6
 // pending is a claimed delivery with what sending it needs.
 type pending struct {
 	delivery
-	URL      string
-	Key      []byte
-	Attempts int
-	FirstAt  time.Time
+	URL string
+	Key []byte
+	// PreviousKey is the secret the last rotation replaced, while it is valid (before
+	// PreviousUntil): deliveries carry its signature too. Nil when there is none.
+	PreviousKey   []byte
+	PreviousUntil time.Time
+	Attempts      int
+	FirstAt       time.Time
 	// Disabled: the endpoint was disabled after the delivery was made (the consumer's cache
 	// still listed it); it becomes a dead letter, like those pending at the disable.
 	Disabled bool
@@ -320,7 +400,8 @@ func (s *Store) claim(ctx context.Context, region string, n int, lease, takeover
 		UPDATE webhook_deliveries d SET next_attempt_at = $4, region = $1 FROM due, webhook_endpoints e
 		WHERE d.app_id = due.app_id AND d.endpoint_id = due.endpoint_id AND d.event_id = due.event_id
 			AND e.app_id = d.app_id AND e.endpoint_id = d.endpoint_id
-		RETURNING d.app_id, d.endpoint_id, d.event_id, d.event_type, d.user_id, d.payload, d.attempts, d.first_at, e.url, e.secret_wrapped, e.secret_master, e.disabled`,
+		RETURNING d.app_id, d.endpoint_id, d.event_id, d.event_type, d.user_id, d.payload, d.attempts, d.first_at, e.url, e.secret_wrapped, e.secret_master, e.disabled,
+			CASE WHEN e.previous_secret_expires_at > $2 THEN e.previous_secret_wrapped END, e.previous_secret_master, e.previous_secret_expires_at`,
 		region, now, n, now.Add(lease), now.Add(-takeover))
 	if err != nil {
 		return nil, fmt.Errorf("claiming webhook deliveries: %w", err)
@@ -328,15 +409,25 @@ func (s *Store) claim(ctx context.Context, region string, n int, lease, takeover
 	var out []pending
 	for rows.Next() {
 		var p pending
-		var wrapped []byte
+		var wrapped, prevWrapped []byte
 		var master string
-		if err := rows.Scan(&p.App, &p.Endpoint, &p.EventID, &p.Type, &p.User, &p.Payload, &p.Attempts, &p.FirstAt, &p.URL, &wrapped, &master, &p.Disabled); err != nil {
+		var prevMaster *string
+		var prevExpires *time.Time
+		if err := rows.Scan(&p.App, &p.Endpoint, &p.EventID, &p.Type, &p.User, &p.Payload, &p.Attempts, &p.FirstAt, &p.URL, &wrapped, &master, &p.Disabled,
+			&prevWrapped, &prevMaster, &prevExpires); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("claiming webhook deliveries: %w", err)
 		}
 		if p.Key, err = s.Keys.Unwrap(master, wrapped, aad(p.App, p.Endpoint)); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("opening the secret of webhook endpoint %s: %w", p.Endpoint, err)
+		}
+		if prevWrapped != nil && prevMaster != nil && prevExpires != nil {
+			if p.PreviousKey, err = s.Keys.Unwrap(*prevMaster, prevWrapped, previousAAD(p.App, p.Endpoint, *prevExpires)); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("opening the previous secret of webhook endpoint %s: %w", p.Endpoint, err)
+			}
+			p.PreviousUntil = *prevExpires
 		}
 		out = append(out, p)
 	}

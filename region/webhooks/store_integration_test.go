@@ -49,7 +49,7 @@ func TestRedeliveredRecordsMakeNoSecondDeliveryAndDeadLettersReplay(t *testing.T
 	if _, err := store.Get(ctx, app, "US", ep.ID); err != webhooks.ErrNotFound {
 		t.Fatalf("the endpoint is the EU's only: %v", err)
 	}
-	_, rotated, err := store.Rotate(ctx, app, "EU", ep.ID)
+	_, rotated, err := store.Rotate(ctx, app, "EU", ep.ID, 24*time.Hour)
 	if err != nil || rotated == secret {
 		t.Fatalf("rotate: %v", err)
 	}

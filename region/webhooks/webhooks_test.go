@@ -42,7 +42,7 @@ func TestSignVerifiesWithTheStandardWebhooksLibrary(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h, err := Sign(key, "msg_1", at, body)
+			h, err := Sign([][]byte{key}, "msg_1", at, body)
 			require.NoError(t, err)
 			require.Equal(t, "msg_1", h.Get("webhook-id"))
 			require.True(t, strings.HasPrefix(h.Get("webhook-signature"), "v1,"))
@@ -58,7 +58,7 @@ func TestSignVerifiesWithTheStandardWebhooksLibrary(t *testing.T) {
 		})
 	}
 	// Another secret does not verify it.
-	h, _ := Sign(key, "msg_1", at, body)
+	h, _ := Sign([][]byte{key}, "msg_1", at, body)
 	other, _ := standardwebhooks.NewWebhook(FormatSecret([]byte("another key of 24 bytes!")))
 	require.ErrorIs(t, other.Verify(body, h), standardwebhooks.ErrNoMatchingSignature)
 }
