@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -30,14 +31,26 @@ func TestRedeliveredRecordsMakeNoSecondDeliveryAndDeadLettersReplay(t *testing.T
 
 	var got atomic.Int32
 	var fail atomic.Bool
+	var mu sync.Mutex // the deliverer posts several at once
 	seen := map[string]int{}
+	ids := func() map[string]int {
+		mu.Lock()
+		defer mu.Unlock()
+		out := make(map[string]int, len(seen))
+		for k, v := range seen {
+			out[k] = v
+		}
+		return out
+	}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if fail.Load() {
 			w.WriteHeader(http.StatusBadGateway)
 			return
 		}
 		got.Add(1)
+		mu.Lock()
 		seen[r.Header.Get("webhook-id")]++
+		mu.Unlock()
 		w.WriteHeader(http.StatusNoContent)
 	}))
 	defer srv.Close()
@@ -77,8 +90,8 @@ func TestRedeliveredRecordsMakeNoSecondDeliveryAndDeadLettersReplay(t *testing.T
 			t.Fatal(err)
 		}
 	}
-	if got.Load() != 2 || len(seen) != 2 {
-		t.Fatalf("received %d, ids %v", got.Load(), seen)
+	if first := ids(); got.Load() != 2 || len(first) != 2 {
+		t.Fatalf("received %d, ids %v", got.Load(), first)
 	}
 
 	// A second send fails; disabling the endpoint makes its deliveries dead letters.
@@ -134,10 +147,11 @@ func TestRedeliveredRecordsMakeNoSecondDeliveryAndDeadLettersReplay(t *testing.T
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if got.Load() != 4 || len(seen) != 4 {
-		t.Fatalf("received %d, ids %v", got.Load(), seen)
+	seenNow := ids()
+	if got.Load() != 4 || len(seenNow) != 4 {
+		t.Fatalf("received %d, ids %v", got.Load(), seenNow)
 	}
-	for id, n := range seen {
+	for id, n := range seenNow {
 		if n != 1 {
 			t.Fatalf("%s received %d times", id, n)
 		}
