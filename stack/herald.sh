@@ -119,6 +119,28 @@ start() {
     IFS='|' read -r name port args <<<"$p"
     wait_ready "$name" "$port"
   done
+  wait_gateway_sees_regions
+}
+
+# wait_gateway_sees_regions: the gateway is ready once one region answers; make up returns
+# only when it routes to every region it starts (its discovery refresh lags a region's start
+# by up to its health interval).
+wait_gateway_sees_regions() {
+  local p name port args i r m want=() missing
+  for p in "${PROCS[@]}"; do
+    IFS='|' read -r name port args <<<"$p"
+    [[ $name == region-* ]] && want+=("${name#region-}")
+  done
+  for ((i = 0; i < 150; i++)); do
+    missing=""
+    m=$(curl -fsS -m 2 http://127.0.0.1:8080/metrics 2>/dev/null || true)
+    for r in "${want[@]}"; do
+      grep -Eq "^herald_gateway_region_healthy_endpoints\{region=\"$r\"\} [1-9]" <<<"$m" || missing+=" $r"
+    done
+    [[ -z $missing ]] && return 0
+    sleep 0.2
+  done
+  die "the gateway sees no healthy endpoint for:$missing after 30s (log: .herald/logs/herald-gateway.log)"
 }
 
 stop() {
