@@ -45,8 +45,16 @@ type Config struct {
 	// (herald_kafka_consumer_group_lag; region/lagwatch).
 	ConsumerLagInterval time.Duration `yaml:"consumer_lag_interval"`
 
-	// TopicPartitions is the partition count of each topic the region creates.
+	// TopicPartitions is the partition count of each topic the region creates, but for the
+	// two below.
 	TopicPartitions int `yaml:"topic_partitions"`
+	// RetryTopicPartitions is the partition count of the dispatch retry topics (0: as
+	// topic_partitions). A retry partition is worked on with the dispatcher's whole
+	// concurrency, so fewer are needed than for the dispatch topics.
+	RetryTopicPartitions int `yaml:"retry_topic_partitions"`
+	// DeadLetterTopicPartitions is the partition count of the dead-letter topics: few
+	// records, kept long.
+	DeadLetterTopicPartitions int `yaml:"dead_letter_topic_partitions"`
 	// Replication is the replication factor of the region's Kafka topics (min.insync.replicas
 	// is 2 from 3 replicas up); the local stack's cluster mode sets 3 in HERALD_KAFKA_REPLICATION.
 	Replication int `yaml:"replication" env:"HERALD_KAFKA_REPLICATION"`
@@ -107,26 +115,27 @@ func (t TLSConfig) Server() pki.ServerConfig {
 // DefaultConfig returns the defaults for a local region; discoveryDir is the file backend's root.
 func DefaultConfig(discoveryDir string) Config {
 	return Config{
-		Listen:          "127.0.0.1:8101",
-		PolicyKey:       residency.DefaultKey,
-		Roles:           AllRoles(),
-		TopicPartitions: 4,
-		Replication:     1,
-		LogTTL:          90 * 24 * time.Hour,
-		DedupTTL:        24 * time.Hour,
-		GCPercent:       200,
-		Fanout:          DefaultFanoutConfig(),
-		Scheduler:       SchedulerConfig{Interval: 500 * time.Millisecond, Batch: 500},
-		Dispatch:        dispatch.DefaultConfig(),
-		Export:          export.DefaultConfig(),
-		Webhooks:        webhooks.DefaultConfig(),
-		UserKeys:        DefaultUserKeysConfig(),
-		Kafka:           kafka.Defaults(),
-		Cassandra:       cassandra.Defaults(),
-		Postgres:        postgres.Defaults(),
-		Redis:           redis.Defaults(),
-		Discovery:       discovery.Defaults(discoveryDir),
-		Telemetry:       telemetry.Defaults(),
+		Listen:                    "127.0.0.1:8101",
+		PolicyKey:                 residency.DefaultKey,
+		Roles:                     AllRoles(),
+		TopicPartitions:           4,
+		DeadLetterTopicPartitions: 1,
+		Replication:               1,
+		LogTTL:                    90 * 24 * time.Hour,
+		DedupTTL:                  24 * time.Hour,
+		GCPercent:                 200,
+		Fanout:                    DefaultFanoutConfig(),
+		Scheduler:                 SchedulerConfig{Interval: 500 * time.Millisecond, Batch: 500},
+		Dispatch:                  dispatch.DefaultConfig(),
+		Export:                    export.DefaultConfig(),
+		Webhooks:                  webhooks.DefaultConfig(),
+		UserKeys:                  DefaultUserKeysConfig(),
+		Kafka:                     kafka.Defaults(),
+		Cassandra:                 cassandra.Defaults(),
+		Postgres:                  postgres.Defaults(),
+		Redis:                     redis.Defaults(),
+		Discovery:                 discovery.Defaults(discoveryDir),
+		Telemetry:                 telemetry.Defaults(),
 
 		RequestTimeout:      4 * time.Second,
 		KafkaWait:           2 * time.Second,
@@ -285,6 +294,12 @@ func (c *Config) Validate() error {
 	}
 	if c.TopicPartitions < 1 || c.TopicPartitions > 1024 {
 		return config.Errorf("topic_partitions", fmt.Sprint(c.TopicPartitions), "must be 1-1024")
+	}
+	if c.RetryTopicPartitions < 0 || c.RetryTopicPartitions > 1024 {
+		return config.Errorf("retry_topic_partitions", fmt.Sprint(c.RetryTopicPartitions), "must be 1-1024, or 0 for topic_partitions")
+	}
+	if c.DeadLetterTopicPartitions < 1 || c.DeadLetterTopicPartitions > 1024 {
+		return config.Errorf("dead_letter_topic_partitions", fmt.Sprint(c.DeadLetterTopicPartitions), "must be 1-1024")
 	}
 	if c.Replication < 1 {
 		return config.Errorf("replication", fmt.Sprint(c.Replication), "must be at least 1")

@@ -62,11 +62,11 @@ func startDispatchAfter(t *testing.T, mutate func(*dispatch.Config), before func
 		t.Fatal(err)
 	}
 	var extra []string
-	for _, tp := range dispatch.Topics(c.Name, 1) {
+	for _, tp := range dispatch.Topics(c.Name, 1, 1) {
 		extra = append(extra, tp.Name)
 	}
 	testenv.DeleteTopics(t, c.Kafka, extra...)
-	if _, err := kafka.EnsureTopics(ctx, c.Kafka, 1, dispatch.Topics(c.Name, 1)); err != nil {
+	if _, err := kafka.EnsureTopics(ctx, c.Kafka, 1, dispatch.Topics(c.Name, 1, 1)); err != nil {
 		t.Fatal(err)
 	}
 

@@ -1,6 +1,8 @@
 package region
 
 import (
+	"cmp"
+
 	"github.com/herald-notify/herald/platform/kafka"
 	"github.com/herald-notify/herald/region/deadletter"
 	"github.com/herald-notify/herald/region/dispatch"
@@ -42,6 +44,7 @@ func (c Config) Topics() []kafka.Topic {
 	// The delivery events the exporter consumes (docs/analytics.md); they never leave the region.
 	out = append(out, kafka.Topic{Name: notify.EventsTopic(c.Name), Partitions: p})
 	// The stages' dead-letter topics (docs/reliability.md): few records, kept long.
-	out = append(out, deadletter.Topics(c.Name, DeadLetterStages(), p)...)
-	return append(out, dispatch.Topics(c.Name, p)...)
+	dlq := int32(c.DeadLetterTopicPartitions)
+	out = append(out, deadletter.Topics(c.Name, DeadLetterStages(), dlq)...)
+	return append(out, dispatch.Topics(c.Name, int32(cmp.Or(c.RetryTopicPartitions, c.TopicPartitions)), dlq)...)
 }

@@ -689,11 +689,11 @@ func TestPermanentFailuresDoNotTripTheBreaker(t *testing.T) {
 }
 
 func TestTopicsGiveEachTierItsOwnRetryLevelsAndEachChannelOneDeadLetterTopic(t *testing.T) {
-	ts := Topics("eu-west-1", 3)
+	ts := Topics("eu-west-1", 3, 1)
 	n := len(notify.Tiers) * RetryLevels
 	if len(ts) != len(Channels)*(n+1) || ts[0].Name != "eu-west-1.dispatch.transactional.push.retry.1" ||
 		ts[RetryLevels].Name != "eu-west-1.dispatch.social.push.retry.1" || ts[n-1].Name != "eu-west-1.dispatch.marketing.push.retry.3" ||
-		ts[n].Name != "eu-west-1.dispatch.push.dlq" || ts[0].Partitions != 3 {
+		ts[n].Name != "eu-west-1.dispatch.push.dlq" || ts[0].Partitions != 3 || ts[n].Partitions != 1 {
 		t.Fatalf("%+v", ts)
 	}
 	seen := map[string]bool{}

@@ -76,15 +76,15 @@ func DLQTopic(region, channel string) string { return region + ".dispatch." + ch
 
 // Topics lists the topics dispatch needs beyond the dispatch topics themselves: the retry
 // levels of each tier and channel, and the dead-letter topic of each channel.
-func Topics(region string, partitions int32) []kafka.Topic {
+func Topics(region string, retryPartitions, deadLetterPartitions int32) []kafka.Topic {
 	var out []kafka.Topic
 	for _, ch := range Channels {
 		for _, tier := range notify.Tiers {
 			for l := 1; l <= RetryLevels; l++ {
-				out = append(out, kafka.Topic{Name: RetryTopic(region, tier, ch, l), Partitions: partitions})
+				out = append(out, kafka.Topic{Name: RetryTopic(region, tier, ch, l), Partitions: retryPartitions})
 			}
 		}
-		out = append(out, kafka.Topic{Name: DLQTopic(region, ch), Partitions: partitions})
+		out = append(out, kafka.Topic{Name: DLQTopic(region, ch), Partitions: deadLetterPartitions})
 	}
 	return out
 }
