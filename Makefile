@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 GO_TEST_FLAGS ?= -count=1 -timeout 20m
 
-.PHONY: up down status reset test test-unit fuzz schemathesis test-stack build vet fmt prometheus test-rules loadtest faults test-faults
+.PHONY: up down status reset test test-unit fuzz schemathesis test-stack build vet lint fmt prometheus test-rules loadtest faults test-faults
 
 ## up: install what is missing, start the servers, migrate, start Herald (idempotent)
 up:
@@ -25,7 +25,7 @@ build:
 	@stack/herald.sh build
 
 ## test: every test, unit and integration, against the real servers (started if not up)
-test: vet
+test: vet lint
 	@stack/up.sh servers
 	@stack/browser.sh install
 	@set -a && source .herald/stack.env && set +a && go test -tags integration $(GO_TEST_FLAGS) ./...
@@ -95,6 +95,10 @@ vet:
 	@files=$$(gofmt -l $$(find . -name '*.go' -not -path './.herald/*')); test -z "$$files" || { echo "gofmt needed: $$files"; exit 1; }
 	@go vet -tags integration ./...
 	@go mod tidy -diff >/dev/null || { echo "go.mod/go.sum are not tidy: run go mod tidy (go mod tidy -diff shows what changes)"; exit 1; }
+
+## lint: golangci-lint with .golangci.yml (stack/lint.sh builds the pinned version once)
+lint:
+	@stack/lint.sh
 
 fmt:
 	gofmt -w $$(find . -name '*.go' -not -path './.herald/*')

@@ -107,7 +107,7 @@ func TestFailoverDeliversWithTheUsersStateAndTheInboxGoesHomeWithTheUser(t *test
 	// eu1 is lost before the deferred send is due: eu2 delivers every channel with the
 	// user's device and address, and fires the deferred send.
 	failTo(w.eu1, w.eu2)
-	id, at = send("Away", "in_app", "push", "email")
+	_, at = send("Away", "in_app", "push", "email")
 	if at != w.eu2.Cfg.Name {
 		t.Fatalf("failover send went to %s, want %s", at, w.eu2.Cfg.Name)
 	}

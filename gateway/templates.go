@@ -35,16 +35,6 @@ type templateSync struct {
 	log     *slog.Logger
 }
 
-// allRegions lists every region of the policy, every jurisdiction.
-func allRegions(p *residency.Policy) []string {
-	var out []string
-	for _, j := range p.Codes() {
-		out = append(out, p.Regions(j)...)
-	}
-	slices.Sort(out)
-	return out
-}
-
 // healthyRegions lists the policy's regions that are healthy in their own jurisdiction.
 func (t *templateSync) healthyRegions() []string {
 	p := t.policy.Current()

@@ -225,10 +225,10 @@ func (s *Server) getUser(c *gin.Context) {
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
 	out := map[string]any{}
-	switch {
-	case resp.StatusCode == http.StatusOK:
+	switch resp.StatusCode {
+	case http.StatusOK:
 		_ = json.Unmarshal(raw, &out)
-	case resp.StatusCode == http.StatusNotFound:
+	case http.StatusNotFound:
 		// Registered, no contact details stored (or they are in the home region while this
 		// answer came from a failover region).
 		out["user_id"] = user

@@ -336,9 +336,9 @@ func TestLargeTopicAppliesPreferencesWithoutFillingTheCache(t *testing.T) {
 		t.Fatalf("topic send: %d %v", code, b)
 	}
 	id := b["notification_id"].(string)
-	st := r.waitState(id, "plain", "email", "queued")
+	r.waitState(id, "plain", "email", "queued")
 	for user, reason := range map[string]string{"optout": "category_disabled", "stopped": "hard_stop"} {
-		st = r.waitState(id, user, "email", "suppressed")
+		st := r.waitState(id, user, "email", "suppressed")
 		if _, got := stateOf(st, user, "email"); got != reason {
 			t.Fatalf("%s: reason %q, want %q", user, got, reason)
 		}

@@ -204,9 +204,9 @@ func TestInAppNotificationReachesTheInboxAndStatusShowsEachChannel(t *testing.T)
 		t.Fatalf("send: %d %v", code, body)
 	}
 	id := body["notification_id"].(string)
-	st := r.waitState(id, "ada", "in_app", "delivered")
+	r.waitState(id, "ada", "in_app", "delivered")
 	r.waitState(id, "ada", "email", "queued")
-	st = r.waitState(id, "bob", "in_app", "delivered")
+	st := r.waitState(id, "bob", "in_app", "delivered")
 	if s, reason := stateOf(st, "bob", "email"); s != "suppressed" || reason != "no_address" {
 		t.Fatalf("bob email: %s %s", s, reason)
 	}

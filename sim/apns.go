@@ -375,7 +375,7 @@ func (s *apnsServer) fail(w http.ResponseWriter, e *apnsError, retryAfter int) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(e.status)
 	// A fixed shape, so no encoder is needed on the hot path.
-	io.WriteString(w, `{"reason":"`+e.reason+`"}`)
+	_, _ = io.WriteString(w, `{"reason":"`+e.reason+`"}`) // the client went away: nothing to tell
 }
 
 // apnsHeaders keeps the request headers that matter for a test (never the token itself).

@@ -36,7 +36,7 @@ func apnsClient(t testing.TB, s *Sim, tok *token.Token) *apns2.Client {
 	}
 	c := apns2.NewTokenClient(tok)
 	c.Host = s.Info().APNs.URL
-	c.HTTPClient.Transport.(*http2.Transport).TLSClientConfig = &tls.Config{RootCAs: caPool(t, s)}
+	c.HTTPClient.Transport.(*http2.Transport).TLSClientConfig = &tls.Config{RootCAs: caPool(t, s)} //nolint:staticcheck // apns2 builds an x/net HTTP/2 transport
 	// Closing first spares the server's one-second HTTP/2 GOAWAY wait at shutdown.
 	t.Cleanup(c.CloseIdleConnections)
 	return c
@@ -352,7 +352,7 @@ func TestAPNsChecksTheProviderToken(t *testing.T) {
 	t.Run("no token at all", func(t *testing.T) {
 		c := apns2.NewClient(tls.Certificate{}) // certificate client without a certificate: no authorization header
 		c.Host = info.APNs.URL
-		c.HTTPClient.Transport.(*http2.Transport).TLSClientConfig = &tls.Config{RootCAs: caPool(t, s)}
+		c.HTTPClient.Transport.(*http2.Transport).TLSClientConfig = &tls.Config{RootCAs: caPool(t, s)} //nolint:staticcheck // apns2 builds an x/net HTTP/2 transport
 		res, err := c.Push(alert(deviceToken))
 		if err != nil {
 			t.Fatal(err)
@@ -366,7 +366,7 @@ func TestAPNsChecksTheProviderToken(t *testing.T) {
 func TestAPNsRefusesClientsThatDoNotTrustTheCA(t *testing.T) {
 	s := startSim(t, nil)
 	c := apnsClient(t, s, nil)
-	c.HTTPClient.Transport.(*http2.Transport).TLSClientConfig = &tls.Config{} // system roots only
+	c.HTTPClient.Transport.(*http2.Transport).TLSClientConfig = &tls.Config{} //nolint:staticcheck // system roots only; apns2 builds an x/net HTTP/2 transport
 	if _, err := c.Push(alert(deviceToken)); err == nil || !strings.Contains(err.Error(), "certificate") {
 		t.Fatalf("want a certificate error, got %v", err)
 	}

@@ -330,7 +330,7 @@ func checkTemplateCalls(dir string, body *hclsyntax.Body) []string {
 	ctx := &hcl.EvalContext{Variables: map[string]cty.Value{
 		"path": cty.ObjectVal(map[string]cty.Value{"module": cty.StringVal(dir)}),
 	}}
-	hclsyntax.VisitAll(body, func(n hclsyntax.Node) hcl.Diagnostics {
+	_ = hclsyntax.VisitAll(body, func(n hclsyntax.Node) hcl.Diagnostics {
 		call, ok := n.(*hclsyntax.FunctionCallExpr)
 		if !ok || call.Name != "templatefile" || len(call.Args) != 2 {
 			return nil
@@ -431,11 +431,11 @@ func traversals(body *hclsyntax.Body) []hcl.Traversal {
 		return nil
 	}
 	for _, attr := range body.Attributes {
-		hclsyntax.VisitAll(attr, visit)
+		_ = hclsyntax.VisitAll(attr, visit)
 	}
 	for _, b := range body.Blocks {
 		if b.Type != "moved" && b.Type != "removed" {
-			hclsyntax.VisitAll(b, visit)
+			_ = hclsyntax.VisitAll(b, visit)
 		}
 	}
 	return out
@@ -838,7 +838,7 @@ func checkServicePlumbing(root string) []string {
 					problems = append(problems, fmt.Sprintf("%s: %s: ECS services and their load balancers belong in %s; call it instead", b.DefRange(), addr, serviceModule))
 					continue
 				}
-				hclsyntax.VisitAll(b.Body, func(n hclsyntax.Node) hcl.Diagnostics {
+				_ = hclsyntax.VisitAll(b.Body, func(n hclsyntax.Node) hcl.Diagnostics {
 					if lit, ok := n.(*hclsyntax.LiteralValueExpr); ok && lit.Val.Type() == cty.String && strings.Contains(lit.Val.AsString(), "ecs-tasks.amazonaws.com") {
 						problems = append(problems, fmt.Sprintf("%s: %s names ecs-tasks.amazonaws.com: ECS task roles belong in %s; call it instead", lit.SrcRange, addr, serviceModule))
 					}

@@ -30,11 +30,6 @@ type Options struct {
 	Levels    []int
 }
 
-type target struct {
-	name string
-	do   func(ctx context.Context) error
-}
-
 // Run registers the user, then measures and prints the table.
 func Run(ctx context.Context, o Options, out io.Writer) error {
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: o.RegionTLS, MaxIdleConnsPerHost: 512, MaxConnsPerHost: 0}}

@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"maps"
 	"net/url"
 	"strings"
 	"testing"
@@ -65,8 +66,12 @@ func FuzzParseTwilioForm(f *testing.F) {
 				}
 			}
 		}
-		if TwilioSignature("k", "https://x/y", p) != TwilioSignature("k", "https://x/y", p) {
-			t.Fatal("the signature of one form differs")
+		sig := TwilioSignature("k", "https://x/y", p)
+		if again := TwilioSignature("k", "https://x/y", maps.Clone(p)); again != sig {
+			t.Fatalf("one form signs as %q and as %q", sig, again)
+		}
+		if TwilioSignature("k2", "https://x/y", p) == sig {
+			t.Fatal("another auth token signs the form alike")
 		}
 		cb := TwilioCallback{URL: "https://x/v1/receipts/twilio/t", Params: p, Signature: "s"}
 		if e := cb.Validate(); e != nil {

@@ -99,7 +99,12 @@ func Pipeline(ctx context.Context, base region.Config, o Options, out io.Writer,
 	rctx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- region.Run(rctx, c, log, "bench") }()
-	defer func() { stop(); <-done }()
+	defer func() {
+		stop()
+		if err := <-done; err != nil {
+			log.Warn("bench region stopped with an error", "err", err)
+		}
+	}()
 	e, err := newEnv(c, log, 64)
 	if err != nil {
 		return err

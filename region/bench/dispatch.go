@@ -88,7 +88,12 @@ func Dispatch(ctx context.Context, base region.Config, o DispatchOptions, out io
 	simCtx, stopSim := context.WithCancel(context.Background())
 	simDone := make(chan error, 1)
 	go func() { simDone <- s.Run(simCtx) }()
-	defer func() { stopSim(); <-simDone }()
+	defer func() {
+		stopSim()
+		if err := <-simDone; err != nil {
+			log.Warn("simulators stopped with an error", "err", err)
+		}
+	}()
 	info := s.Info()
 
 	// Every provider of the full path, with a Redis rate limit configured far above the load
@@ -123,7 +128,12 @@ func Dispatch(ctx context.Context, base region.Config, o DispatchOptions, out io
 	rctx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- region.Run(rctx, c, log, "bench") }()
-	defer func() { stop(); <-done }()
+	defer func() {
+		stop()
+		if err := <-done; err != nil {
+			log.Warn("bench region stopped with an error", "err", err)
+		}
+	}()
 	e, err := newEnv(c, log, 2)
 	if err != nil {
 		return err

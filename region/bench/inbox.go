@@ -115,7 +115,12 @@ func Inbox(ctx context.Context, base region.Config, o InboxOptions, out io.Write
 	rctx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- region.Run(rctx, c, log, "bench") }()
-	defer func() { stop(); <-done }()
+	defer func() {
+		stop()
+		if err := <-done; err != nil {
+			log.Warn("bench region stopped with an error", "err", err)
+		}
+	}()
 	e, err := newEnv(c, log, 8)
 	if err != nil {
 		return err

@@ -55,7 +55,9 @@ func newAPNs(c APNsConfig, name string, minimal func() bool) (*apnsProvider, err
 	// The send's context (send_timeout) bounds each request; apns2's own client timeout would
 	// add a timer and a goroutine to every push.
 	client.HTTPClient.Timeout = 0
-	tr, ok := client.HTTPClient.Transport.(*http2.Transport)
+	// sideshow/apns2 builds its client on x/net's HTTP/2 transport (deprecated since net/http
+	// speaks HTTP/2 itself); the CA is set on the transport apns2 made.
+	tr, ok := client.HTTPClient.Transport.(*http2.Transport) //nolint:staticcheck // apns2's own transport
 	if !ok {
 		return nil, fmt.Errorf("apns %s: unexpected transport %T", name, client.HTTPClient.Transport)
 	}
@@ -64,7 +66,7 @@ func newAPNs(c APNsConfig, name string, minimal func() bool) (*apnsProvider, err
 		if err != nil {
 			return nil, fmt.Errorf("apns %s: %w", name, err)
 		}
-		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12} //nolint:staticcheck // apns2's own transport
 	}
 	// apns2's Response carries no headers; the wrapper hands Retry-After to the caller.
 	client.HTTPClient.Transport = &retryAfterTransport{next: tr}
@@ -201,7 +203,12 @@ type retryAfterKey struct{}
 
 // retryAfterTransport copies the Retry-After header of an answer into the *string the request's
 // context carries.
-type retryAfterTransport struct{ next *http2.Transport }
+type retryAfterTransport struct {
+	next interface {
+		http.RoundTripper
+		CloseIdleConnections()
+	}
+}
 
 func (t *retryAfterTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	resp, err := t.next.RoundTrip(r)

@@ -32,7 +32,12 @@ func BenchmarkProcessIOSPush(b *testing.B) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			b.Logf("simulators: %v", err)
+		}
+	}()
 	info := s.Info()
 	cfg := DefaultConfig()
 	cfg.Push.APNs = APNsConfig{Endpoint: info.APNs.URL, TeamID: info.APNs.TeamID, KeyID: info.APNs.KeyID,

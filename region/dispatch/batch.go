@@ -137,8 +137,3 @@ func (l lanes[Q, R]) lane(urgent bool) *batcher[Q, R] {
 func (l lanes[Q, R]) do(ctx context.Context, q Q, urgent bool) (R, error) {
 	return l.lane(urgent).do(ctx, q)
 }
-
-// submit is the lane's batcher.submit.
-func (l lanes[Q, R]) submit(ctx context.Context, q Q, urgent bool) *batchCall[Q, R] {
-	return l.lane(urgent).submit(ctx, q)
-}

@@ -28,7 +28,12 @@ func startFCMSim(t *testing.T, dir, fcmAddr string) (info sim.Info, stop func())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
-	return s.Info(), func() { cancel(); <-done }
+	return s.Info(), func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Logf("simulators: %v", err)
+		}
+	}
 }
 
 // TestFCMSendsAgainAfterTheProviderForgotItsToken: the FCM simulator was killed and started

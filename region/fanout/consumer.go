@@ -143,7 +143,9 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 		// Leave the claim only once what it handed on is committed (or given up), so the
 		// next owner of the partition starts where this one really ended.
 		if last != nil {
-			<-last
+			if err := <-last; err != nil {
+				h.c.Log.Debug("the claim's last hand-off was given up; the partition's next owner repeats it", "err", err)
+			}
 		}
 	}()
 	defer func() {

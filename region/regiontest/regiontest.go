@@ -164,7 +164,12 @@ func StartSim(t testing.TB, seed int64) (*sim.Sim, sim.Config) {
 	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
-	t.Cleanup(func() { stop(); <-done })
+	t.Cleanup(func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Logf("simulators stopped with an error: %v", err)
+		}
+	})
 	return s, sc
 }
 

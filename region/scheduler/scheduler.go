@@ -318,13 +318,12 @@ func (p *Poller) FireDue(ctx context.Context) (int, error) {
 			return err
 		}
 		for _, d := range send {
-			switch {
-			case d.failed == nil:
-				done = append(done, d.id)
-				tiers[d.tier]++
-			default:
+			if d.failed != nil {
 				dead = append(dead, d)
+				continue
 			}
+			done = append(done, d.id)
+			tiers[d.tier]++
 		}
 		for _, d := range dead {
 			if err := p.deadLetter(ctx, d); err != nil {

@@ -75,7 +75,9 @@ func BenchmarkWebhookThroughput(b *testing.B) {
 	}
 	delivered := time.Since(start)
 	stop()
-	<-done
+	if err := <-done; err != nil {
+		b.Logf("deliverer stopped with an error: %v", err)
+	}
 	b.StopTimer()
 	n := float64(records * perRecord)
 	b.ReportMetric(n/stored.Seconds(), "stored/s")
