@@ -117,6 +117,30 @@ func TestUnknownCommandIsAUsageError(t *testing.T) {
 	}
 }
 
+func TestEveryCommandWithSubcommandsAnswersHelpWithItsUsage(t *testing.T) {
+	for name, cmd := range commands {
+		if !cmd.subcommands {
+			continue
+		}
+		for _, h := range []string{"-h", "--help", "help"} {
+			t.Run(name+" "+h, func(t *testing.T) {
+				var out, errb bytes.Buffer
+				if code := run([]string{name, h}, &out, &errb); code != 0 {
+					t.Fatalf("exit code %d, want 0; stderr: %s", code, errb.String())
+				}
+				if !strings.HasPrefix(out.String(), "usage:") || !strings.Contains(out.String(), "herald "+name) {
+					t.Fatalf("stdout is not %s's usage: %q", name, out.String())
+				}
+			})
+		}
+	}
+	// Without a subcommand it stays a usage error.
+	var out, errb bytes.Buffer
+	if code := run([]string{"apikey"}, &out, &errb); code != 2 {
+		t.Fatalf("apikey without a subcommand: exit %d, want 2", code)
+	}
+}
+
 func TestHelpFlagPrintsFlagsAndRunsNothing(t *testing.T) {
 	// Each of these would start work (a benchmark, a server, a database connection) if -h
 	// fell through to the command: none may print anything but its usage.
