@@ -36,7 +36,7 @@ type SMTPEventsConfig struct {
 	URL string `yaml:"url" env:"HERALD_SIM_SMTP_EVENTS_URL"`
 	// KeyFile is the ECDSA P-256 signing key (PEM, PKCS#8; default
 	// <dir>/sendgrid-event-key.pem), made on first start. Its public half is written beside it
-	// as SendGrid's console shows it, base64 of the DER key (<dir>/sendgrid-event-public-key.txt),
+	// as SendGrid's console shows it, base64 of the DER key (<dir>/sendgrid-event-key-public.txt),
 	// for the gateway's receipts.sendgrid.public_key_files.
 	KeyFile string `yaml:"key_file" env:"HERALD_SIM_SMTP_EVENTS_KEY_FILE"`
 	// Later is how long after delivery a bounce_later recipient's bounce or a complain
