@@ -137,7 +137,9 @@ func postSendGrid(t *testing.T, url string, key *ecdsa.PrivateKey, body []byte) 
 // the mail fails as bounced and is suppressed, so the next send to it is suppressed (bounced)
 // without reaching the relay; a spam report suppresses the address as complained and turns the
 // category off; an unsubscribe event (signed with a second, rotated-in key) turns the category
-// off; a US user's events reach only the US region, the EU users' only theirs.
+// off; a US user's events reach only the US region, the EU users' only theirs; the app's
+// webhook endpoints get delivered, failed (bounced), complained and unsubscribed, each user's
+// from their jurisdiction's endpoint only.
 func TestSendGridEventsBounceComplainAndUnsubscribeThroughTheGateway(t *testing.T) {
 	listen := regiontest.FreePort(t)
 	s, sc := startEventSim(t, "http://"+listen+"/v1/receipts/sendgrid")
@@ -148,7 +150,7 @@ func TestSendGridEventsBounceComplainAndUnsubscribeThroughTheGateway(t *testing.
 		c.Listen, c.PublicURL = listen, "http://"+listen
 		c.Receipts.SendGrid = gateway.SendGridReceiptsConfig{PublicKeyFiles: []string{info.SMTP.EventsPublicKeyFile},
 			PublicKeys: []string{base64.StdEncoding.EncodeToString(der)}}
-	}, func(i int, rc *region.Config) {
+	}, fastWebhooks, func(i int, rc *region.Config) {
 		rc.Dispatch.Email.SMTP = dispatch.SMTPConfig{Addr: info.SMTP.Addr, Username: sc.SMTP.Username, Password: sc.SMTP.Password,
 			From: "Herald <noreply@herald.local>", CAFile: info.CAFile, Events: dispatch.EventsSendGrid}
 	})
@@ -160,6 +162,11 @@ func TestSendGridEventsBounceComplainAndUnsubscribeThroughTheGateway(t *testing.
 	}
 	w.must(http.StatusCreated, "PUT", "/v1/users/"+dan, map[string]any{"country": "US", "email": mail(dan)})
 	setSimFaults(t, s, "smtp", sim.Faults{BounceLater: []string{mail(bob)}, Complain: []string{mail(cy)}})
+	euHook, usHook := "sg-eu-"+w.app, "sg-us-"+w.app
+	w.hookEndpoint(s, "EU", euHook, map[string]any{"event_types": []string{"notification.delivered", "notification.failed",
+		"notification.complained", "notification.unsubscribed"}})
+	w.hookEndpoint(s, "US", usHook, map[string]any{"event_types": []string{"notification.delivered", "notification.failed",
+		"notification.complained", "notification.unsubscribed"}})
 	send := func(tier, category string, users ...string) string {
 		out := w.must(http.StatusAccepted, "POST", "/v1/notifications", map[string]any{
 			"type": tier, "category": category, "title": "Hello", "body": "b", "recipients": users, "channels": []string{"email"}})
@@ -274,4 +281,38 @@ func TestSendGridEventsBounceComplainAndUnsubscribeThroughTheGateway(t *testing.
 	if l := w.must(http.StatusOK, "GET", "/v1/users/"+ada+"/suppressions", nil); len(l["suppressions"].([]any)) != 0 {
 		t.Fatalf("ada's suppressions after the hostile batches: %v", l)
 	}
+
+	// The app heard of it all on its webhook endpoints (filtered to the four types), each event
+	// once, signed, each user's from their jurisdiction only.
+	byUser := func(name string) map[string][]string {
+		out := map[string][]string{}
+		seen := map[string]bool{}
+		for _, h := range hooks(t, s, name) {
+			if h.status != http.StatusNoContent { // the later sends are suppressed: filtered out
+				continue
+			}
+			if !h.verified || seen[h.id] {
+				t.Fatalf("%s: %+v unverified or twice", name, h)
+			}
+			seen[h.id] = true
+			out[h.user] = append(out[h.user], strings.TrimPrefix(h.typ, "notification.")+"/"+h.reason)
+		}
+		for _, v := range out {
+			slices.Sort(v)
+		}
+		return out
+	}
+	want := map[string]map[string][]string{
+		euHook: {ada: {"delivered/", "unsubscribed/"}, bob: {"failed/bounced"}, cy: {"complained/", "delivered/"}},
+		usHook: {dan: {"delivered/"}},
+	}
+	eventually(t, 30*time.Second, func() error {
+		for name, users := range want {
+			got := byUser(name)
+			if fmt.Sprint(got) != fmt.Sprint(users) {
+				return fmt.Errorf("%s received %v, want %v", name, got, users)
+			}
+		}
+		return nil
+	})
 }

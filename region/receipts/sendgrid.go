@@ -3,7 +3,6 @@ package receipts
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/herald-notify/herald/platform/wire"
 	"github.com/herald-notify/herald/region/notify"
@@ -118,11 +117,9 @@ func (s *Service) SendGrid(ctx context.Context, b wire.SendGridBatch) (BatchOutc
 			out.Statuses[StatusCount{"ignored", false}]++
 			continue
 		}
-		at := time.Unix(ev.Timestamp, 0).UTC()
-		if at.IsZero() || at.After(s.now().Add(time.Minute)) {
-			at = s.now()
-		}
-		o, err := s.record(ctx, Receipt{Claim: *c, Status: status, Code: code, MessageID: ev.MessageID, To: ev.Email, At: at, Source: "sendgrid"})
+		// When the region received it, as a text's receipt: SendGrid's own timestamp may be
+		// hours old (a retried batch), and the event's window in analytics is the present one.
+		o, err := s.record(ctx, Receipt{Claim: *c, Status: status, Code: code, MessageID: ev.MessageID, To: ev.Email, At: s.now(), Source: "sendgrid"})
 		if err != nil {
 			return BatchOutcome{}, err
 		}
