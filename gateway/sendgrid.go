@@ -192,16 +192,15 @@ func (s *Server) sendGridReceipts(c *gin.Context) {
 	byRegion := map[string][]wire.SendGridEvent{}
 	p := s.Policy.Current()
 	for _, ev := range events {
-		m := unsubscribeTokenRE.FindStringSubmatch(ev.Token)
-		if m == nil || p == nil {
+		// As tokenRegion routes an unsubscribe link's token, without the redirect: a batch
+		// holds events of every jurisdiction, and each goes home from here (SendGrid posts to
+		// one URL per account; give each jurisdiction's account its own gateway's).
+		region, _, known := regionOfToken(p, ev.Token)
+		if !known {
 			ans.Skipped++
 			continue
 		}
-		if _, known := p.JurisdictionOfRegion(m[1]); !known {
-			ans.Skipped++
-			continue
-		}
-		byRegion[m[1]] = append(byRegion[m[1]], ev)
+		byRegion[region] = append(byRegion[region], ev)
 	}
 	metricSendGridEvents.WithLabelValues("skipped").Add(float64(ans.Skipped))
 	regions := make([]string, 0, len(byRegion))

@@ -1,5 +1,7 @@
 // Package receipts takes in what providers report after they took a message: Twilio's status
-// callbacks (sent, delivered, undelivered, failed), each signed with X-Twilio-Signature.
+// callbacks (sent, delivered, undelivered, failed), each signed with X-Twilio-Signature, and
+// SendGrid's signed Event Webhook for email (sendgrid.go: delivered, bounced, deferred,
+// complained, unsubscribed).
 //
 // The dispatcher gives each SMS a StatusCallback URL on the jurisdiction's gateway,
 // /v1/receipts/twilio/{token}, whose token (region/sealtoken, purpose "receipts") names the
