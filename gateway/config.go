@@ -38,6 +38,9 @@ type Config struct {
 	// arrives first.
 	RequestTimeout time.Duration `yaml:"request_timeout" env:"HERALD_GATEWAY_REQUEST_TIMEOUT"`
 
+	// Receipts are the providers' event feeds the gateway takes (SendGrid's Event Webhook).
+	Receipts ReceiptsConfig `yaml:"receipts"`
+
 	Directory DirectoryConfig `yaml:"directory"`
 	Health    HealthConfig    `yaml:"health"`
 	RateLimit RateLimitConfig `yaml:"rate_limit"`
@@ -162,6 +165,9 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if err := config.Prefix("telemetry", c.Telemetry.Validate()); err != nil {
+		return err
+	}
+	if err := config.Prefix("receipts.sendgrid", c.Receipts.SendGrid.validate()); err != nil {
 		return err
 	}
 	if err := c.RegionTLS.validateServerName(); err != nil {

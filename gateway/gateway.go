@@ -120,7 +120,12 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 	}
 	keyStore := apikey.NewStore(pool)
 	audit := newAuditShipper(regions, client, c.RegionToken, log)
+	sendGridKeys, err := c.Receipts.SendGrid.Keys()
+	if err != nil {
+		return fmt.Errorf("receipts.sendgrid: %w", err)
+	}
 	srv := &Server{
+		SendGridKeys: sendGridKeys, SendGridMaxAge: c.Receipts.SendGrid.maxAge(),
 		Jurisdiction: c.Jurisdiction, PublicURL: publicURL, RegionToken: c.RegionToken, DefaultLimit: c.RateLimit.PerMinute, RequestTimeout: c.RequestTimeout,
 		Keys: newKeyCache(keyStore, keyCacheTTL), TokenSecrets: newSecretCache(keyStore, keyCacheTTL), Directory: directory.New(pool, secret, c.Directory.CacheSize, c.Directory.CacheTTL),
 		Policy: policy, Regions: regions, Limiter: &limiter{rdb: rdb, prefix: c.Redis.Prefix},

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -80,6 +81,12 @@ type Server struct {
 	Health       *health.Health
 	Client       *http.Client
 	Log          *slog.Logger
+	// SendGridKeys verify SendGrid's signed Event Webhook (none: the route answers 404);
+	// SendGridMaxAge is how old a batch's signature may be.
+	SendGridKeys   []*ecdsa.PublicKey
+	SendGridMaxAge time.Duration
+	sendGridSeen   *replays
+	Now            func() time.Time // nil: time.Now
 }
 
 // Handler builds the router.
@@ -94,6 +101,11 @@ func (s *Server) Handler() http.Handler {
 	// Providers' status callbacks: public, the token and the provider's signature are the
 	// credentials.
 	r.POST(receiptsPrefix+":token", otelgin.Middleware("herald-gateway"), s.deadline, s.twilioReceipt)
+	// SendGrid's signed Event Webhook: public, SendGrid's signature is the credential.
+	if s.sendGridSeen == nil {
+		s.sendGridSeen = newReplays(100_000)
+	}
+	r.POST(sendGridPath, otelgin.Middleware("herald-gateway"), s.deadline, s.sendGridReceipts)
 
 	v1 := r.Group("/v1", otelgin.Middleware("herald-gateway"), s.deadline, s.authenticate, s.rateLimit)
 	v1.GET("/regions", s.listRegions)

@@ -13,6 +13,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/herald-notify/herald/platform/wire"
+	"github.com/herald-notify/herald/residency"
 )
 
 // unsubscribePrefix is the path of one-click unsubscribe links (public: the token is the only
@@ -36,14 +37,8 @@ func (s *Server) unsubscribeRegion(c *gin.Context) (region string, ok bool) {
 // does not let its users' requests transit other gateways gets the request redirected to its
 // own.
 func (s *Server) tokenRegion(c *gin.Context, notFound func(*gin.Context)) (region string, ok bool) {
-	token := c.Param("token")
-	m := unsubscribeTokenRE.FindStringSubmatch(token)
 	p := s.Policy.Current()
-	if len(token) > maxUnsubscribeToken || m == nil || p == nil {
-		notFound(c)
-		return "", false
-	}
-	j, known := p.JurisdictionOfRegion(m[1])
+	region, j, known := regionOfToken(p, c.Param("token"))
 	if !known {
 		notFound(c)
 		return "", false
@@ -55,7 +50,21 @@ func (s *Server) tokenRegion(c *gin.Context, notFound func(*gin.Context)) (regio
 			return "", false
 		}
 	}
-	return m[1], true
+	return region, true
+}
+
+// regionOfToken is the region a sealed token's prefix names and its jurisdiction, when the
+// policy p knows it (the token itself is opened by that region only).
+func regionOfToken(p *residency.Policy, token string) (region, jurisdiction string, ok bool) {
+	m := unsubscribeTokenRE.FindStringSubmatch(token)
+	if len(token) > maxUnsubscribeToken || m == nil || p == nil {
+		return "", "", false
+	}
+	j, known := p.JurisdictionOfRegion(m[1])
+	if !known {
+		return "", "", false
+	}
+	return m[1], j, true
 }
 
 // unsubscribed is the region's answer.

@@ -12,11 +12,40 @@ import (
 
 // receiptsKeyring loads the region's receipts key (made on first use) into a keyring.
 func receiptsKeyring(ctx context.Context, stores *Stores, region string) (*sealtoken.Keyring, error) {
-	key, err := sealtoken.LoadKey(ctx, stores.PG, receipts.Purpose)
+	return purposeKeyring(ctx, stores, region, receipts.Purpose)
+}
+
+// emailReceiptsKeyring loads the region's key of email receipt tokens (made on first use).
+func emailReceiptsKeyring(ctx context.Context, stores *Stores, region string) (*sealtoken.Keyring, error) {
+	return purposeKeyring(ctx, stores, region, receipts.EmailPurpose)
+}
+
+func purposeKeyring(ctx context.Context, stores *Stores, region, purpose string) (*sealtoken.Keyring, error) {
+	key, err := sealtoken.LoadKey(ctx, stores.PG, purpose)
 	if err != nil {
 		return nil, err
 	}
-	return sealtoken.NewKeyring(region, receipts.Purpose, key)
+	return sealtoken.NewKeyring(region, purpose, key)
+}
+
+// emailReceipt makes the receipt token an email carries in X-SMTPAPI for SendGrid to echo in
+// its events: it names the delivery and the provider called, and only this region opens it.
+// SendGrid posts the events to the jurisdiction's gateway, configured in SendGrid's console,
+// so no URL is minted; "" when the policy names no gateway yet (the email then counts as
+// delivered once the relay took it, as a text without a status callback does).
+func emailReceipt(keys *sealtoken.Keyring, gatewayURL func() string, log *slog.Logger) func(notify.Task, string) string {
+	return func(t notify.Task, provider string) string {
+		if gatewayURL() == "" {
+			return ""
+		}
+		tok, err := keys.Seal(receipts.Claim{App: t.AppID, Notification: t.NotificationID, User: t.UserID,
+			Channel: t.Channel, Tier: t.Tier, Category: t.Category, Provider: provider, Due: t.Due(), IssuedAt: time.Now().UTC()})
+		if err != nil {
+			log.Warn("minting an email receipt token failed", "err", err)
+			return ""
+		}
+		return tok
+	}
 }
 
 // statusCallback makes the StatusCallback URL of an SMS task: the jurisdiction's gateway (its

@@ -144,20 +144,26 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 		if err != nil {
 			return err
 		}
+		emailKeys, err := emailReceiptsKeyring(ctx, stores, c.Name)
+		if err != nil {
+			return err
+		}
 		authTokens := c.Dispatch.SMS.Twilio.AuthTokens()
 		userStore := users.NewStore(stores.PG)
+		prefStore := prefs.NewStore(stores.PG)
 		srv := &api.Server{
 			Region: c.Name, Jurisdiction: c.Jurisdiction, InternalToken: c.InternalToken, DB: stores.PG, Producer: apiProducer,
 			Templates: templates.NewStore(stores.PG), Topics: topics.NewStore(stores.PG), Users: userStore,
 			Suppressions: suppress.New(stores.PG, c.Dispatch.Suppression.SoftBounceLimit, c.Dispatch.Suppression.SoftBounceWindow),
-			Devices:      devices.NewStore(stores.PG), Prefs: prefs.NewStore(stores.PG), PrefsCache: prefsCache, Erasure: eraser, Inbox: inbox.New(stores.Cass, c.LogTTL), PushContent: pushstore.New(stores.Cass, c.LogTTL), Streams: hub,
+			Devices:      devices.NewStore(stores.PG), Prefs: prefStore, PrefsCache: prefsCache, Erasure: eraser, Inbox: inbox.New(stores.Cass, c.LogTTL), PushContent: pushstore.New(stores.Cass, c.LogTTL), Streams: hub,
 			Log: dlog, Keys: keys, Audit: audit.NewStore(stores.PG), Logger: log, Unsubscribe: unsubKeys, RequestTimeout: c.RequestTimeout,
 			Outbox: sched, KafkaWait: c.KafkaWait,
 			Webhooks: hooks, WebhooksAllowLoopbackHTTP: c.Webhooks.AllowLoopbackHTTP,
 			Receipts: &receipts.Service{Region: c.Name, Keys: receiptKeys, Log: dlog, Producer: apiProducer, Sealer: keys,
 				AuthToken: func(p string) (string, bool) { t, ok := authTokens[p]; return t, ok },
 				Suppress:  suppress.New(stores.PG, c.Dispatch.Suppression.SoftBounceLimit, c.Dispatch.Suppression.SoftBounceWindow),
-				Users:     userStore, Jurisdiction: c.Jurisdiction, ProduceWait: c.KafkaWait},
+				Users:     userStore, Jurisdiction: c.Jurisdiction, ProduceWait: c.KafkaWait,
+				EmailKeys: emailKeys, Prefs: prefStore, PrefsCache: prefsCache},
 		}
 		srv.Register(router)
 	}
@@ -261,6 +267,10 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 		if err != nil {
 			return err
 		}
+		emailKeys, err := emailReceiptsKeyring(ctx, stores, c.Name)
+		if err != nil {
+			return err
+		}
 		d, err := dispatch.New(c.Dispatch, c.Name, dispatch.Deps{
 			Kafka: c.Kafka, Log: dlog, Devices: dispatch.NewDeviceStore(stores.PG), Keys: keys, Logger: log,
 			KeysConcurrency: max(1, c.Postgres.MaxConns/2),             // the rest of the pool stays free for transactional work
@@ -268,6 +278,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 			MinimalPush: pc.minimal, PushContent: pushstore.New(stores.Cass, c.LogTTL),
 			UnsubscribeLink: unsubscribeLink(unsubKeys, pc.gatewayURL, log),
 			StatusCallback:  statusCallback(receiptKeys, pc.gatewayURL, log),
+			EmailReceipt:    emailReceipt(emailKeys, pc.gatewayURL, log),
 			Suppress:        suppress.New(stores.PG, c.Dispatch.Suppression.SoftBounceLimit, c.Dispatch.Suppression.SoftBounceWindow),
 		})
 		if err != nil {

@@ -54,6 +54,13 @@ type Faults struct {
 	// handset), as a carrier reports a number that does not exist (the other simulators
 	// deliver to them as usual).
 	Undeliverable []string `yaml:"undeliverable" json:"undeliverable"`
+	// BounceLater recipients are taken by the SMTP simulator (250) and then bounce: with
+	// events on (smtp.events.url), its SendGrid events say processed, then bounce (type
+	// bounce, 5.1.1), as a receiving server that refused the mail after the relay took it.
+	BounceLater []string `yaml:"bounce_later" json:"bounce_later"`
+	// Complain recipients are delivered, then report the mail as spam: the SMTP simulator's
+	// SendGrid events say delivered, then spamreport.
+	Complain []string `yaml:"complain" json:"complain"`
 	// Seed makes the random choices repeatable (0: the process-wide seed).
 	Seed uint64 `yaml:"seed" json:"seed"`
 }
@@ -118,6 +125,8 @@ const (
 	RecipientInvalid
 	RecipientFull
 	RecipientUndeliverable
+	RecipientBounceLater
+	RecipientComplain
 )
 
 // faultState is one immutable fault setting. Requests read it through an atomic pointer, so the
@@ -171,6 +180,12 @@ func (in *Injector) Set(f Faults) {
 	}
 	for _, r := range f.Undeliverable {
 		st.recipients[r] = RecipientUndeliverable
+	}
+	for _, r := range f.BounceLater {
+		st.recipients[r] = RecipientBounceLater
+	}
+	for _, r := range f.Complain {
+		st.recipients[r] = RecipientComplain
 	}
 	if f.OutageSeconds > 0 {
 		st.outageUntil = now.Add(time.Duration(f.OutageSeconds * float64(time.Second)))

@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/herald-notify/herald/platform/config"
@@ -110,7 +111,10 @@ type SMTPConfig struct {
 	DKIMDomain   string `yaml:"dkim_domain"`
 	DKIMSelector string `yaml:"dkim_selector"`
 	DKIMKeyFile  string `yaml:"dkim_key_file"`
-	Faults       Faults `yaml:"faults"`
+	// Events posts SendGrid's signed Event Webhook batches for each mail taken (off unless
+	// events.url is set).
+	Events SMTPEventsConfig `yaml:"events"`
+	Faults Faults           `yaml:"faults"`
 }
 
 // SMSConfig configures the Twilio-compatible SMS simulator.
@@ -189,6 +193,12 @@ func (c *Config) Validate() error {
 	}
 	if err := config.Required("smtp.password", c.SMTP.Password); err != nil {
 		return err
+	}
+	if u := c.SMTP.Events.URL; u != "" && !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+		return config.Errorf("smtp.events.url", u, "must be an http(s) URL")
+	}
+	if c.SMTP.Events.Later < 0 {
+		return config.Errorf("smtp.events.later", c.SMTP.Events.Later.String(), "must not be negative")
 	}
 	if c.SMTP.MaxMessageBytes < 1024 {
 		return config.Errorf("smtp.max_message_bytes", strconv.Itoa(c.SMTP.MaxMessageBytes), "must be at least 1024")
@@ -269,6 +279,12 @@ type Info struct {
 		DKIMSelector string `json:"dkim_selector"`
 		DKIMKeyFile  string `json:"dkim_key_file"`
 		DKIMRecord   string `json:"dkim_record"`
+		// EventsURL is where SendGrid event batches are posted ("": off); EventsPublicKey
+		// verifies them (base64 DER, as SendGrid's console shows it), also written to
+		// EventsPublicKeyFile.
+		EventsURL           string `json:"events_url,omitempty"`
+		EventsPublicKey     string `json:"events_public_key,omitempty"`
+		EventsPublicKeyFile string `json:"events_public_key_file,omitempty"`
 	} `json:"smtp"`
 	SMS struct {
 		URL        string `json:"url"`
@@ -353,6 +369,13 @@ func New(cfg Config, log *slog.Logger, version string) (s *Sim, err error) {
 	if s.smtp.dkim, err = loadOrCreateDKIM(cfg.dkimKeyFile(), cfg.dkimDomain(), cfg.dkimSelector()); err != nil {
 		return nil, err
 	}
+	if cfg.SMTP.Events.URL != "" {
+		if s.smtp.events, err = newEventPoster(cfg.SMTP.Events, cfg.sendGridKeyFile(), log); err != nil {
+			return nil, err
+		}
+		s.info.SMTP.EventsURL, s.info.SMTP.EventsPublicKey = cfg.SMTP.Events.URL, s.smtp.events.public
+		s.info.SMTP.EventsPublicKeyFile = sendGridPublicKeyFile(cfg.sendGridKeyFile())
+	}
 	s.sms = newSMSServer(cfg.SMS, newRing(), NewInjector(cfg.SMS.Faults, seedFor(4)), log)
 	s.hook = newWebhookServer(newRing(), NewInjector(cfg.Webhook.Faults, seedFor(5)), log)
 	s.apns.tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12,
@@ -420,6 +443,13 @@ func (s *Sim) Run(ctx context.Context) error {
 		httpTask("sim-sms", s.lns.sms, s.sms.handler(), nil),
 		httpTask("sim-webhook", s.lns.webhook, s.hook.handler(), nil),
 		lifecycle.Task{Name: "sim-sms-callbacks", Run: s.sms.runCallbacks},
+		lifecycle.Task{Name: "sim-smtp-events", Run: func(ctx context.Context) error {
+			if s.smtp.events == nil {
+				<-ctx.Done()
+				return nil
+			}
+			return s.smtp.events.run(ctx)
+		}},
 		lifecycle.Task{Name: "sim-smtp", Run: func(ctx context.Context) error { return s.smtp.run(ctx, s.lns.smtp, drain) }},
 	)
 }

@@ -32,6 +32,7 @@ type smtpServer struct {
 	log     *slog.Logger
 	ctx     context.Context // ends at shutdown, so injected latency does not hold it up
 	dkim    *dkimReceiver   // checks arriving signatures against the sender key the simulator made
+	events  *eventPoster    // posts SendGrid events for each mail taken (nil: off)
 }
 
 func newSMTPServer(cfg SMTPConfig, tlsConfig *tls.Config, records *Ring, faults *Injector, log *slog.Logger) *smtpServer {
@@ -218,6 +219,12 @@ func (ss *smtpSession) Data(r io.Reader) error {
 	}
 	id := strings.ToUpper(randomHex(12))
 	record(id, 250, smtp.EnhancedCode{2, 0, 0}, msg, headers)
+	if ss.s.events != nil {
+		args := uniqueArgs(raw)
+		for _, to := range ss.rcpts {
+			ss.s.events.mailTaken(to, id, headers["message-id"], args, ss.s.faults.Recipient(to))
+		}
+	}
 	// go-smtp writes an *SMTPError's code and text as the reply; this is how the queue id, which
 	// senders log to trace a message, gets into the 250 reply.
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "Ok: queued as " + id}
@@ -256,7 +263,7 @@ func parseMail(from string, rcpts []string, raw []byte) (json.RawMessage, map[st
 			return v
 		}
 		m.From, m.To, m.Subject, m.MessageID = get("From"), get("To"), get("Subject"), msg.Header.Get("Message-Id")
-		for _, k := range []string{"From", "Subject", "Message-Id", "Content-Type", "List-Unsubscribe", "List-Unsubscribe-Post"} {
+		for _, k := range []string{"From", "Subject", "Message-Id", "Content-Type", "List-Unsubscribe", "List-Unsubscribe-Post", "X-Smtpapi"} {
 			if v := get(k); v != "" {
 				headers[strings.ToLower(k)] = v
 			}

@@ -2,9 +2,14 @@ package main
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/x509"
+	"encoding/base64"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -246,5 +251,69 @@ func TestPKIInitAddsTheAnalyticsCertificatesToAnOlderDirectory(t *testing.T) {
 		if err != nil || leaf.Subject.CommonName != "exporter-"+r || !slices.Contains(leaf.ExtKeyUsage, x509.ExtKeyUsageClientAuth) {
 			t.Errorf("exporter-%s: %v, CN %q, usage %v", r, err, leaf.Subject.CommonName, leaf.ExtKeyUsage)
 		}
+	}
+}
+
+// The commented lines of config/local that turn SendGrid email events on (docs/dispatch.md)
+// give configs every command accepts, once uncommented.
+func TestTheCommentedSendGridLinesOfTheLocalConfigsAreValid(t *testing.T) {
+	local, err := filepath.Abs("../../config/local")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(t.TempDir())
+	var pout, perr bytes.Buffer
+	if code := run([]string{"pki", "init", "--dir", filepath.Join(".herald", "pki")}, &pout, &perr); code != 0 {
+		t.Fatalf("herald pki init: exit %d: %s", code, perr.String())
+	}
+	for _, j := range []string{"eu", "us"} {
+		if code := run([]string{"masterkey", "init", "--file", filepath.Join(".herald", "keys", "user-keys-"+j+"-local-1.key")}, &pout, &perr); code != 0 {
+			t.Fatalf("herald masterkey init: exit %d: %s", code, perr.String())
+		}
+	}
+	// The key the simulator writes on its first start.
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, _ := x509.MarshalPKIXPublicKey(&k.PublicKey)
+	if err := os.MkdirAll(filepath.Join(".herald", "sim"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(".herald", "sim", "sendgrid-event-key-public.txt"), []byte(base64.StdEncoding.EncodeToString(der)+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	on := regexp.MustCompile(`(?m)^(\s*)# ((?:receipts|events):.*|  (?:sendgrid|url|later):.*|    (?:public_key_files|max_age):.*)$`)
+	files, _ := filepath.Glob(filepath.Join(local, "*.yaml"))
+	turned := 0
+	for _, f := range files {
+		name := filepath.Base(f)
+		cmd := strings.TrimSuffix(name, ".yaml")
+		switch {
+		case strings.HasPrefix(name, "region-"):
+			cmd = "region"
+		case cmd != "gateway" && cmd != "sim":
+			continue
+		}
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := on.ReplaceAll(raw, []byte("$1$2"))
+		if bytes.Equal(out, raw) {
+			t.Fatalf("%s: no commented SendGrid lines", name)
+		}
+		if !bytes.Contains(out, []byte("sendgrid")) {
+			t.Fatalf("%s: %s", name, out)
+		}
+		turned++
+		p := filepath.Join(t.TempDir(), name)
+		if err := os.WriteFile(p, out, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		var o, e bytes.Buffer
+		if code := run([]string{cmd, "--config", p, "--check-config"}, &o, &e); code != 0 {
+			t.Fatalf("%s with email events on: exit %d: %s", name, code, e.String())
+		}
+	}
+	if turned != 5 {
+		t.Fatalf("%d configs turned on, want the gateway's, the simulators' and 3 regions'", turned)
 	}
 }

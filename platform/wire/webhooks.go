@@ -14,6 +14,7 @@ import (
 var WebhookEventTypes = []string{
 	"notification.accepted", "notification.suppressed", "notification.deferred", "notification.sent",
 	"notification.delivered", "notification.failed", "notification.expired", "notification.read",
+	"notification.complained", "notification.unsubscribed",
 }
 
 // Limits of a webhook endpoint.

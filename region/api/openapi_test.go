@@ -412,6 +412,7 @@ func TestOpenAPIResponseSchemasMatchTheTypes(t *testing.T) {
 		}{state, 1}},
 		{"Receipt", deliverylog.Receipt{Status: "undelivered", At: at, Code: "30005"}},
 		{"ReceiptOutcome", receipts.Outcome{Status: "delivered", Recorded: true, Final: "delivered"}},
+		{"SendGridOutcome", receipts.BatchOutcome{Events: 3, Recorded: 1, Unchanged: 1, Skipped: 1}},
 		{"Attempt", deliverylog.Attempt{NotificationID: id, At: at, UserID: "u1", Channel: notify.Push, Outcome: notify.StateFailed,
 			Provider: "apns", ProviderStatus: "400", ProviderMessageID: "m1", Error: "BadDeviceToken"}},
 		{"Template", templates.Template{ID: "otp", Type: notify.Transactional, Category: "security",

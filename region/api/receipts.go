@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strconv"
 
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,6 +25,45 @@ var receiptsTaken = promauto.NewCounterVec(prometheus.CounterOpts{
 // ReceiptTaker verifies and records providers' status callbacks (receipts.Service).
 type ReceiptTaker interface {
 	Twilio(ctx context.Context, token string, cb wire.TwilioCallback) (receipts.Outcome, error)
+	SendGrid(ctx context.Context, b wire.SendGridBatch) (receipts.BatchOutcome, error)
+}
+
+var sendGridSkipped = promauto.NewCounterVec(prometheus.CounterOpts{
+	Name: "herald_receipts_skipped_total",
+	Help: "Provider events forwarded to this region that it did not take: a token it cannot open (another region's, forged, changed) or a user no longer its resident.",
+}, []string{"region", "provider"})
+
+// sendGridReceipts serves POST /v1/receipts/sendgrid: the events of a SendGrid event webhook
+// batch whose tokens name this region, as the gateway verified and parsed them. The region
+// opens each token itself and checks the user's residency; an event it cannot take is skipped
+// and counted. 200 with the counts; 400 naming a malformed field; 503 when a store or Kafka
+// failed (the gateway answers SendGrid 503, and SendGrid posts the batch again).
+func (s *Server) sendGridReceipts(c *gin.Context) {
+	if s.Receipts == nil {
+		notFound(c, "receipt route")
+		return
+	}
+	var b wire.SendGridBatch
+	if e := decodeStrict(http.MaxBytesReader(c.Writer, c.Request.Body, 2*wire.MaxSendGridBytes), &b, 2*wire.MaxSendGridBytes); e != nil {
+		writeError(c, e)
+		return
+	}
+	if e := b.Validate(); e != nil {
+		writeError(c, fromWire(e))
+		return
+	}
+	out, err := s.Receipts.SendGrid(c.Request.Context(), b)
+	if err != nil {
+		s.failed(c, "recording email receipts", err)
+		return
+	}
+	for k, n := range out.Statuses {
+		receiptsTaken.WithLabelValues(s.Region, "sendgrid", k.Status, strconv.FormatBool(k.Recorded)).Add(float64(n))
+	}
+	if out.Skipped > 0 {
+		sendGridSkipped.WithLabelValues(s.Region, "sendgrid").Add(float64(out.Skipped))
+	}
+	c.JSON(http.StatusOK, out)
 }
 
 // twilioReceipt serves POST /v1/receipts/twilio/{token}: a Twilio status callback, as the

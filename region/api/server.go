@@ -232,6 +232,7 @@ func (s *Server) Register(r gin.IRouter) {
 	// Provider status callbacks, forwarded by the gateway as it parsed them: the token and the
 	// provider's signature are what authenticate them.
 	r.POST(receipts.TwilioPath+":token", otelgin.Middleware("herald-region-"+s.Region), s.deadline, s.authenticateInternal, s.twilioReceipt)
+	r.POST(receipts.SendGridPath, otelgin.Middleware("herald-region-"+s.Region), s.deadline, s.authenticateInternal, s.sendGridReceipts)
 }
 
 // StreamRoute is the one route without a deadline: an event stream stays open for hours.

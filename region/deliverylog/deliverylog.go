@@ -386,7 +386,9 @@ func withReceipts(s *State, got map[string]time.Time, codes map[string]string) {
 		s.UpdatedAt = later(s.UpdatedAt, got[final].UTC())
 		if st == notify.StateFailed {
 			s.Detail = "the provider reported it " + final
-			if c := codes[final]; c != "" {
+			if c := codes[final]; c != "" && strings.Contains(c, ".") { // an email's SMTP status: 5.1.1
+				s.Detail += " (SMTP status " + c + ")"
+			} else if c != "" {
 				s.Detail += " (carrier error " + c + ")"
 			}
 		}

@@ -154,6 +154,12 @@ type SMTPConfig struct {
 	UnsubscribeMailto string `yaml:"unsubscribe_mailto"`
 	// DKIM signs every message (RFC 6376), as Gmail and Yahoo require of bulk senders.
 	DKIM DKIMConfig `yaml:"dkim"`
+	// Events names the relay's delivery event feed: "sendgrid" (SendGrid's SMTP relay, its
+	// signed Event Webhook pointed at the gateway's /v1/receipts/sendgrid) gives each message
+	// an X-SMTPAPI header whose unique_args carry a sealed receipt token, and the email stays
+	// dispatched until its delivered (or bounce) event. Empty: none; an email counts as
+	// delivered once the relay took it.
+	Events string `yaml:"events" env:"HERALD_DISPATCH_SMTP_EVENTS"`
 	// RateLimit is this provider's token bucket, shared by the region's dispatchers
 	// through Redis (unlimited by default).
 	RateLimit RateLimitConfig `yaml:"rate_limit"`
@@ -390,8 +396,14 @@ func (s *SMTPConfig) validate(depth int) error {
 	if err := config.Required("from", s.From); err != nil {
 		return err
 	}
+	if s.Events != "" && s.Events != EventsSendGrid {
+		return config.Errorf("events", s.Events, `must be "sendgrid" or empty`)
+	}
 	return config.Prefix("dkim", s.DKIM.validate(s.From))
 }
+
+// EventsSendGrid is SMTPConfig.Events for SendGrid's Event Webhook.
+const EventsSendGrid = "sendgrid"
 
 // DKIMConfig is the DKIM signature of outgoing mail: the signing domain (d=, aligned with the
 // From address's domain, as DMARC checks), the selector (s=, the DNS record

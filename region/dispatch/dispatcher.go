@@ -193,6 +193,11 @@ type Deps struct {
 	// Nil, or "" for a task: none asked for; the text counts as delivered once the provider
 	// took it.
 	StatusCallback func(t notify.Task, provider string) string
+	// EmailReceipt returns the receipt token an SMTP provider whose relay reports events
+	// (events: sendgrid) puts in the task's X-SMTPAPI unique_args, for SendGrid to echo in
+	// its events (region/receipts). Nil, or "" for a task: none; the email counts as
+	// delivered once the relay took it.
+	EmailReceipt func(t notify.Task, provider string) string
 	// Suppress, when set, takes the addresses that bounced for good (or after repeated soft
 	// bounces) or whose owner replied STOP onto the app's suppression list, so fan-out
 	// suppresses the next send to them (region/suppress). Nil: nothing is suppressed.
@@ -336,6 +341,9 @@ func New(cfg Config, region string, d Deps) (*Dispatcher, error) {
 				continue
 			}
 			p, err := newSMTP(*c, name(c.Name, "smtp", i == 1), region, d.UnsubscribeLink)
+			if err == nil && c.Events == EventsSendGrid {
+				p.receipt = d.EmailReceipt
+			}
 			if err != nil {
 				return nil, err
 			}

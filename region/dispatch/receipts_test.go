@@ -1,13 +1,16 @@
 package dispatch
 
 import (
+	"bytes"
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"net/mail"
 	"net/url"
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/herald-notify/herald/region/notify"
 )
@@ -89,5 +92,45 @@ func TestAuthTokensNameEveryTwilioProviderAsTheDispatcherDoes(t *testing.T) {
 	}
 	if got := (TwilioConfig{}).AuthTokens(); len(got) != 0 {
 		t.Fatalf("unconfigured: %v", got)
+	}
+}
+
+// An SMTP provider whose relay reports events (events: sendgrid) puts the receipt token in
+// X-SMTPAPI unique_args, where SendGrid reads it and echoes it in each event; without the
+// setting, or without a token, the header is not there.
+func TestAnEmailToARelayThatReportsEventsCarriesItsReceiptTokenInXSMTPAPI(t *testing.T) {
+	task := sampleTask(notify.Email)
+	for _, c := range []struct {
+		name  string
+		token string
+		want  string
+	}{
+		{"a token", "eu-west-1.c2VhbGVk", `{"unique_args":{"herald_receipt":"eu-west-1.c2VhbGVk"}}`},
+		{"no token (no gateway yet)", "", ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p := &smtpProvider{name: "smtp", receipt: func(notify.Task, string) string { return c.token }}
+			var extra [][2]string
+			if tok := p.receipt(task, p.name); tok != "" {
+				extra = append(extra, [2]string{"X-SMTPAPI", smtpAPIHeader(tok)})
+			}
+			raw, err := buildMail(task, "noreply@herald.local", "ada@example.com", "<x@herald.local>", "", time.Now(), extra...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, err := mail.ReadMessage(bytes.NewReader(raw))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := m.Header.Get("X-SMTPAPI"); got != c.want {
+				t.Fatalf("X-SMTPAPI %q, want %q", got, c.want)
+			}
+		})
+	}
+	if err := (&SMTPConfig{Addr: "127.0.0.1:25", From: "a@b.c", Events: "ses"}).validate(0); err == nil {
+		t.Fatal("events: ses taken")
+	}
+	if err := (&SMTPConfig{Addr: "127.0.0.1:25", From: "a@b.c", Events: EventsSendGrid}).validate(0); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"mime"
@@ -21,6 +22,7 @@ import (
 	"github.com/emersion/go-sasl"
 	gosmtp "github.com/emersion/go-smtp"
 
+	"github.com/herald-notify/herald/platform/wire"
 	"github.com/herald-notify/herald/region/notify"
 )
 
@@ -36,6 +38,17 @@ type smtpProvider struct {
 	// unsubscribe makes a task's one-click unsubscribe link (Deps.UnsubscribeLink; nil: none).
 	unsubscribe func(notify.Task) string
 	dkim        *dkimSigner // nil: unsigned
+	// receipt makes a task's receipt token for SendGrid's events (Deps.EmailReceipt, set when
+	// the config says events: sendgrid; nil or "": none).
+	receipt func(t notify.Task, provider string) string
+}
+
+// smtpAPIHeader is SendGrid's X-SMTPAPI header carrying the receipt token as a unique
+// argument, which SendGrid echoes in every event of the message and strips before delivery.
+// The token is base64url and a region name: no character needs folding or quoting.
+func smtpAPIHeader(token string) string {
+	raw, _ := json.Marshal(map[string]map[string]string{"unique_args": {wire.SendGridTokenField: token}})
+	return string(raw)
 }
 
 func newSMTP(c SMTPConfig, name, region string, unsubscribe func(notify.Task) string) (*smtpProvider, error) {
@@ -108,7 +121,7 @@ func messageID(t notify.Task, from string) string {
 // buildMail renders the MIME message (pure: tested on its own): text, and an HTML alternative
 // when the content has one. A non-empty unsubscribe is the List-Unsubscribe value: it goes
 // with List-Unsubscribe-Post, so mail clients offer one-click unsubscribe (RFC 8058).
-func buildMail(t notify.Task, from, to, msgID, unsubscribe string, date time.Time) ([]byte, error) {
+func buildMail(t notify.Task, from, to, msgID, unsubscribe string, date time.Time, extra ...[2]string) ([]byte, error) {
 	var b bytes.Buffer
 	subject := t.Content.Subject
 	if subject == "" {
@@ -132,6 +145,9 @@ func buildMail(t notify.Task, from, to, msgID, unsubscribe string, date time.Tim
 	if unsubscribe != "" {
 		hdr("List-Unsubscribe", unsubscribe)
 		hdr("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")
+	}
+	for _, h := range extra {
+		hdr(h[0], h[1])
 	}
 	writeQP := func(w *bytes.Buffer, s string) error {
 		qp := quotedprintable.NewWriter(w)
@@ -180,7 +196,13 @@ var queuedAs = regexp.MustCompile(`(?i)queued as ([A-Za-z0-9._-]+)`)
 
 func (p *smtpProvider) Send(ctx context.Context, t notify.Task, to string) (Receipt, error) {
 	msgID := messageID(t, p.cfg.From)
-	msg, err := buildMail(t, p.cfg.From, to, msgID, p.listUnsubscribe(t), time.Now())
+	var extra [][2]string
+	if p.receipt != nil {
+		if tok := p.receipt(t, p.name); tok != "" {
+			extra = append(extra, [2]string{"X-SMTPAPI", smtpAPIHeader(tok)})
+		}
+	}
+	msg, err := buildMail(t, p.cfg.From, to, msgID, p.listUnsubscribe(t), time.Now(), extra...)
 	if err != nil {
 		return Receipt{}, &SendError{Class: Permanent, Err: err}
 	}
@@ -236,7 +258,7 @@ func (p *smtpProvider) Send(ctx context.Context, t notify.Task, to string) (Rece
 	if m := queuedAs.FindStringSubmatch(resp.StatusText); m != nil {
 		id = m[1]
 	}
-	return Receipt{MessageID: id, Status: "250"}, nil
+	return Receipt{MessageID: id, Status: "250", Receipted: len(extra) > 0}, nil
 }
 
 // classifySMTP maps an SMTP error: 5xx refuses the recipient or message for good (except the

@@ -68,6 +68,8 @@ func TestRowsKeepAnalyticsVocabulariesAndMeasureDeliveredLatency(t *testing.T) {
 			{User: "bob", Channel: "email", Stage: "suppressed", Reason: "bored"},                     // not a wire reason
 			{User: "bob", Channel: "pigeon", Stage: "fanned_out"},                                     // not a channel
 			{User: "", Channel: "email", Stage: "fanned_out"},                                         // no recipient
+			{User: "cy", Channel: "email", Stage: notify.StageComplained},                             // told to the app, not counted
+			{User: "cy", Channel: "email", Stage: notify.StageUnsubscribed},                           // nor dropped as an error
 		}}
 	rs, dropped := rows(b)
 	if dropped != 3 || len(rs) != 2 {

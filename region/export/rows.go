@@ -36,6 +36,9 @@ func rows(b notify.EventBatch) (out []row, dropped int) {
 	}
 	category := b.Category
 	for _, o := range b.Outcomes {
+		if notify.RecipientAction(o.Stage) { // told to the app, not counted in the funnel
+			continue
+		}
 		if !wire.ValidStage(o.Stage) || !wire.ValidReason(o.Stage, o.Reason) || !wire.ValidChannel(o.Channel) || o.User == "" {
 			dropped++
 			continue

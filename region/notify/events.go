@@ -23,7 +23,18 @@ const (
 	StageFailed       = "failed"
 	StageDeadLettered = "dead_lettered"
 	StageRead         = "read"
+	// StageComplained and StageUnsubscribed are what a recipient did with a delivered email,
+	// reported by the email provider (a spam report, an unsubscribe): they are told to the
+	// app as webhook events and are not stages of the delivery funnel analytics counts.
+	StageComplained   = "complained"
+	StageUnsubscribed = "unsubscribed"
 )
+
+// RecipientAction reports whether stage is what a recipient did (complained, unsubscribed)
+// rather than a stage of the delivery funnel.
+func RecipientAction(stage string) bool {
+	return stage == StageComplained || stage == StageUnsubscribed
+}
 
 // ChannelAll is the channel of an accepted outcome: channels are chosen later, at fan-out.
 const ChannelAll = "all"

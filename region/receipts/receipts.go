@@ -1,5 +1,7 @@
 // Package receipts takes in what providers report after they took a message: Twilio's status
-// callbacks (sent, delivered, undelivered, failed), each signed with X-Twilio-Signature.
+// callbacks (sent, delivered, undelivered, failed), each signed with X-Twilio-Signature, and
+// SendGrid's signed Event Webhook for email (sendgrid.go: delivered, bounced, deferred,
+// complained, unsubscribed).
 //
 // The dispatcher gives each SMS a StatusCallback URL on the jurisdiction's gateway,
 // /v1/receipts/twilio/{token}, whose token (region/sealtoken, purpose "receipts") names the
@@ -75,22 +77,43 @@ const (
 	StatusDelivered   = "delivered"
 	StatusUndelivered = "undelivered"
 	StatusFailed      = "failed"
+	// Email statuses, from SendGrid's event webhook (sendgrid.go).
+	StatusBounced      = "bounced"
+	StatusDeferred     = "deferred"
+	StatusComplained   = "complained"
+	StatusUnsubscribed = "unsubscribed"
 )
 
 // rank orders statuses: the final state of a delivery is its receipts' highest. A failure
 // ranks above delivered: a carrier reports one or the other, and should both arrive, the
 // failure is the one an app must act on. Statuses before the carrier (queued, accepted,
 // scheduled, sending) are not recorded.
+//
+// A deferral ranks with sent (the message is still on its way); a complaint or an unsubscribe
+// has no rank: it is what the recipient did with a delivered message, recorded beside the
+// statuses without moving the delivery's state.
 func rank(status string) int {
 	switch status {
-	case StatusSent:
+	case StatusSent, StatusDeferred:
 		return 1
 	case StatusDelivered:
 		return 2
-	case StatusUndelivered, StatusFailed:
+	case StatusUndelivered, StatusFailed, StatusBounced:
 		return 3
 	}
 	return 0
+}
+
+// actionStage is the delivery event of what a recipient did (complained, unsubscribed); ""
+// for a status.
+func actionStage(status string) string {
+	switch status {
+	case StatusComplained:
+		return notify.StageComplained
+	case StatusUnsubscribed:
+		return notify.StageUnsubscribed
+	}
+	return ""
 }
 
 // Final returns the final status of a delivery's receipts ("" when none): the highest rank,
@@ -111,7 +134,7 @@ func State(final string) string {
 	switch final {
 	case StatusDelivered:
 		return notify.StateDelivered
-	case StatusUndelivered, StatusFailed:
+	case StatusUndelivered, StatusFailed, StatusBounced:
 		return notify.StateFailed
 	}
 	return ""
@@ -125,8 +148,15 @@ var (
 	softCodes = map[string]bool{"30003": true, "30008": true}
 )
 
-// Bounce classifies a failure's error code: "hard", "soft" or "".
+// Bounce classifies a failure's error code: "hard", "soft" or "". An email bounce (or a
+// message SendGrid dropped) is hard, a deferral soft, whatever the code.
 func Bounce(status, code string) string {
+	switch status {
+	case StatusBounced:
+		return "hard"
+	case StatusDeferred:
+		return "soft"
+	}
 	if rank(status) < 3 {
 		return ""
 	}
@@ -147,6 +177,8 @@ type Receipt struct {
 	MessageID string
 	To        string
 	At        time.Time
+	// Source names the provider kind in suppression details: twilio, sendgrid.
+	Source string
 }
 
 // twilioStatuses are every MessageStatus Twilio posts; the ones rank does not order are
@@ -228,6 +260,17 @@ type Service struct {
 		NotResident(ctx context.Context, app, jurisdiction string, ids []string) ([]int, error)
 	}
 	Jurisdiction string
+	// EmailKeys opens the receipt tokens of email (purpose EmailPurpose), which SendGrid
+	// echoes in its events (nil: every email event is skipped).
+	EmailKeys *sealtoken.Keyring
+	// Prefs turns a category off for a user who complained or unsubscribed through the
+	// provider, and PrefsCache tells the preference caches at once (nil: neither).
+	Prefs interface {
+		TurnOff(ctx context.Context, app, user, category, channel string) (bool, error)
+	}
+	PrefsCache interface {
+		Invalidate(ctx context.Context, app, user string) error
+	}
 	// ProduceWait bounds the wait for Kafka to take a receipt's event (0: the request's
 	// deadline): a callback Kafka cannot take in time is answered 503 at once, rather than
 	// holding the API's producer and the gateway's connections while the sends compete for it.
@@ -281,7 +324,7 @@ func (s *Service) Twilio(ctx context.Context, token string, cb wire.TwilioCallba
 	if err != nil {
 		return Outcome{}, err
 	}
-	return s.record(ctx, Receipt{Claim: c, Status: status, Code: code, MessageID: sid, To: to, At: s.now()})
+	return s.record(ctx, Receipt{Claim: c, Status: status, Code: code, MessageID: sid, To: to, At: s.now(), Source: "twilio"})
 }
 
 func (s *Service) now() time.Time {
@@ -297,7 +340,8 @@ func (s *Service) now() time.Time {
 // deduplicate; never an event lost.
 func (s *Service) record(ctx context.Context, r Receipt) (Outcome, error) {
 	c := r.Claim
-	if rank(r.Status) == 0 {
+	action := actionStage(r.Status)
+	if rank(r.Status) == 0 && action == "" {
 		return Outcome{Status: r.Status}, nil
 	}
 	have, err := s.Log.Receipts(ctx, c.Notification, c.User, c.Channel)
@@ -311,16 +355,23 @@ func (s *Service) record(ctx context.Context, r Receipt) (Outcome, error) {
 			return Outcome{Status: r.Status, Final: before}, nil
 		}
 	}
-	if State(after) != State(before) {
-		stage, reason := notify.StageDelivered, ""
+	stage, reason := action, ""
+	if stage == "" && State(after) != State(before) {
+		stage = notify.StageDelivered
 		if State(after) == notify.StateFailed {
 			stage, reason = notify.StageFailed, "permanent"
 			if Bounce(r.Status, r.Code) == "hard" {
 				reason = "bounced"
 			}
 		}
+	}
+	if stage != "" {
+		country := ""
+		if c.Channel == notify.SMS {
+			country = notify.PhoneCountry(r.To)
+		}
 		b := notify.EventBatch{App: c.App, Tier: c.Tier, Category: c.Category, NotificationID: c.Notification, DueAt: c.Due, At: r.At,
-			Outcomes: []notify.Outcome{{User: c.User, Channel: c.Channel, Stage: stage, Reason: reason, Country: notify.PhoneCountry(r.To)}}}
+			Outcomes: []notify.Outcome{{User: c.User, Channel: c.Channel, Stage: stage, Reason: reason, Country: country}}}
 		m, ok, err := b.Message(ctx, s.Sealer, s.Region)
 		if err != nil {
 			return Outcome{}, fmt.Errorf("sealing the receipt's delivery event: %w", err)
@@ -341,27 +392,37 @@ func (s *Service) record(ctx context.Context, r Receipt) (Outcome, error) {
 	if err := s.suppress(ctx, r); err != nil {
 		return Outcome{}, err
 	}
+	if err := s.turnOff(ctx, r); err != nil {
+		return Outcome{}, err
+	}
 	if err := s.Log.AddReceipt(ctx, c.Notification, c.User, c.Channel, r.Status, r.Code, r.At); err != nil {
 		return Outcome{}, err
 	}
 	return Outcome{Status: r.Status, Recorded: true, Final: after}, nil
 }
 
-// suppress puts a number the carrier says no text reaches on the app's list (a soft failure
-// counts towards it).
+// suppress puts a number the carrier says no text reaches, an address that bounced, or one
+// whose recipient reported the mail as spam, on the app's list (a soft failure counts towards
+// it).
 func (s *Service) suppress(ctx context.Context, r Receipt) error {
 	if s.Suppress == nil || r.To == "" {
 		return nil
 	}
 	c := r.Claim
-	detail := "twilio " + r.Status
+	detail := r.Source + " " + r.Status
 	if r.Code != "" {
 		detail += " " + r.Code
+	}
+	if r.Status == StatusComplained {
+		if err := s.Suppress.Suppress(ctx, c.App, c.User, c.Channel, r.To, suppress.Complained, detail); err != nil {
+			return fmt.Errorf("suppressing an address that complained: %w", err)
+		}
+		return nil
 	}
 	switch Bounce(r.Status, r.Code) {
 	case "hard":
 		if err := s.Suppress.Suppress(ctx, c.App, c.User, c.Channel, r.To, suppress.Bounced, detail); err != nil {
-			return fmt.Errorf("suppressing a bounced number: %w", err)
+			return fmt.Errorf("suppressing a bounced address: %w", err)
 		}
 	case "soft":
 		if _, err := s.Suppress.SoftBounce(ctx, c.App, c.User, c.Channel, r.To, c.Notification, detail); err != nil {

@@ -30,10 +30,14 @@ const (
 	TypeFailed     = "notification.failed"
 	TypeExpired    = "notification.expired"
 	TypeRead       = "notification.read"
+	// TypeComplained and TypeUnsubscribed come from an email provider's events (SendGrid's):
+	// the recipient reported the email as spam, or unsubscribed through the provider.
+	TypeComplained   = "notification.complained"
+	TypeUnsubscribed = "notification.unsubscribed"
 )
 
 // Types lists every event type, in the catalogue's order.
-var Types = []string{TypeAccepted, TypeSuppressed, TypeDeferred, TypeSent, TypeDelivered, TypeFailed, TypeExpired, TypeRead}
+var Types = []string{TypeAccepted, TypeSuppressed, TypeDeferred, TypeSent, TypeDelivered, TypeFailed, TypeExpired, TypeRead, TypeComplained, TypeUnsubscribed}
 
 // KnownType reports whether t is an event type.
 func KnownType(t string) bool {
@@ -65,6 +69,10 @@ func typeOf(stage string) (typ string, ok bool) {
 		return TypeExpired, true
 	case notify.StageRead:
 		return TypeRead, true
+	case notify.StageComplained:
+		return TypeComplained, true
+	case notify.StageUnsubscribed:
+		return TypeUnsubscribed, true
 	}
 	return "", false
 }

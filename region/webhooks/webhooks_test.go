@@ -83,6 +83,8 @@ func TestEventsMapStagesToTypes(t *testing.T) {
 		{User: "ada", Channel: notify.SMS, Stage: notify.StageDeadLettered, Reason: "transient"},
 		{User: "ada", Channel: notify.Push, Stage: notify.StageExpired},
 		{User: "ada", Channel: notify.InApp, Stage: notify.StageRead},
+		{User: "ada", Channel: notify.Email, Stage: notify.StageComplained},
+		{User: "ada", Channel: notify.Email, Stage: notify.StageUnsubscribed},
 		{User: "", Channel: notify.InApp, Stage: notify.StageRead}, // no user: nothing to tell
 	}}
 	tests := []struct{ typ, channel, reason string }{
@@ -95,6 +97,8 @@ func TestEventsMapStagesToTypes(t *testing.T) {
 		{TypeFailed, "sms", "dead_lettered"},
 		{TypeExpired, "push", ""},
 		{TypeRead, "in_app", ""},
+		{TypeComplained, "email", ""},
+		{TypeUnsubscribed, "email", ""},
 	}
 	got := Events(b)
 	require.Len(t, got, len(tests))
