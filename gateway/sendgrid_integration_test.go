@@ -50,7 +50,12 @@ func startEventSim(t *testing.T, eventsURL string) (*sim.Sim, sim.Config) {
 	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
-	t.Cleanup(func() { stop(); <-done })
+	t.Cleanup(func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Logf("simulators stopped with an error: %v", err)
+		}
+	})
 	return s, sc
 }
 
