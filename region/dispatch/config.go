@@ -309,6 +309,17 @@ func (c Config) Validate() error {
 	return nil
 }
 
+// providerNameRE bounds a provider's name: it labels metrics and logs, and rides in every
+// receipt token (an email's X-SMTPAPI header must stay on one 998-character line).
+var providerNameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{0,64}$`)
+
+func validProviderName(name string) error {
+	if !providerNameRE.MatchString(name) {
+		return config.Errorf("name", name, "must be at most 64 letters, digits, '_', '.' or '-' (empty: the default)")
+	}
+	return nil
+}
+
 func secondaryKey(depth int) string {
 	if depth == 0 {
 		return ""
@@ -338,6 +349,9 @@ func (a *APNsConfig) validate(depth int) error {
 	if err := depthErr(depth); err != nil {
 		return err
 	}
+	if err := validProviderName(a.Name); err != nil {
+		return err
+	}
 	if err := config.Prefix("rate_limit", a.RateLimit.validate()); err != nil {
 		return err
 	}
@@ -362,6 +376,9 @@ func (f *FCMConfig) validate(depth int) error {
 	if err := depthErr(depth); err != nil {
 		return err
 	}
+	if err := validProviderName(f.Name); err != nil {
+		return err
+	}
 	if err := config.Prefix("rate_limit", f.RateLimit.validate()); err != nil {
 		return err
 	}
@@ -379,6 +396,9 @@ func (f *FCMConfig) validate(depth int) error {
 
 func (s *SMTPConfig) validate(depth int) error {
 	if err := depthErr(depth); err != nil {
+		return err
+	}
+	if err := validProviderName(s.Name); err != nil {
 		return err
 	}
 	if err := config.Prefix("rate_limit", s.RateLimit.validate()); err != nil {
@@ -447,6 +467,9 @@ var dkimLabel = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?
 
 func (s *TwilioConfig) validate(depth int) error {
 	if err := depthErr(depth); err != nil {
+		return err
+	}
+	if err := validProviderName(s.Name); err != nil {
 		return err
 	}
 	if err := config.Prefix("rate_limit", s.RateLimit.validate()); err != nil {

@@ -428,10 +428,16 @@ func TestConfigValidateNamesKeys(t *testing.T) {
 		"push.apns.secondary.endpoint": func(c *Config) {
 			c.Push.APNs = APNsConfig{Endpoint: "https://x", TeamID: "t", KeyID: "k", KeyFile: "f", Topic: "t", Secondary: &APNsConfig{}}
 		},
-		"push.fcm.endpoint":            func(c *Config) { c.Push.FCM.Endpoint = "ftp://x" },
-		"email.smtp.addr":              func(c *Config) { c.Email.SMTP.Addr = "nohost" },
-		"email.smtp.from":              func(c *Config) { c.Email.SMTP.Addr = "127.0.0.1:25" },
-		"sms.twilio.auth_token":        func(c *Config) { c.SMS.Twilio = TwilioConfig{BaseURL: "http://x", AccountSID: "AC1", From: "+1"} },
+		"push.fcm.endpoint":     func(c *Config) { c.Push.FCM.Endpoint = "ftp://x" },
+		"email.smtp.addr":       func(c *Config) { c.Email.SMTP.Addr = "nohost" },
+		"email.smtp.from":       func(c *Config) { c.Email.SMTP.Addr = "127.0.0.1:25" },
+		"sms.twilio.auth_token": func(c *Config) { c.SMS.Twilio = TwilioConfig{BaseURL: "http://x", AccountSID: "AC1", From: "+1"} },
+		"email.smtp.name":       func(c *Config) { c.Email.SMTP.Name = strings.Repeat("p", 65) },
+		"push.apns.name":        func(c *Config) { c.Push.APNs.Name = "apns primary" },
+		"push.fcm.secondary.name": func(c *Config) {
+			c.Push.FCM.Secondary = &FCMConfig{Name: "fcm/2"}
+		},
+		"sms.twilio.name":              func(c *Config) { c.SMS.Twilio.Name = "tw\x00" },
 		"breaker.consecutive_failures": func(c *Config) { c.Breaker.ConsecutiveFailures = 0 },
 		"retry.delays":                 func(c *Config) { c.Retry.Delays = nil },
 		"retry.max_attempts":           func(c *Config) { c.Retry.MaxAttempts = 0 },
