@@ -32,6 +32,17 @@ var metricSendGridEvents = promauto.NewCounterVec(prometheus.CounterOpts{
 	Help: "SendGrid events in verified batches, by what the gateway did: forwarded to the region their token names, or skipped (no token, or a token of no region the policy knows).",
 }, []string{"outcome"})
 
+var metricReceiptsRefused = promauto.NewCounterVec(prometheus.CounterOpts{
+	Name: "herald_gateway_receipts_refused_total",
+	Help: "Provider event batches the gateway refused, by provider and error code (invalid_signature and stale_timestamp: the provider's key or clock, or a forger; HeraldProviderReceiptsRefused).",
+}, []string{"provider", "code"})
+
+// refuseSendGrid answers a SendGrid batch with an error and counts it.
+func refuseSendGrid(c *gin.Context, status int, code, msg, field string) {
+	metricReceiptsRefused.WithLabelValues("sendgrid", code).Inc()
+	abort(c, status, code, msg, field)
+}
+
 // ReceiptsConfig configures the providers' event feeds the gateway takes.
 type ReceiptsConfig struct {
 	SendGrid SendGridReceiptsConfig `yaml:"sendgrid"`
@@ -150,29 +161,29 @@ func (s *Server) sendGridReceipts(c *gin.Context) {
 	}
 	raw, err := io.ReadAll(io.LimitReader(c.Request.Body, wire.MaxSendGridBytes+1))
 	if err != nil {
-		abort(c, http.StatusBadRequest, wire.CodeInvalidField, "the body cannot be read", "")
+		refuseSendGrid(c, http.StatusBadRequest, wire.CodeInvalidField, "the body cannot be read", "")
 		return
 	}
 	if len(raw) > wire.MaxSendGridBytes {
-		abort(c, http.StatusRequestEntityTooLarge, wire.CodePayloadTooLarge, fmt.Sprintf("the batch is over %d bytes", wire.MaxSendGridBytes), "")
+		refuseSendGrid(c, http.StatusRequestEntityTooLarge, wire.CodePayloadTooLarge, fmt.Sprintf("the batch is over %d bytes", wire.MaxSendGridBytes), "")
 		return
 	}
 	sigs, tss := c.Request.Header.Values(wire.SendGridSignatureHeader), c.Request.Header.Values(wire.SendGridTimestampHeader)
 	if len(sigs) != 1 || sigs[0] == "" {
-		abort(c, http.StatusForbidden, "invalid_signature", "a batch carries one "+wire.SendGridSignatureHeader, wire.SendGridSignatureHeader)
+		refuseSendGrid(c, http.StatusForbidden, "invalid_signature", "a batch carries one "+wire.SendGridSignatureHeader, wire.SendGridSignatureHeader)
 		return
 	}
 	if len(tss) != 1 || tss[0] == "" {
-		abort(c, http.StatusForbidden, "invalid_signature", "a batch carries one "+wire.SendGridTimestampHeader, wire.SendGridTimestampHeader)
+		refuseSendGrid(c, http.StatusForbidden, "invalid_signature", "a batch carries one "+wire.SendGridTimestampHeader, wire.SendGridTimestampHeader)
 		return
 	}
 	now := s.now()
 	switch err := wire.VerifySendGrid(s.SendGridKeys, raw, sigs[0], tss[0], now, s.SendGridMaxAge); {
 	case errors.Is(err, wire.ErrSendGridStale):
-		abort(c, http.StatusForbidden, "stale_timestamp", fmt.Sprintf("the batch was signed more than %s ago, or in the future: a replay", s.SendGridMaxAge), wire.SendGridTimestampHeader)
+		refuseSendGrid(c, http.StatusForbidden, "stale_timestamp", fmt.Sprintf("the batch was signed more than %s ago, or in the future: a replay", s.SendGridMaxAge), wire.SendGridTimestampHeader)
 		return
 	case err != nil:
-		abort(c, http.StatusForbidden, "invalid_signature", "the signature does not verify with any configured key", wire.SendGridSignatureHeader)
+		refuseSendGrid(c, http.StatusForbidden, "invalid_signature", "the signature does not verify with any configured key", wire.SendGridSignatureHeader)
 		return
 	}
 	events, e := wire.ParseSendGrid(raw)
@@ -181,11 +192,11 @@ func (s *Server) sendGridReceipts(c *gin.Context) {
 		if e.Code == wire.CodePayloadTooLarge {
 			status = http.StatusRequestEntityTooLarge
 		}
-		abort(c, status, e.Code, e.Message, e.Field)
+		refuseSendGrid(c, status, e.Code, e.Message, e.Field)
 		return
 	}
 	if s.sendGridSeen != nil && s.sendGridSeen.has(sigs[0], now) {
-		abort(c, http.StatusConflict, "replayed", "this gateway took this batch already", wire.SendGridSignatureHeader)
+		refuseSendGrid(c, http.StatusConflict, "replayed", "this gateway took this batch already", wire.SendGridSignatureHeader)
 		return
 	}
 	ans := sendGridAnswer{Events: len(events)}

@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -89,10 +90,15 @@ func TestSendGridBatchesAreVerifiedParsedAndReplaysRefusedBeforeAnythingIsForwar
 		{"huge", []byte("[" + strings.Repeat(" ", wire.MaxSendGridBytes) + "]"), "x", ts, 413, "payload_too_large", ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
+			before := testutil.ToFloat64(metricReceiptsRefused.WithLabelValues("sendgrid", c.code))
 			code, out := post(c.body, c.sig, c.ts)
 			e, _ := out["error"].(map[string]any)
 			if code != c.status || e["code"] != c.code || (e["field"] != nil && e["field"] != c.field) || (e["field"] == nil && c.field != "") {
 				t.Fatalf("%d %v, want %d %s (%s)", code, out, c.status, c.code, c.field)
+			}
+			// Counted by its code: HeraldProviderReceiptsRefused sees a wrong key or clock.
+			if d := testutil.ToFloat64(metricReceiptsRefused.WithLabelValues("sendgrid", c.code)) - before; d != 1 {
+				t.Fatalf("herald_gateway_receipts_refused_total{code=%q} moved by %v, want 1", c.code, d)
 			}
 		})
 	}

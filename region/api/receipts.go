@@ -22,6 +22,11 @@ var receiptsTaken = promauto.NewCounterVec(prometheus.CounterOpts{
 	Help: "Provider status callbacks taken in, by provider kind, status, and whether it was recorded (false: a repeat, or a status before the carrier).",
 }, []string{"region", "provider", "status", "recorded"})
 
+var receiptsRefused = promauto.NewCounterVec(prometheus.CounterOpts{
+	Name: "herald_receipts_refused_total",
+	Help: "Provider status callbacks refused, by provider and error code (invalid_signature: the provider's auth token, or a forger; HeraldProviderReceiptsRefused).",
+}, []string{"region", "provider", "code"})
+
 // ReceiptTaker verifies and records providers' status callbacks (receipts.Service).
 type ReceiptTaker interface {
 	Twilio(ctx context.Context, token string, cb wire.TwilioCallback) (receipts.Outcome, error)
@@ -89,6 +94,7 @@ func (s *Server) twilioReceipt(c *gin.Context) {
 	case errors.Is(err, receipts.ErrNotFound):
 		notFound(c, "receipt token")
 	case errors.Is(err, receipts.ErrSignature):
+		receiptsRefused.WithLabelValues(s.Region, "twilio", CodeInvalidSignature).Inc()
 		writeError(c, &Error{Status: http.StatusForbidden, Code: CodeInvalidSignature, Field: wire.TwilioSignatureHeader, Message: err.Error()})
 	case errors.As(err, &fe):
 		writeError(c, badRequest(CodeInvalidField, fe.Field, fe.Error()))

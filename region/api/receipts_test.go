@@ -8,19 +8,52 @@ import (
 	"net/http"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/herald-notify/herald/platform/wire"
 	"github.com/herald-notify/herald/region/receipts"
 )
 
 // fakeReceipts records the batches it is given and answers out or err.
 type fakeReceipts struct {
-	got []wire.SendGridBatch
-	out receipts.BatchOutcome
-	err error
+	got       []wire.SendGridBatch
+	out       receipts.BatchOutcome
+	err       error
+	twilioErr error
 }
 
 func (f *fakeReceipts) Twilio(context.Context, string, wire.TwilioCallback) (receipts.Outcome, error) {
-	return receipts.Outcome{}, nil
+	return receipts.Outcome{}, f.twilioErr
+}
+
+// A callback whose signature does not verify is refused 403 and counted, so
+// HeraldProviderReceiptsRefused sees a wrong auth token (or a forger); an accepted one is not.
+func TestTwilioCallbackWithABadSignatureIsRefusedAndCounted(t *testing.T) {
+	body := `{"url":"https://gw.example/v1/receipts/twilio/t","params":{"MessageStatus":["delivered"]},"signature":"c2ln"}`
+	refused := func() float64 {
+		return testutil.ToFloat64(receiptsRefused.WithLabelValues("eu-west-1", "twilio", CodeInvalidSignature))
+	}
+	for _, c := range []struct {
+		name   string
+		err    error
+		status int
+		counts float64
+	}{
+		{"a signature that does not verify", receipts.ErrSignature, http.StatusForbidden, 1},
+		{"a good callback", nil, http.StatusOK, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			before := refused()
+			engine := testEngine(&Server{Region: "eu-west-1", Receipts: &fakeReceipts{twilioErr: c.err}, Logger: slog.New(slog.DiscardHandler)})
+			rec := serve(engine, http.MethodPost, receipts.TwilioPath+"tok", body, nil)
+			if rec.Code != c.status {
+				t.Fatalf("%d %s, want %d", rec.Code, rec.Body, c.status)
+			}
+			if d := refused() - before; d != c.counts {
+				t.Fatalf("herald_receipts_refused_total moved by %v, want %v", d, c.counts)
+			}
+		})
+	}
 }
 
 func (f *fakeReceipts) SendGrid(_ context.Context, b wire.SendGridBatch) (receipts.BatchOutcome, error) {
