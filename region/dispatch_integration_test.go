@@ -112,7 +112,7 @@ func startDispatchAfter(t *testing.T, mutate func(*dispatch.Config), before func
 	if before != nil {
 		before(e)
 	}
-	d, err := dispatch.New(dc, c.Name, dispatch.Deps{Kafka: c.Kafka, Log: e.log, Devices: dispatch.NewDeviceStore(pg), Keys: userkeys.New(pg, testenv.MasterKeyring(t)), Logger: logger})
+	d, err := dispatch.New(dc, c.Name, dispatch.Deps{Kafka: c.Kafka, Deliveries: e.log, Devices: dispatch.NewDeviceStore(pg), Keys: userkeys.New(pg, testenv.MasterKeyring(t)), Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}

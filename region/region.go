@@ -156,10 +156,10 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 			Templates: templates.NewStore(stores.PG), Topics: topics.NewStore(stores.PG), Users: userStore,
 			Suppressions: suppress.New(stores.PG, c.Dispatch.Suppression.SoftBounceLimit, c.Dispatch.Suppression.SoftBounceWindow),
 			Devices:      devices.NewStore(stores.PG), Prefs: prefStore, PrefsCache: prefsCache, Erasure: eraser, Inbox: inbox.New(stores.Cass, c.LogTTL), PushContent: pushstore.New(stores.Cass, c.LogTTL), Streams: hub,
-			Log: dlog, Keys: keys, Audit: audit.NewStore(stores.PG), Logger: log, Unsubscribe: unsubKeys, RequestTimeout: c.RequestTimeout,
+			Deliveries: dlog, Keys: keys, Audit: audit.NewStore(stores.PG), Logger: log, Unsubscribe: unsubKeys, RequestTimeout: c.RequestTimeout,
 			Outbox: sched, KafkaWait: c.KafkaWait,
 			Webhooks: hooks, WebhooksAllowLoopbackHTTP: c.Webhooks.AllowLoopbackHTTP,
-			Receipts: &receipts.Service{Region: c.Name, Keys: receiptKeys, Log: dlog, Producer: apiProducer, Sealer: keys,
+			Receipts: &receipts.Service{Region: c.Name, Keys: receiptKeys, Deliveries: dlog, Producer: apiProducer, Sealer: keys,
 				AuthToken: func(p string) (string, bool) { t, ok := authTokens[p]; return t, ok },
 				Suppress:  suppress.New(stores.PG, c.Dispatch.Suppression.SoftBounceLimit, c.Dispatch.Suppression.SoftBounceWindow),
 				Users:     userStore, Jurisdiction: c.Jurisdiction, ProduceWait: c.KafkaWait,
@@ -227,7 +227,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 		for _, tier := range notify.Tiers {
 			fo := fanout.New(settings, c.Fanout.TopicThreshold, fanout.Deps{
 				Profiles: profiles.New(stores.PG, prefsCache), BulkProfiles: profiles.NewDirect(stores.PG), Subscribers: topics.NewStore(stores.PG), Scheduler: sched, Producer: tierProducers[tier],
-				Inbox: inbox.New(stores.Cass, c.LogTTL), Publisher: inbox.NewPublisher(stores.Redis, c.Redis.Prefix), Log: dlog, Dedup: dedup.New(stores.Redis, c.Redis.Prefix, c.DedupTTL), Keys: keys, Logger: log,
+				Inbox: inbox.New(stores.Cass, c.LogTTL), Publisher: inbox.NewPublisher(stores.Redis, c.Redis.Prefix), Deliveries: dlog, Dedup: dedup.New(stores.Redis, c.Redis.Prefix, c.DedupTTL), Keys: keys, Logger: log,
 			})
 			fanouts = append(fanouts, fo)
 			cons := &fanout.Consumer{
@@ -272,7 +272,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 			return err
 		}
 		d, err := dispatch.New(c.Dispatch, c.Name, dispatch.Deps{
-			Kafka: c.Kafka, Log: dlog, Devices: dispatch.NewDeviceStore(stores.PG), Keys: keys, Logger: log,
+			Kafka: c.Kafka, Deliveries: dlog, Devices: dispatch.NewDeviceStore(stores.PG), Keys: keys, Logger: log,
 			KeysConcurrency: max(1, c.Postgres.MaxConns/2),             // the rest of the pool stays free for transactional work
 			Redis:           stores.Redis, RedisPrefix: c.Redis.Prefix, // the shared provider rate limits
 			MinimalPush: pc.minimal, PushContent: pushstore.New(stores.Cass, c.LogTTL),

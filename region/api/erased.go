@@ -27,7 +27,7 @@ func (s *Server) suppressErased(c *gin.Context, e notify.Event, users []string) 
 				Reason: notify.ReasonErased, UpdatedAt: now})
 		}
 	}
-	if err := s.Log.Write(c.Request.Context(), states, nil); err != nil {
+	if err := s.Deliveries.Write(c.Request.Context(), states, nil); err != nil {
 		s.Logger.Error("recording erased recipients", "err", err)
 		unavailable(c, "the notification could not be recorded; retry")
 		return false

@@ -31,7 +31,7 @@ func (s *Server) getInboxItem(c *gin.Context) {
 		notFound(c, "inbox item")
 		return
 	}
-	n, err := s.Log.Get(ctx, id)
+	n, err := s.Deliveries.Get(ctx, id)
 	if errors.Is(err, deliverylog.ErrNotFound) || (err == nil && n.AppID != appOf(c)) {
 		notFound(c, "inbox item")
 		return

@@ -121,7 +121,7 @@ type Server struct {
 	PushContent *pushstore.Store
 	Streams     *inbox.Hub
 	Erasure     *erasure.Service
-	Log         *deliverylog.Log
+	Deliveries  *deliverylog.Log
 	Keys        notify.Sealer // seals the personal part of the records produced (crypto-shredding)
 	Audit       AuditAppender
 	// Unsubscribe opens the tokens of the region's one-click unsubscribe links (nil: every
@@ -535,7 +535,7 @@ const recordAcceptedTimeout = 500 * time.Millisecond
 func (s *Server) recordAccepted(ctx context.Context, e notify.Event) {
 	ctx, cancel := context.WithTimeout(ctx, recordAcceptedTimeout)
 	defer cancel()
-	if err := s.Log.Accepted(ctx, e); err != nil {
+	if err := s.Deliveries.Accepted(ctx, e); err != nil {
 		// The event is durable; fan-out records it too.
 		s.Logger.Warn("recording accepted notification", "notification", e.ID, "err", err)
 	}
@@ -552,7 +552,7 @@ func (s *Server) recordAccepted(ctx context.Context, e notify.Event) {
 // the record is produced again rather than the retry waiting out its deadline on the check.
 func (s *Server) settle(ctx context.Context, app, key, id string, pending kafka.Message) error {
 	cctx, cancel := context.WithTimeout(ctx, settleCheckTimeout)
-	_, err := s.Log.Get(cctx, id)
+	_, err := s.Deliveries.Get(cctx, id)
 	cancel()
 	switch {
 	case err == nil:
@@ -631,13 +631,13 @@ func (s *Server) status(c *gin.Context) {
 		writeError(c, apiErr)
 		return
 	}
-	states, err := s.Log.States(ctx, id, afterUser, afterChannel, limit)
+	states, err := s.Deliveries.States(ctx, id, afterUser, afterChannel, limit)
 	if err != nil {
 		s.Logger.Error("reading status", "err", err)
 		unavailable(c, "status cannot be read right now; retry")
 		return
 	}
-	attempts, err := s.Log.Attempts(ctx, id, 1000)
+	attempts, err := s.Deliveries.Attempts(ctx, id, 1000)
 	if err != nil {
 		s.Logger.Error("reading attempts", "err", err)
 		unavailable(c, "status cannot be read right now; retry")
@@ -685,7 +685,7 @@ func (s *Server) notification(c *gin.Context) (deliverylog.Notification, bool) {
 		notFound(c, "notification")
 		return deliverylog.Notification{}, false
 	}
-	n, err := s.Log.Get(c.Request.Context(), id)
+	n, err := s.Deliveries.Get(c.Request.Context(), id)
 	if errors.Is(err, deliverylog.ErrNotFound) || (err == nil && n.AppID != appOf(c)) {
 		notFound(c, "notification")
 		return deliverylog.Notification{}, false

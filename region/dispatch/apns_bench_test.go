@@ -42,7 +42,7 @@ func BenchmarkProcessIOSPush(b *testing.B) {
 	cfg := DefaultConfig()
 	cfg.Push.APNs = APNsConfig{Endpoint: info.APNs.URL, TeamID: info.APNs.TeamID, KeyID: info.APNs.KeyID,
 		KeyFile: info.APNs.KeyFile, Topic: "com.herald.bench", CAFile: info.CAFile}
-	d, err := New(cfg, "zz-bench-1", Deps{Log: &discardLog{}, Devices: &fakeDevices{}, Producer: discardProducer{},
+	d, err := New(cfg, "zz-bench-1", Deps{Deliveries: &discardLog{}, Devices: &fakeDevices{}, Producer: discardProducer{},
 		Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		b.Fatal(err)

@@ -125,7 +125,7 @@ func TestBouncesPutTheAddressOnTheSuppressionList(t *testing.T) {
 			}
 			p := &fakeProvider{name: kind, errs: tc.errs}
 			f := &fixture{log: &fakeLog{}, devs: &fakeDevices{}, prod: &fakeProducer{}}
-			f.d = newDispatcher(DefaultConfig(), "zz-test-1", Deps{Log: f.log, Devices: f.devs, Producer: f.prod, Logger: slog.New(slog.DiscardHandler),
+			f.d = newDispatcher(DefaultConfig(), "zz-test-1", Deps{Deliveries: f.log, Devices: f.devs, Producer: f.prod, Logger: slog.New(slog.DiscardHandler),
 				Suppress: sup}, map[string][2]Provider{kind: {p, nil}})
 			for i := range tc.sends {
 				f.prod.msgs = nil

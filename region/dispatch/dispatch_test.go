@@ -527,7 +527,7 @@ type fixture struct {
 
 func newFixture(cfg Config, provs map[string][2]Provider) *fixture {
 	f := &fixture{log: &fakeLog{}, devs: &fakeDevices{}, prod: &fakeProducer{}}
-	f.d = newDispatcher(cfg, "zz-test-1", Deps{Log: f.log, Devices: f.devs, Producer: f.prod, Logger: slog.New(slog.DiscardHandler)}, provs)
+	f.d = newDispatcher(cfg, "zz-test-1", Deps{Deliveries: f.log, Devices: f.devs, Producer: f.prod, Logger: slog.New(slog.DiscardHandler)}, provs)
 	f.d.rnd = func() float64 { return 0 }
 	return f
 }
@@ -890,7 +890,7 @@ func TestMinimalPushIsSentOnlyAfterItsContentIsStored(t *testing.T) {
 			apns := &fakeProvider{name: "apns"}
 			store := &contentStore{down: tc.down}
 			f := &fixture{log: &fakeLog{}, devs: &fakeDevices{}, prod: &fakeProducer{}}
-			f.d = newDispatcher(DefaultConfig(), "zz-test-1", Deps{Log: f.log, Devices: f.devs, Producer: f.prod, Logger: slog.New(slog.DiscardHandler),
+			f.d = newDispatcher(DefaultConfig(), "zz-test-1", Deps{Deliveries: f.log, Devices: f.devs, Producer: f.prod, Logger: slog.New(slog.DiscardHandler),
 				MinimalPush: func() bool { return tc.minimal }, PushContent: store}, map[string][2]Provider{KindAPNs: {apns, nil}})
 			task := sampleTask(notify.Push)
 			task.Target.Devices = []notify.Device{{DeviceID: "d1", Platform: "ios", Token: "aa"}}

@@ -163,9 +163,9 @@ type Producer interface {
 
 // Deps are what the dispatcher uses.
 type Deps struct {
-	Kafka   kafka.Config
-	Log     LogWriter
-	Devices Deactivator
+	Kafka      kafka.Config
+	Deliveries LogWriter
+	Devices    Deactivator
 	// Producer is optional: Run opens a kafka.Producer on Kafka when it is nil.
 	Producer Producer
 	Logger   *slog.Logger
@@ -836,7 +836,7 @@ func (d *Dispatcher) write(ctx context.Context, states []deliverylog.State, atte
 	if len(states) == 0 && len(attempts) == 0 {
 		return nil
 	}
-	return d.durably(ctx, "writing delivery log", func() error { return d.deps.Log.Write(ctx, states, attempts) },
+	return d.durably(ctx, "writing delivery log", func() error { return d.deps.Deliveries.Write(ctx, states, attempts) },
 		d.warn("writing delivery log failed; retrying"))
 }
 

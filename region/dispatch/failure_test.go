@@ -54,7 +54,7 @@ func TestProcessRetriesRecordingWithinItsPolicyAndGivesUpOnAPermanentRefusal(t *
 			cfg.FailureRetry = deadletter.Policy{MaxAttempts: 3, MaxElapsed: time.Minute, InitialBackoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond}
 			f := newFixture(cfg, map[string][2]Provider{KindSMS: {&fakeProvider{name: "twilio"}, nil}})
 			log := &scriptedLog{errs: c.errs}
-			f.d.deps.Log = log
+			f.d.deps.Deliveries = log
 			task := sampleTask(notify.SMS)
 			task.Target.Phone = "+447700900123"
 			err := f.d.process(context.Background(), task, nil)

@@ -239,7 +239,7 @@ func TestDispatcherSkipsAnAcceptedSendOnRedelivery(t *testing.T) {
 			cfg.SMS.Twilio = TwilioConfig{BaseURL: "https://sms.example", RateLimit: tc.limit}
 			fake := &fakeProvider{name: "twilio"}
 			log := &fakeLog{}
-			d := newDispatcher(cfg, "zz-test-1", Deps{Log: log, Devices: &fakeDevices{}, Producer: &fakeProducer{},
+			d := newDispatcher(cfg, "zz-test-1", Deps{Deliveries: log, Devices: &fakeDevices{}, Producer: &fakeProducer{},
 				Logger: slog.New(slog.DiscardHandler), Redis: connectRedis(t, rc), RedisPrefix: rc.Prefix}, map[string][2]Provider{KindSMS: {fake}})
 			task := sampleTask(notify.SMS)
 			task.NotificationID = "n-" + testenv.Suffix()
@@ -270,7 +270,7 @@ func TestConcurrentSendsShareRedisRoundTrips(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.SMS.Twilio = TwilioConfig{BaseURL: "https://sms.example", RateLimit: RateLimitConfig{PerSecond: 100_000, Burst: 10_000}}
 	fake := &fakeProvider{name: "twilio"}
-	d := newDispatcher(cfg, "zz-test-1", Deps{Log: &fakeLog{}, Devices: &fakeDevices{}, Producer: &fakeProducer{},
+	d := newDispatcher(cfg, "zz-test-1", Deps{Deliveries: &fakeLog{}, Devices: &fakeDevices{}, Producer: &fakeProducer{},
 		Logger: slog.New(slog.DiscardHandler), Redis: rdb, RedisPrefix: rc.Prefix}, map[string][2]Provider{KindSMS: {fake}})
 	ctx := testenv.Context(t, 20*time.Second)
 	const n = 400
@@ -438,7 +438,7 @@ func TestConcurrentCopiesOfATaskAreSentOnce(t *testing.T) {
 	prov := &gatedProvider{gate: make(chan struct{})}
 	log := &fakeLog{}
 	const region = "zz-held-1"
-	d := newDispatcher(cfg, region, Deps{Log: log, Devices: &fakeDevices{}, Producer: &fakeProducer{},
+	d := newDispatcher(cfg, region, Deps{Deliveries: log, Devices: &fakeDevices{}, Producer: &fakeProducer{},
 		Logger: slog.New(slog.DiscardHandler), Redis: connectRedis(t, rc), RedisPrefix: rc.Prefix}, map[string][2]Provider{KindSMS: {prov}})
 	task := sampleTask(notify.SMS)
 	task.NotificationID = "n-" + testenv.Suffix()

@@ -114,18 +114,18 @@ type Fanout struct {
 	set            Settings
 	TopicThreshold atomic.Int64
 
-	profiles ProfileLoader
-	bulk     ProfileLoader // a large topic's subscribers
-	subs     Subscribers
-	sched    Scheduler
-	prod     Producer
-	inbox    Inbox
-	log      Log
-	dedup    Dedup
-	pub      Publisher
-	keys     notify.Sealer
-	logger   *slog.Logger
-	now      func() time.Time
+	profiles   ProfileLoader
+	bulk       ProfileLoader // a large topic's subscribers
+	subs       Subscribers
+	sched      Scheduler
+	prod       Producer
+	inbox      Inbox
+	deliveries Log
+	dedup      Dedup
+	pub        Publisher
+	keys       notify.Sealer
+	logger     *slog.Logger
+	now        func() time.Time
 }
 
 // Deps are the stores fan-out uses.
@@ -138,7 +138,7 @@ type Deps struct {
 	Scheduler    Scheduler
 	Producer     Producer
 	Inbox        Inbox
-	Log          Log
+	Deliveries   Log
 	Dedup        Dedup
 	Publisher    Publisher // optional
 	// Keys seal the records handed on for their users (nil: plain records, unit tests).
@@ -149,7 +149,7 @@ type Deps struct {
 // New returns a Fanout.
 func New(s Settings, threshold int64, d Deps) *Fanout {
 	f := &Fanout{set: s, profiles: d.Profiles, bulk: d.BulkProfiles, subs: d.Subscribers, sched: d.Scheduler, prod: d.Producer,
-		inbox: d.Inbox, log: d.Log, dedup: d.Dedup, pub: d.Publisher, keys: d.Keys, logger: d.Logger, now: time.Now}
+		inbox: d.Inbox, deliveries: d.Deliveries, dedup: d.Dedup, pub: d.Publisher, keys: d.Keys, logger: d.Logger, now: time.Now}
 	if f.set.ChunkSize <= 0 {
 		f.set.ChunkSize = 500
 	}
@@ -200,7 +200,7 @@ func (f *Fanout) HandleTo(ctx context.Context, e notify.Event, out Handoff) erro
 	}
 	now := f.now()
 	if e.SendAt != nil && e.SendAt.After(now) && !e.Deferred {
-		if err := f.log.Accepted(ctx, e); err != nil {
+		if err := f.deliveries.Accepted(ctx, e); err != nil {
 			return err
 		}
 		if err := f.sched.Schedule(ctx, *e.SendAt, e, schedReasonAt); err != nil {
@@ -210,10 +210,10 @@ func (f *Fanout) HandleTo(ctx context.Context, e notify.Event, out Handoff) erro
 			return err
 		}
 		stageCounter.WithLabelValues(f.set.Region, e.Tier, "all", notify.StateDeferred, schedReasonAt).Inc()
-		return f.log.FanoutDone(ctx, e.ID, PathScheduled, len(e.Recipients), now)
+		return f.deliveries.FanoutDone(ctx, e.ID, PathScheduled, len(e.Recipients), now)
 	}
 	if !e.Deferred {
-		if err := f.log.Accepted(ctx, e); err != nil {
+		if err := f.deliveries.Accepted(ctx, e); err != nil {
 			return err
 		}
 	}
@@ -227,7 +227,7 @@ func (f *Fanout) HandleTo(ctx context.Context, e notify.Event, out Handoff) erro
 		if e.Deferred {
 			return nil // the original event's fan-out was recorded already
 		}
-		return f.log.FanoutDone(ctx, e.ID, PathList, len(e.Recipients), f.now())
+		return f.deliveries.FanoutDone(ctx, e.ID, PathList, len(e.Recipients), f.now())
 	}
 	return f.topic(ctx, e)
 }
@@ -299,7 +299,7 @@ func (f *Fanout) topic(ctx context.Context, e notify.Event) error {
 		return err
 	}
 	fanoutPath.WithLabelValues(f.set.Region, path).Inc()
-	return f.log.FanoutDone(ctx, e.ID, path, total, f.now())
+	return f.deliveries.FanoutDone(ctx, e.ID, path, total, f.now())
 }
 
 // onlyChannel reports whether channels names ch and nothing else.
@@ -466,7 +466,7 @@ func (f *Fanout) chunk(ctx context.Context, out Handoff, loader ProfileLoader, e
 			Reason: d.reason, Detail: d.detail, UpdatedAt: at})
 	}
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return f.log.Write(gctx, states, nil) })
+	g.Go(func() error { return f.deliveries.Write(gctx, states, nil) })
 	var inboxes errgroup.Group
 	inboxes.SetLimit(inboxWriters)
 	for _, b := range inbox.Batches(items, max(1, f.set.InboxBatch)) {

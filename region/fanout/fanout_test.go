@@ -169,7 +169,7 @@ var now = time.Date(2026, 6, 10, 21, 30, 0, 0, time.UTC)
 
 func newFanout(w *world) *Fanout {
 	f := New(Settings{Region: w.region, ChunkSize: 2, MaxAge: map[string]time.Duration{notify.Transactional: 10 * time.Minute}},
-		10, Deps{Profiles: w, Subscribers: w, Scheduler: w, Producer: w, Inbox: w, Log: logWriter{w}, Dedup: dedupKeys{w},
+		10, Deps{Profiles: w, Subscribers: w, Scheduler: w, Producer: w, Inbox: w, Deliveries: logWriter{w}, Dedup: dedupKeys{w},
 			Logger: slog.New(slog.DiscardHandler)})
 	f.now = func() time.Time { return now }
 	return f
@@ -499,7 +499,7 @@ func TestInAppOnlyLargeTopicCountsEverySubscriberAcceptedAndAnnouncesTheFeedItem
 	}
 	pub := &topicPublisher{}
 	f := New(Settings{Region: "eu-west-1", ChunkSize: 4}, 10, Deps{Profiles: w, Subscribers: w, Scheduler: w, Producer: w, Inbox: w,
-		Log: logWriter{w}, Dedup: dedupKeys{w}, Publisher: pub, Logger: slog.New(slog.DiscardHandler)})
+		Deliveries: logWriter{w}, Dedup: dedupKeys{w}, Publisher: pub, Logger: slog.New(slog.DiscardHandler)})
 	f.now = func() time.Time { return now }
 	e := event(notify.Social)
 	e.Topic, e.Channels = "news", []string{notify.InApp}
@@ -532,7 +532,7 @@ func TestTransactionalHandoffMarksDedupKeysOnlyOnceDurable(t *testing.T) {
 	w.profiles["a"] = &profiles.Profile{Email: "a@x"}
 	pub := &topicPublisher{}
 	f := New(Settings{Region: "eu-west-1", ChunkSize: 2}, 10, Deps{Profiles: w, Subscribers: w, Scheduler: w, Producer: w, Inbox: w,
-		Log: logWriter{w}, Dedup: dedupKeys{w}, Publisher: pub, Logger: slog.New(slog.DiscardHandler)})
+		Deliveries: logWriter{w}, Dedup: dedupKeys{w}, Publisher: pub, Logger: slog.New(slog.DiscardHandler)})
 	f.now = func() time.Time { return now }
 	out := &collector{}
 	if err := f.HandleTo(context.Background(), event(notify.Social, "a"), out); err != nil {
@@ -589,7 +589,7 @@ func TestLargeTopicSubscribersAreLoadedPastTheCacheAndOtherSendsThroughIt(t *tes
 			w.subs = users
 			cached, bulk := &countingLoader{w: w}, &countingLoader{w: w}
 			f := New(Settings{Region: "eu-west-1", ChunkSize: 4}, 10, Deps{Profiles: cached, BulkProfiles: bulk, Subscribers: w, Scheduler: w,
-				Producer: w, Inbox: w, Log: logWriter{w}, Dedup: dedupKeys{w}, Logger: slog.New(slog.DiscardHandler)})
+				Producer: w, Inbox: w, Deliveries: logWriter{w}, Dedup: dedupKeys{w}, Logger: slog.New(slog.DiscardHandler)})
 			e := event(notify.Social)
 			e.Channels = []string{notify.Email}
 			if tc.topic {

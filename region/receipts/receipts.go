@@ -249,11 +249,11 @@ type Service struct {
 	Region string
 	Keys   *sealtoken.Keyring
 	// AuthToken returns the auth token of the named Twilio provider.
-	AuthToken func(provider string) (string, bool)
-	Log       Log
-	Producer  Producer
-	Sealer    notify.Sealer // nil: plain events (unit tests)
-	Suppress  Suppressor    // nil: nothing suppressed
+	AuthToken  func(provider string) (string, bool)
+	Deliveries Log
+	Producer   Producer
+	Sealer     notify.Sealer // nil: plain events (unit tests)
+	Suppress   Suppressor    // nil: nothing suppressed
 	// Users and Jurisdiction check that the token's user is still a resident of the region's
 	// jurisdiction: an erased or moved user's receipts are not found.
 	Users interface {
@@ -344,7 +344,7 @@ func (s *Service) record(ctx context.Context, r Receipt) (Outcome, error) {
 	if rank(r.Status) == 0 && action == "" {
 		return Outcome{Status: r.Status}, nil
 	}
-	have, err := s.Log.Receipts(ctx, c.Notification, c.User, c.Channel)
+	have, err := s.Deliveries.Receipts(ctx, c.Notification, c.User, c.Channel)
 	if err != nil {
 		return Outcome{}, err
 	}
@@ -395,7 +395,7 @@ func (s *Service) record(ctx context.Context, r Receipt) (Outcome, error) {
 	if err := s.turnOff(ctx, r); err != nil {
 		return Outcome{}, err
 	}
-	if err := s.Log.AddReceipt(ctx, c.Notification, c.User, c.Channel, r.Status, r.Code, r.At); err != nil {
+	if err := s.Deliveries.AddReceipt(ctx, c.Notification, c.User, c.Channel, r.Status, r.Code, r.At); err != nil {
 		return Outcome{}, err
 	}
 	return Outcome{Status: r.Status, Recorded: true, Final: after}, nil

@@ -203,7 +203,7 @@ func newService(t *testing.T) (*Service, *memProducer, *memSuppress, *memLog) {
 		t.Fatal(err)
 	}
 	p, sup, log := &memProducer{}, &memSuppress{}, &memLog{}
-	return &Service{Region: "eu-west-1", Keys: k, Log: log, Producer: p, Suppress: sup,
+	return &Service{Region: "eu-west-1", Keys: k, Deliveries: log, Producer: p, Suppress: sup,
 		AuthToken: func(name string) (string, bool) { return authToken, name == "twilio" }}, p, sup, log
 }
 
