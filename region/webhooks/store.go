@@ -384,8 +384,11 @@ type pending struct {
 }
 
 // claim takes up to n of region's due deliveries, hiding them from other claims for lease,
-// and those of another region of the jurisdiction (they share the database) overdue by more
-// than takeover: that region is down, and its users' events go out from this one.
+// and, unless takeover is 0, up to n of another region of the jurisdiction (they share the
+// database) overdue by more than takeover: that region is down, and its users' events go out
+// from this one. Looking for those scans every pending delivery overdue by takeover, this
+// region's too (a backlog of them, when it is catching up): the deliverer does it only now and
+// then.
 //
 // The rows are updated in a statement of their own (claimed) and joined with their endpoints
 // only after: an UPDATE that also joins the endpoints may be planned, on a table whose
@@ -399,7 +402,7 @@ func (s *Store) claim(ctx context.Context, region string, n int, lease, takeover
 			ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED),
 		orphaned AS (
 			SELECT app_id, endpoint_id, event_id FROM webhook_deliveries
-			WHERE status = 'pending' AND next_attempt_at <= $5 AND region <> $1
+			WHERE $6 AND status = 'pending' AND next_attempt_at <= $5 AND region <> $1
 			ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED),
 		due AS (SELECT * FROM own UNION ALL SELECT * FROM orphaned),
 		claimed AS (
@@ -409,7 +412,7 @@ func (s *Store) claim(ctx context.Context, region string, n int, lease, takeover
 		SELECT c.app_id, c.endpoint_id, c.event_id, c.event_type, c.user_id, c.payload, c.attempts, c.first_at, e.url, e.secret_wrapped, e.secret_master, e.disabled,
 			CASE WHEN e.previous_secret_expires_at > $2 THEN e.previous_secret_wrapped END, e.previous_secret_master, e.previous_secret_expires_at
 		FROM claimed c JOIN webhook_endpoints e ON e.app_id = c.app_id AND e.endpoint_id = c.endpoint_id`,
-		region, now, n, now.Add(lease), now.Add(-takeover))
+		region, now, n, now.Add(lease), now.Add(-takeover), takeover > 0)
 	if err != nil {
 		return nil, fmt.Errorf("claiming webhook deliveries: %w", err)
 	}
