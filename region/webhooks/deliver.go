@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -195,7 +196,11 @@ func (d *Deliverer) Run(ctx context.Context) error {
 	capacity := 4 * d.Cfg.Concurrency
 	work := make(chan pending, capacity)
 	results := make(chan settled, capacity)
-	slots := make(chan struct{}, capacity) // a token per delivery claimed and not yet attempted
+	// A claim takes a few milliseconds: made when a quarter of the slots are free, it returns
+	// before the senders have run out of work (when half were, they waited for it).
+	refill := capacity - capacity/4
+	var inFlight atomic.Int64      // deliveries claimed and not yet attempted
+	wake := make(chan struct{}, 1) // a sender brought inFlight down to refill (a token, not a count)
 	var senders sync.WaitGroup
 	for range d.Cfg.Concurrency {
 		senders.Add(1)
@@ -203,7 +208,14 @@ func (d *Deliverer) Run(ctx context.Context) error {
 			defer senders.Done()
 			for p := range work {
 				o := d.attempt(ctx, p)
-				<-slots // the row stays hidden by its lease until the settler records it
+				// Its slot is free (the row stays hidden by its lease until the settler records
+				// it); from refill down, the claimer is woken to claim more.
+				if inFlight.Add(-1) <= int64(refill) {
+					select {
+					case wake <- struct{}{}:
+					default: // the claimer has one already
+					}
+				}
 				results <- settled{p, o}
 			}
 		}()
@@ -216,17 +228,15 @@ func (d *Deliverer) Run(ctx context.Context) error {
 
 	var tookOver time.Time // when a claim last looked for another region's overdue deliveries
 	for ctx.Err() == nil {
-		free := capacity - len(slots)
-		// A claim takes a few milliseconds: made when a quarter of the slots are free, it returns
-		// before the senders have run out of work (when half were, they waited for it).
-		if free < capacity/4 && len(slots) > 0 {
-			select { // wait for a slot
-			case slots <- struct{}{}:
-				<-slots
+		n := int(inFlight.Load())
+		if n > refill {
+			select {
+			case <-wake:
 			case <-ctx.Done():
 			}
 			continue
 		}
+		free := capacity - n
 		var takeover time.Duration
 		if time.Since(tookOver) >= d.Cfg.TakeoverAfter/takeoverChecks {
 			takeover, tookOver = d.Cfg.TakeoverAfter, time.Now()
@@ -235,8 +245,8 @@ func (d *Deliverer) Run(ctx context.Context) error {
 		if err != nil && ctx.Err() == nil {
 			d.Log.Warn("claiming webhook deliveries failed", "err", err)
 		}
+		inFlight.Add(int64(len(ps)))
 		for _, p := range ps {
-			slots <- struct{}{}
 			work <- p
 		}
 		if len(ps) == 0 {
