@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -177,11 +178,17 @@ func (d *Deliverer) now() time.Time {
 // settler's lag, with a margin. A process that dies leaves its claimed rows due again after it.
 func (d *Deliverer) lease() time.Duration { return 6*d.Cfg.Timeout + 5*time.Second }
 
+// takeoverChecks is how many times per TakeoverAfter Run looks for another region's overdue
+// deliveries (15 s apart by default): that region's are delivered at most TakeoverAfter and an
+// eighth of it late, and its own claims do not scan its own backlog.
+const takeoverChecks = 8
+
 // Run delivers until ctx ends, as a pipeline: a claimer keeps up to four times Concurrency
-// deliveries in flight (claiming when half of them are done, waiting PollInterval when nothing
-// is due),
-// Concurrency senders attempt them, and a settler records the outcomes in batches (every 50 ms
-// or 200 outcomes). A slow endpoint holds one sender, not the others.
+// deliveries in flight (claiming when a quarter of them are done, waiting PollInterval when nothing
+// is due; taking over another region's overdue deliveries every TakeoverAfter/8),
+// Concurrency senders attempt them, and a settler records the outcomes in batches (of whatever
+// arrived while it recorded the last, at most 200). A slow endpoint holds one sender, not the
+// others.
 func (d *Deliverer) Run(ctx context.Context) error {
 	if d.breakers == nil {
 		d.breakers = newBreakers(d.Cfg.Breaker, d.Log)
@@ -189,7 +196,11 @@ func (d *Deliverer) Run(ctx context.Context) error {
 	capacity := 4 * d.Cfg.Concurrency
 	work := make(chan pending, capacity)
 	results := make(chan settled, capacity)
-	slots := make(chan struct{}, capacity) // a token per delivery claimed and not yet attempted
+	// A claim takes a few milliseconds: made when a quarter of the slots are free, it returns
+	// before the senders have run out of work (when half were, they waited for it).
+	refill := capacity - capacity/4
+	var inFlight atomic.Int64      // deliveries claimed and not yet attempted
+	wake := make(chan struct{}, 1) // a sender brought inFlight down to refill (a token, not a count)
 	var senders sync.WaitGroup
 	for range d.Cfg.Concurrency {
 		senders.Add(1)
@@ -197,7 +208,14 @@ func (d *Deliverer) Run(ctx context.Context) error {
 			defer senders.Done()
 			for p := range work {
 				o := d.attempt(ctx, p)
-				<-slots // the row stays hidden by its lease until the settler records it
+				// Its slot is free (the row stays hidden by its lease until the settler records
+				// it); from refill down, the claimer is woken to claim more.
+				if inFlight.Add(-1) <= int64(refill) {
+					select {
+					case wake <- struct{}{}:
+					default: // the claimer has one already
+					}
+				}
 				results <- settled{p, o}
 			}
 		}()
@@ -208,22 +226,27 @@ func (d *Deliverer) Run(ctx context.Context) error {
 		d.settleLoop(results)
 	}()
 
+	var tookOver time.Time // when a claim last looked for another region's overdue deliveries
 	for ctx.Err() == nil {
-		free := capacity - len(slots)
-		if free < capacity/2 && len(slots) > 0 {
-			select { // wait for a slot
-			case slots <- struct{}{}:
-				<-slots
+		n := int(inFlight.Load())
+		if n > refill {
+			select {
+			case <-wake:
 			case <-ctx.Done():
 			}
 			continue
 		}
-		ps, err := d.Store.claim(ctx, d.Region, min(free, d.Cfg.Batch), d.lease(), d.Cfg.TakeoverAfter)
+		free := capacity - n
+		var takeover time.Duration
+		if time.Since(tookOver) >= d.Cfg.TakeoverAfter/takeoverChecks {
+			takeover, tookOver = d.Cfg.TakeoverAfter, time.Now()
+		}
+		ps, err := d.Store.claim(ctx, d.Region, min(free, d.Cfg.Batch), d.lease(), takeover)
 		if err != nil && ctx.Err() == nil {
 			d.Log.Warn("claiming webhook deliveries failed", "err", err)
 		}
+		inFlight.Add(int64(len(ps)))
 		for _, p := range ps {
-			slots <- struct{}{}
 			work <- p
 		}
 		if len(ps) == 0 {

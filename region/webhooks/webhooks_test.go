@@ -234,6 +234,7 @@ type fakeStore struct {
 	rows    map[string]*pending
 	results map[string]outcome
 	due     map[string]time.Time
+	claims  []time.Duration // the takeover of each claim
 }
 
 func newFakeStore(now func() time.Time, ps ...pending) *fakeStore {
@@ -245,9 +246,10 @@ func newFakeStore(now func() time.Time, ps ...pending) *fakeStore {
 	return f
 }
 
-func (f *fakeStore) claim(_ context.Context, _ string, n int, lease, _ time.Duration) ([]pending, error) {
+func (f *fakeStore) claim(_ context.Context, _ string, n int, lease, takeover time.Duration) ([]pending, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.claims = append(f.claims, takeover)
 	var out []pending
 	for id, p := range f.rows {
 		if r, ok := f.results[id]; ok && r.Status != "pending" {
@@ -537,4 +539,35 @@ func TestRunDeliversEachOnceAndASlowEndpointHoldsOnlyItsOwn(t *testing.T) {
 		require.Equal(t, "pending", o.Status)
 		require.Equal(t, 1, o.Attempts)
 	}
+}
+
+// TestRunLooksForAnotherRegionsOverdueDeliveriesNowAndThen: Run's first claim takes over
+// another region's overdue deliveries, and then one claim every TakeoverAfter/8; the others
+// take this region's only (looking for the others scans this region's overdue backlog too).
+func TestRunLooksForAnotherRegionsOverdueDeliveriesNowAndThen(t *testing.T) {
+	store := newFakeStore(time.Now)
+	cfg := DefaultConfig()
+	cfg.PollInterval, cfg.TakeoverAfter = 10*time.Millisecond, 800*time.Millisecond // every 100 ms
+	d := &Deliverer{Region: "r", Store: store, Cfg: cfg, Client: NewClient(time.Second, true), Log: discard()}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() { done <- d.Run(ctx) }()
+	time.Sleep(450 * time.Millisecond)
+	cancel()
+	require.NoError(t, <-done)
+	elapsed := time.Since(start)
+	store.mu.Lock()
+	defer store.mu.Unlock()
+	require.NotEmpty(t, store.claims)
+	require.Equal(t, cfg.TakeoverAfter, store.claims[0], "the first claim")
+	takeovers := 0
+	for _, tk := range store.claims {
+		if tk != 0 {
+			require.Equal(t, cfg.TakeoverAfter, tk)
+			takeovers++
+		}
+	}
+	require.Less(t, takeovers, 2+int(elapsed/(100*time.Millisecond)), "claims taking over, of %d", len(store.claims))
+	require.Greater(t, len(store.claims)-takeovers, takeovers, "claims of this region's only")
 }

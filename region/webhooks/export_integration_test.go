@@ -1,0 +1,32 @@
+//go:build integration
+
+package webhooks
+
+import (
+	"context"
+	"time"
+)
+
+// What the integration tests (package webhooks_test) use of the deliverer's store calls.
+type (
+	Pending = pending
+	Outcome = outcome
+)
+
+// Claim is the deliverer's claim: a deliverer that stops (crashes) after it leaves the rows
+// to their lease.
+func (s *Store) Claim(ctx context.Context, region string, n int, lease, takeover time.Duration) ([]Pending, error) {
+	return s.claim(ctx, region, n, lease, takeover)
+}
+
+// Settle records os[i] as the outcome of ps[i], in one batch, as the settler does.
+func (s *Store) Settle(ctx context.Context, ps []Pending, os []Outcome) error {
+	rs := make([]settled, len(ps))
+	for i := range ps {
+		rs[i] = settled{ps[i], os[i]}
+	}
+	return s.settle(ctx, rs)
+}
+
+// Lease is how long a claim of d hides a delivery.
+func (d *Deliverer) Lease() time.Duration { return d.lease() }
