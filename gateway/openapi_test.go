@@ -89,7 +89,7 @@ func TestOpenAPIErrorCodesAreEveryCodeTheAPIAnswers(t *testing.T) {
 			}
 		}
 	}
-	scan("*.go", regexp.MustCompile(`(?:abort\(c, [^,]+, |unavailable\(c, )"([a-z_]+)"`), regexp.MustCompile(`"code": "([a-z_]+)"`), regexp.MustCompile(`code = "([a-z_]+)"`))
+	scan("*.go", regexp.MustCompile(`(?:(?:abort|refuseSendGrid)\(c, [^,]+, |unavailable\(c, )"([a-z_]+)"`), regexp.MustCompile(`"code": "([a-z_]+)"`), regexp.MustCompile(`code = "([a-z_]+)"`))
 	constant := regexp.MustCompile(`Code[A-Za-z]+ += "([a-z_]+)"`)
 	scan("../platform/wire/*.go", constant)
 	scan("../platform/httpserver/*.go", constant)
