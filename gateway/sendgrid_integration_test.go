@@ -4,7 +4,6 @@ package gateway_test
 
 import (
 	"bytes"
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -13,7 +12,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"slices"
 	"strconv"
@@ -35,28 +33,7 @@ import (
 // to eventsURL.
 func startEventSim(t *testing.T, eventsURL string) (*sim.Sim, sim.Config) {
 	t.Helper()
-	sc := sim.DefaultConfig(t.TempDir())
-	sc.Webhook.Listen = "127.0.0.1:0"
-	sc.Admin.Listen, sc.APNs.Listen, sc.FCM.Listen, sc.SMTP.Listen, sc.SMS.Listen = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
-	sc.Seed, sc.Drain = 1, time.Second
-	sc.SMTP.Events.URL = eventsURL
-	if err := sc.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	s, err := sim.New(sc, slog.New(slog.DiscardHandler), "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	t.Cleanup(func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Logf("simulators stopped with an error: %v", err)
-		}
-	})
-	return s, sc
+	return regiontest.StartSim(t, 1, func(c *sim.Config) { c.SMTP.Events.URL = eventsURL })
 }
 
 // channelState is the state and reason of user's channel in a notification's status, with its

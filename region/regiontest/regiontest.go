@@ -147,13 +147,17 @@ func (r *Running) Stop() {
 }
 
 // StartSim runs the provider simulators in-process on free ports, with fresh credentials (never
-// the local stack's), until the test ends. seed makes their generated ids reproducible.
-func StartSim(t testing.TB, seed int64) (*sim.Sim, sim.Config) {
+// the local stack's), until the test ends. seed makes their generated ids reproducible; each
+// of configure changes the config before they start.
+func StartSim(t testing.TB, seed int64, configure ...func(*sim.Config)) (*sim.Sim, sim.Config) {
 	t.Helper()
 	sc := sim.DefaultConfig(t.TempDir())
 	sc.Webhook.Listen = "127.0.0.1:0"
 	sc.Admin.Listen, sc.APNs.Listen, sc.FCM.Listen, sc.SMTP.Listen, sc.SMS.Listen = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	sc.Seed, sc.Drain = seed, time.Second
+	for _, f := range configure {
+		f(&sc)
+	}
 	if err := sc.Validate(); err != nil {
 		t.Fatal(err)
 	}
