@@ -19,6 +19,11 @@ import (
 // jurisdiction shares.
 const webhooksPrefix = "/v1/jurisdictions/:jurisdiction/webhooks"
 
+// credentialsPrefix is where an app manages its own provider credentials in one jurisdiction
+// (APNs key, FCM service account, SMTP login, Twilio account): the jurisdiction's regions send
+// its messages with them. Forwarded like the webhook routes, as /v1/credentials/...
+const credentialsPrefix = "/v1/jurisdictions/:jurisdiction/credentials"
+
 func (s *Server) mountWebhooks(v1 *gin.RouterGroup) {
 	g := v1.Group(strings.TrimPrefix(webhooksPrefix, "/v1"))
 	g.POST("/endpoints", s.byJurisdiction)
@@ -29,9 +34,14 @@ func (s *Server) mountWebhooks(v1 *gin.RouterGroup) {
 	g.POST("/endpoints/:endpoint_id/enable", s.byJurisdiction)
 	g.GET("/endpoints/:endpoint_id/dead-letters", s.byJurisdiction)
 	g.POST("/endpoints/:endpoint_id/replay", s.byJurisdiction)
+	cg := v1.Group(strings.TrimPrefix(credentialsPrefix, "/v1"))
+	cg.GET("", s.byJurisdiction)
+	cg.PUT("/:kind", s.byJurisdiction)
+	cg.GET("/:kind", s.byJurisdiction)
+	cg.DELETE("/:kind", s.byJurisdiction)
 }
 
-// byJurisdiction serves the webhook routes: it reads the route's body itself (forwarding what it
+// byJurisdiction serves the webhook and credential routes: it reads the route's body itself (forwarding what it
 // read, never the caller's bytes), routes to the jurisdiction's first healthy region (never a
 // region of another jurisdiction; a jurisdiction that forbids transit through this gateway is
 // redirected to its own, as user routes are, since dead letters name users) and relays the answer.
@@ -70,10 +80,24 @@ func (s *Server) byJurisdiction(c *gin.Context) {
 			return
 		}
 		body = wire.Encode(&r)
+	case "PUT " + credentialsPrefix + "/:kind":
+		raw, ok := readBody(c, wire.MaxSmallBytes)
+		if !ok {
+			return
+		}
+		cred, e := wire.DecodeCredential(c.Param("kind"), raw)
+		if !valid(c, e) {
+			return
+		}
+		body = wire.Encode(cred.Body())
 	default:
 		if !noBody(c) {
 			return
 		}
+	}
+	if kind, ok := c.Params.Get("kind"); ok && !wire.ValidCredentialKind(kind) {
+		abort(c, http.StatusBadRequest, wire.CodeInvalidField, "kind must be one of "+strings.Join(wire.CredentialKinds, ", "), "kind")
+		return
 	}
 	if id := c.Param("endpoint_id"); id != "" && !wire.ValidID(id) {
 		abort(c, http.StatusBadRequest, wire.CodeInvalidField, "endpoint ids must match "+wire.IDPattern+" and not be . or ..", "endpoint_id")
@@ -100,7 +124,7 @@ func (s *Server) byJurisdiction(c *gin.Context) {
 		unavailable(c, "region_unavailable", fmt.Sprintf("no region of %s is healthy; the request was not sent anywhere else", j))
 		return
 	}
-	path := "/v1/webhooks" + strings.TrimPrefix(c.Request.URL.Path, "/v1/jurisdictions/"+j+"/webhooks")
+	path := "/v1" + strings.TrimPrefix(c.Request.URL.Path, "/v1/jurisdictions/"+j)
 	resp, err := s.call(c.Request.Context(), c, d.Region, c.Request.Method, path, c.Request.URL.Query().Encode(), body)
 	if err != nil {
 		s.regionFailed(c, d.Region, err)

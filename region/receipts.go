@@ -5,6 +5,9 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/herald-notify/herald/platform/wire"
+	"github.com/herald-notify/herald/region/credentials"
+	"github.com/herald-notify/herald/region/dispatch"
 	"github.com/herald-notify/herald/region/notify"
 	"github.com/herald-notify/herald/region/receipts"
 	"github.com/herald-notify/herald/region/sealtoken"
@@ -65,5 +68,23 @@ func statusCallback(keys *sealtoken.Keyring, gatewayURL func() string, log *slog
 			return ""
 		}
 		return u
+	}
+}
+
+// twilioAuthToken returns the auth token a status callback's signature is checked with: the
+// region's own Twilio provider's, by name, or, for a text sent through an app's own account
+// (dispatch.AppProviderName), the app's stored one. A credential that cannot be read is "not
+// found" for the callback: Twilio posts it again, and nothing is recorded meanwhile.
+func twilioAuthToken(own map[string]string, creds *credentials.Store, jurisdiction string) func(ctx context.Context, app, provider string) (string, bool) {
+	return func(ctx context.Context, app, provider string) (string, bool) {
+		if provider != dispatch.AppProviderName(dispatch.KindSMS) {
+			t, ok := own[provider]
+			return t, ok
+		}
+		l, err := creds.Load(ctx, app, jurisdiction, wire.CredentialTwilio)
+		if err != nil {
+			return "", false
+		}
+		return l.Twilio.AuthToken, true
 	}
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/herald-notify/herald/platform/lifecycle"
 	"github.com/herald-notify/herald/region/api"
 	"github.com/herald-notify/herald/region/audit"
+	"github.com/herald-notify/herald/region/credentials"
 	"github.com/herald-notify/herald/region/deadletter"
 	"github.com/herald-notify/herald/region/dedup"
 	"github.com/herald-notify/herald/region/deliverylog"
@@ -112,10 +113,12 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 	if err != nil {
 		return err
 	}
-	hooks := &webhooks.Store{DB: stores.PG, Keys: ring} // endpoints wrap their secrets under the master keyring
+	hooks := &webhooks.Store{DB: stores.PG, Keys: ring}    // endpoints wrap their secrets under the master keyring
+	creds := &credentials.Store{DB: stores.PG, Keys: ring} // and so do the apps' provider credentials
 	// Seal the personal part of every Kafka record (crypto-shredding); the sweep rewraps the
-	// webhook secrets too.
-	keys, err := openUserKeys(ctx, c, stores, log, userkeys.Table{Name: "webhook_endpoints", Wrapped: hooks})
+	// webhook secrets and the provider credentials too.
+	keys, err := openUserKeys(ctx, c, stores, log, userkeys.Table{Name: "webhook_endpoints", Wrapped: hooks},
+		userkeys.Table{Name: "provider_credentials", Wrapped: creds})
 	if err != nil {
 		return err
 	}
@@ -159,8 +162,9 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 			Deliveries: dlog, Keys: keys, Audit: audit.NewStore(stores.PG), Logger: log, Unsubscribe: unsubKeys, RequestTimeout: c.RequestTimeout,
 			Outbox: sched, KafkaWait: c.KafkaWait,
 			Webhooks: hooks, WebhooksAllowLoopbackHTTP: c.Webhooks.AllowLoopbackHTTP,
+			Credentials: creds, CheckCredential: c.Dispatch.AppCredentials.Check,
 			Receipts: &receipts.Service{Region: c.Name, Keys: receiptKeys, Deliveries: dlog, Producer: apiProducer, Sealer: keys,
-				AuthToken: func(p string) (string, bool) { t, ok := authTokens[p]; return t, ok },
+				AuthToken: twilioAuthToken(authTokens, creds, c.Jurisdiction),
 				Suppress:  suppress.New(stores.PG, c.Dispatch.Suppression.SoftBounceLimit, c.Dispatch.Suppression.SoftBounceWindow),
 				Users:     userStore, Jurisdiction: c.Jurisdiction, ProduceWait: c.KafkaWait,
 				EmailKeys: emailKeys, Prefs: prefStore, PrefsCache: prefsCache},
@@ -280,6 +284,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 			StatusCallback:  statusCallback(receiptKeys, pc.gatewayURL, log),
 			EmailReceipt:    emailReceipt(emailKeys, pc.gatewayURL, log),
 			Suppress:        suppress.New(stores.PG, c.Dispatch.Suppression.SoftBounceLimit, c.Dispatch.Suppression.SoftBounceWindow),
+			Credentials:     creds, Jurisdiction: c.Jurisdiction, // the apps' own provider accounts
 		})
 		if err != nil {
 			return err

@@ -67,18 +67,28 @@ var freeForm = map[string]bool{"data": true}
 
 // Read reads a body of at most limit bytes and decodes it with Decode.
 func Read(r io.Reader, dst any, limit int64) *Error {
+	raw, e := ReadRaw(r, limit)
+	if e != nil {
+		return e
+	}
+	return Decode(raw, dst)
+}
+
+// ReadRaw reads a body of at most limit bytes, for a decoder that picks its type from
+// something else (DecodeCredential).
+func ReadRaw(r io.Reader, limit int64) ([]byte, *Error) {
 	raw, err := io.ReadAll(io.LimitReader(r, limit+1))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			return refuse(CodePayloadTooLarge, "", fmt.Sprintf("the body is over %d bytes", limit))
+			return nil, refuse(CodePayloadTooLarge, "", fmt.Sprintf("the body is over %d bytes", limit))
 		}
-		return refuse(CodeMalformedJSON, "", "the body could not be read")
+		return nil, refuse(CodeMalformedJSON, "", "the body could not be read")
 	}
 	if int64(len(raw)) > limit {
-		return refuse(CodePayloadTooLarge, "", fmt.Sprintf("the body is over %d bytes", limit))
+		return nil, refuse(CodePayloadTooLarge, "", fmt.Sprintf("the body is over %d bytes", limit))
 	}
-	return Decode(raw, dst)
+	return raw, nil
 }
 
 // Decode reads raw, one JSON object, into dst (a pointer to one of this package's types, or any

@@ -41,6 +41,7 @@ const (
 	CodeDeadlineExceeded     = "deadline_exceeded"
 	CodeInvalidTimeout       = "invalid_timeout"
 	CodeEndpointDisabled     = "endpoint_disabled"
+	CodeCredentialRefused    = "credential_refused"
 )
 
 var rejections = promauto.NewCounterVec(prometheus.CounterOpts{

@@ -199,7 +199,7 @@ var errorCodes = []string{
 	CodeConflictingFields, CodeInvalidType, CodeUnknownTemplate, CodeTemplateTypeMismatch,
 	CodeMissingVariable, CodeInvalidTemplate, CodeTooManyRecipients, CodeInvalidChannel,
 	CodeInvalidSendAt, CodeDuplicateRequest, CodeMissingApp, CodeUnauthenticated, CodeNotFound,
-	CodeUnavailable, CodeDuplicateField, CodeNotResident, CodeDeadlineExceeded, CodeInvalidTimeout, CodeEndpointDisabled,
+	CodeUnavailable, CodeDuplicateField, CodeNotResident, CodeDeadlineExceeded, CodeInvalidTimeout, CodeEndpointDisabled, CodeCredentialRefused,
 }
 
 func TestOpenAPIErrorCodesAreTheCodeConstants(t *testing.T) {

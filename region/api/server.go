@@ -145,6 +145,10 @@ type Server struct {
 	// use http:// to a loopback host (the local stack), where every other must be https.
 	Webhooks                  WebhookStore
 	WebhooksAllowLoopbackHTTP bool
+	// Credentials keeps the apps' own provider credentials; CheckCredential, when set, is the
+	// region's own rule for one (the FCM token endpoints it calls), answered 422 when it fails.
+	Credentials     CredentialStore
+	CheckCredential func(wire.Credential) *wire.Error
 
 	keptLog sampler // one log line per keptLogPeriod about sends kept in the outbox
 }
@@ -225,6 +229,10 @@ func (s *Server) Register(r gin.IRouter) {
 	v1.POST("/webhooks/endpoints/:endpoint_id/enable", s.setWebhookDisabled(false))
 	v1.GET("/webhooks/endpoints/:endpoint_id/dead-letters", s.listWebhookDeadLetters)
 	v1.POST("/webhooks/endpoints/:endpoint_id/replay", s.replayWebhooks)
+	v1.GET("/credentials", s.listCredentials)
+	v1.PUT("/credentials/:kind", s.putCredential)
+	v1.GET("/credentials/:kind", s.getCredential)
+	v1.DELETE("/credentials/:kind", s.deleteCredential)
 	r.POST("/internal/v1/audit", otelgin.Middleware("herald-region-"+s.Region), s.deadline, s.authenticateInternal, s.appendAudit)
 	// One-click unsubscribe: the app and the user are in the token, not in a header.
 	r.GET("/v1/unsubscribe/:token", otelgin.Middleware("herald-region-"+s.Region), s.deadline, s.authenticateInternal, s.unsubscribeInfo)

@@ -46,9 +46,18 @@ func loadPool(file string) (*x509.CertPool, error) {
 }
 
 func newAPNs(c APNsConfig, name string, minimal func() bool) (*apnsProvider, error) {
-	key, err := token.AuthKeyFromFile(c.KeyFile)
+	raw, err := os.ReadFile(c.KeyFile)
 	if err != nil {
 		return nil, fmt.Errorf("apns %s: key file: %w", name, err)
+	}
+	return newAPNsKey(c, raw, name, minimal)
+}
+
+// newAPNsKey is newAPNs with the .p8 key's bytes in hand (an app's own key).
+func newAPNsKey(c APNsConfig, p8 []byte, name string, minimal func() bool) (*apnsProvider, error) {
+	key, err := token.AuthKeyFromBytes(p8)
+	if err != nil {
+		return nil, fmt.Errorf("apns %s: key: %w", name, err)
 	}
 	client := apns2.NewTokenClient(&token.Token{AuthKey: key, KeyID: c.KeyID, TeamID: c.TeamID})
 	client.Host = strings.TrimRight(c.Endpoint, "/")

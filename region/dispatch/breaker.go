@@ -74,8 +74,20 @@ func newGuarded(p Provider, c BreakerConfig, region string, log *slog.Logger, re
 				float64(n.TotalFailures)/float64(n.Requests) >= c.FailureRatio
 		},
 		OnStateChange: func(name string, from, to gobreaker.State) {
-			log.Warn("provider circuit breaker changed state", "provider", name, "from", from.String(), "to", to.String())
-			breakerState.WithLabelValues(region, name).Set(breakerStateValue(to))
+			// An app's own account has a breaker of its own (appProvider): its state is
+			// counted per kind, since a gauge per app would grow without bound.
+			if a, ok := p.(*appProvider); ok {
+				log.Warn("an app's provider circuit breaker changed state", "provider", name, "app", a.app, "from", from.String(), "to", to.String())
+				switch {
+				case to == gobreaker.StateOpen:
+					appBreakersOpen.WithLabelValues(region, name).Inc()
+				case from == gobreaker.StateOpen:
+					appBreakersOpen.WithLabelValues(region, name).Dec()
+				}
+			} else {
+				log.Warn("provider circuit breaker changed state", "provider", name, "from", from.String(), "to", to.String())
+				breakerState.WithLabelValues(region, name).Set(breakerStateValue(to))
+			}
 			if from == gobreaker.StateHalfOpen && to == gobreaker.StateClosed && recovered != nil {
 				recovered()
 			}
@@ -83,7 +95,9 @@ func newGuarded(p Provider, c BreakerConfig, region string, log *slog.Logger, re
 		// A refused recipient is the provider working: only transient failures count.
 		IsSuccessful: func(err error) bool { return err == nil || classify(err).Class != Transient },
 	}
-	breakerState.WithLabelValues(region, p.Name()).Set(0)
+	if _, ok := p.(*appProvider); !ok {
+		breakerState.WithLabelValues(region, p.Name()).Set(0)
+	}
 	return &guarded{p: p, cb: gobreaker.NewCircuitBreaker[Receipt](st)}
 }
 

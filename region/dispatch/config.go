@@ -5,10 +5,12 @@ import (
 	"net/mail"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/herald-notify/herald/platform/config"
+	"github.com/herald-notify/herald/platform/wire"
 	"github.com/herald-notify/herald/region/deadletter"
 	"github.com/herald-notify/herald/region/notify"
 )
@@ -34,6 +36,66 @@ type Config struct {
 	FailureRetry deadletter.Policy `yaml:"failure_retry"`
 	// Suppression is when soft bounces put an address on the suppression list.
 	Suppression SuppressionConfig `yaml:"suppression"`
+	// AppCredentials is how apps' own provider credentials (PUT .../credentials/{kind},
+	// region/credentials) are used.
+	AppCredentials AppCredentialsConfig `yaml:"app_credentials"`
+}
+
+// AppCredentialsConfig: an app that stored its own credential of a provider kind has its sends
+// of that kind made with it, through the region's provider of the kind (its endpoint, CA,
+// timeouts and retry schedule), behind a breaker of its own; the region's own account is never
+// used for that app's sends of the kind, nor the app's for another app's.
+type AppCredentialsConfig struct {
+	// Refresh is how long a dispatcher sends with a credential it read before reading it again:
+	// a rotation or a delete takes effect within it.
+	Refresh time.Duration `yaml:"refresh"`
+	// Required lists the kinds (apns, fcm, smtp, twilio) an app must have its own credential
+	// of: its sends of a kind it has none of fail (failed: no_credentials) rather than go
+	// through the region's account.
+	Required []string `yaml:"required"`
+	// FCMTokenURIs are the OAuth token endpoints an app's service account may name (its
+	// token_uri), which the region calls with the account's signed assertion. Default:
+	// Google's, https://oauth2.googleapis.com/token.
+	FCMTokenURIs []string `yaml:"fcm_token_uris"`
+	// MaxCached bounds the apps' clients a dispatcher keeps (an APNs client holds an HTTP/2
+	// connection); the least recently used beyond it are dropped.
+	MaxCached int `yaml:"max_cached"`
+}
+
+// GoogleTokenURI is the token endpoint of Google's service accounts.
+const GoogleTokenURI = "https://oauth2.googleapis.com/token"
+
+func (a AppCredentialsConfig) validate() error {
+	if a.Refresh < 100*time.Millisecond || a.Refresh > time.Hour {
+		return config.Errorf("refresh", a.Refresh.String(), "must be 100ms to 1h")
+	}
+	for i, k := range a.Required {
+		if !wire.ValidCredentialKind(k) || slices.Contains(a.Required[:i], k) {
+			return config.Errorf(fmt.Sprintf("required[%d]", i), k, "must be one of %s, each listed once", strings.Join(wire.CredentialKinds, ", "))
+		}
+	}
+	if len(a.FCMTokenURIs) == 0 {
+		return config.Errorf("fcm_token_uris", "", "must list at least one token endpoint (Google's: %s)", GoogleTokenURI)
+	}
+	for i, u := range a.FCMTokenURIs {
+		if err := checkURL(fmt.Sprintf("fcm_token_uris[%d]", i), u); err != nil {
+			return err
+		}
+	}
+	if a.MaxCached < 1 || a.MaxCached > 1_000_000 {
+		return config.Errorf("max_cached", fmt.Sprint(a.MaxCached), "must be 1-1000000")
+	}
+	return nil
+}
+
+// Check is the region's own rule for a credential an app stores, beyond its shape
+// (wire.Credential.Validate): a service account's token endpoint must be one the region calls.
+func (a AppCredentialsConfig) Check(c wire.Credential) *wire.Error {
+	if c.Kind == wire.CredentialFCM && c.FCM != nil && !slices.Contains(a.FCMTokenURIs, c.FCM.ServiceAccount.TokenURI) {
+		return &wire.Error{Code: wire.CodeInvalidField, Field: "service_account.token_uri",
+			Message: "this region calls only these token endpoints: " + strings.Join(a.FCMTokenURIs, ", ")}
+	}
+	return nil
 }
 
 // SuppressionConfig: an address is suppressed as bounced once SoftBounceLimit different
@@ -225,9 +287,10 @@ func DefaultConfig() Config {
 		},
 		Breaker: BreakerConfig{ConsecutiveFailures: 5, FailureRatio: 0.5, MinRequests: 20, Window: 30 * time.Second,
 			OpenFor: 10 * time.Second, HalfOpenProbes: 1},
-		Retry:       RetryConfig{Delays: []time.Duration{5 * time.Second, 30 * time.Second, 2 * time.Minute}, MaxDelay: 10 * time.Minute, Jitter: 0.2, MaxAttempts: 6},
-		SendTimeout: 15 * time.Second,
-		Suppression: SuppressionConfig{SoftBounceLimit: 3, SoftBounceWindow: 30 * 24 * time.Hour},
+		Retry:          RetryConfig{Delays: []time.Duration{5 * time.Second, 30 * time.Second, 2 * time.Minute}, MaxDelay: 10 * time.Minute, Jitter: 0.2, MaxAttempts: 6},
+		SendTimeout:    15 * time.Second,
+		Suppression:    SuppressionConfig{SoftBounceLimit: 3, SoftBounceWindow: 30 * 24 * time.Hour},
+		AppCredentials: AppCredentialsConfig{Refresh: 10 * time.Second, FCMTokenURIs: []string{GoogleTokenURI}, MaxCached: 10_000},
 	}
 }
 
@@ -235,6 +298,9 @@ func DefaultConfig() Config {
 func (c Config) Validate() error {
 	if err := c.FailureRetry.Validate(); err != nil {
 		return config.Prefix("failure_retry", err)
+	}
+	if err := c.AppCredentials.validate(); err != nil {
+		return config.Prefix("app_credentials", err)
 	}
 	if n := c.Suppression.SoftBounceLimit; n < 1 || n > 100 {
 		return config.Errorf("suppression.soft_bounce_limit", fmt.Sprint(n), "must be 1-100")
@@ -316,6 +382,9 @@ var providerNameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{0,64}$`)
 func validProviderName(name string) error {
 	if !providerNameRE.MatchString(name) {
 		return config.Errorf("name", name, "must be at most 64 letters, digits, '_', '.' or '-' (empty: the default)")
+	}
+	if strings.HasPrefix(name, appProviderPrefix) {
+		return config.Errorf("name", name, "must not start with %q (the names of apps' own accounts)", appProviderPrefix)
 	}
 	return nil
 }

@@ -205,6 +205,11 @@ type Deps struct {
 	// Keys open the tasks and seal the retries, dead letters and delivery events for their
 	// users (nil: plain records, unit tests).
 	Keys notify.Sealer
+	// Credentials, when set, holds the apps' own provider credentials of the region's
+	// jurisdiction (Jurisdiction): an app's sends of a kind it stored one of go through its own
+	// account (Config.AppCredentials). Nil: every send goes through the region's providers.
+	Credentials  CredentialLoader
+	Jurisdiction string
 	// KeysConcurrency bounds the social and marketing consumers' Keys.For calls at once
 	// (keys.go), so they never hold the whole Postgres pool the transactional tier and the API
 	// share with them (0: unbounded). The region sets half its pool.
@@ -247,6 +252,8 @@ type Dispatcher struct {
 	sent   *sentKeys // nil without Redis
 	// recovered by channel: when one of its providers came back after an outage.
 	recovered map[string]*recovery
+	// apps caches the routes of apps' own accounts (nil: Deps.Credentials is nil).
+	apps *appRoutes
 }
 
 // recovery tells a channel's retry consumers that one of its providers is back: its breaker
@@ -375,6 +382,9 @@ func newDispatcher(cfg Config, region string, d Deps, provs map[string][2]Provid
 		now: time.Now, rnd: jitterRand, recovered: map[string]*recovery{}}
 	for _, ch := range Channels {
 		ds.recovered[ch] = newRecovery()
+	}
+	if d.Credentials != nil {
+		ds.apps = &appRoutes{d: ds, cfg: cfg.AppCredentials, loader: d.Credentials, juris: d.Jurisdiction, entries: map[appKey]*appEntry{}}
 	}
 	for kind, pair := range provs {
 		if pair[0] == nil {
@@ -566,13 +576,15 @@ func (d *Dispatcher) process(ctx context.Context, t notify.Task, prev *Retry) er
 	var marks []func()
 	for _, u := range units {
 		r := result{u: u}
-		rt := d.routes[u.kind]
+		rt, routeErr := d.routeFor(ctx, t.AppID, u.kind)
 		key := ""
 		if d.sent != nil {
 			key = d.sent.key(t.NotificationID, t.UserID, t.Channel, u.to)
 		}
 		if storeErr != nil {
 			r.provider, r.err = u.kind, storeErr
+		} else if routeErr != nil {
+			r.provider, r.err = u.kind, routeErr
 		} else if rt == nil {
 			if id, ok := d.sent.sent(ctx, key, t.Tier == notify.Transactional); ok { // sent before its provider was unconfigured
 				r.already, r.receipt.MessageID, r.at = true, id, d.now()

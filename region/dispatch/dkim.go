@@ -29,6 +29,11 @@ func loadDKIMSigner(path string) (crypto.Signer, error) {
 	if err != nil {
 		return nil, err
 	}
+	return parseDKIMKey(raw)
+}
+
+// parseDKIMKey reads a PEM private key as loadDKIMSigner does.
+func parseDKIMKey(raw []byte) (crypto.Signer, error) {
 	block, _ := pem.Decode(raw)
 	if block == nil {
 		return nil, errors.New("no PEM block")
@@ -69,9 +74,13 @@ func newDKIMSigner(c DKIMConfig) (*dkimSigner, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dkim.key_file %s: %w", c.KeyFile, err)
 	}
-	return &dkimSigner{opts: dkim.SignOptions{Domain: c.Domain, Selector: c.Selector, Signer: key, Hash: crypto.SHA256,
+	return dkimSignerOf(c.Domain, c.Selector, key), nil
+}
+
+func dkimSignerOf(domain, selector string, key crypto.Signer) *dkimSigner {
+	return &dkimSigner{opts: dkim.SignOptions{Domain: domain, Selector: selector, Signer: key, Hash: crypto.SHA256,
 		HeaderCanonicalization: dkim.CanonicalizationRelaxed, BodyCanonicalization: dkim.CanonicalizationRelaxed,
-		HeaderKeys: dkimSignedHeaders}}, nil
+		HeaderKeys: dkimSignedHeaders}}
 }
 
 // sign returns msg with its DKIM-Signature header first.

@@ -48,6 +48,12 @@ func newFCM(c FCMConfig, name string, minimal func() bool) (*fcmProvider, error)
 	if err := json.Unmarshal(sa, &acct); err != nil || acct.ProjectID == "" {
 		return nil, fmt.Errorf("fcm %s: credentials file %s: no project_id in the service-account JSON", name, c.CredentialsFile)
 	}
+	return newFCMAccount(c, sa, acct.ProjectID, name, minimal)
+}
+
+// newFCMAccount is newFCM with the service-account JSON in hand (an app's own).
+func newFCMAccount(c FCMConfig, sa []byte, projectID, name string, minimal func() bool) (*fcmProvider, error) {
+	acct := struct{ ProjectID string }{projectID}
 	newClient := func() (*messaging.Client, error) {
 		// The client refreshes OAuth2 tokens with this context, so it must outlive the client.
 		ctx := context.Background()

@@ -18,6 +18,14 @@ var (
 		Name: "herald_dispatch_breaker_state",
 		Help: "Circuit breaker state per provider: 0 closed, 1 half-open, 2 open.",
 	}, []string{"region", "provider"})
+	appBreakersOpen = promauto.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "herald_dispatch_app_breakers_open",
+		Help: "Circuit breakers open now over apps' own provider accounts, per provider kind (app-apns, app-fcm, app-smtp, app-twilio): each app's account has its own breaker.",
+	}, []string{"region", "provider"})
+	appCredentialLoads = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "herald_dispatch_app_credential_loads_total",
+		Help: "Reads of apps' own provider credentials by the dispatcher's cache, by kind and result: found (a new version, a client built), same (no change), none (the app has none: the region's provider), stale (the store failed; the cached credential is used), error (the store failed with nothing cached; the send is retried), unusable (a stored credential that does not build a client).",
+	}, []string{"region", "kind", "result"})
 	fcmTokenRenewals = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "herald_dispatch_fcm_token_renewals_total",
 		Help: "FCM clients replaced, with a new access token, after FCM refused the token (401 UNAUTHENTICATED), per provider.",

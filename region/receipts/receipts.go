@@ -248,8 +248,9 @@ type Suppressor interface {
 type Service struct {
 	Region string
 	Keys   *sealtoken.Keyring
-	// AuthToken returns the auth token of the named Twilio provider.
-	AuthToken  func(provider string) (string, bool)
+	// AuthToken returns the auth token of the named Twilio provider the app's text went
+	// through (an app's own account's, for a text sent with it).
+	AuthToken  func(ctx context.Context, app, provider string) (string, bool)
 	Deliveries Log
 	Producer   Producer
 	Sealer     notify.Sealer // nil: plain events (unit tests)
@@ -303,7 +304,7 @@ func (s *Service) Twilio(ctx context.Context, token string, cb wire.TwilioCallba
 	if err := s.Keys.Open(token, &c); err != nil || !c.valid() {
 		return Outcome{}, ErrNotFound
 	}
-	auth, ok := s.AuthToken(c.Provider)
+	auth, ok := s.AuthToken(ctx, c.App, c.Provider)
 	if !ok {
 		return Outcome{}, ErrNotFound
 	}

@@ -204,7 +204,7 @@ func newService(t *testing.T) (*Service, *memProducer, *memSuppress, *memLog) {
 	}
 	p, sup, log := &memProducer{}, &memSuppress{}, &memLog{}
 	return &Service{Region: "eu-west-1", Keys: k, Deliveries: log, Producer: p, Suppress: sup,
-		AuthToken: func(name string) (string, bool) { return authToken, name == "twilio" }}, p, sup, log
+		AuthToken: func(_ context.Context, _, name string) (string, bool) { return authToken, name == "twilio" }}, p, sup, log
 }
 
 var claim = Claim{App: "acme", Notification: "n1", User: "ada", Channel: notify.SMS, Tier: notify.Transactional, Category: "otp", Provider: "twilio"}
