@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/herald-notify/herald/platform/wire"
 	"github.com/herald-notify/herald/region/credentials"
 	"github.com/herald-notify/herald/region/notify"
@@ -178,6 +180,10 @@ func TestACredentialThatCannotBeReadIsNeverReplacedByTheRegionsAccount(t *testin
 	loader.set("app-a", 1, sidA, tokA)
 	cfg := DefaultConfig()
 	f, got, clk := appFixture(t, cfg, loader)
+	loads := func(result string) float64 {
+		return testutil.ToFloat64(appCredentialLoads.WithLabelValues("zz-test-1", wire.CredentialTwilio, result))
+	}
+	errors0, stale0 := loads("error"), loads("stale")
 	// Nothing read yet: the text is retried, sent with no account.
 	task := textOf("app-a")
 	if err := f.d.process(context.Background(), task, nil); err != nil {
@@ -207,6 +213,11 @@ func TestACredentialThatCannotBeReadIsNeverReplacedByTheRegionsAccount(t *testin
 	}
 	if len(got()) != 2 {
 		t.Fatalf("sent %v", got())
+	}
+	// What HeraldAppCredentialsUnusable and the operator see: one read with nothing cached
+	// failed (the text held), one served from the cache.
+	if e, s := loads("error")-errors0, loads("stale")-stale0; e != 1 || s != 1 {
+		t.Fatalf("loads counted error +%v stale +%v, want +1 each", e, s)
 	}
 }
 
