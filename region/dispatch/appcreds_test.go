@@ -1,7 +1,13 @@
 package dispatch
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-msgauth/dkim"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/herald-notify/herald/platform/wire"
@@ -273,5 +280,60 @@ func TestTheAppRouteCacheStaysBoundedAndConcurrentSendsReadTheStoreOnce(t *testi
 	}
 	if n := len(f.d.apps.entries); n > cfg.AppCredentials.MaxCached {
 		t.Fatalf("%d cached routes, max %d", n, cfg.AppCredentials.MaxCached)
+	}
+}
+
+// An app's SMTP credential sends as the app: its login, its From, and its DKIM key (d= its
+// domain), verified against its own record; an app that brings no DKIM key is signed by the
+// region's, as before.
+func TestAnAppsEmailIsSentAsTheAppAndSignedWithItsOwnDKIMKey(t *testing.T) {
+	rk, _ := rsa.GenerateKey(rand.Reader, 2048)
+	regionKey, regionRecord := writeKey(t, rk, &rk.PublicKey)
+	ak, _ := rsa.GenerateKey(rand.Reader, 2048)
+	der, _ := x509.MarshalPKCS8PrivateKey(ak)
+	pub, _ := x509.MarshalPKIXPublicKey(&ak.PublicKey)
+	appRecord := "v=DKIM1; k=rsa; p=" + base64.StdEncoding.EncodeToString(pub)
+	cfg := DefaultConfig()
+	cfg.Email.SMTP = SMTPConfig{Addr: "127.0.0.1:2525", Username: "region", Password: "pw", From: "noreply@herald.example",
+		DKIM: DKIMConfig{Domain: "herald.example", Selector: "herald", KeyFile: regionKey}}
+	f := newFixture(cfg, nil)
+	f.d.apps = &appRoutes{d: f.d, cfg: cfg.AppCredentials, loader: &fakeCredentials{}, juris: "EU", entries: map[appKey]*appEntry{}}
+	lookup := func(name string) ([]string, error) {
+		switch name {
+		case "s1._domainkey.acme.example":
+			return []string{appRecord}, nil
+		case "herald._domainkey.herald.example":
+			return []string{regionRecord}, nil
+		}
+		return nil, fmt.Errorf("no record %s", name)
+	}
+	task := sampleTask(notify.Email)
+	for _, c := range []struct {
+		name, domain string
+		dkim         *wire.DKIMKey
+	}{
+		{"its own key", "acme.example", &wire.DKIMKey{Domain: "acme.example", Selector: "s1", PrivateKey: string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))}},
+		{"no key: the region's", "herald.example", nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cred := wire.Credential{Kind: wire.CredentialSMTP, SMTP: &wire.SMTPCredential{From: "Acme <no-reply@mail.acme.example>", Username: "acme", Password: "secret", DKIM: c.dkim}}
+			rt, err := f.d.appRoute("app-a", KindSMTP, cred)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sp := rt.primary.p.(*appProvider).Provider.(*smtpProvider)
+			if sp.Name() != "app-smtp" || sp.cfg.Username != "acme" || sp.cfg.Password != "secret" || sp.cfg.From != cred.SMTP.From || rt.secondary != nil {
+				t.Fatalf("provider %s as %q from %q, secondary %v", sp.Name(), sp.cfg.Username, sp.cfg.From, rt.secondary)
+			}
+			msg, _ := buildMail(task, sp.cfg.From, "ada@example.com", "<1@acme.example>", "", time.Now())
+			signed, err := sp.dkim.sign(msg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			vs, err := dkim.VerifyWithOptions(bytes.NewReader(signed), &dkim.VerifyOptions{LookupTXT: lookup})
+			if err != nil || len(vs) != 1 || vs[0].Err != nil || vs[0].Domain != c.domain {
+				t.Fatalf("verification %+v %v", vs, err)
+			}
+		})
 	}
 }
