@@ -326,8 +326,9 @@ type simulator struct {
 
 // New prepares the simulators: it loads or creates the CA and credentials, listens on every
 // port (so Info holds real addresses even for port 0) and writes the client files.
-func New(cfg Config, log *slog.Logger, version string) (s *Sim, err error) {
-	s = &Sim{cfg: cfg, log: log}
+func New(cfg Config, log *slog.Logger, version string) (_ *Sim, err error) {
+	// Not the named result: a failing return sets that to nil before the deferred cleanup runs.
+	s := &Sim{cfg: cfg, log: log}
 	defer func() {
 		if err != nil {
 			s.closeListeners()
