@@ -22,6 +22,8 @@ import (
 //	PUT    /sim/webhook/secrets/{endpoint}  the secret ({"secret": "whsec_..."}) the webhook
 //	                                        receiver verifies /hooks/{endpoint} with
 //	DELETE /sim/webhook/secrets/{endpoint}  forget it
+//	POST   /sim/apns/keys, /sim/fcm/projects, /sim/smtp/accounts, /sim/twilio/accounts
+//	                                     make a provider account (accounts.go)
 //
 // Errors use Herald's own shape, since this is Herald's API rather than a provider's.
 func (s *Sim) adminHandler() http.Handler {
@@ -97,6 +99,10 @@ func (s *Sim) adminHandler() http.Handler {
 		_ = s.hook.setSecret(r.PathValue("endpoint"), "")
 		w.WriteHeader(http.StatusNoContent)
 	})
+	mux.HandleFunc("POST /sim/apns/keys", s.adminCreateAPNsKey)
+	mux.HandleFunc("POST /sim/fcm/projects", s.adminCreateFCMProject)
+	mux.HandleFunc("POST /sim/smtp/accounts", s.adminCreateSMTPAccount)
+	mux.HandleFunc("POST /sim/twilio/accounts", s.adminCreateTwilioAccount)
 	mux.HandleFunc("DELETE /sim/{name}/faults", s.withSim(func(w http.ResponseWriter, r *http.Request, sim simulator) {
 		sim.faults.Set(Faults{})
 		s.log.Info("faults cleared", "sim", r.PathValue("name"))

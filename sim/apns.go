@@ -43,7 +43,6 @@ var apnsPushTypes = map[string]bool{
 // apnsServer answers POST /3/device/{token} as api.push.apple.com does.
 type apnsServer struct {
 	cfg        APNsConfig
-	pub        *ecdsa.PublicKey
 	keyWritten bool // the .p8 for clients is at the configured path
 	topics     map[string]bool
 	records    *Ring
@@ -51,15 +50,33 @@ type apnsServer struct {
 	log        *slog.Logger
 	tlsConfig  *tls.Config
 
-	// verified caches provider tokens whose signature checked out (token -> iat), so the hot
-	// path does one map lookup instead of an ECDSA verification per request. Clients reuse a
-	// token for up to an hour, so the cache stays small; it is emptied if it ever grows large.
+	// keys are the signing keys provider tokens may name (kid), the configured one and those
+	// made over the admin API. Keys are only ever added.
+	keysMu sync.RWMutex
+	keys   map[string]apnsKey
+
+	// verified caches provider tokens whose signature checked out (token -> apnsVerified), so
+	// the hot path does one map lookup instead of an ECDSA verification per request. Clients
+	// reuse a token for up to an hour, so the cache stays small; it is emptied if it ever grows
+	// large.
 	verified  sync.Map
 	nVerified atomic.Int64
 }
 
+// apnsKey is one provider-token signing key: the team it belongs to and its public half.
+type apnsKey struct {
+	teamID, keyID string
+	pub           *ecdsa.PublicKey
+}
+
+// apnsVerified is a cached verified token: when it was issued and whose key signed it.
+type apnsVerified struct {
+	iat int64
+	key apnsKey
+}
+
 func newAPNsServer(cfg APNsConfig, keyFile string, records *Ring, faults *Injector, log *slog.Logger) (*apnsServer, error) {
-	s := &apnsServer{cfg: cfg, records: records, faults: faults, log: log}
+	s := &apnsServer{cfg: cfg, records: records, faults: faults, log: log, keys: map[string]apnsKey{}}
 	if len(cfg.Topics) > 0 {
 		s.topics = map[string]bool{}
 		for _, t := range cfg.Topics {
@@ -68,49 +85,89 @@ func newAPNsServer(cfg APNsConfig, keyFile string, records *Ring, faults *Inject
 			}
 		}
 	}
-	var err error
 	if cfg.PublicKeyFile != "" {
-		s.pub, err = loadECPublicKey(cfg.PublicKeyFile)
-		return s, err
+		pub, err := loadECPublicKey(cfg.PublicKeyFile)
+		if err != nil {
+			return nil, err
+		}
+		s.addKey(apnsKey{teamID: cfg.TeamID, keyID: cfg.KeyID, pub: pub})
+		return s, nil
 	}
 	key, err := loadOrCreateP8(keyFile)
 	if err != nil {
 		return nil, err
 	}
-	s.pub, s.keyWritten = &key.PublicKey, true
+	s.addKey(apnsKey{teamID: cfg.TeamID, keyID: cfg.KeyID, pub: &key.PublicKey})
+	s.keyWritten = true
 	return s, nil
+}
+
+// addKey makes tokens signed by k acceptable. A key id already known keeps its key.
+func (s *apnsServer) addKey(k apnsKey) bool {
+	s.keysMu.Lock()
+	defer s.keysMu.Unlock()
+	if _, dup := s.keys[k.keyID]; dup {
+		return false
+	}
+	s.keys[k.keyID] = k
+	return true
+}
+
+func (s *apnsServer) key(keyID string) (apnsKey, bool) {
+	s.keysMu.RLock()
+	defer s.keysMu.RUnlock()
+	k, ok := s.keys[keyID]
+	return k, ok
+}
+
+// newP8 makes an Apple-style .p8: an EC P-256 key, PKCS#8 in PEM.
+func newP8() (*ecdsa.PrivateKey, []byte, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, fmt.Errorf("generating an APNs key: %w", err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("encoding an APNs key: %w", err)
+	}
+	return key, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
+}
+
+// parseP8 reads an Apple-style .p8.
+func parseP8(raw []byte) (*ecdsa.PrivateKey, error) {
+	b, _ := pem.Decode(raw)
+	if b == nil {
+		return nil, errors.New("not PEM")
+	}
+	k, err := x509.ParsePKCS8PrivateKey(b.Bytes)
+	if err != nil {
+		return nil, err
+	}
+	key, ok := k.(*ecdsa.PrivateKey)
+	if !ok || key.Curve != elliptic.P256() {
+		return nil, errors.New("not an EC P-256 key")
+	}
+	return key, nil
 }
 
 // loadOrCreateP8 reads an Apple-style .p8 (PKCS#8 EC P-256 key in PEM), creating it if missing.
 func loadOrCreateP8(path string) (*ecdsa.PrivateKey, error) {
 	raw, err := os.ReadFile(path)
 	if err == nil {
-		b, _ := pem.Decode(raw)
-		if b == nil {
-			return nil, fmt.Errorf("APNs key %s: not PEM", path)
-		}
-		k, err := x509.ParsePKCS8PrivateKey(b.Bytes)
+		key, err := parseP8(raw)
 		if err != nil {
 			return nil, fmt.Errorf("APNs key %s: %w", path, err)
-		}
-		key, ok := k.(*ecdsa.PrivateKey)
-		if !ok || key.Curve != elliptic.P256() {
-			return nil, fmt.Errorf("APNs key %s: not an EC P-256 key", path)
 		}
 		return key, nil
 	}
 	if !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("reading APNs key: %w", err)
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	key, p8, err := newP8()
 	if err != nil {
 		return nil, err
 	}
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return nil, err
-	}
-	return key, writeFile(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
+	return key, writeFile(path, p8, 0o600)
 }
 
 func loadECPublicKey(path string) (*ecdsa.PublicKey, error) {
@@ -244,39 +301,45 @@ func newUUID() string {
 	return string(out[:])
 }
 
-// checkProviderToken verifies the authorization header's JWT: ES256, kid = key id, iss = team
-// id, iat within the last hour. It returns the APNs reason for a refusal, or "".
-func (s *apnsServer) checkProviderToken(authz string, now time.Time) string {
+// checkProviderToken verifies the authorization header's JWT: ES256, kid = a known key id, iss =
+// that key's team id, iat within the last hour. It returns the key that signed it, or the APNs
+// reason for a refusal.
+func (s *apnsServer) checkProviderToken(authz string, now time.Time) (apnsKey, string) {
 	bearer, ok := strings.CutPrefix(authz, "bearer ")
 	if !ok {
 		bearer, ok = strings.CutPrefix(authz, "Bearer ")
 	}
 	if !ok || bearer == "" {
-		return "MissingProviderToken"
+		return apnsKey{}, "MissingProviderToken"
 	}
-	if iat, ok := s.verified.Load(bearer); ok {
-		if now.Sub(time.Unix(iat.(int64), 0)) > apnsTokenMaxAge {
-			return "ExpiredProviderToken"
+	if v, ok := s.verified.Load(bearer); ok {
+		v := v.(apnsVerified)
+		if now.Sub(time.Unix(v.iat, 0)) > apnsTokenMaxAge {
+			return apnsKey{}, "ExpiredProviderToken"
 		}
-		return ""
+		return v.key, ""
 	}
 	j, err := parseJWT(bearer)
-	if err != nil || j.Header.Kid != s.cfg.KeyID || j.Claims.Iss != s.cfg.TeamID || !j.verifyES256(s.pub) {
-		return "InvalidProviderToken"
+	if err != nil {
+		return apnsKey{}, "InvalidProviderToken"
+	}
+	key, ok := s.key(j.Header.Kid)
+	if !ok || j.Claims.Iss != key.teamID || !j.verifyES256(key.pub) {
+		return apnsKey{}, "InvalidProviderToken"
 	}
 	iat := time.Unix(int64(j.Claims.Iat), 0)
 	if iat.After(now.Add(apnsTokenMaxSkew)) {
-		return "InvalidProviderToken"
+		return apnsKey{}, "InvalidProviderToken"
 	}
 	if now.Sub(iat) > apnsTokenMaxAge {
-		return "ExpiredProviderToken"
+		return apnsKey{}, "ExpiredProviderToken"
 	}
 	if s.nVerified.Add(1) > 10_000 {
 		s.verified.Clear()
 		s.nVerified.Store(0)
 	}
-	s.verified.Store(bearer, iat.Unix())
-	return ""
+	s.verified.Store(bearer, apnsVerified{iat: iat.Unix(), key: key})
+	return key, ""
 }
 
 func (s *apnsServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -302,10 +365,13 @@ func (s *apnsServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, e, retryAfter)
 	}
 
-	if reason := s.checkProviderToken(r.Header.Get("Authorization"), received); reason != "" {
+	key, reason := s.checkProviderToken(r.Header.Get("Authorization"), received)
+	if reason != "" {
 		answer(&apnsError{403, reason}, 0)
 		return
 	}
+	// Which account the push came in on: a refused token names none.
+	rec.Headers["sim-team-id"], rec.Headers["sim-key-id"] = key.teamID, key.keyID
 	if err := s.faults.Wait(r.Context()); err != nil {
 		return // the client went away
 	}
@@ -380,7 +446,7 @@ func (s *apnsServer) fail(w http.ResponseWriter, e *apnsError, retryAfter int) {
 
 // apnsHeaders keeps the request headers that matter for a test (never the token itself).
 func apnsHeaders(h http.Header) map[string]string {
-	out := make(map[string]string, 6)
+	out := make(map[string]string, 8)
 	for _, k := range []string{"apns-topic", "apns-push-type", "apns-priority", "apns-expiration", "apns-id", "apns-collapse-id"} {
 		if v := h.Get(k); v != "" {
 			out[k] = v

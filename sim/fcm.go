@@ -50,19 +50,35 @@ type serviceAccount struct {
 }
 
 // fcmServer answers the FCM HTTP v1 send API and the OAuth2 token endpoint that the service
-// account's token_uri points at.
+// accounts' token_uri points at.
 type fcmServer struct {
-	projectID   string
-	clientEmail string
-	tokenURI    string
-	pub         *rsa.PublicKey
-	records     *Ring
-	faults      *Injector
-	log         *slog.Logger
+	tokenURI string
+	records  *Ring
+	faults   *Injector
+	log      *slog.Logger
 
-	// tokens holds issued access tokens (token -> expiry, unix seconds).
+	// accounts are the service accounts by client_email: the configured one and those made
+	// over the admin API; projects are their project ids. Both are only ever added to.
+	mu       sync.RWMutex
+	accounts map[string]*fcmAccount
+	projects map[string]bool
+
+	// tokens holds issued access tokens (token -> fcmAccessToken).
 	tokens  sync.Map
 	nTokens atomic.Int64
+}
+
+// fcmAccount is a service account the simulator knows: its project, its email and the public
+// half of its key.
+type fcmAccount struct {
+	projectID, clientEmail string
+	pub                    *rsa.PublicKey
+}
+
+// fcmAccessToken is an issued access token: when it expires (unix seconds) and whose it is.
+type fcmAccessToken struct {
+	exp     int64
+	account *fcmAccount
 }
 
 func newFCMServer(cfg FCMConfig, credFile, tokenURI string, records *Ring, faults *Injector, log *slog.Logger) (*fcmServer, error) {
@@ -70,8 +86,35 @@ func newFCMServer(cfg FCMConfig, credFile, tokenURI string, records *Ring, fault
 	if err != nil {
 		return nil, err
 	}
-	return &fcmServer{projectID: sa.ProjectID, clientEmail: sa.ClientEmail, tokenURI: tokenURI, pub: &key.PublicKey,
-		records: records, faults: faults, log: log}, nil
+	s := &fcmServer{tokenURI: tokenURI, records: records, faults: faults, log: log,
+		accounts: map[string]*fcmAccount{}, projects: map[string]bool{}}
+	s.addAccount(sa.ProjectID, sa.ClientEmail, &key.PublicKey)
+	return s, nil
+}
+
+// addAccount lets the service account get tokens and send to its project's messages. It
+// refuses a project that already has one.
+func (s *fcmServer) addAccount(projectID, clientEmail string, pub *rsa.PublicKey) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.projects[projectID] || s.accounts[clientEmail] != nil {
+		return false
+	}
+	s.projects[projectID] = true
+	s.accounts[clientEmail] = &fcmAccount{projectID: projectID, clientEmail: clientEmail, pub: pub}
+	return true
+}
+
+func (s *fcmServer) hasProject(projectID string) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.projects[projectID]
+}
+
+func (s *fcmServer) account(clientEmail string) *fcmAccount {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.accounts[clientEmail]
 }
 
 // loadOrCreateServiceAccount keeps the key of an existing credentials file and rewrites the
@@ -85,35 +128,48 @@ func loadOrCreateServiceAccount(path, projectID, tokenURI string) (serviceAccoun
 		if err := json.Unmarshal(raw, &sa); err != nil {
 			return sa, nil, fmt.Errorf("FCM credentials %s: %w", path, err)
 		}
-		b, _ := pem.Decode([]byte(sa.PrivateKey))
-		if b == nil {
-			return sa, nil, fmt.Errorf("FCM credentials %s: private_key is not PEM", path)
-		}
-		k, err := x509.ParsePKCS8PrivateKey(b.Bytes)
-		if err != nil {
+		if key, err = serviceAccountKey(sa); err != nil {
 			return sa, nil, fmt.Errorf("FCM credentials %s: %w", path, err)
 		}
-		var ok bool
-		if key, ok = k.(*rsa.PrivateKey); !ok {
-			return sa, nil, fmt.Errorf("FCM credentials %s: private_key is not RSA", path)
-		}
 	case errors.Is(err, fs.ErrNotExist):
-		if key, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
+		if sa, key, err = newServiceAccountKey(); err != nil {
 			return sa, nil, err
 		}
-		der, err := x509.MarshalPKCS8PrivateKey(key)
-		if err != nil {
-			return sa, nil, err
-		}
-		var kid [20]byte
-		rand.Read(kid[:])
-		sa.PrivateKey = string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
-		sa.PrivateKeyID = hex.EncodeToString(kid[:])
-		sa.ClientID = fmt.Sprintf("10%019d", mrand.Uint64()%1e19)
 	default:
 		return sa, nil, fmt.Errorf("reading FCM credentials: %w", err)
 	}
-	if sa.ProjectID != projectID || sa.ClientEmail == "" {
+	if sa.ProjectID != projectID {
+		sa.ClientEmail = ""
+	}
+	fillServiceAccount(&sa, projectID, tokenURI)
+	out, _ := json.MarshalIndent(sa, "", "  ")
+	return sa, key, writeFile(path, append(out, '\n'), 0o600)
+}
+
+// newServiceAccountKey makes the key half of a service account: an RSA 2048 key (PKCS#8 PEM),
+// its id, and a client id.
+func newServiceAccountKey() (serviceAccount, *rsa.PrivateKey, error) {
+	var sa serviceAccount
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return sa, nil, fmt.Errorf("generating a service-account key: %w", err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return sa, nil, fmt.Errorf("encoding a service-account key: %w", err)
+	}
+	var kid [20]byte
+	rand.Read(kid[:])
+	sa.PrivateKey = string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+	sa.PrivateKeyID = hex.EncodeToString(kid[:])
+	sa.ClientID = fmt.Sprintf("10%019d", mrand.Uint64()%1e19)
+	return sa, key, nil
+}
+
+// fillServiceAccount sets the fields that follow from the project and the token endpoint; a
+// client_email already set is kept.
+func fillServiceAccount(sa *serviceAccount, projectID, tokenURI string) {
+	if sa.ClientEmail == "" {
 		sa.ClientEmail = "firebase-adminsdk-sim@" + projectID + ".iam.gserviceaccount.com"
 	}
 	sa.Type, sa.ProjectID, sa.TokenURI = "service_account", projectID, tokenURI
@@ -121,8 +177,27 @@ func loadOrCreateServiceAccount(path, projectID, tokenURI string) (serviceAccoun
 	sa.AuthProviderX509CertURL = "https://www.googleapis.com/oauth2/v1/certs"
 	sa.ClientX509CertURL = "https://www.googleapis.com/robot/v1/metadata/x509/" + sa.ClientEmail
 	sa.UniverseDomain = "googleapis.com"
-	out, _ := json.MarshalIndent(sa, "", "  ")
-	return sa, key, writeFile(path, append(out, '\n'), 0o600)
+}
+
+// serviceAccountKey reads a service account's private_key: RSA, PKCS#8 (what Google issues) or
+// PKCS#1, in PEM.
+func serviceAccountKey(sa serviceAccount) (*rsa.PrivateKey, error) {
+	b, _ := pem.Decode([]byte(sa.PrivateKey))
+	if b == nil {
+		return nil, errors.New("private_key is not PEM")
+	}
+	if key, err := x509.ParsePKCS1PrivateKey(b.Bytes); err == nil {
+		return key, nil
+	}
+	k, err := x509.ParsePKCS8PrivateKey(b.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("private_key: %w", err)
+	}
+	key, ok := k.(*rsa.PrivateKey)
+	if !ok {
+		return nil, errors.New("private_key is not RSA")
+	}
+	return key, nil
 }
 
 func (s *fcmServer) handler() http.Handler {
@@ -152,12 +227,13 @@ func (s *fcmServer) token(w http.ResponseWriter, r *http.Request) {
 		oauthError(w, 400, "invalid_grant", "Invalid JWT: Failed to parse the assertion.")
 		return
 	}
-	if !j.verifyRS256(s.pub) {
-		oauthError(w, 400, "invalid_grant", "Invalid JWT Signature.")
+	acct := s.account(j.Claims.Iss)
+	if acct == nil {
+		oauthError(w, 400, "invalid_grant", "Invalid JWT: the issuer is not a known service account.")
 		return
 	}
-	if j.Claims.Iss != s.clientEmail {
-		oauthError(w, 400, "invalid_grant", "Invalid JWT: the issuer is not the service account.")
+	if !j.verifyRS256(acct.pub) {
+		oauthError(w, 400, "invalid_grant", "Invalid JWT Signature.")
 		return
 	}
 	if j.Claims.Aud != s.tokenURI {
@@ -175,26 +251,36 @@ func (s *fcmServer) token(w http.ResponseWriter, r *http.Request) {
 		s.tokens.Clear() // clients refetch on 401; this only bounds memory
 		s.nTokens.Store(0)
 	}
-	s.tokens.Store(tok, now.Add(fcmTokenTTL).Unix())
+	s.tokens.Store(tok, fcmAccessToken{exp: now.Add(fcmTokenTTL).Unix(), account: acct})
 	writeJSON(w, 200, map[string]any{"access_token": tok, "expires_in": int(fcmTokenTTL.Seconds()) - 1, "token_type": "Bearer"})
 }
 
 // authorized accepts an access token from the token endpoint, or a self-signed service-account
-// JWT (what Google's libraries send instead when configured for it).
-func (s *fcmServer) authorized(authz string, now time.Time) bool {
+// JWT (what Google's libraries send instead when configured for it), and returns the service
+// account it was issued to (nil: neither).
+func (s *fcmServer) authorized(authz string, now time.Time) *fcmAccount {
 	bearer, ok := strings.CutPrefix(authz, "Bearer ")
 	if !ok || bearer == "" {
-		return false
+		return nil
 	}
-	if exp, ok := s.tokens.Load(bearer); ok {
-		return now.Unix() < exp.(int64)
+	if t, ok := s.tokens.Load(bearer); ok {
+		if t := t.(fcmAccessToken); now.Unix() < t.exp {
+			return t.account
+		}
+		return nil
 	}
 	if strings.Count(bearer, ".") != 2 {
-		return false
+		return nil
 	}
 	j, err := parseJWT(bearer)
-	return err == nil && j.verifyRS256(s.pub) && j.Claims.Iss == s.clientEmail &&
-		now.Before(time.Unix(int64(j.Claims.Exp), 0))
+	if err != nil {
+		return nil
+	}
+	acct := s.account(j.Claims.Iss)
+	if acct == nil || !j.verifyRS256(acct.pub) || !now.Before(time.Unix(int64(j.Claims.Exp), 0)) {
+		return nil
+	}
+	return acct
 }
 
 // fcmSendRequest is the body of messages:send, as far as the simulator checks it.
@@ -273,12 +359,15 @@ func checkFCMMessage(body []byte) (string, *fcmSendRequest, *fcmFault) {
 
 func (s *fcmServer) send(w http.ResponseWriter, r *http.Request) {
 	received := time.Now()
-	if !s.authorized(r.Header.Get("Authorization"), received) {
+	acct := s.authorized(r.Header.Get("Authorization"), received)
+	if acct == nil {
 		writeGoogleError(w, 401, "UNAUTHENTICATED", "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential.", "", 0)
 		return
 	}
-	if p := r.PathValue("project"); p != s.projectID {
-		writeGoogleError(w, 403, "PERMISSION_DENIED", fmt.Sprintf("Permission 'cloudmessaging.messages.create' denied on resource '//cloudresourcemanager.googleapis.com/projects/%s' (or it may not exist).", p), "", 0)
+	// A token only sends to its own service account's project, whichever projects exist.
+	project := r.PathValue("project")
+	if project != acct.projectID {
+		writeGoogleError(w, 403, "PERMISSION_DENIED", fmt.Sprintf("Permission 'cloudmessaging.messages.create' denied on resource '//cloudresourcemanager.googleapis.com/projects/%s' (or it may not exist).", project), "", 0)
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<20))
@@ -286,7 +375,8 @@ func (s *fcmServer) send(w http.ResponseWriter, r *http.Request) {
 		writeGoogleError(w, 413, "INVALID_ARGUMENT", "Request payload too large.", "INVALID_ARGUMENT", 0)
 		return
 	}
-	rec := &Record{ReceivedAt: received, Payload: jsonPayload(body), Headers: map[string]string{}}
+	rec := &Record{ReceivedAt: received, Payload: jsonPayload(body),
+		Headers: map[string]string{"sim-project-id": project, "sim-client-email": acct.clientEmail}}
 	for _, k := range []string{"X-Firebase-Client", "X-Goog-Api-Format-Version"} {
 		if v := r.Header.Get(k); v != "" {
 			rec.Headers[strings.ToLower(k)] = v
@@ -337,7 +427,7 @@ func (s *fcmServer) send(w http.ResponseWriter, r *http.Request) {
 	if !req.ValidateOnly {
 		id = fmt.Sprintf("0:%d%%%016x", received.UnixMicro(), mrand.Uint64())
 	}
-	name := "projects/" + s.projectID + "/messages/" + id
+	name := "projects/" + project + "/messages/" + id
 	rec.ID, rec.Status = name, 200
 	s.records.Add(rec)
 	writeJSON(w, 200, map[string]string{"name": name})

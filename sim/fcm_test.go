@@ -308,8 +308,12 @@ func TestFCMValidatesTheMessageLikeFCM(t *testing.T) {
 
 func TestFCMAccessTokensExpire(t *testing.T) {
 	s := startSim(t, nil)
-	s.fcm.tokens.Store("ya29.old", time.Now().Add(-time.Second).Unix())
-	if s.fcm.authorized("Bearer ya29.old", time.Now()) {
+	acct := s.fcm.account("firebase-adminsdk-sim@herald-local.iam.gserviceaccount.com")
+	if acct == nil {
+		t.Fatal("the configured service account is not known")
+	}
+	s.fcm.tokens.Store("ya29.old", fcmAccessToken{exp: time.Now().Add(-time.Second).Unix(), account: acct})
+	if s.fcm.authorized("Bearer ya29.old", time.Now()) != nil {
 		t.Fatal("an expired access token was accepted")
 	}
 }

@@ -231,7 +231,8 @@ func hostPortOrZero(key, value string) error {
 	return config.HostPort(key, value)
 }
 
-func (c *Config) caFile() string { return orDefault(c.CAFile, filepath.Join(c.Dir, "ca.pem")) }
+func (c *Config) caFile() string       { return orDefault(c.CAFile, filepath.Join(c.Dir, "ca.pem")) }
+func (c *Config) accountsFile() string { return filepath.Join(c.Dir, "accounts.json") }
 func (c *Config) dkimKeyFile() string {
 	return orDefault(c.SMTP.DKIMKeyFile, filepath.Join(c.Dir, "dkim-private.pem"))
 }
@@ -258,7 +259,9 @@ func orDefault(v, def string) string {
 type Info struct {
 	CAFile string `json:"ca_file"`
 	Admin  string `json:"admin"`
-	APNs   struct {
+	// AccountsFile keeps the accounts made over the admin API (POST /sim/apns/keys, ...).
+	AccountsFile string `json:"accounts_file"`
+	APNs         struct {
 		URL     string `json:"url"`
 		TeamID  string `json:"team_id"`
 		KeyID   string `json:"key_id"`
@@ -312,6 +315,8 @@ type Sim struct {
 	// sims maps the admin API's names to each simulator's records and faults.
 	sims   map[string]simulator
 	health *health.Health
+	// accounts are the provider accounts made over the admin API, beside the configured ones.
+	accounts *accountStore
 }
 
 type simulator struct {
@@ -321,8 +326,9 @@ type simulator struct {
 
 // New prepares the simulators: it loads or creates the CA and credentials, listens on every
 // port (so Info holds real addresses even for port 0) and writes the client files.
-func New(cfg Config, log *slog.Logger, version string) (s *Sim, err error) {
-	s = &Sim{cfg: cfg, log: log}
+func New(cfg Config, log *slog.Logger, version string) (_ *Sim, err error) {
+	// Not the named result: a failing return sets that to nil before the deferred cleanup runs.
+	s := &Sim{cfg: cfg, log: log}
 	defer func() {
 		if err != nil {
 			s.closeListeners()
@@ -381,6 +387,13 @@ func New(cfg Config, log *slog.Logger, version string) (s *Sim, err error) {
 	s.apns.tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12,
 		NextProtos: []string{"h2"}} // APNs speaks HTTP/2 only
 
+	if s.accounts, err = loadAccountStore(cfg.accountsFile()); err != nil {
+		return nil, err
+	}
+	if err := s.restoreAccounts(); err != nil {
+		return nil, err
+	}
+
 	s.sims = map[string]simulator{
 		"apns": {s.apns.records, s.apns.faults}, "fcm": {s.fcm.records, s.fcm.faults},
 		"smtp": {s.smtp.records, s.smtp.faults}, "sms": {s.sms.records, s.sms.faults},
@@ -390,6 +403,7 @@ func New(cfg Config, log *slog.Logger, version string) (s *Sim, err error) {
 
 	s.info.CAFile = cfg.caFile()
 	s.info.Admin = "http://" + s.lns.admin.Addr().String()
+	s.info.AccountsFile = cfg.accountsFile()
 	s.info.APNs.URL = "https://" + s.lns.apns.Addr().String()
 	s.info.APNs.TeamID, s.info.APNs.KeyID = cfg.APNs.TeamID, cfg.APNs.KeyID
 	if s.apns.keyWritten {

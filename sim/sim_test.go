@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +22,15 @@ import (
 // startSim runs every simulator on free 127.0.0.1 ports with fresh credentials in a temp dir
 // and stops it when the test ends.
 func startSim(t testing.TB, mutate func(*Config)) *Sim {
+	t.Helper()
+	s, stop := startSimStop(t, mutate)
+	t.Cleanup(stop)
+	return s
+}
+
+// startSimStop is startSim that also returns stop, which stops the simulators and waits for
+// them (a second call does nothing), for tests that restart them.
+func startSimStop(t testing.TB, mutate func(*Config)) (*Sim, func()) {
 	t.Helper()
 	cfg := DefaultConfig(t.TempDir())
 	cfg.Webhook.Listen = "127.0.0.1:0"
@@ -41,18 +51,20 @@ func startSim(t testing.TB, mutate func(*Config)) *Sim {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
+	var once sync.Once
+	return s, func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("Run: %v", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Errorf("simulators did not stop within 10s")
 			}
-		case <-time.After(10 * time.Second):
-			t.Errorf("simulators did not stop within 10s")
-		}
-	})
-	return s
+		})
+	}
 }
 
 // caPool reads the CA file the way a client configured with its path would.

@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -30,6 +31,8 @@ const (
 // X-Twilio-Signature.
 type smsServer struct {
 	cfg       SMSConfig
+	accountMu sync.RWMutex
+	accounts  map[string]string // account SID -> auth token; only ever added to
 	records   *Ring
 	faults    *Injector
 	log       *slog.Logger
@@ -42,11 +45,48 @@ type smsServer struct {
 type smsCallback struct {
 	url    string
 	params url.Values
+	// authToken signs it: the token of the account that sent the message.
+	authToken string
 }
 
 func newSMSServer(cfg SMSConfig, records *Ring, faults *Injector, log *slog.Logger) *smsServer {
 	return &smsServer{cfg: cfg, records: records, faults: faults, log: log,
+		accounts:  map[string]string{cfg.AccountSID: cfg.AuthToken},
 		callbacks: make(chan smsCallback, 4096), client: &http.Client{Timeout: 5 * time.Second}}
+}
+
+// addAccount lets sid send with authToken. A SID already known keeps its token.
+func (s *smsServer) addAccount(sid, authToken string) bool {
+	s.accountMu.Lock()
+	defer s.accountMu.Unlock()
+	if _, dup := s.accounts[sid]; dup {
+		return false
+	}
+	s.accounts[sid] = authToken
+	return true
+}
+
+func (s *smsServer) hasAccount(sid string) bool {
+	s.accountMu.RLock()
+	defer s.accountMu.RUnlock()
+	_, ok := s.accounts[sid]
+	return ok
+}
+
+// authenticate checks HTTP basic credentials: the user is an account SID, the password its
+// auth token. It returns the account SID and its token.
+func (s *smsServer) authenticate(r *http.Request) (sid, authToken string, ok bool) {
+	user, pass, ok := r.BasicAuth()
+	if !ok {
+		return "", "", false
+	}
+	s.accountMu.RLock()
+	want, known := s.accounts[user]
+	s.accountMu.RUnlock()
+	if !known || subtle.ConstantTimeCompare([]byte(pass), []byte(want)) != 1 {
+		return "", "", false
+	}
+	return user, want, true
 }
 
 func (s *smsServer) handler() http.Handler {
@@ -153,13 +193,13 @@ func segments(body string) int {
 
 func (s *smsServer) create(w http.ResponseWriter, r *http.Request) {
 	received := time.Now()
-	user, pass, ok := r.BasicAuth()
-	if !ok || subtle.ConstantTimeCompare([]byte(user), []byte(s.cfg.AccountSID)) != 1 ||
-		subtle.ConstantTimeCompare([]byte(pass), []byte(s.cfg.AuthToken)) != 1 {
+	account, authToken, ok := s.authenticate(r)
+	if !ok {
 		twilioFail(w, &twilioError{Code: 20003, Message: "Authenticate", Status: 401}, 0)
 		return
 	}
-	if sid := r.PathValue("sid"); sid != s.cfg.AccountSID {
+	// Credentials only reach their own account's resources; another account's are not found.
+	if sid := r.PathValue("sid"); sid != account {
 		twilioFail(w, &twilioError{Code: 20404, Message: "The requested resource /2010-04-01/Accounts/" + sid + "/Messages.json was not found", Status: 404}, 0)
 		return
 	}
@@ -169,7 +209,8 @@ func (s *smsServer) create(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	payload, _ := json.Marshal(r.PostForm)
-	rec := &Record{To: strings.TrimSpace(r.PostForm.Get("To")), ReceivedAt: received, Payload: payload}
+	rec := &Record{To: strings.TrimSpace(r.PostForm.Get("To")), ReceivedAt: received, Payload: payload,
+		Headers: map[string]string{"sim-account-sid": account}}
 	answer := func(e *twilioError, retryAfter int) {
 		rec.Status, rec.Error = e.Status, strconv.Itoa(e.Code)
 		s.records.Add(rec)
@@ -212,13 +253,13 @@ func (s *smsServer) create(w http.ResponseWriter, r *http.Request) {
 	s.records.Add(rec)
 
 	date := received.UTC().Format(time.RFC1123Z)
-	uri := "/2010-04-01/Accounts/" + s.cfg.AccountSID + "/Messages/" + sid
+	uri := "/2010-04-01/Accounts/" + account + "/Messages/" + sid
 	var from, service any = req.From, nil
 	if req.From == "" {
 		from, service = nil, req.MessagingServiceSid
 	}
 	writeJSON(w, 201, map[string]any{
-		"account_sid": s.cfg.AccountSID, "api_version": twilioAPIVersion, "body": req.Body,
+		"account_sid": account, "api_version": twilioAPIVersion, "body": req.Body,
 		"date_created": date, "date_updated": date, "date_sent": nil, "direction": "outbound-api",
 		"error_code": nil, "error_message": nil, "from": from, "messaging_service_sid": service,
 		"num_media": "0", "num_segments": strconv.Itoa(segments(req.Body)), "price": nil, "price_unit": "USD",
@@ -231,13 +272,13 @@ func (s *smsServer) create(w http.ResponseWriter, r *http.Request) {
 			final = "undelivered"
 		}
 		for _, status := range []string{"sent", final} {
-			p := url.Values{"MessageSid": {sid}, "SmsSid": {sid}, "AccountSid": {s.cfg.AccountSID}, "From": {req.From},
+			p := url.Values{"MessageSid": {sid}, "SmsSid": {sid}, "AccountSid": {account}, "From": {req.From},
 				"To": {req.To}, "MessageStatus": {status}, "SmsStatus": {status}, "ApiVersion": {twilioAPIVersion}}
 			if status == "undelivered" {
 				p.Set("ErrorCode", "30005") // unknown destination handset
 			}
 			select {
-			case s.callbacks <- smsCallback{url: req.StatusCallback, params: p}:
+			case s.callbacks <- smsCallback{url: req.StatusCallback, params: p, authToken: authToken}:
 			default:
 				s.droppedCallbacks.Add(1)
 			}
@@ -258,7 +299,7 @@ func (s *smsServer) runCallbacks(ctx context.Context) error {
 				continue
 			}
 			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-			req.Header.Set("X-Twilio-Signature", TwilioSignature(s.cfg.AuthToken, cb.url, cb.params))
+			req.Header.Set("X-Twilio-Signature", TwilioSignature(cb.authToken, cb.url, cb.params))
 			resp, err := s.client.Do(req)
 			if err != nil {
 				s.log.Debug("sms status callback failed", "url", cb.url, "err", err)

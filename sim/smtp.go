@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/mail"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-sasl"
@@ -23,9 +24,12 @@ import (
 )
 
 // smtpServer is an SMTP submission server: STARTTLS with the local CA, AUTH PLAIN and LOGIN with
-// the configured account, and replies a real MTA would give for faults.
+// the configured account or one made over the admin API, and replies a real MTA would give for
+// faults.
 type smtpServer struct {
 	cfg     SMTPConfig
+	usersMu sync.RWMutex
+	users   map[string]string // user name -> password; only ever added to
 	srv     *smtp.Server
 	records *Ring
 	faults  *Injector
@@ -36,7 +40,8 @@ type smtpServer struct {
 }
 
 func newSMTPServer(cfg SMTPConfig, tlsConfig *tls.Config, records *Ring, faults *Injector, log *slog.Logger) *smtpServer {
-	s := &smtpServer{cfg: cfg, records: records, faults: faults, log: log, ctx: context.Background()}
+	s := &smtpServer{cfg: cfg, records: records, faults: faults, log: log, ctx: context.Background(),
+		users: map[string]string{cfg.Username: cfg.Password}}
 	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
 		return &smtpSession{s: s}, nil
 	}))
@@ -49,6 +54,32 @@ func newSMTPServer(cfg SMTPConfig, tlsConfig *tls.Config, records *Ring, faults 
 	srv.ErrorLog = smtpLog{log}
 	s.srv = srv
 	return s
+}
+
+// addUser lets user log in with password. A user name already known keeps its password.
+func (s *smtpServer) addUser(user, password string) bool {
+	s.usersMu.Lock()
+	defer s.usersMu.Unlock()
+	if _, dup := s.users[user]; dup {
+		return false
+	}
+	s.users[user] = password
+	return true
+}
+
+func (s *smtpServer) hasUser(user string) bool {
+	s.usersMu.RLock()
+	defer s.usersMu.RUnlock()
+	_, ok := s.users[user]
+	return ok
+}
+
+// checkLogin reports whether user and password are an account's.
+func (s *smtpServer) checkLogin(user, password string) bool {
+	s.usersMu.RLock()
+	want, ok := s.users[user]
+	s.usersMu.RUnlock()
+	return ok && subtle.ConstantTimeCompare([]byte(password), []byte(want)) == 1
 }
 
 // run serves until ctx ends, then lets open sessions finish for up to drain before closing them.
@@ -81,6 +112,7 @@ func (l smtpLog) Println(v ...any)               { l.log.Debug("smtp: " + fmt.Sp
 type smtpSession struct {
 	s      *smtpServer
 	authed bool
+	user   string // who logged in
 	from   string
 	rcpts  []string
 }
@@ -91,12 +123,10 @@ func (ss *smtpSession) AuthMechanisms() []string { return []string{sasl.Plain, s
 
 func (ss *smtpSession) Auth(mech string) (sasl.Server, error) {
 	check := func(user, pass string) error {
-		okUser := subtle.ConstantTimeCompare([]byte(user), []byte(ss.s.cfg.Username)) == 1
-		okPass := subtle.ConstantTimeCompare([]byte(pass), []byte(ss.s.cfg.Password)) == 1
-		if !okUser || !okPass {
+		if !ss.s.checkLogin(user, pass) {
 			return smtp.ErrAuthFailed
 		}
-		ss.authed = true
+		ss.authed, ss.user = true, user
 		return nil
 	}
 	switch mech {
@@ -153,7 +183,7 @@ func (ss *smtpSession) Rcpt(to string, _ *smtp.RcptOptions) error {
 	}
 	reject := func(code int, ec smtp.EnhancedCode, msg string) error {
 		ss.s.records.Add(&Record{To: to, ReceivedAt: time.Now(), Status: code, Error: fmt.Sprintf("%d.%d.%d", ec[0], ec[1], ec[2]),
-			Headers: map[string]string{"mail_from": ss.from}})
+			Headers: map[string]string{"mail_from": ss.from, "sim-auth-user": ss.user}})
 		return &smtp.SMTPError{Code: code, EnhancedCode: ec, Message: msg}
 	}
 	if _, err := mail.ParseAddress(to); err != nil {
@@ -177,6 +207,10 @@ func (ss *smtpSession) Data(r io.Reader) error {
 	received := time.Now()
 	raw, err := io.ReadAll(r)
 	record := func(id string, code int, ec smtp.EnhancedCode, payload json.RawMessage, headers map[string]string) {
+		if headers == nil {
+			headers = map[string]string{}
+		}
+		headers["sim-auth-user"] = ss.user
 		for _, to := range ss.rcpts {
 			rec := &Record{ID: id, To: to, ReceivedAt: received, Status: code, Payload: payload, Headers: headers}
 			if code >= 400 {
