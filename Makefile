@@ -20,7 +20,7 @@ status:
 reset:
 	@stack/reset.sh
 
-## build: build bin herald into .herald/bin
+## build: build herald (what ships) and herald-dev (the workbench) into .herald/bin
 build:
 	@stack/herald.sh build
 
@@ -46,7 +46,7 @@ schemathesis:
 ## table judged against its SLO threshold; the failover scenario stops and restarts eu-west-1
 LOADTEST_FLAGS ?= --users 1000 --duration 30s --rate 5
 loadtest: build
-	@set -a && source .herald/stack.env && set +a && .herald/bin/herald loadtest all --disrupt $(LOADTEST_FLAGS)
+	@set -a && source .herald/stack.env && set +a && .herald/bin/herald-dev loadtest all --disrupt $(LOADTEST_FLAGS)
 
 ## faults: the black-box fault suite (docs/reliability.md) against this checkout's stack, which
 ## it brings up first: one fault at a time (FAULTS: names or all) under steady sends; it stops,
@@ -56,7 +56,7 @@ FAULTS ?= all
 FAULTS_FLAGS ?=
 faults: build
 	@stack/up.sh >/dev/null
-	@set -a && source .herald/stack.env && set +a && .herald/bin/herald faults $(FAULTS) $(FAULTS_FLAGS)
+	@set -a && source .herald/stack.env && set +a && .herald/bin/herald-dev faults $(FAULTS) $(FAULTS_FLAGS)
 
 ## test-faults: the fault suite with CI's shorter windows (about 6-8 minutes when every fault
 ## recovers; a fault that loses sends waits out its drain and the client give-up, 2 min); make test

@@ -59,7 +59,7 @@ type IngestConfig struct {
 	TLS IngestTLSConfig `yaml:"tls"`
 	// ClientName is the name a region's client certificate carries, as its subject's common
 	// name or one of its DNS names, with {region} standing for the region
-	// ("exporter-{region}", what `herald pki init` issues; on AWS, say,
+	// ("exporter-{region}", what `herald-dev pki init` issues; on AWS, say,
 	// "{region}.exporters.herald.internal"). A certificate of the CA that names no region of
 	// regions is refused (403 unknown_client), one naming another region than its batch too
 	// (403 region_mismatch).
@@ -86,7 +86,7 @@ func (t IngestTLSConfig) Server() pki.ServerConfig {
 // regionPlaceholder is what ingest.client_name names the region with.
 const regionPlaceholder = "{region}"
 
-// DefaultClientName is the client certificate name of `herald pki init`'s exporter certificates.
+// DefaultClientName is the client certificate name of `herald-dev pki init`'s exporter certificates.
 const DefaultClientName = "exporter-" + regionPlaceholder
 
 // clientNameRE is what a client name may be once {region} is replaced: a common name or DNS

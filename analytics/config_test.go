@@ -92,7 +92,7 @@ func TestLocalConfigLoadsStrictly(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The config names its certificates relative to the repository root, as `make up` runs
-	// it; here herald pki init's plan issues them in a fresh root.
+	// it; here herald-dev pki init's plan issues them in a fresh root.
 	t.Chdir(t.TempDir())
 	if _, err := pki.Dir(filepath.Join(".herald", "pki")).Ensure(pki.LocalPlan([]string{"eu-west-1"}, []string{"127.0.0.1"}), time.Now()); err != nil {
 		t.Fatal(err)

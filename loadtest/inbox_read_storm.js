@@ -3,7 +3,7 @@
 // user opening the app: the first inbox page and the unread count together (http.batch), up to
 // PAGES pages following next_cursor, sometimes marking the newest item read. Meanwhile a
 // writer keeps sending new social items and follows one into an inbox, so the storm is judged
-// on both sides: reads p99 under 250 ms at the gateway (the floor `herald loadtest` uses), new
+// on both sides: reads p99 under 250 ms at the gateway (the floor `herald-dev loadtest` uses), new
 // items still inside the social SLO (p99 < 30 s), under 1% failed requests.
 //
 //   k6 run -e BASE_URL=http://127.0.0.1:8080 -e API_KEY=hk_... loadtest/inbox_read_storm.js

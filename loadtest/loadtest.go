@@ -63,7 +63,7 @@ type Scenario struct {
 	Run  func(ctx context.Context, c *Client, o Options) ([]Row, error)
 }
 
-// Scenarios lists them in the order `herald loadtest all` runs them.
+// Scenarios lists them in the order `herald-dev loadtest all` runs them.
 var Scenarios = []Scenario{
 	{"otp-during-blast", "transactional OTP pushes while a marketing blast drains; accept to APNs simulator", otpDuringBlast},
 	{"social-topic", "one social push to a topic of many subscribers; accept to APNs simulator per recipient", socialTopic},

@@ -2,7 +2,7 @@
 // quiet hours, time zone) while transactional notifications are sent to the same users. Fan-out
 // reads preferences for every recipient chunk, so the churn must neither slow delivery nor break
 // it: transactional p99 from the POST to the inbox under 5 s and under 1% failed; preference
-// writes p99 under 1 s (the floor `herald loadtest` uses), each write read back as written.
+// writes p99 under 1 s (the floor `herald-dev loadtest` uses), each write read back as written.
 //
 //   k6 run -e BASE_URL=http://127.0.0.1:8080 -e API_KEY=hk_... loadtest/preference_churn.js
 //

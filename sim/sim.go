@@ -31,7 +31,7 @@ import (
 // Names are the simulators, as used in the admin API paths.
 var Names = []string{"apns", "fcm", "smtp", "sms", "webhook"}
 
-// Config is the configuration of `herald sim`.
+// Config is the configuration of `herald-dev sim`.
 type Config struct {
 	// Dir holds the CA, the keys and the credentials clients need; what is missing is created.
 	Dir string `yaml:"dir" env:"HERALD_SIM_DIR"`
@@ -468,7 +468,7 @@ func (s *Sim) Run(ctx context.Context) error {
 	)
 }
 
-// Run prepares and serves the simulators until ctx ends: the `herald sim` command.
+// Run prepares and serves the simulators until ctx ends: the `herald-dev sim` command.
 func Run(ctx context.Context, cfg Config, log *slog.Logger, version string) error {
 	s, err := New(cfg, log, version)
 	if err != nil {

@@ -1,20 +1,23 @@
 #!/usr/bin/env bash
-# Builds the herald binary and runs the local Herald processes (provider simulators, three
-# regions, gateway, analytics), each with a pid file and a log, on top of the servers the other scripts start.
+# Builds the herald binary (what ships) and herald-dev (the workbench: simulators, benchmarks,
+# load and fault scenarios, the local certificates) and runs the local Herald processes
+# (provider simulators, three regions, gateway, analytics), each with a pid file and a log, on
+# top of the servers the other scripts start.
 #   stack/herald.sh build|start|stop|status
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 BIN="$HERALD_HOME/bin/herald"
+DEV="$HERALD_HOME/bin/herald-dev"
 CONF="$HERALD_ROOT/config/local"
 
-# name|listen port|arguments
+# name|listen port|binary and arguments
 PROCS=(
-  "sim|8446|sim --config $CONF/sim.yaml"
-  "region-eu-west-1|8101|region --config $CONF/region-eu-west-1.yaml"
-  "region-eu-central-1|8102|region --config $CONF/region-eu-central-1.yaml"
-  "region-us-east-1|8103|region --config $CONF/region-us-east-1.yaml"
-  "analytics|8090|analytics --config $CONF/analytics.yaml"
-  "gateway|8080|gateway --config $CONF/gateway.yaml"
+  "sim|8446|herald-dev sim --config $CONF/sim.yaml"
+  "region-eu-west-1|8101|herald region --config $CONF/region-eu-west-1.yaml"
+  "region-eu-central-1|8102|herald region --config $CONF/region-eu-central-1.yaml"
+  "region-us-east-1|8103|herald region --config $CONF/region-us-east-1.yaml"
+  "analytics|8090|herald analytics --config $CONF/analytics.yaml"
+  "gateway|8080|herald gateway --config $CONF/gateway.yaml"
 )
 
 # load_env: export the addresses the server scripts recorded.
@@ -31,9 +34,16 @@ build() {
   local ver
   ver=$(git -C "$HERALD_ROOT" describe --always --dirty 2>/dev/null || echo dev)
   mkdir -p "$HERALD_HOME/bin"
-  (cd "$HERALD_ROOT" && go build -ldflags "-X main.version=$ver" -o "$BIN.new" ./cmd/herald)
-  # Replace only when it changed, so running processes are restarted only for a new build.
-  if [[ -f $BIN ]] && cmp -s "$BIN" "$BIN.new"; then rm -f "$BIN.new"; else mv "$BIN.new" "$BIN"; fi
+  local b
+  for b in herald herald-dev; do
+    (cd "$HERALD_ROOT" && go build -ldflags "-X main.version=$ver" -o "$HERALD_HOME/bin/$b.new" "./cmd/$b")
+    # Replace only when it changed, so running processes are restarted only for a new build.
+    if [[ -f $HERALD_HOME/bin/$b ]] && cmp -s "$HERALD_HOME/bin/$b" "$HERALD_HOME/bin/$b.new"; then
+      rm -f "$HERALD_HOME/bin/$b.new"
+    else
+      mv "$HERALD_HOME/bin/$b.new" "$HERALD_HOME/bin/$b"
+    fi
+  done
 }
 
 # url NAME PORT: a process's base URL. Regions serve only HTTPS (mutual TLS for their API;
@@ -54,8 +64,10 @@ ready() {
 }
 
 start_one() {
-  local name=$1 port=$2 args=$3 sum pid
-  sum=$(sha256sum "$BIN" | cut -c1-16)
+  local name=$1 port=$2 args=$3 sum pid bin
+  bin="$HERALD_HOME/bin/${args%% *}"
+  args=${args#* }
+  sum=$(sha256sum "$bin" | cut -c1-16)
   if pid=$(pid_of "herald-$name"); then
     if [[ $(cat "$HERALD_HOME/run/herald-$name.build" 2>/dev/null) == "$sum" ]]; then
       return 0
@@ -66,7 +78,7 @@ start_one() {
   port_in_use "$port" && die "port $port for $name is taken by another process"
   export HERALD_HOME
   # shellcheck disable=SC2086 # args is a word list by design
-  setsid nohup "$BIN" $args >>"$HERALD_HOME/logs/herald-$name.log" 2>&1 </dev/null &
+  setsid nohup "$bin" $args >>"$HERALD_HOME/logs/herald-$name.log" 2>&1 </dev/null &
   echo $! >"$HERALD_HOME/run/herald-$name.pid"
   echo "$sum" >"$HERALD_HOME/run/herald-$name.build"
 }
@@ -85,7 +97,7 @@ wait_ready() {
 }
 
 start() {
-  [[ -x $BIN ]] || build
+  [[ -x $BIN && -x $DEV ]] || build
   load_env
   # Config files name paths relative to the repository root.
   cd "$HERALD_ROOT"
@@ -105,7 +117,7 @@ start() {
   seed_policy
   # The internal CA and the certificates of the gateway-region hop (make up issued them
   # already; this covers a start on its own and renews what is near expiry).
-  "$BIN" pki init --dir "$HERALD_HOME/pki" >/dev/null
+  "$DEV" pki init --dir "$HERALD_HOME/pki" >/dev/null
   # The simulators first: they create the credentials the regions' dispatchers load.
   IFS='|' read -r name port args <<<"${PROCS[0]}"
   start_one "$name" "$port" "$args"

@@ -33,5 +33,5 @@ recluster 3
 log "kafka: three brokers, Herald on them, in $((SECONDS - t0))s"
 set -a; source "$HERALD_HOME/stack.env"; set +a
 # shellcheck disable=SC2086 # the flags are a list on purpose
-"$HERALD_HOME/bin/herald" faults kafka-broker-kill ${TEST_FAULTS_FLAGS:-}
+"$HERALD_HOME/bin/herald-dev" faults kafka-broker-kill ${TEST_FAULTS_FLAGS:-}
 "$S/audit-residency.sh"

@@ -24,7 +24,7 @@ cat "$HERALD_HOME"/env/{postgres,postgres-eu,redis,kafka,cassandra,cassandra-eu-
 # TLS): created once, reissued only when missing or within 30 days of expiry; a directory from
 # before the analytics hop gets analytics' server certificate and the exporters' client
 # certificates, the rest stays. The configs name them, so migrate needs them too.
-"$HERALD_HOME/bin/herald" pki init --dir "$HERALD_HOME/pki" | sed 's/^/  /'
+"$HERALD_HOME/bin/herald-dev" pki init --dir "$HERALD_HOME/pki" | sed 's/^/  /'
 # The master key that wraps the users' data keys in each jurisdiction's database (user_keys):
 # created once, never overwritten (losing it makes every user's Kafka records unreadable). The
 # EU regions share herald_eu, so they share its key; the region configs name these files.

@@ -12,16 +12,17 @@ import (
 
 	"github.com/herald-notify/herald/gateway"
 	"github.com/herald-notify/herald/gateway/apikey"
+	"github.com/herald-notify/herald/platform/cli"
 	"github.com/herald-notify/herald/platform/postgres"
 )
 
 // runAPIKey manages API keys in the gateway's global database.
 func runAPIKey(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return usageError("usage: herald apikey (create --app ID [--name N] [--rate-limit N] [--out FILE] | list [--app ID] [--json] | revoke KEY_ID | token-secret --app ID)")
+		return cli.UsageError("usage: herald apikey (create --app ID [--name N] [--rate-limit N] [--out FILE] | list [--app ID] [--json] | revoke KEY_ID | token-secret --app ID)")
 	}
 	sub, args := args[0], args[1:]
-	fs := newFlags("apikey "+sub, stderr)
+	fs := cli.NewFlags("apikey "+sub, stderr)
 	path := fs.String("config", "", "gateway config file (YAML)")
 	var (
 		app, name, out *string
@@ -41,14 +42,14 @@ func runAPIKey(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	case "token-secret":
 		app = fs.String("app", "", "app whose clients' user tokens the new secret signs (rotates it)")
 	default:
-		return usageError("unknown apikey command %q (create, list, revoke or token-secret)", sub)
+		return cli.UsageError("unknown apikey command %q (create, list, revoke or token-secret)", sub)
 	}
 	var positional []string
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
-		return &exitError{code: 2, err: err}
+		return &cli.ExitError{Code: 2, Err: err}
 	}
 	positional = fs.Args()
 
@@ -69,7 +70,7 @@ func runAPIKey(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return nil
 	case "create":
 		if *app == "" {
-			return usageError("--app is required")
+			return cli.UsageError("--app is required")
 		}
 		var limit *int
 		if *rate > 0 {
@@ -109,7 +110,7 @@ func runAPIKey(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return tw.Flush()
 	case "revoke":
 		if len(positional) != 1 {
-			return usageError("usage: herald apikey revoke KEY_ID")
+			return cli.UsageError("usage: herald apikey revoke KEY_ID")
 		}
 		if err := store.Revoke(ctx, positional[0]); err != nil {
 			return err
@@ -121,8 +122,8 @@ func runAPIKey(ctx context.Context, args []string, stdout, stderr io.Writer) err
 
 // keyStore opens the API-key store of the gateway whose config is at path.
 func keyStore(ctx context.Context, path string) (*apikey.Store, func(), error) {
-	cfg := gateway.DefaultConfig(discoveryDir())
-	if err := loadConfig(path, &cfg); err != nil {
+	cfg := gateway.DefaultConfig(cli.HomeDir("discovery"))
+	if err := cli.LoadConfig(path, &cfg); err != nil {
 		return nil, nil, err
 	}
 	pool, err := postgres.Connect(ctx, cfg.Postgres)
@@ -130,20 +131,4 @@ func keyStore(ctx context.Context, path string) (*apikey.Store, func(), error) {
 		return nil, nil, err
 	}
 	return apikey.NewStore(pool), pool.Close, nil
-}
-
-// tempKey makes an API key of app with a limit high enough for a benchmark or load run; revoke
-// revokes it (call it when the run ends).
-func tempKey(ctx context.Context, path, app, name string) (key string, revoke func(), err error) {
-	store, closeStore, err := keyStore(ctx, path)
-	if err != nil {
-		return "", nil, err
-	}
-	limit := 100_000_000
-	key, k, err := store.Create(ctx, app, name, &limit)
-	if err != nil {
-		closeStore()
-		return "", nil, err
-	}
-	return key, func() { _ = store.Revoke(context.WithoutCancel(ctx), k.ID); closeStore() }, nil
 }

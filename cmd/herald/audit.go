@@ -18,6 +18,7 @@ import (
 
 	"github.com/herald-notify/herald/analytics"
 	"github.com/herald-notify/herald/gateway"
+	"github.com/herald-notify/herald/platform/cli"
 	"github.com/herald-notify/herald/platform/postgres"
 	"github.com/herald-notify/herald/platform/telemetry"
 	"github.com/herald-notify/herald/region"
@@ -39,26 +40,26 @@ const auditUsage = `usage:
 // (a broken chain, data outside its jurisdiction) or a store that could not be read.
 func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return usageError("%s", auditUsage)
+		return cli.UsageError("%s", auditUsage)
 	}
 	sub, args := args[0], args[1:]
-	fs := newFlags("audit "+sub, stderr)
+	fs := cli.NewFlags("audit "+sub, stderr)
 	dir := fs.String("config-dir", "config/local", "directory with gateway.yaml and region-*.yaml")
 	switch sub {
 	case "verify":
 		name := fs.String("region", "", "region to verify (default: every region-*.yaml)")
 		anchor := fs.String("anchor", "", "SEQ:HASH of a head printed by an earlier verify and kept elsewhere: the entry at SEQ must still have HASH (needs --region)")
-		if err := parse(fs, args); err != nil {
+		if err := cli.Parse(fs, args); err != nil {
 			return err
 		}
 		var anchors []audit.Head
 		if *anchor != "" {
 			a, err := parseAnchor(*anchor)
 			if err != nil {
-				return usageError("--anchor: %v", err)
+				return cli.UsageError("--anchor: %v", err)
 			}
 			if *name == "" {
-				return usageError("--anchor needs --region: an anchor belongs to one region's chain")
+				return cli.UsageError("--anchor needs --region: an anchor belongs to one region's chain")
 			}
 			anchors = append(anchors, a)
 		}
@@ -66,41 +67,41 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case "user":
 		app := fs.String("app", "", "app id")
 		user := fs.String("user", "", "user id")
-		if err := parse(fs, args); err != nil {
+		if err := cli.Parse(fs, args); err != nil {
 			return err
 		}
 		if *app == "" || *user == "" {
-			return usageError("audit user needs --app and --user")
+			return cli.UsageError("audit user needs --app and --user")
 		}
 		return auditUser(ctx, *dir, *app, *user, stdout, stderr)
 	case "residency":
 		records := fs.Int("kafka-records", 1000, "newest records read per Kafka partition")
 		listMax := fs.Int("list", 100, "list at most this many unregistered or unattributed sightings")
 		textfile := fs.String("textfile", "", "also write the result as Prometheus metrics to this file (node_exporter's textfile collector; herald_residency_scan_violations)")
-		if err := parse(fs, args); err != nil {
+		if err := cli.Parse(fs, args); err != nil {
 			return err
 		}
 		if *records < 1 {
-			return usageError("--kafka-records must be at least 1")
+			return cli.UsageError("--kafka-records must be at least 1")
 		}
 		return auditResidency(ctx, *dir, *records, *listMax, *textfile, stdout, stderr)
 	case "analytics":
-		if err := parse(fs, args); err != nil {
+		if err := cli.Parse(fs, args); err != nil {
 			return err
 		}
 		return auditAnalytics(ctx, *dir, stdout)
 	}
-	return usageError("unknown audit command %q\n%s", sub, auditUsage)
+	return cli.UsageError("unknown audit command %q\n%s", sub, auditUsage)
 }
 
 // auditAnalytics checks central analytics' database (analytics.yaml in dir) against its k.
 func auditAnalytics(ctx context.Context, dir string, stdout io.Writer) error {
-	cfg := analytics.DefaultConfig(discoveryDir())
+	cfg := analytics.DefaultConfig(cli.HomeDir("discovery"))
 	p := filepath.Join(dir, "analytics.yaml")
 	if _, err := os.Stat(p); err != nil {
-		return usageError("analytics config: %v", err)
+		return cli.UsageError("analytics config: %v", err)
 	}
-	if err := loadConfig(p, &cfg); err != nil {
+	if err := cli.LoadConfig(p, &cfg); err != nil {
 		return err
 	}
 	db, err := postgres.Connect(ctx, cfg.Postgres)
@@ -124,7 +125,7 @@ func auditAnalytics(ctx context.Context, dir string, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "  a column of the schema missing: %s\n", c)
 	}
 	if !rep.Clean() {
-		return &exitError{code: 1, err: fmt.Errorf("central analytics keeps %d cells and %d histograms below k=%d, and %d columns beyond its schema",
+		return &cli.ExitError{Code: 1, Err: fmt.Errorf("central analytics keeps %d cells and %d histograms below k=%d, and %d columns beyond its schema",
 			rep.CellsBelowK, rep.HistogramsBelowK, rep.K, len(rep.UnexpectedColumns)+len(rep.MissingColumns))}
 	}
 	fmt.Fprintln(stdout, "  clean")
@@ -135,23 +136,23 @@ func auditAnalytics(ctx context.Context, dir string, stdout io.Writer) error {
 func regionConfigs(dir, name string) ([]region.Config, error) {
 	paths, err := filepath.Glob(filepath.Join(dir, "region-*.yaml"))
 	if err != nil {
-		return nil, usageError("config dir %s: %v", dir, err)
+		return nil, cli.UsageError("config dir %s: %v", dir, err)
 	}
 	if name != "" {
 		p := filepath.Join(dir, "region-"+name+".yaml")
 		if _, err := os.Stat(p); err != nil {
-			return nil, usageError("region %s: %v", name, err)
+			return nil, cli.UsageError("region %s: %v", name, err)
 		}
 		paths = []string{p}
 	}
 	if len(paths) == 0 {
-		return nil, usageError("no region-*.yaml in %s", dir)
+		return nil, cli.UsageError("no region-*.yaml in %s", dir)
 	}
 	sort.Strings(paths)
 	out := make([]region.Config, 0, len(paths))
 	for _, p := range paths {
-		cfg := region.DefaultConfig(discoveryDir())
-		if err := loadConfig(p, &cfg); err != nil {
+		cfg := region.DefaultConfig(cli.HomeDir("discovery"))
+		if err := cli.LoadConfig(p, &cfg); err != nil {
 			return nil, err
 		}
 		out = append(out, cfg)
@@ -160,12 +161,12 @@ func regionConfigs(dir, name string) ([]region.Config, error) {
 }
 
 func gatewayConfig(dir string) (gateway.Config, error) {
-	cfg := gateway.DefaultConfig(discoveryDir())
+	cfg := gateway.DefaultConfig(cli.HomeDir("discovery"))
 	p := filepath.Join(dir, "gateway.yaml")
 	if _, err := os.Stat(p); err != nil {
-		return cfg, usageError("gateway config: %v", err)
+		return cfg, cli.UsageError("gateway config: %v", err)
 	}
-	err := loadConfig(p, &cfg)
+	err := cli.LoadConfig(p, &cfg)
 	return cfg, err
 }
 
@@ -202,7 +203,7 @@ func auditVerify(ctx context.Context, dir, name string, anchors []audit.Head, st
 		fmt.Fprintf(stdout, "%s: intact, %d entries, head seq %d hash %x (anchor: %d:%x)\n", cfg.Name, v.Entries, v.Head.Seq, v.Head.Hash, v.Head.Seq, v.Head.Hash)
 	}
 	if len(broken) > 0 {
-		return &exitError{code: 1, err: errors.Join(broken...)}
+		return &cli.ExitError{Code: 1, Err: errors.Join(broken...)}
 	}
 	return nil
 }
@@ -255,7 +256,7 @@ func auditUser(ctx context.Context, dir, app, user string, stdout, stderr io.Wri
 	}
 	fmt.Fprintf(stdout, "%d decisions in %d regions\n", total, len(regions)-len(failed))
 	if len(failed) > 0 {
-		return &exitError{code: 1, err: fmt.Errorf("the list is incomplete: %w", errors.Join(failed...))}
+		return &cli.ExitError{Code: 1, Err: fmt.Errorf("the list is incomplete: %w", errors.Join(failed...))}
 	}
 	return nil
 }
@@ -307,7 +308,7 @@ func auditResidency(ctx context.Context, dir string, records, listMax int, textf
 		}
 	}
 	if !rep.OK() {
-		return &exitError{code: 1, err: fmt.Errorf("%d sightings of users' data in a region outside their jurisdiction", len(rep.Misplaced))}
+		return &cli.ExitError{Code: 1, Err: fmt.Errorf("%d sightings of users' data in a region outside their jurisdiction", len(rep.Misplaced))}
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/herald-notify/herald/platform/cli"
 	"github.com/herald-notify/herald/platform/kafka"
 	"github.com/herald-notify/herald/platform/postgres"
 	"github.com/herald-notify/herald/region"
@@ -21,27 +22,27 @@ import (
 // runDLQ inspects and replays a region's dead letters: herald dlq list|replay.
 func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || (args[0] != "list" && args[0] != "replay") {
-		return usageError("usage: herald dlq (list [--limit N] [--json] | replay) --config REGION.yaml (--channel push|email|sms | --stage STAGE)")
+		return cli.UsageError("usage: herald dlq (list [--limit N] [--json] | replay) --config REGION.yaml (--channel push|email|sms | --stage STAGE)")
 	}
 	sub := args[0]
-	fs := newFlags("dlq "+sub, stderr)
+	fs := cli.NewFlags("dlq "+sub, stderr)
 	path := fs.String("config", "", "region config file")
 	channel := fs.String("channel", "", "push, email or sms: the tasks a channel's provider never took (retries spent)")
 	stage := fs.String("stage", "", "a stage's records set aside as poison: "+strings.Join(region.DeadLetterStages(), ", "))
 	limit := fs.Int("limit", 100, "list at most this many")
 	asJSON := fs.Bool("json", false, "print JSON lines")
-	if err := parse(fs, args[1:]); err != nil {
+	if err := cli.Parse(fs, args[1:]); err != nil {
 		return err
 	}
 	if (*channel == "") == (*stage == "") {
-		return usageError("give --channel or --stage")
+		return cli.UsageError("give --channel or --stage")
 	}
 	if *stage != "" {
 		if !slices.Contains(region.DeadLetterStages(), *stage) {
-			return usageError("--stage must be one of %s", strings.Join(region.DeadLetterStages(), ", "))
+			return cli.UsageError("--stage must be one of %s", strings.Join(region.DeadLetterStages(), ", "))
 		}
-		cfg := region.DefaultConfig(discoveryDir())
-		if err := loadConfig(*path, &cfg); err != nil {
+		cfg := region.DefaultConfig(cli.HomeDir("discovery"))
+		if err := cli.LoadConfig(*path, &cfg); err != nil {
 			return err
 		}
 		return stageDLQ(ctx, cfg, sub, *stage, *limit, *asJSON, stdout)
@@ -49,10 +50,10 @@ func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	switch *channel {
 	case "push", "email", "sms":
 	default:
-		return usageError("--channel must be push, email or sms")
+		return cli.UsageError("--channel must be push, email or sms")
 	}
-	cfg := region.DefaultConfig(discoveryDir())
-	if err := loadConfig(*path, &cfg); err != nil {
+	cfg := region.DefaultConfig(cli.HomeDir("discovery"))
+	if err := cli.LoadConfig(*path, &cfg); err != nil {
 		return err
 	}
 	// The dead letters are sealed for their recipients: the region's data keys open them.

@@ -7,17 +7,51 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/base64"
+	"fmt"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/herald-notify/herald/platform/cli"
+	"github.com/herald-notify/herald/platform/config"
 	"github.com/herald-notify/herald/platform/masterkey"
 	"github.com/herald-notify/herald/platform/pki"
+	"github.com/herald-notify/herald/sim"
 )
+
+// run runs herald's command args.
+func run(args []string, stdout, stderr io.Writer) int {
+	return cli.Main("herald", commands, args, stdout, stderr)
+}
+
+// localPKI issues the local stack's certificates into dir, as herald-dev pki init does.
+func localPKI(t *testing.T, dir string) {
+	t.Helper()
+	if _, err := pki.Dir(dir).Ensure(pki.LocalPlan([]string{"eu-west-1", "eu-central-1", "us-east-1"}, []string{"127.0.0.1", "localhost"}), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The product binary links none of the workbench: no simulator, benchmark, load or fault
+// scenario ships in it.
+func TestTheProductBinaryLinksNoneOfTheWorkbench(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", ".").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, dep := range strings.Fields(string(out)) {
+		for _, bench := range []string{"/sim", "/loadtest", "/bench", "/testenv", "/regiontest"} {
+			if strings.HasPrefix(dep, "github.com/herald-notify/herald/") && (strings.HasSuffix(dep, bench) || strings.Contains(dep, bench+"/")) {
+				t.Errorf("cmd/herald links %s", dep)
+			}
+		}
+	}
+}
 
 func TestBadConfigStopsAtStartNamingTheKey(t *testing.T) {
 	dir := t.TempDir()
@@ -87,12 +121,10 @@ func TestCheckConfigAcceptsTheLocalConfigs(t *testing.T) {
 		files[i] = filepath.Join(local, filepath.Base(files[i]))
 	}
 	// The configs name their certificates relative to the repository root, as `make up` runs
-	// them; here they are issued by herald pki init in a fresh root.
+	// them; here they are issued by herald-dev pki init in a fresh root.
 	t.Chdir(t.TempDir())
 	var pout, perr bytes.Buffer
-	if code := run([]string{"pki", "init", "--dir", filepath.Join(".herald", "pki")}, &pout, &perr); code != 0 {
-		t.Fatalf("herald pki init: exit %d: %s", code, perr.String())
-	}
+	localPKI(t, filepath.Join(".herald", "pki"))
 	for _, j := range []string{"eu", "us"} {
 		if code := run([]string{"masterkey", "init", "--file", filepath.Join(".herald", "keys", "user-keys-"+j+"-local-1.key")}, &pout, &perr); code != 0 {
 			t.Fatalf("herald masterkey init: exit %d: %s", code, perr.String())
@@ -124,7 +156,7 @@ func TestUnknownCommandIsAUsageError(t *testing.T) {
 
 func TestEveryCommandWithSubcommandsAnswersHelpWithItsUsage(t *testing.T) {
 	for name, cmd := range commands {
-		if !cmd.subcommands {
+		if !cmd.Subcommands {
 			continue
 		}
 		for _, h := range []string{"-h", "--help", "help"} {
@@ -150,8 +182,6 @@ func TestHelpFlagPrintsFlagsAndRunsNothing(t *testing.T) {
 	// Each of these would start work (a benchmark, a server, a database connection) if -h
 	// fell through to the command: none may print anything but its usage.
 	for _, args := range [][]string{
-		{"bench", "pipeline", "-h"},
-		{"bench", "dispatch", "--help"},
 		{"region", "-h"},
 		{"gateway", "-h"},
 		{"apikey", "list", "-h"},
@@ -174,22 +204,6 @@ func TestHelpFlagPrintsFlagsAndRunsNothing(t *testing.T) {
 	}
 }
 
-func TestPKIInitIssuesOnceThenKeepsTheCertificates(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "pki")
-	var out, errb bytes.Buffer
-	want := "issued ca, region-eu-west-1, region-eu-central-1, region-us-east-1, analytics, gateway, exporter-eu-west-1, exporter-eu-central-1, exporter-us-east-1"
-	if code := run([]string{"pki", "init", "--dir", dir}, &out, &errb); code != 0 || !strings.Contains(out.String(), want) {
-		t.Fatalf("first run: exit %d: %s%s", code, out.String(), errb.String())
-	}
-	out.Reset()
-	if code := run([]string{"pki", "init", "--dir", dir}, &out, &errb); code != 0 || !strings.Contains(out.String(), "is current") {
-		t.Fatalf("second run: exit %d: %s%s", code, out.String(), errb.String())
-	}
-	if code := run([]string{"pki", "renew"}, &out, &errb); code != 2 {
-		t.Fatalf("an unknown pki subcommand: exit %d", code)
-	}
-}
-
 // masterKeyFile is a new master key file of the test's.
 func masterKeyFile(t *testing.T) string {
 	t.Helper()
@@ -198,60 +212,6 @@ func masterKeyFile(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return path
-}
-
-// A .herald/pki from before the analytics hop (the CA, the regions' server certificates and
-// the gateway's) gets analytics' server certificate and the exporters' client certificates;
-// nothing it had is issued again.
-func TestPKIInitAddsTheAnalyticsCertificatesToAnOlderDirectory(t *testing.T) {
-	d := pki.Dir(filepath.Join(t.TempDir(), "pki"))
-	regions := []string{"eu-west-1", "eu-central-1", "us-east-1"}
-	old := pki.Plan{Hosts: []string{"127.0.0.1", "localhost"}, Clients: []string{"gateway"},
-		CAValidity: 10 * 365 * 24 * time.Hour, LeafValidity: 90 * 24 * time.Hour, RenewBefore: 30 * 24 * time.Hour}
-	for _, r := range regions {
-		old.Servers = append(old.Servers, "region-"+r)
-	}
-	if _, err := d.Ensure(old, time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	kept := map[string][]byte{}
-	for _, f := range []string{d.CAFile(), d.CAKeyFile(), d.CertFile("gateway"), d.KeyFile("gateway"), d.CertFile("region-eu-west-1"), d.KeyFile("region-us-east-1")} {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		kept[f] = b
-	}
-	var out, errb bytes.Buffer
-	want := "issued analytics, exporter-eu-west-1, exporter-eu-central-1, exporter-us-east-1 in"
-	if code := run([]string{"pki", "init", "--dir", string(d)}, &out, &errb); code != 0 || !strings.Contains(out.String(), want) {
-		t.Fatalf("exit %d: %q%s, want %q", code, out.String(), errb.String(), want)
-	}
-	for f, b := range kept {
-		if now, err := os.ReadFile(f); err != nil || !bytes.Equal(now, b) {
-			t.Errorf("%s changed (%v)", f, err)
-		}
-	}
-	// The new certificates do what the stack uses them for.
-	srv, err := d.Server("analytics").TLS()
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := x509.ParseCertificate(srv.Certificates[0].Certificate[0])
-	if err != nil || leaf.VerifyHostname("127.0.0.1") != nil || !slices.Contains(leaf.ExtKeyUsage, x509.ExtKeyUsageServerAuth) {
-		t.Errorf("analytics' certificate: %v, SANs %v %v, usage %v", err, leaf.IPAddresses, leaf.DNSNames, leaf.ExtKeyUsage)
-	}
-	for _, r := range regions {
-		cc, err := d.Client("exporter-" + r).TLS()
-		if err != nil {
-			t.Fatal(err)
-		}
-		cert, _ := cc.GetClientCertificate(nil)
-		leaf, err := x509.ParseCertificate(cert.Certificate[0])
-		if err != nil || leaf.Subject.CommonName != "exporter-"+r || !slices.Contains(leaf.ExtKeyUsage, x509.ExtKeyUsageClientAuth) {
-			t.Errorf("exporter-%s: %v, CN %q, usage %v", r, err, leaf.Subject.CommonName, leaf.ExtKeyUsage)
-		}
-	}
 }
 
 // The commented lines of config/local that turn SendGrid email events on (docs/dispatch.md)
@@ -263,9 +223,7 @@ func TestTheCommentedSendGridLinesOfTheLocalConfigsAreValid(t *testing.T) {
 	}
 	t.Chdir(t.TempDir())
 	var pout, perr bytes.Buffer
-	if code := run([]string{"pki", "init", "--dir", filepath.Join(".herald", "pki")}, &pout, &perr); code != 0 {
-		t.Fatalf("herald pki init: exit %d: %s", code, perr.String())
-	}
+	localPKI(t, filepath.Join(".herald", "pki"))
 	for _, j := range []string{"eu", "us"} {
 		if code := run([]string{"masterkey", "init", "--file", filepath.Join(".herald", "keys", "user-keys-"+j+"-local-1.key")}, &pout, &perr); code != 0 {
 			t.Fatalf("herald masterkey init: exit %d: %s", code, perr.String())
@@ -292,6 +250,19 @@ func TestTheCommentedSendGridLinesOfTheLocalConfigsAreValid(t *testing.T) {
 		case cmd != "gateway" && cmd != "sim":
 			continue
 		}
+		check := func(p string) error {
+			var o, e bytes.Buffer
+			if code := run([]string{cmd, "--config", p, "--check-config"}, &o, &e); code != 0 {
+				return fmt.Errorf("exit %d: %s", code, e.String())
+			}
+			return nil
+		}
+		if cmd == "sim" { // herald-dev's: its config is checked as herald-dev sim --check-config does
+			check = func(p string) error {
+				cfg := sim.DefaultConfig(filepath.Join(".herald", "sim"))
+				return config.Load(p, &cfg)
+			}
+		}
 		raw, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
@@ -308,9 +279,8 @@ func TestTheCommentedSendGridLinesOfTheLocalConfigsAreValid(t *testing.T) {
 		if err := os.WriteFile(p, out, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		var o, e bytes.Buffer
-		if code := run([]string{cmd, "--config", p, "--check-config"}, &o, &e); code != 0 {
-			t.Fatalf("%s with email events on: exit %d: %s", name, code, e.String())
+		if err := check(p); err != nil {
+			t.Fatalf("%s with email events on: %v", name, err)
 		}
 	}
 	if turned != 5 {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/herald-notify/herald/platform/cli"
 	"github.com/herald-notify/herald/platform/masterkey"
 )
 
@@ -13,15 +14,15 @@ import (
 // is checked and kept, never overwritten (it may wrap every user's data key).
 func runMasterKey(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] != "init" {
-		return usageError("usage: herald masterkey init --file FILE")
+		return cli.UsageError("usage: herald masterkey init --file FILE")
 	}
-	fs := newFlags("masterkey init", stderr)
+	fs := cli.NewFlags("masterkey init", stderr)
 	file := fs.String("file", "", "the master key file to create (kept if it exists)")
-	if err := parse(fs, args[1:]); err != nil {
+	if err := cli.Parse(fs, args[1:]); err != nil {
 		return err
 	}
 	if *file == "" {
-		return usageError("--file is required")
+		return cli.UsageError("--file is required")
 	}
 	created, err := masterkey.CreateFile(*file)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/herald-notify/herald/analytics"
 	"github.com/herald-notify/herald/gateway"
+	"github.com/herald-notify/herald/platform/cli"
 	"github.com/herald-notify/herald/platform/telemetry"
 	"github.com/herald-notify/herald/region"
 )
@@ -24,10 +25,10 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
 		component, args = args[0], args[1:]
 	}
-	fs := newFlags("migrate", stderr)
+	fs := cli.NewFlags("migrate", stderr)
 	path := fs.String("config", "", "config file of the one component to migrate")
 	dir := fs.String("config-dir", "", "directory with gateway.yaml, analytics.yaml and region-*.yaml: migrate them all")
-	if err := parse(fs, args); err != nil {
+	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	log := telemetry.Logger(telemetry.Config{LogLevel: "info", LogFormat: "text"}, stderr, "migrate")
@@ -37,32 +38,32 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	case component == "" && *dir != "":
 		return migrateDir(ctx, *dir, log, stdout)
 	default:
-		return usageError("usage: herald migrate (region|gateway|analytics) --config FILE | herald migrate --config-dir DIR")
+		return cli.UsageError("usage: herald migrate (region|gateway|analytics) --config FILE | herald migrate --config-dir DIR")
 	}
 }
 
 func migrateOne(ctx context.Context, component, path string, log *slog.Logger) error {
 	switch component {
 	case "region":
-		cfg := region.DefaultConfig(discoveryDir())
-		if err := loadConfig(path, &cfg); err != nil {
+		cfg := region.DefaultConfig(cli.HomeDir("discovery"))
+		if err := cli.LoadConfig(path, &cfg); err != nil {
 			return err
 		}
 		return region.Migrate(ctx, cfg, log.With("region", cfg.Name))
 	case "gateway":
-		cfg := gateway.DefaultConfig(discoveryDir())
-		if err := loadConfig(path, &cfg); err != nil {
+		cfg := gateway.DefaultConfig(cli.HomeDir("discovery"))
+		if err := cli.LoadConfig(path, &cfg); err != nil {
 			return err
 		}
 		return gateway.Migrate(ctx, cfg, log)
 	case "analytics":
-		cfg := analytics.DefaultConfig(discoveryDir())
-		if err := loadConfig(path, &cfg); err != nil {
+		cfg := analytics.DefaultConfig(cli.HomeDir("discovery"))
+		if err := cli.LoadConfig(path, &cfg); err != nil {
 			return err
 		}
 		return analytics.Migrate(ctx, cfg, log)
 	}
-	return usageError("unknown component %q (region, gateway or analytics)", component)
+	return cli.UsageError("unknown component %q (region, gateway or analytics)", component)
 }
 
 func migrateDir(ctx context.Context, dir string, log *slog.Logger, stdout io.Writer) error {
@@ -85,7 +86,7 @@ func migrateDir(ctx context.Context, dir string, log *slog.Logger, stdout io.Wri
 		jobs = append(jobs, job{"region", p})
 	}
 	if len(jobs) == 0 {
-		return usageError("no gateway.yaml, analytics.yaml or region-*.yaml in %s", dir)
+		return cli.UsageError("no gateway.yaml, analytics.yaml or region-*.yaml in %s", dir)
 	}
 	for _, j := range jobs {
 		if err := migrateOne(ctx, j.component, j.path, log); err != nil {

@@ -121,7 +121,7 @@ type Fault struct {
 	Skip func(Operator) string
 }
 
-// Faults lists every fault, in the order `herald faults all` runs them.
+// Faults lists every fault, in the order `herald-dev faults all` runs them.
 var Faults = []Fault{
 	{Name: "gateway-kill", Doc: "SIGKILL of the gateway, started again after Down",
 		Inject: kill("gateway"), Restore: startHerald},

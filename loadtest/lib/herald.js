@@ -76,7 +76,7 @@ export const SLO = {
   transactionalErrorRate: 0.01,
   socialErrorRate: 0.05,
   gatewayErrorRate: 0.01, // HeraldGatewayErrorRatio
-  inboxReadP99Ms: 250, // the floor `herald loadtest` judges inbox reads by (loadtest/scenarios.go)
+  inboxReadP99Ms: 250, // the floor `herald-dev loadtest` judges inbox reads by (loadtest/scenarios.go)
   prefsWriteP99Ms: 1000, // likewise for preference writes
 };
 

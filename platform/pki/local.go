@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-// Dir is the layout of a directory of internal certificates, as `herald pki init` writes it:
+// Dir is the layout of a directory of internal certificates, as `herald-dev pki init` writes it:
 // ca.pem and ca-key.pem, then <name>.pem and <name>-key.pem per certificate.
 type Dir string
 
@@ -122,7 +122,7 @@ func (d Dir) current(ca *CA, name string, usage Usage, p Plan, now time.Time) bo
 	return true
 }
 
-// LocalPlan is what `herald pki init` keeps for the local stack: a server certificate per
+// LocalPlan is what `herald-dev pki init` keeps for the local stack: a server certificate per
 // region ("region-<name>") and one for central analytics' ingest listener ("analytics"), all
 // for hosts; the gateway's client certificate ("gateway", for the regions) and a client
 // certificate per region's exporter ("exporter-<name>", for analytics, whose default

@@ -1,7 +1,7 @@
 // Package pki is the TLS of Herald's internal hops: the server side of a region's API, which
 // verifies its callers' client certificates against an internal CA, the client side the gateway
 // and Herald's tools dial regions with, and a small certificate authority that issues both
-// (for `herald pki`, the local stack and tests; production certificates come from the
+// (for `herald-dev pki`, the local stack and tests; production certificates come from the
 // operator's own CA). Every config here is TLS 1.3 only.
 package pki
 

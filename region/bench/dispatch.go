@@ -25,7 +25,7 @@ import (
 	"github.com/herald-notify/herald/sim"
 )
 
-// DispatchOptions size `herald bench dispatch`.
+// DispatchOptions size `herald-dev bench dispatch`.
 type DispatchOptions struct {
 	Push, Email, SMS int           // tasks per channel in the throughput phase (0 skips the channel)
 	Probes           int           // paced single tasks per channel in the latency phase

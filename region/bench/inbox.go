@@ -30,7 +30,7 @@ import (
 	"github.com/herald-notify/herald/region/prefs"
 )
 
-// InboxOptions size `herald bench inbox`.
+// InboxOptions size `herald-dev bench inbox`.
 type InboxOptions struct {
 	BigRows int // rows of the large user's inbox
 	Pages   int // pages read per user

@@ -23,7 +23,7 @@ import (
 // tierTarget is the issue's bound on a transactional push while a marketing backlog drains.
 const tierTarget = time.Second
 
-// tierIsolation is the tier-isolation phase of `herald bench dispatch`: n marketing iOS pushes
+// tierIsolation is the tier-isolation phase of `herald-dev bench dispatch`: n marketing iOS pushes
 // are queued on the marketing push dispatch topic (as fan-out would put them there, each to its
 // own device), and while the dispatcher drains them, a transactional push to a user with an
 // iPhone is sent through the API every `every`. Each probe is measured from the start of its

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/herald-notify/herald/platform/cli"
 	"github.com/herald-notify/herald/sim"
 )
 
@@ -20,14 +21,14 @@ func simDir() string {
 }
 
 func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("sim", stderr)
+	fs := cli.NewFlags("sim", stderr)
 	path := fs.String("config", "", "config file (YAML)")
 	check := fs.Bool("check-config", false, "validate the config and exit")
-	if err := parse(fs, args); err != nil {
+	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	cfg := sim.DefaultConfig(simDir())
-	if err := loadConfig(*path, &cfg); err != nil {
+	if err := cli.LoadConfig(*path, &cfg); err != nil {
 		return err
 	}
 	if *check {
@@ -35,7 +36,7 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			cfg.APNs.Listen, cfg.FCM.Listen, cfg.SMTP.Listen, cfg.SMS.Listen, cfg.Webhook.Listen, cfg.Admin.Listen)
 		return nil
 	}
-	return serve(ctx, cfg.Telemetry, stderr, "sim", func(ctx context.Context, log *slog.Logger) error {
+	return cli.Serve(ctx, cfg.Telemetry, stderr, "sim", func(ctx context.Context, log *slog.Logger) error {
 		return sim.Run(ctx, cfg, log, version)
 	})
 }

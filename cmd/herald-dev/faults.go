@@ -15,9 +15,10 @@ import (
 
 	"github.com/herald-notify/herald/loadtest"
 	"github.com/herald-notify/herald/loadtest/faults"
+	"github.com/herald-notify/herald/platform/cli"
 )
 
-// runFaults is herald faults <fault...|all>: the black-box fault suite against the local
+// runFaults is herald-dev faults <fault...|all>: the black-box fault suite against the local
 // deployment of this checkout (make up), one fault at a time under steady load; exit 1 when a
 // judged fault misses a target (docs/reliability.md).
 func runFaults(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -25,15 +26,15 @@ func runFaults(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	for _, f := range faults.Faults {
 		names = append(names, f.Name)
 	}
-	usage := "usage: herald faults (" + strings.Join(names, "|") + "|all)... [flags]"
+	usage := "usage: herald-dev faults (" + strings.Join(names, "|") + "|all)... [flags]"
 	var which []string
 	for len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		which, args = append(which, args[0]), args[1:]
 	}
 	if len(which) == 0 {
-		return usageError("%s", usage)
+		return cli.UsageError("%s", usage)
 	}
-	fs := newFlags("faults", stderr)
+	fs := cli.NewFlags("faults", stderr)
 	path := fs.String("config", "config/local/gateway.yaml", "gateway config (for its database, to make the run's API key)")
 	o := faults.Options{BaseURL: "http://127.0.0.1:8080", SimURL: "http://127.0.0.1:8446", Log: stdout}
 	fs.StringVar(&o.BaseURL, "base", o.BaseURL, "gateway URL (loopback only)")
@@ -48,20 +49,20 @@ func runFaults(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.DurationVar(&o.Deadline, "deadline", 5*time.Second, "request deadline: an answer later than this is a hang")
 	fs.DurationVar(&o.GiveUp, "give-up", 3*time.Minute, "how long the client retries one send")
 	home := fs.String("home", "", "the local stack's HERALD_HOME (default: $HERALD_HOME, else .herald)")
-	if err := parse(fs, args); err != nil {
+	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	selected, err := faults.Select(which)
 	if err != nil {
-		return usageError("%v; %s", err, usage)
+		return cli.UsageError("%v; %s", err, usage)
 	}
 	for _, u := range []string{o.BaseURL, o.SimURL} {
 		if err := loadtest.CheckLoopback(u); err != nil {
-			return usageError("herald faults drives the local deployment only: %v", err)
+			return cli.UsageError("herald-dev faults drives the local deployment only: %v", err)
 		}
 	}
 	if o.Rate <= 0 || o.Users < 1 || o.Down < 0 || o.Deadline <= 0 {
-		return usageError("--rate, --users and --deadline must be positive")
+		return cli.UsageError("--rate, --users and --deadline must be positive")
 	}
 	if *home == "" {
 		*home = os.Getenv("HERALD_HOME")
@@ -77,19 +78,19 @@ func runFaults(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	if _, err := os.Stat(filepath.Join(root, "stack", "herald.sh")); err != nil {
-		return usageError("run herald faults from the repository root (it uses stack/*.sh): %v", err)
+		return cli.UsageError("run herald-dev faults from the repository root (it uses stack/*.sh): %v", err)
 	}
 	stack := &localStack{root: root, home: *home}
 
 	o.RunID = strconv.FormatInt(time.Now().Unix()%1_000_000, 36)
-	key, revoke, err := tempKey(ctx, *path, "faults", "herald faults "+o.RunID)
+	key, revoke, err := tempKey(ctx, *path, "faults", "herald-dev faults "+o.RunID)
 	if err != nil {
 		return err
 	}
 	defer revoke()
 	o.APIKey = key
 
-	fmt.Fprintf(stdout, "herald faults: run %s, %.0f sends/s, %d users per fault, warm %s, down %s, after %s, deadline %s, against %s (HERALD_HOME %s)\n",
+	fmt.Fprintf(stdout, "herald-dev faults: run %s, %.0f sends/s, %d users per fault, warm %s, down %s, after %s, deadline %s, against %s (HERALD_HOME %s)\n",
 		o.RunID, o.Rate, o.Users, o.Warm, o.Down, o.After, o.Deadline, o.BaseURL, *home)
 	var results []faults.Result
 	for i, f := range selected {
@@ -111,9 +112,9 @@ func runFaults(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			break
 		}
 	}
-	fmt.Fprintf(stdout, "\nherald faults: run %s (%.0f sends/s, down %s, provider outage %s)\n\n", o.RunID, o.Rate, o.Down, *outage)
+	fmt.Fprintf(stdout, "\nherald-dev faults: run %s (%.0f sends/s, down %s, provider outage %s)\n\n", o.RunID, o.Rate, o.Down, *outage)
 	if !faults.Print(stdout, results) {
-		return &exitError{code: 1, err: fmt.Errorf("a fault missed its targets (0 lost, duplicates < 0.1%%, no request past its deadline, recovery < 30 s): %s", faults.Failed(results))}
+		return &cli.ExitError{Code: 1, Err: fmt.Errorf("a fault missed its targets (0 lost, duplicates < 0.1%%, no request past its deadline, recovery < 30 s): %s", faults.Failed(results))}
 	}
 	return nil
 }

@@ -10,15 +10,16 @@ import (
 	"slices"
 	"time"
 
+	"github.com/herald-notify/herald/platform/cli"
 	"github.com/herald-notify/herald/platform/telemetry"
 	"github.com/herald-notify/herald/region"
 	"github.com/herald-notify/herald/region/bench"
 )
 
-// runBench runs a benchmark and prints its table: herald bench pipeline|dispatch [flags].
+// runBench runs a benchmark and prints its table: herald-dev bench pipeline|dispatch [flags].
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if i := slices.Index(args, "--cpuprofile"); i >= 0 && i+1 < len(args) {
-		// Profile the whole benchmark (the in-process region included): herald bench pipeline
+		// Profile the whole benchmark (the in-process region included): herald-dev bench pipeline
 		// --cpuprofile cpu.out, then go tool pprof.
 		f, err := os.Create(args[i+1])
 		if err != nil {
@@ -53,9 +54,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return runBenchInbox(ctx, args, stdout, stderr)
 	}
 	if len(args) == 0 || args[0] != "pipeline" {
-		return usageError("usage: herald bench pipeline|dispatch|inbox|gateway [flags] (run against the servers `make up` starts)")
+		return cli.UsageError("usage: herald-dev bench pipeline|dispatch|inbox|gateway [flags] (run against the servers `make up` starts)")
 	}
-	fs := newFlags("bench pipeline", stderr)
+	fs := cli.NewFlags("bench pipeline", stderr)
 	path := fs.String("config", "", "region config file for store settings (default: the local defaults and HERALD_* variables)")
 	var o bench.Options
 	// 1,000 x 500: each raw phase and the throughput phase then run 10-20 s and flush their
@@ -70,7 +71,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&o.Backlog, "backlog", 1_000_000, "marketing deliveries queued for the backlog phase (0 skips it)")
 	fs.IntVar(&o.TopicSubscribers, "topic-subscribers", 1_000_000, "subscribers of the large topic (0 skips the phase)")
 	fs.BoolVar(&o.Keep, "keep", false, "keep the bench region's stores afterwards")
-	if err := parse(fs, args[1:]); err != nil {
+	if err := cli.Parse(fs, args[1:]); err != nil {
 		return err
 	}
 	cfg, log, err := benchSetup(*path, stderr)
@@ -80,9 +81,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return bench.Pipeline(ctx, cfg, o, stdout, log)
 }
 
-// runBenchDispatch is herald bench dispatch [--push N --email N --sms N --tier-backlog N --keep].
+// runBenchDispatch is herald-dev bench dispatch [--push N --email N --sms N --tier-backlog N --keep].
 func runBenchDispatch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("bench dispatch", stderr)
+	fs := cli.NewFlags("bench dispatch", stderr)
 	path := fs.String("config", "", "region config file for store settings (default: the local defaults and HERALD_* variables)")
 	o := bench.DispatchOptions{Probes: 200, ProbeEvery: 10 * time.Millisecond}
 	fs.IntVar(&o.Push, "push", 30_000, "iOS push tasks (one device each) in the throughput phase (0 skips push)")
@@ -92,11 +93,11 @@ func runBenchDispatch(ctx context.Context, args []string, stdout, stderr io.Writ
 	fs.BoolVar(&o.TierShared, "tier-shared", false, "queue the tier-isolation backlog on the transactional push topic, ahead of the probes, as the per-channel layout before tiers did (the comparison)")
 	fs.DurationVar(&o.TierProbeEvery, "tier-probe-every", 100*time.Millisecond, "interval between the tier-isolation phase's transactional pushes")
 	fs.BoolVar(&o.Keep, "keep", false, "keep the bench region's stores afterwards")
-	if err := parse(fs, args[1:]); err != nil {
+	if err := cli.Parse(fs, args[1:]); err != nil {
 		return err
 	}
 	if o.TierBacklog < 0 || o.TierProbeEvery <= 0 {
-		return usageError("--tier-backlog must be 0 or more and --tier-probe-every positive")
+		return cli.UsageError("--tier-backlog must be 0 or more and --tier-probe-every positive")
 	}
 	cfg, log, err := benchSetup(*path, stderr)
 	if err != nil {
@@ -105,9 +106,9 @@ func runBenchDispatch(ctx context.Context, args []string, stdout, stderr io.Writ
 	return bench.Dispatch(ctx, cfg, o, stdout, log)
 }
 
-// runBenchInbox is herald bench inbox [--rows N --pages N --lookups N --streams N --keep].
+// runBenchInbox is herald-dev bench inbox [--rows N --pages N --lookups N --streams N --keep].
 func runBenchInbox(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("bench inbox", stderr)
+	fs := cli.NewFlags("bench inbox", stderr)
 	path := fs.String("config", "", "region config file for store settings (default: the local defaults and HERALD_* variables)")
 	var o bench.InboxOptions
 	fs.IntVar(&o.BigRows, "rows", 1_000_000, "inbox rows of the large user")
@@ -115,7 +116,7 @@ func runBenchInbox(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fs.IntVar(&o.Lookups, "lookups", 20_000, "preference lookups per phase")
 	fs.IntVar(&o.Streams, "streams", 10_000, "idle streams opened for the memory measure")
 	fs.BoolVar(&o.Keep, "keep", false, "keep the bench region's stores afterwards")
-	if err := parse(fs, args[1:]); err != nil {
+	if err := cli.Parse(fs, args[1:]); err != nil {
 		return err
 	}
 	cfg, log, err := benchSetup(*path, stderr)
@@ -127,13 +128,13 @@ func runBenchInbox(ctx context.Context, args []string, stdout, stderr io.Writer)
 
 // benchSetup loads the region config a benchmark takes its store settings from.
 func benchSetup(path string, stderr io.Writer) (region.Config, *slog.Logger, error) {
-	cfg := region.DefaultConfig(discoveryDir())
+	cfg := region.DefaultConfig(cli.HomeDir("discovery"))
 	cfg.Name, cfg.Jurisdiction = "zz-bench-1", "EU" // replaced by a private name; needed to validate
 	// The bench's region gets its own CA and certificates (bench.privateRegion); only to pass
 	// validation here, before that, it stands as a plain-HTTP region with a token.
 	const validationOnly = "bench-validation-only"
 	cfg.TLS.InsecurePlaintext, cfg.InternalToken = true, validationOnly
-	if err := loadConfig(path, &cfg); err != nil {
+	if err := cli.LoadConfig(path, &cfg); err != nil {
 		return region.Config{}, nil, err
 	}
 	if cfg.InternalToken == validationOnly {

@@ -14,21 +14,22 @@ import (
 	"time"
 
 	"github.com/herald-notify/herald/loadtest"
+	"github.com/herald-notify/herald/platform/cli"
 )
 
-// runLoadtest is herald loadtest <scenario|all>: the load scenarios against the local
+// runLoadtest is herald-dev loadtest <scenario|all>: the load scenarios against the local
 // deployment, with thresholds; exit 1 when one fails.
 func runLoadtest(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var names []string
 	for _, s := range loadtest.Scenarios {
 		names = append(names, s.Name)
 	}
-	usage := "usage: herald loadtest (" + strings.Join(names, "|") + "|all) [flags]"
+	usage := "usage: herald-dev loadtest (" + strings.Join(names, "|") + "|all) [flags]"
 	if len(args) == 0 {
-		return usageError("%s", usage)
+		return cli.UsageError("%s", usage)
 	}
 	which := args[0]
-	fs := newFlags("loadtest", stderr)
+	fs := cli.NewFlags("loadtest", stderr)
 	path := fs.String("config", "config/local/gateway.yaml", "gateway config (for its database, to make the run's API key)")
 	o := loadtest.Options{BaseURL: "http://127.0.0.1:8080", SimURL: "http://127.0.0.1:8446"}
 	fs.StringVar(&o.BaseURL, "base", o.BaseURL, "gateway URL (loopback only)")
@@ -37,7 +38,7 @@ func runLoadtest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.DurationVar(&o.Duration, "duration", 30*time.Second, "load phase of each scenario")
 	fs.Float64Var(&o.Rate, "rate", 5, "measured stream rate per second (OTPs, sends, reads x10)")
 	disrupt := fs.Bool("disrupt", false, "failover: stop eu-west-1 (SIGTERM to its local process) a third in, start it again two thirds in")
-	if err := parse(fs, args[1:]); err != nil {
+	if err := cli.Parse(fs, args[1:]); err != nil {
 		return err
 	}
 	var run []loadtest.Scenario
@@ -47,29 +48,29 @@ func runLoadtest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		}
 	}
 	if len(run) == 0 {
-		return usageError("%s", usage)
+		return cli.UsageError("%s", usage)
 	}
 	for _, u := range []string{o.BaseURL, o.SimURL} {
 		if err := loadtest.CheckLoopback(u); err != nil {
-			return usageError("herald loadtest drives local deployments only: %v (use the k6 scripts in loadtest/ elsewhere)", err)
+			return cli.UsageError("herald-dev loadtest drives local deployments only: %v (use the k6 scripts in loadtest/ elsewhere)", err)
 		}
 	}
 	if o.Users < 1 || o.Duration <= 0 || o.Rate <= 0 {
-		return usageError("--users, --duration and --rate must be positive")
+		return cli.UsageError("--users, --duration and --rate must be positive")
 	}
 	if *disrupt {
 		o.Disrupt = disruptLocalRegion
 	}
 
 	o.RunID = strconv.FormatInt(time.Now().Unix()%1_000_000, 36)
-	key, revoke, err := tempKey(ctx, *path, "loadtest", "herald loadtest "+o.RunID)
+	key, revoke, err := tempKey(ctx, *path, "loadtest", "herald-dev loadtest "+o.RunID)
 	if err != nil {
 		return err
 	}
 	defer revoke()
 	o.APIKey = key
 
-	fmt.Fprintf(stdout, "herald loadtest: run %s, %d users, %s load, rate %.1f/s, against %s\n", o.RunID, o.Users, o.Duration, o.Rate, o.BaseURL)
+	fmt.Fprintf(stdout, "herald-dev loadtest: run %s, %d users, %s load, rate %.1f/s, against %s\n", o.RunID, o.Users, o.Duration, o.Rate, o.BaseURL)
 	c := loadtest.NewClient(o)
 	failed := 0
 	for _, s := range run {
@@ -84,7 +85,7 @@ func runLoadtest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		}
 	}
 	if failed > 0 {
-		return &exitError{code: 1, err: fmt.Errorf("%d scenario(s) failed their thresholds", failed)}
+		return &cli.ExitError{Code: 1, Err: fmt.Errorf("%d scenario(s) failed their thresholds", failed)}
 	}
 	return nil
 }
