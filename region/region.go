@@ -302,7 +302,10 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 		cons := &webhooks.Consumer{Region: c.Name, Jurisdiction: c.Jurisdiction, Kafka: c.Kafka, Store: hooks, Keys: keys,
 			CacheTTL: c.Webhooks.EndpointCacheTTL, Retry: c.Webhooks.FailureRetry, Log: wlog}
 		deliverer := &webhooks.Deliverer{Region: c.Name, Store: hooks, Cfg: c.Webhooks, Client: webhooks.NewClient(c.Webhooks.Timeout, c.Webhooks.AllowLoopbackHTTP), Log: wlog}
-		tasks = append(tasks, lifecycle.Task{Name: "webhooks-consumer", Run: cons.Run}, lifecycle.Task{Name: "webhooks-deliverer", Run: deliverer.Run})
+		// Every region of the jurisdiction sweeps its shared database; they skip each other's rows.
+		sweeper := &webhooks.Sweeper{Region: c.Name, Store: hooks, Cfg: c.Webhooks, Log: wlog}
+		tasks = append(tasks, lifecycle.Task{Name: "webhooks-consumer", Run: cons.Run}, lifecycle.Task{Name: "webhooks-deliverer", Run: deliverer.Run},
+			lifecycle.Task{Name: "webhooks-retention", Run: sweeper.Run})
 	}
 	if slices.ContainsFunc(c.Roles, func(r string) bool {
 		return r == RoleFanout || r == RoleDispatch || r == RoleExporter || r == RoleWebhooks
