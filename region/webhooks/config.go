@@ -96,6 +96,27 @@ func DefaultConfig() Config {
 	}
 }
 
+// CheckTopicRetention refuses a delivered_retention or dead_letter_retention that does not
+// outlast, by the margin, the retention the brokers apply to the events topic (read at start:
+// Validate knows only the 24 h Herald's brokers are set up with); forever is a topic that keeps
+// its records for ever, which no retention outlasts.
+func (c Config) CheckTopicRetention(topic string, retention time.Duration, forever bool) error {
+	if forever {
+		return config.Errorf("delivered_retention", c.DeliveredRetention.String(),
+			"cannot outlast the retention of topic %s, which keeps its records for ever (retention.ms -1): a record read again after its row is deleted is delivered again; give the topic a retention", topic)
+	}
+	need := retention + retentionMargin
+	switch {
+	case c.DeliveredRetention < need:
+		return config.Errorf("delivered_retention", c.DeliveredRetention.String(),
+			"must be at least %s: topic %s keeps its records %s (retention.ms), plus %s, so a redelivered events record still finds its row", need, topic, retention, retentionMargin)
+	case c.DeadLetterRetention < need:
+		return config.Errorf("dead_letter_retention", c.DeadLetterRetention.String(),
+			"must be at least %s: topic %s keeps its records %s (retention.ms), plus %s, so a redelivered events record still finds its row", need, topic, retention, retentionMargin)
+	}
+	return nil
+}
+
 // Validate checks every key (names relative to the block).
 func (c Config) Validate() error {
 	switch {

@@ -225,3 +225,35 @@ func TestDeleteDoneRefusesAStatusThatIsNotDone(t *testing.T) {
 		require.Error(t, err, status)
 	}
 }
+
+func TestCheckTopicRetentionRefusesRetentionsTheEventsTopicOutlasts(t *testing.T) {
+	tests := []struct {
+		name      string
+		retention time.Duration
+		forever   bool
+		mutate    func(*Config)
+		key       string
+	}{
+		{"the brokers' 24h", 24 * time.Hour, false, func(*Config) {}, ""},
+		{"3 days less the margin", 71 * time.Hour, false, func(*Config) {}, ""},
+		{"3 days: no margin left for 72h", 72 * time.Hour, false, func(*Config) {}, "delivered_retention"},
+		{"a week", 7 * 24 * time.Hour, false, func(*Config) {}, "delivered_retention"},
+		{"a week, delivered raised, dead letters kept 14 days", 7 * 24 * time.Hour, false, func(c *Config) { c.DeliveredRetention = 8 * 24 * time.Hour }, ""},
+		{"20 days, delivered raised", 20 * 24 * time.Hour, false, func(c *Config) { c.DeliveredRetention = 21 * 24 * time.Hour }, "dead_letter_retention"},
+		{"for ever", 0, true, func(*Config) {}, "delivered_retention"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := DefaultConfig()
+			tt.mutate(&c)
+			err := c.CheckTopicRetention("zz-unit-1.events", tt.retention, tt.forever)
+			if tt.key == "" {
+				require.NoError(t, err)
+				return
+			}
+			require.Error(t, err)
+			require.Contains(t, err.Error(), `"`+tt.key+`"`)
+			require.Contains(t, err.Error(), "zz-unit-1.events")
+		})
+	}
+}
