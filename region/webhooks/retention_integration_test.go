@@ -340,7 +340,8 @@ func TestRedeliveredEventWithinTheRetentionIsDeliveredOnce(t *testing.T) {
 
 // TestSweepRate measures how fast the sweep deletes, on a table of WEBHOOK_RETENTION_BENCH_ROWS
 // delivered rows past the retention (and a tenth as many within it, and pending), at
-// webhooks.sweep_batch (5000, or WEBHOOK_RETENTION_BENCH_BATCH). It prints rows/s.
+// webhooks.sweep_batch (5000, or WEBHOOK_RETENTION_BENCH_BATCH). It prints rows/s. The rows
+// are stored in done_at order, or in random order with WEBHOOK_RETENTION_BENCH_SHUFFLED=1.
 //
 //	WEBHOOK_RETENTION_BENCH_ROWS=1000000 go test -tags integration -count=1 -run TestSweepRate -v ./region/webhooks/
 func TestSweepRate(t *testing.T) {
@@ -363,6 +364,14 @@ func TestSweepRate(t *testing.T) {
 	}
 	doneDeliveries(t, ctx, pg, app, ep.ID, c.Name, "delivered", n/10, now.Add(-time.Hour))
 	doneDeliveries(t, ctx, pg, app, ep.ID, c.Name, "pending", n/10, now.Add(-time.Hour))
+	if os.Getenv("WEBHOOK_RETENTION_BENCH_SHUFFLED") != "" {
+		// The rows in random places: a table whose freed space new rows have filled, so each
+		// batch reads about as many pages as it deletes rows.
+		if _, err := pg.Exec(ctx, `CREATE TABLE shuffled AS SELECT * FROM webhook_deliveries ORDER BY random();
+			TRUNCATE webhook_deliveries; INSERT INTO webhook_deliveries SELECT * FROM shuffled; DROP TABLE shuffled`); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if _, err := pg.Exec(ctx, `VACUUM ANALYZE webhook_deliveries`); err != nil {
 		t.Fatal(err)
 	}
@@ -374,9 +383,21 @@ func TestSweepRate(t *testing.T) {
 	}
 	counter := &webhooks.BatchCounter{Store: store}
 	s := &webhooks.Sweeper{Region: c.Name, Store: counter, Cfg: cfg, Log: slog.New(slog.DiscardHandler), Now: func() time.Time { return now }}
+	// The WAL written meanwhile, and the full-page images in it (the server's: other work on it
+	// counts too).
+	wal := func() (lsn string, fpi int64) {
+		t.Helper()
+		require.NoError(t, pg.QueryRow(ctx, `SELECT pg_current_wal_lsn()::text, wal_fpi FROM pg_stat_wal`).Scan(&lsn, &fpi))
+		return lsn, fpi
+	}
+	lsn0, fpi0 := wal()
 	start := time.Now()
 	res, err := s.Sweep(ctx)
 	took := time.Since(start)
+	lsn1, fpi1 := wal()
+	var walBytes int64
+	require.NoError(t, pg.QueryRow(ctx, `SELECT pg_wal_lsn_diff($1::pg_lsn, $2::pg_lsn)::bigint`, lsn1, lsn0).Scan(&walBytes))
+	fmt.Printf("sweep: WAL %d MB (%d bytes per row deleted), %d full-page images\n", walBytes>>20, walBytes/max(res.Delivered, 1), fpi1-fpi0)
 	require.NoError(t, err)
 	require.Equal(t, int64(n), res.Delivered)
 	require.Equal(t, n/10+n/10, count(t, ctx, pg, `app_id = $1`, app))
