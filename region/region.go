@@ -17,6 +17,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/herald-notify/herald/platform/cassandra"
+	"github.com/herald-notify/herald/platform/config"
 	"github.com/herald-notify/herald/platform/discovery"
 	"github.com/herald-notify/herald/platform/health"
 	"github.com/herald-notify/herald/platform/httpserver"
@@ -307,7 +308,19 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 		cons := &webhooks.Consumer{Region: c.Name, Jurisdiction: c.Jurisdiction, Kafka: c.Kafka, Store: hooks, Keys: keys,
 			CacheTTL: c.Webhooks.EndpointCacheTTL, Retry: c.Webhooks.FailureRetry, Log: wlog}
 		deliverer := &webhooks.Deliverer{Region: c.Name, Store: hooks, Cfg: c.Webhooks, Client: webhooks.NewClient(c.Webhooks.Timeout, c.Webhooks.AllowLoopbackHTTP), Log: wlog}
-		tasks = append(tasks, lifecycle.Task{Name: "webhooks-consumer", Run: cons.Run}, lifecycle.Task{Name: "webhooks-deliverer", Run: deliverer.Run})
+		// The retentions must outlast the events topic's, as the brokers apply it; when they
+		// cannot be asked, Validate's rule (24 h, the brokers' setting in stack/ and terraform/)
+		// stands.
+		events := notify.EventsTopic(c.Name)
+		if r, forever, err := kafka.TopicRetention(ctx, c.Kafka, events); err != nil {
+			wlog.Warn("reading the events topic's retention failed; the webhook retentions are checked against 24h only", "topic", events, "err", err)
+		} else if err := c.Webhooks.CheckTopicRetention(events, r, forever); err != nil {
+			return config.Prefix("webhooks", err)
+		}
+		// Every region of the jurisdiction sweeps its shared database; they skip each other's rows.
+		sweeper := &webhooks.Sweeper{Region: c.Name, Store: hooks, Cfg: c.Webhooks, Log: wlog}
+		tasks = append(tasks, lifecycle.Task{Name: "webhooks-consumer", Run: cons.Run}, lifecycle.Task{Name: "webhooks-deliverer", Run: deliverer.Run},
+			lifecycle.Task{Name: "webhooks-retention", Run: sweeper.Run})
 	}
 	if slices.ContainsFunc(c.Roles, func(r string) bool {
 		return r == RoleFanout || r == RoleDispatch || r == RoleExporter || r == RoleWebhooks

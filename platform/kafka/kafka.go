@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -129,6 +130,54 @@ func EnsureTopics(ctx context.Context, c Config, replication int16, topics []Top
 		created = append(created, t.Name)
 	}
 	return created, nil
+}
+
+// TopicRetention reads how long topic keeps its records, as the brokers apply it (the topic's
+// retention.ms, or the brokers' default it inherits); forever is true for -1 (kept for ever).
+func TopicRetention(ctx context.Context, c Config, topic string) (d time.Duration, forever bool, err error) {
+	sc, err := c.Sarama()
+	if err != nil {
+		return 0, false, err
+	}
+	admin, err := sarama.NewClusterAdmin(c.Brokers, sc)
+	if err != nil {
+		return 0, false, fmt.Errorf("connecting to kafka %v: %w", c.Brokers, err)
+	}
+	defer admin.Close()
+	if err := ctx.Err(); err != nil {
+		return 0, false, err
+	}
+	results, err := admin.DescribeConfigs([]*sarama.ConfigResource{{Type: sarama.TopicResource, Name: topic, ConfigNames: []string{"retention.ms"}}},
+		sarama.DescribeConfigsOptions{})
+	if err != nil {
+		return 0, false, fmt.Errorf("reading the retention of topic %s: %w", topic, err)
+	}
+	for _, r := range results {
+		if r.Name != topic {
+			continue
+		}
+		if r.ErrorCode != sarama.ErrNoError {
+			return 0, false, fmt.Errorf("reading the retention of topic %s: %w (%s)", topic, r.ErrorCode, r.ErrorMsg)
+		}
+		for _, e := range r.Configs {
+			if e.Name == "retention.ms" {
+				return parseRetention(topic, e.Value)
+			}
+		}
+	}
+	return 0, false, fmt.Errorf("reading the retention of topic %s: the brokers did not report retention.ms", topic)
+}
+
+// parseRetention reads a retention.ms value; -1 (any negative) keeps records for ever.
+func parseRetention(topic, value string) (time.Duration, bool, error) {
+	ms, err := strconv.ParseInt(value, 10, 64)
+	if err != nil {
+		return 0, false, fmt.Errorf("reading the retention of topic %s: retention.ms %q: %w", topic, value, err)
+	}
+	if ms < 0 {
+		return 0, true, nil
+	}
+	return time.Duration(ms) * time.Millisecond, false, nil
 }
 
 // Ping checks that the cluster answers a metadata request.

@@ -147,3 +147,55 @@ func TestEnsureTopicsIsIdempotent(t *testing.T) {
 		t.Fatalf("second run created %v, err %v", created, err)
 	}
 }
+
+// TestTopicRetentionIsWhatTheBrokersApply reads the retention of a topic created with its own
+// (200h), of one that inherits the brokers' default (the local stack's log.retention.hours=24),
+// and of one that keeps its records for ever; a topic that does not exist has none.
+func TestTopicRetentionIsWhatTheBrokersApply(t *testing.T) {
+	c := testenv.Kafka(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	own, inherited := "test.retention-own."+testenv.Suffix(), "test.retention-default."+testenv.Suffix()
+	testenv.DeleteTopics(t, c, own, inherited)
+	if _, err := kafka.EnsureTopics(ctx, c, 1, []kafka.Topic{{Name: own, Partitions: 1, Retention: 200 * time.Hour}, {Name: inherited, Partitions: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	// A topic just created, or a config just altered, may be unknown to the broker asked for a
+	// moment: read until the retention is want or 10 s have passed.
+	retention := func(topic string, want time.Duration, wantForever bool) (time.Duration, bool, error) {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			d, forever, err := kafka.TopicRetention(ctx, c, topic)
+			if (err == nil && d == want && forever == wantForever) || time.Now().After(deadline) {
+				return d, forever, err
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	if d, forever, err := retention(own, 200*time.Hour, false); err != nil || forever || d != 200*time.Hour {
+		t.Fatalf("own retention: %s, for ever %v (%v), want 200h", d, forever, err)
+	}
+	if d, forever, err := retention(inherited, 24*time.Hour, false); err != nil || forever || d != 24*time.Hour {
+		t.Fatalf("inherited retention: %s, for ever %v (%v), want the brokers' 24h", d, forever, err)
+	}
+
+	sc, err := c.Sarama()
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, err := sarama.NewClusterAdmin(c.Brokers, sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	never := "-1"
+	if err := admin.AlterConfig(sarama.TopicResource, own, map[string]*string{"retention.ms": &never}, false); err != nil {
+		t.Fatal(err)
+	}
+	if d, forever, err := retention(own, 0, true); err != nil || !forever {
+		t.Fatalf("retention after retention.ms=-1: %s, for ever %v (%v)", d, forever, err)
+	}
+	if d, _, err := kafka.TopicRetention(ctx, c, "test.retention-missing."+testenv.Suffix()); err == nil {
+		t.Fatalf("a topic that does not exist has a retention: %s", d)
+	}
+}

@@ -43,6 +43,38 @@ type Config struct {
 	// that does not decode, data Postgres refuses), the record goes to "<region>.dlq.webhooks"
 	// and the partition moves on.
 	FailureRetry deadletter.Policy `yaml:"failure_retry"`
+	// DeliveredRetention is how long a delivered delivery's row is kept after it was delivered,
+	// DeadLetterRetention how long a dead letter is kept (replayable) after it died; the
+	// retention sweeper deletes them after that. A row is what makes a redelivered events
+	// record insert nothing: both must outlast anything that can make the consumer read an
+	// event again (MinRetention).
+	DeliveredRetention  time.Duration `yaml:"delivered_retention" env:"HERALD_WEBHOOKS_DELIVERED_RETENTION"`
+	DeadLetterRetention time.Duration `yaml:"dead_letter_retention" env:"HERALD_WEBHOOKS_DEAD_LETTER_RETENTION"`
+	// SweepInterval is how often the sweeper looks for rows past their retention; each sweep
+	// deletes them SweepBatch at a time until none is left.
+	SweepInterval time.Duration `yaml:"sweep_interval"`
+	SweepBatch    int           `yaml:"sweep_batch"`
+}
+
+// EventsTopicRetention is how long Kafka keeps the records of a region's events topic, the
+// topic the consumer reads: the brokers' log.retention.hours (24, in stack/kafka and
+// terraform/modules/region/kafka.tf; Herald creates the topic without a retention of its own).
+// Past it a record can no longer be read again.
+const EventsTopicRetention = 24 * time.Hour
+
+// retentionMargin is added to the longest window in which an event can be read again.
+const retentionMargin = time.Hour
+
+// maxRetention bounds both retentions: far beyond it the table only grows.
+const maxRetention = 90 * 24 * time.Hour
+
+// MinRetention is the shortest retention of a delivered or dead delivery: the consumer may read
+// an events record again (a crash or rebalance before its offset was committed, offsets reset
+// to the oldest) for as long as Kafka keeps it, and a delivery is retried for up to the horizon
+// before it is done; a row deleted before either ends would be inserted, and sent, again. The
+// longer of the two plus an hour.
+func (c Config) MinRetention() time.Duration {
+	return max(EventsTopicRetention, c.Horizon) + retentionMargin
 }
 
 // BreakerConfig opens an endpoint's breaker after ConsecutiveFailures failed attempts in a row;
@@ -59,7 +91,30 @@ func DefaultConfig() Config {
 		Timeout: 10 * time.Second, PollInterval: 500 * time.Millisecond, Batch: 200, Concurrency: 32,
 		Breaker:          BreakerConfig{ConsecutiveFailures: 5, OpenFor: 30 * time.Second},
 		EndpointCacheTTL: 5 * time.Second, TakeoverAfter: 2 * time.Minute,
+		DeliveredRetention: 72 * time.Hour, DeadLetterRetention: 14 * 24 * time.Hour,
+		SweepInterval: time.Minute, SweepBatch: 5000,
 	}
+}
+
+// CheckTopicRetention refuses a delivered_retention or dead_letter_retention that does not
+// outlast, by the margin, the retention the brokers apply to the events topic (read at start:
+// Validate knows only the 24 h Herald's brokers are set up with); forever is a topic that keeps
+// its records for ever, which no retention outlasts.
+func (c Config) CheckTopicRetention(topic string, retention time.Duration, forever bool) error {
+	if forever {
+		return config.Errorf("delivered_retention", c.DeliveredRetention.String(),
+			"cannot outlast the retention of topic %s, which keeps its records for ever (retention.ms -1): a record read again after its row is deleted is delivered again; give the topic a retention", topic)
+	}
+	need := retention + retentionMargin
+	switch {
+	case c.DeliveredRetention < need:
+		return config.Errorf("delivered_retention", c.DeliveredRetention.String(),
+			"must be at least %s: topic %s keeps its records %s (retention.ms), plus %s, so a redelivered events record still finds its row", need, topic, retention, retentionMargin)
+	case c.DeadLetterRetention < need:
+		return config.Errorf("dead_letter_retention", c.DeadLetterRetention.String(),
+			"must be at least %s: topic %s keeps its records %s (retention.ms), plus %s, so a redelivered events record still finds its row", need, topic, retention, retentionMargin)
+	}
+	return nil
 }
 
 // Validate checks every key (names relative to the block).
@@ -93,6 +148,17 @@ func (c Config) Validate() error {
 		return config.Errorf("takeover_after", c.TakeoverAfter.String(), "must be from 6 x timeout + 5s (a claimed delivery's lease, %s) to 24h", 6*c.Timeout+5*time.Second)
 	case c.EndpointCacheTTL < 0 || c.EndpointCacheTTL > time.Minute:
 		return config.Errorf("endpoint_cache_ttl", c.EndpointCacheTTL.String(), "must be 0-1m")
+	case c.DeliveredRetention < c.MinRetention() || c.DeliveredRetention > maxRetention:
+		return config.Errorf("delivered_retention", c.DeliveredRetention.String(),
+			"must be from %s (the events topic's retention, %s, or the horizon, whichever is longer, plus %s: a redelivered events record must still find its row) to %s",
+			c.MinRetention(), EventsTopicRetention, retentionMargin, maxRetention)
+	case c.DeadLetterRetention < c.MinRetention() || c.DeadLetterRetention > maxRetention:
+		return config.Errorf("dead_letter_retention", c.DeadLetterRetention.String(),
+			"must be from %s (as delivered_retention: a redelivered events record must still find its row) to %s", c.MinRetention(), maxRetention)
+	case c.SweepInterval < time.Second || c.SweepInterval > time.Hour:
+		return config.Errorf("sweep_interval", c.SweepInterval.String(), "must be 1s-1h")
+	case c.SweepBatch < 1 || c.SweepBatch > 50_000:
+		return config.Errorf("sweep_batch", fmt.Sprint(c.SweepBatch), "must be 1-50000")
 	}
 	return nil
 }

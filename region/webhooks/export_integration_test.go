@@ -4,6 +4,7 @@ package webhooks
 
 import (
 	"context"
+	"sync"
 	"time"
 )
 
@@ -30,3 +31,29 @@ func (s *Store) Settle(ctx context.Context, ps []Pending, os []Outcome) error {
 
 // Lease is how long a claim of d hides a delivery.
 func (d *Deliverer) Lease() time.Duration { return d.lease() }
+
+// BatchCounter is the store a sweeper deletes through, recording how many rows each batch
+// deleted.
+type BatchCounter struct {
+	*Store
+	mu      sync.Mutex
+	batches []int64
+}
+
+func (b *BatchCounter) deleteDone(ctx context.Context, status string, before, from time.Time, n int) (int64, time.Time, error) {
+	gone, last, err := b.Store.deleteDone(ctx, status, before, from, n)
+	b.mu.Lock()
+	b.batches = append(b.batches, gone)
+	b.mu.Unlock()
+	return gone, last, err
+}
+
+// Batches are the rows each batch deleted, in order.
+func (b *BatchCounter) Batches() []int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]int64(nil), b.batches...)
+}
+
+// Require is helpers_test.go's assertions, for package webhooks_test.
+var Require = require
