@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/herald-notify/herald/analytics"
+	"github.com/herald-notify/herald/platform/poll"
 	"github.com/herald-notify/herald/platform/postgres"
 	"github.com/herald-notify/herald/platform/testenv"
 	"github.com/herald-notify/herald/region"
@@ -78,7 +79,7 @@ func startAnalyticsCentral(t *testing.T, addr, ingestAddr string, tokens map[str
 		db.Close()
 	})
 	c := &analyticsCentral{base: "http://" + cfg.Listen, db: db}
-	eventually(t, 30*time.Second, func() error {
+	poll.Until(t, 30*time.Second, func() error {
 		resp, err := http.Get(c.base + "/readyz")
 		if err != nil {
 			return err
@@ -246,7 +247,7 @@ func TestNotificationsThroughTheGatewayReachTheCentralFunnelPerStageWithoutIdent
 	}
 	for _, g := range groups {
 		for _, u := range g.users {
-			eventually(t, 30*time.Second, func() error {
+			poll.Until(t, 30*time.Second, func() error {
 				code, out, _ := w.call(w.key, "POST", "/v1/notifications/read-all", map[string]any{"user_id": u})
 				if code != http.StatusOK || out["marked"] != float64(1) {
 					return fmt.Errorf("read-all of %s: %d %v", u, code, out)
@@ -266,7 +267,7 @@ func TestNotificationsThroughTheGatewayReachTheCentralFunnelPerStageWithoutIdent
 		"dispatched": 3 * perRegion, "delivered": 4 * perRegion, "failed": 0, "dead_lettered": 0, "read": perRegion,
 	}
 	for _, g := range groups {
-		eventually(t, 3*time.Minute, func() error {
+		poll.Until(t, 3*time.Minute, func() error {
 			got, withheld := c.funnel(t, g.region, w.app)
 			if !maps.Equal(got, want) || withheld != 0 {
 				return fmt.Errorf("%s: central's funnel %v withheld %d, want %v withheld 0", g.region, got, withheld, want)

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/herald-notify/herald/platform/poll"
 	"github.com/herald-notify/herald/region"
 	"github.com/herald-notify/herald/region/dispatch"
 	"github.com/herald-notify/herald/region/regiontest"
@@ -182,7 +183,7 @@ func TestEachAppSendsThroughItsOwnProviderAccountsAndNeverAnothers(t *testing.T)
 		"from": "Acme <no-reply@acme.example>", "sms": twilioA["account_sid"].(string)}
 	expect := func(p person, title string, want map[string]string) {
 		t.Helper()
-		eventually(t, 45*time.Second, func() error {
+		poll.Until(t, 45*time.Second, func() error {
 			got, err := accounts(p, title)
 			if err != nil {
 				return err
@@ -206,7 +207,7 @@ func TestEachAppSendsThroughItsOwnProviderAccountsAndNeverAnothers(t *testing.T)
 	expect(people[1], "hello "+people[1].id, region) // A's US user: A stored no US credentials
 	expect(people[2], "hello "+people[2].id, region) // B's user: B stored none
 	// Twilio's status callback for A's text is signed with A's auth token, and verified with it.
-	eventually(t, 30*time.Second, func() error {
+	poll.Until(t, 30*time.Second, func() error {
 		if st, _, _, rc := channelState(w, ids[people[0].id], people[0].id, "sms"); st != "delivered" || !strings.Contains(strings.Join(rc, ","), "delivered") {
 			return fmt.Errorf("ada's text: %s, receipts %v", st, rc)
 		}
@@ -231,7 +232,7 @@ func TestEachAppSendsThroughItsOwnProviderAccountsAndNeverAnothers(t *testing.T)
 	// The regions read again within their 300 ms refresh: a send made before that may still go
 	// through what they had read, so each round sends anew and waits for that send's copies.
 	var again string
-	eventually(t, 45*time.Second, func() error {
+	poll.Until(t, 45*time.Second, func() error {
 		title := fmt.Sprintf("again %s %d", people[0].id, time.Now().UnixNano())
 		again = send(people[0], title)
 		var got map[string]string
@@ -249,7 +250,7 @@ func TestEachAppSendsThroughItsOwnProviderAccountsAndNeverAnothers(t *testing.T)
 		}
 		return nil
 	})
-	eventually(t, 30*time.Second, func() error {
+	poll.Until(t, 30*time.Second, func() error {
 		if st, _, _, rc := channelState(w, again, people[0].id, "sms"); st != "delivered" || !strings.Contains(strings.Join(rc, ","), "delivered") {
 			return fmt.Errorf("ada's text after the rotation: %s, receipts %v", st, rc)
 		}

@@ -28,6 +28,7 @@ import (
 	"github.com/herald-notify/herald/platform/discovery"
 	"github.com/herald-notify/herald/platform/envelope"
 	"github.com/herald-notify/herald/platform/kafka"
+	"github.com/herald-notify/herald/platform/poll"
 	"github.com/herald-notify/herald/platform/postgres"
 	"github.com/herald-notify/herald/platform/testenv"
 	"github.com/herald-notify/herald/region"
@@ -200,7 +201,7 @@ func newWorldWith(t *testing.T, gw func(*gateway.Config), mutate ...func(i int, 
 		}
 	})
 	w.gw = c.PublicURL
-	eventually(t, 30*time.Second, func() error {
+	poll.Until(t, 30*time.Second, func() error {
 		resp, err := http.Get(w.gw + "/readyz")
 		if err != nil {
 			return err
@@ -254,19 +255,6 @@ func (w *world) must(want int, method, path string, body any) map[string]any {
 		w.t.Fatalf("%s %s: %d, want %d: %v", method, path, code, want, out)
 	}
 	return out
-}
-
-func eventually(t *testing.T, d time.Duration, check func() error) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = check(); err == nil {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("condition not met after %s: %v", d, err)
 }
 
 func errorCode(out map[string]any) string {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/herald-notify/herald/platform/poll"
 	"github.com/herald-notify/herald/region"
 	"github.com/herald-notify/herald/region/dispatch"
 	"github.com/herald-notify/herald/region/regiontest"
@@ -58,7 +59,7 @@ func TestFailoverDeliversWithTheUsersStateAndTheInboxGoesHomeWithTheUser(t *test
 	waitEmail := func(id, want string) string {
 		t.Helper()
 		var reason string
-		eventually(t, 30*time.Second, func() error {
+		poll.Until(t, 30*time.Second, func() error {
 			var state string
 			state, reason = emailState(w, id, de)
 			if state != want {
@@ -71,7 +72,7 @@ func TestFailoverDeliversWithTheUsersStateAndTheInboxGoesHomeWithTheUser(t *test
 	failTo := func(stop, serve *regiontest.Running) {
 		t.Helper()
 		stop.Stop()
-		eventually(t, 20*time.Second, func() error {
+		poll.Until(t, 20*time.Second, func() error {
 			code, out, _ := w.call(w.key, "GET", "/v1/users/"+de, nil)
 			if code != http.StatusOK || out["served_by"] != serve.Cfg.Name {
 				return fmt.Errorf("%d %v", code, out)
@@ -96,7 +97,7 @@ func TestFailoverDeliversWithTheUsersStateAndTheInboxGoesHomeWithTheUser(t *test
 	// Stored as due in the shared database (until eu1's fan-out took it from eu1's Kafka,
 	// it waits there for eu1).
 	pg, _ := stores(t, w.eu1)
-	eventually(t, 15*time.Second, func() error {
+	poll.Until(t, 15*time.Second, func() error {
 		var n int
 		if err := pg.QueryRow(t.Context(), `SELECT count(*) FROM scheduled_sends WHERE notification_id = $1`, deferred["notification_id"]).Scan(&n); err != nil || n != 1 {
 			return fmt.Errorf("the deferred send is not scheduled yet (%d, %v)", n, err)
@@ -111,7 +112,7 @@ func TestFailoverDeliversWithTheUsersStateAndTheInboxGoesHomeWithTheUser(t *test
 	if at != w.eu2.Cfg.Name {
 		t.Fatalf("failover send went to %s, want %s", at, w.eu2.Cfg.Name)
 	}
-	eventually(t, 30*time.Second, func() error {
+	poll.Until(t, 30*time.Second, func() error {
 		if p, e := count("apns", token, "Away"), count("smtp", mail, "Away"); p != 1 || e != 1 {
 			return fmt.Errorf("through eu2: %d pushes and %d emails to the user's device and address, want 1 each", p, e)
 		}
@@ -132,7 +133,7 @@ func TestFailoverDeliversWithTheUsersStateAndTheInboxGoesHomeWithTheUser(t *test
 	// eu1 back: reads go home and find what eu2 wrote and marked; eu1's caches, filled before
 	// it was lost, do not hold the old preferences; the deferred send did not fire again.
 	w.eu1.Start()
-	eventually(t, 20*time.Second, func() error {
+	poll.Until(t, 20*time.Second, func() error {
 		code, out, _ := w.call(w.key, "GET", "/v1/users/"+de, nil)
 		if code != http.StatusOK || out["served_by"] != w.eu1.Cfg.Name {
 			return fmt.Errorf("%d %v", code, out)
@@ -168,7 +169,7 @@ func TestFailoverDeliversWithTheUsersStateAndTheInboxGoesHomeWithTheUser(t *test
 func inboxItem(t *testing.T, w *world, title string) string {
 	t.Helper()
 	var id string
-	eventually(t, 30*time.Second, func() error {
+	poll.Until(t, 30*time.Second, func() error {
 		_, out, _ := w.call(w.key, "GET", "/v1/users/de-"+w.app+"/notifications", nil)
 		items, _ := out["items"].([]any)
 		for _, it := range items {

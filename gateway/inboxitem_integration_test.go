@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/herald-notify/herald/platform/poll"
 	"github.com/herald-notify/herald/platform/usertoken"
 )
 
@@ -31,7 +32,7 @@ func TestUserTokenFetchesOneItemOfItsOwnInboxByNotificationID(t *testing.T) {
 
 	idOf := func(tok, user string) string {
 		var id string
-		eventually(t, 30*time.Second, func() error {
+		poll.Until(t, 30*time.Second, func() error {
 			code, out, _ := w.call(tok, "GET", "/v1/users/"+user+"/notifications", nil)
 			items, _ := out["items"].([]any)
 			if code != http.StatusOK || len(items) != 1 {

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/herald-notify/herald/platform/poll"
 	"github.com/herald-notify/herald/platform/wire"
 	"github.com/herald-notify/herald/region"
 	"github.com/herald-notify/herald/region/dispatch"
@@ -84,7 +85,7 @@ func TestTwilioStatusCallbacksMoveATextToDeliveredOrSuppressItsNumber(t *testing
 		return out["notification_id"].(string)
 	}
 	first := send(ada, bob)
-	eventually(t, 30*time.Second, func() error {
+	poll.Until(t, 30*time.Second, func() error {
 		if st, _, _, rc := smsStatus(w, first, ada); st != "delivered" || !strings.Contains(strings.Join(rc, ","), "delivered") {
 			return fmt.Errorf("ada's text: %s, receipts %v", st, rc)
 		}
@@ -98,7 +99,7 @@ func TestTwilioStatusCallbacksMoveATextToDeliveredOrSuppressItsNumber(t *testing
 		t.Fatalf("bob's suppressions: %v", list)
 	}
 	second := send(bob)
-	eventually(t, 30*time.Second, func() error {
+	poll.Until(t, 30*time.Second, func() error {
 		if st, why, _, _ := smsStatus(w, second, bob); st != "suppressed" || why != "bounced" {
 			return fmt.Errorf("bob's next text: %s %s", st, why)
 		}

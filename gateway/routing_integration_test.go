@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/herald-notify/herald/platform/poll"
 	"github.com/herald-notify/herald/platform/testenv"
 )
 
@@ -68,7 +69,7 @@ func TestUsersLiveOnlyInTheirHomeRegionAndMixedSendsAreSplit(t *testing.T) {
 		t.Fatalf("parts by region: %v", byRegion)
 	}
 	for _, u := range []string{de, fr, us} {
-		eventually(t, 30*time.Second, func() error {
+		poll.Until(t, 30*time.Second, func() error {
 			_, out, _ := w.call(w.key, "GET", "/v1/users/"+u+"/notifications", nil)
 			if items, _ := out["items"].([]any); len(items) != 1 {
 				return fmt.Errorf("%s inbox: %v", u, out)
@@ -143,7 +144,7 @@ func TestFailoverStaysInsideTheJurisdiction(t *testing.T) {
 
 	// eu1 goes away (it deregisters from discovery as it stops): EU users fail over to eu2.
 	w.eu1.Stop()
-	eventually(t, 15*time.Second, func() error {
+	poll.Until(t, 15*time.Second, func() error {
 		code, out, _ := w.call(w.key, "GET", "/v1/users/"+de+"/notifications/unread-count", nil)
 		if code != http.StatusOK {
 			return fmt.Errorf("%d %v", code, out)
@@ -160,7 +161,7 @@ func TestFailoverStaysInsideTheJurisdiction(t *testing.T) {
 
 	// Both EU regions down: 503 with Retry-After, and nothing reaches the US region.
 	w.eu2.Stop()
-	eventually(t, 15*time.Second, func() error {
+	poll.Until(t, 15*time.Second, func() error {
 		code, out, h := w.call(w.key, "POST", "/v1/notifications", map[string]any{
 			"type": "transactional", "category": "otp", "title": "Code", "body": "2", "recipients": []string{de}})
 		if code != http.StatusServiceUnavailable || h.Get("Retry-After") == "" || errorCode(out) != "region_unavailable" {
@@ -181,7 +182,7 @@ func TestFailoverStaysInsideTheJurisdiction(t *testing.T) {
 
 	// eu1 back: EU users go home again.
 	w.eu1.Start()
-	eventually(t, 15*time.Second, func() error {
+	poll.Until(t, 15*time.Second, func() error {
 		code, out, _ := w.call(w.key, "GET", "/v1/users/"+de, nil)
 		if code != http.StatusOK || out["served_by"] != w.eu1.Cfg.Name {
 			return fmt.Errorf("%d %v", code, out)
@@ -190,7 +191,7 @@ func TestFailoverStaysInsideTheJurisdiction(t *testing.T) {
 	})
 	// The decisions taken while the home region was down reached its audit once it was back.
 	pg, _ := stores(t, w.eu1)
-	eventually(t, 15*time.Second, func() error {
+	poll.Until(t, 15*time.Second, func() error {
 		rows, err := pg.Query(t.Context(), `SELECT DISTINCT reason FROM audit_log WHERE app_id = $1 ORDER BY reason`, w.app)
 		if err != nil {
 			return err
@@ -214,7 +215,7 @@ func TestPolicyChangesApplyLiveAndInvalidOnesAreRefused(t *testing.T) {
 		t.Fatalf("NO before the change: %d %v", code, out)
 	}
 	w.putPolicy(2, ", NO")
-	eventually(t, 10*time.Second, func() error {
+	poll.Until(t, 10*time.Second, func() error {
 		if code, out, _ := w.call(w.key, "PUT", "/v1/users/no-1", map[string]any{"country": "NO"}); code != http.StatusCreated {
 			return fmt.Errorf("%d %v", code, out)
 		}
@@ -222,7 +223,7 @@ func TestPolicyChangesApplyLiveAndInvalidOnesAreRefused(t *testing.T) {
 	})
 	// Version 3 puts a US country in the EU too: invalid, refused whole, logged.
 	w.putPolicy(3, ", NO, US")
-	eventually(t, 10*time.Second, func() error {
+	poll.Until(t, 10*time.Second, func() error {
 		if !strings.Contains(w.log.String(), "outcome=invalid") {
 			return fmt.Errorf("no refusal logged yet")
 		}
@@ -257,7 +258,7 @@ func TestKeysAndRateLimits(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A revocation applies within the key cache's TTL (2 s).
-	eventually(t, 5*time.Second, func() error {
+	poll.Until(t, 5*time.Second, func() error {
 		if code, out, _ := w.call(key, "GET", "/v1/regions", nil); code != http.StatusUnauthorized || errorCode(out) != "invalid_api_key" {
 			return fmt.Errorf("revoked key: %d %v", code, out)
 		}
@@ -325,7 +326,7 @@ func TestAnAppNeverReachesAnotherAppsUsers(t *testing.T) {
 func TestTemplatesReachEveryRegionIncludingOneThatWasDown(t *testing.T) {
 	w := newWorld(t)
 	w.us1.Stop()
-	eventually(t, 10*time.Second, func() error {
+	poll.Until(t, 10*time.Second, func() error {
 		for _, st := range w.must(http.StatusOK, "GET", "/v1/regions", nil)["regions"].([]any) {
 			m := st.(map[string]any)
 			if m["region"] == w.us1.Cfg.Name && m["healthy"] == true {
@@ -341,7 +342,7 @@ func TestTemplatesReachEveryRegionIncludingOneThatWasDown(t *testing.T) {
 		}
 	}
 	w.us1.Start()
-	eventually(t, 20*time.Second, func() error {
+	poll.Until(t, 20*time.Second, func() error {
 		if code := regionGet(t, w.us1.Base, w.app, "/v1/templates/welcome"); code != http.StatusOK {
 			return fmt.Errorf("us1 has no template yet (%d)", code)
 		}
@@ -400,7 +401,7 @@ func TestTopicSendsGoToEveryRegionWithSubscribers(t *testing.T) {
 		t.Fatalf("topic send parts %v: want the two regions with subscribers, not %s", regions, w.eu2.Cfg.Name)
 	}
 	for _, u := range []string{de, us} {
-		eventually(t, 30*time.Second, func() error {
+		poll.Until(t, 30*time.Second, func() error {
 			_, out, _ := w.call(w.key, "GET", "/v1/users/"+u+"/notifications", nil)
 			if items, _ := out["items"].([]any); len(items) != 1 {
 				return fmt.Errorf("%s inbox: %v", u, out)

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/herald-notify/herald/gateway"
+	"github.com/herald-notify/herald/platform/poll"
 	"github.com/herald-notify/herald/platform/wire"
 	"github.com/herald-notify/herald/region"
 	"github.com/herald-notify/herald/region/dispatch"
@@ -163,7 +164,7 @@ func TestSendGridEventsBounceComplainAndUnsubscribeThroughTheGateway(t *testing.
 			t.Logf("gateway log: %s", w.log.String())
 		}
 	}()
-	eventually(t, 45*time.Second, func() error {
+	poll.Until(t, 45*time.Second, func() error {
 		for _, u := range []string{ada, dan, cy} {
 			if st, _, _, rc := channelState(w, first, u, "email"); st != "delivered" || !slices.Contains(rc, "delivered") {
 				return fmt.Errorf("%s's email: %s, receipts %v", u, st, rc)
@@ -207,7 +208,7 @@ func TestSendGridEventsBounceComplainAndUnsubscribeThroughTheGateway(t *testing.
 		t.Fatalf("cy's preferences after the spam report: %v", prefs)
 	}
 	second1 := send("transactional", "order", bob)
-	eventually(t, 30*time.Second, func() error {
+	poll.Until(t, 30*time.Second, func() error {
 		if st, why, _, _ := channelState(w, second1, bob, "email"); st != "suppressed" || why != "bounced" {
 			return fmt.Errorf("bob's next email: %s %s", st, why)
 		}
@@ -240,7 +241,7 @@ func TestSendGridEventsBounceComplainAndUnsubscribeThroughTheGateway(t *testing.
 		t.Fatalf("the same events again, newly signed: %d %v", code, out)
 	}
 	third := send("marketing", "promo", ada)
-	eventually(t, 30*time.Second, func() error {
+	poll.Until(t, 30*time.Second, func() error {
 		if st, why, _, _ := channelState(w, third, ada, "email"); st != "suppressed" || why != "category_disabled" {
 			return fmt.Errorf("ada's next promo email: %s %s", st, why)
 		}
@@ -288,7 +289,7 @@ func TestSendGridEventsBounceComplainAndUnsubscribeThroughTheGateway(t *testing.
 		euHook: {ada: {"delivered/", "unsubscribed/"}, bob: {"failed/bounced"}, cy: {"complained/", "delivered/"}},
 		usHook: {dan: {"delivered/"}},
 	}
-	eventually(t, 30*time.Second, func() error {
+	poll.Until(t, 30*time.Second, func() error {
 		for name, users := range want {
 			got := byUser(name)
 			if fmt.Sprint(got) != fmt.Sprint(users) {

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/herald-notify/herald/platform/poll"
 	"github.com/herald-notify/herald/region"
 	"github.com/herald-notify/herald/region/dispatch"
 	"github.com/herald-notify/herald/region/regiontest"
@@ -75,7 +76,7 @@ func TestAHardBounceSuppressesTheNextSendUntilTheAddressIsRemoved(t *testing.T) 
 	}
 	waitState := func(id, user, want string) (reason string) {
 		t.Helper()
-		eventually(t, 30*time.Second, func() error {
+		poll.Until(t, 30*time.Second, func() error {
 			var state string
 			state, reason = emailState(w, id, user)
 			if state != want {
@@ -138,7 +139,7 @@ func TestAHardBounceSuppressesTheNextSendUntilTheAddressIsRemoved(t *testing.T) 
 		soft = append(soft, id)
 		if i < 2 {
 			// Retried, not suppressed: its retry soft-bounces too and counts nothing more.
-			eventually(t, 30*time.Second, func() error {
+			poll.Until(t, 30*time.Second, func() error {
 				if n := attempts(strings.ToUpper(adaMail)); n < 2*(i+1) {
 					return fmt.Errorf("%d attempts to the full mailbox", n)
 				}

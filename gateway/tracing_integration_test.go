@@ -16,6 +16,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
+	"github.com/herald-notify/herald/platform/poll"
 	"github.com/herald-notify/herald/region"
 	"github.com/herald-notify/herald/region/dispatch"
 	"github.com/herald-notify/herald/region/regiontest"
@@ -49,7 +50,7 @@ func TestOneTraceFromTheGatewayToTheProviderCall(t *testing.T) {
 	w.must(http.StatusCreated, "POST", "/v1/users/"+u+"/devices", map[string]any{"platform": "ios", "token": tok, "device_id": "d1"})
 	w.must(http.StatusAccepted, "POST", "/v1/notifications", map[string]any{
 		"type": "transactional", "category": "otp", "title": "Code", "body": "424242", "recipients": []string{u}, "channels": []string{"push"}})
-	eventually(t, 30*time.Second, func() error {
+	poll.Until(t, 30*time.Second, func() error {
 		resp, err := http.Get(info.Admin + "/sim/apns/messages?to=" + url.QueryEscape(tok))
 		if err != nil {
 			return err
@@ -77,7 +78,7 @@ func TestOneTraceFromTheGatewayToTheProviderCall(t *testing.T) {
 	want := []string{"POST /v1/notifications", "POST /v1/notifications", "fanout.event", "dispatch.task", "provider.send"}
 	// A span is recorded when it ends, and the provider call ends before the task and the
 	// requests around it: poll until the whole chain has ended.
-	eventually(t, 30*time.Second, func() error {
+	poll.Until(t, 30*time.Second, func() error {
 		sends := byName("provider.send")
 		if len(sends) == 0 {
 			return fmt.Errorf("no provider.send span ended yet")

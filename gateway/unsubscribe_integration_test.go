@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/herald-notify/herald/platform/poll"
 	"github.com/herald-notify/herald/region"
 	"github.com/herald-notify/herald/region/dispatch"
 	"github.com/herald-notify/herald/region/regiontest"
@@ -76,7 +77,7 @@ func TestOneClickUnsubscribeTurnsTheCategoryOffForTheNextSend(t *testing.T) {
 	}
 	waitMail := func(subject string) sim.Record {
 		var rec sim.Record
-		eventually(t, 30*time.Second, func() error {
+		poll.Until(t, 30*time.Second, func() error {
 			for _, m := range mailsTo(t, s, email) {
 				if m.Headers["subject"] == subject {
 					rec = m
@@ -164,7 +165,7 @@ func TestOneClickUnsubscribeTurnsTheCategoryOffForTheNextSend(t *testing.T) {
 	}
 	// At once: the next marketing email of the category is suppressed, another category still goes.
 	id := send("marketing", "promo", "Sale 3")
-	eventually(t, 30*time.Second, func() error {
+	poll.Until(t, 30*time.Second, func() error {
 		out := w.must(http.StatusOK, "GET", "/v1/notifications/"+id+"/status", nil)
 		b, _ := json.Marshal(out["recipients"])
 		if !strings.Contains(string(b), `"state":"suppressed"`) || !strings.Contains(string(b), `"reason":"category_disabled"`) {
@@ -187,7 +188,7 @@ func TestOneClickUnsubscribeTurnsTheCategoryOffForTheNextSend(t *testing.T) {
 
 	// An erased user's link is not one any more.
 	w.must(http.StatusAccepted, "DELETE", "/v1/users/"+user, nil)
-	eventually(t, 30*time.Second, func() error {
+	poll.Until(t, 30*time.Second, func() error {
 		if code, body, _ := raw(t, "POST", link, "", "", ""); code != 404 {
 			return fmt.Errorf("an erased user's link: %d %s", code, body)
 		}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/herald-notify/herald/platform/poll"
 	"github.com/herald-notify/herald/platform/usertoken"
 )
 
@@ -32,7 +33,7 @@ func TestUserTokensReadOnlyTheirOwnUsersInbox(t *testing.T) {
 	otherApp, _ := usertoken.Sign([]byte(secret), w.otherApp, alice, time.Hour, now)
 	future, _ := usertoken.Sign([]byte(secret), w.app, alice, time.Hour, now.Add(30*24*time.Hour))
 
-	eventually(t, 20*time.Second, func() error {
+	poll.Until(t, 20*time.Second, func() error {
 		code, out, _ := w.call(tok, "GET", "/v1/users/"+alice+"/notifications", nil)
 		if code != http.StatusOK || len(out["items"].([]any)) != 1 {
 			return errorf("alice's inbox with her token: %d %v", code, out)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/herald-notify/herald/platform/poll"
 	"github.com/herald-notify/herald/platform/testenv"
 	"github.com/herald-notify/herald/region"
 	"github.com/herald-notify/herald/region/regiontest"
@@ -164,7 +165,7 @@ func TestWebhooksReachOnlyTheJurisdictionsEndpointSignedAndOnceAfterAnOutage(t *
 	// in_app delivered at once, email suppressed (no address), then read.
 	want := []string{"notification.accepted/all", "notification.delivered/in_app", "notification.read/in_app", "notification.suppressed/email"}
 	readAll := func(user string) {
-		eventually(t, 30*time.Second, func() error {
+		poll.Until(t, 30*time.Second, func() error {
 			code, out, _ := w.call(w.key, "POST", "/v1/notifications/read-all", map[string]any{"user_id": user})
 			if code != http.StatusOK || out["marked"] != float64(1) {
 				return fmt.Errorf("read-all: %d %v", code, out)
@@ -177,7 +178,7 @@ func TestWebhooksReachOnlyTheJurisdictionsEndpointSignedAndOnceAfterAnOutage(t *
 	readAll(ada)
 	nBob := send(bob)
 	readAll(bob)
-	eventually(t, 30*time.Second, func() error {
+	poll.Until(t, 30*time.Second, func() error {
 		if got := delivered(t, hooks(t, s, euHook), n1); !slices.Equal(got, want) {
 			return fmt.Errorf("EU endpoint got %v of %s, want %v", got, n1, want)
 		}
@@ -205,7 +206,7 @@ func TestWebhooksReachOnlyTheJurisdictionsEndpointSignedAndOnceAfterAnOutage(t *
 	outageEnds := time.Now().Add(3 * time.Second)
 	n2 := send(ada)
 	readAll(ada)
-	eventually(t, 20*time.Second, func() error {
+	poll.Until(t, 20*time.Second, func() error {
 		failed := 0
 		for _, h := range hooks(t, s, euHook) {
 			if h.notification == n2 && h.status == http.StatusServiceUnavailable {
@@ -220,7 +221,7 @@ func TestWebhooksReachOnlyTheJurisdictionsEndpointSignedAndOnceAfterAnOutage(t *
 	if got := delivered(t, hooks(t, s, euHook), n2); len(got) != 0 && time.Now().Before(outageEnds) {
 		t.Fatalf("delivered during the outage: %v", got)
 	}
-	eventually(t, 30*time.Second, func() error {
+	poll.Until(t, 30*time.Second, func() error {
 		if got := delivered(t, hooks(t, s, euHook), n2); !slices.Equal(got, want) {
 			return fmt.Errorf("after the outage the EU endpoint got %v of %s, want %v", got, n2, want)
 		}
@@ -260,7 +261,7 @@ func TestWebhooksReachOnlyTheJurisdictionsEndpointSignedAndOnceAfterAnOutage(t *
 	setHookFaults(t, s, `{"outage_seconds": 120}`)
 	n3 := send(ada)
 	readAll(ada)
-	eventually(t, 20*time.Second, func() error {
+	poll.Until(t, 20*time.Second, func() error {
 		types := map[string]bool{}
 		for _, h := range hooks(t, s, euHook) {
 			if h.notification == n3 && h.status == http.StatusServiceUnavailable {
@@ -294,7 +295,7 @@ func TestWebhooksReachOnlyTheJurisdictionsEndpointSignedAndOnceAfterAnOutage(t *
 	if out := w.must(http.StatusAccepted, "POST", base+"/replay", nil); out["replayed"] != float64(len(want)) {
 		t.Fatalf("replay: %v", out)
 	}
-	eventually(t, 30*time.Second, func() error {
+	poll.Until(t, 30*time.Second, func() error {
 		if got := delivered(t, hooks(t, s, euHook), n3); !slices.Equal(got, want) {
 			return fmt.Errorf("after the replay the EU endpoint got %v of %s, want %v", got, n3, want)
 		}
@@ -316,7 +317,7 @@ func TestWebhooksReachOnlyTheJurisdictionsEndpointSignedAndOnceAfterAnOutage(t *
 		t.Fatalf("the endpoint after a rotation: %v", got)
 	}
 	n4 := send(ada)
-	eventually(t, 20*time.Second, func() error {
+	poll.Until(t, 20*time.Second, func() error {
 		for _, h := range hooks(t, s, euHook) {
 			if h.notification == n4 && h.status == http.StatusNoContent && h.verified {
 				return nil
@@ -331,7 +332,7 @@ func TestWebhooksReachOnlyTheJurisdictionsEndpointSignedAndOnceAfterAnOutage(t *
 		t.Fatalf("rotate without overlap: %v", rot)
 	}
 	n5 := send(ada)
-	eventually(t, 20*time.Second, func() error {
+	poll.Until(t, 20*time.Second, func() error {
 		for _, h := range hooks(t, s, euHook) {
 			if h.notification == n5 && h.status == http.StatusUnauthorized {
 				return nil

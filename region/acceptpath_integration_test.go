@@ -16,6 +16,7 @@ import (
 
 	"github.com/IBM/sarama"
 
+	"github.com/herald-notify/herald/platform/poll"
 	"github.com/herald-notify/herald/platform/testenv"
 	"github.com/herald-notify/herald/region"
 	"github.com/herald-notify/herald/region/notify"
@@ -112,7 +113,7 @@ func TestIdempotencyClaimAndAcceptedEventAgreeWhenTheCommitAfterTheProduceFails(
 	}
 	r.waitState(id, "ada", "in_app", "delivered")
 	// Every event with the key is that id, once.
-	eventually(t, 10*time.Second, func() error {
+	poll.Until(t, 10*time.Second, func() error {
 		got := r.eventsWithKey(notify.Transactional, key)
 		if len(got) != 1 || got[0] != id {
 			return fmt.Errorf("events with the key on the topic: %v, want exactly [%s]", got, id)
@@ -195,7 +196,7 @@ func TestARetryThatFindsItsKeyPendingWhileCassandraStallsIsAnsweredWellWithinThe
 	// Leave the claim pending, as a first request whose mark failed does: its record, as
 	// produced, back in the claim.
 	var pending *sarama.ConsumerMessage
-	eventually(t, 30*time.Second, func() error {
+	poll.Until(t, 30*time.Second, func() error {
 		return r.tryReadTopic(notify.IngressTopic(r.cfg.Name, notify.Transactional), func(m *sarama.ConsumerMessage) {
 			if e, _, err := notify.DecodeEvent(r.t.Context(), r.keys(), m.Value); err == nil && e.ID == first.id {
 				pending = m
@@ -222,7 +223,7 @@ func TestARetryThatFindsItsKeyPendingWhileCassandraStallsIsAnsweredWellWithinThe
 		t.Fatalf("the retry took %s while Cassandra stalled: it waits on the delivery log (deadline %s)", retry.took, deadline)
 	}
 	// Produced again, and the claim settled.
-	eventually(t, 30*time.Second, func() error {
+	poll.Until(t, 30*time.Second, func() error {
 		if got := r.eventsWithKey(notify.Transactional, key); len(got) != 2 || got[0] != first.id || got[1] != first.id {
 			return fmt.Errorf("events with the key on the topic: %v, want the first id twice", got)
 		}
@@ -280,7 +281,7 @@ func TestSendsWhileKafkaAndPostgresAreBothFrozenAnswer503InTimeAndAreAcceptedOnc
 
 	// Back: keyed retries are accepted (or answer their first attempt's id, if its claim
 	// landed after all), new sends are accepted.
-	eventually(t, 60*time.Second, func() error {
+	poll.Until(t, 60*time.Second, func() error {
 		for _, key := range []string{"k-1", "k-2", ""} {
 			res := r.timedSend(client, "after", key)
 			if res.code != 202 && !(key != "" && res.code == 409) {
@@ -392,7 +393,7 @@ func TestSendsWhileKafkaIsFrozenAreAcceptedIntoTheOutboxAndReachKafkaOnceItIsBac
 			}
 		}
 	}
-	eventually(t, 90*time.Second, func() error {
+	poll.Until(t, 90*time.Second, func() error {
 		onTopic, byKey := map[string]int{}, map[string]map[string]bool{}
 		err := r.tryReadTopic(notify.IngressTopic(r.cfg.Name, notify.Transactional), func(m *sarama.ConsumerMessage) {
 			e, _, err := notify.DecodeEvent(r.t.Context(), r.keys(), m.Value)
@@ -485,7 +486,7 @@ func TestSendsWhileCassandraStallsAreAnsweredWellWithinTheDeadline(t *testing.T)
 	}
 
 	// Every accepted event is on Kafka.
-	eventually(t, 30*time.Second, func() error {
+	poll.Until(t, 30*time.Second, func() error {
 		onTopic := map[string]bool{}
 		if err := r.tryReadTopic(notify.IngressTopic(r.cfg.Name, notify.Transactional), func(m *sarama.ConsumerMessage) {
 			if e, _, err := notify.DecodeEvent(r.t.Context(), r.keys(), m.Value); err == nil {

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/herald-notify/herald/platform/poll"
 	"github.com/herald-notify/herald/region"
 	"github.com/herald-notify/herald/region/notify"
 )
@@ -85,7 +86,7 @@ func TestFanoutWorkerKilledMidBatchLosesNoRecipientAndDedupKeepsDuplicatesOut(t 
 	emailTopic := notify.DispatchTopic(r.cfg.Name, notify.Social, notify.Email)
 
 	child := startChild(t, r.cfg, "fanout-1.log")
-	eventually(t, 90*time.Second, func() error {
+	poll.Until(t, 90*time.Second, func() error {
 		if n := r.committedCount(emailTopic); n < total/5 {
 			return fmt.Errorf("%d of %d email tasks so far", n, total)
 		}
@@ -102,7 +103,7 @@ func TestFanoutWorkerKilledMidBatchLosesNoRecipientAndDedupKeepsDuplicatesOut(t 
 	}
 
 	startChild(t, r.cfg, "fanout-2.log")
-	eventually(t, 3*time.Minute, func() error {
+	poll.Until(t, 3*time.Minute, func() error {
 		if n := r.committedCount(emailTopic); n < total {
 			return fmt.Errorf("%d of %d email tasks", n, total)
 		}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/herald-notify/herald/platform/cassandra"
 	"github.com/herald-notify/herald/platform/kafka"
+	"github.com/herald-notify/herald/platform/poll"
 	"github.com/herald-notify/herald/platform/postgres"
 	"github.com/herald-notify/herald/platform/testenv"
 	"github.com/herald-notify/herald/region"
@@ -153,7 +154,7 @@ func (e *dispatchEnv) produce(tasks ...notify.Task) {
 func (e *dispatchEnv) waitState(task notify.Task, want string, within time.Duration) []deliverylog.Attempt {
 	e.t.Helper()
 	var attempts []deliverylog.Attempt
-	eventually(e.t, within, func() error {
+	poll.Until(e.t, within, func() error {
 		states, err := e.log.States(context.Background(), task.NotificationID, "", "", 10)
 		if err != nil {
 			return err
@@ -322,7 +323,7 @@ func TestDispatchHonoursRetryAfterOn429(t *testing.T) {
 	task.Target.Phone = "+447700900125"
 	e.produce(task)
 	var first sim.Record
-	eventually(t, 20*time.Second, func() error {
+	poll.Until(t, 20*time.Second, func() error {
 		recs := e.records("sms", task.Target.Phone)
 		if len(recs) == 0 {
 			return fmt.Errorf("no request yet")

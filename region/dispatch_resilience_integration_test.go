@@ -14,6 +14,7 @@ import (
 	"github.com/IBM/sarama"
 
 	"github.com/herald-notify/herald/platform/kafka"
+	"github.com/herald-notify/herald/platform/poll"
 	"github.com/herald-notify/herald/platform/testenv"
 	"github.com/herald-notify/herald/region"
 	"github.com/herald-notify/herald/region/deliverylog"
@@ -134,7 +135,7 @@ func TestDispatchKilledWithSIGKILLMidLoadDeliversEveryTaskWithFewDuplicates(t *t
 	start := time.Now()
 
 	child := startRoleChild(t, cfg, []string{region.RoleDispatch}, "dispatch-1.log")
-	eventually(t, 30*time.Second, func() error {
+	poll.Until(t, 30*time.Second, func() error {
 		if n, _ := accepted(simRecords(t, e.sim, "sms", "")); n < total/4 {
 			return fmt.Errorf("%d of %d SMS sent so far", n, total)
 		}
@@ -155,7 +156,7 @@ func TestDispatchKilledWithSIGKILLMidLoadDeliversEveryTaskWithFewDuplicates(t *t
 	// The second process joins 36 dispatch consumer groups (a group per tier, channel and retry
 	// level) and resumes only once the killed member's session has expired in its SMS group, on
 	// a machine other tests load too. What is checked is loss and duplicates.
-	eventually(t, 2*time.Minute, func() error {
+	poll.Until(t, 2*time.Minute, func() error {
 		_, per := accepted(simRecords(t, e.sim, "sms", ""))
 		if len(per) < total {
 			return fmt.Errorf("%d of %d recipients reached", len(per), total)
@@ -171,7 +172,7 @@ func TestDispatchKilledWithSIGKILLMidLoadDeliversEveryTaskWithFewDuplicates(t *t
 	})
 	// Count once the group has committed every task: nothing is in flight any more, so no
 	// straggling repeat can land after the count.
-	eventually(t, time.Minute, func() error {
+	poll.Until(t, time.Minute, func() error {
 		topic := notify.DispatchTopic(cfg.Name, notify.Transactional, notify.SMS)
 		return committedToTheEnd(cfg.Kafka, topic, topic)
 	})
@@ -279,7 +280,7 @@ func TestDispatchAPNsOutageOpensTheBreakerLosesNothingAndSMSKeepsItsLatency(t *t
 		var out []time.Duration
 		for _, task := range tasks {
 			var rec sim.Record
-			eventually(t, 10*time.Second, func() error {
+			poll.Until(t, 10*time.Second, func() error {
 				for _, r := range e.records("sms", task.Target.Phone) {
 					if r.ID != "" {
 						rec = r
@@ -338,7 +339,7 @@ func TestDispatchAPNsOutageOpensTheBreakerLosesNothingAndSMSKeepsItsLatency(t *t
 	if breakerRefusals == 0 {
 		t.Fatalf("no attempt was refused by the open breaker")
 	}
-	eventually(t, 10*time.Second, func() error {
+	poll.Until(t, 10*time.Second, func() error {
 		if v := breakerGauge(t, name, "apns"); v != 0 {
 			return fmt.Errorf("apns breaker state %v after recovery", v)
 		}
@@ -390,7 +391,7 @@ func TestDispatchRateLimitHoldsAcrossTwoDispatcherProcesses(t *testing.T) {
 	}
 	// Both processes join the group and hold a partition before the load starts.
 	group := notify.DispatchTopic(e.cfg.Name, notify.Transactional, notify.SMS)
-	eventually(t, 60*time.Second, func() error {
+	poll.Until(t, 60*time.Second, func() error {
 		admin, err := sarama.NewClusterAdmin(e.cfg.Kafka.Brokers, sarama.NewConfig())
 		if err != nil {
 			return err
@@ -434,7 +435,7 @@ func TestDispatchRateLimitHoldsAcrossTwoDispatcherProcesses(t *testing.T) {
 	}
 
 	var recs []sim.Record
-	eventually(t, 60*time.Second, func() error {
+	poll.Until(t, 60*time.Second, func() error {
 		recs = recs[:0]
 		for _, r := range simRecords(t, e.sim, "sms", "") {
 			if r.ID != "" {
@@ -570,7 +571,7 @@ func TestDispatchResumesWithinSecondsOfAProviderOutageEnding(t *testing.T) {
 	var last time.Time
 	for _, task := range during {
 		tok := task.Target.Devices[0].Token
-		eventually(t, outage+2*time.Minute, func() error {
+		poll.Until(t, outage+2*time.Minute, func() error {
 			for _, r := range e.records("apns", tok) {
 				if r.ID != "" {
 					last = maxTime(last, r.ReceivedAt)

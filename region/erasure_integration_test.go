@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/herald-notify/herald/platform/poll"
 )
 
 func TestErasureLeavesNoRowOfTheUserInAnyStoreAndLaterSendsAreSuppressed(t *testing.T) {
@@ -32,7 +34,7 @@ func TestErasureLeavesNoRowOfTheUserInAnyStoreAndLaterSendsAreSuppressed(t *test
 	r.waitState(first, "bob", "in_app", "delivered")
 	later := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
 	r.call("POST", "/v1/notifications", map[string]any{"type": "social", "category": "c", "body": "later", "recipients": []string{"ada"}, "send_at": later}, r.app)
-	eventually(t, 20*time.Second, func() error {
+	poll.Until(t, 20*time.Second, func() error {
 		var n int
 		_ = r.pg.QueryRow(ctx, `SELECT count(*) FROM scheduled_sends WHERE app_id = $1`, r.app).Scan(&n)
 		if n != 1 {
@@ -46,7 +48,7 @@ func TestErasureLeavesNoRowOfTheUserInAnyStoreAndLaterSendsAreSuppressed(t *test
 		t.Fatalf("erase: %d %v", code, b)
 	}
 	id := b["erasure_id"].(string)
-	eventually(t, 60*time.Second, func() error {
+	poll.Until(t, 60*time.Second, func() error {
 		code, b := r.call("GET", "/v1/erasures/"+id, nil, r.app)
 		if code != 200 || b["state"] != "done" {
 			return fmt.Errorf("erasure %d %v", code, b)

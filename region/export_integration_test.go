@@ -19,6 +19,7 @@ import (
 	"github.com/herald-notify/herald/analytics"
 	"github.com/herald-notify/herald/analytics/wire"
 	"github.com/herald-notify/herald/platform/kafka"
+	"github.com/herald-notify/herald/platform/poll"
 	"github.com/herald-notify/herald/platform/postgres"
 	"github.com/herald-notify/herald/platform/testenv"
 	"github.com/herald-notify/herald/region"
@@ -88,7 +89,7 @@ func (c *central) Start() {
 			c.t.Error("analytics did not stop within 30s")
 		}
 	}
-	eventually(c.t, 30*time.Second, func() error {
+	poll.Until(c.t, 30*time.Second, func() error {
 		resp, err := http.Get(c.opsURL() + "/readyz")
 		if err != nil {
 			return err
@@ -257,7 +258,7 @@ func TestDeliveryEventsOfTwoRegionsReachCentralExactlyAndAnonymously(t *testing.
 	}
 	for i, r := range regions {
 		for _, u := range pops[i].normal {
-			eventually(t, 30*time.Second, func() error {
+			poll.Until(t, 30*time.Second, func() error {
 				code, b := r.call("POST", "/v1/notifications/read-all", map[string]any{"user_id": u}, r.app)
 				if code != 200 || b["marked"].(float64) != 1 {
 					return fmt.Errorf("read-all of %s: %d %v", u, code, b)
@@ -268,7 +269,7 @@ func TestDeliveryEventsOfTwoRegionsReachCentralExactlyAndAnonymously(t *testing.
 	}
 	for i, name := range names {
 		want := wantCounts(pops[i], 1)
-		eventually(t, 3*time.Minute, func() error {
+		poll.Until(t, 3*time.Minute, func() error {
 			if got := c.counts(name); !maps.Equal(got, want) {
 				return fmt.Errorf("%s: central holds %v, want %v", name, got, want)
 			}
@@ -354,7 +355,7 @@ func TestExporterKilledMidWindowAndCentralRestartedCountExactlyAndDuplicatesOnce
 	child := startRoleChild(t, exporterCfg, []string{region.RoleExporter}, "exporter-1.log")
 	send(t, r, append(p.normal, p.stopped...))
 	// Killed once it stored part of the window, which cannot have closed yet.
-	eventually(t, 30*time.Second, func() error {
+	poll.Until(t, 30*time.Second, func() error {
 		if n := r.events(); n < 30 {
 			return fmt.Errorf("%d events stored", n)
 		}
@@ -395,7 +396,7 @@ func TestExporterKilledMidWindowAndCentralRestartedCountExactlyAndDuplicatesOnce
 	want := wantCounts(p, 2)
 	delete(want, "in_app/read")
 	want["all/accepted"] += int64(len(p.normal)) // the duplicated record, once
-	eventually(t, 3*time.Minute, func() error {
+	poll.Until(t, 3*time.Minute, func() error {
 		if got := c.counts(name); !maps.Equal(got, want) {
 			return fmt.Errorf("central holds %v, want %v", got, want)
 		}

@@ -216,20 +216,6 @@ func (r *running) rawCall(method, path string, body any, app string) (int, map[s
 	return resp.StatusCode, out
 }
 
-// eventually retries check until it returns nil or d passes.
-func eventually(t *testing.T, d time.Duration, check func() error) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = check(); err == nil {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("condition not met after %s: %v", d, err)
-}
-
 // testRedisKeys lists the region's Redis keys matching pattern (after its prefix).
 func testRedisKeys(r *running, pattern string) ([]string, error) {
 	rdb, err := redis.Connect(r.t.Context(), r.cfg.Redis)

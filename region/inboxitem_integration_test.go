@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/herald-notify/herald/platform/discovery"
+	"github.com/herald-notify/herald/platform/poll"
 	"github.com/herald-notify/herald/region"
 	"github.com/herald-notify/herald/region/fanout"
 )
@@ -19,7 +20,7 @@ func TestInboxItemByIDIsTheUsersOwnItemAndNoOneElses(t *testing.T) {
 	r := startRegion(t)
 	id := r.sendInApp("ada", "Body of ada's item")
 	var item map[string]any
-	eventually(t, 30*time.Second, func() error {
+	poll.Until(t, 30*time.Second, func() error {
 		code, b := r.call("GET", "/v1/users/ada/notifications/"+id, nil, r.app)
 		if code != 200 {
 			return fmt.Errorf("%d %v", code, b)
@@ -78,7 +79,7 @@ func TestInboxItemByIDServesATopicFeedItemToEarlierSubscribersOnly(t *testing.T)
 	}
 	// Sends until one goes through the feed (the threshold change reaches fan-out by a watch).
 	var feedID string
-	eventually(t, 30*time.Second, func() error {
+	poll.Until(t, 30*time.Second, func() error {
 		code, b := r.call("POST", "/v1/notifications", map[string]any{"type": "social", "category": "news", "title": "Big news", "body": "For all",
 			"topic": "big", "channels": []string{"in_app"}}, r.app)
 		if code != 202 {
@@ -86,7 +87,7 @@ func TestInboxItemByIDServesATopicFeedItemToEarlierSubscribersOnly(t *testing.T)
 		}
 		id := b["notification_id"].(string)
 		var path string
-		eventually(t, 30*time.Second, func() error {
+		poll.Until(t, 30*time.Second, func() error {
 			_, st := r.call("GET", "/v1/notifications/"+id+"/status", nil, r.app)
 			n, _ := st["notification"].(map[string]any)
 			if n == nil || n["fanout_done_at"] == nil {

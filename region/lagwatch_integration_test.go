@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/herald-notify/herald/platform/poll"
 	"github.com/herald-notify/herald/platform/testenv"
 	"github.com/herald-notify/herald/region"
 )
@@ -60,7 +61,7 @@ func TestConsumerGroupLagShowsAFanoutGroupThatStoppedConsumingAndItsCommittedOff
 	}
 	r.waitState(send(), "ada", "in_app", "delivered")
 	var committed float64
-	eventually(t, 30*time.Second, func() error {
+	poll.Until(t, 30*time.Second, func() error {
 		lag, ok := r.metric("herald_kafka_consumer_group_lag", labels)
 		c, _ := r.metric("herald_kafka_consumer_group_committed_offset", labels)
 		if !ok || lag != 0 || c < 1 {
@@ -84,7 +85,7 @@ func TestConsumerGroupLagShowsAFanoutGroupThatStoppedConsumingAndItsCommittedOff
 	for range 3 {
 		send()
 	}
-	eventually(t, 30*time.Second, func() error {
+	poll.Until(t, 30*time.Second, func() error {
 		lag, _ := r.metric("herald_kafka_consumer_group_lag", labels)
 		c, _ := r.metric("herald_kafka_consumer_group_committed_offset", labels)
 		if lag != 3 || c != committed {

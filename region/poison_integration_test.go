@@ -14,6 +14,7 @@ import (
 	"github.com/herald-notify/herald/analytics/wire"
 	"github.com/herald-notify/herald/platform/envelope"
 	"github.com/herald-notify/herald/platform/kafka"
+	"github.com/herald-notify/herald/platform/poll"
 	"github.com/herald-notify/herald/platform/testenv"
 	"github.com/herald-notify/herald/region"
 	"github.com/herald-notify/herald/region/deadletter"
@@ -98,7 +99,7 @@ func (r *running) letters(stage string) []deadletter.Listed {
 func (r *running) waitLetters(stage string, n int, d time.Duration) []deadletter.Listed {
 	r.t.Helper()
 	var ls []deadletter.Listed
-	eventually(r.t, d, func() error {
+	poll.Until(r.t, d, func() error {
 		if ls = r.letters(stage); len(ls) < n {
 			return fmt.Errorf("%s: %d dead letters, want %d", stage, len(ls), n)
 		}
@@ -329,7 +330,7 @@ func TestPoisonRecordsOfEveryStageGoAsideAndTheNextRecordOfThePartitionFlows(t *
 		r.produce(kafka.Message{Topic: topic, Key: "k", Value: garbage}, batch("p-nul", "a\x00b"))
 		start := time.Now()
 		r.produce(batch("p-next", "c"))
-		eventually(t, 5*time.Second, func() error {
+		poll.Until(t, 5*time.Second, func() error {
 			var n int
 			if err := r.pg.QueryRow(ctx, `SELECT count(*) FROM analytics_events WHERE event_key LIKE 'p-next|%'`).Scan(&n); err != nil || n != 1 {
 				return fmt.Errorf("%d rows of the next record (%v)", n, err)
@@ -386,14 +387,14 @@ func TestPoisonRecordsOfEveryStageGoAsideAndTheNextRecordOfThePartitionFlows(t *
 				return nil
 			}
 		}
-		eventually(t, 30*time.Second, deliveriesAfter(0))
+		poll.Until(t, 30*time.Second, deliveriesAfter(0))
 		var seen int
 		if err := r.pg.QueryRow(ctx, `SELECT count(*) FROM webhook_deliveries WHERE app_id = $1 AND user_id = 'ada'`, r.app).Scan(&seen); err != nil {
 			t.Fatal(err)
 		}
 		r.produce(kafka.Message{Topic: topic, Key: "w-key", Value: poison})
-		eventually(t, 30*time.Second, deliveriesAfter(seen+1))
-		eventually(t, 10*time.Second, func() error {
+		poll.Until(t, 30*time.Second, deliveriesAfter(seen+1))
+		poll.Until(t, 10*time.Second, func() error {
 			for _, l := range r.letters(stage) {
 				if bytes.Equal(l.Value, poison) {
 					checkLetter(t, l, stage, deadletter.ReasonUndecodable, topic)
@@ -422,7 +423,7 @@ func TestPoisonRecordsOfEveryStageGoAsideAndTheNextRecordOfThePartitionFlows(t *
 			t.Fatal(ok, err)
 		}
 		r.produce(m)
-		eventually(t, 10*time.Second, func() error {
+		poll.Until(t, 10*time.Second, func() error {
 			if n := retries() - before; n < 2 {
 				return fmt.Errorf("exporter retried %v times", n)
 			}
@@ -431,7 +432,7 @@ func TestPoisonRecordsOfEveryStageGoAsideAndTheNextRecordOfThePartitionFlows(t *
 		if _, err := r.pg.Exec(ctx, `ALTER TABLE analytics_events_away RENAME TO analytics_events`); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 15*time.Second, func() error {
+		poll.Until(t, 15*time.Second, func() error {
 			var n int
 			if err := r.pg.QueryRow(ctx, `SELECT count(*) FROM analytics_events WHERE event_key LIKE 'p-transient|%'`).Scan(&n); err != nil || n != 1 {
 				return fmt.Errorf("%d rows (%v)", n, err)
@@ -462,7 +463,7 @@ func TestPoisonRecordsOfEveryStageGoAsideAndTheNextRecordOfThePartitionFlows(t *
 			t.Fatalf("erase: %d %v", code, b)
 		}
 		id := b["erasure_id"].(string)
-		eventually(t, 60*time.Second, func() error {
+		poll.Until(t, 60*time.Second, func() error {
 			if code, b := r.call("GET", "/v1/erasures/"+id, nil, r.app); code != 200 || b["state"] != "done" {
 				return fmt.Errorf("erasure %d %v", code, b)
 			}
@@ -568,14 +569,14 @@ func TestTransientFailureIsRetriedAndDeadLetteredOnlyPastItsPolicyThenReplayed(t
 	storeDown(true)
 	before := retries()
 	first := r.sendTo("ada", notify.Social, []string{"in_app"}, "later", &later)
-	eventually(t, 10*time.Second, func() error {
+	poll.Until(t, 10*time.Second, func() error {
 		if retries() < before+2 {
 			return fmt.Errorf("fan-out retried %v times", retries()-before)
 		}
 		return nil
 	})
 	storeDown(false)
-	eventually(t, 10*time.Second, func() error {
+	poll.Until(t, 10*time.Second, func() error {
 		if n := scheduled(first); n != 1 {
 			return fmt.Errorf("%d rows of %s", n, first)
 		}
@@ -618,7 +619,7 @@ func TestTransientFailureIsRetriedAndDeadLetteredOnlyPastItsPolicyThenReplayed(t
 	if got, err := deadletter.Replay(ctx, r.cfg.Kafka, p, r.cfg.Name, stage); err != nil || got.Replayed != 1 {
 		t.Fatalf("replay: %+v %v", got, err)
 	}
-	eventually(t, 10*time.Second, func() error {
+	poll.Until(t, 10*time.Second, func() error {
 		if n := scheduled(second); n != 1 {
 			return fmt.Errorf("%d rows of %s after the replay", n, second)
 		}

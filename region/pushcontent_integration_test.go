@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/herald-notify/herald/platform/discovery"
+	"github.com/herald-notify/herald/platform/poll"
 	"github.com/herald-notify/herald/platform/testenv"
 	"github.com/herald-notify/herald/region"
 	"github.com/herald-notify/herald/region/dispatch"
@@ -122,7 +123,7 @@ func (w *pushWorld) sendPushOn(r *running, user string, channels ...string) (id,
 func (w *pushWorld) delivered(simName, token string) sim.Record {
 	w.t.Helper()
 	var rec sim.Record
-	eventually(w.t, 30*time.Second, func() error {
+	poll.Until(w.t, 30*time.Second, func() error {
 		resp, err := http.Get(w.sim.Info().Admin + "/sim/" + simName + "/messages?to=" + url.QueryEscape(token))
 		if err != nil {
 			return err
@@ -181,7 +182,7 @@ func TestMinimalPushContentKeepsTheNotificationsTextOutOfAPNsAndFCM(t *testing.T
 	}
 
 	// What the app's extension does with the id: fetch the content from the user's home region.
-	eventually(t, 20*time.Second, func() error {
+	poll.Until(t, 20*time.Second, func() error {
 		code, b := w.eu.call("GET", "/v1/users/"+euUser+"/notifications/"+id, nil, w.eu.app)
 		if code != 200 || b["title"] != "Title-secret-"+euUser || b["body"] != "Body-secret-"+euUser {
 			return fmt.Errorf("fetching the content: %d %v", code, b)
@@ -216,7 +217,7 @@ func TestPushContentFollowsAPolicyChangeWithoutARestart(t *testing.T) {
 	w.putPolicy(3, w.eu.cfg.Name, "minimal", w.us.cfg.Name, "full")
 	// The change reaches the dispatcher within the file backend's poll; every push sent after
 	// it is content-free. Poll with fresh sends until one goes out minimal, then check a last one.
-	eventually(t, 30*time.Second, func() error {
+	poll.Until(t, 30*time.Second, func() error {
 		_, ios, _ := w.sendPush(w.eu, user)
 		if got := raw(w.delivered("apns", ios)); strings.Contains(got, "Body-secret") {
 			return fmt.Errorf("still full: %s", got)
@@ -288,7 +289,7 @@ func TestMinimalPushOnlySendLeavesItsContentToFetchBeforeThePushArrives(t *testi
 	if code, b := w.eu.call("DELETE", "/v1/users/"+euUser, nil, w.eu.app); code/100 != 2 {
 		t.Fatalf("erasure: %d %v", code, b)
 	}
-	eventually(t, 60*time.Second, func() error {
+	poll.Until(t, 60*time.Second, func() error {
 		if err := w.eu.cass.Query(`SELECT count(*) FROM push_content WHERE app_id = ? AND user_id = ?`, w.eu.app, euUser).Scan(&n); err != nil {
 			return err
 		}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/herald-notify/herald/platform/discovery"
+	"github.com/herald-notify/herald/platform/poll"
 	"github.com/herald-notify/herald/platform/testenv"
 	"github.com/herald-notify/herald/region"
 )
@@ -64,7 +65,7 @@ func TestInboxPagesEachItemExactlyOnceInOrderWhileNewOnesArrive(t *testing.T) {
 	for i := 0; i < total; i++ {
 		sent[r.sendInApp("ada", fmt.Sprint("item ", i))] = true
 	}
-	eventually(t, 60*time.Second, func() error {
+	poll.Until(t, 60*time.Second, func() error {
 		if n := r.inboxRows("ada"); n != total {
 			return fmt.Errorf("%d of %d rows", n, total)
 		}
@@ -134,7 +135,7 @@ func TestUnreadOnlyReadAndReadAll(t *testing.T) {
 	for i := 0; i < 5; i++ {
 		ids = append(ids, r.sendInApp("bob", fmt.Sprint("n", i)))
 	}
-	eventually(t, 30*time.Second, func() error {
+	poll.Until(t, 30*time.Second, func() error {
 		if n := r.inboxRows("bob"); n != 5 {
 			return fmt.Errorf("%d rows", n)
 		}
@@ -189,7 +190,7 @@ func TestInboxMergesLargeTopicFeedsWithoutDuplicates(t *testing.T) {
 	}
 	feedID := b["notification_id"].(string)
 	var items []map[string]any
-	eventually(t, 30*time.Second, func() error {
+	poll.Until(t, 30*time.Second, func() error {
 		items, _ = r.page("u1", "", 20, false)
 		if len(items) != 2 {
 			return fmt.Errorf("%d items", len(items))

@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/herald-notify/herald/platform/cassandra"
+	"github.com/herald-notify/herald/platform/poll"
 	"github.com/herald-notify/herald/platform/postgres"
 	"github.com/herald-notify/herald/platform/testenv"
 	"github.com/herald-notify/herald/region"
@@ -46,7 +47,7 @@ func TestTheEUPostgresStreamsToItsStandbyInTheJurisdictionOnly(t *testing.T) {
 	}
 	defer primary.Close(ctx)
 	var sbs []postgres.Standby
-	eventually(t, 30*time.Second, func() error {
+	poll.Until(t, 30*time.Second, func() error {
 		if sbs, err = postgres.Standbys(ctx, primary); err != nil {
 			return err
 		}
@@ -83,7 +84,7 @@ func TestTheEUPostgresStreamsToItsStandbyInTheJurisdictionOnly(t *testing.T) {
 	if err := standby.QueryRow(ctx, `SELECT pg_is_in_recovery()`).Scan(&inRecovery); err != nil || !inRecovery {
 		t.Fatalf("the second server is not a standby (in recovery %v, %v)", inRecovery, err)
 	}
-	eventually(t, 30*time.Second, func() error {
+	poll.Until(t, 30*time.Second, func() error {
 		var n int
 		if err := standby.QueryRow(ctx, `SELECT count(*) FROM replication_probe WHERE id = $1`, probe).Scan(&n); err != nil || n != 1 {
 			return fmt.Errorf("the probe on the standby: %d (%v)", n, err)
@@ -167,13 +168,13 @@ func TestTheEUCassandraClusterReplicatesToBothRegionsDataCentres(t *testing.T) {
 	// for a table it does not know yet drops it, and no hint is kept for a refused write (a
 	// CI run read "not found" for 30 s: the table reached eu-central-1 100 ms after the
 	// create returned).
-	eventually(t, 30*time.Second, func() error {
+	poll.Until(t, 30*time.Second, func() error {
 		return cs.Query(`SELECT id FROM probe LIMIT 1`).WithContext(ctx).Exec()
 	})
 	if err := ws.Query(`INSERT INTO probe (id) VALUES ('x')`).WithContext(ctx).Exec(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, func() error {
+	poll.Until(t, 30*time.Second, func() error {
 		var id string
 		var coordinator string
 		err := cs.Query(`SELECT id FROM probe WHERE id = 'x'`).WithContext(ctx).Observer(queryObserver(func(q gocql.ObservedQuery) {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/herald-notify/herald/platform/poll"
 	"github.com/herald-notify/herald/region/prefs"
 )
 
@@ -19,7 +20,7 @@ func TestSendAtFiresAfterARestartOfTheRegion(t *testing.T) {
 		t.Fatalf("send: %d %v", code, b)
 	}
 	id := b["notification_id"].(string)
-	eventually(t, 20*time.Second, func() error {
+	poll.Until(t, 20*time.Second, func() error {
 		var n int
 		if err := r.pg.QueryRow(t.Context(), `SELECT count(*) FROM scheduled_sends WHERE notification_id = $1`, id).Scan(&n); err != nil || n != 1 {
 			return fmt.Errorf("scheduled rows %d, err %v", n, err)
@@ -41,7 +42,7 @@ func TestSendAtFiresAfterARestartOfTheRegion(t *testing.T) {
 	}
 	// The scheduler deletes the row in the transaction that handed the event on, which may
 	// commit a moment after fan-out already delivered it.
-	eventually(t, 5*time.Second, func() error {
+	poll.Until(t, 5*time.Second, func() error {
 		var left int
 		if err := r.pg.QueryRow(t.Context(), `SELECT count(*) FROM scheduled_sends WHERE notification_id = $1`, id).Scan(&left); err != nil || left != 0 {
 			return fmt.Errorf("scheduled rows left: %d %v", left, err)

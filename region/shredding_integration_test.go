@@ -18,6 +18,7 @@ import (
 
 	"github.com/herald-notify/herald/platform/envelope"
 	"github.com/herald-notify/herald/platform/kafka"
+	"github.com/herald-notify/herald/platform/poll"
 	"github.com/herald-notify/herald/platform/testenv"
 	"github.com/herald-notify/herald/region"
 	"github.com/herald-notify/herald/region/dispatch"
@@ -186,7 +187,7 @@ func TestErasureLeavesNothingOfTheUserReadableInAnyKafkaTopic(t *testing.T) {
 		t.Fatalf("erase: %d %v", code, b)
 	}
 	id := b["erasure_id"].(string)
-	eventually(t, 60*time.Second, func() error {
+	poll.Until(t, 60*time.Second, func() error {
 		if code, b := r.call("GET", "/v1/erasures/"+id, nil, r.app); code != 200 || b["state"] != "done" {
 			return fmt.Errorf("erasure %d %v", code, b)
 		}

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/herald-notify/herald/platform/poll"
 	"github.com/herald-notify/herald/platform/testenv"
 )
 
@@ -113,7 +114,7 @@ func TestStreamDeliversNewItemsLiveAndResumesFromLastEventIDWithoutGapsOrRepeats
 	// While disconnected, two more arrive; the reconnect gets exactly those, in order.
 	id2 := r.sendInApp("ada", "second")
 	id3 := r.sendInApp("ada", "third")
-	eventually(t, 20*time.Second, func() error {
+	poll.Until(t, 20*time.Second, func() error {
 		if n := r.inboxRows("ada"); n != 3 {
 			return errNotYet
 		}
@@ -162,7 +163,7 @@ var errNotYet error = notYet{}
 func TestStreamSendsTheUnreadCountAtOpenAndAfterNewItems(t *testing.T) {
 	r := startRegion(t)
 	r.sendInApp("bea", "before")
-	eventually(t, 20*time.Second, func() error {
+	poll.Until(t, 20*time.Second, func() error {
 		if r.inboxRows("bea") != 1 {
 			return errNotYet
 		}

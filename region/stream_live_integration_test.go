@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/herald-notify/herald/platform/discovery"
+	"github.com/herald-notify/herald/platform/poll"
 	"github.com/herald-notify/herald/region"
 )
 
@@ -106,7 +107,7 @@ func TestStreamDeliversLargeTopicItemsLiveAndResumesWithThemOnce(t *testing.T) {
 	close1()
 	t2 := r.sendTopic("big", "second")
 	p2 := r.sendInApp("u1", "own")
-	eventually(t, 20*time.Second, func() error {
+	poll.Until(t, 20*time.Second, func() error {
 		if items, _ := r.page("u1", "", 20, false); len(items) != 3 {
 			return fmt.Errorf("%d items", len(items))
 		}
@@ -140,7 +141,7 @@ func TestStreamDeliversLargeTopicItemsLiveAndResumesWithThemOnce(t *testing.T) {
 func TestStreamCountFollowsReadsMadeElsewhere(t *testing.T) {
 	r := startRegion(t)
 	ids := []string{r.sendInApp("cara", "one"), r.sendInApp("cara", "two"), r.sendInApp("cara", "three")}
-	eventually(t, 20*time.Second, func() error {
+	poll.Until(t, 20*time.Second, func() error {
 		if n := r.inboxRows("cara"); n != 3 {
 			return fmt.Errorf("%d rows", n)
 		}

@@ -11,6 +11,7 @@ import (
 	"github.com/IBM/sarama"
 
 	"github.com/herald-notify/herald/platform/kafka"
+	"github.com/herald-notify/herald/platform/poll"
 	"github.com/herald-notify/herald/platform/testenv"
 	"github.com/herald-notify/herald/region/dispatch"
 	"github.com/herald-notify/herald/region/notify"
@@ -61,7 +62,7 @@ func groupLag(t *testing.T, e *dispatchEnv, topic string) int64 {
 // waitGroupsStable waits until each group has one member (this test's dispatcher).
 func waitGroupsStable(t *testing.T, e *dispatchEnv, groups []string) {
 	t.Helper()
-	eventually(t, 90*time.Second, func() error {
+	poll.Until(t, 90*time.Second, func() error {
 		admin, err := sarama.NewClusterAdmin(e.cfg.Kafka.Brokers, sarama.NewConfig())
 		if err != nil {
 			return err
@@ -133,7 +134,7 @@ func TestTransactionalPushAndEmailAreDeliveredPromptlyBehindAMarketingBacklog(t 
 	}
 	// The marketing pools are busy: a backlog is queued in dispatch.
 	pushTopic, emailTopic := notify.DispatchTopic(e.cfg.Name, notify.Marketing, notify.Push), notify.DispatchTopic(e.cfg.Name, notify.Marketing, notify.Email)
-	eventually(t, 30*time.Second, func() error {
+	poll.Until(t, 30*time.Second, func() error {
 		if recs := e.records("apns", backlog[0].Target.Devices[0].Token); len(recs) == 0 {
 			return fmt.Errorf("the marketing push backlog has not started")
 		}
@@ -261,7 +262,7 @@ func TestLegacyPerChannelDispatchTopicsAreDrainedAfterAnUpgrade(t *testing.T) {
 			t.Errorf("%s holds %d records, want %d", topic, n, want)
 		}
 	}
-	eventually(t, 10*time.Second, func() error {
+	poll.Until(t, 10*time.Second, func() error {
 		for _, topic := range []string{legacyPush(e), notify.LegacyDispatchTopic(e.cfg.Name, notify.Email), dispatch.LegacyRetryTopic(e.cfg.Name, notify.Push, 1)} {
 			if lag := groupLag(t, e, topic); lag != 0 {
 				return fmt.Errorf("legacy group %s: lag %d", topic, lag)
@@ -285,7 +286,7 @@ func TestLegacyPerChannelDispatchTopicsAreDrainedAfterAnUpgrade(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, 60*time.Second, func() error {
+	poll.Until(t, 60*time.Second, func() error {
 		desc, err := admin.DescribeConsumerGroups(legacyGroups)
 		if err != nil {
 			return err

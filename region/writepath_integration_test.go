@@ -14,6 +14,7 @@ import (
 
 	"github.com/herald-notify/herald/platform/discovery"
 	"github.com/herald-notify/herald/platform/kafka"
+	"github.com/herald-notify/herald/platform/poll"
 	"github.com/herald-notify/herald/platform/postgres"
 	"github.com/herald-notify/herald/platform/testenv"
 	"github.com/herald-notify/herald/region"
@@ -43,7 +44,7 @@ func stateOf(status map[string]any, user, channel string) (state, reason string)
 func (r *running) waitState(id, user, channel, want string) map[string]any {
 	r.t.Helper()
 	var last map[string]any
-	eventually(r.t, 30*time.Second, func() error {
+	poll.Until(r.t, 30*time.Second, func() error {
 		code, st := r.call("GET", "/v1/notifications/"+id+"/status", nil, r.app)
 		last = st
 		if code != 200 {
@@ -210,7 +211,7 @@ func TestInAppNotificationReachesTheInboxAndStatusShowsEachChannel(t *testing.T)
 	if s, reason := stateOf(st, "bob", "email"); s != "suppressed" || reason != "no_address" {
 		t.Fatalf("bob email: %s %s", s, reason)
 	}
-	eventually(t, 10*time.Second, func() error {
+	poll.Until(t, 10*time.Second, func() error {
 		_, st = r.call("GET", "/v1/notifications/"+id+"/status", nil, r.app)
 		if n := st["notification"].(map[string]any); n["fanout_path"] != "list" {
 			return fmt.Errorf("fan-out not recorded yet: %v", n)
@@ -419,7 +420,7 @@ func TestTopicAboveThresholdFansOutOnReadAndBelowOnWrite(t *testing.T) {
 	}
 	time.Sleep(500 * time.Millisecond)
 	id = send()
-	eventually(t, 30*time.Second, func() error {
+	poll.Until(t, 30*time.Second, func() error {
 		_, st := r.call("GET", "/v1/notifications/"+id+"/status", nil, r.app)
 		if n, _ := st["notification"].(map[string]any); n == nil || n["fanout_path"] != "topic_fanout_on_read" {
 			return fmt.Errorf("path %v", n)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/herald-notify/herald/platform/discovery"
+	"github.com/herald-notify/herald/platform/poll"
 )
 
 // logs captures JSON log lines for assertions.
@@ -46,18 +47,6 @@ func (l *logs) records(attr string) []map[string]any {
 		}
 	}
 	return out
-}
-
-// waitFor polls cond until it holds or timeout passes.
-func waitFor(tb testing.TB, timeout time.Duration, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // policyDoc is the base policy at version v, with edits applied (old, new pairs).
@@ -164,7 +153,7 @@ func TestHolderWatchFileBackend(t *testing.T) {
 		before := h.Current()
 		seen := len(captured.records("outcome"))
 		s.write()
-		waitFor(t, 5*time.Second, s.name, func() bool { return len(captured.records("outcome")) > seen })
+		poll.True(t, 5*time.Second, s.name, func() bool { return len(captured.records("outcome")) > seen })
 		recs := captured.records("outcome")
 		last := recs[len(recs)-1]
 		if last["outcome"] != s.outcome {
@@ -231,7 +220,7 @@ func TestHolderWatchBacksOffOnBackendErrors(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	go h.Watch(ctx, src, DefaultKey, captured.logger())
-	waitFor(t, 5*time.Second, "version 2 after the errors", func() bool { return h.Current().Version == 2 })
+	poll.True(t, 5*time.Second, "version 2 after the errors", func() bool { return h.Current().Version == 2 })
 
 	retries := captured.records("retry_in")
 	if len(retries) != 3 {
@@ -256,7 +245,7 @@ func TestHolderWatchStopsDuringBackoff(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})
 	go func() { defer close(done); h.Watch(ctx, src, DefaultKey, captured.logger()) }()
-	waitFor(t, 5*time.Second, "the first error", func() bool { return len(captured.records("retry_in")) == 1 })
+	poll.True(t, 5*time.Second, "the first error", func() bool { return len(captured.records("retry_in")) == 1 })
 	cancel()
 	select {
 	case <-done:

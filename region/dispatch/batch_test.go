@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/herald-notify/herald/platform/poll"
 )
 
 // roundRecorder is a batcher round that records the requests of each round and answers each
@@ -87,7 +89,7 @@ func TestBatcherGroupsRequestsMadeDuringARound(t *testing.T) {
 				}
 				first <- err
 			}()
-			waitFor(t, func() bool { return len(rec.sizes()) == 1 })
+			poll.True(t, 5*time.Second, "the condition", func() bool { return len(rec.sizes()) == 1 })
 			var wg sync.WaitGroup
 			errs := make(chan error, tc.n)
 			for i := range tc.n {
@@ -99,7 +101,7 @@ func TestBatcherGroupsRequestsMadeDuringARound(t *testing.T) {
 					}
 				}()
 			}
-			waitFor(t, func() bool {
+			poll.True(t, 5*time.Second, "the condition", func() bool {
 				b.mu.Lock()
 				defer b.mu.Unlock()
 				return len(b.pending) == tc.n
@@ -143,14 +145,14 @@ func TestBatcherLeavesCancelledRequestsOut(t *testing.T) {
 	rec := &roundRecorder{gate: make(chan struct{})}
 	b := newBatcher(8, time.Second, rec.round)
 	go func() { _, _ = b.do(context.Background(), 1) }()
-	waitFor(t, func() bool { return len(rec.sizes()) == 1 })
+	poll.True(t, 5*time.Second, "the condition", func() bool { return len(rec.sizes()) == 1 })
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
 		_, err := b.do(ctx, 2)
 		done <- err
 	}()
-	waitFor(t, func() bool {
+	poll.True(t, 5*time.Second, "the condition", func() bool {
 		b.mu.Lock()
 		defer b.mu.Unlock()
 		return len(b.pending) == 1
@@ -164,7 +166,7 @@ func TestBatcherLeavesCancelledRequestsOut(t *testing.T) {
 		got, _ := b.do(context.Background(), 3)
 		kept <- got
 	}()
-	waitFor(t, func() bool {
+	poll.True(t, 5*time.Second, "the condition", func() bool {
 		b.mu.Lock()
 		defer b.mu.Unlock()
 		return len(b.pending) == 2
@@ -180,17 +182,6 @@ func TestBatcherLeavesCancelledRequestsOut(t *testing.T) {
 	}
 }
 
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not reached within 5s")
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 // A transactional request goes out while a round of the other tiers' requests is under way
 // (held here), in a round of its own: it never waits for the backlog's round to come back.
 func TestLanesSendAnUrgentRequestWhileABulkRoundIsUnderWay(t *testing.T) {
@@ -201,7 +192,7 @@ func TestLanesSendAnUrgentRequestWhileABulkRoundIsUnderWay(t *testing.T) {
 	for i := range 10 { // a backlog: one round under way and held, the rest queued behind it
 		go func() { _, _ = l.do(context.Background(), i, false) }()
 	}
-	waitFor(t, func() bool { return len(bulkRec.sizes()) == 1 })
+	poll.True(t, 5*time.Second, "the condition", func() bool { return len(bulkRec.sizes()) == 1 })
 	got, err := l.do(testContext(t), 1000, true)
 	if err != nil || got != 2000 {
 		t.Fatalf("urgent request: %d, %v", got, err)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/herald-notify/herald/platform/envelope"
+	"github.com/herald-notify/herald/platform/poll"
 	"github.com/herald-notify/herald/region/notify"
 )
 
@@ -53,10 +54,10 @@ func TestLimitedKeysBoundTheBulkTiersButNotTransactional(t *testing.T) {
 			_, _ = keys.For(withTier(ctx, notify.Marketing), "app", []string{"u"})
 		}()
 	}
-	waitFor(t, func() bool { return store.inFor.Load() == 2 })
+	poll.True(t, 5*time.Second, "the condition", func() bool { return store.inFor.Load() == 2 })
 	done := make(chan error, 1)
 	go func() { _, err := keys.For(withTier(ctx, notify.Transactional), "app", []string{"otp"}); done <- err }()
-	waitFor(t, func() bool { return store.inFor.Load() == 3 }) // in the store beside the two bulk calls
+	poll.True(t, 5*time.Second, "the condition", func() bool { return store.inFor.Load() == 3 }) // in the store beside the two bulk calls
 	close(store.gate)
 	if err := <-done; err != nil {
 		t.Fatal(err)

@@ -17,6 +17,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/herald-notify/herald/platform/poll"
 	"github.com/herald-notify/herald/platform/redis"
 	"github.com/herald-notify/herald/platform/testenv"
 	"github.com/herald-notify/herald/region/notify"
@@ -353,7 +354,7 @@ func TestRateLimitKeepsAReserveForTransactionalSendsUnderAMarketingBacklog(t *te
 		}
 	}
 	// Let the backlog drain the bucket down to the reserve.
-	waitFor(t, func() bool { return marketing.Load() >= burst })
+	poll.True(t, 5*time.Second, "the condition", func() bool { return marketing.Load() >= burst })
 	start := time.Now()
 	var waits []time.Duration
 	for range 8 {
