@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"strings"
 
 	"github.com/herald-notify/herald/analytics"
@@ -25,14 +24,9 @@ func runRegion(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	cfg := region.DefaultConfig(cli.HomeDir("discovery"))
-	// Flags are applied through the environment layer so they win over file and environment.
+	// Flags are applied as the environment layer's values, so they win over file and environment.
 	overrides := map[string]string{"HERALD_REGION_NAME": *name, "HERALD_REGION_ROLES": *roles, "HERALD_REGION_LISTEN": *listen}
-	for k, v := range overrides {
-		if v != "" {
-			os.Setenv(k, v)
-		}
-	}
-	if err := cli.LoadConfig(*path, &cfg); err != nil {
+	if err := cli.LoadConfig(*path, &cfg, overrides); err != nil {
 		return err
 	}
 	if *check {

@@ -86,7 +86,6 @@ func TestBadConfigStopsAtStartNamingTheKey(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			// Flags of earlier cases are applied through the HERALD_REGION_* variables, and
 			// `make test` exports the store addresses, which would override the files' values.
 			for _, k := range []string{"HERALD_REGION_NAME", "HERALD_REGION_ROLES", "HERALD_REGION_LISTEN",
 				"HERALD_KAFKA_BROKERS", "HERALD_CASSANDRA_HOSTS", "HERALD_POSTGRES_URL", "HERALD_REDIS_ADDR"} {

@@ -137,8 +137,14 @@ func Parse(fs *flag.FlagSet, args []string) error {
 }
 
 // LoadConfig reads a component's config and turns a bad key into a usage error (exit code 2).
-func LoadConfig(path string, dst config.Validator) error {
-	if err := config.Load(path, dst); err != nil {
+// overrides (at most one map) are flags' values by the environment variable they override
+// (config.LoadWith).
+func LoadConfig(path string, dst config.Validator, overrides ...map[string]string) error {
+	var o map[string]string
+	if len(overrides) > 0 {
+		o = overrides[0]
+	}
+	if err := config.LoadWith(path, dst, o); err != nil {
 		return &ExitError{Code: 2, Err: fmt.Errorf("invalid configuration: %w", err)}
 	}
 	return nil

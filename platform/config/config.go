@@ -54,7 +54,18 @@ func Prefix(prefix string, err error) error {
 
 // Load fills dst (a pointer to a struct already holding defaults) from the YAML file at path (if
 // path is not empty), then from the environment, then validates it.
-func Load(path string, dst Validator) error {
+func Load(path string, dst Validator) error { return LoadWith(path, dst, nil) }
+
+// LoadWith is Load with overrides: values of the environment layer's variable names
+// (HERALD_REGION_NAME, ...) that win over both the file and the process environment, as a
+// command's flags do. Empty values are ignored.
+func LoadWith(path string, dst Validator, overrides map[string]string) error {
+	lookup := func(k string) (string, bool) {
+		if v := overrides[k]; v != "" {
+			return v, true
+		}
+		return os.LookupEnv(k)
+	}
 	if path != "" {
 		raw, err := os.ReadFile(path)
 		if err != nil {
@@ -64,11 +75,11 @@ func Load(path string, dst Validator) error {
 			return fmt.Errorf("config file %s: %w", path, err)
 		}
 	}
-	if err := ApplyEnv(dst, os.LookupEnv); err != nil {
+	if err := ApplyEnv(dst, lookup); err != nil {
 		return err
 	}
 	if e, ok := dst.(EnvDependent); ok {
-		if err := e.ApplyDependentEnv(os.LookupEnv); err != nil {
+		if err := e.ApplyDependentEnv(lookup); err != nil {
 			return err
 		}
 	}

@@ -98,3 +98,25 @@ func TestLoadAcceptsEmptyFile(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A command's flags win over the environment and the file, without touching the process's
+// environment; an empty flag leaves the layers below it; a bad flag value names its key.
+func TestLoadWithOverridesWinOverEnvironmentAndFileAndLeaveTheEnvironmentAlone(t *testing.T) {
+	t.Setenv("T_WORKERS", "8")
+	t.Setenv("T_NAME", "from-env")
+	path := writeFile(t, "name: from-file\nworkers: 4\nkafka:\n  brokers: [x:9]\n")
+	cfg := sample{Workers: 1}
+	if err := LoadWith(path, &cfg, map[string]string{"T_WORKERS": "16", "T_NAME": ""}); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Workers != 16 || cfg.Name != "from-env" {
+		t.Fatalf("config %+v", cfg)
+	}
+	if v := os.Getenv("T_WORKERS"); v != "8" {
+		t.Fatalf("the environment changed: T_WORKERS=%s", v)
+	}
+	var ke *KeyError
+	if err := LoadWith(path, &sample{}, map[string]string{"T_WORKERS": "many"}); !errors.As(err, &ke) || ke.Key != "workers" {
+		t.Fatalf("a bad flag value: %v", err)
+	}
+}
