@@ -115,3 +115,21 @@ func FuzzTemplateLocales(f *testing.F) {
 		}
 	})
 }
+
+func TestTemplateLocalesSurviveTheGatewaysReencoding(t *testing.T) {
+	body := templateWith(`{"de":{"push":{"title":"Hallo","body":"{{plural .n \"one\" \"# Kommentar\" \"other\" \"# Kommentare\"}}"}},"de-AT":{"email":{"subject":"Servus"}}}`)
+	var first, second Template
+	if e := Decode([]byte(body), &first); e != nil {
+		t.Fatal(e)
+	}
+	if e := Decode(Encode(&first), &second); e != nil {
+		t.Fatal(e)
+	}
+	if string(Encode(&first)) != string(Encode(&second)) || second.Locales["de"]["push"].Body != first.Locales["de"]["push"].Body ||
+		second.Locales["de-AT"]["email"].Subject != "Servus" {
+		t.Fatalf("re-encoded: %s", Encode(&second))
+	}
+	if strings.Contains(string(Encode(&Template{Type: "social", Category: "c", Content: map[string]Content{"sms": {Text: "x"}}})), "locales") {
+		t.Fatal("a template without locales is forwarded with them")
+	}
+}

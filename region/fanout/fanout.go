@@ -624,11 +624,10 @@ func (f *Fanout) channelsFor(e notify.Event, p *profiles.Profile) []string {
 }
 
 // prepare builds the inbox item or the dispatch task of a delivery, or suppresses it when the
-// user has no address for the channel. The content is the variant the user's locale picks, so
-// each of a user's channels is in one language.
+// user has no address for the channel. The content is the variant the user's locale picks
+// for the channel (notify.Event.ContentFor).
 func (f *Fanout) prepare(e notify.Event, d *delivery, p *profiles.Profile) {
-	content, _ := e.ContentFor(p.Locale)
-	c := content[d.channel]
+	c := e.ContentFor(p.Locale)[d.channel]
 	if d.channel == notify.InApp {
 		d.inbox = &inbox.Item{AppID: e.AppID, UserID: d.user, NotificationID: e.ID, CreatedAt: e.AcceptedAt, Tier: e.Tier,
 			Category: e.Category, Title: c.Title, Body: c.Body, Link: c.Link, Metadata: e.Metadata}

@@ -34,16 +34,16 @@ func TestContentForFollowsTheLocaleFallbackChain(t *testing.T) {
 		{"sr-Latn-RS", "sr-Latn"},    //
 		{"sr", ""},                   // Cyrillic Serbian gets no Latin text
 	} {
-		got, tag := e.ContentFor(tt.locale)
+		got := e.ContentFor(tt.locale)
 		want := "default"
 		if tt.want != "" {
 			want = tt.want
 		}
-		if got[Push].Body != want || tag != tt.want {
-			t.Errorf("locale %q: got %q (%q), want %q", tt.locale, got[Push].Body, tag, want)
+		if got[Push].Body != want {
+			t.Errorf("locale %q: got %q, want %q", tt.locale, got[Push].Body, want)
 		}
 	}
-	if got, _ := (Event{Content: variant("default")}).ContentFor("de"); got[Push].Body != "default" {
+	if got := (Event{Content: variant("default")}).ContentFor("de"); got[Push].Body != "default" {
 		t.Errorf("an event without variants: %v", got)
 	}
 }
@@ -56,7 +56,7 @@ func TestEventsWithoutVariantsDecodeAsBefore(t *testing.T) {
 	if e.Localized != nil {
 		t.Fatalf("an old record decoded with variants: %v", e.Localized)
 	}
-	if got, _ := e.ContentFor("de"); got[Push].Body != "hi" {
+	if got := e.ContentFor("de"); got[Push].Body != "hi" {
 		t.Fatalf("old record: %v", got)
 	}
 	raw, _ := json.Marshal(Event{ID: "n1", Content: map[string]Content{Push: {Body: "hi"}}})
@@ -64,5 +64,22 @@ func TestEventsWithoutVariantsDecodeAsBefore(t *testing.T) {
 	_ = json.Unmarshal(raw, &m)
 	if _, ok := m["localized"]; ok {
 		t.Fatalf("an event without variants writes localized: %s", raw)
+	}
+}
+
+func TestContentForTakesAChannelAVariantLacksFromTheNextInTheChain(t *testing.T) {
+	e := Event{
+		Content: map[string]Content{Push: {Body: "Hello"}, Email: {Subject: "Hello"}, SMS: {Text: "Hello"}},
+		Localized: map[string]map[string]Content{
+			"de":    {Push: {Body: "Hallo"}, Email: {Subject: "Hallo"}},
+			"de-AT": {Push: {Body: "Servus"}},
+		},
+	}
+	got := e.ContentFor("de-AT")
+	if got[Push].Body != "Servus" || got[Email].Subject != "Hallo" || got[SMS].Text != "Hello" {
+		t.Fatalf("de-AT: %+v", got)
+	}
+	if e.Content[Push].Body != "Hello" {
+		t.Fatal("choosing changed the event's default content")
 	}
 }
