@@ -341,6 +341,14 @@ func (s *Server) send(c *gin.Context) {
 			writeError(c, badRequest(CodeInvalidTemplate, "template_id", err.Error()))
 			return
 		}
+		size := templates.RenderedSize(content)
+		for _, v := range localized {
+			size += templates.RenderedSize(v)
+		}
+		if size > templates.MaxRenderedBytes {
+			writeError(c, badRequest(CodeInvalidTemplate, "template_id", fmt.Sprintf("template %q renders to %d bytes with this data (every locale together); at most %d", t.ID, size, templates.MaxRenderedBytes)))
+			return
+		}
 		e.Localized = localized
 		for i, ch := range e.Channels {
 			if _, ok := content[ch]; !ok {

@@ -30,15 +30,16 @@ import (
 //	{{number .total}}                                          .total formatted for the locale
 func funcsFor(locale string) texttemplate.FuncMap {
 	tag := language.Make(locale)
-	p := message.NewPrinter(tag)
+	// A Printer is not safe for concurrent use, and a parsed template is (it is cached): each
+	// call makes its own.
 	return texttemplate.FuncMap{
-		"plural": func(n any, forms ...string) (string, error) { return pluralOf(tag, p, n, forms) },
+		"plural": func(n any, forms ...string) (string, error) { return pluralOf(tag, message.NewPrinter(tag), n, forms) },
 		"number": func(n any) (string, error) {
 			v, _, err := toNumber(n)
 			if err != nil {
 				return "", err
 			}
-			return p.Sprint(number.Decimal(v)), nil
+			return message.NewPrinter(tag).Sprint(number.Decimal(v)), nil
 		},
 	}
 }
@@ -188,10 +189,10 @@ func analyse(locale, ch, name, text string) ([]path, error) {
 	}
 	a := analysis{tag: language.Make(locale), locale: locale}
 	for _, t := range tpl.Templates() {
-		if t.Tree == nil || t.Tree.Root == nil {
+		if t.Tree == nil || t.Root == nil {
 			continue
 		}
-		a.node(t.Tree.Root, t.Name() == tpl.Name())
+		a.node(t.Root, t.Name() == tpl.Name())
 	}
 	return a.refs, a.err
 }
@@ -200,7 +201,7 @@ func analyse(locale, ch, name, text string) ([]path, error) {
 func parseField(locale, ch, name, text string) error {
 	id := ch + "." + name
 	if ch == notify.Email && name == "html" {
-		_, err := htmltemplate.New(id).Option("missingkey=error").Funcs(htmltemplate.FuncMap(funcsFor(locale))).Parse(text)
+		_, err := htmltemplate.New(id).Option("missingkey=error").Funcs(funcsFor(locale)).Parse(text)
 		return err
 	}
 	_, err := texttemplate.New(id).Option("missingkey=error").Funcs(funcsFor(locale)).Parse(text)

@@ -2,6 +2,7 @@ package templates
 
 import (
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -167,5 +168,62 @@ func TestRenderLocalesRendersEveryVariantAndNamesAMissingVariable(t *testing.T) 
 	}
 	if got, err := RenderLocales(otp(), data); got != nil || err != nil {
 		t.Fatalf("a template without variants: %v %v", got, err)
+	}
+}
+
+func TestRenderedSizeCountsEveryField(t *testing.T) {
+	got := RenderedSize(map[string]notify.Content{notify.Email: {Subject: "ab", Text: "c", HTML: "de"}, notify.InApp: {Title: "f", Body: "g", Link: "h"}})
+	if got != 8 {
+		t.Fatalf("size %d, want 8", got)
+	}
+}
+
+// BenchmarkRenderAtAccept is what a send with a template costs at accept: the default content
+// and every variant, parsed and rendered.
+func BenchmarkRenderAtAccept(b *testing.B) {
+	data := map[string]any{"who": "Bob", "count": 3.0, "total": 1234.5, "post": map[string]any{"title": "Herbst"}}
+	for _, n := range []int{0, 2, 32} {
+		tpl := comment()
+		variants := tpl.Locales
+		tpl.Locales = map[string]map[string]notify.Content{}
+		for i, loc := range []string{"de", "de-AT", "fr", "it", "es", "pt", "nl", "sv", "da", "fi", "nb", "is", "et", "lv", "lt", "cs",
+			"sk", "hu", "ro", "bg", "hr", "sl", "el", "tr", "he", "ja", "ko", "zh-Hans", "zh-Hant", "th", "vi", "id"}[:n] {
+			tpl.Locales[loc] = variants[[]string{"de", "de-AT"}[i%2]]
+		}
+		b.Run("locales="+strconv.Itoa(n), func(b *testing.B) {
+			for b.Loop() {
+				if _, err := Render(tpl, data); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := RenderLocales(tpl, data); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func TestRenderingIsSafeForConcurrentSends(t *testing.T) {
+	data := map[string]any{"who": "Bob", "count": 3.0, "total": 1234.5, "post": map[string]any{"title": "Herbst"}}
+	errs := make(chan error, 8)
+	for range 8 {
+		go func() {
+			for range 50 {
+				locs, err := RenderLocales(comment(), data)
+				if err == nil && locs["de"][notify.Email].HTML != "<p>3 Kommentare, 1.234,5 insgesamt</p>" {
+					err = errors.New("de email: " + locs["de"][notify.Email].HTML)
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -10,8 +10,10 @@ import (
 	"errors"
 	"fmt"
 	htmltemplate "html/template"
+	"io"
 	"regexp"
 	"strings"
+	"sync"
 	texttemplate "text/template"
 	"time"
 
@@ -147,6 +149,19 @@ func Render(t Template, data map[string]any) (map[string]notify.Content, error) 
 	return renderContent(t.ID, DefaultLocale, t.Content, data)
 }
 
+// MaxRenderedBytes bounds a send's rendered text, the default content and every variant
+// together: the event carries them all, and must fit in a Kafka record.
+const MaxRenderedBytes = 512 << 10
+
+// RenderedSize is the bytes of rendered text in content.
+func RenderedSize(content map[string]notify.Content) int {
+	n := 0
+	for _, c := range content {
+		n += len(c.Title) + len(c.Body) + len(c.Link) + len(c.Subject) + len(c.Text) + len(c.HTML)
+	}
+	return n
+}
+
 // RenderLocales fills every locale variant of the template from data, by locale; nil when the
 // template has none. Errors are Render's, naming the locale.
 func RenderLocales(t Template, data map[string]any) (map[string]map[string]notify.Content, error) {
@@ -187,23 +202,62 @@ func renderContent(id, locale string, content map[string]notify.Content, data ma
 }
 
 func renderOne(locale, ch, name, text string, data map[string]any) (string, error) {
-	var buf bytes.Buffer
-	id := ch + "." + name
-	funcs := funcsFor(locale)
-	if ch == notify.Email && name == "html" {
-		tpl, err := htmltemplate.New(id).Option("missingkey=error").Funcs(htmltemplate.FuncMap(funcs)).Parse(text)
-		if err != nil {
-			return "", err
-		}
-		err = tpl.Execute(&buf, data)
-		return buf.String(), err
-	}
-	tpl, err := texttemplate.New(id).Option("missingkey=error").Funcs(funcs).Parse(text)
+	tpl, err := parsed(locale, ch == notify.Email && name == "html", text)
 	if err != nil {
 		return "", err
 	}
+	var buf bytes.Buffer
 	err = tpl.Execute(&buf, data)
 	return buf.String(), err
+}
+
+// executor is a parsed text/template or html/template.
+type executor interface {
+	Execute(w io.Writer, data any) error
+}
+
+type parseKey struct {
+	locale string
+	html   bool
+	text   string
+}
+
+// parsedCache keeps parsed fields, so a send does not parse its template's fields (in every
+// locale) again: parsing is most of rendering's cost. It is emptied when it reaches
+// maxParsed entries.
+var (
+	parsedMu    sync.Mutex
+	parsedCache = map[parseKey]executor{}
+)
+
+const maxParsed = 10000
+
+// parsed returns the field parsed as it is rendered (html/template for email html), with the
+// functions of locale.
+func parsed(locale string, html bool, text string) (executor, error) {
+	key := parseKey{locale, html, text}
+	parsedMu.Lock()
+	tpl, ok := parsedCache[key]
+	parsedMu.Unlock()
+	if ok {
+		return tpl, nil
+	}
+	var err error
+	if html {
+		tpl, err = htmltemplate.New("field").Option("missingkey=error").Funcs(funcsFor(locale)).Parse(text)
+	} else {
+		tpl, err = texttemplate.New("field").Option("missingkey=error").Funcs(funcsFor(locale)).Parse(text)
+	}
+	if err != nil {
+		return nil, err
+	}
+	parsedMu.Lock()
+	if len(parsedCache) >= maxParsed {
+		clear(parsedCache)
+	}
+	parsedCache[key] = tpl
+	parsedMu.Unlock()
+	return tpl, nil
 }
 
 func setField(c *notify.Content, name, v string) {
