@@ -4,14 +4,15 @@ package region_test
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/herald-notify/herald/region/notify"
 )
 
-// commentTemplate has English default content and German and Austrian variants of in-app,
-// push and email.
+// commentTemplate has English default content, a German variant of in-app, push and email,
+// and an Austrian one of in-app and push.
 func commentTemplate() map[string]any {
 	variant := func(greeting, comments, total string) map[string]any {
 		return map[string]any{
@@ -22,8 +23,12 @@ func commentTemplate() map[string]any {
 	}
 	en := variant("Hello", `{{plural .count "one" "# comment" "other" "# comments"}}`, "({{number .total}} points)")
 	return map[string]any{"type": "social", "category": "comment", "content": en, "locales": map[string]any{
-		"de":    variant("Hallo", `{{plural .count "one" "# Kommentar" "other" "# Kommentare"}}`, "({{number .total}} Punkte)"),
-		"de-AT": variant("Servus", `{{plural .count "one" "# Kommentar" "other" "# Kommentare"}}`, "({{number .total}} Punkte)"),
+		"de": variant("Hallo", `{{plural .count "one" "# Kommentar" "other" "# Kommentare"}}`, "({{number .total}} Punkte)"),
+		// Austria differs in greeting and number format only: its email comes from de.
+		"de-AT": map[string]any{
+			"in_app": map[string]string{"title": "Servus {{.who}}", "body": `{{plural .count "one" "# Kommentar" "other" "# Kommentare"}}`},
+			"push":   map[string]string{"title": "Servus {{.who}}", "body": `{{plural .count "one" "# Kommentar" "other" "# Kommentare"}} · {{number .total}}`},
+		},
 	}}
 }
 
@@ -98,15 +103,21 @@ func TestEachRecipientGetsTheTemplateInTheirLocaleOnEveryChannel(t *testing.T) {
 			r.waitState(id, u, notify.InApp, "delivered")
 		}
 	}
+	// Every variable of every locale is needed at accept: a send without one is a 400 there.
+	code, b := r.call("POST", "/v1/notifications", map[string]any{"type": "social", "template_id": "comment",
+		"data": map[string]any{"who": "Bob", "count": 1}, "recipients": recipients}, r.app)
+	if e, _ := b["error"].(map[string]any); code != 400 || e["code"] != "missing_variable" || e["field"] != "data.total" {
+		t.Fatalf("send without total: %d %v", code, b)
+	}
 	type want struct{ title, body, email string }
 	expect := map[string]map[string]want{
 		one: {
-			"at": {"Servus Bob", "1 Kommentar", "1 Kommentar (1\u00a0234,5 Punkte)"},
+			"at": {"Servus Bob", "1 Kommentar", "Hallo Bob|1 Kommentar (1.234,5 Punkte)"},
 			"ch": {"Hallo Bob", "1 Kommentar", "1 Kommentar (1.234,5 Punkte)"},
 			"fr": {"Hello Bob", "1 comment", "1 comment (1,234.5 points)"},
 		},
 		three: {
-			"at": {"Servus Bob", "3 Kommentare", "3 Kommentare (1\u00a0234,5 Punkte)"},
+			"at": {"Servus Bob", "3 Kommentare", "Hallo Bob|3 Kommentare (1.234,5 Punkte)"},
 			"ch": {"Hallo Bob", "3 Kommentare", "3 Kommentare (1.234,5 Punkte)"},
 			"fr": {"Hello Bob", "3 comments", "3 comments (1,234.5 points)"},
 		},
@@ -120,12 +131,18 @@ func TestEachRecipientGetsTheTemplateInTheirLocaleOnEveryChannel(t *testing.T) {
 	}
 	for _, task := range pushes {
 		w := expect[task.NotificationID][task.UserID]
+		if task.UserID == "at" {
+			w.body += " · 1\u00a0234,5" // de-AT's number format
+		}
 		if task.Content.Title != w.title || task.Content.Body != w.body {
 			t.Errorf("push of %s to %s: %q / %q, want %q / %q", task.NotificationID, task.UserID, task.Content.Title, task.Content.Body, w.title, w.body)
 		}
 	}
 	for _, task := range emails {
 		w := expect[task.NotificationID][task.UserID]
+		if subject, text, ok := strings.Cut(w.email, "|"); ok { // a channel the variant leaves to its parent
+			w.title, w.email = subject, text
+		}
 		if task.Content.Subject != w.title || task.Content.Text != w.email {
 			t.Errorf("email of %s to %s: %q / %q, want %q / %q", task.NotificationID, task.UserID, task.Content.Subject, task.Content.Text, w.title, w.email)
 		}
