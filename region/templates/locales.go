@@ -176,8 +176,9 @@ func (p path) within(used []path) bool {
 	return false
 }
 
-// analyse parses one field under locale's rules and returns the variables it uses (from the
-// data itself: not those inside a with or range, relative to another value). A plural whose
+// analyse parses one field under locale's rules and returns the parts of the data it reads:
+// .a.b, and {{with .a}}{{.b}}{{end}} or {{$a := .a}}{{$a.b}} alike (not the elements of a range,
+// which are not named). A plural whose
 // form names are not literal CLDR forms of the locale is refused.
 func analyse(locale, ch, name, text string) ([]path, error) {
 	if err := parseField(locale, ch, name, text); err != nil {
@@ -187,12 +188,14 @@ func analyse(locale, ch, name, text string) ([]path, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := analysis{tag: language.Make(locale), locale: locale}
+	a := analysis{tag: language.Make(locale), locale: locale, vars: map[string]path{"$": nil}}
 	for _, t := range tpl.Templates() {
 		if t.Tree == nil || t.Root == nil {
 			continue
 		}
-		a.node(t.Root, t.Name() == tpl.Name())
+		// A {{define}}d template is read as if called with the data ({{template "x" .}}):
+		// stricter than it may be, never laxer.
+		a.node(t.Root, dataDot)
 	}
 	return a.refs, a.err
 }
@@ -213,10 +216,22 @@ type analysis struct {
 	locale string
 	refs   []path
 	err    error
+	// vars are the variables known to hold the data or a part of it ($ is the data;
+	// {{$p := .post}} makes $p .post), whatever their scope: a stricter reading is safe.
+	vars map[string]path
 }
 
-// node walks a parse tree; root says whether dot is the data itself.
-func (a *analysis) node(n parse.Node, root bool) {
+// dot is what dot is at a point of a template: the part of the data at p when known (the data
+// itself when p is empty), or something else (an element of a range, a function's result).
+type dot struct {
+	p     path
+	known bool
+}
+
+var dataDot = dot{known: true}
+
+// node walks a parse tree.
+func (a *analysis) node(n parse.Node, d dot) {
 	if n == nil || a.err != nil {
 		return
 	}
@@ -226,28 +241,39 @@ func (a *analysis) node(n parse.Node, root bool) {
 			return
 		}
 		for _, c := range n.Nodes {
-			a.node(c, root)
+			a.node(c, d)
 		}
 	case *parse.ActionNode:
-		a.pipe(n.Pipe, root)
+		a.pipe(n.Pipe, d)
 	case *parse.IfNode:
-		a.pipe(n.Pipe, root)
-		a.node(n.List, root)
-		a.node(n.ElseList, root)
+		a.pipe(n.Pipe, d)
+		a.node(n.List, d)
+		a.node(n.ElseList, d)
 	case *parse.WithNode:
-		a.pipe(n.Pipe, root)
-		a.node(n.List, false)
-		a.node(n.ElseList, root)
+		a.pipe(n.Pipe, d)
+		a.node(n.List, a.valueOf(n.Pipe, d)) // {{with .post}}: dot is .post
+		a.node(n.ElseList, d)
 	case *parse.RangeNode:
-		a.pipe(n.Pipe, root)
-		a.node(n.List, false)
-		a.node(n.ElseList, root)
+		a.pipe(n.Pipe, d)
+		for _, decl := range n.Pipe.Decl {
+			delete(a.vars, decl.Ident[0]) // an element (or index) of what is ranged over
+		}
+		a.node(n.List, dot{}) // an element
+		a.node(n.ElseList, d)
 	case *parse.TemplateNode:
-		a.pipe(n.Pipe, root)
+		a.pipe(n.Pipe, d)
 	}
 }
 
-func (a *analysis) pipe(p *parse.PipeNode, root bool) {
+// valueOf is the part of the data a pipeline's value is, when it is one (.post, $p, .).
+func (a *analysis) valueOf(p *parse.PipeNode, d dot) dot {
+	if p == nil || len(p.Cmds) != 1 || len(p.Cmds[0].Args) != 1 {
+		return dot{}
+	}
+	return a.pathOf(p.Cmds[0].Args[0], d)
+}
+
+func (a *analysis) pipe(p *parse.PipeNode, d dot) {
 	if p == nil {
 		return
 	}
@@ -256,9 +282,36 @@ func (a *analysis) pipe(p *parse.PipeNode, root bool) {
 			a.plural(cmd, i > 0)
 		}
 		for _, arg := range cmd.Args {
-			a.arg(arg, root)
+			a.arg(arg, d)
 		}
 	}
+	if len(p.Decl) == 1 {
+		if v := a.valueOf(p, d); v.known {
+			a.vars[p.Decl[0].Ident[0]] = v.p
+		} else {
+			delete(a.vars, p.Decl[0].Ident[0])
+		}
+	}
+}
+
+// pathOf is the part of the data a node stands for, when it is one.
+func (a *analysis) pathOf(n parse.Node, d dot) dot {
+	switch n := n.(type) {
+	case *parse.DotNode:
+		return d
+	case *parse.FieldNode:
+		if !d.known {
+			return dot{}
+		}
+		return dot{append(slices.Clone(d.p), n.Ident...), true}
+	case *parse.VariableNode:
+		base, ok := a.vars[n.Ident[0]]
+		if !ok {
+			return dot{}
+		}
+		return dot{append(slices.Clone(base), n.Ident[1:]...), true}
+	}
+	return dot{}
 }
 
 func first(cmd *parse.CommandNode) parse.Node {
@@ -268,20 +321,17 @@ func first(cmd *parse.CommandNode) parse.Node {
 	return cmd.Args[0]
 }
 
-func (a *analysis) arg(n parse.Node, root bool) {
+// arg records the data a command's argument reads.
+func (a *analysis) arg(n parse.Node, d dot) {
 	switch n := n.(type) {
-	case *parse.FieldNode:
-		if root {
-			a.refs = append(a.refs, path(n.Ident))
-		}
-	case *parse.VariableNode:
-		if len(n.Ident) > 1 && n.Ident[0] == "$" {
-			a.refs = append(a.refs, path(n.Ident[1:]))
+	case *parse.FieldNode, *parse.VariableNode:
+		if v := a.pathOf(n, d); v.known && len(v.p) > 0 {
+			a.refs = append(a.refs, v.p)
 		}
 	case *parse.PipeNode:
-		a.pipe(n, root)
+		a.pipe(n, d)
 	case *parse.ChainNode:
-		a.arg(n.Node, root)
+		a.arg(n.Node, d)
 	}
 }
 

@@ -38,6 +38,9 @@ func TestCheckRefusesLocaleVariantsThatCouldFailASend(t *testing.T) {
 		{"a variable the default lacks", notify.Content{Title: "{{.who}}", Body: "{{.extra}}"}, "locales.de.push.body", ".extra"},
 		{"a field of a variable the default lacks", notify.Content{Title: "{{.who}}", Body: "{{.post.author}}"}, "locales.de.push.body", ".post.author"},
 		{"a variable through $", notify.Content{Title: "{{.who}}", Body: "{{with .post}}{{$.secret}}{{end}}"}, "locales.de.push.body", ".secret"},
+		{"a variable through a variable", notify.Content{Title: "{{.who}}", Body: "{{$d := .}}{{$d.secret}}"}, "locales.de.push.body", ".secret"},
+		{"a field through a variable", notify.Content{Title: "{{.who}}", Body: "{{$p := .post}}{{$q := $p}}{{$q.author}}"}, "locales.de.push.body", ".post.author"},
+		{"a variable in a defined template", notify.Content{Title: "{{.who}}", Body: `{{define "x"}}{{.secret}}{{end}}{{template "x" .}}`}, "locales.de.push.body", ".secret"},
 		{"a variable in an if", notify.Content{Title: "{{if .vip}}VIP{{end}}", Body: "b"}, "locales.de.push.title", ".vip"},
 		{"unparsable", notify.Content{Title: "{{.who", Body: "b"}, "locales.de.push.title", "unclosed"},
 		{"unknown function", notify.Content{Title: "{{upper .who}}", Body: "b"}, "locales.de.push.title", "upper"},
@@ -63,6 +66,13 @@ func TestCheckRefusesLocaleVariantsThatCouldFailASend(t *testing.T) {
 	}
 	if err := Check(comment()); err != nil {
 		t.Fatalf("valid template refused: %v", err)
+	}
+	tpl := comment()
+	tpl.Content[notify.Push] = notify.Content{Title: "{{.who}}", Body: "{{range .tags}}{{.}}{{end}}"}
+	tpl.Locales["de"][notify.Push] = notify.Content{Title: "{{$w := .who}}{{$w}}", Body: "{{range $t := .tags}}{{$t.name}}{{end}}"}
+	tpl.Locales["de-AT"][notify.Push] = notify.Content{Title: "{{.who}}", Body: "{{.tags}}"}
+	if err := Check(tpl); err != nil {
+		t.Fatalf("variables of the default's, through variables and range, refused: %v", err)
 	}
 }
 
@@ -226,4 +236,31 @@ func TestRenderingIsSafeForConcurrentSends(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// FuzzCheckLocaleVariant saves a variant field of any text under any locale: Check never
+// panics, and a variant it accepts renders from data that fills the default content, or fails
+// only for a reason of the data's values (never a missing variable).
+func FuzzCheckLocaleVariant(f *testing.F) {
+	f.Add("de", `{{plural .count "one" "# Kommentar" "other" "# Kommentare"}}`)
+	f.Add("pl", `{{plural .count "one" "a" "few" "b" "many" "c" "other" "d"}} {{number .total}}`)
+	f.Add("ar", `{{with .post}}{{.title}}{{end}}{{$.who}}`)
+	f.Add("de-AT", `{{range .items}}{{.}}{{end}}{{if .post.title}}x{{end}}`)
+	f.Add("ja", `{{plural .count "=0" "none" "other" "#"}}`)
+	f.Add("de", `{{$d := .}}{{$p := $d.post}}{{$p.title}}`)
+	f.Add("de", `{{define "x"}}{{.who}}{{end}}{{template "x" .}}`)
+	f.Fuzz(func(t *testing.T, locale, text string) {
+		tpl := Template{ID: "t", Content: map[string]notify.Content{
+			notify.SMS: {Text: `{{.who}} {{plural .count "one" "# x" "other" "# xs"}} {{number .total}} {{.post.title}} {{range .items}}{{.}}{{end}}`},
+		}, Locales: map[string]map[string]notify.Content{locale: {notify.SMS: {Text: text}}}}
+		if Check(tpl) != nil {
+			return
+		}
+		data := map[string]any{"who": "Bob", "count": 2.0, "total": 1.5, "post": map[string]any{"title": "T"}, "items": []any{"a"}}
+		_, err := RenderLocales(tpl, data)
+		var fe *FieldError
+		if errors.As(err, &fe) {
+			t.Fatalf("accepted %q for %q, which needs %s", text, locale, fe.Field)
+		}
+	})
 }
