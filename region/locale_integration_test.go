@@ -40,6 +40,15 @@ func TestEachRecipientGetsTheTemplateInTheirLocaleOnEveryChannel(t *testing.T) {
 	if code, b := r.call("GET", "/v1/templates/comment", nil, r.app); code != 200 || b["locales"].(map[string]any)["de-AT"] == nil {
 		t.Fatalf("get: %d %v", code, b)
 	}
+	// A template whose default content is German: stored and read back with its rules.
+	de := map[string]any{"type": "social", "category": "comment", "default_locale": "de",
+		"content": map[string]any{"sms": map[string]string{"text": "{{number .total}}"}}}
+	if code, b := r.call("PUT", "/v1/templates/german", de, r.app); code != 201 || b["default_locale"] != "de" {
+		t.Fatalf("put german: %d %v", code, b)
+	}
+	if code, b := r.call("GET", "/v1/templates/german", nil, r.app); code != 200 || b["default_locale"] != "de" {
+		t.Fatalf("get german: %d %v", code, b)
+	}
 	// Refused when saved, not when sent: a missing field of a variant, a variable the default
 	// lacks, a plural without the locale's forms, a key that is not canonical.
 	for _, tc := range []struct {

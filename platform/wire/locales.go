@@ -42,6 +42,15 @@ func CanonicalLocale(s string) (canonical string, ok bool, err error) {
 // the default content has there (a missing one is a missing variant, refused here rather than
 // failing a send).
 func (t *Template) validateLocales() *Error {
+	if t.DefaultLocale != "" {
+		canonical, ok, err := CanonicalLocale(t.DefaultLocale)
+		if err != nil {
+			return refuse(CodeInvalidField, "default_locale", err.Error())
+		}
+		if !ok {
+			return refuse(CodeInvalidField, "default_locale", fmt.Sprintf("write the locale %q in its canonical form %q", t.DefaultLocale, canonical))
+		}
+	}
 	if t.Locales == nil {
 		return nil
 	}

@@ -68,6 +68,21 @@ func TestTemplateLocalesAreCanonicalKnownAndComplete(t *testing.T) {
 	}
 }
 
+func TestTemplateDefaultLocaleIsACanonicalTag(t *testing.T) {
+	body := func(loc string) string {
+		return `{"type":"social","category":"c","content":{"sms":{"text":"x"}},"default_locale":"` + loc + `"}`
+	}
+	for loc, ok := range map[string]bool{"de": true, "pt-BR": true, "de_DE": false, "EN": false, "xx": false, "und": false, "en-u-nu-thai": false} {
+		e := decodeTemplate(body(loc))
+		if ok != (e == nil) || (e != nil && e.Field != "default_locale") {
+			t.Errorf("default_locale %q: %v", loc, e)
+		}
+	}
+	if e := decodeTemplate(`{"type":"social","category":"c","content":{"sms":{"text":"x"}},"default_locale":null}`); e == nil || e.Field != "default_locale" {
+		t.Errorf("null default_locale: %v", e)
+	}
+}
+
 func TestTemplateLocaleRefusalSaysTheCanonicalForm(t *testing.T) {
 	e := decodeTemplate(templateWith(`{"de_AT":{"push":{"title":"t","body":"b"}}}`))
 	if e == nil || !strings.Contains(e.Message, `"de-AT"`) {

@@ -321,11 +321,13 @@ type Content struct {
 
 // Template is the body of PUT /v1/templates/{id}. Locales holds variants of Content per
 // locale (a canonical BCP 47 tag): each has the channels and non-empty fields of Content.
+// DefaultLocale is the locale whose plural and number rules Content follows ("en" when empty).
 type Template struct {
-	Type     string                        `json:"type"`
-	Category string                        `json:"category"`
-	Content  map[string]Content            `json:"content"`
-	Locales  map[string]map[string]Content `json:"locales,omitzero"`
+	Type          string                        `json:"type"`
+	Category      string                        `json:"category"`
+	Content       map[string]Content            `json:"content"`
+	Locales       map[string]map[string]Content `json:"locales,omitzero"`
+	DefaultLocale string                        `json:"default_locale,omitzero"`
 }
 
 // Validate checks type, category and channels; the template language is checked by the region,

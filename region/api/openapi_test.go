@@ -417,7 +417,7 @@ func TestOpenAPIResponseSchemasMatchTheTypes(t *testing.T) {
 			Provider: "apns", ProviderStatus: "400", ProviderMessageID: "m1", Error: "BadDeviceToken"}},
 		{"Template", templates.Template{ID: "otp", Type: notify.Transactional, Category: "security",
 			Content: map[string]notify.Content{notify.SMS: {Text: "{{.code}}"}}, Locales: map[string]map[string]notify.Content{"de": {notify.SMS: {Text: "Code {{.code}}"}}},
-			Version: 1, UpdatedAt: at}},
+			DefaultLocale: "en-GB", Version: 1, UpdatedAt: at}},
 		{"Contact", users.Contact{UserID: "u1", Email: "ada@example.com", Phone: "+4915112345678", Locale: "de-DE", UpdatedAt: at}},
 		{"Device", notify.Device{DeviceID: "d1", Platform: "ios", Token: strings.Repeat("ab", 32)}},
 		{"InboxItem", item},
@@ -490,6 +490,9 @@ func TestOpenAPIRequestSchemasAgreeWithHandlers(t *testing.T) {
 		{"PUT", "/v1/templates/:id", "TemplateRequest", `{"type":"social","category":"c","content":{"sms":{"text":"x"}},"locales":{"de":{"fax":{"text":"x"}}}}`, CodeInvalidChannel},
 		{"PUT", "/v1/templates/:id", "TemplateRequest", `{"type":"social","category":"c","content":{"sms":{"text":"x"}},"locales":{"de":{"sms":{"text":"x","colour":"red"}}}}`, CodeUnknownField},
 		{"PUT", "/v1/templates/:id", "TemplateRequest", `{"type":"social","category":"c","content":{"sms":{"text":"x"}},"locales":{"de":"x"}}`, CodeInvalidField},
+		{"PUT", "/v1/templates/:id", "TemplateRequest", `{"type":"social","category":"c","content":{"sms":{"text":"x"}},"default_locale":"de"}`, ""},
+		{"PUT", "/v1/templates/:id", "TemplateRequest", `{"type":"social","category":"c","content":{"sms":{"text":"x"}},"default_locale":1}`, CodeInvalidField},
+		{"PUT", "/v1/templates/:id", "TemplateRequest", `{"type":"social","category":"c","content":{"sms":{"text":"x"}},"default_locale":"` + strings.Repeat("a", 36) + `"}`, CodeInvalidField},
 		{"PUT", "/v1/users/:user_id", "UserRequest", `{"jurisdiction":"EU","email":"ada@example.com","phone":"+4915112345678","locale":"de-DE"}`, ""},
 		{"PUT", "/v1/users/:user_id", "UserRequest", `{"jurisdiction":"EU"}`, ""},
 		{"PUT", "/v1/users/:user_id", "UserRequest", `{"jurisdiction":"EU","country":"DE","email":""}`, ""},
@@ -723,6 +726,8 @@ func TestOpenAPITemplateLocaleRefusalsAreDocumented(t *testing.T) {
 		{`{"de":{"push":{"title":"t","body":"{{plural .n \"one\" \"x\" \"few\" \"y\" \"other\" \"z\"}}"}}}`, CodeInvalidTemplate, "locales.de.push.body"},
 		{`{"pl":{"push":{"title":"t","body":"{{plural .n \"one\" \"x\" \"other\" \"z\"}}"}}}`, CodeInvalidTemplate, "locales.pl.push.body"},
 		{`{"de":{"push":{"title":"{{.who","body":"b"}}}`, CodeInvalidTemplate, "locales.de.push.title"},
+		{`{},"default_locale":"de_DE"`, CodeInvalidField, "default_locale"},
+		{`{},"default_locale":"pl"`, CodeInvalidTemplate, "content.push.body"}, // Polish needs few and many
 	} {
 		body := `{"type":"social","category":"c","content":{"push":{"title":"{{.who}}","body":"{{plural .n \"one\" \"# x\" \"other\" \"# xs\"}}"}},"locales":` + tt.locales + `}`
 		rec := serve(engine, "PUT", "/v1/templates/t1", body, map[string]string{AppHeader: "app1"})

@@ -264,3 +264,20 @@ func FuzzCheckLocaleVariant(f *testing.F) {
 		}
 	})
 }
+
+func TestDefaultContentFollowsTheTemplatesDefaultLocale(t *testing.T) {
+	tpl := Template{ID: "t", DefaultLocale: "pl", Content: map[string]notify.Content{
+		notify.SMS: {Text: `{{plural .n "one" "# komentarz" "other" "# komentarzy"}}`}}}
+	var fe *FieldError
+	if err := Check(tpl); !errors.As(err, &fe) || fe.Field != "content.sms.text" || !strings.Contains(fe.Msg, "few") {
+		t.Fatalf("Polish default content without few and many: %v", err)
+	}
+	tpl.Content[notify.SMS] = notify.Content{Text: `{{plural .n "one" "# komentarz" "few" "# komentarze" "many" "# komentarzy" "other" "# komentarza"}}, {{number .total}}`}
+	if err := Check(tpl); err != nil {
+		t.Fatal(err)
+	}
+	got, err := Render(tpl, map[string]any{"n": 3.0, "total": 1234.5})
+	if err != nil || got[notify.SMS].Text != "3 komentarze, 1\u00a0234,5" {
+		t.Fatalf("rendered %q (%v)", got[notify.SMS].Text, err)
+	}
+}

@@ -31,18 +31,29 @@ var ErrNotFound = errors.New("template not found")
 // BCP 47 tag, with the same channels and fields; Content itself is rendered under the rules of
 // DefaultLocale.
 type Template struct {
-	ID        string                               `json:"id"`
-	Type      string                               `json:"type"`
-	Category  string                               `json:"category"`
-	Content   map[string]notify.Content            `json:"content"`
-	Locales   map[string]map[string]notify.Content `json:"locales,omitempty"`
-	Version   int                                  `json:"version"`
-	UpdatedAt time.Time                            `json:"updated_at"`
+	ID       string                               `json:"id"`
+	Type     string                               `json:"type"`
+	Category string                               `json:"category"`
+	Content  map[string]notify.Content            `json:"content"`
+	Locales  map[string]map[string]notify.Content `json:"locales,omitempty"`
+	// DefaultLocale is the locale whose plural and number rules Content follows; empty for
+	// DefaultLocale.
+	DefaultLocale string    `json:"default_locale,omitempty"`
+	Version       int       `json:"version"`
+	UpdatedAt     time.Time `json:"updated_at"`
 }
 
 // DefaultLocale is the locale whose plural and number rules the default content is rendered
-// with.
+// with when the template names none.
 const DefaultLocale = "en"
+
+// contentLocale is the locale of the template's default content.
+func (t Template) contentLocale() string {
+	if t.DefaultLocale == "" {
+		return DefaultLocale
+	}
+	return t.DefaultLocale
+}
 
 // FieldError names the field of a template or of the data that is at fault.
 type FieldError struct {
@@ -94,7 +105,7 @@ func Check(t Template) error {
 			if !contains(allowed, name) {
 				return &FieldError{field, "not a field of the " + ch + " channel (" + strings.Join(allowed, ", ") + ")"}
 			}
-			refs, err := analyse(DefaultLocale, ch, name, text)
+			refs, err := analyse(t.contentLocale(), ch, name, text)
 			if err != nil {
 				return &FieldError{field, err.Error()}
 			}
@@ -146,7 +157,7 @@ var missingKeyRE = regexp.MustCompile(`map has no entry for key "([^"]+)"`)
 // Render fills the template's default content from data. A missing variable is a FieldError
 // naming data.<variable>; any other failure (say, indexing a string) is a plain error.
 func Render(t Template, data map[string]any) (map[string]notify.Content, error) {
-	return renderContent(t.ID, DefaultLocale, t.Content, data)
+	return renderContent(t.ID, t.contentLocale(), t.Content, data)
 }
 
 // MaxRenderedBytes bounds a send's rendered text, the default content and every variant
@@ -295,11 +306,12 @@ func (s *Store) Put(ctx context.Context, appID string, t Template) (Template, er
 			return Template{}, fmt.Errorf("encoding template locales: %w", err)
 		}
 	}
-	err = s.db.QueryRow(ctx, `INSERT INTO templates (app_id, template_id, type, category, content, locales)
-		VALUES ($1, $2, $3, $4, $5, $6)
+	err = s.db.QueryRow(ctx, `INSERT INTO templates (app_id, template_id, type, category, content, locales, default_locale)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)
 		ON CONFLICT (app_id, template_id) DO UPDATE SET type = EXCLUDED.type, category = EXCLUDED.category,
-			content = EXCLUDED.content, locales = EXCLUDED.locales, version = templates.version + 1, updated_at = now()
-		RETURNING version, updated_at`, appID, t.ID, t.Type, t.Category, content, locales).Scan(&t.Version, &t.UpdatedAt)
+			content = EXCLUDED.content, locales = EXCLUDED.locales, default_locale = EXCLUDED.default_locale,
+			version = templates.version + 1, updated_at = now()
+		RETURNING version, updated_at`, appID, t.ID, t.Type, t.Category, content, locales, t.DefaultLocale).Scan(&t.Version, &t.UpdatedAt)
 	if err != nil {
 		return Template{}, fmt.Errorf("storing template: %w", err)
 	}
@@ -310,8 +322,8 @@ func (s *Store) Put(ctx context.Context, appID string, t Template) (Template, er
 func (s *Store) Get(ctx context.Context, appID, id string) (Template, error) {
 	t := Template{ID: id}
 	var content, locales []byte
-	err := s.db.QueryRow(ctx, `SELECT type, category, content, locales, version, updated_at FROM templates
-		WHERE app_id = $1 AND template_id = $2`, appID, id).Scan(&t.Type, &t.Category, &content, &locales, &t.Version, &t.UpdatedAt)
+	err := s.db.QueryRow(ctx, `SELECT type, category, content, locales, default_locale, version, updated_at FROM templates
+		WHERE app_id = $1 AND template_id = $2`, appID, id).Scan(&t.Type, &t.Category, &content, &locales, &t.DefaultLocale, &t.Version, &t.UpdatedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Template{}, ErrNotFound
 	}

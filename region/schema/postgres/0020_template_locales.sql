@@ -3,3 +3,5 @@
 -- back through the tag's parents (de-AT -> de) to the default content. Empty for a template
 -- without variants (and for every template stored before).
 ALTER TABLE templates ADD COLUMN locales jsonb NOT NULL DEFAULT '{}';
+-- The locale whose plural and number rules the default content follows; '' is English (en).
+ALTER TABLE templates ADD COLUMN default_locale text NOT NULL DEFAULT '';
