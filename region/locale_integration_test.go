@@ -175,3 +175,33 @@ func TestEachRecipientGetsTheTemplateInTheirLocaleOnEveryChannel(t *testing.T) {
 		}
 	}
 }
+
+func TestAScheduledSendKeepsItsLocaleVariantsUntilItFires(t *testing.T) {
+	r := startRegion(t)
+	if code, b := r.call("PUT", "/v1/templates/comment", commentTemplate(), r.app); code != 201 {
+		t.Fatalf("put: %d %v", code, b)
+	}
+	if code, b := r.call("PUT", "/v1/users/ch", map[string]any{"locale": "de-CH"}, r.app); code/100 != 2 {
+		t.Fatalf("put user: %d %v", code, b)
+	}
+	at := time.Now().Add(3 * time.Second).UTC().Truncate(time.Second)
+	code, b := r.call("POST", "/v1/notifications", map[string]any{"type": "social", "template_id": "comment",
+		"data": map[string]any{"who": "Bob", "count": 2, "total": 1}, "recipients": []string{"ch"}, "channels": []string{"in_app"},
+		"send_at": at.Format(time.RFC3339)}, r.app)
+	if code != 202 {
+		t.Fatalf("send: %d %v", code, b)
+	}
+	id := b["notification_id"].(string)
+	r.waitState(id, "ch", notify.InApp, "delivered")
+	if time.Now().Before(at) {
+		t.Fatal("delivered before send_at")
+	}
+	var title, body string
+	if err := r.cass.Query(`SELECT title, body FROM notification_log WHERE app_id = ? AND user_id = ? AND bucket = ? LIMIT 1`,
+		r.app, "ch", time.Now().UTC().Year()*100+int(time.Now().UTC().Month())).Scan(&title, &body); err != nil {
+		t.Fatal(err)
+	}
+	if title != "Hallo Bob" || body != "2 Kommentare" {
+		t.Fatalf("in-app item after send_at: %q / %q", title, body)
+	}
+}

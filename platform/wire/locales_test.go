@@ -144,7 +144,14 @@ func TestTemplateLocalesSurviveTheGatewaysReencoding(t *testing.T) {
 		second.Locales["de-AT"]["email"].Subject != "Servus" {
 		t.Fatalf("re-encoded: %s", Encode(&second))
 	}
-	if strings.Contains(string(Encode(&Template{Type: "social", Category: "c", Content: map[string]Content{"sms": {Text: "x"}}})), "locales") {
+	var withRules Template
+	if e := Decode([]byte(`{"type":"social","category":"c","content":{"sms":{"text":"x"}},"default_locale":"de-AT"}`), &withRules); e != nil {
+		t.Fatal(e)
+	}
+	if !strings.Contains(string(Encode(&withRules)), `"default_locale":"de-AT"`) {
+		t.Fatalf("default_locale lost: %s", Encode(&withRules))
+	}
+	if strings.Contains(string(Encode(&Template{Type: "social", Category: "c", Content: map[string]Content{"sms": {Text: "x"}}})), "locale") {
 		t.Fatal("a template without locales is forwarded with them")
 	}
 }
