@@ -319,11 +319,15 @@ type Content struct {
 	HTML    string `json:"html,omitzero"`
 }
 
-// Template is the body of PUT /v1/templates/{id}.
+// Template is the body of PUT /v1/templates/{id}. Locales holds variants of Content per
+// locale (a canonical BCP 47 tag): each has the channels and non-empty fields of Content.
+// DefaultLocale is the locale whose plural and number rules Content follows ("en" when empty).
 type Template struct {
-	Type     string             `json:"type"`
-	Category string             `json:"category"`
-	Content  map[string]Content `json:"content"`
+	Type          string                        `json:"type"`
+	Category      string                        `json:"category"`
+	Content       map[string]Content            `json:"content"`
+	Locales       map[string]map[string]Content `json:"locales,omitzero"`
+	DefaultLocale string                        `json:"default_locale,omitzero"`
 }
 
 // Validate checks type, category and channels; the template language is checked by the region,
@@ -340,7 +344,7 @@ func (t *Template) Validate() *Error {
 			return refuse(CodeInvalidChannel, "content."+ch, fmt.Sprintf("unknown channel %q (in_app, push, email, sms)", ch))
 		}
 	}
-	return nil
+	return t.validateLocales()
 }
 
 // QuietHours is a daily window in the user's local time, "22:00" to "07:00".

@@ -416,7 +416,8 @@ func TestOpenAPIResponseSchemasMatchTheTypes(t *testing.T) {
 		{"Attempt", deliverylog.Attempt{NotificationID: id, At: at, UserID: "u1", Channel: notify.Push, Outcome: notify.StateFailed,
 			Provider: "apns", ProviderStatus: "400", ProviderMessageID: "m1", Error: "BadDeviceToken"}},
 		{"Template", templates.Template{ID: "otp", Type: notify.Transactional, Category: "security",
-			Content: map[string]notify.Content{notify.SMS: {Text: "{{.code}}"}}, Version: 1, UpdatedAt: at}},
+			Content: map[string]notify.Content{notify.SMS: {Text: "{{.code}}"}}, Locales: map[string]map[string]notify.Content{"de": {notify.SMS: {Text: "Code {{.code}}"}}},
+			DefaultLocale: "en-GB", Version: 1, UpdatedAt: at}},
 		{"Contact", users.Contact{UserID: "u1", Email: "ada@example.com", Phone: "+4915112345678", Locale: "de-DE", UpdatedAt: at}},
 		{"Device", notify.Device{DeviceID: "d1", Platform: "ios", Token: strings.Repeat("ab", 32)}},
 		{"InboxItem", item},
@@ -485,6 +486,13 @@ func TestOpenAPIRequestSchemasAgreeWithHandlers(t *testing.T) {
 		{"PUT", "/v1/templates/:id", "TemplateRequest", `{"type":"transactional","category":"security","content":{"sms":{"text":"x","colour":"red"}}}`, CodeUnknownField},
 		{"PUT", "/v1/templates/:id", "TemplateRequest", `{"category":"security","content":{"sms":{"text":"x"}}}`, CodeInvalidType},
 		{"PUT", "/v1/templates/:id", "TemplateRequest", `{"type":"social","content":{"sms":{"text":"x"}}}`, CodeInvalidField},
+		{"PUT", "/v1/templates/:id", "TemplateRequest", `{"type":"social","category":"c","content":{"sms":{"text":"{{.n}}"}},"locales":{"de":{"sms":{"text":"{{number .n}}"}},"de-AT":{"sms":{"text":"x"}}}}`, ""},
+		{"PUT", "/v1/templates/:id", "TemplateRequest", `{"type":"social","category":"c","content":{"sms":{"text":"x"}},"locales":{"de":{"fax":{"text":"x"}}}}`, CodeInvalidChannel},
+		{"PUT", "/v1/templates/:id", "TemplateRequest", `{"type":"social","category":"c","content":{"sms":{"text":"x"}},"locales":{"de":{"sms":{"text":"x","colour":"red"}}}}`, CodeUnknownField},
+		{"PUT", "/v1/templates/:id", "TemplateRequest", `{"type":"social","category":"c","content":{"sms":{"text":"x"}},"locales":{"de":"x"}}`, CodeInvalidField},
+		{"PUT", "/v1/templates/:id", "TemplateRequest", `{"type":"social","category":"c","content":{"sms":{"text":"x"}},"default_locale":"de"}`, ""},
+		{"PUT", "/v1/templates/:id", "TemplateRequest", `{"type":"social","category":"c","content":{"sms":{"text":"x"}},"default_locale":1}`, CodeInvalidField},
+		{"PUT", "/v1/templates/:id", "TemplateRequest", `{"type":"social","category":"c","content":{"sms":{"text":"x"}},"default_locale":"` + strings.Repeat("a", 36) + `"}`, CodeInvalidField},
 		{"PUT", "/v1/users/:user_id", "UserRequest", `{"jurisdiction":"EU","email":"ada@example.com","phone":"+4915112345678","locale":"de-DE"}`, ""},
 		{"PUT", "/v1/users/:user_id", "UserRequest", `{"jurisdiction":"EU"}`, ""},
 		{"PUT", "/v1/users/:user_id", "UserRequest", `{"jurisdiction":"EU","country":"DE","email":""}`, ""},
@@ -699,5 +707,36 @@ func checkDocumentedError(t *testing.T, doc *openapi3.T, name, method, ginPath s
 	_ = json.Unmarshal(rec.Body.Bytes(), &v)
 	if err := mt.Schema.Value.VisitJSON(v, openapi3.VisitAsResponse()); err != nil {
 		t.Errorf("%s: the body %s does not match the documented schema: %v", label, rec.Body.String(), err)
+	}
+}
+
+// TestOpenAPITemplateLocaleRefusalsAreDocumented sends template bodies whose locales the schema
+// cannot judge (canonical form, the default's fields and variables, plural forms) and checks
+// each is refused before the store, with a documented code and the field named.
+func TestOpenAPITemplateLocaleRefusalsAreDocumented(t *testing.T) {
+	doc := loadOpenAPI(t)
+	engine := testEngine(&Server{})
+	const route = "/v1/templates/:id"
+	for _, tt := range []struct{ locales, code, field string }{
+		{`{"de_AT":{"push":{"title":"t","body":"b"}}}`, CodeInvalidField, "locales.de_AT"},
+		{`{"iw":{"push":{"title":"t","body":"b"}}}`, CodeInvalidField, "locales.iw"},
+		{`{"de":{"push":{"title":"t"}}}`, CodeMissingField, "locales.de.push.body"},
+		{`{"de":{"sms":{"text":"t"}}}`, CodeInvalidChannel, "locales.de.sms"},
+		{`{"de":{"push":{"title":"t","body":"{{.vorname}}"}}}`, CodeInvalidTemplate, "locales.de.push.body"},
+		{`{"de":{"push":{"title":"t","body":"{{plural .n \"one\" \"x\" \"few\" \"y\" \"other\" \"z\"}}"}}}`, CodeInvalidTemplate, "locales.de.push.body"},
+		{`{"pl":{"push":{"title":"t","body":"{{plural .n \"one\" \"x\" \"other\" \"z\"}}"}}}`, CodeInvalidTemplate, "locales.pl.push.body"},
+		{`{"de":{"push":{"title":"{{.who","body":"b"}}}`, CodeInvalidTemplate, "locales.de.push.title"},
+		{`{},"default_locale":"de_DE"`, CodeInvalidField, "default_locale"},
+		{`{},"default_locale":"pl"`, CodeInvalidTemplate, "content.push.body"}, // Polish needs few and many
+	} {
+		body := `{"type":"social","category":"c","content":{"push":{"title":"{{.who}}","body":"{{plural .n \"one\" \"# x\" \"other\" \"# xs\"}}"}},"locales":` + tt.locales + `}`
+		rec := serve(engine, "PUT", "/v1/templates/t1", body, map[string]string{AppHeader: "app1"})
+		checkDocumentedError(t, doc, tt.locales, "PUT", route, rec, http.StatusBadRequest, tt.code)
+		var got struct {
+			Error struct{ Field string } `json:"error"`
+		}
+		if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil || got.Error.Field != tt.field {
+			t.Errorf("%s: field %q, want %q", tt.locales, got.Error.Field, tt.field)
+		}
 	}
 }

@@ -39,7 +39,16 @@ func (s *Server) putTemplate(c *gin.Context) {
 	for ch, ct := range b.Content {
 		content[ch] = notify.Content(ct)
 	}
-	t := templates.Template{ID: id, Type: b.Type, Category: b.Category, Content: content}
+	t := templates.Template{ID: id, Type: b.Type, Category: b.Category, Content: content, DefaultLocale: b.DefaultLocale}
+	if len(b.Locales) > 0 {
+		t.Locales = make(map[string]map[string]notify.Content, len(b.Locales))
+		for loc, chans := range b.Locales {
+			t.Locales[loc] = make(map[string]notify.Content, len(chans))
+			for ch, ct := range chans {
+				t.Locales[loc][ch] = notify.Content(ct)
+			}
+		}
+	}
 	var fe *templates.FieldError
 	if err := templates.Check(t); errors.As(err, &fe) {
 		writeError(c, badRequest(CodeInvalidTemplate, fe.Field, fe.Msg))

@@ -331,6 +331,25 @@ func (s *Server) send(c *gin.Context) {
 			writeError(c, badRequest(CodeInvalidTemplate, "template_id", err.Error()))
 			return
 		}
+		// Every variant is rendered now, so no recipient's language can fail later.
+		localized, err := templates.RenderLocales(t, req.Data)
+		if errors.As(err, &fe) {
+			writeError(c, badRequest(CodeMissingVariable, fe.Field, fe.Msg))
+			return
+		}
+		if err != nil {
+			writeError(c, badRequest(CodeInvalidTemplate, "template_id", err.Error()))
+			return
+		}
+		size := templates.RenderedSize(content)
+		for _, v := range localized {
+			size += templates.RenderedSize(v)
+		}
+		if size > templates.MaxRenderedBytes {
+			writeError(c, badRequest(CodeInvalidTemplate, "template_id", fmt.Sprintf("template %q renders to %d bytes with this data (every locale together); at most %d", t.ID, size, templates.MaxRenderedBytes)))
+			return
+		}
+		e.Localized = localized
 		for i, ch := range e.Channels {
 			if _, ok := content[ch]; !ok {
 				writeError(c, badRequest(CodeInvalidChannel, fmt.Sprintf("channels[%d]", i), fmt.Sprintf("template %q has no content for channel %q", t.ID, ch)))

@@ -324,7 +324,9 @@ type delivery struct {
 
 // chunk decides and hands on every recipient x channel of a chunk of users.
 func (f *Fanout) chunk(ctx context.Context, out Handoff, loader ProfileLoader, e notify.Event, users []string, skip string) error {
-	profs, err := loader.Load(ctx, e.AppID, users, profiles.NeedFor(f.namedChannels(e)))
+	need := profiles.NeedFor(f.namedChannels(e))
+	need.Locale = len(e.Localized) > 0
+	profs, err := loader.Load(ctx, e.AppID, users, need)
 	if err != nil {
 		return err
 	}
@@ -622,9 +624,10 @@ func (f *Fanout) channelsFor(e notify.Event, p *profiles.Profile) []string {
 }
 
 // prepare builds the inbox item or the dispatch task of a delivery, or suppresses it when the
-// user has no address for the channel.
+// user has no address for the channel. The content is the variant the user's locale picks
+// for the channel (notify.Event.ContentFor).
 func (f *Fanout) prepare(e notify.Event, d *delivery, p *profiles.Profile) {
-	c := e.Content[d.channel]
+	c := e.ContentFor(p.Locale)[d.channel]
 	if d.channel == notify.InApp {
 		d.inbox = &inbox.Item{AppID: e.AppID, UserID: d.user, NotificationID: e.ID, CreatedAt: e.AcceptedAt, Tier: e.Tier,
 			Category: e.Category, Title: c.Title, Body: c.Body, Link: c.Link, Metadata: e.Metadata}

@@ -65,6 +65,9 @@ func (w *world) Load(_ context.Context, _ string, users []string, need profiles.
 			if !need.Contacts {
 				cp.Email, cp.Phone = "", ""
 			}
+			if !need.Locale {
+				cp.Locale = ""
+			}
 			out[u] = &cp
 		} else {
 			out[u] = &profiles.Profile{}

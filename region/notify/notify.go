@@ -64,19 +64,23 @@ type Content struct {
 // Event is an accepted notification as it travels on a tier topic. Content is rendered at
 // accept time, so a template change or a missing variable never surfaces later in the pipeline.
 type Event struct {
-	ID             string             `json:"id"`
-	AppID          string             `json:"app_id"`
-	Tier           string             `json:"tier"`
-	Category       string             `json:"category"`
-	TemplateID     string             `json:"template_id,omitempty"`
-	Content        map[string]Content `json:"content"`
-	Recipients     []string           `json:"recipients,omitempty"`
-	Topic          string             `json:"topic,omitempty"`
-	Channels       []string           `json:"channels,omitempty"`
-	SendAt         *time.Time         `json:"send_at,omitempty"`
-	IdempotencyKey string             `json:"idempotency_key,omitempty"`
-	Metadata       map[string]string  `json:"metadata,omitempty"`
-	AcceptedAt     time.Time          `json:"accepted_at"`
+	ID         string             `json:"id"`
+	AppID      string             `json:"app_id"`
+	Tier       string             `json:"tier"`
+	Category   string             `json:"category"`
+	TemplateID string             `json:"template_id,omitempty"`
+	Content    map[string]Content `json:"content"`
+	// Localized holds the rendered variants of a template with locales, by canonical BCP 47
+	// tag; fan-out gives each recipient the one their locale picks (ContentFor). Absent in
+	// events without variants, and in records written before it existed.
+	Localized      map[string]map[string]Content `json:"localized,omitempty"`
+	Recipients     []string                      `json:"recipients,omitempty"`
+	Topic          string                        `json:"topic,omitempty"`
+	Channels       []string                      `json:"channels,omitempty"`
+	SendAt         *time.Time                    `json:"send_at,omitempty"`
+	IdempotencyKey string                        `json:"idempotency_key,omitempty"`
+	Metadata       map[string]string             `json:"metadata,omitempty"`
+	AcceptedAt     time.Time                     `json:"accepted_at"`
 	// Deferred marks an event put back by the scheduler: its send_at or quiet hours were
 	// honoured already, so fan-out does not defer it again.
 	Deferred bool `json:"deferred,omitempty"`

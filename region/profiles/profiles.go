@@ -23,6 +23,9 @@ type Profile struct {
 	Devices []notify.Device
 	Email   string
 	Phone   string
+	// Locale is the user's stored locale (users.locale, as given), read only when the
+	// notification has locale variants to choose from.
+	Locale string
 	// EmailSuppressed and PhoneSuppressed are the suppression list's reason (bounced,
 	// complained, unsubscribed) when the address or number is on it, else empty.
 	EmailSuppressed string
@@ -53,10 +56,12 @@ func NewDirect(db *pgxpool.Pool) *Loader {
 }
 
 // Need says which parts of a profile a chunk uses beyond the preferences and the erasure mark,
-// which it always reads: devices serve only push, contact points only email and SMS.
+// which it always reads: devices serve only push, contact points only email and SMS, the
+// locale only a notification with locale variants.
 type Need struct {
 	Devices  bool
 	Contacts bool
+	Locale   bool
 }
 
 // All is every part of a profile.
@@ -128,8 +133,8 @@ func (l *Loader) Load(ctx context.Context, appID string, users []string, need Ne
 			return nil, err
 		}
 	}
-	if need.Contacts {
-		if err := l.contacts(ctx, appID, users, out); err != nil {
+	if need.Contacts || need.Locale {
+		if err := l.contacts(ctx, appID, users, need, out); err != nil {
 			return nil, err
 		}
 	}
@@ -157,22 +162,31 @@ func (l *Loader) devices(ctx context.Context, appID string, users []string, out 
 	return nil
 }
 
-// contacts reads the users' email addresses and phone numbers into out.
-func (l *Loader) contacts(ctx context.Context, appID string, users []string, out map[string]*Profile) error {
-	rows, err := l.db.Query(ctx, `SELECT user_id, coalesce(email, ''), coalesce(phone, '') FROM users WHERE app_id = $1 AND user_id = ANY($2)`, appID, users)
+// contacts reads the users' email addresses and phone numbers (need.Contacts) and locales
+// (need.Locale) into out, in one query.
+func (l *Loader) contacts(ctx context.Context, appID string, users []string, need Need, out map[string]*Profile) error {
+	rows, err := l.db.Query(ctx, `SELECT user_id, coalesce(email, ''), coalesce(phone, ''), coalesce(locale, '') FROM users WHERE app_id = $1 AND user_id = ANY($2)`, appID, users)
 	if err != nil {
 		return fmt.Errorf("loading contacts: %w", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var u, email, phone string
-		if err := rows.Scan(&u, &email, &phone); err != nil {
-			return err
+		var u, email, phone, locale string
+		if err := rows.Scan(&u, &email, &phone, &locale); err != nil {
+			return fmt.Errorf("loading contacts: %w", err)
 		}
-		out[u].Email, out[u].Phone = email, phone
+		if need.Contacts {
+			out[u].Email, out[u].Phone = email, phone
+		}
+		if need.Locale {
+			out[u].Locale = locale
+		}
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("loading contacts: %w", err)
+	}
+	if !need.Contacts {
+		return nil
 	}
 	return l.suppressions(ctx, appID, out)
 }
