@@ -4,9 +4,6 @@
 package main
 
 import (
-	"context"
-	"fmt"
-	"io"
 	"os"
 	_ "time/tzdata" // users' time zones resolve even on a machine without zoneinfo
 
@@ -17,19 +14,14 @@ import (
 var version = "dev"
 
 var commands = map[string]cli.Command{
+	"version":  cli.VersionCommand("herald-dev", version),
 	"sim":      {Summary: "run the provider simulators (APNs, FCM, SMTP, SMS, webhook receiver)", Run: runSim},
 	"bench":    {Summary: "run a benchmark and print its table (pipeline|dispatch|inbox|gateway)", Run: runBench, Subcommands: true},
 	"loadtest": {Summary: "run the load scenarios against the local deployment, with thresholds", Run: runLoadtest, Subcommands: true},
 	"faults":   {Summary: "the black-box fault suite against the local deployment (docs/reliability.md)", Run: runFaults, Subcommands: true},
 	"pki":      {Summary: "issue the local stack's internal CA and certificates (init)", Run: runPKI, Subcommands: true},
-	"version":  {Summary: "print the version", Run: runVersion},
 }
 
 func main() {
 	os.Exit(cli.Main("herald-dev", commands, os.Args[1:], os.Stdout, os.Stderr))
-}
-
-func runVersion(_ context.Context, _ []string, stdout, _ io.Writer) error {
-	fmt.Fprintf(stdout, "herald-dev %s\n", version)
-	return nil
 }

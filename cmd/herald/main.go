@@ -6,9 +6,6 @@
 package main
 
 import (
-	"context"
-	"fmt"
-	"io"
 	"os"
 	_ "time/tzdata" // users' time zones resolve even on a machine without zoneinfo
 
@@ -19,6 +16,7 @@ import (
 var version = "dev"
 
 var commands = map[string]cli.Command{
+	"version":   cli.VersionCommand("herald", version),
 	"gateway":   {Summary: "run the global API gateway", Run: runGateway},
 	"region":    {Summary: "run a region (--name eu-west-1, --roles ...)", Run: runRegion},
 	"analytics": {Summary: "run central analytics", Run: runAnalytics},
@@ -27,14 +25,8 @@ var commands = map[string]cli.Command{
 	"dlq":       {Summary: "list or replay a region's dead letters (list|replay)", Run: runDLQ, Subcommands: true},
 	"masterkey": {Summary: "create a master key file that wraps a region's data keys (init --file F; never overwrites)", Run: runMasterKey, Subcommands: true},
 	"audit":     {Summary: "verify the routing audit, list a user's decisions, scan regions for misplaced users (verify|user|residency)", Run: runAudit, Subcommands: true},
-	"version":   {Summary: "print the version", Run: runVersion},
 }
 
 func main() {
 	os.Exit(cli.Main("herald", commands, os.Args[1:], os.Stdout, os.Stderr))
-}
-
-func runVersion(_ context.Context, _ []string, stdout, _ io.Writer) error {
-	fmt.Fprintf(stdout, "herald %s\n", version)
-	return nil
 }

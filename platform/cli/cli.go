@@ -173,3 +173,11 @@ func HomeDir(sub string) string {
 	}
 	return filepath.Join(".herald", sub)
 }
+
+// VersionCommand is the "version" command of a binary: it prints prog and version.
+func VersionCommand(prog, version string) Command {
+	return Command{Summary: "print the version", Run: func(_ context.Context, _ []string, stdout, _ io.Writer) error {
+		fmt.Fprintf(stdout, "%s %s\n", prog, version)
+		return nil
+	}}
+}
