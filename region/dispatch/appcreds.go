@@ -74,14 +74,20 @@ type appRoutes struct {
 	cfg     AppCredentialsConfig
 	loader  CredentialLoader
 	juris   string
-	mu      sync.Mutex
+	mu      sync.RWMutex
 	entries map[appKey]*appEntry
 }
 
 func (a *appRoutes) entry(k appKey) *appEntry {
+	a.mu.RLock()
+	e := a.entries[k]
+	a.mu.RUnlock()
+	if e != nil {
+		return e // every send but an app's first of a kind: no exclusive lock on the hot path
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	e := a.entries[k]
+	e = a.entries[k]
 	if e == nil {
 		if len(a.entries) >= a.cfg.MaxCached {
 			a.evict()
