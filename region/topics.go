@@ -7,6 +7,7 @@ import (
 	"github.com/herald-notify/herald/region/deadletter"
 	"github.com/herald-notify/herald/region/dispatch"
 	"github.com/herald-notify/herald/region/notify"
+	"github.com/herald-notify/herald/region/webhooks"
 )
 
 // Tiers are the priority tiers; each has its own ingress topic and consumer group, so a
@@ -41,8 +42,11 @@ func (c Config) Topics() []kafka.Topic {
 			out = append(out, kafka.Topic{Name: DispatchTopic(c.Name, t, ch), Partitions: p})
 		}
 	}
-	// The delivery events the exporter consumes (docs/analytics.md); they never leave the region.
-	out = append(out, kafka.Topic{Name: notify.EventsTopic(c.Name), Partitions: p})
+	// The delivery events the exporter and the webhooks role consume (docs/analytics.md,
+	// docs/webhooks.md); they never leave the region. Created with the retention the webhooks
+	// role's delivered and dead-letter retentions outlast (its start checks the topic's), not
+	// the brokers' default, which is a week on a Kafka left as installed.
+	out = append(out, kafka.Topic{Name: notify.EventsTopic(c.Name), Partitions: p, Retention: webhooks.EventsTopicRetention})
 	// The stages' dead-letter topics (docs/reliability.md): few records, kept long.
 	dlq := int32(c.DeadLetterTopicPartitions)
 	out = append(out, deadletter.Topics(c.Name, DeadLetterStages(), dlq)...)

@@ -57,9 +57,9 @@ type Config struct {
 }
 
 // EventsTopicRetention is how long Kafka keeps the records of a region's events topic, the
-// topic the consumer reads: the brokers' log.retention.hours (24, in stack/kafka and
-// terraform/modules/region/kafka.tf; Herald creates the topic without a retention of its own).
-// Past it a record can no longer be read again.
+// topic the consumer reads: Herald creates the topic with it (retention.ms), whatever the
+// brokers' default (24 h in stack/kafka and terraform/modules/region/kafka.tf; a week on a Kafka
+// left as installed). Past it a record can no longer be read again.
 const EventsTopicRetention = 24 * time.Hour
 
 // retentionMargin is added to the longest window in which an event can be read again.
