@@ -65,15 +65,6 @@ func (c Config) Sarama() (*sarama.Config, error) {
 	sc.Net.MaxOpenRequests = 1 // required by the idempotent producer
 	sc.Producer.Retry.Max = 10
 	sc.Producer.Retry.Backoff = 100 * time.Millisecond
-	// How long a partition leader holds a produce for the in-sync replicas' acknowledgements
-	// before answering it timed out (sarama's default is 10 s). When a follower dies, every
-	// produce to the partitions it followed waits until the controller fences it and it leaves
-	// the ISR (3 s locally); with 10 s, a produce caught in that window, and the hand-off
-	// transaction around it, waited out the whole 10 s. At 4 s it is answered timed out soon
-	// after the fence and retried (idempotently) against the shrunk ISR: on the three-broker
-	// kill, no send's transactional fan-out took more than 7.6 s and 5.8 s (two runs) instead
-	// of 12.9 s (docs/reliability.md).
-	sc.Producer.Timeout = 4 * time.Second
 	sc.Producer.Return.Successes = true
 	sc.Producer.Return.Errors = true
 	sc.Producer.Partitioner = sarama.NewHashPartitioner
