@@ -17,6 +17,8 @@
 #        contract: see stack/lib.sh)
 #        stack/cassandra.sh kill NODE                          (SIGKILL, for fault tests)
 #        stack/cassandra.sh nodetool NODE ARGS...              (e.g. nodetool eu-west-1 status)
+#        stack/cassandra.sh rejoin NODE                        (an EU node back after a loss: it
+#                 serves clients only once repaired; docs/runbook.md "Losing a region")
 #
 # Layout under $HERALD_HOME (the us node keeps the name "cassandra"):
 #   cassandra/lib/          cassandra-all and its runtime jars, shared by every node (mvn_fetch)
@@ -207,6 +209,11 @@ start_node() {
     # knew ("Skipped 147 mutations from unknown (probably removed) CF").
     opts=("${opts[@]:0:${#opts[@]}-3}" "-Dcassandra.ring_delay_ms=15000" "-Dcassandra.unsafesystem=false" "${opts[@]: -3}")
   fi
+  if [[ -n ${NO_CLIENTS:-} ]]; then
+    # rejoin: the node takes its place in the ring (gossip, replica writes, repair) with its CQL
+    # port closed, so no driver routes a query to it before it has what it missed.
+    opts=("${opts[@]:0:${#opts[@]}-3}" "-Dcassandra.start_native_transport=false" "${opts[@]: -3}")
+  fi
 
   log "starting $NAME (CQL $ADDR:$CQL_PORT, storage $STORAGE_PORT, JMX $JMX_PORT${DC:+, data centre $DC})"
   printf '\n==== %s starting %s\n' "$(date -u +%FT%TZ)" "$NAME" >>"$LOG"
@@ -222,9 +229,44 @@ start_node() {
   for ((i = 0; i < 50; i++)); do [[ -s $PIDFILE ]] && break; sleep 0.1; done
   [[ -s $PIDFILE ]] || die "$NAME did not start (see $LOG)"
 
+  if [[ -n ${NO_CLIENTS:-} ]]; then
+    wait_port "$JMX_PORT" "$START_TIMEOUT" "$NAME" 127.0.0.1 || die "$NAME did not open JMX port $JMX_PORT (see $LOG)"
+    log "$NAME is up without clients (pid $(cat "$PIDFILE"))"
+    return 0
+  fi
   wait_port "$CQL_PORT" "$START_TIMEOUT" "$NAME" "$ADDR" || die "$NAME did not open CQL port $ADDR:$CQL_PORT (see $LOG)"
   env_line
   log "$NAME is up (pid $(cat "$PIDFILE"))"
+}
+
+# rejoin NODE: an EU node back after a SIGKILL or an outage. With one node per data centre it
+# is its data centre's only replica: what was written while it was down reached it only as hints
+# from the other data centre, which are best effort (a hint not stored or not yet replayed when
+# its region reads from it again is an inbox item missing for good, or until a repair). So it
+# starts with its CQL port closed (its region's queries stay on the other data centre), takes a
+# full repair of the jurisdiction's keyspace from its peers, and only then opens the port.
+# HERALD_CASSANDRA_REJOIN_KEYSPACES: the keyspaces repaired (space-separated; herald_eu).
+rejoin_node() {
+  node_vars "$1"
+  [[ -n $DC ]] || die "rejoin: $1 is not an EU node (the US cluster has one node: start it)"
+  pid_of "$NAME" >/dev/null && die "rejoin: $NAME is running; rejoin is for a node that is down"
+  NO_CLIENTS=1 start_node "$1"
+  node_vars "$1"
+  local deadline=$((SECONDS + START_TIMEOUT)) out ks keyspaces
+  read -r -a keyspaces <<<"${HERALD_CASSANDRA_REJOIN_KEYSPACES:-herald_eu}"
+  for ks in "${keyspaces[@]}"; do
+    until out=$(nodetool_node "$1" repair -full "$ks" 2>&1) && grep -q "Repair completed successfully" <<<"$out"; do
+      # The JMX port opens before the node has joined the ring; a repair asked too early fails.
+      pid_of "$NAME" >/dev/null || die "rejoin: $NAME exited while starting (see $LOG)"
+      ((SECONDS < deadline)) || { echo "$out" | tail -n 5 >&2; die "rejoin: no repair of $ks on $NAME within ${START_TIMEOUT}s"; }
+      sleep 2
+    done
+  done
+  log "$NAME repaired (${keyspaces[*]}); opening its CQL port"
+  nodetool_node "$1" enablebinary >/dev/null || die "rejoin: enablebinary on $NAME failed"
+  wait_port "$CQL_PORT" 60 "$NAME" "$ADDR" || die "$NAME did not open CQL port $ADDR:$CQL_PORT (see $LOG)"
+  env_line
+  log "$NAME is back and serves clients (pid $(cat "$PIDFILE"))"
 }
 
 # each CMD [NODE]: run CMD for NODE, or for every node at once (the JVMs start in parallel).
@@ -275,6 +317,7 @@ case "${1:-}" in
   stop) each stop_node "${2:-}" ;;
   kill) [[ -n ${2:-} ]] || die "usage: $0 kill NODE"; kill_node "$2" ;;
   nodetool) [[ -n ${2:-} ]] || die "usage: $0 nodetool NODE ARGS..."; shift; nodetool_node "$@" ;;
+  rejoin) [[ -n ${2:-} ]] || die "usage: $0 rejoin NODE"; install; rejoin_node "$2" ;;
   status) status_all "${2:-}" ;;
-  *) die "usage: $0 install|start|stop|status [node] | kill NODE | nodetool NODE ARGS..." ;;
+  *) die "usage: $0 install|start|stop|status [node] | kill NODE | rejoin NODE | nodetool NODE ARGS..." ;;
 esac

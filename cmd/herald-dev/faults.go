@@ -236,7 +236,10 @@ func (s *localStack) Promote(ctx context.Context, node string) error {
 }
 
 func (s *localStack) Rejoin(ctx context.Context, node string) error {
-	return s.script(ctx, "postgres", "rejoin", node)
+	if !strings.Contains(node, ":") {
+		return fmt.Errorf("rejoin: %q names no node (want server:node)", node)
+	}
+	return s.script(ctx, serverArgs(node, "rejoin")...)
 }
 
 func serverArgs(server, verb string) []string {

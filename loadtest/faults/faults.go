@@ -89,9 +89,12 @@ type Operator interface {
 	// Nodes is how many nodes a server runs (kafka: 1, or 3 in cluster mode).
 	Nodes(server string) int
 	// EUPrimary is the node holding the EU jurisdiction's Postgres primary (eu-west-1 until a
-	// promotion); Promote makes a standby the primary, Rejoin makes a former primary its standby.
+	// promotion); Promote makes a standby the primary.
 	EUPrimary() string
 	Promote(ctx context.Context, node string) error
+	// Rejoin brings a lost node back the way the runbook does: a former Postgres primary as
+	// the new one's standby ("postgres:eu-west-1"), an EU Cassandra node repaired before it
+	// serves clients ("cassandra:eu-west-1").
 	Rejoin(ctx context.Context, node string) error
 	// Redis runs a command on the stack's Redis.
 	Redis(ctx context.Context, args ...string) error
@@ -152,9 +155,9 @@ var Faults = []Fault{
 		Inject:       func(ctx context.Context, e *Env) error { return e.Stack.KillNode(ctx, "kafka:2") }, Restore: start("kafka:2")},
 	{Name: "cassandra-restart", Doc: "the US Cassandra cluster stopped (its one node: us-east-1 has no other region to fail over to), started again after Down",
 		Inject: stop("cassandra:us"), Restore: start("cassandra:us")},
-	{Name: "cassandra-node-kill", Doc: "SIGKILL of eu-west-1's Cassandra node (its data centre's only replica: eu-west-1's queries go to the other data centre, which hints the writes the node missed and replays them when it returns), started again after Down",
+	{Name: "cassandra-node-kill", Doc: "SIGKILL of eu-west-1's Cassandra node (its data centre's only replica: eu-west-1's queries go to the other data centre), brought back after Down as the runbook says: repaired from the other data centre before it serves clients",
 		Inject:  func(ctx context.Context, e *Env) error { return e.Stack.KillNode(ctx, "cassandra:eu-west-1") },
-		Restore: start("cassandra:eu-west-1"), MachineLoss: true},
+		Restore: rejoin("cassandra:eu-west-1"), MachineLoss: true},
 	{Name: "postgres-primary-kill", Doc: "SIGKILL of the EU jurisdiction's Postgres primary; after Down its standby is promoted (the runbook's step: the regions' URLs follow it), then the old primary rejoins as the new one's standby",
 		Inject: func(ctx context.Context, e *Env) error {
 			e.pgPrimary = e.Stack.EUPrimary()
@@ -171,7 +174,7 @@ var Faults = []Fault{
 			if err := e.Stack.Promote(ctx, standby); err != nil {
 				return err
 			}
-			return e.Stack.Rejoin(ctx, e.pgPrimary)
+			return e.Stack.Rejoin(ctx, "postgres:"+e.pgPrimary)
 		}},
 	{Name: "redis-restart-flushall", Doc: "Redis stopped, started again after Down, then FLUSHALL (every key lost: rate limits, dedup marks, caches)",
 		Inject: stop("redis"), Restore: func(ctx context.Context, e *Env, down time.Duration) error {
@@ -213,6 +216,16 @@ func start(server string) func(context.Context, *Env, time.Duration) error {
 			return err
 		}
 		return e.Stack.Start(ctx, server)
+	}
+}
+
+// rejoin brings node back after down the runbook's way (Operator.Rejoin).
+func rejoin(node string) func(context.Context, *Env, time.Duration) error {
+	return func(ctx context.Context, e *Env, down time.Duration) error {
+		if err := sleep(ctx, down); err != nil {
+			return err
+		}
+		return e.Stack.Rejoin(ctx, node)
 	}
 }
 
