@@ -114,18 +114,18 @@ voters() {
 
 # write_conf I N: render node I's templates into its conf dir.
 write_conf() {
-  local i=$1 n=$2 quorum rf=1 isr=1
+  local i=$1 n=$2 quorum rf=1 isr=1 cs=false
   node_vars "$i"
   if ((n == 1)); then
     quorum="controller.quorum.bootstrap.servers=127.0.0.1:$CPORT"
   else
     quorum="controller.quorum.voters=$(voters "$n")"
-    rf=3 isr=2
+    rf=3 isr=2 cs=true
     node_vars "$i"
   fi
   mkdir -p "$CONF" "$DATA" "$KLOGS"
   sed -e "s|@BROKER_PORT@|$PORT|g" -e "s|@CONTROLLER_PORT@|$CPORT|g" -e "s|@DATA_DIR@|$DATA|g" \
-    -e "s|@NODE_ID@|$i|g" -e "s|@QUORUM@|$quorum|g" -e "s|@RF@|$rf|g" -e "s|@MIN_ISR@|$isr|g" \
+    -e "s|@NODE_ID@|$i|g" -e "s|@QUORUM@|$quorum|g" -e "s|@RF@|$rf|g" -e "s|@MIN_ISR@|$isr|g" -e "s|@CONTROLLED_SHUTDOWN@|$cs|g" \
     "$SRC/server.properties.in" >"$CONF/server.properties.tmp"
   mv "$CONF/server.properties.tmp" "$CONF/server.properties"
   cp "$SRC/log4j2.xml" "$CONF/log4j2.xml"

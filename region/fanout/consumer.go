@@ -86,8 +86,13 @@ func (c *Consumer) Run(ctx context.Context) error {
 
 	h := &handler{c: c, sem: make(chan struct{}, max(1, c.Cfg.Concurrency)), commit: commit}
 	c.Log.Info("fan-out consuming", "tier", c.Tier, "topic", c.Topic, "group", c.Group, "concurrency", c.Cfg.Concurrency, "transactional_id", c.TxnID)
+	watch := unstableWatch{after: hangingAfter}
 	for ctx.Err() == nil {
-		if err := group.Consume(ctx, []string{c.Topic}, h); err != nil {
+		err := group.Consume(ctx, []string{c.Topic}, h)
+		if watch.observe(err, time.Now()) {
+			c.abortHanging(ctx)
+		}
+		if err != nil {
 			if errors.Is(err, sarama.ErrClosedConsumerGroup) || ctx.Err() != nil {
 				break
 			}

@@ -47,4 +47,8 @@ var (
 		Name: "herald_fanout_txn_given_up_events_total",
 		Help: "Events whose hand-off was given up because their partition's claim ended (a rebalance, a broker outage, a stop); the partition's next consumer repeats them, by tier.",
 	}, []string{"region", "tier"})
+	hangingAborted = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "herald_fanout_hanging_transactions_aborted_total",
+		Help: "Hanging transactions of the tier's own hand-off producers that held its group's offsets (UNSTABLE_OFFSET_COMMIT: the fan-out could not start) and were aborted, by tier.",
+	}, []string{"region", "tier"})
 )
