@@ -252,13 +252,16 @@ rejoin_node() {
   pid_of "$NAME" >/dev/null && die "rejoin: $NAME is running; rejoin is for a node that is down"
   NO_CLIENTS=1 start_node "$1"
   node_vars "$1"
-  local deadline=$((SECONDS + START_TIMEOUT)) out ks keyspaces
+  # A node that has just started may not know the other data centre yet ("Replication factor is
+  # 1. No repair is needed"): that is no repair, and it is asked again. On a loaded machine its
+  # start and repair took 6.6 minutes.
+  local deadline=$((SECONDS + ${HERALD_CASSANDRA_REJOIN_TIMEOUT:-600})) out ks keyspaces
   read -r -a keyspaces <<<"${HERALD_CASSANDRA_REJOIN_KEYSPACES:-herald_eu}"
   for ks in "${keyspaces[@]}"; do
     until out=$(nodetool_node "$1" repair -full "$ks" 2>&1) && grep -q "Repair completed successfully" <<<"$out"; do
       # The JMX port opens before the node has joined the ring; a repair asked too early fails.
       pid_of "$NAME" >/dev/null || die "rejoin: $NAME exited while starting (see $LOG)"
-      ((SECONDS < deadline)) || { echo "$out" | tail -n 5 >&2; die "rejoin: no repair of $ks on $NAME within ${START_TIMEOUT}s"; }
+      ((SECONDS < deadline)) || { echo "$out" | tail -n 5 >&2; die "rejoin: no repair of $ks on $NAME within ${HERALD_CASSANDRA_REJOIN_TIMEOUT:-600}s"; }
       sleep 2
     done
   done
