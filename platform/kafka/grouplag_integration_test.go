@@ -57,11 +57,7 @@ func lagOf(t *testing.T, c kafka.Config, group, topic string) kafka.PartitionLag
 // findLag is the group's lag on the topic's partition 0, if the group has it yet.
 func findLag(t *testing.T, c kafka.Config, group, topic string) (kafka.PartitionLag, bool) {
 	t.Helper()
-	sc, _ := c.Sarama()
-	client, err := sarama.NewClient(c.Brokers, sc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	client := newClient(t, c)
 	defer client.Close()
 	admin, err := sarama.NewClusterAdminFromClient(client)
 	if err != nil {

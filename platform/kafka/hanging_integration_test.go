@@ -18,14 +18,7 @@ import (
 // topic committed in a transaction of transactionalID (timeout 10 min) that never ends.
 func openOffsetsTxn(t *testing.T, c kafka.Config, transactionalID, group, topic string) {
 	t.Helper()
-	sc, err := c.Sarama()
-	if err != nil {
-		t.Fatal(err)
-	}
-	client, err := sarama.NewClient(c.Brokers, sc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	client := newClient(t, c)
 	defer client.Close()
 	tc, err := client.TransactionCoordinator(transactionalID)
 	if err != nil {
@@ -61,11 +54,7 @@ func openOffsetsTxn(t *testing.T, c kafka.Config, transactionalID, group, topic 
 // offsets only) and returns the error Kafka answers.
 func fetchStable(t *testing.T, c kafka.Config, group, topic string) error {
 	t.Helper()
-	sc, _ := c.Sarama()
-	client, err := sarama.NewClient(c.Brokers, sc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	client := newClient(t, c)
 	defer client.Close()
 	gc, err := client.Coordinator(group)
 	if err != nil {

@@ -19,14 +19,7 @@ import (
 // committedValues reads a partition as a read_committed consumer does.
 func committedValues(t *testing.T, c kafka.Config, topic string) []string {
 	t.Helper()
-	sc, err := c.Sarama()
-	if err != nil {
-		t.Fatal(err)
-	}
-	client, err := sarama.NewClient(c.Brokers, sc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	client := newClient(t, c)
 	defer client.Close()
 	cons, err := sarama.NewConsumerFromClient(client)
 	if err != nil {
