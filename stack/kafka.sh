@@ -224,7 +224,7 @@ cmd_stop() {
       rm -f "$PIDFILE"
       continue
     fi
-    log "kafka: stopping node $i, pid $pid (controlled shutdown)"
+    log "kafka: stopping node $i, pid $pid (SIGTERM; a controlled shutdown when there are three)"
     # SIGTERM runs Kafka's shutdown hook: flushes logs and writes clean-shutdown markers, so the
     # next start skips log recovery. 60 s before SIGKILL. The nodes of a cluster stop together.
     stop_pid "$NAME" 60 &

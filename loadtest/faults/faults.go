@@ -137,7 +137,7 @@ var Faults = []Fault{
 			e.sims.reset()
 			return err
 		}, Restore: startHerald},
-	{Name: "kafka-restart", Doc: "Kafka stopped (SIGTERM, controlled shutdown), started again after Down",
+	{Name: "kafka-restart", Doc: "Kafka stopped (SIGTERM: logs flushed; a lone broker has no leaderships to move, so no controlled shutdown), started again after Down",
 		Inject: stop("kafka"), Restore: start("kafka")},
 	{Name: "kafka-broker-kill", Doc: "SIGKILL of one of the three Kafka brokers (cluster mode: replication factor 3, min.insync.replicas 2), started again after Down",
 		Skip: func(o Operator) string {
