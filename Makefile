@@ -61,7 +61,7 @@ faults: build
 ## test-faults: the fault suite with CI's shorter windows (about 6-8 minutes when every fault
 ## recovers; a fault that loses sends waits out its drain and the client give-up, 2 min); make test
 ## runs it after the other tests, then audits residency on what it left.
-TEST_FAULTS_FLAGS ?= --rate 50 --users 24 --warm 5s --down 8s --outage 20s --after 10s --drain 60s --give-up 60s
+TEST_FAULTS_FLAGS ?= --rate 50 --users 24 --warm 5s --down 8s --outage 20s --after 10s --drain 60s --give-up 60s --latency measure
 test-faults:
 	@$(MAKE) --no-print-directory faults FAULTS_FLAGS="$(TEST_FAULTS_FLAGS)"
 

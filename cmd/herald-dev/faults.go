@@ -48,6 +48,7 @@ func runFaults(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.DurationVar(&o.Drain, "drain", 3*time.Minute, "longest wait for deliveries after the load")
 	fs.DurationVar(&o.Deadline, "deadline", 5*time.Second, "request deadline: an answer later than this is a hang")
 	fs.DurationVar(&o.GiveUp, "give-up", 3*time.Minute, "how long the client retries one send")
+	latency := fs.String("latency", "judge", "judge: OTP p99 and recovery time are targets like loss and duplicates; measure: they are printed, not judged (make test's short windows on a shared machine, where one run's p99 is one noisy sample)")
 	home := fs.String("home", "", "the local stack's HERALD_HOME (default: $HERALD_HOME, else .herald)")
 	if err := cli.Parse(fs, args); err != nil {
 		return err
@@ -63,6 +64,13 @@ func runFaults(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	if o.Rate <= 0 || o.Users < 1 || o.Down < 0 || o.Deadline <= 0 {
 		return cli.UsageError("--rate, --users and --deadline must be positive")
+	}
+	switch *latency {
+	case "judge":
+	case "measure":
+		o.LatencyMeasured = "--latency measure: short windows on a shared machine; make faults judges them"
+	default:
+		return cli.UsageError("--latency must be judge or measure, not %q", *latency)
 	}
 	if *home == "" {
 		*home = os.Getenv("HERALD_HOME")
@@ -114,7 +122,11 @@ func runFaults(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	fmt.Fprintf(stdout, "\nherald-dev faults: run %s (%.0f sends/s, down %s, provider outage %s)\n\n", o.RunID, o.Rate, o.Down, *outage)
 	if !faults.Print(stdout, results) {
-		return &cli.ExitError{Code: 1, Err: fmt.Errorf("a fault missed its targets (0 lost, duplicates < 0.1%%, no request past its deadline, recovery < 30 s): %s", faults.Failed(results))}
+		targets := "0 lost, duplicates < 0.1%, no request past its deadline, recovery < 30 s, OTP p99 < 5 s on a machine loss"
+		if o.LatencyMeasured != "" {
+			targets = "0 lost, duplicates < 0.1%, no request past its deadline, a recovery"
+		}
+		return &cli.ExitError{Code: 1, Err: fmt.Errorf("a fault missed its targets (%s): %s", targets, faults.Failed(results))}
 	}
 	return nil
 }

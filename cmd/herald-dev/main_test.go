@@ -126,3 +126,12 @@ func TestPKIInitAddsTheAnalyticsCertificatesToAnOlderDirectory(t *testing.T) {
 		}
 	}
 }
+
+func TestFaultsRefusesAnUnknownLatencyModeBeforeTouchingTheStack(t *testing.T) {
+	for _, v := range []string{"", "Judge", "measured", "judge\x00"} {
+		var out, errb bytes.Buffer
+		if code := run([]string{"faults", "gateway-kill", "--latency", v}, &out, &errb); code != 2 || !strings.Contains(errb.String(), "--latency must be judge or measure") {
+			t.Errorf("--latency %q: exit %d, stderr %q", v, code, errb.String())
+		}
+	}
+}

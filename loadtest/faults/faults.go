@@ -56,7 +56,12 @@ type Options struct {
 	Deadline time.Duration
 	// GiveUp is how long the client keeps retrying one send before it gives up.
 	GiveUp time.Duration
-	Log    io.Writer
+	// LatencyMeasured, when set, says why this run measures the latency targets (OTP p99,
+	// recovery within MaxRecovery) without judging them: make test's short windows on a shared
+	// CI machine, where one run's p99 is one noisy sample. Delivery is judged whatever it says:
+	// loss, duplicates, requests past the deadline, and a recovery that never came.
+	LatencyMeasured string
+	Log             io.Writer
 }
 
 // Env is what faults act on.
@@ -257,6 +262,9 @@ type Result struct {
 	// MaxOTPP99.
 	OTPJudged bool
 	OTPNote   string // why a machine loss's OTP p99 is measured, not yet judged
+	// LatencyNote is the run's Options.LatencyMeasured: the OTP p99 and the recovery time are
+	// measured, not judged, in this run.
+	LatencyNote string
 	// OTPP99 is the 99th percentile, over the row's accepted transactional sends (category
 	// otp) a provider received, of accepted -> the provider's first receipt; OTPs counts them.
 	OTPP99   time.Duration
@@ -325,7 +333,7 @@ func (r Result) Misses() []string {
 	if r.PastDeadline > 0 {
 		m = append(m, fmt.Sprintf("%d requests past the deadline", r.PastDeadline))
 	}
-	if r.OTPJudged && r.OTPs > 0 && r.OTPP99 >= MaxOTPP99 {
+	if r.OTPJudged && r.LatencyNote == "" && r.OTPs > 0 && r.OTPP99 >= MaxOTPP99 {
 		m = append(m, fmt.Sprintf("OTP p99 %s (target < %s)", secs(r.OTPP99), secs(MaxOTPP99)))
 	}
 	if r.RecoveryNote != "" {
@@ -333,7 +341,7 @@ func (r Result) Misses() []string {
 	}
 	if !r.Recovered {
 		m = append(m, "no recovery")
-	} else if r.Recovery() >= MaxRecovery {
+	} else if r.LatencyNote == "" && r.Recovery() >= MaxRecovery {
 		m = append(m, fmt.Sprintf("recovery %s (target < %s)", r.Recovery().Round(100*time.Millisecond), MaxRecovery))
 	}
 	return m
@@ -349,7 +357,7 @@ func pct(n, of int) float64 {
 // Run runs one fault under load and counts the outcome. round numbers the fault within the
 // run (it goes into the markers and the user ids).
 func Run(ctx context.Context, o Options, f Fault, stack Operator, round int) Result {
-	res := Result{Fault: f.Name, Note: f.Note, RecoveryNote: f.RecoveryNote, OTPJudged: f.MachineLoss && f.OTPNote == "", OTPNote: f.OTPNote}
+	res := Result{Fault: f.Name, Note: f.Note, RecoveryNote: f.RecoveryNote, OTPJudged: f.MachineLoss && f.OTPNote == "", OTPNote: f.OTPNote, LatencyNote: o.LatencyMeasured}
 	c := newClient(o)
 	logf := func(format string, args ...any) {
 		if o.Log != nil {
@@ -807,6 +815,9 @@ func Print(w io.Writer, results []Result) bool {
 		if r.OTPNote != "" {
 			verdict += " (OTP p99 measured, not yet judged: " + r.OTPNote + ")"
 		}
+		if r.LatencyNote != "" && (r.OTPJudged || r.RecoveryNote == "") {
+			verdict += " (latency measured, not judged: " + r.LatencyNote + ")"
+		}
 		recov := func(d time.Duration) string {
 			if !r.Recovered {
 				return "never"
@@ -831,7 +842,7 @@ func Print(w io.Writer, results []Result) bool {
 		otp := "-"
 		if r.OTPs > 0 {
 			otp = fmt.Sprintf("%s (%d)", secs(r.OTPP99), r.OTPs)
-			if !r.OTPJudged {
+			if !r.OTPJudged || r.LatencyNote != "" {
 				otp += ", not judged"
 			}
 		}

@@ -85,6 +85,30 @@ func TestMissesJudgeEveryTarget(t *testing.T) {
 			r.OTPs, r.OTPP99 = 100, time.Minute
 			return r
 		}, ""},
+		{"latency measured: a slow OTP p99 on a machine loss is only shown", func(r Result) Result {
+			r.LatencyNote, r.OTPJudged, r.OTPs, r.OTPP99 = "why", true, 100, 9*time.Second
+			return r
+		}, ""},
+		{"latency measured: a slow recovery is only shown", func(r Result) Result {
+			r.LatencyNote, r.Drained = "why", time.Minute
+			return r
+		}, ""},
+		{"latency measured: a recovery that never came still misses", func(r Result) Result {
+			r.LatencyNote, r.Recovered = "why", false
+			return r
+		}, "no recovery"},
+		{"latency measured: a loss still misses", func(r Result) Result {
+			r.LatencyNote, r.Lost = "why", 1
+			return r
+		}, "1 lost"},
+		{"latency measured: a duplicate rate still misses", func(r Result) Result {
+			r.LatencyNote, r.Duplicated = "why", 10
+			return r
+		}, "duplicates"},
+		{"latency measured: a request past its deadline still misses", func(r Result) Result {
+			r.LatencyNote, r.PastDeadline = "why", 1
+			return r
+		}, "past the deadline"},
 	}
 	for _, tt := range tests {
 		m := strings.Join(tt.r(ok).Misses(), "; ")

@@ -194,6 +194,10 @@ func buildMail(t notify.Task, from, to, msgID, unsubscribe string, date time.Tim
 
 var queuedAs = regexp.MustCompile(`(?i)queued as ([A-Za-z0-9._-]+)`)
 
+// smtpQuitTimeout bounds the QUIT after an accepted message (a courtesy the server may not
+// answer).
+const smtpQuitTimeout = 5 * time.Second
+
 func (p *smtpProvider) Send(ctx context.Context, t notify.Task, to string) (Receipt, error) {
 	msgID := messageID(t, p.cfg.From)
 	var extra [][2]string
@@ -230,7 +234,12 @@ func (p *smtpProvider) Send(ctx context.Context, t notify.Task, to string) (Rece
 		conn.Close()
 		return Receipt{}, classifySMTP(fmt.Errorf("starttls: %w", err))
 	}
-	defer c.Close()
+	quitting := false
+	defer func() {
+		if !quitting {
+			_ = c.Close()
+		}
+	}()
 	if p.cfg.Username != "" {
 		if err := c.Auth(sasl.NewPlainClient("", p.cfg.Username, p.cfg.Password)); err != nil {
 			return Receipt{}, classifySMTP(fmt.Errorf("auth: %w", err))
@@ -253,7 +262,14 @@ func (p *smtpProvider) Send(ctx context.Context, t notify.Task, to string) (Rece
 	if err != nil {
 		return Receipt{}, classifySMTP(fmt.Errorf("end of data: %w", err))
 	}
-	_ = c.Quit()
+	// The server has the message. A crash from here to the sent mark repeats the send, so the
+	// QUIT's round trip is not made in that window: it goes on in the background, bounded.
+	quitting = true
+	go func() {
+		_ = conn.SetDeadline(time.Now().Add(smtpQuitTimeout))
+		_ = c.Quit()
+		_ = c.Close()
+	}()
 	id := msgID
 	if m := queuedAs.FindStringSubmatch(resp.StatusText); m != nil {
 		id = m[1]
