@@ -23,6 +23,7 @@ import (
 	"github.com/herald-notify/herald/platform/httpserver"
 	"github.com/herald-notify/herald/platform/kafka"
 	"github.com/herald-notify/herald/platform/lifecycle"
+	"github.com/herald-notify/herald/platform/retry"
 	"github.com/herald-notify/herald/region/api"
 	"github.com/herald-notify/herald/region/audit"
 	"github.com/herald-notify/herald/region/credentials"
@@ -332,22 +333,25 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 	return lifecycle.Run(ctx, log, tasks...)
 }
 
+// watchRetry is the wait before a failed watch of the discovery backend is made again.
+var watchRetry = retry.Backoff{Initial: 500 * time.Millisecond, Max: 30 * time.Second, Jitter: 0.5}
+
 // watchThreshold applies changes of the topic threshold key until ctx ends.
 func watchThreshold(ctx context.Context, disc discovery.Backend, region string, fos []*fanout.Fanout, log *slog.Logger) {
 	key := ThresholdKey(region)
 	var index uint64
+	waits := watchRetry.Start()
 	for ctx.Err() == nil {
 		v, idx, err := disc.Watch(ctx, key, index)
 		if err != nil {
 			if ctx.Err() == nil && !errors.Is(err, context.Canceled) {
-				log.Warn("watching topic threshold", "err", err)
-				select {
-				case <-time.After(5 * time.Second):
-				case <-ctx.Done():
-				}
+				wait := waits.Next()
+				log.Warn("watching topic threshold", "err", err, "backoff", wait)
+				retry.Sleep(ctx, wait)
 			}
 			continue
 		}
+		waits.Reset()
 		if idx != index && v != nil {
 			n, perr := strconv.ParseInt(strings.TrimSpace(string(v)), 10, 64)
 			if perr != nil || n < 0 {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/herald-notify/herald/platform/discovery"
+	"github.com/herald-notify/herald/platform/retry"
 )
 
 // Source is what the Holder needs from a discovery backend (discovery.Backend has it): Get reads
@@ -118,7 +118,8 @@ func (h *Holder) Watch(ctx context.Context, src Source, key string, log *slog.Lo
 	h.mu.Lock()
 	idx := h.index
 	h.mu.Unlock()
-	backoff := time.Duration(0)
+	// Jittered, so gateways do not retry in step.
+	waits := retry.Backoff{Initial: minBackoff, Max: maxBackoff, Jitter: 0.5}.Start()
 	for ctx.Err() == nil {
 		started := time.Now()
 		value, newIdx, err := src.Watch(ctx, key, idx)
@@ -126,22 +127,21 @@ func (h *Holder) Watch(ctx context.Context, src Source, key string, log *slog.Lo
 			if ctx.Err() != nil {
 				return
 			}
-			backoff = min(max(2*backoff, minBackoff), maxBackoff)
-			wait := backoff/2 + rand.N(backoff/2+1) // jitter, so gateways do not retry in step
+			wait := waits.Next()
 			metricWatchErrors.Inc()
 			log.Warn("residency policy watch failed; keeping the policy in force and retrying", "err", err, "retry_in", wait, "version", h.Current().version())
-			if !sleep(ctx, wait) {
+			if !retry.Sleep(ctx, wait) {
 				return
 			}
 			continue
 		}
-		backoff = 0
+		waits.Reset()
 		if newIdx != idx {
 			idx = newIdx
 			h.update(value, newIdx, log)
 		}
 		// A backend that answers at once, change or not, must not turn this into a busy loop.
-		if !sleep(ctx, pace-time.Since(started)) {
+		if !retry.Sleep(ctx, pace-time.Since(started)) {
 			return
 		}
 	}
@@ -202,19 +202,4 @@ func or(d, def time.Duration) time.Duration {
 		return d
 	}
 	return def
-}
-
-// sleep waits d (nothing when d <= 0) and reports false if ctx ended first.
-func sleep(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

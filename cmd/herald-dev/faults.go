@@ -16,6 +16,7 @@ import (
 	"github.com/herald-notify/herald/loadtest"
 	"github.com/herald-notify/herald/loadtest/faults"
 	"github.com/herald-notify/herald/platform/cli"
+	"github.com/herald-notify/herald/platform/retry"
 )
 
 // runFaults is herald-dev faults <fault...|all>: the black-box fault suite against the local
@@ -170,8 +171,8 @@ func (s *localStack) Kill(ctx context.Context, proc string) error {
 		if !alive(pid) {
 			return nil
 		}
-		if err := sleepCtx(ctx, 100*time.Millisecond); err != nil {
-			return err
+		if !retry.Sleep(ctx, 100*time.Millisecond) {
+			return ctx.Err()
 		}
 	}
 	return fmt.Errorf("%s (pid %d) still alive 10 s after SIGKILL", proc, pid)
@@ -188,15 +189,6 @@ func alive(pid int) bool {
 	}
 	f := strings.Fields(string(raw[strings.LastIndexByte(string(raw), ')')+1:]))
 	return len(f) == 0 || f[0] != "Z"
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	select {
-	case <-time.After(d):
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 func (s *localStack) StartHerald(ctx context.Context) error { return s.script(ctx, "herald", "start") }

@@ -17,11 +17,12 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/herald-notify/herald/platform/retry"
 )
 
 // Targets every judged fault must meet (docs/reliability.md).
@@ -241,16 +242,12 @@ func startHerald(ctx context.Context, e *Env, down time.Duration) error {
 	return e.Stack.StartHerald(ctx)
 }
 
+// sleep waits d, or returns ctx's error if it ends first.
 func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return nil
-	}
-	select {
-	case <-time.After(d):
-		return nil
-	case <-ctx.Done():
+	if !retry.Sleep(ctx, d) {
 		return ctx.Err()
 	}
+	return nil
 }
 
 // Result is one fault's row.
@@ -575,7 +572,7 @@ func (l *load) do(s *send) {
 		"channels":        []string{s.channel},
 		"idempotency_key": fmt.Sprintf("faults-%s-%d-%d", l.o.RunID, l.round, s.n),
 	}
-	backoff := 200 * time.Millisecond
+	waits := clientRetry.Start()
 	giveUp := s.first.Add(l.o.GiveUp)
 	for {
 		a, code, retryAfter, id := l.c.send(body)
@@ -592,9 +589,9 @@ func (l *load) do(s *send) {
 		if a.ok || s.refused {
 			return
 		}
-		wait := backoff/2 + time.Duration(rand.Int64N(int64(backoff)))
+		wait := waits.Next()
 		if retryAfter > 0 {
-			wait = max(wait, min(retryAfter, maxBackoff))
+			wait = max(wait, min(retryAfter, clientRetry.Max))
 		}
 		if time.Now().Add(wait).After(giveUp) {
 			l.mu.Lock()
@@ -608,16 +605,16 @@ func (l *load) do(s *send) {
 			l.mu.Unlock()
 			return
 		}
-		backoff = min(2*backoff, maxBackoff)
 	}
 }
 
-// maxBackoff caps the client's wait between two attempts of a send: exponential from 200 ms
-// with jitter (half to one and a half times the step), at least the server's Retry-After. A
-// client population retrying every few seconds at most kept a restarted gateway's store pool
-// saturated (every request waiting for a connection until the client gave up on it), which is
-// what clients that follow the usual guidance (exponential backoff to tens of seconds) do not.
-const maxBackoff = 20 * time.Second
+// clientRetry is the client's wait between two attempts of a send: exponential from 200 ms to
+// 20 s with jitter (half to one and a half times the step), at least the server's Retry-After
+// (up to 20 s). A client population retrying every few seconds at most kept a restarted
+// gateway's store pool saturated (every request waiting for a connection until the client gave
+// up on it), which is what clients that follow the usual guidance (exponential backoff to tens
+// of seconds) do not.
+var clientRetry = retry.Backoff{Initial: 200 * time.Millisecond, Max: 20 * time.Second, Jitter: 0.5}
 
 // undelivered lists the accepted sends not delivered yet (sims: deliveries per send number at
 // the providers; inbox: in-app items per send number, nil to leave in-app sends out).

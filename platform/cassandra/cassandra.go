@@ -13,6 +13,7 @@ import (
 	"github.com/gocql/gocql"
 
 	"github.com/herald-notify/herald/platform/config"
+	"github.com/herald-notify/herald/platform/retry"
 )
 
 // Config is the Cassandra block of a region's config.
@@ -306,10 +307,8 @@ func DropKeyspace(ctx context.Context, c Config, keyspace string) error {
 		if attempt == 3 {
 			return fmt.Errorf("dropping keyspace %s: %w", keyspace, err)
 		}
-		select {
-		case <-ctx.Done():
+		if !retry.Sleep(ctx, 2*time.Second) {
 			return fmt.Errorf("dropping keyspace %s: %w", keyspace, err)
-		case <-time.After(2 * time.Second):
 		}
 	}
 }

@@ -8,11 +8,13 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+
+	"github.com/herald-notify/herald/platform/retry"
 )
 
 // RunGroup joins consumer group with sc and consumes topics with h until ctx ends: the group's
-// errors are logged, and a session that fails is begun again after a second (a rebalance, a
-// coordinator that moved, a broker that restarted). It returns an error only when the group
+// errors are logged, and a session that fails is begun again after ConsumeRetry's wait (a
+// rebalance, a coordinator that moved, a broker that restarted). It returns an error only when the group
 // cannot be created.
 func RunGroup(ctx context.Context, brokers []string, sc *sarama.Config, group string, topics []string, h sarama.ConsumerGroupHandler, log *slog.Logger) error {
 	g, err := sarama.NewConsumerGroup(brokers, group, sc)
@@ -26,19 +28,24 @@ func RunGroup(ctx context.Context, brokers []string, sc *sarama.Config, group st
 		}
 	}()
 	log.Info("consuming", "topics", topics, "group", group)
+	waits := ConsumeRetry.Start()
 	for ctx.Err() == nil {
-		if err := g.Consume(ctx, topics, h); err != nil {
-			if errors.Is(err, sarama.ErrClosedConsumerGroup) || ctx.Err() != nil {
-				break
-			}
-			log.Warn("consume failed; retrying", "group", group, "err", err)
-			t := time.NewTimer(time.Second)
-			select {
-			case <-t.C:
-			case <-ctx.Done():
-			}
-			t.Stop()
+		err := g.Consume(ctx, topics, h)
+		if err == nil {
+			waits.Reset()
+			continue
 		}
+		if errors.Is(err, sarama.ErrClosedConsumerGroup) || ctx.Err() != nil {
+			break
+		}
+		wait := waits.Next()
+		log.Warn("consume failed; retrying", "group", group, "err", err, "backoff", wait)
+		retry.Sleep(ctx, wait)
 	}
 	return nil
 }
+
+// ConsumeRetry is the wait before a consumer group's failed session is begun again: short,
+// since the failure is mostly a broker on its way back, and capped at a second, so a group
+// resumes within about a second of the cluster's return.
+var ConsumeRetry = retry.Backoff{Initial: 250 * time.Millisecond, Max: time.Second, Jitter: 0.2}

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/herald-notify/herald/platform/kafka"
+	"github.com/herald-notify/herald/platform/retry"
 )
 
 // The stages that dead-letter, in topic names and the stage label.
@@ -193,8 +194,7 @@ func (w *Writer) Put(ctx context.Context, l Letter) error {
 		return err
 	}
 	_, err = backoff.Retry(ctx, func() (struct{}, error) { return struct{}{}, w.Producer.Send(ctx, m) },
-		backoff.WithMaxElapsedTime(0), backoff.WithBackOff(&backoff.ExponentialBackOff{
-			InitialInterval: 100 * time.Millisecond, RandomizationFactor: 0.5, Multiplier: 2, MaxInterval: 5 * time.Second}),
+		backoff.WithMaxElapsedTime(0), backoff.WithBackOff(retry.Backoff{Initial: 100 * time.Millisecond, Max: 5 * time.Second, Jitter: 0.5}.BackOff()),
 		backoff.WithNotify(func(err error, wait time.Duration) {
 			if w.Log != nil {
 				w.Log.Warn("producing dead letter failed; retrying", "stage", l.Stage, "err", err, "backoff", wait)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/herald-notify/herald/platform/config"
 	"github.com/herald-notify/herald/platform/envelope"
+	"github.com/herald-notify/herald/platform/retry"
 )
 
 // Policy bounds the retries of a transient failure of one record; past either bound the record
@@ -87,7 +88,7 @@ func (p Policy) Do(ctx context.Context, op func(ctx context.Context) error, retr
 			return struct{}{}, backoff.Permanent(err) // an erased record is not retried either: the caller drops it
 		}
 		return struct{}{}, err
-	}, backoff.WithBackOff(&backoff.ExponentialBackOff{InitialInterval: p.InitialBackoff, RandomizationFactor: 0.5, Multiplier: 2, MaxInterval: p.MaxBackoff}),
+	}, backoff.WithBackOff(retry.Backoff{Initial: p.InitialBackoff, Max: p.MaxBackoff, Jitter: 0.5}.BackOff()),
 		backoff.WithMaxTries(uint(p.MaxAttempts)), backoff.WithMaxElapsedTime(p.MaxElapsed),
 		backoff.WithNotify(func(err error, wait time.Duration) {
 			if retrying != nil {

@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/herald-notify/herald/platform/kafka"
+	"github.com/herald-notify/herald/platform/retry"
 	"github.com/herald-notify/herald/region/notify"
 )
 
@@ -25,24 +26,23 @@ import (
 // from reaching the provider twice. Once the topics' groups have no lag and no process of the
 // old version runs, delete the topics (docs/dispatch.md); their consumers stop.
 
-// legacyListRetry is how long a failed listing of the legacy topics waits before it is tried
-// again.
-const legacyListRetry = 5 * time.Second
+// legacyListRetry is the wait before a failed listing of the legacy topics is tried again.
+var legacyListRetry = retry.Backoff{Initial: 500 * time.Millisecond, Max: 5 * time.Second, Jitter: 0.2}
 
 // drainLegacy starts a forwarding consumer, in g, for each legacy topic of channels that exists.
 // It lists the topics until Kafka answers (or ctx ends), so a start without Kafka does not fail.
 func (d *Dispatcher) drainLegacy(ctx context.Context, g *errgroup.Group, channels []string) error {
 	var existing []string
+	waits := legacyListRetry.Start()
 	for {
 		var err error
 		if existing, err = d.listTopics(); err == nil {
 			break
 		}
-		d.log.Warn("listing legacy dispatch topics failed; retrying", "err", err, "backoff", legacyListRetry)
-		select {
-		case <-ctx.Done():
+		wait := waits.Next()
+		d.log.Warn("listing legacy dispatch topics failed; retrying", "err", err, "backoff", wait)
+		if !retry.Sleep(ctx, wait) {
 			return nil
-		case <-time.After(legacyListRetry):
 		}
 	}
 	for _, ch := range channels {

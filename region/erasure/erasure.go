@@ -16,6 +16,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/herald-notify/herald/platform/retry"
 )
 
 // ErrNotFound means the app has no erasure with that id.
@@ -204,12 +206,8 @@ func (s *Service) next(ctx context.Context) (bool, error) {
 			}
 		}
 		// No process may still hold the destroyed key when the erasure reports done.
-		if wait := time.Until(steps["data_keys"].Add(s.KeyCacheTTL)); wait > 0 {
-			select {
-			case <-time.After(wait):
-			case <-ctx.Done():
-				return ctx.Err()
-			}
+		if !retry.Sleep(ctx, time.Until(steps["data_keys"].Add(s.KeyCacheTTL))) {
+			return ctx.Err()
 		}
 		raw, _ = json.Marshal(steps)
 		_, err = tx.Exec(ctx, `UPDATE erasures SET state = 'done', steps = $2, user_id = NULL, completed_at = now() WHERE erasure_id = $1`, id, raw)

@@ -11,6 +11,7 @@ import (
 	"github.com/IBM/sarama"
 
 	"github.com/herald-notify/herald/platform/kafka"
+	"github.com/herald-notify/herald/platform/retry"
 	"github.com/herald-notify/herald/region/notify"
 )
 
@@ -125,6 +126,10 @@ func (c *committer) run(ctx context.Context) {
 	}
 }
 
+// commitRetry is the wait between attempts of a hand-off transaction: short, since the claim it
+// belongs to may end meanwhile (its session lasts seconds).
+var commitRetry = retry.Backoff{Initial: 50 * time.Millisecond, Max: 2 * time.Second, Jitter: 0.2}
+
 // commit commits a batch, retrying while its session lasts. Given up (the partitions went to
 // another member, or the process is stopping), the events are repeated by whoever consumes
 // the partitions next, and nothing of them was visible.
@@ -136,7 +141,7 @@ func (c *committer) run(ctx context.Context) {
 // of available brokers", the claim ended, and the next batch of the same partition committed
 // once the broker was back, losing the first batch's tasks).
 func (c *committer) commit(ctx context.Context, batch []*completion) {
-	backoff := 50 * time.Millisecond
+	waits := commitRetry.Start()
 	var err error
 	for {
 		batch = c.dropEnded(ctx, batch, err)
@@ -155,13 +160,15 @@ func (c *committer) commit(ctx context.Context, batch []*completion) {
 		if batch[0].ctx.Err() != nil || ctx.Err() != nil {
 			continue // dropEnded gives them up
 		}
-		c.log.Warn("hand-off transaction failed; retrying", "tier", c.tier, "events", len(batch), "err", err, "took", time.Since(start), "backoff", backoff)
+		wait := waits.Next()
+		c.log.Warn("hand-off transaction failed; retrying", "tier", c.tier, "events", len(batch), "err", err, "took", time.Since(start), "backoff", wait)
+		t := time.NewTimer(wait)
 		select {
-		case <-time.After(backoff):
+		case <-t.C:
 		case <-batch[0].ctx.Done():
 		case <-ctx.Done():
 		}
-		backoff = min(2*backoff, 2*time.Second)
+		t.Stop()
 	}
 	c.thens.Add(1)
 	go func() {

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/herald-notify/herald/platform/retry"
 )
 
 // Publisher announces new inbox items on Redis for live streams: a user's items on the user's
@@ -379,6 +381,9 @@ func (s *Stream) drain() {
 	}
 }
 
+// resubscribeRetry is the wait before the hub subscribes again after its subscription ended.
+var resubscribeRetry = retry.Backoff{Initial: 250 * time.Millisecond, Max: 5 * time.Second, Jitter: 0.2}
+
 // Run receives published messages and hands them to the streams, and gives every stream a
 // heartbeat each HeartbeatEvery, until ctx ends; then it hands every stream Closing, so the open
 // streams end, and waits a little for them.
@@ -386,7 +391,9 @@ func (h *Hub) Run(ctx context.Context) error {
 	defer h.stop()
 	beat := time.NewTicker(h.HeartbeatEvery)
 	defer beat.Stop()
+	waits := resubscribeRetry.Start()
 	for ctx.Err() == nil {
+		started := time.Now()
 		h.subMu.Lock()
 		ps := h.rdb.Subscribe(ctx)
 		h.mu.Lock()
@@ -430,11 +437,12 @@ func (h *Hub) Run(ctx context.Context) error {
 		h.subMu.Unlock()
 		ps.Close()
 		if ctx.Err() == nil {
-			h.log.Warn("inbox stream hub: resubscribing")
-			select {
-			case <-ctx.Done():
-			case <-time.After(time.Second):
+			if time.Since(started) > resubscribeRetry.Max {
+				waits.Reset() // it was subscribed: the failure is new
 			}
+			wait := waits.Next()
+			h.log.Warn("inbox stream hub: resubscribing", "backoff", wait)
+			retry.Sleep(ctx, wait)
 		}
 	}
 	return nil

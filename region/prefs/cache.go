@@ -12,6 +12,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/herald-notify/herald/platform/retry"
 )
 
 var cacheLookups = promauto.NewCounterVec(prometheus.CounterOpts{
@@ -154,21 +156,28 @@ func (c *Cache) evict(ctx context.Context, appUser string) {
 	}
 }
 
+// listenRetry is the wait before listening again: short, since the cache is bypassed meanwhile.
+var listenRetry = retry.Backoff{Initial: 250 * time.Millisecond, Max: 5 * time.Second, Jitter: 0.2}
+
 // Listen applies the evictions announced on the shared database until ctx ends. Whenever it
 // (re)subscribes it clears the map and this region's Redis entries, since it may have missed
 // evictions while not listening (a region coming back from an outage finds its cache as it
 // left it); while it cannot subscribe, the map is cleared and the Redis TTL bounds staleness.
 func (c *Cache) Listen(ctx context.Context) error {
+	waits := listenRetry.Start()
 	for ctx.Err() == nil {
+		started := time.Now()
 		err := c.listen(ctx)
 		c.clear()
-		if ctx.Err() == nil {
-			c.log.Warn("preference evictions: not listening; retrying", "err", err)
-			select {
-			case <-time.After(time.Second):
-			case <-ctx.Done():
-			}
+		if ctx.Err() != nil {
+			break
 		}
+		if time.Since(started) > listenRetry.Max {
+			waits.Reset() // it was listening: the outage is new
+		}
+		wait := waits.Next()
+		c.log.Warn("preference evictions: not listening; retrying", "err", err, "backoff", wait)
+		retry.Sleep(ctx, wait)
 	}
 	return nil
 }
