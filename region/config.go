@@ -21,6 +21,8 @@ import (
 	"github.com/herald-notify/herald/platform/telemetry"
 	"github.com/herald-notify/herald/region/dispatch"
 	"github.com/herald-notify/herald/region/export"
+	"github.com/herald-notify/herald/region/fanout"
+	"github.com/herald-notify/herald/region/scheduler"
 	"github.com/herald-notify/herald/region/webhooks"
 	"github.com/herald-notify/herald/residency"
 )
@@ -75,10 +77,10 @@ type Config struct {
 	// GCPercent is the Go garbage collector's target (what GOGC sets) for the process running
 	// the region; a GOGC in the environment wins. The write path allocates per delivery over a
 	// live heap of 10-15 MB, so the default 100 collects about 11 times a second under load.
-	GCPercent int             `yaml:"gc_percent"`
-	Fanout    FanoutConfig    `yaml:"fanout"`
-	Scheduler SchedulerConfig `yaml:"scheduler"`
-	Dispatch  dispatch.Config `yaml:"dispatch"`
+	GCPercent int              `yaml:"gc_percent"`
+	Fanout    fanout.Config    `yaml:"fanout"`
+	Scheduler scheduler.Config `yaml:"scheduler"`
+	Dispatch  dispatch.Config  `yaml:"dispatch"`
 	// Export configures the exporter role; checked only when the role is on.
 	Export export.Config `yaml:"export"`
 	// Webhooks configures the webhooks role (retries, breaker) and the endpoints API's URL rule.
@@ -124,8 +126,8 @@ func DefaultConfig(discoveryDir string) Config {
 		LogTTL:                    90 * 24 * time.Hour,
 		DedupTTL:                  24 * time.Hour,
 		GCPercent:                 200,
-		Fanout:                    DefaultFanoutConfig(),
-		Scheduler:                 SchedulerConfig{Interval: 500 * time.Millisecond, Batch: 500},
+		Fanout:                    fanout.DefaultConfig(),
+		Scheduler:                 scheduler.DefaultConfig(),
 		Dispatch:                  dispatch.DefaultConfig(),
 		Export:                    export.DefaultConfig(),
 		Webhooks:                  webhooks.DefaultConfig(),
@@ -316,17 +318,11 @@ func (c *Config) Validate() error {
 	if err := c.Webhooks.Validate(); err != nil {
 		return config.Prefix("webhooks", err)
 	}
-	if err := c.Fanout.validate(); err != nil {
+	if err := c.Fanout.Validate(); err != nil {
 		return config.Prefix("fanout", err)
 	}
-	if c.Scheduler.Interval < 10*time.Millisecond {
-		return config.Errorf("scheduler.interval", c.Scheduler.Interval.String(), "must be at least 10ms")
-	}
-	if c.Scheduler.Batch < 1 || c.Scheduler.Batch > 10000 {
-		return config.Errorf("scheduler.batch", fmt.Sprint(c.Scheduler.Batch), "must be 1-10000")
-	}
-	if err := c.Scheduler.FailureRetry.Validate(); err != nil {
-		return config.Prefix("scheduler.failure_retry", err)
+	if err := c.Scheduler.Validate(); err != nil {
+		return config.Prefix("scheduler", err)
 	}
 	checks := []struct {
 		key string

@@ -187,6 +187,24 @@ func TestConfigValidateNamesTheBadKey(t *testing.T) {
 			withLocalExporter(t, c)
 			c.Export.TLS.KeyFile = "/nonexistent/exporter-key.pem"
 		}, "export.tls.key_file"},
+		{"fan-out chunk of zero", func(c *Config) { c.Fanout.ChunkSize = 0 }, "fanout.chunk_size"},
+		{"fan-out tier unknown", func(c *Config) { c.Fanout.Tiers["urgent"] = c.Fanout.Tiers["social"] }, "fanout.tiers.urgent"},
+		{"fan-out tier missing", func(c *Config) { delete(c.Fanout.Tiers, "marketing") }, "fanout.tiers.marketing"},
+		{"fan-out tier without concurrency", func(c *Config) {
+			tc := c.Fanout.Tiers["social"]
+			tc.Concurrency = 0
+			c.Fanout.Tiers["social"] = tc
+		}, "fanout.tiers.social.concurrency"},
+		{"fan-out tier retry without attempts", func(c *Config) {
+			tc := c.Fanout.Tiers["transactional"]
+			tc.FailureRetry.MaxAttempts = -1
+			c.Fanout.Tiers["transactional"] = tc
+		}, "fanout.tiers.transactional.failure_retry.max_attempts"},
+		{"scheduler interval too short", func(c *Config) { c.Scheduler.Interval = time.Millisecond }, "scheduler.interval"},
+		{"scheduler batch of zero", func(c *Config) { c.Scheduler.Batch = 0 }, "scheduler.batch"},
+		{"scheduler retry backing off below its start", func(c *Config) {
+			c.Scheduler.FailureRetry.InitialBackoff, c.Scheduler.FailureRetry.MaxBackoff = time.Second, time.Millisecond
+		}, "scheduler.failure_retry.max_backoff"},
 		{"the exporter with a CA that is not there", func(c *Config) {
 			withLocalExporter(t, c)
 			c.Export.TLS.CAFile = "/nonexistent/ca.pem"

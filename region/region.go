@@ -216,19 +216,11 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 			}
 			batch = 1
 			if peers == 0 {
-				batch = singleNodeInboxBatch
+				batch = fanout.SingleNodeInboxBatch
 			}
 			log.Info("inbox batch size chosen", "cassandra_peers", peers, "inbox_batch", batch)
 		}
-		settings := fanout.Settings{
-			Region: c.Name, ChunkSize: c.Fanout.ChunkSize, TopicPacePerSec: c.Fanout.TopicPacePerSec, TopicChunksInFlight: c.Fanout.TopicChunksInFlight,
-			InboxBatch: batch,
-			MaxAge: map[string]time.Duration{
-				notify.Transactional: c.Fanout.Tiers[notify.Transactional].MaxAge,
-				notify.Social:        c.Fanout.Tiers[notify.Social].MaxAge,
-				notify.Marketing:     c.Fanout.Tiers[notify.Marketing].MaxAge,
-			},
-		}
+		settings := c.Fanout.Settings(c.Name, batch)
 		var fanouts []*fanout.Fanout
 		for _, tier := range notify.Tiers {
 			fo := fanout.New(settings, c.Fanout.TopicThreshold, fanout.Deps{
@@ -252,10 +244,9 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 	deadletter.Register(c.Name, DeadLetterStages())
 	if slices.Contains(c.Roles, RoleScheduler) {
 		p := &scheduler.Poller{
-			Store: sched, Producer: schedProducer, Interval: c.Scheduler.Interval, Batch: c.Scheduler.Batch, Keys: keys, Log: log,
+			Store: sched, Producer: schedProducer, Cfg: c.Scheduler, Keys: keys, Log: log,
 			Topic:       func(tier string) string { return IngressTopic(c.Name, tier) },
 			DeadLetters: &deadletter.Writer{Region: c.Name, Producer: schedProducer, Log: log.With("role", "scheduler")},
-			Retry:       c.Scheduler.FailureRetry,
 		}
 		tasks = append(tasks, lifecycle.Task{Name: "scheduler", Run: p.Run})
 		tasks = append(tasks, lifecycle.Task{Name: "erasure", Run: eraser.Run})

@@ -16,28 +16,6 @@ import (
 	"github.com/herald-notify/herald/region/notify"
 )
 
-// TierConfig sizes one tier's consumer. Each tier has its own consumer group and its own
-// goroutines: a marketing backlog cannot take transactional capacity.
-type TierConfig struct {
-	// Concurrency caps the events of this tier processed at once by this process.
-	Concurrency int `yaml:"concurrency"`
-	// MaxPollRecords bounds how many records the consumer buffers per partition.
-	MaxPollRecords int `yaml:"max_poll_records"`
-	// MaxAge is how old a delivery may be before it is suppressed as expired (0: no limit).
-	MaxAge time.Duration `yaml:"max_age"`
-	// FailureRetry bounds the retries of an event that fails transiently (a store down); past
-	// it, and at once for a permanent failure, the event goes to "<region>.dlq.fanout.<tier>".
-	FailureRetry deadletter.Policy `yaml:"failure_retry"`
-	// PartitionWindow is how many events of one partition are handled at once (1: one after
-	// another). Events still finish in offset order: each is handed on in the transaction that
-	// commits its offset, so a crash repeats only events none of whose records were visible.
-	PartitionWindow int `yaml:"partition_window"`
-	// TxnLinger is how long a hand-off transaction waits after its first finished event for
-	// more (0: it takes what finished while the previous one committed). Fewer, larger
-	// transactions cost Kafka less; the tier's tasks wait up to this much longer.
-	TxnLinger time.Duration `yaml:"txn_linger"`
-}
-
 // Consumer runs one tier's consumer group.
 type Consumer struct {
 	Tier   string

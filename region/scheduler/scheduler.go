@@ -177,16 +177,15 @@ type Poller struct {
 	Store    *Store
 	Producer Producer
 	Topic    func(tier string) string
-	Interval time.Duration
-	Batch    int
+	// Cfg is the scheduler's section of the region's config.
+	Cfg Config
 	// Keys seal the events put back for their recipients (nil: plain records, unit tests).
 	Keys notify.Sealer
 	Log  *slog.Logger
 	// DeadLetters takes the due events that can never be fired (a row that does not decode, an
-	// unknown tier, a record Kafka refuses) and those that failed transiently past Retry.
+	// unknown tier, a record Kafka refuses) and those that failed transiently past
+	// Cfg.FailureRetry.
 	DeadLetters *deadletter.Writer
-	// Retry bounds how long one due event that fails transiently is tried again.
-	Retry deadletter.Policy
 
 	mu      sync.Mutex
 	failing map[int64]*rowFailure // rows that failed transiently, by id
@@ -200,7 +199,7 @@ type rowFailure struct {
 
 // Run fires due events until ctx ends.
 func (p *Poller) Run(ctx context.Context) error {
-	t := time.NewTicker(p.Interval)
+	t := time.NewTicker(p.Cfg.Interval)
 	defer t.Stop()
 	var forgot time.Time
 	for {
@@ -217,7 +216,7 @@ func (p *Poller) Run(ctx context.Context) error {
 				p.Log.Warn("scheduler: firing due events failed; will retry", "err", err)
 				break
 			}
-			if n < p.Batch {
+			if n < p.Cfg.Batch {
 				break // caught up
 			}
 		}
@@ -238,14 +237,14 @@ func (p *Poller) claimDue(ctx context.Context, tx pgx.Tx) ([]*due, error) {
 		AND (reason <> $2 OR region IS NULL OR region = $3 OR due_at <= now() - make_interval(secs => $4))
 		AND %s ORDER BY due_at LIMIT $1 FOR UPDATE SKIP LOCKED`
 	var claimed []*due
-	for i := 0; i <= len(notify.Tiers) && len(claimed) < p.Batch; i++ {
+	for i := 0; i <= len(notify.Tiers) && len(claimed) < p.Cfg.Batch; i++ {
 		where, arg := "tier = $5", any(nil)
 		if i < len(notify.Tiers) {
 			arg = notify.Tiers[i]
 		} else {
 			where, arg = "tier <> ALL($5)", notify.Tiers
 		}
-		rows, err := tx.Query(ctx, fmt.Sprintf(q, where), p.Batch-len(claimed), ReasonOutbox, p.Store.region, OutboxTakeover.Seconds(), arg)
+		rows, err := tx.Query(ctx, fmt.Sprintf(q, where), p.Cfg.Batch-len(claimed), ReasonOutbox, p.Store.region, OutboxTakeover.Seconds(), arg)
 		if err != nil {
 			return nil, err
 		}
@@ -386,7 +385,7 @@ func (p *Poller) verdict(d *due, err error, now time.Time) error {
 	if class, _ := deadletter.Classify(err); class == deadletter.Permanent {
 		return err
 	}
-	pol := p.Retry.WithDefaults()
+	pol := p.Cfg.FailureRetry.WithDefaults()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.failing == nil {

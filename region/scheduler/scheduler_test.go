@@ -19,7 +19,7 @@ import (
 )
 
 func TestARowFailingTransientlyBacksOffThenIsDeadLetteredPastItsPolicy(t *testing.T) {
-	p := &Poller{Log: slog.New(slog.DiscardHandler), Retry: deadletter.Policy{MaxAttempts: 3, MaxElapsed: time.Hour, InitialBackoff: time.Second, MaxBackoff: 4 * time.Second}}
+	p := &Poller{Log: slog.New(slog.DiscardHandler), Cfg: Config{FailureRetry: deadletter.Policy{MaxAttempts: 3, MaxElapsed: time.Hour, InitialBackoff: time.Second, MaxBackoff: 4 * time.Second}}}
 	d := &due{id: 7}
 	now := time.Date(2026, 12, 6, 8, 0, 0, 0, time.UTC)
 	down := errors.New("data keys unavailable")
@@ -44,7 +44,7 @@ func TestARowFailingTransientlyBacksOffThenIsDeadLetteredPastItsPolicy(t *testin
 }
 
 func TestARowFailingTransientlyIsDeadLetteredPastMaxElapsed(t *testing.T) {
-	p := &Poller{Log: slog.New(slog.DiscardHandler), Retry: deadletter.Policy{MaxAttempts: 1000, MaxElapsed: time.Minute}}
+	p := &Poller{Log: slog.New(slog.DiscardHandler), Cfg: Config{FailureRetry: deadletter.Policy{MaxAttempts: 1000, MaxElapsed: time.Minute}}}
 	d := &due{id: 8}
 	now := time.Now()
 	if err := p.verdict(d, errors.New("down"), now); err != nil {

@@ -121,7 +121,7 @@ func TestOutboxRowsFireInTheirRegionAndAnotherRegionTakesThemOverOnlyWhenLongOve
 	poller := func(s *scheduler.Store, region string) (*scheduler.Poller, *recorder) {
 		rec := &recorder{}
 		return &scheduler.Poller{Store: s, Producer: rec, Topic: func(tier string) string { return notify.IngressTopic(region, tier) },
-			Interval: time.Second, Batch: 100, Log: slog.New(slog.DiscardHandler)}, rec
+			Cfg: scheduler.Config{Interval: time.Second, Batch: 100}, Log: slog.New(slog.DiscardHandler)}, rec
 	}
 	pw, recWest := poller(west, "eu-west-1")
 	pc, recCentral := poller(central, "eu-central-1")
@@ -191,7 +191,7 @@ func TestDueRowsFireTransactionalFirstWhateverTheMarketingBacklog(t *testing.T) 
 	store := scheduler.New(pg, "eu-west-1")
 	rec := &recorder{}
 	p := &scheduler.Poller{Store: store, Producer: rec, Topic: func(tier string) string { return notify.IngressTopic("eu-west-1", tier) },
-		Interval: time.Second, Batch: 3, Log: slog.New(slog.DiscardHandler)}
+		Cfg: scheduler.Config{Interval: time.Second, Batch: 3}, Log: slog.New(slog.DiscardHandler)}
 	now := time.Now()
 	for _, r := range []struct {
 		id, tier string

@@ -1,4 +1,4 @@
-package region
+package fanout
 
 import (
 	"fmt"
@@ -6,12 +6,11 @@ import (
 
 	"github.com/herald-notify/herald/platform/config"
 	"github.com/herald-notify/herald/region/deadletter"
-	"github.com/herald-notify/herald/region/fanout"
 	"github.com/herald-notify/herald/region/notify"
 )
 
-// FanoutConfig sizes the fan-out stage.
-type FanoutConfig struct {
+// Config sizes the fan-out stage (a region's `fanout` section).
+type Config struct {
 	// ChunkSize is how many recipients are decided together (one profile query, one batch).
 	ChunkSize int `yaml:"chunk_size"`
 	// TopicThreshold is the subscriber count above which a topic send fans out on read; it can
@@ -24,31 +23,22 @@ type FanoutConfig struct {
 	// at start: 10 when Cassandra is one node (the coordinator holds every replica, and
 	// Cassandra warns past 10 partitions in a batch), else 1, since across a larger cluster
 	// a coordinator would forward most rows of a batch.
-	InboxBatch int                          `yaml:"inbox_batch"`
-	Tiers      map[string]fanout.TierConfig `yaml:"tiers"`
+	InboxBatch int                   `yaml:"inbox_batch"`
+	Tiers      map[string]TierConfig `yaml:"tiers"`
 }
 
-// singleNodeInboxBatch is InboxBatch's automatic value on a single-node cluster.
-const singleNodeInboxBatch = 10
+// SingleNodeInboxBatch is InboxBatch's automatic value on a single-node cluster.
+const SingleNodeInboxBatch = 10
 
-// SchedulerConfig sizes the scheduler.
-type SchedulerConfig struct {
-	Interval time.Duration `yaml:"interval"`
-	Batch    int           `yaml:"batch"`
-	// FailureRetry bounds how long a due event that fails transiently is tried again; past it,
-	// and at once for a permanent failure, it goes to "<region>.dlq.scheduler".
-	FailureRetry deadletter.Policy `yaml:"failure_retry"`
-}
-
-// DefaultFanoutConfig returns the defaults: transactional gets the most concurrency and the
+// DefaultConfig returns the defaults: transactional gets the most concurrency and the
 // shortest maximum age; marketing is capped hard so a blast cannot crowd the others.
-func DefaultFanoutConfig() FanoutConfig {
-	return FanoutConfig{
+func DefaultConfig() Config {
+	return Config{
 		ChunkSize:           500,
 		TopicThreshold:      10_000,
 		TopicPacePerSec:     25_000,
 		TopicChunksInFlight: 4,
-		Tiers: map[string]fanout.TierConfig{
+		Tiers: map[string]TierConfig{
 			notify.Transactional: {Concurrency: 8, MaxPollRecords: 256, MaxAge: 10 * time.Minute, PartitionWindow: 8},
 			notify.Social:        {Concurrency: 4, MaxPollRecords: 256, MaxAge: 6 * time.Hour, PartitionWindow: 8, TxnLinger: 100 * time.Millisecond},
 			notify.Marketing:     {Concurrency: 2, MaxPollRecords: 64, MaxAge: 72 * time.Hour, PartitionWindow: 2, TxnLinger: 100 * time.Millisecond},
@@ -56,7 +46,8 @@ func DefaultFanoutConfig() FanoutConfig {
 	}
 }
 
-func (f FanoutConfig) validate() error {
+// Validate checks f, naming the bad key (relative to the section).
+func (f Config) Validate() error {
 	if f.ChunkSize < 1 || f.ChunkSize > 10_000 {
 		return config.Errorf("chunk_size", fmt.Sprint(f.ChunkSize), "must be 1-10000")
 	}
@@ -106,4 +97,37 @@ func (f FanoutConfig) validate() error {
 		}
 	}
 	return nil
+}
+
+// TierConfig sizes one tier's consumer. Each tier has its own consumer group and its own
+// goroutines: a marketing backlog cannot take transactional capacity.
+type TierConfig struct {
+	// Concurrency caps the events of this tier processed at once by this process.
+	Concurrency int `yaml:"concurrency"`
+	// MaxPollRecords bounds how many records the consumer buffers per partition.
+	MaxPollRecords int `yaml:"max_poll_records"`
+	// MaxAge is how old a delivery may be before it is suppressed as expired (0: no limit).
+	MaxAge time.Duration `yaml:"max_age"`
+	// FailureRetry bounds the retries of an event that fails transiently (a store down); past
+	// it, and at once for a permanent failure, the event goes to "<region>.dlq.fanout.<tier>".
+	FailureRetry deadletter.Policy `yaml:"failure_retry"`
+	// PartitionWindow is how many events of one partition are handled at once (1: one after
+	// another). Events still finish in offset order: each is handed on in the transaction that
+	// commits its offset, so a crash repeats only events none of whose records were visible.
+	PartitionWindow int `yaml:"partition_window"`
+	// TxnLinger is how long a hand-off transaction waits after its first finished event for
+	// more (0: it takes what finished while the previous one committed). Fewer, larger
+	// transactions cost Kafka less; the tier's tasks wait up to this much longer.
+	TxnLinger time.Duration `yaml:"txn_linger"`
+}
+
+// Settings is what the stage runs with: c's sizes for region, with inboxBatch, the inbox batch
+// size chosen at start when c.InboxBatch is 0 (automatic).
+func (c Config) Settings(region string, inboxBatch int) Settings {
+	maxAge := make(map[string]time.Duration, len(c.Tiers))
+	for tier, t := range c.Tiers {
+		maxAge[tier] = t.MaxAge
+	}
+	return Settings{Region: region, ChunkSize: c.ChunkSize, MaxAge: maxAge, TopicPacePerSec: c.TopicPacePerSec,
+		TopicChunksInFlight: c.TopicChunksInFlight, InboxBatch: inboxBatch}
 }
