@@ -247,8 +247,23 @@ func TestWebhooksReachOnlyTheJurisdictionsEndpointSignedAndOnceAfterAnOutage(t *
 	if rep := w.scan(); !rep.OK() {
 		t.Fatalf("residency scan: %+v", rep.Misplaced)
 	}
-	// Nothing more arrives later (no duplicate in flight), and the US endpoint never saw ada.
-	time.Sleep(time.Second)
+	// Nothing more arrives later (no duplicate in flight: no delivery is pending in either
+	// jurisdiction, and a delivery is posted before it is marked), and the US endpoint never
+	// saw ada.
+	poll.Until(t, 30*time.Second, func() error {
+		for _, pg := range []interface {
+			QueryRow(context.Context, string, ...any) pgx.Row
+		}{pgEU, pgUS} {
+			var pending int
+			if err := pg.QueryRow(context.Background(), `SELECT count(*) FROM webhook_deliveries WHERE status = 'pending' AND user_id IN ($1, $2)`, ada, bob).Scan(&pending); err != nil {
+				return err
+			}
+			if pending > 0 {
+				return fmt.Errorf("%d deliveries pending", pending)
+			}
+		}
+		return nil
+	})
 	delivered(t, hooks(t, s, euHook), n2)
 	for _, h := range hooks(t, s, usHook) {
 		if h.user == ada {

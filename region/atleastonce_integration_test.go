@@ -114,7 +114,8 @@ func TestFanoutWorkerKilledMidBatchLosesNoRecipientAndDedupKeepsDuplicatesOut(t 
 		}
 		return nil
 	})
-	time.Sleep(time.Second) // let any straggling repeat land before counting
+	// Every event handled: a straggling repeat has landed before counting.
+	r.waitConsumed(r.cfg.Name+".fanout."+notify.Social, notify.IngressTopic(r.cfg.Name, notify.Social))
 
 	// No recipient lost: every user has every inbox item, and every email task exists.
 	for i := 0; i < users; i++ {

@@ -409,7 +409,7 @@ func TestExporterKilledMidWindowAndCentralRestartedCountExactlyAndDuplicatesOnce
 		t.Fatal(err)
 	}
 	before := r.events()
-	time.Sleep(3 * time.Second)
+	r.waitConsumed(export.Group(r.cfg.Name), m.Topic)
 	if after := r.events(); after != before {
 		t.Errorf("the repeat a minute later stored %d rows", after-before)
 	}

@@ -10,6 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/IBM/sarama"
+
+	"github.com/herald-notify/herald/platform/discovery"
+	"github.com/herald-notify/herald/platform/kafka"
 	"github.com/herald-notify/herald/platform/poll"
 	"github.com/herald-notify/herald/platform/testenv"
 	"github.com/herald-notify/herald/region"
@@ -96,4 +100,61 @@ func TestConsumerGroupLagShowsAFanoutGroupThatStoppedConsumingAndItsCommittedOff
 	if v, ok := r.metric("herald_kafka_consumer_group_lag_last_success_timestamp_seconds", map[string]string{"region": r.cfg.Name}); !ok || time.Since(time.Unix(int64(v), 0)) > 30*time.Second {
 		t.Fatalf("last successful read %v (exported %v)", v, ok)
 	}
+}
+
+// setTopicThreshold puts the topic threshold key in discovery and waits until the region has it
+// in force (its herald_fanout_topic_threshold gauge).
+func (r *running) setTopicThreshold(n int64) {
+	r.t.Helper()
+	disc, err := discovery.Open(r.cfg.Discovery)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	if err := disc.Put(r.t.Context(), region.ThresholdKey(r.cfg.Name), []byte(strconv.FormatInt(n, 10))); err != nil {
+		r.t.Fatal(err)
+	}
+	poll.Until(r.t, 30*time.Second, func() error {
+		if v, ok := r.metric("herald_fanout_topic_threshold", map[string]string{"region": r.cfg.Name}); !ok || v != float64(n) {
+			return fmt.Errorf("threshold in force %v (exported %v), want %d", v, ok, n)
+		}
+		return nil
+	})
+}
+
+
+// waitConsumed waits until group has consumed every record of topic: its committed offset at
+// the end of each partition's log. A consumer that commits after it handled a record (every
+// stage here) has then handled all of them: the barrier for "nothing more arrives".
+func (r *running) waitConsumed(group, topic string) {
+	r.t.Helper()
+	sc, _ := r.cfg.Kafka.Sarama()
+	client, err := sarama.NewClient(r.cfg.Kafka.Brokers, sc)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer client.Close()
+	admin, err := sarama.NewClusterAdminFromClient(client)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	poll.Until(r.t, time.Minute, func() error {
+		lags, err := kafka.GroupLags(r.t.Context(), client, admin, []string{group})
+		if err != nil {
+			return err
+		}
+		seen := false
+		for _, l := range lags {
+			if l.Topic != topic {
+				continue
+			}
+			seen = true
+			if l.Lag > 0 {
+				return fmt.Errorf("%s: partition %d has %d records to consume", group, l.Partition, l.Lag)
+			}
+		}
+		if !seen {
+			return fmt.Errorf("%s has committed nothing on %s", group, topic)
+		}
+		return nil
+	})
 }

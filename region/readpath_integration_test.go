@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/herald-notify/herald/platform/discovery"
 	"github.com/herald-notify/herald/platform/poll"
 	"github.com/herald-notify/herald/platform/testenv"
 	"github.com/herald-notify/herald/region"
@@ -177,11 +176,7 @@ func TestInboxMergesLargeTopicFeedsWithoutDuplicates(t *testing.T) {
 	for _, u := range []string{"u1", "u2", "u3"} {
 		r.call("PUT", "/v1/topics/big/subscribers/"+u, nil, r.app)
 	}
-	disc, _ := discovery.Open(r.cfg.Discovery)
-	if err := disc.Put(t.Context(), region.ThresholdKey(r.cfg.Name), []byte("1")); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(500 * time.Millisecond)
+	r.setTopicThreshold(1)
 	own := r.sendInApp("u1", "personal")
 	code, b := r.call("POST", "/v1/notifications", map[string]any{"type": "social", "category": "news", "title": "Big news", "body": "For all",
 		"topic": "big", "channels": []string{"in_app"}}, r.app)
@@ -326,11 +321,7 @@ func TestLargeTopicAppliesPreferencesWithoutFillingTheCache(t *testing.T) {
 	if _, err := r.pg.Exec(t.Context(), `INSERT INTO preferences (app_id, user_id, prefs, hard_stop) VALUES ($1, 'stopped', '{}', true)`, r.app); err != nil {
 		t.Fatal(err)
 	}
-	disc, _ := discovery.Open(r.cfg.Discovery)
-	if err := disc.Put(t.Context(), region.ThresholdKey(r.cfg.Name), []byte("1")); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(500 * time.Millisecond)
+	r.setTopicThreshold(1)
 	code, b := r.call("POST", "/v1/notifications", map[string]any{"type": "social", "category": "news", "body": "For all",
 		"topic": "big", "channels": []string{"email"}}, r.app)
 	if code != 202 {

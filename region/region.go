@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/herald-notify/herald/platform/cassandra"
 	"github.com/herald-notify/herald/platform/config"
@@ -236,6 +238,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 			tasks = append(tasks, lifecycle.Task{Name: "fanout-" + tier, Run: cons.Run})
 		}
 		tasks = append(tasks, lifecycle.Task{Name: "prefs-evictions", Run: prefsCache.Listen})
+		topicThreshold.WithLabelValues(c.Name).Set(float64(c.Fanout.TopicThreshold))
 		tasks = append(tasks, lifecycle.Task{Name: "topic-threshold-watch", Run: func(ctx context.Context) error {
 			watchThreshold(ctx, disc, c.Name, fanouts, log)
 			return nil
@@ -324,6 +327,13 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 	return lifecycle.Run(ctx, log, tasks...)
 }
 
+// topicThreshold is the fan-out-on-read threshold in force: the config's until the discovery
+// key sets another.
+var topicThreshold = promauto.NewGaugeVec(prometheus.GaugeOpts{
+	Name: "herald_fanout_topic_threshold",
+	Help: "Subscriber count above which a topic send fans out on read, as in force in this process (config, then the discovery key).",
+}, []string{"region"})
+
 // watchRetry is the wait before a failed watch of the discovery backend is made again.
 var watchRetry = retry.Backoff{Initial: 500 * time.Millisecond, Max: 30 * time.Second, Jitter: 0.5}
 
@@ -353,6 +363,7 @@ func watchThreshold(ctx context.Context, disc discovery.Backend, region string, 
 						log.Info("topic threshold changed", "from", old, "to", n)
 					}
 				}
+				topicThreshold.WithLabelValues(region).Set(float64(n))
 			}
 		}
 		index = idx

@@ -12,12 +12,10 @@ import (
 
 	"github.com/IBM/sarama"
 
-	"github.com/herald-notify/herald/platform/discovery"
 	"github.com/herald-notify/herald/platform/kafka"
 	"github.com/herald-notify/herald/platform/poll"
 	"github.com/herald-notify/herald/platform/postgres"
 	"github.com/herald-notify/herald/platform/testenv"
-	"github.com/herald-notify/herald/region"
 	"github.com/herald-notify/herald/region/notify"
 	"github.com/herald-notify/herald/region/userkeys"
 )
@@ -337,11 +335,20 @@ func TestIdempotencyKeyReusedGets409WithTheOriginalNotification(t *testing.T) {
 		t.Fatalf("other app: %d", code)
 	}
 	r.waitState(first["notification_id"].(string), "ada", "in_app", "delivered")
-	time.Sleep(500 * time.Millisecond)
+	// Both apps' events are on the topic and fan-out has handled every event there: a second
+	// one from the 409 would be on the topic and in ada's inbox by now.
+	topic := notify.IngressTopic(r.cfg.Name, notify.Transactional)
+	poll.Until(t, 30*time.Second, func() error {
+		if n := r.topicCount(topic); n < 2 {
+			return fmt.Errorf("%d events on the topic", n)
+		}
+		return nil
+	})
+	r.waitConsumed(r.cfg.Name+".fanout."+notify.Transactional, topic)
 	if n := r.inboxRows("ada"); n != 1 {
 		t.Fatalf("ada has %d inbox rows, want 1", n)
 	}
-	if n := r.topicCount(notify.IngressTopic(r.cfg.Name, notify.Transactional)); n != 2 {
+	if n := r.topicCount(topic); n != 2 {
 		t.Fatalf("%d events on the topic, want 2 (one per app)", n)
 	}
 }
@@ -411,14 +418,7 @@ func TestTopicAboveThresholdFansOutOnReadAndBelowOnWrite(t *testing.T) {
 	}
 
 	// Lower the threshold at run time through discovery: the next send fans out on read.
-	disc, err := discovery.Open(r.cfg.Discovery)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := disc.Put(t.Context(), region.ThresholdKey(r.cfg.Name), []byte("5")); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(500 * time.Millisecond)
+	r.setTopicThreshold(5)
 	id = send()
 	poll.Until(t, 30*time.Second, func() error {
 		_, st := r.call("GET", "/v1/notifications/"+id+"/status", nil, r.app)
