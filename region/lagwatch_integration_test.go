@@ -121,7 +121,6 @@ func (r *running) setTopicThreshold(n int64) {
 	})
 }
 
-
 // waitConsumed waits until group has consumed every record of topic: its committed offset at
 // the end of each partition's log. A consumer that commits after it handled a record (every
 // stage here) has then handled all of them: the barrier for "nothing more arrives".
