@@ -15,6 +15,7 @@ import (
 	"github.com/herald-notify/herald/platform/poll"
 	"github.com/herald-notify/herald/region"
 	"github.com/herald-notify/herald/region/notify"
+	"github.com/herald-notify/herald/region/regiontest"
 )
 
 // startChild runs a region process with only the fan-out role, from the test binary.
@@ -28,7 +29,7 @@ func startChild(t *testing.T, c region.Config, logName string) *exec.Cmd {
 func startRoleChild(t *testing.T, c region.Config, roles []string, logName string) *exec.Cmd {
 	t.Helper()
 	c.Roles = roles
-	c.Listen = freePort(t)
+	c.Listen = regiontest.FreePort(t)
 	raw, err := json.Marshal(c)
 	if err != nil {
 		t.Fatal(err)

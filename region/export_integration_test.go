@@ -41,8 +41,8 @@ type central struct {
 func startCentral(t *testing.T, tokens map[string]string) *central {
 	t.Helper()
 	cfg := analytics.DefaultConfig(t.TempDir())
-	cfg.Listen = freePort(t)
-	cfg.Ingest.Listen = freePort(t)
+	cfg.Listen = regiontest.FreePort(t)
+	cfg.Ingest.Listen = regiontest.FreePort(t)
 	srv := testenv.PKI(t).Server("analytics")
 	cfg.Ingest.TLS = analytics.IngestTLSConfig{CertFile: srv.CertFile, KeyFile: srv.KeyFile, ClientCAFile: srv.ClientCAFile}
 	cfg.Postgres = testenv.Postgres(t)

@@ -4,12 +4,9 @@ package region_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
-	"os"
 	"regexp"
 	"slices"
 	"testing"
@@ -21,18 +18,20 @@ import (
 	"github.com/herald-notify/herald/platform/testenv"
 	"github.com/herald-notify/herald/platform/wire"
 	"github.com/herald-notify/herald/region"
+	"github.com/herald-notify/herald/region/regiontest"
 
 	"github.com/gocql/gocql"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// running is a region started in-process for a test, on its own stores.
+// running is a region started in-process for a test, on its own stores (regiontest.Start,
+// the one in-process harness the gateway's tests use too), with the test's view of it.
 type running struct {
 	t    *testing.T
-	cfg  region.Config
+	cfg  region.Config // what start runs: a test may change it between stop and start
 	base string
 	app  string
-	stop func()
+	rt   *regiontest.Running
 	pg   *pgxpool.Pool
 	cass *gocql.Session
 }
@@ -41,22 +40,12 @@ type running struct {
 func startRegion(t *testing.T, mutate ...func(*region.Config)) *running {
 	t.Helper()
 	c := testRegion(t)
-	c.Listen = freePort(t)
-	c.Scheduler.Interval = 100 * time.Millisecond
 	for _, m := range mutate {
 		m(&c)
 	}
+	rt := regiontest.Start(t, c)
+	r := &running{t: t, cfg: c, base: rt.Base, app: "app-" + testenv.Suffix(), rt: rt}
 	ctx := testenv.Context(t, 5*time.Minute)
-	if err := region.Migrate(ctx, c, slog.New(slog.DiscardHandler)); err != nil {
-		t.Fatal(err)
-	}
-	r := &running{t: t, cfg: c, base: "https://" + c.Listen, app: "app-" + testenv.Suffix()}
-	t.Cleanup(func() {
-		if r.stop != nil {
-			r.stop()
-		}
-	})
-	r.start()
 	pg, err := postgres.Connect(ctx, c.Postgres)
 	if err != nil {
 		t.Fatal(err)
@@ -71,39 +60,15 @@ func startRegion(t *testing.T, mutate ...func(*region.Config)) *running {
 	return r
 }
 
+// start runs the region (with r.cfg as it is now) and waits until it is ready.
 func (r *running) start() {
 	r.t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if os.Getenv("HERALD_TEST_LOG") != "" {
-		logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
-	}
-	go func() { done <- region.Run(ctx, r.cfg, logger, "test") }()
-	r.stop = func() {
-		r.stop = nil
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				r.t.Errorf("region stopped with %v", err)
-			}
-		case <-time.After(60 * time.Second):
-			r.t.Error("region did not stop within 60s")
-		}
-	}
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		if resp, err := testenv.RegionClient(r.t).Get(r.base + "/readyz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	r.t.Fatal("region not ready after 60s")
+	r.rt.Cfg = r.cfg
+	r.rt.Start()
 }
+
+// stop stops the region gracefully; stopping twice is a no-op.
+func (r *running) stop() { r.rt.Stop() }
 
 // restart stops the region and starts it again.
 func (r *running) restart() {

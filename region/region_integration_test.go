@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -97,18 +96,9 @@ func TestRegionRefusesStoresOfAnotherJurisdictionAndOnesItWasNotMigratedInto(t *
 	}
 }
 
-func freePort(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 func TestRegionServesReadinessRegistersAndDrainsOnShutdown(t *testing.T) {
 	c := testRegion(t)
-	c.Listen = freePort(t)
+	c.Listen = regiontest.FreePort(t)
 	ctx := testenv.Context(t, 2*time.Minute)
 	if err := region.Migrate(ctx, c, slog.New(slog.DiscardHandler)); err != nil {
 		t.Fatal(err)
