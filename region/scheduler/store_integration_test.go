@@ -226,3 +226,93 @@ func TestDueRowsFireTransactionalFirstWhateverTheMarketingBacklog(t *testing.T) 
 		t.Fatalf("a row of an unknown tier: %v, want it claimed and refused as an unknown tier", err)
 	}
 }
+
+// Two regions claim the fan-out of the same keyed sends at once on their shared database (a
+// send and its twin): each send has one owner, both are told the same one. A claim not done is
+// taken over once it is older than FanoutTakeover, a done one never; a send whose key's row is
+// gone or names another notification is the claimer's; an unkeyed send claims nothing.
+func TestConcurrentFanoutClaimsOfAKeyedSendFromTwoRegionsHaveOneOwner(t *testing.T) {
+	c := regiontest.Config(t, "zz-"+regiontest.Letters()+"-1", "EU", t.TempDir())
+	ctx := testenv.Context(t, 2*time.Minute)
+	pg := regiontest.Migrated(t, c)
+	west, central := scheduler.New(pg, "eu-west-1"), scheduler.New(pg, "eu-central-1")
+	stores := []*scheduler.Store{west, central}
+
+	const sends = 200
+	events := make([]notify.Event, sends)
+	for i := range sends {
+		events[i] = notify.Event{ID: fmt.Sprintf("n-%d", i), AppID: "app", IdempotencyKey: fmt.Sprintf("k-%d", i), Recipients: []string{"u"}}
+		if _, err := pg.Exec(ctx, `INSERT INTO idempotency_keys (app_id, idempotency_key, notification_id) VALUES ($1, $2, $3)`,
+			events[i].AppID, events[i].IdempotencyKey, events[i].ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	owners := make([][2]string, sends)
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*sends)
+	for i, e := range events {
+		for r, s := range stores {
+			wg.Go(func() {
+				owner, err := s.ClaimFanout(ctx, e)
+				if err != nil {
+					errs <- err
+				}
+				owners[i][r] = owner
+			})
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	for i, o := range owners {
+		if o[0] == "" || o[0] != o[1] {
+			t.Fatalf("send %d: eu-west-1 was told %q, eu-central-1 %q", i, o[0], o[1])
+		}
+	}
+
+	// n-0: its owner marks it done; the other region is refused even when the claim is old.
+	owner, other := stores[0], stores[1]
+	if owners[0][0] == "eu-central-1" {
+		owner, other = other, owner
+	}
+	if err := owner.MarkFanoutDone(ctx, events[0]); err != nil {
+		t.Fatal(err)
+	}
+	// n-1: never done (its region died mid-fan-out).
+	if _, err := pg.Exec(ctx, `UPDATE idempotency_keys SET fanout_claimed_at = now() - make_interval(secs => $1) WHERE notification_id IN ('n-0', 'n-1')`,
+		(scheduler.FanoutTakeover + time.Second).Seconds()); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := other.ClaimFanout(ctx, events[0]); err != nil || got != owners[0][0] {
+		t.Fatalf("a done claim: the other region was told %q (%v), want %q", got, err, owners[0][0])
+	}
+	taker := west
+	if owners[1][0] == "eu-west-1" {
+		taker = central
+	}
+	if got, err := taker.ClaimFanout(ctx, events[1]); err != nil || got == owners[1][0] {
+		t.Fatalf("a claim not done past the takeover window: %q (%v), want it taken over", got, err)
+	}
+	// n-2: within the window, not done: held for its claimer.
+	late := west
+	if owners[2][0] == "eu-west-1" {
+		late = central
+	}
+	if got, err := late.ClaimFanout(ctx, events[2]); err != nil || got != owners[2][0] {
+		t.Fatalf("a claim within the takeover window: %q (%v), want %q", got, err, owners[2][0])
+	}
+	// No row, another notification's row, no key: the claimer's own.
+	gone := notify.Event{ID: "n-gone", AppID: "app", IdempotencyKey: "k-gone"}
+	reused := notify.Event{ID: "n-new", AppID: "app", IdempotencyKey: "k-3"}
+	plain := notify.Event{ID: "n-plain", AppID: "app"}
+	for _, e := range []notify.Event{gone, reused, plain} {
+		if got, err := central.ClaimFanout(ctx, e); err != nil || got != "eu-central-1" {
+			t.Fatalf("%s: %q (%v), want eu-central-1", e.ID, got, err)
+		}
+	}
+	if err := central.MarkFanoutDone(ctx, plain); err != nil {
+		t.Fatal(err)
+	}
+}
