@@ -28,21 +28,31 @@ func RunGroup(ctx context.Context, brokers []string, sc *sarama.Config, group st
 		}
 	}()
 	log.Info("consuming", "topics", topics, "group", group)
+	Consume(ctx, g, topics, h, log.With("group", group), nil)
+	return nil
+}
+
+// Consume runs g's sessions on topics with h until ctx ends or g is closed. A session that
+// ends for a rebalance is begun again at once; one that fails is logged and begun again after
+// ConsumeRetry's wait. observe, when set, is told how each session ended (nil: a rebalance).
+func Consume(ctx context.Context, g sarama.ConsumerGroup, topics []string, h sarama.ConsumerGroupHandler, log *slog.Logger, observe func(error)) {
 	waits := ConsumeRetry.Start()
 	for ctx.Err() == nil {
 		err := g.Consume(ctx, topics, h)
+		if observe != nil {
+			observe(err)
+		}
 		if err == nil {
 			waits.Reset()
 			continue
 		}
 		if errors.Is(err, sarama.ErrClosedConsumerGroup) || ctx.Err() != nil {
-			break
+			return
 		}
 		wait := waits.Next()
-		log.Warn("consume failed; retrying", "group", group, "err", err, "backoff", wait)
+		log.Warn("consume failed; retrying", "err", err, "backoff", wait)
 		retry.Sleep(ctx, wait)
 	}
-	return nil
 }
 
 // ConsumeRetry is the wait before a consumer group's failed session is begun again: short,

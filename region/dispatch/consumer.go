@@ -13,7 +13,6 @@ import (
 
 	"github.com/herald-notify/herald/platform/envelope"
 	"github.com/herald-notify/herald/platform/kafka"
-	"github.com/herald-notify/herald/platform/retry"
 	"github.com/herald-notify/herald/region/deadletter"
 	"github.com/herald-notify/herald/region/notify"
 )
@@ -66,20 +65,7 @@ func (c *consumer) run(ctx context.Context) error {
 		}
 	}()
 	c.d.log.Info("dispatch consuming", "channel", c.channel, "topic", c.topic, "group", c.group, "concurrency", c.concurrency)
-	waits := kafka.ConsumeRetry.Start()
-	for ctx.Err() == nil {
-		err := group.Consume(ctx, []string{c.topic}, c)
-		if err == nil {
-			waits.Reset()
-			continue
-		}
-		if errors.Is(err, sarama.ErrClosedConsumerGroup) || ctx.Err() != nil {
-			break
-		}
-		wait := waits.Next()
-		c.d.log.Warn("consume failed; retrying", "channel", c.channel, "group", c.group, "err", err, "backoff", wait)
-		retry.Sleep(ctx, wait)
-	}
+	kafka.Consume(ctx, group, []string{c.topic}, c, c.d.log.With("channel", c.channel, "group", c.group), nil)
 	return nil
 }
 

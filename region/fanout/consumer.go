@@ -11,7 +11,6 @@ import (
 
 	"github.com/herald-notify/herald/platform/envelope"
 	"github.com/herald-notify/herald/platform/kafka"
-	"github.com/herald-notify/herald/platform/retry"
 	"github.com/herald-notify/herald/region/deadletter"
 	"github.com/herald-notify/herald/region/notify"
 )
@@ -66,23 +65,11 @@ func (c *Consumer) Run(ctx context.Context) error {
 	h := &handler{c: c, sem: make(chan struct{}, max(1, c.Cfg.Concurrency)), commit: commit}
 	c.Log.Info("fan-out consuming", "tier", c.Tier, "topic", c.Topic, "group", c.Group, "concurrency", c.Cfg.Concurrency, "transactional_id", c.TxnID)
 	watch := unstableWatch{after: hangingAfter}
-	waits := kafka.ConsumeRetry.Start()
-	for ctx.Err() == nil {
-		err := group.Consume(ctx, []string{c.Topic}, h)
+	kafka.Consume(ctx, group, []string{c.Topic}, h, c.Log.With("tier", c.Tier, "group", c.Group), func(err error) {
 		if watch.observe(err, time.Now()) {
 			c.abortHanging(ctx)
 		}
-		if err == nil {
-			waits.Reset()
-			continue
-		}
-		if errors.Is(err, sarama.ErrClosedConsumerGroup) || ctx.Err() != nil {
-			break
-		}
-		wait := waits.Next()
-		c.Log.Warn("consume failed; retrying", "tier", c.Tier, "err", err, "backoff", wait)
-		retry.Sleep(ctx, wait)
-	}
+	})
 	return nil
 }
 
