@@ -1,6 +1,6 @@
 # Herald: the two commands that matter are `make up` and `make test` (see README.md).
 SHELL := /bin/bash
-GO_TEST_FLAGS ?= -count=1 -timeout 20m
+GO_TEST_FLAGS ?= -count=1 -timeout 30m
 
 .PHONY: up down status reset test test-unit fuzz schemathesis test-stack build vet lint fmt prometheus test-rules loadtest faults test-faults
 
