@@ -49,7 +49,7 @@ func runFaults(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.DurationVar(&o.Drain, "drain", 3*time.Minute, "longest wait for deliveries after the load")
 	fs.DurationVar(&o.Deadline, "deadline", 5*time.Second, "request deadline: an answer later than this is a hang")
 	fs.DurationVar(&o.GiveUp, "give-up", 3*time.Minute, "how long the client retries one send")
-	latency := fs.String("latency", "judge", "judge: OTP p99 and recovery time are targets like loss and duplicates; measure: they are printed, not judged (make test's short windows on a shared machine, where one run's p99 is one noisy sample)")
+	latency := fs.String("latency", "judge", "judge: OTP p99 and recovery time are targets like loss and duplicates; measure: they and answers past --deadline are printed, not judged, while a request never answered still is (make test's short windows on a shared machine, where one run's tail is one noisy sample)")
 	home := fs.String("home", "", "the local stack's HERALD_HOME (default: $HERALD_HOME, else .herald)")
 	if err := cli.Parse(fs, args); err != nil {
 		return err
@@ -125,7 +125,7 @@ func runFaults(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if !faults.Print(stdout, results) {
 		targets := "0 lost, duplicates < 0.1%, no request past its deadline, recovery < 30 s, OTP p99 < 5 s on a machine loss"
 		if o.LatencyMeasured != "" {
-			targets = "0 lost, duplicates < 0.1%, no request past its deadline, a recovery"
+			targets = "0 lost, duplicates < 0.1%, every request answered, a recovery"
 		}
 		return &cli.ExitError{Code: 1, Err: fmt.Errorf("a fault missed its targets (%s): %s", targets, faults.Failed(results))}
 	}

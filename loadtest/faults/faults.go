@@ -58,9 +58,10 @@ type Options struct {
 	// GiveUp is how long the client keeps retrying one send before it gives up.
 	GiveUp time.Duration
 	// LatencyMeasured, when set, says why this run measures the latency targets (OTP p99,
-	// recovery within MaxRecovery) without judging them: make test's short windows on a shared
-	// CI machine, where one run's p99 is one noisy sample. Delivery is judged whatever it says:
-	// loss, duplicates, requests past the deadline, and a recovery that never came.
+	// recovery within MaxRecovery, answers within the deadline) without judging them: make
+	// test's short windows on a shared CI machine, where one run's tail is one noisy sample.
+	// Delivery is judged whatever it says: loss, duplicates, a request never answered, and a
+	// recovery that never came.
 	LatencyMeasured string
 	Log             io.Writer
 }
@@ -289,9 +290,11 @@ type Result struct {
 	// APIErrors counts failed attempts (5xx, 429, timeouts, refused connections), all retried.
 	APIErrors int
 	// Worst is the slowest attempt started during the fault (injected to 10 s after back);
-	// PastDeadline counts attempts, at any time, answered after the deadline or never.
-	Worst        time.Duration
-	PastDeadline int
+	// PastDeadline counts attempts, at any time, answered after the deadline or never;
+	// Unanswered, of those, the ones never answered (the client gave the attempt up 10 s past
+	// the deadline): a hang, judged in either mode, where a late answer is latency.
+	Worst                    time.Duration
+	PastDeadline, Unanswered int
 	// DownFor is from the fault's start to the server back.
 	DownFor time.Duration
 	// Flowing: from back to the first provider delivery of a send first tried after back.
@@ -327,7 +330,10 @@ func (r Result) Misses() []string {
 	if r.Accepted > 0 && float64(r.Duplicated) >= MaxDuplicateRate*float64(r.Accepted) && r.Duplicated > 0 {
 		m = append(m, fmt.Sprintf("duplicates %.3f%% (target < %.1f%%)", pct(r.Duplicated, r.Accepted), MaxDuplicateRate*100))
 	}
-	if r.PastDeadline > 0 {
+	switch {
+	case r.Unanswered > 0:
+		m = append(m, fmt.Sprintf("%d requests never answered", r.Unanswered))
+	case r.PastDeadline > 0 && r.LatencyNote == "":
 		m = append(m, fmt.Sprintf("%d requests past the deadline", r.PastDeadline))
 	}
 	if r.OTPJudged && r.LatencyNote == "" && r.OTPs > 0 && r.OTPP99 >= MaxOTPP99 {
@@ -698,6 +704,9 @@ func (l *load) tally(res *Result, sims map[int]int, firsts map[int]time.Time, in
 			res.APIErrors++
 			answers[a.answer]++
 		}
+		if a.timeout {
+			res.Unanswered++
+		}
 		if a.timeout || a.latency > l.o.Deadline {
 			res.PastDeadline++
 			if res.PastDeadline <= 3 {
@@ -843,8 +852,14 @@ func Print(w io.Writer, results []Result) bool {
 				otp += ", not judged"
 			}
 		}
-		fmt.Fprintf(w, "| %s | %d | %d | %d | %s | %s | %d | %s | %s | %d | %s | %s | %s | %s | %s |\n",
-			r.Fault, r.Sent, r.Accepted, r.DeliveredOnce, lost, dup, r.APIErrors, gave, secs(r.Worst), r.PastDeadline,
+		past := fmt.Sprint(r.PastDeadline)
+		if r.Unanswered > 0 {
+			past += fmt.Sprintf(" (%d never answered)", r.Unanswered)
+		} else if r.PastDeadline > 0 && r.LatencyNote != "" {
+			past += ", all answered, not judged"
+		}
+		fmt.Fprintf(w, "| %s | %d | %d | %d | %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+			r.Fault, r.Sent, r.Accepted, r.DeliveredOnce, lost, dup, r.APIErrors, gave, secs(r.Worst), past,
 			otp, secs(r.DownFor), recov(r.Flowing), recov(r.Drained), verdict)
 	}
 	for _, r := range results {

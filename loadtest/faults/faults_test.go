@@ -105,10 +105,15 @@ func TestMissesJudgeEveryTarget(t *testing.T) {
 			r.LatencyNote, r.Duplicated = "why", 10
 			return r
 		}, "duplicates"},
-		{"latency measured: a request past its deadline still misses", func(r Result) Result {
+		{"latency measured: a request answered past its deadline is only shown", func(r Result) Result {
 			r.LatencyNote, r.PastDeadline = "why", 1
 			return r
-		}, "past the deadline"},
+		}, ""},
+		{"latency measured: a request never answered still misses", func(r Result) Result {
+			r.LatencyNote, r.PastDeadline, r.Unanswered = "why", 1, 1
+			return r
+		}, "1 requests never answered"},
+		{"a request never answered", func(r Result) Result { r.PastDeadline, r.Unanswered = 2, 2; return r }, "2 requests never answered"},
 	}
 	for _, tt := range tests {
 		m := strings.Join(tt.r(ok).Misses(), "; ")
