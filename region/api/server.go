@@ -441,9 +441,6 @@ func (s *Server) sendOnce(ctx context.Context, e notify.Event, msg kafka.Message
 			pending_topic = CASE WHEN idempotency_keys.created_at < now() - interval '24 hours' THEN EXCLUDED.pending_topic ELSE idempotency_keys.pending_topic END,
 			pending_key = CASE WHEN idempotency_keys.created_at < now() - interval '24 hours' THEN EXCLUDED.pending_key ELSE idempotency_keys.pending_key END,
 			pending_value = CASE WHEN idempotency_keys.created_at < now() - interval '24 hours' THEN EXCLUDED.pending_value ELSE idempotency_keys.pending_value END,
-			fanout_region = CASE WHEN idempotency_keys.created_at < now() - interval '24 hours' THEN NULL ELSE idempotency_keys.fanout_region END,
-			fanout_claimed_at = CASE WHEN idempotency_keys.created_at < now() - interval '24 hours' THEN NULL ELSE idempotency_keys.fanout_claimed_at END,
-			fanout_done = CASE WHEN idempotency_keys.created_at < now() - interval '24 hours' THEN false ELSE idempotency_keys.fanout_done END,
 			created_at = CASE WHEN idempotency_keys.created_at < now() - interval '24 hours' THEN now() ELSE idempotency_keys.created_at END
 		RETURNING notification_id, coalesce(pending_topic, ''), coalesce(pending_key, ''), pending_value`,
 		e.AppID, e.IdempotencyKey, e.ID, msg.Topic, msg.Key, msg.Value).Scan(&held, &pending.Topic, &pending.Key, &value)

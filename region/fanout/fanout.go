@@ -53,11 +53,6 @@ type (
 	Scheduler interface {
 		Schedule(ctx context.Context, due time.Time, e notify.Event, reason string) error
 		ClaimFire(ctx context.Context, e notify.Event) (region string, err error)
-		// ClaimFanout claims a keyed event's fan-out for this region and returns the region
-		// that has it; MarkFanoutDone marks this region's claim done once the records are
-		// durable (scheduler.Store.ClaimFanout).
-		ClaimFanout(ctx context.Context, e notify.Event) (region string, err error)
-		MarkFanoutDone(ctx context.Context, e notify.Event) error
 	}
 	// Producer hands records durably to Kafka.
 	Producer interface {
@@ -203,37 +198,6 @@ func (f *Fanout) HandleTo(ctx context.Context, e notify.Event, out Handoff) erro
 			return nil
 		}
 	}
-	if e.Deferred || e.IdempotencyKey == "" {
-		return f.fanOut(ctx, e, out)
-	}
-	// A keyed send may have a twin in another region of the jurisdiction (a retry that found
-	// its key pending there, after this region's answer was lost): one region delivers it.
-	owner, err := f.sched.ClaimFanout(ctx, e)
-	if err != nil {
-		return err
-	}
-	if owner != f.set.Region {
-		acceptedElsewhere.WithLabelValues(f.set.Region, e.Tier).Inc()
-		f.logger.Info("keyed send already fanned out by another region; this copy is dropped", "notification", e.ID, "fanned_out_by", owner)
-		return nil
-	}
-	if err := f.fanOut(ctx, e, out); err != nil {
-		return err
-	}
-	out.Then(func() {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		if err := f.sched.MarkFanoutDone(ctx, e); err != nil {
-			// The claim stays open: past scheduler.FanoutTakeover a twin may take it over.
-			f.logger.Warn("marking a keyed send's fan-out done", "notification", e.ID, "err", err)
-		}
-	})
-	return nil
-}
-
-// fanOut decides and hands on e's records: deferred when its send_at is ahead, else per
-// recipient, or through its topic.
-func (f *Fanout) fanOut(ctx context.Context, e notify.Event, out Handoff) error {
 	now := f.now()
 	if e.SendAt != nil && e.SendAt.After(now) && !e.Deferred {
 		if err := f.deliveries.Accepted(ctx, e); err != nil {

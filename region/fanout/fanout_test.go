@@ -45,21 +45,11 @@ type world struct {
 	// (scheduled_fires), shared by the worlds of one jurisdiction's regions.
 	region string
 	fires  map[string]string
-	// fanouts are the jurisdiction's claims of keyed sends' fan-out (idempotency_keys), shared
-	// like fires; clock is the claims' (now unless a test moves it).
-	fanouts map[string]*fanoutClaim
-	clock   time.Time
-}
-
-type fanoutClaim struct {
-	region string
-	at     time.Time
-	done   bool
 }
 
 func newWorld() *world {
 	return &world{profiles: map[string]*profiles.Profile{}, states: map[string]deliverylog.State{}, done: map[string]string{},
-		region: "eu-west-1", fires: map[string]string{}, fanouts: map[string]*fanoutClaim{}, clock: now}
+		region: "eu-west-1", fires: map[string]string{}}
 }
 
 // Load returns only the parts need names, as the real loader does, so a chunk that asks for
@@ -106,26 +96,6 @@ func (w *world) ClaimFire(_ context.Context, e notify.Event) (string, error) {
 	}
 	w.fires[key] = w.region
 	return w.region, nil
-}
-
-// ClaimFanout is scheduler.Store.ClaimFanout over the shared map: this region's claim is taken
-// again, another's is held unless it is not done and older than scheduler.FanoutTakeover.
-func (w *world) ClaimFanout(_ context.Context, e notify.Event) (string, error) {
-	k := e.AppID + "/" + e.IdempotencyKey + "/" + e.ID
-	c := w.fanouts[k]
-	switch {
-	case c == nil || !c.done && w.clock.Sub(c.at) > scheduler.FanoutTakeover:
-		w.fanouts[k] = &fanoutClaim{region: w.region, at: w.clock}
-	case c.region == w.region:
-		c.at = w.clock
-	}
-	return w.fanouts[k].region, nil
-}
-func (w *world) MarkFanoutDone(_ context.Context, e notify.Event) error {
-	if c := w.fanouts[e.AppID+"/"+e.IdempotencyKey+"/"+e.ID]; c != nil && c.region == w.region {
-		c.done = true
-	}
-	return nil
 }
 func (w *world) Send(_ context.Context, msgs ...kafka.Message) error {
 	if w.sendErr != nil {
@@ -637,96 +607,5 @@ func TestLargeTopicSubscribersAreLoadedPastTheCacheAndOtherSendsThroughIt(t *tes
 				t.Fatalf("loaded through the cache %d, past it %d; want %d, %d", cached.users, bulk.users, tc.wantCached, tc.wantBulk)
 			}
 		})
-	}
-}
-
-// held is a hand-off whose transaction never commits (its process died first): Then never runs.
-type held struct{ w *world }
-
-func (h held) Send(ctx context.Context, msgs ...kafka.Message) error { return h.w.Send(ctx, msgs...) }
-func (held) Then(func())                                             {}
-
-func TestAKeyedSendIsFannedOutOnceInTheJurisdictionWhicheverRegionGetsACopy(t *testing.T) {
-	// Two regions of a jurisdiction: each its own dedup and producer, one table of claims.
-	west, central := newWorld(), newWorld()
-	central.region, central.fires, central.fanouts = "eu-central-1", west.fires, west.fanouts
-	for _, w := range []*world{west, central} {
-		w.profiles["a"] = &profiles.Profile{Email: "a@x"}
-	}
-	fw, fc := newFanout(west), newFanout(central)
-	e := event(notify.Transactional, "a")
-	e.IdempotencyKey, e.Channels = "login-42", []string{notify.Email}
-	dropped := testutil.ToFloat64(acceptedElsewhere.WithLabelValues("eu-west-1", notify.Transactional))
-
-	// eu-west-1 put the event on its topic and died before answering; the gateway's retry found
-	// the key pending in eu-central-1, which produced it again on its own topic: its twin, the
-	// same notification id, came first.
-	if err := fc.Handle(context.Background(), e); err != nil {
-		t.Fatal(err)
-	}
-	if n := len(central.sent); n != 1 {
-		t.Fatalf("eu-central-1 handed on %d tasks, want 1", n)
-	}
-	// eu-west-1, back, consumes its own copy: dropped, counted.
-	if err := fw.Handle(context.Background(), e); err != nil {
-		t.Fatal(err)
-	}
-	if n := len(west.sent); n != 0 {
-		t.Fatalf("eu-west-1 handed on %d tasks for a send eu-central-1 fanned out", n)
-	}
-	if got := testutil.ToFloat64(acceptedElsewhere.WithLabelValues("eu-west-1", notify.Transactional)) - dropped; got != 1 {
-		t.Errorf("herald_fanout_keyed_twins_dropped_total rose by %v, want 1", got)
-	}
-	// A redelivery in the region that has the claim goes on: its dedup skips what was done.
-	if err := fc.Handle(context.Background(), e); err != nil {
-		t.Fatal(err)
-	}
-	if n := len(central.sent); n != 1 {
-		t.Fatalf("the redelivery in eu-central-1 handed on %d tasks in all, want 1", n)
-	}
-	// Long after, the claim is done: never taken over.
-	west.clock = now.Add(time.Hour)
-	if err := fw.Handle(context.Background(), e); err != nil || len(west.sent) != 0 {
-		t.Fatalf("eu-west-1 an hour later: %v, %d tasks", err, len(west.sent))
-	}
-	// A send without a key claims nothing: each copy is its region's (no twin can be made).
-	plain := event(notify.Transactional, "a")
-	plain.ID, plain.Channels = "n2", []string{notify.Email}
-	if err := fw.Handle(context.Background(), plain); err != nil {
-		t.Fatal(err)
-	}
-	if n := len(west.sent); n != 1 || len(west.fanouts) != 1 {
-		t.Fatalf("an unkeyed send: %d tasks, %d claims; want 1 and 1", n, len(west.fanouts))
-	}
-}
-
-func TestAKeyedSendsClaimNotDoneIsTakenOverOnlyAfterTheTakeoverWindow(t *testing.T) {
-	west, central := newWorld(), newWorld()
-	central.region, central.fanouts = "eu-central-1", west.fanouts
-	for _, w := range []*world{west, central} {
-		w.profiles["a"] = &profiles.Profile{Email: "a@x"}
-	}
-	fw, fc := newFanout(west), newFanout(central)
-	e := event(notify.Transactional, "a")
-	e.IdempotencyKey, e.Channels = "login-43", []string{notify.Email}
-
-	// eu-west-1 claimed and died before its hand-off committed: the claim is not done.
-	if err := fw.HandleTo(context.Background(), e, held{west}); err != nil {
-		t.Fatal(err)
-	}
-	// Within the window the twin waits for eu-west-1 (dropped here, eu-west-1 repeats it).
-	central.clock = now.Add(scheduler.FanoutTakeover)
-	if err := fc.Handle(context.Background(), e); err != nil || len(central.sent) != 0 {
-		t.Fatalf("within the takeover window: %v, %d tasks", err, len(central.sent))
-	}
-	// Past it, eu-central-1 takes the claim over and delivers; eu-west-1's repeat is dropped.
-	central.clock = now.Add(scheduler.FanoutTakeover + time.Second)
-	if err := fc.Handle(context.Background(), e); err != nil || len(central.sent) != 1 {
-		t.Fatalf("past the takeover window: %v, %d tasks", err, len(central.sent))
-	}
-	before := len(west.sent)
-	west.clock = central.clock
-	if err := fw.Handle(context.Background(), e); err != nil || len(west.sent) != before {
-		t.Fatalf("eu-west-1's repeat after the takeover: %v, %d tasks more", err, len(west.sent)-before)
 	}
 }

@@ -14,10 +14,6 @@ var (
 		Name: "herald_fanout_deferred_fired_elsewhere_total",
 		Help: "Copies of a deferred event dropped because another region of the jurisdiction claimed its firing first (a scheduled row fired twice across a crash).",
 	}, []string{"region", "tier"})
-	acceptedElsewhere = promauto.NewCounterVec(prometheus.CounterOpts{
-		Name: "herald_fanout_keyed_twins_dropped_total",
-		Help: "Copies of a keyed send dropped because another region of the jurisdiction claimed its fan-out first (a twin produced by a retry that found the key pending there).",
-	}, []string{"region", "tier"})
 	fanoutPath = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "herald_fanout_topic_path_total",
 		Help: "Topic sends by fan-out path (on write or on read).",

@@ -155,52 +155,6 @@ func (s *Store) ClaimFire(ctx context.Context, e notify.Event) (string, error) {
 	return "", fmt.Errorf("claiming the firing of %s: no claim found after inserting", e.ID)
 }
 
-// FanoutTakeover is how long a region's claim on a keyed send's fan-out (ClaimFanout) holds
-// while it is not marked done: past it, the other copy's region may take the claim over.
-const FanoutTakeover = 30 * time.Second
-
-// ClaimFanout records that the Store's region fans out e, an accepted event sent with an
-// idempotency key, and returns the region that does: the Store's, or another region of the
-// jurisdiction that claimed it first (then e is a twin to drop). A twin is made when a request
-// finds its key pending in another region whose acknowledgement was lost with it: it produces
-// the event again on its own region's topic under the same notification id, and the regions'
-// dedup keys do not meet. A claim of this region (a redelivery here) is taken again; another
-// region's claim that is not marked done (MarkFanoutDone) within FanoutTakeover is taken over,
-// so a region lost mid-fan-out does not hold the send until it is back. An event without a key,
-// or whose key's row is gone or names another notification, has no twin: it is the Store's.
-func (s *Store) ClaimFanout(ctx context.Context, e notify.Event) (string, error) {
-	if e.IdempotencyKey == "" {
-		return s.region, nil
-	}
-	var owner string
-	err := s.db.QueryRow(ctx, `UPDATE idempotency_keys SET
-			fanout_region = CASE WHEN fanout_region IS NULL OR fanout_region = $4 OR (NOT fanout_done AND fanout_claimed_at < now() - make_interval(secs => $5)) THEN $4 ELSE fanout_region END,
-			fanout_claimed_at = CASE WHEN fanout_region IS NULL OR fanout_region = $4 OR (NOT fanout_done AND fanout_claimed_at < now() - make_interval(secs => $5)) THEN now() ELSE fanout_claimed_at END
-		WHERE app_id = $1 AND idempotency_key = $2 AND notification_id = $3
-		RETURNING fanout_region`, e.AppID, e.IdempotencyKey, e.ID, s.region, FanoutTakeover.Seconds()).Scan(&owner)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return s.region, nil
-	}
-	if err != nil {
-		return "", fmt.Errorf("claiming the fan-out of %s: %w", e.ID, err)
-	}
-	return owner, nil
-}
-
-// MarkFanoutDone marks this region's claim on e's fan-out done (its records are durable): the
-// claim is then never taken over.
-func (s *Store) MarkFanoutDone(ctx context.Context, e notify.Event) error {
-	if e.IdempotencyKey == "" {
-		return nil
-	}
-	if _, err := s.db.Exec(ctx, `UPDATE idempotency_keys SET fanout_done = true
-		WHERE app_id = $1 AND idempotency_key = $2 AND notification_id = $3 AND fanout_region = $4`,
-		e.AppID, e.IdempotencyKey, e.ID, s.region); err != nil {
-		return fmt.Errorf("marking the fan-out of %s done: %w", e.ID, err)
-	}
-	return nil
-}
-
 // fireRetention is how long a firing's claim is kept: far longer than any redelivery.
 const fireRetention = 7 * 24 * time.Hour
 
