@@ -113,6 +113,14 @@ func TestMissesJudgeEveryTarget(t *testing.T) {
 			r.LatencyNote, r.PastDeadline, r.Unanswered = "why", 1, 1
 			return r
 		}, "1 requests never answered"},
+		{"repeats the provider took at a dispatcher's kill are not judged", func(r Result) Result {
+			r.Duplicated, r.DupAtKill = 30, 25
+			return r
+		}, ""},
+		{"other repeats of a dispatcher's kill still are", func(r Result) Result {
+			r.Duplicated, r.DupAtKill = 30, 20
+			return r
+		}, "duplicates 0.100%"},
 		{"a request never answered", func(r Result) Result { r.PastDeadline, r.Unanswered = 2, 2; return r }, "2 requests never answered"},
 	}
 	for _, tt := range tests {
