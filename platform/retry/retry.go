@@ -13,14 +13,14 @@ import (
 
 // Backoff is an exponential backoff: Initial after the first failure, doubling up to Max, each
 // wait drawn uniformly from ±Jitter of it (0.2: 80-120 %), so processes that failed together do
-// not retry in step.
+// not retry in step. Max bounds the wait after jitter too: no wait is ever longer than Max.
 type Backoff struct {
 	Initial, Max time.Duration
 	Jitter       float64
 }
 
 // BackOff returns b for backoff.Retry.
-func (b Backoff) BackOff() backoff.BackOff { return b.exponential() }
+func (b Backoff) BackOff() backoff.BackOff { return b.Start() }
 
 func (b Backoff) exponential() *backoff.ExponentialBackOff {
 	initial := max(b.Initial, time.Millisecond)
@@ -35,7 +35,20 @@ func (b Backoff) Start() *Waits { return &Waits{b: b.exponential()} }
 type Waits struct{ b *backoff.ExponentialBackOff }
 
 // Next returns the wait before the next attempt, and lengthens the one after.
-func (w *Waits) Next() time.Duration { return w.b.NextBackOff() }
+func (w *Waits) Next() time.Duration { return min(w.b.NextBackOff(), w.b.MaxInterval) }
+
+// NextAfter is Next for an attempt that ran for ran before it ended: one that lasted longer
+// than Max had been working (a subscription that was live, a listener that was listening), so
+// its end is a new outage and the waits start again from Initial.
+func (w *Waits) NextAfter(ran time.Duration) time.Duration {
+	if ran > w.b.MaxInterval {
+		w.Reset()
+	}
+	return w.Next()
+}
+
+// NextBackOff is Next, so that Waits is a backoff.BackOff.
+func (w *Waits) NextBackOff() time.Duration { return w.Next() }
 
 // Reset starts the sequence again from Initial: call it after a success.
 func (w *Waits) Reset() { w.b.Reset() }

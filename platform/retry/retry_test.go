@@ -32,12 +32,45 @@ func TestWaitsDoubleFromInitialToMaxWithinTheirJitter(t *testing.T) {
 				for i, base := range tt.want {
 					base *= time.Millisecond
 					lo, hi := time.Duration(float64(base)*(1-jitter)), time.Duration(float64(base)*(1+jitter))
+					hi = min(hi, max(tt.b.Max, tt.b.Initial, time.Millisecond)) // Max bounds the jittered wait too
 					if got := w.Next(); got < lo || got > hi {
 						t.Fatalf("round %d, wait %d: %v, want %v-%v", round, i, got, lo, hi)
 					}
 				}
 			}
 		})
+	}
+}
+
+func TestNoWaitIsLongerThanMaxWhateverTheJitter(t *testing.T) {
+	b := Backoff{Initial: time.Millisecond, Max: 4 * time.Millisecond, Jitter: 0.5}
+	for _, w := range []interface{ NextBackOff() time.Duration }{b.Start(), b.BackOff()} {
+		atCap := 0
+		for range 2000 {
+			got := w.NextBackOff()
+			if got > b.Max {
+				t.Fatalf("wait %v longer than Max %v", got, b.Max)
+			}
+			if got > 3*time.Millisecond {
+				atCap++
+			}
+		}
+		if atCap == 0 {
+			t.Fatal("no wait near Max: the sequence never reached its cap")
+		}
+	}
+}
+
+func TestNextAfterALongAttemptStartsTheWaitsAgain(t *testing.T) {
+	w := Backoff{Initial: 10 * time.Millisecond, Max: 80 * time.Millisecond}.Start()
+	for range 5 {
+		w.Next()
+	}
+	if got := w.NextAfter(80 * time.Millisecond); got != 80*time.Millisecond {
+		t.Fatalf("after an attempt of Max: %v, want the capped 80ms (a short attempt keeps backing off)", got)
+	}
+	if got := w.NextAfter(81 * time.Millisecond); got != 10*time.Millisecond {
+		t.Fatalf("after an attempt longer than Max: %v, want Initial 10ms", got)
 	}
 }
 

@@ -437,10 +437,7 @@ func (h *Hub) Run(ctx context.Context) error {
 		h.subMu.Unlock()
 		ps.Close()
 		if ctx.Err() == nil {
-			if time.Since(started) > resubscribeRetry.Max {
-				waits.Reset() // it was subscribed: the failure is new
-			}
-			wait := waits.Next()
+			wait := waits.NextAfter(time.Since(started)) // after a long subscription the failure is new
 			h.log.Warn("inbox stream hub: resubscribing", "backoff", wait)
 			retry.Sleep(ctx, wait)
 		}

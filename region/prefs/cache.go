@@ -172,10 +172,7 @@ func (c *Cache) Listen(ctx context.Context) error {
 		if ctx.Err() != nil {
 			break
 		}
-		if time.Since(started) > listenRetry.Max {
-			waits.Reset() // it was listening: the outage is new
-		}
-		wait := waits.Next()
+		wait := waits.NextAfter(time.Since(started)) // after a long listen the outage is new
 		c.log.Warn("preference evictions: not listening; retrying", "err", err, "backoff", wait)
 		retry.Sleep(ctx, wait)
 	}
