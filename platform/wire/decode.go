@@ -10,7 +10,8 @@
 //   - a name the type does not declare is refused;
 //   - strings are valid UTF-8 (unpaired surrogate escapes included) and hold no NUL, which
 //     Postgres text cannot store;
-//   - null is refused (leave a field out instead), except inside a send's free-form "data".
+//   - null is refused (leave a field out instead), except inside a send's free-form "data" and
+//     a workflow trigger's "payload".
 //
 // Every refusal is an *Error naming the field, as the API reports it ("recipients[3]",
 // "metadata.key").
@@ -63,7 +64,7 @@ func refuse(code, field, msg string) *Error { return &Error{Code: code, Field: f
 
 // freeForm lists the top-level members whose contents are the app's own values, where null is a
 // value like any other (template variables).
-var freeForm = map[string]bool{"data": true}
+var freeForm = map[string]bool{"data": true, "payload": true}
 
 // Read reads a body of at most limit bytes and decodes it with Decode.
 func Read(r io.Reader, dst any, limit int64) *Error {
