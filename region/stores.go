@@ -246,7 +246,7 @@ func Migrate(ctx context.Context, c Config, log *slog.Logger) error {
 	if err := cassandra.EnsureKeyspace(ctx, c.Cassandra); err != nil {
 		return err
 	}
-	sess, err := cassandra.Connect(ctx, c.Cassandra)
+	sess, err := cassandra.Connect(ctx, c.Cassandra.ForSchema())
 	if err != nil {
 		return err
 	}

@@ -189,7 +189,7 @@ func EnsureKeyspace(ctx context.Context, c Config) error {
 	if !ValidIdent(c.Keyspace) {
 		return fmt.Errorf("invalid keyspace name %q", c.Keyspace)
 	}
-	s, err := ConnectSystem(ctx, c)
+	s, err := ConnectSystem(ctx, c.ForSchema())
 	if err != nil {
 		return err
 	}
@@ -285,12 +285,19 @@ func Peers(ctx context.Context, s *gocql.Session) (int, error) {
 // schemaTimeout is the request timeout of schema changes that may take long on a busy node.
 const schemaTimeout = time.Minute
 
+// ForSchema is c for a session that changes the schema: a CREATE TABLE on a busy node (the
+// schema pushed to every peer and flushed) can outlast the request timeout of reads and
+// writes, and a client that gave up does not stop the change on the server.
+func (c Config) ForSchema() Config {
+	c.Timeout = max(c.Timeout, schemaTimeout)
+	return c
+}
+
 // DropKeyspace drops a keyspace if it exists. Dropping one with many tables on a busy node can
 // outlast the per-request timeout while the drop goes on server-side, so the session waits up
 // to schemaTimeout per request, and a failed drop is checked against the schema and retried.
 func DropKeyspace(ctx context.Context, c Config, keyspace string) error {
-	c.Timeout = max(c.Timeout, schemaTimeout)
-	s, err := ConnectSystem(ctx, c)
+	s, err := ConnectSystem(ctx, c.ForSchema())
 	if err != nil {
 		return err
 	}

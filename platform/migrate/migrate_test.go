@@ -1,10 +1,15 @@
 package migrate
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
 	"testing/fstest"
+
+	"github.com/gocql/gocql"
 )
 
 func TestLoadOrdersByVersionAndChecksNumbering(t *testing.T) {
@@ -53,5 +58,24 @@ func TestStatementsSplitsAtLineEndingSemicolons(t *testing.T) {
 	want := []string{"CREATE TABLE a (x int)", "CREATE TABLE b (\n  y text -- 'a;b'\n)", "INSERT INTO c VALUES ('x;y')"}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %q\nwant %q", got, want)
+	}
+}
+
+func TestOnlyASchemaStatementWhoseOutcomeIsUnknownIsSentAgain(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"no answer in time", gocql.ErrTimeoutNoResponse, true},
+		{"no answer, wrapped", fmt.Errorf("exec: %w", gocql.ErrTimeoutNoResponse), true},
+		{"a write timeout", &gocql.RequestErrWriteTimeout{}, true},
+		{"a syntax error", errors.New("line 1:7 no viable alternative"), false},
+		{"an ended context", context.Canceled, false},
+	}
+	for _, tt := range tests {
+		if got := timedOut(tt.err); got != tt.want {
+			t.Errorf("%s: timedOut = %v, want %v", tt.name, got, tt.want)
+		}
 	}
 }
