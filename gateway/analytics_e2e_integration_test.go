@@ -187,10 +187,8 @@ func TestNotificationsThroughTheGatewayReachTheCentralFunnelPerStageWithoutIdent
 	centralAddr, centralIngestAddr := regiontest.FreePort(t), regiontest.FreePort(t)
 	tokens := map[string]string{}
 	w := newWorld(t, func(i int, rc *region.Config) {
-		rc.Dispatch.Push.APNs = dispatch.APNsConfig{Endpoint: info.APNs.URL, TeamID: info.APNs.TeamID, KeyID: info.APNs.KeyID,
-			KeyFile: info.APNs.KeyFile, Topic: "com.herald.test", CAFile: info.CAFile}
-		rc.Dispatch.Email.SMTP = dispatch.SMTPConfig{Addr: info.SMTP.Addr, Username: sc.SMTP.Username, Password: sc.SMTP.Password,
-			From: "Herald <noreply@herald.local>", CAFile: info.CAFile}
+		rc.Dispatch.Push.APNs = regiontest.SimAPNs(info)
+		rc.Dispatch.Email.SMTP = regiontest.SimSMTP(info, sc)
 		rc.Dispatch.SMS.Twilio = dispatch.TwilioConfig{BaseURL: info.SMS.URL, AccountSID: sc.SMS.AccountSID, AuthToken: sc.SMS.AuthToken, From: "+15005550006"}
 		tokens[rc.Name] = fmt.Sprintf("test-analytics-e2e-%d-%s", i, randomHex(t, 8))
 		rc.Roles = append(region.AllRoles(), region.RoleExporter)

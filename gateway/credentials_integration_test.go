@@ -70,11 +70,9 @@ func TestEachAppSendsThroughItsOwnProviderAccountsAndNeverAnothers(t *testing.T)
 	s, sc := regiontest.StartSim(t, 1)
 	info := s.Info()
 	w := newWorld(t, func(i int, rc *region.Config) {
-		rc.Dispatch.Push.APNs = dispatch.APNsConfig{Endpoint: info.APNs.URL, TeamID: info.APNs.TeamID, KeyID: info.APNs.KeyID,
-			KeyFile: info.APNs.KeyFile, Topic: "com.herald.test", CAFile: info.CAFile}
+		rc.Dispatch.Push.APNs = regiontest.SimAPNs(info)
 		rc.Dispatch.Push.FCM = dispatch.FCMConfig{Endpoint: info.FCM.Endpoint, CredentialsFile: info.FCM.CredentialsFile}
-		rc.Dispatch.Email.SMTP = dispatch.SMTPConfig{Addr: info.SMTP.Addr, Username: sc.SMTP.Username, Password: sc.SMTP.Password,
-			From: "Herald <noreply@herald.local>", CAFile: info.CAFile}
+		rc.Dispatch.Email.SMTP = regiontest.SimSMTP(info, sc)
 		rc.Dispatch.SMS.Twilio = dispatch.TwilioConfig{BaseURL: info.SMS.URL, AccountSID: sc.SMS.AccountSID, AuthToken: sc.SMS.AuthToken, From: "+15005550006"}
 		rc.Dispatch.AppCredentials.Refresh = 300 * time.Millisecond
 		rc.Dispatch.AppCredentials.FCMTokenURIs = []string{info.FCM.TokenURI}

@@ -11,7 +11,6 @@ import (
 
 	"github.com/herald-notify/herald/platform/poll"
 	"github.com/herald-notify/herald/region"
-	"github.com/herald-notify/herald/region/dispatch"
 	"github.com/herald-notify/herald/region/regiontest"
 )
 
@@ -24,10 +23,8 @@ func TestFailoverDeliversWithTheUsersStateAndTheInboxGoesHomeWithTheUser(t *test
 	s, sc := regiontest.StartSim(t, 1)
 	info := s.Info()
 	w := newWorld(t, func(i int, c *region.Config) {
-		c.Dispatch.Push.APNs = dispatch.APNsConfig{Endpoint: info.APNs.URL, TeamID: info.APNs.TeamID, KeyID: info.APNs.KeyID,
-			KeyFile: info.APNs.KeyFile, Topic: "com.herald.test", CAFile: info.CAFile}
-		c.Dispatch.Email.SMTP = dispatch.SMTPConfig{Addr: info.SMTP.Addr, Username: sc.SMTP.Username, Password: sc.SMTP.Password,
-			From: "Herald <noreply@herald.local>", CAFile: info.CAFile}
+		c.Dispatch.Push.APNs = regiontest.SimAPNs(info)
+		c.Dispatch.Email.SMTP = regiontest.SimSMTP(info, sc)
 	})
 	de := "de-" + w.app
 	mail, token := de+"@example.com", fmt.Sprintf("%064x", len(w.app)*104729+7)

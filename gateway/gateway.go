@@ -130,7 +130,8 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 		Keys: newKeyCache(keyStore, keyCacheTTL), TokenSecrets: newSecretCache(keyStore, keyCacheTTL), Directory: directory.New(pool, secret, c.Directory.CacheSize, c.Directory.CacheTTL),
 		Policy: policy, Regions: regions, Limiter: &limiter{rdb: rdb, prefix: c.Redis.Prefix},
 		Sends: &sendStore{db: pool}, Audit: audit, Health: h, Client: client, Log: log,
-		Templates: &templateSync{db: pool, regions: regions, policy: policy, client: client, token: c.RegionToken, log: log},
+		Templates: &configSync{kind: templateKind, db: pool, regions: regions, policy: policy, client: client, token: c.RegionToken, log: log},
+		Workflows: &configSync{kind: workflowKind, db: pool, regions: regions, policy: policy, client: client, token: c.RegionToken, log: log},
 	}
 	regions.Refresh(ctx)
 	httpSrv := &httpserver.Server{
@@ -150,5 +151,6 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 		lifecycle.Task{Name: "region health", Run: regions.Run},
 		lifecycle.Task{Name: "policy watch", Run: func(ctx context.Context) error { policy.Watch(ctx, disc, c.PolicyKey, log); return nil }},
 		lifecycle.Task{Name: "template sync", Run: func(ctx context.Context) error { return srv.Templates.Run(ctx, 2*time.Second) }},
+		lifecycle.Task{Name: "workflow sync", Run: func(ctx context.Context) error { return srv.Workflows.Run(ctx, 2*time.Second) }},
 	)
 }

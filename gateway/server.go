@@ -31,7 +31,9 @@ import (
 const (
 	appHeader       = "X-Herald-App"
 	requestIDHeader = "X-Request-Id"
-	timeoutHeader   = "X-Herald-Timeout-Ms"
+	// versionHeader carries the version of a template or workflow the gateway pushes.
+	versionHeader = "X-Herald-Version"
+	timeoutHeader = "X-Herald-Timeout-Ms"
 )
 
 var (
@@ -76,7 +78,8 @@ type Server struct {
 	Regions      *regionset.Set
 	Limiter      *limiter
 	Sends        *sendStore
-	Templates    *templateSync
+	Templates    *configSync
+	Workflows    *configSync
 	Audit        *auditShipper
 	Health       *health.Health
 	Client       *http.Client
@@ -92,7 +95,8 @@ type Server struct {
 // Handler builds the router.
 func (s *Server) Handler() http.Handler {
 	r := httpserver.Engine()
-	r.Use(gin.Recovery(), requestID, httpserver.StrictAllowingForms(unsubscribePrefix, receiptsPrefix))
+	r.Use(gin.Recovery(), requestID, httpserver.StrictAllowing(
+		httpserver.FormsUnder(unsubscribePrefix), httpserver.FormsUnder(receiptsPrefix), httpserver.YAMLUnder(http.MethodPut, "/v1/workflows/")))
 	s.Health.Mount(r)
 
 	// One-click unsubscribe links in email: public, the token is the credential.
@@ -118,6 +122,12 @@ func (s *Server) Handler() http.Handler {
 	v1.PUT("/templates/:id", s.putTemplate)
 	v1.GET("/templates/:id", s.getTemplate)
 	v1.DELETE("/templates/:id", s.deleteTemplate)
+
+	v1.PUT("/workflows/:id", s.putWorkflow)
+	v1.GET("/workflows/:id", s.getWorkflow)
+	v1.DELETE("/workflows/:id", s.deleteWorkflow)
+	v1.POST("/workflows/:id/trigger", s.triggerWorkflow)
+	v1.GET("/workflow-runs/:run_id", s.getWorkflowRun)
 
 	v1.GET("/topics/:topic", s.topicInfo)
 	v1.PUT("/topics/:topic/subscribers/:user_id", s.byPathUser)

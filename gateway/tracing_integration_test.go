@@ -18,7 +18,6 @@ import (
 
 	"github.com/herald-notify/herald/platform/poll"
 	"github.com/herald-notify/herald/region"
-	"github.com/herald-notify/herald/region/dispatch"
 	"github.com/herald-notify/herald/region/regiontest"
 )
 
@@ -41,8 +40,7 @@ func TestOneTraceFromTheGatewayToTheProviderCall(t *testing.T) {
 	s, _ := regiontest.StartSim(t, 1)
 	info := s.Info()
 	w := newWorld(t, func(i int, c *region.Config) {
-		c.Dispatch.Push.APNs = dispatch.APNsConfig{Endpoint: info.APNs.URL, TeamID: info.APNs.TeamID, KeyID: info.APNs.KeyID,
-			KeyFile: info.APNs.KeyFile, Topic: "com.herald.test", CAFile: info.CAFile}
+		c.Dispatch.Push.APNs = regiontest.SimAPNs(info)
 	})
 	u := "traced-" + w.app
 	w.register(map[string]string{u: "DE"})

@@ -43,6 +43,27 @@ func TestErasureLeavesNoRowOfTheUserInAnyStoreAndLaterSendsAreSuppressed(t *test
 		return nil
 	})
 
+	// A workflow run that waits, past its throttle: the run holds the payload, the throttle
+	// names the user.
+	r.call("PUT", "/v1/templates/hello", map[string]any{"type": "social", "category": "c", "content": map[string]any{"in_app": map[string]any{"title": "hi {{.who}}"}}}, r.app)
+	if code, b := r.call("PUT", "/v1/workflows/later", map[string]any{"type": "social", "category": "c", "steps": []any{
+		map[string]any{"id": "cap", "type": "throttle", "limit": 5, "duration": "1d"},
+		map[string]any{"id": "wait", "type": "delay", "duration": "1h"},
+		map[string]any{"id": "chat", "type": "in_app", "template_id": "hello"}}}, r.app); code != 201 {
+		t.Fatalf("workflow: %d %v", code, b)
+	}
+	if code, b := r.call("POST", "/v1/workflows/later/trigger", map[string]any{"recipients": []string{"ada", "bob"}, "payload": map[string]any{"who": "Ada Lovelace"}}, r.app); code != 202 {
+		t.Fatalf("trigger: %d %v", code, b)
+	}
+	poll.Until(t, 30*time.Second, func() error {
+		var n int
+		_ = r.pg.QueryRow(ctx, `SELECT count(*) FROM workflow_throttle WHERE app_id = $1`, r.app).Scan(&n)
+		if n != 2 {
+			return fmt.Errorf("%d runs past the throttle", n)
+		}
+		return nil
+	})
+
 	code, b = r.call("DELETE", "/v1/users/ada", nil, r.app)
 	if code != 202 || b["erasure_id"] == nil {
 		t.Fatalf("erase: %d %v", code, b)
@@ -68,6 +89,8 @@ func TestErasureLeavesNoRowOfTheUserInAnyStoreAndLaterSendsAreSuppressed(t *test
 		`SELECT count(*) FROM scheduled_sends WHERE app_id = $1 AND event::text LIKE '%"ada"%'`,
 		`SELECT count(*) FROM erasures WHERE app_id = $1 AND user_id = 'ada'`,
 		`SELECT count(*) FROM analytics_events WHERE app = $1 AND user_id = 'ada'`,
+		`SELECT count(*) FROM workflow_runs WHERE app_id = $1 AND (user_id = 'ada' OR payload::text LIKE '%Lovelace%' AND user_id <> 'bob')`,
+		`SELECT count(*) FROM workflow_throttle WHERE app_id = $1 AND user_id = 'ada'`,
 	} {
 		var n int
 		if err := r.pg.QueryRow(ctx, q, r.app).Scan(&n); err != nil || n != 0 {
@@ -98,6 +121,9 @@ func TestErasureLeavesNoRowOfTheUserInAnyStoreAndLaterSendsAreSuppressed(t *test
 	// bob is untouched.
 	if n := r.inboxRows("bob"); n != 1 {
 		t.Errorf("bob has %d inbox rows", n)
+	}
+	if err := r.pg.QueryRow(ctx, `SELECT count(*) FROM workflow_runs WHERE app_id = $1 AND user_id = 'bob'`, r.app).Scan(&n); err != nil || n != 1 {
+		t.Errorf("bob's workflow runs: %d (%v)", n, err)
 	}
 	// A later send to ada is suppressed as erased.
 	code, b = r.call("POST", "/v1/notifications", map[string]any{"type": "transactional", "category": "otp", "body": "1",

@@ -62,8 +62,7 @@ func startPushWorld(t *testing.T, euContent, usContent string) *pushWorld {
 			c.Jurisdiction = jurisdiction
 			c.Discovery.Path = dir
 			c.PolicyKey = w.key
-			c.Dispatch.Push.APNs = dispatch.APNsConfig{Endpoint: info.APNs.URL, TeamID: info.APNs.TeamID, KeyID: info.APNs.KeyID,
-				KeyFile: info.APNs.KeyFile, Topic: "com.herald.test", CAFile: info.CAFile}
+			c.Dispatch.Push.APNs = regiontest.SimAPNs(info)
 			c.Dispatch.Push.FCM = dispatch.FCMConfig{Endpoint: info.FCM.Endpoint, CredentialsFile: info.FCM.CredentialsFile}
 		}
 	}

@@ -51,6 +51,7 @@ import (
 	"github.com/herald-notify/herald/region/userkeys"
 	"github.com/herald-notify/herald/region/users"
 	"github.com/herald-notify/herald/region/webhooks"
+	"github.com/herald-notify/herald/region/workflows"
 )
 
 // ServiceName is the discovery name regions register under.
@@ -160,7 +161,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 		prefStore := prefs.NewStore(stores.PG)
 		srv := &api.Server{
 			Region: c.Name, Jurisdiction: c.Jurisdiction, InternalToken: c.InternalToken, DB: stores.PG, Producer: apiProducer,
-			Templates: templates.NewStore(stores.PG), Topics: topics.NewStore(stores.PG), Users: userStore,
+			Templates: templates.NewStore(stores.PG), Workflows: workflows.NewStore(stores.PG), Topics: topics.NewStore(stores.PG), Users: userStore,
 			Suppressions: suppress.New(stores.PG, c.Dispatch.Suppression.SoftBounceLimit, c.Dispatch.Suppression.SoftBounceWindow),
 			Devices:      devices.NewStore(stores.PG), Prefs: prefStore, PrefsCache: prefsCache, Erasure: eraser, Inbox: inbox.New(stores.Cass, c.LogTTL), PushContent: pushstore.New(stores.Cass, c.LogTTL), Streams: hub,
 			Deliveries: dlog, Keys: keys, Audit: audit.NewStore(stores.PG), Logger: log, Unsubscribe: unsubKeys, RequestTimeout: c.RequestTimeout,
@@ -253,6 +254,15 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 		}
 		tasks = append(tasks, lifecycle.Task{Name: "scheduler", Run: p.Run})
 		tasks = append(tasks, lifecycle.Task{Name: "erasure", Run: eraser.Run})
+		sender := &workflowSender{region: c.Name, producer: schedProducer, keys: keys, log: dlog}
+		status := &workflowStatus{deliveries: dlog, inbox: inbox.New(stores.Cass, c.LogTTL)}
+		for _, tier := range notify.Tiers {
+			// A runner per tier, so a marketing workflow's backlog never delays a transactional one.
+			wr := &workflows.Runner{DB: stores.PG, Region: c.Name, Tier: tier, Workflows: workflows.NewStore(stores.PG),
+				Templates: templates.NewStore(stores.PG), Prefs: prefs.NewStore(stores.PG), Sender: sender, Status: status,
+				Log: log.With("role", "workflows")}
+			tasks = append(tasks, lifecycle.Task{Name: "workflows-" + tier, Run: wr.Run})
+		}
 	}
 	if slices.Contains(c.Roles, RoleDispatch) {
 		pc, err := loadPushContent(ctx, disc, c.PolicyKey, c.Jurisdiction, log)

@@ -36,13 +36,31 @@ const (
 // Herald's JSON error.
 func Strict(c *gin.Context) { strict(c, nil) }
 
-// StrictAllowingForms is Strict, except that under the path prefixes given a body may also
-// be application/x-www-form-urlencoded (what RFC 8058 one-click unsubscribe posts).
-func StrictAllowingForms(prefixes ...string) gin.HandlerFunc {
-	return func(c *gin.Context) { strict(c, prefixes) }
+// Allow lets a body of one of MediaTypes through Strict under a path prefix (and a method, when
+// given), besides JSON.
+type Allow struct {
+	Method, Prefix string
+	MediaTypes     []string
 }
 
-func strict(c *gin.Context, formPrefixes []string) {
+// FormsUnder allows application/x-www-form-urlencoded bodies (what RFC 8058 one-click
+// unsubscribe and Twilio's callbacks post) under a prefix.
+func FormsUnder(prefix string) Allow {
+	return Allow{Prefix: prefix, MediaTypes: []string{"application/x-www-form-urlencoded"}}
+}
+
+// YAMLUnder allows YAML bodies (application/yaml, application/x-yaml, text/yaml) for one
+// method under a prefix: where a file an app keeps in its repository is sent as it is.
+func YAMLUnder(method, prefix string) Allow {
+	return Allow{Method: method, Prefix: prefix, MediaTypes: []string{"application/yaml", "application/x-yaml", "text/yaml"}}
+}
+
+// StrictAllowing is Strict, except for the bodies allows lets through.
+func StrictAllowing(allows ...Allow) gin.HandlerFunc {
+	return func(c *gin.Context) { strict(c, allows) }
+}
+
+func strict(c *gin.Context, allows []Allow) {
 	r := c.Request
 	n := len(r.Method) + len(r.RequestURI)
 	for k, vs := range r.Header {
@@ -72,8 +90,10 @@ func strict(c *gin.Context, formPrefixes []string) {
 	}
 	if r.ContentLength > 0 || r.ContentLength < 0 && len(r.TransferEncoding) > 0 {
 		mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-		form := err == nil && mt == "application/x-www-form-urlencoded" && slices.ContainsFunc(formPrefixes, func(p string) bool { return strings.HasPrefix(r.URL.Path, p) })
-		if !form && (err != nil || mt != "application/json" || params["charset"] != "" && !strings.EqualFold(params["charset"], "utf-8")) {
+		allowed := err == nil && slices.ContainsFunc(allows, func(a Allow) bool {
+			return (a.Method == "" || a.Method == r.Method) && strings.HasPrefix(r.URL.Path, a.Prefix) && slices.Contains(a.MediaTypes, mt)
+		})
+		if err == nil && params["charset"] != "" && !strings.EqualFold(params["charset"], "utf-8") || !allowed && (err != nil || mt != "application/json") {
 			refuse(c, http.StatusUnsupportedMediaType, CodeUnsupportedMediaType, "request bodies are JSON: send Content-Type: application/json", "Content-Type")
 			return
 		}

@@ -69,3 +69,39 @@ func TestStrictAnswersWhatNoRouteTakesInJSON(t *testing.T) {
 		})
 	}
 }
+
+func TestStrictAllowingLetsOnlyTheNamedTypesThroughUnderTheirPrefixAndMethod(t *testing.T) {
+	r := Engine()
+	r.Use(StrictAllowing(FormsUnder("/hooks/"), YAMLUnder(http.MethodPut, "/v1/flows/")))
+	ok := func(c *gin.Context) { c.Status(http.StatusNoContent) }
+	r.POST("/hooks/:id", ok)
+	r.PUT("/v1/flows/:id", ok)
+	r.POST("/v1/flows/:id", ok)
+	r.PUT("/v1/other/:id", ok)
+	tests := []struct {
+		name, method, target, ctype string
+		status                      int
+	}{
+		{"a form under its prefix", "POST", "/hooks/a", "application/x-www-form-urlencoded", 204},
+		{"YAML under its prefix and method", "PUT", "/v1/flows/a", "application/yaml", 204},
+		{"text/yaml", "PUT", "/v1/flows/a", "text/yaml; charset=utf-8", 204},
+		{"JSON still", "PUT", "/v1/flows/a", "application/json", 204},
+		{"YAML in another charset", "PUT", "/v1/flows/a", "application/yaml; charset=utf-16", 415},
+		{"YAML with another method", "POST", "/v1/flows/a", "application/yaml", 415},
+		{"YAML elsewhere", "PUT", "/v1/other/a", "application/yaml", 415},
+		{"a form where YAML is allowed", "PUT", "/v1/flows/a", "application/x-www-form-urlencoded", 415},
+		{"YAML where forms are allowed", "POST", "/hooks/a", "application/yaml", 415},
+		{"a prefix look-alike", "PUT", "/v1/flowsx/a", "application/yaml", 415},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req := httptest.NewRequest(tt.method, tt.target, strings.NewReader("a: 1"))
+			req.Header.Set("Content-Type", tt.ctype)
+			w := httptest.NewRecorder()
+			r.ServeHTTP(w, req)
+			if w.Code != tt.status {
+				t.Fatalf("status %d, want %d: %s", w.Code, tt.status, w.Body)
+			}
+		})
+	}
+}

@@ -161,31 +161,8 @@ func (q *Send) Validate(now time.Time) *Error {
 			return e
 		}
 	}
-	switch {
-	case q.Topic != nil && q.Recipients != nil:
-		return refuse(CodeConflictingFields, "topic", "give recipients or topic, not both")
-	case q.Topic != nil:
-		if !ValidTopic(*q.Topic) {
-			return refuse(CodeInvalidField, "topic", "topic must match "+topicRE.String())
-		}
-	case len(q.Recipients) == 0:
-		return refuse(CodeMissingField, "recipients", "give at least one recipient, or a topic")
-	case len(q.Recipients) > MaxRecipients:
-		return refuse(CodeTooManyRecipients, "recipients", fmt.Sprintf("at most %d recipients per request (use a topic for more)", MaxRecipients))
-	}
-	if q.Recipients != nil {
-		seen := make(map[string]bool, len(q.Recipients))
-		uniq := make([]string, 0, len(q.Recipients))
-		for i, u := range q.Recipients {
-			if !ValidID(u) {
-				return refuse(CodeInvalidField, fmt.Sprintf("recipients[%d]", i), "user ids must match "+IDPattern+" and not be . or ..")
-			}
-			if !seen[u] {
-				seen[u] = true
-				uniq = append(uniq, u)
-			}
-		}
-		q.Recipients = uniq
+	if e := checkAudience(&q.Recipients, q.Topic); e != nil {
+		return e
 	}
 	if q.Channels != nil && len(q.Channels) == 0 {
 		return refuse(CodeInvalidChannel, "channels", "channels, when given, lists at least one channel (leave it out for every channel)")
@@ -222,6 +199,38 @@ func (q *Send) Validate(now time.Time) *Error {
 			return refuse(CodeInvalidField, "metadata."+k, "metadata keys are 1-64 bytes and values at most 1024 bytes")
 		}
 	}
+	return nil
+}
+
+// checkAudience checks who a send or a trigger is for: recipients or a topic, not both, and
+// drops repeated recipients, in order.
+func checkAudience(recipients *[]string, topic *string) *Error {
+	list := *recipients
+	switch {
+	case topic != nil && list != nil:
+		return refuse(CodeConflictingFields, "topic", "give recipients or topic, not both")
+	case topic != nil:
+		if !ValidTopic(*topic) {
+			return refuse(CodeInvalidField, "topic", "topic must match "+topicRE.String())
+		}
+		return nil
+	case len(list) == 0:
+		return refuse(CodeMissingField, "recipients", "give at least one recipient, or a topic")
+	case len(list) > MaxRecipients:
+		return refuse(CodeTooManyRecipients, "recipients", fmt.Sprintf("at most %d recipients per request (use a topic for more)", MaxRecipients))
+	}
+	seen := make(map[string]bool, len(list))
+	uniq := make([]string, 0, len(list))
+	for i, u := range list {
+		if !ValidID(u) {
+			return refuse(CodeInvalidField, fmt.Sprintf("recipients[%d]", i), "user ids must match "+IDPattern+" and not be . or ..")
+		}
+		if !seen[u] {
+			seen[u] = true
+			uniq = append(uniq, u)
+		}
+	}
+	*recipients = uniq
 	return nil
 }
 

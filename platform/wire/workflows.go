@@ -422,31 +422,8 @@ func DecodeWorkflowTrigger(raw []byte) (*WorkflowTrigger, *Error) {
 
 // Validate checks a decoded trigger and drops repeated recipients, in order.
 func (t *WorkflowTrigger) Validate() *Error {
-	switch {
-	case t.Topic != nil && t.Recipients != nil:
-		return refuse(CodeConflictingFields, "topic", "give recipients or topic, not both")
-	case t.Topic != nil:
-		if !ValidTopic(*t.Topic) {
-			return refuse(CodeInvalidField, "topic", "topic must match "+topicRE.String())
-		}
-	case len(t.Recipients) == 0:
-		return refuse(CodeMissingField, "recipients", "give at least one recipient, or a topic")
-	case len(t.Recipients) > MaxRecipients:
-		return refuse(CodeTooManyRecipients, "recipients", fmt.Sprintf("at most %d recipients per trigger (use a topic for more)", MaxRecipients))
-	}
-	if t.Recipients != nil {
-		seen := make(map[string]bool, len(t.Recipients))
-		uniq := make([]string, 0, len(t.Recipients))
-		for i, u := range t.Recipients {
-			if !ValidID(u) {
-				return refuse(CodeInvalidField, fmt.Sprintf("recipients[%d]", i), "user ids must match "+IDPattern+" and not be . or ..")
-			}
-			if !seen[u] {
-				seen[u] = true
-				uniq = append(uniq, u)
-			}
-		}
-		t.Recipients = uniq
+	if e := checkAudience(&t.Recipients, t.Topic); e != nil {
+		return e
 	}
 	if len(t.IdempotencyKey) > 255 || (t.IdempotencyKey != "" && strings.TrimSpace(t.IdempotencyKey) == "") {
 		return refuse(CodeInvalidField, "idempotency_key", "idempotency_key must be 1-255 characters, not only spaces")

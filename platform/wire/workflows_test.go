@@ -5,8 +5,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/go-json-experiment/json"
 )
 
 // fallback is the workflow docs/workflows.md opens with: in-app now; if still unread after an
@@ -256,10 +254,7 @@ func FuzzWorkflowFile(f *testing.F) {
 			}
 			return
 		}
-		body, err := json.Marshal(w)
-		if err != nil {
-			t.Fatalf("an accepted workflow does not encode: %v", err)
-		}
+		body := Encode(w) // what the gateway forwards
 		again, e := DecodeWorkflow(body)
 		if e != nil {
 			t.Fatalf("accepted from the file, refused as its body %s: %v", body, e)
@@ -277,6 +272,30 @@ func FuzzWorkflowFile(f *testing.F) {
 			if s.IsChannel() {
 				seen[s.ID] = true
 			}
+		}
+	})
+}
+
+// FuzzWorkflowTrigger: whatever the body, reading it never panics; an accepted trigger, as the
+// gateway forwards it, is read by a region as the same trigger.
+func FuzzWorkflowTrigger(f *testing.F) {
+	for _, s := range []string{
+		`{"recipients": ["u1", "u1", "u2"], "payload": {"post": {"id": 7}, "note": null}}`, `{"topic": "t", "idempotency_key": "k"}`,
+		`{"recipients": ["u"], "payload": {"a": [1, {"b": null}], "c": 1e308, "d": "\u00e9"}}`, `{"recipients": ["u"], "payload": {"a": -0}}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		tr, e := DecodeWorkflowTrigger(raw)
+		if e != nil {
+			return
+		}
+		again, e := DecodeWorkflowTrigger(Encode(tr))
+		if e != nil {
+			t.Fatalf("accepted, then refused as forwarded: %v", e)
+		}
+		if !reflect.DeepEqual(tr, again) {
+			t.Fatalf("the forwarded trigger differs:\n%+v\n%+v", tr, again)
 		}
 	})
 }

@@ -38,6 +38,7 @@ import (
 	"github.com/herald-notify/herald/region/topics"
 	"github.com/herald-notify/herald/region/unsubscribe"
 	"github.com/herald-notify/herald/region/users"
+	"github.com/herald-notify/herald/region/workflows"
 )
 
 // AppHeader carries the caller's app id from the gateway.
@@ -106,6 +107,7 @@ type Server struct {
 	DB            *pgxpool.Pool
 	Producer      Producer
 	Templates     *templates.Store
+	Workflows     *workflows.Store
 	Topics        *topics.Store
 	Users         UserStore
 	Devices       *devices.Store
@@ -201,6 +203,11 @@ func (s *Server) Register(r gin.IRouter) {
 	v1.PUT("/templates/:id", s.putTemplate)
 	v1.GET("/templates/:id", s.getTemplate)
 	v1.DELETE("/templates/:id", s.deleteTemplate)
+	v1.PUT("/workflows/:id", s.putWorkflow)
+	v1.GET("/workflows/:id", s.getWorkflow)
+	v1.DELETE("/workflows/:id", s.deleteWorkflow)
+	v1.POST("/workflows/:id/trigger", s.triggerWorkflow)
+	v1.GET("/workflow-runs/:run_id", s.getWorkflowRun)
 	v1.GET("/topics/:topic", s.topicInfo)
 	v1.PUT("/topics/:topic/subscribers/:user_id", s.subscribe)
 	v1.DELETE("/topics/:topic/subscribers/:user_id", s.unsubscribe)

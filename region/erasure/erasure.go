@@ -238,6 +238,11 @@ func (s *Service) run(ctx context.Context, step, app, user string) error {
 				`DELETE FROM analytics_events WHERE app = $1 AND user_id = $2`,
 				`DELETE FROM webhook_deliveries WHERE app_id = $1 AND user_id = $2`,
 				`DELETE FROM scheduled_sends WHERE app_id = $1 AND event->'recipients' = jsonb_build_array($2::text)`,
+				// A workflow's runs hold the trigger's payload; the throttle rows name the user.
+				`DELETE FROM workflow_runs WHERE app_id = $1 AND user_id = $2`,
+				`DELETE FROM workflow_throttle WHERE app_id = $1 AND user_id = $2`,
+				`DELETE FROM workflow_digest_events WHERE digest_id IN (SELECT digest_id FROM workflow_digests WHERE app_id = $1 AND user_id = $2)`,
+				`DELETE FROM workflow_digests WHERE app_id = $1 AND user_id = $2`,
 				`UPDATE scheduled_sends SET event = jsonb_set(event, '{recipients}', (event->'recipients') - $2::text)
 					WHERE app_id = $1 AND event->'recipients' ? $2::text`,
 			} {

@@ -21,6 +21,7 @@ import (
 	"github.com/herald-notify/herald/platform/postgres"
 	"github.com/herald-notify/herald/platform/testenv"
 	"github.com/herald-notify/herald/region"
+	"github.com/herald-notify/herald/region/dispatch"
 	"github.com/herald-notify/herald/sim"
 )
 
@@ -175,6 +176,18 @@ func StartSim(t testing.TB, seed int64, configure ...func(*sim.Config)) (*sim.Si
 		}
 	})
 	return s, sc
+}
+
+// SimAPNs is an APNs config that sends to the simulator's APNs, with its key and CA.
+func SimAPNs(info sim.Info) dispatch.APNsConfig {
+	return dispatch.APNsConfig{Endpoint: info.APNs.URL, TeamID: info.APNs.TeamID, KeyID: info.APNs.KeyID,
+		KeyFile: info.APNs.KeyFile, Topic: "com.herald.test", CAFile: info.CAFile}
+}
+
+// SimSMTP is an SMTP config that sends to the simulator's SMTP server, with its login and CA.
+func SimSMTP(info sim.Info, sc sim.Config) dispatch.SMTPConfig {
+	return dispatch.SMTPConfig{Addr: info.SMTP.Addr, Username: sc.SMTP.Username, Password: sc.SMTP.Password,
+		From: "Herald <noreply@herald.local>", CAFile: info.CAFile}
 }
 
 // Letters is a fresh random suffix in the letters region names allow in their middle part:
