@@ -72,8 +72,11 @@ func (t *configSync) healthyRegions() []string {
 	return out
 }
 
-// push sends one version to one region and records it.
-func (t *configSync) push(ctx context.Context, app, id, region string, body []byte, deleted bool, version int64, reqID string) (int, []byte, error) {
+// push sends one version to one region and records that the region holds it. A 404 to a
+// delete counts as held only when goneOK: the change was accepted (the region never had the
+// item). The first region's 404 is the answer to a delete of an item it does not know, and then
+// nothing is recorded: that region may simply have missed the item's last version.
+func (t *configSync) push(ctx context.Context, app, id, region string, body []byte, deleted, goneOK bool, version int64, reqID string) (int, []byte, error) {
 	addr, ok := t.regions.Pick(region)
 	if !ok {
 		return 0, nil, fmt.Errorf("%w: %s", errRegionDown, region)
@@ -107,7 +110,7 @@ func (t *configSync) push(ctx context.Context, app, id, region string, body []by
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
-	ok = resp.StatusCode/100 == 2 || (deleted && resp.StatusCode == http.StatusNotFound)
+	ok = resp.StatusCode/100 == 2 || (deleted && goneOK && resp.StatusCode == http.StatusNotFound)
 	if ok {
 		if _, err := t.db.Exec(ctx, t.kind.sql(`INSERT INTO {s} (app_id, {id}, region, version) VALUES ($1, $2, $3, $4)
 			ON CONFLICT (app_id, {id}, region) DO UPDATE SET version = GREATEST({s}.version, EXCLUDED.version)`),
@@ -140,7 +143,7 @@ func (t *configSync) change(c *gin.Context, body []byte) {
 		unavailable(c, "store_unavailable", t.kind.noun+"s cannot be written right now; retry")
 		return
 	}
-	status, raw, err := t.push(ctx, app, id, healthy[0], body, deleted, version, reqID(c))
+	status, raw, err := t.push(ctx, app, id, healthy[0], body, deleted, false, version, reqID(c))
 	if err != nil && status == 0 {
 		t.log.Warn("push failed", "kind", t.kind.noun, "region", healthy[0], "err", err)
 		unavailable(c, "region_unavailable", "region "+healthy[0]+" did not answer; retry")
@@ -163,7 +166,7 @@ func (t *configSync) change(c *gin.Context, body []byte) {
 	var wg sync.WaitGroup
 	for _, r := range healthy[1:] {
 		wg.Go(func() {
-			if st, raw, err := t.push(context.WithoutCancel(ctx), app, id, r, body, deleted, version, reqID(c)); err != nil || st/100 != 2 && !(deleted && st == http.StatusNotFound) {
+			if st, raw, err := t.push(context.WithoutCancel(ctx), app, id, r, body, deleted, true, version, reqID(c)); err != nil || st/100 != 2 && !(deleted && st == http.StatusNotFound) {
 				t.log.Warn("not yet in region; the reconciler retries", "kind", t.kind.noun, "region", r, "status", st, "body", string(raw), "err", err)
 			}
 		})
@@ -216,7 +219,7 @@ func (t *configSync) catchUp(ctx context.Context, region string) error {
 	}
 	var errs []error
 	for _, x := range list {
-		st, raw, err := t.push(ctx, x.app, x.id, region, x.body, x.deleted, x.version, "")
+		st, raw, err := t.push(ctx, x.app, x.id, region, x.body, x.deleted, true, x.version, "")
 		if err != nil {
 			errs = append(errs, err)
 		} else if st/100 != 2 && !(x.deleted && st == http.StatusNotFound) {

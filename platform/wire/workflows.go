@@ -383,7 +383,11 @@ func DecodeWorkflowFile(raw []byte) (*Workflow, *Error) {
 		return nil, refuse(CodePayloadTooLarge, "", fmt.Sprintf("a workflow is at most %d bytes", MaxWorkflowBytes))
 	}
 	if t := bytes.TrimSpace(raw); len(t) > 0 && t[0] == '{' {
-		return DecodeWorkflow(raw)
+		w, e := DecodeWorkflow(raw)
+		if e == nil || e.Code != CodeMalformedJSON {
+			return w, e
+		}
+		// Not JSON: a YAML file may begin with a flow mapping ({name: x, ...}).
 	}
 	var doc any
 	if err := yaml.Unmarshal(raw, &doc); err != nil {

@@ -165,6 +165,17 @@ func TestAWorkflowFileIsRefusedAsItsBodyWouldBe(t *testing.T) {
 	}
 }
 
+func TestAFlowStyleYAMLFileIsYAMLNotBrokenJSON(t *testing.T) {
+	w, e := DecodeWorkflowFile([]byte("{type: social, category: c, steps: [{id: a, type: in_app, template_id: t}]}\n"))
+	if e != nil || w.Steps[0].TemplateID != "t" {
+		t.Fatalf("%+v %v", w, e)
+	}
+	// JSON with a repeated member is still refused as JSON, not read again as YAML.
+	if _, e := DecodeWorkflowFile([]byte(`{"type": "social", "type": "marketing", "category": "c", "steps": [{"id": "a", "type": "in_app", "template_id": "t"}]}`)); e == nil || e.Code != CodeDuplicateField {
+		t.Fatalf("repeated member: %v", e)
+	}
+}
+
 func TestAnUnquotedTimeOfDayInYAMLIsATime(t *testing.T) {
 	w, e := DecodeWorkflowFile([]byte("type: marketing\ncategory: c\nsteps:\n  - {id: d, type: digest, until: 09:00}\n  - {id: a, type: email, template_id: t}\n"))
 	if e != nil {

@@ -75,6 +75,20 @@ type Runner struct {
 	Now func() time.Time
 }
 
+// maxAttempts is how many times a step is tried before its run fails (about 25 minutes of
+// retries at the 1-minute cap): a run is never retried for ever out of sight.
+const maxAttempts = 30
+
+// sendTimeout bounds one channel step's hand-off to Kafka: the batch's rows stay locked meanwhile.
+const sendTimeout = 10 * time.Second
+
+// batch is what the runs of one transaction share.
+type batch struct {
+	// sendErr is the first failed send: Kafka is not taking records, so the batch's other sends
+	// wait for the next attempt instead of each waiting out its timeout with the rows locked.
+	sendErr error
+}
+
 // retryWaits are the waits before a step that failed for a reason that may pass (Kafka, a
 // store) is tried again.
 var retryWaits = retry.Backoff{Initial: time.Second, Max: time.Minute, Jitter: 0.2}
@@ -133,6 +147,7 @@ type run struct {
 	steps       map[string]StepOutcome
 	digest      map[string]any // what a closed digest collected, for the steps after it
 	decodeErr   error          // the row did not decode: the run fails
+	batch       *batch
 
 	// what carrying it out decided
 	state     string
@@ -150,6 +165,11 @@ func (r *Runner) RunDue(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck // after Commit it is a no-op
+	// A run that waits for another batch's lock of its throttle or digest gives up and is
+	// retried, rather than holding this batch's rows.
+	if _, err := tx.Exec(ctx, `SET LOCAL lock_timeout = '5s'`); err != nil {
+		return 0, err
+	}
 	rows, err := tx.Query(ctx, `SELECT run_id, app_id, workflow_id, version, user_id, payload, step, step_started_at, attempts, steps, digest
 		FROM workflow_runs WHERE tier = $1 AND due_at <= $2 AND state = 'running' ORDER BY due_at LIMIT $3 FOR UPDATE SKIP LOCKED`, r.Tier, now, r.batch())
 	if err != nil {
@@ -172,7 +192,9 @@ func (r *Runner) RunDue(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	defs := map[string]*Workflow{}
+	shared := &batch{}
 	for _, x := range runs {
+		x.batch = shared
 		w, err := r.definition(ctx, defs, x)
 		switch {
 		case x.decodeErr != nil:
@@ -202,9 +224,10 @@ func (r *Runner) RunDue(ctx context.Context) (int, error) {
 				return 0, ctx.Err()
 			}
 			// What the attempt did in the database is taken back; its sends are redone under the
-			// same ids. The run stays as it was, due again later.
-			if _, err := tx.Exec(ctx, `UPDATE workflow_runs SET attempts = attempts + 1, due_at = $2, last_error = $3, updated_at = $4 WHERE run_id = $1`,
-				x.id, now.Add(retryWait(x.attempts+1)), err.Error(), now); err != nil {
+			// same ids. The run stays as it was, due again later (or fails, out of attempts).
+			if _, err := tx.Exec(ctx, `UPDATE workflow_runs SET attempts = attempts + 1, due_at = $2, last_error = $3, updated_at = $4,
+				state = CASE WHEN attempts + 1 >= $5 THEN 'failed' ELSE state END WHERE run_id = $1`,
+				x.id, now.Add(retryWait(x.attempts+1)), err.Error(), now, maxAttempts); err != nil {
 				return 0, err
 			}
 			continue
@@ -263,6 +286,11 @@ func (r *Runner) save(ctx context.Context, q pgx.Tx, x *run, now time.Time) erro
 // retryLater keeps x at its step, due again after a wait that grows with its attempts.
 func (r *Runner) retryLater(x *run, now time.Time, err error) {
 	x.attempts++
+	if x.attempts >= maxAttempts {
+		x.state, x.dueAt, x.lastError = StateFailed, nil, fmt.Sprintf("%d attempts: %v", x.attempts, err)
+		r.Log.Error("workflow run failed: a step kept failing", "run", x.id, "workflow", x.wf, "attempts", x.attempts, "err", err)
+		return
+	}
 	due := now.Add(retryWait(x.attempts))
 	x.state, x.dueAt, x.lastError = StateRunning, &due, err.Error()
 	r.Log.Warn("workflow step will be retried", "run", x.id, "workflow", x.wf, "attempt", x.attempts, "err", err, "retry_at", due)
@@ -322,12 +350,25 @@ func (r *Runner) advance(ctx context.Context, tx pgx.Tx, w *Workflow, x *run) {
 			x.state, x.lastError = StateFailed, err.Error()
 			return
 		}
-		stepsTotal.WithLabelValues(r.Region, r.Tier, st.Type, x.steps[st.ID].Status).Inc()
+		out := x.steps[st.ID]
+		stepsTotal.WithLabelValues(r.Region, r.Tier, st.Type, out.Status).Inc()
 		if !done {
 			return // waiting (x.dueAt set) or stopped (x.state set)
 		}
 		x.step++
-		x.stepStarted, x.attempts = now, 0
+		x.attempts = 0
+		if out.Status == StepWaited || out.Status == StepCollected {
+			// The next step starts when the wait ended, a time stored before: a step redone
+			// after a crash sends the same notification (id and time) as the first try.
+			x.stepStarted = out.Until
+		}
+		if out.Status == StepCollected {
+			// The digest's contents are committed before its summary is sent: a summary sent by
+			// a transaction that then failed would be redone with other contents, under the
+			// same id, and dropped.
+			x.dueAt = &now
+			return
+		}
 	}
 	x.state = StateDone
 }
@@ -341,8 +382,13 @@ func (r *Runner) carryOut(ctx context.Context, tx pgx.Tx, w *Workflow, x *run, s
 			x.dueAt = &prev.Until
 			return false, nil
 		}
-		x.steps[st.ID] = StepOutcome{Status: StepWaited, At: now}
+		x.steps[st.ID] = StepOutcome{Status: StepWaited, At: now, Until: prev.Until}
 		return true, nil
+	}
+	if prev, ok := x.steps[st.ID]; ok && prev.Status == StepDigesting {
+		// The owner of a digest whose window may have closed: its conditions held when it
+		// opened the digest, and others' events are in it.
+		return r.collect(ctx, tx, w, x, st, now)
 	}
 	facts := Facts{Payload: x.data(), Steps: map[string][]string{}, Enabled: func(ch string) bool {
 		p, err := r.userPrefs(ctx, x)
@@ -375,13 +421,14 @@ func (r *Runner) carryOut(ctx context.Context, tx pgx.Tx, w *Workflow, x *run, s
 	case st.IsChannel():
 		return true, r.send(ctx, w, x, st, now)
 	case st.Type == wire.StepDelay:
-		until := now.Add(st.DelayFor())
+		// From when the step was reached, so a runner's lag does not lengthen the wait.
+		until := x.stepStarted.Add(st.DelayFor())
 		if st.Until != "" {
 			p, err := r.userPrefs(ctx, x)
 			if err != nil {
 				return false, errRetry{err}
 			}
-			if until, err = NextTimeOfDay(now, st.Until, p.Location()); err != nil {
+			if until, err = NextTimeOfDay(x.stepStarted, st.Until, p.Location()); err != nil {
 				return false, err
 			}
 		}
@@ -440,12 +487,19 @@ func (r *Runner) collect(ctx context.Context, tx pgx.Tx, w *Workflow, x *run, st
 		return r.close(ctx, tx, x, st, own, now)
 	}
 	var (
-		open  uuid.UUID
-		owner uuid.UUID
+		open      uuid.UUID
+		owner     uuid.UUID
+		openUntil time.Time
 	)
-	err := tx.QueryRow(ctx, `SELECT digest_id, owner_run FROM workflow_digests WHERE app_id = $1 AND workflow_id = $2 AND step_id = $3
-		AND user_id = $4 AND digest_key = $5 AND NOT closed`, x.app, w.ID, st.ID, x.user, key).Scan(&open, &owner)
+	err := tx.QueryRow(ctx, `SELECT digest_id, owner_run, closes_at FROM workflow_digests WHERE app_id = $1 AND workflow_id = $2 AND step_id = $3
+		AND user_id = $4 AND digest_key = $5 AND NOT closed`, x.app, w.ID, st.ID, x.user, key).Scan(&open, &owner, &openUntil)
 	switch {
+	case err == nil && owner != x.id && !x.stepStarted.Before(openUntil):
+		// The open digest's window ended before this event came; its owner has not closed it
+		// yet. The event opens the next digest once it has.
+		retry := now.Add(time.Second)
+		x.dueAt = &retry
+		return false, nil
 	case err == nil && owner != x.id:
 		if _, err := tx.Exec(ctx, `INSERT INTO workflow_digest_events (digest_id, run_id, at, payload) VALUES ($1, $2, $3, $4)
 			ON CONFLICT DO NOTHING`, open, x.id, x.stepStarted, x.payload); err != nil {
@@ -457,14 +511,15 @@ func (r *Runner) collect(ctx context.Context, tx pgx.Tx, w *Workflow, x *run, st
 	case err != nil && !errors.Is(err, pgx.ErrNoRows):
 		return false, errRetry{err}
 	}
-	// None open (or this run's own, opened by a try that did not commit): open one.
-	closes := now.Add(st.DelayFor())
+	// None open (or this run's own, opened by a try that did not commit): open one, its window
+	// starting with this event.
+	closes := x.stepStarted.Add(st.DelayFor())
 	if st.Until != "" {
 		p, err := r.userPrefs(ctx, x)
 		if err != nil {
 			return false, errRetry{err}
 		}
-		if closes, err = NextTimeOfDay(now, st.Until, p.Location()); err != nil {
+		if closes, err = NextTimeOfDay(x.stepStarted, st.Until, p.Location()); err != nil {
 			return false, err
 		}
 	}
@@ -509,7 +564,7 @@ func (r *Runner) close(ctx context.Context, tx pgx.Tx, x *run, st wire.WorkflowS
 		return false, err
 	}
 	x.digest = map[string]any{"count": count, "first": f, "last": l}
-	x.steps[st.ID] = StepOutcome{Status: StepCollected, DigestID: own.DigestID, Events: count, At: now}
+	x.steps[st.ID] = StepOutcome{Status: StepCollected, DigestID: own.DigestID, Events: count, At: now, Until: own.Until}
 	return true, nil
 }
 
@@ -592,9 +647,18 @@ func (r *Runner) send(ctx context.Context, w *Workflow, x *run, st wire.Workflow
 		TemplateID: t.ID, Content: map[string]notify.Content{st.Type: c}, Localized: localized, AcceptedAt: x.stepStarted,
 		Metadata: map[string]string{"workflow_id": w.ID, "workflow_version": fmt.Sprint(w.Version), "workflow_run_id": x.id.String(), "workflow_step": st.ID},
 	}
-	if err := r.Sender.Send(ctx, e); err != nil {
+	if x.batch != nil && x.batch.sendErr != nil {
+		return errRetry{fmt.Errorf("not sent: an earlier send of this batch failed: %w", x.batch.sendErr)}
+	}
+	sctx, cancel := context.WithTimeout(ctx, sendTimeout)
+	err = r.Sender.Send(sctx, e)
+	cancel()
+	if err != nil {
 		if errors.Is(err, notify.ErrErased) {
 			return fail("erased")
+		}
+		if x.batch != nil {
+			x.batch.sendErr = err
 		}
 		return errRetry{fmt.Errorf("sending step %s: %w", st.ID, err)}
 	}

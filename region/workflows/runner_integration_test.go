@@ -263,6 +263,59 @@ func TestAFailedSendIsRetriedAndARedoneStepKeepsItsNotificationID(t *testing.T) 
 	if len(ids) != 3 || ids[0] != ids[1] || ids[2][:4] != "copy" {
 		t.Fatalf("sends %v, want the push twice under one id, then the email", ids)
 	}
+	if a, b := f.sent.events[0].AcceptedAt, f.sent.events[1].AcceptedAt; !a.Equal(b) {
+		t.Fatalf("the redone push was accepted at %v, the first at %v: the inbox row and the run's record would differ", b, a)
+	}
+
+	// A step that keeps failing fails its run after its attempts, never retried out of sight.
+	if _, err := f.store.Trigger(ctx, "app", w, "k2", []string{"v"}, map[string]any{"who": "x"}, f.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	f.sent.fail = errors.New("kafka: the broker is gone")
+	for range 40 {
+		f.drain(t)
+		f.clock.Advance(2 * time.Minute)
+	}
+	r, _ = f.store.GetRun(ctx, "app", workflows.RunID(workflows.TriggerID("app", "otp", "k2"), "v").String())
+	if r.State != workflows.StateFailed || !strings.Contains(r.LastError, "30 attempts") {
+		t.Fatalf("a run whose send always fails: %+v", r)
+	}
+}
+
+// A digest's owner closes its digest when the window ends even if the step's conditions no
+// longer hold (the user turned the channel off): the events in it are never left in a digest
+// that stays open and swallows the next ones.
+func TestADigestClosesWhenItsWindowEndsWhateverItsConditionsSayThen(t *testing.T) {
+	f := newFixture(t, "social")
+	ctx := t.Context()
+	w := f.define(t, "d", wire.Workflow{Type: "social", Category: "c", Steps: []wire.WorkflowStep{
+		{ID: "collect", Type: "digest", Duration: "10m", If: []wire.WorkflowCondition{{Preference: "email", Is: "enabled"}}},
+		{ID: "mail", Type: "email", TemplateID: "t", If: []wire.WorkflowCondition{{Preference: "email", Is: "enabled"}}},
+	}})
+	f.clock.Set(mustTime(t, "2026-06-01T10:00:00Z"))
+	for _, k := range []string{"a", "b"} {
+		if _, err := f.store.Trigger(ctx, "app", w, k, []string{"u"}, map[string]any{"who": k}, f.clock.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.drain(t)
+	if err := f.prefs.Put(ctx, "app", "u", prefs.Preferences{Channels: map[string]bool{"email": false}}); err != nil {
+		t.Fatal(err)
+	}
+	f.clock.Advance(10 * time.Minute)
+	f.drain(t)
+	owner, _ := f.store.GetRun(ctx, "app", workflows.RunID(workflows.TriggerID("app", "d", "a"), "u").String())
+	if owner.Steps["collect"].Status == workflows.StepDigested { // b came first
+		owner, _ = f.store.GetRun(ctx, "app", workflows.RunID(workflows.TriggerID("app", "d", "b"), "u").String())
+	}
+	if owner.State != workflows.StateDone || owner.Steps["collect"].Status != workflows.StepCollected || owner.Steps["collect"].Events != 2 ||
+		owner.Steps["mail"].Status != workflows.StepSkipped {
+		t.Fatalf("the owner: %+v", owner)
+	}
+	var open int
+	if err := f.pg.QueryRow(ctx, `SELECT count(*) FROM workflow_digests WHERE NOT closed`).Scan(&open); err != nil || open != 0 {
+		t.Fatalf("%d digests left open (%v)", open, err)
+	}
 }
 
 // crashAfterSend takes due runs in a transaction that dies right after its first send (as a
@@ -369,8 +422,21 @@ func TestADigestHoldsEveryEventOnceAndSendsOneSummaryPerKey(t *testing.T) {
 		t.Fatalf("sent before the window closed: %v", got)
 	}
 
-	// The window closes; the runner dies after the first summary's send, before its commit.
+	// The window closes: the digests' contents are committed before any summary is sent; then
+	// the runner dies after the first summary's send, before its commit.
 	f.clock.Advance(10 * time.Minute)
+	if n, err := f.runner.RunDue(ctx); err != nil || n != 2 {
+		t.Fatalf("closing the digests: %d runs, %v", n, err)
+	}
+	if got := f.sent.ids("u"); len(got) != 0 {
+		t.Fatalf("sent in the closing transaction: %v", got)
+	}
+	// An event of the closed window's time, processed late, opens the next digest, never
+	// joins the closed one.
+	if _, err := f.store.Trigger(ctx, "app", w, "late-but-in-time", []string{"u"}, map[string]any{"who": "x", "post": map[string]any{"id": 7}},
+		f.clock.Now().Add(-time.Minute)); err != nil {
+		t.Fatal(err)
+	}
 	f.crashAfterSend(t)
 	f.drain(t)
 	summaries := map[string]notify.Event{}
@@ -394,18 +460,22 @@ func TestADigestHoldsEveryEventOnceAndSendsOneSummaryPerKey(t *testing.T) {
 	}
 	var owners, digested int
 	if err := f.pg.QueryRow(ctx, `SELECT count(*) FILTER (WHERE steps->'collect'->>'status' = 'collected'),
-		count(*) FILTER (WHERE steps->'collect'->>'status' = 'digested') FROM workflow_runs WHERE state = 'done'`).Scan(&owners, &digested); err != nil || owners != 2 || digested != 53 {
+		count(*) FILTER (WHERE steps->'collect'->>'status' = 'digested') FROM workflow_runs WHERE state = 'done' AND steps->'collect'->>'status' <> 'digesting'`).Scan(&owners, &digested); err != nil || owners != 2 || digested != 53 {
 		t.Fatalf("owners %d, digested %d (%v)", owners, digested, err)
 	}
 
-	// An event after the window closed opens the next digest.
+	// The late event opened the next digest; an event after the window closed joins that one.
 	if _, err := f.store.Trigger(ctx, "app", w, "late", []string{"u"}, map[string]any{"who": "late", "post": map[string]any{"id": 7}}, f.clock.Now()); err != nil {
 		t.Fatal(err)
 	}
 	f.drain(t)
+	next, err := f.store.GetRun(ctx, "app", workflows.RunID(workflows.TriggerID("app", "digest", "late-but-in-time"), "u").String())
+	if err != nil || next.Steps["collect"].Status != workflows.StepDigesting {
+		t.Fatalf("the late event's run: %+v %v", next, err)
+	}
 	r, err := f.store.GetRun(ctx, "app", workflows.RunID(workflows.TriggerID("app", "digest", "late"), "u").String())
-	if err != nil || r.Steps["collect"].Status != workflows.StepDigesting {
-		t.Fatalf("the late event's run: %+v %v", r, err)
+	if err != nil || r.Steps["collect"].Status != workflows.StepDigested || r.Steps["collect"].DigestID != next.Steps["collect"].DigestID {
+		t.Fatalf("an event after the window: %+v %v", r, err)
 	}
 }
 

@@ -16,8 +16,8 @@ import (
 const (
 	StateRunning = "running" // waiting for due_at, or being carried out
 	StateDone    = "done"    // every step carried out (or skipped)
-	StateStopped = "stopped" // a throttle stopped it, or its workflow version cannot run
-	StateFailed  = "failed"  // a step could not be carried out and will not be retried
+	StateStopped = "stopped" // a throttle stopped it
+	StateFailed  = "failed"  // it cannot go on: its version is gone, or a step kept failing (last_error)
 )
 
 // Step outcomes, in a run's steps.

@@ -42,6 +42,10 @@ var pgQueries = []struct{ table, query string }{
 	{"webhook_deliveries", `SELECT DISTINCT app_id, user_id FROM webhook_deliveries`},
 	// A data key names its user until the erasure destroys it.
 	{"user_keys", `SELECT app_id, user_id FROM user_keys`},
+	// A workflow run holds its trigger's payload; throttle counts and digests name the user.
+	{"workflow_runs", `SELECT DISTINCT app_id, user_id FROM workflow_runs`},
+	{"workflow_throttle", `SELECT DISTINCT app_id, user_id FROM workflow_throttle`},
+	{"workflow_digests", `SELECT DISTINCT app_id, user_id FROM workflow_digests`},
 }
 
 func scanPostgres(ctx context.Context, r Region, c *collector) error {
