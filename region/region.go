@@ -254,7 +254,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 		}
 		tasks = append(tasks, lifecycle.Task{Name: "scheduler", Run: p.Run})
 		tasks = append(tasks, lifecycle.Task{Name: "erasure", Run: eraser.Run})
-		sender := &workflowSender{region: c.Name, producer: schedProducer, keys: keys, log: dlog}
+		sender := &workflowSender{region: c.Name, producer: schedProducer, keys: keys}
 		status := &workflowStatus{deliveries: dlog, inbox: inbox.New(stores.Cass, c.LogTTL)}
 		for _, tier := range notify.Tiers {
 			// A runner per tier, so a marketing workflow's backlog never delays a transactional one.

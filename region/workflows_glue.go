@@ -8,6 +8,7 @@ import (
 
 	"github.com/gocql/gocql"
 
+	"github.com/herald-notify/herald/platform/envelope"
 	"github.com/herald-notify/herald/platform/kafka"
 	"github.com/herald-notify/herald/region/deliverylog"
 	"github.com/herald-notify/herald/region/inbox"
@@ -16,27 +17,63 @@ import (
 )
 
 // workflowSender hands a workflow's channel-step notifications to fan-out as the API does a
-// send: sealed for the user, on the tier's ingress topic, acknowledged by Kafka (acks=all).
+// send: sealed for the user, on the tier's ingress topic, acknowledged by Kafka (acks=all). A
+// batch reads its users' keys with one query per app and is produced at once; fan-out records
+// each notification as accepted when it takes it.
 type workflowSender struct {
 	region   string
 	producer *kafka.Producer
 	keys     notify.Sealer
-	log      *deliverylog.Log
 }
 
-func (s *workflowSender) Send(ctx context.Context, e notify.Event) error {
-	msg, _, err := notify.EventMessage(ctx, s.keys, IngressTopic(s.region, e.Tier), e)
-	if err != nil {
-		return err // notify.ErrErased for an erased user
+func (s *workflowSender) Send(ctx context.Context, events []notify.Event) ([]bool, error) {
+	erased := make([]bool, len(events))
+	byApp := map[string][]int{}
+	var apps []string
+	for i, e := range events {
+		if _, ok := byApp[e.AppID]; !ok {
+			apps = append(apps, e.AppID)
+		}
+		byApp[e.AppID] = append(byApp[e.AppID], i)
 	}
-	if err := s.producer.Send(ctx, msg); err != nil {
-		return err
+	msgs := make([]kafka.Message, 0, len(events))
+	for _, app := range apps {
+		// Each user once: the keys are read (and a missing one created) in one query.
+		var users []string
+		at := map[string]int{}
+		for _, i := range byApp[app] {
+			for _, u := range events[i].Recipients {
+				if _, ok := at[u]; !ok {
+					at[u] = len(users)
+					users = append(users, u)
+				}
+			}
+		}
+		keys, err := s.keys.For(ctx, app, users)
+		if err != nil {
+			return nil, fmt.Errorf("reading the data keys of %d users: %w", len(users), err)
+		}
+		for _, i := range byApp[app] {
+			e := events[i]
+			mine := make([]envelope.Key, len(e.Recipients))
+			for j, u := range e.Recipients {
+				mine[j] = keys[at[u]]
+			}
+			msg, _, err := notify.SealEvent(IngressTopic(s.region, e.Tier), e, mine)
+			switch {
+			case errors.Is(err, notify.ErrErased):
+				erased[i] = true
+				continue
+			case err != nil:
+				return nil, err
+			}
+			msgs = append(msgs, msg)
+		}
 	}
-	if err := s.log.Accepted(ctx, e); err != nil {
-		// The event is durable; fan-out records it too.
-		return nil
+	if err := s.producer.Send(ctx, msgs...); err != nil {
+		return nil, err
 	}
-	return nil
+	return erased, nil
 }
 
 // workflowStatus reads what became of a workflow step's message: its delivery state for the

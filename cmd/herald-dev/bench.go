@@ -5,12 +5,14 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"slices"
 	"time"
 
 	"github.com/herald-notify/herald/platform/cli"
+	"github.com/herald-notify/herald/platform/masterkey"
 	"github.com/herald-notify/herald/platform/telemetry"
 	"github.com/herald-notify/herald/region"
 	"github.com/herald-notify/herald/region/bench"
@@ -53,8 +55,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if len(args) > 0 && args[0] == "inbox" {
 		return runBenchInbox(ctx, args, stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "digest" {
+		return runBenchDigest(ctx, args, stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "pipeline" {
-		return cli.UsageError("usage: herald-dev bench pipeline|dispatch|inbox|gateway [flags] (run against the servers `make up` starts)")
+		return cli.UsageError("usage: herald-dev bench pipeline|dispatch|inbox|gateway|digest [flags] (run against the servers `make up` starts)")
 	}
 	fs := cli.NewFlags("bench pipeline", stderr)
 	path := fs.String("config", "", "region config file for store settings (default: the local defaults and HERALD_* variables)")
@@ -126,14 +131,52 @@ func runBenchInbox(ctx context.Context, args []string, stdout, stderr io.Writer)
 	return bench.Inbox(ctx, cfg, o, stdout, log)
 }
 
+// runBenchDigest is herald-dev bench digest [--users N --events N --lead D --probes N --keep].
+func runBenchDigest(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := cli.NewFlags("bench digest", stderr)
+	path := fs.String("config", "", "region config file for store settings (default: the local defaults and HERALD_* variables)")
+	o := bench.DigestOptions{}
+	fs.IntVar(&o.Users, "users", 1_000_000, "users whose daily digest closes at 09:00")
+	fs.IntVar(&o.Events, "events", 3, "events in each user's digest")
+	fs.DurationVar(&o.Lead, "lead", 6*time.Minute, "time from the start to 09:00: the seeding must be done by then")
+	fs.IntVar(&o.Probes, "probes", 600, "transactional in-app probes at most while the digests go out")
+	fs.DurationVar(&o.ProbeEvery, "probe-every", 100*time.Millisecond, "interval between probes")
+	fs.BoolVar(&o.Keep, "keep", false, "keep the bench region's stores afterwards")
+	if err := cli.Parse(fs, args[1:]); err != nil {
+		return err
+	}
+	if o.Users <= 0 || o.Events <= 0 || o.Lead <= 0 || o.Probes <= 0 || o.ProbeEvery <= 0 {
+		return cli.UsageError("--users, --events, --lead, --probes and --probe-every must be positive")
+	}
+	cfg, log, err := benchSetup(*path, stderr)
+	if err != nil {
+		return err
+	}
+	return bench.Digest(ctx, cfg, o, stdout, log)
+}
+
 // benchSetup loads the region config a benchmark takes its store settings from.
 func benchSetup(path string, stderr io.Writer) (region.Config, *slog.Logger, error) {
 	cfg := region.DefaultConfig(cli.HomeDir("discovery"))
-	cfg.Name, cfg.Jurisdiction = "zz-bench-1", "EU" // replaced by a private name; needed to validate
+	// Replaced by a private name and EU (bench.privateRegion); needed to validate. Not EU here:
+	// the EU stores' variables (HERALD_CASSANDRA_EU_HOSTS ...) would take the bench's region to
+	// the multi-data-centre cluster, where its single-data-centre keyspace cannot be read.
+	cfg.Name, cfg.Jurisdiction = "zz-bench-1", "ZZ"
 	// The bench's region gets its own CA and certificates (bench.privateRegion); only to pass
 	// validation here, before that, it stands as a plain-HTTP region with a token.
 	const validationOnly = "bench-validation-only"
 	cfg.TLS.InsecurePlaintext, cfg.InternalToken = true, validationOnly
+	// The bench's region wraps its users' data keys under a master key of its own, unless the
+	// config names one.
+	keyDir, err := os.MkdirTemp("", "herald-bench-masterkey-")
+	if err != nil {
+		return region.Config{}, nil, err
+	}
+	keyFile := filepath.Join(keyDir, "bench.key")
+	if _, err := masterkey.CreateFile(keyFile); err != nil {
+		return region.Config{}, nil, err
+	}
+	cfg.UserKeys.Current, cfg.UserKeys.MasterKeys = "bench", map[string]string{"bench": keyFile}
 	if err := cli.LoadConfig(path, &cfg); err != nil {
 		return region.Config{}, nil, err
 	}

@@ -60,6 +60,15 @@ func EventMessage(ctx context.Context, s Sealer, topic string, e Event) (m kafka
 	if err != nil {
 		return kafka.Message{}, nil, err
 	}
+	return SealEvent(topic, e, keys)
+}
+
+// SealEvent is EventMessage for an event naming recipients whose keys were read already
+// (Sealer.For, in the order of e.Recipients): a batch of events reads its users' keys at once.
+func SealEvent(topic string, e Event, keys []envelope.Key) (m kafka.Message, erased []string, err error) {
+	if len(keys) != len(e.Recipients) {
+		return kafka.Message{}, nil, fmt.Errorf("sealing event %s: %d keys for %d recipients", e.ID, len(keys), len(e.Recipients))
+	}
 	keys, erased = live(keys, e.Recipients)
 	if len(keys) == 0 {
 		return kafka.Message{}, erased, ErrErased

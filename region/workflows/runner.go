@@ -6,10 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
@@ -44,10 +48,11 @@ type PrefsSource interface {
 	Get(ctx context.Context, app, user string) (prefs.Preferences, error)
 }
 
-// Sender hands a channel step's notification to fan-out, durably (on its tier's topic). It
-// returns notify.ErrErased (wrapped) for a user who was erased.
+// Sender hands channel steps' notifications to fan-out, durably (on their tiers' topics): it
+// returns nil once every one is acknowledged. erased[i] reports that the user of events[i] was
+// erased, so nothing was produced for it.
 type Sender interface {
-	Send(ctx context.Context, e notify.Event) error
+	Send(ctx context.Context, events []notify.Event) (erased []bool, err error)
 }
 
 // MessageStatus tells what became of the message a channel step sent: the outcomes of
@@ -67,10 +72,12 @@ type Runner struct {
 	Sender    Sender
 	Status    MessageStatus
 	Log       *slog.Logger
-	// Batch is how many runs one transaction takes (500 when 0); Poll how long the runner waits
-	// when nothing is due (250 ms when 0).
-	Batch int
-	Poll  time.Duration
+	// Batch is how many runs one transaction takes (500 when 0); Workers how many transactions
+	// take runs at once (4 when 0); Poll how long a worker waits when nothing is due (250 ms
+	// when 0).
+	Batch   int
+	Workers int
+	Poll    time.Duration
 	// Now is the clock (time.Now when nil); tests move it.
 	Now func() time.Time
 }
@@ -79,14 +86,31 @@ type Runner struct {
 // retries at the 1-minute cap): a run is never retried for ever out of sight.
 const maxAttempts = 30
 
-// sendTimeout bounds one channel step's hand-off to Kafka: the batch's rows stay locked meanwhile.
+// sendTimeout bounds the hand-off of a batch's notifications to Kafka: the batch's rows stay
+// locked meanwhile.
 const sendTimeout = 10 * time.Second
 
 // batch is what the runs of one transaction share.
 type batch struct {
-	// sendErr is the first failed send: Kafka is not taking records, so the batch's other sends
-	// wait for the next attempt instead of each waiting out its timeout with the rows locked.
-	sendErr error
+	// templates read once a batch, by app and id
+	templates map[string]templates.Template
+	// sends are the channel steps' notifications, handed to Kafka together before the commit
+	sends []pendingSend
+	// counts are the steps carried out, added to herald_workflow_steps_total once committed
+	counts map[[2]string]int
+}
+
+type pendingSend struct {
+	x     *run
+	step  string
+	event notify.Event
+}
+
+func (b *batch) count(typ, outcome string, n int) {
+	if b.counts == nil {
+		b.counts = map[[2]string]int{}
+	}
+	b.counts[[2]string{typ, outcome}] += n
 }
 
 // retryWaits are the waits before a step that failed for a reason that may pass (Kafka, a
@@ -100,16 +124,36 @@ func (r *Runner) now() time.Time {
 	return time.Now().UTC()
 }
 
-// Run takes due runs until ctx ends.
+// Run takes due runs until ctx ends, with r.Workers transactions at once (rows are taken FOR
+// UPDATE SKIP LOCKED, so no two take the same run).
 func (r *Runner) Run(ctx context.Context) error {
+	workers := r.Workers
+	if workers <= 0 {
+		workers = 4
+	}
+	var wg sync.WaitGroup
+	for i := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.work(ctx, i == 0)
+		}()
+	}
+	wg.Wait()
+	return nil
+}
+
+func (r *Runner) work(ctx context.Context, observe bool) {
 	poll := r.Poll
 	if poll <= 0 {
 		poll = 250 * time.Millisecond
 	}
 	waits := retry.Backoff{Initial: 250 * time.Millisecond, Max: 5 * time.Second, Jitter: 0.2}.Start()
 	for ctx.Err() == nil {
-		if err := r.ObserveLag(ctx); err != nil && ctx.Err() == nil {
-			r.Log.Warn("workflow runner: reading the due lag", "tier", r.Tier, "err", err)
+		if observe {
+			if err := r.ObserveLag(ctx); err != nil && ctx.Err() == nil {
+				r.Log.Warn("workflow runner: reading the due lag", "tier", r.Tier, "err", err)
+			}
 		}
 		n, err := r.RunDue(ctx)
 		switch {
@@ -124,7 +168,6 @@ func (r *Runner) Run(ctx context.Context) error {
 			waits.Reset()
 		}
 	}
-	return nil
 }
 
 func (r *Runner) batch() int {
@@ -144,10 +187,14 @@ type run struct {
 	step        int
 	stepStarted time.Time
 	attempts    int
+	taken       int // attempts when the row was read
 	steps       map[string]StepOutcome
 	digest      map[string]any // what a closed digest collected, for the steps after it
 	decodeErr   error          // the row did not decode: the run fails
 	batch       *batch
+	counts      map[[2]string]int // steps carried out, added to the batch's once the run's attempt stands
+	closed      bool              // its digest was closed with the batch's others
+	undone      bool              // its attempt was taken back and recorded apart
 
 	// what carrying it out decided
 	state     string
@@ -157,7 +204,8 @@ type run struct {
 }
 
 // RunDue carries out the steps of the runs due now, up to a batch, in one transaction, and
-// reports how many it took.
+// reports how many it took. The batch's channel-step notifications are handed to Kafka together
+// before the commit, and the runs are written back in one statement.
 func (r *Runner) RunDue(ctx context.Context) (int, error) {
 	now := r.now()
 	tx, err := r.DB.Begin(ctx)
@@ -182,6 +230,7 @@ func (r *Runner) RunDue(ctx context.Context) (int, error) {
 		if err := row.Scan(&x.id, &x.app, &x.wf, &x.version, &x.user, &payload, &x.step, &x.stepStarted, &x.attempts, &steps, &digest); err != nil {
 			return nil, err
 		}
+		x.taken = x.attempts
 		x.decodeErr = errors.Join(json.Unmarshal(payload, &x.payload), json.Unmarshal(steps, &x.steps))
 		if digest != nil {
 			x.decodeErr = errors.Join(x.decodeErr, json.Unmarshal(digest, &x.digest))
@@ -191,10 +240,29 @@ func (r *Runner) RunDue(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	if len(runs) == 0 {
+		return 0, tx.Commit(ctx)
+	}
 	defs := map[string]*Workflow{}
-	shared := &batch{}
+	shared := &batch{templates: map[string]templates.Template{}}
 	for _, x := range runs {
 		x.batch = shared
+	}
+	// Digests whose window has ended are closed together (the 09:00 digest of a million users is
+	// a million of them); their summaries go out in the next transaction.
+	if err := r.closeDue(ctx, tx, defs, runs, now); err != nil {
+		return 0, err
+	}
+	// Everything the runs' steps do from here is taken back if the batch's notifications cannot
+	// be handed to Kafka.
+	steps, err := tx.Begin(ctx)
+	if err != nil {
+		return 0, err
+	}
+	for _, x := range runs {
+		if x.closed {
+			continue
+		}
 		w, err := r.definition(ctx, defs, x)
 		switch {
 		case x.decodeErr != nil:
@@ -204,42 +272,215 @@ func (r *Runner) RunDue(ctx context.Context) (int, error) {
 		case w == nil:
 			x.state, x.lastError = StateFailed, fmt.Sprintf("version %d of workflow %s is not stored, or does not decode", x.version, x.wf)
 		default:
-			// Each run in a savepoint: a statement of one run that fails (which aborts a
-			// transaction) takes back that run's attempt only.
-			sp, err := tx.Begin(ctx)
-			if err != nil {
-				return 0, err
-			}
+			// Each run in a savepoint, begun at its first statement: a statement of one run that
+			// fails (which aborts a transaction) takes back that run's attempt only.
+			sp := &savepoint{tx: steps}
 			r.advance(ctx, sp, w, x)
-			if err = r.save(ctx, sp, x, now); err == nil {
-				err = sp.Commit(ctx)
-			}
-			if err == nil {
+			if err := sp.end(ctx); err != nil {
+				if ctx.Err() != nil {
+					return 0, ctx.Err()
+				}
+				// What the attempt did in the database is taken back; its sends are redone under
+				// the same ids. The run stays as it was, due again later (or fails, out of attempts).
+				reason := x.lastError
+				if reason == "" {
+					reason = err.Error()
+				}
+				if err := r.undo(ctx, steps, []*run{x}, reason, now); err != nil {
+					return 0, err
+				}
 				continue
 			}
-			if rerr := sp.Rollback(ctx); rerr != nil {
-				return 0, rerr
-			}
-			if ctx.Err() != nil {
-				return 0, ctx.Err()
-			}
-			// What the attempt did in the database is taken back; its sends are redone under the
-			// same ids. The run stays as it was, due again later (or fails, out of attempts).
-			if _, err := tx.Exec(ctx, `UPDATE workflow_runs SET attempts = attempts + 1, due_at = $2, last_error = $3, updated_at = $4,
-				state = CASE WHEN attempts + 1 >= $5 THEN 'failed' ELSE state END WHERE run_id = $1`,
-				x.id, now.Add(retryWait(x.attempts+1)), err.Error(), now, maxAttempts); err != nil {
-				return 0, err
-			}
-			continue
 		}
-		if err := r.save(ctx, tx, x, now); err != nil {
+		for k, n := range x.counts {
+			shared.count(k[0], k[1], n)
+		}
+	}
+	if err := r.flush(ctx, shared); err != nil {
+		if ctx.Err() != nil {
+			return 0, ctx.Err()
+		}
+		// Kafka did not take them: every run's attempt is taken back, and the runs that were to
+		// send wait at their step, due again later.
+		if rerr := steps.Rollback(ctx); rerr != nil {
+			return 0, rerr
+		}
+		senders := map[*run]bool{}
+		var undo []*run
+		for _, p := range shared.sends {
+			if !senders[p.x] {
+				senders[p.x] = true
+				undo = append(undo, p.x)
+				stepsTotal.WithLabelValues(r.Region, r.Tier, "send", "retry").Inc()
+			}
+		}
+		r.Log.Warn("workflow steps will be retried: their notifications were not handed to Kafka", "tier", r.Tier, "runs", len(undo), "err", err)
+		for _, x := range runs {
+			x.undone = x.undone || !x.closed
+		}
+		if err := r.undo(ctx, tx, undo, err.Error(), now); err != nil {
 			return 0, err
 		}
+		if err := r.saveAll(ctx, tx, runs, now); err != nil {
+			return 0, err
+		}
+		return len(runs), tx.Commit(ctx)
+	}
+	if err := steps.Commit(ctx); err != nil {
+		return 0, err
+	}
+	if err := r.saveAll(ctx, tx, runs, now); err != nil {
+		return 0, err
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return 0, err
 	}
+	for k, n := range shared.counts {
+		stepsTotal.WithLabelValues(r.Region, r.Tier, k[0], k[1]).Add(float64(n))
+	}
+	for _, x := range runs {
+		if !x.undone && x.state != StateRunning {
+			runsFinished.WithLabelValues(r.Region, r.Tier, x.state).Inc()
+		}
+	}
 	return len(runs), nil
+}
+
+// undo records that the attempts of runs were taken back: each stays at its step, due again
+// after a wait that grows with its attempts, or fails when it is out of attempts.
+func (r *Runner) undo(ctx context.Context, q pgx.Tx, runs []*run, reason string, now time.Time) error {
+	if len(runs) == 0 {
+		return nil
+	}
+	ids := make([]string, len(runs))
+	dues := make([]time.Time, len(runs))
+	errs := make([]string, len(runs))
+	for i, x := range runs {
+		x.undone = true
+		n := x.taken + 1
+		ids[i], dues[i], errs[i] = x.id.String(), now.Add(retryWait(n)), reason
+		if n >= maxAttempts {
+			errs[i] = fmt.Sprintf("%d attempts: %s", n, reason)
+			r.Log.Error("workflow run failed: a step kept failing", "run", x.id, "workflow", x.wf, "attempts", n, "err", reason)
+		}
+	}
+	_, err := q.Exec(ctx, `UPDATE workflow_runs r SET attempts = r.attempts + 1, due_at = u.due, last_error = u.err, updated_at = $1,
+		state = CASE WHEN r.attempts + 1 >= $2 THEN 'failed' ELSE r.state END
+		FROM unnest($3::text[], $4::timestamptz[], $5::text[]) AS u(id, due, err) WHERE r.run_id = u.id::uuid`,
+		now, maxAttempts, ids, dues, errs)
+	return err
+}
+
+// flush hands the batch's notifications to Kafka, all together.
+func (r *Runner) flush(ctx context.Context, b *batch) error {
+	if len(b.sends) == 0 {
+		return nil
+	}
+	events := make([]notify.Event, len(b.sends))
+	for i, p := range b.sends {
+		events[i] = p.event
+	}
+	sctx, cancel := context.WithTimeout(ctx, sendTimeout)
+	erased, err := r.Sender.Send(sctx, events)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("handing %d notifications to fan-out: %w", len(events), err)
+	}
+	for i, p := range b.sends {
+		if i >= len(erased) || !erased[i] || p.x.undone {
+			continue
+		}
+		out := p.x.steps[p.step]
+		p.x.steps[p.step] = StepOutcome{Status: StepFailed, Reason: "erased", Channel: out.Channel, At: out.At}
+		p.x.state, p.x.dueAt, p.x.lastError = StateStopped, nil, "the user was erased"
+		b.count(out.Channel, StepSent, -1)
+		b.count(out.Channel, StepFailed, 1)
+	}
+	return nil
+}
+
+// savepoint is a run's savepoint, begun at its first statement: most steps (a channel step, a
+// delay) need none, and a batch of a thousand runs spares two thousand round trips. Statements
+// run on the transaction inside it; one that fails aborts it, and end takes it back.
+type savepoint struct {
+	tx     pgx.Tx
+	begun  bool
+	failed error
+}
+
+func (s *savepoint) begin(ctx context.Context) error {
+	if s.failed != nil {
+		return s.failed // the savepoint is aborted: nothing more runs in it
+	}
+	if !s.begun {
+		if _, err := s.tx.Exec(ctx, `SAVEPOINT run`); err != nil {
+			s.failed = err
+			return err
+		}
+		s.begun = true
+	}
+	return nil
+}
+
+func (s *savepoint) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	if err := s.begin(ctx); err != nil {
+		return pgconn.CommandTag{}, err
+	}
+	tag, err := s.tx.Exec(ctx, sql, args...)
+	if err != nil {
+		s.failed = err
+	}
+	return tag, err
+}
+
+func (s *savepoint) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	if err := s.begin(ctx); err != nil {
+		return errRow{err}
+	}
+	return watchedRow{s.tx.QueryRow(ctx, sql, args...), s}
+}
+
+// watchedRow records a failed statement in its savepoint (no row is not a failure).
+type watchedRow struct {
+	pgx.Row
+	s *savepoint
+}
+
+func (w watchedRow) Scan(dest ...any) error {
+	err := w.Row.Scan(dest...)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		w.s.failed = err
+	}
+	return err
+}
+
+// end releases the savepoint or, when a statement in it failed, takes it back and returns that
+// statement's error.
+func (s *savepoint) end(ctx context.Context) error {
+	switch {
+	case !s.begun:
+		return s.failed
+	case s.failed != nil:
+		if _, err := s.tx.Exec(ctx, `ROLLBACK TO SAVEPOINT run`); err != nil {
+			return err
+		}
+		if _, err := s.tx.Exec(ctx, `RELEASE SAVEPOINT run`); err != nil {
+			return err
+		}
+		return s.failed
+	}
+	_, err := s.tx.Exec(ctx, `RELEASE SAVEPOINT run`)
+	return err
+}
+
+type errRow struct{ err error }
+
+func (e errRow) Scan(...any) error { return e.err }
+
+// querier is what a step's statements run on: the run's savepoint, or the batch's transaction.
+type querier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
 // definition is the version x pinned (nil when it is gone or does not decode), read once a batch.
@@ -260,25 +501,48 @@ func (r *Runner) definition(ctx context.Context, defs map[string]*Workflow, x *r
 	return &v, nil
 }
 
-// save writes what carrying out x decided.
-func (r *Runner) save(ctx context.Context, q pgx.Tx, x *run, now time.Time) error {
-	steps, err := json.Marshal(x.steps)
-	if err != nil {
-		return err
-	}
-	var digest []byte
-	if x.digest != nil {
-		if digest, err = json.Marshal(x.digest); err != nil {
+// saveAll writes what carrying out the runs decided, in one statement (the runs whose attempt
+// was taken back were recorded apart).
+func (r *Runner) saveAll(ctx context.Context, q pgx.Tx, runs []*run, now time.Time) error {
+	var (
+		ids, states, errs, steps []string
+		stepAt                   []int32
+		started                  []time.Time
+		dues                     []*time.Time
+		attempts                 []int32
+		digests                  []*string
+	)
+	for _, x := range runs {
+		if x.undone {
+			continue
+		}
+		raw, err := json.Marshal(x.steps)
+		if err != nil {
 			return err
 		}
+		var digest *string
+		if x.digest != nil {
+			d, err := json.Marshal(x.digest)
+			if err != nil {
+				return err
+			}
+			ds := string(d)
+			digest = &ds
+		}
+		ids, states, errs, steps = append(ids, x.id.String()), append(states, x.state), append(errs, x.lastError), append(steps, string(raw))
+		stepAt, started, dues = append(stepAt, int32(x.step)), append(started, x.stepStarted), append(dues, x.dueAt) //nolint:gosec // a step index
+		attempts, digests = append(attempts, int32(x.attempts)), append(digests, digest)                             //nolint:gosec // at most maxAttempts
 	}
-	if _, err := q.Exec(ctx, `UPDATE workflow_runs SET step = $2, step_started_at = $3, state = $4, due_at = $5, attempts = $6,
-		last_error = $7, steps = $8, updated_at = $9, digest = $10 WHERE run_id = $1`,
-		x.id, x.step, x.stepStarted, x.state, x.dueAt, x.attempts, x.lastError, steps, now, digest); err != nil {
-		return err
+	if len(ids) == 0 {
+		return nil
 	}
-	if x.state != StateRunning {
-		runsFinished.WithLabelValues(r.Region, r.Tier, x.state).Inc()
+	_, err := q.Exec(ctx, `UPDATE workflow_runs r SET step = u.step, step_started_at = u.started, state = u.state, due_at = u.due,
+		attempts = u.attempts, last_error = u.err, steps = u.steps::jsonb, updated_at = $1, digest = u.digest::jsonb
+		FROM unnest($2::text[], $3::int[], $4::timestamptz[], $5::text[], $6::timestamptz[], $7::int[], $8::text[], $9::text[], $10::text[])
+			AS u(id, step, started, state, due, attempts, err, steps, digest)
+		WHERE r.run_id = u.id::uuid`, now, ids, stepAt, started, states, dues, attempts, errs, steps, digests)
+	if err != nil {
+		return fmt.Errorf("saving %d runs: %w", len(ids), err)
 	}
 	return nil
 }
@@ -331,7 +595,7 @@ func (e errRetry) Unwrap() error { return e.err }
 // advance carries out x's steps from the one it is at until one waits or the run ends. Every
 // effect is in tx or idempotent (a channel step's notification id is the run's and the step's),
 // so a run redone after a crash does what it did once.
-func (r *Runner) advance(ctx context.Context, tx pgx.Tx, w *Workflow, x *run) {
+func (r *Runner) advance(ctx context.Context, tx querier, w *Workflow, x *run) {
 	x.state, x.dueAt, x.lastError = StateRunning, nil, ""
 	if x.steps == nil {
 		x.steps = map[string]StepOutcome{}
@@ -343,7 +607,7 @@ func (r *Runner) advance(ctx context.Context, tx pgx.Tx, w *Workflow, x *run) {
 		var again errRetry
 		switch {
 		case errors.As(err, &again):
-			stepsTotal.WithLabelValues(r.Region, r.Tier, st.Type, "retry").Inc()
+			x.count(st.Type, "retry")
 			r.retryLater(x, now, fmt.Errorf("step %s: %w", st.ID, err))
 			return
 		case err != nil:
@@ -351,7 +615,7 @@ func (r *Runner) advance(ctx context.Context, tx pgx.Tx, w *Workflow, x *run) {
 			return
 		}
 		out := x.steps[st.ID]
-		stepsTotal.WithLabelValues(r.Region, r.Tier, st.Type, out.Status).Inc()
+		x.count(st.Type, out.Status)
 		if !done {
 			return // waiting (x.dueAt set) or stopped (x.state set)
 		}
@@ -375,7 +639,7 @@ func (r *Runner) advance(ctx context.Context, tx pgx.Tx, w *Workflow, x *run) {
 
 // carryOut does one step. It reports whether the run goes on to the next step at once; when
 // not, it has set x.dueAt (the step waits) or x.state (the run stopped).
-func (r *Runner) carryOut(ctx context.Context, tx pgx.Tx, w *Workflow, x *run, st wire.WorkflowStep, now time.Time) (bool, error) {
+func (r *Runner) carryOut(ctx context.Context, tx querier, w *Workflow, x *run, st wire.WorkflowStep, now time.Time) (bool, error) {
 	if prev, ok := x.steps[st.ID]; ok && prev.Status == StepWaiting {
 		// A delay that has come: it was checked when it began.
 		if now.Before(prev.Until) {
@@ -443,6 +707,13 @@ func (r *Runner) carryOut(ctx context.Context, tx pgx.Tx, w *Workflow, x *run, s
 	return false, fmt.Errorf("step %s: %s steps are not carried out by this version of Herald", st.ID, st.Type)
 }
 
+func (x *run) count(typ, outcome string) {
+	if x.counts == nil {
+		x.counts = map[[2]string]int{}
+	}
+	x.counts[[2]string{typ, outcome}]++
+}
+
 // data is what templates and conditions read: the trigger's payload and, after a digest, what
 // it collected under "digest" (count, first, last).
 func (x *run) data() map[string]any {
@@ -473,10 +744,9 @@ func groupKey(st wire.WorkflowStep, x *run) string {
 // open adds its payload as an event and ends; when the window closes the owner goes on once
 // with every event (count, the first and last items). Joining and closing hold the same lock,
 // so an event is in exactly one digest.
-func (r *Runner) collect(ctx context.Context, tx pgx.Tx, w *Workflow, x *run, st wire.WorkflowStep, now time.Time) (bool, error) {
+func (r *Runner) collect(ctx context.Context, tx querier, w *Workflow, x *run, st wire.WorkflowStep, now time.Time) (bool, error) {
 	key := groupKey(st, x)
-	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, 13))`,
-		fmt.Sprintf("%s/%s/%s/%s/%s", x.app, w.ID, st.ID, x.user, key)); err != nil {
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, 13))`, digestGroup(x, w, st)); err != nil {
 		return false, errRetry{err}
 	}
 	if own, ok := x.steps[st.ID]; ok && own.Status == StepDigesting {
@@ -538,34 +808,174 @@ func (r *Runner) collect(ctx context.Context, tx pgx.Tx, w *Workflow, x *run, st
 }
 
 // close ends the owner's window: the digest is marked closed (so the next event opens a new
-// one) and its events become the run's digest data.
-func (r *Runner) close(ctx context.Context, tx pgx.Tx, x *run, st wire.WorkflowStep, own StepOutcome, now time.Time) (bool, error) {
+// one) and its events become the run's digest data. The caller holds the digest's lock.
+func (r *Runner) close(ctx context.Context, tx querier, x *run, st wire.WorkflowStep, own StepOutcome, now time.Time) (bool, error) {
 	id, err := uuid.Parse(own.DigestID)
 	if err != nil {
 		return false, fmt.Errorf("run %s's digest id %q: %w", x.id, own.DigestID, err)
 	}
-	if _, err := tx.Exec(ctx, `UPDATE workflow_digests SET closed = true WHERE digest_id = $1`, id); err != nil {
+	got, err := closeDigests(ctx, tx, []closing{{x: x, st: st, own: own, id: id}})
+	if err != nil {
 		return false, errRetry{err}
 	}
-	n := st.DigestItems()
-	var count int
-	var first, last []byte
-	if err := tx.QueryRow(ctx, `SELECT count(*),
-			coalesce((SELECT jsonb_agg(payload ORDER BY at, run_id) FROM (SELECT payload, at, run_id FROM workflow_digest_events WHERE digest_id = $1 ORDER BY at, run_id LIMIT $2) f), '[]'),
-			coalesce((SELECT jsonb_agg(payload ORDER BY at, run_id) FROM (SELECT payload, at, run_id FROM workflow_digest_events WHERE digest_id = $1 ORDER BY at DESC, run_id DESC LIMIT $2) l), '[]')
-		FROM workflow_digest_events WHERE digest_id = $1`, id, n).Scan(&count, &first, &last); err != nil {
-		return false, errRetry{err}
-	}
-	var f, l []any
-	if err := json.Unmarshal(first, &f); err != nil {
-		return false, err
-	}
-	if err := json.Unmarshal(last, &l); err != nil {
-		return false, err
-	}
-	x.digest = map[string]any{"count": count, "first": f, "last": l}
-	x.steps[st.ID] = StepOutcome{Status: StepCollected, DigestID: own.DigestID, Events: count, At: now, Until: own.Until}
+	got[0].apply(now)
 	return true, nil
+}
+
+// closing is an owner's digest whose window has ended.
+type closing struct {
+	x     *run
+	st    wire.WorkflowStep
+	own   StepOutcome
+	id    uuid.UUID
+	group string // its lock's key
+	// what it collected
+	count       int
+	first, last []any
+}
+
+func (c *closing) apply(now time.Time) {
+	c.x.digest = map[string]any{"count": c.count, "first": c.first, "last": c.last}
+	c.x.steps[c.st.ID] = StepOutcome{Status: StepCollected, DigestID: c.own.DigestID, Events: c.count, At: now, Until: c.own.Until}
+}
+
+// closeDigests marks the digests closed and reads what each collected (count, the first and last
+// items), in three statements whatever their number.
+func closeDigests(ctx context.Context, q querier, cs []closing) ([]closing, error) {
+	ids := make([]string, len(cs))
+	items := make([]int32, len(cs))
+	at := make(map[string]int, len(cs))
+	for i, c := range cs {
+		ids[i], items[i] = c.id.String(), int32(c.st.DigestItems()) //nolint:gosec // validated, small
+		at[ids[i]] = i
+	}
+	if _, err := q.Exec(ctx, `UPDATE workflow_digests SET closed = true WHERE digest_id = ANY($1::uuid[])`, ids); err != nil {
+		return nil, fmt.Errorf("closing %d digests: %w", len(cs), err)
+	}
+	var raw []byte
+	err := q.QueryRow(ctx, `SELECT coalesce(jsonb_agg(jsonb_build_array(d.id, (SELECT count(*) FROM workflow_digest_events WHERE digest_id = d.id::uuid),
+			coalesce((SELECT jsonb_agg(payload ORDER BY at, run_id) FROM (SELECT payload, at, run_id FROM workflow_digest_events
+				WHERE digest_id = d.id::uuid ORDER BY at, run_id LIMIT d.n) f), '[]'),
+			coalesce((SELECT jsonb_agg(payload ORDER BY at, run_id) FROM (SELECT payload, at, run_id FROM workflow_digest_events
+				WHERE digest_id = d.id::uuid ORDER BY at DESC, run_id DESC LIMIT d.n) l), '[]'))), '[]')
+		FROM unnest($1::text[], $2::int[]) AS d(id, n)`, ids, items).Scan(&raw)
+	if err != nil {
+		return nil, fmt.Errorf("reading %d digests: %w", len(cs), err)
+	}
+	type read struct {
+		id          string
+		count       int
+		first, last []any
+	}
+	var got []read
+	var rows [][4]json.RawMessage
+	if err := json.Unmarshal(raw, &rows); err != nil {
+		return nil, fmt.Errorf("reading %d digests: %w", len(cs), err)
+	}
+	for _, row := range rows {
+		var g read
+		if err := errors.Join(json.Unmarshal(row[0], &g.id), json.Unmarshal(row[1], &g.count), json.Unmarshal(row[2], &g.first),
+			json.Unmarshal(row[3], &g.last)); err != nil {
+			return nil, fmt.Errorf("reading digest: %w", err)
+		}
+		got = append(got, g)
+	}
+	if len(got) != len(cs) {
+		return nil, fmt.Errorf("read %d of %d digests", len(got), len(cs))
+	}
+	for _, g := range got {
+		i, ok := at[g.id]
+		if !ok {
+			return nil, fmt.Errorf("read digest %s, not asked for", g.id)
+		}
+		cs[i].count, cs[i].first, cs[i].last = g.count, g.first, g.last
+		if cs[i].first == nil {
+			cs[i].first = []any{}
+		}
+		if cs[i].last == nil {
+			cs[i].last = []any{}
+		}
+	}
+	return cs, nil
+}
+
+// closeDue closes, together, the digests of the batch's owners whose window has ended, under
+// their locks taken in one statement (in the order of their keys). Each owner goes on to its
+// next step in the next transaction, as one closed alone does. When this fails the owners are
+// left to the per-run path, which takes each lock and closes each digest alone.
+func (r *Runner) closeDue(ctx context.Context, tx pgx.Tx, defs map[string]*Workflow, runs []*run, now time.Time) error {
+	var cs []closing
+	for _, x := range runs {
+		if x.decodeErr != nil {
+			continue
+		}
+		w, err := r.definition(ctx, defs, x)
+		if err != nil || w == nil || x.step >= len(w.Steps) {
+			continue
+		}
+		st := w.Steps[x.step]
+		own, ok := x.steps[st.ID]
+		if st.Type != wire.StepDigest || !ok || own.Status != StepDigesting || now.Before(own.Until) {
+			continue
+		}
+		id, err := uuid.Parse(own.DigestID)
+		if err != nil {
+			continue
+		}
+		cs = append(cs, closing{x: x, st: st, own: own, id: id, group: digestGroup(x, w, st)})
+	}
+	if len(cs) == 0 {
+		return nil
+	}
+	slices.SortFunc(cs, func(a, b closing) int { return strings.Compare(a.group, b.group) })
+	groups := make([]string, len(cs))
+	for i, c := range cs {
+		groups[i] = c.group
+	}
+	sp, err := tx.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	_, err = sp.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended(k, 13)) FROM unnest($1::text[]) WITH ORDINALITY AS g(k, i) ORDER BY i`, groups)
+	if err == nil {
+		cs, err = closeDigests(ctx, sp, cs)
+	}
+	if err == nil {
+		err = sp.Commit(ctx)
+	}
+	if err != nil {
+		if rerr := sp.Rollback(ctx); rerr != nil {
+			return rerr
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		r.Log.Warn("workflow runner: closing digests together failed; closing each alone", "tier", r.Tier, "digests", len(cs), "err", err)
+		return nil
+	}
+	for i := range cs {
+		c := &cs[i]
+		c.apply(now)
+		x := c.x
+		x.count(c.st.Type, StepCollected)
+		for k, n := range x.counts {
+			x.batch.count(k[0], k[1], n)
+		}
+		// As advance does after a digest's close: its contents are committed before the summary
+		// is sent, in the next transaction.
+		x.closed = true
+		x.state, x.lastError = StateRunning, ""
+		x.step++
+		x.attempts = 0
+		x.stepStarted = c.own.Until
+		x.dueAt = &now
+	}
+	return nil
+}
+
+// digestGroup is the key of the lock a digest's joiners and its owner take.
+func digestGroup(x *run, w *Workflow, st wire.WorkflowStep) string {
+	return fmt.Sprintf("%s/%s/%s/%s/%s", x.app, w.ID, st.ID, x.user, groupKey(st, x))
 }
 
 func preferenceConditions(conds []wire.WorkflowCondition) bool {
@@ -605,14 +1015,28 @@ func (r *Runner) stepStatus(ctx context.Context, x *run, step string) ([]string,
 	return append(got, StepSent), nil
 }
 
-// send renders the step's template with the run's payload and hands the notification to
-// fan-out, under an id derived from the run and the step.
+// template reads an app's template once a batch.
+func (r *Runner) template(ctx context.Context, x *run, id string) (templates.Template, error) {
+	key := x.app + "\x00" + id
+	if t, ok := x.batch.templates[key]; ok {
+		return t, nil
+	}
+	t, err := r.Templates.Get(ctx, x.app, id)
+	if err != nil {
+		return templates.Template{}, err
+	}
+	x.batch.templates[key] = t
+	return t, nil
+}
+
+// send renders the step's template with the run's payload and queues the notification, under
+// an id derived from the run and the step, for the batch's hand-off to fan-out.
 func (r *Runner) send(ctx context.Context, w *Workflow, x *run, st wire.WorkflowStep, now time.Time) error {
 	fail := func(reason string) error {
 		x.steps[st.ID] = StepOutcome{Status: StepFailed, Reason: reason, Channel: st.Type, At: now}
 		return nil
 	}
-	t, err := r.Templates.Get(ctx, x.app, st.TemplateID)
+	t, err := r.template(ctx, x, st.TemplateID)
 	if errors.Is(err, templates.ErrNotFound) {
 		return fail("unknown_template: " + st.TemplateID)
 	}
@@ -647,21 +1071,7 @@ func (r *Runner) send(ctx context.Context, w *Workflow, x *run, st wire.Workflow
 		TemplateID: t.ID, Content: map[string]notify.Content{st.Type: c}, Localized: localized, AcceptedAt: x.stepStarted,
 		Metadata: map[string]string{"workflow_id": w.ID, "workflow_version": fmt.Sprint(w.Version), "workflow_run_id": x.id.String(), "workflow_step": st.ID},
 	}
-	if x.batch != nil && x.batch.sendErr != nil {
-		return errRetry{fmt.Errorf("not sent: an earlier send of this batch failed: %w", x.batch.sendErr)}
-	}
-	sctx, cancel := context.WithTimeout(ctx, sendTimeout)
-	err = r.Sender.Send(sctx, e)
-	cancel()
-	if err != nil {
-		if errors.Is(err, notify.ErrErased) {
-			return fail("erased")
-		}
-		if x.batch != nil {
-			x.batch.sendErr = err
-		}
-		return errRetry{fmt.Errorf("sending step %s: %w", st.ID, err)}
-	}
+	x.batch.sends = append(x.batch.sends, pendingSend{x: x, step: st.ID, event: e})
 	x.steps[st.ID] = StepOutcome{Status: StepSent, NotificationID: id, Channel: st.Type, At: x.stepStarted}
 	return nil
 }
@@ -669,7 +1079,7 @@ func (r *Runner) send(ctx context.Context, w *Workflow, x *run, st wire.Workflow
 // throttle lets the run through when fewer than the step's limit of runs passed it within its
 // window, for the user and the key's value, counted under a lock of that group; otherwise the
 // run stops, suppressed with the reason throttled.
-func (r *Runner) throttle(ctx context.Context, tx pgx.Tx, w *Workflow, x *run, st wire.WorkflowStep, now time.Time) (bool, error) {
+func (r *Runner) throttle(ctx context.Context, tx querier, w *Workflow, x *run, st wire.WorkflowStep, now time.Time) (bool, error) {
 	key := groupKey(st, x)
 	group := fmt.Sprintf("%s/%s/%s/%s/%s", x.app, w.ID, st.ID, x.user, key)
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, 11))`, group); err != nil {

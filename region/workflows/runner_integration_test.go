@@ -32,14 +32,14 @@ type sent struct {
 	fail   error
 }
 
-func (s *sent) Send(_ context.Context, e notify.Event) error {
+func (s *sent) Send(_ context.Context, events []notify.Event) ([]bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.fail != nil {
-		return s.fail
+		return nil, s.fail
 	}
-	s.events = append(s.events, e)
-	return nil
+	s.events = append(s.events, events...)
+	return make([]bool, len(events)), nil
 }
 
 func (s *sent) ids(user string) []string {
@@ -259,11 +259,13 @@ func TestAFailedSendIsRetriedAndARedoneStepKeepsItsNotificationID(t *testing.T) 
 	// The transaction dies after the send: its context ends before the commit.
 	f.crashAfterSend(t)
 	f.drain(t)
+	// The push and the email went to Kafka together, then the transaction died: both are redone,
+	// each under its id and time.
 	ids := f.sent.ids("u")
-	if len(ids) != 3 || ids[0] != ids[1] || ids[2][:4] != "copy" {
-		t.Fatalf("sends %v, want the push twice under one id, then the email", ids)
+	if len(ids) != 4 || ids[0] != ids[2] || ids[1] != ids[3] || ids[0][:4] != "code" || ids[1][:4] != "copy" {
+		t.Fatalf("sends %v, want the push and the email, then both again under the same ids", ids)
 	}
-	if a, b := f.sent.events[0].AcceptedAt, f.sent.events[1].AcceptedAt; !a.Equal(b) {
+	if a, b := f.sent.events[0].AcceptedAt, f.sent.events[2].AcceptedAt; !a.Equal(b) {
 		t.Fatalf("the redone push was accepted at %v, the first at %v: the inbox row and the run's record would differ", b, a)
 	}
 
@@ -324,19 +326,21 @@ func (f *fixture) crashAfterSend(t *testing.T) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
 	crashing := *f.runner
-	crashing.Sender = senderFunc(func(c context.Context, e notify.Event) error {
-		err := f.sent.Send(c, e)
+	crashing.Sender = senderFunc(func(c context.Context, events []notify.Event) ([]bool, error) {
+		erased, err := f.sent.Send(c, events)
 		cancel()
-		return err
+		return erased, err
 	})
 	if _, err := crashing.RunDue(ctx); err == nil {
 		t.Fatal("the crashed transaction committed")
 	}
 }
 
-type senderFunc func(context.Context, notify.Event) error
+type senderFunc func(context.Context, []notify.Event) ([]bool, error)
 
-func (s senderFunc) Send(ctx context.Context, e notify.Event) error { return s(ctx, e) }
+func (s senderFunc) Send(ctx context.Context, events []notify.Event) ([]bool, error) {
+	return s(ctx, events)
+}
 
 // A runner that stops while runs are due shows it in the due lag: the metric that exists for it.
 func TestTheDueLagGrowsWhileNoRunnerTakesTheRuns(t *testing.T) {
