@@ -422,7 +422,7 @@ func (s *Server) status(c *gin.Context) {
 	}
 	if len(parts) == 0 {
 		// Not recorded (yet): a single-region send's id is the region's own.
-		s.firstFound(c, "/v1/notifications/"+c.Param("id")+"/status")
+		s.firstFound(c, "/v1/notifications/"+c.Param("id")+"/status", "")
 		return
 	}
 	if len(parts) == 1 && parts[0].NotificationID == c.Param("id") {
@@ -464,9 +464,9 @@ func (s *Server) status(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"notification_id": c.Param("id"), "parts": out})
 }
 
-// firstFound asks every healthy region for path and relays the first 200 (ids are random and
-// carry no user data, so asking every region reveals nothing).
-func (s *Server) firstFound(c *gin.Context, path string) {
+// firstFound asks every healthy region for path (with rawQuery) and relays the first 200 (ids
+// are random and carry no user data, so asking every region reveals nothing).
+func (s *Server) firstFound(c *gin.Context, path, rawQuery string) {
 	type answer struct {
 		status int
 		raw    []byte
@@ -482,7 +482,7 @@ func (s *Server) firstFound(c *gin.Context, path string) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			resp, err := s.call(c.Request.Context(), c, st.Region, http.MethodGet, path, "", nil)
+			resp, err := s.call(c.Request.Context(), c, st.Region, http.MethodGet, path, rawQuery, nil)
 			if err != nil {
 				return
 			}

@@ -309,5 +309,5 @@ func (s *Server) eraseUser(c *gin.Context) {
 // getErasure finds an erasure by id in whichever region holds it (ids are random, no user
 // data is sent anywhere by asking).
 func (s *Server) getErasure(c *gin.Context) {
-	s.firstFound(c, c.Request.URL.Path)
+	s.firstFound(c, c.Request.URL.Path, "")
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"sync"
 
 	"github.com/gin-gonic/gin"
@@ -43,9 +44,22 @@ func (s *Server) putWorkflow(c *gin.Context) {
 
 func (s *Server) deleteWorkflow(c *gin.Context) { s.Workflows.change(c, nil) }
 
-// getWorkflow reads the workflow (the latest version, or ?version=N) from a region that holds
-// its latest version.
-func (s *Server) getWorkflow(c *gin.Context) { s.Workflows.get(c, s) }
+// getWorkflow reads the workflow's latest version from a region that holds it. ?version=N is
+// asked of every healthy region, and the first that holds it answers: a region that was away
+// when N was saved got only the versions after it.
+func (s *Server) getWorkflow(c *gin.Context) {
+	v, ok := c.GetQuery("version")
+	if !ok {
+		s.Workflows.get(c, s)
+		return
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 1 {
+		abort(c, http.StatusBadRequest, "invalid_field", "version must be a positive integer", "version")
+		return
+	}
+	s.firstFound(c, c.Request.URL.Path, "version="+strconv.FormatInt(n, 10))
+}
 
 // triggerWorkflow starts a workflow's runs in each recipient's home region (each jurisdiction's
 // serving region for a topic). The trigger is read once here and each region gets its share of
@@ -155,5 +169,5 @@ func (s *Server) triggerWorkflow(c *gin.Context) {
 
 // getWorkflowRun finds a run in whichever region holds it (run ids carry no user data).
 func (s *Server) getWorkflowRun(c *gin.Context) {
-	s.firstFound(c, "/v1/workflow-runs/"+url.PathEscape(c.Param("run_id")))
+	s.firstFound(c, "/v1/workflow-runs/"+url.PathEscape(c.Param("run_id")), "")
 }

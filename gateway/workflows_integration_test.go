@@ -86,6 +86,23 @@ func TestAWorkflowIsCheckedOnceAndEveryRegionKeepsEachOfItsVersions(t *testing.T
 	if got := w.must(http.StatusOK, "GET", "/v1/workflows/comment?version=1", nil); got["name"] != "Comment" || got["version"] != 1.0 {
 		t.Fatalf("version 1 through the gateway: %v", got)
 	}
+	// Any version is asked of every region; a bad one is refused naming the field.
+	for _, tt := range []struct {
+		query, code, field string
+		status             int
+	}{
+		{"version=0", "invalid_field", "version", 400},
+		{"version=-1", "invalid_field", "version", 400},
+		{"version=1x", "invalid_field", "version", 400},
+		{"version=", "invalid_field", "version", 400},
+		{"version=99", "not_found", "", 404},
+	} {
+		code, out, _ := w.call(w.key, "GET", "/v1/workflows/comment?"+tt.query, nil)
+		e, _ := out["error"].(map[string]any)
+		if code != tt.status || errorCode(out) != tt.code || (tt.field != "" && e["field"] != tt.field) {
+			t.Errorf("?%s: %d %v, want %d %s", tt.query, code, out, tt.status, tt.code)
+		}
+	}
 
 	// Refused once, at the gateway or by the region that judges, and stored nowhere.
 	refusals := []struct {

@@ -24,6 +24,7 @@ import (
 	"github.com/herald-notify/herald/region/fanout"
 	"github.com/herald-notify/herald/region/scheduler"
 	"github.com/herald-notify/herald/region/webhooks"
+	"github.com/herald-notify/herald/region/workflows"
 	"github.com/herald-notify/herald/residency"
 )
 
@@ -80,6 +81,7 @@ type Config struct {
 	GCPercent int              `yaml:"gc_percent"`
 	Fanout    fanout.Config    `yaml:"fanout"`
 	Scheduler scheduler.Config `yaml:"scheduler"`
+	Workflows workflows.Config `yaml:"workflows"`
 	Dispatch  dispatch.Config  `yaml:"dispatch"`
 	// Export configures the exporter role; checked only when the role is on.
 	Export export.Config `yaml:"export"`
@@ -128,6 +130,7 @@ func DefaultConfig(discoveryDir string) Config {
 		GCPercent:                 200,
 		Fanout:                    fanout.DefaultConfig(),
 		Scheduler:                 scheduler.DefaultConfig(),
+		Workflows:                 workflows.DefaultConfig(),
 		Dispatch:                  dispatch.DefaultConfig(),
 		Export:                    export.DefaultConfig(),
 		Webhooks:                  webhooks.DefaultConfig(),
@@ -323,6 +326,9 @@ func (c *Config) Validate() error {
 	}
 	if err := c.Scheduler.Validate(); err != nil {
 		return config.Prefix("scheduler", err)
+	}
+	if err := c.Workflows.Validate(); err != nil {
+		return config.Prefix("workflows", err)
 	}
 	checks := []struct {
 		key string

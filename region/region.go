@@ -260,9 +260,12 @@ func Run(ctx context.Context, c Config, log *slog.Logger, version string) error 
 			// A runner per tier, so a marketing workflow's backlog never delays a transactional one.
 			wr := &workflows.Runner{DB: stores.PG, Region: c.Name, Tier: tier, Workflows: workflows.NewStore(stores.PG),
 				Templates: templates.NewStore(stores.PG), Prefs: prefs.NewStore(stores.PG), Sender: sender, Status: status,
-				Log: log.With("role", "workflows")}
+				Log: log.With("role", "workflows"), Batch: c.Workflows.Batch, Workers: c.Workflows.Workers, Poll: c.Workflows.Poll}
 			tasks = append(tasks, lifecycle.Task{Name: "workflows-" + tier, Run: wr.Run})
 		}
+		sweeper := &workflows.Sweeper{DB: stores.PG, Region: c.Name, Retention: c.Workflows.Retention, SweepInterval: c.Workflows.SweepInterval,
+			Log: log.With("role", "workflows")}
+		tasks = append(tasks, lifecycle.Task{Name: "workflows-sweep", Run: sweeper.Run})
 	}
 	if slices.Contains(c.Roles, RoleDispatch) {
 		pc, err := loadPushContent(ctx, disc, c.PolicyKey, c.Jurisdiction, log)

@@ -72,7 +72,7 @@ type Runner struct {
 	Sender    Sender
 	Status    MessageStatus
 	Log       *slog.Logger
-	// Batch is how many runs one transaction takes (500 when 0); Workers how many transactions
+	// Batch is how many runs one transaction takes (2,000 when 0); Workers how many transactions
 	// take runs at once (4 when 0); Poll how long a worker waits when nothing is due (250 ms
 	// when 0).
 	Batch   int
@@ -174,7 +174,7 @@ func (r *Runner) batch() int {
 	if r.Batch > 0 {
 		return r.Batch
 	}
-	return 500
+	return 2000
 }
 
 // run is one run as the runner holds it.
@@ -193,7 +193,7 @@ type run struct {
 	decodeErr   error          // the row did not decode: the run fails
 	batch       *batch
 	counts      map[[2]string]int // steps carried out, added to the batch's once the run's attempt stands
-	closed      bool              // its digest was closed with the batch's others
+	closed      bool              // its digest was closed by the batch: its row is left as it was, due, for the next transaction
 	undone      bool              // its attempt was taken back and recorded apart
 
 	// what carrying it out decided
@@ -249,7 +249,8 @@ func (r *Runner) RunDue(ctx context.Context) (int, error) {
 		x.batch = shared
 	}
 	// Digests whose window has ended are closed together (the 09:00 digest of a million users is
-	// a million of them); their summaries go out in the next transaction.
+	// a million of them); their summaries go out in the next transaction, once the close is
+	// committed and no event can join them any more.
 	if err := r.closeDue(ctx, tx, defs, runs, now); err != nil {
 		return 0, err
 	}
@@ -513,7 +514,7 @@ func (r *Runner) saveAll(ctx context.Context, q pgx.Tx, runs []*run, now time.Ti
 		digests                  []*string
 	)
 	for _, x := range runs {
-		if x.undone {
+		if x.undone || x.closed {
 			continue
 		}
 		raw, err := json.Marshal(x.steps)
@@ -839,18 +840,27 @@ func (c *closing) apply(now time.Time) {
 	c.x.steps[c.st.ID] = StepOutcome{Status: StepCollected, DigestID: c.own.DigestID, Events: c.count, At: now, Until: c.own.Until}
 }
 
-// closeDigests marks the digests closed and reads what each collected (count, the first and last
-// items), in three statements whatever their number.
+// closeDigests marks the digests closed and reads what each collected.
 func closeDigests(ctx context.Context, q querier, cs []closing) ([]closing, error) {
+	ids := make([]string, len(cs))
+	for i, c := range cs {
+		ids[i] = c.id.String()
+	}
+	if _, err := q.Exec(ctx, `UPDATE workflow_digests SET closed = true WHERE digest_id = ANY($1::uuid[])`, ids); err != nil {
+		return nil, fmt.Errorf("closing %d digests: %w", len(cs), err)
+	}
+	return readDigests(ctx, q, cs)
+}
+
+// readDigests reads what each digest collected (count, the first and last items) in one
+// statement, whatever their number. A closed digest's events no longer change.
+func readDigests(ctx context.Context, q querier, cs []closing) ([]closing, error) {
 	ids := make([]string, len(cs))
 	items := make([]int32, len(cs))
 	at := make(map[string]int, len(cs))
 	for i, c := range cs {
 		ids[i], items[i] = c.id.String(), int32(c.st.DigestItems()) //nolint:gosec // validated, small
 		at[ids[i]] = i
-	}
-	if _, err := q.Exec(ctx, `UPDATE workflow_digests SET closed = true WHERE digest_id = ANY($1::uuid[])`, ids); err != nil {
-		return nil, fmt.Errorf("closing %d digests: %w", len(cs), err)
 	}
 	var raw []byte
 	err := q.QueryRow(ctx, `SELECT coalesce(jsonb_agg(jsonb_build_array(d.id, (SELECT count(*) FROM workflow_digest_events WHERE digest_id = d.id::uuid),
@@ -862,33 +872,26 @@ func closeDigests(ctx context.Context, q querier, cs []closing) ([]closing, erro
 	if err != nil {
 		return nil, fmt.Errorf("reading %d digests: %w", len(cs), err)
 	}
-	type read struct {
-		id          string
-		count       int
-		first, last []any
-	}
-	var got []read
 	var rows [][4]json.RawMessage
 	if err := json.Unmarshal(raw, &rows); err != nil {
 		return nil, fmt.Errorf("reading %d digests: %w", len(cs), err)
 	}
+	if len(rows) != len(cs) {
+		return nil, fmt.Errorf("read %d of %d digests", len(rows), len(cs))
+	}
 	for _, row := range rows {
-		var g read
-		if err := errors.Join(json.Unmarshal(row[0], &g.id), json.Unmarshal(row[1], &g.count), json.Unmarshal(row[2], &g.first),
-			json.Unmarshal(row[3], &g.last)); err != nil {
+		var id string
+		var count int
+		var first, last []any
+		if err := errors.Join(json.Unmarshal(row[0], &id), json.Unmarshal(row[1], &count), json.Unmarshal(row[2], &first),
+			json.Unmarshal(row[3], &last)); err != nil {
 			return nil, fmt.Errorf("reading digest: %w", err)
 		}
-		got = append(got, g)
-	}
-	if len(got) != len(cs) {
-		return nil, fmt.Errorf("read %d of %d digests", len(got), len(cs))
-	}
-	for _, g := range got {
-		i, ok := at[g.id]
+		i, ok := at[id]
 		if !ok {
-			return nil, fmt.Errorf("read digest %s, not asked for", g.id)
+			return nil, fmt.Errorf("read digest %s, not asked for", id)
 		}
-		cs[i].count, cs[i].first, cs[i].last = g.count, g.first, g.last
+		cs[i].count, cs[i].first, cs[i].last = count, first, last
 		if cs[i].first == nil {
 			cs[i].first = []any{}
 		}
@@ -899,10 +902,16 @@ func closeDigests(ctx context.Context, q querier, cs []closing) ([]closing, erro
 	return cs, nil
 }
 
-// closeDue closes, together, the digests of the batch's owners whose window has ended, under
-// their locks taken in one statement (in the order of their keys). Each owner goes on to its
-// next step in the next transaction, as one closed alone does. When this fails the owners are
-// left to the per-run path, which takes each lock and closes each digest alone.
+// closeDue handles, together, the batch's owners whose digest window has ended (the 09:00
+// digest of a million users is a million of them), in a handful of statements:
+//   - a digest still open is closed under its lock (the locks taken in one statement, in the
+//     order of their keys); its run's row is left as it was, due, for the next transaction;
+//   - a digest closed by an earlier transaction holds its events for good: the run reads them
+//     and goes on to its next steps in this one (the summary is sent).
+//
+// So a summary is only ever sent after its digest's close was committed, and a run's row is
+// written once. When closing fails the owners are left to the per-run path, which takes each
+// lock and closes each digest alone.
 func (r *Runner) closeDue(ctx context.Context, tx pgx.Tx, defs map[string]*Workflow, runs []*run, now time.Time) error {
 	var cs []closing
 	for _, x := range runs {
@@ -927,10 +936,54 @@ func (r *Runner) closeDue(ctx context.Context, tx pgx.Tx, defs map[string]*Workf
 	if len(cs) == 0 {
 		return nil
 	}
-	slices.SortFunc(cs, func(a, b closing) int { return strings.Compare(a.group, b.group) })
-	groups := make([]string, len(cs))
+	ids := make([]string, len(cs))
 	for i, c := range cs {
-		groups[i] = c.group
+		ids[i] = c.id.String()
+	}
+	rows, err := tx.Query(ctx, `SELECT digest_id::text FROM workflow_digests WHERE digest_id = ANY($1::uuid[]) AND closed`, ids)
+	if err != nil {
+		return err
+	}
+	done, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return err
+	}
+	isClosed := make(map[string]bool, len(done))
+	for _, id := range done {
+		isClosed[id] = true
+	}
+	var open, ready []closing
+	for _, c := range cs {
+		if isClosed[c.id.String()] {
+			ready = append(ready, c)
+		} else {
+			open = append(open, c)
+		}
+	}
+	if len(ready) > 0 {
+		got, err := readDigests(ctx, tx, ready)
+		if err != nil {
+			return err
+		}
+		for i := range got {
+			c := &got[i]
+			c.apply(now)
+			x := c.x
+			x.count(c.st.Type, StepCollected)
+			x.state, x.lastError = StateRunning, ""
+			x.step++
+			x.attempts = 0
+			x.stepStarted = c.own.Until
+		}
+	}
+	if len(open) == 0 {
+		return nil
+	}
+	slices.SortFunc(open, func(a, b closing) int { return strings.Compare(a.group, b.group) })
+	groups := make([]string, len(open))
+	openIDs := make([]string, len(open))
+	for i, c := range open {
+		groups[i], openIDs[i] = c.group, c.id.String()
 	}
 	sp, err := tx.Begin(ctx)
 	if err != nil {
@@ -938,7 +991,7 @@ func (r *Runner) closeDue(ctx context.Context, tx pgx.Tx, defs map[string]*Workf
 	}
 	_, err = sp.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended(k, 13)) FROM unnest($1::text[]) WITH ORDINALITY AS g(k, i) ORDER BY i`, groups)
 	if err == nil {
-		cs, err = closeDigests(ctx, sp, cs)
+		_, err = sp.Exec(ctx, `UPDATE workflow_digests SET closed = true WHERE digest_id = ANY($1::uuid[])`, openIDs)
 	}
 	if err == nil {
 		err = sp.Commit(ctx)
@@ -950,25 +1003,11 @@ func (r *Runner) closeDue(ctx context.Context, tx pgx.Tx, defs map[string]*Workf
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		r.Log.Warn("workflow runner: closing digests together failed; closing each alone", "tier", r.Tier, "digests", len(cs), "err", err)
+		r.Log.Warn("workflow runner: closing digests together failed; closing each alone", "tier", r.Tier, "digests", len(open), "err", err)
 		return nil
 	}
-	for i := range cs {
-		c := &cs[i]
-		c.apply(now)
-		x := c.x
-		x.count(c.st.Type, StepCollected)
-		for k, n := range x.counts {
-			x.batch.count(k[0], k[1], n)
-		}
-		// As advance does after a digest's close: its contents are committed before the summary
-		// is sent, in the next transaction.
-		x.closed = true
-		x.state, x.lastError = StateRunning, ""
-		x.step++
-		x.attempts = 0
-		x.stepStarted = c.own.Until
-		x.dueAt = &now
+	for _, c := range open {
+		c.x.closed = true
 	}
 	return nil
 }
@@ -1095,8 +1134,9 @@ func (r *Runner) throttle(ctx context.Context, tx querier, w *Workflow, x *run, 
 		x.state = StateStopped
 		return false, nil
 	}
-	if _, err := tx.Exec(ctx, `INSERT INTO workflow_throttle (app_id, workflow_id, step_id, user_id, throttle_key, run_id, passed_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7)`, x.app, w.ID, st.ID, x.user, key, x.id, now); err != nil {
+	// The row counts for this step's window, and the sweeper deletes it after that.
+	if _, err := tx.Exec(ctx, `INSERT INTO workflow_throttle (app_id, workflow_id, step_id, user_id, throttle_key, run_id, passed_at, expires_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, x.app, w.ID, st.ID, x.user, key, x.id, now, now.Add(st.DelayFor())); err != nil {
 		return false, errRetry{err}
 	}
 	x.steps[st.ID] = StepOutcome{Status: StepPassed, At: now}

@@ -519,3 +519,112 @@ func TestAPoisonedRunNeverStopsTheRunsBesideIt(t *testing.T) {
 		t.Errorf("sends: a %v, b %v, poisoned %v", f.sent.ids("a"), f.sent.ids("b"), f.sent.ids("poisoned"))
 	}
 }
+
+// Digests that close at once are closed a batch at a time; when one's lock is held elsewhere
+// (a run joining it, stuck), the batch's digests are closed one by one instead: the others go
+// out, and the held one closes once its lock is free, each summary once with every event.
+func TestADigestWhoseLockIsHeldDoesNotHoldBackTheOthersClosingWithIt(t *testing.T) {
+	f := newFixture(t, "marketing")
+	ctx := t.Context()
+	w := f.define(t, "daily", wire.Workflow{Type: "marketing", Category: "c", Steps: []wire.WorkflowStep{
+		{ID: "collect", Type: "digest", Duration: "1h", Items: 5},
+		{ID: "chat", Type: "in_app", TemplateID: "t"},
+	}})
+	f.clock.Set(mustTime(t, "2026-06-01T08:00:00Z"))
+	users := []string{"a", "b", "c"}
+	for i := range 3 {
+		if _, err := f.store.Trigger(ctx, "app", w, fmt.Sprint("k", i), users, map[string]any{"who": fmt.Sprint("w", i)}, f.clock.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.drain(t)
+	f.clock.Advance(time.Hour)
+
+	held, err := f.pg.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Rollback(ctx) //nolint:errcheck // released below
+	if _, err := held.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, 13))`, "app/daily/collect/b/"); err != nil {
+		t.Fatal(err)
+	}
+	f.drain(t)
+	if got := f.sent.ids("b"); len(got) != 0 {
+		t.Fatalf("b's summary went out while its digest's lock was held: %v", got)
+	}
+	for _, u := range []string{"a", "c"} {
+		if got := f.sent.ids(u); len(got) != 1 {
+			t.Fatalf("%s's summaries while b's lock was held: %v, want 1", u, got)
+		}
+	}
+	if err := held.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f.clock.Advance(time.Minute)
+	f.drain(t)
+	for _, u := range users {
+		f.sent.mu.Lock()
+		var titles []string
+		for _, e := range f.sent.events {
+			if e.Recipients[0] == u {
+				titles = append(titles, e.Content[notify.InApp].Title)
+			}
+		}
+		f.sent.mu.Unlock()
+		if len(titles) != 1 {
+			t.Errorf("%s got %d summaries, want 1", u, len(titles))
+		}
+	}
+	var counts []int
+	rows, err := f.pg.Query(ctx, `SELECT (steps->'collect'->>'events')::int FROM workflow_runs WHERE steps->'collect'->>'status' = 'collected' ORDER BY user_id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var n int
+		if err := rows.Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		counts = append(counts, n)
+	}
+	if !slices.Equal(counts, []int{3, 3, 3}) {
+		t.Fatalf("events per collected digest %v, want 3 for each user", counts)
+	}
+}
+
+// A user erased while their run sends: nothing is produced for them (the sender says so), the
+// step fails with the reason and the run stops; the batch's other runs go on.
+func TestARunWhoseUserWasErasedStopsAndTheBatchGoesOn(t *testing.T) {
+	f := newFixture(t, "social")
+	ctx := t.Context()
+	w := f.define(t, "two", wire.Workflow{Type: "social", Category: "c", Steps: []wire.WorkflowStep{
+		{ID: "chat", Type: "in_app", TemplateID: "t"}, {ID: "mail", Type: "email", TemplateID: "t"}}})
+	f.clock.Set(mustTime(t, "2026-06-01T10:00:00Z"))
+	if _, err := f.store.Trigger(ctx, "app", w, "k", []string{"gone", "kept"}, map[string]any{"who": "x"}, f.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	f.runner.Sender = senderFunc(func(c context.Context, events []notify.Event) ([]bool, error) {
+		erased := make([]bool, len(events))
+		var kept []notify.Event
+		for i, e := range events {
+			if e.Recipients[0] == "gone" {
+				erased[i] = true
+			} else {
+				kept = append(kept, e)
+			}
+		}
+		_, err := f.sent.Send(c, kept)
+		return erased, err
+	})
+	f.drain(t)
+	gone, err := f.store.GetRun(ctx, "app", workflows.RunID(workflows.TriggerID("app", "two", "k"), "gone").String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gone.State != workflows.StateStopped || gone.Steps["chat"].Status != workflows.StepFailed || gone.Steps["chat"].Reason != "erased" {
+		t.Fatalf("the erased user's run: %+v", gone)
+	}
+	if got := f.sent.ids("kept"); len(got) != 2 {
+		t.Fatalf("the other user's sends: %v, want both steps", got)
+	}
+}
