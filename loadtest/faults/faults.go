@@ -133,6 +133,9 @@ type Fault struct {
 	// delivery falls within a second of the kill, are counted apart (Result.DupAtKill) and not
 	// judged: their number is what was in flight at one instant, not a rate.
 	KillsDispatcher bool
+	// Digest runs the digest probe across the fault: a workflow's digest of 50 triggers whose
+	// window spans it must send one summary listing all 50 (issue 21).
+	Digest bool
 	// Skip, when set, says why the fault cannot be made on this stack ("" when it can): the
 	// suite says so and goes on without a row.
 	Skip func(Operator) string
@@ -152,7 +155,7 @@ var Faults = []Fault{
 			return err
 		}, Restore: startHerald},
 	{Name: "kafka-restart", Doc: "Kafka stopped (SIGTERM: logs flushed; a lone broker has no leaderships to move, so no controlled shutdown), started again after Down",
-		Inject: stop("kafka"), Restore: start("kafka")},
+		Inject: stop("kafka"), Restore: start("kafka"), Digest: true},
 	{Name: "kafka-broker-kill", Doc: "SIGKILL of one of the three Kafka brokers (cluster mode: replication factor 3, min.insync.replicas 2), started again after Down",
 		Skip: func(o Operator) string {
 			if n := o.Nodes("kafka"); n < 3 {
@@ -212,7 +215,7 @@ var Faults = []Fault{
 			return e.sims.clearFaults(ctx)
 		}},
 	{Name: "region-kill", Doc: "SIGKILL of region eu-west-1, started again after Down",
-		Inject: kill("region-eu-west-1"), Restore: startHerald, MachineLoss: true, KillsDispatcher: true,
+		Inject: kill("region-eu-west-1"), Restore: startHerald, MachineLoss: true, KillsDispatcher: true, Digest: true,
 		OTPNote: "what the region accepted and had not dispatched waits in its own topics until it is back"},
 }
 
@@ -312,7 +315,13 @@ type Result struct {
 	// none was waiting). Recovered is false when either never happened.
 	Flowing, Drained time.Duration
 	Recovered        bool
-	Examples         []string // a few lost or duplicated sends, for the log
+	// DigestChecked: the fault's digest probe ran (Fault.Digest); DigestSummaries are the
+	// counts its summaries listed (one summary of digestEvents is right), DigestErr why it
+	// could not be read.
+	DigestChecked   bool
+	DigestSummaries []int
+	DigestErr       error
+	Examples        []string // a few lost or duplicated sends, for the log
 	Err              error    // the fault itself could not be injected or restored
 }
 
@@ -333,6 +342,9 @@ func (r Result) Misses() []string {
 	}
 	if r.Lost > 0 {
 		m = append(m, fmt.Sprintf("%d lost", r.Lost))
+	}
+	if r.DigestChecked && (r.DigestErr != nil || len(r.DigestSummaries) != 1 || r.DigestSummaries[0] != digestEvents) {
+		m = append(m, fmt.Sprintf("digest: summaries %v, want one of %d (%v)", r.DigestSummaries, digestEvents, r.DigestErr))
 	}
 	if r.LostFailover > 0 {
 		m = append(m, fmt.Sprintf("%d lost after a failover", r.LostFailover))
@@ -401,7 +413,24 @@ func Run(ctx context.Context, o Options, f Fault, stack Operator, round int) Res
 	go func() { defer close(loadDone); load.run(loadCtx) }()
 
 	logf("load %.0f/s for %s before the fault", o.Rate, o.Warm)
-	_ = sleep(ctx, o.Warm)
+	var digest *digestProbe
+	triggered := make(chan struct{})
+	if f.Digest {
+		if digest, err = newDigestProbe(ctx, c, o, round); err != nil {
+			res.Err = err
+			digest = nil
+		}
+	}
+	if digest != nil {
+		lead := min(5*time.Second, o.Warm)
+		_ = sleep(ctx, o.Warm-lead)
+		logf("digest: %d triggers, one every 500 ms from %s before the fault; window %s", digestEvents, lead, digest.window)
+		go func() { defer close(triggered); digest.trigger(ctx, 500*time.Millisecond, 3*time.Minute) }()
+		_ = sleep(ctx, lead)
+	} else {
+		close(triggered)
+		_ = sleep(ctx, o.Warm)
+	}
 	injected := time.Now()
 	logf("injecting: %s", f.Doc)
 	var killWindow [2]time.Time // a dispatcher's kill, ± a second
@@ -460,6 +489,12 @@ func Run(ctx context.Context, o Options, f Fault, stack Operator, round int) Res
 	}
 	firsts := env.sims.firsts()
 	load.tally(&res, sims, firsts, inbox, injected, back)
+	<-triggered
+	if digest != nil {
+		res.DigestChecked = true
+		res.DigestSummaries, res.DigestErr = digest.summaries(ctx, 2*time.Minute)
+		logf("digest: summaries %v (want one of %d), err %v", res.DigestSummaries, digestEvents, res.DigestErr)
+	}
 	for _, n := range res.duplicatedSends {
 		if at, ok := firsts[n]; ok && !killWindow[0].IsZero() && !at.Before(killWindow[0]) && !at.After(killWindow[1]) {
 			res.DupAtKill++

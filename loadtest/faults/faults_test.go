@@ -1,6 +1,7 @@
 package faults
 
 import (
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -122,6 +123,19 @@ func TestMissesJudgeEveryTarget(t *testing.T) {
 			return r
 		}, "duplicates 0.100%"},
 		{"a request never answered", func(r Result) Result { r.PastDeadline, r.Unanswered = 2, 2; return r }, "2 requests never answered"},
+		{"the digest's one summary of 50", func(r Result) Result { r.DigestChecked, r.DigestSummaries = true, []int{50}; return r }, ""},
+		{"a digest that lost an event", func(r Result) Result { r.DigestChecked, r.DigestSummaries = true, []int{49}; return r }, "digest: summaries [49]"},
+		{"a digest split in two", func(r Result) Result { r.DigestChecked, r.DigestSummaries = true, []int{48, 2}; return r }, "digest: summaries [48 2]"},
+		{"a digest sent twice", func(r Result) Result { r.DigestChecked, r.DigestSummaries = true, []int{50, 50}; return r }, "digest"},
+		{"no summary", func(r Result) Result { r.DigestChecked = true; return r }, "digest: summaries []"},
+		{"a digest not read", func(r Result) Result {
+			r.DigestChecked, r.DigestErr = true, errors.New("trigger 3 never accepted")
+			return r
+		}, "trigger 3 never accepted"},
+		{"recovery not judged: a digest still misses", func(r Result) Result {
+			r.RecoveryNote, r.DigestChecked, r.DigestSummaries = "why", true, []int{49}
+			return r
+		}, "digest"},
 	}
 	for _, tt := range tests {
 		m := strings.Join(tt.r(ok).Misses(), "; ")
