@@ -266,6 +266,17 @@ func TestAWorkflowFallsBackChannelByChannelInEachUsersHomeRegion(t *testing.T) {
 			t.Errorf("%d emails to %s, who got the push or read the message", n, u)
 		}
 	}
+	// The email's status names the run and the step that sent it.
+	mail, _ := step(done[us], "mail")["notification_id"].(string)
+	poll.Until(t, 30*time.Second, func() error {
+		code, out, _ := w.call(w.key, "GET", "/v1/notifications/"+mail+"/status", nil)
+		n, _ := out["notification"].(map[string]any)
+		wf, _ := n["workflow"].(map[string]any)
+		if code != http.StatusOK || wf["run_id"] != done[us]["run_id"] || wf["step"] != "mail" || wf["workflow_id"] == nil || wf["version"] != 1.0 {
+			return errorf("status of the email %s: %d %v", mail, code, out)
+		}
+		return nil
+	})
 
 	// Each run is stored in its user's home jurisdiction only.
 	for _, r := range []struct {

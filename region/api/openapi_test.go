@@ -404,7 +404,8 @@ func TestOpenAPIResponseSchemasMatchTheTypes(t *testing.T) {
 		value  any
 	}{
 		{"Notification", deliverylog.Notification{ID: id, AppID: "app1", Tier: notify.Social, Category: "c", AcceptedAt: at, SendAt: &at,
-			RecipientCount: 1, Topic: "news", Channels: []string{notify.Push}, FanoutPath: "list", FanoutDoneAt: &at}},
+			RecipientCount: 1, Topic: "news", Channels: []string{notify.Push}, FanoutPath: "list", FanoutDoneAt: &at,
+			Workflow: &notify.WorkflowRef{ID: "digest", Version: 2, RunID: id, Step: "summary"}}},
 		// As status() in server.go builds it.
 		{"ChannelState", struct {
 			deliverylog.State

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -43,6 +44,8 @@ type Notification struct {
 	Channels       []string   `json:"channels,omitempty"`
 	FanoutPath     string     `json:"fanout_path,omitempty"`
 	FanoutDoneAt   *time.Time `json:"fanout_done_at,omitempty"`
+	// Workflow is the workflow run and step that produced it (none for a send).
+	Workflow *notify.WorkflowRef `json:"workflow,omitempty"`
 }
 
 // Accepted records an accepted event (idempotent: an upsert of the same values).
@@ -51,9 +54,13 @@ func (l *Log) Accepted(ctx context.Context, e notify.Event) error {
 	if e.Topic == "" {
 		recipients = len(e.Recipients)
 	}
-	err := l.s.Query(`INSERT INTO notifications (notification_id, app_id, tier, category, accepted_at, send_at, recipient_count, topic, channels)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?`,
-		e.ID, e.AppID, e.Tier, e.Category, e.AcceptedAt, e.SendAt, recipients, nullable(e.Topic), e.Channels, l.ttl).WithContext(ctx).Exec()
+	var workflow map[string]string
+	if w := e.Workflow; w != nil {
+		workflow = map[string]string{"id": w.ID, "version": strconv.FormatInt(w.Version, 10), "run_id": w.RunID, "step": w.Step}
+	}
+	err := l.s.Query(`INSERT INTO notifications (notification_id, app_id, tier, category, accepted_at, send_at, recipient_count, topic, channels, workflow)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?`,
+		e.ID, e.AppID, e.Tier, e.Category, e.AcceptedAt, e.SendAt, recipients, nullable(e.Topic), e.Channels, workflow, l.ttl).WithContext(ctx).Exec()
 	if err != nil {
 		return fmt.Errorf("recording notification %s: %w", e.ID, err)
 	}
@@ -215,9 +222,10 @@ func (l *Log) Get(ctx context.Context, id string) (Notification, error) {
 	n := Notification{ID: id}
 	var topic *string
 	var path *string
-	err := l.s.Query(`SELECT app_id, tier, category, accepted_at, send_at, recipient_count, topic, channels, fanout_path, fanout_done_at
+	var workflow map[string]string
+	err := l.s.Query(`SELECT app_id, tier, category, accepted_at, send_at, recipient_count, topic, channels, fanout_path, fanout_done_at, workflow
 		FROM notifications WHERE notification_id = ?`, id).WithContext(ctx).
-		Scan(&n.AppID, &n.Tier, &n.Category, &n.AcceptedAt, &n.SendAt, &n.RecipientCount, &topic, &n.Channels, &path, &n.FanoutDoneAt)
+		Scan(&n.AppID, &n.Tier, &n.Category, &n.AcceptedAt, &n.SendAt, &n.RecipientCount, &topic, &n.Channels, &path, &n.FanoutDoneAt, &workflow)
 	if errors.Is(err, gocql.ErrNotFound) {
 		return Notification{}, ErrNotFound
 	}
@@ -229,6 +237,11 @@ func (l *Log) Get(ctx context.Context, id string) (Notification, error) {
 	}
 	if path != nil {
 		n.FanoutPath = *path
+	}
+	if workflow["id"] != "" {
+		// A row that does not parse shows its version as 0 rather than failing the read.
+		v, _ := strconv.ParseInt(workflow["version"], 10, 64)
+		n.Workflow = &notify.WorkflowRef{ID: workflow["id"], Version: v, RunID: workflow["run_id"], Step: workflow["step"]}
 	}
 	return n, nil
 }

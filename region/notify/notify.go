@@ -61,6 +61,14 @@ type Content struct {
 	HTML    string `json:"html,omitempty"`
 }
 
+// WorkflowRef is the workflow run and step a notification came from.
+type WorkflowRef struct {
+	ID      string `json:"workflow_id"`
+	Version int64  `json:"version"`
+	RunID   string `json:"run_id"`
+	Step    string `json:"step"`
+}
+
 // Event is an accepted notification as it travels on a tier topic. Content is rendered at
 // accept time, so a template change or a missing variable never surfaces later in the pipeline.
 type Event struct {
@@ -80,7 +88,10 @@ type Event struct {
 	SendAt         *time.Time                    `json:"send_at,omitempty"`
 	IdempotencyKey string                        `json:"idempotency_key,omitempty"`
 	Metadata       map[string]string             `json:"metadata,omitempty"`
-	AcceptedAt     time.Time                     `json:"accepted_at"`
+	// Workflow names the workflow run and step that produced the notification; only the
+	// workflow runner sets it (a send's metadata, which a caller writes, never does).
+	Workflow   *WorkflowRef `json:"workflow,omitempty"`
+	AcceptedAt time.Time    `json:"accepted_at"`
 	// Deferred marks an event put back by the scheduler: its send_at or quiet hours were
 	// honoured already, so fan-out does not defer it again.
 	Deferred bool `json:"deferred,omitempty"`

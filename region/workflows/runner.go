@@ -1109,6 +1109,7 @@ func (r *Runner) send(ctx context.Context, w *Workflow, x *run, st wire.Workflow
 		ID: id, AppID: x.app, Tier: w.Type, Category: w.Category, Recipients: []string{x.user}, Channels: []string{st.Type},
 		TemplateID: t.ID, Content: map[string]notify.Content{st.Type: c}, Localized: localized, AcceptedAt: x.stepStarted,
 		Metadata: map[string]string{"workflow_id": w.ID, "workflow_version": fmt.Sprint(w.Version), "workflow_run_id": x.id.String(), "workflow_step": st.ID},
+		Workflow: &notify.WorkflowRef{ID: w.ID, Version: w.Version, RunID: x.id.String(), Step: st.ID},
 	}
 	x.batch.sends = append(x.batch.sends, pendingSend{x: x, step: st.ID, event: e})
 	x.steps[st.ID] = StepOutcome{Status: StepSent, NotificationID: id, Channel: st.Type, At: x.stepStarted}
