@@ -322,7 +322,7 @@ type Result struct {
 	DigestSummaries []int
 	DigestErr       error
 	Examples        []string // a few lost or duplicated sends, for the log
-	Err              error    // the fault itself could not be injected or restored
+	Err             error    // the fault itself could not be injected or restored
 }
 
 // Recovery is the later of flowing again and the backlog drained.
