@@ -53,6 +53,17 @@ type Options struct {
 	Keep             bool
 }
 
+// printResults prints the benchmark's table.
+func printResults(out io.Writer, results []Result) error {
+	fmt.Fprintln(out)
+	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "MEASURE\tVALUE\tTARGET\tNOTE")
+	for _, r := range results {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Name, r.Value, r.Target, r.Note)
+	}
+	return tw.Flush()
+}
+
 // Result is one row of the printed table.
 type Result struct {
 	Name, Value, Target, Note string
@@ -79,40 +90,11 @@ func Pipeline(ctx context.Context, base region.Config, o Options, out io.Writer,
 		return err
 	}
 	fmt.Fprintf(out, "bench pipeline: private region %s (database and keyspace %s)\n", c.Name, c.Postgres.Database)
-	if err := region.Migrate(ctx, c, log); err != nil {
-		return err
-	}
-	if !o.Keep {
-		defer drop(c, log)
-	}
-	pg, err := postgres.Connect(ctx, c.Postgres)
+	e, done, err := startPrivate(ctx, c, o.Keep, log)
 	if err != nil {
 		return err
 	}
-	defer pg.Close()
-	cass, err := cassandra.Connect(ctx, c.Cassandra)
-	if err != nil {
-		return err
-	}
-	defer cass.Close()
-
-	rctx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- region.Run(rctx, c, log, "bench") }()
-	defer func() {
-		stop()
-		if err := <-done; err != nil {
-			log.Warn("bench region stopped with an error", "err", err)
-		}
-	}()
-	e, err := newEnv(c, log, 64)
-	if err != nil {
-		return err
-	}
-	e.app, e.pg, e.cass = "bench", pg, cass
-	if err := e.waitReady(ctx); err != nil {
-		return err
-	}
+	defer done()
 
 	var results []Result
 	add := func(r ...Result) {
@@ -178,13 +160,57 @@ func Pipeline(ctx context.Context, base region.Config, o Options, out io.Writer,
 			Result{"transactional p50 / p99 during the topic send", fmtLat(lat), "p99 < 1s", fmt.Sprintf("%d probes", len(lat))})
 	}
 
-	fmt.Fprintln(out)
-	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "MEASURE\tVALUE\tTARGET\tNOTE")
-	for _, r := range results {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Name, r.Value, r.Target, r.Note)
+	return printResults(out, results)
+}
+
+// startPrivate migrates the private region c, connects to its Postgres and Cassandra, runs it
+// in process and waits until it is ready. done stops it, closes the stores and drops them
+// unless keep.
+func startPrivate(ctx context.Context, c region.Config, keep bool, log *slog.Logger) (e *env, done func(), err error) {
+	var undo []func()
+	cleanup := func() {
+		for i := len(undo) - 1; i >= 0; i-- {
+			undo[i]()
+		}
 	}
-	return tw.Flush()
+	defer func() {
+		if err != nil {
+			cleanup()
+		}
+	}()
+	if err := region.Migrate(ctx, c, log); err != nil {
+		return nil, nil, err
+	}
+	if !keep {
+		undo = append(undo, func() { drop(c, log) })
+	}
+	pg, err := postgres.Connect(ctx, c.Postgres)
+	if err != nil {
+		return nil, nil, err
+	}
+	undo = append(undo, pg.Close)
+	cass, err := cassandra.Connect(ctx, c.Cassandra)
+	if err != nil {
+		return nil, nil, err
+	}
+	undo = append(undo, cass.Close)
+	rctx, stop := context.WithCancel(ctx)
+	ran := make(chan error, 1)
+	go func() { ran <- region.Run(rctx, c, log, "bench") }()
+	undo = append(undo, func() {
+		stop()
+		if err := <-ran; err != nil {
+			log.Warn("bench region stopped with an error", "err", err)
+		}
+	})
+	if e, err = newEnv(c, log, 64); err != nil {
+		return nil, nil, err
+	}
+	e.app, e.pg, e.cass = "bench", pg, cass
+	if err := e.waitReady(ctx); err != nil {
+		return nil, nil, err
+	}
+	return e, cleanup, nil
 }
 
 // privateRegion derives, from the store settings of base, a region of its own (name, database,

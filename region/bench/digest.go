@@ -8,15 +8,12 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
-	"text/tabwriter"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/herald-notify/herald/platform/cassandra"
-	"github.com/herald-notify/herald/platform/postgres"
 	"github.com/herald-notify/herald/platform/wire"
 	"github.com/herald-notify/herald/region"
 	"github.com/herald-notify/herald/region/notify"
@@ -57,39 +54,12 @@ func Digest(ctx context.Context, base region.Config, o DigestOptions, out io.Wri
 		return err
 	}
 	fmt.Fprintf(out, "bench digest: private region %s (database and keyspace %s), %d users x %d events\n", c.Name, c.Postgres.Database, o.Users, o.Events)
-	if err := region.Migrate(ctx, c, log); err != nil {
-		return err
-	}
-	if !o.Keep {
-		defer drop(c, log)
-	}
-	pg, err := postgres.Connect(ctx, c.Postgres)
+	e, done, err := startPrivate(ctx, c, o.Keep, log)
 	if err != nil {
 		return err
 	}
-	defer pg.Close()
-	cass, err := cassandra.Connect(ctx, c.Cassandra)
-	if err != nil {
-		return err
-	}
-	defer cass.Close()
-	rctx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- region.Run(rctx, c, log, "bench") }()
-	defer func() {
-		stop()
-		if err := <-done; err != nil {
-			log.Warn("bench region stopped with an error", "err", err)
-		}
-	}()
-	e, err := newEnv(c, log, 64)
-	if err != nil {
-		return err
-	}
-	e.app, e.pg, e.cass = "bench", pg, cass
-	if err := e.waitReady(ctx); err != nil {
-		return err
-	}
+	defer done()
+	pg := e.pg
 
 	nine := time.Now().Add(o.Lead).Truncate(time.Second)
 	seedStart := time.Now()
@@ -168,13 +138,7 @@ func Digest(ctx context.Context, base region.Config, o DigestOptions, out io.Wri
 		{"records on the marketing ingress topic", fmt.Sprint(after - before), fmt.Sprintf(">= %d", o.Users), "a redone batch adds records, dropped by fan-out's dedup"},
 		{"transactional accept -> inbox meanwhile, p50 / p99", fmtLat(probes), "p99 < 1s", fmt.Sprintf("%d probes", len(probes))},
 	}
-	fmt.Fprintln(out)
-	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "MEASURE\tVALUE\tTARGET\tNOTE")
-	for _, r := range results {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Name, r.Value, r.Target, r.Note)
-	}
-	return tw.Flush()
+	return printResults(out, results)
 }
 
 // seedDigests stores the workflow and its template, registers the users with their data keys,

@@ -12,7 +12,6 @@ import (
 	"os"
 	"strconv"
 	"sync"
-	"text/tabwriter"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -217,13 +216,7 @@ func Dispatch(ctx context.Context, base region.Config, o DispatchOptions, out io
 		add(r...)
 	}
 
-	fmt.Fprintln(out)
-	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "MEASURE\tVALUE\tTARGET\tNOTE")
-	for _, r := range results {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Name, r.Value, r.Target, r.Note)
-	}
-	return tw.Flush()
+	return printResults(out, results)
 }
 
 type dispatchBench struct {

@@ -16,7 +16,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
-	"text/tabwriter"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -167,13 +166,7 @@ func Inbox(ctx context.Context, base region.Config, o InboxOptions, out io.Write
 			"", fmt.Sprintf("%d streams open; x10,000 = %.0f MiB", cost.open, cost.heapStack*10_000/(1<<20))},
 		Result{"goroutines per idle stream (server side)", fmt.Sprintf("%.2f", goroutines), "", ""})
 
-	fmt.Fprintln(out)
-	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "MEASURE\tVALUE\tTARGET\tNOTE")
-	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Name, r.Value, r.Target, r.Note)
-	}
-	return tw.Flush()
+	return printResults(out, rows)
 }
 
 // pages reads n pages of a user's inbox, following cursors (wrapping at the end).

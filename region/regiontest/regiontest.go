@@ -6,6 +6,7 @@ package regiontest
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -104,9 +106,25 @@ func Start(t testing.TB, c region.Config) *Running {
 	return r
 }
 
-// Start runs the region again after Stop, and waits until it is ready.
+// Start runs the region again after Stop, and waits until it is ready. A port FreePort gave
+// that another process took before the region bound it is replaced by another free one.
 func (r *Running) Start() {
 	r.t.Helper()
+	for attempt := 1; ; attempt++ {
+		err := r.start()
+		if err == nil {
+			return
+		}
+		if !errors.Is(err, syscall.EADDRINUSE) || attempt == 5 {
+			r.t.Fatalf("region %s: %v", r.Cfg.Name, err)
+		}
+		r.Cfg.Listen = FreePort(r.t)
+		r.Base = "https://" + r.Cfg.Listen
+	}
+}
+
+// start runs the region and waits until it is ready, or until it stops (its error).
+func (r *Running) start() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -114,8 +132,12 @@ func (r *Running) Start() {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, nil)).With("region", r.Cfg.Name)
 	}
 	go func() { done <- region.Run(ctx, r.Cfg, logger, "test") }()
+	stopped := false
 	r.stop = func() {
 		cancel()
+		if stopped {
+			return
+		}
 		select {
 		case err := <-done:
 			if err != nil {
@@ -127,15 +149,27 @@ func (r *Running) Start() {
 	}
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
+		select {
+		case err := <-done:
+			// It stopped before it was ready (its port taken, a store refusing).
+			stopped = true
+			cancel()
+			r.stop = nil
+			if err == nil {
+				err = errors.New("stopped before it was ready")
+			}
+			return err
+		default:
+		}
 		if resp, err := r.Client.Get(r.Base + "/readyz"); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return
+				return nil
 			}
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	r.t.Fatalf("region %s not ready after 60s", r.Cfg.Name)
+	return errors.New("not ready after 60s")
 }
 
 // Stop stops the region (graceful: it deregisters from discovery); Stop twice is a no-op.

@@ -312,7 +312,7 @@ func (r *Runner) RunDue(ctx context.Context) (int, error) {
 			if !senders[p.x] {
 				senders[p.x] = true
 				undo = append(undo, p.x)
-				stepsTotal.WithLabelValues(r.Region, r.Tier, "send", "retry").Inc()
+				stepsTotal.WithLabelValues(r.Region, r.Tier, p.x.steps[p.step].Channel, "retry").Inc()
 			}
 		}
 		r.Log.Warn("workflow steps will be retried: their notifications were not handed to Kafka", "tier", r.Tier, "runs", len(undo), "err", err)
