@@ -277,6 +277,27 @@ func TestAWorkflowFallsBackChannelByChannelInEachUsersHomeRegion(t *testing.T) {
 		}
 		return nil
 	})
+	// A send cannot pass itself off as a workflow's: metadata naming one shows no workflow in
+	// its status, and a workflow field of its own is refused.
+	forged := w.must(http.StatusAccepted, "POST", "/v1/notifications", map[string]any{"type": "social", "category": "comments",
+		"title": "hi", "body": "x", "recipients": []string{us}, "channels": []string{"in_app"},
+		"metadata": map[string]any{"workflow_id": "comment", "workflow_run_id": done[us]["run_id"], "workflow_step": "mail", "workflow_version": "1"}})
+	poll.Until(t, 30*time.Second, func() error {
+		code, out, _ := w.call(w.key, "GET", "/v1/notifications/"+forged["notification_id"].(string)+"/status", nil)
+		n, _ := out["notification"].(map[string]any)
+		if code != http.StatusOK || n["fanout_done_at"] == nil {
+			return errorf("status of the send: %d %v", code, out)
+		}
+		if _, ok := n["workflow"]; ok {
+			t.Fatalf("a send's metadata made it a workflow's: %v", n)
+		}
+		return nil
+	})
+	code, refused, _ := w.call(w.key, "POST", "/v1/notifications", map[string]any{"type": "social", "category": "comments",
+		"title": "hi", "body": "x", "recipients": []string{us}, "workflow": map[string]any{"workflow_id": "comment", "run_id": done[us]["run_id"]}})
+	if e, _ := refused["error"].(map[string]any); code != http.StatusBadRequest || e["code"] != "unknown_field" || e["field"] != "workflow" {
+		t.Errorf("a send with a workflow field: %d %v", code, refused)
+	}
 
 	// Each run is stored in its user's home jurisdiction only.
 	for _, r := range []struct {
